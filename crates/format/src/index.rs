@@ -1,0 +1,197 @@
+//! Index files: which blobs live in which pack. Binary, because a large repository has
+//! tens of millions of entries and opening it must take seconds.
+//!
+//! Layout (all integers little-endian):
+//! `"CAIRNIX1"`, u32 superseded-count, that many 32-byte index ids,
+//! u32 pack-count, then per pack: 32-byte pack id, u64 pack size, u32 entry-count, entries.
+
+use crate::{FormatError, IndexId, PackEntry, PackId, PACK_ENTRY_LEN};
+
+const MAGIC: &[u8; 8] = b"CAIRNIX1";
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IndexPack {
+    pub id: PackId,
+    /// Full stored size of the pack, checked by `check` against the backend's listing.
+    pub size: u64,
+    pub blobs: Vec<PackEntry>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IndexFile {
+    /// Index files this one replaces (written by prune and repair), deleted after it is stored.
+    pub supersedes: Vec<IndexId>,
+    pub packs: Vec<IndexPack>,
+}
+
+impl IndexFile {
+    pub fn encode(&self) -> Vec<u8> {
+        let blobs: usize = self.packs.iter().map(|p| p.blobs.len()).sum();
+        let mut out = Vec::with_capacity(16 + 32 * self.supersedes.len() + 44 * self.packs.len() + blobs * PACK_ENTRY_LEN);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&(self.supersedes.len() as u32).to_le_bytes());
+        for s in &self.supersedes {
+            out.extend_from_slice(&s.0);
+        }
+        out.extend_from_slice(&(self.packs.len() as u32).to_le_bytes());
+        for p in &self.packs {
+            out.extend_from_slice(&p.id.0);
+            out.extend_from_slice(&p.size.to_le_bytes());
+            out.extend_from_slice(&(p.blobs.len() as u32).to_le_bytes());
+            for b in &p.blobs {
+                b.encode_into(&mut out);
+            }
+        }
+        out
+    }
+
+    pub fn decode(b: &[u8]) -> Result<IndexFile, FormatError> {
+        let mut r = Reader::new(b, "index");
+        if r.take(8)? != MAGIC {
+            return Err(FormatError::BadMagic("index"));
+        }
+        let ns = r.count(32)?;
+        let mut supersedes = Vec::with_capacity(ns);
+        for _ in 0..ns {
+            supersedes.push(IndexId::from_slice(r.take(32)?)?);
+        }
+        let np = r.count(44)?;
+        let mut packs = Vec::with_capacity(np);
+        for _ in 0..np {
+            let id = PackId::from_slice(r.take(32)?)?;
+            let size = r.u64()?;
+            let n = r.u32()? as usize;
+            let blobs = r.entries(n)?;
+            for e in &blobs {
+                if u64::from(e.offset) + u64::from(e.length) > size {
+                    return Err(FormatError::invalid("index", format!("blob {} lies outside pack {}", e.id.short(), id.short())));
+                }
+            }
+            packs.push(IndexPack { id, size, blobs });
+        }
+        r.finish()?;
+        Ok(IndexFile { supersedes, packs })
+    }
+}
+
+/// Bounds-checked little-endian reader shared by the binary decoders.
+pub(crate) struct Reader<'a> {
+    b: &'a [u8],
+    pos: usize,
+    what: &'static str,
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(b: &'a [u8], what: &'static str) -> Self {
+        Reader { b, pos: 0, what }
+    }
+
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], FormatError> {
+        let left = self.b.len() - self.pos;
+        if n > left {
+            return Err(FormatError::Truncated { what: self.what, needed: n, found: left });
+        }
+        let s = &self.b[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+
+    pub(crate) fn u32(&mut self) -> Result<u32, FormatError> {
+        let s = self.take(4)?;
+        Ok(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    }
+
+    pub(crate) fn u64(&mut self) -> Result<u64, FormatError> {
+        let s = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(s);
+        Ok(u64::from_le_bytes(a))
+    }
+
+    /// Reads a u32 count of records at least `min_record` bytes each, refusing counts
+    /// the remaining bytes cannot hold (no huge allocations from a forged count).
+    pub(crate) fn count(&mut self, min_record: usize) -> Result<usize, FormatError> {
+        let n = self.u32()? as usize;
+        let left = self.b.len() - self.pos;
+        if n.saturating_mul(min_record) > left {
+            return Err(FormatError::Truncated { what: self.what, needed: n.saturating_mul(min_record), found: left });
+        }
+        Ok(n)
+    }
+
+    pub(crate) fn entries(&mut self, n: usize) -> Result<Vec<PackEntry>, FormatError> {
+        let bytes = self.take(n.saturating_mul(PACK_ENTRY_LEN))?;
+        bytes.chunks_exact(PACK_ENTRY_LEN).map(PackEntry::decode).collect()
+    }
+
+    pub(crate) fn finish(&self) -> Result<(), FormatError> {
+        if self.pos != self.b.len() {
+            return Err(FormatError::invalid(self.what, format!("{} trailing bytes", self.b.len() - self.pos)));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{BlobId, BlobType};
+    use proptest::prelude::*;
+
+    fn entry() -> impl Strategy<Value = PackEntry> {
+        (any::<bool>(), any::<bool>(), any::<[u8; 32]>(), 0u32..1000, 0u32..1000, any::<u32>()).prop_map(
+            |(t, c, id, offset, length, raw_length)| PackEntry {
+                blob_type: if t { BlobType::Tree } else { BlobType::Data },
+                compressed: c,
+                id: BlobId(id),
+                offset,
+                length,
+                raw_length,
+            },
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn index_roundtrip(packs in proptest::collection::vec((any::<[u8; 32]>(), proptest::collection::vec(entry(), 0..20)), 0..10),
+                           sup in proptest::collection::vec(any::<[u8; 32]>(), 0..3)) {
+            let f = IndexFile {
+                supersedes: sup.into_iter().map(IndexId).collect(),
+                packs: packs.into_iter().map(|(id, blobs)| IndexPack { id: PackId(id), size: 2000, blobs }).collect(),
+            };
+            let enc = f.encode();
+            prop_assert_eq!(IndexFile::decode(&enc).unwrap(), f);
+            // Every truncation is an error, never a panic.
+            for cut in 0..enc.len() {
+                prop_assert!(IndexFile::decode(&enc[..cut]).is_err());
+            }
+        }
+
+        #[test]
+        fn header_roundtrip(entries in proptest::collection::vec(entry(), 0..50)) {
+            let enc = crate::encode_header(&entries);
+            prop_assert_eq!(crate::decode_header(&enc, 2000).unwrap(), entries);
+        }
+
+        #[test]
+        fn garbage_never_panics(b in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = IndexFile::decode(&b);
+            let _ = crate::decode_header(&b, 1 << 20);
+        }
+    }
+
+    #[test]
+    fn forged_count_is_refused_without_allocating() {
+        let mut b = MAGIC.to_vec();
+        b.extend_from_slice(&u32::MAX.to_le_bytes());
+        assert!(IndexFile::decode(&b).is_err());
+    }
+
+    #[test]
+    fn entry_outside_pack_is_refused() {
+        let e = PackEntry { blob_type: BlobType::Data, compressed: false, id: BlobId([1; 32]), offset: 10, length: 100, raw_length: 1 };
+        let f = IndexFile { supersedes: vec![], packs: vec![IndexPack { id: PackId([2; 32]), size: 50, blobs: vec![e] }] };
+        assert!(IndexFile::decode(&f.encode()).is_err());
+        assert!(crate::decode_header(&crate::encode_header(&[e]), 50).is_err());
+    }
+}
