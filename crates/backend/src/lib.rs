@@ -1,1 +1,97 @@
+//! The storage seam: a small object store over validated relative names.
+//!
+//! Design decisions:
+//! - Synchronous on purpose. The engine is threads and bounded channels; the B2 backend
+//!   wraps its async client behind this same trait with its own runtime.
+//! - `write` takes the whole object. Repository objects are at most a pack (tens of MiB),
+//!   and having the bytes in hand makes a retry free and a SHA1 cheap.
+//! - Names are checked once, here, at the boundary ([`validate_name`]); backends never
+//!   see `..` or absolute paths.
+//! - The repository layout (`config`, `keys/`, `data/XX/`) lives in the repo crate; a
+//!   backend only knows names.
 
+mod conformance;
+mod error;
+mod local;
+
+pub use conformance::run_conformance;
+pub use error::{BackendError, ErrorKind};
+pub use local::LocalBackend;
+
+/// One stored object as a listing reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Relative name with `/` separators, e.g. `data/ab/ab12...`.
+    pub name: String,
+    pub size: u64,
+    /// Modification time in milliseconds since the epoch, where the store keeps one.
+    pub mtime_millis: Option<i64>,
+    /// Hex SHA1 of the content, where the store keeps one (B2 does).
+    pub sha1: Option<String>,
+}
+
+/// Extra metadata for stores that keep it (B2, rclone compatibility); local ignores it.
+#[derive(Clone, Debug, Default)]
+pub struct WriteOptions {
+    pub mtime_millis: Option<i64>,
+    pub sha1: Option<String>,
+}
+
+/// A store of immutable named objects. Every method's contract holds for every backend;
+/// `run_conformance` checks it.
+pub trait Backend: Send + Sync {
+    /// Where this is, for humans; never contains a secret.
+    fn location(&self) -> String;
+
+    /// Creates the store itself (directory, bucket prefix). Only `init` calls this, so a
+    /// missing repository is never created by accident.
+    fn create(&self) -> Result<(), BackendError>;
+
+    /// Every object whose name starts with `prefix`, in no particular order. Objects being
+    /// written are not listed.
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, BackendError>;
+
+    /// Size (and, where kept, mtime/SHA1) of one object; `NotFound` if absent.
+    fn stat(&self, name: &str) -> Result<ObjectInfo, BackendError>;
+
+    /// The whole object.
+    fn read(&self, name: &str) -> Result<Vec<u8>, BackendError>;
+
+    /// Exactly `length` bytes at `offset`; fewer bytes is an error of kind `Corrupt`.
+    fn read_range(&self, name: &str, offset: u64, length: u64) -> Result<Vec<u8>, BackendError>;
+
+    /// Stores `data` under `name` atomically: readers see the old object (or none) or the
+    /// whole new one, never a part, and it is durable when this returns.
+    fn write(&self, name: &str, data: &[u8], opts: &WriteOptions) -> Result<(), BackendError>;
+
+    /// Deletes the object; `NotFound` if it was not there.
+    fn remove(&self, name: &str) -> Result<(), BackendError>;
+}
+
+/// Accepts relative names made of non-empty components without `.`/`..`, NUL or
+/// backslashes, so no name can reach outside the store's root.
+pub fn validate_name(name: &str) -> Result<(), BackendError> {
+    let bad = name.is_empty()
+        || name.starts_with('/')
+        || name.contains('\0')
+        || name.contains('\\')
+        || name.split('/').any(|c| c.is_empty() || c == "." || c == "..");
+    if bad {
+        Err(BackendError::new(ErrorKind::InvalidName, name, "invalid object name"))
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn names() {
+        for ok in ["config", "data/ab/abcd", "keys/x"] {
+            assert!(super::validate_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "/etc/passwd", "../x", "data/../x", "a//b", "a/", "a/./b", "a\\b"] {
+            assert!(super::validate_name(bad).is_err(), "{bad}");
+        }
+    }
+}

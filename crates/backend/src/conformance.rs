@@ -1,0 +1,68 @@
+//! The contract of [`Backend`], as a test every backend must pass (local here; B2 on
+//! the emulator in the B2 crate). Returns a description of the first violation.
+
+use crate::{Backend, ErrorKind, WriteOptions};
+
+pub fn run_conformance(b: &dyn Backend) -> Result<(), String> {
+    let fail = |what: &str| Err(format!("{}: {what}", b.location()));
+    b.create().map_err(|e| e.to_string())?;
+    let opts = WriteOptions::default();
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    b.write("data/ab/ab01", &data, &opts).map_err(|e| e.to_string())?;
+    b.write("keys/k1", b"key", &opts).map_err(|e| e.to_string())?;
+    b.write("config", b"cfg", &opts).map_err(|e| e.to_string())?;
+
+    if b.read("data/ab/ab01").map_err(|e| e.to_string())? != data {
+        return fail("read returned different bytes");
+    }
+    if b.read_range("data/ab/ab01", 1000, 500).map_err(|e| e.to_string())? != data[1000..1500] {
+        return fail("read_range returned different bytes");
+    }
+    match b.read_range("data/ab/ab01", 99_990, 20) {
+        Err(e) if e.kind == ErrorKind::Corrupt => {}
+        _ => return fail("short read_range must fail with Corrupt"),
+    }
+    if b.stat("data/ab/ab01").map_err(|e| e.to_string())?.size != data.len() as u64 {
+        return fail("stat size");
+    }
+    match b.stat("data/ab/missing") {
+        Err(e) if e.kind == ErrorKind::NotFound => {}
+        _ => return fail("stat of a missing object must be NotFound"),
+    }
+    match b.read("nope") {
+        Err(e) if e.kind == ErrorKind::NotFound => {}
+        _ => return fail("read of a missing object must be NotFound"),
+    }
+    let mut names: Vec<String> = b.list("").map_err(|e| e.to_string())?.into_iter().map(|o| o.name).collect();
+    names.sort();
+    if names != ["config", "data/ab/ab01", "keys/k1"] {
+        return fail(&format!("list(\"\") returned {names:?}"));
+    }
+    let data_list = b.list("data/").map_err(|e| e.to_string())?;
+    if data_list.len() != 1 || data_list[0].name != "data/ab/ab01" || data_list[0].size != 100_000 {
+        return fail("list(\"data/\")");
+    }
+    b.write("config", b"cfg2", &opts).map_err(|e| e.to_string())?;
+    if b.read("config").map_err(|e| e.to_string())? != b"cfg2" {
+        return fail("overwrite");
+    }
+    b.remove("keys/k1").map_err(|e| e.to_string())?;
+    match b.remove("keys/k1") {
+        Err(e) if e.kind == ErrorKind::NotFound => {}
+        _ => return fail("remove of a missing object must be NotFound"),
+    }
+    if !b.list("keys/").map_err(|e| e.to_string())?.is_empty() {
+        return fail("removed object still listed");
+    }
+    for bad in ["../escape", "/abs", "a/../b"] {
+        match b.write(bad, b"x", &opts) {
+            Err(e) if e.kind == ErrorKind::InvalidName => {}
+            _ => return fail(&format!("name {bad:?} must be refused")),
+        }
+    }
+    b.write("empty", b"", &opts).map_err(|e| e.to_string())?;
+    if !b.read("empty").map_err(|e| e.to_string())?.is_empty() {
+        return fail("empty object");
+    }
+    Ok(())
+}

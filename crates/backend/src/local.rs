@@ -1,0 +1,219 @@
+//! A repository in a local directory (USB SSD, NAS mount).
+//!
+//! Writes go to a hidden temporary file in the target directory, are fsync'd, renamed
+//! over the final name, and the directory is fsync'd; a crash leaves either no object
+//! or the whole object, plus at most a `.tmp-` file that listings skip.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::{validate_name, Backend, BackendError, ErrorKind, ObjectInfo, WriteOptions};
+
+const TMP_MARKER: &str = ".tmp-";
+
+#[derive(Debug, Clone)]
+pub struct LocalBackend {
+    root: PathBuf,
+}
+
+impl LocalBackend {
+    pub fn new(root: impl Into<PathBuf>) -> LocalBackend {
+        LocalBackend { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, name: &str) -> Result<PathBuf, BackendError> {
+        validate_name(name)?;
+        Ok(self.root.join(name))
+    }
+
+    fn err(&self, name: &str, e: std::io::Error) -> BackendError {
+        BackendError::io(self.root.join(name).display().to_string(), e)
+    }
+
+    /// Creates the directories between the root and `dir`, never the root itself, so a
+    /// missing repository (an unmounted drive) is an error, not a new empty repository.
+    fn ensure_dir(&self, dir: &Path) -> Result<(), BackendError> {
+        if dir.is_dir() {
+            return Ok(());
+        }
+        if !self.root.is_dir() {
+            return Err(BackendError::new(ErrorKind::NotFound, self.root.display().to_string(), "repository directory does not exist"));
+        }
+        let rel = dir.strip_prefix(&self.root).unwrap_or(Path::new(""));
+        let mut cur = self.root.clone();
+        for comp in rel.components() {
+            let parent = cur.clone();
+            cur.push(comp);
+            match fs::create_dir(&cur) {
+                Ok(()) => sync_dir(&parent).map_err(|e| BackendError::io(parent.display().to_string(), e))?,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(BackendError::io(cur.display().to_string(), e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn walk(&self, dir: &Path, rel: &str, prefix: &str, out: &mut Vec<ObjectInfo>) -> Result<(), BackendError> {
+        let rd = match fs::read_dir(dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(BackendError::io(dir.display().to_string(), e)),
+        };
+        for entry in rd {
+            let entry = entry.map_err(|e| BackendError::io(dir.display().to_string(), e))?;
+            let Ok(fname) = entry.file_name().into_string() else { continue };
+            if fname.contains(TMP_MARKER) {
+                continue;
+            }
+            let name = if rel.is_empty() { fname.clone() } else { format!("{rel}/{fname}") };
+            // Prune directories that cannot contain a match.
+            if !(name.starts_with(prefix) || prefix.starts_with(&format!("{name}/"))) {
+                continue;
+            }
+            let meta = entry.metadata().map_err(|e| BackendError::io(entry.path().display().to_string(), e))?;
+            if meta.is_dir() {
+                self.walk(&entry.path(), &name, prefix, out)?;
+            } else if meta.is_file() && name.starts_with(prefix) {
+                out.push(ObjectInfo { name, size: meta.len(), mtime_millis: mtime_millis(&meta), sha1: None });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn mtime_millis(meta: &fs::Metadata) -> Option<i64> {
+    use std::os::unix::fs::MetadataExt;
+    Some(meta.mtime() * 1000 + meta.mtime_nsec() / 1_000_000)
+}
+
+/// Makes a rename or a new entry in `dir` durable.
+pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+fn random_suffix() -> String {
+    let mut b = [0u8; 8];
+    let _ = getrandom::getrandom(&mut b);
+    hex::encode(b)
+}
+
+impl Backend for LocalBackend {
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn create(&self) -> Result<(), BackendError> {
+        fs::create_dir_all(&self.root).map_err(|e| BackendError::io(self.root.display().to_string(), e))
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, BackendError> {
+        if !self.root.is_dir() {
+            return Err(BackendError::new(ErrorKind::NotFound, self.root.display().to_string(), "repository directory does not exist"));
+        }
+        let mut out = Vec::new();
+        self.walk(&self.root, "", prefix, &mut out)?;
+        Ok(out)
+    }
+
+    fn stat(&self, name: &str) -> Result<ObjectInfo, BackendError> {
+        let p = self.path(name)?;
+        let meta = fs::metadata(&p).map_err(|e| self.err(name, e))?;
+        if !meta.is_file() {
+            return Err(BackendError::new(ErrorKind::NotFound, p.display().to_string(), "not a regular file"));
+        }
+        Ok(ObjectInfo { name: name.to_string(), size: meta.len(), mtime_millis: mtime_millis(&meta), sha1: None })
+    }
+
+    fn read(&self, name: &str) -> Result<Vec<u8>, BackendError> {
+        let p = self.path(name)?;
+        let mut f = File::open(&p).map_err(|e| self.err(name, e))?;
+        let mut v = Vec::new();
+        f.read_to_end(&mut v).map_err(|e| self.err(name, e))?;
+        Ok(v)
+    }
+
+    fn read_range(&self, name: &str, offset: u64, length: u64) -> Result<Vec<u8>, BackendError> {
+        let p = self.path(name)?;
+        let f = File::open(&p).map_err(|e| self.err(name, e))?;
+        let size = f.metadata().map_err(|e| self.err(name, e))?.len();
+        if offset.checked_add(length).is_none_or(|end| end > size) {
+            return Err(BackendError::new(
+                ErrorKind::Corrupt,
+                p.display().to_string(),
+                format!("short read: wanted {length} bytes at {offset}, object has {size}"),
+            ));
+        }
+        let mut v = vec![0u8; length as usize];
+        f.read_exact_at(&mut v, offset).map_err(|e| self.err(name, e))?;
+        Ok(v)
+    }
+
+    fn write(&self, name: &str, data: &[u8], _opts: &WriteOptions) -> Result<(), BackendError> {
+        let p = self.path(name)?;
+        let dir = p.parent().unwrap_or(&self.root).to_path_buf();
+        self.ensure_dir(&dir)?;
+        let fname = p.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp = dir.join(format!(".{fname}{TMP_MARKER}{}", random_suffix()));
+        let result = (|| {
+            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            f.write_all(data)?;
+            f.sync_all()?;
+            drop(f);
+            fs::rename(&tmp, &p)?;
+            sync_dir(&dir)
+        })();
+        if let Err(e) = result {
+            let _ = fs::remove_file(&tmp);
+            return Err(self.err(name, e));
+        }
+        Ok(())
+    }
+
+    fn remove(&self, name: &str) -> Result<(), BackendError> {
+        let p = self.path(name)?;
+        fs::remove_file(&p).map_err(|e| self.err(name, e))?;
+        if let Some(dir) = p.parent() {
+            sync_dir(dir).map_err(|e| BackendError::io(dir.display().to_string(), e))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conformance() {
+        let d = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(d.path().join("repo"));
+        crate::run_conformance(&b).unwrap();
+    }
+
+    #[test]
+    fn write_never_creates_missing_root() {
+        let d = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(d.path().join("unmounted"));
+        let e = b.write("data/ab/x", b"1", &WriteOptions::default()).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::NotFound);
+        assert!(!d.path().join("unmounted").exists());
+        assert_eq!(b.list("").unwrap_err().kind, ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn temp_files_are_not_listed() {
+        let d = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(d.path());
+        fs::write(d.path().join(".x.tmp-1234"), b"half").unwrap();
+        b.write("x", b"whole", &WriteOptions::default()).unwrap();
+        let l = b.list("").unwrap();
+        assert_eq!(l.len(), 1);
+        assert_eq!(l[0].name, "x");
+    }
+}
