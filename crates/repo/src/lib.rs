@@ -1,1 +1,30 @@
+//! The cairn repository: everything between "bytes in a backend" and "trees and
+//! snapshots": keys, config, locks, the in-memory index, packing, and loading and
+//! saving of blobs and files.
+//!
+//! Design decisions:
+//! - Every repository file but `config` is named by the BLAKE3 hash of its stored bytes;
+//!   loads verify that name, so storage corruption is caught before decryption.
+//! - Order of writes is packs, then index, then snapshot: an interruption at any moment
+//!   leaves at worst packs no index mentions (harmless, reclaimed by prune), never a
+//!   snapshot pointing at missing data.
+//! - Blob loads verify the blob ID after decryption, so a valid blob moved to another
+//!   blob's place is detected.
 
+mod error;
+mod index;
+mod keys;
+mod layout;
+mod lock;
+mod packer;
+mod repository;
+pub mod sys;
+
+pub use error::RepoError;
+pub use index::{Index, IndexedBlob};
+pub use keys::{KeyInfo, KDF_ENV};
+pub use layout::{pack_name, FileKind, DATA_DIR};
+pub use packer::read_pack_header;
+pub use lock::{LockGuard, LockKind};
+pub use packer::Packer;
+pub use repository::{InitOptions, Repository, SaveStats, SnapshotRef};

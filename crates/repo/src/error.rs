@@ -1,0 +1,40 @@
+use cairn_backend::BackendError;
+use cairn_format::FormatError;
+
+/// Repository errors; the CLI maps the first four to the contract's exit codes.
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    /// Exit code 10.
+    #[error("repository does not exist at {0}")]
+    NoRepository(String),
+    /// Exit code 11.
+    #[error("repository is locked {0}")]
+    Locked(String),
+    /// Exit code 12.
+    #[error("wrong password: none of the {tried} key(s) in the repository fit")]
+    WrongPassword { tried: usize },
+    #[error("repository already exists at {0}")]
+    AlreadyExists(String),
+    #[error("{object} is corrupt: {reason}")]
+    Corrupt { object: String, reason: String },
+    #[error("blob {0} is not in the index")]
+    BlobNotFound(String),
+    #[error("no snapshot matches {0:?}")]
+    SnapshotNotFound(String),
+    #[error("snapshot prefix {0:?} is ambiguous")]
+    AmbiguousSnapshot(String),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl RepoError {
+    pub(crate) fn corrupt(object: impl Into<String>, reason: impl std::fmt::Display) -> RepoError {
+        RepoError::Corrupt { object: object.into(), reason: reason.to_string() }
+    }
+
+    pub(crate) fn format(object: impl Into<String>, e: FormatError) -> RepoError {
+        RepoError::corrupt(object, e)
+    }
+}

@@ -1,0 +1,117 @@
+//! Key files: one per password, each wrapping the same master key with Argon2id.
+
+use zeroize::Zeroizing;
+
+use cairn_backend::{Backend, WriteOptions};
+use cairn_crypto::{derive_key, fill_random, KdfParams, MasterKey};
+use cairn_format::{KeyFile, KeyId};
+
+use crate::layout::{id_from_name, FileKind};
+use crate::{sys, RepoError};
+
+/// Set to `1` only by test suites: new key files then use trivial Argon2id costs so
+/// hundreds of test repositories can be made quickly. Never set it for real data.
+pub const KDF_ENV: &str = "CAIRN_INSECURE_TEST_KDF";
+
+const KEY_PURPOSE: &[u8] = b"cairn v1 master key";
+
+#[derive(Clone, Debug)]
+pub struct KeyInfo {
+    pub id: KeyId,
+    pub created: String,
+    pub hostname: String,
+    pub username: String,
+}
+
+fn kdf_params() -> KdfParams {
+    if std::env::var(KDF_ENV).is_ok_and(|v| v == "1") {
+        KdfParams::INSECURE_FOR_TESTS
+    } else {
+        KdfParams::DEFAULT
+    }
+}
+
+fn crypto_err(e: cairn_crypto::CryptoError) -> RepoError {
+    RepoError::Invalid(e.to_string())
+}
+
+/// Wraps `master` under `password` and stores the new key file.
+pub(crate) fn add_key(backend: &dyn Backend, master: &MasterKey, password: &[u8]) -> Result<KeyId, RepoError> {
+    let params = kdf_params();
+    let mut salt = [0u8; 16];
+    fill_random(&mut salt).map_err(crypto_err)?;
+    let wrapping = derive_key(password, &salt, params).map_err(crypto_err)?;
+    let sealed = wrapping.seal(KEY_PURPOSE, &master.to_bytes()).map_err(crypto_err)?;
+    let kf = KeyFile {
+        version: 1,
+        created: sys::now(),
+        hostname: sys::hostname(),
+        username: sys::username(),
+        kdf: "argon2id".into(),
+        memory_kib: params.memory_kib,
+        iterations: params.iterations,
+        parallelism: params.parallelism,
+        salt: hex::encode(salt),
+        data: hex::encode(sealed),
+    };
+    let bytes = kf.encode();
+    let id = KeyId(cairn_crypto::storage_hash(&bytes));
+    backend.write(&FileKind::Key.name(&id.to_hex()), &bytes, &WriteOptions::default())?;
+    Ok(id)
+}
+
+fn load_key_file(backend: &dyn Backend, name: &str) -> Result<(KeyId, KeyFile), RepoError> {
+    let bytes = backend.read(name)?;
+    let id = KeyId(cairn_crypto::storage_hash(&bytes));
+    if id_from_name(name) != Some(id.to_hex().as_str()) {
+        return Err(RepoError::corrupt(name, "content does not match its name (hash mismatch)"));
+    }
+    let kf = KeyFile::decode(&bytes).map_err(|e| RepoError::format(name, e))?;
+    Ok((id, kf))
+}
+
+fn try_key(kf: &KeyFile, password: &[u8]) -> Option<MasterKey> {
+    let salt = hex::decode(&kf.salt).ok()?;
+    let sealed = Zeroizing::new(hex::decode(&kf.data).ok()?);
+    let params = KdfParams { memory_kib: kf.memory_kib, iterations: kf.iterations, parallelism: kf.parallelism };
+    let wrapping = derive_key(password, &salt, params).ok()?;
+    let raw = Zeroizing::new(wrapping.open(KEY_PURPOSE, &sealed).ok()?);
+    MasterKey::from_bytes(&raw).ok()
+}
+
+/// Finds the key file this password opens. Corrupt key files are skipped (another key
+/// may still fit) and only reported if none does.
+pub(crate) fn open_master(backend: &dyn Backend, password: &[u8]) -> Result<(MasterKey, KeyId), RepoError> {
+    let names = backend.list(FileKind::Key.dir())?;
+    let mut tried = 0;
+    let mut corrupt = None;
+    for obj in &names {
+        match load_key_file(backend, &obj.name) {
+            Ok((id, kf)) => {
+                tried += 1;
+                if let Some(mk) = try_key(&kf, password) {
+                    return Ok((mk, id));
+                }
+            }
+            Err(e) => {
+                tracing::warn!("skipping unreadable key file: {e}");
+                corrupt = Some(e);
+            }
+        }
+    }
+    match (tried, corrupt) {
+        (0, Some(e)) => Err(e),
+        (0, None) => Err(RepoError::corrupt("keys/", "repository has no key files")),
+        _ => Err(RepoError::WrongPassword { tried }),
+    }
+}
+
+pub(crate) fn list_keys(backend: &dyn Backend) -> Result<Vec<KeyInfo>, RepoError> {
+    let mut out = Vec::new();
+    for obj in backend.list(FileKind::Key.dir())? {
+        let (id, kf) = load_key_file(backend, &obj.name)?;
+        out.push(KeyInfo { id, created: kf.created.to_rfc3339(), hostname: kf.hostname, username: kf.username });
+    }
+    out.sort_by(|a, b| a.created.cmp(&b.created));
+    Ok(out)
+}

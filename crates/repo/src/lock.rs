@@ -1,0 +1,164 @@
+//! Repository locks: shared for commands that add data, exclusive for those that delete.
+//!
+//! A lock is a sealed file in `locks/`, refreshed (rewritten under a new name, then the
+//! old one removed) every 5 minutes while the command runs. A lock is stale, and ignored,
+//! when it has not been refreshed for 30 minutes or its process is gone from this host.
+//! After writing its own lock a process looks again, so two that raced both see each
+//! other and the later one backs off.
+
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use cairn_format::Lock;
+
+use crate::layout::{id_from_name, FileKind};
+use crate::{sys, RepoError, Repository};
+
+pub const REFRESH_INTERVAL: Duration = Duration::from_secs(5 * 60);
+pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LockKind {
+    Shared,
+    Exclusive,
+}
+
+/// Holds a lock until dropped; dropping removes the lock file.
+pub struct LockGuard {
+    current: Arc<Mutex<String>>,
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+    repo: Arc<Repository>,
+}
+
+impl std::fmt::Debug for LockGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LockGuard").finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn is_stale(lock: &Lock) -> bool {
+    let age = sys::now().signed_duration_since(lock.time);
+    if age.to_std().is_ok_and(|a| a > STALE_AFTER) {
+        return true;
+    }
+    lock.hostname == sys::hostname() && !sys::process_alive(lock.pid)
+}
+
+fn describe(lock: &Lock) -> String {
+    format!(
+        "{} lock held by {}@{} (pid {}, `{}`) since {}; if that process is gone, run `cairn unlock`",
+        if lock.exclusive { "an exclusive" } else { "a shared" },
+        lock.username,
+        lock.hostname,
+        lock.pid,
+        lock.command,
+        lock.time.format("%Y-%m-%d %H:%M:%S")
+    )
+}
+
+impl Repository {
+    /// Every lock file currently in the repository with its decoded content.
+    pub fn list_locks(&self) -> Result<Vec<(String, Result<Lock, RepoError>)>, RepoError> {
+        let mut out = Vec::new();
+        for obj in self.backend().list(FileKind::Lock.dir())? {
+            let Some(hex) = id_from_name(&obj.name) else { continue };
+            let lock = self.load_file(FileKind::Lock, hex).and_then(|b| {
+                Lock::decode(&b).map_err(|e| RepoError::corrupt(obj.name.clone(), e))
+            });
+            out.push((obj.name, lock));
+        }
+        Ok(out)
+    }
+
+    fn conflicting_lock(&self, kind: LockKind, own: Option<&str>) -> Result<Option<String>, RepoError> {
+        for (name, lock) in self.list_locks()? {
+            if Some(name.as_str()) == own {
+                continue;
+            }
+            match lock {
+                Ok(l) if is_stale(&l) => continue,
+                Ok(l) if kind == LockKind::Exclusive || l.exclusive => return Ok(Some(describe(&l))),
+                Ok(_) => continue,
+                // A lock we cannot read may be a live lock written by another key's
+                // holder in a newer format: treat it as held, conservatively.
+                Err(e) if kind == LockKind::Exclusive => return Ok(Some(format!("by an unreadable lock {name}: {e}"))),
+                Err(_) => continue,
+            }
+        }
+        Ok(None)
+    }
+
+    fn write_lock(&self, kind: LockKind, command: &str) -> Result<String, RepoError> {
+        let lock = Lock {
+            time: sys::now(),
+            exclusive: kind == LockKind::Exclusive,
+            hostname: sys::hostname(),
+            username: sys::username(),
+            pid: std::process::id(),
+            command: command.to_string(),
+        };
+        let hex = self.save_file(FileKind::Lock, &lock.encode())?;
+        Ok(FileKind::Lock.name(&hex))
+    }
+
+    /// Takes a lock of `kind` for the command named `command`, or fails with
+    /// [`RepoError::Locked`] describing who holds the conflicting one.
+    pub fn lock(self: &Arc<Self>, kind: LockKind, command: &str) -> Result<LockGuard, RepoError> {
+        if let Some(who) = self.conflicting_lock(kind, None)? {
+            return Err(RepoError::Locked(who));
+        }
+        let name = self.write_lock(kind, command)?;
+        if let Some(who) = self.conflicting_lock(kind, Some(&name))? {
+            let _ = self.backend().remove(&name);
+            return Err(RepoError::Locked(who));
+        }
+        let current = Arc::new(Mutex::new(name));
+        let (tx, rx) = mpsc::channel::<()>();
+        let repo = Arc::clone(self);
+        let cur = Arc::clone(&current);
+        let command = command.to_string();
+        let thread = std::thread::spawn(move || loop {
+            match rx.recv_timeout(REFRESH_INTERVAL) {
+                Err(RecvTimeoutError::Timeout) => match repo.write_lock(kind, &command) {
+                    Ok(new) => {
+                        let mut c = cur.lock().unwrap_or_else(|p| p.into_inner());
+                        let old = std::mem::replace(&mut *c, new);
+                        let _ = repo.backend().remove(&old);
+                    }
+                    Err(e) => tracing::warn!("could not refresh repository lock: {e}"),
+                },
+                _ => return,
+            }
+        });
+        Ok(LockGuard { current, stop: Some(tx), thread: Some(thread), repo: Arc::clone(self) })
+    }
+
+    /// Removes stale locks (or all with `all`); returns how many were removed.
+    pub fn unlock(&self, all: bool) -> Result<usize, RepoError> {
+        let mut n = 0;
+        for (name, lock) in self.list_locks()? {
+            let remove = all || matches!(&lock, Ok(l) if is_stale(l));
+            if remove {
+                self.backend().remove(&name)?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let name = self.current.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Err(e) = self.repo.backend().remove(&name) {
+            tracing::warn!("could not remove lock {name}: {e}");
+        }
+    }
+}

@@ -1,0 +1,496 @@
+//! [`Repository`]: open or create one, and load and save what it holds.
+
+use std::collections::{HashMap, HashSet};
+use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+use std::time::{Duration, Instant};
+
+use cairn_backend::{Backend, ErrorKind, WriteOptions};
+use cairn_crypto::MasterKey;
+use cairn_format::{
+    frame, unframe, BlobId, BlobType, CompressionMode, Config, IndexFile, IndexId, IndexPack, KeyId, PackEntry,
+    PackId, Snapshot, SnapshotId, Tree, FORMAT_VERSION,
+};
+
+use crate::layout::{id_from_name, pack_name, FileKind, CONFIG, CONFIG_PURPOSE};
+use crate::packer::{read_pack_header, FinishedPack};
+use crate::{keys, Index, KeyInfo, Packer, RepoError};
+
+/// Settings chosen at `init`.
+#[derive(Clone, Debug)]
+pub struct InitOptions {
+    pub compression: CompressionMode,
+    pub pack_size_mib: u32,
+    pub chunker_min_size: u32,
+    pub chunker_avg_size: u32,
+    pub chunker_max_size: u32,
+}
+
+/// 16 MiB: large enough that a 1 TB repository is ~60,000 files (cheap to list, one B2
+/// class A call each), small enough that a pack in memory per writer thread stays cheap
+/// and a damaged pack loses little. See docs/format.md.
+pub const DEFAULT_PACK_SIZE_MIB: u32 = 16;
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions {
+            compression: CompressionMode::Auto,
+            pack_size_mib: DEFAULT_PACK_SIZE_MIB,
+            chunker_min_size: 512 * 1024,
+            chunker_avg_size: 1024 * 1024,
+            chunker_max_size: 8 * 1024 * 1024,
+        }
+    }
+}
+
+/// What this command added to the repository.
+#[derive(Debug, Default)]
+pub struct SaveStats {
+    pub data_blobs: AtomicU64,
+    pub tree_blobs: AtomicU64,
+    /// Plaintext bytes of new blobs.
+    pub data_added: AtomicU64,
+    /// Stored bytes of new blobs (compressed and sealed).
+    pub data_added_packed: AtomicU64,
+}
+
+/// A snapshot with its id.
+#[derive(Clone, Debug)]
+pub struct SnapshotRef {
+    pub id: SnapshotId,
+    pub snapshot: Snapshot,
+}
+
+struct Writer {
+    data: Packer,
+    tree: Packer,
+    /// Blobs accepted this command but not yet in the index (still packing or uploading).
+    in_flight: HashSet<BlobId>,
+    /// Packs stored but not yet listed by any index file.
+    unindexed: Vec<IndexPack>,
+    last_index_save: Instant,
+}
+
+pub struct Repository {
+    backend: Arc<dyn Backend>,
+    key: MasterKey,
+    key_id: KeyId,
+    config: Config,
+    compression: Option<i32>,
+    dry_run: bool,
+    index: RwLock<Index>,
+    writer: Mutex<Writer>,
+    stats: SaveStats,
+}
+
+fn lock_poisoned<T>(p: std::sync::PoisonError<T>) -> T {
+    p.into_inner()
+}
+
+fn crypto(object: &str, e: cairn_crypto::CryptoError) -> RepoError {
+    RepoError::corrupt(object, e)
+}
+
+impl Repository {
+    fn assemble(backend: Arc<dyn Backend>, key: MasterKey, key_id: KeyId, config: Config) -> Repository {
+        let compression = config.compression.zstd_level();
+        Repository {
+            backend,
+            key,
+            key_id,
+            config,
+            compression,
+            dry_run: false,
+            index: RwLock::new(Index::new()),
+            writer: Mutex::new(Writer {
+                data: Packer::new(BlobType::Data),
+                tree: Packer::new(BlobType::Tree),
+                in_flight: HashSet::new(),
+                unindexed: Vec::new(),
+                last_index_save: Instant::now(),
+            }),
+            stats: SaveStats::default(),
+        }
+    }
+
+    /// Creates a new repository: the first key file, then the config. The config is
+    /// written last, so an interrupted init leaves no half repository behind.
+    pub fn init(backend: Arc<dyn Backend>, password: &[u8], opts: &InitOptions) -> Result<Repository, RepoError> {
+        match backend.stat(CONFIG) {
+            Ok(_) => return Err(RepoError::AlreadyExists(backend.location())),
+            Err(e) if e.kind == ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+        if opts.pack_size_mib == 0 || opts.pack_size_mib > 1024 {
+            return Err(RepoError::Invalid(format!("pack size must be 1..1024 MiB, not {}", opts.pack_size_mib)));
+        }
+        backend.create()?;
+        let key = MasterKey::generate().map_err(|e| RepoError::Invalid(e.to_string()))?;
+        let mut rid = [0u8; 16];
+        cairn_crypto::fill_random(&mut rid).map_err(|e| RepoError::Invalid(e.to_string()))?;
+        let config = Config {
+            version: FORMAT_VERSION,
+            id: hex::encode(rid),
+            chunker_min_size: opts.chunker_min_size,
+            chunker_avg_size: opts.chunker_avg_size,
+            chunker_max_size: opts.chunker_max_size,
+            compression: opts.compression,
+            pack_size_mib: opts.pack_size_mib,
+        };
+        let key_id = keys::add_key(backend.as_ref(), &key, password)?;
+        let sealed = key.seal(CONFIG_PURPOSE, &frame(&config.encode(), None)).map_err(|e| crypto(CONFIG, e))?;
+        backend.write(CONFIG, &sealed, &WriteOptions::default())?;
+        Ok(Repository::assemble(backend, key, key_id, config))
+    }
+
+    /// Opens an existing repository with a password. Writes nothing.
+    pub fn open(backend: Arc<dyn Backend>, password: &[u8]) -> Result<Repository, RepoError> {
+        match backend.stat(CONFIG) {
+            Ok(_) => {}
+            Err(e) if e.kind == ErrorKind::NotFound => return Err(RepoError::NoRepository(backend.location())),
+            Err(e) => return Err(e.into()),
+        }
+        let (key, key_id) = keys::open_master(backend.as_ref(), password)?;
+        let sealed = backend.read(CONFIG)?;
+        let plain = key.open(CONFIG_PURPOSE, &sealed).map_err(|e| crypto(CONFIG, e))?;
+        let config = Config::decode(&unframe(&plain).map_err(|e| RepoError::format(CONFIG, e))?)
+            .map_err(|e| RepoError::format(CONFIG, e))?;
+        Ok(Repository::assemble(backend, key, key_id, config))
+    }
+
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn key(&self) -> &MasterKey {
+        &self.key
+    }
+
+    pub fn key_id(&self) -> KeyId {
+        self.key_id
+    }
+
+    pub fn stats(&self) -> &SaveStats {
+        &self.stats
+    }
+
+    /// Overrides the repository's compression for blobs this command writes.
+    pub fn set_compression(&mut self, mode: CompressionMode) {
+        self.compression = mode.zstd_level();
+    }
+
+    /// In dry-run mode nothing is written; saves only compute IDs and statistics.
+    pub fn set_dry_run(&mut self, dry_run: bool) {
+        self.dry_run = dry_run;
+    }
+
+    pub fn is_dry_run(&self) -> bool {
+        self.dry_run
+    }
+
+    pub fn add_key(&self, password: &[u8]) -> Result<KeyId, RepoError> {
+        keys::add_key(self.backend.as_ref(), &self.key, password)
+    }
+
+    pub fn list_keys(&self) -> Result<Vec<KeyInfo>, RepoError> {
+        keys::list_keys(self.backend.as_ref())
+    }
+
+    // ---- whole files (index, snapshot, lock) ----
+
+    /// Frames, seals and stores a file under the hash of its stored bytes; returns the hex id.
+    pub fn save_file(&self, kind: FileKind, payload: &[u8]) -> Result<String, RepoError> {
+        let sealed = self.key.seal(kind.seal_purpose(), &frame(payload, Some(3))).map_err(|e| crypto(kind.dir(), e))?;
+        let hex = hex::encode(cairn_crypto::storage_hash(&sealed));
+        if !self.dry_run {
+            self.backend.write(&kind.name(&hex), &sealed, &WriteOptions::default())?;
+        }
+        Ok(hex)
+    }
+
+    /// Loads a file, verifying its name (storage hash) and its seal.
+    pub fn load_file(&self, kind: FileKind, hex: &str) -> Result<Vec<u8>, RepoError> {
+        let name = kind.name(hex);
+        let sealed = self.backend.read(&name)?;
+        if hex::encode(cairn_crypto::storage_hash(&sealed)) != hex {
+            return Err(RepoError::corrupt(name, "content does not match its name (hash mismatch)"));
+        }
+        let plain = self.key.open(kind.seal_purpose(), &sealed).map_err(|e| crypto(&name, e))?;
+        unframe(&plain).map_err(|e| RepoError::format(name, e))
+    }
+
+    /// Ids (hex) of every file of `kind`.
+    pub fn list_files(&self, kind: FileKind) -> Result<Vec<String>, RepoError> {
+        Ok(self.backend.list(kind.dir())?.iter().filter_map(|o| id_from_name(&o.name).map(str::to_owned)).collect())
+    }
+
+    // ---- index ----
+
+    /// Loads every index file into memory (in parallel), skipping superseded ones.
+    pub fn load_index(&self) -> Result<(), RepoError> {
+        let ids = self.list_files(FileKind::Index)?;
+        let files = parallel_map(&ids, 8, |hex| {
+            let bytes = self.load_file(FileKind::Index, hex)?;
+            IndexFile::decode(&bytes).map_err(|e| RepoError::format(FileKind::Index.name(hex), e))
+        })?;
+        let superseded: HashSet<IndexId> = files.iter().flat_map(|f| f.supersedes.iter().copied()).collect();
+        let mut index = Index::new();
+        for (hex, f) in ids.iter().zip(&files) {
+            if let Ok(id) = hex.parse::<IndexId>() {
+                if superseded.contains(&id) {
+                    continue;
+                }
+            }
+            index.add_file(f);
+        }
+        index.finish_loading();
+        *self.index.write().unwrap_or_else(lock_poisoned) = index;
+        Ok(())
+    }
+
+    pub fn index(&self) -> RwLockReadGuard<'_, Index> {
+        self.index.read().unwrap_or_else(lock_poisoned)
+    }
+
+    /// Writes one index file listing every pack stored since the last one.
+    pub fn save_index(&self) -> Result<Option<IndexId>, RepoError> {
+        let packs = {
+            let mut w = self.writer.lock().unwrap_or_else(lock_poisoned);
+            w.last_index_save = Instant::now();
+            std::mem::take(&mut w.unindexed)
+        };
+        if packs.is_empty() {
+            return Ok(None);
+        }
+        let file = IndexFile { supersedes: Vec::new(), packs };
+        match self.save_file(FileKind::Index, &file.encode()) {
+            Ok(hex) => Ok(hex.parse().ok()),
+            Err(e) => {
+                // Keep the packs for the next attempt rather than forgetting them.
+                self.writer.lock().unwrap_or_else(lock_poisoned).unindexed.extend(file.packs);
+                Err(e)
+            }
+        }
+    }
+
+    /// Saves an index file if `interval` has passed since the last one, so an interrupted
+    /// long backup can resume without storing again what it already stored.
+    pub fn checkpoint_index(&self, interval: Duration) -> Result<(), RepoError> {
+        let due = self.writer.lock().unwrap_or_else(lock_poisoned).last_index_save.elapsed() >= interval;
+        if due {
+            self.save_index()?;
+        }
+        Ok(())
+    }
+
+    // ---- blobs ----
+
+    /// Whether the blob is stored or being stored by this command.
+    pub fn has_blob(&self, id: &BlobId) -> bool {
+        self.index().contains(id) || self.writer.lock().unwrap_or_else(lock_poisoned).in_flight.contains(id)
+    }
+
+    /// Stores a blob unless it is already there; returns its id and whether it was new.
+    /// Safe to call from many threads; full packs are written by the thread that filled them.
+    pub fn save_blob(&self, blob_type: BlobType, plaintext: &[u8]) -> Result<(BlobId, bool), RepoError> {
+        let id = BlobId(self.key.blob_id(plaintext));
+        if self.has_blob(&id) {
+            return Ok((id, false));
+        }
+        let (compressed, payload) = match self.compression {
+            Some(level) => match zstd::bulk::compress(plaintext, level) {
+                Ok(c) if c.len() < plaintext.len() => (true, std::borrow::Cow::Owned(c)),
+                _ => (false, std::borrow::Cow::Borrowed(plaintext)),
+            },
+            None => (false, std::borrow::Cow::Borrowed(plaintext)),
+        };
+        let sealed = self.key.seal(blob_type.seal_purpose(), &payload).map_err(|e| crypto("blob", e))?;
+        let raw_length = u32::try_from(plaintext.len()).map_err(|_| RepoError::Invalid("blob larger than 4 GiB".into()))?;
+        let entry = PackEntry { blob_type, compressed, id, offset: 0, length: 0, raw_length };
+        let sealed_len = sealed.len() as u64;
+        let full = {
+            let mut w = self.writer.lock().unwrap_or_else(lock_poisoned);
+            if !w.in_flight.insert(id) {
+                return Ok((id, false));
+            }
+            let target = self.config.pack_size_mib as usize * 1024 * 1024;
+            let packer = match blob_type {
+                BlobType::Data => &mut w.data,
+                BlobType::Tree => &mut w.tree,
+            };
+            packer.add(entry, sealed);
+            if packer.size() >= target {
+                Some(packer.finish(&self.key)?)
+            } else {
+                None
+            }
+        };
+        let counter = match blob_type {
+            BlobType::Data => &self.stats.data_blobs,
+            BlobType::Tree => &self.stats.tree_blobs,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.stats.data_added.fetch_add(plaintext.len() as u64, Ordering::Relaxed);
+        self.stats.data_added_packed.fetch_add(sealed_len, Ordering::Relaxed);
+        if let Some(pack) = full {
+            self.store_pack(pack)?;
+        }
+        Ok((id, true))
+    }
+
+    fn store_pack(&self, pack: FinishedPack) -> Result<(), RepoError> {
+        let size = pack.data.len() as u64;
+        if !self.dry_run {
+            self.backend.write(&pack_name(&pack.id), &pack.data, &WriteOptions::default())?;
+        }
+        let mut index = self.index.write().unwrap_or_else(lock_poisoned);
+        let mut w = self.writer.lock().unwrap_or_else(lock_poisoned);
+        for e in &pack.entries {
+            if !self.dry_run {
+                index.add_recent(pack.id, size, e);
+                w.in_flight.remove(&e.id);
+            }
+        }
+        if !self.dry_run {
+            w.unindexed.push(IndexPack { id: pack.id, size, blobs: pack.entries });
+        }
+        Ok(())
+    }
+
+    /// Writes out partly filled packs. Call before saving the final index.
+    pub fn flush(&self) -> Result<(), RepoError> {
+        let packs: Vec<FinishedPack> = {
+            let mut guard = self.writer.lock().unwrap_or_else(lock_poisoned);
+            let w = &mut *guard;
+            let mut v = Vec::new();
+            for p in [&mut w.data, &mut w.tree] {
+                if !p.is_empty() {
+                    v.push(p.finish(&self.key)?);
+                }
+            }
+            v
+        };
+        for p in packs {
+            self.store_pack(p)?;
+        }
+        Ok(())
+    }
+
+    /// Loads a blob and verifies it is the blob asked for.
+    pub fn load_blob(&self, id: &BlobId) -> Result<Vec<u8>, RepoError> {
+        let found = self.index().get(id).ok_or_else(|| RepoError::BlobNotFound(id.to_hex()))?;
+        let name = pack_name(&found.pack);
+        let e = found.entry;
+        let sealed = self.backend.read_range(&name, u64::from(e.offset), u64::from(e.length))?;
+        self.open_blob(&name, &e, &sealed)
+    }
+
+    /// Decrypts, decompresses and verifies one blob's stored bytes.
+    pub fn open_blob(&self, pack: &str, e: &PackEntry, sealed: &[u8]) -> Result<Vec<u8>, RepoError> {
+        let what = || format!("blob {} in {pack}", e.id.short());
+        let plain = self.key.open(e.blob_type.seal_purpose(), sealed).map_err(|err| RepoError::corrupt(what(), err))?;
+        let data = if e.compressed {
+            let mut out = Vec::with_capacity(e.raw_length as usize);
+            zstd::stream::read::Decoder::new(&plain[..])
+                .and_then(|d| d.take(u64::from(e.raw_length) + 1).read_to_end(&mut out))
+                .map_err(|err| RepoError::corrupt(what(), err))?;
+            out
+        } else {
+            plain
+        };
+        if data.len() != e.raw_length as usize {
+            return Err(RepoError::corrupt(what(), "length differs from index"));
+        }
+        if self.key.blob_id(&data) != e.id.0 {
+            return Err(RepoError::corrupt(what(), "content does not match its id"));
+        }
+        Ok(data)
+    }
+
+    pub fn load_tree(&self, id: &BlobId) -> Result<Tree, RepoError> {
+        let b = self.load_blob(id)?;
+        Tree::decode(&b).map_err(|e| RepoError::format(format!("tree {}", id.short()), e))
+    }
+
+    pub fn save_tree(&self, tree: &Tree) -> Result<(BlobId, bool), RepoError> {
+        self.save_blob(BlobType::Tree, &tree.encode())
+    }
+
+    /// Reads a pack whole and returns its authenticated header entries.
+    pub fn load_pack_header(&self, pack: &PackId) -> Result<Vec<PackEntry>, RepoError> {
+        let name = pack_name(pack);
+        let data = self.backend.read(&name)?;
+        read_pack_header(&self.key, &name, &data)
+    }
+
+    // ---- snapshots ----
+
+    pub fn save_snapshot(&self, s: &Snapshot) -> Result<SnapshotId, RepoError> {
+        let hex = self.save_file(FileKind::Snapshot, &s.encode())?;
+        hex.parse().map_err(|e| RepoError::Invalid(format!("{e}")))
+    }
+
+    /// Every snapshot, oldest first.
+    pub fn list_snapshots(&self) -> Result<Vec<SnapshotRef>, RepoError> {
+        let ids = self.list_files(FileKind::Snapshot)?;
+        let snaps = parallel_map(&ids, 8, |hex| {
+            let b = self.load_file(FileKind::Snapshot, hex)?;
+            let s = Snapshot::decode(&b).map_err(|e| RepoError::format(FileKind::Snapshot.name(hex), e))?;
+            let id: SnapshotId = hex.parse().map_err(|e| RepoError::corrupt(hex.clone(), e))?;
+            Ok(SnapshotRef { id, snapshot: s })
+        })?;
+        let mut snaps = snaps;
+        snaps.sort_by(|a, b| a.snapshot.time.cmp(&b.snapshot.time).then(a.id.cmp(&b.id)));
+        Ok(snaps)
+    }
+
+    /// Resolves `latest` or a unique id prefix of at least 4 hex digits.
+    pub fn find_snapshot(&self, spec: &str) -> Result<SnapshotRef, RepoError> {
+        let all = self.list_snapshots()?;
+        if spec == "latest" {
+            return all.into_iter().last().ok_or_else(|| RepoError::SnapshotNotFound(spec.into()));
+        }
+        if spec.len() < 4 || !spec.bytes().all(|c| c.is_ascii_hexdigit()) {
+            return Err(RepoError::SnapshotNotFound(spec.into()));
+        }
+        let spec_l = spec.to_ascii_lowercase();
+        let mut matches: Vec<SnapshotRef> = all.into_iter().filter(|s| s.id.to_hex().starts_with(&spec_l)).collect();
+        match matches.len() {
+            0 => Err(RepoError::SnapshotNotFound(spec.into())),
+            1 => Ok(matches.remove(0)),
+            _ => Err(RepoError::AmbiguousSnapshot(spec.into())),
+        }
+    }
+}
+
+/// Maps `f` over `items` on up to `threads` threads, keeping order; the first error wins.
+pub(crate) fn parallel_map<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    f: impl Fn(&T) -> Result<R, RepoError> + Sync,
+) -> Result<Vec<R>, RepoError> {
+    if items.len() < 2 {
+        return items.iter().map(&f).collect();
+    }
+    let next = AtomicU64::new(0);
+    let results: Mutex<HashMap<usize, Result<R, RepoError>>> = Mutex::new(HashMap::new());
+    std::thread::scope(|s| {
+        for _ in 0..threads.min(items.len()) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                if i >= items.len() {
+                    return;
+                }
+                let r = f(&items[i]);
+                results.lock().unwrap_or_else(lock_poisoned).insert(i, r);
+            });
+        }
+    });
+    let mut results = results.into_inner().unwrap_or_else(lock_poisoned);
+    (0..items.len()).map(|i| results.remove(&i).unwrap_or_else(|| Err(RepoError::Invalid("worker lost".into())))).collect()
+}

@@ -1,0 +1,87 @@
+use std::sync::Arc;
+
+use cairn_backend::{Backend, LocalBackend};
+use cairn_format::BlobType;
+use cairn_repo::{InitOptions, LockKind, RepoError, Repository};
+
+fn setup() -> (tempfile::TempDir, Arc<dyn Backend>) {
+    std::env::set_var(cairn_repo::KDF_ENV, "1");
+    let d = tempfile::tempdir().unwrap();
+    let b: Arc<dyn Backend> = Arc::new(LocalBackend::new(d.path().join("repo")));
+    (d, b)
+}
+
+#[test]
+fn init_open_save_load() {
+    let (_d, b) = setup();
+    let opts = InitOptions { pack_size_mib: 1, ..Default::default() };
+    let repo = Repository::init(b.clone(), b"pw", &opts).unwrap();
+    assert!(matches!(Repository::init(b.clone(), b"pw", &opts), Err(RepoError::AlreadyExists(_))));
+    let blobs: Vec<Vec<u8>> = (0..40u32).map(|i| vec![i as u8; 100_000 + i as usize]).collect();
+    let mut ids = Vec::new();
+    for bl in &blobs {
+        let (id, new) = repo.save_blob(BlobType::Data, bl).unwrap();
+        assert!(new);
+        assert!(!repo.save_blob(BlobType::Data, bl).unwrap().1, "second save deduplicates");
+        ids.push(id);
+    }
+    repo.flush().unwrap();
+    repo.save_index().unwrap();
+
+    let again = Repository::open(b.clone(), b"pw").unwrap();
+    again.load_index().unwrap();
+    assert_eq!(again.index().len(), 40);
+    for (id, bl) in ids.iter().zip(&blobs) {
+        assert_eq!(&again.load_blob(id).unwrap(), bl);
+    }
+    assert!(matches!(Repository::open(b.clone(), b"wrong"), Err(RepoError::WrongPassword { tried: 1 })));
+}
+
+#[test]
+fn missing_repository() {
+    let (_d, b) = setup();
+    assert!(matches!(Repository::open(b, b"pw"), Err(RepoError::NoRepository(_))));
+}
+
+#[test]
+fn second_password_opens_same_repository() {
+    let (_d, b) = setup();
+    let repo = Repository::init(b.clone(), b"one", &InitOptions::default()).unwrap();
+    repo.add_key(b"two").unwrap();
+    let r2 = Repository::open(b.clone(), b"two").unwrap();
+    assert_eq!(r2.config().id, repo.config().id);
+    assert_eq!(r2.list_keys().unwrap().len(), 2);
+}
+
+#[test]
+fn exclusive_lock_excludes() {
+    let (_d, b) = setup();
+    let repo = Arc::new(Repository::init(b.clone(), b"pw", &InitOptions::default()).unwrap());
+    let shared = repo.lock(LockKind::Shared, "backup").unwrap();
+    let shared2 = repo.lock(LockKind::Shared, "backup").unwrap();
+    let err = repo.lock(LockKind::Exclusive, "prune").unwrap_err();
+    assert!(matches!(err, RepoError::Locked(_)), "{err}");
+    drop(shared);
+    drop(shared2);
+    let ex = repo.lock(LockKind::Exclusive, "prune").unwrap();
+    assert!(repo.lock(LockKind::Shared, "backup").is_err());
+    drop(ex);
+    assert!(b.list("locks/").unwrap().is_empty());
+}
+
+#[test]
+fn corrupt_pack_byte_is_detected() {
+    let (d, b) = setup();
+    let repo = Repository::init(b.clone(), b"pw", &InitOptions::default()).unwrap();
+    let (id, _) = repo.save_blob(BlobType::Data, &[5u8; 5000]).unwrap();
+    repo.flush().unwrap();
+    repo.save_index().unwrap();
+    let pack = b.list("data/").unwrap().remove(0);
+    let path = d.path().join("repo").join(&pack.name);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[30] ^= 1;
+    std::fs::write(&path, bytes).unwrap();
+    let again = Repository::open(b, b"pw").unwrap();
+    again.load_index().unwrap();
+    assert!(matches!(again.load_blob(&id), Err(RepoError::Corrupt { .. })));
+}
