@@ -1,1 +1,21 @@
+//! cairn's commands as library functions: `XOptions` in, `XSummary` out. The CLI only
+//! parses arguments and prints; everything a command does is here and testable.
+//!
+//! Design decisions:
+//! - Synchronous engine: rayon for CPU-bound work (chunk, hash, compress, seal) over
+//!   directory entries and batches of chunks, so all cores work whether the input is
+//!   many small files or one large one, and memory is bounded by batch size times threads.
+//! - Commands report problems that do not stop them (an unreadable file, a damaged
+//!   blob) in their summary; the CLI turns a non-empty error list into an exit code.
+
+pub mod backup;
+mod error;
+pub mod filter;
+pub mod ls;
+pub mod meta;
+pub mod restore;
+pub mod snapshots;
+pub mod walk;
+
+pub use error::OpsError;
 

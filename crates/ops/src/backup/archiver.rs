@@ -1,0 +1,359 @@
+//! The archiver: files to blobs, directories to trees, in parallel.
+
+use std::fs::{self, File};
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use rayon::prelude::*;
+
+use cairn_chunker::Chunker;
+use cairn_format::{BlobId, BlobType, Node, NodeType, RawBytes, Timestamp, Tree};
+use cairn_repo::{sys, Repository};
+
+use super::layout::{Entry, Layout};
+use super::BackupOptions;
+use crate::meta::{node_from_metadata, NameCache};
+use crate::OpsError;
+
+/// Chunks of one file hashed, compressed and sealed in parallel at a time. Bounds the
+/// memory a single large file can hold (32 MiB plus the chunker's buffer).
+const BATCH_BYTES: usize = 32 * 1024 * 1024;
+
+#[derive(Default)]
+pub struct Counters {
+    pub files: AtomicU64,
+    pub bytes: AtomicU64,
+    pub files_new: AtomicU64,
+    pub files_changed: AtomicU64,
+    pub files_unmodified: AtomicU64,
+    pub dirs_new: AtomicU64,
+    pub dirs_changed: AtomicU64,
+    pub dirs_unmodified: AtomicU64,
+}
+
+fn inc(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+pub struct Archiver<'a> {
+    repo: &'a Repository,
+    chunker: Chunker,
+    opts: &'a BackupOptions,
+    parent_root: Option<BlobId>,
+    names: NameCache,
+    counters: Counters,
+    errors: Mutex<Vec<String>>,
+    warnings: Mutex<Vec<String>>,
+}
+
+enum FileOutcome {
+    Saved,
+    Failed,
+}
+
+impl<'a> Archiver<'a> {
+    pub fn new(repo: &'a Repository, chunker: Chunker, opts: &'a BackupOptions, parent_root: Option<BlobId>) -> Self {
+        Archiver {
+            repo,
+            chunker,
+            opts,
+            parent_root,
+            names: NameCache::default(),
+            counters: Counters::default(),
+            errors: Mutex::new(Vec::new()),
+            warnings: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    pub fn take_errors(&self) -> Vec<String> {
+        let mut v = std::mem::take(&mut *self.errors.lock().unwrap_or_else(|p| p.into_inner()));
+        v.sort();
+        v
+    }
+
+    pub fn take_warnings(&self) -> Vec<String> {
+        let mut v = std::mem::take(&mut *self.warnings.lock().unwrap_or_else(|p| p.into_inner()));
+        v.sort();
+        v
+    }
+
+    fn error(&self, path: &Path, e: impl std::fmt::Display) {
+        let msg = format!("{}: {e}", path.display());
+        tracing::warn!("{msg}");
+        self.errors.lock().unwrap_or_else(|p| p.into_inner()).push(msg);
+    }
+
+    fn warning(&self, msg: String) {
+        tracing::warn!("{msg}");
+        self.warnings.lock().unwrap_or_else(|p| p.into_inner()).push(msg);
+    }
+
+    /// A parent tree that fails to load only costs speed (files are re-read), so it is
+    /// a warning, not an error.
+    fn load_parent(&self, id: Option<BlobId>) -> Option<Tree> {
+        let id = id?;
+        match self.repo.load_tree(&id) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.warning(format!("parent tree {} unreadable, re-reading files: {e}", id.short()));
+                None
+            }
+        }
+    }
+
+    fn save_tree(&self, mut tree: Tree) -> Result<BlobId, OpsError> {
+        tree.sort();
+        Ok(self.repo.save_tree(&tree)?.0)
+    }
+
+    /// Archives the root layout; returns the root tree id.
+    pub fn archive_layout(&self, layout: &Layout) -> Result<BlobId, OpsError> {
+        let root = Path::new("/");
+        if layout.root_is_real {
+            let meta = fs::symlink_metadata(root).map_err(|e| OpsError::io(root, e))?;
+            return self.dir_tree(root, self.parent_root, meta.dev());
+        }
+        self.layout_tree(layout, self.parent_root)
+    }
+
+    fn layout_tree(&self, layout: &Layout, parent: Option<BlobId>) -> Result<BlobId, OpsError> {
+        let parent_tree = self.load_parent(parent);
+        let find = |name: &[u8]| parent_tree.as_ref().and_then(|t| t.find(name));
+        let mut nodes = Vec::new();
+        for (name, entry) in &layout.children {
+            let name = name.as_bytes();
+            match entry {
+                Entry::Real(path) => {
+                    let meta = fs::symlink_metadata(path).map_err(|e| OpsError::io(path, e))?;
+                    if let Some(n) = self.entry(path, name, find(name), meta.dev())? {
+                        nodes.push(n);
+                    }
+                }
+                Entry::Above(path, sub) => {
+                    let meta = fs::symlink_metadata(path).map_err(|e| OpsError::io(path, e))?;
+                    let mut node = node_from_metadata(name, path, &meta, &self.names);
+                    let parent_sub = find(name).filter(|n| n.node_type == NodeType::Dir).and_then(|n| n.subtree);
+                    node.subtree = Some(self.layout_tree(sub, parent_sub)?);
+                    nodes.push(node);
+                }
+            }
+        }
+        self.save_tree(Tree { nodes })
+    }
+
+    /// Archives one directory's contents; returns its tree id.
+    fn dir_tree(&self, path: &Path, parent: Option<BlobId>, dev: u64) -> Result<BlobId, OpsError> {
+        let parent_tree = self.load_parent(parent);
+        let mut names: Vec<std::ffi::OsString> = Vec::new();
+        match fs::read_dir(path) {
+            Ok(rd) => {
+                for e in rd {
+                    match e {
+                        Ok(e) => names.push(e.file_name()),
+                        Err(e) => self.error(path, e),
+                    }
+                }
+            }
+            Err(e) => self.error(path, e),
+        }
+        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        let nodes: Vec<Option<Node>> = names
+            .par_iter()
+            .map(|name| {
+                let n = name.as_bytes();
+                self.entry(&path.join(name), n, parent_tree.as_ref().and_then(|t| t.find(n)), dev)
+            })
+            .collect::<Result<_, _>>()?;
+        self.save_tree(Tree { nodes: nodes.into_iter().flatten().collect() })
+    }
+
+    /// Archives one directory entry; `None` when it is excluded or unreadable.
+    fn entry(&self, path: &Path, name: &[u8], parent: Option<&Node>, dev: u64) -> Result<Option<Node>, OpsError> {
+        if self.opts.excludes.matches(&path.to_string_lossy()) {
+            return Ok(None);
+        }
+        let meta = match fs::symlink_metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.warning(format!("{}: vanished during backup", path.display()));
+                return Ok(None);
+            }
+            Err(e) => {
+                self.error(path, e);
+                return Ok(None);
+            }
+        };
+        let mut node = node_from_metadata(name, path, &meta, &self.names);
+        match node.node_type {
+            NodeType::File => {
+                if self.opts.exclude_larger_than.is_some_and(|limit| meta.len() > limit) {
+                    return Ok(None);
+                }
+                if let FileOutcome::Failed = self.file(path, &mut node, parent)? {
+                    return Ok(None);
+                }
+            }
+            NodeType::Dir => {
+                if self.opts.one_file_system && meta.dev() != dev {
+                    return Ok(None);
+                }
+                if self.opts.exclude_if_present.iter().any(|f| fs::symlink_metadata(path.join(f)).is_ok()) {
+                    return Ok(None);
+                }
+                let parent_sub = parent.filter(|p| p.node_type == NodeType::Dir).and_then(|p| p.subtree);
+                let sub = self.dir_tree(path, parent_sub, dev)?;
+                match parent_sub {
+                    Some(p) if p == sub => inc(&self.counters.dirs_unmodified),
+                    Some(_) => inc(&self.counters.dirs_changed),
+                    None => inc(&self.counters.dirs_new),
+                }
+                node.subtree = Some(sub);
+            }
+            NodeType::Symlink => match fs::read_link(path) {
+                Ok(t) => node.link_target = RawBytes(t.as_os_str().as_bytes().to_vec()),
+                Err(e) => {
+                    self.error(path, e);
+                    return Ok(None);
+                }
+            },
+            _ => {}
+        }
+        Ok(Some(node))
+    }
+
+    fn unchanged(&self, node: &Node, parent: Option<&Node>) -> Option<Vec<BlobId>> {
+        if self.opts.force {
+            return None;
+        }
+        let p = parent?;
+        let same = p.node_type == NodeType::File
+            && p.size == node.size
+            && p.mtime == node.mtime
+            && (self.opts.ignore_inode || p.inode == node.inode)
+            && (self.opts.ignore_ctime || p.ctime == node.ctime);
+        // Reuse only content that is really stored: a snapshot must never point at
+        // blobs the repository lacks.
+        (same && p.content.iter().all(|id| self.repo.has_blob(id))).then(|| p.content.clone())
+    }
+
+    fn file(&self, path: &Path, node: &mut Node, parent: Option<&Node>) -> Result<FileOutcome, OpsError> {
+        inc(&self.counters.files);
+        self.counters.bytes.fetch_add(node.size, Ordering::Relaxed);
+        if let Some(content) = self.unchanged(node, parent) {
+            node.content = content;
+            inc(&self.counters.files_unmodified);
+            return Ok(FileOutcome::Saved);
+        }
+        let f = match open_noatime(path) {
+            Ok(f) => f,
+            Err(e) => {
+                self.error(path, e);
+                return Ok(FileOutcome::Failed);
+            }
+        };
+        let (content, read) = match self.save_content(&f) {
+            Ok(x) => x,
+            Err(ContentError::Read(e)) => {
+                self.error(path, e);
+                return Ok(FileOutcome::Failed);
+            }
+            Err(ContentError::Repo(e)) => return Err(e),
+        };
+        if let Ok(after) = f.metadata() {
+            let mtime = Timestamp(after.mtime(), after.mtime_nsec() as u32);
+            if after.len() != node.size || read != node.size || mtime != node.mtime {
+                self.warning(format!("{}: changed during backup; stored as read ({read} bytes)", path.display()));
+            }
+        }
+        node.size = read;
+        node.content = content;
+        if parent.is_some_and(|p| p.node_type == NodeType::File) {
+            inc(&self.counters.files_changed);
+        } else {
+            inc(&self.counters.files_new);
+        }
+        self.repo.checkpoint_index(self.opts.checkpoint_interval)?;
+        Ok(FileOutcome::Saved)
+    }
+
+    /// Chunks a stream and stores its blobs; returns blob ids in order and bytes read.
+    fn save_content(&self, reader: impl Read) -> Result<(Vec<BlobId>, u64), ContentError> {
+        let mut ids = Vec::new();
+        let mut read = 0u64;
+        let mut batch: Vec<Vec<u8>> = Vec::new();
+        let mut batch_bytes = 0;
+        let flush = |batch: &mut Vec<Vec<u8>>, ids: &mut Vec<BlobId>| -> Result<(), ContentError> {
+            let saved: Vec<BlobId> = batch
+                .par_iter()
+                .map(|c| self.repo.save_blob(BlobType::Data, c).map(|(id, _)| id))
+                .collect::<Result<_, _>>()
+                .map_err(|e| ContentError::Repo(e.into()))?;
+            ids.extend(saved);
+            batch.clear();
+            Ok(())
+        };
+        for chunk in self.chunker.chunks(reader) {
+            let chunk = chunk.map_err(ContentError::Read)?;
+            read += chunk.len() as u64;
+            batch_bytes += chunk.len();
+            batch.push(chunk);
+            if batch_bytes >= BATCH_BYTES {
+                flush(&mut batch, &mut ids)?;
+                batch_bytes = 0;
+            }
+        }
+        flush(&mut batch, &mut ids)?;
+        Ok((ids, read))
+    }
+
+    /// The root tree for `backup --stdin`: one file holding standard input.
+    pub fn stdin_tree(&self, name: &str, input: impl Read) -> Result<BlobId, OpsError> {
+        let (content, read) = self.save_content(input).map_err(|e| match e {
+            ContentError::Read(e) => OpsError::io("standard input", e),
+            ContentError::Repo(e) => e,
+        })?;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let ts = Timestamp(now.as_secs() as i64, now.subsec_nanos());
+        let mut node = Node::new(name.into(), NodeType::File);
+        node.mode = 0o644;
+        node.uid = nix::unistd::getuid().as_raw();
+        node.gid = nix::unistd::getgid().as_raw();
+        node.user = sys::username();
+        node.group = self.names.group(node.gid);
+        node.mtime = ts;
+        node.atime = ts;
+        node.ctime = ts;
+        node.size = read;
+        node.links = 1;
+        node.content = content;
+        inc(&self.counters.files);
+        inc(&self.counters.files_new);
+        self.counters.bytes.fetch_add(read, Ordering::Relaxed);
+        self.save_tree(Tree { nodes: vec![node] })
+    }
+}
+
+enum ContentError {
+    Read(std::io::Error),
+    Repo(OpsError),
+}
+
+/// Opens for reading without updating the access time where the kernel allows it
+/// (only the owner or root may), so a backup does not disturb atime-based tools.
+fn open_noatime(path: &Path) -> std::io::Result<File> {
+    match fs::OpenOptions::new().read(true).custom_flags(libc::O_NOATIME | libc::O_NOFOLLOW).open(path) {
+        Ok(f) => Ok(f),
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+            fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path)
+        }
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,214 @@
+//! `backup`: turn directories into trees and blobs, then record a snapshot.
+//!
+//! The order of writes is what makes an interruption harmless: every blob goes into a
+//! pack that is stored before any index lists it, the index is stored (at least every
+//! checkpoint interval, and at the end) before the snapshot, and the snapshot is last.
+//! A second run after an interruption finds the blobs of the checkpointed packs in the
+//! index and does not store them again.
+
+mod archiver;
+mod layout;
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use cairn_chunker::{Chunker, ChunkerParams};
+use cairn_format::{Snapshot, SnapshotId, SnapshotSummary};
+use cairn_repo::{sys, Repository, SnapshotRef};
+
+use crate::filter::PathFilter;
+use crate::OpsError;
+
+pub use archiver::Counters;
+
+#[derive(Clone, Debug)]
+pub struct BackupOptions {
+    pub paths: Vec<PathBuf>,
+    pub tags: Vec<String>,
+    pub host: Option<String>,
+    /// Snapshot to compare with; by default the latest with the same host and paths.
+    pub parent: Option<String>,
+    /// Read every file even if the parent says it is unchanged.
+    pub force: bool,
+    pub excludes: PathFilter,
+    pub exclude_if_present: Vec<String>,
+    pub exclude_larger_than: Option<u64>,
+    pub one_file_system: bool,
+    pub ignore_inode: bool,
+    pub ignore_ctime: bool,
+    /// Back up standard input as a single file of this name.
+    pub stdin_filename: Option<String>,
+    /// How often an index is written while the backup runs.
+    pub checkpoint_interval: Duration,
+}
+
+impl Default for BackupOptions {
+    fn default() -> Self {
+        BackupOptions {
+            paths: Vec::new(),
+            tags: Vec::new(),
+            host: None,
+            parent: None,
+            force: false,
+            excludes: PathFilter::default(),
+            exclude_if_present: Vec::new(),
+            exclude_larger_than: None,
+            one_file_system: false,
+            ignore_inode: false,
+            ignore_ctime: false,
+            stdin_filename: None,
+            checkpoint_interval: Duration::from_secs(5 * 60),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct BackupSummary {
+    pub snapshot_id: Option<SnapshotId>,
+    pub parent: Option<SnapshotId>,
+    pub files_new: u64,
+    pub files_changed: u64,
+    pub files_unmodified: u64,
+    pub dirs_new: u64,
+    pub dirs_changed: u64,
+    pub dirs_unmodified: u64,
+    pub data_blobs: u64,
+    pub tree_blobs: u64,
+    pub data_added: u64,
+    pub data_added_packed: u64,
+    pub total_files_processed: u64,
+    pub total_bytes_processed: u64,
+    pub total_duration: f64,
+    /// Files and directories that could not be read; the snapshot lacks them.
+    pub errors: Vec<String>,
+    /// Files that changed while being read; stored as read.
+    pub warnings: Vec<String>,
+}
+
+/// Makes a path absolute and lexically clean (no `.`/`..`), without following symlinks,
+/// so the snapshot records the path the user named.
+fn absolute(p: &std::path::Path) -> Result<PathBuf, OpsError> {
+    let abs = std::path::absolute(p).map_err(|e| OpsError::io(p, e))?;
+    let mut out = PathBuf::from("/");
+    for c in abs.components() {
+        match c {
+            std::path::Component::Normal(n) => out.push(n),
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+fn find_parent(repo: &Repository, opts: &BackupOptions, host: &str, paths: &[String]) -> Result<Option<SnapshotRef>, OpsError> {
+    if let Some(spec) = &opts.parent {
+        return Ok(Some(repo.find_snapshot(spec)?));
+    }
+    let mut sorted = paths.to_vec();
+    sorted.sort();
+    Ok(repo.list_snapshots()?.into_iter().rev().find(|s| {
+        let mut p = s.snapshot.paths.clone();
+        p.sort();
+        s.snapshot.hostname == host && p == sorted
+    }))
+}
+
+/// Runs a backup. The repository's index must be loaded.
+pub fn backup(repo: &Repository, opts: &BackupOptions) -> Result<BackupSummary, OpsError> {
+    let start = Instant::now();
+    let start_time = sys::now();
+    let cfg = repo.config();
+    let params = ChunkerParams {
+        min_size: cfg.chunker_min_size as usize,
+        avg_size: cfg.chunker_avg_size as usize,
+        max_size: cfg.chunker_max_size as usize,
+    };
+    let chunker = Chunker::new(&repo.key().gear_table(), params).map_err(OpsError::Invalid)?;
+    let host = opts.host.clone().unwrap_or_else(sys::hostname);
+
+    let (paths, tree, parent_id, arch) = if let Some(name) = &opts.stdin_filename {
+        if name.is_empty() || name.contains('/') {
+            return Err(OpsError::Invalid(format!("invalid --stdin-filename {name:?}: must be a plain file name")));
+        }
+        let arch = archiver::Archiver::new(repo, chunker, opts, None);
+        let tree = arch.stdin_tree(name, std::io::stdin().lock())?;
+        (vec![format!("/{name}")], tree, None, arch)
+    } else {
+        if opts.paths.is_empty() {
+            return Err(OpsError::Invalid("nothing to back up: give at least one path".into()));
+        }
+        let mut abs = Vec::new();
+        for p in &opts.paths {
+            let a = absolute(p)?;
+            std::fs::symlink_metadata(&a).map_err(|e| OpsError::io(&a, e))?;
+            abs.push(a);
+        }
+        let paths: Vec<String> = abs.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+        let parent = if opts.force { None } else { find_parent(repo, opts, &host, &paths)? };
+        let parent_tree = parent.as_ref().map(|p| p.snapshot.tree);
+        let arch = archiver::Archiver::new(repo, chunker, opts, parent_tree);
+        let root = layout::Layout::new(&abs);
+        let tree = arch.archive_layout(&root)?;
+        (paths, tree, parent.map(|p| p.id), arch)
+    };
+
+    repo.flush()?;
+    repo.save_index()?;
+    let c = arch.counters();
+    let st = repo.stats();
+    let mut summary = BackupSummary {
+        snapshot_id: None,
+        parent: parent_id,
+        files_new: c.files_new.load(Ordering::Relaxed),
+        files_changed: c.files_changed.load(Ordering::Relaxed),
+        files_unmodified: c.files_unmodified.load(Ordering::Relaxed),
+        dirs_new: c.dirs_new.load(Ordering::Relaxed),
+        dirs_changed: c.dirs_changed.load(Ordering::Relaxed),
+        dirs_unmodified: c.dirs_unmodified.load(Ordering::Relaxed),
+        data_blobs: st.data_blobs.load(Ordering::Relaxed),
+        tree_blobs: st.tree_blobs.load(Ordering::Relaxed),
+        data_added: st.data_added.load(Ordering::Relaxed),
+        data_added_packed: st.data_added_packed.load(Ordering::Relaxed),
+        total_files_processed: c.files.load(Ordering::Relaxed),
+        total_bytes_processed: c.bytes.load(Ordering::Relaxed),
+        total_duration: 0.0,
+        errors: arch.take_errors(),
+        warnings: arch.take_warnings(),
+    };
+    let end_time = sys::now();
+    let snap = Snapshot {
+        time: start_time,
+        parent: parent_id,
+        tree,
+        paths,
+        hostname: host,
+        username: sys::username(),
+        uid: nix::unistd::getuid().as_raw(),
+        gid: nix::unistd::getgid().as_raw(),
+        tags: opts.tags.clone(),
+        program_version: format!("cairn {}", env!("CARGO_PKG_VERSION")),
+        summary: Some(SnapshotSummary {
+            backup_start: Some(start_time),
+            backup_end: Some(end_time),
+            files_new: summary.files_new,
+            files_changed: summary.files_changed,
+            files_unmodified: summary.files_unmodified,
+            dirs_new: summary.dirs_new,
+            dirs_changed: summary.dirs_changed,
+            dirs_unmodified: summary.dirs_unmodified,
+            data_blobs: summary.data_blobs,
+            tree_blobs: summary.tree_blobs,
+            data_added: summary.data_added,
+            data_added_packed: summary.data_added_packed,
+            total_files_processed: summary.total_files_processed,
+            total_bytes_processed: summary.total_bytes_processed,
+            errors: summary.errors.len() as u64,
+        }),
+    };
+    summary.snapshot_id = Some(repo.save_snapshot(&snap)?);
+    summary.total_duration = start.elapsed().as_secs_f64();
+    Ok(summary)
+}

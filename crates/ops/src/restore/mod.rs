@@ -1,0 +1,330 @@
+//! `restore`: recreate a snapshot (or part of one) under a target directory.
+//!
+//! Algorithm: first a plan (walk the trees, apply include/exclude, pair hardlinks), then
+//! execution in phases: directories (created owner-writable), file contents in
+//! parallel, hardlinks, symlinks and special files, then metadata of files, and last
+//! the metadata of directories from the deepest up, because creating entries inside a
+//! directory changes its mtime and a read-only mode would block the creation.
+//!
+//! Safety: every tree entry's name is checked before use (no `/`, `.`, `..` or NUL), so
+//! nothing is created outside the target; existing symlinks in the way are replaced,
+//! never followed, and files are opened with `O_NOFOLLOW`.
+
+mod plan;
+mod verify;
+
+use std::fs::{self, OpenOptions};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rayon::prelude::*;
+
+use cairn_format::{Node, NodeType};
+use cairn_repo::{Repository, SnapshotRef};
+
+use crate::filter::PathFilter;
+use crate::meta::apply_metadata;
+use crate::OpsError;
+pub use plan::{Item, RestorePlan};
+pub use verify::file_matches;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Overwrite {
+    #[default]
+    Always,
+    /// Skip files whose existing content already matches the snapshot.
+    IfChanged,
+    Never,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct RestoreOptions {
+    pub target: PathBuf,
+    /// Absolute path inside the snapshot whose contents go directly into the target.
+    pub subpath: Option<String>,
+    pub includes: PathFilter,
+    pub excludes: PathFilter,
+    pub verify: bool,
+    pub overwrite: Overwrite,
+    /// Remove files in restored directories that the snapshot does not have.
+    pub delete: bool,
+    pub dry_run: bool,
+}
+
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct RestoreSummary {
+    pub files_restored: u64,
+    pub bytes_restored: u64,
+    pub dirs_restored: u64,
+    pub files_skipped: u64,
+    pub files_deleted: u64,
+    pub files_verified: u64,
+    /// One line per file or directory that was not restored exactly.
+    pub errors: Vec<String>,
+}
+
+struct Errors(Mutex<Vec<String>>);
+
+impl Errors {
+    fn add(&self, path: &Path, e: impl std::fmt::Display) {
+        let msg = format!("{}: {e}", path.display());
+        tracing::warn!("{msg}");
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(msg);
+    }
+}
+
+/// Restores `snap` as `opts` says. The repository's index must be loaded.
+pub fn restore(repo: &Repository, snap: &SnapshotRef, opts: &RestoreOptions) -> Result<RestoreSummary, OpsError> {
+    let plan = RestorePlan::build(repo, snap, opts)?;
+    let mut summary = RestoreSummary { dirs_restored: plan.dirs.len() as u64, ..Default::default() };
+    if opts.dry_run {
+        summary.files_restored = (plan.files.len() + plan.hardlinks.len() + plan.others.len()) as u64;
+        summary.bytes_restored = plan.files.iter().map(|i| i.node.size).sum();
+        return Ok(summary);
+    }
+    let errors = Errors(Mutex::new(Vec::new()));
+    let is_root = nix::unistd::geteuid().is_root();
+    fs::create_dir_all(&opts.target).map_err(|e| OpsError::io(&opts.target, e))?;
+
+    // Directories whose creation failed; their contents are not attempted.
+    let mut failed_dirs: Vec<&Path> = Vec::new();
+    for d in &plan.dirs {
+        if failed_dirs.iter().any(|f| d.dest.starts_with(f)) {
+            continue;
+        }
+        if let Err(e) = ensure_dir(&d.dest) {
+            errors.add(&d.dest, e);
+            failed_dirs.push(&d.dest);
+        }
+    }
+    let in_failed = |p: &Path| failed_dirs.iter().any(|f| p.starts_with(f));
+
+    let outcomes: Vec<FileResult> = plan
+        .files
+        .par_iter()
+        .map(|item| {
+            if in_failed(&item.dest) {
+                return FileResult::Failed;
+            }
+            restore_file(repo, item, opts.overwrite).unwrap_or_else(|e| {
+                errors.add(&item.dest, e);
+                FileResult::Failed
+            })
+        })
+        .collect();
+    for o in &outcomes {
+        match o {
+            FileResult::Written(n) => {
+                summary.files_restored += 1;
+                summary.bytes_restored += n;
+            }
+            FileResult::Identical | FileResult::Kept => summary.files_skipped += 1,
+            FileResult::Failed => {}
+        }
+    }
+
+    for (dest, source) in &plan.hardlinks {
+        let r = remove_existing(dest).and_then(|_| fs::hard_link(source, dest));
+        match r {
+            Ok(()) => summary.files_restored += 1,
+            Err(e) => errors.add(dest, format!("hardlink to {}: {e}", source.display())),
+        }
+    }
+
+    for item in &plan.others {
+        if in_failed(&item.dest) {
+            continue;
+        }
+        match create_special(&item.dest, &item.node, opts.overwrite) {
+            Ok(true) => summary.files_restored += 1,
+            Ok(false) => {}
+            Err(e) => errors.add(&item.dest, e),
+        }
+    }
+
+    // Metadata: files and specials, then directories deepest first.
+    // Files kept under `--overwrite never` are left exactly as they were.
+    let kept: std::collections::HashSet<&Path> = plan
+        .files
+        .iter()
+        .zip(&outcomes)
+        .filter(|(_, o)| matches!(o, FileResult::Kept))
+        .map(|(i, _)| i.dest.as_path())
+        .collect();
+    plan.files.par_iter().chain(plan.others.par_iter()).for_each(|item| {
+        if item.node.node_type == NodeType::Socket || in_failed(&item.dest) || kept.contains(item.dest.as_path()) {
+            return;
+        }
+        if item.dest.symlink_metadata().is_ok() {
+            if let Err(e) = apply_metadata(&item.dest, &item.node, is_root) {
+                errors.add(&item.dest, format!("metadata: {e}"));
+            }
+        }
+    });
+
+    if opts.delete {
+        summary.files_deleted = plan::delete_extraneous(&plan, &errors_sink(&errors))?;
+    }
+
+    for d in plan.dirs.iter().rev() {
+        if in_failed(&d.dest) {
+            continue;
+        }
+        if let Err(e) = apply_metadata(&d.dest, &d.node, is_root) {
+            errors.add(&d.dest, format!("metadata: {e}"));
+        }
+    }
+
+    if opts.verify {
+        let verified: Vec<bool> = plan
+            .files
+            .par_iter()
+            .filter(|i| !in_failed(&i.dest))
+            .map(|item| match file_matches(repo, &item.dest, &item.node) {
+                Ok(true) => true,
+                Ok(false) => {
+                    errors.add(&item.dest, "verification failed: content differs from the snapshot");
+                    false
+                }
+                Err(e) => {
+                    errors.add(&item.dest, format!("verification failed: {e}"));
+                    false
+                }
+            })
+            .collect();
+        summary.files_verified = verified.iter().filter(|v| **v).count() as u64;
+    }
+
+    summary.errors = errors.0.into_inner().unwrap_or_else(|p| p.into_inner());
+    summary.errors.sort();
+    summary.errors.dedup();
+    Ok(summary)
+}
+
+fn errors_sink(errors: &Errors) -> impl Fn(&Path, String) + '_ {
+    move |p, e| errors.add(p, e)
+}
+
+/// Makes `dest` a real directory: an existing directory is kept, anything else in the
+/// way (a file, a symlink that might point outside the target) is removed first.
+fn ensure_dir(dest: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    match dest.symlink_metadata() {
+        Ok(m) if m.is_dir() => return Ok(()),
+        Ok(_) => fs::remove_file(dest)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    fs::DirBuilder::new().mode(0o700).create(dest)
+}
+
+/// Removes a non-directory at `dest`, if any.
+fn remove_existing(dest: &Path) -> std::io::Result<()> {
+    match dest.symlink_metadata() {
+        Ok(m) if m.is_dir() => Err(std::io::Error::other("a directory is in the way")),
+        Ok(_) => fs::remove_file(dest),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+enum FileResult {
+    Written(u64),
+    /// Already identical (`--overwrite if-changed`): only metadata is applied.
+    Identical,
+    /// Existing file left alone (`--overwrite never`).
+    Kept,
+    Failed,
+}
+
+/// Blobs of one file loaded in parallel at a time.
+const BLOBS_PER_BATCH: usize = 8;
+
+fn restore_file(repo: &Repository, item: &Item, overwrite: Overwrite) -> Result<FileResult, OpsError> {
+    let dest = &item.dest;
+    let node = &item.node;
+    if let Ok(m) = dest.symlink_metadata() {
+        match overwrite {
+            Overwrite::Never => return Ok(FileResult::Kept),
+            Overwrite::IfChanged if m.is_file() && m.len() == node.size => {
+                if verify::file_matches(repo, dest, node).unwrap_or(false) {
+                    return Ok(FileResult::Identical);
+                }
+            }
+            _ => {}
+        }
+        if !m.is_file() {
+            remove_existing(dest).map_err(|e| OpsError::io(dest, e))?;
+        }
+    }
+    let f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(dest)
+        .map_err(|e| OpsError::io(dest, e))?;
+    let mut offset = 0u64;
+    let mut damaged: Vec<String> = Vec::new();
+    for batch in node.content.chunks(BLOBS_PER_BATCH) {
+        let blobs: Vec<_> = batch.par_iter().map(|id| (id, repo.load_blob(id))).collect();
+        for (id, blob) in blobs {
+            match blob {
+                Ok(data) => {
+                    // All-zero blobs become holes: sparse files stay sparse.
+                    if !data.iter().all(|b| *b == 0) {
+                        f.write_all_at(&data, offset).map_err(|e| OpsError::io(dest, e))?;
+                    }
+                    offset += data.len() as u64;
+                }
+                Err(e) => {
+                    let len = repo.index().get(id).map(|b| u64::from(b.entry.raw_length));
+                    damaged.push(format!("blob {}: {e}", id.short()));
+                    match len {
+                        Some(l) => offset += l,
+                        None => break,
+                    }
+                }
+            }
+        }
+    }
+    f.set_len(offset).map_err(|e| OpsError::io(dest, e))?;
+    if !damaged.is_empty() {
+        return Err(OpsError::Invalid(format!("damaged, restored with gaps: {}", damaged.join("; "))));
+    }
+    if offset != node.size {
+        return Err(OpsError::Invalid(format!("restored {offset} bytes but the snapshot records {}", node.size)));
+    }
+    Ok(FileResult::Written(offset))
+}
+
+/// Creates a symlink, fifo or device node. Sockets are skipped (a socket belongs to a
+/// running process; restic skips them too). Returns whether something was created.
+fn create_special(dest: &Path, node: &Node, overwrite: Overwrite) -> Result<bool, String> {
+    use nix::sys::stat::{mknod, Mode, SFlag};
+    use std::os::unix::ffi::OsStrExt;
+    if node.node_type == NodeType::Socket {
+        return Ok(false);
+    }
+    if dest.symlink_metadata().is_ok() {
+        if overwrite == Overwrite::Never {
+            return Ok(false);
+        }
+        remove_existing(dest).map_err(|e| e.to_string())?;
+    }
+    let mode = Mode::from_bits_truncate(node.mode & 0o7777);
+    match node.node_type {
+        NodeType::Symlink => {
+            std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(node.link_target.as_slice()), dest).map_err(|e| e.to_string())?
+        }
+        NodeType::Fifo => nix::unistd::mkfifo(dest, mode).map_err(|e| e.to_string())?,
+        NodeType::Chardev | NodeType::Blockdev => {
+            let kind = if node.node_type == NodeType::Chardev { SFlag::S_IFCHR } else { SFlag::S_IFBLK };
+            mknod(dest, kind, mode, node.rdev as libc::dev_t).map_err(|e| format!("cannot create device node: {e}"))?
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
+}

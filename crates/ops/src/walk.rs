@@ -1,0 +1,76 @@
+//! Walking the trees of a snapshot: shared by ls, restore, find and diff.
+
+use cairn_format::{BlobId, Node, NodeType, Timestamp};
+use cairn_repo::Repository;
+
+use crate::OpsError;
+
+/// What the visitor wants done with a directory it was shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Visit {
+    Descend,
+    Skip,
+}
+
+/// Joins a parent path (`/` or `/a/b`) and a name into an absolute snapshot path.
+pub fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut p = parent.to_vec();
+    if p.last() != Some(&b'/') {
+        p.push(b'/');
+    }
+    p.extend_from_slice(name);
+    p
+}
+
+/// Visits every node below `tree` depth-first, parents before children, in name order.
+/// `base` is the absolute path of `tree` itself.
+pub fn walk_tree(
+    repo: &Repository,
+    tree: &BlobId,
+    base: &[u8],
+    visit: &mut dyn FnMut(&[u8], &Node) -> Result<Visit, OpsError>,
+) -> Result<(), OpsError> {
+    let t = repo.load_tree(tree)?;
+    for node in &t.nodes {
+        if !node.has_safe_name() {
+            return Err(OpsError::Invalid(format!(
+                "tree {} holds an entry with an unsafe name {:?}; refusing it",
+                tree.short(),
+                node.name
+            )));
+        }
+        let path = join(base, node.name.as_slice());
+        let what = visit(&path, node)?;
+        if what == Visit::Descend && node.node_type == NodeType::Dir {
+            if let Some(sub) = &node.subtree {
+                walk_tree(repo, sub, &path, visit)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A node standing for the snapshot's root directory.
+pub fn root_node(tree: BlobId, time: Timestamp) -> Node {
+    let mut n = Node::new("/".into(), NodeType::Dir);
+    n.subtree = Some(tree);
+    n.mode = 0o755;
+    n.mtime = time;
+    n
+}
+
+/// Finds the node at absolute `path` (`/` is the root) below the root tree.
+pub fn find_node(repo: &Repository, root: &BlobId, path: &str, root_time: Timestamp) -> Result<Node, OpsError> {
+    let mut node = root_node(*root, root_time);
+    for comp in path.split('/').filter(|c| !c.is_empty()) {
+        let Some(sub) = node.subtree.filter(|_| node.node_type == NodeType::Dir) else {
+            return Err(OpsError::Invalid(format!("path {path:?} not found in snapshot")));
+        };
+        let t = repo.load_tree(&sub)?;
+        node = t
+            .find(comp.as_bytes())
+            .cloned()
+            .ok_or_else(|| OpsError::Invalid(format!("path {path:?} not found in snapshot")))?;
+    }
+    Ok(node)
+}
