@@ -1,1 +1,52 @@
-pub fn main() -> i32 { 0 }
+//! cairn's command line: clap definitions, password sources, output and exit codes.
+//!
+//! Everything a command does lives in `cairn-ops`; this crate parses, opens the
+//! repository, calls one function and prints its summary, human or JSON. Errors are
+//! mapped to the contract's exit codes in one place ([`exit`]).
+
+mod args;
+mod commands;
+mod exit;
+mod location;
+mod output;
+mod password;
+
+use clap::Parser;
+
+pub use exit::ExitCode;
+
+/// Runs cairn with the process's arguments; returns the exit code.
+pub fn main() -> i32 {
+    let cli = match args::Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
+                _ => 1,
+            };
+        }
+    };
+    init_tracing(&cli.global);
+    match commands::run(cli) {
+        Ok(code) => code as i32,
+        Err(e) => {
+            let (code, msg) = exit::classify(&e);
+            eprintln!("cairn: {msg}");
+            code as i32
+        }
+    }
+}
+
+fn init_tracing(g: &args::GlobalArgs) {
+    use tracing_subscriber::EnvFilter;
+    let default = match (g.quiet, g.verbose) {
+        (true, _) => "error",
+        (_, 0) => "warn",
+        (_, 1) => "info",
+        (_, 2) => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).without_time().try_init();
+}

@@ -87,12 +87,12 @@ impl<'a> Archiver<'a> {
 
     fn error(&self, path: &Path, e: impl std::fmt::Display) {
         let msg = format!("{}: {e}", path.display());
-        tracing::warn!("{msg}");
+        tracing::debug!("{msg}");
         self.errors.lock().unwrap_or_else(|p| p.into_inner()).push(msg);
     }
 
     fn warning(&self, msg: String) {
-        tracing::warn!("{msg}");
+        tracing::debug!("{msg}");
         self.warnings.lock().unwrap_or_else(|p| p.into_inner()).push(msg);
     }
 

@@ -69,7 +69,7 @@ struct Errors(Mutex<Vec<String>>);
 impl Errors {
     fn add(&self, path: &Path, e: impl std::fmt::Display) {
         let msg = format!("{}: {e}", path.display());
-        tracing::warn!("{msg}");
+        tracing::debug!("{msg}");
         self.0.lock().unwrap_or_else(|p| p.into_inner()).push(msg);
     }
 }

@@ -1,0 +1,208 @@
+//! Command-line definitions. Flag names follow restic where restic has the flag.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(name = "cairn", version, about = "Deduplicating, encrypted backups, local and on Backblaze B2")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct GlobalArgs {
+    /// Repository location: a directory, local:/path, b2:BUCKET/PREFIX or rclone:REMOTE:BUCKET/PREFIX
+    #[arg(short = 'r', long = "repo", env = "CAIRN_REPOSITORY", global = true, hide_env_values = true)]
+    pub repo: Option<String>,
+    /// Read the password from the first line of FILE
+    #[arg(long, env = "CAIRN_PASSWORD_FILE", global = true, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Run CMD with sh and use its first line of output as the password
+    #[arg(long, env = "CAIRN_PASSWORD_COMMAND", global = true, value_name = "CMD")]
+    pub password_command: Option<String>,
+    /// Directory for the metadata cache of remote repositories
+    #[arg(long, env = "CAIRN_CACHE_DIR", global = true, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Do not use a metadata cache
+    #[arg(long, global = true)]
+    pub no_cache: bool,
+    /// Machine-readable output on stdout
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Never show progress bars
+    #[arg(long, global = true)]
+    pub no_progress: bool,
+    /// Only print errors
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// More detail on stderr (repeat for more)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Upload limit in KiB/s
+    #[arg(long, global = true, value_name = "KIB")]
+    pub limit_upload: Option<u64>,
+    /// Download limit in KiB/s
+    #[arg(long, global = true, value_name = "KIB")]
+    pub limit_download: Option<u64>,
+    /// B2 API base URL (for the emulator or another region)
+    #[arg(long, env = "CAIRN_B2_ENDPOINT", global = true, value_name = "URL")]
+    pub b2_endpoint: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a new repository
+    Init(InitArgs),
+    /// Save files and directories as a new snapshot
+    Backup(BackupArgs),
+    /// List snapshots
+    Snapshots(SnapshotsArgs),
+    /// List the files in a snapshot
+    Ls(LsArgs),
+    /// Restore a snapshot, or part of one, into a directory
+    Restore(RestoreArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// Compression for new blobs: auto (zstd 3), off, max (zstd 19) or a zstd level 1-22
+    #[arg(long, default_value = "auto")]
+    pub compression: String,
+    /// Target pack size in MiB
+    #[arg(long, value_name = "MIB", default_value_t = 16)]
+    pub pack_size: u32,
+}
+
+#[derive(Args, Debug)]
+pub struct BackupArgs {
+    /// Files and directories to back up
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Tag the snapshot (repeatable; commas separate several)
+    #[arg(long = "tag", value_name = "T")]
+    pub tags: Vec<String>,
+    /// Host name recorded in the snapshot
+    #[arg(long, value_name = "H")]
+    pub host: Option<String>,
+    /// Compare with this snapshot instead of the latest of the same host and paths
+    #[arg(long, value_name = "SNAP")]
+    pub parent: Option<String>,
+    /// Exclude paths matching GLOB
+    #[arg(short = 'e', long = "exclude", value_name = "GLOB")]
+    pub excludes: Vec<String>,
+    /// Like --exclude, ignoring case
+    #[arg(long = "iexclude", value_name = "GLOB")]
+    pub iexcludes: Vec<String>,
+    /// Read exclude patterns from F, one per line
+    #[arg(long = "exclude-file", value_name = "F")]
+    pub exclude_files: Vec<PathBuf>,
+    /// Exclude directories that contain a file named NAME
+    #[arg(long = "exclude-if-present", value_name = "NAME")]
+    pub exclude_if_present: Vec<String>,
+    /// Exclude files larger than SIZE (K, M, G, T suffixes)
+    #[arg(long, value_name = "SIZE")]
+    pub exclude_larger_than: Option<String>,
+    /// Do not cross filesystem boundaries
+    #[arg(short = 'x', long)]
+    pub one_file_system: bool,
+    /// Do not use inode numbers to detect unchanged files
+    #[arg(long)]
+    pub ignore_inode: bool,
+    /// Do not use ctime to detect unchanged files
+    #[arg(long)]
+    pub ignore_ctime: bool,
+    /// Read every file, even those the parent snapshot shows unchanged
+    #[arg(short, long)]
+    pub force: bool,
+    /// Do everything but write to the repository
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// Back up standard input as one file
+    #[arg(long)]
+    pub stdin: bool,
+    /// File name for --stdin
+    #[arg(long, value_name = "NAME", default_value = "stdin")]
+    pub stdin_filename: String,
+    /// Compression for this backup (auto, off, max, 1-22)
+    #[arg(long)]
+    pub compression: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct SnapshotsArgs {
+    /// Only these snapshots (IDs, prefixes, or latest)
+    #[arg(value_name = "SNAP")]
+    pub snapshots: Vec<String>,
+    #[arg(long = "host", value_name = "H")]
+    pub hosts: Vec<String>,
+    /// Only snapshots with these tags (commas: all of them; repeat: any group)
+    #[arg(long = "tag", value_name = "T")]
+    pub tags: Vec<String>,
+    /// Only snapshots that include this path
+    #[arg(long = "path", value_name = "P")]
+    pub paths: Vec<String>,
+    /// Only the latest N snapshots of each group
+    #[arg(long, value_name = "N")]
+    pub latest: Option<usize>,
+    /// Group by host, paths and/or tags (comma separated)
+    #[arg(long, default_value = "host,paths")]
+    pub group_by: String,
+}
+
+#[derive(Args, Debug)]
+pub struct LsArgs {
+    /// Snapshot ID, prefix, or latest
+    pub snapshot: String,
+    /// Absolute path inside the snapshot
+    pub path: Option<String>,
+    /// Show mode, owner, size and mtime
+    #[arg(short, long)]
+    pub long: bool,
+    /// List subdirectories too
+    #[arg(long)]
+    pub recursive: bool,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum OverwriteArg {
+    Always,
+    IfChanged,
+    Never,
+}
+
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    /// SNAP or SNAP:/path/inside
+    pub snapshot: String,
+    /// Directory to restore into
+    #[arg(short, long, value_name = "DIR")]
+    pub target: PathBuf,
+    /// Only restore paths matching GLOB (and what is below them)
+    #[arg(short, long = "include", value_name = "GLOB")]
+    pub includes: Vec<String>,
+    /// Like --include, ignoring case
+    #[arg(long = "iinclude", value_name = "GLOB")]
+    pub iincludes: Vec<String>,
+    /// Do not restore paths matching GLOB
+    #[arg(short, long = "exclude", value_name = "GLOB")]
+    pub excludes: Vec<String>,
+    /// Like --exclude, ignoring case
+    #[arg(long = "iexclude", value_name = "GLOB")]
+    pub iexcludes: Vec<String>,
+    /// Read back every restored file and check it against the snapshot
+    #[arg(long)]
+    pub verify: bool,
+    /// What to do with files that already exist in the target
+    #[arg(long, value_enum, default_value = "always")]
+    pub overwrite: OverwriteArg,
+    /// Delete files in restored directories that the snapshot does not have
+    #[arg(long)]
+    pub delete: bool,
+    /// Show what would be restored without writing
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+}

@@ -1,0 +1,104 @@
+use std::sync::Arc;
+
+use cairn_format::CompressionMode;
+use cairn_ops::backup::{backup, BackupOptions};
+use cairn_ops::filter::PathFilter;
+use cairn_repo::LockKind;
+use serde_json::json;
+
+use crate::args::{BackupArgs, GlobalArgs};
+use crate::exit::{fail, ExitCode};
+use crate::output::{self, size};
+
+pub fn run(g: &GlobalArgs, a: BackupArgs) -> anyhow::Result<ExitCode> {
+    if a.stdin && !a.paths.is_empty() {
+        return Err(fail(ExitCode::Fatal, "--stdin takes no paths"));
+    }
+    if !a.stdin && a.paths.is_empty() {
+        return Err(fail(ExitCode::Fatal, "nothing to back up: give at least one PATH (or --stdin)"));
+    }
+    let mut excludes = a.excludes.clone();
+    for f in &a.exclude_files {
+        excludes.extend(PathFilter::read_pattern_file(f)?);
+    }
+    let exclude_larger_than = match &a.exclude_larger_than {
+        Some(s) => Some(output::parse_size(s).map_err(|e| fail(ExitCode::Fatal, e))?),
+        None => None,
+    };
+    let opts = BackupOptions {
+        paths: a.paths.clone(),
+        tags: a.tags.iter().flat_map(|t| t.split(',')).filter(|t| !t.is_empty()).map(str::to_owned).collect(),
+        host: a.host.clone(),
+        parent: a.parent.clone(),
+        force: a.force,
+        excludes: PathFilter::new(&excludes, &a.iexcludes)?,
+        exclude_if_present: a.exclude_if_present.clone(),
+        exclude_larger_than,
+        one_file_system: a.one_file_system,
+        ignore_inode: a.ignore_inode,
+        ignore_ctime: a.ignore_ctime,
+        stdin_filename: a.stdin.then(|| a.stdin_filename.clone()),
+        ..BackupOptions::default()
+    };
+    let mut repo = super::open_repo(g)?;
+    if let Some(c) = &a.compression {
+        repo.set_compression(CompressionMode::parse(c).map_err(|e| fail(ExitCode::Fatal, e))?);
+    }
+    repo.set_dry_run(a.dry_run);
+    repo.load_index()?;
+    let repo = Arc::new(repo);
+    let _lock = if a.dry_run { None } else { Some(repo.lock(LockKind::Shared, "backup")?) };
+    let s = backup(&repo, &opts)?;
+
+    for e in &s.errors {
+        eprintln!("error: {e}");
+    }
+    for w in &s.warnings {
+        eprintln!("warning: {w}");
+    }
+    let id = s.snapshot_id.map(|i| i.to_hex()).unwrap_or_default();
+    if g.json {
+        output::print_json(&json!({
+            "message_type": "summary",
+            "snapshot_id": id,
+            "files_new": s.files_new,
+            "files_changed": s.files_changed,
+            "files_unmodified": s.files_unmodified,
+            "dirs_new": s.dirs_new,
+            "dirs_changed": s.dirs_changed,
+            "dirs_unmodified": s.dirs_unmodified,
+            "data_blobs": s.data_blobs,
+            "tree_blobs": s.tree_blobs,
+            "data_added": s.data_added,
+            "data_added_packed": s.data_added_packed,
+            "total_files_processed": s.total_files_processed,
+            "total_bytes_processed": s.total_bytes_processed,
+            "total_duration": s.total_duration,
+            "errors": s.errors.len(),
+            "dry_run": a.dry_run,
+        }));
+    } else if !g.quiet {
+        if let Some(p) = s.parent {
+            println!("using parent snapshot {}", p.short());
+        }
+        println!("Files:       {} new, {} changed, {} unmodified", s.files_new, s.files_changed, s.files_unmodified);
+        println!("Dirs:        {} new, {} changed, {} unmodified", s.dirs_new, s.dirs_changed, s.dirs_unmodified);
+        println!("Added to the repository: {} ({} stored)", size(s.data_added), size(s.data_added_packed));
+        println!(
+            "processed {} files, {} in {:.1}s",
+            s.total_files_processed,
+            size(s.total_bytes_processed),
+            s.total_duration
+        );
+        if a.dry_run {
+            println!("dry run: nothing was written");
+        } else {
+            println!("snapshot {} saved", &id[..8.min(id.len())]);
+        }
+    }
+    if !s.errors.is_empty() {
+        eprintln!("warning: {} file(s) could not be read; the snapshot was saved without them", s.errors.len());
+        return Ok(ExitCode::PartialBackup);
+    }
+    Ok(ExitCode::Ok)
+}

@@ -1,0 +1,43 @@
+mod backup;
+mod init;
+mod ls;
+mod restore;
+mod snapshots;
+
+use std::sync::Arc;
+
+use cairn_repo::Repository;
+
+use crate::args::{Cli, Command, GlobalArgs};
+use crate::exit::ExitCode;
+use crate::{location, password};
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Init(a) => init::run(g, a),
+        Command::Backup(a) => backup::run(g, a),
+        Command::Snapshots(a) => snapshots::run(g, a),
+        Command::Ls(a) => ls::run(g, a),
+        Command::Restore(a) => restore::run(g, a),
+    }
+}
+
+/// Opens the repository named by the global options; writes nothing.
+pub fn open_repo(g: &GlobalArgs) -> anyhow::Result<Repository> {
+    let backend = location::open_backend(g.repo.as_deref().unwrap_or(""))?;
+    // Fail on a missing repository before asking for a password.
+    match backend.stat("config") {
+        Err(e) if e.is_not_found() => return Err(cairn_repo::RepoError::NoRepository(backend.location()).into()),
+        _ => {}
+    }
+    let pw = password::get(g, false)?;
+    Ok(Repository::open(backend, pw.as_bytes())?)
+}
+
+/// Opens the repository and loads its index, ready to read or add blobs.
+pub fn open_repo_with_index(g: &GlobalArgs) -> anyhow::Result<Arc<Repository>> {
+    let repo = open_repo(g)?;
+    repo.load_index()?;
+    Ok(Arc::new(repo))
+}

@@ -1,0 +1,73 @@
+use cairn_ops::filter::PathFilter;
+use cairn_ops::restore::{restore, Overwrite, RestoreOptions};
+use cairn_repo::LockKind;
+use serde_json::json;
+
+use crate::args::{GlobalArgs, OverwriteArg, RestoreArgs};
+use crate::exit::ExitCode;
+use crate::output::{self, size};
+
+pub fn run(g: &GlobalArgs, a: RestoreArgs) -> anyhow::Result<ExitCode> {
+    // SNAP:/sub/path restores the contents of that directory directly into the target.
+    let (spec, subpath) = match a.snapshot.split_once(':') {
+        Some((s, p)) => (s.to_string(), Some(if p.starts_with('/') { p.to_string() } else { format!("/{p}") })),
+        None => (a.snapshot.clone(), None),
+    };
+    let opts = RestoreOptions {
+        target: a.target.clone(),
+        subpath,
+        includes: PathFilter::new(&a.includes, &a.iincludes)?,
+        excludes: PathFilter::new(&a.excludes, &a.iexcludes)?,
+        verify: a.verify,
+        overwrite: match a.overwrite {
+            OverwriteArg::Always => Overwrite::Always,
+            OverwriteArg::IfChanged => Overwrite::IfChanged,
+            OverwriteArg::Never => Overwrite::Never,
+        },
+        delete: a.delete,
+        dry_run: a.dry_run,
+    };
+    let repo = super::open_repo_with_index(g)?;
+    let _lock = repo.lock(LockKind::Shared, "restore")?;
+    let snap = repo.find_snapshot(&spec)?;
+    let s = restore(&repo, &snap, &opts)?;
+    for e in &s.errors {
+        eprintln!("error: {e}");
+    }
+    if g.json {
+        output::print_json(&json!({
+            "message_type": "summary",
+            "files_restored": s.files_restored,
+            "bytes_restored": s.bytes_restored,
+            "dirs_restored": s.dirs_restored,
+            "files_skipped": s.files_skipped,
+            "files_deleted": s.files_deleted,
+            "files_verified": s.files_verified,
+            "errors": s.errors.len(),
+        }));
+    } else if !g.quiet {
+        let verb = if a.dry_run { "would restore" } else { "restored" };
+        println!(
+            "{verb} {} files ({}) and {} directories from snapshot {} to {}",
+            s.files_restored,
+            size(s.bytes_restored),
+            s.dirs_restored,
+            snap.id.short(),
+            a.target.display()
+        );
+        if s.files_skipped > 0 {
+            println!("skipped {} existing files", s.files_skipped);
+        }
+        if s.files_deleted > 0 {
+            println!("deleted {} files not in the snapshot", s.files_deleted);
+        }
+        if a.verify {
+            println!("verified {} files", s.files_verified);
+        }
+    }
+    if !s.errors.is_empty() {
+        eprintln!("cairn: {} file(s) could not be restored exactly (listed above)", s.errors.len());
+        return Ok(ExitCode::Fatal);
+    }
+    Ok(ExitCode::Ok)
+}

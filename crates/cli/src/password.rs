@@ -1,0 +1,79 @@
+//! Where the password comes from: flag, environment, command, or a terminal prompt.
+//! The password is held in zeroizing memory and never printed.
+
+use std::io::IsTerminal;
+use std::process::Command;
+
+use anyhow::Context;
+use zeroize::Zeroizing;
+
+use crate::args::GlobalArgs;
+use crate::exit::{fail, ExitCode};
+
+pub type Password = Zeroizing<String>;
+
+fn first_line(s: &str) -> Password {
+    Zeroizing::new(s.lines().next().unwrap_or("").to_string())
+}
+
+pub fn read_password_file(path: &std::path::Path) -> anyhow::Result<Password> {
+    let raw = Zeroizing::new(std::fs::read_to_string(path).with_context(|| format!("reading password file {}", path.display()))?);
+    Ok(first_line(&raw))
+}
+
+fn run_password_command(cmd: &str) -> anyhow::Result<Password> {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| "running --password-command")?;
+    let stdout = Zeroizing::new(out.stdout);
+    if !out.status.success() {
+        return Err(fail(ExitCode::Fatal, format!("--password-command exited with {}", out.status)));
+    }
+    Ok(first_line(&String::from_utf8_lossy(&stdout)))
+}
+
+fn prompt(text: &str) -> anyhow::Result<Password> {
+    Ok(Zeroizing::new(rpassword::prompt_password(text).context("reading password from terminal")?))
+}
+
+fn has_terminal() -> bool {
+    std::io::stdin().is_terminal() || std::fs::File::open("/dev/tty").is_ok() && std::io::stderr().is_terminal()
+}
+
+/// The repository password, from the first source given.
+pub fn get(g: &GlobalArgs, confirm: bool) -> anyhow::Result<Password> {
+    if let Some(f) = &g.password_file {
+        return read_password_file(f);
+    }
+    if let Some(c) = &g.password_command {
+        return run_password_command(c);
+    }
+    if let Ok(p) = std::env::var("CAIRN_PASSWORD") {
+        return Ok(Zeroizing::new(p));
+    }
+    if !has_terminal() {
+        return Err(fail(
+            ExitCode::Fatal,
+            "no password given and no terminal to ask on: set CAIRN_PASSWORD, --password-file or --password-command",
+        ));
+    }
+    ask_new_or_existing("enter password for repository: ", confirm)
+}
+
+/// Asks on the terminal; with `confirm`, twice, and they must match.
+pub fn ask_new_or_existing(text: &str, confirm: bool) -> anyhow::Result<Password> {
+    let p = prompt(text)?;
+    if confirm {
+        let again = prompt("enter password again: ")?;
+        if *again != *p {
+            return Err(fail(ExitCode::Fatal, "passwords do not match"));
+        }
+    }
+    if p.is_empty() {
+        return Err(fail(ExitCode::Fatal, "empty password refused"));
+    }
+    Ok(p)
+}
