@@ -130,6 +130,9 @@ pub struct BackupArgs {
     /// Compression for this backup (auto, off, max, 1-22)
     #[arg(long)]
     pub compression: Option<String>,
+    /// Seconds between index checkpoints (default 300); for tests of interrupted backups
+    #[arg(long, hide = true, value_name = "SECS")]
+    pub checkpoint_interval: Option<u64>,
 }
 
 #[derive(Args, Debug)]

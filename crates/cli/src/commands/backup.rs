@@ -40,6 +40,10 @@ pub fn run(g: &GlobalArgs, a: BackupArgs) -> anyhow::Result<ExitCode> {
         stdin_filename: a.stdin.then(|| a.stdin_filename.clone()),
         ..BackupOptions::default()
     };
+    let opts = match a.checkpoint_interval {
+        Some(secs) => BackupOptions { checkpoint_interval: std::time::Duration::from_secs(secs), ..opts },
+        None => opts,
+    };
     let mut repo = super::open_repo(g)?;
     if let Some(c) = &a.compression {
         repo.set_compression(CompressionMode::parse(c).map_err(|e| fail(ExitCode::Fatal, e))?);

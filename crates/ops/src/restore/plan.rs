@@ -51,7 +51,8 @@ impl RestorePlan {
             (NodeType::Dir, Some(tree)) => {
                 let mut selected = Vec::new();
                 let included = b.opts.includes.is_empty();
-                b.dir(&tree, &base, &opts.target, included, &mut selected)?;
+                let (_, names) = b.dir(&tree, &base, &opts.target, included, &mut selected)?;
+                b.plan.dir_names.push((opts.target.clone(), names));
                 b.commit(selected);
             }
             _ => {
@@ -108,9 +109,18 @@ impl Builder<'_> {
         }
     }
 
-    /// Plans one directory's contents into `out`; returns whether anything was selected.
-    fn dir(&mut self, tree: &BlobId, base: &[u8], dest: &Path, included: bool, out: &mut Vec<Planned>) -> Result<bool, OpsError> {
+    /// Plans one directory's contents into `out`; returns whether anything was selected,
+    /// and the names the directory holds in the snapshot (for `--delete`).
+    fn dir(
+        &mut self,
+        tree: &BlobId,
+        base: &[u8],
+        dest: &Path,
+        included: bool,
+        out: &mut Vec<Planned>,
+    ) -> Result<(bool, HashSet<OsString>), OpsError> {
         let t = self.repo.load_tree(tree)?;
+        let names: HashSet<OsString> = t.nodes.iter().map(|n| OsStr::from_bytes(n.name.as_slice()).to_owned()).collect();
         let mut any = false;
         for node in t.nodes {
             if !node.has_safe_name() {
@@ -129,16 +139,12 @@ impl Builder<'_> {
             let child_dest = dest.join(OsStr::from_bytes(node.name.as_slice()));
             if node.node_type == NodeType::Dir {
                 let mut sub_out = Vec::new();
-                let sub_any = match node.subtree {
+                let (sub_any, sub_names) = match node.subtree {
                     Some(sub) => self.dir(&sub, &path, &child_dest, inc, &mut sub_out)?,
-                    None => false,
+                    None => (false, HashSet::new()),
                 };
                 if inc || sub_any {
-                    let names = match node.subtree {
-                        Some(sub) => self.repo.load_tree(&sub)?.nodes.iter().map(|n| OsStr::from_bytes(n.name.as_slice()).to_owned()).collect(),
-                        None => HashSet::new(),
-                    };
-                    out.push(Planned::Dir(Item { dest: child_dest, node }, names));
+                    out.push(Planned::Dir(Item { dest: child_dest, node }, sub_names));
                     out.extend(sub_out);
                     any = true;
                 }
@@ -147,7 +153,7 @@ impl Builder<'_> {
                 any = true;
             }
         }
-        Ok(any)
+        Ok((any, names))
     }
 }
 

@@ -1,0 +1,184 @@
+//! Backup behaviour: excludes, parent snapshots, stdin, dry runs, resuming.
+
+use std::fs;
+use std::path::Path;
+
+use crate::util::*;
+
+fn ls_paths(env: &Env, snap: &str) -> Vec<String> {
+    env.ok(&["ls", snap]).lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn exclude_flags() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    for d in ["keep", "cache", "node_modules/x", "tagged", "Photos"] {
+        fs::create_dir_all(src.join(d)).unwrap();
+    }
+    fs::write(src.join("keep/a.txt"), b"a").unwrap();
+    fs::write(src.join("keep/b.tmp"), b"b").unwrap();
+    fs::write(src.join("cache/c"), b"c").unwrap();
+    fs::write(src.join("node_modules/x/d"), b"d").unwrap();
+    fs::write(src.join("tagged/.nobackup"), b"").unwrap();
+    fs::write(src.join("tagged/e"), b"e").unwrap();
+    fs::write(src.join("Photos/IMG.JPG"), b"f").unwrap();
+    fs::write(src.join("Photos/ok.png"), b"g").unwrap();
+    fs::write(src.join("big"), vec![1u8; 5000]).unwrap();
+    let exfile = env.path("excludes");
+    fs::write(&exfile, "# comment\n\n**/node_modules\n").unwrap();
+    let cache = src.join("cache");
+    env.backup(
+        &[&src],
+        &["--exclude", "*.tmp", "--exclude", cache.to_str().unwrap(), "--exclude-file", exfile.to_str().unwrap(), "--exclude-if-present", ".nobackup", "--iexclude", "*.jpg", "--exclude-larger-than", "4K"],
+    );
+    let paths = ls_paths(&env, "latest");
+    let rel: Vec<String> = paths.iter().filter_map(|p| p.strip_prefix(src.to_str().unwrap()).map(str::to_owned)).collect();
+    assert_eq!(rel, vec!["", "/Photos", "/Photos/ok.png", "/keep", "/keep/a.txt"], "{paths:?}");
+}
+
+#[test]
+fn parent_snapshot_skips_unchanged_files() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    fs::create_dir(&src).unwrap();
+    for i in 0..50 {
+        fs::write(src.join(format!("f{i}")), pseudo_random(i, 20_000)).unwrap();
+    }
+    let first = env.backup(&[&src], &[]);
+    assert_eq!(first["files_new"], 50);
+    let second = env.backup(&[&src], &[]);
+    assert_eq!(second["files_unmodified"], 50, "{second}");
+    assert_eq!(second["data_blobs"], 0);
+    fs::write(src.join("f3"), b"changed").unwrap();
+    fs::write(src.join("new"), b"new").unwrap();
+    let third = env.backup(&[&src], &[]);
+    assert_eq!((third["files_changed"].as_u64(), third["files_new"].as_u64(), third["files_unmodified"].as_u64()), (Some(1), Some(1), Some(49)), "{third}");
+    let forced = env.backup(&[&src], &["--force"]);
+    assert_eq!(forced["files_unmodified"], 0);
+    assert_eq!(forced["data_blobs"], 0, "forced re-read still deduplicates");
+    let snaps: serde_json::Value = serde_json::from_str(&env.ok(&["snapshots", "--json"])).unwrap();
+    let snaps = snaps.as_array().unwrap();
+    assert_eq!(snaps.len(), 4);
+    assert_eq!(snaps[1]["parent"], snaps[0]["id"]);
+    for key in ["id", "short_id", "time", "hostname", "username", "paths", "tags", "tree", "parent", "summary"] {
+        assert!(snaps[0].get(key).is_some(), "snapshots --json lacks {key}");
+    }
+}
+
+#[test]
+fn stdin_backup_roundtrip() {
+    let env = Env::new();
+    env.init();
+    let data = pseudo_random(5, 3_000_000);
+    let mut child = env.cmd().arg("-r").arg(env.repo()).args(["backup", "--stdin", "--stdin-filename", "db.sql", "--tag", "db"]).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(&data).unwrap();
+    }
+    assert!(child.wait_with_output().unwrap().status.success());
+    let t = env.path("t");
+    env.ok(&["restore", "latest", "--target", t.to_str().unwrap()]);
+    assert_eq!(fs::read(t.join("db.sql")).unwrap(), data);
+    let snaps: serde_json::Value = serde_json::from_str(&env.ok(&["snapshots", "--json", "--tag", "db"])).unwrap();
+    assert_eq!(snaps[0]["paths"][0], "/db.sql");
+}
+
+#[test]
+fn dry_run_writes_nothing() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("a"), pseudo_random(1, 100_000)).unwrap();
+    let before = env.repo_listing();
+    let s = env.backup(&[&src], &["--dry-run"]);
+    assert_eq!(s["files_new"], 1);
+    assert_eq!(env.repo_listing(), before);
+}
+
+#[test]
+fn multiple_paths_tags_host_and_latest() {
+    let env = Env::new();
+    env.init();
+    let a = env.path("a");
+    let b = env.path("b/deeper");
+    fs::create_dir_all(&a).unwrap();
+    fs::create_dir_all(&b).unwrap();
+    fs::write(a.join("1"), b"1").unwrap();
+    fs::write(b.join("2"), b"2").unwrap();
+    env.backup(&[&a, &b], &["--tag", "x,y", "--host", "laptop"]);
+    env.backup(&[&a], &["--host", "laptop"]);
+    env.backup(&[&a], &["--host", "desktop"]);
+    let all: serde_json::Value = serde_json::from_str(&env.ok(&["snapshots", "--json", "--host", "laptop"])).unwrap();
+    assert_eq!(all.as_array().unwrap().len(), 2);
+    let tagged: serde_json::Value = serde_json::from_str(&env.ok(&["snapshots", "--json", "--tag", "x,y"])).unwrap();
+    assert_eq!(tagged.as_array().unwrap().len(), 1);
+    assert_eq!(tagged[0]["tags"], serde_json::json!(["x", "y"]));
+    let latest: serde_json::Value = serde_json::from_str(&env.ok(&["snapshots", "--json", "--latest", "1", "--group-by", "host"])).unwrap();
+    assert_eq!(latest.as_array().unwrap().len(), 2);
+    let t = env.path("t");
+    let tagged_id = tagged[0]["short_id"].as_str().unwrap();
+    env.ok(&["restore", tagged_id, "--target", t.to_str().unwrap()]);
+    assert_eq!(fs::read(t.join(b.strip_prefix("/").unwrap()).join("2")).unwrap(), b"2");
+    assert_eq!(fs::read(t.join(a.strip_prefix("/").unwrap()).join("1")).unwrap(), b"1");
+}
+
+fn count(dir: &Path) -> usize {
+    let mut n = 0;
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().unwrap().is_dir() {
+                n += count(&e.path());
+            } else if !e.file_name().to_string_lossy().contains(".tmp-") {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+#[test]
+fn interrupted_backup_resumes_without_storing_again() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    fs::create_dir(&src).unwrap();
+    let total: u64 = 40 * 4_000_000;
+    for i in 0..40u64 {
+        fs::write(src.join(format!("f{i:02}")), pseudo_random(i + 100, 4_000_000)).unwrap();
+    }
+    let mut child = env
+        .cmd()
+        .arg("-r")
+        .arg(env.repo())
+        .args(["backup", "--checkpoint-interval", "0", src.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let mut killed = false;
+    while start.elapsed() < std::time::Duration::from_secs(60) {
+        if count(&env.repo().join("index")) >= 2 {
+            child.kill().unwrap();
+            killed = true;
+            break;
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let _ = child.wait();
+    assert!(killed, "backup finished before it could be interrupted");
+    assert_eq!(count(&env.repo().join("snapshots")), 0, "no snapshot from the interrupted run");
+    let s = env.backup(&[&src], &[]);
+    let added = s["data_added"].as_u64().unwrap();
+    assert!(added < total, "resumed backup stored {added} of {total} bytes again");
+    let t = env.path("t");
+    env.ok(&["restore", "latest", "--target", t.to_str().unwrap(), "--verify"]);
+    assert_same_tree(&src, &t.join(src.strip_prefix("/").unwrap()));
+}

@@ -1,0 +1,166 @@
+//! Bad input gets a clear one-line error and the documented exit code.
+
+use std::fs;
+use std::sync::Arc;
+
+use crate::util::*;
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn wrong_password_exits_12_and_writes_nothing() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("a"), b"a").unwrap();
+    env.backup(&[&src], &[]);
+    let before = env.repo_listing();
+    for args in [vec!["backup", src.to_str().unwrap()], vec!["snapshots"], vec!["ls", "latest"]] {
+        let out = env.cmd().env("CAIRN_PASSWORD", "wrong").arg("-r").arg(env.repo()).args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(12), "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains("wrong password") && err.lines().count() == 1, "{err}");
+        assert!(!err.contains("wrong\n") && !err.contains(PASSWORD));
+    }
+    assert_eq!(env.repo_listing(), before, "a failed open must not write");
+}
+
+#[test]
+fn missing_repository_exits_10_and_is_not_created() {
+    let env = Env::new();
+    for args in [vec!["snapshots"], vec!["backup", "/etc/hostname"], vec!["restore", "latest", "--target", "t"]] {
+        let out = env.run(&args);
+        assert_eq!(out.status.code(), Some(10), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("does not exist"));
+    }
+    assert!(!env.repo().exists());
+}
+
+#[test]
+fn no_password_source_without_terminal_exits_1() {
+    let env = Env::new();
+    let out = env.cmd().env_remove("CAIRN_PASSWORD").arg("-r").arg(env.repo()).arg("init").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("--password-file"), "{}", stderr(&out));
+    assert!(!env.repo().exists());
+}
+
+#[test]
+fn password_file_and_command_sources() {
+    let env = Env::new();
+    let pwf = env.path("pw.txt");
+    fs::write(&pwf, "from-file\nsecond line ignored\n").unwrap();
+    let out = env.cmd().env_remove("CAIRN_PASSWORD").arg("-r").arg(env.repo()).arg("--password-file").arg(&pwf).arg("init").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = env.cmd().env_remove("CAIRN_PASSWORD").arg("-r").arg(env.repo()).args(["--password-command", "echo from-file", "snapshots"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = env.cmd().env_remove("CAIRN_PASSWORD").env("CAIRN_PASSWORD_FILE", &pwf).arg("-r").arg(env.repo()).arg("snapshots").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = env.cmd().env_remove("CAIRN_PASSWORD").arg("-r").arg(env.repo()).args(["--password-command", "false", "snapshots"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn init_twice_refuses() {
+    let env = Env::new();
+    env.init();
+    let out = env.run(&["init"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("already exists"));
+}
+
+#[test]
+fn flipped_byte_in_pack_names_damaged_file_and_restores_the_rest() {
+    let env = Env::new();
+    env.ok(&["init", "--pack-size", "1"]);
+    let src = env.path("src");
+    fs::create_dir(&src).unwrap();
+    // Random content: each file lands in its own pack (1 MiB packs), none compresses.
+    for i in 0..6u64 {
+        fs::write(src.join(format!("f{i}")), pseudo_random(i + 1, 1_100_000)).unwrap();
+    }
+    env.backup(&[&src], &[]);
+    // Damage the largest data pack somewhere in its blob area.
+    let mut packs: Vec<_> = env.repo_listing().into_iter().filter(|(p, _)| p.to_string_lossy().contains("/data/")).collect();
+    packs.sort_by_key(|(_, s)| std::cmp::Reverse(*s));
+    let (victim, _) = &packs[0];
+    let mut bytes = fs::read(victim).unwrap();
+    bytes[1000] ^= 0x40;
+    fs::write(victim, bytes).unwrap();
+
+    let target = env.path("t");
+    let out = env.run(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert_ne!(out.status.code(), Some(0));
+    let err = stderr(&out);
+    let damaged: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(damaged.len(), 1, "exactly one file is damaged: {err}");
+    assert!(damaged[0].contains("/src/f"), "{err}");
+    let restored = target.join(src.strip_prefix("/").unwrap());
+    let mut intact = 0;
+    for i in 0..6u64 {
+        let name = format!("f{i}");
+        if damaged[0].contains(&format!("/src/{name}:")) {
+            continue;
+        }
+        assert_eq!(fs::read(restored.join(&name)).unwrap(), pseudo_random(i + 1, 1_100_000), "{name}");
+        intact += 1;
+    }
+    assert_eq!(intact, 5);
+}
+
+#[test]
+fn held_exclusive_lock_exits_11() {
+    let env = Env::new();
+    env.init();
+    std::env::set_var("CAIRN_INSECURE_TEST_KDF", "1");
+    let backend: Arc<dyn cairn_backend::Backend> = Arc::new(cairn_backend::LocalBackend::new(env.repo()));
+    let repo = Arc::new(cairn_repo::Repository::open(backend, PASSWORD.as_bytes()).unwrap());
+    let guard = repo.lock(cairn_repo::LockKind::Exclusive, "prune").unwrap();
+    let out = env.run(&["backup", "/etc/hostname"]);
+    assert_eq!(out.status.code(), Some(11), "{}", stderr(&out));
+    assert!(stderr(&out).contains("cairn unlock"), "{}", stderr(&out));
+    drop(guard);
+    let out = env.run(&["backup", "/etc/hostname"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+#[test]
+fn unreadable_file_is_reported_snapshot_saved_exit_3() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("readable"), b"fine").unwrap();
+    fs::write(src.join("secret"), b"no access").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(src.join("secret"), fs::Permissions::from_mode(0o000)).unwrap();
+    // As root nothing is unreadable, so run cairn as an unprivileged user.
+    let mut cmd = if is_root() {
+        fs::set_permissions(env.dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
+        fs::set_permissions(&src, fs::Permissions::from_mode(0o777)).unwrap();
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", env!("CARGO_BIN_EXE_cairn")]);
+        c
+    } else {
+        std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+    };
+    cmd.env("CAIRN_PASSWORD", PASSWORD).env("CAIRN_INSECURE_TEST_KDF", "1").env("HOME", env.dir.path()).current_dir(env.dir.path());
+    let repo = env.path("repo-nobody");
+    let out = cmd.arg("-r").arg(&repo).arg("init").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let mut cmd2 = if is_root() {
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", env!("CARGO_BIN_EXE_cairn")]);
+        c
+    } else {
+        std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+    };
+    cmd2.env("CAIRN_PASSWORD", PASSWORD).env("HOME", env.dir.path()).current_dir(env.dir.path());
+    let out = cmd2.arg("-r").arg(&repo).arg("backup").arg(&src).output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("secret") && err.contains("Permission denied"), "{err}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("snapshot"), "snapshot still saved");
+}

@@ -1,0 +1,139 @@
+//! Restore options and hostile snapshots.
+
+use std::fs;
+use std::sync::Arc;
+
+use cairn_format::{BlobType, Node, NodeType, Snapshot, Tree};
+
+use crate::util::*;
+
+fn tree_with_files(env: &Env) -> std::path::PathBuf {
+    let src = env.path("src");
+    fs::create_dir_all(src.join("docs/deep")).unwrap();
+    fs::create_dir_all(src.join("music")).unwrap();
+    fs::write(src.join("docs/a.txt"), b"a").unwrap();
+    fs::write(src.join("docs/deep/b.txt"), b"b").unwrap();
+    fs::write(src.join("docs/c.log"), b"c").unwrap();
+    fs::write(src.join("music/song.mp3"), b"la").unwrap();
+    src
+}
+
+#[test]
+fn include_and_exclude() {
+    let env = Env::new();
+    env.init();
+    let src = tree_with_files(&env);
+    env.backup(&[&src], &[]);
+    let t = env.path("t");
+    env.ok(&["restore", "latest", "--target", t.to_str().unwrap(), "--include", &format!("{}/docs", src.display()), "--exclude", "*.log"]);
+    let r = t.join(src.strip_prefix("/").unwrap());
+    assert!(r.join("docs/a.txt").exists());
+    assert!(r.join("docs/deep/b.txt").exists());
+    assert!(!r.join("docs/c.log").exists());
+    assert!(!r.join("music").exists());
+}
+
+#[test]
+fn overwrite_modes_and_delete() {
+    let env = Env::new();
+    env.init();
+    let src = tree_with_files(&env);
+    env.backup(&[&src], &[]);
+    let t = env.path("t");
+    let spec = format!("latest:{}", src.display());
+    env.ok(&["restore", &spec, "--target", t.to_str().unwrap()]);
+    fs::write(t.join("docs/a.txt"), b"local edit").unwrap();
+    fs::write(t.join("extra"), b"not in snapshot").unwrap();
+
+    env.ok(&["restore", &spec, "--target", t.to_str().unwrap(), "--overwrite", "never"]);
+    assert_eq!(fs::read(t.join("docs/a.txt")).unwrap(), b"local edit");
+
+    let out = env.ok(&["restore", &spec, "--target", t.to_str().unwrap(), "--overwrite", "if-changed", "--json"]);
+    let s = json_last_line(&out);
+    assert_eq!(s["files_restored"], 1, "only the edited file is rewritten: {s}");
+    assert_eq!(fs::read(t.join("docs/a.txt")).unwrap(), b"a");
+    assert!(t.join("extra").exists());
+
+    env.ok(&["restore", &spec, "--target", t.to_str().unwrap(), "--delete"]);
+    assert!(!t.join("extra").exists());
+    assert_same_tree(&src, &t);
+}
+
+#[test]
+fn dry_run_restores_nothing() {
+    let env = Env::new();
+    env.init();
+    let src = tree_with_files(&env);
+    env.backup(&[&src], &[]);
+    let t = env.path("t");
+    let out = env.ok(&["restore", "latest", "--target", t.to_str().unwrap(), "--dry-run"]);
+    assert!(out.contains("would restore 4 files"), "{out}");
+    assert!(!t.exists());
+}
+
+#[test]
+fn ls_json_and_long() {
+    let env = Env::new();
+    env.init();
+    let src = tree_with_files(&env);
+    env.backup(&[&src], &[]);
+    let v: serde_json::Value = serde_json::from_str(&env.ok(&["ls", "latest", "--json"])).unwrap();
+    let nodes = v["nodes"].as_array().unwrap();
+    let a = nodes.iter().find(|n| n["path"].as_str().unwrap().ends_with("/docs/a.txt")).unwrap();
+    assert_eq!(a["type"], "file");
+    assert_eq!(a["size"], 1);
+    assert_eq!(v["snapshot"]["paths"][0], src.to_str().unwrap());
+    let docs = format!("{}/docs", src.display());
+    let listing = env.ok(&["ls", "latest", &docs]);
+    assert_eq!(listing.lines().count(), 3, "direct children only: {listing}");
+    let long = env.ok(&["ls", "--long", "latest", &format!("{docs}/a.txt")]);
+    assert!(long.starts_with("-rw"), "{long}");
+}
+
+/// A repository written by an attacker who has the key (or a buggy client) must not make
+/// restore write outside the target.
+#[test]
+fn hostile_names_are_refused() {
+    let env = Env::new();
+    env.init();
+    std::env::set_var("CAIRN_INSECURE_TEST_KDF", "1");
+    let backend: Arc<dyn cairn_backend::Backend> = Arc::new(cairn_backend::LocalBackend::new(env.repo()));
+    let repo = cairn_repo::Repository::open(backend, PASSWORD.as_bytes()).unwrap();
+    for evil in ["..", "a/../../escaped", "/abs"] {
+        let mut f = Node::new("escaped".into(), NodeType::File);
+        f.mode = 0o644;
+        f.size = 4;
+        let (blob, _) = repo.save_blob(BlobType::Data, b"evil").unwrap();
+        f.content = vec![blob];
+        let (inner, _) = repo.save_tree(&Tree { nodes: vec![f.clone()] }).unwrap();
+        let mut d = Node::new(evil.into(), NodeType::Dir);
+        d.mode = 0o755;
+        d.subtree = Some(inner);
+        let mut ok = Node::new("fine".into(), NodeType::File);
+        ok.mode = 0o644;
+        let (root, _) = repo.save_tree(&Tree { nodes: vec![d, ok] }).unwrap();
+        repo.flush().unwrap();
+        repo.save_index().unwrap();
+        repo.save_snapshot(&Snapshot {
+            time: chrono::Local::now().fixed_offset(),
+            parent: None,
+            tree: root,
+            paths: vec!["/x".into()],
+            hostname: "evil".into(),
+            username: String::new(),
+            uid: 0,
+            gid: 0,
+            tags: vec![],
+            program_version: String::new(),
+            summary: None,
+        })
+        .unwrap();
+        let t = env.path("inner/target");
+        let out = env.run(&["restore", "latest", "--target", t.to_str().unwrap()]);
+        assert_ne!(out.status.code(), Some(0), "{evil}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("unsafe name"), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(!env.path("inner/escaped").exists() && !env.path("escaped").exists() && !std::path::Path::new("/abs").exists());
+        let ls = env.run(&["ls", "latest"]);
+        assert_ne!(ls.status.code(), Some(0));
+    }
+}

@@ -1,0 +1,10 @@
+//! All CLI-level tests in one binary (as ripgrep does): they run the real `cairn`
+//! executable against real repositories in scratch directories.
+
+mod util;
+
+mod backup;
+mod errors;
+mod golden;
+mod restore;
+mod roundtrip;

@@ -1,0 +1,221 @@
+//! Helpers for the CLI tests: a scratch directory, the real `cairn` binary with a clean
+//! environment, and a tree snapshotter that compares contents and metadata.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        Env { dir: tempfile::Builder::new().prefix("cairn-test-").tempdir().unwrap() }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn repo(&self) -> PathBuf {
+        self.path("repo")
+    }
+
+    /// `cairn` with every CAIRN_* and B2_* variable cleared, then the test password
+    /// and cheap key derivation set.
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_cairn"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("CAIRN_") || k.starts_with("B2_") || k == "RUST_LOG" {
+                c.env_remove(k);
+            }
+        }
+        c.env("CAIRN_PASSWORD", PASSWORD).env("CAIRN_INSECURE_TEST_KDF", "1").current_dir(self.dir.path());
+        c.stdin(Stdio::null());
+        c
+    }
+
+    /// Runs `cairn -r REPO args...`.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd().arg("-r").arg(self.repo()).args(args).output().unwrap()
+    }
+
+    /// Runs and asserts the exit code; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert_eq!(out.status.code(), Some(0), "cairn {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn init(&self) {
+        self.ok(&["init"]);
+    }
+
+    /// Backs up `paths`, returns the JSON summary.
+    pub fn backup(&self, paths: &[&Path], extra: &[&str]) -> serde_json::Value {
+        let mut args: Vec<&str> = vec!["backup", "--json"];
+        args.extend_from_slice(extra);
+        let ps: Vec<String> = paths.iter().map(|p| p.to_str().unwrap().to_string()).collect();
+        args.extend(ps.iter().map(String::as_str));
+        let out = self.ok(&args);
+        json_last_line(&out)
+    }
+
+    /// Repository files with their sizes, to prove a command wrote nothing.
+    pub fn repo_listing(&self) -> BTreeMap<PathBuf, u64> {
+        let mut m = BTreeMap::new();
+        list_files(&self.repo(), &mut m);
+        m
+    }
+}
+
+fn list_files(dir: &Path, m: &mut BTreeMap<PathBuf, u64>) {
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            let meta = e.metadata().unwrap();
+            if meta.is_dir() {
+                list_files(&p, m);
+            } else {
+                m.insert(p, meta.len());
+            }
+        }
+    }
+}
+
+pub fn json_last_line(s: &str) -> serde_json::Value {
+    let line = s.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}
+
+/// Everything about one filesystem entry a restore must reproduce.
+#[derive(Debug, PartialEq, Eq, Clone)]
+pub struct Meta {
+    pub kind: &'static str,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u64,
+    pub mtime: (i64, i64),
+    pub nlink: u64,
+    pub link_target: Option<Vec<u8>>,
+    pub content_hash: Option<String>,
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Index of the first path (in name order) sharing this inode: hardlink structure.
+    pub link_group: usize,
+}
+
+/// Records every entry below `root` (relative raw-byte paths), directories included.
+pub fn snapshot_tree(root: &Path) -> BTreeMap<Vec<u8>, Meta> {
+    let mut raw = BTreeMap::new();
+    walk(root, root, &mut raw);
+    let mut first_by_inode: BTreeMap<(u64, u64), usize> = BTreeMap::new();
+    let mut out = BTreeMap::new();
+    for (i, (path, (mut meta, dev, ino))) in raw.into_iter().enumerate() {
+        meta.link_group = *first_by_inode.entry((dev, ino)).or_insert(i);
+        out.insert(path, meta);
+    }
+    out
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<Vec<u8>, (Meta, u64, u64)>) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().flatten().collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let p = e.path();
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        let ft = m.file_type();
+        use std::os::unix::fs::FileTypeExt;
+        let kind = if ft.is_dir() {
+            "dir"
+        } else if ft.is_symlink() {
+            "symlink"
+        } else if ft.is_fifo() {
+            "fifo"
+        } else if ft.is_socket() {
+            "socket"
+        } else if ft.is_file() {
+            "file"
+        } else {
+            "device"
+        };
+        let mut xattrs: Vec<(Vec<u8>, Vec<u8>)> = xattr::list(&p)
+            .map(|l| l.filter_map(|n| xattr::get(&p, &n).ok().flatten().map(|v| (n.as_bytes().to_vec(), v))).collect())
+            .unwrap_or_default();
+        xattrs.sort();
+        let meta = Meta {
+            kind,
+            mode: m.mode() & 0o7777,
+            uid: m.uid(),
+            gid: m.gid(),
+            size: if ft.is_file() { m.len() } else { 0 },
+            mtime: (m.mtime(), m.mtime_nsec()),
+            nlink: if ft.is_dir() { 0 } else { m.nlink() },
+            link_target: ft.is_symlink().then(|| std::fs::read_link(&p).unwrap().as_os_str().as_bytes().to_vec()),
+            content_hash: ft.is_file().then(|| hash_file(&p)),
+            xattrs,
+            link_group: 0,
+        };
+        let rel = p.strip_prefix(root).unwrap().as_os_str().as_bytes().to_vec();
+        out.insert(rel, (meta, m.dev(), m.ino()));
+        if ft.is_dir() {
+            walk(root, &p, out);
+        }
+    }
+}
+
+fn hash_file(p: &Path) -> String {
+    // Reading is done with O_NOATIME-free plain reads; atime is not compared.
+    let data = std::fs::read(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()));
+    blake3::hash(&data).to_hex().to_string()
+}
+
+/// Asserts two trees are equal entry by entry, naming the first difference.
+pub fn assert_same_tree(a: &Path, b: &Path) {
+    let ta = snapshot_tree(a);
+    let tb = snapshot_tree(b);
+    let ka: Vec<_> = ta.keys().collect();
+    let kb: Vec<_> = tb.keys().collect();
+    if ka != kb {
+        let only_a: Vec<_> = ta.keys().filter(|k| !tb.contains_key(*k)).map(|k| String::from_utf8_lossy(k).into_owned()).take(10).collect();
+        let only_b: Vec<_> = tb.keys().filter(|k| !ta.contains_key(*k)).map(|k| String::from_utf8_lossy(k).into_owned()).take(10).collect();
+        panic!("entries differ: only in source {only_a:?}, only in restore {only_b:?}");
+    }
+    for (k, ma) in &ta {
+        let mb = &tb[k];
+        assert_eq!(ma, mb, "metadata of {:?} differs", String::from_utf8_lossy(k));
+    }
+}
+
+pub fn raw_path(base: &Path, name: &[u8]) -> PathBuf {
+    base.join(OsStr::from_bytes(name))
+}
+
+pub fn set_mtime(p: &Path, secs: i64, nanos: i64) {
+    let ts = nix::sys::time::TimeSpec::new(secs, nanos);
+    nix::sys::stat::utimensat(None, p, &ts, &ts, nix::sys::stat::UtimensatFlags::NoFollowSymlink).unwrap();
+}
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
+pub fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut v = Vec::with_capacity(len);
+    while v.len() < len {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        v.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
