@@ -1,0 +1,86 @@
+//! Memory and load time of the in-memory index with N synthetic blobs (default 10
+//! million). Run: `cargo bench --bench index_memory [-- N]`.
+//!
+//! Reports heap bytes per blob held by `Index`, the process's peak RSS, and how long
+//! decoding the index files and building the index takes.
+
+use std::time::Instant;
+
+use cairn_format::{BlobId, BlobType, IndexFile, IndexPack, PackEntry, PackId};
+use cairn_repo::Index;
+
+fn vm_hwm_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn main() {
+    let n: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(10_000_000);
+    const BLOBS_PER_PACK: usize = 16;
+    const PACKS_PER_FILE: usize = 20_000;
+    // Synthetic index files as a backup would write them: 16 blobs per pack (1 MiB
+    // average blobs in 16 MiB packs), random-looking IDs.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut files = Vec::new();
+    let mut made = 0usize;
+    while made < n {
+        let mut f = IndexFile::default();
+        while made < n && f.packs.len() < PACKS_PER_FILE {
+            let mut pid = [0u8; 32];
+            pid[..8].copy_from_slice(&next().to_le_bytes());
+            let mut blobs = Vec::with_capacity(BLOBS_PER_PACK);
+            for i in 0..BLOBS_PER_PACK.min(n - made) {
+                let mut id = [0u8; 32];
+                for c in id.chunks_mut(8) {
+                    c.copy_from_slice(&next().to_le_bytes());
+                }
+                blobs.push(PackEntry { blob_type: BlobType::Data, compressed: true, id: BlobId(id), offset: (i * 1_048_576) as u32, length: 1_000_000, raw_length: 1_048_576 });
+                made += 1;
+            }
+            f.packs.push(IndexPack { id: PackId(pid), size: 17 << 20, blobs });
+        }
+        files.push(f.encode());
+    }
+    let encoded: usize = files.iter().map(Vec::len).sum();
+    let rss_before = vm_hwm_kib();
+
+    let t = Instant::now();
+    let mut index = Index::new();
+    for bytes in &files {
+        let f = IndexFile::decode(bytes).expect("decode");
+        index.add_file(&f);
+    }
+    index.finish_loading();
+    let load = t.elapsed();
+    drop(files);
+
+    let t = Instant::now();
+    let mut hits = 0;
+    let mut probe: u64 = 0x9E37_79B9_7F4A_7C15;
+    for _ in 0..1_000_000 {
+        probe ^= probe << 13;
+        probe ^= probe >> 7;
+        probe ^= probe << 17;
+        let mut id = [0u8; 32];
+        id[..8].copy_from_slice(&probe.to_le_bytes());
+        hits += usize::from(index.contains(&BlobId(id)));
+    }
+    let lookup = t.elapsed();
+
+    let heap = index.heap_bytes();
+    println!("blobs:                 {}", index.len());
+    println!("entry size:            {} bytes", Index::ENTRY_BYTES);
+    println!("index heap:            {:.1} MiB = {:.1} bytes/blob", heap as f64 / 1048576.0, heap as f64 / index.len() as f64);
+    println!("encoded index files:   {:.1} MiB ({} files)", encoded as f64 / 1048576.0, (n + BLOBS_PER_PACK * PACKS_PER_FILE - 1) / (BLOBS_PER_PACK * PACKS_PER_FILE));
+    println!("decode + build + sort: {:.2} s (single thread, files already in memory)", load.as_secs_f64());
+    println!("1M random lookups:     {:.2} s ({hits} hits)", lookup.as_secs_f64());
+    println!("peak RSS:              {:.1} MiB (of which {:.1} MiB were the encoded files)", vm_hwm_kib() as f64 / 1024.0, rss_before as f64 / 1024.0);
+}
