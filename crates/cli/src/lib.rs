@@ -28,6 +28,7 @@ pub fn main() -> i32 {
         }
     };
     init_tracing(&cli.global);
+    handle_signals();
     match commands::run(cli) {
         Ok(code) => code as i32,
         Err(e) => {
@@ -49,4 +50,26 @@ fn init_tracing(g: &args::GlobalArgs) {
     };
     let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).without_time().try_init();
+}
+
+/// SIGINT, SIGTERM and SIGHUP are handled by one thread: every write to a repository is
+/// atomic and ordered, so the only thing to tidy is this process's lock files; then
+/// exit with 128 + the signal number (130 for Ctrl-C). The signals are blocked in all
+/// other threads (the mask is inherited by threads spawned later).
+fn handle_signals() {
+    use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+    let mut set = SigSet::empty();
+    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        set.add(s);
+    }
+    if nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None).is_err() {
+        return;
+    }
+    std::thread::spawn(move || {
+        if let Ok(sig) = set.wait() {
+            eprintln!("cairn: interrupted by {sig}; the repository stays consistent");
+            cairn_repo::release_held_locks();
+            std::process::exit(128 + sig as i32);
+        }
+    });
 }

@@ -22,7 +22,18 @@ pub fn read_password_file(path: &std::path::Path) -> anyhow::Result<Password> {
 }
 
 fn run_password_command(cmd: &str) -> anyhow::Result<Password> {
-    let out = Command::new("sh")
+    use std::os::unix::process::CommandExt;
+    let mut command = Command::new("sh");
+    // SAFETY: between fork and exec only async-signal-safe calls are allowed;
+    // pthread_sigmask is one. The child must not inherit cairn's blocked signals.
+    unsafe {
+        command.pre_exec(|| {
+            let empty = nix::sys::signal::SigSet::empty();
+            nix::sys::signal::pthread_sigmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&empty), None)
+                .map_err(std::io::Error::from)
+        });
+    }
+    let out = command
         .arg("-c")
         .arg(cmd)
         .stderr(std::process::Stdio::inherit())

@@ -25,6 +25,6 @@ pub use index::{Index, IndexedBlob};
 pub use keys::{KeyInfo, KDF_ENV};
 pub use layout::{pack_name, FileKind, DATA_DIR};
 pub use packer::read_pack_header;
-pub use lock::{LockGuard, LockKind};
+pub use lock::{release_held_locks, LockGuard, LockKind};
 pub use packer::Packer;
 pub use repository::{InitOptions, Repository, SaveStats, SnapshotRef};

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use cairn_backend::Backend;
 use cairn_format::Lock;
 
 use crate::layout::{id_from_name, FileKind};
@@ -23,6 +24,20 @@ pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
 pub enum LockKind {
     Shared,
     Exclusive,
+}
+
+/// Locks this process holds, so a signal handler can remove them before exiting.
+type Held = (Arc<dyn Backend>, Arc<Mutex<String>>);
+static HELD: Mutex<Vec<Held>> = Mutex::new(Vec::new());
+
+/// Removes every lock file this process holds. For the CLI's signal handler: after an
+/// interrupt the repository is consistent, and it should not stay locked either.
+pub fn release_held_locks() {
+    let held = std::mem::take(&mut *HELD.lock().unwrap_or_else(|p| p.into_inner()));
+    for (backend, name) in held {
+        let name = name.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let _ = backend.remove(&name);
+    }
 }
 
 /// Holds a lock until dropped; dropping removes the lock file.
@@ -133,6 +148,7 @@ impl Repository {
                 _ => return,
             }
         });
+        HELD.lock().unwrap_or_else(|p| p.into_inner()).push((Arc::clone(self.backend()), Arc::clone(&current)));
         Ok(LockGuard { current, stop: Some(tx), thread: Some(thread), repo: Arc::clone(self) })
     }
 
@@ -152,6 +168,7 @@ impl Repository {
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
+        HELD.lock().unwrap_or_else(|p| p.into_inner()).retain(|(_, c)| !Arc::ptr_eq(c, &self.current));
         drop(self.stop.take());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
