@@ -140,45 +140,106 @@ fn count(dir: &Path) -> usize {
     n
 }
 
-#[test]
-fn interrupted_backup_resumes_without_storing_again() {
-    let env = Env::new();
-    env.init();
-    let src = env.path("src");
-    fs::create_dir(&src).unwrap();
-    let total: u64 = 40 * 4_000_000;
-    for i in 0..40u64 {
-        fs::write(src.join(format!("f{i:02}")), pseudo_random(i + 100, 4_000_000)).unwrap();
-    }
+/// Starts a backup of 160 MiB of random data in 1 MiB packs, waits until `ready` says
+/// enough is stored, then kills it with `signal`.
+fn interrupt_backup(env: &Env, src: &Path, extra: &[&str], signal: &str, ready: impl Fn() -> bool) -> std::process::Output {
     let mut child = env
         .cmd()
         .arg("-r")
         .arg(env.repo())
-        .args(["backup", "--checkpoint-interval", "0", src.to_str().unwrap()])
+        .arg("backup")
+        .args(extra)
+        .arg(src)
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let start = std::time::Instant::now();
-    let mut killed = false;
     while start.elapsed() < std::time::Duration::from_secs(60) {
-        if count(&env.repo().join("index")) >= 2 {
-            child.kill().unwrap();
-            killed = true;
+        if ready() {
+            std::process::Command::new("kill").arg(format!("-{signal}")).arg(child.id().to_string()).status().unwrap();
             break;
         }
         if child.try_wait().unwrap().is_some() {
             break;
         }
-        std::thread::sleep(std::time::Duration::from_millis(5));
+        std::thread::sleep(std::time::Duration::from_millis(2));
     }
-    let _ = child.wait();
-    assert!(killed, "backup finished before it could be interrupted");
+    child.wait_with_output().unwrap()
+}
+
+fn random_source(env: &Env) -> (std::path::PathBuf, u64) {
+    let src = env.path("src");
+    fs::create_dir(&src).unwrap();
+    for i in 0..40u64 {
+        fs::write(src.join(format!("f{i:02}")), pseudo_random(i + 100, 4_000_000)).unwrap();
+    }
+    (src, 40 * 4_000_000)
+}
+
+fn assert_resumes(env: &Env, src: &Path, total: u64) {
     assert_eq!(count(&env.repo().join("snapshots")), 0, "no snapshot from the interrupted run");
-    let s = env.backup(&[&src], &[]);
+    let s = env.backup(&[src], &[]);
     let added = s["data_added"].as_u64().unwrap();
     assert!(added < total, "resumed backup stored {added} of {total} bytes again");
     let t = env.path("t");
     env.ok(&["restore", "latest", "--target", t.to_str().unwrap(), "--verify"]);
-    assert_same_tree(&src, &t.join(src.strip_prefix("/").unwrap()));
+    assert_same_tree(src, &t.join(src.strip_prefix("/").unwrap()));
+}
+
+#[test]
+fn interrupted_backup_resumes_from_index_checkpoint() {
+    let env = Env::new();
+    env.ok(&["init", "--pack-size", "1"]);
+    let (src, total) = random_source(&env);
+    let index = env.repo().join("index");
+    let out = interrupt_backup(&env, &src, &["--checkpoint-interval", "0"], "KILL", || count(&index) >= 2);
+    assert_eq!(out.status.code(), None, "killed by SIGKILL");
+    assert_resumes(&env, &src, total);
+}
+
+#[test]
+fn interrupted_backup_reuses_packs_written_after_the_last_checkpoint() {
+    let env = Env::new();
+    env.ok(&["init", "--pack-size", "1"]);
+    let (src, total) = random_source(&env);
+    let data = env.repo().join("data");
+    // Default checkpoint interval (5 minutes): no index file exists when it is killed.
+    let out = interrupt_backup(&env, &src, &[], "KILL", || count(&data) >= 20);
+    assert_eq!(out.status.code(), None);
+    assert_eq!(count(&env.repo().join("index")), 0);
+    assert_resumes(&env, &src, total);
+}
+
+#[test]
+fn sigint_exits_130_and_releases_the_lock() {
+    let env = Env::new();
+    env.ok(&["init", "--pack-size", "1"]);
+    let (src, total) = random_source(&env);
+    let data = env.repo().join("data");
+    let out = interrupt_backup(&env, &src, &[], "INT", || count(&data) >= 5);
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted"));
+    assert_eq!(count(&env.repo().join("locks")), 0, "lock removed on interrupt");
+    assert_resumes(&env, &src, total);
+}
+
+#[test]
+fn one_file_system_and_device_nodes() {
+    // /dev is devtmpfs with character devices; /dev/shm and /dev/pts are other filesystems.
+    let env = Env::new();
+    env.init();
+    env.backup(&[Path::new("/dev")], &["--one-file-system"]);
+    let long = env.ok(&["ls", "--long", "latest", "/dev"]);
+    assert!(long.lines().any(|l| l.starts_with('c') && l.ends_with("/dev/null")), "{long}");
+    assert!(!long.lines().any(|l| l.ends_with("/dev/shm")), "--one-file-system must skip /dev/shm: {long}");
+    if is_root() {
+        let t = env.path("t");
+        let out = env.run(&["restore", "latest", "--target", t.to_str().unwrap(), "--include", "/dev/null", "--include", "/dev/zero"]);
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let m = fs::symlink_metadata(t.join("dev/null")).unwrap();
+        assert!(m.file_type().is_char_device());
+        assert_eq!(m.rdev(), fs::metadata("/dev/null").unwrap().rdev());
+    }
 }

@@ -208,7 +208,8 @@ pub fn is_root() -> bool {
 
 /// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
 pub fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
+    // 2*seed+1: distinct seeds give distinct non-zero states.
+    let mut x = seed.wrapping_mul(2).wrapping_add(1);
     let mut v = Vec::with_capacity(len);
     while v.len() < len {
         x ^= x >> 12;

@@ -13,7 +13,7 @@ use cairn_format::{
     PackId, Snapshot, SnapshotId, Tree, FORMAT_VERSION,
 };
 
-use crate::layout::{id_from_name, pack_name, FileKind, CONFIG, CONFIG_PURPOSE};
+use crate::layout::{id_from_name, pack_name, FileKind, CONFIG, CONFIG_PURPOSE, DATA_DIR};
 use crate::packer::{read_pack_header, FinishedPack};
 use crate::{keys, Index, KeyInfo, Packer, RepoError};
 
@@ -289,6 +289,49 @@ impl Repository {
     }
 
     // ---- blobs ----
+
+    /// Indexes packs that an interrupted command stored but never listed in an index
+    /// (those written after its last checkpoint), so their blobs are reused instead of
+    /// stored again. Each pack is read whole and checked against its name first; packs
+    /// that fail are left for `check` to report. Returns how many packs were adopted.
+    pub fn adopt_unindexed_packs(&self) -> Result<usize, RepoError> {
+        let known: HashSet<PackId> = self.index().packs().map(|(id, _)| id).collect();
+        let mut adopted = 0;
+        for obj in self.backend.list(DATA_DIR)? {
+            let Some(id) = id_from_name(&obj.name).and_then(|h| h.parse::<PackId>().ok()) else { continue };
+            if known.contains(&id) {
+                continue;
+            }
+            let data = match self.backend.read(&obj.name) {
+                Ok(d) => d,
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => return Err(e.into()),
+            };
+            if cairn_crypto::storage_hash(&data) != id.0 {
+                tracing::warn!("{}: content does not match its name; not reused", obj.name);
+                continue;
+            }
+            let entries = match read_pack_header(&self.key, &obj.name, &data) {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::warn!("{e}; not reused");
+                    continue;
+                }
+            };
+            let size = data.len() as u64;
+            let mut index = self.index.write().unwrap_or_else(lock_poisoned);
+            for e in &entries {
+                index.add_recent(id, size, e);
+            }
+            drop(index);
+            self.writer.lock().unwrap_or_else(lock_poisoned).unindexed.push(IndexPack { id, size, blobs: entries });
+            adopted += 1;
+        }
+        if adopted > 0 {
+            tracing::info!("reusing {adopted} pack(s) stored by an interrupted command");
+        }
+        Ok(adopted)
+    }
 
     /// Whether the blob is stored or being stored by this command.
     pub fn has_blob(&self, id: &BlobId) -> bool {

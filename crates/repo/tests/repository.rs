@@ -85,3 +85,32 @@ fn corrupt_pack_byte_is_detected() {
     again.load_index().unwrap();
     assert!(matches!(again.load_blob(&id), Err(RepoError::Corrupt { .. })));
 }
+
+#[test]
+fn stale_locks_are_ignored() {
+    let (_d, b) = setup();
+    let repo = Arc::new(Repository::init(b.clone(), b"pw", &InitOptions::default()).unwrap());
+    let write = |pid: u32, host: &str, age_minutes: i64| {
+        let lock = cairn_format::Lock {
+            time: cairn_repo::sys::now() - chrono::Duration::minutes(age_minutes),
+            exclusive: true,
+            hostname: host.into(),
+            username: "x".into(),
+            pid,
+            command: "prune".into(),
+        };
+        repo.save_file(cairn_repo::FileKind::Lock, &lock.encode()).unwrap();
+    };
+    // A live lock from another host blocks...
+    write(1, "elsewhere", 1);
+    assert!(matches!(repo.lock(LockKind::Shared, "backup"), Err(RepoError::Locked(_))));
+    assert_eq!(repo.unlock(false).unwrap(), 0, "a fresh lock is not stale");
+    assert_eq!(repo.unlock(true).unwrap(), 1);
+    // ...but not once it has gone 31 minutes without a refresh,
+    write(1, "elsewhere", 31);
+    drop(repo.lock(LockKind::Exclusive, "prune").unwrap());
+    // nor when its process is gone from this host.
+    write(u32::MAX - 1, &cairn_repo::sys::hostname(), 0);
+    drop(repo.lock(LockKind::Exclusive, "prune").unwrap());
+    assert_eq!(repo.unlock(false).unwrap(), 2);
+}

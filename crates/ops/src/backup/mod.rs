@@ -128,6 +128,9 @@ pub fn backup(repo: &Repository, opts: &BackupOptions) -> Result<BackupSummary, 
     };
     let chunker = Chunker::new(&repo.key().gear_table(), params).map_err(OpsError::Invalid)?;
     let host = opts.host.clone().unwrap_or_else(sys::hostname);
+    if !repo.is_dry_run() {
+        repo.adopt_unindexed_packs()?;
+    }
 
     let (paths, tree, parent_id, arch) = if let Some(name) = &opts.stdin_filename {
         if name.is_empty() || name.contains('/') {
