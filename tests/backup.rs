@@ -243,3 +243,18 @@ fn one_file_system_and_device_nodes() {
         assert_eq!(m.rdev(), fs::metadata("/dev/null").unwrap().rdev());
     }
 }
+
+#[test]
+fn path_below_a_symlinked_directory_is_stored_under_its_real_path() {
+    let env = Env::new();
+    env.init();
+    let real = env.path("real/docs");
+    fs::create_dir_all(&real).unwrap();
+    fs::write(real.join("a"), b"a").unwrap();
+    std::os::unix::fs::symlink(env.path("real"), env.path("alias")).unwrap();
+    env.backup(&[&env.path("alias/docs")], &[]);
+    let t = env.path("t");
+    env.ok(&["restore", "latest", "--target", t.to_str().unwrap()]);
+    let real_canon = fs::canonicalize(&real).unwrap();
+    assert_eq!(fs::read(t.join(real_canon.strip_prefix("/").unwrap()).join("a")).unwrap(), b"a");
+}

@@ -86,21 +86,28 @@ pub struct BackupSummary {
     pub warnings: Vec<String>,
 }
 
-/// Makes a path absolute and lexically clean (no `.`/`..`), without following symlinks,
-/// so the snapshot records the path the user named.
+/// Makes a path absolute and clean: `.`/`..` removed and symlinks among the parent
+/// directories resolved (so the stored layout holds real directories), while the last
+/// component is kept as named: backing up a symlink stores the symlink.
 fn absolute(p: &std::path::Path) -> Result<PathBuf, OpsError> {
     let abs = std::path::absolute(p).map_err(|e| OpsError::io(p, e))?;
-    let mut out = PathBuf::from("/");
+    let mut clean = PathBuf::from("/");
     for c in abs.components() {
         match c {
-            std::path::Component::Normal(n) => out.push(n),
+            std::path::Component::Normal(n) => clean.push(n),
             std::path::Component::ParentDir => {
-                out.pop();
+                clean.pop();
             }
             _ => {}
         }
     }
-    Ok(out)
+    match (clean.parent(), clean.file_name()) {
+        (Some(parent), Some(name)) => {
+            let real = std::fs::canonicalize(parent).map_err(|e| OpsError::io(parent, e))?;
+            Ok(real.join(name))
+        }
+        _ => Ok(clean),
+    }
 }
 
 fn find_parent(repo: &Repository, opts: &BackupOptions, host: &str, paths: &[String]) -> Result<Option<SnapshotRef>, OpsError> {
