@@ -57,7 +57,9 @@ fn golden_repository_v1_opens_and_restores() {
     let env = Env::new();
     let expected = env.path("expected");
     build_source(&expected);
-    let dir = fixture_dir();
+    // Work on a copy: commands take locks, and the checked-in fixture must stay pristine.
+    let dir = env.path("repo-v1");
+    copy_dir(&fixture_dir(), &dir);
     let run = |args: &[&str]| {
         let out = env.cmd().env("CAIRN_PASSWORD", FIXTURE_PASSWORD).arg("-r").arg(&dir).args(args).output().unwrap();
         assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
@@ -71,7 +73,18 @@ fn golden_repository_v1_opens_and_restores() {
     let t = env.path("t");
     run(&["restore", &format!("latest:{path}"), "--target", t.to_str().unwrap(), "--verify"]);
     assert_same_tree(&expected.join("docs"), &t);
-    // Reading must not have written anything into the fixture (locks are removed).
     let out = env.cmd().env("CAIRN_PASSWORD", "wrong").arg("-r").arg(&dir).arg("snapshots").output().unwrap();
     assert_eq!(out.status.code(), Some(12));
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap().flatten() {
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            fs::copy(e.path(), dest).unwrap();
+        }
+    }
 }

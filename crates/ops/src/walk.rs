@@ -32,13 +32,7 @@ pub fn walk_tree(
 ) -> Result<(), OpsError> {
     let t = repo.load_tree(tree)?;
     for node in &t.nodes {
-        if !node.has_safe_name() {
-            return Err(OpsError::Invalid(format!(
-                "tree {} holds an entry with an unsafe name {:?}; refusing it",
-                tree.short(),
-                node.name
-            )));
-        }
+        check_name(tree, node)?;
         let path = join(base, node.name.as_slice());
         let what = visit(&path, node)?;
         if what == Visit::Descend && node.node_type == NodeType::Dir {
@@ -48,6 +42,15 @@ pub fn walk_tree(
         }
     }
     Ok(())
+}
+
+/// Refuses a node whose name could escape its directory (`..`, `a/b`, ...): such a tree
+/// was forged or corrupted, and nothing below it is trusted.
+pub fn check_name(tree: &BlobId, node: &Node) -> Result<(), OpsError> {
+    if node.has_safe_name() {
+        return Ok(());
+    }
+    Err(OpsError::Invalid(format!("tree {} holds an entry with an unsafe name {:?}; refusing it", tree.short(), node.name)))
 }
 
 /// A node standing for the snapshot's root directory.

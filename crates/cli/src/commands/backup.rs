@@ -61,37 +61,29 @@ pub fn run(g: &GlobalArgs, a: BackupArgs) -> anyhow::Result<ExitCode> {
         eprintln!("warning: {w}");
     }
     let id = s.snapshot_id.map(|i| i.to_hex()).unwrap_or_default();
+    let c = &s.counts;
     if g.json {
-        output::print_json(&json!({
-            "message_type": "summary",
-            "snapshot_id": id,
-            "files_new": s.files_new,
-            "files_changed": s.files_changed,
-            "files_unmodified": s.files_unmodified,
-            "dirs_new": s.dirs_new,
-            "dirs_changed": s.dirs_changed,
-            "dirs_unmodified": s.dirs_unmodified,
-            "data_blobs": s.data_blobs,
-            "tree_blobs": s.tree_blobs,
-            "data_added": s.data_added,
-            "data_added_packed": s.data_added_packed,
-            "total_files_processed": s.total_files_processed,
-            "total_bytes_processed": s.total_bytes_processed,
-            "total_duration": s.total_duration,
-            "errors": s.errors.len(),
-            "dry_run": a.dry_run,
-        }));
+        let mut v = serde_json::to_value(&s.counts)?;
+        if let Some(m) = v.as_object_mut() {
+            m.remove("backup_start");
+            m.remove("backup_end");
+            m.insert("message_type".into(), json!("summary"));
+            m.insert("snapshot_id".into(), json!(id));
+            m.insert("total_duration".into(), json!(s.total_duration));
+            m.insert("dry_run".into(), json!(a.dry_run));
+        }
+        output::print_json(&v);
     } else if !g.quiet {
         if let Some(p) = s.parent {
             println!("using parent snapshot {}", p.short());
         }
-        println!("Files:       {} new, {} changed, {} unmodified", s.files_new, s.files_changed, s.files_unmodified);
-        println!("Dirs:        {} new, {} changed, {} unmodified", s.dirs_new, s.dirs_changed, s.dirs_unmodified);
-        println!("Added to the repository: {} ({} stored)", size(s.data_added), size(s.data_added_packed));
+        println!("Files:       {} new, {} changed, {} unmodified", c.files_new, c.files_changed, c.files_unmodified);
+        println!("Dirs:        {} new, {} changed, {} unmodified", c.dirs_new, c.dirs_changed, c.dirs_unmodified);
+        println!("Added to the repository: {} ({} stored)", size(c.data_added), size(c.data_added_packed));
         println!(
             "processed {} files, {} in {:.1}s",
-            s.total_files_processed,
-            size(s.total_bytes_processed),
+            c.total_files_processed,
+            size(c.total_bytes_processed),
             s.total_duration
         );
         if a.dry_run {

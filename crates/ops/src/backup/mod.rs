@@ -63,22 +63,12 @@ impl Default for BackupOptions {
     }
 }
 
-#[derive(Clone, Debug, Default, serde::Serialize)]
+#[derive(Clone, Debug, Default)]
 pub struct BackupSummary {
     pub snapshot_id: Option<SnapshotId>,
     pub parent: Option<SnapshotId>,
-    pub files_new: u64,
-    pub files_changed: u64,
-    pub files_unmodified: u64,
-    pub dirs_new: u64,
-    pub dirs_changed: u64,
-    pub dirs_unmodified: u64,
-    pub data_blobs: u64,
-    pub tree_blobs: u64,
-    pub data_added: u64,
-    pub data_added_packed: u64,
-    pub total_files_processed: u64,
-    pub total_bytes_processed: u64,
+    /// The counters, as also stored in the snapshot.
+    pub counts: SnapshotSummary,
     pub total_duration: f64,
     /// Files and directories that could not be read; the snapshot lacks them.
     pub errors: Vec<String>,
@@ -169,26 +159,25 @@ pub fn backup(repo: &Repository, opts: &BackupOptions) -> Result<BackupSummary, 
     repo.save_index()?;
     let c = arch.counters();
     let st = repo.stats();
-    let mut summary = BackupSummary {
-        snapshot_id: None,
-        parent: parent_id,
-        files_new: c.files_new.load(Ordering::Relaxed),
-        files_changed: c.files_changed.load(Ordering::Relaxed),
-        files_unmodified: c.files_unmodified.load(Ordering::Relaxed),
-        dirs_new: c.dirs_new.load(Ordering::Relaxed),
-        dirs_changed: c.dirs_changed.load(Ordering::Relaxed),
-        dirs_unmodified: c.dirs_unmodified.load(Ordering::Relaxed),
-        data_blobs: st.data_blobs.load(Ordering::Relaxed),
-        tree_blobs: st.tree_blobs.load(Ordering::Relaxed),
-        data_added: st.data_added.load(Ordering::Relaxed),
-        data_added_packed: st.data_added_packed.load(Ordering::Relaxed),
-        total_files_processed: c.files.load(Ordering::Relaxed),
-        total_bytes_processed: c.bytes.load(Ordering::Relaxed),
-        total_duration: 0.0,
-        errors: arch.take_errors(),
-        warnings: arch.take_warnings(),
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    let errors = arch.take_errors();
+    let counts = SnapshotSummary {
+        backup_start: Some(start_time),
+        backup_end: Some(sys::now()),
+        files_new: load(&c.files_new),
+        files_changed: load(&c.files_changed),
+        files_unmodified: load(&c.files_unmodified),
+        dirs_new: load(&c.dirs_new),
+        dirs_changed: load(&c.dirs_changed),
+        dirs_unmodified: load(&c.dirs_unmodified),
+        data_blobs: load(&st.data_blobs),
+        tree_blobs: load(&st.tree_blobs),
+        data_added: load(&st.data_added),
+        data_added_packed: load(&st.data_added_packed),
+        total_files_processed: load(&c.files),
+        total_bytes_processed: load(&c.bytes),
+        errors: errors.len() as u64,
     };
-    let end_time = sys::now();
     let snap = Snapshot {
         time: start_time,
         parent: parent_id,
@@ -200,23 +189,15 @@ pub fn backup(repo: &Repository, opts: &BackupOptions) -> Result<BackupSummary, 
         gid: nix::unistd::getgid().as_raw(),
         tags: opts.tags.clone(),
         program_version: format!("cairn {}", env!("CARGO_PKG_VERSION")),
-        summary: Some(SnapshotSummary {
-            backup_start: Some(start_time),
-            backup_end: Some(end_time),
-            files_new: summary.files_new,
-            files_changed: summary.files_changed,
-            files_unmodified: summary.files_unmodified,
-            dirs_new: summary.dirs_new,
-            dirs_changed: summary.dirs_changed,
-            dirs_unmodified: summary.dirs_unmodified,
-            data_blobs: summary.data_blobs,
-            tree_blobs: summary.tree_blobs,
-            data_added: summary.data_added,
-            data_added_packed: summary.data_added_packed,
-            total_files_processed: summary.total_files_processed,
-            total_bytes_processed: summary.total_bytes_processed,
-            errors: summary.errors.len() as u64,
-        }),
+        summary: Some(counts.clone()),
+    };
+    let mut summary = BackupSummary {
+        snapshot_id: None,
+        parent: parent_id,
+        counts,
+        total_duration: 0.0,
+        errors,
+        warnings: arch.take_warnings(),
     };
     summary.snapshot_id = Some(repo.save_snapshot(&snap)?);
     summary.total_duration = start.elapsed().as_secs_f64();

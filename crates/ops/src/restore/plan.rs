@@ -9,7 +9,7 @@ use cairn_format::{BlobId, Node, NodeType, Timestamp};
 use cairn_repo::{Repository, SnapshotRef};
 
 use super::RestoreOptions;
-use crate::walk::{find_node, join};
+use crate::walk::{check_name, find_node, join};
 use crate::OpsError;
 
 #[derive(Clone, Debug)]
@@ -123,13 +123,7 @@ impl Builder<'_> {
         let names: HashSet<OsString> = t.nodes.iter().map(|n| OsStr::from_bytes(n.name.as_slice()).to_owned()).collect();
         let mut any = false;
         for node in t.nodes {
-            if !node.has_safe_name() {
-                return Err(OpsError::Invalid(format!(
-                    "tree {} holds an entry with an unsafe name {:?}; refusing to restore it",
-                    tree.short(),
-                    node.name
-                )));
-            }
+            check_name(tree, &node)?;
             let path = join(base, node.name.as_slice());
             let pstr = String::from_utf8_lossy(&path);
             if self.opts.excludes.matches(&pstr) {
