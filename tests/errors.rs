@@ -164,3 +164,40 @@ fn unreadable_file_is_reported_snapshot_saved_exit_3() {
     assert!(err.contains("secret") && err.contains("Permission denied"), "{err}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("snapshot"), "snapshot still saved");
 }
+
+/// Runs cairn under a pseudo-terminal (util-linux `script`), typing `lines` at its prompts.
+fn on_terminal(env: &Env, args: &str, lines: &[&str]) -> std::process::Output {
+    use std::io::Write;
+    let cmd = format!("{} -r {} {args}", env!("CARGO_BIN_EXE_cairn"), env.repo().display());
+    let mut c = std::process::Command::new("script");
+    c.args(["-qec", &cmd, "/dev/null"]).current_dir(env.dir.path()).env("CAIRN_INSECURE_TEST_KDF", "1");
+    for k in ["CAIRN_PASSWORD", "CAIRN_PASSWORD_FILE", "CAIRN_PASSWORD_COMMAND", "CAIRN_REPOSITORY"] {
+        c.env_remove(k);
+    }
+    let mut p = c.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut stdin = p.stdin.take().unwrap();
+    for l in lines {
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        let _ = writeln!(stdin, "{l}");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    drop(stdin);
+    p.wait_with_output().unwrap()
+}
+
+#[test]
+fn password_prompt_on_a_terminal() {
+    let env = Env::new();
+    let out = on_terminal(&env, "init", &["typed secret", "typed secret"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("enter password"));
+    let out = on_terminal(&env, "snapshots", &["typed secret"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = on_terminal(&env, "snapshots", &["not it"]);
+    assert_eq!(out.status.code(), Some(12));
+    let env2 = Env::new();
+    let out = on_terminal(&env2, "init", &["one", "two"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("do not match"));
+    assert!(!env2.repo().exists());
+}
