@@ -201,3 +201,62 @@ fn password_prompt_on_a_terminal() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("do not match"));
     assert!(!env2.repo().exists());
 }
+
+#[test]
+fn full_disk_fails_cleanly_and_keeps_earlier_snapshots() {
+    let env = Env::new();
+    let mnt = env.path("small-disk");
+    fs::create_dir(&mnt).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipped: cannot mount a small tmpfs here (needs root); full-disk behaviour not exercised");
+        return;
+    }
+    struct Unmount<'a>(&'a std::path::Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _guard = Unmount(&mnt);
+    let repo = mnt.join("repo");
+    let run = |args: &[&str]| env.cmd().arg("-r").arg(&repo).args(args).output().unwrap();
+    assert!(run(&["init"]).status.success());
+    let small = env.path("small");
+    fs::create_dir(&small).unwrap();
+    fs::write(small.join("a"), b"precious").unwrap();
+    assert!(run(&["backup", small.to_str().unwrap()]).status.success());
+    let big = env.path("big");
+    fs::create_dir(&big).unwrap();
+    fs::write(big.join("b"), pseudo_random(3, 8 << 20)).unwrap();
+    let out = run(&["backup", big.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.to_lowercase().contains("no space left on device") && err.contains("small-disk/repo/"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    // The earlier snapshot is intact and restorable; no partial snapshot appeared.
+    let snaps: serde_json::Value = serde_json::from_slice(&run(&["snapshots", "--json"]).stdout).unwrap();
+    assert_eq!(snaps.as_array().unwrap().len(), 1);
+    let t = env.path("t");
+    let out = run(&["restore", "latest", "--target", t.to_str().unwrap(), "--verify"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(fs::read(t.join(small.strip_prefix("/").unwrap()).join("a")).unwrap(), b"precious");
+}
+
+#[test]
+fn file_that_changes_while_read_is_stored_as_read_and_reported() {
+    // procfs files report size 0 to lstat but have content when read.
+    let env = Env::new();
+    env.init();
+    let out = env.run(&["backup", "/proc/self/status"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("changed during backup; stored as read"), "{}", stderr(&out));
+    let listing = env.ok(&["ls", "--long", "latest"]);
+    let line = listing.lines().find(|l| l.ends_with("/status")).unwrap();
+    let size: u64 = line.split_whitespace().nth(3).unwrap().parse().unwrap();
+    assert!(size > 0, "{line}");
+}

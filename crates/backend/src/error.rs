@@ -41,11 +41,7 @@ impl BackendError {
             K::UnexpectedEof => ErrorKind::Corrupt,
             _ => ErrorKind::Other,
         };
-        let message = match kind {
-            ErrorKind::NoSpace => "no space left on device".to_string(),
-            _ => e.to_string(),
-        };
-        BackendError { kind, object: object.into(), message, source: Some(Box::new(e)) }
+        BackendError { kind, object: object.into(), message: e.to_string(), source: Some(Box::new(e)) }
     }
 
     pub fn is_retryable(&self) -> bool {
