@@ -65,6 +65,73 @@ pub enum Command {
     Ls(LsArgs),
     /// Restore a snapshot, or part of one, into a directory
     Restore(RestoreArgs),
+    /// Remove stale locks (all locks with --remove-all)
+    Unlock(UnlockArgs),
+    /// Manage the passwords (key files) of the repository
+    Key(KeyArgs),
+    /// Change the tags of snapshots
+    Tag(TagArgs),
+    /// Verify the repository's structure, and with --read-data its contents
+    Check(CheckArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Read and verify every pack
+    #[arg(long)]
+    pub read_data: bool,
+    /// Read a subset of packs: N/M (deterministic), P% or SIZE (random)
+    #[arg(long, value_name = "N/M|P%|SIZE")]
+    pub read_data_subset: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct UnlockArgs {
+    /// Remove every lock, also those of running processes
+    #[arg(long)]
+    pub remove_all: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct KeyArgs {
+    #[command(subcommand)]
+    pub command: KeyCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// List key files (* marks the one in use)
+    List,
+    /// Add a password
+    Add {
+        /// Read the new password from the first line of F (else prompt twice)
+        #[arg(long, value_name = "F")]
+        new_password_file: Option<PathBuf>,
+    },
+    /// Remove a key by ID (prefix); never the last one or the one in use
+    Remove { id: String },
+    /// Change the password in use
+    Passwd {
+        /// Read the new password from the first line of F (else prompt twice)
+        #[arg(long, value_name = "F")]
+        new_password_file: Option<PathBuf>,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct TagArgs {
+    /// Snapshots to change (IDs, prefixes, or latest)
+    #[arg(required = true, value_name = "SNAP")]
+    pub snapshots: Vec<String>,
+    /// Tags to add
+    #[arg(long, value_name = "T")]
+    pub add: Vec<String>,
+    /// Tags to remove
+    #[arg(long, value_name = "T")]
+    pub remove: Vec<String>,
+    /// Replace all tags with these
+    #[arg(long, value_name = "T")]
+    pub set: Vec<String>,
 }
 
 #[derive(Args, Debug)]

@@ -19,23 +19,7 @@ pub fn size(n: u64) -> String {
     }
 }
 
-/// Parses SIZE arguments: a number with an optional K, M, G or T suffix (powers of 1024).
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let (num, mult) = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
-        Some('K') => (&t[..t.len() - 1], 1u64 << 10),
-        Some('M') => (&t[..t.len() - 1], 1 << 20),
-        Some('G') => (&t[..t.len() - 1], 1 << 30),
-        Some('T') => (&t[..t.len() - 1], 1 << 40),
-        Some('B') => (&t[..t.len() - 1], 1),
-        _ => (t, 1),
-    };
-    num.trim()
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(mult))
-        .ok_or_else(|| format!("invalid size {s:?}: expected a number with an optional K, M, G or T suffix"))
-}
+pub use cairn_ops::size::parse_size;
 
 pub fn snapshot_json(s: &SnapshotRef) -> Value {
     let snap = &s.snapshot;
@@ -63,10 +47,6 @@ pub fn print_json(v: &Value) {
 mod tests {
     #[test]
     fn sizes() {
-        assert_eq!(super::parse_size("10K").unwrap(), 10240);
-        assert_eq!(super::parse_size("3g").unwrap(), 3 << 30);
-        assert_eq!(super::parse_size("77").unwrap(), 77);
-        assert!(super::parse_size("x").is_err());
         assert_eq!(super::size(1536), "1.500 KiB");
     }
 }

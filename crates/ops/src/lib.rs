@@ -9,11 +9,13 @@
 //!   blob) in their summary; the CLI turns a non-empty error list into an exit code.
 
 pub mod backup;
+pub mod check;
 mod error;
 pub mod filter;
 pub mod ls;
 pub mod meta;
 pub mod restore;
+pub mod size;
 pub mod snapshots;
 pub mod walk;
 

@@ -134,7 +134,11 @@ impl Index {
     }
 
     pub fn get(&self, id: &BlobId) -> Option<IndexedBlob> {
-        self.find(id).map(|e| IndexedBlob {
+        self.find(id).map(|e| self.to_blob(e))
+    }
+
+    fn to_blob(&self, e: &Entry) -> IndexedBlob {
+        IndexedBlob {
             pack: self.packs[e.pack as usize],
             entry: PackEntry {
                 blob_type: if e.flags & 1 == 1 { BlobType::Tree } else { BlobType::Data },
@@ -144,7 +148,7 @@ impl Index {
                 length: e.length,
                 raw_length: e.raw_length,
             },
-        })
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -153,6 +157,11 @@ impl Index {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Every indexed blob (loaded and recent), in no particular order.
+    pub fn blobs(&self) -> impl Iterator<Item = IndexedBlob> + '_ {
+        self.sorted.iter().chain(self.recent.values()).map(|e| self.to_blob(e))
     }
 
     /// Every pack the index knows, with the size recorded for it.

@@ -51,3 +51,9 @@ pub fn id_from_name(name: &str) -> Option<&str> {
     let last = name.rsplit('/').next()?;
     (last.len() == 64 && last.bytes().all(|c| c.is_ascii_hexdigit())).then_some(last)
 }
+
+/// The pack ID of a `data/XX/<id>` name.
+pub fn pack_id_from_name(name: &str) -> Option<PackId> {
+    name.strip_prefix(DATA_DIR)?;
+    id_from_name(name)?.parse().ok()
+}

@@ -23,7 +23,7 @@ pub mod sys;
 pub use error::RepoError;
 pub use index::{Index, IndexedBlob};
 pub use keys::{KeyInfo, KDF_ENV};
-pub use layout::{pack_name, FileKind, DATA_DIR};
+pub use layout::{pack_id_from_name, pack_name, FileKind, DATA_DIR};
 pub use packer::read_pack_header;
 pub use lock::{release_held_locks, LockGuard, LockKind};
 pub use packer::Packer;

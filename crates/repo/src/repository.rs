@@ -80,6 +80,7 @@ pub struct Repository {
     compression: Option<i32>,
     dry_run: bool,
     index: RwLock<Index>,
+    index_files: Mutex<Vec<IndexId>>,
     writer: Mutex<Writer>,
     stats: SaveStats,
 }
@@ -103,6 +104,7 @@ impl Repository {
             compression,
             dry_run: false,
             index: RwLock::new(Index::new()),
+            index_files: Mutex::new(Vec::new()),
             writer: Mutex::new(Writer {
                 data: Packer::new(BlobType::Data),
                 tree: Packer::new(BlobType::Tree),
@@ -201,6 +203,63 @@ impl Repository {
         keys::list_keys(self.backend.as_ref())
     }
 
+    /// Removes a key file. Refuses the key this session opened with (use `key passwd`)
+    /// and the last key, since without a key the repository can never be opened again.
+    pub fn remove_key(&self, id: &KeyId) -> Result<(), RepoError> {
+        if *id == self.key_id {
+            return Err(RepoError::Invalid(format!(
+                "key {} is the one in use; remove it with another password, or change it with `key passwd`",
+                id.short()
+            )));
+        }
+        let keys = self.list_keys()?;
+        if !keys.iter().any(|k| k.id == *id) {
+            return Err(RepoError::Invalid(format!("no key {}", id.short())));
+        }
+        if keys.len() < 2 {
+            return Err(RepoError::Invalid("refusing to remove the last key".into()));
+        }
+        self.backend.remove(&FileKind::Key.name(&id.to_hex()))?;
+        Ok(())
+    }
+
+    /// Resolves a key id prefix.
+    pub fn find_key(&self, prefix: &str) -> Result<KeyId, RepoError> {
+        let p = prefix.to_ascii_lowercase();
+        let matches: Vec<KeyId> = self.list_keys()?.into_iter().map(|k| k.id).filter(|id| id.to_hex().starts_with(&p)).collect();
+        match matches.as_slice() {
+            [one] if !p.is_empty() => Ok(*one),
+            [] => Err(RepoError::Invalid(format!("no key matches {prefix:?}"))),
+            _ => Err(RepoError::Invalid(format!("key prefix {prefix:?} is ambiguous"))),
+        }
+    }
+
+    /// Replaces the password this session opened with: the new key file is stored
+    /// before the old one is removed, so an interruption leaves two working keys.
+    pub fn change_password(&self, new_password: &[u8]) -> Result<KeyId, RepoError> {
+        let new = self.add_key(new_password)?;
+        self.backend.remove(&FileKind::Key.name(&self.key_id.to_hex()))?;
+        Ok(new)
+    }
+
+    /// Deletes one repository file by kind and id.
+    pub fn remove_file(&self, kind: FileKind, hex: &str) -> Result<(), RepoError> {
+        if !self.dry_run {
+            self.backend.remove(&kind.name(hex))?;
+        }
+        Ok(())
+    }
+
+    /// Stores `new` and then removes the snapshot `old` (tags changed, repaired): at
+    /// every moment at least one of the two exists.
+    pub fn replace_snapshot(&self, old: &SnapshotId, new: &Snapshot) -> Result<SnapshotId, RepoError> {
+        let id = self.save_snapshot(new)?;
+        if id != *old {
+            self.remove_file(FileKind::Snapshot, &old.to_hex())?;
+        }
+        Ok(id)
+    }
+
     // ---- whole files (index, snapshot, lock) ----
 
     /// Frames, seals and stores a file under the hash of its stored bytes; returns the hex id.
@@ -232,25 +291,49 @@ impl Repository {
     // ---- index ----
 
     /// Loads every index file into memory (in parallel), skipping superseded ones.
+    /// Fails on the first unreadable index file.
     pub fn load_index(&self) -> Result<(), RepoError> {
+        match self.load_index_tolerant()?.into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Like [`Repository::load_index`], but skips unreadable index files and returns
+    /// their errors, for `check` and `repair`.
+    pub fn load_index_tolerant(&self) -> Result<Vec<RepoError>, RepoError> {
         let ids = self.list_files(FileKind::Index)?;
-        let files = parallel_map(&ids, 8, |hex| {
-            let bytes = self.load_file(FileKind::Index, hex)?;
-            IndexFile::decode(&bytes).map_err(|e| RepoError::format(FileKind::Index.name(hex), e))
+        let loaded = parallel_map(&ids, 8, |hex| {
+            Ok(self.load_file(FileKind::Index, hex).and_then(|bytes| {
+                IndexFile::decode(&bytes).map_err(|e| RepoError::format(FileKind::Index.name(hex), e))
+            }))
         })?;
-        let superseded: HashSet<IndexId> = files.iter().flat_map(|f| f.supersedes.iter().copied()).collect();
-        let mut index = Index::new();
-        for (hex, f) in ids.iter().zip(&files) {
-            if let Ok(id) = hex.parse::<IndexId>() {
-                if superseded.contains(&id) {
-                    continue;
-                }
+        let mut errors = Vec::new();
+        let mut files = Vec::new();
+        for (hex, r) in ids.iter().zip(loaded) {
+            match (hex.parse::<IndexId>(), r) {
+                (Ok(id), Ok(f)) => files.push((id, f)),
+                (_, Err(e)) => errors.push(e),
+                (Err(e), _) => errors.push(RepoError::corrupt(hex.clone(), e)),
             }
-            index.add_file(f);
+        }
+        let superseded: HashSet<IndexId> = files.iter().flat_map(|(_, f)| f.supersedes.iter().copied()).collect();
+        let mut index = Index::new();
+        for (id, f) in &files {
+            if !superseded.contains(id) {
+                index.add_file(f);
+            }
         }
         index.finish_loading();
         *self.index.write().unwrap_or_else(lock_poisoned) = index;
-        Ok(())
+        *self.index_files.lock().unwrap_or_else(lock_poisoned) = files.iter().map(|(id, _)| *id).collect();
+        Ok(errors)
+    }
+
+    /// Index files read by the last load (superseded ones included): what a new,
+    /// complete index file written by prune or repair replaces.
+    pub fn loaded_index_files(&self) -> Vec<IndexId> {
+        self.index_files.lock().unwrap_or_else(lock_poisoned).clone()
     }
 
     pub fn index(&self) -> RwLockReadGuard<'_, Index> {

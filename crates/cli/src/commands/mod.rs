@@ -1,6 +1,8 @@
 mod backup;
+mod check;
 mod init;
 mod ls;
+mod maintenance;
 mod restore;
 mod snapshots;
 
@@ -20,6 +22,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Snapshots(a) => snapshots::run(g, a),
         Command::Ls(a) => ls::run(g, a),
         Command::Restore(a) => restore::run(g, a),
+        Command::Unlock(a) => maintenance::unlock(g, a),
+        Command::Key(a) => maintenance::key(g, a),
+        Command::Tag(a) => maintenance::tag(g, a),
+        Command::Check(a) => check::run(g, a),
     }
 }
 

@@ -1,0 +1,274 @@
+//! `check`: is everything a snapshot needs present and intact?
+//!
+//! Structure first (cheap, reads only metadata): keys, index files, the pack listing
+//! against the index, and every snapshot's trees, with every referenced blob looked up.
+//! Then, if asked, data: whole packs read back and every blob authenticated and hashed.
+//! Every problem found is mapped back to the snapshots and file paths it damages, so
+//! the user knows what is at stake, not just which pack is bad.
+
+use std::collections::{HashMap, HashSet};
+
+use rand::seq::SliceRandom;
+
+use cairn_format::{BlobId, NodeType, PackEntry, PackId};
+use cairn_repo::{pack_name, read_pack_header, Repository, DATA_DIR};
+
+use crate::walk::{walk_tree, Visit};
+use crate::OpsError;
+
+/// Which packs `--read-data*` reads.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ReadData {
+    None,
+    All,
+    /// Subset `n` of `m` (1-based): packs whose first ID byte modulo `m` is `n - 1`.
+    /// Deterministic, so `1/12` .. `12/12` over a year reads every pack once.
+    Subset(u32, u32),
+    /// A random fraction (0..=1) of the packs.
+    Fraction(f64),
+    /// Random packs up to this many bytes.
+    Bytes(u64),
+}
+
+impl ReadData {
+    /// Parses `N/M`, `P%` or a SIZE (K/M/G/T suffixes).
+    pub fn parse(s: &str) -> Result<ReadData, String> {
+        let bad = || format!("invalid --read-data-subset {s:?}: expected N/M, P% or a size like 500M");
+        if let Some((n, m)) = s.split_once('/') {
+            let (n, m): (u32, u32) = (n.trim().parse().map_err(|_| bad())?, m.trim().parse().map_err(|_| bad())?);
+            if n == 0 || m == 0 || n > m {
+                return Err(bad());
+            }
+            return Ok(ReadData::Subset(n, m));
+        }
+        if let Some(p) = s.strip_suffix('%') {
+            let p: f64 = p.trim().parse().map_err(|_| bad())?;
+            if !(0.0..=100.0).contains(&p) || p.is_nan() {
+                return Err(bad());
+            }
+            return Ok(ReadData::Fraction(p / 100.0));
+        }
+        crate::size::parse_size(s).map(ReadData::Bytes).map_err(|_| bad())
+    }
+}
+
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct CheckSummary {
+    /// Problems; any makes `check` fail.
+    pub errors: Vec<String>,
+    /// Worth knowing, not wrong (e.g. packs no index lists, left by an interruption).
+    pub info: Vec<String>,
+    /// Snapshots and paths damaged by the errors, as "snapshot-short-id: /path".
+    pub affected: Vec<String>,
+    pub snapshots_checked: u64,
+    pub trees_checked: u64,
+    pub packs_checked: u64,
+    pub blobs_checked: u64,
+    pub bytes_read: u64,
+}
+
+pub fn check(repo: &Repository, read: ReadData) -> Result<CheckSummary, OpsError> {
+    let mut s = CheckSummary::default();
+    if let Err(e) = repo.list_keys() {
+        s.errors.push(format!("keys: {e}"));
+    }
+    for e in repo.load_index_tolerant()? {
+        s.errors.push(format!("index: {e}"));
+    }
+
+    // Packs: every indexed pack present with its recorded size.
+    let listed: HashMap<PackId, u64> = repo
+        .backend()
+        .list(DATA_DIR)
+        .map_err(cairn_repo::RepoError::from)?
+        .into_iter()
+        .filter_map(|o| cairn_repo::pack_id_from_name(&o.name).map(|id| (id, o.size)))
+        .collect();
+    let mut by_pack: HashMap<PackId, Vec<PackEntry>> = HashMap::new();
+    for b in repo.index().blobs() {
+        by_pack.entry(b.pack).or_default().push(b.entry);
+    }
+    let sizes: HashMap<PackId, u64> = repo.index().packs().collect();
+    let mut bad_blobs: HashSet<BlobId> = HashSet::new();
+    for (pack, size) in &sizes {
+        match listed.get(pack) {
+            None => {
+                s.errors.push(format!("{}: missing (listed in the index)", pack_name(pack)));
+                bad_blobs.extend(by_pack.get(pack).into_iter().flatten().map(|e| e.id));
+            }
+            Some(actual) if actual != size => {
+                s.errors.push(format!("{}: size {actual} differs from the index ({size})", pack_name(pack)));
+                bad_blobs.extend(by_pack.get(pack).into_iter().flatten().map(|e| e.id));
+            }
+            Some(_) => {}
+        }
+    }
+    for pack in listed.keys().filter(|p| !sizes.contains_key(p)) {
+        s.info.push(format!("{}: not in any index (left by an interrupted command; prune removes it)", pack_name(pack)));
+    }
+
+    // Snapshots: every tree readable, every referenced blob indexed.
+    let snapshots = match repo.list_snapshots() {
+        Ok(v) => v,
+        Err(e) => {
+            s.errors.push(format!("snapshots: {e}"));
+            Vec::new()
+        }
+    };
+    let mut trees_seen: HashSet<BlobId> = HashSet::new();
+    for snap in &snapshots {
+        s.snapshots_checked += 1;
+        let short = snap.id.short();
+        if !trees_seen.insert(snap.snapshot.tree) {
+            continue;
+        }
+        if let Err(e) = repo.load_tree(&snap.snapshot.tree) {
+            s.errors.push(format!("snapshot {short}: root tree {}: {e}", snap.snapshot.tree.short()));
+            continue;
+        }
+        s.trees_checked += 1;
+        let mut errors = Vec::new();
+        let r = walk_tree(repo, &snap.snapshot.tree, b"/", &mut |path, node| {
+            let p = String::from_utf8_lossy(path);
+            for id in &node.content {
+                if !repo.index().contains(id) {
+                    errors.push(format!("snapshot {short}: {p}: data blob {} is missing", id.short()));
+                }
+            }
+            if node.node_type == NodeType::Dir {
+                match node.subtree {
+                    Some(t) if !trees_seen.insert(t) => return Ok(Visit::Skip),
+                    Some(t) => match repo.load_tree(&t) {
+                        Ok(_) => s.trees_checked += 1,
+                        Err(e) => {
+                            errors.push(format!("snapshot {short}: {p}: tree {}: {e}", t.short()));
+                            return Ok(Visit::Skip);
+                        }
+                    },
+                    None => errors.push(format!("snapshot {short}: {p}: directory without a tree")),
+                }
+            }
+            Ok(Visit::Descend)
+        });
+        if let Err(e) = r {
+            errors.push(format!("snapshot {short}: {e}"));
+        }
+        s.errors.extend(errors);
+    }
+
+    // Data: read packs back.
+    let mut packs: Vec<PackId> = sizes.keys().copied().filter(|p| listed.contains_key(p)).collect();
+    packs.sort();
+    let chosen: Vec<PackId> = match read {
+        ReadData::None => Vec::new(),
+        ReadData::All => packs,
+        ReadData::Subset(n, m) => packs.into_iter().filter(|p| u32::from(p.0[0]) % m == n - 1).collect(),
+        ReadData::Fraction(f) => {
+            packs.shuffle(&mut rand::thread_rng());
+            let k = ((packs.len() as f64) * f).ceil() as usize;
+            packs.truncate(k.min(packs.len()));
+            packs
+        }
+        ReadData::Bytes(limit) => {
+            packs.shuffle(&mut rand::thread_rng());
+            let mut total = 0;
+            packs.into_iter().take_while(|p| {
+                total += sizes[p];
+                total <= limit || total == sizes[p]
+            }).collect()
+        }
+    };
+    for pack in &chosen {
+        let expected = by_pack.get(pack).map(Vec::as_slice).unwrap_or(&[]);
+        match read_pack(repo, pack, expected) {
+            Ok((blobs, bytes)) => {
+                s.packs_checked += 1;
+                s.blobs_checked += blobs;
+                s.bytes_read += bytes;
+            }
+            Err((bytes, problems, bad)) => {
+                s.packs_checked += 1;
+                s.bytes_read += bytes;
+                s.errors.extend(problems);
+                bad_blobs.extend(bad);
+            }
+        }
+    }
+
+    if !bad_blobs.is_empty() {
+        s.affected = affected_files(repo, &snapshots, &bad_blobs);
+    }
+    Ok(s)
+}
+
+type PackProblems = (u64, Vec<String>, Vec<BlobId>);
+
+/// Reads one pack whole: name hash, header, then every blob against the index.
+fn read_pack(repo: &Repository, pack: &PackId, expected: &[PackEntry]) -> Result<(u64, u64), PackProblems> {
+    let name = pack_name(pack);
+    let all_bad = || expected.iter().map(|e| e.id).collect::<Vec<_>>();
+    let data = match repo.backend().read(&name) {
+        Ok(d) => d,
+        Err(e) => return Err((0, vec![format!("{name}: {e}")], all_bad())),
+    };
+    let bytes = data.len() as u64;
+    if cairn_crypto::storage_hash(&data) != pack.0 {
+        // The name no longer matches: some bytes changed. Find which blobs are hurt.
+        let mut problems = vec![format!("{name}: content does not match its name (hash mismatch)")];
+        let bad = check_blobs(repo, &name, &data, expected, &mut problems);
+        return Err((bytes, problems, if bad.is_empty() { all_bad() } else { bad }));
+    }
+    let header = match read_pack_header(repo.key(), &name, &data) {
+        Ok(h) => h,
+        Err(e) => return Err((bytes, vec![format!("{e}")], all_bad())),
+    };
+    let mut problems = Vec::new();
+    let in_header: HashSet<(BlobId, u32)> = header.iter().map(|e| (e.id, e.offset)).collect();
+    for e in expected {
+        if !in_header.contains(&(e.id, e.offset)) {
+            problems.push(format!("{name}: index lists blob {} that the pack header does not", e.id.short()));
+        }
+    }
+    let bad = check_blobs(repo, &name, &data, expected, &mut problems);
+    if problems.is_empty() {
+        Ok((expected.len() as u64, bytes))
+    } else {
+        Err((bytes, problems, bad))
+    }
+}
+
+fn check_blobs(repo: &Repository, name: &str, data: &[u8], expected: &[PackEntry], problems: &mut Vec<String>) -> Vec<BlobId> {
+    let mut bad = Vec::new();
+    for e in expected {
+        let (start, end) = (e.offset as usize, e.offset as usize + e.length as usize);
+        let r = match data.get(start..end) {
+            Some(sealed) => repo.open_blob(name, e, sealed).map(|_| ()),
+            None => Err(cairn_repo::RepoError::Invalid(format!("blob {} lies outside {name}", e.id.short()))),
+        };
+        if let Err(err) = r {
+            problems.push(format!("{err}"));
+            bad.push(e.id);
+        }
+    }
+    bad
+}
+
+/// Every snapshot path whose content or tree includes a bad blob.
+fn affected_files(repo: &Repository, snapshots: &[cairn_repo::SnapshotRef], bad: &HashSet<BlobId>) -> Vec<String> {
+    let mut out = Vec::new();
+    for snap in snapshots {
+        let short = snap.id.short();
+        if bad.contains(&snap.snapshot.tree) {
+            out.push(format!("snapshot {short}: / (root tree)"));
+            continue;
+        }
+        let _ = walk_tree(repo, &snap.snapshot.tree, b"/", &mut |path, node| {
+            let hit = node.content.iter().any(|id| bad.contains(id)) || node.subtree.is_some_and(|t| bad.contains(&t));
+            if hit {
+                out.push(format!("snapshot {short}: {}", String::from_utf8_lossy(path)));
+            }
+            Ok(if node.subtree.is_some_and(|t| bad.contains(&t)) { Visit::Skip } else { Visit::Descend })
+        });
+    }
+    out
+}

@@ -1,0 +1,30 @@
+//! SIZE arguments: a number with an optional K, M, G or T suffix (powers of 1024).
+
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mult) = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
+        Some('K') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('M') => (&t[..t.len() - 1], 1 << 20),
+        Some('G') => (&t[..t.len() - 1], 1 << 30),
+        Some('T') => (&t[..t.len() - 1], 1 << 40),
+        Some('B') => (&t[..t.len() - 1], 1),
+        _ => (t, 1),
+    };
+    num.trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("invalid size {s:?}: expected a number with an optional K, M, G or T suffix"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes() {
+        assert_eq!(super::parse_size("10K").unwrap(), 10240);
+        assert_eq!(super::parse_size("3g").unwrap(), 3 << 30);
+        assert_eq!(super::parse_size("77").unwrap(), 77);
+        assert!(super::parse_size("x").is_err());
+        assert!(super::parse_size("99999999999T").is_err());
+    }
+}
