@@ -73,6 +73,85 @@ pub enum Command {
     Tag(TagArgs),
     /// Verify the repository's structure, and with --read-data its contents
     Check(CheckArgs),
+    /// Remove snapshots by ID or by a retention policy
+    Forget(ForgetArgs),
+    /// Delete data no snapshot needs
+    Prune(PruneArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PruneArgs {
+    /// Tolerated unused space: a percentage of the repository or a SIZE
+    #[arg(long, default_value = "5%", value_name = "PERCENT%|SIZE")]
+    pub max_unused: String,
+    /// Repack at most this much data in one run
+    #[arg(long, value_name = "SIZE")]
+    pub max_repack_size: Option<String>,
+    /// Show what would be deleted and repacked, without changing anything
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ForgetArgs {
+    /// Snapshots to remove (IDs or prefixes), in addition to the policy
+    #[arg(value_name = "SNAP")]
+    pub snapshots: Vec<String>,
+    /// Keep the N newest snapshots
+    #[arg(short = 'l', long, value_name = "N", default_value_t = 0, allow_negative_numbers = true)]
+    pub keep_last: i64,
+    /// Keep the newest snapshot of each of the last N hours (-1: all)
+    #[arg(short = 'H', long, value_name = "N", default_value_t = 0, allow_negative_numbers = true)]
+    pub keep_hourly: i64,
+    /// Keep the newest snapshot of each of the last N days
+    #[arg(short = 'd', long, value_name = "N", default_value_t = 0, allow_negative_numbers = true)]
+    pub keep_daily: i64,
+    /// Keep the newest snapshot of each of the last N weeks
+    #[arg(short = 'w', long, value_name = "N", default_value_t = 0, allow_negative_numbers = true)]
+    pub keep_weekly: i64,
+    /// Keep the newest snapshot of each of the last N months
+    #[arg(short = 'm', long, value_name = "N", default_value_t = 0, allow_negative_numbers = true)]
+    pub keep_monthly: i64,
+    /// Keep the newest snapshot of each of the last N years
+    #[arg(short = 'y', long, value_name = "N", default_value_t = 0, allow_negative_numbers = true)]
+    pub keep_yearly: i64,
+    /// Keep every snapshot within DURATION of the newest (e.g. 1y6m2d)
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within: Option<String>,
+    /// Keep every snapshot with this tag
+    #[arg(long = "keep-tag", value_name = "T")]
+    pub keep_tags: Vec<String>,
+    /// Group snapshots by host, paths and/or tags
+    #[arg(long, default_value = "host,paths")]
+    pub group_by: String,
+    /// Only consider snapshots of this host
+    #[arg(long = "host", value_name = "H")]
+    pub hosts: Vec<String>,
+    /// Only consider snapshots with these tags
+    #[arg(long = "tag", value_name = "T")]
+    pub tags: Vec<String>,
+    /// Only consider snapshots including this path
+    #[arg(long = "path", value_name = "P")]
+    pub paths: Vec<String>,
+    /// Run prune afterwards
+    #[arg(long)]
+    pub prune: bool,
+    /// Show what would be removed
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub prune_args: PruneArgsForForget,
+}
+
+/// The prune options `forget --prune` accepts.
+#[derive(Args, Debug, Clone)]
+pub struct PruneArgsForForget {
+    /// With --prune: tolerated unused space
+    #[arg(long, default_value = "5%", value_name = "PERCENT%|SIZE")]
+    pub max_unused: String,
+    /// With --prune: repack at most this much
+    #[arg(long, value_name = "SIZE")]
+    pub max_repack_size: Option<String>,
 }
 
 #[derive(Args, Debug)]

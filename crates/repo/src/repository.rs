@@ -439,13 +439,34 @@ impl Repository {
         let raw_length = u32::try_from(plaintext.len()).map_err(|_| RepoError::Invalid("blob larger than 4 GiB".into()))?;
         let entry = PackEntry { blob_type, compressed, id, offset: 0, length: 0, raw_length };
         let sealed_len = sealed.len() as u64;
+        if !self.pack_sealed(entry, sealed)? {
+            return Ok((id, false));
+        }
+        let counter = match blob_type {
+            BlobType::Data => &self.stats.data_blobs,
+            BlobType::Tree => &self.stats.tree_blobs,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.stats.data_added.fetch_add(plaintext.len() as u64, Ordering::Relaxed);
+        self.stats.data_added_packed.fetch_add(sealed_len, Ordering::Relaxed);
+        Ok((id, true))
+    }
+
+    /// Puts an already sealed blob into a new pack, as it is (no re-encryption): for
+    /// prune's repacking and for repair. `entry.offset` and `entry.length` are ignored.
+    /// Returns false if this command already stored the blob.
+    pub fn save_sealed_blob(&self, entry: PackEntry, sealed: Vec<u8>) -> Result<bool, RepoError> {
+        self.pack_sealed(entry, sealed)
+    }
+
+    fn pack_sealed(&self, entry: PackEntry, sealed: Vec<u8>) -> Result<bool, RepoError> {
         let full = {
             let mut w = self.writer.lock().unwrap_or_else(lock_poisoned);
-            if !w.in_flight.insert(id) {
-                return Ok((id, false));
+            if !w.in_flight.insert(entry.id) {
+                return Ok(false);
             }
             let target = self.config.pack_size_mib as usize * 1024 * 1024;
-            let packer = match blob_type {
+            let packer = match entry.blob_type {
                 BlobType::Data => &mut w.data,
                 BlobType::Tree => &mut w.tree,
             };
@@ -456,17 +477,16 @@ impl Repository {
                 None
             }
         };
-        let counter = match blob_type {
-            BlobType::Data => &self.stats.data_blobs,
-            BlobType::Tree => &self.stats.tree_blobs,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        self.stats.data_added.fetch_add(plaintext.len() as u64, Ordering::Relaxed);
-        self.stats.data_added_packed.fetch_add(sealed_len, Ordering::Relaxed);
         if let Some(pack) = full {
             self.store_pack(pack)?;
         }
-        Ok((id, true))
+        Ok(true)
+    }
+
+    /// Packs stored by this command that no index file lists yet; the caller takes
+    /// over writing them into an index (prune writes one complete index).
+    pub fn take_unindexed(&self) -> Vec<IndexPack> {
+        std::mem::take(&mut self.writer.lock().unwrap_or_else(lock_poisoned).unindexed)
     }
 
     fn store_pack(&self, pack: FinishedPack) -> Result<(), RepoError> {

@@ -1,5 +1,6 @@
 mod backup;
 mod check;
+mod forget;
 mod init;
 mod ls;
 mod maintenance;
@@ -26,6 +27,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Key(a) => maintenance::key(g, a),
         Command::Tag(a) => maintenance::tag(g, a),
         Command::Check(a) => check::run(g, a),
+        Command::Forget(a) => forget::forget(g, a),
+        Command::Prune(a) => forget::prune(g, a),
     }
 }
 

@@ -1,0 +1,272 @@
+//! `prune`: delete what no snapshot needs, plan first, then execute in a safe order.
+//!
+//! Plan: walk every snapshot to find the blobs in use; classify each indexed pack as
+//! fully used (kept), unused (deleted) or partly used (repacked while the unused share
+//! is above `max_unused`, within `max_repack_bytes`). Packs no index lists are deleted
+//! too, unless they are younger than the oldest lock (a backup on another machine may
+//! be about to index them).
+//!
+//! Execute: (1) copy the used blobs of repacked packs into new packs, sealed bytes as
+//! they are; (2) write a complete new index; (3) delete the old index files; (4) delete
+//! the packs. An interruption before (2) leaves only unindexed new packs; between (2)
+//! and (3) duplicate but valid index entries; after (3) packs nothing refers to. At no
+//! moment does an index entry point at a deleted pack.
+
+use std::collections::{HashMap, HashSet};
+
+use cairn_format::{BlobId, IndexFile, IndexPack, PackEntry, PackId};
+use cairn_repo::{pack_id_from_name, pack_name, read_pack_header, FileKind, Repository, DATA_DIR};
+
+use crate::walk::used_blobs;
+use crate::OpsError;
+
+#[derive(Clone, Copy, Debug)]
+pub enum MaxUnused {
+    /// Fraction 0..=1 of the repository size.
+    Fraction(f64),
+    Bytes(u64),
+}
+
+impl MaxUnused {
+    pub fn parse(s: &str) -> Result<MaxUnused, String> {
+        if let Some(p) = s.strip_suffix('%') {
+            let p: f64 = p.trim().parse().map_err(|_| format!("invalid --max-unused {s:?}"))?;
+            if !(0.0..=100.0).contains(&p) {
+                return Err(format!("invalid --max-unused {s:?}: percent must be 0-100"));
+            }
+            return Ok(MaxUnused::Fraction(p / 100.0));
+        }
+        crate::size::parse_size(s).map(MaxUnused::Bytes).map_err(|_| format!("invalid --max-unused {s:?}: expected P% or a size"))
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct PruneOptions {
+    pub max_unused: MaxUnused,
+    pub max_repack_bytes: Option<u64>,
+    pub dry_run: bool,
+    /// Snapshots to treat as already removed (`forget --prune --dry-run`).
+    pub ignore_snapshots: HashSet<cairn_format::SnapshotId>,
+}
+
+impl Default for PruneOptions {
+    fn default() -> Self {
+        PruneOptions { max_unused: MaxUnused::Fraction(0.05), max_repack_bytes: None, dry_run: false, ignore_snapshots: HashSet::new() }
+    }
+}
+
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct PruneSummary {
+    pub packs_before: u64,
+    pub bytes_before: u64,
+    pub packs_deleted: u64,
+    pub packs_repacked: u64,
+    pub unindexed_packs_deleted: u64,
+    pub unindexed_packs_kept: u64,
+    pub bytes_deleted: u64,
+    pub bytes_repacked: u64,
+    pub bytes_after: u64,
+    pub unused_bytes_after: u64,
+    pub dry_run: bool,
+}
+
+struct PackUse {
+    size: u64,
+    used: Vec<PackEntry>,
+    unused_bytes: u64,
+}
+
+/// What prune will do; built without writing anything.
+pub struct PrunePlan {
+    keep: Vec<PackId>,
+    delete: Vec<PackId>,
+    repack: Vec<PackId>,
+    unindexed_delete: Vec<(String, u64)>,
+    uses: HashMap<PackId, PackUse>,
+    pub summary: PruneSummary,
+}
+
+impl PrunePlan {
+    /// The index must be loaded and the caller must hold an exclusive lock.
+    pub fn build(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan, OpsError> {
+        let mut snapshots = repo.list_snapshots()?;
+        snapshots.retain(|s| !opts.ignore_snapshots.contains(&s.id));
+        let used = used_blobs(repo, &snapshots)?;
+        let index = repo.index();
+        for id in &used {
+            if !index.contains(id) {
+                return Err(OpsError::Invalid(format!(
+                    "blob {} is used by a snapshot but missing from the index; run `cairn check` and `cairn repair index` first",
+                    id.short()
+                )));
+            }
+        }
+        // Classify packs. A blob stored twice counts as used in one pack only.
+        let mut uses: HashMap<PackId, PackUse> = index.packs().map(|(id, size)| (id, PackUse { size, used: Vec::new(), unused_bytes: 0 })).collect();
+        let mut placed: HashSet<BlobId> = HashSet::new();
+        let mut blobs: Vec<_> = index.blobs().collect();
+        blobs.sort_by(|a, b| a.pack.cmp(&b.pack).then(a.entry.offset.cmp(&b.entry.offset)));
+        for b in blobs {
+            let Some(u) = uses.get_mut(&b.pack) else { continue };
+            if used.contains(&b.entry.id) && placed.insert(b.entry.id) {
+                u.used.push(b.entry);
+            } else {
+                u.unused_bytes += u64::from(b.entry.length);
+            }
+        }
+        drop(index);
+
+        let mut s = PruneSummary { dry_run: opts.dry_run, ..Default::default() };
+        let (mut keep, mut delete, mut partial) = (Vec::new(), Vec::new(), Vec::new());
+        for (id, u) in &uses {
+            s.packs_before += 1;
+            s.bytes_before += u.size;
+            if u.used.is_empty() {
+                delete.push(*id);
+                s.bytes_deleted += u.size;
+            } else if u.unused_bytes == 0 {
+                keep.push(*id);
+            } else {
+                partial.push(*id);
+            }
+        }
+        delete.sort();
+        // Repack the most wasteful packs first until the unused share is acceptable.
+        partial.sort_by(|a, b| {
+            let ra = uses[a].unused_bytes as f64 / uses[a].size.max(1) as f64;
+            let rb = uses[b].unused_bytes as f64 / uses[b].size.max(1) as f64;
+            rb.partial_cmp(&ra).unwrap_or(std::cmp::Ordering::Equal).then(a.cmp(b))
+        });
+        let mut unused: u64 = partial.iter().map(|p| uses[p].unused_bytes).sum();
+        let total_after_delete = s.bytes_before - s.bytes_deleted;
+        let limit = match opts.max_unused {
+            MaxUnused::Fraction(f) => (total_after_delete as f64 * f) as u64,
+            MaxUnused::Bytes(b) => b,
+        };
+        let mut repack = Vec::new();
+        for p in partial {
+            let u = &uses[&p];
+            let within_budget = opts.max_repack_bytes.is_none_or(|m| s.bytes_repacked + u.size <= m);
+            if unused > limit && within_budget {
+                unused -= u.unused_bytes;
+                s.bytes_repacked += u.size;
+                repack.push(p);
+            } else {
+                keep.push(p);
+            }
+        }
+        s.unused_bytes_after = unused;
+
+        // Packs no index lists: delete unless a live operation may still index them.
+        let oldest_lock_ms = repo
+            .list_locks()?
+            .into_iter()
+            .filter_map(|(_, l)| l.ok())
+            .filter(|l| l.pid != std::process::id() || l.hostname != cairn_repo::sys::hostname())
+            .map(|l| l.time.timestamp_millis())
+            .min();
+        let mut unindexed_delete = Vec::new();
+        for obj in repo.backend().list(DATA_DIR).map_err(cairn_repo::RepoError::from)? {
+            let Some(id) = pack_id_from_name(&obj.name) else { continue };
+            if uses.contains_key(&id) {
+                continue;
+            }
+            let young = match (oldest_lock_ms, obj.mtime_millis) {
+                (Some(lock), Some(m)) => m >= lock - 60_000,
+                (Some(_), None) => true,
+                (None, _) => false,
+            };
+            if young {
+                s.unindexed_packs_kept += 1;
+            } else {
+                s.unindexed_packs_deleted += 1;
+                s.bytes_deleted += obj.size;
+                unindexed_delete.push((obj.name, obj.size));
+            }
+        }
+        s.packs_deleted = delete.len() as u64;
+        s.packs_repacked = repack.len() as u64;
+        Ok(PrunePlan { keep, delete, repack, unindexed_delete, uses, summary: s })
+    }
+
+    /// Carries the plan out in the order described in the module documentation.
+    pub fn execute(mut self, repo: &Repository) -> Result<PruneSummary, OpsError> {
+        if self.summary.dry_run {
+            let repack_unused: u64 = self.repack.iter().map(|p| self.uses[p].unused_bytes).sum();
+            self.summary.bytes_after = self.summary.bytes_before.saturating_sub(self.summary.bytes_deleted + repack_unused);
+            return Ok(self.summary);
+        }
+        // (1) Repack.
+        for pack in &self.repack {
+            let name = pack_name(pack);
+            let data = repo.backend().read(&name).map_err(cairn_repo::RepoError::from)?;
+            if cairn_crypto::storage_hash(&data) != pack.0 {
+                return Err(OpsError::Invalid(format!("{name} is corrupt (hash mismatch); run `cairn check --read-data` before pruning")));
+            }
+            read_pack_header(repo.key(), &name, &data)?;
+            for e in &self.uses[pack].used {
+                let sealed = data[e.offset as usize..(e.offset + e.length) as usize].to_vec();
+                // Authenticate before copying, so repacking never spreads damage.
+                repo.open_blob(&name, e, &sealed)?;
+                repo.save_sealed_blob(*e, sealed)?;
+            }
+        }
+        repo.flush()?;
+        let new_packs = repo.take_unindexed();
+
+        // (2) One complete index of kept and new packs.
+        let old_index_files = repo.loaded_index_files();
+        let mut packs: Vec<IndexPack> = self
+            .keep
+            .iter()
+            .map(|id| IndexPack { id: *id, size: self.uses[id].size, blobs: self.uses[id].used.clone() })
+            .collect();
+        // Kept packs list only their used blobs; unused blobs in them become invisible
+        // (space reclaimed when that pack is repacked later).
+        for p in &mut packs {
+            p.blobs.sort_by_key(|e| e.offset);
+        }
+        packs.extend(new_packs);
+        let mut written = HashSet::new();
+        for chunk in packs.chunks(INDEX_PACKS_PER_FILE) {
+            let f = IndexFile { supersedes: Vec::new(), packs: chunk.to_vec() };
+            written.insert(repo.save_file(FileKind::Index, &f.encode())?);
+        }
+
+        // (3) Old index files.
+        for id in old_index_files {
+            let hex = id.to_hex();
+            if !written.contains(&hex) {
+                repo.remove_file(FileKind::Index, &hex)?;
+            }
+        }
+
+        // (4) Packs.
+        for id in self.delete.iter().chain(&self.repack) {
+            remove_if_present(repo, &pack_name(id))?;
+        }
+        for (name, _) in &self.unindexed_delete {
+            remove_if_present(repo, name)?;
+        }
+        self.summary.bytes_after = repo
+            .backend()
+            .list(DATA_DIR)
+            .map_err(cairn_repo::RepoError::from)?
+            .iter()
+            .map(|o| o.size)
+            .sum();
+        repo.load_index()?;
+        Ok(self.summary)
+    }
+}
+
+/// Packs per index file written by prune: ~1 MB files for 16-blob packs.
+const INDEX_PACKS_PER_FILE: usize = 2000;
+
+fn remove_if_present(repo: &Repository, name: &str) -> Result<(), OpsError> {
+    match repo.backend().remove(name) {
+        Ok(()) => Ok(()),
+        Err(e) if e.is_not_found() => Ok(()),
+        Err(e) => Err(cairn_repo::RepoError::from(e).into()),
+    }
+}
