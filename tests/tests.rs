@@ -6,5 +6,6 @@ mod util;
 mod backup;
 mod errors;
 mod golden;
+mod maintenance;
 mod restore;
 mod roundtrip;

@@ -213,6 +213,7 @@ impl PrunePlan {
         }
         repo.flush()?;
         let new_packs = repo.take_unindexed();
+        crash_point("after-repack");
 
         // (2) One complete index of kept and new packs.
         let old_index_files = repo.loaded_index_files();
@@ -233,17 +234,21 @@ impl PrunePlan {
             written.insert(repo.save_file(FileKind::Index, &f.encode())?);
         }
 
+        crash_point("after-index");
+
         // (3) Old index files.
         for id in old_index_files {
             let hex = id.to_hex();
             if !written.contains(&hex) {
                 repo.remove_file(FileKind::Index, &hex)?;
+                crash_point("during-index-delete");
             }
         }
 
         // (4) Packs.
         for id in self.delete.iter().chain(&self.repack) {
             remove_if_present(repo, &pack_name(id))?;
+            crash_point("during-pack-delete");
         }
         for (name, _) in &self.unindexed_delete {
             remove_if_present(repo, name)?;
@@ -268,5 +273,14 @@ fn remove_if_present(repo: &Repository, name: &str) -> Result<(), OpsError> {
         Ok(()) => Ok(()),
         Err(e) if e.is_not_found() => Ok(()),
         Err(e) => Err(cairn_repo::RepoError::from(e).into()),
+    }
+}
+
+/// Test hook: aborts the process (as a power cut or SIGKILL would, no cleanup) when
+/// `CAIRN_TEST_CRASH_AT` names this point. Lets the test suite prove that prune
+/// interrupted at each step leaves a repository `check` accepts.
+fn crash_point(name: &str) {
+    if std::env::var("CAIRN_TEST_CRASH_AT").is_ok_and(|v| v == name) {
+        std::process::abort();
     }
 }

@@ -1,0 +1,213 @@
+//! Living with a repository: check, forget, prune, key, tag, unlock.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::util::*;
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Two snapshots with changes between them, 1 MiB packs so prune has work to do.
+/// Returns the source and a copy of it as of the second (kept) snapshot.
+fn two_generations(env: &Env) -> (PathBuf, PathBuf) {
+    env.ok(&["init", "--pack-size", "1"]);
+    let src = env.path("src");
+    fs::create_dir_all(src.join("sub")).unwrap();
+    for i in 0..6u64 {
+        fs::write(src.join(format!("f{i}")), pseudo_random(i + 10, 900_000)).unwrap();
+    }
+    fs::write(src.join("sub/text"), "same text\n".repeat(10_000)).unwrap();
+    env.backup(&[&src], &[]);
+    for i in 0..3u64 {
+        fs::remove_file(src.join(format!("f{i}"))).unwrap();
+    }
+    fs::write(src.join("f3"), pseudo_random(99, 500_000)).unwrap();
+    fs::write(src.join("new"), pseudo_random(98, 700_000)).unwrap();
+    env.backup(&[&src], &[]);
+    (src.clone(), src)
+}
+
+fn repo_bytes(env: &Env) -> u64 {
+    env.repo_listing().values().sum()
+}
+
+fn check_ok(env: &Env) {
+    let out = env.run(&["check", "--read-data", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "check failed: {}", stderr(&out));
+    let s = json_last_line(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(s["errors"], 0);
+}
+
+fn restore_latest_matches(env: &Env, src: &Path, name: &str) {
+    let t = env.path(name);
+    env.ok(&["restore", "latest", "--target", t.to_str().unwrap(), "--verify"]);
+    assert_same_tree(src, &t.join(src.strip_prefix("/").unwrap()));
+}
+
+#[test]
+fn forget_prune_end_to_end() {
+    let env = Env::new();
+    let (src, _) = two_generations(&env);
+    check_ok(&env);
+    let before = repo_bytes(&env);
+    let out = env.ok(&["forget", "--keep-last", "1", "--prune", "--json"]);
+    let v = json_last_line(&out);
+    assert_eq!(v["removed"].as_array().unwrap().len(), 1);
+    assert_eq!(v["groups"][0]["keep"][0]["reasons"][0], "last snapshot");
+    let after = repo_bytes(&env);
+    assert!(after + 2_000_000 < before, "prune freed too little: {before} -> {after}");
+    check_ok(&env);
+    restore_latest_matches(&env, &src, "t1");
+    let snaps: serde_json::Value = serde_json::from_str(&env.ok(&["snapshots", "--json"])).unwrap();
+    assert_eq!(snaps.as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn forget_requires_a_policy_and_dry_run_changes_nothing() {
+    let env = Env::new();
+    two_generations(&env);
+    let out = env.run(&["forget"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no policy"));
+    let before = env.repo_listing();
+    let out = env.ok(&["forget", "--keep-last", "1", "--prune", "--dry-run"]);
+    assert!(out.contains("would remove 1 snapshot"), "{out}");
+    assert!(out.contains("would delete"), "{out}");
+    assert_eq!(env.repo_listing(), before);
+    let out = env.ok(&["prune", "--dry-run"]);
+    assert!(out.contains("would delete 0 unused packs"), "{out}");
+}
+
+#[test]
+fn prune_interrupted_at_each_step_leaves_a_checkable_repository() {
+    for point in ["after-repack", "after-index", "during-index-delete", "during-pack-delete"] {
+        let env = Env::new();
+        let (src, _) = two_generations(&env);
+        env.ok(&["forget", "--keep-last", "1"]);
+        let out = env.cmd().env("CAIRN_TEST_CRASH_AT", point).arg("-r").arg(env.repo()).args(["prune", "--max-unused", "0%"]).output().unwrap();
+        assert_eq!(out.status.code(), None, "{point}: prune should have been killed: {}", stderr(&out));
+        check_ok(&env);
+        restore_latest_matches(&env, &src, "t1");
+        // The next prune finishes the job.
+        env.ok(&["prune", "--max-unused", "0%"]);
+        check_ok(&env);
+        restore_latest_matches(&env, &src, "t2");
+    }
+}
+
+#[test]
+fn check_reports_damage_with_snapshots_and_files() {
+    let env = Env::new();
+    let (src, _) = two_generations(&env);
+    // Flip a byte in the pack holding f4 (present in both snapshots).
+    let listing = env.repo_listing();
+    let packs: Vec<&PathBuf> = listing.keys().filter(|p| p.to_string_lossy().contains("/data/")).collect();
+    let mut damaged = false;
+    for p in &packs {
+        let mut b = fs::read(p).unwrap();
+        b[50] ^= 1;
+        fs::write(p, &b).unwrap();
+        let out = env.run(&["check", "--read-data"]);
+        let err = stderr(&out);
+        if err.contains("/src/f4") {
+            assert_eq!(out.status.code(), Some(1));
+            assert!(err.contains("hash mismatch"), "{err}");
+            assert_eq!(err.matches("/src/f4").count(), 2, "both snapshots name the file: {err}");
+            damaged = true;
+            break;
+        }
+        b[50] ^= 1;
+        fs::write(p, &b).unwrap();
+    }
+    assert!(damaged, "no pack held f4");
+    // Structure-only check does not read data, so it still passes.
+    assert_eq!(env.run(&["check"]).status.code(), Some(0));
+
+    // A missing pack is a structural error.
+    let victim = packs.iter().find(|p| fs::read(p).unwrap().len() > 500_000).unwrap();
+    fs::remove_file(victim).unwrap();
+    let out = env.run(&["check"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("missing"), "{}", stderr(&out));
+    let _ = src;
+}
+
+#[test]
+fn check_subsets_and_truncated_index() {
+    let env = Env::new();
+    two_generations(&env);
+    let mut total = 0;
+    for n in 1..=3 {
+        let out = env.ok(&["check", "--read-data-subset", &format!("{n}/3"), "--json"]);
+        total += json_last_line(&out)["packs_checked"].as_u64().unwrap();
+    }
+    let all = json_last_line(&env.ok(&["check", "--read-data", "--json"]))["packs_checked"].as_u64().unwrap();
+    assert_eq!(total, all, "1/3 + 2/3 + 3/3 cover every pack once");
+    let half = json_last_line(&env.ok(&["check", "--read-data-subset", "50%", "--json"]))["packs_checked"].as_u64().unwrap();
+    assert_eq!(half, all.div_ceil(2));
+    assert_eq!(env.run(&["check", "--read-data-subset", "4/3"]).status.code(), Some(1));
+
+    let index = env.repo_listing().into_keys().find(|p| p.to_string_lossy().contains("/index/")).unwrap();
+    let b = fs::read(&index).unwrap();
+    fs::write(&index, &b[..b.len() / 2]).unwrap();
+    let out = env.run(&["check"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("index"), "{}", stderr(&out));
+}
+
+#[test]
+fn keys_add_remove_passwd() {
+    let env = Env::new();
+    env.init();
+    let pw2 = env.path("pw2");
+    fs::write(&pw2, "second password\n").unwrap();
+    env.ok(&["key", "add", "--new-password-file", pw2.to_str().unwrap()]);
+    let keys: serde_json::Value = serde_json::from_str(&env.ok(&["key", "list", "--json"])).unwrap();
+    assert_eq!(keys.as_array().unwrap().len(), 2);
+    let current = keys.as_array().unwrap().iter().find(|k| k["current"] == true).unwrap()["id"].as_str().unwrap().to_string();
+    let other = keys.as_array().unwrap().iter().find(|k| k["current"] == false).unwrap()["id"].as_str().unwrap().to_string();
+    // The key in use cannot be removed; the other can, with the second password it works.
+    let out = env.run(&["key", "remove", &current[..8]]);
+    assert_eq!(out.status.code(), Some(1));
+    let with_pw2 = |args: &[&str]| env.cmd().env("CAIRN_PASSWORD", "second password").arg("-r").arg(env.repo()).args(args).output().unwrap();
+    assert!(with_pw2(&["snapshots"]).status.success());
+    assert!(with_pw2(&["key", "remove", &current[..8]]).status.success());
+    assert_eq!(env.run(&["snapshots"]).status.code(), Some(12), "first password is gone");
+    // The last key cannot be removed; passwd replaces it.
+    assert_eq!(with_pw2(&["key", "remove", &other[..8]]).status.code(), Some(1));
+    let pw3 = env.path("pw3");
+    fs::write(&pw3, "third\n").unwrap();
+    assert!(with_pw2(&["key", "passwd", "--new-password-file", pw3.to_str().unwrap()]).status.success());
+    assert_eq!(with_pw2(&["snapshots"]).status.code(), Some(12));
+    let out = env.cmd().env("CAIRN_PASSWORD", "third").arg("-r").arg(env.repo()).args(["key", "list", "--json"]).output().unwrap();
+    assert!(out.status.success());
+    let keys: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(keys.as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn tags_and_unlock() {
+    let env = Env::new();
+    env.init();
+    env.backup(&[Path::new("/etc/hostname")], &["--tag", "a"]);
+    env.ok(&["tag", "latest", "--add", "b,c", "--remove", "a"]);
+    let snaps: serde_json::Value = serde_json::from_str(&env.ok(&["snapshots", "--json"])).unwrap();
+    assert_eq!(snaps.as_array().unwrap().len(), 1, "the old snapshot file is replaced");
+    assert_eq!(snaps[0]["tags"], serde_json::json!(["b", "c"]));
+    env.ok(&["tag", "latest", "--set", "only"]);
+    let snaps: serde_json::Value = serde_json::from_str(&env.ok(&["snapshots", "--json", "--tag", "only"])).unwrap();
+    assert_eq!(snaps.as_array().unwrap().len(), 1);
+    assert_eq!(env.run(&["tag", "latest"]).status.code(), Some(1));
+
+    // A lock left by a killed process on this host is stale: unlock removes it.
+    let out = env.cmd().env("CAIRN_TEST_CRASH_AT", "after-index").arg("-r").arg(env.repo()).args(["prune", "--max-unused", "0%"]).output().unwrap();
+    let _ = out;
+    let locks = env.repo().join("locks");
+    let n = fs::read_dir(&locks).map(|r| r.count()).unwrap_or(0);
+    assert_eq!(n, 1, "the aborted prune left its lock behind");
+    let out = env.ok(&["unlock", "--json"]);
+    assert_eq!(json_last_line(&out)["locks_removed"].as_u64().unwrap() as usize, n);
+    assert_eq!(fs::read_dir(&locks).map(|r| r.count()).unwrap_or(0), 0);
+}
