@@ -4,6 +4,7 @@
 mod util;
 
 mod backup;
+mod browse;
 mod errors;
 mod golden;
 mod maintenance;

@@ -77,6 +77,52 @@ pub enum Command {
     Forget(ForgetArgs),
     /// Delete data no snapshot needs
     Prune(PruneArgs),
+    /// Find files by name in snapshots
+    Find(FindArgs),
+    /// Show what changed between two snapshots
+    Diff(DiffArgs),
+    /// Write a file to stdout, or a directory as a tar stream
+    Dump(DumpArgs),
+    /// Sizes, deduplication and compression
+    Stats(StatsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct FindArgs {
+    /// Glob on names (or on full paths when it contains /)
+    #[arg(required = true, value_name = "PATTERN")]
+    pub patterns: Vec<String>,
+    /// Only search these snapshots
+    #[arg(short, long = "snapshot", value_name = "SNAP")]
+    pub snapshots: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct DiffArgs {
+    pub first: String,
+    pub second: String,
+}
+
+#[derive(Args, Debug)]
+pub struct DumpArgs {
+    pub snapshot: String,
+    /// Absolute path inside the snapshot
+    pub path: String,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum StatsMode {
+    RestoreSize,
+    RawData,
+}
+
+#[derive(Args, Debug)]
+pub struct StatsArgs {
+    /// Snapshots to count (default: all)
+    #[arg(value_name = "SNAP")]
+    pub snapshots: Vec<String>,
+    #[arg(long, value_enum, default_value = "restore-size")]
+    pub mode: StatsMode,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -10,8 +10,11 @@
 
 pub mod backup;
 pub mod check;
+pub mod diff;
+pub mod dump;
 mod error;
 pub mod filter;
+pub mod find;
 pub mod forget;
 pub mod ls;
 pub mod meta;
@@ -19,6 +22,7 @@ pub mod prune;
 pub mod restore;
 pub mod size;
 pub mod snapshots;
+pub mod stats;
 pub mod walk;
 
 pub use error::OpsError;

@@ -1,4 +1,5 @@
 mod backup;
+mod browse;
 mod check;
 mod forget;
 mod init;
@@ -29,6 +30,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(a) => check::run(g, a),
         Command::Forget(a) => forget::forget(g, a),
         Command::Prune(a) => forget::prune(g, a),
+        Command::Find(a) => browse::find(g, a),
+        Command::Diff(a) => browse::diff(g, a),
+        Command::Dump(a) => browse::dump(g, a),
+        Command::Stats(a) => browse::stats(g, a),
     }
 }
 

@@ -1,0 +1,87 @@
+//! find, diff, dump and stats on real snapshots.
+
+use std::fs;
+
+use crate::util::*;
+
+fn two_snapshots(env: &Env) -> (std::path::PathBuf, String, String) {
+    env.init();
+    let src = env.path("src");
+    fs::create_dir_all(src.join("docs/sub")).unwrap();
+    fs::write(src.join("docs/report.pdf"), pseudo_random(1, 300_000)).unwrap();
+    fs::write(src.join("docs/notes.txt"), b"notes").unwrap();
+    fs::write(src.join("docs/sub/deep.txt"), b"deep").unwrap();
+    fs::write(src.join("gone.txt"), b"bye").unwrap();
+    std::os::unix::fs::symlink("docs/notes.txt", src.join("link")).unwrap();
+    let a = env.backup(&[&src], &[])["snapshot_id"].as_str().unwrap().to_string();
+    fs::remove_file(src.join("gone.txt")).unwrap();
+    fs::write(src.join("docs/notes.txt"), b"notes, edited").unwrap();
+    fs::write(src.join("added.txt"), b"hello").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(src.join("docs/sub/deep.txt"), fs::Permissions::from_mode(0o600)).unwrap();
+    let b = env.backup(&[&src], &[])["snapshot_id"].as_str().unwrap().to_string();
+    (src, a, b)
+}
+
+#[test]
+fn find_diff_dump_stats() {
+    let env = Env::new();
+    let (src, a, b) = two_snapshots(&env);
+    let s = src.display().to_string();
+
+    let found: serde_json::Value = serde_json::from_str(&env.ok(&["find", "*.txt", "--json"])).unwrap();
+    let first: Vec<&str> = found[0]["matches"].as_array().unwrap().iter().map(|m| m["path"].as_str().unwrap()).collect();
+    assert_eq!(first, vec![format!("{s}/docs/notes.txt"), format!("{s}/docs/sub/deep.txt"), format!("{s}/gone.txt")]);
+    assert_eq!(found.as_array().unwrap().len(), 2);
+    let only_b: serde_json::Value = serde_json::from_str(&env.ok(&["find", "gone.txt", "--snapshot", &b[..8], "--json"])).unwrap();
+    assert!(only_b.as_array().unwrap().is_empty());
+
+    let d = json_last_line(&env.ok(&["diff", &a[..8], &b[..8], "--json"]));
+    let mut changes: Vec<(String, String)> = d["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["path"].as_str().unwrap().strip_prefix(&s).unwrap().to_string(), c["change"].as_str().unwrap().to_string()))
+        .filter(|(p, _)| !p.is_empty() && p != "/")
+        .collect();
+    changes.sort();
+    assert_eq!(
+        changes,
+        vec![
+            ("/added.txt".into(), "added".into()),
+            ("/docs/notes.txt".into(), "modified".into()),
+            ("/docs/sub/deep.txt".into(), "metadata".into()),
+            ("/gone.txt".into(), "removed".into()),
+        ]
+    );
+    assert_eq!(d["files_added"], 1);
+    assert_eq!(d["files_removed"], 1);
+
+    let out = env.cmd().arg("-r").arg(env.repo()).args(["dump", "latest", &format!("{s}/docs/report.pdf")]).output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(out.stdout, pseudo_random(1, 300_000));
+    let tar = env.cmd().arg("-r").arg(env.repo()).args(["dump", "latest", &format!("{s}/docs")]).output().unwrap();
+    assert!(tar.status.success());
+    let x = env.path("x");
+    fs::create_dir(&x).unwrap();
+    let mut untar = std::process::Command::new("tar").arg("-xf").arg("-").current_dir(&x).stdin(std::process::Stdio::piped()).spawn().unwrap();
+    {
+        use std::io::Write;
+        untar.stdin.take().unwrap().write_all(&tar.stdout).unwrap();
+    }
+    assert!(untar.wait().unwrap().success());
+    assert_eq!(fs::read(x.join("report.pdf")).unwrap(), pseudo_random(1, 300_000));
+    assert_eq!(fs::read(x.join("sub/deep.txt")).unwrap(), b"deep");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(fs::metadata(x.join("sub/deep.txt")).unwrap().permissions().mode() & 0o777, 0o600);
+    let out = env.run(&["dump", "latest", &format!("{s}/link")]);
+    assert_eq!(out.status.code(), Some(1));
+
+    let st = json_last_line(&env.ok(&["stats", "--json"]));
+    assert_eq!(st["snapshots"], 2);
+    assert_eq!(st["total_file_count"], 8, "4 files in each snapshot");
+    assert!(st["deduplication_ratio"].as_f64().unwrap() > 1.5, "{st}");
+    let raw = json_last_line(&env.ok(&["stats", "--mode", "raw-data", "--json", &b[..8]]));
+    assert_eq!(raw["mode"], "raw-data");
+    assert!(raw["stored_size"].as_u64().unwrap() > 300_000);
+}
