@@ -85,6 +85,26 @@ pub enum Command {
     Dump(DumpArgs),
     /// Sizes, deduplication and compression
     Stats(StatsArgs),
+    /// Rebuild the index, or rewrite snapshots that reference lost data
+    Repair(RepairArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RepairArgs {
+    #[command(subcommand)]
+    pub command: RepairCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RepairCommand {
+    /// Rebuild the index from the packs, salvaging readable blobs of damaged packs
+    Index,
+    /// Drop files whose data is lost from snapshots (tagging them "repaired")
+    Snapshots {
+        /// Only list what would be lost
+        #[arg(short = 'n', long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Args, Debug)]

@@ -19,6 +19,7 @@ pub mod forget;
 pub mod ls;
 pub mod meta;
 pub mod prune;
+pub mod repair;
 pub mod restore;
 pub mod size;
 pub mod snapshots;

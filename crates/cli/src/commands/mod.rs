@@ -5,6 +5,7 @@ mod forget;
 mod init;
 mod ls;
 mod maintenance;
+mod repair;
 mod restore;
 mod snapshots;
 
@@ -34,6 +35,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Diff(a) => browse::diff(g, a),
         Command::Dump(a) => browse::dump(g, a),
         Command::Stats(a) => browse::stats(g, a),
+        Command::Repair(a) => repair::run(g, a),
     }
 }
 
