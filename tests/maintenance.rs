@@ -273,3 +273,40 @@ fn repair_recovers_from_flipped_byte_deleted_pack_and_truncated_index() {
     assert_eq!(kept, 8 - lost.len());
     assert_eq!(fs::read(restored.join("small")).unwrap(), b"small file");
 }
+
+#[test]
+fn copy_between_repositories_with_and_without_rechunking() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("big"), pseudo_random(77, 5_000_000)).unwrap();
+    fs::write(src.join("small"), b"small").unwrap();
+    env.init();
+    env.backup(&[&src], &["--tag", "orig"]);
+    let from = env.repo().display().to_string();
+    let pwfile = env.path("pw");
+    fs::write(&pwfile, format!("{PASSWORD}\n")).unwrap();
+    for (name, init_extra) in [("same", vec![]), ("other", vec!["--chunker-sizes", "256,512,2048"])] {
+        let dst = env.path(name);
+        let run = |args: &[&str]| {
+            let out = env.cmd().env("CAIRN_PASSWORD", "dst password").arg("-r").arg(&dst).args(args).output().unwrap();
+            assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let mut init = vec!["init"];
+        init.extend(init_extra.iter().copied());
+        run(&init);
+        let v = json_last_line(&run(&["copy", "--from-repo", &from, "--from-password-file", pwfile.to_str().unwrap(), "--json"]));
+        assert_eq!(v["copied"].as_array().unwrap().len(), 1, "{name}");
+        assert_eq!(v["rechunked"], name == "other");
+        let again = json_last_line(&run(&["copy", "--from-repo", &from, "--from-password-file", pwfile.to_str().unwrap(), "--json"]));
+        assert_eq!(again["skipped"], 1);
+        assert_eq!(again["data_added"], 0);
+        let t = env.path(&format!("t-{name}"));
+        run(&["restore", "latest", "--target", t.to_str().unwrap(), "--verify"]);
+        assert_same_tree(&src, &t.join(src.strip_prefix("/").unwrap()));
+        let snaps: serde_json::Value = serde_json::from_str(&run(&["snapshots", "--json"])).unwrap();
+        assert_eq!(snaps[0]["tags"][0], "orig");
+        run(&["check", "--read-data"]);
+    }
+}

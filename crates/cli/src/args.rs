@@ -87,6 +87,21 @@ pub enum Command {
     Stats(StatsArgs),
     /// Rebuild the index, or rewrite snapshots that reference lost data
     Repair(RepairArgs),
+    /// Copy snapshots from another repository into this one
+    Copy(CopyArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CopyArgs {
+    /// Source repository location
+    #[arg(long, value_name = "LOCATION", env = "CAIRN_FROM_REPOSITORY", hide_env_values = true)]
+    pub from_repo: String,
+    /// Password file for the source repository (else CAIRN_FROM_PASSWORD, else prompt)
+    #[arg(long, value_name = "F", env = "CAIRN_FROM_PASSWORD_FILE")]
+    pub from_password_file: Option<PathBuf>,
+    /// Snapshots to copy (default: all)
+    #[arg(value_name = "SNAP")]
+    pub snapshots: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -287,6 +302,9 @@ pub struct InitArgs {
     /// Target pack size in MiB
     #[arg(long, value_name = "MIB", default_value_t = 16)]
     pub pack_size: u32,
+    /// Chunk sizes MIN,AVG,MAX in KiB (default 512,1024,8192); for experiments and tests
+    #[arg(long, hide = true, value_name = "MIN,AVG,MAX")]
+    pub chunker_sizes: Option<String>,
 }
 
 #[derive(Args, Debug)]

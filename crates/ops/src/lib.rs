@@ -10,6 +10,7 @@
 
 pub mod backup;
 pub mod check;
+pub mod copy;
 pub mod diff;
 pub mod dump;
 mod error;
@@ -28,3 +29,10 @@ pub mod walk;
 
 pub use error::OpsError;
 
+
+/// Validates chunk sizes for a new repository (so `init` cannot create a repository
+/// whose chunker would refuse to run).
+pub fn chunker_params(min: u32, avg: u32, max: u32) -> Result<(u32, u32, u32), String> {
+    cairn_chunker::ChunkerParams { min_size: min as usize, avg_size: avg as usize, max_size: max as usize }.validate()?;
+    Ok((min, avg, max))
+}

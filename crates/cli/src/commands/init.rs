@@ -10,7 +10,15 @@ pub fn run(g: &GlobalArgs, a: InitArgs) -> anyhow::Result<ExitCode> {
     let compression = CompressionMode::parse(&a.compression).map_err(|e| fail(ExitCode::Fatal, e))?;
     let backend = location::open_backend(g.repo.as_deref().unwrap_or(""))?;
     let pw = password::get(g, true)?;
-    let opts = InitOptions { compression, pack_size_mib: a.pack_size, ..InitOptions::default() };
+    let mut opts = InitOptions { compression, pack_size_mib: a.pack_size, ..InitOptions::default() };
+    if let Some(sizes) = &a.chunker_sizes {
+        let v: Vec<u32> = sizes.split(',').filter_map(|x| x.trim().parse::<u32>().ok()).collect();
+        let [min, avg, max] = v[..] else {
+            return Err(fail(ExitCode::Fatal, format!("invalid --chunker-sizes {sizes:?}: expected MIN,AVG,MAX in KiB")));
+        };
+        let p = cairn_ops::chunker_params(min * 1024, avg * 1024, max * 1024).map_err(|e| fail(ExitCode::Fatal, e))?;
+        (opts.chunker_min_size, opts.chunker_avg_size, opts.chunker_max_size) = p;
+    }
     let repo = Repository::init(backend.clone(), pw.as_bytes(), &opts)?;
     if g.json {
         output::print_json(&json!({

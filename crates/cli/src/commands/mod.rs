@@ -1,6 +1,7 @@
 mod backup;
 mod browse;
 mod check;
+mod copy;
 mod forget;
 mod init;
 mod ls;
@@ -36,6 +37,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Dump(a) => browse::dump(g, a),
         Command::Stats(a) => browse::stats(g, a),
         Command::Repair(a) => repair::run(g, a),
+        Command::Copy(a) => copy::run(g, a),
     }
 }
 

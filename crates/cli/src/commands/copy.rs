@@ -1,0 +1,44 @@
+use std::sync::Arc;
+
+use cairn_repo::{LockKind, Repository};
+use serde_json::json;
+
+use crate::args::{CopyArgs, GlobalArgs};
+use crate::exit::{fail, ExitCode};
+use crate::{location, output, password};
+
+pub fn run(g: &GlobalArgs, a: CopyArgs) -> anyhow::Result<ExitCode> {
+    let src_backend = location::open_backend(&a.from_repo)?;
+    let pw = match (&a.from_password_file, std::env::var("CAIRN_FROM_PASSWORD")) {
+        (Some(f), _) => password::read_password_file(f)?,
+        (None, Ok(p)) => zeroize::Zeroizing::new(p),
+        (None, Err(_)) => {
+            if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                return Err(fail(ExitCode::Fatal, "no password for --from-repo: use --from-password-file or CAIRN_FROM_PASSWORD"));
+            }
+            password::ask_new_or_existing("enter password for the source repository: ", false)?
+        }
+    };
+    let src = Repository::open(src_backend, pw.as_bytes())?;
+    src.load_index()?;
+    let src = Arc::new(src);
+    let _src_lock = src.lock(LockKind::Shared, "copy (source)")?;
+    let dst = super::open_repo_with_index(g)?;
+    let _dst_lock = dst.lock(LockKind::Shared, "copy")?;
+    let snaps = if a.snapshots.is_empty() {
+        src.list_snapshots()?
+    } else {
+        a.snapshots.iter().map(|s| src.find_snapshot(s)).collect::<Result<_, _>>()?
+    };
+    let s = cairn_ops::copy::copy(&src, &dst, &snaps)?;
+    if g.json {
+        let v: Vec<_> = s.snapshots_copied.iter().map(|(o, n)| json!({"source": o, "copy": n})).collect();
+        output::print_json(&json!({"message_type": "summary", "copied": v, "skipped": s.snapshots_skipped, "rechunked": s.rechunked, "data_added": s.data_added}));
+    } else if !g.quiet {
+        for (o, n) in &s.snapshots_copied {
+            println!("snapshot {} copied as {}", &o[..8], &n[..8]);
+        }
+        println!("copied {} snapshots, skipped {} already present, added {}", s.snapshots_copied.len(), s.snapshots_skipped, output::size(s.data_added));
+    }
+    Ok(ExitCode::Ok)
+}
