@@ -14,7 +14,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use cairn_format::{BlobId, IndexFile, IndexPack, PackEntry, PackId};
+use cairn_format::{IndexFile, IndexPack, PackEntry, PackId};
 use cairn_repo::{pack_id_from_name, pack_name, read_pack_header, FileKind, Repository, DATA_DIR};
 
 use crate::walk::used_blobs;
@@ -101,19 +101,19 @@ impl PrunePlan {
                 )));
             }
         }
-        // Classify packs. A blob stored twice counts as used in one pack only.
+        // Classify packs. A blob stored twice counts as used in one pack only: it is
+        // taken out of `used` when first placed (which also frees memory as we go).
+        let mut used = used;
         let mut uses: HashMap<PackId, PackUse> = index.packs().map(|(id, size)| (id, PackUse { size, used: Vec::new(), unused_bytes: 0 })).collect();
-        let mut placed: HashSet<BlobId> = HashSet::new();
-        let mut blobs: Vec<_> = index.blobs().collect();
-        blobs.sort_by(|a, b| a.pack.cmp(&b.pack).then(a.entry.offset.cmp(&b.entry.offset)));
-        for b in blobs {
+        for b in index.blobs() {
             let Some(u) = uses.get_mut(&b.pack) else { continue };
-            if used.contains(&b.entry.id) && placed.insert(b.entry.id) {
+            if used.remove(&b.entry.id) {
                 u.used.push(b.entry);
             } else {
                 u.unused_bytes += u64::from(b.entry.length);
             }
         }
+        drop(used);
         drop(index);
 
         let mut s = PruneSummary { dry_run: opts.dry_run, ..Default::default() };
@@ -260,7 +260,7 @@ impl PrunePlan {
             .iter()
             .map(|o| o.size)
             .sum();
-        repo.load_index()?;
+        // The in-memory index still lists the deleted packs: reload before reusing `repo`.
         Ok(self.summary)
     }
 }
