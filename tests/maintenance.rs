@@ -101,13 +101,21 @@ fn prune_interrupted_at_each_step_leaves_a_checkable_repository() {
 fn check_reports_damage_with_snapshots_and_files() {
     let env = Env::new();
     let (src, _) = two_generations(&env);
-    // Flip a byte in the pack holding f4 (present in both snapshots).
+    // Damage every blob of the pack holding f4 (present in both snapshots): a byte
+    // flipped every 64 KiB of the blob area.
     let listing = env.repo_listing();
     let packs: Vec<&PathBuf> = listing.keys().filter(|p| p.to_string_lossy().contains("/data/")).collect();
     let mut damaged = false;
+    let flip = |b: &mut Vec<u8>| {
+        let hlen = u32::from_le_bytes(b[b.len() - 4..].try_into().unwrap()) as usize;
+        let blob_area = b.len() - 4 - hlen;
+        for i in (50..blob_area).step_by(65536) {
+            b[i] ^= 1;
+        }
+    };
     for p in &packs {
         let mut b = fs::read(p).unwrap();
-        b[50] ^= 1;
+        flip(&mut b);
         fs::write(p, &b).unwrap();
         let out = env.run(&["check", "--read-data"]);
         let err = stderr(&out);
@@ -118,7 +126,7 @@ fn check_reports_damage_with_snapshots_and_files() {
             damaged = true;
             break;
         }
-        b[50] ^= 1;
+        flip(&mut b);
         fs::write(p, &b).unwrap();
     }
     assert!(damaged, "no pack held f4");
