@@ -51,19 +51,7 @@ fn main() {
         let (root, _) = repo.save_tree(&Tree { nodes }).expect("root");
         repo.flush().expect("flush");
         repo.save_index().expect("index");
-        let snap = Snapshot {
-            time: chrono::Local::now().fixed_offset(),
-            parent: None,
-            tree: root,
-            paths: vec!["/bench".into()],
-            hostname: "bench".into(),
-            username: String::new(),
-            uid: 0,
-            gid: 0,
-            tags: vec![],
-            program_version: String::new(),
-            summary: None,
-        };
+        let snap = Snapshot::new(chrono::Local::now().fixed_offset(), root, vec!["/bench".into()], "bench".into());
         ids.push(repo.save_snapshot(&snap).expect("snapshot"));
     }
     repo.remove_file(cairn_repo::FileKind::Snapshot, &ids[0].to_hex()).expect("forget");

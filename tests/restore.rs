@@ -114,19 +114,7 @@ fn hostile_names_are_refused() {
         let (root, _) = repo.save_tree(&Tree { nodes: vec![d, ok] }).unwrap();
         repo.flush().unwrap();
         repo.save_index().unwrap();
-        repo.save_snapshot(&Snapshot {
-            time: chrono::Local::now().fixed_offset(),
-            parent: None,
-            tree: root,
-            paths: vec!["/x".into()],
-            hostname: "evil".into(),
-            username: String::new(),
-            uid: 0,
-            gid: 0,
-            tags: vec![],
-            program_version: String::new(),
-            summary: None,
-        })
+        repo.save_snapshot(&Snapshot::new(chrono::Local::now().fixed_offset(), root, vec!["/x".into()], "evil".into()))
         .unwrap();
         let t = env.path("inner/target");
         let out = env.run(&["restore", "latest", "--target", t.to_str().unwrap()]);

@@ -162,15 +162,22 @@ pub struct StatsArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct PruneArgs {
+    #[command(flatten)]
+    pub limits: PruneLimits,
+    /// Show what would be deleted and repacked, without changing anything
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+}
+
+/// How much unused space prune tolerates and how much it repacks (also `forget --prune`).
+#[derive(Args, Debug, Clone)]
+pub struct PruneLimits {
     /// Tolerated unused space: a percentage of the repository or a SIZE
     #[arg(long, default_value = "5%", value_name = "PERCENT%|SIZE")]
     pub max_unused: String,
     /// Repack at most this much data in one run
     #[arg(long, value_name = "SIZE")]
     pub max_repack_size: Option<String>,
-    /// Show what would be deleted and repacked, without changing anything
-    #[arg(short = 'n', long)]
-    pub dry_run: bool,
 }
 
 #[derive(Args, Debug)]
@@ -221,18 +228,7 @@ pub struct ForgetArgs {
     #[arg(short = 'n', long)]
     pub dry_run: bool,
     #[command(flatten)]
-    pub prune_args: PruneArgsForForget,
-}
-
-/// The prune options `forget --prune` accepts.
-#[derive(Args, Debug, Clone)]
-pub struct PruneArgsForForget {
-    /// With --prune: tolerated unused space
-    #[arg(long, default_value = "5%", value_name = "PERCENT%|SIZE")]
-    pub max_unused: String,
-    /// With --prune: repack at most this much
-    #[arg(long, value_name = "SIZE")]
-    pub max_repack_size: Option<String>,
+    pub prune_limits: PruneLimits,
 }
 
 #[derive(Args, Debug)]

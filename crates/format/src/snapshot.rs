@@ -48,6 +48,23 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// A snapshot with the required fields; the rest empty, to be filled by the caller.
+    pub fn new(time: DateTime<FixedOffset>, tree: BlobId, paths: Vec<String>, hostname: String) -> Snapshot {
+        Snapshot {
+            time,
+            parent: None,
+            tree,
+            paths,
+            hostname,
+            username: String::new(),
+            uid: 0,
+            gid: 0,
+            tags: Vec::new(),
+            program_version: String::new(),
+            summary: None,
+        }
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         to_json(self)
     }

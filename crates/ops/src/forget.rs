@@ -180,17 +180,8 @@ mod tests {
         SnapshotRef {
             id: SnapshotId([i; 32]),
             snapshot: Snapshot {
-                time: t,
-                parent: None,
-                tree: BlobId([0; 32]),
-                paths: vec!["/".into()],
-                hostname: "h".into(),
-                username: String::new(),
-                uid: 0,
-                gid: 0,
                 tags: tags.iter().map(|s| s.to_string()).collect(),
-                program_version: String::new(),
-                summary: None,
+                ..Snapshot::new(t, BlobId([0; 32]), vec!["/".into()], "h".into())
             },
         }
     }

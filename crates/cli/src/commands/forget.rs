@@ -6,14 +6,14 @@ use cairn_ops::snapshots::{group, GroupBy, SnapshotFilter};
 use cairn_repo::{FileKind, LockKind, Repository};
 use serde_json::json;
 
-use crate::args::{ForgetArgs, GlobalArgs, PruneArgs, PruneArgsForForget};
+use crate::args::{ForgetArgs, GlobalArgs, PruneArgs, PruneLimits};
 use crate::exit::{fail, ExitCode};
 use crate::output::{self, size};
 
-fn prune_options(max_unused: &str, max_repack_size: &Option<String>, dry_run: bool) -> anyhow::Result<PruneOptions> {
+fn prune_options(l: &PruneLimits, dry_run: bool) -> anyhow::Result<PruneOptions> {
     Ok(PruneOptions {
-        max_unused: MaxUnused::parse(max_unused).map_err(|e| fail(ExitCode::Fatal, e))?,
-        max_repack_bytes: match max_repack_size {
+        max_unused: MaxUnused::parse(&l.max_unused).map_err(|e| fail(ExitCode::Fatal, e))?,
+        max_repack_bytes: match &l.max_repack_size {
             Some(s) => Some(output::parse_size(s).map_err(|e| fail(ExitCode::Fatal, e))?),
             None => None,
         },
@@ -46,7 +46,7 @@ fn run_prune(repo: &Repository, opts: &PruneOptions) -> anyhow::Result<PruneSumm
 }
 
 pub fn prune(g: &GlobalArgs, a: PruneArgs) -> anyhow::Result<ExitCode> {
-    let opts = prune_options(&a.max_unused, &a.max_repack_size, a.dry_run)?;
+    let opts = prune_options(&a.limits, a.dry_run)?;
     let repo = Arc::new(super::open_repo(g)?);
     let _lock = repo.lock(LockKind::Exclusive, "prune")?;
     repo.load_index()?;
@@ -73,8 +73,7 @@ pub fn forget(g: &GlobalArgs, a: ForgetArgs) -> anyhow::Result<ExitCode> {
         return Err(fail(ExitCode::Fatal, "no policy given: name snapshots or give at least one --keep-* option (nothing was removed)"));
     }
     let by = GroupBy::parse(&a.group_by).map_err(|e| fail(ExitCode::Fatal, e))?;
-    let PruneArgsForForget { max_unused, max_repack_size } = &a.prune_args;
-    let prune_opts = prune_options(max_unused, max_repack_size, a.dry_run)?;
+    let prune_opts = prune_options(&a.prune_limits, a.dry_run)?;
     let repo = Arc::new(super::open_repo(g)?);
     let _lock = repo.lock(LockKind::Exclusive, "forget")?;
 
