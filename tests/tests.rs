@@ -5,6 +5,7 @@ mod util;
 
 mod backup;
 mod browse;
+mod emulator;
 mod errors;
 mod golden;
 mod maintenance;

@@ -220,3 +220,123 @@ pub fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
     v.truncate(len);
     v
 }
+
+/// A `cairn-b2-emulator` process on loopback, stopped (SIGTERM) when dropped.
+pub struct Emulator {
+    pub url: String,
+    child: std::process::Child,
+}
+
+impl Emulator {
+    pub fn start(data: &Path, extra: &[&str]) -> Emulator {
+        use std::io::BufRead;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cairn-b2-emulator"))
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data")
+            .arg(data)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let url = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}")).to_string();
+        Emulator { url, child }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.url.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
+    /// A raw HTTP/1.1 request (Connection: close); returns status, headers, body.
+    pub fn http(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, Vec<(String, String)>, Vec<u8>) {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port())).unwrap();
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        s.write_all(req.as_bytes()).unwrap();
+        s.write_all(body).unwrap();
+        let mut resp = Vec::new();
+        s.read_to_end(&mut resp).unwrap();
+        let split = resp.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        let head = String::from_utf8_lossy(&resp[..split]).into_owned();
+        let mut lines = head.lines();
+        let status: u16 = lines.next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+        let hs: Vec<(String, String)> =
+            lines.filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))).collect();
+        let mut body = resp[split + 4..].to_vec();
+        if hs.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked")) {
+            body = dechunk(&body);
+        }
+        (status, hs, body)
+    }
+
+    /// POSTs JSON to an API call with a token; returns status and parsed body.
+    pub fn call(&self, version: u32, op: &str, token: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let (st, _, b) = self.http("POST", &format!("/b2api/v{version}/{op}"), &[("Authorization", token)], body.to_string().as_bytes());
+        (st, serde_json::from_slice(&b).unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Authorizes with the default test key on `version`; returns the reply.
+    pub fn authorize(&self, version: u32) -> serde_json::Value {
+        let (st, _, b) = self.http("GET", &format!("/b2api/v{version}/b2_authorize_account"), &[("Authorization", "Basic dGVzdGtleWlkOnRlc3RrZXk=")], b"");
+        assert_eq!(st, 200, "{}", String::from_utf8_lossy(&b));
+        serde_json::from_slice(&b).unwrap()
+    }
+
+    pub fn stats(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.http("GET", "/emulator/stats", &[], b"").2).unwrap()
+    }
+
+    pub fn stop(mut self) {
+        self.terminate();
+    }
+
+    fn terminate(&mut self) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(eol) = b.windows(2).position(|w| w == b"\r\n") else { break };
+        let n = usize::from_str_radix(String::from_utf8_lossy(&b[..eol]).trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&b[eol + 2..eol + 2 + n]);
+        b = &b[eol + 2 + n + 2..];
+    }
+    out
+}
+
+/// rclone configured for `emu` through environment variables (remote name `t`), or
+/// None when rclone is not installed (outside CI, where .ci/run installs it).
+pub fn rclone(emu: &Emulator) -> Option<Command> {
+    if Command::new("rclone").arg("version").output().is_err() {
+        assert!(std::env::var("CI").is_err(), "rclone is missing: .ci/run must install it");
+        eprintln!("skipped: rclone is not installed here (Debian package rclone)");
+        return None;
+    }
+    let mut c = Command::new("rclone");
+    c.env("RCLONE_CONFIG", "/dev/null")
+        .env("RCLONE_CONFIG_T_TYPE", "b2")
+        .env("RCLONE_CONFIG_T_ACCOUNT", "testkeyid")
+        .env("RCLONE_CONFIG_T_KEY", "testkey")
+        .env("RCLONE_CONFIG_T_ENDPOINT", &emu.url)
+        .stdin(Stdio::null());
+    Some(c)
+}
