@@ -4,6 +4,7 @@
 mod util;
 
 mod backup;
+mod b2;
 mod browse;
 mod emulator;
 mod errors;

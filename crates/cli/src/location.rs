@@ -7,15 +7,14 @@ use cairn_backend::{Backend, LocalBackend};
 
 use crate::exit::{fail, ExitCode};
 
-pub fn open_backend(location: &str) -> anyhow::Result<Arc<dyn Backend>> {
+/// Opens the backend for a location; `b2_endpoint` is `--b2-endpoint`/CAIRN_B2_ENDPOINT.
+pub fn open_backend(location: &str, b2_endpoint: Option<&str>) -> anyhow::Result<Arc<dyn Backend>> {
     if location.is_empty() {
         return Err(fail(ExitCode::Fatal, "no repository given: use -r/--repo or set CAIRN_REPOSITORY"));
     }
     if location.starts_with("b2:") || location.starts_with("rclone:") {
-        return Err(fail(
-            ExitCode::Fatal,
-            format!("repository {location}: B2 locations are not supported by this build yet; use a local directory"),
-        ));
+        let loc = cairn_b2::B2Location::parse(location, b2_endpoint).map_err(|e| fail(ExitCode::Fatal, format!("repository {location}: {e}")))?;
+        return Ok(Arc::new(cairn_b2::B2Backend::new(loc)?));
     }
     let path = location.strip_prefix("local:").unwrap_or(location);
     Ok(Arc::new(LocalBackend::new(PathBuf::from(path))))

@@ -119,15 +119,17 @@ impl Repository {
     /// Creates a new repository: the first key file, then the config. The config is
     /// written last, so an interrupted init leaves no half repository behind.
     pub fn init(backend: Arc<dyn Backend>, password: &[u8], opts: &InitOptions) -> Result<Repository, RepoError> {
+        if opts.pack_size_mib == 0 || opts.pack_size_mib > 1024 {
+            return Err(RepoError::Invalid(format!("pack size must be 1..1024 MiB, not {}", opts.pack_size_mib)));
+        }
+        // Create the container (directory, bucket) first: on B2 a missing bucket is an
+        // error for every other command, but init makes it.
+        backend.create()?;
         match backend.stat(CONFIG) {
             Ok(_) => return Err(RepoError::AlreadyExists(backend.location())),
             Err(e) if e.kind == ErrorKind::NotFound => {}
             Err(e) => return Err(e.into()),
         }
-        if opts.pack_size_mib == 0 || opts.pack_size_mib > 1024 {
-            return Err(RepoError::Invalid(format!("pack size must be 1..1024 MiB, not {}", opts.pack_size_mib)));
-        }
-        backend.create()?;
         let key = MasterKey::generate().map_err(|e| RepoError::Invalid(e.to_string()))?;
         let mut rid = [0u8; 16];
         cairn_crypto::fill_random(&mut rid).map_err(|e| RepoError::Invalid(e.to_string()))?;

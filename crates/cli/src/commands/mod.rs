@@ -43,7 +43,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// Opens the repository named by the global options; writes nothing.
 pub fn open_repo(g: &GlobalArgs) -> anyhow::Result<Repository> {
-    let backend = location::open_backend(g.repo.as_deref().unwrap_or(""))?;
+    let backend = location::open_backend(g.repo.as_deref().unwrap_or(""), g.b2_endpoint.as_deref())?;
     // Fail on a missing repository before asking for a password.
     match backend.stat("config") {
         Err(e) if e.is_not_found() => return Err(cairn_repo::RepoError::NoRepository(backend.location()).into()),

@@ -1,0 +1,252 @@
+//! [`B2Backend`]: a repository in a B2 bucket, behind the synchronous `Backend` trait.
+
+use std::sync::OnceLock;
+
+use cairn_backend::{validate_name, Backend, BackendError, ErrorKind, ObjectInfo, WriteOptions};
+use zeroize::Zeroizing;
+
+use crate::client::{Client, Credentials};
+
+pub const DEFAULT_ENDPOINT: &str = "https://api.backblazeb2.com";
+
+/// Where a B2 repository lives and how to reach it.
+#[derive(Clone, Debug)]
+pub struct B2Location {
+    pub bucket: String,
+    /// Object-name prefix inside the bucket, without a trailing `/` (may be empty).
+    pub prefix: String,
+    pub endpoint: String,
+    pub creds: Credentials,
+}
+
+fn split_bucket(rest: &str) -> Result<(String, String), String> {
+    let rest = rest.trim_matches('/');
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return Err("no bucket named".into());
+    }
+    Ok((bucket.to_string(), prefix.trim_matches('/').to_string()))
+}
+
+fn env(k: &str) -> Option<String> {
+    std::env::var(k).ok().filter(|v| !v.is_empty())
+}
+
+/// The `[remote]` section of an rclone config file, as key -> value.
+fn rclone_section(remote: &str) -> Result<std::collections::HashMap<String, String>, String> {
+    let path = env("RCLONE_CONFIG")
+        .map(std::path::PathBuf::from)
+        .or_else(|| env("HOME").map(|h| std::path::Path::new(&h).join(".config/rclone/rclone.conf")))
+        .ok_or("cannot find rclone's config: set RCLONE_CONFIG")?;
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut section = None;
+    let mut out = std::collections::HashMap::new();
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') && line.ends_with(']') {
+            section = Some(line[1..line.len() - 1].trim().to_string());
+        } else if section.as_deref() == Some(remote) {
+            if let Some((k, v)) = line.split_once('=') {
+                out.insert(k.trim().to_string(), v.trim().to_string());
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(format!("{}: no section [{remote}]", path.display()));
+    }
+    if out.get("type").map(String::as_str) != Some("b2") {
+        return Err(format!("{}: remote {remote} is not of type b2", path.display()));
+    }
+    Ok(out)
+}
+
+impl B2Location {
+    /// Parses `b2:BUCKET[/PREFIX]` or `rclone:REMOTE:BUCKET[/PREFIX]`. The endpoint comes
+    /// from `endpoint` (flag or CAIRN_B2_ENDPOINT), else rclone's `endpoint`, else B2's.
+    pub fn parse(location: &str, endpoint: Option<&str>) -> Result<B2Location, String> {
+        if let Some(rest) = location.strip_prefix("b2:") {
+            let (bucket, prefix) = split_bucket(rest)?;
+            let (id, key) = match (env("B2_APPLICATION_KEY_ID"), env("B2_APPLICATION_KEY")) {
+                (Some(i), Some(k)) => (i, k),
+                _ => match (env("B2_ACCOUNT_ID"), env("B2_ACCOUNT_KEY")) {
+                    (Some(i), Some(k)) => (i, k),
+                    _ => return Err("no B2 credentials: set B2_APPLICATION_KEY_ID and B2_APPLICATION_KEY".into()),
+                },
+            };
+            let creds = Credentials { key_id: id, key: Zeroizing::new(key) };
+            return Ok(B2Location { bucket, prefix, endpoint: endpoint.unwrap_or(DEFAULT_ENDPOINT).to_string(), creds });
+        }
+        if let Some(rest) = location.strip_prefix("rclone:") {
+            let (remote, path) = rest.split_once(':').ok_or("expected rclone:REMOTE:BUCKET/PREFIX")?;
+            let conf = rclone_section(remote)?;
+            let (bucket, prefix) = split_bucket(path)?;
+            let creds = Credentials {
+                key_id: conf.get("account").cloned().ok_or(format!("rclone remote {remote} has no account"))?,
+                key: Zeroizing::new(conf.get("key").cloned().ok_or(format!("rclone remote {remote} has no key"))?),
+            };
+            let endpoint = endpoint.map(str::to_owned).or_else(|| conf.get("endpoint").cloned()).unwrap_or_else(|| DEFAULT_ENDPOINT.into());
+            return Ok(B2Location { bucket, prefix, endpoint, creds });
+        }
+        Err(format!("{location:?} is not a B2 location"))
+    }
+
+    pub fn display(&self) -> String {
+        if self.prefix.is_empty() {
+            format!("b2:{}", self.bucket)
+        } else {
+            format!("b2:{}/{}", self.bucket, self.prefix)
+        }
+    }
+}
+
+pub struct B2Backend {
+    rt: tokio::runtime::Runtime,
+    client: Client,
+    loc: B2Location,
+    bucket_id: OnceLock<String>,
+}
+
+impl std::fmt::Debug for B2Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("B2Backend").field("location", &self.loc.display()).finish_non_exhaustive()
+    }
+}
+
+impl B2Backend {
+    pub fn new(loc: B2Location) -> Result<B2Backend, BackendError> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| BackendError::io(loc.display(), e))?;
+        let client = Client::new(&loc.endpoint, loc.creds.clone()).map_err(|e| e.into_backend(&loc.display()))?;
+        Ok(B2Backend { rt, client, loc, bucket_id: OnceLock::new() })
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The bucket's ID, looked up on first use.
+    pub fn client_bucket_for_tests(&self) -> String {
+        self.bucket_id().unwrap_or_default()
+    }
+
+    fn full(&self, name: &str) -> Result<String, BackendError> {
+        validate_name(name)?;
+        Ok(if self.loc.prefix.is_empty() { name.to_string() } else { format!("{}/{name}", self.loc.prefix) })
+    }
+
+    fn err(&self, name: &str, e: crate::B2Error) -> BackendError {
+        e.into_backend(&format!("{}/{name}", self.loc.display()))
+    }
+
+    fn bucket_id(&self) -> Result<String, BackendError> {
+        if let Some(id) = self.bucket_id.get() {
+            return Ok(id.clone());
+        }
+        match self.rt.block_on(self.client.bucket_id(&self.loc.bucket)) {
+            Ok(Some(id)) => {
+                let _ = self.bucket_id.set(id.clone());
+                Ok(id)
+            }
+            Ok(None) => Err(BackendError::new(
+                ErrorKind::Other,
+                self.loc.display(),
+                format!("bucket {} does not exist (or this key cannot see it)", self.loc.bucket),
+            )),
+            Err(e) => Err(self.err("", e)),
+        }
+    }
+}
+
+impl Backend for B2Backend {
+    fn location(&self) -> String {
+        self.loc.display()
+    }
+
+    fn create(&self) -> Result<(), BackendError> {
+        match self.bucket_id() {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind == ErrorKind::Other && e.message.contains("does not exist") => {
+                let id = self.rt.block_on(self.client.create_bucket(&self.loc.bucket)).map_err(|e| self.err("", e))?;
+                let _ = self.bucket_id.set(id);
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, BackendError> {
+        let bucket_id = self.bucket_id()?;
+        let root = if self.loc.prefix.is_empty() { String::new() } else { format!("{}/", self.loc.prefix) };
+        let files = self.rt.block_on(self.client.list_names(&bucket_id, &format!("{root}{prefix}"))).map_err(|e| self.err(prefix, e))?;
+        Ok(files
+            .into_iter()
+            .filter_map(|f| {
+                let name = f.name.strip_prefix(&root)?.to_string();
+                let mtime_millis = f.info.get("src_last_modified_millis").and_then(|v| v.parse().ok()).or(Some(f.upload_timestamp));
+                Some(ObjectInfo { name, size: f.size, mtime_millis, sha1: f.sha1 })
+            })
+            .collect())
+    }
+
+    fn stat(&self, name: &str) -> Result<ObjectInfo, BackendError> {
+        let full = self.full(name)?;
+        self.bucket_id()?;
+        let f = self.rt.block_on(self.client.head(&self.loc.bucket, &full)).map_err(|e| self.err(name, e))?;
+        Ok(ObjectInfo { name: name.to_string(), size: f.size, mtime_millis: Some(f.upload_timestamp), sha1: f.sha1 })
+    }
+
+    fn read(&self, name: &str) -> Result<Vec<u8>, BackendError> {
+        let full = self.full(name)?;
+        self.rt.block_on(self.client.download(&self.loc.bucket, &full, None)).map_err(|e| self.err(name, e))
+    }
+
+    fn read_range(&self, name: &str, offset: u64, length: u64) -> Result<Vec<u8>, BackendError> {
+        let full = self.full(name)?;
+        if length == 0 {
+            return Ok(Vec::new());
+        }
+        let data = self.rt.block_on(self.client.download(&self.loc.bucket, &full, Some((offset, length)))).map_err(|e| self.err(name, e))?;
+        if data.len() as u64 != length {
+            return Err(BackendError::new(
+                ErrorKind::Corrupt,
+                format!("{}/{name}", self.loc.display()),
+                format!("short read: wanted {length} bytes at {offset}, got {}", data.len()),
+            ));
+        }
+        Ok(data)
+    }
+
+    fn write(&self, name: &str, data: &[u8], opts: &WriteOptions) -> Result<(), BackendError> {
+        let full = self.full(name)?;
+        let bucket_id = self.bucket_id()?;
+        let mtime = opts.mtime_millis.unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+        });
+        let info = [("src_last_modified_millis", mtime.to_string())];
+        self.rt
+            .block_on(self.client.upload(&bucket_id, &full, data, "application/octet-stream", &info))
+            .map_err(|e| self.err(name, e))?;
+        Ok(())
+    }
+
+    /// Deletes every version of the object: a hidden file still costs storage.
+    fn remove(&self, name: &str) -> Result<(), BackendError> {
+        let full = self.full(name)?;
+        let bucket_id = self.bucket_id()?;
+        let versions = self.rt.block_on(self.client.list_versions(&bucket_id, &full)).map_err(|e| self.err(name, e))?;
+        let mine: Vec<_> = versions.into_iter().filter(|v| v.name == full).collect();
+        if !mine.iter().any(|v| v.action == "upload") {
+            return Err(BackendError::new(ErrorKind::NotFound, format!("{}/{name}", self.loc.display()), "no such object"));
+        }
+        for v in mine {
+            match self.rt.block_on(self.client.delete_version(&v.name, &v.id)) {
+                Ok(()) => {}
+                Err(e) if e.code() == "file_not_present" => {}
+                Err(e) => return Err(self.err(name, e)),
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,516 @@
+//! The async B2 client.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use serde_json::{json, Value};
+use sha1::{Digest, Sha1};
+use zeroize::Zeroizing;
+
+use crate::B2Error;
+
+/// An application key. `Debug` shows the key ID only.
+#[derive(Clone)]
+pub struct Credentials {
+    pub key_id: String,
+    pub key: Zeroizing<String>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Credentials({}, ***)", self.key_id)
+    }
+}
+
+/// Transactions made, by Backblaze billing class.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Transactions {
+    pub class_a: u64,
+    pub class_b: u64,
+    pub class_c: u64,
+}
+
+/// One file version as listings and HEAD requests describe it.
+#[derive(Clone, Debug, Default)]
+pub struct FileVersion {
+    pub id: String,
+    pub name: String,
+    pub size: u64,
+    /// 40 hex; the `large_file_sha1` info for large files; None if unknown.
+    pub sha1: Option<String>,
+    /// `upload`, `hide`, `start` or `folder`.
+    pub action: String,
+    pub upload_timestamp: i64,
+    pub info: HashMap<String, String>,
+}
+
+struct Auth {
+    token: String,
+    api_url: String,
+    download_url: String,
+    account_id: String,
+    /// Buckets an application key is restricted to (id, name), if it is.
+    allowed: Vec<(String, String)>,
+    generation: u64,
+}
+
+struct UploadUrl {
+    bucket_id: String,
+    url: String,
+    token: String,
+}
+
+fn class_of(op: &str) -> usize {
+    match op {
+        "b2_download_file_by_id" | "b2_download_file_by_name" | "b2_get_file_info" => 1,
+        "b2_authorize_account" | "b2_copy_file" | "b2_copy_part" | "b2_create_bucket" | "b2_list_buckets" | "b2_list_file_names"
+        | "b2_list_file_versions" | "b2_list_parts" | "b2_list_unfinished_large_files" | "b2_get_download_authorization" => 2,
+        _ => 0,
+    }
+}
+
+/// Objects above this go up as large files (rclone's default cutoff).
+pub const UPLOAD_CUTOFF: u64 = 200 * 1024 * 1024;
+/// Part size for large files (B2's recommended size).
+pub const PART_SIZE: u64 = 100_000_000;
+
+pub struct Client {
+    http: reqwest::Client,
+    endpoint: String,
+    creds: Credentials,
+    auth: tokio::sync::Mutex<Option<Arc<Auth>>>,
+    generation: AtomicU64,
+    uploads: Mutex<Vec<UploadUrl>>,
+    counts: [AtomicU64; 3],
+    max_attempts: u32,
+    pub upload_cutoff: u64,
+    pub part_size: u64,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("endpoint", &self.endpoint).field("key_id", &self.creds.key_id).finish_non_exhaustive()
+    }
+}
+
+/// Percent-encoding for names in headers and URL paths: keeps what rclone keeps.
+pub fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for &c in s.as_bytes() {
+        if c.is_ascii_alphanumeric() || b"._-/~!$'()*;=:@".contains(&c) {
+            out.push(c as char);
+        } else {
+            out.push_str(&format!("%{c:02X}"));
+        }
+    }
+    out
+}
+
+fn backoff(attempt: u32, retry_after: Option<u64>) -> Duration {
+    if let Some(s) = retry_after {
+        return Duration::from_secs(s.min(60));
+    }
+    let base = 100u64.saturating_mul(1 << attempt.min(8)).min(5000);
+    let jitter = rand::Rng::gen_range(&mut rand::thread_rng(), 0..=base / 2);
+    Duration::from_millis(base / 2 + jitter)
+}
+
+async fn error_from(resp: reqwest::Response) -> B2Error {
+    let status = resp.status().as_u16();
+    let retry_after = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    B2Error::Api {
+        status,
+        code: body["code"].as_str().unwrap_or("unknown").to_string(),
+        message: body["message"].as_str().unwrap_or("").to_string(),
+        retry_after,
+    }
+}
+
+fn net(e: reqwest::Error) -> B2Error {
+    // reqwest errors can carry the URL, which for uploads holds no secret, but strip it anyway.
+    B2Error::Network(e.without_url().to_string())
+}
+
+fn parse_version(v: &Value) -> FileVersion {
+    let info: HashMap<String, String> = v["fileInfo"]
+        .as_object()
+        .map(|o| o.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
+        .unwrap_or_default();
+    let sha1 = v["contentSha1"]
+        .as_str()
+        .filter(|s| !s.is_empty() && *s != "none")
+        .map(|s| s.trim_start_matches("unverified:").to_ascii_lowercase())
+        .or_else(|| info.get("large_file_sha1").cloned());
+    FileVersion {
+        id: v["fileId"].as_str().unwrap_or_default().to_string(),
+        name: v["fileName"].as_str().unwrap_or_default().to_string(),
+        size: v["contentLength"].as_u64().or_else(|| v["size"].as_u64()).unwrap_or(0),
+        sha1,
+        action: v["action"].as_str().unwrap_or("upload").to_string(),
+        upload_timestamp: v["uploadTimestamp"].as_i64().unwrap_or(0),
+        info,
+    }
+}
+
+impl Client {
+    pub fn new(endpoint: &str, creds: Credentials) -> Result<Client, B2Error> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(30))
+            .timeout(Duration::from_secs(600))
+            .build()
+            .map_err(net)?;
+        Ok(Client {
+            http,
+            endpoint: endpoint.trim_end_matches('/').to_string(),
+            creds,
+            auth: tokio::sync::Mutex::new(None),
+            generation: AtomicU64::new(0),
+            uploads: Mutex::new(Vec::new()),
+            counts: Default::default(),
+            max_attempts: 10,
+            upload_cutoff: UPLOAD_CUTOFF,
+            part_size: PART_SIZE,
+        })
+    }
+
+    pub fn transactions(&self) -> Transactions {
+        Transactions {
+            class_a: self.counts[0].load(Ordering::Relaxed),
+            class_b: self.counts[1].load(Ordering::Relaxed),
+            class_c: self.counts[2].load(Ordering::Relaxed),
+        }
+    }
+
+    fn count(&self, op: &str) {
+        self.counts[class_of(op)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The current authorization, authorizing if there is none or if `stale` names the
+    /// generation that just failed with an expired token.
+    async fn authorization(&self, stale: Option<u64>) -> Result<Arc<Auth>, B2Error> {
+        let mut guard = self.auth.lock().await;
+        if let Some(a) = guard.as_ref() {
+            if stale != Some(a.generation) {
+                return Ok(Arc::clone(a));
+            }
+        }
+        let mut attempt = 0;
+        let a = loop {
+            match self.authorize_once().await {
+                Ok(a) => break a,
+                Err(e) if e.is_transient() && attempt + 1 < self.max_attempts => {
+                    tokio::time::sleep(backoff(attempt, None)).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let a = Arc::new(a);
+        *guard = Some(Arc::clone(&a));
+        Ok(a)
+    }
+
+    async fn authorize_once(&self) -> Result<Auth, B2Error> {
+        self.count("b2_authorize_account");
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", self.creds.key_id, self.creds.key.as_str()));
+        let resp = self
+            .http
+            .get(format!("{}/b2api/v4/b2_authorize_account", self.endpoint))
+            .header("Authorization", format!("Basic {basic}"))
+            .send()
+            .await
+            .map_err(net)?;
+        if !resp.status().is_success() {
+            let e = error_from(resp).await;
+            return Err(match e {
+                B2Error::Api { status: 401, .. } => B2Error::Invalid(format!(
+                    "B2 rejected application key {} (wrong key id or key, or the key was deleted)",
+                    self.creds.key_id
+                )),
+                e => e,
+            });
+        }
+        let v: Value = resp.json().await.map_err(net)?;
+        let sa = &v["apiInfo"]["storageApi"];
+        let (api_url, download_url) = if sa.is_object() {
+            (sa["apiUrl"].as_str(), sa["downloadUrl"].as_str())
+        } else {
+            (v["apiUrl"].as_str(), v["downloadUrl"].as_str())
+        };
+        let allowed = sa["allowed"]["buckets"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|b| Some((b["id"].as_str()?.to_string(), b["name"].as_str()?.to_string()))).collect())
+            .unwrap_or_default();
+        Ok(Auth {
+            token: v["authorizationToken"].as_str().ok_or_else(|| B2Error::Invalid("authorize reply lacks a token".into()))?.to_string(),
+            api_url: api_url.ok_or_else(|| B2Error::Invalid("authorize reply lacks apiUrl".into()))?.to_string(),
+            download_url: download_url.ok_or_else(|| B2Error::Invalid("authorize reply lacks downloadUrl".into()))?.to_string(),
+            account_id: v["accountId"].as_str().unwrap_or_default().to_string(),
+            allowed,
+            generation: self.generation.fetch_add(1, Ordering::Relaxed) + 1,
+        })
+    }
+
+    /// Sends a request built by `build` with the retry policy of the module docs.
+    async fn send(&self, op: &str, build: impl Fn(&Auth) -> reqwest::RequestBuilder) -> Result<reqwest::Response, B2Error> {
+        let mut stale = None;
+        let mut attempt = 0;
+        loop {
+            let auth = self.authorization(stale).await?;
+            self.count(op);
+            let err = match build(&auth).send().await {
+                Ok(r) if r.status().is_success() => return Ok(r),
+                Ok(r) => error_from(r).await,
+                Err(e) => net(e),
+            };
+            attempt += 1;
+            if attempt >= self.max_attempts {
+                return Err(err);
+            }
+            if err.needs_reauth() {
+                stale = Some(auth.generation);
+                continue;
+            }
+            if !err.is_transient() {
+                return Err(err);
+            }
+            tracing::debug!("{op}: {err}; retrying");
+            let retry_after = if let B2Error::Api { retry_after, .. } = &err { *retry_after } else { None };
+            tokio::time::sleep(backoff(attempt, retry_after)).await;
+        }
+    }
+
+    /// A JSON API call.
+    pub async fn call(&self, op: &str, body: Value) -> Result<Value, B2Error> {
+        let r = self.send(op, |a| self.http.post(format!("{}/b2api/v2/{op}", a.api_url)).header("Authorization", &a.token).json(&body)).await?;
+        r.json().await.map_err(net)
+    }
+
+    /// The ID of bucket `name`, without listing buckets when the key names it.
+    pub async fn bucket_id(&self, name: &str) -> Result<Option<String>, B2Error> {
+        let auth = self.authorization(None).await?;
+        if let Some((id, _)) = auth.allowed.iter().find(|(_, n)| n == name) {
+            return Ok(Some(id.clone()));
+        }
+        if !auth.allowed.is_empty() {
+            return Err(B2Error::Invalid(format!(
+                "this application key may only access bucket(s) {}, not {name}",
+                auth.allowed.iter().map(|(_, n)| n.as_str()).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        let v = self.call("b2_list_buckets", json!({"accountId": auth.account_id, "bucketName": name})).await?;
+        Ok(v["buckets"].as_array().and_then(|b| b.first()).and_then(|b| b["bucketId"].as_str()).map(str::to_owned))
+    }
+
+    pub async fn create_bucket(&self, name: &str) -> Result<String, B2Error> {
+        let auth = self.authorization(None).await?;
+        let v = self.call("b2_create_bucket", json!({"accountId": auth.account_id, "bucketName": name, "bucketType": "allPrivate"})).await?;
+        v["bucketId"].as_str().map(str::to_owned).ok_or_else(|| B2Error::Invalid("create bucket reply lacks bucketId".into()))
+    }
+
+    /// Every visible file whose name starts with `prefix` (all pages).
+    pub async fn list_names(&self, bucket_id: &str, prefix: &str) -> Result<Vec<FileVersion>, B2Error> {
+        let mut out = Vec::new();
+        let mut start: Option<String> = None;
+        loop {
+            let v = self
+                .call("b2_list_file_names", json!({"bucketId": bucket_id, "prefix": prefix, "startFileName": start, "maxFileCount": 10000}))
+                .await?;
+            out.extend(v["files"].as_array().into_iter().flatten().map(parse_version).filter(|f| f.action == "upload"));
+            match v["nextFileName"].as_str() {
+                Some(n) => start = Some(n.to_string()),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// Every version (uploads and hide markers) of names starting with `prefix`.
+    pub async fn list_versions(&self, bucket_id: &str, prefix: &str) -> Result<Vec<FileVersion>, B2Error> {
+        let mut out = Vec::new();
+        let (mut start_name, mut start_id): (Option<String>, Option<String>) = (None, None);
+        loop {
+            let v = self
+                .call(
+                    "b2_list_file_versions",
+                    json!({"bucketId": bucket_id, "prefix": prefix, "startFileName": start_name, "startFileId": start_id, "maxFileCount": 10000}),
+                )
+                .await?;
+            out.extend(v["files"].as_array().into_iter().flatten().map(parse_version));
+            match v["nextFileName"].as_str() {
+                Some(n) => {
+                    start_name = Some(n.to_string());
+                    start_id = v["nextFileId"].as_str().map(str::to_owned);
+                }
+                None => return Ok(out),
+            }
+        }
+    }
+
+    pub async fn delete_version(&self, name: &str, id: &str) -> Result<(), B2Error> {
+        self.call("b2_delete_file_version", json!({"fileName": name, "fileId": id})).await.map(|_| ())
+    }
+
+    pub async fn hide(&self, bucket_id: &str, name: &str) -> Result<(), B2Error> {
+        match self.call("b2_hide_file", json!({"bucketId": bucket_id, "fileName": name})).await {
+            Err(e) if e.code() == "already_hidden" => Ok(()),
+            r => r.map(|_| ()),
+        }
+    }
+
+    /// Downloads a file (or `range` = (offset, length) of it) by name.
+    pub async fn download(&self, bucket: &str, name: &str, range: Option<(u64, u64)>) -> Result<Vec<u8>, B2Error> {
+        let path = format!("/file/{}/{}", url_encode(bucket), url_encode(name));
+        let r = self
+            .send("b2_download_file_by_name", |a| {
+                let mut b = self.http.get(format!("{}{path}", a.download_url)).header("Authorization", &a.token);
+                if let Some((off, len)) = range {
+                    b = b.header("Range", format!("bytes={}-{}", off, off + len.saturating_sub(1)));
+                }
+                b
+            })
+            .await?;
+        let body = r.bytes().await.map_err(net)?;
+        Ok(body.to_vec())
+    }
+
+    /// Size and metadata of the newest version of a name (HEAD, no body).
+    pub async fn head(&self, bucket: &str, name: &str) -> Result<FileVersion, B2Error> {
+        let path = format!("/file/{}/{}", url_encode(bucket), url_encode(name));
+        let r = self.send("b2_download_file_by_name", |a| self.http.head(format!("{}{path}", a.download_url)).header("Authorization", &a.token)).await?;
+        let h = r.headers();
+        let get = |k: &str| h.get(k).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        Ok(FileVersion {
+            id: get("x-bz-file-id").unwrap_or_default(),
+            name: name.to_string(),
+            size: get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0),
+            sha1: get("x-bz-content-sha1").filter(|s| s != "none"),
+            action: "upload".into(),
+            upload_timestamp: get("x-bz-upload-timestamp").and_then(|v| v.parse().ok()).unwrap_or(0),
+            info: HashMap::new(),
+        })
+    }
+
+    /// Uploads `data` as `name`, as a large file above the cutoff. `info` becomes
+    /// `X-Bz-Info-*` (e.g. `src_last_modified_millis`).
+    pub async fn upload(&self, bucket_id: &str, name: &str, data: &[u8], content_type: &str, info: &[(&str, String)]) -> Result<FileVersion, B2Error> {
+        if data.len() as u64 > self.upload_cutoff {
+            return self.upload_large(bucket_id, name, data, content_type, info).await;
+        }
+        let sha1 = hex::encode(Sha1::digest(data));
+        let mut attempt = 0;
+        loop {
+            let url = match self.take_upload_url(bucket_id) {
+                Some(u) => u,
+                None => {
+                    let v = self.call("b2_get_upload_url", json!({"bucketId": bucket_id})).await?;
+                    UploadUrl {
+                        bucket_id: bucket_id.to_string(),
+                        url: v["uploadUrl"].as_str().unwrap_or_default().to_string(),
+                        token: v["authorizationToken"].as_str().unwrap_or_default().to_string(),
+                    }
+                }
+            };
+            self.count("b2_upload_file");
+            let mut req = self
+                .http
+                .post(&url.url)
+                .header("Authorization", &url.token)
+                .header("X-Bz-File-Name", url_encode(name))
+                .header("Content-Type", content_type)
+                .header("X-Bz-Content-Sha1", &sha1)
+                .header("Content-Length", data.len().to_string())
+                .body(data.to_vec());
+            for (k, v) in info {
+                req = req.header(format!("X-Bz-Info-{k}"), url_encode(v));
+            }
+            let err = match req.send().await {
+                Ok(r) if r.status().is_success() => {
+                    let v: Value = r.json().await.map_err(net)?;
+                    self.return_upload_url(url);
+                    return Ok(parse_version(&v));
+                }
+                Ok(r) => error_from(r).await,
+                Err(e) => net(e),
+            };
+            // Any failure retires this upload URL; Backblaze asks for a fresh one.
+            attempt += 1;
+            if attempt >= self.max_attempts || !(err.is_transient() || err.status() == Some(401)) {
+                return Err(err);
+            }
+            tracing::debug!("upload of {name}: {err}; retrying with a new upload URL");
+            let retry_after = if let B2Error::Api { retry_after, .. } = &err { *retry_after } else { None };
+            tokio::time::sleep(backoff(attempt, retry_after)).await;
+        }
+    }
+
+    fn take_upload_url(&self, bucket_id: &str) -> Option<UploadUrl> {
+        let mut pool = self.uploads.lock().unwrap_or_else(|p| p.into_inner());
+        let i = pool.iter().position(|u| u.bucket_id == bucket_id)?;
+        Some(pool.swap_remove(i))
+    }
+
+    fn return_upload_url(&self, u: UploadUrl) {
+        self.uploads.lock().unwrap_or_else(|p| p.into_inner()).push(u);
+    }
+
+    async fn upload_large(&self, bucket_id: &str, name: &str, data: &[u8], content_type: &str, info: &[(&str, String)]) -> Result<FileVersion, B2Error> {
+        let mut file_info = serde_json::Map::new();
+        for (k, v) in info {
+            file_info.insert(k.to_string(), json!(v));
+        }
+        file_info.insert("large_file_sha1".into(), json!(hex::encode(Sha1::digest(data))));
+        let v = self
+            .call("b2_start_large_file", json!({"bucketId": bucket_id, "fileName": name, "contentType": content_type, "fileInfo": file_info}))
+            .await?;
+        let file_id = v["fileId"].as_str().unwrap_or_default().to_string();
+        let result = async {
+            let mut shas = Vec::new();
+            for (i, part) in data.chunks(self.part_size as usize).enumerate() {
+                shas.push(self.upload_part(&file_id, i as u32 + 1, part).await?);
+            }
+            self.call("b2_finish_large_file", json!({"fileId": file_id, "partSha1Array": shas})).await
+        }
+        .await;
+        match result {
+            Ok(v) => Ok(parse_version(&v)),
+            Err(e) => {
+                let _ = self.call("b2_cancel_large_file", json!({"fileId": file_id})).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn upload_part(&self, file_id: &str, n: u32, part: &[u8]) -> Result<String, B2Error> {
+        let sha1 = hex::encode(Sha1::digest(part));
+        let mut attempt = 0;
+        loop {
+            let v = self.call("b2_get_upload_part_url", json!({"fileId": file_id})).await?;
+            let (url, token) = (v["uploadUrl"].as_str().unwrap_or_default().to_string(), v["authorizationToken"].as_str().unwrap_or_default().to_string());
+            self.count("b2_upload_part");
+            let err = match self
+                .http
+                .post(&url)
+                .header("Authorization", &token)
+                .header("X-Bz-Part-Number", n.to_string())
+                .header("X-Bz-Content-Sha1", &sha1)
+                .header("Content-Length", part.len().to_string())
+                .body(part.to_vec())
+                .send()
+                .await
+            {
+                Ok(r) if r.status().is_success() => return Ok(sha1),
+                Ok(r) => error_from(r).await,
+                Err(e) => net(e),
+            };
+            attempt += 1;
+            if attempt >= self.max_attempts || !(err.is_transient() || err.status() == Some(401)) {
+                return Err(err);
+            }
+            tokio::time::sleep(backoff(attempt, None)).await;
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! cairn repositories on B2, against cairn-b2-emulator on loopback.
+
+use std::fs;
+use std::process::Output;
+
+use cairn_backend::Backend;
+
+use crate::util::*;
+
+fn b2_cmd(env: &Env, emu: &Emulator, repo: &str) -> std::process::Command {
+    let mut c = env.cmd();
+    c.env("B2_APPLICATION_KEY_ID", "testkeyid").env("B2_APPLICATION_KEY", "testkey").env("CAIRN_B2_ENDPOINT", &emu.url).arg("-r").arg(repo);
+    c
+}
+
+fn ok(out: Output, what: &str) -> String {
+    assert_eq!(out.status.code(), Some(0), "{what}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn b2_backend_passes_the_conformance_suite() {
+    let env = Env::new();
+    let emu = Emulator::start(&env.path("emu"), &[]);
+    let creds = cairn_b2::Credentials { key_id: "testkeyid".into(), key: "testkey".to_string().into() };
+    let loc = cairn_b2::B2Location { bucket: "conformance".into(), prefix: "some/prefix".into(), endpoint: emu.url.clone(), creds };
+    let b = cairn_b2::B2Backend::new(loc).unwrap();
+    cairn_backend::run_conformance(&b).unwrap();
+    // Removing an object deletes every version: nothing is left to pay for.
+    b.write("x", b"1", &Default::default()).unwrap();
+    b.write("x", b"2", &Default::default()).unwrap();
+    b.remove("x").unwrap();
+    let (_, v) = emu.call(2, "b2_list_file_versions", emu.authorize(2)["authorizationToken"].as_str().unwrap(),
+        serde_json::json!({"bucketId": b.client_bucket_for_tests(), "prefix": "some/prefix/x"}));
+    assert_eq!(v["files"].as_array().unwrap().len(), 0, "{v}");
+}
+
+fn round_trip(extra_emu_args: &[&str]) {
+    let env = Env::new();
+    let emu = Emulator::start(&env.path("emu"), extra_emu_args);
+    let repo = "b2:cairn-bucket/backups/laptop";
+    let src = env.path("src");
+    fs::create_dir_all(src.join("sub")).unwrap();
+    for i in 0..5u64 {
+        fs::write(src.join(format!("sub/f{i}")), pseudo_random(i + 40, 700_000)).unwrap();
+    }
+    fs::write(src.join("small.txt"), b"small").unwrap();
+    ok(b2_cmd(&env, &emu, repo).args(["init", "--pack-size", "1"]).output().unwrap(), "init");
+    ok(b2_cmd(&env, &emu, repo).arg("backup").arg(&src).output().unwrap(), "backup");
+    fs::write(src.join("sub/f0"), pseudo_random(99, 300_000)).unwrap();
+    ok(b2_cmd(&env, &emu, repo).arg("backup").arg(&src).output().unwrap(), "backup 2");
+    let snaps: serde_json::Value = serde_json::from_str(&ok(b2_cmd(&env, &emu, repo).args(["snapshots", "--json"]).output().unwrap(), "snapshots")).unwrap();
+    assert_eq!(snaps.as_array().unwrap().len(), 2);
+    let t = env.path("t");
+    ok(b2_cmd(&env, &emu, repo).args(["restore", "latest", "--verify", "--target", t.to_str().unwrap()]).output().unwrap(), "restore");
+    assert_same_tree(&src, &t.join(src.strip_prefix("/").unwrap()));
+    ok(b2_cmd(&env, &emu, repo).args(["forget", "--keep-last", "1", "--prune", "--max-unused", "0%"]).output().unwrap(), "forget --prune");
+    ok(b2_cmd(&env, &emu, repo).args(["check", "--read-data"]).output().unwrap(), "check");
+    let t2 = env.path("t2");
+    ok(b2_cmd(&env, &emu, repo).args(["restore", "latest", "--target", t2.to_str().unwrap()]).output().unwrap(), "restore 2");
+    assert_same_tree(&src, &t2.join(src.strip_prefix("/").unwrap()));
+}
+
+#[test]
+fn backup_restore_prune_check_on_b2() {
+    round_trip(&[]);
+}
+
+#[test]
+fn backup_restore_prune_check_on_b2_with_faults_and_expiring_tokens() {
+    round_trip(&["--fail-rate", "0.1", "--token-ttl-secs", "1"]);
+}
+
+#[test]
+fn b2_errors_are_one_clear_line_and_exit_1() {
+    let env = Env::new();
+    let emu = Emulator::start(&env.path("emu"), &["--restricted-key", "rkey:rsecret:other-bucket"]);
+    ok(b2_cmd(&env, &emu, "b2:real-bucket/r").arg("init").output().unwrap(), "init");
+    let err = |out: Output| {
+        assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+        let e = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(e.trim().lines().count(), 1, "{e}");
+        assert!(!e.contains("testkey\n") && !e.contains("emu_"), "no secrets or tokens: {e}");
+        e
+    };
+    let e = err(b2_cmd(&env, &emu, "b2:real-bucket/r").env("B2_APPLICATION_KEY", "wrong").arg("snapshots").output().unwrap());
+    assert!(e.contains("rejected application key testkeyid"), "{e}");
+    let e = err(b2_cmd(&env, &emu, "b2:no-such-bucket/r").arg("snapshots").output().unwrap());
+    assert!(e.contains("bucket no-such-bucket does not exist"), "{e}");
+    let e = err(b2_cmd(&env, &emu, "b2:real-bucket/r").env("B2_APPLICATION_KEY_ID", "rkey").env("B2_APPLICATION_KEY", "rsecret").arg("snapshots").output().unwrap());
+    assert!(e.contains("other-bucket") && e.contains("real-bucket"), "{e}");
+    let e = err(env.cmd().args(["-r", "b2:real-bucket/r", "snapshots"]).output().unwrap());
+    assert!(e.contains("B2_APPLICATION_KEY_ID"), "{e}");
+    // A missing repository inside an existing bucket is exit 10, as locally.
+    let out = b2_cmd(&env, &emu, "b2:real-bucket/elsewhere").arg("snapshots").output().unwrap();
+    assert_eq!(out.status.code(), Some(10));
+}
+
+#[test]
+fn rclone_location_reads_rclone_config() {
+    let env = Env::new();
+    let emu = Emulator::start(&env.path("emu"), &[]);
+    let conf = env.path("rclone.conf");
+    fs::write(&conf, format!("[other]\ntype = local\n\n[b2remote]\ntype = b2\naccount = testkeyid\nkey = testkey\nendpoint = {}\n", emu.url)).unwrap();
+    let src = env.path("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("a"), b"via rclone config").unwrap();
+    let run = |args: &[&str]| ok(env.cmd().env("RCLONE_CONFIG", &conf).arg("-r").arg("rclone:b2remote:rc-bucket/repo").args(args).output().unwrap(), "rclone location");
+    run(&["init"]);
+    run(&["backup", src.to_str().unwrap()]);
+    let t = env.path("t");
+    run(&["restore", "latest", "--target", t.to_str().unwrap()]);
+    assert_eq!(fs::read(t.join(src.strip_prefix("/").unwrap()).join("a")).unwrap(), b"via rclone config");
+}
