@@ -112,3 +112,45 @@ fn rclone_location_reads_rclone_config() {
     run(&["restore", "latest", "--target", t.to_str().unwrap()]);
     assert_eq!(fs::read(t.join(src.strip_prefix("/").unwrap()).join("a")).unwrap(), b"via rclone config");
 }
+
+#[test]
+fn metadata_cache_makes_repeated_browsing_download_free() {
+    let env = Env::new();
+    let emu = Emulator::start(&env.path("emu"), &[]);
+    let repo = "b2:cache-bucket/r";
+    let src = env.path("src");
+    fs::create_dir_all(src.join("d")).unwrap();
+    fs::write(src.join("d/a"), b"cached").unwrap();
+    let cache = env.path("cache");
+    let cmd = |args: &[&str]| {
+        let mut c = b2_cmd(&env, &emu, repo);
+        c.arg("--cache-dir").arg(&cache).args(args);
+        ok(c.output().unwrap(), "cached command")
+    };
+    cmd(&["init"]);
+    cmd(&["backup", src.to_str().unwrap()]);
+    cmd(&["snapshots"]);
+    cmd(&["ls", "latest"]);
+    emu.http("POST", "/emulator/stats/reset", &[], b"");
+    let first = cmd(&["ls", "latest"]);
+    cmd(&["snapshots"]);
+    let s = emu.stats();
+    assert!(s["calls"].get("b2_download_file_by_name").is_none(), "no downloads on an unchanged repository: {s}");
+    assert_eq!(s["class_b"], 0);
+    // Cached files are private; and --no-cache still works (and downloads).
+    use std::os::unix::fs::PermissionsExt;
+    let mut stack = vec![cache.clone()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap().flatten() {
+            let m = e.metadata().unwrap();
+            if m.is_dir() {
+                stack.push(e.path());
+            } else {
+                assert_eq!(m.permissions().mode() & 0o077, 0, "{}", e.path().display());
+            }
+        }
+    }
+    let uncached = ok(b2_cmd(&env, &emu, repo).args(["--no-cache", "ls", "latest"]).output().unwrap(), "no cache");
+    assert_eq!(first, uncached);
+    assert!(emu.stats()["class_b"].as_u64().unwrap() > 0);
+}

@@ -36,7 +36,10 @@ impl Env {
                 c.env_remove(k);
             }
         }
-        c.env("CAIRN_PASSWORD", PASSWORD).env("CAIRN_INSECURE_TEST_KDF", "1").current_dir(self.dir.path());
+        c.env("CAIRN_PASSWORD", PASSWORD)
+            .env("CAIRN_INSECURE_TEST_KDF", "1")
+            .env("CAIRN_CACHE_DIR", self.dir.path().join("cache-default"))
+            .current_dir(self.dir.path());
         c.stdin(Stdio::null());
         c
     }

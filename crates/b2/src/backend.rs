@@ -190,11 +190,15 @@ impl Backend for B2Backend {
             .collect())
     }
 
+    /// A one-entry listing rather than a HEAD: a class C call, never a download.
     fn stat(&self, name: &str) -> Result<ObjectInfo, BackendError> {
         let full = self.full(name)?;
-        self.bucket_id()?;
-        let f = self.rt.block_on(self.client.head(&self.loc.bucket, &full)).map_err(|e| self.err(name, e))?;
-        Ok(ObjectInfo { name: name.to_string(), size: f.size, mtime_millis: Some(f.upload_timestamp), sha1: f.sha1 })
+        let bucket_id = self.bucket_id()?;
+        let f = self.rt.block_on(self.client.find_name(&bucket_id, &full)).map_err(|e| self.err(name, e))?;
+        match f {
+            Some(f) => Ok(ObjectInfo { name: name.to_string(), size: f.size, mtime_millis: Some(f.upload_timestamp), sha1: f.sha1 }),
+            None => Err(BackendError::new(ErrorKind::NotFound, format!("{}/{name}", self.loc.display()), "no such object")),
+        }
     }
 
     fn read(&self, name: &str) -> Result<Vec<u8>, BackendError> {

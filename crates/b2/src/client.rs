@@ -328,6 +328,12 @@ impl Client {
         }
     }
 
+    /// The visible file called exactly `name`, via a one-entry listing.
+    pub async fn find_name(&self, bucket_id: &str, name: &str) -> Result<Option<FileVersion>, B2Error> {
+        let v = self.call("b2_list_file_names", json!({"bucketId": bucket_id, "prefix": name, "startFileName": name, "maxFileCount": 1})).await?;
+        Ok(v["files"].as_array().into_iter().flatten().map(parse_version).find(|f| f.name == name && f.action == "upload"))
+    }
+
     /// Every version (uploads and hide markers) of names starting with `prefix`.
     pub async fn list_versions(&self, bucket_id: &str, prefix: &str) -> Result<Vec<FileVersion>, B2Error> {
         let mut out = Vec::new();

@@ -10,10 +10,12 @@
 //! - The repository layout (`config`, `keys/`, `data/XX/`) lives in the repo crate; a
 //!   backend only knows names.
 
+mod cache;
 mod conformance;
 mod error;
 mod local;
 
+pub use cache::CachedBackend;
 pub use conformance::run_conformance;
 pub use error::{BackendError, ErrorKind};
 pub use local::LocalBackend;

@@ -19,3 +19,20 @@ pub fn open_backend(location: &str, b2_endpoint: Option<&str>) -> anyhow::Result
     let path = location.strip_prefix("local:").unwrap_or(location);
     Ok(Arc::new(LocalBackend::new(PathBuf::from(path))))
 }
+
+/// The metadata cache directory for a remote repository: `--cache-dir`/CAIRN_CACHE_DIR,
+/// else `$XDG_CACHE_HOME/cairn`, else `~/.cache/cairn`; one subdirectory per location.
+/// None for local repositories (nothing to save) and with `--no-cache`.
+pub fn cache_dir(g: &crate::args::GlobalArgs, location: &str) -> Option<PathBuf> {
+    if g.no_cache || !(location.starts_with("b2:") || location.starts_with("rclone:")) {
+        return None;
+    }
+    let root = g.cache_dir.clone().or_else(|| {
+        std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .map(|p| p.join("cairn"))
+    })?;
+    let tag = cairn_crypto::storage_hash(location.as_bytes());
+    Some(root.join(&cairn_format::BlobId(tag).to_hex()[..16]))
+}

@@ -81,6 +81,8 @@ pub struct Repository {
     dry_run: bool,
     index: RwLock<Index>,
     index_files: Mutex<Vec<IndexId>>,
+    /// Where sealed tree blobs of a remote repository are kept locally, if anywhere.
+    tree_cache: Option<std::path::PathBuf>,
     writer: Mutex<Writer>,
     stats: SaveStats,
 }
@@ -105,6 +107,7 @@ impl Repository {
             dry_run: false,
             index: RwLock::new(Index::new()),
             index_files: Mutex::new(Vec::new()),
+            tree_cache: None,
             writer: Mutex::new(Writer {
                 data: Packer::new(BlobType::Data),
                 tree: Packer::new(BlobType::Tree),
@@ -186,6 +189,12 @@ impl Repository {
     /// Overrides the repository's compression for blobs this command writes.
     pub fn set_compression(&mut self, mode: CompressionMode) {
         self.compression = mode.zstd_level();
+    }
+
+    /// Keeps tree blobs (sealed, as stored) under `dir`, so browsing a remote repository
+    /// downloads each tree once.
+    pub fn set_tree_cache(&mut self, dir: std::path::PathBuf) {
+        self.tree_cache = Some(dir);
     }
 
     /// In dry-run mode nothing is written; saves only compute IDs and statistics.
@@ -534,8 +543,26 @@ impl Repository {
         let found = self.index().get(id).ok_or_else(|| RepoError::BlobNotFound(id.to_hex()))?;
         let name = pack_name(&found.pack);
         let e = found.entry;
+        let cached = match (&self.tree_cache, e.blob_type) {
+            (Some(dir), BlobType::Tree) => Some(dir.join(id.to_hex())),
+            _ => None,
+        };
+        if let Some(path) = &cached {
+            if let Ok(sealed) = std::fs::read(path) {
+                match self.open_blob(&name, &e, &sealed) {
+                    Ok(b) => return Ok(b),
+                    Err(_) => {
+                        let _ = std::fs::remove_file(path);
+                    }
+                }
+            }
+        }
         let sealed = self.backend.read_range(&name, u64::from(e.offset), u64::from(e.length))?;
-        self.open_blob(&name, &e, &sealed)
+        let plain = self.open_blob(&name, &e, &sealed)?;
+        if let Some(path) = &cached {
+            store_private(path, &sealed);
+        }
+        Ok(plain)
     }
 
     /// Decrypts, decompresses and verifies one blob's stored bytes.
@@ -613,6 +640,26 @@ impl Repository {
             1 => Ok(matches.remove(0)),
             _ => Err(RepoError::AmbiguousSnapshot(spec.into())),
         }
+    }
+}
+
+/// Writes a cache file readable by the owner only; failures only cost a re-download.
+fn store_private(path: &std::path::Path, data: &[u8]) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let Some(dir) = path.parent() else { return };
+    let _ = std::fs::create_dir_all(dir);
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let r = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(data))
+        .and_then(|_| std::fs::rename(&tmp, path));
+    if r.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
 }
 

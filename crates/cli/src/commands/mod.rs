@@ -43,14 +43,23 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// Opens the repository named by the global options; writes nothing.
 pub fn open_repo(g: &GlobalArgs) -> anyhow::Result<Repository> {
-    let backend = location::open_backend(g.repo.as_deref().unwrap_or(""), g.b2_endpoint.as_deref())?;
+    let loc = g.repo.as_deref().unwrap_or("");
+    let mut backend = location::open_backend(loc, g.b2_endpoint.as_deref())?;
+    let cache = location::cache_dir(g, loc);
+    if let Some(dir) = &cache {
+        backend = Arc::new(cairn_backend::CachedBackend::new(backend, dir.clone()));
+    }
     // Fail on a missing repository before asking for a password.
     match backend.stat("config") {
         Err(e) if e.is_not_found() => return Err(cairn_repo::RepoError::NoRepository(backend.location()).into()),
         _ => {}
     }
     let pw = password::get(g, false)?;
-    Ok(Repository::open(backend, pw.as_bytes())?)
+    let mut repo = Repository::open(backend, pw.as_bytes())?;
+    if let Some(dir) = cache {
+        repo.set_tree_cache(dir.join("trees"));
+    }
+    Ok(repo)
 }
 
 /// Opens the repository and loads its index, ready to read or add blobs.

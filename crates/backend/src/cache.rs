@@ -1,0 +1,150 @@
+//! A local cache of a remote repository's small, immutable files.
+//!
+//! `config`, `keys/`, `index/` and `snapshots/` are read from the remote once and kept
+//! in a local directory (files mode 0600; they are as encrypted as on the remote).
+//! Every name but `config` is the hash of the content, so a cached copy is served only
+//! if it still hashes to its name; `config` only if it matches a fresh listing (SHA1
+//! where the store keeps one, as B2 does; else the size), so a repository created anew
+//! at the same location is never answered with the old one's config.
+//! Listings always go to the remote, so new and deleted files are seen at once.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::{Backend, BackendError, ObjectInfo, WriteOptions};
+
+pub struct CachedBackend {
+    inner: Arc<dyn Backend>,
+    dir: PathBuf,
+}
+
+fn cacheable(name: &str) -> bool {
+    name == "config" || ["keys/", "index/", "snapshots/"].iter().any(|p| name.starts_with(p))
+}
+
+fn hash_named_ok(name: &str, data: &[u8]) -> bool {
+    let last = name.rsplit('/').next().unwrap_or(name);
+    last.len() == 64 && blake3::hash(data).to_hex().as_str() == last
+}
+
+impl CachedBackend {
+    pub fn new(inner: Arc<dyn Backend>, dir: PathBuf) -> CachedBackend {
+        CachedBackend { inner, dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn store(&self, name: &str, data: &[u8]) {
+        let p = self.path(name);
+        let Some(parent) = p.parent() else { return };
+        if fs::create_dir_all(parent).is_err() {
+            return;
+        }
+        let tmp = parent.join(format!(".{}.tmp-{}", name.replace('/', "_"), std::process::id()));
+        let ok = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .and_then(|mut f| f.write_all(data))
+            .and_then(|_| fs::rename(&tmp, &p));
+        if let Err(e) = ok {
+            let _ = fs::remove_file(&tmp);
+            tracing::debug!("cache: could not store {name}: {e}");
+        }
+    }
+
+    fn cached(&self, name: &str) -> Option<Vec<u8>> {
+        let data = fs::read(self.path(name)).ok()?;
+        let valid = if name == "config" {
+            match self.inner.stat(name) {
+                Ok(ObjectInfo { sha1: Some(sha1), .. }) => {
+                    use sha1::Digest;
+                    hex::encode(sha1::Sha1::digest(&data)) == sha1.to_ascii_lowercase()
+                }
+                Ok(o) => o.size == data.len() as u64,
+                Err(_) => false,
+            }
+        } else {
+            hash_named_ok(name, &data)
+        };
+        if valid {
+            Some(data)
+        } else {
+            let _ = fs::remove_file(self.path(name));
+            None
+        }
+    }
+}
+
+impl Backend for CachedBackend {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+    fn create(&self) -> Result<(), BackendError> {
+        self.inner.create()
+    }
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, BackendError> {
+        self.inner.list(prefix)
+    }
+    fn stat(&self, name: &str) -> Result<ObjectInfo, BackendError> {
+        self.inner.stat(name)
+    }
+    fn read(&self, name: &str) -> Result<Vec<u8>, BackendError> {
+        crate::validate_name(name)?;
+        if cacheable(name) {
+            if let Some(d) = self.cached(name) {
+                return Ok(d);
+            }
+            let d = self.inner.read(name)?;
+            self.store(name, &d);
+            return Ok(d);
+        }
+        self.inner.read(name)
+    }
+    fn read_range(&self, name: &str, offset: u64, length: u64) -> Result<Vec<u8>, BackendError> {
+        self.inner.read_range(name, offset, length)
+    }
+    fn write(&self, name: &str, data: &[u8], opts: &WriteOptions) -> Result<(), BackendError> {
+        self.inner.write(name, data, opts)?;
+        if cacheable(name) {
+            self.store(name, data);
+        }
+        Ok(())
+    }
+    fn remove(&self, name: &str) -> Result<(), BackendError> {
+        let _ = fs::remove_file(self.path(name));
+        self.inner.remove(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::LocalBackend;
+
+    #[test]
+    fn serves_valid_copies_and_refetches_damaged_ones() {
+        let d = tempfile::tempdir().unwrap();
+        let inner: Arc<dyn Backend> = Arc::new(LocalBackend::new(d.path().join("remote")));
+        inner.create().unwrap();
+        let data = b"snapshot bytes".to_vec();
+        let name = format!("snapshots/{}", blake3::hash(&data).to_hex());
+        inner.write(&name, &data, &WriteOptions::default()).unwrap();
+        let c = CachedBackend::new(inner.clone(), d.path().join("cache"));
+        assert_eq!(c.read(&name).unwrap(), data);
+        // Served from the cache even when the remote copy is gone...
+        fs::remove_file(d.path().join("remote").join(&name)).unwrap();
+        assert_eq!(c.read(&name).unwrap(), data);
+        // ...but a damaged cache entry is dropped, never served.
+        fs::write(d.path().join("cache").join(&name), b"damaged").unwrap();
+        assert!(c.read(&name).is_err());
+        crate::run_conformance(&CachedBackend::new(Arc::new(LocalBackend::new(d.path().join("r2"))), d.path().join("c2"))).unwrap();
+    }
+}
