@@ -87,6 +87,19 @@ fn stdin_backup_roundtrip() {
 }
 
 #[test]
+fn concurrent_uploads_store_everything() {
+    let env = Env::new();
+    env.ok(&["init", "--pack-size", "1"]);
+    let (src, _) = random_source(&env);
+    let s = env.backup(&[&src], &["--transfers", "4"]);
+    assert_eq!(s["files_new"], 40);
+    env.ok(&["check", "--read-data"]);
+    let t = env.path("t");
+    env.ok(&["restore", "latest", "--target", t.to_str().unwrap(), "--verify"]);
+    assert_same_tree(&src, &t.join(src.strip_prefix("/").unwrap()));
+}
+
+#[test]
 fn dry_run_writes_nothing() {
     let env = Env::new();
     env.init();

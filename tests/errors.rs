@@ -238,6 +238,9 @@ fn full_disk_fails_cleanly_and_keeps_earlier_snapshots() {
     let err = stderr(&out);
     assert!(err.to_lowercase().contains("no space left on device") && err.contains("small-disk/repo/"), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
+    // The same through the concurrent uploader: the failure surfaces, nothing is saved.
+    let out = run(&["backup", "--transfers", "3", big.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     // The earlier snapshot is intact and restorable; no partial snapshot appeared.
     let snaps: serde_json::Value = serde_json::from_slice(&run(&["snapshots", "--json"]).stdout).unwrap();
     assert_eq!(snaps.as_array().unwrap().len(), 1);

@@ -356,6 +356,9 @@ pub struct BackupArgs {
     /// Compression for this backup (auto, off, max, 1-22)
     #[arg(long)]
     pub compression: Option<String>,
+    /// Concurrent pack uploads (default 8 for B2, none for a local directory)
+    #[arg(long, value_name = "N")]
+    pub transfers: Option<usize>,
     /// Seconds between index checkpoints (default 300); for tests of interrupted backups
     #[arg(long, hide = true, value_name = "SECS")]
     pub checkpoint_interval: Option<u64>,

@@ -24,7 +24,7 @@ pub fn open_backend(location: &str, b2_endpoint: Option<&str>) -> anyhow::Result
 /// else `$XDG_CACHE_HOME/cairn`, else `~/.cache/cairn`; one subdirectory per location.
 /// None for local repositories (nothing to save) and with `--no-cache`.
 pub fn cache_dir(g: &crate::args::GlobalArgs, location: &str) -> Option<PathBuf> {
-    if g.no_cache || !(location.starts_with("b2:") || location.starts_with("rclone:")) {
+    if g.no_cache || !is_remote(location) {
         return None;
     }
     let root = g.cache_dir.clone().or_else(|| {
@@ -35,4 +35,9 @@ pub fn cache_dir(g: &crate::args::GlobalArgs, location: &str) -> Option<PathBuf>
     })?;
     let tag = cairn_crypto::storage_hash(location.as_bytes());
     Some(root.join(&cairn_format::BlobId(tag).to_hex()[..16]))
+}
+
+/// Whether the location is reached over the network (B2 directly or via rclone's config).
+pub fn is_remote(location: &str) -> bool {
+    location.starts_with("b2:") || location.starts_with("rclone:")
 }

@@ -18,6 +18,7 @@ mod layout;
 mod lock;
 mod packer;
 mod repository;
+mod uploader;
 pub mod sys;
 
 pub use error::RepoError;

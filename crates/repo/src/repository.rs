@@ -83,6 +83,8 @@ pub struct Repository {
     index_files: Mutex<Vec<IndexId>>,
     /// Where sealed tree blobs of a remote repository are kept locally, if anywhere.
     tree_cache: Option<std::path::PathBuf>,
+    /// Concurrent pack uploads, if enabled; otherwise the thread that fills a pack writes it.
+    uploader: Option<crate::uploader::Uploader>,
     writer: Mutex<Writer>,
     stats: SaveStats,
 }
@@ -108,6 +110,7 @@ impl Repository {
             index: RwLock::new(Index::new()),
             index_files: Mutex::new(Vec::new()),
             tree_cache: None,
+            uploader: None,
             writer: Mutex::new(Writer {
                 data: Packer::new(BlobType::Data),
                 tree: Packer::new(BlobType::Tree),
@@ -189,6 +192,14 @@ impl Repository {
     /// Overrides the repository's compression for blobs this command writes.
     pub fn set_compression(&mut self, mode: CompressionMode) {
         self.compression = mode.zstd_level();
+    }
+
+    /// Uploads packs on `transfers` threads (for remote backends, where an upload waits
+    /// on the network, not the disk). Ignored in dry-run mode.
+    pub fn set_transfers(&mut self, transfers: usize) {
+        if !self.dry_run && transfers > 1 {
+            self.uploader = Some(crate::uploader::Uploader::new(Arc::clone(&self.backend), transfers));
+        }
     }
 
     /// Keeps tree blobs (sealed, as stored) under `dir`, so browsing a remote repository
@@ -353,6 +364,7 @@ impl Repository {
 
     /// Writes one index file listing every pack stored since the last one.
     pub fn save_index(&self) -> Result<Option<IndexId>, RepoError> {
+        self.index_uploaded()?;
         let packs = {
             let mut w = self.writer.lock().unwrap_or_else(lock_poisoned);
             w.last_index_save = Instant::now();
@@ -497,26 +509,45 @@ impl Repository {
     /// Packs stored by this command that no index file lists yet; the caller takes
     /// over writing them into an index (prune writes one complete index).
     pub fn take_unindexed(&self) -> Vec<IndexPack> {
+        let _ = self.index_uploaded();
         std::mem::take(&mut self.writer.lock().unwrap_or_else(lock_poisoned).unindexed)
     }
 
     fn store_pack(&self, pack: FinishedPack) -> Result<(), RepoError> {
-        let size = pack.data.len() as u64;
-        if !self.dry_run {
-            self.backend.write(&pack_name(&pack.id), &pack.data, &WriteOptions::default())?;
+        if self.dry_run {
+            return Ok(());
         }
-        let mut index = self.index.write().unwrap_or_else(lock_poisoned);
-        let mut w = self.writer.lock().unwrap_or_else(lock_poisoned);
-        for e in &pack.entries {
-            if !self.dry_run {
-                index.add_recent(pack.id, size, e);
-                w.in_flight.remove(&e.id);
+        if let Some(up) = &self.uploader {
+            up.submit(pack)?;
+            return self.index_uploaded();
+        }
+        let size = pack.data.len() as u64;
+        self.backend.write(&pack_name(&pack.id), &pack.data, &WriteOptions::default())?;
+        self.index_stored(vec![(pack.id, size, pack.entries)]);
+        Ok(())
+    }
+
+    /// Moves packs the upload threads finished into the index.
+    fn index_uploaded(&self) -> Result<(), RepoError> {
+        if let Some(up) = &self.uploader {
+            let done = up.take_done()?;
+            if !done.is_empty() {
+                self.index_stored(done);
             }
         }
-        if !self.dry_run {
-            w.unindexed.push(IndexPack { id: pack.id, size, blobs: pack.entries });
-        }
         Ok(())
+    }
+
+    fn index_stored(&self, packs: Vec<crate::uploader::Done>) {
+        let mut index = self.index.write().unwrap_or_else(lock_poisoned);
+        let mut w = self.writer.lock().unwrap_or_else(lock_poisoned);
+        for (id, size, entries) in packs {
+            for e in &entries {
+                index.add_recent(id, size, e);
+                w.in_flight.remove(&e.id);
+            }
+            w.unindexed.push(IndexPack { id, size, blobs: entries });
+        }
     }
 
     /// Writes out partly filled packs. Call before saving the final index.
@@ -535,7 +566,10 @@ impl Repository {
         for p in packs {
             self.store_pack(p)?;
         }
-        Ok(())
+        if let Some(up) = &self.uploader {
+            up.wait_idle()?;
+        }
+        self.index_uploaded()
     }
 
     /// Loads a blob and verifies it is the blob asked for.

@@ -49,6 +49,9 @@ pub fn run(g: &GlobalArgs, a: BackupArgs) -> anyhow::Result<ExitCode> {
         repo.set_compression(CompressionMode::parse(c).map_err(|e| fail(ExitCode::Fatal, e))?);
     }
     repo.set_dry_run(a.dry_run);
+    if let Some(n) = a.transfers {
+        repo.set_transfers(n);
+    }
     repo.load_index()?;
     let repo = Arc::new(repo);
     let _lock = if a.dry_run { None } else { Some(repo.lock(LockKind::Shared, "backup")?) };

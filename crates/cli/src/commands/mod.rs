@@ -41,6 +41,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Concurrent pack uploads to a remote repository: enough to hide B2's per-request
+/// latency, while at most twice this many 16 MiB packs are held in memory.
+pub const DEFAULT_REMOTE_TRANSFERS: usize = 8;
+
 /// Opens the repository named by the global options; writes nothing.
 pub fn open_repo(g: &GlobalArgs) -> anyhow::Result<Repository> {
     let loc = g.repo.as_deref().unwrap_or("");
@@ -58,6 +62,9 @@ pub fn open_repo(g: &GlobalArgs) -> anyhow::Result<Repository> {
     let mut repo = Repository::open(backend, pw.as_bytes())?;
     if let Some(dir) = cache {
         repo.set_tree_cache(dir.join("trees"));
+    }
+    if location::is_remote(loc) {
+        repo.set_transfers(DEFAULT_REMOTE_TRANSFERS);
     }
     Ok(repo)
 }
