@@ -754,6 +754,19 @@ fn verify_sha1(declared: &str, actual: &str, trailing: Option<String>) -> Result
     Ok(actual.to_string())
 }
 
+/// Receives a body into `tmp` and checks it against the declared SHA1; on any failure
+/// the temporary file is removed. Returns the stored size and the SHA1 to record.
+async fn receive_verified(body: Body, tmp: &std::path::Path, len: u64, declared: &str) -> Result<(u64, String), B2Error> {
+    let r = match receive(body, tmp, Some(len), declared.eq_ignore_ascii_case("hex_digits_at_end")).await {
+        Ok((size, actual, trailing)) => verify_sha1(declared, &actual, trailing).map(|sha1| (size, sha1)),
+        Err(e) => Err(e),
+    };
+    if r.is_err() {
+        let _ = tokio::fs::remove_file(tmp).await;
+    }
+    r
+}
+
 async fn upload_file(app: &Arc<App>, uri: &Uri, headers: &HeaderMap, body: Body, api: u32) -> Reply {
     let tok = app.auth(headers, uri)?;
     let bucket_id = uri.path().strip_prefix("/b2api/upload/").unwrap_or("").to_string();
@@ -776,21 +789,7 @@ async fn upload_file(app: &Arc<App>, uri: &Uri, headers: &HeaderMap, body: Body,
         return Err(B2Error::bad_request("too many X-Bz-Info headers"));
     }
     let tmp = app.disk.tmp();
-    let received = receive(body, &tmp, Some(len), declared.eq_ignore_ascii_case("hex_digits_at_end")).await;
-    let (size, actual, trailing) = match received {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = tokio::fs::remove_file(&tmp).await;
-            return Err(e);
-        }
-    };
-    let sha1 = match verify_sha1(&declared, &actual, trailing) {
-        Ok(s) => s,
-        Err(e) => {
-            let _ = tokio::fs::remove_file(&tmp).await;
-            return Err(e);
-        }
-    };
+    let (size, sha1) = receive_verified(body, &tmp, len, &declared).await?;
     let mut st = app.lock_state();
     if st.bucket_by_id(&bucket_id).is_none() {
         return Err(B2Error::new(400, "bad_bucket_id", "bucket does not exist"));
@@ -819,14 +818,7 @@ async fn upload_part(app: &Arc<App>, uri: &Uri, headers: &HeaderMap, body: Body)
     let dir = app.disk.part_dir(&file_id);
     tokio::fs::create_dir_all(&dir).await?;
     let tmp = app.disk.tmp();
-    let (size, actual, trailing) = receive(body, &tmp, Some(len), declared.eq_ignore_ascii_case("hex_digits_at_end")).await?;
-    let sha1 = match verify_sha1(&declared, &actual, trailing) {
-        Ok(s) => s,
-        Err(e) => {
-            let _ = tokio::fs::remove_file(&tmp).await;
-            return Err(e);
-        }
-    };
+    let (size, sha1) = receive_verified(body, &tmp, len, &declared).await?;
     let mut st = app.lock_state();
     let l = st.large.get_mut(&file_id).ok_or_else(|| B2Error::bad_request("large file was cancelled"))?;
     std::fs::rename(&tmp, dir.join(n.to_string()))?;

@@ -16,6 +16,27 @@ use std::sync::Arc;
 
 use crate::{Backend, BackendError, ObjectInfo, WriteOptions};
 
+/// Writes a file only its owner can read, via a temporary name and a rename, creating
+/// its directory. For caches: a failure only costs a later re-download.
+pub fn write_private(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().ok_or_else(|| std::io::Error::other("no parent directory"))?;
+    fs::create_dir_all(dir)?;
+    let fname = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{fname}.tmp-{}", std::process::id()));
+    let r = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(data))
+        .and_then(|_| fs::rename(&tmp, path));
+    if r.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    r
+}
+
 pub struct CachedBackend {
     inner: Arc<dyn Backend>,
     dir: PathBuf,
@@ -40,22 +61,7 @@ impl CachedBackend {
     }
 
     fn store(&self, name: &str, data: &[u8]) {
-        let p = self.path(name);
-        let Some(parent) = p.parent() else { return };
-        if fs::create_dir_all(parent).is_err() {
-            return;
-        }
-        let tmp = parent.join(format!(".{}.tmp-{}", name.replace('/', "_"), std::process::id()));
-        let ok = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .and_then(|mut f| f.write_all(data))
-            .and_then(|_| fs::rename(&tmp, &p));
-        if let Err(e) = ok {
-            let _ = fs::remove_file(&tmp);
+        if let Err(e) = write_private(&self.path(name), data) {
             tracing::debug!("cache: could not store {name}: {e}");
         }
     }

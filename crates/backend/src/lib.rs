@@ -15,7 +15,7 @@ mod conformance;
 mod error;
 mod local;
 
-pub use cache::CachedBackend;
+pub use cache::{write_private, CachedBackend};
 pub use conformance::run_conformance;
 pub use error::{BackendError, ErrorKind};
 pub use local::LocalBackend;

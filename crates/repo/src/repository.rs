@@ -594,7 +594,7 @@ impl Repository {
         let sealed = self.backend.read_range(&name, u64::from(e.offset), u64::from(e.length))?;
         let plain = self.open_blob(&name, &e, &sealed)?;
         if let Some(path) = &cached {
-            store_private(path, &sealed);
+            let _ = cairn_backend::write_private(path, &sealed);
         }
         Ok(plain)
     }
@@ -674,26 +674,6 @@ impl Repository {
             1 => Ok(matches.remove(0)),
             _ => Err(RepoError::AmbiguousSnapshot(spec.into())),
         }
-    }
-}
-
-/// Writes a cache file readable by the owner only; failures only cost a re-download.
-fn store_private(path: &std::path::Path, data: &[u8]) {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let Some(dir) = path.parent() else { return };
-    let _ = std::fs::create_dir_all(dir);
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    let r = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .and_then(|mut f| f.write_all(data))
-        .and_then(|_| std::fs::rename(&tmp, path));
-    if r.is_err() {
-        let _ = std::fs::remove_file(&tmp);
     }
 }
 
