@@ -154,3 +154,51 @@ fn metadata_cache_makes_repeated_browsing_download_free() {
     assert_eq!(first, uncached);
     assert!(emu.stats()["class_b"].as_u64().unwrap() > 0);
 }
+
+#[test]
+fn client_large_files_copies_listings_and_transaction_counts() {
+    let env = Env::new();
+    let emu = Emulator::start(&env.path("emu"), &["--min-part-size", "100000"]);
+    let creds = cairn_b2::Credentials { key_id: "testkeyid".into(), key: "testkey".to_string().into() };
+    let loc = cairn_b2::B2Location { bucket: "client-bucket".into(), prefix: "p".into(), endpoint: emu.url.clone(), creds };
+    let mut b = cairn_b2::B2Backend::new(loc).unwrap();
+    b.set_large_file_thresholds(1_000_000, 300_000);
+    b.create().unwrap();
+    emu.http("POST", "/emulator/stats/reset", &[], b"");
+    let t0 = b.client().transactions();
+    // Over the cutoff: start, four parts, finish; the large_file_sha1 is recorded.
+    let big = pseudo_random(5, 1_100_000);
+    b.write("dir/big", &big, &Default::default()).unwrap();
+    assert_eq!(b.read("dir/big").unwrap(), big);
+    assert_eq!(b.read_range("dir/big", 999_990, 20).unwrap(), big[999_990..1_000_010]);
+    let listed = b.list("dir/").unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].sha1.as_deref(), Some(&*{
+        use sha1::Digest;
+        hex::encode(sha1::Sha1::digest(&big))
+    }));
+    let s = emu.stats();
+    assert_eq!(s["calls"]["b2_upload_part"], 4, "{s}");
+    assert_eq!(s["calls"]["b2_finish_large_file"], 1);
+
+    let bucket_id = b.client_bucket_for_tests();
+    let c = b.client();
+    b.write("dir/sub/small", b"small", &Default::default()).unwrap();
+    let folders = b.block_on(c.list_names_delimited(&bucket_id, "p/dir/", Some("/"))).unwrap();
+    let names: Vec<(&str, &str)> = folders.iter().map(|f| (f.name.as_str(), f.action.as_str())).collect();
+    assert_eq!(names, vec![("p/dir/big", "upload"), ("p/dir/sub/", "folder")]);
+    // Server-side copy with replaced metadata, then file info of the copy.
+    let src = b.block_on(c.find_name(&bucket_id, "p/dir/sub/small")).unwrap().unwrap();
+    let info = [("src_last_modified_millis", "1234".to_string())];
+    let copy = b.block_on(c.copy_file(&src.id, "p/dir/copy", None, Some(("text/plain", &info)))).unwrap();
+    let got = b.block_on(c.get_file_info(&copy.id)).unwrap();
+    assert_eq!(got.info.get("src_last_modified_millis").map(String::as_str), Some("1234"));
+    assert_eq!(b.read("dir/copy").unwrap(), b"small");
+    assert!(b.block_on(c.list_unfinished(&bucket_id, "p/")).unwrap().is_empty());
+
+    // Both sides count the same transactions by billing class.
+    let t = c.transactions();
+    let s = emu.stats();
+    let delta = (t.class_a - t0.class_a, t.class_b - t0.class_b, t.class_c - t0.class_c);
+    assert_eq!(delta, (s["class_a"].as_u64().unwrap(), s["class_b"].as_u64().unwrap(), s["class_c"].as_u64().unwrap()), "{s}");
+}

@@ -126,6 +126,18 @@ impl B2Backend {
         &self.client
     }
 
+    /// Objects above `cutoff` bytes go up as large files in parts of `part_size`
+    /// (defaults: rclone's 200 MiB cutoff, B2's recommended 100 MB parts).
+    pub fn set_large_file_thresholds(&mut self, cutoff: u64, part_size: u64) {
+        self.client.upload_cutoff = cutoff;
+        self.client.part_size = part_size.max(1);
+    }
+
+    /// Runs an async client call on this backend's runtime.
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
     /// The bucket's ID, looked up on first use.
     pub fn client_bucket_for_tests(&self) -> String {
         self.bucket_id().unwrap_or_default()

@@ -314,18 +314,65 @@ impl Client {
 
     /// Every visible file whose name starts with `prefix` (all pages).
     pub async fn list_names(&self, bucket_id: &str, prefix: &str) -> Result<Vec<FileVersion>, B2Error> {
+        Ok(self.list_names_delimited(bucket_id, prefix, None).await?.into_iter().filter(|f| f.action == "upload").collect())
+    }
+
+    /// Like [`Client::list_names`]; with a `delimiter` (normally `/`) names below the
+    /// next delimiter collapse into one `folder` entry, as B2 lists directories.
+    pub async fn list_names_delimited(&self, bucket_id: &str, prefix: &str, delimiter: Option<&str>) -> Result<Vec<FileVersion>, B2Error> {
         let mut out = Vec::new();
         let mut start: Option<String> = None;
         loop {
             let v = self
-                .call("b2_list_file_names", json!({"bucketId": bucket_id, "prefix": prefix, "startFileName": start, "maxFileCount": 10000}))
+                .call(
+                    "b2_list_file_names",
+                    json!({"bucketId": bucket_id, "prefix": prefix, "startFileName": start, "maxFileCount": 10000, "delimiter": delimiter}),
+                )
                 .await?;
-            out.extend(v["files"].as_array().into_iter().flatten().map(parse_version).filter(|f| f.action == "upload"));
+            out.extend(v["files"].as_array().into_iter().flatten().map(parse_version));
             match v["nextFileName"].as_str() {
                 Some(n) => start = Some(n.to_string()),
                 None => return Ok(out),
             }
         }
+    }
+
+    pub async fn get_file_info(&self, file_id: &str) -> Result<FileVersion, B2Error> {
+        Ok(parse_version(&self.call("b2_get_file_info", json!({"fileId": file_id})).await?))
+    }
+
+    /// Server-side copy of a file version to `name` (no download, no upload). With
+    /// `replace`, the new version gets that content type and file info instead of the
+    /// source's (how rclone updates a modification time).
+    pub async fn copy_file(&self, source_id: &str, name: &str, dest_bucket_id: Option<&str>, replace: Option<(&str, &[(&str, String)])>) -> Result<FileVersion, B2Error> {
+        let mut body = json!({"sourceFileId": source_id, "fileName": name, "destinationBucketId": dest_bucket_id});
+        if let Some((ct, info)) = replace {
+            let info: serde_json::Map<String, Value> = info.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+            body["metadataDirective"] = json!("REPLACE");
+            body["contentType"] = json!(ct);
+            body["fileInfo"] = Value::Object(info);
+        }
+        Ok(parse_version(&self.call("b2_copy_file", body).await?))
+    }
+
+    /// Large files started but never finished (left by interrupted uploads).
+    pub async fn list_unfinished(&self, bucket_id: &str, prefix: &str) -> Result<Vec<FileVersion>, B2Error> {
+        let mut out = Vec::new();
+        let mut start: Option<String> = None;
+        loop {
+            let v = self
+                .call("b2_list_unfinished_large_files", json!({"bucketId": bucket_id, "namePrefix": prefix, "startFileId": start, "maxFileCount": 100}))
+                .await?;
+            out.extend(v["files"].as_array().into_iter().flatten().map(parse_version));
+            match v["nextFileId"].as_str() {
+                Some(n) => start = Some(n.to_string()),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    pub async fn cancel_large_file(&self, file_id: &str) -> Result<(), B2Error> {
+        self.call("b2_cancel_large_file", json!({"fileId": file_id})).await.map(|_| ())
     }
 
     /// The visible file called exactly `name`, via a one-entry listing.
@@ -484,7 +531,7 @@ impl Client {
         match result {
             Ok(v) => Ok(parse_version(&v)),
             Err(e) => {
-                let _ = self.call("b2_cancel_large_file", json!({"fileId": file_id})).await;
+                let _ = self.cancel_large_file(&file_id).await;
                 Err(e)
             }
         }
