@@ -100,7 +100,7 @@ impl B2Location {
 
 pub struct B2Backend {
     rt: tokio::runtime::Runtime,
-    client: Client,
+    client: std::sync::Arc<Client>,
     loc: B2Location,
     bucket_id: OnceLock<String>,
 }
@@ -118,7 +118,7 @@ impl B2Backend {
             .enable_all()
             .build()
             .map_err(|e| BackendError::io(loc.display(), e))?;
-        let client = Client::new(&loc.endpoint, loc.creds.clone()).map_err(|e| e.into_backend(&loc.display()))?;
+        let client = std::sync::Arc::new(Client::new(&loc.endpoint, loc.creds.clone()).map_err(|e| e.into_backend(&loc.display()))?);
         Ok(B2Backend { rt, client, loc, bucket_id: OnceLock::new() })
     }
 
@@ -129,8 +129,10 @@ impl B2Backend {
     /// Objects above `cutoff` bytes go up as large files in parts of `part_size`
     /// (defaults: rclone's 200 MiB cutoff, B2's recommended 100 MB parts).
     pub fn set_large_file_thresholds(&mut self, cutoff: u64, part_size: u64) {
-        self.client.upload_cutoff = cutoff;
-        self.client.part_size = part_size.max(1);
+        if let Some(c) = std::sync::Arc::get_mut(&mut self.client) {
+            c.upload_cutoff = cutoff;
+            c.part_size = part_size.max(1);
+        }
     }
 
     /// Runs an async client call on this backend's runtime.

@@ -76,6 +76,8 @@ fn class_of(op: &str) -> usize {
 pub const UPLOAD_CUTOFF: u64 = 200 * 1024 * 1024;
 /// Part size for large files (B2's recommended size).
 pub const PART_SIZE: u64 = 100_000_000;
+/// Parts of one large file uploaded at once (rclone's upload_concurrency).
+pub const LARGE_FILE_CONCURRENCY: usize = 4;
 
 pub struct Client {
     http: reqwest::Client,
@@ -449,7 +451,7 @@ impl Client {
 
     /// Uploads `data` as `name`, as a large file above the cutoff. `info` becomes
     /// `X-Bz-Info-*` (e.g. `src_last_modified_millis`).
-    pub async fn upload(&self, bucket_id: &str, name: &str, data: &[u8], content_type: &str, info: &[(&str, String)]) -> Result<FileVersion, B2Error> {
+    pub async fn upload(self: &Arc<Self>, bucket_id: &str, name: &str, data: &[u8], content_type: &str, info: &[(&str, String)]) -> Result<FileVersion, B2Error> {
         if data.len() as u64 > self.upload_cutoff {
             return self.upload_large(bucket_id, name, data, content_type, info).await;
         }
@@ -510,7 +512,7 @@ impl Client {
         self.uploads.lock().unwrap_or_else(|p| p.into_inner()).push(u);
     }
 
-    async fn upload_large(&self, bucket_id: &str, name: &str, data: &[u8], content_type: &str, info: &[(&str, String)]) -> Result<FileVersion, B2Error> {
+    async fn upload_large(self: &Arc<Self>, bucket_id: &str, name: &str, data: &[u8], content_type: &str, info: &[(&str, String)]) -> Result<FileVersion, B2Error> {
         let mut file_info = serde_json::Map::new();
         for (k, v) in info {
             file_info.insert(k.to_string(), json!(v));
@@ -521,10 +523,24 @@ impl Client {
             .await?;
         let file_id = v["fileId"].as_str().unwrap_or_default().to_string();
         let result = async {
-            let mut shas = Vec::new();
+            // Parts go up LARGE_FILE_CONCURRENCY at a time, each on its own part URL.
+            let mut shas: Vec<Option<String>> = vec![None; data.len().div_ceil(self.part_size as usize)];
+            let mut tasks = tokio::task::JoinSet::new();
             for (i, part) in data.chunks(self.part_size as usize).enumerate() {
-                shas.push(self.upload_part(&file_id, i as u32 + 1, part).await?);
+                if tasks.len() >= LARGE_FILE_CONCURRENCY {
+                    if let Some(done) = tasks.join_next().await {
+                        let (n, sha) = done.map_err(|e| B2Error::Invalid(format!("part upload task failed: {e}")))?;
+                        shas[n] = Some(sha?);
+                    }
+                }
+                let (me, fid, part) = (Arc::clone(self), file_id.clone(), part.to_vec());
+                tasks.spawn(async move { (i, me.upload_part(&fid, i as u32 + 1, &part).await) });
             }
+            while let Some(done) = tasks.join_next().await {
+                let (n, sha) = done.map_err(|e| B2Error::Invalid(format!("part upload task failed: {e}")))?;
+                shas[n] = Some(sha?);
+            }
+            let shas: Vec<String> = shas.into_iter().map(Option::unwrap_or_default).collect();
             self.call("b2_finish_large_file", json!({"fileId": file_id, "partSha1Array": shas})).await
         }
         .await;
