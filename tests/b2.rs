@@ -202,3 +202,27 @@ fn client_large_files_copies_listings_and_transaction_counts() {
     let delta = (t.class_a - t0.class_a, t.class_b - t0.class_b, t.class_c - t0.class_c);
     assert_eq!(delta, (s["class_a"].as_u64().unwrap(), s["class_b"].as_u64().unwrap(), s["class_c"].as_u64().unwrap()), "{s}");
 }
+
+#[test]
+fn key_without_delete_capability_fails_prune_with_one_clear_line() {
+    let env = Env::new();
+    let caps = "listBuckets,listFiles,readFiles,writeFiles";
+    let emu = Emulator::start(&env.path("emu"), &["--restricted-key", &format!("nodelete:secret:cap-bucket:{caps}")]);
+    let repo = "b2:cap-bucket/r";
+    ok(b2_cmd(&env, &emu, repo).arg("init").output().unwrap(), "init with the full key");
+    let limited = |args: &[&str]| b2_cmd(&env, &emu, repo).env("B2_APPLICATION_KEY_ID", "nodelete").env("B2_APPLICATION_KEY", "secret").args(args).output().unwrap();
+    let src = env.path("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("a"), b"a").unwrap();
+    // Backup needs no deletes... except removing its own lock at the end.
+    let out = limited(&["backup", src.to_str().unwrap()]);
+    let e = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.code() == Some(0) || e.contains("deleteFiles"), "{e}");
+    let out = limited(&["forget", "--keep-last", "0", "latest"]);
+    assert_eq!(out.status.code(), Some(1));
+    let e = String::from_utf8_lossy(&out.stderr).into_owned();
+    // One error line (after a warning that the key could not remove its own lock either).
+    let last = e.trim().lines().last().unwrap_or("");
+    assert!(last.starts_with("cairn: ") && last.contains("lacks capability deleteFiles") && last.contains("cap-bucket"), "{e}");
+    assert!(!e.contains('\u{1b}'), "no terminal colours when stderr is not a terminal: {e:?}");
+}

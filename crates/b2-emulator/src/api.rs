@@ -180,6 +180,7 @@ pub async fn dispatch(app: &Arc<App>, op: &str, api: u32, method: &Method, uri: 
                 let st = app.lock_state();
                 let b = st.bucket_by_name(&bucket).ok_or_else(|| B2Error::not_found(format!("bucket {bucket} does not exist")))?;
                 app.check_bucket(app.account_key(&tok)?, &b.name)?;
+                app.require(app.account_key(&tok)?, op)?;
                 match st.newest(&b.id, &name) {
                     Some(v) if v.action == Action::Upload => v.clone(),
                     _ => return Err(B2Error::not_found(format!("file {name} not present"))),
@@ -196,6 +197,7 @@ pub async fn dispatch(app: &Arc<App>, op: &str, api: u32, method: &Method, uri: 
                 let v = st.version_by_id(id).filter(|v| v.action == Action::Upload).cloned().ok_or_else(|| B2Error::not_found(format!("file {id} not present")))?;
                 let b = st.bucket_by_id(&v.bucket_id).cloned().ok_or_else(|| B2Error::not_found("bucket gone"))?;
                 app.check_bucket(app.account_key(&tok)?, &b.name)?;
+                app.require(app.account_key(&tok)?, op)?;
                 v
             };
             download(app, &v, method, headers).await
@@ -203,6 +205,7 @@ pub async fn dispatch(app: &Arc<App>, op: &str, api: u32, method: &Method, uri: 
         _ => {
             let tok = app.auth(headers, uri)?;
             let key = app.account_key(&tok)?.clone();
+            app.require(&key, op)?;
             let p = params(method, uri, body).await?;
             json_call(app, op, api, &key, &p)
         }
@@ -233,7 +236,10 @@ fn authorize(app: &App, api: u32, headers: &HeaderMap) -> Reply {
         (Some(n), None) => (Value::Null, json!(n)),
         _ => (Value::Null, Value::Null),
     };
-    let caps = json!(CAPABILITIES);
+    let caps = match &key.capabilities {
+        Some(c) => json!(c),
+        None => json!(CAPABILITIES),
+    };
     let v = match api {
         1 | 2 => json!({"accountId": ACCOUNT_ID, "authorizationToken": token, "apiUrl": url, "downloadUrl": url, "s3ApiUrl": url,
             "recommendedPartSize": 100_000_000, "absoluteMinimumPartSize": app.config.min_part_size, "minimumPartSize": 100_000_000,

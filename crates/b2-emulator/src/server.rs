@@ -18,6 +18,24 @@ pub struct Key {
     pub secret: String,
     /// Restricted to this bucket name, if set (such keys cannot list other buckets).
     pub bucket: Option<String>,
+    /// The key's capabilities; None means all of them.
+    pub capabilities: Option<Vec<String>>,
+}
+
+/// The capability B2 requires for each call.
+pub fn capability_for(op: &str) -> Option<&'static str> {
+    Some(match op {
+        "b2_list_buckets" => "listBuckets",
+        "b2_create_bucket" | "b2_update_bucket" => "writeBuckets",
+        "b2_delete_bucket" => "deleteBuckets",
+        "b2_list_file_names" | "b2_list_file_versions" | "b2_list_unfinished_large_files" | "b2_list_parts" => "listFiles",
+        "b2_get_file_info" | "b2_download_file_by_name" | "b2_download_file_by_id" => "readFiles",
+        "b2_get_upload_url" | "b2_start_large_file" | "b2_get_upload_part_url" | "b2_finish_large_file" | "b2_copy_file" | "b2_hide_file" => {
+            "writeFiles"
+        }
+        "b2_delete_file_version" | "b2_cancel_large_file" => "deleteFiles",
+        _ => return None,
+    })
 }
 
 #[derive(Clone, Debug)]
@@ -34,7 +52,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            keys: vec![Key { id: "testkeyid".into(), secret: "testkey".into(), bucket: None }],
+            keys: vec![Key { id: "testkeyid".into(), secret: "testkey".into(), bucket: None, capabilities: None }],
             fail_rate: 0.0,
             latency: Duration::ZERO,
             token_ttl: Duration::from_secs(24 * 3600),
@@ -193,6 +211,16 @@ impl App {
         match tok.kind {
             TokenKind::Account { key } => self.config.keys.get(key).ok_or_else(|| B2Error::unauthorized("unknown key")),
             _ => Err(B2Error::new(401, "bad_auth_token", "this token is for uploads only")),
+        }
+    }
+
+    /// Refuses a call the key lacks the capability for (401 unauthorized, as B2 does).
+    pub fn require(&self, key: &Key, op: &str) -> Result<(), B2Error> {
+        match (capability_for(op), &key.capabilities) {
+            (Some(cap), Some(caps)) if !caps.iter().any(|c| c == cap) => {
+                Err(B2Error::unauthorized(format!("application key {} lacks capability {cap}", key.id)))
+            }
+            _ => Ok(()),
         }
     }
 
