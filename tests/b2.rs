@@ -226,3 +226,16 @@ fn key_without_delete_capability_fails_prune_with_one_clear_line() {
     assert!(last.starts_with("cairn: ") && last.contains("lacks capability deleteFiles") && last.contains("cap-bucket"), "{e}");
     assert!(!e.contains('\u{1b}'), "no terminal colours when stderr is not a terminal: {e:?}");
 }
+
+#[test]
+fn key_restricted_to_a_name_prefix() {
+    let env = Env::new();
+    let emu = Emulator::start(&env.path("emu"), &["--restricted-key", "pkey:psecret:pre-bucket::mine/"]);
+    ok(b2_cmd(&env, &emu, "b2:pre-bucket/theirs").arg("init").output().unwrap(), "init with the full key");
+    let as_pkey = |repo: &str, args: &[&str]| b2_cmd(&env, &emu, repo).env("B2_APPLICATION_KEY_ID", "pkey").env("B2_APPLICATION_KEY", "psecret").args(args).output().unwrap();
+    ok(as_pkey("b2:pre-bucket/mine/repo", &["init"]), "init inside the prefix");
+    ok(as_pkey("b2:pre-bucket/mine/repo", &["backup", "/etc/hostname"]), "backup inside the prefix");
+    let out = as_pkey("b2:pre-bucket/theirs", &["snapshots"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("restricted to names starting with mine/"), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -181,6 +181,7 @@ pub async fn dispatch(app: &Arc<App>, op: &str, api: u32, method: &Method, uri: 
                 let b = st.bucket_by_name(&bucket).ok_or_else(|| B2Error::not_found(format!("bucket {bucket} does not exist")))?;
                 app.check_bucket(app.account_key(&tok)?, &b.name)?;
                 app.require(app.account_key(&tok)?, op)?;
+                app.check_name(&app.account_key(&tok)?.name_prefix, &name)?;
                 match st.newest(&b.id, &name) {
                     Some(v) if v.action == Action::Upload => v.clone(),
                     _ => return Err(B2Error::not_found(format!("file {name} not present"))),
@@ -198,6 +199,7 @@ pub async fn dispatch(app: &Arc<App>, op: &str, api: u32, method: &Method, uri: 
                 let b = st.bucket_by_id(&v.bucket_id).cloned().ok_or_else(|| B2Error::not_found("bucket gone"))?;
                 app.check_bucket(app.account_key(&tok)?, &b.name)?;
                 app.require(app.account_key(&tok)?, op)?;
+                app.check_name(&app.account_key(&tok)?.name_prefix, &v.name)?;
                 v
             };
             download(app, &v, method, headers).await
@@ -236,6 +238,7 @@ fn authorize(app: &App, api: u32, headers: &HeaderMap) -> Reply {
         (Some(n), None) => (Value::Null, json!(n)),
         _ => (Value::Null, Value::Null),
     };
+    let name_prefix = json!(key.name_prefix);
     let caps = match &key.capabilities {
         Some(c) => json!(c),
         None => json!(CAPABILITIES),
@@ -243,17 +246,17 @@ fn authorize(app: &App, api: u32, headers: &HeaderMap) -> Reply {
     let v = match api {
         1 | 2 => json!({"accountId": ACCOUNT_ID, "authorizationToken": token, "apiUrl": url, "downloadUrl": url, "s3ApiUrl": url,
             "recommendedPartSize": 100_000_000, "absoluteMinimumPartSize": app.config.min_part_size, "minimumPartSize": 100_000_000,
-            "allowed": {"bucketId": bid, "bucketName": bname, "capabilities": caps, "namePrefix": null}}),
+            "allowed": {"bucketId": bid, "bucketName": bname, "capabilities": caps, "namePrefix": name_prefix}}),
         3 => json!({"accountId": ACCOUNT_ID, "authorizationToken": token, "applicationKeyExpirationTimestamp": null,
             "apiInfo": {"storageApi": {"absoluteMinimumPartSize": app.config.min_part_size, "apiUrl": url, "bucketId": bid, "bucketName": bname,
-            "capabilities": caps, "downloadUrl": url, "infoType": "storageApi", "namePrefix": null, "recommendedPartSize": 100_000_000, "s3ApiUrl": url},
+            "capabilities": caps, "downloadUrl": url, "infoType": "storageApi", "namePrefix": name_prefix, "recommendedPartSize": 100_000_000, "s3ApiUrl": url},
             "groupsApi": {"infoType": "groupsApi", "groupsApiUrl": url, "capabilities": []}}}),
         _ => {
             let buckets = if key.bucket.is_some() { json!([{"id": bid, "name": bname}]) } else { Value::Null };
             json!({"accountId": ACCOUNT_ID, "authorizationToken": token, "applicationKeyExpirationTimestamp": null,
             "apiInfo": {"storageApi": {"absoluteMinimumPartSize": app.config.min_part_size, "apiUrl": url, "downloadUrl": url,
             "recommendedPartSize": 100_000_000, "s3ApiUrl": url,
-            "allowed": {"buckets": buckets, "capabilities": caps, "namePrefix": null}},
+            "allowed": {"buckets": buckets, "capabilities": caps, "namePrefix": name_prefix}},
             "groupsApi": {"infoType": "groupsApi", "groupsApiUrl": url, "capabilities": []}}})
         }
     };
@@ -316,7 +319,7 @@ fn json_call(app: &App, op: &str, api: u32, key: &crate::server::Key, p: &Map<St
             let id = req(p, "bucketId")?;
             let b = bucket_for(app, &st, key, id)?.clone();
             drop(st);
-            let token = app.new_token(TokenKind::Upload { bucket_id: b.id.clone() });
+            let token = app.new_token(TokenKind::Upload { bucket_id: b.id.clone(), name_prefix: key.name_prefix.clone() });
             json_reply(json!({"bucketId": b.id, "uploadUrl": format!("{}/b2api/upload/{}", app.base_url, b.id), "authorizationToken": token}))
         }
         "b2_list_file_names" | "b2_list_file_versions" => list_files(app, &st, key, p, api, op == "b2_list_file_versions"),
@@ -330,6 +333,7 @@ fn json_call(app: &App, op: &str, api: u32, key: &crate::server::Key, p: &Map<St
             let bid = req(p, "bucketId")?.to_string();
             let name = req(p, "fileName")?.to_string();
             bucket_for(app, &st, key, &bid)?;
+            app.check_name(&key.name_prefix, &name)?;
             match st.newest(&bid, &name) {
                 None => return Err(B2Error::new(400, "no_such_file", format!("file not present: {name}"))),
                 Some(v) if v.action == Action::Hide => return Err(B2Error::new(400, "already_hidden", format!("file already hidden: {name}"))),
@@ -355,6 +359,7 @@ fn json_call(app: &App, op: &str, api: u32, key: &crate::server::Key, p: &Map<St
         "b2_delete_file_version" => {
             let id = req(p, "fileId")?;
             let name = req(p, "fileName")?;
+            app.check_name(&key.name_prefix, name)?;
             let v = st.version_by_id(id).cloned();
             if let Some(v) = v.filter(|v| v.name == name) {
                 bucket_for(app, &st, key, &v.bucket_id)?;
@@ -377,6 +382,7 @@ fn json_call(app: &App, op: &str, api: u32, key: &crate::server::Key, p: &Map<St
             let name = req(p, "fileName")?.to_string();
             valid_name(&name)?;
             bucket_for(app, &st, key, &bid)?;
+            app.check_name(&key.name_prefix, &name)?;
             let info = file_info_from_json(p.get("fileInfo"))?;
             let (id, seq) = st.next_id(&bid);
             let l = LargeFile {
@@ -495,6 +501,7 @@ fn json_call(app: &App, op: &str, api: u32, key: &crate::server::Key, p: &Map<St
             let src_id = req(p, "sourceFileId")?;
             let name = req(p, "fileName")?.to_string();
             valid_name(&name)?;
+            app.check_name(&key.name_prefix, &name)?;
             let src = st.version_by_id(src_id).filter(|v| v.action == Action::Upload).cloned().ok_or_else(|| B2Error::not_found(format!("file {src_id} not found")))?;
             bucket_for(app, &st, key, &src.bucket_id)?;
             let dest_bucket = s(p, "destinationBucketId").unwrap_or(&src.bucket_id).to_string();
@@ -589,6 +596,7 @@ fn list_files(app: &App, st: &State, key: &crate::server::Key, p: &Map<String, V
         Some(n) => n as usize,
     };
     let prefix = s(p, "prefix").unwrap_or("");
+    app.check_name(&key.name_prefix, prefix)?;
     let delimiter = s(p, "delimiter").filter(|d| !d.is_empty());
     let start_name = s(p, "startFileName").unwrap_or("").to_string();
     let start_id = if versions { s(p, "startFileId") } else { None };
@@ -776,12 +784,13 @@ async fn receive_verified(body: Body, tmp: &std::path::Path, len: u64, declared:
 async fn upload_file(app: &Arc<App>, uri: &Uri, headers: &HeaderMap, body: Body, api: u32) -> Reply {
     let tok = app.auth(headers, uri)?;
     let bucket_id = uri.path().strip_prefix("/b2api/upload/").unwrap_or("").to_string();
-    match &tok.kind {
-        TokenKind::Upload { bucket_id: b } if *b == bucket_id => {}
+    let name_prefix = match &tok.kind {
+        TokenKind::Upload { bucket_id: b, name_prefix } if *b == bucket_id => name_prefix.clone(),
         _ => return Err(B2Error::new(401, "bad_auth_token", "token is not valid for this upload URL")),
-    }
+    };
     let name = url_decode(header(headers, "x-bz-file-name").ok_or_else(|| B2Error::bad_request("X-Bz-File-Name is missing"))?);
     valid_name(&name)?;
+    app.check_name(&name_prefix, &name)?;
     let declared = header(headers, "x-bz-content-sha1").ok_or_else(|| B2Error::bad_request("X-Bz-Content-Sha1 is missing"))?.to_string();
     let len: u64 = header(headers, "content-length").and_then(|v| v.parse().ok()).ok_or_else(|| B2Error::bad_request("Content-Length is required"))?;
     let ct = content_type(header(headers, "content-type").unwrap_or("b2/x-auto"), &name);

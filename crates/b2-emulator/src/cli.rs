@@ -23,9 +23,9 @@ struct Args {
     key_id: String,
     #[arg(long, default_value = "testkey")]
     key: String,
-    /// Another key restricted to one bucket, optionally with only some capabilities:
-    /// ID:KEY:BUCKET[:CAP,CAP...] (repeatable)
-    #[arg(long = "restricted-key", value_name = "ID:KEY:BUCKET[:CAPS]")]
+    /// Another key restricted to one bucket, optionally with only some capabilities and
+    /// a name prefix: ID:KEY:BUCKET[:CAP,CAP...[:PREFIX]] (an empty CAPS means all)
+    #[arg(long = "restricted-key", value_name = "ID:KEY:BUCKET[:CAPS[:PREFIX]]")]
     restricted_keys: Vec<String>,
     /// Probability (0-1) that any call fails with 503
     #[arg(long, default_value_t = 0.0)]
@@ -61,15 +61,16 @@ pub fn main() -> i32 {
 }
 
 async fn run(a: Args) -> Result<(), String> {
-    let mut keys = vec![Key { id: a.key_id, secret: a.key, bucket: None, capabilities: None }];
+    let mut keys = vec![Key { id: a.key_id, secret: a.key, bucket: None, capabilities: None, name_prefix: None }];
     for r in &a.restricted_keys {
-        let mut it = r.splitn(4, ':');
-        match (it.next(), it.next(), it.next(), it.next()) {
-            (Some(id), Some(k), Some(b), caps) => keys.push(Key {
+        let mut it = r.splitn(5, ':');
+        match (it.next(), it.next(), it.next(), it.next(), it.next()) {
+            (Some(id), Some(k), Some(b), caps, prefix) => keys.push(Key {
                 id: id.into(),
                 secret: k.into(),
                 bucket: Some(b.into()),
-                capabilities: caps.map(|c| c.split(',').map(str::to_owned).collect()),
+                capabilities: caps.filter(|c| !c.is_empty()).map(|c| c.split(',').map(str::to_owned).collect()),
+                name_prefix: prefix.map(str::to_owned),
             }),
             _ => return Err(format!("--restricted-key wants ID:KEY:BUCKET[:CAPS], got {r:?}")),
         }

@@ -20,6 +20,8 @@ pub struct Key {
     pub bucket: Option<String>,
     /// The key's capabilities; None means all of them.
     pub capabilities: Option<Vec<String>>,
+    /// Only names starting with this may be listed, read or written.
+    pub name_prefix: Option<String>,
 }
 
 /// The capability B2 requires for each call.
@@ -52,7 +54,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            keys: vec![Key { id: "testkeyid".into(), secret: "testkey".into(), bucket: None, capabilities: None }],
+            keys: vec![Key { id: "testkeyid".into(), secret: "testkey".into(), bucket: None, capabilities: None, name_prefix: None }],
             fail_rate: 0.0,
             latency: Duration::ZERO,
             token_ttl: Duration::from_secs(24 * 3600),
@@ -66,7 +68,7 @@ pub const ACCOUNT_ID: &str = "emu0account";
 #[derive(Clone, Debug)]
 pub enum TokenKind {
     Account { key: usize },
-    Upload { bucket_id: String },
+    Upload { bucket_id: String, name_prefix: Option<String> },
     Part { file_id: String },
 }
 
@@ -219,6 +221,16 @@ impl App {
         match (capability_for(op), &key.capabilities) {
             (Some(cap), Some(caps)) if !caps.iter().any(|c| c == cap) => {
                 Err(B2Error::unauthorized(format!("application key {} lacks capability {cap}", key.id)))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Refuses a file name (or listing prefix) outside the key's name prefix.
+    pub fn check_name(&self, name_prefix: &Option<String>, name: &str) -> Result<(), B2Error> {
+        match name_prefix {
+            Some(p) if !name.starts_with(p.as_str()) => {
+                Err(B2Error::unauthorized(format!("application key is restricted to names starting with {p}")))
             }
             _ => Ok(()),
         }
