@@ -5,10 +5,6 @@ use std::sync::Arc;
 
 use crate::util::*;
 
-fn stderr(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
 #[test]
 fn wrong_password_exits_12_and_writes_nothing() {
     let env = Env::new();

@@ -5,10 +5,6 @@ use std::path::{Path, PathBuf};
 
 use crate::util::*;
 
-fn stderr(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
 /// Two snapshots with changes between them, 1 MiB packs so prune has work to do.
 /// Returns the source and a copy of it as of the second (kept) snapshot.
 fn two_generations(env: &Env) -> (PathBuf, PathBuf) {

@@ -92,6 +92,10 @@ fn list_files(dir: &Path, m: &mut BTreeMap<PathBuf, u64>) {
     }
 }
 
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
 pub fn json_last_line(s: &str) -> serde_json::Value {
     let line = s.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
     serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))

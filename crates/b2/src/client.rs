@@ -432,23 +432,6 @@ impl Client {
         Ok(body.to_vec())
     }
 
-    /// Size and metadata of the newest version of a name (HEAD, no body).
-    pub async fn head(&self, bucket: &str, name: &str) -> Result<FileVersion, B2Error> {
-        let path = format!("/file/{}/{}", url_encode(bucket), url_encode(name));
-        let r = self.send("b2_download_file_by_name", |a| self.http.head(format!("{}{path}", a.download_url)).header("Authorization", &a.token)).await?;
-        let h = r.headers();
-        let get = |k: &str| h.get(k).and_then(|v| v.to_str().ok()).map(str::to_owned);
-        Ok(FileVersion {
-            id: get("x-bz-file-id").unwrap_or_default(),
-            name: name.to_string(),
-            size: get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0),
-            sha1: get("x-bz-content-sha1").filter(|s| s != "none"),
-            action: "upload".into(),
-            upload_timestamp: get("x-bz-upload-timestamp").and_then(|v| v.parse().ok()).unwrap_or(0),
-            info: HashMap::new(),
-        })
-    }
-
     /// Uploads `data` as `name`, as a large file above the cutoff. `info` becomes
     /// `X-Bz-Info-*` (e.g. `src_last_modified_millis`).
     pub async fn upload(self: &Arc<Self>, bucket_id: &str, name: &str, data: &[u8], content_type: &str, info: &[(&str, String)]) -> Result<FileVersion, B2Error> {
