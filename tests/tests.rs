@@ -12,3 +12,4 @@ mod golden;
 mod maintenance;
 mod restore;
 mod roundtrip;
+mod ship;

@@ -89,6 +89,26 @@ pub enum Command {
     Repair(RepairArgs),
     /// Copy snapshots from another repository into this one
     Copy(CopyArgs),
+    /// Push the repository to DEST (b2:..., rclone:..., a directory), uploading only what is new
+    Ship(ShipArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ShipArgs {
+    /// Destination location
+    pub dest: String,
+    /// Concurrent uploads (default 16 for B2, 4 otherwise)
+    #[arg(long, value_name = "N")]
+    pub transfers: Option<usize>,
+    /// Print what would be uploaded and deleted
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// Compare the destination's listing with the repository afterwards
+    #[arg(long)]
+    pub verify: bool,
+    /// Also upload this cairn binary and RECOVERY.txt beside the repository
+    #[arg(long)]
+    pub with_binary: bool,
 }
 
 #[derive(Args, Debug)]

@@ -12,9 +12,8 @@ pub fn open_backend(location: &str, b2_endpoint: Option<&str>) -> anyhow::Result
     if location.is_empty() {
         return Err(fail(ExitCode::Fatal, "no repository given: use -r/--repo or set CAIRN_REPOSITORY"));
     }
-    if location.starts_with("b2:") || location.starts_with("rclone:") {
-        let loc = cairn_b2::B2Location::parse(location, b2_endpoint).map_err(|e| fail(ExitCode::Fatal, format!("repository {location}: {e}")))?;
-        return Ok(Arc::new(cairn_b2::B2Backend::new(loc)?));
+    if let Some(b2) = open_b2(location, b2_endpoint)? {
+        return Ok(b2);
     }
     let path = location.strip_prefix("local:").unwrap_or(location);
     Ok(Arc::new(LocalBackend::new(PathBuf::from(path))))
@@ -40,4 +39,14 @@ pub fn cache_dir(g: &crate::args::GlobalArgs, location: &str) -> Option<PathBuf>
 /// Whether the location is reached over the network (B2 directly or via rclone's config).
 pub fn is_remote(location: &str) -> bool {
     location.starts_with("b2:") || location.starts_with("rclone:")
+}
+
+/// The B2 backend for a `b2:` or `rclone:` location (None for anything else), kept as
+/// its own type so callers can read its transaction counters.
+pub fn open_b2(location: &str, b2_endpoint: Option<&str>) -> anyhow::Result<Option<Arc<cairn_b2::B2Backend>>> {
+    if !is_remote(location) {
+        return Ok(None);
+    }
+    let loc = cairn_b2::B2Location::parse(location, b2_endpoint).map_err(|e| fail(ExitCode::Fatal, format!("{location}: {e}")))?;
+    Ok(Some(Arc::new(cairn_b2::B2Backend::new(loc)?)))
 }

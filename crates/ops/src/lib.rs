@@ -22,6 +22,7 @@ pub mod meta;
 pub mod prune;
 pub mod repair;
 pub mod restore;
+pub mod ship;
 pub mod size;
 pub mod snapshots;
 pub mod stats;

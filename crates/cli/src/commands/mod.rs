@@ -7,6 +7,7 @@ mod init;
 mod ls;
 mod maintenance;
 mod repair;
+mod ship;
 mod restore;
 mod snapshots;
 
@@ -38,6 +39,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Stats(a) => browse::stats(g, a),
         Command::Repair(a) => repair::run(g, a),
         Command::Copy(a) => copy::run(g, a),
+        Command::Ship(a) => ship::run(g, a),
     }
 }
 

@@ -1,0 +1,67 @@
+use std::sync::Arc;
+
+use cairn_backend::Backend;
+use cairn_ops::ship::{ship, ShipOptions};
+use cairn_repo::LockKind;
+use serde_json::json;
+
+use crate::args::{GlobalArgs, ShipArgs};
+use crate::exit::ExitCode;
+use crate::location;
+use crate::output::{self, size};
+
+pub fn run(g: &GlobalArgs, a: ShipArgs) -> anyhow::Result<ExitCode> {
+    let src_loc = g.repo.clone().unwrap_or_default();
+    // The source is opened with its password so a shared lock keeps prune away while
+    // files are copied; the files themselves are shipped as they are, still encrypted.
+    let repo = Arc::new(super::open_repo(g)?);
+    let _lock = repo.lock(LockKind::Shared, "ship")?;
+    let src = location::open_backend(&src_loc, g.b2_endpoint.as_deref())?;
+    let src_root = (!location::is_remote(&src_loc)).then(|| std::path::PathBuf::from(src_loc.strip_prefix("local:").unwrap_or(&src_loc)));
+    let b2 = location::open_b2(&a.dest, g.b2_endpoint.as_deref())?;
+    let dst: Arc<dyn Backend> = match &b2 {
+        Some(b) => b.clone(),
+        None => location::open_backend(&a.dest, g.b2_endpoint.as_deref())?,
+    };
+    let default_transfers = if b2.is_some() { 16 } else { 4 };
+    let opts = ShipOptions {
+        transfers: a.transfers.unwrap_or(default_transfers),
+        dry_run: a.dry_run,
+        verify: a.verify,
+        with_binary: if a.with_binary { std::env::current_exe().ok() } else { None },
+    };
+    let s = ship(src.as_ref(), src_root.as_deref(), dst.as_ref(), &opts)?;
+    let t = b2.as_ref().map(|b| b.client().transactions()).unwrap_or_default();
+    if g.json {
+        output::print_json(&json!({
+            "message_type": "summary",
+            "files_uploaded": s.files_uploaded,
+            "bytes_uploaded": s.bytes_uploaded,
+            "files_deleted": s.files_deleted,
+            "files_skipped": s.files_skipped,
+            "dry_run": a.dry_run,
+            "verified": s.verified,
+            "transactions": {"class_a": t.class_a, "class_b": t.class_b, "class_c": t.class_c},
+        }));
+    } else if !g.quiet {
+        for p in &s.plan {
+            println!("would {p}");
+        }
+        let verb = if a.dry_run { "would upload" } else { "uploaded" };
+        println!(
+            "{verb} {} files ({}), deleted {}, {} already at {}",
+            s.files_uploaded,
+            size(s.bytes_uploaded),
+            s.files_deleted,
+            s.files_skipped,
+            dst.location()
+        );
+        if s.verified {
+            println!("verified: every repository file is at the destination with its size");
+        }
+        if b2.is_some() {
+            println!("B2 transactions: class A {}, class B {}, class C {}", t.class_a, t.class_b, t.class_c);
+        }
+    }
+    Ok(ExitCode::Ok)
+}

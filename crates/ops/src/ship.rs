@@ -1,0 +1,187 @@
+//! `ship`: push a repository to another location (a B2 bucket, another disk), uploading
+//! only the files the destination lacks.
+//!
+//! Repository files are immutable and named by their content, so "lacks" is decided by
+//! name and size alone, and nothing needs decrypting. The order keeps the destination a
+//! readable repository at every moment: data packs, then index files, then keys and
+//! config, then snapshots; only then are files the source no longer has deleted
+//! (snapshots first, then index files, then packs), so no snapshot or index entry at the
+//! destination ever points at something missing. Locks are never shipped.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use cairn_backend::{Backend, BackendError, WriteOptions};
+
+use crate::OpsError;
+
+#[derive(Clone, Debug, Default)]
+pub struct ShipOptions {
+    pub transfers: usize,
+    pub dry_run: bool,
+    /// Compare the destination's listing with the source afterwards.
+    pub verify: bool,
+    /// Also upload this binary and RECOVERY.txt beside the repository.
+    pub with_binary: Option<std::path::PathBuf>,
+}
+
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct ShipSummary {
+    pub files_uploaded: u64,
+    pub bytes_uploaded: u64,
+    pub files_deleted: u64,
+    pub files_skipped: u64,
+    /// With --dry-run: what would be uploaded and deleted.
+    pub plan: Vec<String>,
+    pub verified: bool,
+}
+
+/// Upload phases, in the order that keeps the destination consistent.
+const PHASES: [&str; 5] = ["data/", "index/", "keys/", "config", "snapshots/"];
+
+fn phase_of(name: &str) -> Option<usize> {
+    PHASES.iter().position(|p| if p.ends_with('/') { name.starts_with(p) } else { name == *p })
+}
+
+fn listing(b: &dyn Backend) -> Result<BTreeMap<String, u64>, OpsError> {
+    Ok(b.list("")
+        .map_err(cairn_repo::RepoError::from)?
+        .into_iter()
+        .filter(|o| phase_of(&o.name).is_some())
+        .map(|o| (o.name, o.size))
+        .collect())
+}
+
+fn mtime_millis(local_root: Option<&Path>, name: &str) -> Option<i64> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(local_root?.join(name)).ok()?;
+    Some(m.mtime() * 1000 + m.mtime_nsec() / 1_000_000)
+}
+
+/// Ships `src` to `dst`. `src_root` is the source directory when it is local, so the
+/// destination records the files' modification times as rclone would.
+pub fn ship(src: &dyn Backend, src_root: Option<&Path>, dst: &dyn Backend, opts: &ShipOptions) -> Result<ShipSummary, OpsError> {
+    let have = listing(src)?;
+    if !have.contains_key("config") {
+        return Err(OpsError::Invalid(format!("{} is not a repository (no config)", src.location())));
+    }
+    if !opts.dry_run {
+        dst.create().map_err(cairn_repo::RepoError::from)?;
+    }
+    let mut s = ShipSummary::default();
+    let there = match listing(dst) {
+        Ok(l) => l,
+        // A dry run creates nothing, so a destination that does not exist yet is empty.
+        Err(e) if opts.dry_run => {
+            s.plan.push(format!("create the destination ({e})"));
+            BTreeMap::new()
+        }
+        Err(e) => return Err(e),
+    };
+    let mut phases: Vec<Vec<(String, u64)>> = vec![Vec::new(); PHASES.len()];
+    for (name, size) in &have {
+        if there.get(name) == Some(size) {
+            s.files_skipped += 1;
+        } else if let Some(p) = phase_of(name) {
+            phases[p].push((name.clone(), *size));
+        }
+    }
+    let mut deletions: Vec<String> = there.keys().filter(|n| !have.contains_key(*n)).cloned().collect();
+    // Snapshots first, then index files, then everything else (packs, keys).
+    deletions.sort_by_key(|n| match phase_of(n) {
+        Some(4) => 0,
+        Some(1) => 1,
+        _ => 2,
+    });
+
+    if opts.dry_run {
+        for (p, files) in phases.iter().enumerate() {
+            let bytes: u64 = files.iter().map(|f| f.1).sum();
+            if !files.is_empty() {
+                s.plan.push(format!("upload {} {} file(s), {bytes} bytes", files.len(), PHASES[p]));
+            }
+            s.files_uploaded += files.len() as u64;
+            s.bytes_uploaded += bytes;
+        }
+        if !deletions.is_empty() {
+            s.plan.push(format!("delete {} file(s) the source no longer has", deletions.len()));
+        }
+        s.files_deleted = deletions.len() as u64;
+        return Ok(s);
+    }
+
+    let uploaded = AtomicU64::new(0);
+    let bytes = AtomicU64::new(0);
+    for files in &phases {
+        let next = AtomicU64::new(0);
+        let error: Mutex<Option<BackendError>> = Mutex::new(None);
+        std::thread::scope(|scope| {
+            for _ in 0..opts.transfers.max(1).min(files.len().max(1)) {
+                scope.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                    if i >= files.len() || error.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+                        return;
+                    }
+                    let (name, size) = &files[i];
+                    let r = src.read(name).and_then(|data| {
+                        let wo = WriteOptions { mtime_millis: mtime_millis(src_root, name), sha1: None };
+                        dst.write(name, &data, &wo)
+                    });
+                    match r {
+                        Ok(()) => {
+                            uploaded.fetch_add(1, Ordering::Relaxed);
+                            bytes.fetch_add(*size, Ordering::Relaxed);
+                        }
+                        Err(e) => {
+                            error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
+                        }
+                    }
+                });
+            }
+        });
+        // A phase must be complete before the next starts: that is the consistency rule.
+        if let Some(e) = error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            return Err(cairn_repo::RepoError::from(e).into());
+        }
+    }
+    s.files_uploaded = uploaded.load(Ordering::Relaxed);
+    s.bytes_uploaded = bytes.load(Ordering::Relaxed);
+
+    for name in &deletions {
+        match dst.remove(name) {
+            Ok(()) => s.files_deleted += 1,
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(cairn_repo::RepoError::from(e).into()),
+        }
+    }
+
+    if let Some(bin) = &opts.with_binary {
+        let data = std::fs::read(bin).map_err(|e| OpsError::io(bin, e))?;
+        dst.write("RECOVERY/cairn", &data, &WriteOptions::default()).map_err(cairn_repo::RepoError::from)?;
+        dst.write("RECOVERY.txt", RECOVERY_TEXT.as_bytes(), &WriteOptions::default()).map_err(cairn_repo::RepoError::from)?;
+    }
+
+    if opts.verify {
+        let now: HashMap<String, u64> = listing(dst)?.into_iter().collect();
+        let missing: Vec<&String> = have.iter().filter(|(n, sz)| now.get(*n) != Some(sz)).map(|(n, _)| n).collect();
+        if !missing.is_empty() {
+            return Err(OpsError::Invalid(format!(
+                "verification failed: {} file(s) missing or of the wrong size at {}, e.g. {}",
+                missing.len(),
+                dst.location(),
+                missing[0]
+            )));
+        }
+        s.verified = true;
+    }
+    Ok(s)
+}
+
+const RECOVERY_TEXT: &str = "This is a cairn backup repository.\n\
+To recover on a bare machine: download RECOVERY/cairn (a Linux x86-64 binary), make it executable,\n\
+set B2_APPLICATION_KEY_ID and B2_APPLICATION_KEY, then run\n\
+  ./cairn -r b2:BUCKET/PREFIX snapshots\n\
+  ./cairn -r b2:BUCKET/PREFIX restore latest --target /restore\n\
+with the repository password. Everything in this bucket is encrypted; without the password it cannot be read.\n";
