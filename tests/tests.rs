@@ -13,3 +13,4 @@ mod maintenance;
 mod restore;
 mod roundtrip;
 mod ship;
+mod sync;

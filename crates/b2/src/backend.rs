@@ -135,6 +135,13 @@ impl B2Backend {
         }
     }
 
+    /// Hides a file (B2's soft delete, what rclone does without `hard_delete`).
+    pub fn hide(&self, name: &str) -> Result<(), BackendError> {
+        let full = self.full(name)?;
+        let bucket_id = self.bucket_id()?;
+        self.rt.block_on(self.client.hide(&bucket_id, &full)).map_err(|e| self.err(name, e))
+    }
+
     /// Runs an async client call on this backend's runtime.
     pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
         self.rt.block_on(f)
@@ -244,7 +251,7 @@ impl Backend for B2Backend {
         });
         let info = [("src_last_modified_millis", mtime.to_string())];
         self.rt
-            .block_on(self.client.upload(&bucket_id, &full, data, "application/octet-stream", &info))
+            .block_on(self.client.upload(&bucket_id, &full, data, opts.content_type.as_deref().unwrap_or("application/octet-stream"), &info))
             .map_err(|e| self.err(name, e))?;
         Ok(())
     }

@@ -13,6 +13,7 @@
 
 mod backend;
 mod client;
+pub mod encoding;
 mod error;
 
 pub use backend::{B2Backend, B2Location};

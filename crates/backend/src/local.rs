@@ -154,7 +154,9 @@ impl Backend for LocalBackend {
         Ok(v)
     }
 
-    fn write(&self, name: &str, data: &[u8], _opts: &WriteOptions) -> Result<(), BackendError> {
+    /// `opts.mtime_millis`, when given, becomes the file's modification time (sync
+    /// downloads keep the source's times); the file appears under its name only whole.
+    fn write(&self, name: &str, data: &[u8], opts: &WriteOptions) -> Result<(), BackendError> {
         let p = self.path(name)?;
         let dir = p.parent().unwrap_or(&self.root).to_path_buf();
         self.ensure_dir(&dir)?;
@@ -163,6 +165,14 @@ impl Backend for LocalBackend {
         let result = (|| {
             let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
             f.write_all(data)?;
+            if let Some(ms) = opts.mtime_millis {
+                let t = if ms >= 0 {
+                    std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms as u64)
+                } else {
+                    std::time::UNIX_EPOCH - std::time::Duration::from_millis(ms.unsigned_abs())
+                };
+                f.set_modified(t)?;
+            }
             f.sync_all()?;
             drop(f);
             fs::rename(&tmp, &p)?;

@@ -26,6 +26,7 @@ pub mod ship;
 pub mod size;
 pub mod snapshots;
 pub mod stats;
+pub mod sync;
 pub mod walk;
 
 pub use error::OpsError;

@@ -126,7 +126,7 @@ pub fn ship(src: &dyn Backend, src_root: Option<&Path>, dst: &dyn Backend, opts:
                     }
                     let (name, size) = &files[i];
                     let r = src.read(name).and_then(|data| {
-                        let wo = WriteOptions { mtime_millis: mtime_millis(src_root, name), sha1: None };
+                        let wo = WriteOptions { mtime_millis: mtime_millis(src_root, name), ..Default::default() };
                         dst.write(name, &data, &wo)
                     });
                     match r {

@@ -8,6 +8,7 @@ mod ls;
 mod maintenance;
 mod repair;
 mod ship;
+mod sync;
 mod restore;
 mod snapshots;
 
@@ -40,6 +41,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Repair(a) => repair::run(g, a),
         Command::Copy(a) => copy::run(g, a),
         Command::Ship(a) => ship::run(g, a),
+        Command::Sync(a) => sync::run(g, a),
     }
 }
 

@@ -1,0 +1,93 @@
+//! rclone's default B2 file-name encoding (`Slash,BackSlash,Del,Ctl,InvalidUtf8,Dot`
+//! applied after the Linux local mask), per path segment, so `cairn sync` writes the
+//! same object names as `rclone sync` and the two can take turns on one bucket.
+//!
+//! Mappings: control bytes 0x01-0x1F -> U+2401-U+241F, DEL -> U+2421, `\` -> U+FF3C,
+//! a segment that is exactly `.` or `..` -> U+FF0E (once per dot). Look-alikes that are
+//! literally in a name (U+2400-U+241F, U+2421, U+FF3C, and the quote U+201B itself) are
+//! escaped with the quote U+201B so decoding is exact. Pinned by tests against rclone.
+
+const QUOTE: char = '\u{201B}';
+const FULLWIDTH_BACKSLASH: char = '\u{FF3C}';
+const FULLWIDTH_DOT: char = '\u{FF0E}';
+const SYMBOL_DEL: char = '\u{2421}';
+
+fn is_lookalike(c: char) -> bool {
+    matches!(c, '\u{2400}'..='\u{241F}') || c == SYMBOL_DEL || c == FULLWIDTH_BACKSLASH || c == QUOTE
+}
+
+/// A local path segment as rclone names it on B2.
+pub fn encode_segment(seg: &str) -> String {
+    if seg == "." || seg == ".." {
+        return seg.chars().map(|_| FULLWIDTH_DOT).collect();
+    }
+    let mut out = String::with_capacity(seg.len());
+    for c in seg.chars() {
+        match c {
+            '\u{01}'..='\u{1F}' => out.push(char::from_u32(0x2400 + c as u32).unwrap_or(c)),
+            '\u{7F}' => out.push(SYMBOL_DEL),
+            '\\' => out.push(FULLWIDTH_BACKSLASH),
+            c if is_lookalike(c) => {
+                out.push(QUOTE);
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The inverse of [`encode_segment`].
+pub fn decode_segment(seg: &str) -> String {
+    if !seg.is_empty() && seg.chars().all(|c| c == FULLWIDTH_DOT) && seg.chars().count() <= 2 {
+        return ".".repeat(seg.chars().count());
+    }
+    let mut out = String::with_capacity(seg.len());
+    let mut chars = seg.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            QUOTE if chars.peek().is_some_and(|n| is_lookalike(*n)) => {
+                if let Some(n) = chars.next() {
+                    out.push(n);
+                }
+            }
+            '\u{2401}'..='\u{241F}' => out.push(char::from_u32(c as u32 - 0x2400).unwrap_or(c)),
+            SYMBOL_DEL => out.push('\u{7F}'),
+            FULLWIDTH_BACKSLASH => out.push('\\'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Encodes every `/`-separated segment of a relative path.
+pub fn encode_path(p: &str) -> String {
+    p.split('/').map(encode_segment).collect::<Vec<_>>().join("/")
+}
+
+pub fn decode_path(p: &str) -> String {
+    p.split('/').map(decode_segment).collect::<Vec<_>>().join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vectors_and_round_trips() {
+        for (local, b2) in [
+            ("plain name.txt", "plain name.txt"),
+            ("back\\slash", "back\u{FF3C}slash"),
+            ("tab\there", "tab\u{2409}here"),
+            ("del\u{7F}", "del\u{2421}"),
+            ("quote\u{201B}x", "quote\u{201B}\u{201B}x"),
+            ("already\u{FF3C}", "already\u{201B}\u{FF3C}"),
+            ("sp+ace#%?", "sp+ace#%?"),
+        ] {
+            assert_eq!(encode_segment(local), b2, "{local:?}");
+            assert_eq!(decode_segment(b2), local, "{b2:?}");
+        }
+        assert_eq!(encode_path("a/./b"), "a/\u{FF0E}/b");
+        assert_eq!(decode_path(&encode_path("x/../y")), "x/../y");
+    }
+}

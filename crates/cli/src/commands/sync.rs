@@ -1,0 +1,94 @@
+use std::sync::Arc;
+
+use cairn_backend::{Backend, BackendError, LocalBackend};
+use cairn_ops::sync::{identity, sync, Compare, Endpoint, Newer, SyncOptions};
+use serde_json::json;
+
+use crate::args::{CompareArg, GlobalArgs, SyncArgs};
+use crate::exit::{fail, ExitCode};
+use crate::location;
+use crate::output::{self, size};
+
+struct Side {
+    backend: Arc<dyn Backend>,
+    b2: Option<Arc<cairn_b2::B2Backend>>,
+}
+
+fn open_side(g: &GlobalArgs, loc: &str) -> anyhow::Result<Side> {
+    match location::open_b2(loc, g.b2_endpoint.as_deref())? {
+        Some(b) => Ok(Side { backend: b.clone(), b2: Some(b) }),
+        None => Ok(Side { backend: Arc::new(LocalBackend::new(loc.strip_prefix("local:").unwrap_or(loc))), b2: None }),
+    }
+}
+
+fn endpoint(s: &Side) -> Endpoint<'_> {
+    Endpoint {
+        backend: s.backend.as_ref(),
+        encode: if s.b2.is_some() { cairn_b2::encoding::encode_path } else { identity },
+        decode: if s.b2.is_some() { cairn_b2::encoding::decode_path } else { identity },
+        hide: None,
+        is_local: s.b2.is_none(),
+    }
+}
+
+fn regexes(v: &[String]) -> anyhow::Result<Vec<regex::Regex>> {
+    v.iter().map(|r| regex::Regex::new(r).map_err(|e| fail(ExitCode::Fatal, format!("invalid regex {r:?}: {e}")))).collect()
+}
+
+pub fn run(g: &GlobalArgs, a: SyncArgs) -> anyhow::Result<ExitCode> {
+    let (src, dst) = (open_side(g, &a.src)?, open_side(g, &a.dst)?);
+    let opts = SyncOptions {
+        compare: match a.compare {
+            CompareArg::Modtime => Compare::ModTime,
+            CompareArg::Size => Compare::Size,
+            CompareArg::Checksum => Compare::Checksum,
+        },
+        newer: if a.skip_newer { Newer::Skip } else if a.replace_newer { Newer::Replace } else { Newer::Error },
+        delete: a.delete || a.hard_delete,
+        hard_delete: a.hard_delete,
+        transfers: a.transfers.unwrap_or(if src.b2.is_some() || dst.b2.is_some() { 16 } else { 4 }),
+        includes: regexes(&a.includes)?,
+        excludes: regexes(&a.excludes)?,
+        dry_run: a.dry_run,
+    };
+    let hide_fn = dst.b2.clone().map(|b| move |name: &str| -> Result<(), BackendError> { b.hide(name) });
+    let src_ep = endpoint(&src);
+    let mut dst_ep = endpoint(&dst);
+    if let Some(h) = &hide_fn {
+        dst_ep.hide = Some(h);
+    }
+    let s = sync(&src_ep, &dst_ep, &opts)?;
+    let mut t = cairn_b2::Transactions::default();
+    for b in [&src.b2, &dst.b2].into_iter().flatten() {
+        let x = b.client().transactions();
+        t.class_a += x.class_a;
+        t.class_b += x.class_b;
+        t.class_c += x.class_c;
+    }
+    for e in &s.errors {
+        eprintln!("error: {e}");
+    }
+    if g.json {
+        output::print_json(&json!({
+            "message_type": "summary",
+            "files_uploaded": s.files_uploaded,
+            "bytes_uploaded": s.bytes_uploaded,
+            "files_deleted": s.files_deleted,
+            "files_skipped": s.files_skipped,
+            "errors": s.errors.len(),
+            "dry_run": a.dry_run,
+            "transactions": {"class_a": t.class_a, "class_b": t.class_b, "class_c": t.class_c},
+        }));
+    } else if !g.quiet {
+        let verb = if a.dry_run { "would transfer" } else { "transferred" };
+        println!("{verb} {} files ({}), deleted {}, {} unchanged", s.files_uploaded, size(s.bytes_uploaded), s.files_deleted, s.files_skipped);
+        if src.b2.is_some() || dst.b2.is_some() {
+            println!("B2 transactions: class A {}, class B {}, class C {}", t.class_a, t.class_b, t.class_c);
+        }
+    }
+    if !s.errors.is_empty() {
+        eprintln!("cairn: {} file(s) failed{}", s.errors.len(), if opts.delete { "; nothing was deleted" } else { "" });
+        return Ok(ExitCode::Fatal);
+    }
+    Ok(ExitCode::Ok)
+}

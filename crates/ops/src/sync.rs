@@ -1,0 +1,236 @@
+//! `sync SRC DST`: make DST hold what SRC holds, transferring only what differs, the
+//! way `rclone sync` does, so the two tools can take turns on the same bucket.
+//!
+//! Each side is a `Backend` plus how its names are spelled (B2 names use rclone's
+//! encoding) and how it deletes (B2 hides unless `--hard-delete`). Comparison is by size
+//! and modification time (1 ms window, as rclone), by size only, or by SHA1 (taken
+//! from B2's listing or computed locally, never by downloading). Deletions happen only
+//! after every transfer succeeded. A transfer writes the whole object through the
+//! backend, which never leaves a half-written file under its final name.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
+
+use cairn_backend::{Backend, BackendError, WriteOptions};
+
+use crate::OpsError;
+
+/// One side of a sync.
+pub struct Endpoint<'a> {
+    pub backend: &'a dyn Backend,
+    /// Storage name for a relative path (identity for local directories).
+    pub encode: fn(&str) -> String,
+    /// Relative path for a storage name.
+    pub decode: fn(&str) -> String,
+    /// Soft delete (B2 hide); `None` deletes for real.
+    pub hide: Option<&'a (dyn Fn(&str) -> Result<(), BackendError> + Sync)>,
+    /// The directory, for a local side (SHA1 computed from files).
+    pub is_local: bool,
+}
+
+pub fn identity(s: &str) -> String {
+    s.to_string()
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Compare {
+    #[default]
+    ModTime,
+    Size,
+    Checksum,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Newer {
+    /// A destination file newer than the source is an error for that file.
+    #[default]
+    Error,
+    Skip,
+    Replace,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct SyncOptions {
+    pub compare: Compare,
+    pub newer: Newer,
+    pub delete: bool,
+    pub hard_delete: bool,
+    pub transfers: usize,
+    pub includes: Vec<regex::Regex>,
+    pub excludes: Vec<regex::Regex>,
+    pub dry_run: bool,
+}
+
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct SyncSummary {
+    pub files_uploaded: u64,
+    pub bytes_uploaded: u64,
+    pub files_deleted: u64,
+    pub files_skipped: u64,
+    pub errors: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+struct Entry {
+    storage_name: String,
+    size: u64,
+    mtime: Option<i64>,
+    sha1: Option<String>,
+}
+
+fn wanted(opts: &SyncOptions, path: &str) -> bool {
+    (opts.includes.is_empty() || opts.includes.iter().any(|r| r.is_match(path))) && !opts.excludes.iter().any(|r| r.is_match(path))
+}
+
+fn list(side: &Endpoint, opts: &SyncOptions) -> Result<BTreeMap<String, Entry>, OpsError> {
+    let objs = match side.backend.list("") {
+        Ok(o) => o,
+        Err(e) if e.is_not_found() => Vec::new(),
+        Err(e) => return Err(cairn_repo::RepoError::from(e).into()),
+    };
+    Ok(objs
+        .into_iter()
+        .map(|o| ((side.decode)(&o.name), Entry { storage_name: o.name, size: o.size, mtime: o.mtime_millis, sha1: o.sha1 }))
+        .filter(|(p, _)| wanted(opts, p))
+        .collect())
+}
+
+fn sha1_of(side: &Endpoint, e: &Entry) -> Option<String> {
+    if let Some(s) = &e.sha1 {
+        return Some(s.to_ascii_lowercase());
+    }
+    if !side.is_local {
+        return None;
+    }
+    use sha1::Digest;
+    side.backend.read(&e.storage_name).ok().map(|d| hex::encode(sha1::Sha1::digest(&d)))
+}
+
+/// Go's MIME table for common extensions (what rclone sends as Content-Type).
+pub fn content_type(path: &str) -> &'static str {
+    let ext = path.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+    match ext.as_str() {
+        "txt" => "text/plain; charset=utf-8",
+        "htm" | "html" => "text/html; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "xml" => "text/xml; charset=utf-8",
+        "json" => "application/json",
+        "pdf" => "application/pdf",
+        "wasm" => "application/wasm",
+        "gif" => "image/gif",
+        "jpg" | "jpeg" => "image/jpeg",
+        "png" => "image/png",
+        "svg" => "image/svg+xml",
+        "webp" => "image/webp",
+        "avif" => "image/avif",
+        _ => "application/octet-stream",
+    }
+}
+
+/// Bytes of file content held in memory at once by all transfers together.
+const MEMORY_BUDGET: u64 = 512 * 1024 * 1024;
+
+pub fn sync(src: &Endpoint, dst: &Endpoint, opts: &SyncOptions) -> Result<SyncSummary, OpsError> {
+    let from = list(src, opts)?;
+    if !opts.dry_run {
+        dst.backend.create().map_err(cairn_repo::RepoError::from)?;
+    }
+    let to = list(dst, opts)?;
+    let mut s = SyncSummary::default();
+    let mut todo: Vec<(&String, &Entry)> = Vec::new();
+    for (path, e) in &from {
+        let Some(d) = to.get(path) else {
+            todo.push((path, e));
+            continue;
+        };
+        let same = match opts.compare {
+            Compare::Size => d.size == e.size,
+            Compare::Checksum => d.size == e.size && sha1_of(src, e).is_some_and(|a| Some(a) == sha1_of(dst, d)),
+            Compare::ModTime => {
+                d.size == e.size
+                    && match (e.mtime, d.mtime) {
+                        (Some(a), Some(b)) if (a - b).abs() < 1 => true,
+                        _ => sha1_of(src, e).is_some_and(|a| Some(a) == sha1_of(dst, d)),
+                    }
+            }
+        };
+        if same {
+            s.files_skipped += 1;
+            continue;
+        }
+        let dst_newer = opts.compare == Compare::ModTime && matches!((e.mtime, d.mtime), (Some(a), Some(b)) if b > a);
+        match (dst_newer, opts.newer) {
+            (true, Newer::Skip) => s.files_skipped += 1,
+            (true, Newer::Error) => s.errors.push(format!("{path}: destination is newer than the source (use --replace-newer or --skip-newer)")),
+            _ => todo.push((path, e)),
+        }
+    }
+    if opts.dry_run {
+        s.files_uploaded = todo.len() as u64;
+        s.bytes_uploaded = todo.iter().map(|(_, e)| e.size).sum();
+        if opts.delete {
+            s.files_deleted = to.keys().filter(|p| !from.contains_key(*p)).count() as u64;
+        }
+        return Ok(s);
+    }
+
+    let next = AtomicU64::new(0);
+    let (uploaded, bytes) = (AtomicU64::new(0), AtomicU64::new(0));
+    let errors: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let budget = (Mutex::new(0u64), Condvar::new());
+    std::thread::scope(|scope| {
+        for _ in 0..opts.transfers.max(1).min(todo.len().max(1)) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                let Some((path, e)) = todo.get(i) else { return };
+                // Wait for room in the memory budget (a file larger than the budget runs alone).
+                {
+                    let mut used = budget.0.lock().unwrap_or_else(|p| p.into_inner());
+                    while *used > 0 && *used + e.size > MEMORY_BUDGET {
+                        used = budget.1.wait(used).unwrap_or_else(|p| p.into_inner());
+                    }
+                    *used += e.size;
+                }
+                let r = src.backend.read(&e.storage_name).and_then(|data| {
+                    if data.len() as u64 != e.size {
+                        return Err(BackendError::new(cairn_backend::ErrorKind::Corrupt, path.as_str(), "changed while being read"));
+                    }
+                    let wo = WriteOptions { mtime_millis: e.mtime, sha1: e.sha1.clone(), content_type: Some(content_type(path).to_string()) };
+                    dst.backend.write(&(dst.encode)(path), &data, &wo)
+                });
+                {
+                    let mut used = budget.0.lock().unwrap_or_else(|p| p.into_inner());
+                    *used -= e.size;
+                    budget.1.notify_all();
+                }
+                match r {
+                    Ok(()) => {
+                        uploaded.fetch_add(1, Ordering::Relaxed);
+                        bytes.fetch_add(e.size, Ordering::Relaxed);
+                    }
+                    Err(err) => errors.lock().unwrap_or_else(|p| p.into_inner()).push(format!("{path}: {err}")),
+                }
+            });
+        }
+    });
+    s.files_uploaded = uploaded.into_inner();
+    s.bytes_uploaded = bytes.into_inner();
+    s.errors.extend(errors.into_inner().unwrap_or_else(|p| p.into_inner()));
+
+    // As rclone: no deletions after any error, so a failed run never loses the only copy.
+    if opts.delete && s.errors.is_empty() {
+        for (path, d) in to.iter().filter(|(p, _)| !from.contains_key(*p)) {
+            let r = match (&dst.hide, opts.hard_delete) {
+                (Some(hide), false) => hide(&d.storage_name),
+                _ => dst.backend.remove(&d.storage_name),
+            };
+            match r {
+                Ok(()) => s.files_deleted += 1,
+                Err(e) => s.errors.push(format!("{path}: delete failed: {e}")),
+            }
+        }
+    }
+    Ok(s)
+}

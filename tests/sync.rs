@@ -1,0 +1,134 @@
+//! `cairn sync` against the emulator, interchangeable with the real rclone.
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use crate::util::*;
+
+fn sync(env: &Env, emu: &Emulator, args: &[&str]) -> (Option<i32>, serde_json::Value, String) {
+    let out = env
+        .cmd()
+        .env("B2_APPLICATION_KEY_ID", "testkeyid")
+        .env("B2_APPLICATION_KEY", "testkey")
+        .env("CAIRN_B2_ENDPOINT", &emu.url)
+        .arg("sync")
+        .arg("--json")
+        .args(args)
+        .output()
+        .unwrap();
+    let v = serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or("null")).unwrap_or(serde_json::Value::Null);
+    (out.status.code(), v, stderr(&out))
+}
+
+fn tree(root: &Path) {
+    fs::create_dir_all(root.join("sub dir/ünï")).unwrap();
+    fs::write(root.join("a.txt"), b"alpha").unwrap();
+    fs::write(root.join("sub dir/b c+d#%.bin"), pseudo_random(3, 100_000)).unwrap();
+    fs::write(root.join("sub dir/ünï/€uro"), b"euro").unwrap();
+    fs::write(root.join("back\\slash"), b"bs").unwrap();
+    fs::write(root.join("tab\tname"), b"tab").unwrap();
+    set_mtime(&root.join("a.txt"), 1_600_000_000, 987_654_321);
+}
+
+#[test]
+fn cairn_and_rclone_take_turns_on_one_bucket() {
+    let env = Env::new();
+    let emu = Emulator::start(&env.path("emu"), &[]);
+    let Some(_) = rclone(&emu) else { return };
+    let dir = env.path("dir");
+    tree(&dir);
+    let d = dir.to_str().unwrap();
+    let (code, s, err) = sync(&env, &emu, &[d, "b2:sync-bucket/path"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(s["files_uploaded"], 5, "{s}");
+    // rclone finds the same names, sizes, hashes and times: nothing differs, nothing to do.
+    let out = rclone(&emu).unwrap().args(["check", d, "t:sync-bucket/path"]).output().unwrap();
+    assert!(out.status.success(), "rclone check: {}", stderr(&out));
+    let before = emu.stats()["calls"].clone();
+    let out = rclone(&emu).unwrap().args(["sync", d, "t:sync-bucket/path"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let after = emu.stats()["calls"].clone();
+    for call in ["b2_upload_file", "b2_copy_file", "b2_hide_file", "b2_start_large_file"] {
+        assert_eq!(before.get(call), after.get(call), "rclone made {call} calls after cairn sync");
+    }
+
+    // The other way round: rclone uploads (one file over its 5 MiB cutoff), cairn then has nothing to do.
+    let dir2 = env.path("dir2");
+    tree(&dir2);
+    fs::write(dir2.join("large.bin"), pseudo_random(8, 11_000_000)).unwrap();
+    let d2 = dir2.to_str().unwrap();
+    let out = rclone(&emu).unwrap().args(["sync", d2, "t:sync-bucket/other", "--b2-upload-cutoff", "5M", "--b2-chunk-size", "5M"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (code, s, err) = sync(&env, &emu, &[d2, "b2:sync-bucket/other"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(s["files_uploaded"], 0, "{s}");
+    let (_, s, _) = sync(&env, &emu, &["--compare", "checksum", d2, "b2:sync-bucket/other"]);
+    assert_eq!(s["files_uploaded"], 0, "checksums come from the listing, large_file_sha1 included: {s}");
+    assert_eq!(s["transactions"]["class_b"], 0, "no download to compare checksums: {s}");
+
+    // Download: bytes and millisecond mtimes come back.
+    let back = env.path("back");
+    let (code, _, err) = sync(&env, &emu, &["b2:sync-bucket/other", back.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    for rel in ["a.txt", "sub dir/b c+d#%.bin", "sub dir/ünï/€uro", "back\\slash", "tab\tname", "large.bin"] {
+        assert_eq!(fs::read(back.join(rel)).unwrap(), fs::read(dir2.join(rel)).unwrap(), "{rel}");
+    }
+    let m = fs::metadata(back.join("a.txt")).unwrap();
+    assert_eq!((m.mtime(), m.mtime_nsec()), (1_600_000_000, 987_000_000));
+}
+
+/// Same files, same bytes, modification times equal to the millisecond (what sync keeps).
+fn assert_synced(a: &Path, b: &Path) {
+    let (ta, tb) = (snapshot_tree(a), snapshot_tree(b));
+    let files = |t: &std::collections::BTreeMap<Vec<u8>, Meta>| {
+        t.iter().filter(|(_, m)| m.kind == "file").map(|(k, m)| (k.clone(), (m.content_hash.clone(), m.mtime.0, m.mtime.1 / 1_000_000))).collect::<Vec<_>>()
+    };
+    assert_eq!(files(&ta), files(&tb));
+}
+
+#[test]
+fn delete_newer_and_local_to_local() {
+    let env = Env::new();
+    let emu = Emulator::start(&env.path("emu"), &[]);
+    let dir = env.path("dir");
+    tree(&dir);
+    let d = dir.to_str().unwrap();
+    sync(&env, &emu, &[d, "b2:del-bucket/p"]);
+    fs::remove_file(dir.join("a.txt")).unwrap();
+    let (code, s, err) = sync(&env, &emu, &["--delete", d, "b2:del-bucket/p"]);
+    assert_eq!((code, s["files_deleted"].as_u64()), (Some(0), Some(1)), "{err}");
+    let token = emu.authorize(2)["authorizationToken"].as_str().unwrap().to_string();
+    let (_, b) = emu.call(2, "b2_list_buckets", &token, serde_json::json!({"accountId": "emu0account", "bucketName": "del-bucket"}));
+    let bucket = b["buckets"][0]["bucketId"].as_str().unwrap().to_string();
+    let versions = |prefix: &str| {
+        let (_, v) = emu.call(2, "b2_list_file_versions", &token, serde_json::json!({"bucketId": bucket, "prefix": prefix}));
+        v["files"].as_array().unwrap().iter().map(|f| f["action"].as_str().unwrap().to_string()).collect::<Vec<_>>()
+    };
+    assert_eq!(versions("p/a.txt"), vec!["hide", "upload"], "plain --delete hides, as rclone does");
+    fs::remove_file(dir.join("tab\tname")).unwrap();
+    sync(&env, &emu, &["--hard-delete", d, "b2:del-bucket/p"]);
+    assert!(versions("p/tab").is_empty(), "--hard-delete removes every version");
+
+    // A newer destination file is an error unless told otherwise; nothing is deleted then.
+    let local = env.path("local-copy");
+    let (code, _, err) = sync(&env, &emu, &[d, local.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_synced(&dir, &local);
+    fs::write(local.join("sub dir/ünï/€uro"), b"edited later").unwrap();
+    set_mtime(&local.join("sub dir/ünï/€uro"), 2_000_000_000, 0);
+    fs::write(local.join("extra"), b"x").unwrap();
+    let (code, _, err) = sync(&env, &emu, &["--delete", d, local.to_str().unwrap()]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("destination is newer") && err.contains("nothing was deleted"), "{err}");
+    assert!(local.join("extra").exists());
+    let (code, s, _) = sync(&env, &emu, &["--skip-newer", d, local.to_str().unwrap()]);
+    assert_eq!((code, s["files_skipped"].as_u64().unwrap() > 0), (Some(0), true));
+    let (code, _, _) = sync(&env, &emu, &["--replace-newer", "--delete", d, local.to_str().unwrap()]);
+    assert_eq!(code, Some(0));
+    assert_synced(&dir, &local);
+    // Include/exclude regexes on the relative path.
+    let only = env.path("only");
+    sync(&env, &emu, &["--include", "^sub dir/", "--exclude", r"\.bin$", d, only.to_str().unwrap()]);
+    assert!(only.join("sub dir/ünï/€uro").exists() && !only.join("sub dir/b c+d#%.bin").exists() && !only.join("back\\slash").exists());
+}
