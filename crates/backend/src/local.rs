@@ -67,8 +67,11 @@ impl LocalBackend {
         };
         for entry in rd {
             let entry = entry.map_err(|e| BackendError::io(dir.display().to_string(), e))?;
-            let Ok(fname) = entry.file_name().into_string() else { continue };
-            if fname.contains(TMP_MARKER) {
+            let Ok(fname) = entry.file_name().into_string() else {
+                tracing::warn!("skipping {}: the name is not valid UTF-8", entry.path().display());
+                continue;
+            };
+            if is_temp_name(&fname) {
                 continue;
             }
             let name = if rel.is_empty() { fname.clone() } else { format!("{rel}/{fname}") };
@@ -85,6 +88,13 @@ impl LocalBackend {
         }
         Ok(())
     }
+}
+
+/// Our own partial writes: `.NAME.tmp-` followed by 16 hex digits. Anything else, even
+/// a user's file containing `.tmp-`, is a real object.
+fn is_temp_name(fname: &str) -> bool {
+    fname.starts_with('.')
+        && fname.rsplit_once(TMP_MARKER).is_some_and(|(_, suffix)| suffix.len() == 16 && suffix.bytes().all(|c| c.is_ascii_hexdigit()))
 }
 
 fn mtime_millis(meta: &fs::Metadata) -> Option<i64> {
@@ -220,10 +230,11 @@ mod tests {
     fn temp_files_are_not_listed() {
         let d = tempfile::tempdir().unwrap();
         let b = LocalBackend::new(d.path());
-        fs::write(d.path().join(".x.tmp-1234"), b"half").unwrap();
+        fs::write(d.path().join(".x.tmp-0123456789abcdef"), b"half").unwrap();
+        fs::write(d.path().join("user.tmp-file"), b"a user's file").unwrap();
         b.write("x", b"whole", &WriteOptions::default()).unwrap();
-        let l = b.list("").unwrap();
-        assert_eq!(l.len(), 1);
-        assert_eq!(l[0].name, "x");
+        let mut l: Vec<String> = b.list("").unwrap().into_iter().map(|o| o.name).collect();
+        l.sort();
+        assert_eq!(l, vec!["user.tmp-file", "x"]);
     }
 }
