@@ -132,3 +132,25 @@ fn delete_newer_and_local_to_local() {
     sync(&env, &emu, &["--include", "^sub dir/", "--exclude", r"\.bin$", d, only.to_str().unwrap()]);
     assert!(only.join("sub dir/ünï/€uro").exists() && !only.join("sub dir/b c+d#%.bin").exists() && !only.join("back\\slash").exists());
 }
+
+#[test]
+fn b2_to_b2_copies_server_side() {
+    let env = Env::new();
+    let emu = Emulator::start(&env.path("emu"), &[]);
+    let dir = env.path("dir");
+    tree(&dir);
+    sync(&env, &emu, &[dir.to_str().unwrap(), "b2:from-bucket/a"]);
+    emu.http("POST", "/emulator/stats/reset", &[], b"");
+    let (code, s, err) = sync(&env, &emu, &["b2:from-bucket/a", "b2:to-bucket/b"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(s["files_uploaded"], 5, "{s}");
+    let st = emu.stats();
+    assert_eq!(st["calls"]["b2_copy_file"], 5, "{st}");
+    assert_eq!(st["class_b"], 0, "nothing was downloaded: {st}");
+    assert_eq!(st["calls"].get("b2_upload_file"), None, "{st}");
+    let (_, again, _) = sync(&env, &emu, &["b2:from-bucket/a", "b2:to-bucket/b"]);
+    assert_eq!(again["files_uploaded"], 0, "copies keep the source's mtime and SHA1: {again}");
+    let back = env.path("back");
+    sync(&env, &emu, &["b2:to-bucket/b", back.to_str().unwrap()]);
+    assert_synced(&dir, &back);
+}

@@ -27,6 +27,9 @@ pub struct Endpoint<'a> {
     pub hide: Option<&'a (dyn Fn(&str) -> Result<(), BackendError> + Sync)>,
     /// The directory, for a local side (SHA1 computed from files).
     pub is_local: bool,
+    /// Copies (source storage name, destination storage name, size) without moving the
+    /// bytes through this machine; Ok(false) when it cannot (the caller then copies).
+    pub server_copy: Option<&'a (dyn Fn(&str, &str, u64) -> Result<bool, BackendError> + Sync)>,
 }
 
 pub fn identity(s: &str) -> String {
@@ -193,13 +196,21 @@ pub fn sync(src: &Endpoint, dst: &Endpoint, opts: &SyncOptions) -> Result<SyncSu
                     }
                     *used += e.size;
                 }
-                let r = src.backend.read(&e.storage_name).and_then(|data| {
+                let copied = match &dst.server_copy {
+                    Some(copy) => copy(&e.storage_name, &(dst.encode)(path), e.size),
+                    None => Ok(false),
+                };
+                let r = match copied {
+                    Ok(true) => Ok(()),
+                    Err(err) => Err(err),
+                    Ok(false) => src.backend.read(&e.storage_name).and_then(|data| {
                     if data.len() as u64 != e.size {
                         return Err(BackendError::new(cairn_backend::ErrorKind::Corrupt, path.as_str(), "changed while being read"));
                     }
                     let wo = WriteOptions { mtime_millis: e.mtime, sha1: e.sha1.clone(), content_type: Some(content_type(path).to_string()) };
                     dst.backend.write(&(dst.encode)(path), &data, &wo)
-                });
+                    }),
+                };
                 {
                     let mut used = budget.0.lock().unwrap_or_else(|p| p.into_inner());
                     *used -= e.size;

@@ -28,6 +28,7 @@ fn endpoint(s: &Side) -> Endpoint<'_> {
         decode: if s.b2.is_some() { cairn_b2::encoding::decode_path } else { identity },
         hide: None,
         is_local: s.b2.is_none(),
+        server_copy: None,
     }
 }
 
@@ -52,10 +53,26 @@ pub fn run(g: &GlobalArgs, a: SyncArgs) -> anyhow::Result<ExitCode> {
         dry_run: a.dry_run,
     };
     let hide_fn = dst.b2.clone().map(|b| move |name: &str| -> Result<(), BackendError> { b.hide(name) });
+    // B2 to B2 with the same key: b2_copy_file, no download or upload (up to 5 GB).
+    let copy_fn = match (&src.b2, &dst.b2) {
+        (Some(s), Some(d)) if d.same_account(s) => {
+            let (s, d) = (s.clone(), d.clone());
+            Some(move |from: &str, to: &str, size: u64| -> Result<bool, BackendError> {
+                if size > 5_000_000_000 {
+                    return Ok(false);
+                }
+                d.copy_from(&s, from, to).map(|_| true)
+            })
+        }
+        _ => None,
+    };
     let src_ep = endpoint(&src);
     let mut dst_ep = endpoint(&dst);
     if let Some(h) = &hide_fn {
         dst_ep.hide = Some(h);
+    }
+    if let Some(c) = &copy_fn {
+        dst_ep.server_copy = Some(c);
     }
     let s = sync(&src_ep, &dst_ep, &opts)?;
     let mut t = cairn_b2::Transactions::default();
