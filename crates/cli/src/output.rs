@@ -50,3 +50,39 @@ mod tests {
         assert_eq!(super::size(1536), "1.500 KiB");
     }
 }
+
+/// A progress bar on stderr for transfers: bytes, files, rate, ETA. Hidden when stderr
+/// is not a terminal, with `--no-progress`, `--json` or `-q`.
+pub struct Bar(indicatif::ProgressBar, std::sync::atomic::AtomicU64, std::sync::atomic::AtomicU64);
+
+impl Bar {
+    pub fn new(g: &crate::args::GlobalArgs) -> Bar {
+        let visible = std::io::IsTerminal::is_terminal(&std::io::stderr()) && !g.no_progress && !g.json && !g.quiet;
+        let pb = if visible { indicatif::ProgressBar::new(0) } else { indicatif::ProgressBar::hidden() };
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} ({msg} files)",
+        ) {
+            pb.set_style(style);
+        }
+        Bar(pb, Default::default(), Default::default())
+    }
+}
+
+impl cairn_ops::Progress for Bar {
+    fn start(&self, files: u64, bytes: u64) {
+        use std::sync::atomic::Ordering;
+        self.2.store(files, Ordering::Relaxed);
+        self.0.set_length(bytes);
+        self.0.set_message(format!("0/{files}"));
+        self.0.set_position(0);
+    }
+    fn file_done(&self, bytes: u64) {
+        use std::sync::atomic::Ordering;
+        let done = self.1.fetch_add(1, Ordering::Relaxed) + 1;
+        self.0.set_message(format!("{done}/{}", self.2.load(Ordering::Relaxed)));
+        self.0.inc(bytes);
+    }
+    fn finish(&self) {
+        self.0.finish_and_clear();
+    }
+}

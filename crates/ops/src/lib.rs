@@ -31,6 +31,21 @@ pub mod walk;
 
 pub use error::OpsError;
 
+/// Progress of a long command, reported by the library and drawn by the binary (or
+/// not at all). Called from worker threads.
+pub trait Progress: Sync {
+    /// The work ahead: files and bytes.
+    fn start(&self, _files: u64, _bytes: u64) {}
+    /// One file finished (or failed) after handling `bytes`.
+    fn file_done(&self, _bytes: u64) {}
+    fn finish(&self) {}
+}
+
+/// For callers that show nothing.
+pub struct NoProgress;
+
+impl Progress for NoProgress {}
+
 
 /// Validates chunk sizes for a new repository (so `init` cannot create a repository
 /// whose chunker would refuse to run).

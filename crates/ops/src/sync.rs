@@ -135,7 +135,7 @@ pub fn content_type(path: &str) -> &'static str {
 /// Bytes of file content held in memory at once by all transfers together.
 const MEMORY_BUDGET: u64 = 512 * 1024 * 1024;
 
-pub fn sync(src: &Endpoint, dst: &Endpoint, opts: &SyncOptions) -> Result<SyncSummary, OpsError> {
+pub fn sync(src: &Endpoint, dst: &Endpoint, opts: &SyncOptions, progress: &dyn crate::Progress) -> Result<SyncSummary, OpsError> {
     let from = list(src, opts)?;
     if !opts.dry_run {
         dst.backend.create().map_err(cairn_repo::RepoError::from)?;
@@ -179,6 +179,7 @@ pub fn sync(src: &Endpoint, dst: &Endpoint, opts: &SyncOptions) -> Result<SyncSu
         return Ok(s);
     }
 
+    progress.start(todo.len() as u64, todo.iter().map(|(_, e)| e.size).sum());
     let next = AtomicU64::new(0);
     let (uploaded, bytes) = (AtomicU64::new(0), AtomicU64::new(0));
     let errors: Mutex<Vec<String>> = Mutex::new(Vec::new());
@@ -223,9 +224,11 @@ pub fn sync(src: &Endpoint, dst: &Endpoint, opts: &SyncOptions) -> Result<SyncSu
                     }
                     Err(err) => errors.lock().unwrap_or_else(|p| p.into_inner()).push(format!("{path}: {err}")),
                 }
+                progress.file_done(e.size);
             });
         }
     });
+    progress.finish();
     s.files_uploaded = uploaded.into_inner();
     s.bytes_uploaded = bytes.into_inner();
     s.errors.extend(errors.into_inner().unwrap_or_else(|p| p.into_inner()));

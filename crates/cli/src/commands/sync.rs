@@ -74,7 +74,8 @@ pub fn run(g: &GlobalArgs, a: SyncArgs) -> anyhow::Result<ExitCode> {
     if let Some(c) = &copy_fn {
         dst_ep.server_copy = Some(c);
     }
-    let s = sync(&src_ep, &dst_ep, &opts)?;
+    let bar = output::Bar::new(g);
+    let s = sync(&src_ep, &dst_ep, &opts, &bar)?;
     let mut t = cairn_b2::Transactions::default();
     for b in [&src.b2, &dst.b2].into_iter().flatten() {
         let x = b.client().transactions();
