@@ -62,7 +62,7 @@ fn mtime_millis(local_root: Option<&Path>, name: &str) -> Option<i64> {
 
 /// Ships `src` to `dst`. `src_root` is the source directory when it is local, so the
 /// destination records the files' modification times as rclone would.
-pub fn ship(src: &dyn Backend, src_root: Option<&Path>, dst: &dyn Backend, opts: &ShipOptions) -> Result<ShipSummary, OpsError> {
+pub fn ship(src: &dyn Backend, src_root: Option<&Path>, dst: &dyn Backend, opts: &ShipOptions, progress: &dyn crate::Progress) -> Result<ShipSummary, OpsError> {
     let have = listing(src)?;
     if !have.contains_key("config") {
         return Err(OpsError::Invalid(format!("{} is not a repository (no config)", src.location())));
@@ -114,6 +114,7 @@ pub fn ship(src: &dyn Backend, src_root: Option<&Path>, dst: &dyn Backend, opts:
 
     let uploaded = AtomicU64::new(0);
     let bytes = AtomicU64::new(0);
+    progress.start(phases.iter().map(|p| p.len() as u64).sum(), phases.iter().flatten().map(|f| f.1).sum());
     for files in &phases {
         let next = AtomicU64::new(0);
         let error: Mutex<Option<BackendError>> = Mutex::new(None);
@@ -138,14 +139,17 @@ pub fn ship(src: &dyn Backend, src_root: Option<&Path>, dst: &dyn Backend, opts:
                             error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
                         }
                     }
+                    progress.file_done(*size);
                 });
             }
         });
         // A phase must be complete before the next starts: that is the consistency rule.
         if let Some(e) = error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            progress.finish();
             return Err(cairn_repo::RepoError::from(e).into());
         }
     }
+    progress.finish();
     s.files_uploaded = uploaded.load(Ordering::Relaxed);
     s.bytes_uploaded = bytes.load(Ordering::Relaxed);
 

@@ -30,7 +30,8 @@ pub fn run(g: &GlobalArgs, a: ShipArgs) -> anyhow::Result<ExitCode> {
         verify: a.verify,
         with_binary: if a.with_binary { std::env::current_exe().ok() } else { None },
     };
-    let s = ship(src.as_ref(), src_root.as_deref(), dst.as_ref(), &opts)?;
+    let bar = output::Bar::new(g);
+    let s = ship(src.as_ref(), src_root.as_deref(), dst.as_ref(), &opts, &bar)?;
     let t = b2.as_ref().map(|b| b.client().transactions()).unwrap_or_default();
     if g.json {
         output::print_json(&json!({
