@@ -38,6 +38,20 @@ pub fn snapshot_json(s: &SnapshotRef) -> Value {
     })
 }
 
+/// The contract's summary for commands that move files (ship, sync); callers add
+/// their own fields.
+pub fn transfer_summary(uploaded: u64, bytes: u64, deleted: u64, skipped: u64, dry_run: bool, t: cairn_b2::Transactions) -> Value {
+    json!({
+        "message_type": "summary",
+        "files_uploaded": uploaded,
+        "bytes_uploaded": bytes,
+        "files_deleted": deleted,
+        "files_skipped": skipped,
+        "dry_run": dry_run,
+        "transactions": {"class_a": t.class_a, "class_b": t.class_b, "class_c": t.class_c},
+    })
+}
+
 /// Prints one JSON document on its own line.
 pub fn print_json(v: &Value) {
     println!("{v}");

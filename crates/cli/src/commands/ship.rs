@@ -34,16 +34,9 @@ pub fn run(g: &GlobalArgs, a: ShipArgs) -> anyhow::Result<ExitCode> {
     let s = ship(src.as_ref(), src_root.as_deref(), dst.as_ref(), &opts, &bar)?;
     let t = b2.as_ref().map(|b| b.client().transactions()).unwrap_or_default();
     if g.json {
-        output::print_json(&json!({
-            "message_type": "summary",
-            "files_uploaded": s.files_uploaded,
-            "bytes_uploaded": s.bytes_uploaded,
-            "files_deleted": s.files_deleted,
-            "files_skipped": s.files_skipped,
-            "dry_run": a.dry_run,
-            "verified": s.verified,
-            "transactions": {"class_a": t.class_a, "class_b": t.class_b, "class_c": t.class_c},
-        }));
+        let mut v = output::transfer_summary(s.files_uploaded, s.bytes_uploaded, s.files_deleted, s.files_skipped, a.dry_run, t);
+        v["verified"] = json!(s.verified);
+        output::print_json(&v);
     } else if !g.quiet {
         for p in &s.plan {
             println!("would {p}");

@@ -87,16 +87,9 @@ pub fn run(g: &GlobalArgs, a: SyncArgs) -> anyhow::Result<ExitCode> {
         eprintln!("error: {e}");
     }
     if g.json {
-        output::print_json(&json!({
-            "message_type": "summary",
-            "files_uploaded": s.files_uploaded,
-            "bytes_uploaded": s.bytes_uploaded,
-            "files_deleted": s.files_deleted,
-            "files_skipped": s.files_skipped,
-            "errors": s.errors.len(),
-            "dry_run": a.dry_run,
-            "transactions": {"class_a": t.class_a, "class_b": t.class_b, "class_c": t.class_c},
-        }));
+        let mut v = output::transfer_summary(s.files_uploaded, s.bytes_uploaded, s.files_deleted, s.files_skipped, a.dry_run, t);
+        v["errors"] = json!(s.errors.len());
+        output::print_json(&v);
     } else if !g.quiet {
         let verb = if a.dry_run { "would transfer" } else { "transferred" };
         println!("{verb} {} files ({}), deleted {}, {} unchanged", s.files_uploaded, size(s.bytes_uploaded), s.files_deleted, s.files_skipped);
