@@ -8,12 +8,11 @@
 //! (snapshots first, then index files, then packs), so no snapshot or index entry at the
 //! destination ever points at something missing. Locks are never shipped.
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use cairn_backend::{Backend, BackendError, WriteOptions};
+use cairn_backend::{Backend, BackendError, ObjectInfo, WriteOptions};
 
 use crate::OpsError;
 
@@ -45,24 +44,19 @@ fn phase_of(name: &str) -> Option<usize> {
     PHASES.iter().position(|p| if p.ends_with('/') { name.starts_with(p) } else { name == *p })
 }
 
-fn listing(b: &dyn Backend) -> Result<BTreeMap<String, u64>, OpsError> {
+/// Repository files of a store by name (locks and anything else left out).
+fn listing(b: &dyn Backend) -> Result<BTreeMap<String, ObjectInfo>, OpsError> {
     Ok(b.list("")
         .map_err(cairn_repo::RepoError::from)?
         .into_iter()
         .filter(|o| phase_of(&o.name).is_some())
-        .map(|o| (o.name, o.size))
+        .map(|o| (o.name.clone(), o))
         .collect())
 }
 
-fn mtime_millis(local_root: Option<&Path>, name: &str) -> Option<i64> {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(local_root?.join(name)).ok()?;
-    Some(m.mtime() * 1000 + m.mtime_nsec() / 1_000_000)
-}
-
-/// Ships `src` to `dst`. `src_root` is the source directory when it is local, so the
-/// destination records the files' modification times as rclone would.
-pub fn ship(src: &dyn Backend, src_root: Option<&Path>, dst: &dyn Backend, opts: &ShipOptions, progress: &dyn crate::Progress) -> Result<ShipSummary, OpsError> {
+/// Ships `src` to `dst`. Each file keeps the modification time the source lists for
+/// it, as rclone would record it.
+pub fn ship(src: &dyn Backend, dst: &dyn Backend, opts: &ShipOptions, progress: &dyn crate::Progress) -> Result<ShipSummary, OpsError> {
     let have = listing(src)?;
     if !have.contains_key("config") {
         return Err(OpsError::Invalid(format!("{} is not a repository (no config)", src.location())));
@@ -80,12 +74,12 @@ pub fn ship(src: &dyn Backend, src_root: Option<&Path>, dst: &dyn Backend, opts:
         }
         Err(e) => return Err(e),
     };
-    let mut phases: Vec<Vec<(String, u64)>> = vec![Vec::new(); PHASES.len()];
-    for (name, size) in &have {
-        if there.get(name) == Some(size) {
+    let mut phases: Vec<Vec<&ObjectInfo>> = vec![Vec::new(); PHASES.len()];
+    for (name, o) in &have {
+        if there.get(name).map(|t| t.size) == Some(o.size) {
             s.files_skipped += 1;
         } else if let Some(p) = phase_of(name) {
-            phases[p].push((name.clone(), *size));
+            phases[p].push(o);
         }
     }
     let mut deletions: Vec<String> = there.keys().filter(|n| !have.contains_key(*n)).cloned().collect();
@@ -98,7 +92,7 @@ pub fn ship(src: &dyn Backend, src_root: Option<&Path>, dst: &dyn Backend, opts:
 
     if opts.dry_run {
         for (p, files) in phases.iter().enumerate() {
-            let bytes: u64 = files.iter().map(|f| f.1).sum();
+            let bytes: u64 = files.iter().map(|f| f.size).sum();
             if !files.is_empty() {
                 s.plan.push(format!("upload {} {} file(s), {bytes} bytes", files.len(), PHASES[p]));
             }
@@ -114,7 +108,7 @@ pub fn ship(src: &dyn Backend, src_root: Option<&Path>, dst: &dyn Backend, opts:
 
     let uploaded = AtomicU64::new(0);
     let bytes = AtomicU64::new(0);
-    progress.start(phases.iter().map(|p| p.len() as u64).sum(), phases.iter().flatten().map(|f| f.1).sum());
+    progress.start(phases.iter().map(|p| p.len() as u64).sum(), phases.iter().flatten().map(|f| f.size).sum());
     for files in &phases {
         let next = AtomicU64::new(0);
         let error: Mutex<Option<BackendError>> = Mutex::new(None);
@@ -125,21 +119,21 @@ pub fn ship(src: &dyn Backend, src_root: Option<&Path>, dst: &dyn Backend, opts:
                     if i >= files.len() || error.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
                         return;
                     }
-                    let (name, size) = &files[i];
-                    let r = src.read(name).and_then(|data| {
-                        let wo = WriteOptions { mtime_millis: mtime_millis(src_root, name), ..Default::default() };
-                        dst.write(name, &data, &wo)
+                    let o = files[i];
+                    let r = src.read(&o.name).and_then(|data| {
+                        let wo = WriteOptions { mtime_millis: o.mtime_millis, ..Default::default() };
+                        dst.write(&o.name, &data, &wo)
                     });
                     match r {
                         Ok(()) => {
                             uploaded.fetch_add(1, Ordering::Relaxed);
-                            bytes.fetch_add(*size, Ordering::Relaxed);
+                            bytes.fetch_add(o.size, Ordering::Relaxed);
                         }
                         Err(e) => {
                             error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
                         }
                     }
-                    progress.file_done(*size);
+                    progress.file_done(o.size);
                 });
             }
         });
@@ -168,8 +162,8 @@ pub fn ship(src: &dyn Backend, src_root: Option<&Path>, dst: &dyn Backend, opts:
     }
 
     if opts.verify {
-        let now: HashMap<String, u64> = listing(dst)?.into_iter().collect();
-        let missing: Vec<&String> = have.iter().filter(|(n, sz)| now.get(*n) != Some(sz)).map(|(n, _)| n).collect();
+        let now = listing(dst)?;
+        let missing: Vec<&String> = have.iter().filter(|(n, o)| now.get(*n).map(|t| t.size) != Some(o.size)).map(|(n, _)| n).collect();
         if !missing.is_empty() {
             return Err(OpsError::Invalid(format!(
                 "verification failed: {} file(s) missing or of the wrong size at {}, e.g. {}",

@@ -17,7 +17,6 @@ pub fn run(g: &GlobalArgs, a: ShipArgs) -> anyhow::Result<ExitCode> {
     let repo = Arc::new(super::open_repo(g)?);
     let _lock = repo.lock(LockKind::Shared, "ship")?;
     let src = location::open_backend(&src_loc, g.b2_endpoint.as_deref())?;
-    let src_root = (!location::is_remote(&src_loc)).then(|| std::path::PathBuf::from(src_loc.strip_prefix("local:").unwrap_or(&src_loc)));
     let b2 = location::open_b2(&a.dest, g.b2_endpoint.as_deref())?;
     let dst: Arc<dyn Backend> = match &b2 {
         Some(b) => b.clone(),
@@ -31,7 +30,7 @@ pub fn run(g: &GlobalArgs, a: ShipArgs) -> anyhow::Result<ExitCode> {
         with_binary: if a.with_binary { std::env::current_exe().ok() } else { None },
     };
     let bar = output::Bar::new(g);
-    let s = ship(src.as_ref(), src_root.as_deref(), dst.as_ref(), &opts, &bar)?;
+    let s = ship(src.as_ref(), dst.as_ref(), &opts, &bar)?;
     let t = b2.as_ref().map(|b| b.client().transactions()).unwrap_or_default();
     if g.json {
         let mut v = output::transfer_summary(s.files_uploaded, s.bytes_uploaded, s.files_deleted, s.files_skipped, a.dry_run, t);
