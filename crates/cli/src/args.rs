@@ -271,18 +271,8 @@ pub struct ForgetArgs {
     /// Keep every snapshot with this tag
     #[arg(long = "keep-tag", value_name = "T")]
     pub keep_tags: Vec<String>,
-    /// Group snapshots by host, paths and/or tags
-    #[arg(long, default_value = "host,paths")]
-    pub group_by: String,
-    /// Only consider snapshots of this host
-    #[arg(long = "host", value_name = "H")]
-    pub hosts: Vec<String>,
-    /// Only consider snapshots with these tags
-    #[arg(long = "tag", value_name = "T")]
-    pub tags: Vec<String>,
-    /// Only consider snapshots including this path
-    #[arg(long = "path", value_name = "P")]
-    pub paths: Vec<String>,
+    #[command(flatten)]
+    pub select: SnapshotSelect,
     /// Run prune afterwards
     #[arg(long)]
     pub prune: bool,
@@ -431,6 +421,17 @@ pub struct SnapshotsArgs {
     /// Only these snapshots (IDs, prefixes, or latest)
     #[arg(value_name = "SNAP")]
     pub snapshots: Vec<String>,
+    #[command(flatten)]
+    pub select: SnapshotSelect,
+    /// Only the latest N snapshots of each group
+    #[arg(long, value_name = "N")]
+    pub latest: Option<usize>,
+}
+
+/// Which snapshots a command considers and how it groups them (snapshots, forget).
+#[derive(Args, Debug)]
+pub struct SnapshotSelect {
+    /// Only snapshots of this host
     #[arg(long = "host", value_name = "H")]
     pub hosts: Vec<String>,
     /// Only snapshots with these tags (commas: all of them; repeat: any group)
@@ -439,12 +440,19 @@ pub struct SnapshotsArgs {
     /// Only snapshots that include this path
     #[arg(long = "path", value_name = "P")]
     pub paths: Vec<String>,
-    /// Only the latest N snapshots of each group
-    #[arg(long, value_name = "N")]
-    pub latest: Option<usize>,
     /// Group by host, paths and/or tags (comma separated)
     #[arg(long, default_value = "host,paths")]
     pub group_by: String,
+}
+
+impl SnapshotSelect {
+    pub fn filter(&self) -> cairn_ops::snapshots::SnapshotFilter {
+        cairn_ops::snapshots::SnapshotFilter { hosts: self.hosts.clone(), tags: self.tags.clone(), paths: self.paths.clone() }
+    }
+
+    pub fn group_by(&self) -> Result<cairn_ops::snapshots::GroupBy, String> {
+        cairn_ops::snapshots::GroupBy::parse(&self.group_by)
+    }
 }
 
 #[derive(Args, Debug)]

@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use cairn_ops::forget::{apply, Duration, RetentionPolicy};
 use cairn_ops::prune::{MaxUnused, PruneOptions, PrunePlan, PruneSummary};
-use cairn_ops::snapshots::{group, GroupBy, SnapshotFilter};
+use cairn_ops::snapshots::group;
 use cairn_repo::{FileKind, LockKind, Repository};
 use serde_json::json;
 
@@ -72,7 +72,7 @@ pub fn forget(g: &GlobalArgs, a: ForgetArgs) -> anyhow::Result<ExitCode> {
     if policy.is_empty() && a.snapshots.is_empty() {
         return Err(fail(ExitCode::Fatal, "no policy given: name snapshots or give at least one --keep-* option (nothing was removed)"));
     }
-    let by = GroupBy::parse(&a.group_by).map_err(|e| fail(ExitCode::Fatal, e))?;
+    let by = a.select.group_by().map_err(|e| fail(ExitCode::Fatal, e))?;
     let prune_opts = prune_options(&a.prune_limits, a.dry_run)?;
     let repo = Arc::new(super::open_repo(g)?);
     let _lock = repo.lock(LockKind::Exclusive, "forget")?;
@@ -85,7 +85,7 @@ pub fn forget(g: &GlobalArgs, a: ForgetArgs) -> anyhow::Result<ExitCode> {
         }
     }
     if !policy.is_empty() {
-        let filter = SnapshotFilter { hosts: a.hosts.clone(), tags: a.tags.clone(), paths: a.paths.clone() };
+        let filter = a.select.filter();
         let snaps: Vec<_> = repo.list_snapshots()?.into_iter().filter(|s| filter.matches(s)).collect();
         for (key, members) in group(snaps, by) {
             let plan = apply(&members, &policy);

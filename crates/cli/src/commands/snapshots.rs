@@ -1,4 +1,4 @@
-use cairn_ops::snapshots::{group, GroupBy, SnapshotFilter};
+use cairn_ops::snapshots::group;
 use cairn_repo::SnapshotRef;
 
 use crate::args::{GlobalArgs, SnapshotsArgs};
@@ -7,8 +7,8 @@ use crate::output;
 
 pub fn run(g: &GlobalArgs, a: SnapshotsArgs) -> anyhow::Result<ExitCode> {
     let repo = super::open_repo(g)?;
-    let by = GroupBy::parse(&a.group_by).map_err(|e| fail(ExitCode::Fatal, e))?;
-    let filter = SnapshotFilter { hosts: a.hosts, tags: a.tags, paths: a.paths };
+    let by = a.select.group_by().map_err(|e| fail(ExitCode::Fatal, e))?;
+    let filter = a.select.filter();
     let mut snaps: Vec<SnapshotRef> = if a.snapshots.is_empty() {
         repo.list_snapshots()?.into_iter().filter(|s| filter.matches(s)).collect()
     } else {
