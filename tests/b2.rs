@@ -21,9 +21,13 @@ fn ok(out: Output, what: &str) -> String {
 #[test]
 fn b2_backend_passes_the_conformance_suite() {
     let env = Env::new();
-    let emu = Emulator::start(&env.path("emu"), &[]);
+    let emu = Emulator::start(&env.path("emu"), &["--min-part-size", "100000"]);
     let creds = cairn_b2::Credentials { key_id: "testkeyid".into(), key: "testkey".to_string().into() };
-    let loc = cairn_b2::B2Location { bucket: "conformance".into(), prefix: "some/prefix".into(), endpoint: emu.url.clone(), creds };
+    let loc = cairn_b2::B2Location { bucket: "conformance".into(), prefix: "some/prefix".into(), endpoint: emu.url.clone(), creds, hard_delete: false };
+    // Again with cutoffs small enough that the suite's 2.5 MB stream goes up in parts.
+    let mut parts = cairn_b2::B2Backend::new(cairn_b2::B2Location { prefix: "in-parts".into(), ..loc.clone() }).unwrap();
+    parts.set_large_file_thresholds(1_000_000, 300_000, 700_000);
+    cairn_backend::run_conformance(&parts).unwrap();
     let b = cairn_b2::B2Backend::new(loc).unwrap();
     cairn_backend::run_conformance(&b).unwrap();
     // Removing an object deletes every version: nothing is left to pay for.
@@ -160,9 +164,9 @@ fn client_large_files_copies_listings_and_transaction_counts() {
     let env = Env::new();
     let emu = Emulator::start(&env.path("emu"), &["--min-part-size", "100000"]);
     let creds = cairn_b2::Credentials { key_id: "testkeyid".into(), key: "testkey".to_string().into() };
-    let loc = cairn_b2::B2Location { bucket: "client-bucket".into(), prefix: "p".into(), endpoint: emu.url.clone(), creds };
+    let loc = cairn_b2::B2Location { bucket: "client-bucket".into(), prefix: "p".into(), endpoint: emu.url.clone(), creds, hard_delete: false };
     let mut b = cairn_b2::B2Backend::new(loc).unwrap();
-    b.set_large_file_thresholds(1_000_000, 300_000);
+    b.set_large_file_thresholds(1_000_000, 300_000, 700_000);
     b.create().unwrap();
     emu.http("POST", "/emulator/stats/reset", &[], b"");
     let t0 = b.client().transactions();

@@ -21,6 +21,10 @@ fn sync(env: &Env, emu: &Emulator, args: &[&str]) -> (Option<i32>, serde_json::V
     (out.status.code(), v, stderr(&out))
 }
 
+fn sync_owned(env: &Env, emu: &Emulator, args: &[String]) -> (Option<i32>, serde_json::Value, String) {
+    sync(env, emu, &args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
 fn tree(root: &Path) {
     fs::create_dir_all(root.join("sub dir/ünï")).unwrap();
     fs::write(root.join("a.txt"), b"alpha").unwrap();
@@ -153,4 +157,96 @@ fn b2_to_b2_copies_server_side() {
     let back = env.path("back");
     sync(&env, &emu, &["b2:to-bucket/b", back.to_str().unwrap()]);
     assert_synced(&dir, &back);
+}
+
+#[test]
+fn large_files_stream_in_parts_and_mtimes_are_fixed_up_without_transfers() {
+    let env = Env::new();
+    let emu = Emulator::start(&env.path("emu"), &[]);
+    let dir = env.path("dir");
+    fs::create_dir_all(&dir).unwrap();
+    // Over sync's streaming threshold (64 MiB) and over the cutoffs set below.
+    let big = pseudo_random(21, 70 << 20);
+    fs::write(dir.join("big.bin"), &big).unwrap();
+    fs::write(dir.join("small.txt"), b"small").unwrap();
+    set_mtime(&dir.join("big.bin"), 1_500_000_000, 123_000_000);
+    let d = dir.to_str().unwrap();
+    let cut = ["--b2-upload-cutoff", "20M", "--b2-chunk-size", "10M", "--b2-copy-cutoff", "30M"];
+    let with = |rest: &[&str]| cut.iter().chain(rest).map(|s| s.to_string()).collect::<Vec<String>>();
+
+    emu.http("POST", "/emulator/stats/reset", &[], b"");
+    let (code, s, err) = sync_owned(&env, &emu, &with(&[d, "b2:big-bucket/a"]));
+    assert_eq!((code, s["files_uploaded"].as_u64()), (Some(0), Some(2)), "{err}");
+    let st = emu.stats();
+    assert_eq!(st["calls"]["b2_start_large_file"], 1, "{st}");
+    assert!(st["calls"]["b2_upload_part"].as_u64().unwrap() >= 7, "streamed in 10 MiB parts: {st}");
+    if let Some(mut rc) = rclone(&emu) {
+        let out = rc.args(["check", d, "t:big-bucket/a"]).output().unwrap();
+        assert!(out.status.success(), "rclone check (large_file_sha1, mtime): {}", stderr(&out));
+    }
+
+    // B2 to B2 above the copy cutoff: b2_copy_part, nothing through this machine.
+    emu.http("POST", "/emulator/stats/reset", &[], b"");
+    let (code, s, err) = sync_owned(&env, &emu, &with(&["b2:big-bucket/a", "b2:big-bucket/b"]));
+    assert_eq!((code, s["files_uploaded"].as_u64()), (Some(0), Some(2)), "{err}");
+    let st = emu.stats();
+    assert_eq!(st["calls"]["b2_copy_part"], 3, "70 MiB in 30 MiB parts: {st}");
+    assert_eq!(st["class_b"], 0, "nothing downloaded: {st}");
+    assert_eq!(st["calls"].get("b2_upload_part"), None, "{st}");
+
+    // Down again, streamed to a temporary file and checked against large_file_sha1.
+    let back = env.path("back");
+    let (code, _, err) = sync_owned(&env, &emu, &with(&["b2:big-bucket/b", back.to_str().unwrap()]));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(fs::read(back.join("big.bin")).unwrap() == big, "big.bin came back different");
+    assert_synced(&dir, &back);
+
+    // Only the times change: rclone's fix-up (a server-side copy onto itself with the new
+    // time, b2_copy_part for the large file), no upload; rclone then agrees.
+    set_mtime(&dir.join("small.txt"), 1_700_000_000, 5_000_000);
+    set_mtime(&dir.join("big.bin"), 1_700_000_001, 0);
+    emu.http("POST", "/emulator/stats/reset", &[], b"");
+    let (code, s, err) = sync_owned(&env, &emu, &with(&[d, "b2:big-bucket/a"]));
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!((s["files_uploaded"].as_u64(), s["files_touched"].as_u64()), (Some(0), Some(2)), "{s}");
+    let st = emu.stats();
+    assert_eq!(st["calls"]["b2_copy_file"], 1, "{st}");
+    assert!(st["calls"]["b2_copy_part"].as_u64().unwrap() >= 1, "{st}");
+    for call in ["b2_upload_file", "b2_upload_part"] {
+        assert_eq!(st["calls"].get(call), None, "{call}: {st}");
+    }
+    if let Some(mut rc) = rclone(&emu) {
+        let out = rc.args(["check", d, "t:big-bucket/a"]).output().unwrap();
+        assert!(out.status.success(), "rclone check after the fix-up: {}", stderr(&out));
+    }
+    // The same toward a local destination: the file's time is set, nothing is copied.
+    let (code, s, err) = sync_owned(&env, &emu, &with(&["b2:big-bucket/a", back.to_str().unwrap()]));
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!((s["files_uploaded"].as_u64(), s["files_touched"].as_u64()), (Some(0), Some(2)), "{s}");
+    assert_synced(&dir, &back);
+}
+
+#[test]
+fn hard_delete_from_rclone_config() {
+    let env = Env::new();
+    let emu = Emulator::start(&env.path("emu"), &[]);
+    let dir = env.path("dir");
+    tree(&dir);
+    let conf = env.path("rclone.conf");
+    fs::write(&conf, format!("[r]\ntype = b2\naccount = testkeyid\nkey = testkey\nendpoint = {}\nhard_delete = true\n", emu.url)).unwrap();
+    let run = |args: &[&str]| {
+        let out = env.cmd().env("RCLONE_CONFIG", &conf).arg("sync").arg("--json").args(args).output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        json_last_line(&String::from_utf8_lossy(&out.stdout))
+    };
+    let d = dir.to_str().unwrap();
+    run(&[d, "rclone:r:hd-bucket/p"]);
+    fs::remove_file(dir.join("a.txt")).unwrap();
+    let s = run(&["--delete", d, "rclone:r:hd-bucket/p"]);
+    assert_eq!(s["files_deleted"], 1, "{s}");
+    let token = emu.authorize(2)["authorizationToken"].as_str().unwrap().to_string();
+    let (_, b) = emu.call(2, "b2_list_buckets", &token, serde_json::json!({"accountId": "emu0account", "bucketName": "hd-bucket"}));
+    let bucket = b["buckets"][0]["bucketId"].as_str().unwrap().to_string();
+    let (_, v) = emu.call(2, "b2_list_file_versions", &token, serde_json::json!({"bucketId": bucket, "prefix": "p/a.txt"}));
+    assert_eq!(v["files"].as_array().unwrap().len(), 0, "hard_delete = true deletes instead of hiding: {v}");
 }

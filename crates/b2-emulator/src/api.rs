@@ -519,23 +519,8 @@ fn json_call(app: &App, op: &str, api: u32, key: &crate::server::Key, p: &Map<St
             };
             let (id, seq) = st.next_id(&dest_bucket);
             {
-                use std::io::{Read, Seek, Write};
-                let mut f = std::fs::File::open(app.disk.blob(&src.id))?;
-                f.seek(std::io::SeekFrom::Start(start))?;
-                let mut out = std::fs::File::create(app.disk.blob(&id))?;
-                let mut h = Sha1::new();
-                let mut buf = vec![0u8; 1 << 16];
-                let mut left = end - start;
-                while left > 0 {
-                    let n = f.read(&mut buf[..(left.min(1 << 16)) as usize])?;
-                    if n == 0 {
-                        break;
-                    }
-                    h.update(&buf[..n]);
-                    out.write_all(&buf[..n])?;
-                    left -= n as u64;
-                }
-                let sha = if src.sha1 == "none" && start == 0 && end == src.size { "none".to_string() } else { hex::encode(h.finalize()) };
+                let sha_range = copy_range(&app.disk.blob(&src.id), start, end, &app.disk.blob(&id))?;
+                let sha = if src.sha1 == "none" && start == 0 && end == src.size { "none".to_string() } else { sha_range };
                 let v = Version {
                     id,
                     seq,
@@ -555,8 +540,55 @@ fn json_call(app: &App, op: &str, api: u32, key: &crate::server::Key, p: &Map<St
                 json_reply(j)
             }
         }
+        "b2_copy_part" => {
+            let src_id = req(p, "sourceFileId")?;
+            let large_id = req(p, "largeFileId")?.to_string();
+            let n = num(p, "partNumber").filter(|n| (1..=10_000).contains(n)).ok_or_else(|| B2Error::bad_request("partNumber must be 1..10000"))? as u32;
+            let src = st.version_by_id(src_id).filter(|v| v.action == Action::Upload).cloned().ok_or_else(|| B2Error::not_found(format!("file {src_id} not found")))?;
+            bucket_for(app, &st, key, &src.bucket_id)?;
+            let l = st.large.get(&large_id).cloned().ok_or_else(|| B2Error::bad_request(format!("no such large file {large_id}")))?;
+            bucket_for(app, &st, key, &l.bucket_id)?;
+            let (mut start, mut end) = (0u64, src.size);
+            if let Some(r) = s(p, "range") {
+                let (a, b) = parse_range(r, src.size).ok_or_else(|| B2Error::new(416, "range_not_satisfiable", format!("bad range {r}")))?;
+                (start, end) = (a, b + 1);
+            }
+            let dir = app.disk.part_dir(&large_id);
+            std::fs::create_dir_all(&dir)?;
+            let tmp = app.disk.tmp();
+            let sha1 = copy_range(&app.disk.blob(&src.id), start, end, &tmp)?;
+            std::fs::rename(&tmp, dir.join(n.to_string()))?;
+            let ts = now_ms();
+            if let Some(l) = st.large.get_mut(&large_id) {
+                l.parts.insert(n, Part { size: end - start, sha1: sha1.clone(), upload_timestamp: ts });
+            }
+            app.save(&st)?;
+            json_reply(json!({"fileId": large_id, "partNumber": n, "contentLength": end - start, "contentSha1": sha1, "contentMd5": null, "uploadTimestamp": ts}))
+        }
         other => Err(B2Error::bad_request(format!("unsupported operation {other}"))),
     }
+}
+
+/// Copies bytes [start, end) of one stored blob into a new file; returns their SHA1.
+fn copy_range(from: &std::path::Path, start: u64, end: u64, to: &std::path::Path) -> std::io::Result<String> {
+    use std::io::{Read, Seek, Write};
+    let mut f = std::fs::File::open(from)?;
+    f.seek(std::io::SeekFrom::Start(start))?;
+    let mut out = std::fs::File::create(to)?;
+    let mut h = Sha1::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut left = end - start;
+    while left > 0 {
+        let n = f.read(&mut buf[..(left.min(1 << 16)) as usize])?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        out.write_all(&buf[..n])?;
+        left -= n as u64;
+    }
+    out.flush()?;
+    Ok(hex::encode(h.finalize()))
 }
 
 fn file_info_from_json(v: Option<&Value>) -> Result<BTreeMap<String, String>, B2Error> {

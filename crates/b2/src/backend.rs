@@ -2,7 +2,7 @@
 
 use std::sync::OnceLock;
 
-use cairn_backend::{validate_name, Backend, BackendError, ErrorKind, ObjectInfo, WriteOptions};
+use cairn_backend::{check_sha1, sha1_hex, validate_name, Backend, BackendError, ErrorKind, ObjectInfo, RangeSource, WriteOptions};
 use zeroize::Zeroizing;
 
 use crate::client::{Client, Credentials};
@@ -17,6 +17,9 @@ pub struct B2Location {
     pub prefix: String,
     pub endpoint: String,
     pub creds: Credentials,
+    /// rclone's `hard_delete = true` for this remote: deletions remove the file rather
+    /// than hide it.
+    pub hard_delete: bool,
 }
 
 fn split_bucket(rest: &str) -> Result<(String, String), String> {
@@ -73,7 +76,7 @@ impl B2Location {
                 },
             };
             let creds = Credentials { key_id: id, key: Zeroizing::new(key) };
-            return Ok(B2Location { bucket, prefix, endpoint: endpoint.unwrap_or(DEFAULT_ENDPOINT).to_string(), creds });
+            return Ok(B2Location { bucket, prefix, endpoint: endpoint.unwrap_or(DEFAULT_ENDPOINT).to_string(), creds, hard_delete: false });
         }
         if let Some(rest) = location.strip_prefix("rclone:") {
             let (remote, path) = rest.split_once(':').ok_or("expected rclone:REMOTE:BUCKET/PREFIX")?;
@@ -84,7 +87,8 @@ impl B2Location {
                 key: Zeroizing::new(conf.get("key").cloned().ok_or(format!("rclone remote {remote} has no key"))?),
             };
             let endpoint = endpoint.map(str::to_owned).or_else(|| conf.get("endpoint").cloned()).unwrap_or_else(|| DEFAULT_ENDPOINT.into());
-            return Ok(B2Location { bucket, prefix, endpoint, creds });
+            let hard_delete = conf.get("hard_delete").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+            return Ok(B2Location { bucket, prefix, endpoint, creds, hard_delete });
         }
         Err(format!("{location:?} is not a B2 location"))
     }
@@ -122,16 +126,22 @@ impl B2Backend {
         Ok(B2Backend { rt, client, loc, bucket_id: OnceLock::new() })
     }
 
+    pub fn location_config(&self) -> &B2Location {
+        &self.loc
+    }
+
     pub fn client(&self) -> &Client {
         &self.client
     }
 
     /// Objects above `cutoff` bytes go up as large files in parts of `part_size`
     /// (defaults: rclone's 200 MiB cutoff, B2's recommended 100 MB parts).
-    pub fn set_large_file_thresholds(&mut self, cutoff: u64, part_size: u64) {
+    /// Server-side copies above `copy_cutoff` go in parts of that size (rclone's 4 GiB).
+    pub fn set_large_file_thresholds(&mut self, cutoff: u64, part_size: u64, copy_cutoff: u64) {
         if let Some(c) = std::sync::Arc::get_mut(&mut self.client) {
             c.upload_cutoff = cutoff;
             c.part_size = part_size.max(1);
+            c.copy_cutoff = copy_cutoff.max(1);
         }
     }
 
@@ -141,17 +151,74 @@ impl B2Backend {
         self.loc.endpoint == other.loc.endpoint && self.loc.creds.key_id == other.loc.creds.key_id
     }
 
-    /// Copies `src_name` of `src` to `name` here without downloading it
-    /// (b2_copy_file, metadata kept). Only for files up to 5 GB, B2's limit for one copy.
+    /// Copies `src_name` of `src` to `name` here without downloading it, metadata kept
+    /// (b2_copy_file; above the copy cutoff part by part with b2_copy_part, since B2
+    /// copies at most 5 GB in one call).
     pub fn copy_from(&self, src: &B2Backend, src_name: &str, name: &str) -> Result<(), BackendError> {
-        let (from, to) = (src.full(src_name)?, self.full(name)?);
-        let (src_bucket, dst_bucket) = (src.bucket_id()?, self.bucket_id()?);
+        let from = src.full(src_name)?;
+        let src_bucket = src.bucket_id()?;
         let f = self
             .rt
             .block_on(self.client.find_name(&src_bucket, &from))
             .map_err(|e| self.err(name, e))?
             .ok_or_else(|| BackendError::new(ErrorKind::NotFound, format!("{}/{src_name}", src.loc.display()), "no such object"))?;
-        self.rt.block_on(self.client.copy_file(&f.id, &to, Some(&dst_bucket), None)).map_err(|e| self.err(name, e))?;
+        self.server_copy(&f, name, None)
+    }
+
+    /// Gives `name` a new modification time without moving its bytes: a server-side copy
+    /// of the object onto itself with the new `src_last_modified_millis`, as rclone does
+    /// when only the time differs. (B2 keeps the previous version until it is cleaned up.)
+    pub fn set_mtime(&self, name: &str, mtime_millis: i64) -> Result<(), BackendError> {
+        let full = self.full(name)?;
+        let bucket_id = self.bucket_id()?;
+        let f = self
+            .rt
+            .block_on(self.client.find_name(&bucket_id, &full))
+            .map_err(|e| self.err(name, e))?
+            .ok_or_else(|| BackendError::new(ErrorKind::NotFound, format!("{}/{name}", self.loc.display()), "no such object"))?;
+        let mut info: Vec<(String, String)> = f.info.iter().filter(|(k, _)| *k != "src_last_modified_millis").map(|(k, v)| (k.clone(), v.clone())).collect();
+        info.push(("src_last_modified_millis".into(), mtime_millis.to_string()));
+        info.sort();
+        self.server_copy(&f, name, Some(info))
+    }
+
+    /// Copies the stored version `f` (of any bucket this key reaches) to `name` here; with
+    /// `info`, the copy gets that file info instead of the source's.
+    fn server_copy(&self, f: &crate::FileVersion, name: &str, info: Option<Vec<(String, String)>>) -> Result<(), BackendError> {
+        let to = self.full(name)?;
+        let dst_bucket = self.bucket_id()?;
+        let info_refs: Option<Vec<(&str, String)>> = info.as_ref().map(|i| i.iter().map(|(k, v)| (k.as_str(), v.clone())).collect());
+        if f.size <= self.client.copy_cutoff {
+            let replace = info_refs.as_deref().map(|i| (f.content_type.as_str(), i));
+            self.rt.block_on(self.client.copy_file(&f.id, &to, Some(&dst_bucket), replace)).map_err(|e| self.err(name, e))?;
+            return Ok(());
+        }
+        let sha1 = f.sha1.clone().ok_or_else(|| {
+            BackendError::new(ErrorKind::Corrupt, format!("{}/{name}", self.loc.display()), "the source has no SHA1 to carry over to a large copy")
+        })?;
+        let kept: Vec<(&str, String)> = f.info.iter().filter(|(k, _)| *k != "large_file_sha1").map(|(k, v)| (k.as_str(), v.clone())).collect();
+        let info = info_refs.unwrap_or(kept);
+        let part = self.client.copy_cutoff.max(1);
+        self.rt
+            .block_on(async {
+                let id = self.client.start_large_file(&dst_bucket, &to, &f.content_type, &info, &sha1).await?;
+                let mut shas = Vec::new();
+                let mut off = 0;
+                let result = async {
+                    while off < f.size {
+                        let len = part.min(f.size - off);
+                        shas.push(self.client.copy_part(&f.id, &id, shas.len() as u32 + 1, (off, len)).await?);
+                        off += len;
+                    }
+                    self.client.finish_large_file(&id, &shas).await
+                }
+                .await;
+                if result.is_err() {
+                    let _ = self.client.cancel_large_file(&id).await;
+                }
+                result
+            })
+            .map_err(|e| self.err(name, e))?;
         Ok(())
     }
 
@@ -170,6 +237,11 @@ impl B2Backend {
     /// The bucket's ID, looked up on first use.
     pub fn client_bucket_for_tests(&self) -> String {
         self.bucket_id().unwrap_or_default()
+    }
+
+    /// The `src_last_modified_millis` to record: the source's time, else now (as rclone).
+    fn mtime_or_now(&self, opts: &WriteOptions) -> i64 {
+        opts.mtime_millis.unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0))
     }
 
     fn full(&self, name: &str) -> Result<String, BackendError> {
@@ -266,14 +338,101 @@ impl Backend for B2Backend {
     fn write(&self, name: &str, data: &[u8], opts: &WriteOptions) -> Result<(), BackendError> {
         let full = self.full(name)?;
         let bucket_id = self.bucket_id()?;
-        let mtime = opts.mtime_millis.unwrap_or_else(|| {
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-        });
-        let info = [("src_last_modified_millis", mtime.to_string())];
+        let info = [("src_last_modified_millis", self.mtime_or_now(opts).to_string())];
         self.rt
             .block_on(self.client.upload(&bucket_id, &full, data, opts.content_type.as_deref().unwrap_or("application/octet-stream"), &info))
             .map_err(|e| self.err(name, e))?;
         Ok(())
+    }
+
+    /// Above the upload cutoff: a large file whose parts are fetched from `source` and
+    /// sent LARGE_FILE_CONCURRENCY at a time, so memory holds a few parts, never the file.
+    /// The whole-file SHA1 is computed as parts arrive (in order) and must match
+    /// `opts.sha1` before the file is finished; otherwise it is cancelled.
+    fn write_stream(&self, name: &str, size: u64, source: &RangeSource<'_>, opts: &WriteOptions) -> Result<(), BackendError> {
+        use sha1::Digest;
+        if size <= self.client.upload_cutoff {
+            let data = source(0, size)?;
+            if let Some(want) = &opts.sha1 {
+                check_sha1(name, &sha1_hex(&data), want)?;
+            }
+            return self.write(name, &data, opts);
+        }
+        let full = self.full(name)?;
+        let bucket_id = self.bucket_id()?;
+        let sha1 = match &opts.sha1 {
+            Some(s) => s.to_ascii_lowercase(),
+            None => {
+                let mut h = sha1::Sha1::new();
+                let mut off = 0;
+                while off < size {
+                    let piece = source(off, cairn_backend::STREAM_PIECE.min(size - off))?;
+                    h.update(&piece);
+                    off += piece.len() as u64;
+                }
+                hex::encode(h.finalize())
+            }
+        };
+        let info = [("src_last_modified_millis", self.mtime_or_now(opts).to_string())];
+        let ct = opts.content_type.as_deref().unwrap_or("application/octet-stream");
+        let file_id = self.rt.block_on(self.client.start_large_file(&bucket_id, &full, ct, &info, &sha1)).map_err(|e| self.err(name, e))?;
+        let part = self.client.part_size;
+        let parts = size.div_ceil(part);
+        let next = std::sync::atomic::AtomicU64::new(0);
+        // (parts hashed so far, the running hash, the first error)
+        let state = std::sync::Mutex::new((0u64, sha1::Sha1::new(), None::<BackendError>));
+        let turn = std::sync::Condvar::new();
+        let shas = std::sync::Mutex::new(vec![String::new(); parts as usize]);
+        std::thread::scope(|scope| {
+            for _ in 0..(crate::client::LARGE_FILE_CONCURRENCY as u64).min(parts) {
+                scope.spawn(|| loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= parts {
+                        return;
+                    }
+                    let off = i * part;
+                    let fetched = source(off, part.min(size - off));
+                    let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+                    while st.0 < i && st.2.is_none() {
+                        st = turn.wait(st).unwrap_or_else(|p| p.into_inner());
+                    }
+                    let data = match fetched {
+                        Ok(d) if st.2.is_none() => d,
+                        Ok(_) => return,
+                        Err(e) => {
+                            st.2.get_or_insert(e);
+                            turn.notify_all();
+                            return;
+                        }
+                    };
+                    st.1.update(&data);
+                    st.0 += 1;
+                    turn.notify_all();
+                    drop(st);
+                    match self.rt.block_on(self.client.upload_part(&file_id, i as u32 + 1, &data)) {
+                        Ok(sha) => shas.lock().unwrap_or_else(|p| p.into_inner())[i as usize] = sha,
+                        Err(e) => {
+                            let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+                            st.2.get_or_insert(self.err(name, e));
+                            turn.notify_all();
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        let (_, hasher, failed) = state.into_inner().unwrap_or_else(|p| p.into_inner());
+        let result = match failed {
+            Some(e) => Err(e),
+            None => check_sha1(name, &hex::encode(hasher.finalize()), &sha1).and_then(|()| {
+                let shas = shas.into_inner().unwrap_or_else(|p| p.into_inner());
+                self.rt.block_on(self.client.finish_large_file(&file_id, &shas)).map(|_| ()).map_err(|e| self.err(name, e))
+            }),
+        };
+        if result.is_err() {
+            let _ = self.rt.block_on(self.client.cancel_large_file(&file_id));
+        }
+        result
     }
 
     /// Deletes every version of the object: a hidden file still costs storage.

@@ -45,6 +45,7 @@ pub struct FileVersion {
     pub action: String,
     pub upload_timestamp: i64,
     pub info: HashMap<String, String>,
+    pub content_type: String,
 }
 
 struct Auth {
@@ -78,6 +79,9 @@ pub const UPLOAD_CUTOFF: u64 = 200 * 1024 * 1024;
 pub const PART_SIZE: u64 = 100_000_000;
 /// Parts of one large file uploaded at once (rclone's upload_concurrency).
 pub const LARGE_FILE_CONCURRENCY: usize = 4;
+/// Server-side copies above this go part by part with b2_copy_part (rclone's
+/// `copy_cutoff`; B2 refuses b2_copy_file above 5 GB).
+pub const COPY_CUTOFF: u64 = 4 * 1024 * 1024 * 1024;
 
 pub struct Client {
     http: reqwest::Client,
@@ -90,6 +94,7 @@ pub struct Client {
     max_attempts: u32,
     pub upload_cutoff: u64,
     pub part_size: u64,
+    pub copy_cutoff: u64,
 }
 
 impl std::fmt::Debug for Client {
@@ -155,6 +160,7 @@ fn parse_version(v: &Value) -> FileVersion {
         action: v["action"].as_str().unwrap_or("upload").to_string(),
         upload_timestamp: v["uploadTimestamp"].as_i64().unwrap_or(0),
         info,
+        content_type: v["contentType"].as_str().unwrap_or("application/octet-stream").to_string(),
     }
 }
 
@@ -176,6 +182,7 @@ impl Client {
             max_attempts: 10,
             upload_cutoff: UPLOAD_CUTOFF,
             part_size: PART_SIZE,
+            copy_cutoff: COPY_CUTOFF,
         })
     }
 
@@ -496,15 +503,7 @@ impl Client {
     }
 
     async fn upload_large(self: &Arc<Self>, bucket_id: &str, name: &str, data: &[u8], content_type: &str, info: &[(&str, String)]) -> Result<FileVersion, B2Error> {
-        let mut file_info = serde_json::Map::new();
-        for (k, v) in info {
-            file_info.insert(k.to_string(), json!(v));
-        }
-        file_info.insert("large_file_sha1".into(), json!(hex::encode(Sha1::digest(data))));
-        let v = self
-            .call("b2_start_large_file", json!({"bucketId": bucket_id, "fileName": name, "contentType": content_type, "fileInfo": file_info}))
-            .await?;
-        let file_id = v["fileId"].as_str().unwrap_or_default().to_string();
+        let file_id = self.start_large_file(bucket_id, name, content_type, info, &hex::encode(Sha1::digest(data))).await?;
         let result = async {
             // Parts go up LARGE_FILE_CONCURRENCY at a time, each on its own part URL.
             let mut shas: Vec<Option<String>> = vec![None; data.len().div_ceil(self.part_size as usize)];
@@ -524,19 +523,44 @@ impl Client {
                 shas[n] = Some(sha?);
             }
             let shas: Vec<String> = shas.into_iter().map(Option::unwrap_or_default).collect();
-            self.call("b2_finish_large_file", json!({"fileId": file_id, "partSha1Array": shas})).await
+            self.finish_large_file(&file_id, &shas).await
         }
         .await;
-        match result {
-            Ok(v) => Ok(parse_version(&v)),
-            Err(e) => {
-                let _ = self.cancel_large_file(&file_id).await;
-                Err(e)
-            }
+        if result.is_err() {
+            let _ = self.cancel_large_file(&file_id).await;
         }
+        result
     }
 
-    async fn upload_part(&self, file_id: &str, n: u32, part: &[u8]) -> Result<String, B2Error> {
+    /// Starts a large file whose whole content has SHA1 `sha1` (kept as `large_file_sha1`,
+    /// as rclone does, since B2 itself records no whole-file SHA1 for large files).
+    pub async fn start_large_file(&self, bucket_id: &str, name: &str, content_type: &str, info: &[(&str, String)], sha1: &str) -> Result<String, B2Error> {
+        let mut file_info: serde_json::Map<String, Value> = info.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+        file_info.insert("large_file_sha1".into(), json!(sha1));
+        let v = self
+            .call("b2_start_large_file", json!({"bucketId": bucket_id, "fileName": name, "contentType": content_type, "fileInfo": file_info}))
+            .await?;
+        Ok(v["fileId"].as_str().unwrap_or_default().to_string())
+    }
+
+    pub async fn finish_large_file(&self, file_id: &str, part_sha1s: &[String]) -> Result<FileVersion, B2Error> {
+        Ok(parse_version(&self.call("b2_finish_large_file", json!({"fileId": file_id, "partSha1Array": part_sha1s})).await?))
+    }
+
+    /// Copies bytes `range` = (offset, length) of a stored file into part `n` of a large
+    /// file, server-side; returns the part's SHA1.
+    pub async fn copy_part(&self, source_id: &str, large_file_id: &str, n: u32, range: (u64, u64)) -> Result<String, B2Error> {
+        let (off, len) = range;
+        let v = self
+            .call(
+                "b2_copy_part",
+                json!({"sourceFileId": source_id, "largeFileId": large_file_id, "partNumber": n, "range": format!("bytes={}-{}", off, off + len - 1)}),
+            )
+            .await?;
+        Ok(v["contentSha1"].as_str().unwrap_or_default().to_string())
+    }
+
+    pub async fn upload_part(&self, file_id: &str, n: u32, part: &[u8]) -> Result<String, B2Error> {
         let sha1 = hex::encode(Sha1::digest(part));
         let mut attempt = 0;
         loop {

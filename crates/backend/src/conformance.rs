@@ -64,5 +64,22 @@ pub fn run_conformance(b: &dyn Backend) -> Result<(), String> {
     if !b.read("empty").map_err(|e| e.to_string())?.is_empty() {
         return fail("empty object");
     }
+    // Streamed writes: the same bytes whole; a wrong SHA1 stores nothing.
+    let big: Vec<u8> = (0..2_500_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let source = |off: u64, len: u64| Ok(big[off as usize..(off + len) as usize].to_vec());
+    let sha = crate::sha1_hex(&big);
+    b.write_stream("streamed", big.len() as u64, &source, &WriteOptions { sha1: Some(sha.clone()), ..Default::default() })
+        .map_err(|e| e.to_string())?;
+    if b.read("streamed").map_err(|e| e.to_string())? != big {
+        return fail("streamed object differs");
+    }
+    let wrong = WriteOptions { sha1: Some("0".repeat(40)), ..Default::default() };
+    match b.write_stream("streamed-bad", big.len() as u64, &source, &wrong) {
+        Err(e) if e.kind == ErrorKind::Corrupt => {}
+        other => return fail(&format!("a stream with the wrong SHA1 must be Corrupt, got {other:?}")),
+    }
+    if b.list("streamed-bad").map_err(|e| e.to_string())?.iter().any(|o| o.name == "streamed-bad") {
+        return fail("a stream with the wrong SHA1 was stored");
+    }
     Ok(())
 }

@@ -68,8 +68,41 @@ pub trait Backend: Send + Sync {
     /// whole new one, never a part, and it is durable when this returns.
     fn write(&self, name: &str, data: &[u8], opts: &WriteOptions) -> Result<(), BackendError>;
 
+    /// Stores `size` bytes that `source(offset, length)` hands out piece by piece, with
+    /// the same atomicity as [`Backend::write`], so a file larger than memory can be
+    /// copied without holding it whole. Where `opts.sha1` is given the stored bytes are
+    /// checked against it and a mismatch is a `Corrupt` error that stores nothing.
+    /// The default reads everything first; backends that can do better override it.
+    fn write_stream(&self, name: &str, size: u64, source: &RangeSource<'_>, opts: &WriteOptions) -> Result<(), BackendError> {
+        let data = source(0, size)?;
+        if let Some(want) = &opts.sha1 {
+            check_sha1(name, &sha1_hex(&data), want)?;
+        }
+        self.write(name, &data, opts)
+    }
+
     /// Deletes the object; `NotFound` if it was not there.
     fn remove(&self, name: &str) -> Result<(), BackendError>;
+}
+
+/// Hands out `length` bytes at `offset` of the object being copied.
+pub type RangeSource<'a> = dyn Fn(u64, u64) -> Result<Vec<u8>, BackendError> + Sync + 'a;
+
+/// Pieces [`Backend::write_stream`] asks a source for: big enough to keep a disk or a
+/// connection busy, small enough that a few in flight stay far below memory.
+pub const STREAM_PIECE: u64 = 16 * 1024 * 1024;
+
+pub fn sha1_hex(data: &[u8]) -> String {
+    use sha1::Digest;
+    hex::encode(sha1::Sha1::digest(data))
+}
+
+/// A `Corrupt` error unless the two hex SHA1s agree (case aside).
+pub fn check_sha1(name: &str, got: &str, want: &str) -> Result<(), BackendError> {
+    if got.eq_ignore_ascii_case(want) {
+        return Ok(());
+    }
+    Err(BackendError::new(ErrorKind::Corrupt, name, format!("SHA1 mismatch: expected {want}, got {got}")))
 }
 
 /// Accepts relative names made of non-empty components without `.`/`..` or NUL, so no

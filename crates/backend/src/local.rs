@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use crate::{validate_name, Backend, BackendError, ErrorKind, ObjectInfo, WriteOptions};
+use crate::{check_sha1, validate_name, Backend, BackendError, ErrorKind, ObjectInfo, RangeSource, WriteOptions};
 
 const TMP_MARKER: &str = ".tmp-";
 
@@ -59,6 +59,41 @@ impl LocalBackend {
         Ok(())
     }
 
+    /// Sets an object's modification time (what `sync` does when only the time differs).
+    pub fn set_mtime(&self, name: &str, mtime_millis: i64) -> Result<(), BackendError> {
+        let p = self.path(name)?;
+        File::open(&p).and_then(|f| f.set_modified(time_from_millis(mtime_millis))).map_err(|e| self.err(name, e))
+    }
+
+    /// The one way a file gets written: into a hidden temporary file beside it, with the
+    /// requested mtime, fsync'd, renamed over the name, directory fsync'd. On any error
+    /// (including one from `fill`) the temporary file is removed.
+    fn write_with(&self, name: &str, opts: &WriteOptions, fill: &mut dyn FnMut(&mut File) -> Result<(), BackendError>) -> Result<(), BackendError> {
+        let p = self.path(name)?;
+        let dir = p.parent().unwrap_or(&self.root).to_path_buf();
+        self.ensure_dir(&dir)?;
+        let fname = p.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp = dir.join(format!(".{fname}{TMP_MARKER}{}", random_suffix()));
+        let result = (|| {
+            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp).map_err(|e| self.err(name, e))?;
+            fill(&mut f)?;
+            let io = (|| {
+                if let Some(ms) = opts.mtime_millis {
+                    f.set_modified(time_from_millis(ms))?;
+                }
+                f.sync_all()?;
+                drop(f);
+                fs::rename(&tmp, &p)?;
+                sync_dir(&dir)
+            })();
+            io.map_err(|e| self.err(name, e))
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+
     fn walk(&self, dir: &Path, rel: &str, prefix: &str, out: &mut Vec<ObjectInfo>) -> Result<(), BackendError> {
         let rd = match fs::read_dir(dir) {
             Ok(rd) => rd,
@@ -95,6 +130,14 @@ impl LocalBackend {
 fn is_temp_name(fname: &str) -> bool {
     fname.starts_with('.')
         && fname.rsplit_once(TMP_MARKER).is_some_and(|(_, suffix)| suffix.len() == 16 && suffix.bytes().all(|c| c.is_ascii_hexdigit()))
+}
+
+fn time_from_millis(ms: i64) -> std::time::SystemTime {
+    if ms >= 0 {
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms as u64)
+    } else {
+        std::time::UNIX_EPOCH - std::time::Duration::from_millis(ms.unsigned_abs())
+    }
 }
 
 fn mtime_millis(meta: &fs::Metadata) -> Option<i64> {
@@ -167,32 +210,31 @@ impl Backend for LocalBackend {
     /// `opts.mtime_millis`, when given, becomes the file's modification time (sync
     /// downloads keep the source's times); the file appears under its name only whole.
     fn write(&self, name: &str, data: &[u8], opts: &WriteOptions) -> Result<(), BackendError> {
-        let p = self.path(name)?;
-        let dir = p.parent().unwrap_or(&self.root).to_path_buf();
-        self.ensure_dir(&dir)?;
-        let fname = p.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
-        let tmp = dir.join(format!(".{fname}{TMP_MARKER}{}", random_suffix()));
-        let result = (|| {
-            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
-            f.write_all(data)?;
-            if let Some(ms) = opts.mtime_millis {
-                let t = if ms >= 0 {
-                    std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms as u64)
-                } else {
-                    std::time::UNIX_EPOCH - std::time::Duration::from_millis(ms.unsigned_abs())
-                };
-                f.set_modified(t)?;
+        self.write_with(name, opts, &mut |f| {
+            if let Some(want) = &opts.sha1 {
+                check_sha1(name, &crate::sha1_hex(data), want)?;
             }
-            f.sync_all()?;
-            drop(f);
-            fs::rename(&tmp, &p)?;
-            sync_dir(&dir)
-        })();
-        if let Err(e) = result {
-            let _ = fs::remove_file(&tmp);
-            return Err(self.err(name, e));
-        }
-        Ok(())
+            f.write_all(data).map_err(|e| self.err(name, e))
+        })
+    }
+
+    /// Copies piece by piece into the temporary file, hashing as it goes.
+    fn write_stream(&self, name: &str, size: u64, source: &RangeSource<'_>, opts: &WriteOptions) -> Result<(), BackendError> {
+        use sha1::Digest;
+        self.write_with(name, opts, &mut |f| {
+            let mut h = sha1::Sha1::new();
+            let mut off = 0;
+            while off < size {
+                let piece = source(off, crate::STREAM_PIECE.min(size - off))?;
+                h.update(&piece);
+                f.write_all(&piece).map_err(|e| self.err(name, e))?;
+                off += piece.len() as u64;
+            }
+            match &opts.sha1 {
+                Some(want) => check_sha1(name, &hex::encode(h.finalize()), want),
+                None => Ok(()),
+            }
+        })
     }
 
     fn remove(&self, name: &str) -> Result<(), BackendError> {

@@ -51,6 +51,15 @@ pub struct GlobalArgs {
     /// B2 API base URL (for the emulator or another region)
     #[arg(long, env = "CAIRN_B2_ENDPOINT", global = true, value_name = "URL")]
     pub b2_endpoint: Option<String>,
+    /// Files above this go to B2 as large files in parts (rclone's --b2-upload-cutoff)
+    #[arg(long, env = "CAIRN_B2_UPLOAD_CUTOFF", global = true, value_name = "SIZE", value_parser = cairn_ops::size::parse_size)]
+    pub b2_upload_cutoff: Option<u64>,
+    /// Part size for large-file uploads (rclone's --b2-chunk-size)
+    #[arg(long, env = "CAIRN_B2_CHUNK_SIZE", global = true, value_name = "SIZE", value_parser = cairn_ops::size::parse_size)]
+    pub b2_chunk_size: Option<u64>,
+    /// Server-side copies above this go part by part, in parts of this size (rclone's --b2-copy-cutoff)
+    #[arg(long, env = "CAIRN_B2_COPY_CUTOFF", global = true, value_name = "SIZE", value_parser = cairn_ops::size::parse_size)]
+    pub b2_copy_cutoff: Option<u64>,
 }
 
 #[derive(Subcommand, Debug)]

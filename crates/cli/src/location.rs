@@ -5,14 +5,15 @@ use std::sync::Arc;
 
 use cairn_backend::{Backend, LocalBackend};
 
+use crate::args::GlobalArgs;
 use crate::exit::{fail, ExitCode};
 
-/// Opens the backend for a location; `b2_endpoint` is `--b2-endpoint`/CAIRN_B2_ENDPOINT.
-pub fn open_backend(location: &str, b2_endpoint: Option<&str>) -> anyhow::Result<Arc<dyn Backend>> {
+/// Opens the backend for a location, with the global B2 settings (endpoint, cutoffs).
+pub fn open_backend(location: &str, g: &GlobalArgs) -> anyhow::Result<Arc<dyn Backend>> {
     if location.is_empty() {
         return Err(fail(ExitCode::Fatal, "no repository given: use -r/--repo or set CAIRN_REPOSITORY"));
     }
-    if let Some(b2) = open_b2(location, b2_endpoint)? {
+    if let Some(b2) = open_b2(location, g)? {
         return Ok(b2);
     }
     let path = location.strip_prefix("local:").unwrap_or(location);
@@ -43,10 +44,14 @@ pub fn is_remote(location: &str) -> bool {
 
 /// The B2 backend for a `b2:` or `rclone:` location (None for anything else), kept as
 /// its own type so callers can read its transaction counters.
-pub fn open_b2(location: &str, b2_endpoint: Option<&str>) -> anyhow::Result<Option<Arc<cairn_b2::B2Backend>>> {
+pub fn open_b2(location: &str, g: &GlobalArgs) -> anyhow::Result<Option<Arc<cairn_b2::B2Backend>>> {
     if !is_remote(location) {
         return Ok(None);
     }
-    let loc = cairn_b2::B2Location::parse(location, b2_endpoint).map_err(|e| fail(ExitCode::Fatal, format!("{location}: {e}")))?;
-    Ok(Some(Arc::new(cairn_b2::B2Backend::new(loc)?)))
+    let loc = cairn_b2::B2Location::parse(location, g.b2_endpoint.as_deref()).map_err(|e| fail(ExitCode::Fatal, format!("{location}: {e}")))?;
+    let mut b2 = cairn_b2::B2Backend::new(loc)?;
+    let c = b2.client();
+    let (cutoff, part, copy) = (g.b2_upload_cutoff.unwrap_or(c.upload_cutoff), g.b2_chunk_size.unwrap_or(c.part_size), g.b2_copy_cutoff.unwrap_or(c.copy_cutoff));
+    b2.set_large_file_thresholds(cutoff, part, copy);
+    Ok(Some(Arc::new(b2)))
 }

@@ -8,7 +8,7 @@ use crate::exit::{fail, ExitCode};
 use crate::{location, output, password};
 
 pub fn run(g: &GlobalArgs, a: CopyArgs) -> anyhow::Result<ExitCode> {
-    let src_backend = location::open_backend(&a.from_repo, g.b2_endpoint.as_deref())?;
+    let src_backend = location::open_backend(&a.from_repo, g)?;
     let pw = match (&a.from_password_file, std::env::var("CAIRN_FROM_PASSWORD")) {
         (Some(f), _) => password::read_password_file(f)?,
         (None, Ok(p)) => zeroize::Zeroizing::new(p),

@@ -8,7 +8,7 @@ use crate::{location, output, password};
 
 pub fn run(g: &GlobalArgs, a: InitArgs) -> anyhow::Result<ExitCode> {
     let compression = CompressionMode::parse(&a.compression).map_err(|e| fail(ExitCode::Fatal, e))?;
-    let backend = location::open_backend(g.repo.as_deref().unwrap_or(""), g.b2_endpoint.as_deref())?;
+    let backend = location::open_backend(g.repo.as_deref().unwrap_or(""), g)?;
     let pw = password::get(g, true)?;
     let mut opts = InitOptions { compression, pack_size_mib: a.pack_size, ..InitOptions::default() };
     if let Some(sizes) = &a.chunker_sizes {

@@ -52,7 +52,7 @@ pub const DEFAULT_REMOTE_TRANSFERS: usize = 8;
 /// Opens the repository named by the global options; writes nothing.
 pub fn open_repo(g: &GlobalArgs) -> anyhow::Result<Repository> {
     let loc = g.repo.as_deref().unwrap_or("");
-    let mut backend = location::open_backend(loc, g.b2_endpoint.as_deref())?;
+    let mut backend = location::open_backend(loc, g)?;
     let cache = location::cache_dir(g, loc);
     if let Some(dir) = &cache {
         backend = Arc::new(cairn_backend::CachedBackend::new(backend, dir.clone()));

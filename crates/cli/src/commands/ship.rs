@@ -16,11 +16,11 @@ pub fn run(g: &GlobalArgs, a: ShipArgs) -> anyhow::Result<ExitCode> {
     // files are copied; the files themselves are shipped as they are, still encrypted.
     let repo = Arc::new(super::open_repo(g)?);
     let _lock = repo.lock(LockKind::Shared, "ship")?;
-    let src = location::open_backend(&src_loc, g.b2_endpoint.as_deref())?;
-    let b2 = location::open_b2(&a.dest, g.b2_endpoint.as_deref())?;
+    let src = location::open_backend(&src_loc, g)?;
+    let b2 = location::open_b2(&a.dest, g)?;
     let dst: Arc<dyn Backend> = match &b2 {
         Some(b) => b.clone(),
-        None => location::open_backend(&a.dest, g.b2_endpoint.as_deref())?,
+        None => location::open_backend(&a.dest, g)?,
     };
     let default_transfers = if b2.is_some() { 16 } else { 4 };
     let opts = ShipOptions {

@@ -12,12 +12,16 @@ use crate::output::{self, size};
 struct Side {
     backend: Arc<dyn Backend>,
     b2: Option<Arc<cairn_b2::B2Backend>>,
+    local: Option<Arc<LocalBackend>>,
 }
 
 fn open_side(g: &GlobalArgs, loc: &str) -> anyhow::Result<Side> {
-    match location::open_b2(loc, g.b2_endpoint.as_deref())? {
-        Some(b) => Ok(Side { backend: b.clone(), b2: Some(b) }),
-        None => Ok(Side { backend: Arc::new(LocalBackend::new(loc.strip_prefix("local:").unwrap_or(loc))), b2: None }),
+    match location::open_b2(loc, g)? {
+        Some(b) => Ok(Side { backend: b.clone(), b2: Some(b), local: None }),
+        None => {
+            let l = Arc::new(LocalBackend::new(loc.strip_prefix("local:").unwrap_or(loc)));
+            Ok(Side { backend: l.clone(), b2: None, local: Some(l) })
+        }
     }
 }
 
@@ -29,6 +33,7 @@ fn endpoint(s: &Side) -> Endpoint<'_> {
         hide: None,
         is_local: s.b2.is_none(),
         server_copy: None,
+        set_mtime: None,
     }
 }
 
@@ -46,25 +51,30 @@ pub fn run(g: &GlobalArgs, a: SyncArgs) -> anyhow::Result<ExitCode> {
         },
         newer: if a.skip_newer { Newer::Skip } else if a.replace_newer { Newer::Replace } else { Newer::Error },
         delete: a.delete || a.hard_delete,
-        hard_delete: a.hard_delete,
+        // rclone's `hard_delete = true` on the destination remote means the same.
+        hard_delete: a.hard_delete || dst.b2.as_ref().is_some_and(|b| b.location_config().hard_delete),
         transfers: a.transfers.unwrap_or(if src.b2.is_some() || dst.b2.is_some() { 16 } else { 4 }),
         includes: regexes(&a.includes)?,
         excludes: regexes(&a.excludes)?,
         dry_run: a.dry_run,
     };
     let hide_fn = dst.b2.clone().map(|b| move |name: &str| -> Result<(), BackendError> { b.hide(name) });
-    // B2 to B2 with the same key: b2_copy_file, no download or upload (up to 5 GB).
+    // B2 to B2 with the same key: b2_copy_file (b2_copy_part above the copy cutoff), no
+    // download or upload.
     let copy_fn = match (&src.b2, &dst.b2) {
         (Some(s), Some(d)) if d.same_account(s) => {
             let (s, d) = (s.clone(), d.clone());
-            Some(move |from: &str, to: &str, size: u64| -> Result<bool, BackendError> {
-                if size > 5_000_000_000 {
-                    return Ok(false);
-                }
-                d.copy_from(&s, from, to).map(|_| true)
-            })
+            Some(move |from: &str, to: &str, _size: u64| -> Result<bool, BackendError> { d.copy_from(&s, from, to).map(|_| true) })
         }
         _ => None,
+    };
+    let (b2_dst, local_dst) = (dst.b2.clone(), dst.local.clone());
+    let set_mtime_fn = move |name: &str, ms: i64| -> Result<(), BackendError> {
+        match (&b2_dst, &local_dst) {
+            (Some(b), _) => b.set_mtime(name, ms),
+            (_, Some(l)) => l.set_mtime(name, ms),
+            _ => Ok(()),
+        }
     };
     let src_ep = endpoint(&src);
     let mut dst_ep = endpoint(&dst);
@@ -74,6 +84,7 @@ pub fn run(g: &GlobalArgs, a: SyncArgs) -> anyhow::Result<ExitCode> {
     if let Some(c) = &copy_fn {
         dst_ep.server_copy = Some(c);
     }
+    dst_ep.set_mtime = Some(&set_mtime_fn);
     let bar = output::Bar::new(g);
     let s = sync(&src_ep, &dst_ep, &opts, &bar)?;
     let mut t = cairn_b2::Transactions::default();
@@ -89,10 +100,14 @@ pub fn run(g: &GlobalArgs, a: SyncArgs) -> anyhow::Result<ExitCode> {
     if g.json {
         let mut v = output::transfer_summary(s.files_uploaded, s.bytes_uploaded, s.files_deleted, s.files_skipped, a.dry_run, t);
         v["errors"] = json!(s.errors.len());
+        v["files_touched"] = json!(s.files_touched);
         output::print_json(&v);
     } else if !g.quiet {
         let verb = if a.dry_run { "would transfer" } else { "transferred" };
         println!("{verb} {} files ({}), deleted {}, {} unchanged", s.files_uploaded, size(s.bytes_uploaded), s.files_deleted, s.files_skipped);
+        if s.files_touched > 0 {
+            println!("{} unchanged files had only their modification time updated", s.files_touched);
+        }
         if src.b2.is_some() || dst.b2.is_some() {
             println!("B2 transactions: class A {}, class B {}, class C {}", t.class_a, t.class_b, t.class_c);
         }
