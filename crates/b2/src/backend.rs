@@ -409,7 +409,7 @@ impl Backend for B2Backend {
                     st.0 += 1;
                     turn.notify_all();
                     drop(st);
-                    match self.rt.block_on(self.client.upload_part(&file_id, i as u32 + 1, &data)) {
+                    match self.rt.block_on(self.client.upload_part(&file_id, i as u32 + 1, bytes::Bytes::from(data))) {
                         Ok(sha) => shas.lock().unwrap_or_else(|p| p.into_inner())[i as usize] = sha,
                         Err(e) => {
                             let mut st = state.lock().unwrap_or_else(|p| p.into_inner());

@@ -446,6 +446,8 @@ impl Client {
             return self.upload_large(bucket_id, name, data, content_type, info).await;
         }
         let sha1 = hex::encode(Sha1::digest(data));
+        // One copy of the body, shared by every attempt.
+        let body = bytes::Bytes::copy_from_slice(data);
         let mut attempt = 0;
         loop {
             let url = match self.take_upload_url(bucket_id) {
@@ -468,7 +470,7 @@ impl Client {
                 .header("Content-Type", content_type)
                 .header("X-Bz-Content-Sha1", &sha1)
                 .header("Content-Length", data.len().to_string())
-                .body(data.to_vec());
+                .body(body.clone());
             for (k, v) in info {
                 req = req.header(format!("X-Bz-Info-{k}"), url_encode(v));
             }
@@ -515,8 +517,8 @@ impl Client {
                         shas[n] = Some(sha?);
                     }
                 }
-                let (me, fid, part) = (Arc::clone(self), file_id.clone(), part.to_vec());
-                tasks.spawn(async move { (i, me.upload_part(&fid, i as u32 + 1, &part).await) });
+                let (me, fid, part) = (Arc::clone(self), file_id.clone(), bytes::Bytes::copy_from_slice(part));
+                tasks.spawn(async move { (i, me.upload_part(&fid, i as u32 + 1, part).await) });
             }
             while let Some(done) = tasks.join_next().await {
                 let (n, sha) = done.map_err(|e| B2Error::Invalid(format!("part upload task failed: {e}")))?;
@@ -560,8 +562,9 @@ impl Client {
         Ok(v["contentSha1"].as_str().unwrap_or_default().to_string())
     }
 
-    pub async fn upload_part(&self, file_id: &str, n: u32, part: &[u8]) -> Result<String, B2Error> {
-        let sha1 = hex::encode(Sha1::digest(part));
+    /// Sends part `n`; `part` is shared by the retries, never copied.
+    pub async fn upload_part(&self, file_id: &str, n: u32, part: bytes::Bytes) -> Result<String, B2Error> {
+        let sha1 = hex::encode(Sha1::digest(&part));
         let mut attempt = 0;
         loop {
             let v = self.call("b2_get_upload_part_url", json!({"fileId": file_id})).await?;
@@ -574,7 +577,7 @@ impl Client {
                 .header("X-Bz-Part-Number", n.to_string())
                 .header("X-Bz-Content-Sha1", &sha1)
                 .header("Content-Length", part.len().to_string())
-                .body(part.to_vec())
+                .body(part.clone())
                 .send()
                 .await
             {
