@@ -298,7 +298,7 @@ impl Backend for B2Backend {
             .filter_map(|f| {
                 let name = f.name.strip_prefix(&root)?.to_string();
                 let mtime_millis = f.info.get("src_last_modified_millis").and_then(|v| v.parse().ok()).or(Some(f.upload_timestamp));
-                Some(ObjectInfo { name, size: f.size, mtime_millis, sha1: f.sha1 })
+                Some(ObjectInfo { name, size: f.size, mtime_millis, mtime_nanos: None, sha1: f.sha1 })
             })
             .collect())
     }
@@ -309,7 +309,7 @@ impl Backend for B2Backend {
         let bucket_id = self.bucket_id()?;
         let f = self.rt.block_on(self.client.find_name(&bucket_id, &full)).map_err(|e| self.err(name, e))?;
         match f {
-            Some(f) => Ok(ObjectInfo { name: name.to_string(), size: f.size, mtime_millis: Some(f.upload_timestamp), sha1: f.sha1 }),
+            Some(f) => Ok(ObjectInfo { name: name.to_string(), size: f.size, mtime_millis: Some(f.upload_timestamp), mtime_nanos: None, sha1: f.sha1 }),
             None => Err(BackendError::new(ErrorKind::NotFound, format!("{}/{name}", self.loc.display()), "no such object")),
         }
     }

@@ -16,14 +16,32 @@ fn is_lookalike(c: char) -> bool {
     matches!(c, '\u{2400}'..='\u{241F}') || c == SYMBOL_DEL || c == FULLWIDTH_BACKSLASH || c == QUOTE
 }
 
-/// A local path segment as rclone names it on B2.
+/// Whether `s` starts with two hex digits (an escaped byte after the quote).
+fn hex_pair(s: &str) -> bool {
+    s.len() >= 2 && s.as_bytes()[..2].iter().all(u8::is_ascii_hexdigit)
+}
+
+/// A local path segment as rclone names it on B2. The segment is an object name of the
+/// local backend, where bytes that are not UTF-8 are already the quote and two hex digits
+/// and a literal quote is doubled: exactly rclone's spelling, so those pass through.
 pub fn encode_segment(seg: &str) -> String {
     if seg == "." || seg == ".." {
         return seg.chars().map(|_| FULLWIDTH_DOT).collect();
     }
     let mut out = String::with_capacity(seg.len());
-    for c in seg.chars() {
+    let mut rest = seg;
+    while let Some(c) = rest.chars().next() {
+        rest = &rest[c.len_utf8()..];
         match c {
+            QUOTE if rest.starts_with(QUOTE) => {
+                out.push_str("\u{201B}\u{201B}");
+                rest = &rest[QUOTE.len_utf8()..];
+            }
+            QUOTE if hex_pair(rest) => {
+                out.push(QUOTE);
+                out.push_str(&rest[..2].to_ascii_uppercase());
+                rest = &rest[2..];
+            }
             '\u{01}'..='\u{1F}' => out.push(char::from_u32(0x2400 + c as u32).unwrap_or(c)),
             '\u{7F}' => out.push(SYMBOL_DEL),
             '\\' => out.push(FULLWIDTH_BACKSLASH),
@@ -37,18 +55,30 @@ pub fn encode_segment(seg: &str) -> String {
     out
 }
 
-/// The inverse of [`encode_segment`].
+/// The inverse of [`encode_segment`]: a B2 name segment as a local object name.
 pub fn decode_segment(seg: &str) -> String {
     if !seg.is_empty() && seg.chars().all(|c| c == FULLWIDTH_DOT) && seg.chars().count() <= 2 {
         return ".".repeat(seg.chars().count());
     }
     let mut out = String::with_capacity(seg.len());
-    let mut chars = seg.chars().peekable();
-    while let Some(c) = chars.next() {
+    let mut rest = seg;
+    while let Some(c) = rest.chars().next() {
+        rest = &rest[c.len_utf8()..];
         match c {
-            QUOTE if chars.peek().is_some_and(|n| is_lookalike(*n)) => {
-                if let Some(n) = chars.next() {
+            // A doubled quote, or a lone one, is a literal quote: doubled locally too.
+            QUOTE if rest.starts_with(QUOTE) || !(hex_pair(rest) || rest.chars().next().is_some_and(is_lookalike)) => {
+                out.push_str("\u{201B}\u{201B}");
+                rest = rest.strip_prefix(QUOTE).unwrap_or(rest);
+            }
+            QUOTE if hex_pair(rest) => {
+                out.push(QUOTE);
+                out.push_str(&rest[..2]);
+                rest = &rest[2..];
+            }
+            QUOTE => {
+                if let Some(n) = rest.chars().next() {
                     out.push(n);
+                    rest = &rest[n.len_utf8()..];
                 }
             }
             '\u{2401}'..='\u{241F}' => out.push(char::from_u32(c as u32 - 0x2400).unwrap_or(c)),
@@ -80,7 +110,8 @@ mod tests {
             ("back\\slash", "back\u{FF3C}slash"),
             ("tab\there", "tab\u{2409}here"),
             ("del\u{7F}", "del\u{2421}"),
-            ("quote\u{201B}x", "quote\u{201B}\u{201B}x"),
+            ("quote\u{201B}\u{201B}x", "quote\u{201B}\u{201B}x"),
+            ("bad\u{201B}FEbyte", "bad\u{201B}FEbyte"),
             ("already\u{FF3C}", "already\u{201B}\u{FF3C}"),
             ("sp+ace#%?", "sp+ace#%?"),
         ] {

@@ -28,6 +28,8 @@ pub struct ObjectInfo {
     pub size: u64,
     /// Modification time in milliseconds since the epoch, where the store keeps one.
     pub mtime_millis: Option<i64>,
+    /// The same to the nanosecond, where the store keeps that (local files).
+    pub mtime_nanos: Option<i64>,
     /// Hex SHA1 of the content, where the store keeps one (B2 does).
     pub sha1: Option<String>,
 }
@@ -36,6 +38,8 @@ pub struct ObjectInfo {
 #[derive(Clone, Debug, Default)]
 pub struct WriteOptions {
     pub mtime_millis: Option<i64>,
+    /// Preferred over `mtime_millis` by stores that keep nanoseconds.
+    pub mtime_nanos: Option<i64>,
     pub sha1: Option<String>,
     /// MIME type for stores that keep one (B2); `application/octet-stream` otherwise.
     pub content_type: Option<String>,
@@ -105,6 +109,55 @@ pub fn check_sha1(name: &str, got: &str, want: &str) -> Result<(), BackendError>
     Err(BackendError::new(ErrorKind::Corrupt, name, format!("SHA1 mismatch: expected {want}, got {got}")))
 }
 
+/// The quote that marks escapes in object names of local files (rclone's U+201B).
+pub const NAME_QUOTE: char = '\u{201B}';
+
+/// The object name of a local file name that may not be UTF-8: each byte that is not
+/// part of valid UTF-8 becomes the quote and two hex digits (rclone's spelling of such
+/// bytes on B2), and a literal quote is doubled, so [`os_name`] gives the bytes back.
+pub fn escape_os_name(raw: &[u8]) -> String {
+    let mut out = String::with_capacity(raw.len());
+    for chunk in raw.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c == NAME_QUOTE {
+                out.push(NAME_QUOTE);
+            }
+            out.push(c);
+        }
+        for b in chunk.invalid() {
+            out.push(NAME_QUOTE);
+            out.push_str(&format!("{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The file-name bytes for an object name ([`escape_os_name`] reversed). A quote that
+/// starts neither escape stands for itself.
+pub fn os_name(name: &str) -> std::borrow::Cow<'_, [u8]> {
+    if !name.contains(NAME_QUOTE) {
+        return std::borrow::Cow::Borrowed(name.as_bytes());
+    }
+    let mut out = Vec::with_capacity(name.len());
+    let mut rest = name;
+    while let Some(i) = rest.find(NAME_QUOTE) {
+        out.extend_from_slice(&rest.as_bytes()[..i]);
+        let after = &rest[i + NAME_QUOTE.len_utf8()..];
+        if let Some(tail) = after.strip_prefix(NAME_QUOTE) {
+            out.extend_from_slice(NAME_QUOTE.to_string().as_bytes());
+            rest = tail;
+        } else if let Some(b) = after.get(..2).filter(|h| h.bytes().all(|c| c.is_ascii_hexdigit())).and_then(|h| u8::from_str_radix(h, 16).ok()) {
+            out.push(b);
+            rest = &after[2..];
+        } else {
+            out.extend_from_slice(NAME_QUOTE.to_string().as_bytes());
+            rest = after;
+        }
+    }
+    out.extend_from_slice(rest.as_bytes());
+    std::borrow::Cow::Owned(out)
+}
+
 /// Accepts relative names made of non-empty components without `.`/`..` or NUL, so no
 /// name can reach outside the store's root. (A backslash is an ordinary character in a
 /// Unix file name; `sync` must carry it.)
@@ -122,6 +175,18 @@ pub fn validate_name(name: &str) -> Result<(), BackendError> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn os_names_round_trip() {
+        for raw in [&b"plain"[..], b"bad\xfe\xffbyte", "quote\u{201B}41".as_bytes(), b"\xe2\x80", "\u{201B}".as_bytes()] {
+            let name = escape_os_name(raw);
+            assert_eq!(&*os_name(&name), raw, "{name:?}");
+        }
+        assert_eq!(escape_os_name(b"bad\xfe"), "bad\u{201B}FE");
+        assert_eq!(&*os_name("lone\u{201B}x"), "lone\u{201B}x".as_bytes());
+    }
+
     #[test]
     fn names() {
         for ok in ["config", "data/ab/abcd", "keys/x", "back\\slash"] {

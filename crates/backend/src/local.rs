@@ -28,8 +28,9 @@ impl LocalBackend {
     }
 
     fn path(&self, name: &str) -> Result<PathBuf, BackendError> {
+        use std::os::unix::ffi::OsStrExt;
         validate_name(name)?;
-        Ok(self.root.join(name))
+        Ok(self.root.join(std::ffi::OsStr::from_bytes(&crate::os_name(name))))
     }
 
     fn err(&self, name: &str, e: std::io::Error) -> BackendError {
@@ -59,10 +60,11 @@ impl LocalBackend {
         Ok(())
     }
 
-    /// Sets an object's modification time (what `sync` does when only the time differs).
-    pub fn set_mtime(&self, name: &str, mtime_millis: i64) -> Result<(), BackendError> {
+    /// Sets an object's modification time, in nanoseconds (what `sync` does when only the
+    /// time differs).
+    pub fn set_mtime(&self, name: &str, mtime_nanos: i64) -> Result<(), BackendError> {
         let p = self.path(name)?;
-        File::open(&p).and_then(|f| f.set_modified(time_from_millis(mtime_millis))).map_err(|e| self.err(name, e))
+        File::open(&p).and_then(|f| f.set_modified(time_from_nanos(mtime_nanos))).map_err(|e| self.err(name, e))
     }
 
     /// The one way a file gets written: into a hidden temporary file beside it, with the
@@ -78,8 +80,10 @@ impl LocalBackend {
             let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp).map_err(|e| self.err(name, e))?;
             fill(&mut f)?;
             let io = (|| {
-                if let Some(ms) = opts.mtime_millis {
-                    f.set_modified(time_from_millis(ms))?;
+                match (opts.mtime_nanos, opts.mtime_millis) {
+                    (Some(ns), _) => f.set_modified(time_from_nanos(ns))?,
+                    (None, Some(ms)) => f.set_modified(time_from_millis(ms))?,
+                    (None, None) => {}
                 }
                 f.sync_all()?;
                 drop(f);
@@ -102,9 +106,9 @@ impl LocalBackend {
         };
         for entry in rd {
             let entry = entry.map_err(|e| BackendError::io(dir.display().to_string(), e))?;
-            let Ok(fname) = entry.file_name().into_string() else {
-                tracing::warn!("skipping {}: the name is not valid UTF-8", entry.path().display());
-                continue;
+            let fname = {
+                use std::os::unix::ffi::OsStrExt;
+                crate::escape_os_name(entry.file_name().as_bytes())
             };
             if is_temp_name(&fname) {
                 continue;
@@ -118,7 +122,7 @@ impl LocalBackend {
             if meta.is_dir() {
                 self.walk(&entry.path(), &name, prefix, out)?;
             } else if meta.is_file() && name.starts_with(prefix) {
-                out.push(ObjectInfo { name, size: meta.len(), mtime_millis: mtime_millis(&meta), sha1: None });
+                out.push(ObjectInfo { name, size: meta.len(), mtime_millis: mtime_millis(&meta), mtime_nanos: mtime_nanos(&meta), sha1: None });
             }
         }
         Ok(())
@@ -133,11 +137,20 @@ fn is_temp_name(fname: &str) -> bool {
 }
 
 fn time_from_millis(ms: i64) -> std::time::SystemTime {
-    if ms >= 0 {
-        std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms as u64)
+    time_from_nanos(ms.saturating_mul(1_000_000))
+}
+
+fn time_from_nanos(ns: i64) -> std::time::SystemTime {
+    if ns >= 0 {
+        std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns as u64)
     } else {
-        std::time::UNIX_EPOCH - std::time::Duration::from_millis(ms.unsigned_abs())
+        std::time::UNIX_EPOCH - std::time::Duration::from_nanos(ns.unsigned_abs())
     }
+}
+
+fn mtime_nanos(meta: &fs::Metadata) -> Option<i64> {
+    use std::os::unix::fs::MetadataExt;
+    meta.mtime().checked_mul(1_000_000_000).and_then(|s| s.checked_add(meta.mtime_nsec()))
 }
 
 fn mtime_millis(meta: &fs::Metadata) -> Option<i64> {
@@ -180,7 +193,7 @@ impl Backend for LocalBackend {
         if !meta.is_file() {
             return Err(BackendError::new(ErrorKind::NotFound, p.display().to_string(), "not a regular file"));
         }
-        Ok(ObjectInfo { name: name.to_string(), size: meta.len(), mtime_millis: mtime_millis(&meta), sha1: None })
+        Ok(ObjectInfo { name: name.to_string(), size: meta.len(), mtime_millis: mtime_millis(&meta), mtime_nanos: mtime_nanos(&meta), sha1: None })
     }
 
     fn read(&self, name: &str) -> Result<Vec<u8>, BackendError> {

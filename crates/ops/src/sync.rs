@@ -30,10 +30,13 @@ pub struct Endpoint<'a> {
     /// Copies (source storage name, destination storage name, size) without moving the
     /// bytes through this machine; Ok(false) when it cannot (the caller then copies).
     pub server_copy: Option<&'a (dyn Fn(&str, &str, u64) -> Result<bool, BackendError> + Sync)>,
-    /// Sets a stored object's modification time (ms) without rewriting it; `None` where
-    /// the store keeps no times (the file is then transferred again).
-    pub set_mtime: Option<&'a (dyn Fn(&str, i64) -> Result<(), BackendError> + Sync)>,
+    /// Sets a stored object's modification time (ms, and ns where the source has it)
+    /// without rewriting it; `None` where the store keeps no times (the file is then
+    /// transferred again).
+    pub set_mtime: Option<&'a SetMtime>,
 }
+
+pub type SetMtime = dyn Fn(&str, i64, Option<i64>) -> Result<(), BackendError> + Sync;
 
 pub fn identity(s: &str) -> String {
     s.to_string()
@@ -84,6 +87,7 @@ struct Entry {
     storage_name: String,
     size: u64,
     mtime: Option<i64>,
+    mtime_ns: Option<i64>,
     sha1: Option<String>,
 }
 
@@ -99,7 +103,7 @@ fn list(side: &Endpoint, opts: &SyncOptions) -> Result<BTreeMap<String, Entry>, 
     };
     Ok(objs
         .into_iter()
-        .map(|o| ((side.decode)(&o.name), Entry { storage_name: o.name, size: o.size, mtime: o.mtime_millis, sha1: o.sha1 }))
+        .map(|o| ((side.decode)(&o.name), Entry { storage_name: o.name, size: o.size, mtime: o.mtime_millis, mtime_ns: o.mtime_nanos, sha1: o.sha1 }))
         .filter(|(p, _)| wanted(opts, p))
         .collect())
 }
@@ -133,7 +137,7 @@ fn transfer(src: &Endpoint, dst: &Endpoint, path: &str, e: &Entry) -> Result<(),
             return Ok(());
         }
     }
-    let wo = WriteOptions { mtime_millis: e.mtime, sha1: e.sha1.clone(), content_type: Some(content_type(path).to_string()) };
+    let wo = WriteOptions { mtime_millis: e.mtime, mtime_nanos: e.mtime_ns, sha1: e.sha1.clone(), content_type: Some(content_type(path).to_string()) };
     if e.size > STREAM_ABOVE {
         let source = |off: u64, len: u64| src.backend.read_range(&e.storage_name, off, len);
         return dst.backend.write_stream(&name, e.size, &source, &wo);
@@ -183,8 +187,7 @@ pub fn sync(src: &Endpoint, dst: &Endpoint, opts: &SyncOptions, progress: &dyn c
     let to = list(dst, opts)?;
     let mut s = SyncSummary::default();
     let mut todo: Vec<(&String, &Entry)> = Vec::new();
-    type SetMtime<'b> = &'b (dyn Fn(&str, i64) -> Result<(), BackendError> + Sync);
-    let mut touch: Vec<(&String, String, i64, SetMtime)> = Vec::new();
+    let mut touch: Vec<(&String, &Entry, &Entry, &SetMtime)> = Vec::new();
     for (path, e) in &from {
         let Some(d) = to.get(path) else {
             todo.push((path, e));
@@ -196,12 +199,15 @@ pub fn sync(src: &Endpoint, dst: &Endpoint, opts: &SyncOptions, progress: &dyn c
             Compare::ModTime => {
                 d.size == e.size
                     && match (e.mtime, d.mtime) {
-                        (Some(a), Some(b)) if (a - b).abs() < 1 => true,
+                        // The window is the coarser precision of the two sides, as rclone's:
+                        // a nanosecond between two local trees, a millisecond otherwise.
+                        _ if e.mtime_ns.is_some() && d.mtime_ns.is_some() && e.mtime_ns == d.mtime_ns => true,
+                        (Some(a), Some(b)) if (a - b).abs() < 1 && (e.mtime_ns.is_none() || d.mtime_ns.is_none()) => true,
                         _ if sha1_of(src, e).is_some_and(|a| Some(a) == sha1_of(dst, d)) => {
                             // Same content, another time: as rclone, set the time rather
                             // than transfer the bytes again.
-                            if let (Some(ms), Some(set)) = (e.mtime, dst.set_mtime) {
-                                touch.push((path, d.storage_name.clone(), ms, set));
+                            if let (Some(_), Some(set)) = (e.mtime, dst.set_mtime) {
+                                touch.push((path, e, d, set));
                                 continue;
                             }
                             true
@@ -231,8 +237,8 @@ pub fn sync(src: &Endpoint, dst: &Endpoint, opts: &SyncOptions, progress: &dyn c
         return Ok(s);
     }
 
-    for (path, name, ms, set) in touch {
-        match set(&name, ms) {
+    for (path, e, d, set) in touch {
+        match set(&d.storage_name, e.mtime.unwrap_or_default(), e.mtime_ns) {
             Ok(()) => s.files_touched += 1,
             Err(e) => s.errors.push(format!("{path}: setting the modification time failed: {e}")),
         }

@@ -69,10 +69,10 @@ pub fn run(g: &GlobalArgs, a: SyncArgs) -> anyhow::Result<ExitCode> {
         _ => None,
     };
     let (b2_dst, local_dst) = (dst.b2.clone(), dst.local.clone());
-    let set_mtime_fn = move |name: &str, ms: i64| -> Result<(), BackendError> {
+    let set_mtime_fn = move |name: &str, ms: i64, ns: Option<i64>| -> Result<(), BackendError> {
         match (&b2_dst, &local_dst) {
             (Some(b), _) => b.set_mtime(name, ms),
-            (_, Some(l)) => l.set_mtime(name, ms),
+            (_, Some(l)) => l.set_mtime(name, ns.unwrap_or(ms.saturating_mul(1_000_000))),
             _ => Ok(()),
         }
     };
