@@ -102,6 +102,8 @@ pub enum Command {
     Ship(ShipArgs),
     /// Make DST hold what SRC holds (directories or B2, either way), as rclone sync does
     Sync(SyncArgs),
+    /// Restore a random sample of files and verify them: the yearly restore test
+    Drill(DrillArgs),
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -300,6 +302,32 @@ pub struct CheckArgs {
     /// Read a subset of packs: N/M (deterministic), P% or SIZE (random)
     #[arg(long, value_name = "N/M|P%|SIZE")]
     pub read_data_subset: Option<String>,
+    /// Also compare the SHA1s B2 stores for a ship destination with this repository's
+    /// files, without downloading anything
+    #[arg(long, value_name = "LOCATION")]
+    pub remote_hashes: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct DrillArgs {
+    /// Files drawn from each snapshot (half at random, half weighted by size)
+    #[arg(long, default_value_t = 20)]
+    pub files: usize,
+    /// Snapshots drawn
+    #[arg(long, default_value_t = 3)]
+    pub snapshots: usize,
+    /// Draw snapshots taken within this long before now
+    #[arg(long, default_value = "1y", value_name = "DURATION")]
+    pub within: String,
+    /// Drill this repository (e.g. the offsite copy) instead of -r; the record is kept in both
+    #[arg(long, value_name = "LOCATION")]
+    pub from: Option<String>,
+    /// Also compare restored files with the live files that are unchanged since the snapshot
+    #[arg(long)]
+    pub compare_source: bool,
+    /// List past drills instead of running one
+    #[arg(long)]
+    pub history: bool,
 }
 
 #[derive(Args, Debug)]

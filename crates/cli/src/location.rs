@@ -16,8 +16,10 @@ pub fn open_backend(location: &str, g: &GlobalArgs) -> anyhow::Result<Arc<dyn Ba
     if let Some(b2) = open_b2(location, g)? {
         return Ok(b2);
     }
-    let path = location.strip_prefix("local:").unwrap_or(location);
-    Ok(Arc::new(LocalBackend::new(PathBuf::from(path))))
+    let path = PathBuf::from(location.strip_prefix("local:").unwrap_or(location));
+    // An absolute path names the repository the same way from any working directory
+    // (verification records are kept per location).
+    Ok(Arc::new(LocalBackend::new(std::fs::canonicalize(&path).unwrap_or(path))))
 }
 
 /// The metadata cache directory for a remote repository: `--cache-dir`/CAIRN_CACHE_DIR,

@@ -18,6 +18,7 @@ mod index;
 mod keyfile;
 mod lock;
 mod pack;
+mod record;
 mod snapshot;
 mod tree;
 
@@ -30,5 +31,6 @@ pub use index::{IndexFile, IndexPack};
 pub use keyfile::KeyFile;
 pub use lock::Lock;
 pub use pack::{decode_header, encode_header, BlobType, PackEntry, PACK_ENTRY_LEN};
+pub use record::{DrillRecord, VerifiedRecord};
 pub use snapshot::{Snapshot, SnapshotSummary};
 pub use tree::{Node, NodeType, Timestamp, Tree, Xattr};

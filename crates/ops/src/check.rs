@@ -8,8 +8,6 @@
 
 use std::collections::{HashMap, HashSet};
 
-use rand::seq::SliceRandom;
-
 use cairn_format::{BlobId, NodeType, PackEntry, PackId};
 use cairn_repo::{pack_name, read_pack_header, Repository, DATA_DIR};
 
@@ -24,9 +22,9 @@ pub enum ReadData {
     /// Subset `n` of `m` (1-based): packs whose first ID byte modulo `m` is `n - 1`.
     /// Deterministic, so `1/12` .. `12/12` over a year reads every pack once.
     Subset(u32, u32),
-    /// A random fraction (0..=1) of the packs.
+    /// A fraction (0..=1) of the packs: never-verified, then least recently verified first.
     Fraction(f64),
-    /// Random packs up to this many bytes.
+    /// Packs up to this many bytes, in the same order.
     Bytes(u64),
 }
 
@@ -67,7 +65,9 @@ pub struct CheckSummary {
     pub bytes_read: u64,
 }
 
-pub fn check(repo: &Repository, read: ReadData) -> Result<CheckSummary, OpsError> {
+/// Checks the repository; packs read back intact are recorded as verified at
+/// `location` (rolling verification), and a subset reads the least recently verified.
+pub fn check(repo: &Repository, read: ReadData, location: &str) -> Result<CheckSummary, OpsError> {
     let mut s = CheckSummary::default();
     if let Err(e) = repo.list_keys() {
         s.errors.push(format!("keys: {e}"));
@@ -159,18 +159,19 @@ pub fn check(repo: &Repository, read: ReadData) -> Result<CheckSummary, OpsError
     // Data: read packs back.
     let mut packs: Vec<PackId> = sizes.keys().copied().filter(|p| listed.contains_key(p)).collect();
     packs.sort();
-    let chosen: Vec<PackId> = match read {
-        ReadData::None => Vec::new(),
-        ReadData::All => packs,
-        ReadData::Subset(n, m) => packs.into_iter().filter(|p| u32::from(p.0[0]) % m == n - 1).collect(),
-        ReadData::Fraction(f) => {
-            packs.shuffle(&mut rand::thread_rng());
+    let log = if read == ReadData::None { None } else { Some(crate::verified::VerificationLog::load(repo)?) };
+    let chosen: Vec<PackId> = match (read, &log) {
+        (ReadData::None, _) | (_, None) => Vec::new(),
+        (ReadData::All, _) => packs,
+        (ReadData::Subset(n, m), _) => packs.into_iter().filter(|p| u32::from(p.0[0]) % m == n - 1).collect(),
+        (ReadData::Fraction(f), Some(log)) => {
+            let mut packs = log.order(location, packs);
             let k = ((packs.len() as f64) * f).ceil() as usize;
             packs.truncate(k.min(packs.len()));
             packs
         }
-        ReadData::Bytes(limit) => {
-            packs.shuffle(&mut rand::thread_rng());
+        (ReadData::Bytes(limit), Some(log)) => {
+            let packs = log.order(location, packs);
             let mut total = 0;
             packs.into_iter().take_while(|p| {
                 total += sizes[p];
@@ -178,10 +179,12 @@ pub fn check(repo: &Repository, read: ReadData) -> Result<CheckSummary, OpsError
             }).collect()
         }
     };
+    let mut intact = Vec::new();
     for pack in &chosen {
         let expected = by_pack.get(pack).map(Vec::as_slice).unwrap_or(&[]);
         match read_pack(repo, pack, expected) {
             Ok((blobs, bytes)) => {
+                intact.push(*pack);
                 s.packs_checked += 1;
                 s.blobs_checked += blobs;
                 s.bytes_read += bytes;
@@ -195,6 +198,12 @@ pub fn check(repo: &Repository, read: ReadData) -> Result<CheckSummary, OpsError
         }
     }
 
+    if let Some(log) = log {
+        // Best effort: a read-only repository can still be checked.
+        if let Err(e) = log.record(repo, location, &intact, chrono::Utc::now().timestamp()) {
+            s.info.push(format!("could not record which packs were verified: {e}"));
+        }
+    }
     if !bad_blobs.is_empty() {
         s.affected = affected_files(repo, &snapshots, &bad_blobs);
     }

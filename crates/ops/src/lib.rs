@@ -27,6 +27,8 @@ pub mod size;
 pub mod snapshots;
 pub mod stats;
 pub mod sync;
+pub mod verified;
+pub mod drill;
 pub mod walk;
 
 pub use error::OpsError;

@@ -37,8 +37,14 @@ pub struct ShipSummary {
     pub verified: bool,
 }
 
-/// Upload phases, in the order that keeps the destination consistent.
-const PHASES: [&str; 5] = ["data/", "index/", "keys/", "config", "snapshots/"];
+/// Upload phases, in the order that keeps the destination consistent. Drill and
+/// verification records come last; they are merged, never deleted, at the destination
+/// (a drill or check run there writes its own).
+const PHASES: [&str; 7] = ["data/", "index/", "keys/", "config", "snapshots/", "drills/", "verified/"];
+
+fn is_record(name: &str) -> bool {
+    name.starts_with("drills/") || name.starts_with("verified/")
+}
 
 fn phase_of(name: &str) -> Option<usize> {
     PHASES.iter().position(|p| if p.ends_with('/') { name.starts_with(p) } else { name == *p })
@@ -82,7 +88,7 @@ pub fn ship(src: &dyn Backend, dst: &dyn Backend, opts: &ShipOptions, progress: 
             phases[p].push(o);
         }
     }
-    let mut deletions: Vec<String> = there.keys().filter(|n| !have.contains_key(*n)).cloned().collect();
+    let mut deletions: Vec<String> = there.keys().filter(|n| !have.contains_key(*n) && !is_record(n)).cloned().collect();
     // Snapshots first, then index files, then everything else (packs, keys).
     deletions.sort_by_key(|n| match phase_of(n) {
         Some(4) => 0,
@@ -175,6 +181,50 @@ pub fn ship(src: &dyn Backend, dst: &dyn Backend, opts: &ShipOptions, progress: 
         s.verified = true;
     }
     Ok(s)
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct HashReport {
+    pub files_compared: u64,
+    pub bytes_hashed: u64,
+    pub problems: Vec<String>,
+}
+
+/// Compares the SHA1s a destination stores (B2 keeps one per file) with the source's
+/// repository files, hashing the source only: nothing is downloaded. Drill and
+/// verification records are left out (each side writes its own).
+pub fn compare_hashes(src: &dyn Backend, dst: &dyn Backend) -> Result<HashReport, OpsError> {
+    let have = listing(src)?;
+    let there = listing(dst)?;
+    let mut r = HashReport::default();
+    for (name, o) in have.iter().filter(|(n, _)| !is_record(n)) {
+        let Some(t) = there.get(name) else {
+            r.problems.push(format!("{}/{name}: missing", dst.location()));
+            continue;
+        };
+        if t.size != o.size {
+            r.problems.push(format!("{}/{name}: size {} differs from the local {}", dst.location(), t.size, o.size));
+            continue;
+        }
+        let Some(remote) = &t.sha1 else {
+            r.problems.push(format!("{}/{name}: the destination keeps no SHA1 for it", dst.location()));
+            continue;
+        };
+        let mut h = <sha1::Sha1 as sha1::Digest>::new();
+        let mut off = 0;
+        while off < o.size {
+            let piece = src.read_range(name, off, cairn_backend::STREAM_PIECE.min(o.size - off)).map_err(cairn_repo::RepoError::from)?;
+            sha1::Digest::update(&mut h, &piece);
+            off += piece.len() as u64;
+        }
+        let local = hex::encode(sha1::Digest::finalize(h));
+        r.files_compared += 1;
+        r.bytes_hashed += o.size;
+        if !local.eq_ignore_ascii_case(remote) {
+            r.problems.push(format!("{}/{name}: SHA1 {remote} differs from the local file's {local}", dst.location()));
+        }
+    }
+    Ok(r)
 }
 
 const RECOVERY_TEXT: &str = "This is a cairn backup repository.\n\

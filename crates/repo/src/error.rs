@@ -34,7 +34,7 @@ impl RepoError {
         RepoError::Corrupt { object: object.into(), reason: reason.to_string() }
     }
 
-    pub(crate) fn format(object: impl Into<String>, e: FormatError) -> RepoError {
+    pub fn format(object: impl Into<String>, e: FormatError) -> RepoError {
         RepoError::corrupt(object, e)
     }
 }

@@ -8,6 +8,10 @@ pub enum FileKind {
     Index,
     Snapshot,
     Lock,
+    /// `drills/`: one record per `cairn drill`.
+    Drill,
+    /// `verified/`: when packs were last read back intact (rolling verification).
+    Verified,
 }
 
 impl FileKind {
@@ -17,6 +21,8 @@ impl FileKind {
             FileKind::Index => "index/",
             FileKind::Snapshot => "snapshots/",
             FileKind::Lock => "locks/",
+            FileKind::Drill => "drills/",
+            FileKind::Verified => "verified/",
         }
     }
 
@@ -27,6 +33,8 @@ impl FileKind {
             FileKind::Index => b"cairn v1 index",
             FileKind::Snapshot => b"cairn v1 snapshot",
             FileKind::Lock => b"cairn v1 lock",
+            FileKind::Drill => b"cairn v1 drill",
+            FileKind::Verified => b"cairn v1 verified",
         }
     }
 

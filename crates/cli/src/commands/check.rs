@@ -15,7 +15,17 @@ pub fn run(g: &GlobalArgs, a: CheckArgs) -> anyhow::Result<ExitCode> {
     };
     let repo = std::sync::Arc::new(super::open_repo(g)?);
     let _lock = repo.lock(LockKind::Shared, "check")?;
-    let s = check(&repo, read)?;
+    let location = repo.backend().location();
+    let mut s = check(&repo, read, &location)?;
+    let mut hashes = None;
+    if let Some(dest) = &a.remote_hashes {
+        let dst = crate::location::open_backend(dest, g)?;
+        let h = cairn_ops::ship::compare_hashes(repo.backend().as_ref(), dst.as_ref())?;
+        s.errors.extend(h.problems.iter().cloned());
+        hashes = Some(h);
+    }
+    // Reading packs from B2 is billed download traffic: say what this check cost.
+    let egress = if crate::location::is_remote(g.repo.as_deref().unwrap_or("")) { s.bytes_read } else { 0 };
     if g.json {
         output::print_json(&json!({
             "message_type": "summary",
@@ -23,6 +33,8 @@ pub fn run(g: &GlobalArgs, a: CheckArgs) -> anyhow::Result<ExitCode> {
             "packs_checked": s.packs_checked,
             "blobs_checked": s.blobs_checked,
             "bytes_read": s.bytes_read,
+            "egress_bytes": egress,
+            "remote_files_compared": hashes.as_ref().map(|h| h.files_compared),
             "snapshots_checked": s.snapshots_checked,
             "trees_checked": s.trees_checked,
             "error_list": s.errors,
@@ -33,6 +45,12 @@ pub fn run(g: &GlobalArgs, a: CheckArgs) -> anyhow::Result<ExitCode> {
         println!("checked {} snapshots, {} trees", s.snapshots_checked, s.trees_checked);
         if read != ReadData::None {
             println!("read {} packs ({}), verified {} blobs", s.packs_checked, size(s.bytes_read), s.blobs_checked);
+            if egress > 0 {
+                println!("downloaded {} from B2 (egress)", size(egress));
+            }
+        }
+        if let (Some(h), Some(dest)) = (&hashes, &a.remote_hashes) {
+            println!("compared {} files ({}) with the SHA1s stored at {dest}, nothing downloaded", h.files_compared, size(h.bytes_hashed));
         }
         for i in &s.info {
             println!("info: {i}");

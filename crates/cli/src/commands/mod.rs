@@ -2,6 +2,7 @@ mod backup;
 mod browse;
 mod check;
 mod copy;
+mod drill;
 mod forget;
 mod init;
 mod ls;
@@ -42,6 +43,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Copy(a) => copy::run(g, a),
         Command::Ship(a) => ship::run(g, a),
         Command::Sync(a) => sync::run(g, a),
+        Command::Drill(a) => drill::run(g, a),
     }
 }
 

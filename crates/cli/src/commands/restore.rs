@@ -14,6 +14,7 @@ pub fn run(g: &GlobalArgs, a: RestoreArgs) -> anyhow::Result<ExitCode> {
         None => (a.snapshot.clone(), None),
     };
     let opts = RestoreOptions {
+        only: None,
         target: a.target.clone(),
         subpath,
         includes: PathFilter::new(&a.includes, &a.iincludes)?,

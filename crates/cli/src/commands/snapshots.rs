@@ -25,6 +25,9 @@ pub fn run(g: &GlobalArgs, a: SnapshotsArgs) -> anyhow::Result<ExitCode> {
         }).collect();
         snaps.sort_by(|x, y| x.snapshot.time.cmp(&y.snapshot.time));
     }
+    if !snaps.is_empty() {
+        warn_without_drill(&repo);
+    }
     if g.json {
         output::print_json(&serde_json::Value::Array(snaps.iter().map(output::snapshot_json).collect()));
         return Ok(ExitCode::Ok);
@@ -45,4 +48,14 @@ pub fn run(g: &GlobalArgs, a: SnapshotsArgs) -> anyhow::Result<ExitCode> {
     println!("{}", "-".repeat(80));
     println!("{} snapshots", snaps.len());
     Ok(ExitCode::Ok)
+}
+
+/// Backups nobody has tried to restore are a hope, not a backup: one line when no drill
+/// has passed in the last 13 months.
+fn warn_without_drill(repo: &cairn_repo::Repository) {
+    let since = cairn_ops::forget::Duration { months: 13, ..Default::default() }.before(chrono::Local::now().fixed_offset());
+    let passed = cairn_ops::drill::history(repo).map(|h| h.iter().any(|d| d.ok && d.time >= since)).unwrap_or(true);
+    if !passed {
+        eprintln!("warning: no restore drill has passed in the last 13 months; run `cairn drill` to prove these backups can be read back");
+    }
 }

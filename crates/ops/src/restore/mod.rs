@@ -50,6 +50,9 @@ pub struct RestoreOptions {
     /// Remove files in restored directories that the snapshot does not have.
     pub delete: bool,
     pub dry_run: bool,
+    /// Restore only these files (absolute snapshot paths, exact bytes) and the
+    /// directories above them: how `drill` restores its sample.
+    pub only: Option<std::sync::Arc<std::collections::HashSet<Vec<u8>>>>,
 }
 
 #[derive(Clone, Debug, Default, serde::Serialize)]

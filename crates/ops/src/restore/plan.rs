@@ -129,7 +129,10 @@ impl Builder<'_> {
             if self.opts.excludes.matches(&pstr) {
                 continue;
             }
-            let inc = included || self.opts.includes.matches(&pstr);
+            let inc = match &self.opts.only {
+                Some(only) => only.contains(&path),
+                None => included || self.opts.includes.matches(&pstr),
+            };
             let child_dest = dest.join(OsStr::from_bytes(node.name.as_slice()));
             if node.node_type == NodeType::Dir {
                 let mut sub_out = Vec::new();
