@@ -181,6 +181,11 @@ fn recovery_from_a_bare_machine_and_a_drill_of_the_offsite_copy() {
     assert!(out.status.success(), "{}", stderr(&out));
     let h = json_last_line(&env.ok(&["drill", "--history", "--json"]));
     assert_eq!(h[0]["location"], "b2:bare-bucket/home", "{h}");
+    // Reading packs from B2 costs egress, and check says how much.
+    let out = b2(&env, &emu).args(["-r", "b2:bare-bucket/home", "check", "--read-data-subset", "50%", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let c = json_last_line(&String::from_utf8_lossy(&out.stdout));
+    assert!(c["egress_bytes"].as_u64().unwrap() > 0 && c["egress_bytes"] == c["bytes_read"], "{c}");
 
     // A new machine: empty HOME, no cache, no config; only the B2 key and the password.
     let home = env.path("bare-home");
