@@ -131,8 +131,11 @@ impl<R: Read> Chunks<'_, R> {
             self.start = 0;
         }
         while !self.eof && self.buf.len() - self.start < max {
+            // Grow with what the stream has shown so far (doubling from 64 KiB up to two
+            // maximal chunks): a 4 KiB file must not pay for zeroing a 16 MiB buffer, which
+            // dominated backups of many small files.
             let old = self.buf.len();
-            let want = (self.start + 2 * max).max(old + 64 * 1024);
+            let want = (old + old.max(64 * 1024)).min(self.start + 2 * max).max(old + 64 * 1024);
             self.buf.resize(want, 0);
             match self.reader.read(&mut self.buf[old..]) {
                 Ok(0) => {

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# cairn side by side with restic, rustic and borg on the same corpora, one tool after
+# the other, page cache warm. Steps: init, first backup, unchanged re-backup, backup
+# after a 1% mutation, restore of the latest snapshot, forget+prune, check. Records wall
+# time and peak RSS (/usr/bin/time) and repository size; prints one table per corpus
+# with cairn's ratio to each tool (>1 means cairn is faster / smaller).
+#
+# Usage: benches/compare.sh [--scale S] [--runs N] [--tools "cairn restic rustic borg"] [--corpus "small mixed"]
+# Installs restic and borgbackup (Debian) and rustic (cargo install rustic-rs) when missing.
+# Everything happens under $BENCH_DIR (default /tmp/cairn-bench); results go to
+# $BENCH_DIR/results.tsv and the tables to stdout.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SCALE=1 RUNS=3 TOOLS="cairn restic rustic borg" CORPORA="small mixed"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --scale) SCALE=$2; shift 2 ;;
+    --runs) RUNS=$2; shift 2 ;;
+    --tools) TOOLS=$2; shift 2 ;;
+    --corpus) CORPORA=$2; shift 2 ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+W=${BENCH_DIR:-/tmp/cairn-bench}
+mkdir -p "$W"
+export PASS=bench-password-not-secret
+
+need() { command -v "$1" >/dev/null 2>&1; }
+for t in $TOOLS; do
+  case $t in
+    restic) need restic || apt-get install -y -q restic >/dev/null ;;
+    borg) need borg || apt-get install -y -q borgbackup >/dev/null ;;
+    rustic) need rustic || cargo install --locked -q rustic-rs ;;
+  esac
+done
+need /usr/bin/time || apt-get install -y -q time >/dev/null
+cargo build --release -q --bin cairn
+CAIRN="$PWD/target/release/cairn"
+
+# run TOOL STEP CMD...: times one step, appends "tool corpus run step seconds peak_kib".
+run() {
+  local tool=$1 step=$2; shift 2
+  if ! /usr/bin/time -f "TIME %e %M" -o "$W/time.txt" "$@" >/dev/null 2>"$W/last.err"; then
+    echo "$tool $step failed:" >&2; tail -5 "$W/last.err" >&2; exit 1
+  fi
+  echo -e "$tool\t$CORPUS\t$RUN\t$step\t$(grep '^TIME' "$W/time.txt" | awk '{print $2"\t"$3}')" >> "$W/results.tsv"
+}
+
+tool_steps() {
+  local tool=$1 repo="$W/repo-$1" src="$W/src" target="$W/restore-$1"
+  rm -rf "$repo" "$target"
+  case $tool in
+    cairn)
+      export CAIRN_PASSWORD=$PASS CAIRN_REPOSITORY=$repo
+      run cairn init "$CAIRN" init -q
+      run cairn backup "$CAIRN" backup -q "$src"
+      run cairn rebackup "$CAIRN" backup -q "$src"
+      python3 benches/corpus.py mutate "$src" >/dev/null
+      run cairn mutated "$CAIRN" backup -q "$src"
+      run cairn restore "$CAIRN" restore latest --target "$target" -q
+      run cairn prune "$CAIRN" forget --keep-last 1 --prune -q
+      run cairn check "$CAIRN" check -q ;;
+    restic)
+      export RESTIC_PASSWORD=$PASS RESTIC_REPOSITORY=$repo
+      run restic init restic init
+      run restic backup restic backup -q "$src"
+      run restic rebackup restic backup -q "$src"
+      python3 benches/corpus.py mutate "$src" >/dev/null
+      run restic mutated restic backup -q "$src"
+      run restic restore restic restore latest --target "$target"
+      run restic prune restic forget --keep-last 1 --prune
+      run restic check restic check ;;
+    rustic)
+      local r=(rustic -r "$repo" --password "$PASS" --no-progress)
+      run rustic init "${r[@]}" init
+      run rustic backup "${r[@]}" backup "$src"
+      run rustic rebackup "${r[@]}" backup "$src"
+      python3 benches/corpus.py mutate "$src" >/dev/null
+      run rustic mutated "${r[@]}" backup "$src"
+      run rustic restore "${r[@]}" restore latest "$target"
+      run rustic prune "${r[@]}" forget --keep-last 1 --prune
+      run rustic check "${r[@]}" check ;;
+    borg)
+      export BORG_PASSPHRASE=$PASS BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
+      run borg init borg init -e repokey-blake2 "$repo"
+      run borg backup borg create "$repo::b1" "$src"
+      run borg rebackup borg create "$repo::b2" "$src"
+      python3 benches/corpus.py mutate "$src" >/dev/null
+      run borg mutated borg create "$repo::b3" "$src"
+      mkdir -p "$target"
+      run borg restore sh -c "cd '$target' && borg extract '$repo::b3'"
+      run borg prune sh -c "borg prune --keep-last 1 '$repo' && borg compact '$repo'"
+      run borg check borg check "$repo" ;;
+  esac
+  echo -e "$tool\t$CORPUS\t$RUN\tsize\t$(du -sb "$repo" | cut -f1)\t0" >> "$W/results.tsv"
+  rm -rf "$target"
+}
+
+: > "$W/results.tsv"
+for CORPUS in $CORPORA; do
+  rm -rf "$W/pristine"
+  python3 benches/corpus.py "$CORPUS" "$W/pristine" --scale "$SCALE"
+  bytes=$(du -sb "$W/pristine" | cut -f1)
+  echo -e "raw\t$CORPUS\t1\tbytes\t$bytes\t0" >> "$W/results.tsv"
+  RUN=1 run raw read sh -c "find '$W/pristine' -type f -print0 | xargs -0 cat > /dev/null"
+  for RUN in $(seq 1 "$RUNS"); do
+    for t in $TOOLS; do
+      rm -rf "$W/src"; cp -a "$W/pristine" "$W/src"
+      find "$W/src" -type f -print0 | xargs -0 cat > /dev/null   # warm cache
+      tool_steps "$t"
+    done
+  done
+done
+python3 benches/table.py "$W/results.tsv"

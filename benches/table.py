@@ -1,0 +1,51 @@
+#!/usr/bin/env python3
+"""Prints benches/compare.sh results as Markdown tables: medians over runs, cairn's ratio
+to each other tool (time and RSS: other / cairn, so >1 means cairn is better; size the
+same)."""
+
+import statistics
+import sys
+from collections import defaultdict
+
+STEPS = ["init", "backup", "rebackup", "mutated", "restore", "prune", "check", "size"]
+
+
+def main(path: str) -> None:
+    rows = defaultdict(list)  # (corpus, tool, step) -> [(secs, kib)]
+    raw = {}
+    for line in open(path):
+        tool, corpus, _run, step, a, b = line.rstrip("\n").split("\t")
+        if tool == "raw":
+            raw[(corpus, step)] = (float(a), int(b))
+            continue
+        rows[(corpus, tool, step)].append((float(a), int(b)))
+    corpora = sorted({k[0] for k in rows})
+    for corpus in corpora:
+        tools = [t for t in ["cairn", "restic", "rustic", "borg"] if (corpus, t, "backup") in rows]
+        size = raw.get((corpus, "bytes"), (0, 0))[0]
+        read = raw.get((corpus, "read"), (0, 0))[0]
+        print(f"\n### {corpus}: {size / 2**20:.0f} MiB; reading it (cat) takes {read:.2f} s\n")
+        print("| step | " + " | ".join(f"{t} s / MiB RSS" for t in tools) + " | " + " | ".join(f"vs {t}" for t in tools[1:]) + " |")
+        print("|---" * (1 + len(tools) + len(tools) - 1) + "|")
+        for step in STEPS:
+            med = {}
+            for t in tools:
+                v = rows.get((corpus, t, step))
+                if v:
+                    med[t] = (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v))
+            if "cairn" not in med:
+                continue
+            if step == "size":
+                cells = [f"{med[t][0] / 2**20:.0f} MiB" if t in med else "-" for t in tools]
+                ratios = [f"{med[t][0] / med['cairn'][0]:.2f}x smaller" if t in med and med["cairn"][0] else "-" for t in tools[1:]]
+            else:
+                cells = [f"{med[t][0]:.2f} / {med[t][1] / 1024:.0f}" if t in med else "-" for t in tools]
+                ratios = [
+                    f"{med[t][0] / max(med['cairn'][0], 0.01):.2f}x time, {med[t][1] / max(med['cairn'][1], 1):.2f}x RSS" if t in med else "-"
+                    for t in tools[1:]
+                ]
+            print(f"| {step} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
