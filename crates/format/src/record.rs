@@ -38,7 +38,7 @@ impl DrillRecord {
 }
 
 /// When each pack was last read back whole and found intact, per location: location ->
-/// pack ID (hex) -> Unix seconds. Files are merged on reading (the latest time wins), so
+/// pack ID (hex) -> Unix milliseconds (fine enough to order checks run back to back). Files are merged on reading (the latest time wins), so
 /// concurrent writers lose nothing.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VerifiedRecord {

@@ -200,7 +200,7 @@ pub fn check(repo: &Repository, read: ReadData, location: &str) -> Result<CheckS
 
     if let Some(log) = log {
         // Best effort: a read-only repository can still be checked.
-        if let Err(e) = log.record(repo, location, &intact, chrono::Utc::now().timestamp()) {
+        if let Err(e) = log.record(repo, location, &intact, chrono::Utc::now().timestamp_millis()) {
             s.info.push(format!("could not record which packs were verified: {e}"));
         }
     }

@@ -5,8 +5,6 @@
 //! sampling the same ones again. A pack that failed is not recorded, so it stays at the
 //! front of the queue and every later check reads it again until it is repaired.
 
-use std::collections::BTreeMap;
-
 use rand::seq::SliceRandom;
 
 use cairn_format::{PackId, VerifiedRecord};
@@ -40,7 +38,7 @@ impl VerificationLog {
         Ok(VerificationLog { merged, files })
     }
 
-    /// Unix seconds when `pack` was last verified at `location`.
+    /// Unix milliseconds when `pack` was last verified at `location`.
     pub fn last_verified(&self, location: &str, pack: &PackId) -> Option<i64> {
         self.merged.locations.get(location)?.get(&pack.to_hex()).copied()
     }
@@ -51,11 +49,6 @@ impl VerificationLog {
         packs.shuffle(&mut rand::thread_rng());
         packs.sort_by_key(|p| self.last_verified(location, p).unwrap_or(i64::MIN));
         packs
-    }
-
-    /// How many of `packs` were ever verified at `location`.
-    pub fn covered(&self, location: &str, packs: impl Iterator<Item = PackId>) -> usize {
-        packs.filter(|p| self.last_verified(location, p).is_some()).count()
     }
 
     /// Records `packs` as verified at `location` at `now`: one new file holding every
@@ -81,10 +74,5 @@ impl VerificationLog {
             repo.remove_file(FileKind::Verified, old)?;
         }
         Ok(())
-    }
-
-    /// Locations with the time of their latest verification.
-    pub fn latest_by_location(&self) -> BTreeMap<String, i64> {
-        self.merged.locations.iter().filter_map(|(l, m)| m.values().max().map(|t| (l.clone(), *t))).collect()
     }
 }
