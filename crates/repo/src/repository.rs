@@ -452,6 +452,7 @@ impl Repository {
             return Ok((id, false));
         }
         let (compressed, payload) = match self.compression {
+            Some(_) if !worth_compressing(plaintext) => (false, std::borrow::Cow::Borrowed(plaintext)),
             Some(level) => match zstd::bulk::compress(plaintext, level) {
                 Ok(c) if c.len() < plaintext.len() => (true, std::borrow::Cow::Owned(c)),
                 _ => (false, std::borrow::Cow::Borrowed(plaintext)),
@@ -702,4 +703,47 @@ pub(crate) fn parallel_map<T: Sync, R: Send>(
     });
     let mut results = results.into_inner().unwrap_or_else(lock_poisoned);
     (0..items.len()).map(|i| results.remove(&i).unwrap_or_else(|| Err(RepoError::Invalid("worker lost".into())))).collect()
+}
+
+/// Whether zstd is worth running on a blob: three 8 KiB samples (start, middle, end)
+/// compressed at the fastest level must shrink by at least 5%. Random or already
+/// compressed data (media, archives) then costs one cheap probe instead of a full
+/// zstd pass that would be thrown away; small blobs are always tried.
+fn worth_compressing(data: &[u8]) -> bool {
+    const SAMPLE: usize = 8 * 1024;
+    if data.len() <= 4 * SAMPLE {
+        return true;
+    }
+    let mut sample = Vec::with_capacity(3 * SAMPLE);
+    for start in [0, data.len() / 2 - SAMPLE / 2, data.len() - SAMPLE] {
+        sample.extend_from_slice(&data[start..start + SAMPLE]);
+    }
+    match zstd::bulk::compress(&sample, 1) {
+        Ok(c) => c.len() * 100 < sample.len() * 95,
+        Err(_) => true,
+    }
+}
+
+#[cfg(test)]
+mod probe_tests {
+    #[test]
+    fn probe_skips_random_data_and_keeps_text() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let random: Vec<u8> = (0..1 << 20)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        assert!(!super::worth_compressing(&random));
+        let text = b"2026-11-22 INFO request GET /index.html 200 1234us\n".repeat(20_000);
+        assert!(super::worth_compressing(&text));
+        // Random at both ends but text in the middle: the middle sample keeps zstd.
+        let mut mixed = random.clone();
+        mixed[300_000..700_000].copy_from_slice(&text[..400_000]);
+        assert!(super::worth_compressing(&mixed));
+        assert!(super::worth_compressing(&random[..1000]), "small blobs are always tried");
+    }
 }

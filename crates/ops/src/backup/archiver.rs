@@ -20,8 +20,8 @@ use crate::meta::{node_from_metadata, NameCache};
 use crate::OpsError;
 
 /// Chunks of one file hashed, compressed and sealed in parallel at a time. Bounds the
-/// memory a single large file can hold (32 MiB plus the chunker's buffer).
-const BATCH_BYTES: usize = 32 * 1024 * 1024;
+/// memory a single large file can hold (three batches plus the chunker's buffer).
+const BATCH_BYTES: usize = 8 * 1024 * 1024;
 
 #[derive(Default)]
 pub struct Counters {
@@ -259,7 +259,7 @@ impl<'a> Archiver<'a> {
                 return Ok(FileOutcome::Failed);
             }
         };
-        let (content, read) = match self.save_content(&f) {
+        let (content, read) = match self.save_content(&f, node.size) {
             Ok(x) => x,
             Err(ContentError::Read(e)) => {
                 self.error(path, e);
@@ -285,38 +285,75 @@ impl<'a> Archiver<'a> {
     }
 
     /// Chunks a stream and stores its blobs; returns blob ids in order and bytes read.
-    fn save_content(&self, reader: impl Read) -> Result<(Vec<BlobId>, u64), ContentError> {
+    /// Above one batch (`size_hint`), a reader thread chunks the next batch while this
+    /// one is hashed, compressed and sealed on every core, so no core waits for the
+    /// disk or the chunker; at most three batches of one file are in memory.
+    fn save_content(&self, reader: impl Read + Send, size_hint: u64) -> Result<(Vec<BlobId>, u64), ContentError> {
         let mut ids = Vec::new();
         let mut read = 0u64;
-        let mut batch: Vec<Vec<u8>> = Vec::new();
-        let mut batch_bytes = 0;
-        let flush = |batch: &mut Vec<Vec<u8>>, ids: &mut Vec<BlobId>| -> Result<(), ContentError> {
+        let store = |batch: Vec<Vec<u8>>, ids: &mut Vec<BlobId>, read: &mut u64| -> Result<(), ContentError> {
+            *read += batch.iter().map(|c| c.len() as u64).sum::<u64>();
             let saved: Vec<BlobId> = batch
                 .par_iter()
                 .map(|c| self.repo.save_blob(BlobType::Data, c).map(|(id, _)| id))
                 .collect::<Result<_, _>>()
                 .map_err(|e| ContentError::Repo(e.into()))?;
             ids.extend(saved);
-            batch.clear();
             Ok(())
         };
-        for chunk in self.chunker.chunks(reader) {
-            let chunk = chunk.map_err(ContentError::Read)?;
-            read += chunk.len() as u64;
-            batch_bytes += chunk.len();
-            batch.push(chunk);
-            if batch_bytes >= BATCH_BYTES {
-                flush(&mut batch, &mut ids)?;
-                batch_bytes = 0;
+        if size_hint <= BATCH_BYTES as u64 {
+            // A small file: no thread to start; it is one batch (or grew meanwhile).
+            let mut batch = Vec::new();
+            let mut bytes = 0;
+            for chunk in self.chunker.chunks(reader) {
+                let chunk = chunk.map_err(ContentError::Read)?;
+                bytes += chunk.len();
+                batch.push(chunk);
+                if bytes >= BATCH_BYTES {
+                    store(std::mem::take(&mut batch), &mut ids, &mut read)?;
+                    bytes = 0;
+                }
             }
+            store(batch, &mut ids, &mut read)?;
+            return Ok((ids, read));
         }
-        flush(&mut batch, &mut ids)?;
-        Ok((ids, read))
+        let chunker = &self.chunker;
+        std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<Vec<Vec<u8>>>>(1);
+            scope.spawn(move || {
+                let mut batch = Vec::new();
+                let mut bytes = 0;
+                for chunk in chunker.chunks(reader) {
+                    match chunk {
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                            return;
+                        }
+                        Ok(c) => {
+                            bytes += c.len();
+                            batch.push(c);
+                            if bytes >= BATCH_BYTES {
+                                // The receiver is gone only after an error: stop reading.
+                                if tx.send(Ok(std::mem::take(&mut batch))).is_err() {
+                                    return;
+                                }
+                                bytes = 0;
+                            }
+                        }
+                    }
+                }
+                let _ = tx.send(Ok(batch));
+            });
+            for batch in rx {
+                store(batch.map_err(ContentError::Read)?, &mut ids, &mut read)?;
+            }
+            Ok((ids, read))
+        })
     }
 
     /// The root tree for `backup --stdin`: one file holding standard input.
-    pub fn stdin_tree(&self, name: &str, input: impl Read) -> Result<BlobId, OpsError> {
-        let (content, read) = self.save_content(input).map_err(|e| match e {
+    pub fn stdin_tree(&self, name: &str, input: impl Read + Send) -> Result<BlobId, OpsError> {
+        let (content, read) = self.save_content(input, u64::MAX).map_err(|e| match e {
             ContentError::Read(e) => OpsError::io("standard input", e),
             ContentError::Repo(e) => e,
         })?;

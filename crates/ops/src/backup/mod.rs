@@ -134,7 +134,7 @@ pub fn backup(repo: &Repository, opts: &BackupOptions) -> Result<BackupSummary, 
             return Err(OpsError::Invalid(format!("invalid --stdin-filename {name:?}: must be a plain file name")));
         }
         let arch = archiver::Archiver::new(repo, chunker, opts, None);
-        let tree = arch.stdin_tree(name, std::io::stdin().lock())?;
+        let tree = arch.stdin_tree(name, std::io::stdin())?;
         (vec![format!("/{name}")], tree, None, arch)
     } else {
         if opts.paths.is_empty() {
