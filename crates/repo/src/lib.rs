@@ -28,4 +28,4 @@ pub use layout::{pack_id_from_name, pack_name, FileKind, DATA_DIR};
 pub use packer::read_pack_header;
 pub use lock::{release_held_locks, LockGuard, LockKind};
 pub use packer::Packer;
-pub use repository::{InitOptions, Repository, SaveStats, SnapshotRef};
+pub use repository::{encode_blob, InitOptions, Repository, SaveStats, SnapshotRef};

@@ -451,15 +451,7 @@ impl Repository {
         if self.has_blob(&id) {
             return Ok((id, false));
         }
-        let (compressed, payload) = match self.compression {
-            Some(_) if !worth_compressing(plaintext) => (false, std::borrow::Cow::Borrowed(plaintext)),
-            Some(level) => match zstd::bulk::compress(plaintext, level) {
-                Ok(c) if c.len() < plaintext.len() => (true, std::borrow::Cow::Owned(c)),
-                _ => (false, std::borrow::Cow::Borrowed(plaintext)),
-            },
-            None => (false, std::borrow::Cow::Borrowed(plaintext)),
-        };
-        let sealed = self.key.seal(blob_type.seal_purpose(), &payload).map_err(|e| crypto("blob", e))?;
+        let (compressed, sealed) = encode_blob(&self.key, blob_type, self.compression, plaintext)?;
         let raw_length = u32::try_from(plaintext.len()).map_err(|_| RepoError::Invalid("blob larger than 4 GiB".into()))?;
         let entry = PackEntry { blob_type, compressed, id, offset: 0, length: 0, raw_length };
         let sealed_len = sealed.len() as u64;
@@ -703,6 +695,21 @@ pub(crate) fn parallel_map<T: Sync, R: Send>(
     });
     let mut results = results.into_inner().unwrap_or_else(lock_poisoned);
     (0..items.len()).map(|i| results.remove(&i).unwrap_or_else(|| Err(RepoError::Invalid("worker lost".into())))).collect()
+}
+
+/// A blob as stored: compressed (zstd at `level`, where the probe says it pays and the
+/// result is smaller) and sealed. Returns whether it was compressed, and the sealed bytes.
+pub fn encode_blob(key: &MasterKey, blob_type: BlobType, level: Option<i32>, plaintext: &[u8]) -> Result<(bool, Vec<u8>), RepoError> {
+    let (compressed, payload) = match level {
+        Some(_) if !worth_compressing(plaintext) => (false, std::borrow::Cow::Borrowed(plaintext)),
+        Some(level) => match zstd::bulk::compress(plaintext, level) {
+            Ok(c) if c.len() < plaintext.len() => (true, std::borrow::Cow::Owned(c)),
+            _ => (false, std::borrow::Cow::Borrowed(plaintext)),
+        },
+        None => (false, std::borrow::Cow::Borrowed(plaintext)),
+    };
+    let sealed = key.seal(blob_type.seal_purpose(), &payload).map_err(|e| crypto("blob", e))?;
+    Ok((compressed, sealed))
 }
 
 /// Whether zstd is worth running on a blob: three 8 KiB samples (start, middle, end)

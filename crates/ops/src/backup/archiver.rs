@@ -21,7 +21,7 @@ use crate::OpsError;
 
 /// Chunks of one file hashed, compressed and sealed in parallel at a time. Bounds the
 /// memory a single large file can hold (three batches plus the chunker's buffer).
-const BATCH_BYTES: usize = 8 * 1024 * 1024;
+const BATCH_BYTES: usize = 4 * 1024 * 1024;
 
 #[derive(Default)]
 pub struct Counters {
