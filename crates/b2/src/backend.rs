@@ -362,16 +362,7 @@ impl Backend for B2Backend {
         let bucket_id = self.bucket_id()?;
         let sha1 = match &opts.sha1 {
             Some(s) => s.to_ascii_lowercase(),
-            None => {
-                let mut h = sha1::Sha1::new();
-                let mut off = 0;
-                while off < size {
-                    let piece = source(off, cairn_backend::STREAM_PIECE.min(size - off))?;
-                    h.update(&piece);
-                    off += piece.len() as u64;
-                }
-                hex::encode(h.finalize())
-            }
+            None => cairn_backend::source_sha1(size, source)?,
         };
         let info = [("src_last_modified_millis", self.mtime_or_now(opts).to_string())];
         let ct = opts.content_type.as_deref().unwrap_or("application/octet-stream");

@@ -101,6 +101,25 @@ pub fn sha1_hex(data: &[u8]) -> String {
     hex::encode(sha1::Sha1::digest(data))
 }
 
+/// Hex SHA1 of `size` bytes a source hands out, read in STREAM_PIECE ranges (never
+/// whole in memory).
+pub fn source_sha1(size: u64, source: &RangeSource<'_>) -> Result<String, BackendError> {
+    use sha1::Digest;
+    let mut h = sha1::Sha1::new();
+    let mut off = 0;
+    while off < size {
+        let piece = source(off, STREAM_PIECE.min(size - off))?;
+        h.update(&piece);
+        off += piece.len() as u64;
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+/// Hex SHA1 of a stored object of `size` bytes.
+pub fn object_sha1(b: &dyn Backend, name: &str, size: u64) -> Result<String, BackendError> {
+    source_sha1(size, &|off, len| b.read_range(name, off, len))
+}
+
 /// A `Corrupt` error unless the two hex SHA1s agree (case aside).
 pub fn check_sha1(name: &str, got: &str, want: &str) -> Result<(), BackendError> {
     if got.eq_ignore_ascii_case(want) {

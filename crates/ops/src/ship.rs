@@ -210,14 +210,7 @@ pub fn compare_hashes(src: &dyn Backend, dst: &dyn Backend) -> Result<HashReport
             r.problems.push(format!("{}/{name}: the destination keeps no SHA1 for it", dst.location()));
             continue;
         };
-        let mut h = <sha1::Sha1 as sha1::Digest>::new();
-        let mut off = 0;
-        while off < o.size {
-            let piece = src.read_range(name, off, cairn_backend::STREAM_PIECE.min(o.size - off)).map_err(cairn_repo::RepoError::from)?;
-            sha1::Digest::update(&mut h, &piece);
-            off += piece.len() as u64;
-        }
-        let local = hex::encode(sha1::Digest::finalize(h));
+        let local = cairn_backend::object_sha1(src, name, o.size).map_err(cairn_repo::RepoError::from)?;
         r.files_compared += 1;
         r.bytes_hashed += o.size;
         if !local.eq_ignore_ascii_case(remote) {

@@ -116,15 +116,7 @@ fn sha1_of(side: &Endpoint, e: &Entry) -> Option<String> {
     if !side.is_local {
         return None;
     }
-    use sha1::Digest;
-    let mut h = sha1::Sha1::new();
-    let mut off = 0;
-    while off < e.size {
-        let piece = side.backend.read_range(&e.storage_name, off, cairn_backend::STREAM_PIECE.min(e.size - off)).ok()?;
-        h.update(&piece);
-        off += piece.len() as u64;
-    }
-    Some(hex::encode(h.finalize()))
+    cairn_backend::object_sha1(side.backend, &e.storage_name, e.size).ok()
 }
 
 /// Copies one file: server-side where the destination can, else whole through memory,
