@@ -17,6 +17,7 @@ pub use exit::ExitCode;
 
 /// Runs cairn with the process's arguments; returns the exit code.
 pub fn main() -> i32 {
+    one_malloc_arena();
     let cli = match args::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -79,4 +80,18 @@ fn handle_signals() {
             std::process::exit(128 + sig as i32);
         }
     });
+}
+
+/// One glibc malloc arena for the whole process. Backup and restore allocate and free a
+/// megabyte-sized buffer per chunk on every core; with glibc's default of up to eight
+/// arenas per core each thread kept its own freed pages resident, so peak memory grew
+/// with the run (512 MiB mixed first backup: 160 MiB peak, one arena: 130 MiB, no
+/// slower; the big allocations pay for page copies, not for the lock).
+fn one_malloc_arena() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: called first thing in main, before any other thread exists; mallopt only
+    // adjusts allocator tuning.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
 }
