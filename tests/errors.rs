@@ -1,6 +1,7 @@
 //! Bad input gets a clear one-line error and the documented exit code.
 
 use std::fs;
+use std::path::Path;
 use std::sync::Arc;
 
 use crate::util::*;
@@ -258,4 +259,55 @@ fn file_that_changes_while_read_is_stored_as_read_and_reported() {
     let line = listing.lines().find(|l| l.ends_with("/status")).unwrap();
     let size: u64 = line.split_whitespace().nth(3).unwrap().parse().unwrap();
     assert!(size > 0, "{line}");
+}
+
+/// Secrets never reach the output: a B2 run at `-vvv` that authorizes, uploads, fails on
+/// a wrong password and on a bad key prints no password, no application key and no
+/// auth token. Repository files and directories are the owner's only.
+#[test]
+fn secrets_stay_out_of_the_output_and_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let (key_id, key) = ("0051secretkeyid", "K005TopSecretApplicationKeyValue");
+    let emu = Emulator::start(&env.path("emu"), &["--key-id", key_id, "--key", key]);
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), b"data").unwrap();
+    let run = |creds: (&str, &str), password: &str, args: &[&str]| {
+        let out = env
+            .cmd()
+            .env("B2_APPLICATION_KEY_ID", creds.0)
+            .env("B2_APPLICATION_KEY", creds.1)
+            .env("CAIRN_B2_ENDPOINT", &emu.url)
+            .env("CAIRN_PASSWORD", password)
+            .args(["-vvv", "-r", "b2:secret-bucket/r"])
+            .args(args)
+            .output()
+            .unwrap();
+        (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    };
+    let mut all = String::new();
+    for (creds, pw, args, code) in [
+        ((key_id, key), PASSWORD, vec!["init"], Some(0)),
+        ((key_id, key), PASSWORD, vec!["backup", src.to_str().unwrap()], Some(0)),
+        ((key_id, key), "the wrong password", vec!["snapshots"], Some(12)),
+        ((key_id, "K005NotTheKeyAtAllButSecretToo"), PASSWORD, vec!["snapshots"], Some(1)),
+    ] {
+        let (got, out) = run(creds, pw, &args);
+        assert_eq!(got, code, "{args:?}: {out}");
+        all.push_str(&out);
+    }
+    assert!(all.len() > 1000, "-vvv printed the trace: {} bytes", all.len());
+    for secret in [PASSWORD, "the wrong password", key, "K005NotTheKeyAtAllButSecretToo", "emu_"] {
+        assert!(!all.contains(secret), "{secret:?} appears in the output");
+    }
+
+    env.init();
+    env.backup(&[&src], &[]);
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&env.repo()), 0o700);
+    for (p, _) in env.repo_listing() {
+        assert_eq!(mode(&p), 0o600, "{}", p.display());
+        assert_eq!(mode(p.parent().unwrap()), 0o700, "{}", p.display());
+    }
 }

@@ -16,11 +16,20 @@ const TMP_MARKER: &str = ".tmp-";
 #[derive(Debug, Clone)]
 pub struct LocalBackend {
     root: PathBuf,
+    /// Files 0600 and directories 0700 (a repository: only its owner should even see
+    /// the key files and sizes); otherwise the umask decides (a folder `sync` writes).
+    private: bool,
 }
 
 impl LocalBackend {
     pub fn new(root: impl Into<PathBuf>) -> LocalBackend {
-        LocalBackend { root: root.into() }
+        LocalBackend { root: root.into(), private: false }
+    }
+
+    /// The same backend, creating what it writes readable by the owner only.
+    pub fn private(mut self) -> LocalBackend {
+        self.private = true;
+        self
     }
 
     pub fn root(&self) -> &Path {
@@ -51,7 +60,13 @@ impl LocalBackend {
         for comp in rel.components() {
             let parent = cur.clone();
             cur.push(comp);
-            match fs::create_dir(&cur) {
+            let made = if self.private {
+                use std::os::unix::fs::DirBuilderExt;
+                fs::DirBuilder::new().mode(0o700).create(&cur)
+            } else {
+                fs::create_dir(&cur)
+            };
+            match made {
                 Ok(()) => sync_dir(&parent).map_err(|e| BackendError::io(parent.display().to_string(), e))?,
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(BackendError::io(cur.display().to_string(), e)),
@@ -77,7 +92,15 @@ impl LocalBackend {
         let fname = p.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
         let tmp = dir.join(format!(".{fname}{TMP_MARKER}{}", random_suffix()));
         let result = (|| {
-            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp).map_err(|e| self.err(name, e))?;
+            let mut f = {
+                use std::os::unix::fs::OpenOptionsExt;
+                let mut o = OpenOptions::new();
+                o.write(true).create_new(true);
+                if self.private {
+                    o.mode(0o600);
+                }
+                o.open(&tmp).map_err(|e| self.err(name, e))?
+            };
             fill(&mut f)?;
             let io = (|| {
                 match (opts.mtime_nanos, opts.mtime_millis) {
@@ -175,7 +198,13 @@ impl Backend for LocalBackend {
     }
 
     fn create(&self) -> Result<(), BackendError> {
-        fs::create_dir_all(&self.root).map_err(|e| BackendError::io(self.root.display().to_string(), e))
+        let existed = self.root.is_dir();
+        fs::create_dir_all(&self.root).map_err(|e| BackendError::io(self.root.display().to_string(), e))?;
+        if self.private && !existed {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&self.root, fs::Permissions::from_mode(0o700)).map_err(|e| BackendError::io(self.root.display().to_string(), e))?;
+        }
+        Ok(())
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, BackendError> {

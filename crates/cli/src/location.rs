@@ -19,7 +19,7 @@ pub fn open_backend(location: &str, g: &GlobalArgs) -> anyhow::Result<Arc<dyn Ba
     let path = PathBuf::from(location.strip_prefix("local:").unwrap_or(location));
     // An absolute path names the repository the same way from any working directory
     // (verification records are kept per location).
-    Ok(Arc::new(LocalBackend::new(std::fs::canonicalize(&path).unwrap_or(path))))
+    Ok(Arc::new(LocalBackend::new(std::fs::canonicalize(&path).unwrap_or(path)).private()))
 }
 
 /// The metadata cache directory for a remote repository: `--cache-dir`/CAIRN_CACHE_DIR,
