@@ -1,7 +1,7 @@
 //! Bad input gets a clear one-line error and the documented exit code.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::util::*;
@@ -309,5 +309,93 @@ fn secrets_stay_out_of_the_output_and_files_are_private() {
     for (p, _) in env.repo_listing() {
         assert_eq!(mode(&p), 0o600, "{}", p.display());
         assert_eq!(mode(p.parent().unwrap()), 0o700, "{}", p.display());
+    }
+}
+
+/// Copies a directory tree (a repository) for one hostile edit.
+fn copy_tree(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            copy_tree(&p, &to.join(e.file_name()));
+        } else {
+            fs::copy(&p, to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// Someone with the storage but not the key edits the repository: flipped bits and
+/// truncations in every kind of file, packs swapped between names, a renamed snapshot.
+/// The first command that reads the damaged file fails with a clear error (or, for a
+/// damaged data pack, restores the rest and names the file); nothing panics, nothing is
+/// written outside the restore target.
+#[test]
+fn hostile_edits_of_every_kind_of_file_are_detected() {
+    let env = Env::new();
+    env.ok(&["init", "--pack-size", "1"]);
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..4u64 {
+        fs::write(src.join(format!("f{i}")), pseudo_random(i + 50, 700_000)).unwrap();
+    }
+    env.backup(&[&src], &[]);
+    let pristine = env.path("pristine");
+    copy_tree(&env.repo(), &pristine);
+    let files: Vec<PathBuf> = env.repo_listing().into_keys().collect();
+    let rel = |p: &Path| p.strip_prefix(env.repo()).unwrap().to_path_buf();
+    let of_kind = |k: &str| files.iter().filter(|p| rel(p).starts_with(k)).cloned().collect::<Vec<_>>();
+    let packs = of_kind("data");
+    let mut cases: Vec<(String, Box<dyn Fn(&Path)>)> = Vec::new();
+    for kind in ["config", "keys", "index", "snapshots", "data"] {
+        let victim = rel(&of_kind(kind)[0]);
+        let v = victim.clone();
+        cases.push((format!("flipped bit in {}", v.display()), Box::new(move |r: &Path| {
+            let p = r.join(&v);
+            let mut b = fs::read(&p).unwrap();
+            let i = b.len() / 3;
+            b[i] ^= 0x10;
+            fs::write(&p, b).unwrap();
+        })));
+        let v = victim.clone();
+        cases.push((format!("truncated {}", v.display()), Box::new(move |r: &Path| {
+            let p = r.join(&v);
+            let b = fs::read(&p).unwrap();
+            fs::write(&p, &b[..b.len() / 2]).unwrap();
+        })));
+    }
+    let (a, b) = (rel(&packs[0]), rel(&packs[1]));
+    cases.push(("two packs swapped".into(), Box::new(move |r: &Path| {
+        let (pa, pb) = (r.join(&a), r.join(&b));
+        let (da, db) = (fs::read(&pa).unwrap(), fs::read(&pb).unwrap());
+        fs::write(&pa, db).unwrap();
+        fs::write(&pb, da).unwrap();
+    })));
+    let s = rel(&of_kind("snapshots")[0]);
+    cases.push(("snapshot renamed".into(), Box::new(move |r: &Path| {
+        let p = r.join(&s);
+        fs::rename(&p, p.with_file_name("00".repeat(32))).unwrap();
+    })));
+
+    for (what, edit) in &cases {
+        let repo = env.path("hostile");
+        let _ = fs::remove_dir_all(&repo);
+        copy_tree(&pristine, &repo);
+        edit(&repo);
+        let target = env.path("target");
+        let _ = fs::remove_dir_all(&target);
+        let restore = env.cmd().arg("-r").arg(&repo).args(["restore", "latest", "--target"]).arg(&target).output().unwrap();
+        let check = env.cmd().arg("-r").arg(&repo).args(["check", "--read-data"]).output().unwrap();
+        for (cmd, out) in [("restore", &restore), ("check", &check)] {
+            let err = stderr(out);
+            assert!(!err.contains("panicked"), "{what}: {cmd} panicked: {err}");
+            assert_ne!(out.status.code(), Some(0), "{what}: {cmd} did not notice: {err}");
+            assert!(err.lines().any(|l| l.starts_with("cairn: ") || l.starts_with("error: ")), "{what}: {cmd} gave no clear error: {err}");
+        }
+        // Nothing outside the target: the environment holds only what the test made.
+        let mut top: Vec<String> = fs::read_dir(env.dir.path()).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        top.sort();
+        top.retain(|n| !["cache-default", "hostile", "pristine", "repo", "src", "target"].contains(&n.as_str()));
+        assert!(top.is_empty(), "{what}: unexpected files {top:?}");
     }
 }
