@@ -71,7 +71,11 @@ pub fn run(g: &GlobalArgs, a: CheckArgs) -> anyhow::Result<ExitCode> {
         }
         Ok(ExitCode::Ok)
     } else {
-        eprintln!("cairn: check found {} error(s); `cairn repair` may recover what is not lost", s.errors.len());
+        if s.info.iter().any(|i| i.contains("not in any index")) {
+            eprintln!("cairn: check found {} error(s); packs that no index lists are present: `cairn repair index` may restore the missing entries", s.errors.len());
+        } else {
+            eprintln!("cairn: check found {} error(s); `cairn repair` may recover what is not lost", s.errors.len());
+        }
         Ok(ExitCode::Fatal)
     }
 }
