@@ -292,3 +292,30 @@ fn names_that_are_not_utf8_travel_as_rclone_spells_them() {
     assert_synced(&dir, &back);
     assert_eq!(fs::read(back.join(OsStr::from_bytes(b"d\xe9j\xe0/latin1 \xff.txt"))).unwrap(), b"latin-1");
 }
+
+#[test]
+fn sync_under_failing_calls_and_expiring_tokens_gives_identical_results() {
+    let env = Env::new();
+    let emu = Emulator::start(&env.path("emu"), &["--fail-rate", "0.2", "--token-ttl-secs", "1", "--min-part-size", "100000"]);
+    let dir = env.path("dir");
+    tree(&dir);
+    // Over the cutoffs below: a large file in parts, and a server-side copy in parts.
+    fs::write(dir.join("big.bin"), pseudo_random(31, 3_000_000)).unwrap();
+    let d = dir.to_str().unwrap();
+    let cut = ["--b2-upload-cutoff", "1M", "--b2-chunk-size", "500K", "--b2-copy-cutoff", "1M"];
+    let args = |rest: &[&str]| cut.iter().chain(rest).map(|s| s.to_string()).collect::<Vec<String>>();
+    let (code, s, err) = sync_owned(&env, &emu, &args(&[d, "b2:fault-bucket/a"]));
+    assert_eq!((code, s["files_uploaded"].as_u64()), (Some(0), Some(6)), "{err}");
+    let (code, s, err) = sync_owned(&env, &emu, &args(&["b2:fault-bucket/a", "b2:fault-bucket/b"]));
+    assert_eq!((code, s["files_uploaded"].as_u64()), (Some(0), Some(6)), "{err}");
+    let back = env.path("back");
+    let (code, _, err) = sync_owned(&env, &emu, &args(&["b2:fault-bucket/b", back.to_str().unwrap()]));
+    assert_eq!(code, Some(0), "{err}");
+    assert_synced(&dir, &back);
+    // And nothing left to do afterwards, in either direction.
+    let (_, s, _) = sync_owned(&env, &emu, &args(&["--compare", "checksum", d, "b2:fault-bucket/b"]));
+    assert_eq!(s["files_uploaded"], 0, "{s}");
+    let st = emu.stats();
+    assert!(st["calls"]["b2_copy_part"].as_u64().unwrap() >= 3, "{st}");
+    assert!(st["faults_injected"].as_u64().unwrap() >= 10, "the runs went through real failures: {st}");
+}

@@ -256,7 +256,7 @@ impl App {
         let s = self.stats.lock().unwrap_or_else(|p| p.into_inner());
         let mut calls = serde_json::Map::new();
         let mut classes = BTreeMap::new();
-        for (k, v) in &s.calls {
+        for (k, v) in s.calls.iter().filter(|(k, _)| *k != FAULTS) {
             if let Some(c) = k.strip_prefix("class_") {
                 classes.insert(c.to_string(), *v);
             } else {
@@ -268,6 +268,7 @@ impl App {
             "class_a": classes.get("a").copied().unwrap_or(0),
             "class_b": classes.get("b").copied().unwrap_or(0),
             "class_c": classes.get("c").copied().unwrap_or(0),
+            "faults_injected": s.calls.get(FAULTS).copied().unwrap_or(0),
         })
     }
 
@@ -293,6 +294,9 @@ impl App {
         }
     }
 }
+
+/// Where injected faults are counted (reported as `faults_injected`, not as a call).
+const FAULTS: &str = "faults_injected";
 
 /// Splits a request into the B2 operation it names.
 fn operation(method: &Method, path: &str) -> Option<(String, Option<u32>)> {
@@ -334,6 +338,7 @@ pub async fn handle(app: Arc<App>, method: Method, uri: Uri, headers: HeaderMap,
         tokio::time::sleep(app.config.latency).await;
     }
     if let Some(e) = app.fault(&op, &headers) {
+        *app.stats.lock().unwrap_or_else(|p| p.into_inner()).calls.entry(FAULTS.to_string()).or_default() += 1;
         // Drain the body so the client sees a response, not a reset.
         let _ = http_body_util::BodyExt::collect(body).await;
         return error_reply(&e, head);
