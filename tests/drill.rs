@@ -119,8 +119,9 @@ fn subset_checks_read_the_least_recently_verified_packs_first() {
         fs::write(src.join(format!("f{i}")), pseudo_random(i + 30, 1_100_000)).unwrap();
     }
     env.backup(&[&src], &[]);
+    // 8.8 MB in 1 MiB packs: 7 to 9 packs, depending on where chunks fall.
     let n = packs(&env).len();
-    assert!(n >= 8, "{n} packs");
+    assert!(n >= 4, "enough packs for four quarters: {n}");
     // Four runs of a quarter cover every pack exactly once.
     let mut total = 0;
     for _ in 0..4 {
