@@ -179,7 +179,8 @@ pub fn sync(src: &Endpoint, dst: &Endpoint, opts: &SyncOptions, progress: &dyn c
     let to = list(dst, opts)?;
     let mut s = SyncSummary::default();
     let mut todo: Vec<(&String, &Entry)> = Vec::new();
-    let mut touch: Vec<(&String, &Entry, &Entry, &SetMtime)> = Vec::new();
+    // (path, source, destination) whose destination only needs the source's time.
+    let mut touch: Vec<(&String, &Entry, &Entry)> = Vec::new();
     for (path, e) in &from {
         let Some(d) = to.get(path) else {
             todo.push((path, e));
@@ -198,8 +199,8 @@ pub fn sync(src: &Endpoint, dst: &Endpoint, opts: &SyncOptions, progress: &dyn c
                         _ if sha1_of(src, e).is_some_and(|a| Some(a) == sha1_of(dst, d)) => {
                             // Same content, another time: as rclone, set the time rather
                             // than transfer the bytes again.
-                            if let (Some(_), Some(set)) = (e.mtime, dst.set_mtime) {
-                                touch.push((path, e, d, set));
+                            if e.mtime.is_some() && dst.set_mtime.is_some() {
+                                touch.push((path, e, d));
                                 continue;
                             }
                             true
@@ -229,7 +230,8 @@ pub fn sync(src: &Endpoint, dst: &Endpoint, opts: &SyncOptions, progress: &dyn c
         return Ok(s);
     }
 
-    for (path, e, d, set) in touch {
+    for (path, e, d) in touch {
+        let Some(set) = dst.set_mtime else { break };
         match set(&d.storage_name, e.mtime.unwrap_or_default(), e.mtime_ns) {
             Ok(()) => s.files_touched += 1,
             Err(e) => s.errors.push(format!("{path}: setting the modification time failed: {e}")),

@@ -14,7 +14,8 @@ pub fn run(g: &GlobalArgs, a: DrillArgs) -> anyhow::Result<ExitCode> {
     let home = g.repo.clone().filter(|r| !r.is_empty());
     let target = a.from.clone().or_else(|| home.clone()).unwrap_or_default();
     let tg = GlobalArgs { repo: Some(target.clone()), ..g.clone() };
-    let repo = super::open_repo_with_index(&tg)?;
+    // The history needs only the drill records, not the index (on B2: no index download).
+    let repo = super::open_repo(&tg)?;
     let location = repo.backend().location();
     if a.history {
         let h = drill::history(&repo)?;
@@ -38,6 +39,8 @@ pub fn run(g: &GlobalArgs, a: DrillArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::Ok);
     }
+    repo.load_index()?;
+    let repo = std::sync::Arc::new(repo);
     let _lock = repo.lock(cairn_repo::LockKind::Shared, "drill")?;
     let scratch = tempfile::Builder::new().prefix("cairn-drill-").tempdir().map_err(|e| fail(ExitCode::Fatal, format!("cannot create a scratch directory: {e}")))?;
     let opts = DrillOptions {
