@@ -39,7 +39,8 @@ fn b2_backend_passes_the_conformance_suite() {
     assert_eq!(v["files"].as_array().unwrap().len(), 0, "{v}");
 }
 
-fn round_trip(extra_emu_args: &[&str]) {
+/// Returns the emulator's statistics at the end.
+fn round_trip(extra_emu_args: &[&str]) -> serde_json::Value {
     let env = Env::new();
     let emu = Emulator::start(&env.path("emu"), extra_emu_args);
     let repo = "b2:cairn-bucket/backups/laptop";
@@ -63,6 +64,7 @@ fn round_trip(extra_emu_args: &[&str]) {
     let t2 = env.path("t2");
     ok(b2_cmd(&env, &emu, repo).args(["restore", "latest", "--target", t2.to_str().unwrap()]).output().unwrap(), "restore 2");
     assert_same_tree(&src, &t2.join(src.strip_prefix("/").unwrap()));
+    emu.stats()
 }
 
 #[test]
@@ -70,9 +72,12 @@ fn backup_restore_prune_check_on_b2() {
     round_trip(&[]);
 }
 
+/// Failing calls, replies cut off mid-body (downloads and the replies to uploads,
+/// deletes and finishes that did take effect), expiring tokens and latency together.
 #[test]
-fn backup_restore_prune_check_on_b2_with_faults_and_expiring_tokens() {
-    round_trip(&["--fail-rate", "0.1", "--token-ttl-secs", "1"]);
+fn backup_restore_prune_check_on_b2_with_faults_cut_connections_and_expiring_tokens() {
+    let st = round_trip(&["--fail-rate", "0.1", "--cut-rate", "0.1", "--token-ttl-secs", "1", "--latency-ms", "2"]);
+    assert!(st["faults_injected"].as_u64().unwrap() >= 10, "the run went through real faults: {st}");
 }
 
 #[test]

@@ -93,7 +93,7 @@ fn ship_uploads_only_what_is_new_and_rclone_agrees() {
 #[test]
 fn ship_survives_faults_and_interruptions() {
     let env = Env::new();
-    let emu = Emulator::start(&env.path("emu"), &["--fail-rate", "0.2", "--token-ttl-secs", "1", "--latency-ms", "20"]);
+    let emu = Emulator::start(&env.path("emu"), &["--fail-rate", "0.2", "--cut-rate", "0.1", "--token-ttl-secs", "1", "--latency-ms", "20"]);
     let src = local_repo(&env);
     let dest = "b2:fault-bucket/r";
     ship(&env, &emu, dest, &["--verify"]);

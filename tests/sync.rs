@@ -296,7 +296,7 @@ fn names_that_are_not_utf8_travel_as_rclone_spells_them() {
 #[test]
 fn sync_under_failing_calls_and_expiring_tokens_gives_identical_results() {
     let env = Env::new();
-    let emu = Emulator::start(&env.path("emu"), &["--fail-rate", "0.2", "--token-ttl-secs", "1", "--min-part-size", "100000"]);
+    let emu = Emulator::start(&env.path("emu"), &["--fail-rate", "0.2", "--cut-rate", "0.1", "--token-ttl-secs", "1", "--min-part-size", "100000"]);
     let dir = env.path("dir");
     tree(&dir);
     // Over the cutoffs below: a large file in parts, and a server-side copy in parts.

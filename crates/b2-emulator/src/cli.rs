@@ -30,6 +30,9 @@ struct Args {
     /// Probability (0-1) that any call fails with 503
     #[arg(long, default_value_t = 0.0)]
     fail_rate: f64,
+    /// Probability (0-1) that a reply is cut off mid-body (the call itself takes effect)
+    #[arg(long, default_value_t = 0.0)]
+    cut_rate: f64,
     /// Delay added to every call
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
@@ -78,6 +81,7 @@ async fn run(a: Args) -> Result<(), String> {
     let config = Config {
         keys,
         fail_rate: a.fail_rate,
+        cut_rate: a.cut_rate,
         latency: Duration::from_millis(a.latency_ms),
         token_ttl: Duration::from_secs(a.token_ttl_secs),
         min_part_size: a.min_part_size,

@@ -8,7 +8,7 @@
 //!   pass unnoticed on both. rclone, an independent client, is tested against it.
 //! - Bodies stream to and from disk; metadata is one JSON file rewritten atomically,
 //!   so state survives a restart.
-//! - Faults on demand: `--fail-rate`, `--latency-ms` and B2's `X-Bz-Test-Mode` header;
+//! - Faults on demand: `--fail-rate`, `--cut-rate` (replies cut mid-body), `--latency-ms` and B2's `X-Bz-Test-Mode` header;
 //!   `/emulator/stats` counts calls and Backblaze billing classes.
 
 pub mod api;

@@ -45,6 +45,9 @@ pub struct Config {
     pub keys: Vec<Key>,
     /// Probability (0..1) that any call fails with 503.
     pub fail_rate: f64,
+    /// Probability (0..1) that a reply is cut mid-body after the call took effect, as
+    /// when a connection drops: the client must retry without trusting the half it got.
+    pub cut_rate: f64,
     pub latency: Duration,
     pub token_ttl: Duration,
     /// Smallest non-last part B2 accepts (5,000,000 like B2; lower it to test quickly).
@@ -56,6 +59,7 @@ impl Default for Config {
         Config {
             keys: vec![Key { id: "testkeyid".into(), secret: "testkey".into(), bucket: None, capabilities: None, name_prefix: None }],
             fail_rate: 0.0,
+            cut_rate: 0.0,
             latency: Duration::ZERO,
             token_ttl: Duration::from_secs(24 * 3600),
             min_part_size: 5_000_000,
@@ -344,8 +348,26 @@ pub async fn handle(app: Arc<App>, method: Method, uri: Uri, headers: HeaderMap,
         return error_reply(&e, head);
     }
     let r = crate::api::dispatch(&app, &op, version.unwrap_or(1), &method, &uri, &headers, body).await;
-    match r {
+    let resp = match r {
         Ok(resp) => resp,
         Err(e) => error_reply(&e, head),
+    };
+    if !head && app.config.cut_rate > 0.0 && rand::Rng::gen_bool(&mut rand::thread_rng(), app.config.cut_rate.min(1.0)) {
+        *app.stats.lock().unwrap_or_else(|p| p.into_inner()).calls.entry(FAULTS.to_string()).or_default() += 1;
+        return cut_mid_body(resp).await;
     }
+    resp
+}
+
+/// The reply with its full Content-Length announced but only the first half of the
+/// body sent before the connection drops (`--cut-rate`).
+async fn cut_mid_body(resp: Response<Body>) -> Response<Body> {
+    let (mut parts, body) = resp.into_parts();
+    let bytes = http_body_util::BodyExt::collect(body).await.map(|c| c.to_bytes()).unwrap_or_default();
+    parts.headers.insert(axum::http::header::CONTENT_LENGTH, bytes.len().into());
+    parts.headers.remove(axum::http::header::TRANSFER_ENCODING);
+    let half = bytes.slice(..bytes.len() / 2);
+    let pieces: Vec<Result<axum::body::Bytes, std::io::Error>> =
+        vec![Ok(half), Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "connection cut (--cut-rate)"))];
+    Response::from_parts(parts, Body::from_stream(futures_util::stream::iter(pieces)))
 }

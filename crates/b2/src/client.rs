@@ -264,15 +264,20 @@ impl Client {
         })
     }
 
-    /// Sends a request built by `build` with the retry policy of the module docs.
-    async fn send(&self, op: &str, build: impl Fn(&Auth) -> reqwest::RequestBuilder) -> Result<reqwest::Response, B2Error> {
+    /// Sends a request built by `build` with the retry policy of the module docs and
+    /// returns the reply's body read to its end: a connection cut mid-body is retried
+    /// like any network error, never handed on as a short body.
+    async fn send(&self, op: &str, build: impl Fn(&Auth) -> reqwest::RequestBuilder) -> Result<bytes::Bytes, B2Error> {
         let mut stale = None;
         let mut attempt = 0;
         loop {
             let auth = self.authorization(stale).await?;
             self.count(op);
             let err = match build(&auth).send().await {
-                Ok(r) if r.status().is_success() => return Ok(r),
+                Ok(r) if r.status().is_success() => match r.bytes().await {
+                    Ok(body) => return Ok(body),
+                    Err(e) => net(e),
+                },
                 Ok(r) => error_from(r).await,
                 Err(e) => net(e),
             };
@@ -295,8 +300,8 @@ impl Client {
 
     /// A JSON API call.
     pub async fn call(&self, op: &str, body: Value) -> Result<Value, B2Error> {
-        let r = self.send(op, |a| self.http.post(format!("{}/b2api/v2/{op}", a.api_url)).header("Authorization", &a.token).json(&body)).await?;
-        r.json().await.map_err(net)
+        let reply = self.send(op, |a| self.http.post(format!("{}/b2api/v2/{op}", a.api_url)).header("Authorization", &a.token).json(&body)).await?;
+        serde_json::from_slice(&reply).map_err(|e| B2Error::Invalid(format!("{op}: reply is not JSON: {e}")))
     }
 
     /// The ID of bucket `name`, without listing buckets when the key names it.
@@ -317,7 +322,14 @@ impl Client {
 
     pub async fn create_bucket(&self, name: &str) -> Result<String, B2Error> {
         let auth = self.authorization(None).await?;
-        let v = self.call("b2_create_bucket", json!({"accountId": auth.account_id, "bucketName": name, "bucketType": "allPrivate"})).await?;
+        let v = match self.call("b2_create_bucket", json!({"accountId": auth.account_id, "bucketName": name, "bucketType": "allPrivate"})).await {
+            // A retry after a lost reply finds the bucket it created.
+            Err(e) if e.code() == "duplicate_bucket_name" => match self.bucket_id(name).await? {
+                Some(id) => return Ok(id),
+                None => return Err(e),
+            },
+            r => r?,
+        };
         v["bucketId"].as_str().map(str::to_owned).ok_or_else(|| B2Error::Invalid("create bucket reply lacks bucketId".into()))
     }
 
@@ -412,8 +424,13 @@ impl Client {
         }
     }
 
+    /// Deletes one version. A version already gone counts as deleted: a retry after a
+    /// reply lost on the way back finds it so.
     pub async fn delete_version(&self, name: &str, id: &str) -> Result<(), B2Error> {
-        self.call("b2_delete_file_version", json!({"fileName": name, "fileId": id})).await.map(|_| ())
+        match self.call("b2_delete_file_version", json!({"fileName": name, "fileId": id})).await {
+            Err(e) if matches!(e.code(), "file_not_present" | "not_found") => Ok(()),
+            r => r.map(|_| ()),
+        }
     }
 
     pub async fn hide(&self, bucket_id: &str, name: &str) -> Result<(), B2Error> {
@@ -426,7 +443,7 @@ impl Client {
     /// Downloads a file (or `range` = (offset, length) of it) by name.
     pub async fn download(&self, bucket: &str, name: &str, range: Option<(u64, u64)>) -> Result<Vec<u8>, B2Error> {
         let path = format!("/file/{}/{}", url_encode(bucket), url_encode(name));
-        let r = self
+        let body = self
             .send("b2_download_file_by_name", |a| {
                 let mut b = self.http.get(format!("{}{path}", a.download_url)).header("Authorization", &a.token);
                 if let Some((off, len)) = range {
@@ -435,7 +452,6 @@ impl Client {
                 b
             })
             .await?;
-        let body = r.bytes().await.map_err(net)?;
         Ok(body.to_vec())
     }
 
@@ -475,11 +491,15 @@ impl Client {
                 req = req.header(format!("X-Bz-Info-{k}"), url_encode(v));
             }
             let err = match req.send().await {
-                Ok(r) if r.status().is_success() => {
-                    let v: Value = r.json().await.map_err(net)?;
-                    self.return_upload_url(url);
-                    return Ok(parse_version(&v));
-                }
+                // A reply cut short is retried: the upload may have landed, and a second
+                // identical version is harmless where a false failure is not.
+                Ok(r) if r.status().is_success() => match r.json::<Value>().await {
+                    Ok(v) => {
+                        self.return_upload_url(url);
+                        return Ok(parse_version(&v));
+                    }
+                    Err(e) => net(e),
+                },
                 Ok(r) => error_from(r).await,
                 Err(e) => net(e),
             };
@@ -545,8 +565,17 @@ impl Client {
         Ok(v["fileId"].as_str().unwrap_or_default().to_string())
     }
 
+    /// Finishes a large file. When the reply to a finish that did land was lost, the
+    /// retry is refused (the file is no longer unfinished); the file's own info then
+    /// says whether it was finished.
     pub async fn finish_large_file(&self, file_id: &str, part_sha1s: &[String]) -> Result<FileVersion, B2Error> {
-        Ok(parse_version(&self.call("b2_finish_large_file", json!({"fileId": file_id, "partSha1Array": part_sha1s})).await?))
+        match self.call("b2_finish_large_file", json!({"fileId": file_id, "partSha1Array": part_sha1s})).await {
+            Ok(v) => Ok(parse_version(&v)),
+            Err(e) => match self.get_file_info(file_id).await {
+                Ok(v) if v.action == "upload" => Ok(v),
+                _ => Err(e),
+            },
+        }
     }
 
     /// Copies bytes `range` = (offset, length) of a stored file into part `n` of a large
