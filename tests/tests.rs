@@ -6,6 +6,7 @@ mod util;
 mod backup;
 mod b2;
 mod browse;
+mod crash;
 mod drill;
 mod emulator;
 mod errors;
