@@ -135,3 +135,86 @@ fn large_sparse_file_roundtrip() {
     let blocks = fs::metadata(&restored).unwrap().blocks() * 512;
     assert!(blocks < (300u64 << 20) - (32 << 20), "hole was not restored sparse: {blocks} bytes allocated");
 }
+
+/// The data segments of a file: (offset, length) runs SEEK_DATA/SEEK_HOLE report.
+fn data_segments(f: &fs::File) -> Vec<(u64, u64)> {
+    use std::os::fd::AsRawFd;
+    let size = f.metadata().unwrap().len();
+    let mut out = Vec::new();
+    let mut at = 0u64;
+    while at < size {
+        let d = unsafe { libc::lseek(f.as_raw_fd(), at as libc::off_t, libc::SEEK_DATA) };
+        if d < 0 {
+            break;
+        }
+        let h = unsafe { libc::lseek(f.as_raw_fd(), d, libc::SEEK_HOLE) };
+        out.push((d as u64, (h - d) as u64));
+        at = h as u64;
+    }
+    out
+}
+
+/// A 20 GiB sparse file with a little data in three places: the backup reads only the
+/// data (strace counts the bytes read from the file), the restore is sparse, and every
+/// data segment of either file holds the same bytes in the other (the rest is holes in
+/// both, so zeros). `restore --verify` re-hashes it all.
+#[test]
+fn sparse_20_gib_file_is_backed_up_without_reading_its_holes_and_restored_sparse() {
+    use std::os::unix::fs::{FileExt, MetadataExt};
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    fs::create_dir(&src).unwrap();
+    let big = src.join("disk.img");
+    let size = 20u64 << 30;
+    {
+        let f = fs::File::create(&big).unwrap();
+        f.set_len(size).unwrap();
+        for (off, seed) in [(0u64, 1u64), (7 << 30, 2), (size - (3 << 20), 3)] {
+            f.write_all_at(&pseudo_random(seed, 3 << 20), off).unwrap();
+        }
+    }
+    let have_strace = std::process::Command::new("strace").arg("-V").output().is_ok();
+    if have_strace {
+        let log = env.path("strace.log");
+        let cairn = env.cmd();
+        let mut c = std::process::Command::new("strace");
+        c.args(["-f", "-y", "-qq", "-e", "trace=read,pread64", "-o"]).arg(&log).arg(cairn.get_program());
+        c.arg("-r").arg(env.repo()).arg("backup").arg(&src);
+        for (k, v) in cairn.get_envs() {
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
+        }
+        let out = c.current_dir(env.dir.path()).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let name = big.to_string_lossy().into_owned();
+        let read: u64 = fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(&name))
+            .filter_map(|l| l.rsplit("= ").next().and_then(|n| n.trim().parse::<u64>().ok()))
+            .sum();
+        assert!(read < 64 << 20, "backup read {read} bytes of a file holding 9 MiB of data");
+    } else {
+        assert!(std::env::var("CI").is_err(), "strace is missing: .ci/run must install it");
+        env.backup(&[&src], &[]);
+    }
+    let target = env.path("t");
+    env.ok(&["restore", "latest", "--verify", "--target", target.to_str().unwrap()]);
+    let restored = target.join(big.strip_prefix("/").unwrap());
+    let (a, b) = (fs::File::open(&big).unwrap(), fs::File::open(&restored).unwrap());
+    assert_eq!(b.metadata().unwrap().len(), size);
+    assert!(b.metadata().unwrap().blocks() * 512 < 256 << 20, "restored file is not sparse");
+    let mut segs = data_segments(&a);
+    segs.extend(data_segments(&b));
+    for (off, len) in segs {
+        let (mut x, mut y) = (vec![0u8; len as usize], vec![0u8; len as usize]);
+        a.read_exact_at(&mut x, off).unwrap();
+        b.read_exact_at(&mut y, off).unwrap();
+        assert!(x == y, "bytes differ in the segment at {off}");
+    }
+    let (ma, mb) = (a.metadata().unwrap(), b.metadata().unwrap());
+    assert_eq!((ma.mtime(), ma.mtime_nsec(), ma.mode()), (mb.mtime(), mb.mtime_nsec(), mb.mode()));
+}

@@ -55,6 +55,8 @@ pub struct Chunker {
     params: ChunkerParams,
     mask_s: u64,
     mask_l: u64,
+    /// [`Chunker::zero_run_chunk`].
+    zero_len: usize,
 }
 
 impl std::fmt::Debug for Chunker {
@@ -77,7 +79,9 @@ impl Chunker {
             *dst = src << 1;
         }
         let (mask_s, mask_l) = select_masks(params.avg_size, Normalization::Level1);
-        Ok(Chunker { gear: g, gear_ls: gl, params, mask_s, mask_l })
+        let mut c = Chunker { gear: g, gear_ls: gl, params, mask_s, mask_l, zero_len: 0 };
+        c.zero_len = c.cut(&vec![0; params.max_size]);
+        Ok(c)
     }
 
     pub fn params(&self) -> ChunkerParams {
@@ -107,10 +111,90 @@ impl Chunker {
         }
     }
 
+    /// Length of every chunk that starts inside a run of zeros at least `max_size` long:
+    /// the cut depends only on the `max_size` bytes after a chunk's start, so it is the
+    /// same everywhere in such a run. This lets holes of sparse files be chunked without
+    /// being read, with exactly the boundaries reading them would give.
+    pub fn zero_run_chunk(&self) -> usize {
+        self.zero_len
+    }
+
     /// Splits a reader into chunks; the iterator yields owned buffers so callers can hand
     /// them to other threads.
-    pub fn chunks<R: Read>(&self, reader: R) -> Chunks<'_, R> {
-        Chunks { chunker: self, reader, buf: Vec::new(), start: 0, eof: false }
+    pub fn chunks<R: Read>(&self, reader: R) -> Chunks<'_, Dense<R>> {
+        self.chunks_sparse(Dense(reader))
+    }
+
+    /// As [`Chunker::chunks`], for a source that knows its holes: a chunk lying wholly in
+    /// a hole comes out as [`Chunk::Zeros`] and is neither read nor scanned, so a 20 GiB
+    /// sparse file costs what its data costs.
+    pub fn chunks_sparse<S: Sparse>(&self, source: S) -> Chunks<'_, S> {
+        Chunks { chunker: self, reader: source, buf: Vec::new(), start: 0, pos: 0, eof: false, hole: None, hole_checked_to: 0 }
+    }
+}
+
+/// One chunk of a stream.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Chunk {
+    Data(Vec<u8>),
+    /// This many zero bytes from a hole ([`Chunker::zero_run_chunk`] of them).
+    Zeros(usize),
+}
+
+impl Chunk {
+    pub fn len(&self) -> usize {
+        match self {
+            Chunk::Data(d) => d.len(),
+            Chunk::Zeros(n) => *n,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The bytes themselves (zeros materialised).
+    pub fn into_bytes(self) -> Vec<u8> {
+        match self {
+            Chunk::Data(d) => d,
+            Chunk::Zeros(n) => vec![0; n],
+        }
+    }
+}
+
+/// A readable stream that may know where its holes are.
+pub trait Sparse: Read {
+    /// The first hole `(start, end)` with `end > offset`, if the source knows one. A hole
+    /// reads as zeros; `end` is at most the stream's length.
+    fn next_hole(&mut self, offset: u64) -> io::Result<Option<(u64, u64)>>;
+    /// Moves the read position `n` bytes forward without reading (only ever across a hole).
+    fn skip(&mut self, n: u64) -> io::Result<()>;
+}
+
+impl<S: Sparse + ?Sized> Sparse for &mut S {
+    fn next_hole(&mut self, offset: u64) -> io::Result<Option<(u64, u64)>> {
+        (**self).next_hole(offset)
+    }
+    fn skip(&mut self, n: u64) -> io::Result<()> {
+        (**self).skip(n)
+    }
+}
+
+/// A stream with no known holes.
+pub struct Dense<R>(pub R);
+
+impl<R: Read> Read for Dense<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl<R: Read> Sparse for Dense<R> {
+    fn next_hole(&mut self, _offset: u64) -> io::Result<Option<(u64, u64)>> {
+        Ok(None)
+    }
+    fn skip(&mut self, n: u64) -> io::Result<()> {
+        io::copy(&mut (&mut self.0).take(n), &mut io::sink()).map(|_| ())
     }
 }
 
@@ -120,10 +204,16 @@ pub struct Chunks<'a, R> {
     reader: R,
     buf: Vec<u8>,
     start: usize,
+    /// Stream offset of `buf[start]`.
+    pos: u64,
     eof: bool,
+    /// The next hole at or after `pos`, as far as the source has said.
+    hole: Option<(u64, u64)>,
+    /// Offset up to which `hole` is known to be the next hole.
+    hole_checked_to: u64,
 }
 
-impl<R: Read> Chunks<'_, R> {
+impl<R: Sparse> Chunks<'_, R> {
     fn fill(&mut self) -> io::Result<()> {
         let max = self.chunker.params.max_size;
         if self.start > 0 && self.buf.len() - self.start < max {
@@ -152,17 +242,54 @@ impl<R: Read> Chunks<'_, R> {
         }
         Ok(())
     }
+
+    /// Whether the chunk starting at `pos` lies in a hole with `max_size` zeros after it.
+    fn in_long_hole(&mut self) -> io::Result<bool> {
+        let max = self.chunker.params.max_size as u64;
+        if self.hole.is_none_or(|(_, end)| end <= self.pos) && self.hole_checked_to <= self.pos {
+            self.hole = self.reader.next_hole(self.pos)?;
+            self.hole_checked_to = self.hole.map_or(u64::MAX, |(_, end)| end);
+        }
+        Ok(matches!(self.hole, Some((start, end)) if start <= self.pos && self.pos + max <= end))
+    }
+
+    /// Consumes `n` bytes of hole: what is buffered first, then the source skips the rest.
+    fn consume_hole(&mut self, n: usize) -> io::Result<()> {
+        let buffered = self.buf.len() - self.start;
+        if n <= buffered {
+            self.start += n;
+        } else {
+            self.start = self.buf.len();
+            self.reader.skip((n - buffered) as u64)?;
+        }
+        self.pos += n as u64;
+        Ok(())
+    }
 }
 
-impl<R: Read> Iterator for Chunks<'_, R> {
-    type Item = io::Result<Vec<u8>>;
+impl<R: Sparse> Iterator for Chunks<'_, R> {
+    type Item = io::Result<Chunk>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        let fail = |me: &mut Self, e| {
+            me.eof = true;
+            me.buf.clear();
+            me.start = 0;
+            Some(Err(e))
+        };
+        match self.in_long_hole() {
+            Ok(true) => {
+                let n = self.chunker.zero_len;
+                return match self.consume_hole(n) {
+                    Ok(()) => Some(Ok(Chunk::Zeros(n))),
+                    Err(e) => fail(self, e),
+                };
+            }
+            Ok(false) => {}
+            Err(e) => return fail(self, e),
+        }
         if let Err(e) = self.fill() {
-            self.eof = true;
-            self.buf.clear();
-            self.start = 0;
-            return Some(Err(e));
+            return fail(self, e);
         }
         let avail = &self.buf[self.start..];
         if avail.is_empty() {
@@ -171,7 +298,8 @@ impl<R: Read> Iterator for Chunks<'_, R> {
         let n = self.chunker.cut(avail);
         let chunk = avail[..n].to_vec();
         self.start += n;
-        Some(Ok(chunk))
+        self.pos += n as u64;
+        Some(Ok(Chunk::Data(chunk)))
     }
 }
 
@@ -239,6 +367,56 @@ mod tests {
         assert!(Chunker::new(&test_gear(), p).is_err());
     }
 
+    /// Bytes with some zero ranges declared as holes.
+    struct Holey {
+        data: Vec<u8>,
+        holes: Vec<(u64, u64)>,
+        pos: usize,
+        skipped: u64,
+    }
+
+    impl Read for Holey {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.data.len() - self.pos).min(100_000);
+            buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+            self.pos += n;
+            Ok(n)
+        }
+    }
+
+    impl Sparse for Holey {
+        fn next_hole(&mut self, offset: u64) -> io::Result<Option<(u64, u64)>> {
+            Ok(self.holes.iter().copied().find(|&(_, e)| e > offset))
+        }
+        fn skip(&mut self, n: u64) -> io::Result<()> {
+            self.skipped += n;
+            self.pos += n as usize;
+            assert!(self.data[self.pos - n as usize..self.pos].iter().all(|&b| b == 0), "skipped data that is not a hole");
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn holes_chunk_exactly_as_read_without_being_read() {
+        let c = Chunker::new(&test_gear(), small_params()).unwrap();
+        let z = c.zero_run_chunk();
+        assert!((2048..=65536).contains(&z));
+        let mut data = pseudo_random(9, 3_000_000);
+        let holes = vec![(100_000u64, 1_100_000u64), (1_100_000 + 777, 2_000_000), (2_900_000, 3_000_000)];
+        for &(s, e) in &holes {
+            data[s as usize..e as usize].fill(0);
+        }
+        let dense: Vec<usize> = lengths(&c, &data);
+        let mut src = Holey { data: data.clone(), holes, pos: 0, skipped: 0 };
+        let sparse: Vec<Chunk> = c.chunks_sparse(&mut src).map(|r| r.unwrap()).collect();
+        assert_eq!(sparse.iter().map(Chunk::len).collect::<Vec<_>>(), dense);
+        let zeros = sparse.iter().filter(|c| matches!(c, Chunk::Zeros(_))).count();
+        assert!(zeros > 20, "long holes came out as zero chunks ({zeros})");
+        let joined: Vec<u8> = sparse.into_iter().flat_map(Chunk::into_bytes).collect();
+        assert_eq!(joined, data);
+        assert!(src.skipped > 1_000_000, "holes were skipped, not read ({} bytes)", src.skipped);
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(24))]
         /// Inserting bytes near the start disturbs only the chunks around the insertion:
@@ -261,7 +439,7 @@ mod tests {
         fn chunks_concatenate_to_input(seed in any::<u64>(), len in 0usize..300_000) {
             let c = Chunker::new(&test_gear(), small_params()).unwrap();
             let data = pseudo_random(seed, len);
-            let joined: Vec<u8> = c.chunks(&data[..]).flat_map(|r| r.unwrap()).collect();
+            let joined: Vec<u8> = c.chunks(&data[..]).flat_map(|r| r.unwrap().into_bytes()).collect();
             prop_assert_eq!(joined, data);
             for l in lengths(&c, &pseudo_random(seed, len)).iter().rev().skip(1) {
                 prop_assert!(*l >= 2048 && *l <= 65536);

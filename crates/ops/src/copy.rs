@@ -45,7 +45,7 @@ impl Copier<'_> {
             let mut ids = Vec::new();
             for chunk in chunker.chunks(ContentReader::new(self.src, node)) {
                 let chunk = chunk.map_err(|e| OpsError::Invalid(format!("reading from the source repository: {e}")))?;
-                ids.push(self.dst.save_blob(BlobType::Data, &chunk)?.0);
+                ids.push(self.dst.save_blob(BlobType::Data, &chunk.into_bytes())?.0);
             }
             return Ok(ids);
         }

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 
 use rayon::prelude::*;
 
-use cairn_chunker::Chunker;
+use cairn_chunker::{Chunk, Chunker, Dense, Sparse};
 use cairn_format::{BlobId, BlobType, Node, NodeType, RawBytes, Timestamp, Tree};
 use cairn_repo::{sys, Repository};
 
@@ -48,6 +48,8 @@ pub struct Archiver<'a> {
     counters: Counters,
     errors: Mutex<Vec<String>>,
     warnings: Mutex<Vec<String>>,
+    /// The ID of the chunk every long run of zeros is cut into, once stored.
+    zero_blob: Mutex<Option<BlobId>>,
 }
 
 enum FileOutcome {
@@ -66,6 +68,7 @@ impl<'a> Archiver<'a> {
             counters: Counters::default(),
             errors: Mutex::new(Vec::new()),
             warnings: Mutex::new(Vec::new()),
+            zero_blob: Mutex::new(None),
         }
     }
 
@@ -259,7 +262,10 @@ impl<'a> Archiver<'a> {
                 return Ok(FileOutcome::Failed);
             }
         };
-        let (content, read) = match self.save_content(&f, node.size) {
+        // Only a file with fewer blocks than bytes can have holes worth asking about.
+        let sparse = node.size >= 2 * self.chunker.params().max_size as u64 && f.metadata().is_ok_and(|m| m.blocks() * 512 < m.len());
+        let saved = if sparse { self.save_content(SparseFile { file: &f, offset: 0 }, node.size) } else { self.save_content(Dense(&f), node.size) };
+        let (content, read) = match saved {
             Ok(x) => x,
             Err(ContentError::Read(e)) => {
                 self.error(path, e);
@@ -288,14 +294,17 @@ impl<'a> Archiver<'a> {
     /// Above one batch (`size_hint`), a reader thread chunks the next batch while this
     /// one is hashed, compressed and sealed on every core, so no core waits for the
     /// disk or the chunker; at most three batches of one file are in memory.
-    fn save_content(&self, reader: impl Read + Send, size_hint: u64) -> Result<(Vec<BlobId>, u64), ContentError> {
+    fn save_content(&self, reader: impl Sparse + Send, size_hint: u64) -> Result<(Vec<BlobId>, u64), ContentError> {
         let mut ids = Vec::new();
         let mut read = 0u64;
-        let store = |batch: Vec<Vec<u8>>, ids: &mut Vec<BlobId>, read: &mut u64| -> Result<(), ContentError> {
+        let store = |batch: Vec<Chunk>, ids: &mut Vec<BlobId>, read: &mut u64| -> Result<(), ContentError> {
             *read += batch.iter().map(|c| c.len() as u64).sum::<u64>();
             let saved: Vec<BlobId> = batch
                 .par_iter()
-                .map(|c| self.repo.save_blob(BlobType::Data, c).map(|(id, _)| id))
+                .map(|c| match c {
+                    Chunk::Data(d) => self.repo.save_blob(BlobType::Data, d).map(|(id, _)| id),
+                    Chunk::Zeros(n) => self.zero_blob(*n),
+                })
                 .collect::<Result<_, _>>()
                 .map_err(|e| ContentError::Repo(e.into()))?;
             ids.extend(saved);
@@ -303,46 +312,37 @@ impl<'a> Archiver<'a> {
         };
         if size_hint <= BATCH_BYTES as u64 {
             // A small file: no thread to start; it is one batch (or grew meanwhile).
-            let mut batch = Vec::new();
-            let mut bytes = 0;
-            for chunk in self.chunker.chunks(reader) {
-                let chunk = chunk.map_err(ContentError::Read)?;
-                bytes += chunk.len();
-                batch.push(chunk);
-                if bytes >= BATCH_BYTES {
-                    store(std::mem::take(&mut batch), &mut ids, &mut read)?;
-                    bytes = 0;
+            let mut batch = Batch::default();
+            for chunk in self.chunker.chunks_sparse(reader) {
+                if let Some(full) = batch.push(chunk.map_err(ContentError::Read)?) {
+                    store(full, &mut ids, &mut read)?;
                 }
             }
-            store(batch, &mut ids, &mut read)?;
+            store(batch.chunks, &mut ids, &mut read)?;
             return Ok((ids, read));
         }
         let chunker = &self.chunker;
         std::thread::scope(|scope| {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<Vec<Vec<u8>>>>(1);
+            let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<Vec<Chunk>>>(1);
             scope.spawn(move || {
-                let mut batch = Vec::new();
-                let mut bytes = 0;
-                for chunk in chunker.chunks(reader) {
+                let mut batch = Batch::default();
+                for chunk in chunker.chunks_sparse(reader) {
                     match chunk {
                         Err(e) => {
                             let _ = tx.send(Err(e));
                             return;
                         }
                         Ok(c) => {
-                            bytes += c.len();
-                            batch.push(c);
-                            if bytes >= BATCH_BYTES {
-                                // The receiver is gone only after an error: stop reading.
-                                if tx.send(Ok(std::mem::take(&mut batch))).is_err() {
+                            // The receiver is gone only after an error: stop reading.
+                            if let Some(full) = batch.push(c) {
+                                if tx.send(Ok(full)).is_err() {
                                     return;
                                 }
-                                bytes = 0;
                             }
                         }
                     }
                 }
-                let _ = tx.send(Ok(batch));
+                let _ = tx.send(Ok(batch.chunks));
             });
             for batch in rx {
                 store(batch.map_err(ContentError::Read)?, &mut ids, &mut read)?;
@@ -351,9 +351,20 @@ impl<'a> Archiver<'a> {
         })
     }
 
+    /// The blob of `n` zero bytes, stored once per backup and then only referenced.
+    fn zero_blob(&self, n: usize) -> Result<BlobId, cairn_repo::RepoError> {
+        let mut known = self.zero_blob.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(id) = *known {
+            return Ok(id);
+        }
+        let (id, _) = self.repo.save_blob(BlobType::Data, &vec![0; n])?;
+        *known = Some(id);
+        Ok(id)
+    }
+
     /// The root tree for `backup --stdin`: one file holding standard input.
     pub fn stdin_tree(&self, name: &str, input: impl Read + Send) -> Result<BlobId, OpsError> {
-        let (content, read) = self.save_content(input, u64::MAX).map_err(|e| match e {
+        let (content, read) = self.save_content(Dense(input), u64::MAX).map_err(|e| match e {
             ContentError::Read(e) => OpsError::io("standard input", e),
             ContentError::Repo(e) => e,
         })?;
@@ -375,6 +386,80 @@ impl<'a> Archiver<'a> {
         inc(&self.counters.files_new);
         self.counters.bytes.fetch_add(read, Ordering::Relaxed);
         self.save_tree(Tree { nodes: vec![node] })
+    }
+}
+
+/// Chunks gathered for one parallel store: up to BATCH_BYTES of data (zero chunks from
+/// holes hold no memory, so they only count towards a cap on their number).
+#[derive(Default)]
+struct Batch {
+    chunks: Vec<Chunk>,
+    bytes: usize,
+}
+
+impl Batch {
+    /// Adds a chunk; returns the batch to store when it is full.
+    fn push(&mut self, c: Chunk) -> Option<Vec<Chunk>> {
+        if let Chunk::Data(d) = &c {
+            self.bytes += d.len();
+        }
+        self.chunks.push(c);
+        if self.bytes >= BATCH_BYTES || self.chunks.len() >= 4096 {
+            self.bytes = 0;
+            return Some(std::mem::take(&mut self.chunks));
+        }
+        None
+    }
+}
+
+/// A file read with `pread` at its own offset, its holes found with SEEK_HOLE/SEEK_DATA
+/// (which move only the descriptor's offset, never ours).
+struct SparseFile<'a> {
+    file: &'a File,
+    offset: u64,
+}
+
+impl Read for SparseFile<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = std::os::unix::fs::FileExt::read_at(self.file, buf, self.offset)?;
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
+impl Sparse for SparseFile<'_> {
+    fn next_hole(&mut self, offset: u64) -> std::io::Result<Option<(u64, u64)>> {
+        use std::os::fd::AsRawFd;
+        let fd = self.file.as_raw_fd();
+        let size = self.file.metadata()?.len();
+        let seek = |off: u64, whence| -> std::io::Result<Option<u64>> {
+            // SAFETY: lseek on a descriptor we own; no memory is passed.
+            let r = unsafe { libc::lseek(fd, off as libc::off_t, whence) };
+            if r >= 0 {
+                return Ok(Some(r as u64));
+            }
+            match std::io::Error::last_os_error() {
+                e if e.raw_os_error() == Some(libc::ENXIO) => Ok(None),
+                e => Err(e),
+            }
+        };
+        let mut at = offset;
+        loop {
+            let Some(start) = seek(at, libc::SEEK_HOLE)? else { return Ok(None) };
+            if start >= size {
+                return Ok(None); // the implicit hole at the end of every file
+            }
+            let end = seek(start, libc::SEEK_DATA)?.unwrap_or(size).min(size);
+            if end > offset {
+                return Ok(Some((start, end)));
+            }
+            at = end;
+        }
+    }
+
+    fn skip(&mut self, n: u64) -> std::io::Result<()> {
+        self.offset += n;
+        Ok(())
     }
 }
 

@@ -13,6 +13,7 @@
 mod plan;
 mod verify;
 
+use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -20,7 +21,7 @@ use std::sync::Mutex;
 
 use rayon::prelude::*;
 
-use cairn_format::{Node, NodeType};
+use cairn_format::{BlobId, Node, NodeType};
 use cairn_repo::{Repository, SnapshotRef};
 
 use crate::filter::PathFilter;
@@ -271,13 +272,25 @@ fn restore_file(repo: &Repository, item: &Item, overwrite: Overwrite) -> Result<
         .map_err(|e| OpsError::io(dest, e))?;
     let mut offset = 0u64;
     let mut damaged: Vec<String> = Vec::new();
+    // Blobs found to be all zeros, with their lengths: a sparse file repeats one such
+    // blob for every chunk of its holes, and it is loaded once, not once per chunk.
+    let mut zero_blobs: HashMap<BlobId, u64> = HashMap::new();
     for batch in node.content.chunks(BLOBS_PER_BATCH) {
-        let blobs: Vec<_> = batch.par_iter().map(|id| (id, repo.load_blob(id))).collect();
+        let blobs: Vec<_> = batch
+            .par_iter()
+            .map(|id| match zero_blobs.get(id) {
+                Some(&len) => (id, Ok(Loaded::Zeros(len))),
+                None => (id, repo.load_blob(id).map(Loaded::Data)),
+            })
+            .collect();
         for (id, blob) in blobs {
             match blob {
-                Ok(data) => {
+                Ok(Loaded::Zeros(len)) => offset += len,
+                Ok(Loaded::Data(data)) => {
                     // All-zero blobs become holes: sparse files stay sparse.
-                    if !data.iter().all(|b| *b == 0) {
+                    if data.iter().all(|b| *b == 0) {
+                        zero_blobs.insert(*id, data.len() as u64);
+                    } else {
                         f.write_all_at(&data, offset).map_err(|e| OpsError::io(dest, e))?;
                     }
                     offset += data.len() as u64;
@@ -330,4 +343,10 @@ fn create_special(dest: &Path, node: &Node, overwrite: Overwrite) -> Result<bool
         _ => return Ok(false),
     }
     Ok(true)
+}
+
+/// A blob of a file being restored: its bytes, or the length of a known all-zero blob.
+enum Loaded {
+    Data(Vec<u8>),
+    Zeros(u64),
 }
