@@ -271,3 +271,99 @@ fn path_below_a_symlinked_directory_is_stored_under_its_real_path() {
     let real_canon = fs::canonicalize(&real).unwrap();
     assert_eq!(fs::read(t.join(real_canon.strip_prefix("/").unwrap()).join("a")).unwrap(), b"a");
 }
+
+/// A source tree with everything awkward at once: symlink loops (relative, absolute,
+/// to itself), a path of 4,000 bytes under 250-byte names, a name that is not UTF-8, a
+/// socket, and files created, deleted and grown by another process while the backup
+/// reads. The backup finishes (exit 0, or 3 naming only the churning files), `check
+/// --read-data` passes, and the restore matches: links as links, the long path exact,
+/// the socket recorded but not recreated (a socket belongs to a live process), a grown
+/// file restored as a prefix of what it became, a churned file with exactly the bytes
+/// written for its name.
+#[test]
+fn awkward_and_changing_source_trees() {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::symlink;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    fs::create_dir_all(src.join("links/dir")).unwrap();
+    symlink("loop_b", src.join("links/loop_a")).unwrap();
+    symlink("loop_a", src.join("links/loop_b")).unwrap();
+    symlink("self", src.join("links/self")).unwrap();
+    symlink("..", src.join("links/dir/up")).unwrap();
+    symlink(&src, src.join("links/dir/root")).unwrap();
+    let mut deep = src.join("deep");
+    for i in 0..15 {
+        deep.push(format!("{i:02}{}", "d".repeat(248)));
+    }
+    fs::create_dir_all(&deep).unwrap();
+    let long_file = deep.join("f".repeat(230));
+    assert_eq!(long_file.strip_prefix(&src).unwrap().as_os_str().len(), 4000, "path length");
+    fs::write(&long_file, b"at the bottom").unwrap();
+    fs::write(raw_path(&src, b"latin1-\xe9t\xe9"), b"not utf-8").unwrap();
+    let _sock = std::os::unix::net::UnixListener::bind(src.join("app.sock")).unwrap();
+    fs::create_dir_all(src.join("many")).unwrap();
+    for i in 0..3000u64 {
+        fs::write(src.join(format!("many/{i:04}")), pseudo_random(i, 2000)).unwrap();
+    }
+    fs::create_dir_all(src.join("churn")).unwrap();
+    let churn_content = |n: u64| pseudo_random(n + 10_000, 5000 + (n as usize % 7) * 1000);
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let churner = {
+        let (src, stop) = (src.clone(), stop.clone());
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut log = fs::OpenOptions::new().create(true).append(true).open(src.join("grow.log")).unwrap();
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                fs::write(src.join(format!("churn/{n}")), churn_content(n)).unwrap();
+                if n >= 3 {
+                    let _ = fs::remove_file(src.join(format!("churn/{}", n - 3)));
+                }
+                writeln!(log, "line {n}").unwrap();
+                n += 1;
+                std::thread::sleep(std::time::Duration::from_micros(200));
+            }
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let out = env.run(&["backup", src.to_str().unwrap()]);
+    stop.store(true, Ordering::Relaxed);
+    churner.join().unwrap();
+    let err = stderr(&out);
+    assert!(matches!(out.status.code(), Some(0 | 3)), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    for l in err.lines().filter(|l| l.starts_with("error:")) {
+        assert!(l.contains("/churn/"), "only churning files may fail: {l}");
+    }
+    env.ok(&["check", "--read-data"]);
+    let ls = env.ok(&["ls", "-l", "latest"]);
+    assert!(ls.lines().any(|l| l.contains("app.sock") && l.starts_with('s')), "socket recorded: {ls}");
+
+    let target = env.path("t");
+    env.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    let back = target.join(src.strip_prefix("/").unwrap());
+    let volatile = |k: &Vec<u8>| k.starts_with(b"churn/") || k.as_slice() == b"grow.log" || k.as_slice() == b"app.sock";
+    let mut want = snapshot_tree(&src);
+    let mut got = snapshot_tree(&back);
+    want.retain(|k, _| !volatile(k) && k.as_slice() != b"churn");
+    got.retain(|k, _| !volatile(k) && k.as_slice() != b"churn");
+    assert_eq!(want.keys().collect::<Vec<_>>(), got.keys().collect::<Vec<_>>());
+    for (k, m) in &want {
+        // No hardlinks here; link groups count positions among the entries left out.
+        let (a, b) = (Meta { link_group: 0, ..m.clone() }, Meta { link_group: 0, ..got[k].clone() });
+        assert_eq!(a, b, "{:?}", String::from_utf8_lossy(k));
+    }
+    assert!(!back.join("app.sock").exists(), "sockets are not recreated");
+    assert_eq!(fs::read(back.join(long_file.strip_prefix(&src).unwrap())).unwrap(), b"at the bottom");
+    assert_eq!(fs::read_link(back.join("links/dir/root")).unwrap(), src);
+    let grown = fs::read(back.join("grow.log")).unwrap();
+    assert!(fs::read(src.join("grow.log")).unwrap().starts_with(&grown), "a grown file restores as what was read");
+    for e in fs::read_dir(back.join("churn")).unwrap().flatten() {
+        let n: u64 = std::str::from_utf8(e.file_name().as_bytes()).unwrap().parse().unwrap();
+        let data = fs::read(e.path()).unwrap();
+        assert!(churn_content(n).starts_with(&data), "churn/{n} restored with bytes never written");
+    }
+}
