@@ -142,7 +142,8 @@ fn net(e: reqwest::Error) -> B2Error {
     B2Error::Network(e.without_url().to_string())
 }
 
-fn parse_version(v: &Value) -> FileVersion {
+/// A file version from a reply's JSON object; fields B2 left out get defaults, never a panic.
+pub fn parse_version(v: &Value) -> FileVersion {
     let info: HashMap<String, String> = v["fileInfo"]
         .as_object()
         .map(|o| o.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())

@@ -17,5 +17,5 @@ pub mod encoding;
 mod error;
 
 pub use backend::{B2Backend, B2Location};
-pub use client::{Client, Credentials, FileVersion, Transactions};
+pub use client::{parse_version, Client, Credentials, FileVersion, Transactions};
 pub use error::B2Error;
