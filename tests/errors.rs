@@ -479,3 +479,45 @@ fn a_tree_blob_replaced_by_another_valid_blob_is_detected() {
         assert!(err.contains("does not match its id"), "{args:?} says what is wrong: {err}");
     }
 }
+
+/// Someone with the storage deletes a snapshot file. Nothing in the repository can
+/// show it, so this machine's list of snapshots it has seen does: every command warns
+/// naming it, `check` fails, and `forget ID` acknowledges it. Snapshots removed by
+/// `forget` and `tag` (on any machine: sealed `forgotten/` records) raise nothing.
+#[test]
+fn a_deleted_snapshot_is_noticed_and_can_be_acknowledged() {
+    let env = Env::new();
+    env.ok(&["init"]);
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a"), b"one").unwrap();
+    let first = env.backup(&[&src], &[])["snapshot_id"].as_str().unwrap().to_string();
+    fs::write(src.join("a"), b"two").unwrap();
+    env.backup(&[&src], &[]);
+    fs::write(src.join("a"), b"three").unwrap();
+    let third = env.backup(&[&src], &[])["snapshot_id"].as_str().unwrap().to_string();
+    // Removed on purpose: forget, and tag (which replaces a snapshot): no warning.
+    env.ok(&["forget", &third[..8]]);
+    env.ok(&["tag", "--add", "kept", &first[..8]]);
+    let out = env.run(&["snapshots"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!stderr(&out).contains("was in"), "{}", stderr(&out));
+    env.ok(&["check"]);
+    // Deleted behind cairn's back.
+    let listed: Vec<String> = serde_json::from_str::<serde_json::Value>(&env.ok(&["snapshots", "--json"])).unwrap().as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(listed.len(), 2);
+    let victim = &listed[1];
+    fs::remove_file(env.repo().join("snapshots").join(victim)).unwrap();
+    for args in [vec!["snapshots"], vec!["ls", "latest"]] {
+        let out = env.run(&args);
+        assert!(stderr(&out).contains(&format!("snapshot {} was in", &victim[..8])) && stderr(&out).contains("cairn forget"), "{args:?}: {}", stderr(&out));
+    }
+    let out = env.run(&["check"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("vanished"), "{}", stderr(&out));
+    // Acknowledged: quiet again, check passes.
+    env.ok(&["forget", &victim[..8]]);
+    let out = env.run(&["snapshots"]);
+    assert!(!stderr(&out).contains("was in"), "{}", stderr(&out));
+    env.ok(&["check"]);
+}

@@ -10,6 +10,7 @@ mod exit;
 mod location;
 mod output;
 mod password;
+mod seen;
 
 use clap::Parser;
 

@@ -29,14 +29,19 @@ pub fn cache_dir(g: &crate::args::GlobalArgs, location: &str) -> Option<PathBuf>
     if g.no_cache || !is_remote(location) {
         return None;
     }
-    let root = g.cache_dir.clone().or_else(|| {
+    let root = cache_root(g)?;
+    let tag = cairn_crypto::storage_hash(location.as_bytes());
+    Some(root.join(&cairn_format::BlobId(tag).to_hex()[..16]))
+}
+
+/// `--cache-dir`/CAIRN_CACHE_DIR, else `$XDG_CACHE_HOME/cairn`, else `~/.cache/cairn`.
+pub fn cache_root(g: &crate::args::GlobalArgs) -> Option<PathBuf> {
+    g.cache_dir.clone().or_else(|| {
         std::env::var_os("XDG_CACHE_HOME")
             .map(PathBuf::from)
             .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
             .map(|p| p.join("cairn"))
-    })?;
-    let tag = cairn_crypto::storage_hash(location.as_bytes());
-    Some(root.join(&cairn_format::BlobId(tag).to_hex()[..16]))
+    })
 }
 
 /// Whether the location is reached over the network (B2 directly or via rclone's config).

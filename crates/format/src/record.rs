@@ -64,3 +64,23 @@ impl VerifiedRecord {
         }
     }
 }
+
+/// Snapshots removed on purpose (`forget`, `tag`, `repair snapshots`), written before
+/// the snapshot files are deleted, so a snapshot that vanishes without one was deleted
+/// by someone else. Never compacted: 32 bytes per forgotten snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForgottenRecord {
+    pub time: DateTime<FixedOffset>,
+    pub hostname: String,
+    /// Full IDs (hex).
+    pub snapshots: Vec<String>,
+}
+
+impl ForgottenRecord {
+    pub fn encode(&self) -> Vec<u8> {
+        to_json(self)
+    }
+    pub fn decode(b: &[u8]) -> Result<ForgottenRecord, FormatError> {
+        from_json("forgotten record", b)
+    }
+}

@@ -40,7 +40,7 @@ pub struct ShipSummary {
 /// Upload phases, in the order that keeps the destination consistent. Drill and
 /// verification records come last; they are merged, never deleted, at the destination
 /// (a drill or check run there writes its own).
-const PHASES: [&str; 7] = ["data/", "index/", "keys/", "config", "snapshots/", "drills/", "verified/"];
+const PHASES: [&str; 8] = ["data/", "index/", "keys/", "config", "forgotten/", "snapshots/", "drills/", "verified/"];
 
 fn is_record(name: &str) -> bool {
     name.starts_with("drills/") || name.starts_with("verified/")

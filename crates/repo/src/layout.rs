@@ -12,6 +12,7 @@ pub enum FileKind {
     Drill,
     /// `verified/`: when packs were last read back intact (rolling verification).
     Verified,
+    Forgotten,
 }
 
 impl FileKind {
@@ -23,6 +24,7 @@ impl FileKind {
             FileKind::Lock => "locks/",
             FileKind::Drill => "drills/",
             FileKind::Verified => "verified/",
+            FileKind::Forgotten => "forgotten/",
         }
     }
 
@@ -35,6 +37,7 @@ impl FileKind {
             FileKind::Lock => b"cairn v1 lock",
             FileKind::Drill => b"cairn v1 drill",
             FileKind::Verified => b"cairn v1 verified",
+            FileKind::Forgotten => b"cairn v1 forgotten",
         }
     }
 

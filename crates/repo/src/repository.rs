@@ -277,9 +277,39 @@ impl Repository {
     pub fn replace_snapshot(&self, old: &SnapshotId, new: &Snapshot) -> Result<SnapshotId, RepoError> {
         let id = self.save_snapshot(new)?;
         if id != *old {
-            self.remove_file(FileKind::Snapshot, &old.to_hex())?;
+            self.remove_snapshots(&[*old])?;
         }
         Ok(id)
+    }
+
+    /// Removes snapshots on purpose: a sealed `forgotten/` record of them is stored
+    /// first, so their absence is never mistaken for a deletion behind cairn's back.
+    pub fn remove_snapshots(&self, ids: &[SnapshotId]) -> Result<(), RepoError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.record_forgotten(ids.iter().map(SnapshotId::to_hex).collect())?;
+        for id in ids {
+            self.remove_file(FileKind::Snapshot, &id.to_hex())?;
+        }
+        Ok(())
+    }
+
+    /// Stores a record that these snapshots (full hex IDs) were removed on purpose.
+    pub fn record_forgotten(&self, snapshots: Vec<String>) -> Result<(), RepoError> {
+        let rec = cairn_format::ForgottenRecord { time: crate::sys::now(), hostname: crate::sys::hostname(), snapshots };
+        self.save_file(FileKind::Forgotten, &rec.encode()).map(|_| ())
+    }
+
+    /// Every snapshot ID (hex) any `forgotten/` record names.
+    pub fn forgotten_snapshots(&self) -> Result<std::collections::HashSet<String>, RepoError> {
+        let mut out = std::collections::HashSet::new();
+        for hex in self.list_files(FileKind::Forgotten)? {
+            let b = self.load_file(FileKind::Forgotten, &hex)?;
+            let rec = cairn_format::ForgottenRecord::decode(&b).map_err(|e| RepoError::format(FileKind::Forgotten.name(&hex), e))?;
+            out.extend(rec.snapshots);
+        }
+        Ok(out)
     }
 
     // ---- whole files (index, snapshot, lock) ----

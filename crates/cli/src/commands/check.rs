@@ -17,6 +17,9 @@ pub fn run(g: &GlobalArgs, a: CheckArgs) -> anyhow::Result<ExitCode> {
     let _lock = repo.lock(LockKind::Shared, "check")?;
     let location = repo.backend().location();
     let mut s = check(&repo, read, &location)?;
+    for id in crate::seen::vanished() {
+        s.errors.push(format!("snapshot {} vanished without a `cairn forget` record (deleted behind cairn's back)", &id[..8]));
+    }
     let mut hashes = None;
     if let Some(dest) = &a.remote_hashes {
         let dst = crate::location::open_backend(dest, g)?;

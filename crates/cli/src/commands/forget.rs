@@ -3,7 +3,7 @@ use std::sync::Arc;
 use cairn_ops::forget::{apply, Duration, RetentionPolicy};
 use cairn_ops::prune::{MaxUnused, PruneOptions, PrunePlan, PruneSummary};
 use cairn_ops::snapshots::group;
-use cairn_repo::{FileKind, LockKind, Repository};
+use cairn_repo::{LockKind, Repository};
 use serde_json::json;
 
 use crate::args::{ForgetArgs, GlobalArgs, PruneArgs, PruneLimits};
@@ -79,9 +79,18 @@ pub fn forget(g: &GlobalArgs, a: ForgetArgs) -> anyhow::Result<ExitCode> {
 
     let mut remove = Vec::new();
     let mut report = Vec::new();
+    // Snapshots named that vanished behind cairn's back: forgetting them acknowledges it.
+    let mut acknowledged = Vec::new();
     if !a.snapshots.is_empty() {
+        let vanished = crate::seen::vanished();
         for spec in &a.snapshots {
-            remove.push(repo.find_snapshot(spec)?);
+            match repo.find_snapshot(spec) {
+                Ok(s) => remove.push(s),
+                Err(e) => match vanished.iter().filter(|v| spec.len() >= 4 && v.starts_with(spec.as_str())).collect::<Vec<_>>()[..] {
+                    [v] => acknowledged.push(v.clone()),
+                    _ => return Err(e.into()),
+                },
+            }
         }
     }
     if !policy.is_empty() {
@@ -111,8 +120,9 @@ pub fn forget(g: &GlobalArgs, a: ForgetArgs) -> anyhow::Result<ExitCode> {
     remove.sort_by_key(|s| s.id);
     remove.dedup_by_key(|s| s.id);
     if !a.dry_run {
-        for s in &remove {
-            repo.remove_file(FileKind::Snapshot, &s.id.to_hex())?;
+        repo.remove_snapshots(&remove.iter().map(|s| s.id).collect::<Vec<_>>())?;
+        if !acknowledged.is_empty() {
+            repo.record_forgotten(acknowledged.clone())?;
         }
     }
     if !g.json && !g.quiet {

@@ -69,6 +69,7 @@ pub fn open_repo(g: &GlobalArgs) -> anyhow::Result<Repository> {
     if let Some(dir) = cache {
         repo.set_tree_cache(dir.join("trees"));
     }
+    crate::seen::watch(g, loc, &repo)?;
     if location::is_remote(loc) {
         repo.set_transfers(DEFAULT_REMOTE_TRANSFERS);
     }
