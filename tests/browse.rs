@@ -41,7 +41,9 @@ fn find_diff_dump_stats() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|c| (c["path"].as_str().unwrap().strip_prefix(&s).unwrap().to_string(), c["change"].as_str().unwrap().to_string()))
+        // Directories above the source (the test's own directory, which holds the cache)
+        // change between the backups too; only the source's changes are asserted.
+        .filter_map(|c| Some((c["path"].as_str().unwrap().strip_prefix(&s)?.to_string(), c["change"].as_str().unwrap().to_string())))
         .filter(|(p, _)| !p.is_empty() && p != "/")
         .collect();
     changes.sort();
