@@ -101,9 +101,7 @@ impl Harness {
     }
 
     fn local(&self) -> Command {
-        let mut c = self.env.cmd();
-        c.arg("-r").arg(self.env.repo());
-        c
+        self.env.repo_cmd()
     }
 
     /// Records snapshots the repository has and `expected` does not: the source has not
@@ -194,17 +192,11 @@ fn sigkill_during_backup() {
         let src = h.src.clone();
         h.kill_during(h.local().arg("backup").arg(&src));
         h.adopt_new_snapshots();
-        h.verify("backup", &h_local);
+        h.verify("backup", &Env::repo_cmd);
         h.rerun("backup", h.local().arg("backup").arg(&src));
         h.adopt_new_snapshots();
     }
     h.report("backup", n);
-}
-
-fn h_local(env: &Env) -> Command {
-    let mut c = env.cmd();
-    c.arg("-r").arg(env.repo());
-    c
 }
 
 #[test]
@@ -223,9 +215,9 @@ fn sigkill_during_prune() {
         let kept = h.snapshot_ids(&mut h.local());
         h.expected.retain(|id, _| kept.contains(id));
         h.kill_during(h.local().args(["prune", "--max-unused", "0%"]));
-        h.verify("prune", &h_local);
+        h.verify("prune", &Env::repo_cmd);
         h.rerun("prune", h.local().args(["prune", "--max-unused", "0%"]));
-        h.verify("prune (rerun)", &h_local);
+        h.verify("prune (rerun)", &Env::repo_cmd);
     }
     h.report("prune", n);
 }
@@ -251,7 +243,7 @@ fn sigkill_during_forget() {
             assert!(after.contains(id), "forget lost kept snapshot {id}");
         }
         h.expected.retain(|id, _| after.contains(id));
-        h.verify("forget", &h_local);
+        h.verify("forget", &Env::repo_cmd);
         h.rerun("forget", h.local().args(["forget", "--keep-last", "3"]));
         assert_eq!(h.snapshot_ids(&mut h.local()).len(), 3);
         h.expected.retain(|id, _| newest.contains(&id));
@@ -379,23 +371,11 @@ impl Backend for PowerCut {
     }
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for e in fs::read_dir(from).unwrap().flatten() {
-        let t = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &t);
-        } else {
-            fs::copy(e.path(), &t).unwrap();
-        }
-    }
-}
-
 /// Runs `op` against a copy of `pristine` whose backend loses power after `budget`
 /// writes; returns whether `op` finished before the cut, and the copy's path.
 fn with_power_cut(h: &Harness, pristine: &Path, budget: i64, op: &dyn Fn(&Arc<cairn_repo::Repository>) -> anyhow::Result<()>) -> bool {
     let _ = fs::remove_dir_all(h.env.repo());
-    copy_dir(pristine, &h.env.repo());
+    copy_tree(pristine, &h.env.repo());
     let backend = PowerCut { inner: LocalBackend::new(h.env.repo()), left: AtomicI64::new(budget) };
     let repo = cairn_repo::Repository::open(Arc::new(backend), PASSWORD.as_bytes()).unwrap();
     repo.load_index().unwrap();
@@ -419,7 +399,7 @@ fn power_cut_at_every_write_of_backup_and_prune() {
 
     // backup: cut after 0, 1, 2, ... writes until one run finishes.
     h.grow();
-    copy_dir(&h.env.repo(), &pristine);
+    copy_tree(&h.env.repo(), &pristine);
     let src = h.src.clone();
     let backup = |repo: &Arc<cairn_repo::Repository>| -> anyhow::Result<()> {
         let _lock = repo.lock(LockKind::Shared, "backup")?;
@@ -439,7 +419,7 @@ fn power_cut_at_every_write_of_backup_and_prune() {
             // A finished backup reported its snapshot saved: it must be there.
             assert_eq!(h.expected.len(), before.len() + 1, "backup finished but its snapshot is gone");
         }
-        h.verify(&format!("backup cut after {budget} writes"), &h_local);
+        h.verify(&format!("backup cut after {budget} writes"), &Env::repo_cmd);
         if finished {
             break;
         }
@@ -452,7 +432,7 @@ fn power_cut_at_every_write_of_backup_and_prune() {
     let kept = h.snapshot_ids(&mut h.local());
     h.expected.retain(|id, _| kept.contains(id));
     let _ = fs::remove_dir_all(&pristine);
-    copy_dir(&h.env.repo(), &pristine);
+    copy_tree(&h.env.repo(), &pristine);
     let prune = |repo: &Arc<cairn_repo::Repository>| -> anyhow::Result<()> {
         let _lock = repo.lock(LockKind::Exclusive, "prune")?;
         let opts = cairn_ops::prune::PruneOptions { max_unused: cairn_ops::prune::MaxUnused::parse("0%").unwrap(), ..Default::default() };
@@ -464,7 +444,7 @@ fn power_cut_at_every_write_of_backup_and_prune() {
         let finished = with_power_cut(&h, &pristine, budget, &prune);
         cuts += 1;
         assert_eq!(h.snapshot_ids(&mut h.local()), kept, "prune changed the snapshot list");
-        h.verify(&format!("prune cut after {budget} writes"), &h_local);
+        h.verify(&format!("prune cut after {budget} writes"), &Env::repo_cmd);
         // And the next prune, with the power back, finishes.
         let out = h.local().args(["prune", "--max-unused", "0%"]).output().unwrap();
         assert_eq!(out.status.code(), Some(0), "prune after a cut at {budget}: {}", stderr(&out));
@@ -498,17 +478,8 @@ fn local_backend_fsyncs_file_then_directory() {
     // program order and no call is split into "unfinished" and "resumed" halves.
     let logs = env.path("strace");
     fs::create_dir_all(&logs).unwrap();
-    let mut c = Command::new("strace");
-    c.args(["-ff", "-y", "-qq", "-e", "trace=fsync,fdatasync,rename,renameat,renameat2", "-o"]).arg(logs.join("t"));
-    let cairn = env.cmd();
-    c.arg(cairn.get_program()).arg("-r").arg(env.repo()).arg("backup").arg(&src);
-    for (k, v) in cairn.get_envs() {
-        match v {
-            Some(v) => c.env(k, v),
-            None => c.env_remove(k),
-        };
-    }
-    c.current_dir(env.dir.path());
+    let mut c = strace_cairn(&env, &["-ff", "-y", "-qq", "-e", "trace=fsync,fdatasync,rename,renameat,renameat2", "-o", logs.join("t").to_str().unwrap()]);
+    c.arg("-r").arg(env.repo()).arg("backup").arg(&src);
     let out = c.output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let repo = fs::canonicalize(env.repo()).unwrap().to_string_lossy().into_owned();

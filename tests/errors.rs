@@ -313,17 +313,6 @@ fn secrets_stay_out_of_the_output_and_files_are_private() {
 }
 
 /// Copies a directory tree (a repository) for one hostile edit.
-fn copy_tree(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for e in fs::read_dir(from).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            copy_tree(&p, &to.join(e.file_name()));
-        } else {
-            fs::copy(&p, to.join(e.file_name())).unwrap();
-        }
-    }
-}
 
 /// Someone with the storage but not the key edits the repository: flipped bits and
 /// truncations in every kind of file, packs swapped between names, a renamed snapshot.

@@ -59,7 +59,7 @@ fn golden_repository_v1_opens_and_restores() {
     build_source(&expected);
     // Work on a copy: commands take locks, and the checked-in fixture must stay pristine.
     let dir = env.path("repo-v1");
-    copy_dir(&fixture_dir(), &dir);
+    copy_tree(&fixture_dir(), &dir);
     let run = |args: &[&str]| {
         let out = env.cmd().env("CAIRN_PASSWORD", FIXTURE_PASSWORD).arg("-r").arg(&dir).args(args).output().unwrap();
         assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
@@ -77,14 +77,3 @@ fn golden_repository_v1_opens_and_restores() {
     assert_eq!(out.status.code(), Some(12));
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for e in fs::read_dir(from).unwrap().flatten() {
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            fs::copy(e.path(), dest).unwrap();
-        }
-    }
-}

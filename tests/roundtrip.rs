@@ -177,17 +177,9 @@ fn sparse_20_gib_file_is_backed_up_without_reading_its_holes_and_restored_sparse
     let have_strace = std::process::Command::new("strace").arg("-V").output().is_ok();
     if have_strace {
         let log = env.path("strace.log");
-        let cairn = env.cmd();
-        let mut c = std::process::Command::new("strace");
-        c.args(["-f", "-y", "-qq", "-e", "trace=read,pread64", "-o"]).arg(&log).arg(cairn.get_program());
+        let mut c = strace_cairn(&env, &["-f", "-y", "-qq", "-e", "trace=read,pread64", "-o", log.to_str().unwrap()]);
         c.arg("-r").arg(env.repo()).arg("backup").arg(&src);
-        for (k, v) in cairn.get_envs() {
-            match v {
-                Some(v) => c.env(k, v),
-                None => c.env_remove(k),
-            };
-        }
-        let out = c.current_dir(env.dir.path()).output().unwrap();
+        let out = c.output().unwrap();
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
         let name = big.to_string_lossy().into_owned();
         let read: u64 = fs::read_to_string(&log)

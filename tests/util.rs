@@ -44,9 +44,16 @@ impl Env {
         c
     }
 
+    /// `cairn -r REPO`, arguments to follow.
+    pub fn repo_cmd(&self) -> Command {
+        let mut c = self.cmd();
+        c.arg("-r").arg(self.repo());
+        c
+    }
+
     /// Runs `cairn -r REPO args...`.
     pub fn run(&self, args: &[&str]) -> Output {
-        self.cmd().arg("-r").arg(self.repo()).args(args).output().unwrap()
+        self.repo_cmd().args(args).output().unwrap()
     }
 
     /// Runs and asserts the exit code; returns stdout.
@@ -90,6 +97,35 @@ fn list_files(dir: &Path, m: &mut BTreeMap<PathBuf, u64>) {
             }
         }
     }
+}
+
+/// Copies a directory tree (files and directories only).
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+/// `strace STRACE_ARGS cairn` with the environment `env.cmd()` gives cairn; cairn's own
+/// arguments follow.
+pub fn strace_cairn(env: &Env, strace_args: &[&str]) -> Command {
+    let cairn = env.cmd();
+    let mut c = Command::new("strace");
+    c.args(strace_args).arg(cairn.get_program());
+    for (k, v) in cairn.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    c.current_dir(env.dir.path()).stdin(Stdio::null());
+    c
 }
 
 pub fn stderr(o: &Output) -> String {
