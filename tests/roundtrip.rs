@@ -9,7 +9,7 @@ use crate::util::*;
 /// Builds the awkward tree the core issue lists: many small files, empty files and
 /// directories, odd names, symlinks (one dangling), hardlinks, a fifo, every permission,
 /// mtimes before 1970 and with nanoseconds, ownership and extended attributes.
-fn build_rich_tree(root: &Path) -> bool {
+pub fn build_rich_tree(root: &Path) -> bool {
     fs::create_dir_all(root).unwrap();
     // 10,000 small files in 100 directories.
     for d in 0..100 {

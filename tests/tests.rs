@@ -12,6 +12,7 @@ mod emulator;
 mod errors;
 mod golden;
 mod maintenance;
+mod mount;
 mod restore;
 mod roundtrip;
 mod ship;

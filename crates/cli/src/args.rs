@@ -104,6 +104,21 @@ pub enum Command {
     Sync(SyncArgs),
     /// Restore a random sample of files and verify them: the yearly restore test
     Drill(DrillArgs),
+    /// Browse every snapshot as a read-only filesystem (FUSE) until Ctrl-C
+    Mount(MountArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct MountArgs {
+    /// Empty directory to mount on
+    pub mountpoint: std::path::PathBuf,
+    /// Let other users see the mount (needs user_allow_other in /etc/fuse.conf unless root)
+    #[arg(long)]
+    pub allow_other: bool,
+    /// Do not let the kernel check the stored modes and owners: anyone who can reach the
+    /// mountpoint reads everything
+    #[arg(long)]
+    pub no_default_permissions: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]

@@ -76,6 +76,11 @@ fn handle_signals() {
     }
     std::thread::spawn(move || {
         if let Ok(sig) = set.wait() {
+            // A mount ends here: unmounted, it is the normal way out, not an interruption.
+            if let Some(code) = commands::unmount_on_signal() {
+                cairn_repo::release_held_locks();
+                std::process::exit(code);
+            }
             eprintln!("cairn: interrupted by {sig}; the repository stays consistent");
             cairn_repo::release_held_locks();
             std::process::exit(128 + sig as i32);

@@ -7,6 +7,7 @@ mod forget;
 mod init;
 mod ls;
 mod maintenance;
+mod mount;
 mod repair;
 mod ship;
 mod sync;
@@ -44,11 +45,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ship(a) => ship::run(g, a),
         Command::Sync(a) => sync::run(g, a),
         Command::Drill(a) => drill::run(g, a),
+        Command::Mount(a) => mount::run(g, a),
     }
 }
 
 /// Concurrent pack uploads to a remote repository: enough to hide B2's per-request
 /// latency, while at most twice this many 16 MiB packs are held in memory.
+pub use mount::unmount_on_signal;
+
 pub const DEFAULT_REMOTE_TRANSFERS: usize = 8;
 
 /// Opens the repository named by the global options; writes nothing.

@@ -1,0 +1,50 @@
+//! `cairn mount MOUNTPOINT`: serves until Ctrl-C/SIGTERM (then unmounts and exits 0) or
+//! until the filesystem is unmounted from outside (`fusermount3 -u`).
+
+use std::sync::{Arc, Mutex};
+
+use cairn_mount::{MountOptions, Mounted};
+use cairn_repo::LockKind;
+
+use crate::args::{GlobalArgs, MountArgs};
+use crate::exit::ExitCode;
+
+/// The live mount, where the signal thread can reach it.
+static MOUNTED: Mutex<Option<Mounted>> = Mutex::new(None);
+
+/// Unmounts the live mount, if there is one, and returns the exit code: 0 when it is
+/// gone, 1 (with what to do) when something still holds it open.
+pub fn unmount_on_signal() -> Option<i32> {
+    let m = MOUNTED.lock().unwrap_or_else(|p| p.into_inner()).take()?;
+    let at = m.mountpoint().to_path_buf();
+    drop(m);
+    if cairn_mount::is_mounted(&at) {
+        eprintln!("cairn: could not unmount {0}: a program still has it open; close it, then run `fusermount3 -u {0}`", at.display());
+        return Some(1);
+    }
+    eprintln!("cairn: unmounted {}", at.display());
+    Some(0)
+}
+
+pub fn run(g: &GlobalArgs, a: MountArgs) -> anyhow::Result<ExitCode> {
+    // Before asking for a password: a machine that cannot mount says so at once.
+    cairn_mount::check_prerequisites()?;
+    let repo = super::open_repo_with_index(g)?;
+    // Held (and refreshed) while mounted, so prune leaves the packs being read alone.
+    let _lock = repo.lock(LockKind::Shared, "mount")?;
+    let opts = MountOptions { allow_other: a.allow_other, default_permissions: !a.no_default_permissions };
+    let mounted = cairn_mount::mount(Arc::clone(&repo), &a.mountpoint, &opts)?;
+    *MOUNTED.lock().unwrap_or_else(|p| p.into_inner()) = Some(mounted);
+    if !g.quiet {
+        eprintln!("mounted {} at {}; Ctrl-C unmounts", repo.backend().location(), a.mountpoint.display());
+    }
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let mut guard = MOUNTED.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.as_ref().is_none_or(Mounted::is_finished) {
+            // Unmounted from outside: dropping the session would try to unmount again.
+            std::mem::forget(guard.take());
+            return Ok(ExitCode::Ok);
+        }
+    }
+}
