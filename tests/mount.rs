@@ -138,3 +138,37 @@ fn mount_without_fusermount_is_one_clear_line() {
         assert!(err.contains("/dev/fuse"), "{err}");
     }
 }
+
+/// The same from a B2 repository (the emulator): trees and blobs come over HTTP.
+#[test]
+fn mount_a_b2_repository() {
+    if !fuse_available() {
+        return;
+    }
+    let env = Env::new();
+    let emu = Emulator::start(&env.path("emu"), &[]);
+    let b2 = |env: &Env| {
+        let mut c = env.cmd();
+        c.env("B2_APPLICATION_KEY_ID", "testkeyid").env("B2_APPLICATION_KEY", "testkey").env("CAIRN_B2_ENDPOINT", &emu.url).args(["-r", "b2:mount-bucket/r"]);
+        c
+    };
+    let src = env.path("src");
+    fs::create_dir_all(src.join("d")).unwrap();
+    fs::write(src.join("d/file.bin"), pseudo_random(5, 3_000_000)).unwrap();
+    std::os::unix::fs::symlink("d/file.bin", src.join("link")).unwrap();
+    assert!(b2(&env).arg("init").stdout(Stdio::null()).status().unwrap().success());
+    assert!(b2(&env).arg("backup").arg(&src).stdout(Stdio::null()).status().unwrap().success());
+    let mnt = env.path("mnt");
+    fs::create_dir_all(&mnt).unwrap();
+    let child = b2(&env).arg("mount").arg(&mnt).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let t = Instant::now();
+    while !is_mounted(&mnt) {
+        assert!(t.elapsed() < Duration::from_secs(20), "not mounted after 20 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let target = env.path("restored");
+    assert!(b2(&env).args(["restore", "latest", "--target"]).arg(&target).stdout(Stdio::null()).status().unwrap().success());
+    let rel = src.strip_prefix("/").unwrap();
+    assert_same_tree(&target.join(rel), &mnt.join("snapshots/latest").join(rel));
+    stop(child, &mnt);
+}
