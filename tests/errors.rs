@@ -510,3 +510,30 @@ fn a_deleted_snapshot_is_noticed_and_can_be_acknowledged() {
     assert!(!stderr(&out).contains("was in"), "{}", stderr(&out));
     env.ok(&["check"]);
 }
+
+/// `init` under /mnt (or /media, /run/media) where nothing is mounted refuses, names
+/// the likely cause, and creates nothing; `--force` overrides. No other command ever
+/// creates a repository (`missing_repository_exits_10_and_is_not_created`).
+#[test]
+fn init_refuses_an_unmounted_drive() {
+    use std::os::unix::fs::MetadataExt;
+    if !is_root() || fs::metadata("/mnt").map(|m| m.dev()).ok() != fs::metadata("/").map(|m| m.dev()).ok() {
+        eprintln!("skipped: needs root and a /mnt on the root filesystem");
+        return;
+    }
+    let env = Env::new();
+    let name = env.dir.path().file_name().unwrap().to_string_lossy().into_owned();
+    let drive = Path::new("/mnt").join(&name);
+    fs::create_dir_all(&drive).unwrap(); // the empty mountpoint an unmounted drive leaves
+    let repo = drive.join("cairn");
+    let out = env.cmd().arg("-r").arg(&repo).arg("init").output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("probably not mounted") && err.contains("--force"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(!repo.exists(), "nothing created");
+    let out = env.cmd().arg("-r").arg(&repo).args(["init", "--force"]).output().unwrap();
+    let ok = out.status.code() == Some(0) && repo.join("config").exists();
+    fs::remove_dir_all(&drive).unwrap();
+    assert!(ok, "--force creates it: {}", stderr(&out));
+}

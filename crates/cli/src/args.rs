@@ -405,6 +405,10 @@ pub struct InitArgs {
     /// Chunk sizes MIN,AVG,MAX in KiB (default 512,1024,8192); for experiments and tests
     #[arg(long, hide = true, value_name = "MIN,AVG,MAX")]
     pub chunker_sizes: Option<String>,
+    /// Create the repository under /media, /mnt or /run/media even though no drive is
+    /// mounted there (the path is on the same filesystem as /)
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Args, Debug)]

@@ -8,7 +8,11 @@ use crate::{location, output, password};
 
 pub fn run(g: &GlobalArgs, a: InitArgs) -> anyhow::Result<ExitCode> {
     let compression = CompressionMode::parse(&a.compression).map_err(|e| fail(ExitCode::Fatal, e))?;
-    let backend = location::open_backend(g.repo.as_deref().unwrap_or(""), g)?;
+    let loc = g.repo.as_deref().unwrap_or("");
+    if !a.force && !location::is_remote(loc) {
+        refuse_unmounted_drive(loc)?;
+    }
+    let backend = location::open_backend(loc, g)?;
     let pw = password::get(g, true)?;
     let mut opts = InitOptions { compression, pack_size_mib: a.pack_size, ..InitOptions::default() };
     if let Some(sizes) = &a.chunker_sizes {
@@ -32,4 +36,32 @@ pub fn run(g: &GlobalArgs, a: InitArgs) -> anyhow::Result<ExitCode> {
         println!("Losing your password means that your data is irrecoverably lost.");
     }
     Ok(ExitCode::Ok)
+}
+
+/// Where removable drives are mounted. An unmounted drive leaves its empty mountpoint
+/// behind, and a repository created there fills the laptop's own disk instead.
+const DRIVE_ROOTS: [&str; 3] = ["/media", "/mnt", "/run/media"];
+
+/// Refuses a repository path under a drive root that lies on the same filesystem as
+/// `/`: the drive is almost certainly not mounted.
+fn refuse_unmounted_drive(loc: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let path = std::path::absolute(loc.strip_prefix("local:").unwrap_or(loc))?;
+    if !DRIVE_ROOTS.iter().any(|r| path.starts_with(r)) {
+        return Ok(());
+    }
+    // The deepest part of the path that exists tells which filesystem it is on.
+    let existing = path.ancestors().find(|p| p.exists()).unwrap_or(std::path::Path::new("/"));
+    let (here, root) = (std::fs::metadata(existing)?.dev(), std::fs::metadata("/")?.dev());
+    if here == root {
+        return Err(fail(
+            ExitCode::Fatal,
+            format!(
+                "{} is under {} but on the same filesystem as /: the drive is probably not mounted (mount it, or pass --force to create the repository on this disk anyway)",
+                path.display(),
+                existing.display()
+            ),
+        ));
+    }
+    Ok(())
 }
