@@ -87,3 +87,29 @@ fn find_diff_dump_stats() {
     assert_eq!(raw["mode"], "raw-data");
     assert!(raw["stored_size"].as_u64().unwrap() > 300_000);
 }
+
+/// Completions as a user gets them: bash loads the script and completes `cairn ba` to
+/// `backup`; zsh and fish scripts are produced; man pages for every command render.
+#[test]
+fn shell_completions_and_man_pages() {
+    let env = Env::new();
+    let bin = env!("CARGO_BIN_EXE_cairn");
+    let script = format!(
+        "source <({bin} completions bash) && complete -p cairn >/dev/null && COMP_WORDS=(cairn ba) && COMP_CWORD=1 && _cairn cairn ba cairn && printf '%s\\n' \"${{COMPREPLY[@]}}\""
+    );
+    let out = std::process::Command::new("bash").arg("-c").arg(&script).output().unwrap();
+    let got = String::from_utf8_lossy(&out.stdout);
+    assert!(got.lines().any(|l| l == "backup"), "bash completed `cairn ba` to: {got:?} {}", stderr(&out));
+    for shell in ["zsh", "fish"] {
+        let s = env.ok(&["completions", shell]);
+        assert!(s.contains("backup") && s.contains("restore"), "{shell}");
+    }
+    let dir = env.path("man");
+    env.ok(&["man", "--dir", dir.to_str().unwrap()]);
+    for page in ["cairn.1", "cairn-backup.1", "cairn-restore.1", "cairn-mount.1", "cairn-ship.1"] {
+        let text = fs::read_to_string(dir.join(page)).unwrap();
+        assert!(text.starts_with(".ie") || text.contains(".TH"), "{page} is a man page");
+    }
+    let backup = fs::read_to_string(dir.join("cairn-backup.1")).unwrap();
+    assert!(backup.contains("exclude"), "options are documented");
+}

@@ -106,6 +106,22 @@ pub enum Command {
     Drill(DrillArgs),
     /// Browse every snapshot as a read-only filesystem (FUSE) until Ctrl-C
     Mount(MountArgs),
+    /// Print a shell completion script: `source <(cairn completions bash)`
+    Completions(CompletionsArgs),
+    /// Write man pages (cairn.1 and one per command) into a directory
+    Man(ManArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Args, Debug)]
+pub struct ManArgs {
+    /// Directory to write the pages into (created if missing)
+    #[arg(long, default_value = ".")]
+    pub dir: std::path::PathBuf,
 }
 
 #[derive(Args, Debug)]

@@ -7,6 +7,7 @@ mod forget;
 mod init;
 mod ls;
 mod maintenance;
+mod manual;
 mod mount;
 mod repair;
 mod ship;
@@ -46,6 +47,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sync(a) => sync::run(g, a),
         Command::Drill(a) => drill::run(g, a),
         Command::Mount(a) => mount::run(g, a),
+        Command::Completions(a) => manual::completions(a),
+        Command::Man(a) => manual::man_pages(a),
     }
 }
 
