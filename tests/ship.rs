@@ -138,3 +138,32 @@ fn ship_dry_run_and_with_binary() {
     assert_eq!(st, 200);
     assert_eq!(bin, fs::read(env!("CARGO_BIN_EXE_cairn")).unwrap());
 }
+
+/// `snapshots` ends with when each destination last got a complete copy and when a drill
+/// last passed, and warns when either is older than its limit (7 days and 13 months by
+/// default, `--warn-ship-age`/`--warn-drill-age` or CAIRN_WARN_* to change).
+#[test]
+fn snapshots_reports_the_last_ship_and_drill() {
+    let env = Env::new();
+    local_repo(&env);
+    let out = env.run(&["snapshots"]);
+    let last = String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or_default().to_string();
+    assert!(last.contains("never shipped") && last.contains("no passing drill"), "{last}");
+    let dest = env.path("offsite");
+    let d = dest.to_str().unwrap();
+    env.ok(&["ship", d]);
+    let out = env.run(&["snapshots"]);
+    let last = String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or_default().to_string();
+    assert!(last.contains(&format!("last ship to {}", fs::canonicalize(&dest).unwrap().display())) && last.contains("ago"), "{last}");
+    assert!(!stderr(&out).contains("last ship to"), "fresh: no warning: {}", stderr(&out));
+    let out = env.run(&["snapshots", "--warn-ship-age", "0d"]);
+    assert!(stderr(&out).contains("warning: the last ship to") && stderr(&out).contains("cairn ship"), "{}", stderr(&out));
+    // The record stays home: a second ship has nothing new to upload.
+    let again = json_last_line(&env.ok(&["ship", d, "--json"]));
+    assert_eq!(again["files_uploaded"], 0, "{again}");
+    env.ok(&["drill", "--files", "2"]);
+    let out = env.run(&["snapshots"]);
+    let last = String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or_default().to_string();
+    assert!(last.contains("last passing drill"), "{last}");
+    assert!(!stderr(&out).contains("no restore drill"), "{}", stderr(&out));
+}

@@ -498,6 +498,12 @@ pub struct SnapshotsArgs {
     /// Only the latest N snapshots of each group
     #[arg(long, value_name = "N")]
     pub latest: Option<usize>,
+    /// Warn when a ship destination has not had a complete copy for longer than this
+    #[arg(long, value_name = "AGE", default_value = "7d", env = "CAIRN_WARN_SHIP_AGE")]
+    pub warn_ship_age: String,
+    /// Warn when no restore drill has passed for longer than this
+    #[arg(long, value_name = "AGE", default_value = "13m", env = "CAIRN_WARN_DRILL_AGE")]
+    pub warn_drill_age: String,
 }
 
 /// Which snapshots a command considers and how it groups them (snapshots, forget).

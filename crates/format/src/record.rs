@@ -84,3 +84,41 @@ impl ForgottenRecord {
         from_json("forgotten record", b)
     }
 }
+
+/// When each ship destination last received a complete copy: destination -> entry.
+/// Merged on reading (the later time wins) and compacted on writing, like
+/// [`VerifiedRecord`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShippedRecord {
+    pub destinations: BTreeMap<String, ShipEntry>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShipEntry {
+    pub time: DateTime<FixedOffset>,
+    pub hostname: String,
+    pub files_uploaded: u64,
+    pub bytes_uploaded: u64,
+    pub verified: bool,
+}
+
+impl ShippedRecord {
+    pub fn encode(&self) -> Vec<u8> {
+        to_json(self)
+    }
+    pub fn decode(b: &[u8]) -> Result<ShippedRecord, FormatError> {
+        from_json("ship record", b)
+    }
+
+    /// Takes in `other`, keeping the later ship for each destination.
+    pub fn merge(&mut self, other: ShippedRecord) {
+        for (dest, e) in other.destinations {
+            match self.destinations.get(&dest) {
+                Some(mine) if mine.time >= e.time => {}
+                _ => {
+                    self.destinations.insert(dest, e);
+                }
+            }
+        }
+    }
+}

@@ -13,6 +13,7 @@ pub enum FileKind {
     /// `verified/`: when packs were last read back intact (rolling verification).
     Verified,
     Forgotten,
+    Shipped,
 }
 
 impl FileKind {
@@ -25,6 +26,7 @@ impl FileKind {
             FileKind::Drill => "drills/",
             FileKind::Verified => "verified/",
             FileKind::Forgotten => "forgotten/",
+            FileKind::Shipped => "shipped/",
         }
     }
 
@@ -38,6 +40,7 @@ impl FileKind {
             FileKind::Drill => b"cairn v1 drill",
             FileKind::Verified => b"cairn v1 verified",
             FileKind::Forgotten => b"cairn v1 forgotten",
+            FileKind::Shipped => b"cairn v1 shipped",
         }
     }
 

@@ -1,5 +1,8 @@
+use cairn_format::ShippedRecord;
+use cairn_ops::forget::Duration;
+use cairn_ops::records::Merged;
 use cairn_ops::snapshots::group;
-use cairn_repo::SnapshotRef;
+use cairn_repo::{FileKind, SnapshotRef};
 
 use crate::args::{GlobalArgs, SnapshotsArgs};
 use crate::exit::{fail, ExitCode};
@@ -25,9 +28,9 @@ pub fn run(g: &GlobalArgs, a: SnapshotsArgs) -> anyhow::Result<ExitCode> {
         }).collect();
         snaps.sort_by(|x, y| x.snapshot.time.cmp(&y.snapshot.time));
     }
-    if !snaps.is_empty() {
-        warn_without_drill(&repo);
-    }
+    let age = |s: &str, what: &str| Duration::parse(s).map_err(|e| fail(ExitCode::Fatal, format!("--warn-{what}-age: {e}")));
+    let (ship_age, drill_age) = (age(&a.warn_ship_age, "ship")?, age(&a.warn_drill_age, "drill")?);
+    let status = if snaps.is_empty() { None } else { Some(status(&repo, &ship_age, &a.warn_ship_age, &drill_age, &a.warn_drill_age)) };
     if g.json {
         output::print_json(&serde_json::Value::Array(snaps.iter().map(output::snapshot_json).collect()));
         return Ok(ExitCode::Ok);
@@ -47,15 +50,53 @@ pub fn run(g: &GlobalArgs, a: SnapshotsArgs) -> anyhow::Result<ExitCode> {
     }
     println!("{}", "-".repeat(80));
     println!("{} snapshots", snaps.len());
+    if let Some(line) = status {
+        println!("{line}");
+    }
     Ok(ExitCode::Ok)
 }
 
-/// Backups nobody has tried to restore are a hope, not a backup: one line when no drill
-/// has passed in the last 13 months.
-fn warn_without_drill(repo: &cairn_repo::Repository) {
-    let since = cairn_ops::forget::Duration { months: 13, ..Default::default() }.before(chrono::Local::now().fixed_offset());
-    let passed = cairn_ops::drill::history(repo).map(|h| h.iter().any(|d| d.ok && d.time >= since)).unwrap_or(true);
-    if !passed {
-        eprintln!("warning: no restore drill has passed in the last 13 months; run `cairn drill` to prove these backups can be read back");
+/// The line `snapshots` ends with: when each ship destination last received a complete
+/// copy and when a restore drill last passed. Backups nobody has tried to restore are a
+/// hope, not a backup, and an offsite copy that stopped being updated protects less
+/// each day: each gets a warning on stderr when older than its limit.
+fn status(repo: &cairn_repo::Repository, ship_age: &Duration, ship_text: &str, drill_age: &Duration, drill_text: &str) -> String {
+    let now = chrono::Local::now().fixed_offset();
+    let when = |t: chrono::DateTime<chrono::FixedOffset>| format!("{} ({} ago)", t.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M"), ago(now - t));
+    let mut parts = Vec::new();
+    match Merged::<ShippedRecord>::load(repo, FileKind::Shipped) {
+        Ok(log) if !log.record.destinations.is_empty() => {
+            for (dest, e) in &log.record.destinations {
+                parts.push(format!("last ship to {dest} {}", when(e.time)));
+                if e.time < ship_age.before(now) {
+                    eprintln!("warning: the last ship to {dest} was {} ago, more than {ship_text}; run `cairn ship {dest}`", ago(now - e.time));
+                }
+            }
+        }
+        Ok(_) => parts.push("never shipped".into()),
+        Err(e) => tracing::warn!("reading ship records: {e}"),
     }
+    let drills = cairn_ops::drill::history(repo).unwrap_or_default();
+    match drills.iter().filter(|d| d.ok).map(|d| d.time).max() {
+        Some(t) => parts.push(format!("last passing drill {}", when(t))),
+        None => parts.push("no passing drill".into()),
+    }
+    if !drills.iter().any(|d| d.ok && d.time >= drill_age.before(now)) {
+        let span = if drill_text == "13m" { "13 months".to_string() } else { drill_text.to_string() };
+        eprintln!("warning: no restore drill has passed in the last {span}; run `cairn drill` to prove these backups can be read back");
+    }
+    parts.join("; ")
 }
+
+/// A span as a person reads it: the largest unit that fits.
+fn ago(d: chrono::TimeDelta) -> String {
+    let s = d.num_seconds().max(0);
+    let (n, unit) = match s {
+        0..60 => (s, "second"),
+        60..3600 => (s / 60, "minute"),
+        3600..86400 => (s / 3600, "hour"),
+        _ => (s / 86400, "day"),
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+}
+
