@@ -319,3 +319,64 @@ fn copy_between_repositories_with_and_without_rechunking() {
         run(&["check", "--read-data"]);
     }
 }
+
+/// `--profile NAME` reads NAME.toml from CAIRN_CONFIG_DIR: the daily job is three short
+/// commands; flags override the profile; a bad profile names the file, line and key.
+#[test]
+fn profiles_run_the_daily_job_and_flags_win() {
+    let env = Env::new();
+    let conf = env.path("conf");
+    fs::create_dir_all(&conf).unwrap();
+    let src = env.path("home");
+    fs::create_dir_all(src.join("cache")).unwrap();
+    fs::write(src.join("notes.txt"), b"keep me").unwrap();
+    fs::write(src.join("cache/junk"), b"skip me").unwrap();
+    fs::write(env.path("pw"), PASSWORD).unwrap();
+    let offsite = env.path("offsite");
+    fs::write(
+        conf.join("home.toml"),
+        format!(
+            "repository = {:?}\npassword_file = {:?}\n\n[backup]\npaths = [{:?}]\nexclude = [\"cache\"]\ntags = [\"daily\"]\n\n[forget]\nkeep_last = 2\nprune = true\n\n[ship]\ndestination = {:?}\n",
+            env.repo(), env.path("pw"), src, offsite
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let mut c = env.cmd();
+        c.env_remove("CAIRN_PASSWORD").env("CAIRN_CONFIG_DIR", &conf).args(["--profile", "home"]).args(args);
+        c.output().unwrap()
+    };
+    let ok = |args: &[&str]| {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    env.init();
+    for _ in 0..3 {
+        ok(&["backup"]);
+        ok(&["forget"]);
+        ok(&["ship"]);
+    }
+    let snaps: serde_json::Value = serde_json::from_str(&ok(&["snapshots", "--json"])).unwrap();
+    assert_eq!(snaps.as_array().unwrap().len(), 2, "forget kept the profile's 2");
+    assert_eq!(snaps[0]["tags"][0], "daily");
+    let ls = ok(&["ls", "latest"]);
+    assert!(ls.contains("notes.txt") && !ls.contains("junk"), "the profile's exclude applied: {ls}");
+    assert!(offsite.join("config").exists(), "shipped to the profile's destination");
+    // Flags win: another tag, no exclude given means the profile's stays; keep-last 1.
+    ok(&["backup", "--tag", "manual"]);
+    let snaps: serde_json::Value = serde_json::from_str(&ok(&["snapshots", "--json", "latest"])).unwrap();
+    assert_eq!(snaps[0]["tags"], serde_json::json!(["manual"]));
+    ok(&["forget", "--keep-last", "1"]);
+    let snaps: serde_json::Value = serde_json::from_str(&ok(&["snapshots", "--json"])).unwrap();
+    assert_eq!(snaps.as_array().unwrap().len(), 1);
+    // A typo names the file, the line and the key.
+    fs::write(conf.join("bad.toml"), "repository = \"/x\"\n\n[backup]\nexclued = [\"a\"]\n").unwrap();
+    let out = env.cmd().env("CAIRN_CONFIG_DIR", &conf).args(["--profile", "bad", "backup"]).output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("bad.toml") && err.contains("line 4") && err.contains("exclued"), "{err}");
+    let out = env.cmd().env("CAIRN_CONFIG_DIR", &conf).args(["--profile", "missing", "snapshots"]).output().unwrap();
+    assert!(stderr(&out).contains("missing.toml"), "{}", stderr(&out));
+}

@@ -15,6 +15,9 @@ pub struct Cli {
 
 #[derive(Args, Debug, Clone)]
 pub struct GlobalArgs {
+    /// Read settings from NAME.toml in CAIRN_CONFIG_DIR or ~/.config/cairn (flags win)
+    #[arg(long, env = "CAIRN_PROFILE", global = true, value_name = "NAME")]
+    pub profile: Option<String>,
     /// Repository location: a directory, local:/path, b2:BUCKET/PREFIX or rclone:REMOTE:BUCKET/PREFIX
     #[arg(short = 'r', long = "repo", env = "CAIRN_REPOSITORY", global = true, hide_env_values = true)]
     pub repo: Option<String>,
@@ -179,8 +182,8 @@ pub struct SyncArgs {
 
 #[derive(Args, Debug)]
 pub struct ShipArgs {
-    /// Destination location
-    pub dest: String,
+    /// Destination location (or the profile's ship.destination)
+    pub dest: Option<String>,
     /// Concurrent uploads (default 16 for B2, 4 otherwise)
     #[arg(long, value_name = "N")]
     pub transfers: Option<usize>,

@@ -10,17 +10,25 @@ mod exit;
 mod location;
 mod output;
 mod password;
+mod profile;
 mod seen;
-
-use clap::Parser;
 
 pub use exit::ExitCode;
 
 /// Runs cairn with the process's arguments; returns the exit code.
 pub fn main() -> i32 {
     one_malloc_arena();
-    let cli = match args::Cli::try_parse() {
-        Ok(c) => c,
+    let parsed = <args::Cli as clap::CommandFactory>::command()
+        .try_get_matches()
+        .and_then(|m| <args::Cli as clap::FromArgMatches>::from_arg_matches(&m).map(|c| (c, m)));
+    let cli = match parsed {
+        Ok((mut cli, m)) => match profile::apply(&mut cli, &m) {
+            Ok(()) => cli,
+            Err(e) => {
+                eprintln!("cairn: {}", exit::classify(&e).1);
+                return 1;
+            }
+        },
         Err(e) => {
             let _ = e.print();
             return match e.kind() {

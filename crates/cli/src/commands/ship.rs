@@ -14,15 +14,18 @@ use crate::output::{self, size};
 
 pub fn run(g: &GlobalArgs, a: ShipArgs) -> anyhow::Result<ExitCode> {
     let src_loc = g.repo.clone().unwrap_or_default();
+    let Some(dest) = a.dest.clone() else {
+        return Err(crate::exit::fail(ExitCode::Fatal, "ship needs a destination: `cairn ship b2:BUCKET/PREFIX`, or ship.destination in a profile"));
+    };
     // The source is opened with its password so a shared lock keeps prune away while
     // files are copied; the files themselves are shipped as they are, still encrypted.
     let repo = Arc::new(super::open_repo(g)?);
     let _lock = repo.lock(LockKind::Shared, "ship")?;
     let src = location::open_backend(&src_loc, g)?;
-    let b2 = location::open_b2(&a.dest, g)?;
+    let b2 = location::open_b2(&dest, g)?;
     let dst: Arc<dyn Backend> = match &b2 {
         Some(b) => b.clone(),
-        None => location::open_backend(&a.dest, g)?,
+        None => location::open_backend(&dest, g)?,
     };
     let default_transfers = if b2.is_some() { 16 } else { 4 };
     let opts = ShipOptions {

@@ -1,0 +1,186 @@
+//! Profiles: `--profile NAME` reads `NAME.toml` from `CAIRN_CONFIG_DIR`, else
+//! `$XDG_CONFIG_HOME/cairn`, else `~/.config/cairn`, so the whole daily job is
+//! `cairn --profile home backup && cairn --profile home forget && cairn --profile home ship`.
+//!
+//! A profile only fills in what the command line (or an environment variable) left
+//! unset: flags always win. Unknown keys are errors naming the file, line and key, so a
+//! typo cannot silently drop an exclude or a retention rule.
+
+use std::path::{Path, PathBuf};
+
+use clap::parser::ValueSource;
+use clap::ArgMatches;
+use serde::Deserialize;
+
+use crate::args::{Cli, Command};
+use crate::exit::{fail, ExitCode};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    pub repository: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub password_command: Option<String>,
+    #[serde(default)]
+    pub backup: BackupProfile,
+    #[serde(default)]
+    pub forget: ForgetProfile,
+    #[serde(default)]
+    pub ship: ShipProfile,
+    #[serde(default)]
+    pub snapshots: SnapshotsProfile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupProfile {
+    #[serde(default)]
+    pub paths: Vec<PathBuf>,
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    #[serde(default)]
+    pub iexclude: Vec<String>,
+    #[serde(default)]
+    pub exclude_file: Vec<PathBuf>,
+    #[serde(default)]
+    pub exclude_if_present: Vec<String>,
+    pub exclude_larger_than: Option<String>,
+    pub one_file_system: Option<bool>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    pub host: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForgetProfile {
+    pub keep_last: Option<i64>,
+    pub keep_hourly: Option<i64>,
+    pub keep_daily: Option<i64>,
+    pub keep_weekly: Option<i64>,
+    pub keep_monthly: Option<i64>,
+    pub keep_yearly: Option<i64>,
+    pub keep_within: Option<String>,
+    pub prune: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShipProfile {
+    pub destination: Option<String>,
+    pub transfers: Option<usize>,
+    pub verify: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotsProfile {
+    pub warn_ship_age: Option<String>,
+    pub warn_drill_age: Option<String>,
+}
+
+/// The file `--profile NAME` reads.
+pub fn path(name: &str) -> anyhow::Result<PathBuf> {
+    if name.is_empty() || name.contains('/') {
+        return Err(fail(ExitCode::Fatal, format!("profile name {name:?} must be a plain name (the file is NAME.toml)")));
+    }
+    let dir = std::env::var_os("CAIRN_CONFIG_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("XDG_CONFIG_HOME").map(|d| PathBuf::from(d).join("cairn")))
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config/cairn")))
+        .ok_or_else(|| fail(ExitCode::Fatal, "no CAIRN_CONFIG_DIR or HOME to find profiles in"))?;
+    Ok(dir.join(format!("{name}.toml")))
+}
+
+/// Reads a profile; an error names the file, the line and what is wrong there.
+pub fn load(path: &Path) -> anyhow::Result<Profile> {
+    let text = std::fs::read_to_string(path).map_err(|e| fail(ExitCode::Fatal, format!("profile {}: {e}", path.display())))?;
+    toml::from_str(&text).map_err(|e| {
+        let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+        let at = line.map(|l| format!(", line {l}")).unwrap_or_default();
+        fail(ExitCode::Fatal, format!("profile {}{at}: {}", path.display(), e.message().trim()))
+    })
+}
+
+/// Whether the user set `id` (on the command line or through its environment variable).
+fn given(m: &ArgMatches, id: &str) -> bool {
+    matches!(m.try_get_raw(id).ok().flatten().map(|_| m.value_source(id)), Some(Some(ValueSource::CommandLine | ValueSource::EnvVariable)))
+}
+
+fn fill<T>(m: &ArgMatches, id: &str, field: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        if !given(m, id) {
+            *field = v;
+        }
+    }
+}
+
+fn fill_vec<T>(m: &ArgMatches, id: &str, field: &mut Vec<T>, value: Vec<T>) {
+    if !value.is_empty() && !given(m, id) {
+        *field = value;
+    }
+}
+
+/// Fills what the command line left unset from the profile named by `--profile`.
+pub fn apply(cli: &mut Cli, m: &ArgMatches) -> anyhow::Result<()> {
+    let Some(name) = cli.global.profile.clone() else { return Ok(()) };
+    let p = load(&path(&name)?)?;
+    let sub = m.subcommand().map(|(_, s)| s).unwrap_or(m);
+    let g = &mut cli.global;
+    // Global flags may come before or after the command; both match sets know them.
+    let top = |id: &str| given(m, id) || given(sub, id);
+    if !top("repo") && p.repository.is_some() {
+        g.repo = p.repository.clone();
+    }
+    if !top("password_file") && !top("password_command") {
+        if p.password_file.is_some() {
+            g.password_file = p.password_file.clone();
+        }
+        if p.password_command.is_some() {
+            g.password_command = p.password_command.clone();
+        }
+    }
+    match &mut cli.command {
+        Command::Backup(a) => {
+            let b = p.backup;
+            fill_vec(sub, "paths", &mut a.paths, b.paths);
+            fill_vec(sub, "excludes", &mut a.excludes, b.exclude);
+            fill_vec(sub, "iexcludes", &mut a.iexcludes, b.iexclude);
+            fill_vec(sub, "exclude_files", &mut a.exclude_files, b.exclude_file);
+            fill_vec(sub, "exclude_if_present", &mut a.exclude_if_present, b.exclude_if_present);
+            fill(sub, "exclude_larger_than", &mut a.exclude_larger_than, b.exclude_larger_than.map(Some));
+            fill(sub, "one_file_system", &mut a.one_file_system, b.one_file_system);
+            fill_vec(sub, "tags", &mut a.tags, b.tags);
+            fill(sub, "host", &mut a.host, b.host.map(Some));
+        }
+        Command::Forget(a) => {
+            let f = p.forget;
+            // A retention rule on the command line replaces the profile's whole policy.
+            let any_keep = ["keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly", "keep_within", "keep_tags"]
+                .iter()
+                .any(|id| given(sub, id));
+            if !any_keep && a.snapshots.is_empty() {
+                fill(sub, "keep_last", &mut a.keep_last, f.keep_last);
+                fill(sub, "keep_hourly", &mut a.keep_hourly, f.keep_hourly);
+                fill(sub, "keep_daily", &mut a.keep_daily, f.keep_daily);
+                fill(sub, "keep_weekly", &mut a.keep_weekly, f.keep_weekly);
+                fill(sub, "keep_monthly", &mut a.keep_monthly, f.keep_monthly);
+                fill(sub, "keep_yearly", &mut a.keep_yearly, f.keep_yearly);
+                fill(sub, "keep_within", &mut a.keep_within, f.keep_within.map(Some));
+            }
+            fill(sub, "prune", &mut a.prune, f.prune);
+        }
+        Command::Ship(a) => {
+            let s = p.ship;
+            fill(sub, "dest", &mut a.dest, s.destination.map(Some));
+            fill(sub, "transfers", &mut a.transfers, s.transfers.map(Some));
+            fill(sub, "verify", &mut a.verify, s.verify);
+        }
+        Command::Snapshots(a) => {
+            fill(sub, "warn_ship_age", &mut a.warn_ship_age, p.snapshots.warn_ship_age);
+            fill(sub, "warn_drill_age", &mut a.warn_drill_age, p.snapshots.warn_drill_age);
+        }
+        _ => {}
+    }
+    Ok(())
+}
