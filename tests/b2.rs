@@ -248,3 +248,30 @@ fn key_restricted_to_a_name_prefix() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("restricted to names starting with mine/"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// `--limit-upload` and `--limit-download` (KiB/s, all transfers together) hold B2
+/// traffic under the rate: 2 MiB at 1 MiB/s cannot take less than about 1.5 s either
+/// way (a lower bound, so a slow machine cannot make this fail), and the data arrives
+/// intact.
+#[test]
+fn bandwidth_limits_hold_transfers_under_the_rate() {
+    let env = Env::new();
+    let emu = Emulator::start(&env.path("emu"), &[]);
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("two-mib"), pseudo_random(3, 2 << 20)).unwrap();
+    let dest = "b2:limit-bucket/copy";
+    let timed = |args: &[&str]| {
+        let t = std::time::Instant::now();
+        ok(b2_cmd(&env, &emu, dest).args(args).output().unwrap(), &format!("{args:?}"));
+        t.elapsed()
+    };
+    let up = timed(&["sync", "--limit-upload", "1024", src.to_str().unwrap(), dest]);
+    assert!(up >= std::time::Duration::from_millis(1500), "2 MiB uploaded in {up:?} under a 1 MiB/s limit");
+    let back = env.path("back");
+    let down = timed(&["sync", "--limit-download", "1024", dest, back.to_str().unwrap()]);
+    assert!(down >= std::time::Duration::from_millis(1500), "2 MiB downloaded in {down:?} under a 1 MiB/s limit");
+    assert_eq!(fs::read(back.join("two-mib")).unwrap(), fs::read(src.join("two-mib")).unwrap());
+    let fast = timed(&["sync", "--compare", "checksum", src.to_str().unwrap(), "b2:limit-bucket/fast"]);
+    eprintln!("limited: up {up:?}, down {down:?}; unlimited up {fast:?}");
+}

@@ -145,6 +145,14 @@ impl B2Backend {
         }
     }
 
+    /// Bandwidth limits in bytes per second for uploads and downloads (None: unlimited).
+    pub fn set_limits(&mut self, upload: Option<u64>, download: Option<u64>) {
+        if let Some(c) = std::sync::Arc::get_mut(&mut self.client) {
+            c.upload_limit = upload.map(|r| std::sync::Arc::new(crate::RateLimit::new(r)));
+            c.download_limit = download.map(|r| std::sync::Arc::new(crate::RateLimit::new(r)));
+        }
+    }
+
     /// Whether `other` is reached with the same endpoint and key, so a server-side copy
     /// between the two is possible.
     pub fn same_account(&self, other: &B2Backend) -> bool {

@@ -95,6 +95,8 @@ pub struct Client {
     pub upload_cutoff: u64,
     pub part_size: u64,
     pub copy_cutoff: u64,
+    pub upload_limit: Option<Arc<crate::RateLimit>>,
+    pub download_limit: Option<Arc<crate::RateLimit>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -184,6 +186,8 @@ impl Client {
             upload_cutoff: UPLOAD_CUTOFF,
             part_size: PART_SIZE,
             copy_cutoff: COPY_CUTOFF,
+            upload_limit: None,
+            download_limit: None,
         })
     }
 
@@ -275,7 +279,7 @@ impl Client {
             let auth = self.authorization(stale).await?;
             self.count(op);
             let err = match build(&auth).send().await {
-                Ok(r) if r.status().is_success() => match r.bytes().await {
+                Ok(r) if r.status().is_success() => match self.read_body(r).await {
                     Ok(body) => return Ok(body),
                     Err(e) => net(e),
                 },
@@ -297,6 +301,35 @@ impl Client {
             let retry_after = if let B2Error::Api { retry_after, .. } = &err { *retry_after } else { None };
             tokio::time::sleep(backoff(attempt, retry_after)).await;
         }
+    }
+
+    /// A reply's whole body, paced under `--limit-download` when one is set.
+    async fn read_body(&self, r: reqwest::Response) -> Result<bytes::Bytes, reqwest::Error> {
+        let Some(limit) = &self.download_limit else { return r.bytes().await };
+        let mut out = bytes::BytesMut::new();
+        let mut stream = r.bytes_stream();
+        while let Some(piece) = futures_util::StreamExt::next(&mut stream).await {
+            let piece = piece?;
+            limit.take(piece.len()).await;
+            out.extend_from_slice(&piece);
+        }
+        Ok(out.freeze())
+    }
+
+    /// An upload body, paced under `--limit-upload` when one is set; `data` is shared,
+    /// never copied, so each retry starts a new paced stream over the same bytes.
+    fn upload_body(&self, data: &bytes::Bytes) -> reqwest::Body {
+        let Some(limit) = self.upload_limit.clone() else { return reqwest::Body::from(data.clone()) };
+        let data = data.clone();
+        let pieces = (0..data.len()).step_by(crate::limit::PIECE).map(move |at| data.slice(at..(at + crate::limit::PIECE).min(data.len())));
+        let stream = futures_util::StreamExt::then(futures_util::stream::iter(pieces), move |piece| {
+            let limit = Arc::clone(&limit);
+            async move {
+                limit.take(piece.len()).await;
+                Ok::<_, std::io::Error>(piece)
+            }
+        });
+        reqwest::Body::wrap_stream(stream)
     }
 
     /// A JSON API call.
@@ -487,7 +520,7 @@ impl Client {
                 .header("Content-Type", content_type)
                 .header("X-Bz-Content-Sha1", &sha1)
                 .header("Content-Length", data.len().to_string())
-                .body(body.clone());
+                .body(self.upload_body(&body));
             for (k, v) in info {
                 req = req.header(format!("X-Bz-Info-{k}"), url_encode(v));
             }
@@ -607,7 +640,7 @@ impl Client {
                 .header("X-Bz-Part-Number", n.to_string())
                 .header("X-Bz-Content-Sha1", &sha1)
                 .header("Content-Length", part.len().to_string())
-                .body(part.clone())
+                .body(self.upload_body(&part))
                 .send()
                 .await
             {

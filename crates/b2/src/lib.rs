@@ -15,7 +15,9 @@ mod backend;
 mod client;
 pub mod encoding;
 mod error;
+mod limit;
 
 pub use backend::{B2Backend, B2Location};
 pub use client::{parse_version, Client, Credentials, FileVersion, Transactions};
 pub use error::B2Error;
+pub use limit::RateLimit;

@@ -45,10 +45,10 @@ pub struct GlobalArgs {
     /// More detail on stderr (repeat for more)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
-    /// Upload limit in KiB/s
+    /// Upload limit for B2 in KiB/s, all transfers together
     #[arg(long, global = true, value_name = "KIB")]
     pub limit_upload: Option<u64>,
-    /// Download limit in KiB/s
+    /// Download limit for B2 in KiB/s, all transfers together
     #[arg(long, global = true, value_name = "KIB")]
     pub limit_download: Option<u64>,
     /// B2 API base URL (for the emulator or another region)
