@@ -11,6 +11,7 @@ mod drill;
 mod emulator;
 mod errors;
 mod golden;
+mod json;
 mod maintenance;
 mod mount;
 mod restore;
