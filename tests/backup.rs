@@ -367,3 +367,39 @@ fn awkward_and_changing_source_trees() {
         assert!(churn_content(n).starts_with(&data), "churn/{n} restored with bytes never written");
     }
 }
+
+/// Progress as a user sees it: under a terminal (`script`) backup and restore draw a bar
+/// with bytes, files, rate, ETA and the current file; `--no-progress`, `--json` and a
+/// pipe draw nothing.
+#[test]
+fn progress_is_drawn_on_a_terminal_only() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("big.bin"), pseudo_random(8, 40 << 20)).unwrap();
+    let on_terminal = |args: &str| {
+        let cmd = format!("{} -r {} {args}", env!("CARGO_BIN_EXE_cairn"), env.repo().display());
+        let mut c = std::process::Command::new("script");
+        c.args(["-qec", &cmd, "/dev/null"]).current_dir(env.dir.path());
+        for (k, v) in env.cmd().get_envs() {
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
+        }
+        let out = c.stdin(std::process::Stdio::null()).output().expect("script (bsdutils) runs the command under a terminal");
+        assert!(out.status.success(), "{args}: {}", String::from_utf8_lossy(&out.stdout));
+        String::from_utf8_lossy(&out.stdout).replace('\r', "\n")
+    };
+    let shown = on_terminal(&format!("backup {}", src.display()));
+    // (The current file shows between redraws; a run this short may not catch one.)
+    assert!(shown.contains("ETA") && shown.contains("/1 files") && shown.contains("40.00 MiB"), "{shown}");
+    let target = env.path("t");
+    let shown = on_terminal(&format!("restore latest --target {}", target.display()));
+    assert!(shown.contains("ETA") && shown.contains("/1 files") && shown.contains("40.00 MiB"), "{shown}");
+    let quiet = on_terminal(&format!("--no-progress backup --force {}", src.display()));
+    assert!(!quiet.contains("ETA"), "{quiet}");
+    let piped = env.run(&["backup", "--force", src.to_str().unwrap()]);
+    assert!(!String::from_utf8_lossy(&piped.stderr).contains("ETA"));
+}

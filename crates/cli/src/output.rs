@@ -65,38 +65,60 @@ mod tests {
     }
 }
 
-/// A progress bar on stderr for transfers: bytes, files, rate, ETA. Hidden when stderr
-/// is not a terminal, with `--no-progress`, `--json` or `-q`.
-pub struct Bar(indicatif::ProgressBar, std::sync::atomic::AtomicU64, std::sync::atomic::AtomicU64);
+/// A progress bar on stderr: bytes and files done of the total, rate, ETA, and the
+/// file being worked on. Hidden when stderr is not a terminal, with `--no-progress`,
+/// `--json` or `-q`.
+pub struct Bar {
+    pb: indicatif::ProgressBar,
+    done: std::sync::atomic::AtomicU64,
+    total: std::sync::atomic::AtomicU64,
+}
 
 impl Bar {
     pub fn new(g: &crate::args::GlobalArgs) -> Bar {
         let visible = std::io::IsTerminal::is_terminal(&std::io::stderr()) && !g.no_progress && !g.json && !g.quiet;
         let pb = if visible { indicatif::ProgressBar::new(0) } else { indicatif::ProgressBar::hidden() };
         if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "{bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} ({msg} files)",
+            "{bar:24} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}",
         ) {
             pb.set_style(style);
         }
-        Bar(pb, Default::default(), Default::default())
+        pb.enable_steady_tick(std::time::Duration::from_millis(250));
+        Bar { pb, done: Default::default(), total: Default::default() }
+    }
+
+    fn files(&self) -> String {
+        use std::sync::atomic::Ordering;
+        format!("{}/{} files", self.done.load(Ordering::Relaxed), self.total.load(Ordering::Relaxed))
     }
 }
 
 impl cairn_ops::Progress for Bar {
     fn start(&self, files: u64, bytes: u64) {
-        use std::sync::atomic::Ordering;
-        self.2.store(files, Ordering::Relaxed);
-        self.0.set_length(bytes);
-        self.0.set_message(format!("0/{files}"));
-        self.0.set_position(0);
+        self.total.store(files, std::sync::atomic::Ordering::Relaxed);
+        self.pb.set_length(bytes);
+        self.pb.set_position(0);
+        self.pb.set_message(self.files());
+    }
+    fn add_total(&self, files: u64, bytes: u64) {
+        self.total.fetch_add(files, std::sync::atomic::Ordering::Relaxed);
+        self.pb.inc_length(bytes);
     }
     fn file_done(&self, bytes: u64) {
-        use std::sync::atomic::Ordering;
-        let done = self.1.fetch_add(1, Ordering::Relaxed) + 1;
-        self.0.set_message(format!("{done}/{}", self.2.load(Ordering::Relaxed)));
-        self.0.inc(bytes);
+        self.done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.pb.inc(bytes);
+    }
+    fn bytes_done(&self, bytes: u64) {
+        self.pb.inc(bytes);
+    }
+    fn current(&self, path: &std::path::Path) {
+        // The end of the path: the part that changes.
+        let p = path.to_string_lossy();
+        let tail: String = p.chars().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect();
+        let cut = if tail.len() < p.len() { "…" } else { "" };
+        self.pb.set_message(format!("{} {cut}{tail}", self.files()));
     }
     fn finish(&self) {
-        self.0.finish_and_clear();
+        self.pb.finish_and_clear();
     }
 }

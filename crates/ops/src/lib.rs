@@ -41,6 +41,12 @@ pub trait Progress: Sync {
     fn start(&self, _files: u64, _bytes: u64) {}
     /// One file finished (or failed) after handling `bytes`.
     fn file_done(&self, _bytes: u64) {}
+    /// Bytes handled inside a file still in progress (a large file being read).
+    fn bytes_done(&self, _bytes: u64) {}
+    /// More work found while the command already runs (backup's scanner).
+    fn add_total(&self, _files: u64, _bytes: u64) {}
+    /// The file being worked on now.
+    fn current(&self, _path: &std::path::Path) {}
     fn finish(&self) {}
 }
 

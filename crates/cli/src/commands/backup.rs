@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use cairn_format::CompressionMode;
-use cairn_ops::backup::{backup, BackupOptions};
+use cairn_ops::backup::{backup_with_progress, BackupOptions};
 use cairn_ops::filter::PathFilter;
 use cairn_repo::LockKind;
 use serde_json::json;
@@ -55,7 +55,8 @@ pub fn run(g: &GlobalArgs, a: BackupArgs) -> anyhow::Result<ExitCode> {
     repo.load_index()?;
     let repo = Arc::new(repo);
     let _lock = if a.dry_run { None } else { Some(repo.lock(LockKind::Shared, "backup")?) };
-    let s = backup(&repo, &opts)?;
+    let bar = output::Bar::new(g);
+    let s = backup_with_progress(&repo, &opts, &bar)?;
 
     for e in &s.errors {
         eprintln!("error: {e}");

@@ -1,5 +1,5 @@
 use cairn_ops::filter::PathFilter;
-use cairn_ops::restore::{restore, Overwrite, RestoreOptions};
+use cairn_ops::restore::{restore_with_progress, Overwrite, RestoreOptions};
 use cairn_repo::LockKind;
 use serde_json::json;
 
@@ -31,7 +31,8 @@ pub fn run(g: &GlobalArgs, a: RestoreArgs) -> anyhow::Result<ExitCode> {
     let repo = super::open_repo_with_index(g)?;
     let _lock = repo.lock(LockKind::Shared, "restore")?;
     let snap = repo.find_snapshot(&spec)?;
-    let s = restore(&repo, &snap, &opts)?;
+    let bar = output::Bar::new(g);
+    let s = restore_with_progress(&repo, &snap, &opts, &bar)?;
     for e in &s.errors {
         eprintln!("error: {e}");
     }

@@ -41,6 +41,7 @@ fn inc(c: &AtomicU64) {
 
 pub struct Archiver<'a> {
     repo: &'a Repository,
+    progress: &'a dyn crate::Progress,
     chunker: Chunker,
     opts: &'a BackupOptions,
     parent_root: Option<BlobId>,
@@ -58,9 +59,10 @@ enum FileOutcome {
 }
 
 impl<'a> Archiver<'a> {
-    pub fn new(repo: &'a Repository, chunker: Chunker, opts: &'a BackupOptions, parent_root: Option<BlobId>) -> Self {
+    pub fn new(repo: &'a Repository, chunker: Chunker, opts: &'a BackupOptions, parent_root: Option<BlobId>, progress: &'a dyn crate::Progress) -> Self {
         Archiver {
             repo,
+            progress,
             chunker,
             opts,
             parent_root,
@@ -248,9 +250,18 @@ impl<'a> Archiver<'a> {
     }
 
     fn file(&self, path: &Path, node: &mut Node, parent: Option<&Node>) -> Result<FileOutcome, OpsError> {
+        self.progress.current(path);
+        let outcome = self.file_inner(path, node, parent);
+        // Bytes were reported as they were read (or at once for an unchanged file).
+        self.progress.file_done(0);
+        outcome
+    }
+
+    fn file_inner(&self, path: &Path, node: &mut Node, parent: Option<&Node>) -> Result<FileOutcome, OpsError> {
         inc(&self.counters.files);
         self.counters.bytes.fetch_add(node.size, Ordering::Relaxed);
         if let Some(content) = self.unchanged(node, parent) {
+            self.progress.bytes_done(node.size);
             node.content = content;
             inc(&self.counters.files_unmodified);
             return Ok(FileOutcome::Saved);
@@ -298,7 +309,8 @@ impl<'a> Archiver<'a> {
         let mut ids = Vec::new();
         let mut read = 0u64;
         let store = |batch: Vec<Chunk>, ids: &mut Vec<BlobId>, read: &mut u64| -> Result<(), ContentError> {
-            *read += batch.iter().map(|c| c.len() as u64).sum::<u64>();
+            let bytes = batch.iter().map(|c| c.len() as u64).sum::<u64>();
+            *read += bytes;
             let saved: Vec<BlobId> = batch
                 .par_iter()
                 .map(|c| match c {
@@ -308,6 +320,7 @@ impl<'a> Archiver<'a> {
                 .collect::<Result<_, _>>()
                 .map_err(|e| ContentError::Repo(e.into()))?;
             ids.extend(saved);
+            self.progress.bytes_done(bytes);
             Ok(())
         };
         if size_hint <= BATCH_BYTES as u64 {

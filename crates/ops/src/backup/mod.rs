@@ -115,6 +115,50 @@ fn find_parent(repo: &Repository, opts: &BackupOptions, host: &str, paths: &[Str
 
 /// Runs a backup. The repository's index must be loaded.
 pub fn backup(repo: &Repository, opts: &BackupOptions) -> Result<BackupSummary, OpsError> {
+    backup_with_progress(repo, opts, &crate::NoProgress)
+}
+
+/// Counts what the backup will read, on its own thread, while the backup runs (as
+/// restic's scanner does): files and bytes below `paths` that the excludes leave in,
+/// so a progress bar has a total and an ETA without delaying the first byte.
+fn scan(paths: &[PathBuf], opts: &BackupOptions, progress: &dyn crate::Progress, stop: &std::sync::atomic::AtomicBool) {
+    let mut stack: Vec<PathBuf> = paths.to_vec();
+    while let Some(p) = stack.pop() {
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        if opts.excludes.matches(&p.to_string_lossy()) {
+            continue;
+        }
+        let Ok(m) = std::fs::symlink_metadata(&p) else { continue };
+        if m.is_dir() {
+            if let Ok(rd) = std::fs::read_dir(&p) {
+                stack.extend(rd.flatten().map(|e| e.path()));
+            }
+        } else if m.is_file() {
+            progress.add_total(1, m.len());
+        }
+    }
+}
+
+/// [`backup`], reporting files as they are done (and the scanner's totals).
+pub fn backup_with_progress(repo: &Repository, opts: &BackupOptions, progress: &dyn crate::Progress) -> Result<BackupSummary, OpsError> {
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let result = std::thread::scope(|scope| {
+        if opts.stdin_filename.is_none() {
+            let paths: Vec<PathBuf> = opts.paths.iter().filter_map(|p| absolute(p).ok()).collect();
+            let stop = &stop;
+            scope.spawn(move || scan(&paths, opts, progress, stop));
+        }
+        let r = run_backup(repo, opts, progress);
+        stop.store(true, Ordering::Relaxed);
+        r
+    });
+    progress.finish();
+    result
+}
+
+fn run_backup(repo: &Repository, opts: &BackupOptions, progress: &dyn crate::Progress) -> Result<BackupSummary, OpsError> {
     let start = Instant::now();
     let start_time = sys::now();
     let cfg = repo.config();
@@ -133,7 +177,7 @@ pub fn backup(repo: &Repository, opts: &BackupOptions) -> Result<BackupSummary, 
         if name.is_empty() || name.contains('/') {
             return Err(OpsError::Invalid(format!("invalid --stdin-filename {name:?}: must be a plain file name")));
         }
-        let arch = archiver::Archiver::new(repo, chunker, opts, None);
+        let arch = archiver::Archiver::new(repo, chunker, opts, None, progress);
         let tree = arch.stdin_tree(name, std::io::stdin())?;
         (vec![format!("/{name}")], tree, None, arch)
     } else {
@@ -149,7 +193,7 @@ pub fn backup(repo: &Repository, opts: &BackupOptions) -> Result<BackupSummary, 
         let paths: Vec<String> = abs.iter().map(|p| p.to_string_lossy().into_owned()).collect();
         let parent = if opts.force { None } else { find_parent(repo, opts, &host, &paths)? };
         let parent_tree = parent.as_ref().map(|p| p.snapshot.tree);
-        let arch = archiver::Archiver::new(repo, chunker, opts, parent_tree);
+        let arch = archiver::Archiver::new(repo, chunker, opts, parent_tree, progress);
         let root = layout::Layout::new(&abs);
         let tree = arch.archive_layout(&root)?;
         (paths, tree, parent.map(|p| p.id), arch)

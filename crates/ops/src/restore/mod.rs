@@ -80,7 +80,19 @@ impl Errors {
 
 /// Restores `snap` as `opts` says. The repository's index must be loaded.
 pub fn restore(repo: &Repository, snap: &SnapshotRef, opts: &RestoreOptions) -> Result<RestoreSummary, OpsError> {
+    restore_with_progress(repo, snap, opts, &crate::NoProgress)
+}
+
+/// [`restore`], reporting the planned files and bytes, then each file as it is done.
+pub fn restore_with_progress(repo: &Repository, snap: &SnapshotRef, opts: &RestoreOptions, progress: &dyn crate::Progress) -> Result<RestoreSummary, OpsError> {
     let plan = RestorePlan::build(repo, snap, opts)?;
+    progress.start(plan.files.len() as u64, plan.files.iter().map(|i| i.node.size).sum());
+    let result = execute(repo, plan, opts, progress);
+    progress.finish();
+    result
+}
+
+fn execute(repo: &Repository, plan: RestorePlan, opts: &RestoreOptions, progress: &dyn crate::Progress) -> Result<RestoreSummary, OpsError> {
     let mut summary = RestoreSummary { dirs_restored: plan.dirs.len() as u64, ..Default::default() };
     if opts.dry_run {
         summary.files_restored = (plan.files.len() + plan.hardlinks.len() + plan.others.len()) as u64;
@@ -111,10 +123,13 @@ pub fn restore(repo: &Repository, snap: &SnapshotRef, opts: &RestoreOptions) -> 
             if in_failed(&item.dest) {
                 return FileResult::Failed;
             }
-            restore_file(repo, item, opts.overwrite).unwrap_or_else(|e| {
+            progress.current(&item.dest);
+            let r = restore_file(repo, item, opts.overwrite).unwrap_or_else(|e| {
                 errors.add(&item.dest, e);
                 FileResult::Failed
-            })
+            });
+            progress.file_done(item.node.size);
+            r
         })
         .collect();
     for o in &outcomes {
