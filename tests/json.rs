@@ -38,6 +38,12 @@ fn every_command_speaks_json() {
     has(&init[0], &["message_type", "id", "repository"], "init");
     let b1 = json_lines(&env, &["backup", src.to_str().unwrap()]);
     has(b1.last().unwrap(), &["message_type", "snapshot_id", "files_new", "data_added", "total_duration"], "backup");
+    // Progress streams as status lines before the summary.
+    let status: Vec<_> = b1.iter().filter(|d| d["message_type"] == "status").collect();
+    assert!(status.len() >= 2, "a status line when the work is known and one at the end: {b1:?}");
+    has(status[0], &["percent_done", "files_done", "total_files", "bytes_done", "total_bytes", "seconds_elapsed"], "status");
+    assert_eq!(status.last().unwrap()["files_done"], 2, "{b1:?}");
+    assert_eq!(b1.last().unwrap()["message_type"], "summary");
     fs::write(src.join("d/a.txt"), b"alpha, again").unwrap();
     let b2 = json_lines(&env, &["backup", "--tag", "second", src.to_str().unwrap()]);
     let (first, second) = (b1.last().unwrap()["snapshot_id"].as_str().unwrap().to_string(), b2.last().unwrap()["snapshot_id"].as_str().unwrap().to_string());
@@ -56,8 +62,8 @@ fn every_command_speaks_json() {
     has(&json_lines(&env, &["key", "add", "--new-password-file", pw.to_str().unwrap()])[0], &["message_type", "key_id"], "key add");
     has(&json_lines(&env, &["tag", "--add", "x", &first[..8]])[0], &["message_type"], "tag");
     let t = env.path("t");
-    has(&json_lines(&env, &["restore", "latest", "--target", t.to_str().unwrap()])[0], &["message_type", "files_restored", "bytes_restored", "errors"], "restore");
-    has(&json_lines(&env, &["check", "--read-data"])[0], &["message_type", "errors", "packs_checked", "blobs_checked", "bytes_read"], "check");
+    has(json_lines(&env, &["restore", "latest", "--target", t.to_str().unwrap()]).last().unwrap(), &["message_type", "files_restored", "bytes_restored", "errors"], "restore");
+    has(json_lines(&env, &["check", "--read-data"]).last().unwrap(), &["message_type", "errors", "packs_checked", "blobs_checked", "bytes_read"], "check");
     has(&json_lines(&env, &["drill", "--files", "2"]).last().unwrap(), &["message_type", "ok", "files_checked", "bytes_checked", "snapshots", "failures"], "drill");
     has(&json_lines(&env, &["drill", "--history"])[0], &[], "drill --history");
     let offsite = env.path("offsite");

@@ -65,13 +65,44 @@ mod tests {
     }
 }
 
-/// A progress bar on stderr: bytes and files done of the total, rate, ETA, and the
-/// file being worked on. Hidden when stderr is not a terminal, with `--no-progress`,
-/// `--json` or `-q`.
+/// Progress of a long command. On a terminal: a bar on stderr with bytes and files done
+/// of the total, rate, ETA and the file being worked on. With `--json`: status lines on
+/// stdout (`"message_type": "status"`) when the work is known, every second, and when it
+/// ends, before the summary. Nothing with `--no-progress` or `-q`, and no bar when
+/// stderr is not a terminal.
 pub struct Bar {
     pb: indicatif::ProgressBar,
+    counts: std::sync::Arc<Counts>,
+    json: bool,
+    ticker: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+#[derive(Default)]
+struct Counts {
     done: std::sync::atomic::AtomicU64,
     total: std::sync::atomic::AtomicU64,
+    stop: std::sync::atomic::AtomicBool,
+}
+
+impl Counts {
+    fn files(&self) -> String {
+        use std::sync::atomic::Ordering;
+        format!("{}/{} files", self.done.load(Ordering::Relaxed), self.total.load(Ordering::Relaxed))
+    }
+}
+
+fn status_line(pb: &indicatif::ProgressBar, c: &Counts, started: std::time::Instant) {
+    use std::sync::atomic::Ordering;
+    let (done, total) = (pb.position(), pb.length().unwrap_or(0));
+    print_json(&serde_json::json!({
+        "message_type": "status",
+        "seconds_elapsed": started.elapsed().as_secs(),
+        "percent_done": if total == 0 { 0.0 } else { (done as f64 / total as f64).min(1.0) },
+        "files_done": c.done.load(Ordering::Relaxed),
+        "total_files": c.total.load(Ordering::Relaxed),
+        "bytes_done": done,
+        "total_bytes": total,
+    }));
 }
 
 impl Bar {
@@ -83,29 +114,42 @@ impl Bar {
         ) {
             pb.set_style(style);
         }
-        pb.enable_steady_tick(std::time::Duration::from_millis(250));
-        Bar { pb, done: Default::default(), total: Default::default() }
-    }
-
-    fn files(&self) -> String {
-        use std::sync::atomic::Ordering;
-        format!("{}/{} files", self.done.load(Ordering::Relaxed), self.total.load(Ordering::Relaxed))
+        if visible {
+            pb.enable_steady_tick(std::time::Duration::from_millis(250));
+        }
+        Bar { pb, counts: Default::default(), json: g.json && !g.no_progress && !g.quiet, ticker: std::sync::Mutex::new(None) }
     }
 }
 
 impl cairn_ops::Progress for Bar {
     fn start(&self, files: u64, bytes: u64) {
-        self.total.store(files, std::sync::atomic::Ordering::Relaxed);
+        self.counts.total.store(files, std::sync::atomic::Ordering::Relaxed);
         self.pb.set_length(bytes);
         self.pb.set_position(0);
-        self.pb.set_message(self.files());
+        self.pb.set_message(self.counts.files());
+        if self.json {
+            let (pb, counts, started) = (self.pb.clone(), std::sync::Arc::clone(&self.counts), std::time::Instant::now());
+            status_line(&pb, &counts, started);
+            let t = std::thread::spawn(move || {
+                let mut last = std::time::Instant::now();
+                while !counts.stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                    if last.elapsed() >= std::time::Duration::from_secs(1) {
+                        status_line(&pb, &counts, started);
+                        last = std::time::Instant::now();
+                    }
+                }
+                status_line(&pb, &counts, started);
+            });
+            *self.ticker.lock().unwrap_or_else(|p| p.into_inner()) = Some(t);
+        }
     }
     fn add_total(&self, files: u64, bytes: u64) {
-        self.total.fetch_add(files, std::sync::atomic::Ordering::Relaxed);
+        self.counts.total.fetch_add(files, std::sync::atomic::Ordering::Relaxed);
         self.pb.inc_length(bytes);
     }
     fn file_done(&self, bytes: u64) {
-        self.done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.counts.done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.pb.inc(bytes);
     }
     fn bytes_done(&self, bytes: u64) {
@@ -116,9 +160,14 @@ impl cairn_ops::Progress for Bar {
         let p = path.to_string_lossy();
         let tail: String = p.chars().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect();
         let cut = if tail.len() < p.len() { "…" } else { "" };
-        self.pb.set_message(format!("{} {cut}{tail}", self.files()));
+        self.pb.set_message(format!("{} {cut}{tail}", self.counts.files()));
     }
     fn finish(&self) {
+        self.counts.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        // The last status line goes out before the summary the caller prints next.
+        if let Some(t) = self.ticker.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = t.join();
+        }
         self.pb.finish_and_clear();
     }
 }

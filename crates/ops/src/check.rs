@@ -68,6 +68,11 @@ pub struct CheckSummary {
 /// Checks the repository; packs read back intact are recorded as verified at
 /// `location` (rolling verification), and a subset reads the least recently verified.
 pub fn check(repo: &Repository, read: ReadData, location: &str) -> Result<CheckSummary, OpsError> {
+    check_with_progress(repo, read, location, &crate::NoProgress)
+}
+
+/// [`check`], reporting the packs it reads back (the long part) as files and bytes.
+pub fn check_with_progress(repo: &Repository, read: ReadData, location: &str, progress: &dyn crate::Progress) -> Result<CheckSummary, OpsError> {
     let mut s = CheckSummary::default();
     if let Err(e) = repo.list_keys() {
         s.errors.push(format!("keys: {e}"));
@@ -180,9 +185,25 @@ pub fn check(repo: &Repository, read: ReadData, location: &str) -> Result<CheckS
         }
     };
     let mut intact = Vec::new();
-    for pack in &chosen {
-        let expected = by_pack.get(pack).map(Vec::as_slice).unwrap_or(&[]);
-        match read_pack(repo, pack, expected) {
+    progress.start(chosen.len() as u64, chosen.iter().map(|p| sizes[p]).sum());
+    // Packs are read on every core (two at a time per core keeps a disk or a
+    // connection busy while the other is verified), results taken in pack order.
+    let results: Vec<_> = {
+        use rayon::prelude::*;
+        chosen
+            .par_iter()
+            .map(|pack| {
+                let expected = by_pack.get(pack).map(Vec::as_slice).unwrap_or(&[]);
+                progress.current(std::path::Path::new(&pack_name(pack)));
+                let r = read_pack(repo, pack, expected);
+                progress.file_done(sizes[pack]);
+                r
+            })
+            .collect()
+    };
+    progress.finish();
+    for (pack, result) in chosen.iter().zip(results) {
+        match result {
             Ok((blobs, bytes)) => {
                 intact.push(*pack);
                 s.packs_checked += 1;

@@ -86,6 +86,20 @@ impl Copier<'_> {
 /// Copies `snapshots` of `src` into `dst`. Both indexes must be loaded; the caller
 /// holds a shared lock on `dst`.
 pub fn copy(src: &Repository, dst: &Repository, snapshots: &[SnapshotRef]) -> Result<CopySummary, OpsError> {
+    copy_with_progress(src, dst, snapshots, &crate::NoProgress)
+}
+
+/// [`copy`], reporting snapshots as the "files" done and their restore size as bytes.
+pub fn copy_with_progress(src: &Repository, dst: &Repository, snapshots: &[SnapshotRef], progress: &dyn crate::Progress) -> Result<CopySummary, OpsError> {
+    let size = |s: &SnapshotRef| s.snapshot.summary.as_ref().map_or(0, |x| x.total_bytes_processed);
+    progress.start(snapshots.len() as u64, snapshots.iter().map(size).sum());
+    let r = copy_all(src, dst, snapshots, progress);
+    progress.finish();
+    r
+}
+
+fn copy_all(src: &Repository, dst: &Repository, snapshots: &[SnapshotRef], progress: &dyn crate::Progress) -> Result<CopySummary, OpsError> {
+    let size = |s: &SnapshotRef| s.snapshot.summary.as_ref().map_or(0, |x| x.total_bytes_processed);
     let rechunk = params(src) != params(dst);
     let mut c = Copier {
         src,
@@ -99,8 +113,10 @@ pub fn copy(src: &Repository, dst: &Repository, snapshots: &[SnapshotRef]) -> Re
         let already = existing.iter().any(|e| {
             e.snapshot.time == snap.snapshot.time && e.snapshot.hostname == snap.snapshot.hostname && e.snapshot.paths == snap.snapshot.paths
         });
+        progress.current(std::path::Path::new(&snap.id.short()));
         if already {
             s.snapshots_skipped += 1;
+            progress.file_done(size(snap));
             continue;
         }
         let tree = c.tree(&snap.snapshot.tree)?;
@@ -112,6 +128,7 @@ pub fn copy(src: &Repository, dst: &Repository, snapshots: &[SnapshotRef]) -> Re
         new.parent = None;
         let id = dst.save_snapshot(&new)?;
         s.snapshots_copied.push((snap.id.to_hex(), id.to_hex()));
+        progress.file_done(size(snap));
     }
     s.data_added = dst.stats().data_added.load(std::sync::atomic::Ordering::Relaxed);
     Ok(s)

@@ -190,15 +190,28 @@ impl PrunePlan {
     }
 
     /// Carries the plan out in the order described in the module documentation.
-    pub fn execute(mut self, repo: &Repository) -> Result<PruneSummary, OpsError> {
+    pub fn execute(self, repo: &Repository) -> Result<PruneSummary, OpsError> {
+        self.execute_with_progress(repo, &crate::NoProgress)
+    }
+
+    /// [`PrunePlan::execute`], reporting the packs it repacks (the long part).
+    pub fn execute_with_progress(mut self, repo: &Repository, progress: &dyn crate::Progress) -> Result<PruneSummary, OpsError> {
+        progress.start(self.repack.len() as u64, self.repack.iter().map(|p| self.uses[p].size).sum());
+        let r = self.run(repo, progress);
+        progress.finish();
+        r
+    }
+
+    fn run(&mut self, repo: &Repository, progress: &dyn crate::Progress) -> Result<PruneSummary, OpsError> {
         if self.summary.dry_run {
             let repack_unused: u64 = self.repack.iter().map(|p| self.uses[p].unused_bytes).sum();
             self.summary.bytes_after = self.summary.bytes_before.saturating_sub(self.summary.bytes_deleted + repack_unused);
-            return Ok(self.summary);
+            return Ok(std::mem::take(&mut self.summary));
         }
         // (1) Repack.
         for pack in &self.repack {
             let name = pack_name(pack);
+            progress.current(std::path::Path::new(&name));
             let data = repo.backend().read(&name).map_err(cairn_repo::RepoError::from)?;
             if cairn_crypto::storage_hash(&data) != pack.0 {
                 return Err(OpsError::Invalid(format!("{name} is corrupt (hash mismatch); run `cairn check --read-data` before pruning")));
@@ -210,6 +223,7 @@ impl PrunePlan {
                 repo.open_blob(&name, e, &sealed)?;
                 repo.save_sealed_blob(*e, sealed)?;
             }
+            progress.file_done(data.len() as u64);
         }
         repo.flush()?;
         let new_packs = repo.take_unindexed();
@@ -261,7 +275,7 @@ impl PrunePlan {
             .map(|o| o.size)
             .sum();
         // The in-memory index still lists the deleted packs: reload before reusing `repo`.
-        Ok(self.summary)
+        Ok(std::mem::take(&mut self.summary))
     }
 }
 

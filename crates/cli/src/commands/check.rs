@@ -1,4 +1,4 @@
-use cairn_ops::check::{check, ReadData};
+use cairn_ops::check::{check_with_progress, ReadData};
 use cairn_repo::LockKind;
 use serde_json::json;
 
@@ -16,7 +16,8 @@ pub fn run(g: &GlobalArgs, a: CheckArgs) -> anyhow::Result<ExitCode> {
     let repo = std::sync::Arc::new(super::open_repo(g)?);
     let _lock = repo.lock(LockKind::Shared, "check")?;
     let location = repo.backend().location();
-    let mut s = check(&repo, read, &location)?;
+    let bar = output::Bar::new(g);
+    let mut s = check_with_progress(&repo, read, &location, &bar)?;
     for id in crate::seen::vanished() {
         s.errors.push(format!("snapshot {} vanished without a `cairn forget` record (deleted behind cairn's back)", &id[..8]));
     }

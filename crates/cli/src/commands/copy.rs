@@ -30,7 +30,7 @@ pub fn run(g: &GlobalArgs, a: CopyArgs) -> anyhow::Result<ExitCode> {
     } else {
         a.snapshots.iter().map(|s| src.find_snapshot(s)).collect::<Result<_, _>>()?
     };
-    let s = cairn_ops::copy::copy(&src, &dst, &snaps)?;
+    let s = cairn_ops::copy::copy_with_progress(&src, &dst, &snaps, &output::Bar::new(g))?;
     if g.json {
         let v: Vec<_> = s.snapshots_copied.iter().map(|(o, n)| json!({"source": o, "copy": n})).collect();
         output::print_json(&json!({"message_type": "summary", "copied": v, "skipped": s.snapshots_skipped, "rechunked": s.rechunked, "data_added": s.data_added}));

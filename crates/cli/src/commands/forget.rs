@@ -40,9 +40,9 @@ fn print_prune(g: &GlobalArgs, s: &PruneSummary) {
     println!("repository after: {}, of which {} unused", size(s.bytes_after), size(s.unused_bytes_after));
 }
 
-fn run_prune(repo: &Repository, opts: &PruneOptions) -> anyhow::Result<PruneSummary> {
+fn run_prune(g: &GlobalArgs, repo: &Repository, opts: &PruneOptions) -> anyhow::Result<PruneSummary> {
     let plan = PrunePlan::build(repo, opts)?;
-    Ok(plan.execute(repo)?)
+    Ok(plan.execute_with_progress(repo, &output::Bar::new(g))?)
 }
 
 pub fn prune(g: &GlobalArgs, a: PruneArgs) -> anyhow::Result<ExitCode> {
@@ -50,7 +50,7 @@ pub fn prune(g: &GlobalArgs, a: PruneArgs) -> anyhow::Result<ExitCode> {
     let repo = Arc::new(super::open_repo(g)?);
     let _lock = repo.lock(LockKind::Exclusive, "prune")?;
     repo.load_index()?;
-    let s = run_prune(&repo, &opts)?;
+    let s = run_prune(g, &repo, &opts)?;
     print_prune(g, &s);
     Ok(ExitCode::Ok)
 }
@@ -133,7 +133,7 @@ pub fn forget(g: &GlobalArgs, a: ForgetArgs) -> anyhow::Result<ExitCode> {
         repo.load_index()?;
         let mut prune_opts = prune_opts;
         prune_opts.ignore_snapshots = remove.iter().map(|s| s.id).collect();
-        Some(run_prune(&repo, &prune_opts)?)
+        Some(run_prune(g, &repo, &prune_opts)?)
     } else {
         None
     };

@@ -144,6 +144,8 @@ fn scan(paths: &[PathBuf], opts: &BackupOptions, progress: &dyn crate::Progress,
 /// [`backup`], reporting files as they are done (and the scanner's totals).
 pub fn backup_with_progress(repo: &Repository, opts: &BackupOptions, progress: &dyn crate::Progress) -> Result<BackupSummary, OpsError> {
     let stop = std::sync::atomic::AtomicBool::new(false);
+    // The total grows as the scanner finds files.
+    progress.start(0, 0);
     let result = std::thread::scope(|scope| {
         if opts.stdin_filename.is_none() {
             let paths: Vec<PathBuf> = opts.paths.iter().filter_map(|p| absolute(p).ok()).collect();
