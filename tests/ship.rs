@@ -148,7 +148,7 @@ fn snapshots_reports_the_last_ship_and_drill() {
     local_repo(&env);
     let out = env.run(&["snapshots"]);
     let last = String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or_default().to_string();
-    assert!(last.contains("never shipped") && last.contains("no passing drill"), "{last}");
+    assert!(last.contains("never shipped from this machine") && last.contains("no passing drill"), "{last}");
     let dest = env.path("offsite");
     let d = dest.to_str().unwrap();
     env.ok(&["ship", d]);
@@ -158,7 +158,7 @@ fn snapshots_reports_the_last_ship_and_drill() {
     assert!(!stderr(&out).contains("last ship to"), "fresh: no warning: {}", stderr(&out));
     let out = env.run(&["snapshots", "--warn-ship-age", "0d"]);
     assert!(stderr(&out).contains("warning: the last ship to") && stderr(&out).contains("cairn ship"), "{}", stderr(&out));
-    // The record stays home: a second ship has nothing new to upload.
+    // The note lives beside the cache, not in the repository: nothing new to upload.
     let again = json_last_line(&env.ok(&["ship", d, "--json"]));
     assert_eq!(again["files_uploaded"], 0, "{again}");
     env.ok(&["drill", "--files", "2"]);

@@ -12,6 +12,7 @@ mod output;
 mod password;
 mod profile;
 mod seen;
+mod shipped;
 
 pub use exit::ExitCode;
 

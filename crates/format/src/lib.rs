@@ -31,6 +31,6 @@ pub use index::{IndexFile, IndexPack};
 pub use keyfile::KeyFile;
 pub use lock::Lock;
 pub use pack::{decode_header, encode_header, BlobType, PackEntry, PACK_ENTRY_LEN};
-pub use record::{DrillRecord, ForgottenRecord, ShipEntry, ShippedRecord, VerifiedRecord};
+pub use record::{DrillRecord, ForgottenRecord, VerifiedRecord};
 pub use snapshot::{Snapshot, SnapshotSummary};
 pub use tree::{Node, NodeType, Timestamp, Tree, Xattr};

@@ -1,9 +1,9 @@
-//! Records that many writers add to and nobody must lose (verification times, ship
-//! times): each writer stores one new file holding everything read so far plus its own
+//! Records that many writers add to and nobody must lose (verification times): each
+//! writer stores one new file holding everything read so far plus its own
 //! news, then removes the files it read. A concurrent writer's new file is never among
 //! those, so every update survives, and the folder stays at a file or two.
 
-use cairn_format::{FormatError, ShippedRecord, VerifiedRecord};
+use cairn_format::{FormatError, VerifiedRecord};
 use cairn_repo::{FileKind, Repository};
 
 use crate::OpsError;
@@ -24,18 +24,6 @@ impl Mergeable for VerifiedRecord {
     }
     fn merge(&mut self, other: Self) {
         VerifiedRecord::merge(self, other)
-    }
-}
-
-impl Mergeable for ShippedRecord {
-    fn decode(b: &[u8]) -> Result<Self, FormatError> {
-        ShippedRecord::decode(b)
-    }
-    fn encode(&self) -> Vec<u8> {
-        ShippedRecord::encode(self)
-    }
-    fn merge(&mut self, other: Self) {
-        ShippedRecord::merge(self, other)
     }
 }
 

@@ -40,8 +40,6 @@ pub struct ShipSummary {
 /// Upload phases, in the order that keeps the destination consistent. Drill and
 /// verification records come last; they are merged, never deleted, at the destination
 /// (a drill or check run there writes its own).
-/// `shipped/` (when this repository last reached each destination) is not shipped: it
-/// describes the source, and would otherwise add an upload to every ship.
 const PHASES: [&str; 8] = ["data/", "index/", "keys/", "config", "forgotten/", "snapshots/", "drills/", "verified/"];
 
 fn is_record(name: &str) -> bool {

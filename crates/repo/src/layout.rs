@@ -13,7 +13,6 @@ pub enum FileKind {
     /// `verified/`: when packs were last read back intact (rolling verification).
     Verified,
     Forgotten,
-    Shipped,
 }
 
 impl FileKind {
@@ -26,7 +25,6 @@ impl FileKind {
             FileKind::Drill => "drills/",
             FileKind::Verified => "verified/",
             FileKind::Forgotten => "forgotten/",
-            FileKind::Shipped => "shipped/",
         }
     }
 
@@ -40,7 +38,6 @@ impl FileKind {
             FileKind::Drill => b"cairn v1 drill",
             FileKind::Verified => b"cairn v1 verified",
             FileKind::Forgotten => b"cairn v1 forgotten",
-            FileKind::Shipped => b"cairn v1 shipped",
         }
     }
 

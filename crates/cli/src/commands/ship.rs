@@ -2,9 +2,7 @@ use std::sync::Arc;
 
 use cairn_backend::Backend;
 use cairn_ops::ship::{ship, ShipOptions};
-use cairn_format::{ShipEntry, ShippedRecord};
-use cairn_ops::records::Merged;
-use cairn_repo::{FileKind, LockKind};
+use cairn_repo::LockKind;
 use serde_json::json;
 
 use crate::args::{GlobalArgs, ShipArgs};
@@ -38,21 +36,13 @@ pub fn run(g: &GlobalArgs, a: ShipArgs) -> anyhow::Result<ExitCode> {
     let s = ship(src.as_ref(), dst.as_ref(), &opts, &bar)?;
     let t = b2.as_ref().map(|b| b.client().transactions()).unwrap_or_default();
     if !a.dry_run {
-        // For `snapshots`' status line; the copy is complete whether or not this lands.
-        let entry = ShipEntry {
+        let entry = crate::shipped::ShipEntry {
             time: cairn_repo::sys::now(),
-            hostname: cairn_repo::sys::hostname(),
             files_uploaded: s.files_uploaded,
             bytes_uploaded: s.bytes_uploaded,
             verified: s.verified,
         };
-        let noted = Merged::<ShippedRecord>::load(&repo, FileKind::Shipped).and_then(|mut log| {
-            log.record.destinations.insert(dst.location(), entry);
-            log.store(&repo)
-        });
-        if let Err(e) = noted {
-            eprintln!("warning: shipped, but could not record it in the repository: {e}");
-        }
+        crate::shipped::record(g, &repo.backend().location(), &dst.location(), entry);
     }
     if g.json {
         let mut v = output::transfer_summary(s.files_uploaded, s.bytes_uploaded, s.files_deleted, s.files_skipped, a.dry_run, t);

@@ -1,8 +1,6 @@
-use cairn_format::ShippedRecord;
 use cairn_ops::forget::Duration;
-use cairn_ops::records::Merged;
 use cairn_ops::snapshots::group;
-use cairn_repo::{FileKind, SnapshotRef};
+use cairn_repo::SnapshotRef;
 
 use crate::args::{GlobalArgs, SnapshotsArgs};
 use crate::exit::{fail, ExitCode};
@@ -30,7 +28,8 @@ pub fn run(g: &GlobalArgs, a: SnapshotsArgs) -> anyhow::Result<ExitCode> {
     }
     let age = |s: &str, what: &str| Duration::parse(s).map_err(|e| fail(ExitCode::Fatal, format!("--warn-{what}-age: {e}")));
     let (ship_age, drill_age) = (age(&a.warn_ship_age, "ship")?, age(&a.warn_drill_age, "drill")?);
-    let status = if snaps.is_empty() { None } else { Some(status(&repo, &ship_age, &a.warn_ship_age, &drill_age, &a.warn_drill_age)) };
+    let ships = crate::shipped::load(g, &repo.backend().location());
+    let status = if snaps.is_empty() { None } else { Some(status(&repo, &ships, &ship_age, &a.warn_ship_age, &drill_age, &a.warn_drill_age)) };
     if g.json {
         output::print_json(&serde_json::Value::Array(snaps.iter().map(output::snapshot_json).collect()));
         return Ok(ExitCode::Ok);
@@ -60,21 +59,18 @@ pub fn run(g: &GlobalArgs, a: SnapshotsArgs) -> anyhow::Result<ExitCode> {
 /// copy and when a restore drill last passed. Backups nobody has tried to restore are a
 /// hope, not a backup, and an offsite copy that stopped being updated protects less
 /// each day: each gets a warning on stderr when older than its limit.
-fn status(repo: &cairn_repo::Repository, ship_age: &Duration, ship_text: &str, drill_age: &Duration, drill_text: &str) -> String {
+fn status(repo: &cairn_repo::Repository, ships: &crate::shipped::Ships, ship_age: &Duration, ship_text: &str, drill_age: &Duration, drill_text: &str) -> String {
     let now = chrono::Local::now().fixed_offset();
     let when = |t: chrono::DateTime<chrono::FixedOffset>| format!("{} ({} ago)", t.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M"), ago(now - t));
     let mut parts = Vec::new();
-    match Merged::<ShippedRecord>::load(repo, FileKind::Shipped) {
-        Ok(log) if !log.record.destinations.is_empty() => {
-            for (dest, e) in &log.record.destinations {
-                parts.push(format!("last ship to {dest} {}", when(e.time)));
-                if e.time < ship_age.before(now) {
-                    eprintln!("warning: the last ship to {dest} was {} ago, more than {ship_text}; run `cairn ship {dest}`", ago(now - e.time));
-                }
-            }
+    if ships.is_empty() {
+        parts.push("never shipped from this machine".into());
+    }
+    for (dest, e) in ships {
+        parts.push(format!("last ship to {dest} {}", when(e.time)));
+        if e.time < ship_age.before(now) {
+            eprintln!("warning: the last ship to {dest} was {} ago, more than {ship_text}; run `cairn ship {dest}`", ago(now - e.time));
         }
-        Ok(_) => parts.push("never shipped".into()),
-        Err(e) => tracing::warn!("reading ship records: {e}"),
     }
     let drills = cairn_ops::drill::history(repo).unwrap_or_default();
     match drills.iter().filter(|d| d.ok).map(|d| d.time).max() {

@@ -1,0 +1,46 @@
+//! When this machine last finished a ship of each repository to each destination, for
+//! the line `snapshots` ends with. Kept beside the cache (`<cache root>/shipped/`), not
+//! in the repository: the repository's files stay exactly those `rclone sync` would
+//! copy, so rclone and cairn still agree file for file.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::args::GlobalArgs;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ShipEntry {
+    pub time: chrono::DateTime<chrono::FixedOffset>,
+    pub files_uploaded: u64,
+    pub bytes_uploaded: u64,
+    pub verified: bool,
+}
+
+/// Destination -> its last complete ship.
+pub type Ships = BTreeMap<String, ShipEntry>;
+
+fn file(g: &GlobalArgs, repository: &str) -> Option<PathBuf> {
+    if g.no_cache {
+        return None;
+    }
+    let tag = cairn_format::BlobId(cairn_crypto::storage_hash(repository.as_bytes())).to_hex();
+    Some(crate::location::cache_root(g)?.join("shipped").join(format!("{}.json", &tag[..16])))
+}
+
+/// The ships recorded for `repository` (its location as the backend names it).
+pub fn load(g: &GlobalArgs, repository: &str) -> Ships {
+    file(g, repository).and_then(|p| std::fs::read(p).ok()).and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+}
+
+/// Records a finished ship; failing to is only a warning (the copy itself is done).
+pub fn record(g: &GlobalArgs, repository: &str, destination: &str, entry: ShipEntry) {
+    let Some(path) = file(g, repository) else { return };
+    let mut ships = load(g, repository);
+    ships.insert(destination.to_string(), entry);
+    let written = serde_json::to_vec_pretty(&ships).map_err(std::io::Error::other).and_then(|b| cairn_backend::write_private(&path, &b));
+    if let Err(e) = written {
+        eprintln!("warning: shipped, but could not note it in {}: {e}", path.display());
+    }
+}
