@@ -403,3 +403,53 @@ fn progress_is_drawn_on_a_terminal_only() {
     let piped = env.run(&["backup", "--force", src.to_str().unwrap()]);
     assert!(!String::from_utf8_lossy(&piped.stderr).contains("ETA"));
 }
+
+/// Backup yields to everything else by default (nice 10, best-effort I/O at level 7) and
+/// runs at normal priority with --no-nice; --read-concurrency changes how many files are
+/// read at once, never what is stored.
+#[test]
+fn backup_is_nice_by_default_and_read_concurrency_changes_nothing_stored() {
+    let env = Env::new();
+    env.init();
+    let priority = |extra: &[&str]| {
+        // Reading standard input that stays open keeps the backup running to look at.
+        let mut child = env.repo_cmd().args(["backup", "--stdin"]).args(extra).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+        let pid = child.id();
+        let t = std::time::Instant::now();
+        let nice = loop {
+            // Once reading, the main thread has lowered itself: field 19 of stat is nice.
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let nice: i64 = stat.rsplit(')').next().unwrap_or("").split_whitespace().nth(16).and_then(|n| n.parse().ok()).unwrap_or(0);
+            let wchan = fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+            if (nice != 0 || !extra.is_empty()) && (wchan.contains("pipe") || t.elapsed() > std::time::Duration::from_secs(2)) {
+                break nice;
+            }
+            assert!(t.elapsed() < std::time::Duration::from_secs(20));
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        let io = std::process::Command::new("ionice").args(["-p", &pid.to_string()]).output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
+        drop(child.stdin.take());
+        assert!(child.wait().unwrap().success());
+        (nice, io)
+    };
+    let (nice, io) = priority(&[]);
+    assert_eq!(nice, 10);
+    if !io.is_empty() {
+        assert_eq!(io, "best-effort: prio 7");
+    }
+    let (nice, _) = priority(&["--no-nice"]);
+    assert_eq!(nice, 0);
+
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..40u64 {
+        fs::write(src.join(format!("f{i}")), pseudo_random(i, 100_000 + i as usize * 1000)).unwrap();
+    }
+    let tree = |extra: &[&str]| {
+        let s = env.backup(&[&src], &[&["--force"], extra].concat());
+        let id = s["snapshot_id"].as_str().unwrap().to_string();
+        let snaps: serde_json::Value = serde_json::from_str(&env.ok(&["snapshots", "--json", &id[..8]])).unwrap();
+        snaps[0]["tree"].as_str().unwrap().to_string()
+    };
+    assert_eq!(tree(&["--read-concurrency", "1"]), tree(&[]));
+}

@@ -489,6 +489,13 @@ pub struct BackupArgs {
     /// Seconds between index checkpoints (default 300); for tests of interrupted backups
     #[arg(long, hide = true, value_name = "SECS")]
     pub checkpoint_interval: Option<u64>,
+    /// Files read at the same time (default: one per core)
+    #[arg(long, value_name = "N")]
+    pub read_concurrency: Option<usize>,
+    /// Run at normal CPU and I/O priority (by default backup yields to everything else:
+    /// nice 10, best-effort I/O at the lowest level)
+    #[arg(long)]
+    pub no_nice: bool,
 }
 
 #[derive(Args, Debug)]

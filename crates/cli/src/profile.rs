@@ -29,6 +29,16 @@ pub struct Profile {
     pub ship: ShipProfile,
     #[serde(default)]
     pub snapshots: SnapshotsProfile,
+    #[serde(default)]
+    pub limits: LimitsProfile,
+}
+
+/// Bandwidth for B2 transfers, KiB/s (`--limit-upload`, `--limit-download`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsProfile {
+    pub upload_kib: Option<u64>,
+    pub download_kib: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -49,6 +59,7 @@ pub struct BackupProfile {
     #[serde(default)]
     pub tags: Vec<String>,
     pub host: Option<String>,
+    pub read_concurrency: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -140,6 +151,12 @@ pub fn apply(cli: &mut Cli, m: &ArgMatches) -> anyhow::Result<()> {
             g.password_command = p.password_command.clone();
         }
     }
+    if !top("limit_upload") && p.limits.upload_kib.is_some() {
+        g.limit_upload = p.limits.upload_kib;
+    }
+    if !top("limit_download") && p.limits.download_kib.is_some() {
+        g.limit_download = p.limits.download_kib;
+    }
     match &mut cli.command {
         Command::Backup(a) => {
             let b = p.backup;
@@ -152,6 +169,7 @@ pub fn apply(cli: &mut Cli, m: &ArgMatches) -> anyhow::Result<()> {
             fill(sub, "one_file_system", &mut a.one_file_system, b.one_file_system);
             fill_vec(sub, "tags", &mut a.tags, b.tags);
             fill(sub, "host", &mut a.host, b.host.map(Some));
+            fill(sub, "read_concurrency", &mut a.read_concurrency, b.read_concurrency.map(Some));
         }
         Command::Forget(a) => {
             let f = p.forget;

@@ -38,12 +38,16 @@ pub fn run(g: &GlobalArgs, a: BackupArgs) -> anyhow::Result<ExitCode> {
         ignore_inode: a.ignore_inode,
         ignore_ctime: a.ignore_ctime,
         stdin_filename: a.stdin.then(|| a.stdin_filename.clone()),
+        read_concurrency: a.read_concurrency.unwrap_or(0),
         ..BackupOptions::default()
     };
     let opts = match a.checkpoint_interval {
         Some(secs) => BackupOptions { checkpoint_interval: std::time::Duration::from_secs(secs), ..opts },
         None => opts,
     };
+    if !a.no_nice {
+        yield_to_others();
+    }
     let mut repo = super::open_repo(g)?;
     if let Some(c) = &a.compression {
         repo.set_compression(CompressionMode::parse(c).map_err(|e| fail(ExitCode::Fatal, e))?);
@@ -101,4 +105,17 @@ pub fn run(g: &GlobalArgs, a: BackupArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::PartialBackup);
     }
     Ok(ExitCode::Ok)
+}
+
+/// Lowers this process's CPU priority (nice 10) and I/O priority (best-effort, level 7,
+/// the lowest that still makes progress), so a laptop stays responsive while a backup
+/// runs; on an idle machine it is as fast. Failing to is not an error.
+fn yield_to_others() {
+    // SAFETY: setpriority and the ioprio_set syscall take plain integers.
+    unsafe {
+        let _ = libc::setpriority(libc::PRIO_PROCESS, 0, 10);
+        const IOPRIO_WHO_PROCESS: libc::c_long = 1;
+        const IOPRIO_CLASS_BE: libc::c_long = 2;
+        let _ = libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0 as libc::c_long, (IOPRIO_CLASS_BE << 13) | 7);
+    }
 }

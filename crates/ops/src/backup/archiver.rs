@@ -51,6 +51,8 @@ pub struct Archiver<'a> {
     warnings: Mutex<Vec<String>>,
     /// The ID of the chunk every long run of zeros is cut into, once stored.
     zero_blob: Mutex<Option<BlobId>>,
+    /// Files being read now, at most `opts.read_concurrency` (`--read-concurrency`).
+    reading: (Mutex<usize>, std::sync::Condvar),
 }
 
 enum FileOutcome {
@@ -71,7 +73,23 @@ impl<'a> Archiver<'a> {
             errors: Mutex::new(Vec::new()),
             warnings: Mutex::new(Vec::new()),
             zero_blob: Mutex::new(None),
+            reading: (Mutex::new(0), std::sync::Condvar::new()),
         }
+    }
+
+    /// Waits for a read slot; the slot is given back when the guard drops.
+    fn read_slot(&self) -> Option<ReadSlot<'_>> {
+        let limit = self.opts.read_concurrency;
+        if limit == 0 {
+            return None;
+        }
+        let (count, freed) = &self.reading;
+        let mut n = count.lock().unwrap_or_else(|p| p.into_inner());
+        while *n >= limit {
+            n = freed.wait(n).unwrap_or_else(|p| p.into_inner());
+        }
+        *n += 1;
+        Some(ReadSlot(&self.reading))
     }
 
     pub fn counters(&self) -> &Counters {
@@ -266,6 +284,7 @@ impl<'a> Archiver<'a> {
             inc(&self.counters.files_unmodified);
             return Ok(FileOutcome::Saved);
         }
+        let _slot = self.read_slot();
         let f = match open_noatime(path) {
             Ok(f) => f,
             Err(e) => {
@@ -399,6 +418,17 @@ impl<'a> Archiver<'a> {
         inc(&self.counters.files_new);
         self.counters.bytes.fetch_add(read, Ordering::Relaxed);
         self.save_tree(Tree { nodes: vec![node] })
+    }
+}
+
+/// A file-read slot of [`Archiver::read_slot`].
+struct ReadSlot<'a>(&'a (Mutex<usize>, std::sync::Condvar));
+
+impl Drop for ReadSlot<'_> {
+    fn drop(&mut self) {
+        let (count, freed) = self.0;
+        *count.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
+        freed.notify_one();
     }
 }
 

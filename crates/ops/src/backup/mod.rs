@@ -41,6 +41,8 @@ pub struct BackupOptions {
     pub stdin_filename: Option<String>,
     /// How often an index is written while the backup runs.
     pub checkpoint_interval: Duration,
+    /// Files read at the same time; 0 means one per core.
+    pub read_concurrency: usize,
 }
 
 impl Default for BackupOptions {
@@ -59,6 +61,7 @@ impl Default for BackupOptions {
             ignore_ctime: false,
             stdin_filename: None,
             checkpoint_interval: Duration::from_secs(5 * 60),
+            read_concurrency: 0,
         }
     }
 }
