@@ -27,10 +27,11 @@ fn is_mounted(p: &Path) -> bool {
     fs::read_to_string("/proc/mounts").unwrap().lines().any(|l| l.split(' ').nth(1) == Some(&*p.to_string_lossy()))
 }
 
-/// Starts `cairn mount` and waits until the kernel shows the mount.
-fn start(env: &Env, mnt: &Path) -> Child {
+/// Starts `cmd mount MNT` (cmd: cairn with its repository) and waits until the kernel
+/// shows the mount.
+fn start(mut cmd: std::process::Command, mnt: &Path) -> Child {
     fs::create_dir_all(mnt).unwrap();
-    let child = env.repo_cmd().arg("mount").arg(mnt).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let child = cmd.arg("mount").arg(mnt).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let t = Instant::now();
     while !is_mounted(mnt) {
         assert!(t.elapsed() < Duration::from_secs(20), "not mounted after 20 s");
@@ -73,7 +74,7 @@ fn mounted_snapshots_equal_restores_and_new_snapshots_appear() {
     env.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
 
     let mnt = env.path("mnt");
-    let child = start(&env, &mnt);
+    let child = start(env.repo_cmd(), &mnt);
     let mut top: Vec<String> = fs::read_dir(&mnt).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     top.sort();
     assert_eq!(top, ["hosts", "ids", "snapshots", "tags"]);
@@ -159,13 +160,7 @@ fn mount_a_b2_repository() {
     assert!(b2(&env).arg("init").stdout(Stdio::null()).status().unwrap().success());
     assert!(b2(&env).arg("backup").arg(&src).stdout(Stdio::null()).status().unwrap().success());
     let mnt = env.path("mnt");
-    fs::create_dir_all(&mnt).unwrap();
-    let child = b2(&env).arg("mount").arg(&mnt).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
-    let t = Instant::now();
-    while !is_mounted(&mnt) {
-        assert!(t.elapsed() < Duration::from_secs(20), "not mounted after 20 s");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let child = start(b2(&env), &mnt);
     let target = env.path("restored");
     assert!(b2(&env).args(["restore", "latest", "--target"]).arg(&target).stdout(Stdio::null()).status().unwrap().success());
     let rel = src.strip_prefix("/").unwrap();
