@@ -123,6 +123,9 @@ impl Bar {
 
 impl cairn_ops::Progress for Bar {
     fn start(&self, files: u64, bytes: u64) {
+        // A command with phases (drill: restore, then check) starts again for each.
+        self.counts.stop.store(false, std::sync::atomic::Ordering::Relaxed);
+        self.counts.done.store(0, std::sync::atomic::Ordering::Relaxed);
         self.counts.total.store(files, std::sync::atomic::Ordering::Relaxed);
         self.pb.set_length(bytes);
         self.pb.set_position(0);

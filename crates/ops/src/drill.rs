@@ -20,8 +20,8 @@ use rand::Rng;
 use cairn_format::{DrillRecord, Node, NodeType};
 use cairn_repo::{FileKind, Repository, SnapshotRef};
 
-use crate::check::{check, ReadData};
-use crate::restore::{restore, RestoreOptions};
+use crate::check::{check_with_progress, ReadData};
+use crate::restore::{restore_with_progress, RestoreOptions};
 use crate::walk::{walk_tree, Visit};
 use crate::OpsError;
 
@@ -127,6 +127,11 @@ fn same_bytes(a: &Path, b: &Path) -> std::io::Result<bool> {
 }
 
 pub fn drill(repo: &Repository, opts: &DrillOptions) -> Result<DrillReport, OpsError> {
+    drill_with_progress(repo, opts, &crate::NoProgress)
+}
+
+/// [`drill`], reporting its two phases in turn: the files restored, then the packs read.
+pub fn drill_with_progress(repo: &Repository, opts: &DrillOptions, progress: &dyn crate::Progress) -> Result<DrillReport, OpsError> {
     let mut rng = rand::thread_rng();
     let mut r = DrillReport::default();
     let recent: Vec<SnapshotRef> = repo.list_snapshots()?.into_iter().filter(|s| s.snapshot.time >= opts.since).collect();
@@ -152,7 +157,7 @@ pub fn drill(repo: &Repository, opts: &DrillOptions) -> Result<DrillReport, OpsE
         let target = opts.scratch.join(&short);
         let only: HashSet<Vec<u8>> = picks.iter().map(|p| p.path.clone()).collect();
         let ro = RestoreOptions { target: target.clone(), verify: true, only: Some(Arc::new(only)), ..Default::default() };
-        let summary = match restore(repo, snap, &ro) {
+        let summary = match restore_with_progress(repo, snap, &ro, progress) {
             Ok(s) => s,
             Err(e) => {
                 r.failures.push(format!("snapshot {short}: restore failed: {e}"));
@@ -200,7 +205,7 @@ pub fn drill(repo: &Repository, opts: &DrillOptions) -> Result<DrillReport, OpsE
         let _ = std::fs::remove_dir_all(&target);
     }
 
-    let c = check(repo, ReadData::Fraction(opts.pack_fraction), &opts.location)?;
+    let c = check_with_progress(repo, ReadData::Fraction(opts.pack_fraction), &opts.location, progress)?;
     r.packs_checked = c.packs_checked;
     r.failures.extend(c.errors.iter().map(|e| format!("check: {e}")));
     r.failures.extend(c.affected.iter().map(|a| format!("damaged: {a}")));

@@ -52,7 +52,7 @@ pub fn run(g: &GlobalArgs, a: DrillArgs) -> anyhow::Result<ExitCode> {
         location: location.clone(),
         scratch: scratch.path().to_path_buf(),
     };
-    let r = drill::drill(&repo, &opts)?;
+    let r = drill::drill_with_progress(&repo, &opts, &output::Bar::new(g))?;
     let host = cairn_repo::sys::hostname();
     // The record goes into the repository drilled, and into -r too when it was another
     // (so the local repository knows its offsite copy was drilled).
