@@ -377,6 +377,10 @@ fn profiles_run_the_daily_job_and_flags_win() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("bad.toml") && err.contains("line 4") && err.contains("exclued"), "{err}");
+    fs::write(conf.join("typed.toml"), "[forget]\nkeep_daily = \"seven\"\n").unwrap();
+    let out = env.cmd().env("CAIRN_CONFIG_DIR", &conf).args(["--profile", "typed", "forget"]).output().unwrap();
+    let err = stderr(&out);
+    assert!(err.contains("typed.toml") && err.contains("line 2") && err.contains("keep_daily"), "{err}");
     let out = env.cmd().env("CAIRN_CONFIG_DIR", &conf).args(["--profile", "missing", "snapshots"]).output().unwrap();
     assert!(stderr(&out).contains("missing.toml"), "{}", stderr(&out));
 }

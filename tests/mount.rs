@@ -31,7 +31,7 @@ fn is_mounted(p: &Path) -> bool {
 /// shows the mount.
 fn start(mut cmd: std::process::Command, mnt: &Path) -> Child {
     fs::create_dir_all(mnt).unwrap();
-    let child = cmd.arg("mount").arg(mnt).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let child = cmd.arg("mount").arg(mnt).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let t = Instant::now();
     while !is_mounted(mnt) {
         assert!(t.elapsed() < Duration::from_secs(20), "not mounted after 20 s");
@@ -74,7 +74,13 @@ fn mounted_snapshots_equal_restores_and_new_snapshots_appear() {
     env.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
 
     let mnt = env.path("mnt");
-    let child = start(env.repo_cmd(), &mnt);
+    let mut json = env.repo_cmd();
+    json.arg("--json");
+    let mut child = start(json, &mnt);
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+    let mounted: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(mounted["message_type"], "mounted", "{line}");
     let mut top: Vec<String> = fs::read_dir(&mnt).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     top.sort();
     assert_eq!(top, ["hosts", "ids", "snapshots", "tags"]);

@@ -107,9 +107,15 @@ pub fn path(name: &str) -> anyhow::Result<PathBuf> {
 pub fn load(path: &Path) -> anyhow::Result<Profile> {
     let text = std::fs::read_to_string(path).map_err(|e| fail(ExitCode::Fatal, format!("profile {}: {e}", path.display())))?;
     toml::from_str(&text).map_err(|e| {
-        let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+        let start = e.span().map(|s| s.start.min(text.len()));
+        let line = start.map(|s| text[..s].matches('\n').count() + 1);
         let at = line.map(|l| format!(", line {l}")).unwrap_or_default();
-        fail(ExitCode::Fatal, format!("profile {}{at}: {}", path.display(), e.message().trim()))
+        // A wrong value's message names the type, not the key: name the key too.
+        let key = start
+            .and_then(|s| text[..s].rsplit('\n').next().map(|l| l.split('=').next().unwrap_or("").trim().to_string()))
+            .filter(|k| !k.is_empty() && !e.message().contains(k.as_str()));
+        let key = key.map(|k| format!(" (key `{k}`)")).unwrap_or_default();
+        fail(ExitCode::Fatal, format!("profile {}{at}{key}: {}", path.display(), e.message().trim()))
     })
 }
 

@@ -35,7 +35,13 @@ pub fn run(g: &GlobalArgs, a: MountArgs) -> anyhow::Result<ExitCode> {
     let opts = MountOptions { allow_other: a.allow_other, default_permissions: !a.no_default_permissions };
     let mounted = cairn_mount::mount(Arc::clone(&repo), &a.mountpoint, &opts)?;
     *MOUNTED.lock().unwrap_or_else(|p| p.into_inner()) = Some(mounted);
-    if !g.quiet {
+    if g.json {
+        crate::output::print_json(&serde_json::json!({
+            "message_type": "mounted",
+            "repository": repo.backend().location(),
+            "mountpoint": a.mountpoint,
+        }));
+    } else if !g.quiet {
         eprintln!("mounted {} at {}; Ctrl-C unmounts", repo.backend().location(), a.mountpoint.display());
     }
     loop {
