@@ -509,6 +509,14 @@ fn a_deleted_snapshot_is_noticed_and_can_be_acknowledged() {
     let out = env.run(&["snapshots"]);
     assert!(!stderr(&out).contains("was in"), "{}", stderr(&out));
     env.ok(&["check"]);
+    // A new repository where this one was (a reformatted drive) is another repository:
+    // the old one's snapshots are not reported missing from it.
+    fs::remove_dir_all(env.repo()).unwrap();
+    env.ok(&["init"]);
+    env.backup(&[&src], &[]);
+    let out = env.run(&["check"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("was in"), "{}", stderr(&out));
 }
 
 /// `init` under /mnt (or /media, /run/media) where nothing is mounted refuses, names

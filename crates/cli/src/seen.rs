@@ -23,9 +23,11 @@ pub fn vanished() -> Vec<String> {
     VANISHED.lock().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
-/// Where this machine keeps the list for `location`: under the cache root (so
-/// `--no-cache` and a machine with no home directory keep none).
-fn list_file(g: &GlobalArgs, location: &str) -> Option<PathBuf> {
+/// Where this machine keeps the list for the repository with config ID `repo_id` at
+/// `location`: under the cache root (so `--no-cache` and a machine with no home
+/// directory keep none). The ID is part of the key: a new repository created where an
+/// old one was deleted (a reformatted drive) starts a list of its own.
+fn list_file(g: &GlobalArgs, location: &str, repo_id: &str) -> Option<PathBuf> {
     if g.no_cache {
         return None;
     }
@@ -35,7 +37,7 @@ fn list_file(g: &GlobalArgs, location: &str) -> Option<PathBuf> {
     } else {
         std::fs::canonicalize(location).map(|p| p.to_string_lossy().into_owned()).unwrap_or_else(|_| location.to_string())
     };
-    let tag = cairn_format::BlobId(cairn_crypto::storage_hash(key.as_bytes())).to_hex();
+    let tag = cairn_format::BlobId(cairn_crypto::storage_hash(format!("{repo_id}\0{key}").as_bytes())).to_hex();
     Some(root.join("seen").join(&tag[..16]))
 }
 
@@ -43,7 +45,7 @@ fn list_file(g: &GlobalArgs, location: &str) -> Option<PathBuf> {
 /// that vanished, and remembers the current set (plus the vanished, until forgotten).
 /// Failing to keep the list is not an error: it only weakens this one check.
 pub fn watch(g: &GlobalArgs, location: &str, repo: &Repository) -> anyhow::Result<()> {
-    let Some(path) = list_file(g, location) else { return Ok(()) };
+    let Some(path) = list_file(g, location, &repo.config().id) else { return Ok(()) };
     let now: BTreeSet<String> = repo.list_files(FileKind::Snapshot)?.into_iter().collect();
     let before: BTreeSet<String> =
         std::fs::read_to_string(&path).map(|s| s.lines().map(str::to_owned).filter(|l| l.len() == 64).collect()).unwrap_or_default();
