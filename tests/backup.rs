@@ -380,15 +380,7 @@ fn progress_is_drawn_on_a_terminal_only() {
     fs::write(src.join("big.bin"), pseudo_random(8, 40 << 20)).unwrap();
     let on_terminal = |args: &str| {
         let cmd = format!("{} -r {} {args}", env!("CARGO_BIN_EXE_cairn"), env.repo().display());
-        let mut c = std::process::Command::new("script");
-        c.args(["-qec", &cmd, "/dev/null"]).current_dir(env.dir.path());
-        for (k, v) in env.cmd().get_envs() {
-            match v {
-                Some(v) => c.env(k, v),
-                None => c.env_remove(k),
-            };
-        }
-        let out = c.stdin(std::process::Stdio::null()).output().expect("script (bsdutils) runs the command under a terminal");
+        let out = wrapping_cairn(&env, "script").args(["-qec", &cmd, "/dev/null"]).output().expect("script (bsdutils) runs the command under a terminal");
         assert!(out.status.success(), "{args}: {}", String::from_utf8_lossy(&out.stdout));
         String::from_utf8_lossy(&out.stdout).replace('\r', "\n")
     };

@@ -115,9 +115,16 @@ pub fn copy_tree(from: &Path, to: &Path) {
 /// `strace STRACE_ARGS cairn` with the environment `env.cmd()` gives cairn; cairn's own
 /// arguments follow.
 pub fn strace_cairn(env: &Env, strace_args: &[&str]) -> Command {
+    let mut c = wrapping_cairn(env, "strace");
+    c.args(strace_args).arg(env!("CARGO_BIN_EXE_cairn"));
+    c
+}
+
+/// `program` (strace, script) set up to run cairn: the environment and working
+/// directory `env.cmd()` would give cairn itself.
+pub fn wrapping_cairn(env: &Env, program: &str) -> Command {
     let cairn = env.cmd();
-    let mut c = Command::new("strace");
-    c.args(strace_args).arg(cairn.get_program());
+    let mut c = Command::new(program);
     for (k, v) in cairn.get_envs() {
         match v {
             Some(v) => c.env(k, v),

@@ -29,9 +29,13 @@ pub fn cache_dir(g: &crate::args::GlobalArgs, location: &str) -> Option<PathBuf>
     if g.no_cache || !is_remote(location) {
         return None;
     }
-    let root = cache_root(g)?;
-    let tag = cairn_crypto::storage_hash(location.as_bytes());
-    Some(root.join(&cairn_format::BlobId(tag).to_hex()[..16]))
+    Some(cache_root(g)?.join(tag(location)))
+}
+
+/// A short, stable file name for any key (a location, a repository): 16 hex digits of
+/// its BLAKE3 hash, so paths and bucket names never leak into the cache's layout.
+pub fn tag(key: &str) -> String {
+    cairn_format::BlobId(cairn_crypto::storage_hash(key.as_bytes())).to_hex()[..16].to_string()
 }
 
 /// `--cache-dir`/CAIRN_CACHE_DIR, else `$XDG_CACHE_HOME/cairn`, else `~/.cache/cairn`.

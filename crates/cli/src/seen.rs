@@ -37,8 +37,7 @@ fn list_file(g: &GlobalArgs, location: &str, repo_id: &str) -> Option<PathBuf> {
     } else {
         std::fs::canonicalize(location).map(|p| p.to_string_lossy().into_owned()).unwrap_or_else(|_| location.to_string())
     };
-    let tag = cairn_format::BlobId(cairn_crypto::storage_hash(format!("{repo_id}\0{key}").as_bytes())).to_hex();
-    Some(root.join("seen").join(&tag[..16]))
+    Some(root.join("seen").join(crate::location::tag(&format!("{repo_id}\0{key}"))))
 }
 
 /// Compares the repository's snapshots with the ones seen before, warns about each one

@@ -25,8 +25,7 @@ fn file(g: &GlobalArgs, repository: &str) -> Option<PathBuf> {
     if g.no_cache {
         return None;
     }
-    let tag = cairn_format::BlobId(cairn_crypto::storage_hash(repository.as_bytes())).to_hex();
-    Some(crate::location::cache_root(g)?.join("shipped").join(format!("{}.json", &tag[..16])))
+    Some(crate::location::cache_root(g)?.join("shipped").join(format!("{}.json", crate::location::tag(repository))))
 }
 
 /// The ships recorded for `repository` (its location as the backend names it).

@@ -28,7 +28,6 @@ pub mod snapshots;
 pub mod stats;
 pub mod sync;
 pub mod verified;
-pub mod records;
 pub mod drill;
 pub mod walk;
 

@@ -10,21 +10,37 @@ use rand::seq::SliceRandom;
 use cairn_format::{PackId, VerifiedRecord};
 use cairn_repo::{FileKind, Repository};
 
-use crate::records::Merged;
 use crate::OpsError;
 
 /// All verification records of a repository, merged.
-pub struct VerificationLog(Merged<VerifiedRecord>);
+pub struct VerificationLog {
+    merged: VerifiedRecord,
+    /// The files merged, removed once a new merged file is stored.
+    files: Vec<String>,
+}
 
 impl VerificationLog {
     /// Reads every record; unreadable ones are skipped (they only cost re-verification).
     pub fn load(repo: &Repository) -> Result<VerificationLog, OpsError> {
-        Ok(VerificationLog(Merged::load(repo, FileKind::Verified)?))
+        let mut merged = VerifiedRecord::default();
+        let mut files = Vec::new();
+        for hex in repo.list_files(FileKind::Verified)? {
+            match repo.load_file(FileKind::Verified, &hex).and_then(|b| {
+                VerifiedRecord::decode(&b).map_err(|e| cairn_repo::RepoError::format(FileKind::Verified.name(&hex), e))
+            }) {
+                Ok(r) => {
+                    merged.merge(r);
+                    files.push(hex);
+                }
+                Err(e) => tracing::warn!("ignoring verification record: {e}"),
+            }
+        }
+        Ok(VerificationLog { merged, files })
     }
 
     /// Unix milliseconds when `pack` was last verified at `location`.
     pub fn last_verified(&self, location: &str, pack: &PackId) -> Option<i64> {
-        self.0.record.locations.get(location)?.get(&pack.to_hex()).copied()
+        self.merged.locations.get(location)?.get(&pack.to_hex()).copied()
     }
 
     /// `packs` in the order to verify them at `location`: never verified first (in
@@ -42,17 +58,21 @@ impl VerificationLog {
         if packs.is_empty() {
             return Ok(());
         }
-        let mine = self.0.record.locations.entry(location.to_string()).or_default();
+        let mine = self.merged.locations.entry(location.to_string()).or_default();
         for p in packs {
             mine.insert(p.to_hex(), now);
         }
         // Forget packs that no longer exist (pruned) so the record does not grow forever.
         let live: std::collections::HashSet<String> = repo.index().packs().map(|(p, _)| p.to_hex()).collect();
         if !live.is_empty() {
-            for m in self.0.record.locations.values_mut() {
+            for m in self.merged.locations.values_mut() {
                 m.retain(|p, _| live.contains(p));
             }
         }
-        self.0.store(repo)
+        let new = repo.save_file(FileKind::Verified, &self.merged.encode())?;
+        for old in self.files.iter().filter(|f| **f != new) {
+            repo.remove_file(FileKind::Verified, old)?;
+        }
+        Ok(())
     }
 }
