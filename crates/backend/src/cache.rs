@@ -124,6 +124,12 @@ impl Backend for CachedBackend {
         }
         Ok(())
     }
+    fn write_parts(&self, name: &str, parts: &[&[u8]], opts: &WriteOptions) -> Result<(), BackendError> {
+        if cacheable(name) {
+            return self.write(name, &parts.concat(), opts);
+        }
+        self.inner.write_parts(name, parts, opts)
+    }
     fn remove(&self, name: &str) -> Result<(), BackendError> {
         let _ = fs::remove_file(self.path(name));
         self.inner.remove(name)

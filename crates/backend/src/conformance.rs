@@ -81,5 +81,15 @@ pub fn run_conformance(b: &dyn Backend) -> Result<(), String> {
     if b.list("streamed-bad").map_err(|e| e.to_string())?.iter().any(|o| o.name == "streamed-bad") {
         return fail("a stream with the wrong SHA1 was stored");
     }
+    // Writes in parts: stored as their concatenation, SHA1 over the whole.
+    let parts: Vec<&[u8]> = vec![&big[..1], &big[1..1_000_000], &[], &big[1_000_000..]];
+    b.write_parts("parts", &parts, &WriteOptions { sha1: Some(sha), ..Default::default() }).map_err(|e| e.to_string())?;
+    if b.read("parts").map_err(|e| e.to_string())? != big {
+        return fail("object written in parts differs");
+    }
+    match b.write_parts("parts-bad", &parts, &wrong) {
+        Err(e) if e.kind == ErrorKind::Corrupt => {}
+        other => return fail(&format!("parts with the wrong SHA1 must be Corrupt, got {other:?}")),
+    }
     Ok(())
 }

@@ -260,6 +260,18 @@ impl Backend for LocalBackend {
         })
     }
 
+    fn write_parts(&self, name: &str, parts: &[&[u8]], opts: &WriteOptions) -> Result<(), BackendError> {
+        self.write_with(name, opts, &mut |f| {
+            if let Some(want) = &opts.sha1 {
+                use sha1::Digest;
+                let mut h = sha1::Sha1::new();
+                parts.iter().for_each(|p| h.update(p));
+                check_sha1(name, &hex::encode(h.finalize()), want)?;
+            }
+            parts.iter().try_for_each(|p| f.write_all(p).map_err(|e| self.err(name, e)))
+        })
+    }
+
     /// Copies piece by piece into the temporary file, hashing as it goes.
     fn write_stream(&self, name: &str, size: u64, source: &RangeSource<'_>, opts: &WriteOptions) -> Result<(), BackendError> {
         use sha1::Digest;

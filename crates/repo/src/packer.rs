@@ -19,11 +19,20 @@ pub struct Packer {
     bytes: usize,
 }
 
-/// A finished pack, ready to store.
+/// A finished pack, ready to store: its blobs in pack order, then the sealed header
+/// and its length. Kept in pieces so that no second copy of the pack is made in memory
+/// ([`cairn_backend::Backend::write_parts`]).
 pub struct FinishedPack {
     pub id: PackId,
-    pub data: Vec<u8>,
+    pub parts: Vec<Vec<u8>>,
+    pub size: u64,
     pub entries: Vec<PackEntry>,
+}
+
+impl FinishedPack {
+    pub fn slices(&self) -> Vec<&[u8]> {
+        self.parts.iter().map(Vec::as_slice).collect()
+    }
 }
 
 impl Packer {
@@ -49,27 +58,30 @@ impl Packer {
         self.blobs.is_empty()
     }
 
-    /// Takes the collected blobs and builds the pack bytes; the packer is empty afterwards.
+    /// Takes the collected blobs and lays out the pack; the packer is empty afterwards.
     pub fn finish(&mut self, key: &MasterKey) -> Result<FinishedPack, RepoError> {
         let mut blobs = std::mem::take(&mut self.blobs);
         self.bytes = 0;
         blobs.shuffle(&mut rand::thread_rng());
-        let total: usize = blobs.iter().map(|(_, b)| b.len()).sum();
-        let mut data = Vec::with_capacity(total + blobs.len() * 46 + 64);
+        let mut offset = 0usize;
         let mut entries = Vec::with_capacity(blobs.len());
+        let mut parts = Vec::with_capacity(blobs.len() + 1);
         for (mut e, b) in blobs {
-            e.offset = u32::try_from(data.len()).map_err(|_| RepoError::Invalid("pack larger than 4 GiB".into()))?;
+            e.offset = u32::try_from(offset).map_err(|_| RepoError::Invalid("pack larger than 4 GiB".into()))?;
             e.length = b.len() as u32;
-            data.extend_from_slice(&b);
+            offset += b.len();
             entries.push(e);
+            parts.push(b);
         }
-        let header = key
+        let mut tail = key
             .seal(PACK_HEADER_PURPOSE, &encode_header(&entries))
             .map_err(|e| RepoError::Invalid(e.to_string()))?;
-        data.extend_from_slice(&header);
-        data.extend_from_slice(&(header.len() as u32).to_le_bytes());
-        let id = PackId(cairn_crypto::storage_hash(&data));
-        Ok(FinishedPack { id, data, entries })
+        let header_len = (tail.len() as u32).to_le_bytes();
+        tail.extend_from_slice(&header_len);
+        let size = (offset + tail.len()) as u64;
+        parts.push(tail);
+        let id = PackId(cairn_crypto::storage_hash_parts(parts.iter().map(Vec::as_slice)));
+        Ok(FinishedPack { id, parts, size, entries })
     }
 }
 

@@ -543,9 +543,8 @@ impl Repository {
             up.submit(pack)?;
             return self.index_uploaded();
         }
-        let size = pack.data.len() as u64;
-        self.backend.write(&pack_name(&pack.id), &pack.data, &WriteOptions::default())?;
-        self.index_stored(vec![(pack.id, size, pack.entries)]);
+        self.backend.write_parts(&pack_name(&pack.id), &pack.slices(), &WriteOptions::default())?;
+        self.index_stored(vec![(pack.id, pack.size, pack.entries)]);
         Ok(())
     }
 

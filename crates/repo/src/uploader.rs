@@ -49,9 +49,8 @@ impl Uploader {
                 std::thread::spawn(move || loop {
                     let next = rx.lock().unwrap_or_else(unpoison).recv();
                     let Ok(pack) = next else { return };
-                    let size = pack.data.len() as u64;
-                    match backend.write(&pack_name(&pack.id), &pack.data, &WriteOptions::default()) {
-                        Ok(()) => shared.done.lock().unwrap_or_else(unpoison).push((pack.id, size, pack.entries)),
+                    match backend.write_parts(&pack_name(&pack.id), &pack.slices(), &WriteOptions::default()) {
+                        Ok(()) => shared.done.lock().unwrap_or_else(unpoison).push((pack.id, pack.size, pack.entries)),
                         Err(e) => {
                             shared.error.lock().unwrap_or_else(unpoison).get_or_insert(e.into());
                         }
