@@ -47,9 +47,10 @@ fn stages(c: &mut Criterion) {
             b.iter(|| {
                 let mut stored = 0;
                 for chunk in chunker.chunks(&data[..]) {
-                    let chunk = chunk.unwrap().into_bytes();
-                    let _id = key.blob_id(&chunk);
-                    stored += cairn_repo::encode_blob(&key, cairn_format::BlobType::Data, Some(3), &chunk).unwrap().1.len();
+                    let cairn_chunker::Chunk::Data(pieces) = chunk.unwrap() else { continue };
+                    let parts = pieces.slices();
+                    let _id = key.blob_id_parts(&parts);
+                    stored += cairn_repo::encode_blob(&key, cairn_format::BlobType::Data, Some(3), &parts).unwrap().1.len();
                 }
                 stored
             })

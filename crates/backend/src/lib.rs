@@ -75,10 +75,15 @@ pub trait Backend: Send + Sync {
     /// [`Backend::write`] of the concatenation of `parts`. A new pack is a few hundred
     /// sealed blobs; writing them where they lie saves holding a second, contiguous
     /// copy of every pack (16 MiB of a backup's peak memory, more when two threads
-    /// finish packs at once). The default concatenates; backends that can write
-    /// pieces override it.
+    /// finish packs at once). Where `opts.sha1` is given the bytes are checked against
+    /// it first, as [`Backend::write_stream`] does. The default concatenates; backends
+    /// that can write pieces override it.
     fn write_parts(&self, name: &str, parts: &[&[u8]], opts: &WriteOptions) -> Result<(), BackendError> {
-        self.write(name, &parts.concat(), opts)
+        let data = parts.concat();
+        if let Some(want) = &opts.sha1 {
+            check_sha1(name, &sha1_hex(&data), want)?;
+        }
+        self.write(name, &data, opts)
     }
 
     /// Stores `size` bytes that `source(offset, length)` hands out piece by piece, with

@@ -4,12 +4,15 @@
 //! - The gear table is 256 secret 64-bit values derived from the repository key
 //!   (`cairn_crypto::MasterKey::gear_table`), not the public table XORed with a seed:
 //!   with a public table, the sizes of stored blobs fingerprint known files.
-//! - We drive `fastcdc::v2020::cut_gear` from our own buffered reader so the table can be
-//!   fully custom and the buffer is reused (one `2 * max_size` allocation per stream).
+//! - The cut search is FastCDC's `cut_gear`, run piece by piece over the buffers as
+//!   they are read (`Scan`), so chunks are never copied out of one big buffer; the
+//!   crate's `cut_gear` on whole buffers is the reference the tests hold it to. The
+//!   gear table is fully custom.
 //! - Sizes default to 512 KiB / 1 MiB / 8 MiB (see docs/format.md for why).
 
 use std::io::{self, Read};
 
+use bytes::{Bytes, BytesMut};
 use fastcdc::v2020::{cut_gear, select_masks, Normalization};
 
 /// Chunk size bounds in bytes; persisted in the repository config so every client of a
@@ -129,14 +132,14 @@ impl Chunker {
     /// a hole comes out as [`Chunk::Zeros`] and is neither read nor scanned, so a 20 GiB
     /// sparse file costs what its data costs.
     pub fn chunks_sparse<S: Sparse>(&self, source: S) -> Chunks<'_, S> {
-        Chunks { chunker: self, reader: source, buf: Vec::new(), start: 0, pos: 0, eof: false, hole: None, hole_checked_to: 0 }
+        Chunks { chunker: self, reader: source, carry: None, read_size: READ_MIN, pos: 0, eof: false, hole: None, hole_checked_to: 0 }
     }
 }
 
 /// One chunk of a stream.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Chunk {
-    Data(Vec<u8>),
+    Data(Pieces),
     /// This many zero bytes from a hole ([`Chunker::zero_run_chunk`] of them).
     Zeros(usize),
 }
@@ -153,11 +156,68 @@ impl Chunk {
         self.len() == 0
     }
 
-    /// The bytes themselves (zeros materialised).
+    /// The bytes themselves in one buffer (zeros materialised).
     pub fn into_bytes(self) -> Vec<u8> {
         match self {
-            Chunk::Data(d) => d,
+            Chunk::Data(d) => d.to_vec(),
             Chunk::Zeros(n) => vec![0; n],
+        }
+    }
+}
+
+/// A chunk's bytes as the pieces they were read in. Chunks are cut out of the read
+/// buffers without being copied (the buffers are shared, `bytes::Bytes`): the copy out
+/// of one large buffer and the shifting of that buffer's unread tail were two passes
+/// over every byte backed up, and the buffer itself was 16 MiB per file being read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Pieces {
+    parts: Vec<Bytes>,
+    len: usize,
+}
+
+impl Pieces {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn slices(&self) -> Vec<&[u8]> {
+        self.parts.iter().map(|b| &b[..]).collect()
+    }
+
+    pub fn to_vec(&self) -> Vec<u8> {
+        self.parts.concat()
+    }
+
+    /// Keeps the first `len` bytes; returns the rest. The rest is one piece unless the
+    /// cut fell in an earlier piece (a byte pair split across two reads), which is
+    /// rare and then costs a copy of under one read.
+    fn split_off(&mut self, len: usize) -> Bytes {
+        let mut rest = Vec::new();
+        while self.len > len {
+            let Some(mut last) = self.parts.pop() else { break };
+            self.len -= last.len();
+            if self.len < len {
+                let keep = last.split_to(len - self.len);
+                self.len += keep.len();
+                self.parts.push(keep);
+            }
+            rest.push(last);
+        }
+        match rest.len() {
+            0 => Bytes::new(),
+            1 => rest.pop().unwrap_or_default(),
+            _ => rest.iter().rev().map(|b| &b[..]).collect::<Vec<_>>().concat().into(),
+        }
+    }
+
+    fn push(&mut self, b: Bytes) {
+        if !b.is_empty() {
+            self.len += b.len();
+            self.parts.push(b);
         }
     }
 }
@@ -198,13 +258,74 @@ impl<R: Read> Sparse for Dense<R> {
     }
 }
 
+/// FastCDC's cut search (`fastcdc::v2020::cut_gear`) fed a chunk's bytes piece by
+/// piece as they are read, so that no chunk has to be contiguous in memory. It makes
+/// exactly the cuts `cut_gear` makes on the whole (`Chunker::cut`, which the tests
+/// hold it to): byte pairs `(a, a + 1)` from `min_size` on, the even byte tested with
+/// the shifted masks, the small masks below `avg_size` and the large ones above, and a
+/// pair is only tested once both its bytes are there (at the end of a stream an odd
+/// last byte is never tested, as in `cut_gear`).
+#[derive(Clone, Copy)]
+struct Scan {
+    /// Bytes of the chunk fed so far.
+    seen: usize,
+    /// Chunk offset of the next pair to test.
+    next: usize,
+    hash: u64,
+    /// The last byte fed, for a pair split between two pieces.
+    last: u8,
+}
+
+impl Scan {
+    fn new(params: &ChunkerParams) -> Scan {
+        Scan { seen: 0, next: params.min_size, hash: 0, last: 0 }
+    }
+}
+
+impl Chunker {
+    /// Feeds the chunk's next bytes; returns the chunk's length once it is known.
+    fn feed(&self, s: &mut Scan, data: &[u8]) -> Option<usize> {
+        let p = &self.params;
+        let start = s.seen;
+        s.seen += data.len();
+        let stop = s.seen.min(p.max_size);
+        let byte = |pos: usize, last: u8| if pos < start { last } else { data[pos - start] };
+        while s.next + 1 < stop {
+            let a = s.next;
+            let (mask, mask_ls) = if a < p.avg_size { (self.mask_s, self.mask_s << 1) } else { (self.mask_l, self.mask_l << 1) };
+            s.hash = (s.hash << 2).wrapping_add(self.gear_ls[byte(a, s.last) as usize]);
+            if s.hash & mask_ls == 0 {
+                return Some(a);
+            }
+            s.hash = s.hash.wrapping_add(self.gear[data[a + 1 - start] as usize]);
+            if s.hash & mask == 0 {
+                return Some(a + 1);
+            }
+            s.next += 2;
+        }
+        if let Some(&b) = data.last() {
+            s.last = b;
+        }
+        (s.next >= p.max_size).then_some(p.max_size)
+    }
+}
+
+/// Largest read: big enough that syscalls do not matter, small enough that a piece
+/// shared by two chunks keeps little memory alive.
+const READ_MAX: usize = 256 * 1024;
+/// First read of a stream; reads double from here while they come back full, so a
+/// 4 KiB file allocates and zeroes 16 KiB, not a whole `READ_MAX`.
+const READ_MIN: usize = 16 * 1024;
+
 /// Iterator over the chunks of one stream.
 pub struct Chunks<'a, R> {
     chunker: &'a Chunker,
     reader: R,
-    buf: Vec<u8>,
-    start: usize,
-    /// Stream offset of `buf[start]`.
+    /// Bytes read past the last cut: the start of the next chunk, not yet scanned.
+    carry: Option<Bytes>,
+    /// Size of the next read.
+    read_size: usize,
+    /// Stream offset of the next chunk's first byte.
     pos: u64,
     eof: bool,
     /// The next hole at or after `pos`, as far as the source has said.
@@ -214,33 +335,28 @@ pub struct Chunks<'a, R> {
 }
 
 impl<R: Sparse> Chunks<'_, R> {
-    fn fill(&mut self) -> io::Result<()> {
-        let max = self.chunker.params.max_size;
-        if self.start > 0 && self.buf.len() - self.start < max {
-            self.buf.drain(..self.start);
-            self.start = 0;
+    /// The next piece of the stream: what was carried over, else a new read; `None` at
+    /// the end of the stream.
+    fn piece(&mut self) -> io::Result<Option<Bytes>> {
+        if let Some(b) = self.carry.take() {
+            return Ok(Some(b));
         }
-        while !self.eof && self.buf.len() - self.start < max {
-            // Grow with what the stream has shown so far (doubling from 64 KiB up to two
-            // maximal chunks): a 4 KiB file must not pay for zeroing a 16 MiB buffer, which
-            // dominated backups of many small files.
-            let old = self.buf.len();
-            let want = (old + old.max(64 * 1024)).min(self.start + 2 * max).max(old + 64 * 1024);
-            self.buf.resize(want, 0);
-            match self.reader.read(&mut self.buf[old..]) {
-                Ok(0) => {
-                    self.buf.truncate(old);
-                    self.eof = true;
+        while !self.eof {
+            let mut buf = BytesMut::zeroed(self.read_size);
+            match self.reader.read(&mut buf) {
+                Ok(0) => self.eof = true,
+                Ok(n) => {
+                    if n == buf.len() {
+                        self.read_size = (self.read_size * 2).min(READ_MAX);
+                    }
+                    buf.truncate(n);
+                    return Ok(Some(buf.freeze()));
                 }
-                Ok(n) => self.buf.truncate(old + n),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => self.buf.truncate(old),
-                Err(e) => {
-                    self.buf.truncate(old);
-                    return Err(e);
-                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Whether the chunk starting at `pos` lies in a hole with `max_size` zeros after it.
@@ -253,17 +369,37 @@ impl<R: Sparse> Chunks<'_, R> {
         Ok(matches!(self.hole, Some((start, end)) if start <= self.pos && self.pos + max <= end))
     }
 
-    /// Consumes `n` bytes of hole: what is buffered first, then the source skips the rest.
+    /// Consumes `n` bytes of hole: what is carried over first, then the source skips the rest.
     fn consume_hole(&mut self, n: usize) -> io::Result<()> {
-        let buffered = self.buf.len() - self.start;
-        if n <= buffered {
-            self.start += n;
+        let carried = self.carry.as_ref().map_or(0, Bytes::len);
+        if n < carried {
+            if let Some(c) = &mut self.carry {
+                let _ = c.split_to(n);
+            }
         } else {
-            self.start = self.buf.len();
-            self.reader.skip((n - buffered) as u64)?;
+            self.carry = None;
+            self.reader.skip((n - carried) as u64)?;
         }
         self.pos += n as u64;
         Ok(())
+    }
+
+    fn next_data(&mut self) -> io::Result<Option<Pieces>> {
+        let mut chunk = Pieces::default();
+        let mut scan = Scan::new(&self.chunker.params);
+        while let Some(piece) = self.piece()? {
+            let cut = self.chunker.feed(&mut scan, &piece);
+            chunk.push(piece);
+            if let Some(len) = cut {
+                let rest = chunk.split_off(len);
+                if !rest.is_empty() {
+                    self.carry = Some(rest);
+                }
+                break;
+            }
+        }
+        self.pos += chunk.len() as u64;
+        Ok((!chunk.is_empty()).then_some(chunk))
     }
 }
 
@@ -271,35 +407,22 @@ impl<R: Sparse> Iterator for Chunks<'_, R> {
     type Item = io::Result<Chunk>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let fail = |me: &mut Self, e| {
-            me.eof = true;
-            me.buf.clear();
-            me.start = 0;
-            Some(Err(e))
-        };
-        match self.in_long_hole() {
+        let step = match self.in_long_hole() {
             Ok(true) => {
                 let n = self.chunker.zero_len;
-                return match self.consume_hole(n) {
-                    Ok(()) => Some(Ok(Chunk::Zeros(n))),
-                    Err(e) => fail(self, e),
-                };
+                self.consume_hole(n).map(|()| Some(Chunk::Zeros(n)))
             }
-            Ok(false) => {}
-            Err(e) => return fail(self, e),
+            Ok(false) => self.next_data().map(|d| d.map(Chunk::Data)),
+            Err(e) => Err(e),
+        };
+        match step {
+            Ok(c) => c.map(Ok),
+            Err(e) => {
+                self.eof = true;
+                self.carry = None;
+                Some(Err(e))
+            }
         }
-        if let Err(e) = self.fill() {
-            return fail(self, e);
-        }
-        let avail = &self.buf[self.start..];
-        if avail.is_empty() {
-            return None;
-        }
-        let n = self.chunker.cut(avail);
-        let chunk = avail[..n].to_vec();
-        self.start += n;
-        self.pos += n as u64;
-        Some(Ok(Chunk::Data(chunk)))
     }
 }
 
@@ -365,6 +488,34 @@ mod tests {
     fn bad_params_rejected() {
         let p = ChunkerParams { min_size: 10, avg_size: 8, max_size: 4 };
         assert!(Chunker::new(&test_gear(), p).is_err());
+    }
+
+    /// Hands out its bytes in reads of the sizes given, in turn.
+    struct Uneven<'a> {
+        data: &'a [u8],
+        pos: usize,
+        sizes: Vec<usize>,
+        i: usize,
+    }
+
+    impl Read for Uneven<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let want = self.sizes[self.i % self.sizes.len()];
+            self.i += 1;
+            let n = buf.len().min(want).min(self.data.len() - self.pos);
+            buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+            self.pos += n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn golden_boundaries_with_one_byte_reads() {
+        let c = Chunker::new(&test_gear(), small_params()).unwrap();
+        let data = pseudo_random(11, 300_000);
+        let ones = Uneven { data: &data, pos: 0, sizes: vec![1, 2, 3], i: 0 };
+        let l: Vec<usize> = c.chunks(ones).map(|r| r.unwrap().len()).collect();
+        assert_eq!(l, lengths(&c, &data));
     }
 
     /// Bytes with some zero ranges declared as holes.
@@ -433,6 +584,32 @@ mod tests {
             let moved: std::collections::HashSet<usize> = ends(&edited).into_iter().filter(|&e| e > at + insert.len() + 200_000).map(|e| e - insert.len()).collect();
             prop_assert!(!orig.is_empty());
             prop_assert_eq!(orig, moved);
+        }
+
+        /// The piecewise scan makes exactly the cuts of fastcdc's `cut_gear` on whole
+        /// buffers, however the reads split the stream (odd sizes, single bytes, pairs
+        /// split across reads, cuts inside an earlier piece).
+        #[test]
+        fn piecewise_cuts_equal_whole_buffer_cuts(seed in any::<u64>(), len in 0usize..400_000, reads in proptest::collection::vec(1usize..70_000, 1..8), zeros in any::<bool>()) {
+            let c = Chunker::new(&test_gear(), small_params()).unwrap();
+            let mut data = pseudo_random(seed, len);
+            if zeros {
+                // Long runs without a cut: chunks of exactly max_size.
+                let n = data.len() / 2;
+                data[n / 2..n].fill(0);
+            }
+            let mut whole = Vec::new();
+            let mut rest = &data[..];
+            while !rest.is_empty() {
+                let n = c.cut(rest);
+                whole.push(n);
+                rest = &rest[n..];
+            }
+            let reader = Uneven { data: &data, pos: 0, sizes: reads, i: 0 };
+            let chunks: Vec<Chunk> = c.chunks(reader).map(|r| r.unwrap()).collect();
+            prop_assert_eq!(chunks.iter().map(Chunk::len).collect::<Vec<_>>(), whole);
+            let joined: Vec<u8> = chunks.into_iter().flat_map(Chunk::into_bytes).collect();
+            prop_assert_eq!(joined, data);
         }
 
         #[test]

@@ -64,26 +64,49 @@ impl Key {
 
     /// Seals `plaintext` under this key: `nonce || ciphertext || tag`.
     pub fn seal(&self, purpose: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        self.seal_parts(purpose, &[plaintext])
+    }
+
+    /// [`Key::seal`] of the concatenation of `parts`.
+    pub fn seal_parts(&self, purpose: &[u8], parts: &[&[u8]]) -> Result<Vec<u8>, CryptoError> {
+        // One allocation and one copy per blob: the plaintext is copied behind the nonce
+        // and encrypted where it lies (backup seals every chunk; a second buffer per
+        // chunk showed up as allocator churn and resident memory).
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let mut buf = Vec::with_capacity(len + SEAL_OVERHEAD);
+        buf.resize(NONCE_LEN, 0);
+        for p in parts {
+            buf.extend_from_slice(p);
+        }
+        self.seal_in_place(purpose, buf)
+    }
+
+    /// Seals `buf[NONCE_LEN..]` where it lies: `buf` starts with `NONCE_LEN` bytes of
+    /// room for the nonce, and should have `TAG_LEN` bytes of spare capacity. Lets a
+    /// compressor write straight into the buffer that becomes the sealed blob.
+    pub fn seal_in_place(&self, purpose: &[u8], mut buf: Vec<u8>) -> Result<Vec<u8>, CryptoError> {
         let mut nonce = [0u8; NONCE_LEN];
         fill_random(&mut nonce)?;
-        Ok(self.seal_with_nonce(purpose, plaintext, &nonce))
+        buf[..NONCE_LEN].copy_from_slice(&nonce);
+        Ok(self.encrypt_behind_nonce(purpose, buf))
     }
 
     /// Deterministic sealing for golden test vectors only; real callers use [`Key::seal`].
     pub fn seal_with_nonce(&self, purpose: &[u8], plaintext: &[u8], nonce: &[u8; NONCE_LEN]) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(plaintext.len() + SEAL_OVERHEAD);
+        buf.extend_from_slice(nonce);
+        buf.extend_from_slice(plaintext);
+        self.encrypt_behind_nonce(purpose, buf)
+    }
+
+    /// `buf` is `nonce || plaintext`; returns `nonce || ciphertext || tag`.
+    fn encrypt_behind_nonce(&self, purpose: &[u8], mut buf: Vec<u8>) -> Vec<u8> {
         let cipher = XChaCha20Poly1305::new(self.0.as_ref().into());
-        // One allocation and one copy per blob: the plaintext is copied behind the nonce
-        // and encrypted where it lies (backup seals every chunk; a second buffer per
-        // chunk showed up as allocator churn and resident memory).
-        let mut out = Vec::with_capacity(plaintext.len() + SEAL_OVERHEAD);
-        out.extend_from_slice(nonce);
-        out.extend_from_slice(plaintext);
+        let (nonce, body) = buf.split_at_mut(NONCE_LEN);
         // Encryption cannot fail for in-memory buffers below 256 GiB.
-        let tag = cipher
-            .encrypt_in_place_detached(XNonce::from_slice(nonce), purpose, &mut out[NONCE_LEN..])
-            .unwrap_or_default();
-        out.extend_from_slice(&tag);
-        out
+        let tag = cipher.encrypt_in_place_detached(XNonce::from_slice(nonce), purpose, body).unwrap_or_default();
+        buf.extend_from_slice(&tag);
+        buf
     }
 
     /// Opens what [`Key::seal`] produced for the same `purpose`.
@@ -154,6 +177,15 @@ impl MasterKey {
         *blake3::keyed_hash(self.blob_id.as_bytes(), plaintext).as_bytes()
     }
 
+    /// [`MasterKey::blob_id`] of the concatenation of `parts`.
+    pub fn blob_id_parts(&self, parts: &[&[u8]]) -> [u8; 32] {
+        let mut h = blake3::Hasher::new_keyed(self.blob_id.as_bytes());
+        for p in parts {
+            h.update(p);
+        }
+        *h.finalize().as_bytes()
+    }
+
     /// 256 secret 64-bit gear values for FastCDC, so chunk boundaries (and hence blob
     /// sizes the provider can see) depend on the repository's key, not only on content.
     pub fn gear_table(&self) -> Vec<u64> {
@@ -169,6 +201,14 @@ impl MasterKey {
 
     pub fn seal(&self, purpose: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
         self.encryption.seal(purpose, plaintext)
+    }
+
+    pub fn seal_parts(&self, purpose: &[u8], parts: &[&[u8]]) -> Result<Vec<u8>, CryptoError> {
+        self.encryption.seal_parts(purpose, parts)
+    }
+
+    pub fn seal_in_place(&self, purpose: &[u8], buf: Vec<u8>) -> Result<Vec<u8>, CryptoError> {
+        self.encryption.seal_in_place(purpose, buf)
     }
 
     pub fn open(&self, purpose: &[u8], sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {

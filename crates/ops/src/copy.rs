@@ -45,7 +45,10 @@ impl Copier<'_> {
             let mut ids = Vec::new();
             for chunk in chunker.chunks(ContentReader::new(self.src, node)) {
                 let chunk = chunk.map_err(|e| OpsError::Invalid(format!("reading from the source repository: {e}")))?;
-                ids.push(self.dst.save_blob(BlobType::Data, &chunk.into_bytes())?.0);
+                ids.push(match chunk {
+                    cairn_chunker::Chunk::Data(d) => self.dst.save_blob_parts(BlobType::Data, &d.slices())?.0,
+                    zeros => self.dst.save_blob(BlobType::Data, &zeros.into_bytes())?.0,
+                });
             }
             return Ok(ids);
         }

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
 use cairn_backend::{Backend, ErrorKind, WriteOptions};
-use cairn_crypto::MasterKey;
+use cairn_crypto::{MasterKey, NONCE_LEN, TAG_LEN};
 use cairn_format::{
     frame, unframe, BlobId, BlobType, CompressionMode, Config, IndexFile, IndexId, IndexPack, KeyId, PackEntry,
     PackId, Snapshot, SnapshotId, Tree, FORMAT_VERSION,
@@ -476,12 +476,18 @@ impl Repository {
     /// Stores a blob unless it is already there; returns its id and whether it was new.
     /// Safe to call from many threads; full packs are written by the thread that filled them.
     pub fn save_blob(&self, blob_type: BlobType, plaintext: &[u8]) -> Result<(BlobId, bool), RepoError> {
-        let id = BlobId(self.key.blob_id(plaintext));
+        self.save_blob_parts(blob_type, &[plaintext])
+    }
+
+    /// [`Repository::save_blob`] of the concatenation of `parts` (a chunk as it was read).
+    pub fn save_blob_parts(&self, blob_type: BlobType, parts: &[&[u8]]) -> Result<(BlobId, bool), RepoError> {
+        let id = BlobId(self.key.blob_id_parts(parts));
         if self.has_blob(&id) {
             return Ok((id, false));
         }
-        let (compressed, sealed) = encode_blob(&self.key, blob_type, self.compression, plaintext)?;
-        let raw_length = u32::try_from(plaintext.len()).map_err(|_| RepoError::Invalid("blob larger than 4 GiB".into()))?;
+        let (compressed, sealed) = encode_blob(&self.key, blob_type, self.compression, parts)?;
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let raw_length = u32::try_from(len).map_err(|_| RepoError::Invalid("blob larger than 4 GiB".into()))?;
         let entry = PackEntry { blob_type, compressed, id, offset: 0, length: 0, raw_length };
         let sealed_len = sealed.len() as u64;
         if !self.pack_sealed(entry, sealed)? {
@@ -492,7 +498,7 @@ impl Repository {
             BlobType::Tree => &self.stats.tree_blobs,
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        self.stats.data_added.fetch_add(plaintext.len() as u64, Ordering::Relaxed);
+        self.stats.data_added.fetch_add(len as u64, Ordering::Relaxed);
         self.stats.data_added_packed.fetch_add(sealed_len, Ordering::Relaxed);
         Ok((id, true))
     }
@@ -726,35 +732,102 @@ pub(crate) fn parallel_map<T: Sync, R: Send>(
 
 /// A blob as stored: compressed (zstd at `level`, where the probe says it pays and the
 /// result is smaller) and sealed. Returns whether it was compressed, and the sealed bytes.
-pub fn encode_blob(key: &MasterKey, blob_type: BlobType, level: Option<i32>, plaintext: &[u8]) -> Result<(bool, Vec<u8>), RepoError> {
-    let (compressed, payload) = match level {
-        Some(_) if !worth_compressing(plaintext) => (false, std::borrow::Cow::Borrowed(plaintext)),
-        Some(level) => match zstd::bulk::compress(plaintext, level) {
-            Ok(c) if c.len() < plaintext.len() => (true, std::borrow::Cow::Owned(c)),
-            _ => (false, std::borrow::Cow::Borrowed(plaintext)),
-        },
-        None => (false, std::borrow::Cow::Borrowed(plaintext)),
-    };
-    let sealed = key.seal(blob_type.seal_purpose(), &payload).map_err(|e| crypto("blob", e))?;
-    Ok((compressed, sealed))
+/// Compresses (where worth it) and seals a blob given as the pieces it was read in;
+/// returns whether it was compressed and the sealed bytes. The compressor writes
+/// straight into the buffer that is then encrypted in place, so a compressed blob costs
+/// one buffer and an incompressible one a single copy.
+pub fn encode_blob(key: &MasterKey, blob_type: BlobType, level: Option<i32>, parts: &[&[u8]]) -> Result<(bool, Vec<u8>), RepoError> {
+    let purpose = blob_type.seal_purpose();
+    if let Some(level) = level.filter(|_| worth_compressing(parts)) {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let mut buf = Vec::with_capacity(NONCE_LEN + zstd::zstd_safe::compress_bound(len) + TAG_LEN);
+        buf.resize(NONCE_LEN, 0);
+        if compress_into(level, parts, &mut buf).is_ok() && buf.len() - NONCE_LEN < len {
+            // The buffer was sized for the worst case; the pack holds this blob until it
+            // is written, so give the unused room back (in place, no copy).
+            buf.shrink_to(buf.len() + TAG_LEN);
+            return Ok((true, key.seal_in_place(purpose, buf).map_err(|e| crypto("blob", e))?));
+        }
+    }
+    Ok((false, key.seal_parts(purpose, parts).map_err(|e| crypto("blob", e))?))
+}
+
+thread_local! {
+    /// One zstd context per thread, reused for every blob: a fresh context per blob was
+    /// an allocation of several MiB each time.
+    static ZSTD: std::cell::RefCell<zstd::zstd_safe::CCtx<'static>> = std::cell::RefCell::new(zstd::zstd_safe::CCtx::create());
+}
+
+/// Appends one zstd frame of the concatenation of `parts` to `out`, which must have
+/// room for `compress_bound` of it.
+fn compress_into(level: i32, parts: &[&[u8]], out: &mut Vec<u8>) -> Result<(), ()> {
+    use zstd::zstd_safe::{zstd_sys::ZSTD_EndDirective, CParameter, InBuffer, OutBuffer, ResetDirective};
+    ZSTD.with(|cctx| {
+        let mut cctx = cctx.borrow_mut();
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        cctx.reset(ResetDirective::SessionAndParameters).map_err(drop)?;
+        cctx.set_parameter(CParameter::CompressionLevel(level)).map_err(drop)?;
+        cctx.set_pledged_src_size(Some(len as u64)).map_err(drop)?;
+        let pos = out.len();
+        let mut output = OutBuffer::around_pos(out, pos);
+        let last = parts.len().saturating_sub(1);
+        for (i, part) in parts.iter().enumerate() {
+            let mut input = InBuffer::around(part);
+            let end = if i == last { ZSTD_EndDirective::ZSTD_e_end } else { ZSTD_EndDirective::ZSTD_e_continue };
+            loop {
+                let left = cctx.compress_stream2(&mut output, &mut input, end).map_err(drop)?;
+                // The output has room for the whole frame, so only input can be left.
+                let done = if i == last { left == 0 } else { input.pos == part.len() };
+                if done {
+                    break;
+                }
+                if output.pos() == output.capacity() {
+                    return Err(());
+                }
+            }
+        }
+        if parts.is_empty() {
+            cctx.compress_stream2(&mut output, &mut InBuffer::around(&[]), ZSTD_EndDirective::ZSTD_e_end).map_err(drop)?;
+        }
+        Ok(())
+    })
 }
 
 /// Whether zstd is worth running on a blob: three 8 KiB samples (start, middle, end)
 /// compressed at the fastest level must shrink by at least 5%. Random or already
 /// compressed data (media, archives) then costs one cheap probe instead of a full
 /// zstd pass that would be thrown away; small blobs are always tried.
-fn worth_compressing(data: &[u8]) -> bool {
+fn worth_compressing(parts: &[&[u8]]) -> bool {
     const SAMPLE: usize = 8 * 1024;
-    if data.len() <= 4 * SAMPLE {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    if len <= 4 * SAMPLE {
         return true;
     }
     let mut sample = Vec::with_capacity(3 * SAMPLE);
-    for start in [0, data.len() / 2 - SAMPLE / 2, data.len() - SAMPLE] {
-        sample.extend_from_slice(&data[start..start + SAMPLE]);
+    for start in [0, len / 2 - SAMPLE / 2, len - SAMPLE] {
+        copy_range(parts, start, SAMPLE, &mut sample);
     }
-    match zstd::bulk::compress(&sample, 1) {
-        Ok(c) => c.len() * 100 < sample.len() * 95,
-        Err(_) => true,
+    let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(sample.len()));
+    match compress_into(1, &[&sample], &mut out) {
+        Ok(()) => out.len() * 100 < sample.len() * 95,
+        Err(()) => true,
+    }
+}
+
+/// Appends bytes `start..start + len` of the concatenation of `parts` to `out`.
+fn copy_range(parts: &[&[u8]], mut start: usize, mut len: usize, out: &mut Vec<u8>) {
+    for p in parts {
+        if start >= p.len() {
+            start -= p.len();
+            continue;
+        }
+        let take = len.min(p.len() - start);
+        out.extend_from_slice(&p[start..start + take]);
+        len -= take;
+        start = 0;
+        if len == 0 {
+            return;
+        }
     }
 }
 
@@ -771,13 +844,43 @@ mod probe_tests {
                 x as u8
             })
             .collect();
-        assert!(!super::worth_compressing(&random));
+        assert!(!super::worth_compressing(&[&random]));
         let text = b"2026-11-22 INFO request GET /index.html 200 1234us\n".repeat(20_000);
-        assert!(super::worth_compressing(&text));
+        assert!(super::worth_compressing(&[&text]));
         // Random at both ends but text in the middle: the middle sample keeps zstd.
         let mut mixed = random.clone();
         mixed[300_000..700_000].copy_from_slice(&text[..400_000]);
-        assert!(super::worth_compressing(&mixed));
-        assert!(super::worth_compressing(&random[..1000]), "small blobs are always tried");
+        assert!(super::worth_compressing(&[&mixed[..500_000], &mixed[500_000..]]));
+        assert!(super::worth_compressing(&[&random[..1000]]), "small blobs are always tried");
+    }
+
+    /// A blob sealed from pieces opens to the pieces' concatenation, however it was split,
+    /// compressed or not, and compresses as well as in one piece.
+    #[test]
+    fn blobs_encode_from_pieces() {
+        let key = cairn_crypto::MasterKey::generate().unwrap();
+        let text = b"2026-11-22 INFO request GET /index.html 200 1234us\n".repeat(30_000);
+        let mut x = 7u64;
+        let random: Vec<u8> = (0..1_500_000).map(|_| { x ^= x << 13; x ^= x >> 7; x ^= x << 17; x as u8 }).collect();
+        let whole = |data: &[u8]| super::encode_blob(&key, cairn_format::BlobType::Data, Some(3), &[data]).unwrap();
+        for data in [&text[..], &random[..], &text[..10], &[][..]] {
+            let (one_compressed, one) = whole(data);
+            for cuts in [vec![], vec![1], vec![data.len() / 3, data.len() / 2], vec![data.len().saturating_sub(1)]] {
+                let mut parts = Vec::new();
+                let mut at = 0;
+                for c in cuts.iter().copied().chain([data.len()]) {
+                    let c = c.clamp(at, data.len());
+                    parts.push(&data[at..c]);
+                    at = c;
+                }
+                let (compressed, sealed) = super::encode_blob(&key, cairn_format::BlobType::Data, Some(3), &parts).unwrap();
+                assert_eq!(compressed, one_compressed);
+                assert!(sealed.len() <= one.len() + 64, "pieces compress as well as the whole");
+                let plain = key.open(cairn_format::BlobType::Data.seal_purpose(), &sealed).unwrap();
+                let plain = if compressed { zstd::bulk::decompress(&plain, data.len()).unwrap() } else { plain };
+                assert_eq!(plain, data);
+            }
+        }
+        assert!(whole(&text).0 && !whole(&random).0);
     }
 }

@@ -333,7 +333,7 @@ impl<'a> Archiver<'a> {
             let saved: Vec<BlobId> = batch
                 .par_iter()
                 .map(|c| match c {
-                    Chunk::Data(d) => self.repo.save_blob(BlobType::Data, d).map(|(id, _)| id),
+                    Chunk::Data(d) => self.repo.save_blob_parts(BlobType::Data, &d.slices()).map(|(id, _)| id),
                     Chunk::Zeros(n) => self.zero_blob(*n),
                 })
                 .collect::<Result<_, _>>()
