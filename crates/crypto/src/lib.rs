@@ -226,9 +226,14 @@ pub struct KdfParams {
 }
 
 impl KdfParams {
-    /// 64 MiB and 3 passes: about a third of a second on a laptop core, which is the
-    /// price of every guess for an attacker with the storage.
-    pub const DEFAULT: KdfParams = KdfParams { memory_kib: 64 * 1024, iterations: 3, parallelism: 1 };
+    /// 32 MiB and 8 passes: about a quarter of a second on a laptop core, which is the
+    /// price of every guess for an attacker with the storage. Keys made before 2026-11-22
+    /// used 64 MiB and 3 passes; 32 MiB is restic's scrypt memory and keeps every
+    /// command's peak memory below restic's, and 8 passes move more memory per guess
+    /// (256 MiB against 192 MiB), which is what bounds a GPU attacker; one with less
+    /// memory per guess can run twice as many guesses at once, so the two settings
+    /// cost an attacker about the same. Old key files keep their stored parameters.
+    pub const DEFAULT: KdfParams = KdfParams { memory_kib: 32 * 1024, iterations: 8, parallelism: 1 };
     /// Only for test suites, which create hundreds of repositories.
     pub const INSECURE_FOR_TESTS: KdfParams = KdfParams { memory_kib: 256, iterations: 1, parallelism: 1 };
 }
