@@ -36,6 +36,9 @@ done
 need /usr/bin/time || apt-get install -y -q time >/dev/null
 cargo build --release -q --bin cairn
 CAIRN="$PWD/target/release/cairn"
+# The raw single-pass limit (read + hash + compress + encrypt on all cores, nothing stored).
+SINGLE_PASS=$(cargo bench -q --no-run --bench single_pass --message-format=json 2>/dev/null \
+  | python3 -c 'import json,sys; print([m["executable"] for m in map(json.loads, sys.stdin) if m.get("executable") and m["target"]["name"] == "single_pass"][-1])')
 
 # run TOOL STEP CMD...: times one step, appends "tool corpus run step seconds peak_kib".
 run() {
@@ -103,6 +106,7 @@ for CORPUS in $CORPORA; do
   bytes=$(du -sb "$W/pristine" | cut -f1)
   echo -e "raw\t$CORPUS\t1\tbytes\t$bytes\t0" >> "$W/results.tsv"
   RUN=1 run raw read sh -c "find '$W/pristine' -type f -print0 | xargs -0 cat > /dev/null"
+  RUN=1 run raw single_pass "$SINGLE_PASS" "$W/pristine" --mode blocks
   for RUN in $(seq 1 "$RUNS"); do
     for t in $TOOLS; do
       rm -rf "$W/src"; cp -a "$W/pristine" "$W/src"

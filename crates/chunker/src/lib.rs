@@ -289,20 +289,39 @@ impl Chunker {
         let start = s.seen;
         s.seen += data.len();
         let stop = s.seen.min(p.max_size);
-        let byte = |pos: usize, last: u8| if pos < start { last } else { data[pos - start] };
-        while s.next + 1 < stop {
+        let mask_for = |a: usize| if a < p.avg_size { self.mask_s } else { self.mask_l };
+        // A pair whose first byte ended the previous piece.
+        if s.next < start && s.next + 1 < stop {
             let a = s.next;
-            let (mask, mask_ls) = if a < p.avg_size { (self.mask_s, self.mask_s << 1) } else { (self.mask_l, self.mask_l << 1) };
-            s.hash = (s.hash << 2).wrapping_add(self.gear_ls[byte(a, s.last) as usize]);
-            if s.hash & mask_ls == 0 {
+            let mask = mask_for(a);
+            s.hash = (s.hash << 2).wrapping_add(self.gear_ls[s.last as usize]);
+            if s.hash & (mask << 1) == 0 {
                 return Some(a);
             }
-            s.hash = s.hash.wrapping_add(self.gear[data[a + 1 - start] as usize]);
+            s.hash = s.hash.wrapping_add(self.gear[data[0] as usize]);
             if s.hash & mask == 0 {
                 return Some(a + 1);
             }
             s.next += 2;
         }
+        // Pairs wholly in `data`, below `avg_size` with the small masks, then the large.
+        let (mut a, mut hash) = (s.next, s.hash);
+        for (limit, mask) in [(p.avg_size.min(stop), self.mask_s), (stop, self.mask_l)] {
+            let mask_ls = mask << 1;
+            while a + 1 < limit {
+                let i = a - start;
+                hash = (hash << 2).wrapping_add(self.gear_ls[data[i] as usize]);
+                if hash & mask_ls == 0 {
+                    return Some(a);
+                }
+                hash = hash.wrapping_add(self.gear[data[i + 1] as usize]);
+                if hash & mask == 0 {
+                    return Some(a + 1);
+                }
+                a += 2;
+            }
+        }
+        (s.next, s.hash) = (a, hash);
         if let Some(&b) = data.last() {
             s.last = b;
         }
