@@ -252,12 +252,7 @@ impl Backend for LocalBackend {
     /// `opts.mtime_millis`, when given, becomes the file's modification time (sync
     /// downloads keep the source's times); the file appears under its name only whole.
     fn write(&self, name: &str, data: &[u8], opts: &WriteOptions) -> Result<(), BackendError> {
-        self.write_with(name, opts, &mut |f| {
-            if let Some(want) = &opts.sha1 {
-                check_sha1(name, &crate::sha1_hex(data), want)?;
-            }
-            f.write_all(data).map_err(|e| self.err(name, e))
-        })
+        self.write_parts(name, &[data], opts)
     }
 
     fn write_parts(&self, name: &str, parts: &[&[u8]], opts: &WriteOptions) -> Result<(), BackendError> {
