@@ -102,7 +102,7 @@ fn handle_signals() {
 /// arenas per core each thread kept its own freed pages resident, so peak memory grew
 /// with the run (512 MiB mixed first backup: 160 MiB peak, one arena: 130 MiB, no
 /// slower; the big allocations pay for page copies, not for the lock).
-fn one_malloc_arena() {
+pub fn one_malloc_arena() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: called first thing in main, before any other thread exists; mallopt only
     // adjusts allocator tuning.

@@ -46,32 +46,66 @@ impl IndexFile {
     }
 
     pub fn decode(b: &[u8]) -> Result<IndexFile, FormatError> {
-        let mut r = Reader::new(b, "index");
-        if r.take(8)? != MAGIC {
-            return Err(FormatError::BadMagic("index"));
-        }
-        let ns = r.count(32)?;
-        let mut supersedes = Vec::with_capacity(ns);
-        for _ in 0..ns {
-            supersedes.push(IndexId::from_slice(r.take(32)?)?);
-        }
-        let np = r.count(44)?;
-        let mut packs = Vec::with_capacity(np);
-        for _ in 0..np {
-            let id = PackId::from_slice(r.take(32)?)?;
-            let size = r.u64()?;
-            let n = r.u32()? as usize;
-            let blobs = r.entries(n)?;
-            for e in &blobs {
-                if u64::from(e.offset) + u64::from(e.length) > size {
-                    return Err(FormatError::invalid("index", format!("blob {} lies outside pack {}", e.id.short(), id.short())));
-                }
-            }
-            packs.push(IndexPack { id, size, blobs });
-        }
-        r.finish()?;
-        Ok(IndexFile { supersedes, packs })
+        let mut f = IndexFile::default();
+        visit(b, &mut f)?;
+        Ok(f)
     }
+}
+
+/// Receives an index file's contents as [`visit`] decodes them, so a reader that only
+/// wants the entries in its own layout (the in-memory index, tens of millions of them)
+/// need not build an [`IndexFile`] first: at that size the intermediate copy costs as
+/// much memory as the index itself.
+pub trait IndexVisitor {
+    fn supersedes(&mut self, id: IndexId);
+    /// Called for each pack before its `blobs` entries.
+    fn pack(&mut self, id: PackId, size: u64, blobs: usize);
+    fn blob(&mut self, e: PackEntry);
+}
+
+impl IndexVisitor for IndexFile {
+    fn supersedes(&mut self, id: IndexId) {
+        self.supersedes.push(id);
+    }
+
+    fn pack(&mut self, id: PackId, size: u64, blobs: usize) {
+        self.packs.push(IndexPack { id, size, blobs: Vec::with_capacity(blobs) });
+    }
+
+    fn blob(&mut self, e: PackEntry) {
+        if let Some(p) = self.packs.last_mut() {
+            p.blobs.push(e);
+        }
+    }
+}
+
+/// Decodes an index file into `v`, checking everything [`IndexFile::decode`] checks. On
+/// error `v` may have seen part of the file; callers discard it.
+pub fn visit(b: &[u8], v: &mut impl IndexVisitor) -> Result<(), FormatError> {
+    let mut r = Reader::new(b, "index");
+    if r.take(8)? != MAGIC {
+        return Err(FormatError::BadMagic("index"));
+    }
+    let ns = r.count(32)?;
+    for _ in 0..ns {
+        v.supersedes(IndexId::from_slice(r.take(32)?)?);
+    }
+    let np = r.count(44)?;
+    for _ in 0..np {
+        let id = PackId::from_slice(r.take(32)?)?;
+        let size = r.u64()?;
+        let n = r.u32()? as usize;
+        let bytes = r.take(n.saturating_mul(PACK_ENTRY_LEN))?;
+        v.pack(id, size, n);
+        for rec in bytes.chunks_exact(PACK_ENTRY_LEN) {
+            let e = PackEntry::decode(rec)?;
+            if u64::from(e.offset) + u64::from(e.length) > size {
+                return Err(FormatError::invalid("index", format!("blob {} lies outside pack {}", e.id.short(), id.short())));
+            }
+            v.blob(e);
+        }
+    }
+    r.finish()
 }
 
 /// Bounds-checked little-endian reader shared by the binary decoders.

@@ -23,11 +23,11 @@ mod snapshot;
 mod tree;
 
 pub use bytes::RawBytes;
-pub use config::{Config, CompressionMode, FORMAT_VERSION};
+pub use config::{CompressionMode, Config, FORMAT_VERSION};
 pub use error::FormatError;
 pub use frame::{frame, unframe, MAX_FRAME_LEN};
 pub use id::{BlobId, IndexId, KeyId, LockId, PackId, SnapshotId, ID_LEN};
-pub use index::{IndexFile, IndexPack};
+pub use index::{visit as visit_index, IndexFile, IndexPack, IndexVisitor};
 pub use keyfile::KeyFile;
 pub use lock::Lock;
 pub use pack::{decode_header, encode_header, BlobType, PackEntry, PACK_ENTRY_LEN};

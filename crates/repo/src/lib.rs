@@ -18,14 +18,14 @@ mod layout;
 mod lock;
 mod packer;
 mod repository;
-mod uploader;
 pub mod sys;
+mod uploader;
 
 pub use error::RepoError;
-pub use index::{Index, IndexedBlob};
+pub use index::{Index, IndexPart, IndexedBlob};
 pub use keys::{KeyInfo, KDF_ENV};
 pub use layout::{pack_id_from_name, pack_name, FileKind, DATA_DIR};
-pub use packer::read_pack_header;
 pub use lock::{release_held_locks, LockGuard, LockKind};
+pub use packer::read_pack_header;
 pub use packer::Packer;
 pub use repository::{encode_blob, InitOptions, Repository, SaveStats, SnapshotRef};

@@ -14,7 +14,7 @@ use cairn_format::{
 
 use crate::layout::{id_from_name, pack_name, FileKind, CONFIG, CONFIG_PURPOSE, DATA_DIR};
 use crate::packer::{read_pack_header, FinishedPack};
-use crate::{keys, Index, KeyInfo, Packer, RepoError};
+use crate::{keys, Index, IndexPart, KeyInfo, Packer, RepoError};
 
 /// Settings chosen at `init`.
 #[derive(Clone, Debug)]
@@ -353,32 +353,88 @@ impl Repository {
     /// Like [`Repository::load_index`], but skips unreadable index files and returns
     /// their errors, for `check` and `repair`.
     pub fn load_index_tolerant(&self) -> Result<Vec<RepoError>, RepoError> {
-        let ids = self.list_files(FileKind::Index)?;
-        let loaded = parallel_map(&ids, 8, |hex| {
-            Ok(self.load_file(FileKind::Index, hex).and_then(|bytes| {
-                IndexFile::decode(&bytes).map_err(|e| RepoError::format(FileKind::Index.name(hex), e))
-            }))
-        })?;
+        let ids: Vec<(String, u64)> = self
+            .backend
+            .list(FileKind::Index.dir())?
+            .iter()
+            .filter_map(|o| id_from_name(&o.name).map(|hex| (hex.to_owned(), o.size)))
+            .collect();
+        // Files are added to the index as they arrive; a file that another one names as
+        // superseded is only known to be unwanted once that other file is read, so when
+        // one turns up (only after an interrupted replacement) the load runs again
+        // without it.
+        let mut skip = HashSet::new();
+        loop {
+            let load = self.read_index_files(&ids, &skip)?;
+            let late: Vec<IndexId> = load.superseded.iter().filter(|id| load.read.contains(id)).copied().collect();
+            if late.is_empty() {
+                let mut files: Vec<IndexId> = load.read;
+                files.extend(skip);
+                *self.index.write().unwrap_or_else(lock_poisoned) = load.index;
+                *self.index_files.lock().unwrap_or_else(lock_poisoned) = files;
+                return Ok(load.errors);
+            }
+            skip.extend(late);
+        }
+    }
+
+    /// Reads, unseals and decodes the index files in `ids` (name, stored size) but those
+    /// in `skip` on loading threads, building the index from each as it arrives, so only
+    /// the files in flight are held beside the index: at most [`LOAD_BUDGET`] stored
+    /// bytes of them (each costs about four times that while it is opened and decoded).
+    fn read_index_files(&self, ids: &[(String, u64)], skip: &HashSet<IndexId>) -> Result<IndexLoad, RepoError> {
+        let next = AtomicU64::new(0);
+        let budget = Budget::new(LOAD_BUDGET);
+        // A decoded file travels with the budget it holds, given back once it is indexed.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Result<(IndexId, IndexPart, u64), RepoError>)>(2);
+        let mut load = IndexLoad { index: Index::new(), read: Vec::new(), superseded: HashSet::new(), errors: Vec::new() };
         let mut errors = Vec::new();
-        let mut files = Vec::new();
-        for (hex, r) in ids.iter().zip(loaded) {
-            match (hex.parse::<IndexId>(), r) {
-                (Ok(id), Ok(f)) => files.push((id, f)),
-                (_, Err(e)) => errors.push(e),
-                (Err(e), _) => errors.push(RepoError::corrupt(hex.clone(), e)),
+        std::thread::scope(|s| {
+            for _ in 0..LOAD_THREADS.min(ids.len()) {
+                let (tx, next, budget) = (tx.clone(), &next, &budget);
+                s.spawn(move || loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                    let Some((hex, size)) = ids.get(i) else {
+                        return;
+                    };
+                    let id = match hex.parse::<IndexId>() {
+                        Ok(id) if skip.contains(&id) => continue,
+                        Ok(id) => id,
+                        Err(e) => {
+                            let _ = tx.send((i, Err(RepoError::corrupt(FileKind::Index.name(hex), e))));
+                            continue;
+                        }
+                    };
+                    let held = budget.take(*size);
+                    let r = self
+                        .load_file(FileKind::Index, hex)
+                        .and_then(|bytes| IndexPart::decode(&bytes).map_err(|e| RepoError::format(FileKind::Index.name(hex), e)));
+                    if r.is_err() {
+                        budget.give(held);
+                    }
+                    if tx.send((i, r.map(|part| (id, part, held)))).is_err() {
+                        return;
+                    }
+                });
             }
-        }
-        let superseded: HashSet<IndexId> = files.iter().flat_map(|(_, f)| f.supersedes.iter().copied()).collect();
-        let mut index = Index::new();
-        for (id, f) in &files {
-            if !superseded.contains(id) {
-                index.add_file(f);
+            drop(tx);
+            for (i, r) in rx {
+                match r {
+                    Ok((id, part, held)) => {
+                        load.superseded.extend(part.supersedes().iter().copied());
+                        load.read.push(id);
+                        load.index.add_part(part);
+                        budget.give(held);
+                    }
+                    Err(e) => errors.push((i, e)),
+                }
             }
-        }
-        index.finish_loading();
-        *self.index.write().unwrap_or_else(lock_poisoned) = index;
-        *self.index_files.lock().unwrap_or_else(lock_poisoned) = files.iter().map(|(id, _)| *id).collect();
-        Ok(errors)
+        });
+        load.index.finish_loading();
+        // The first error in listing order, whatever order the threads finished in.
+        errors.sort_by_key(|(i, _)| *i);
+        load.errors = errors.into_iter().map(|(_, e)| e).collect();
+        Ok(load)
     }
 
     /// Index files read by the last load (superseded ones included): what a new,
@@ -701,6 +757,53 @@ impl Repository {
             _ => Err(RepoError::AmbiguousSnapshot(spec.into())),
         }
     }
+}
+
+/// Index files read at once: enough to hide a remote backend's latency; decoding them
+/// uses every core.
+const LOAD_THREADS: usize = 8;
+
+/// Stored bytes of index files read and decoded at once (see `read_index_files`).
+const LOAD_BUDGET: u64 = 32 << 20;
+
+/// Bytes that threads take before holding something large in memory and give back
+/// after; one taker may always proceed, so an item larger than the whole is not stuck.
+struct Budget {
+    free: Mutex<u64>,
+    returned: std::sync::Condvar,
+    total: u64,
+}
+
+impl Budget {
+    fn new(total: u64) -> Budget {
+        Budget { free: Mutex::new(total), returned: std::sync::Condvar::new(), total }
+    }
+
+    /// Waits until `want` (at most the whole budget) is free, takes it and returns it.
+    fn take(&self, want: u64) -> u64 {
+        let want = want.min(self.total);
+        let mut free = self.free.lock().unwrap_or_else(lock_poisoned);
+        while *free < want {
+            free = self.returned.wait(free).unwrap_or_else(lock_poisoned);
+        }
+        *free -= want;
+        want
+    }
+
+    fn give(&self, n: u64) {
+        *self.free.lock().unwrap_or_else(lock_poisoned) += n;
+        self.returned.notify_all();
+    }
+}
+
+/// What one pass over the index files found.
+struct IndexLoad {
+    index: Index,
+    /// Files read and decoded.
+    read: Vec<IndexId>,
+    /// Every file any of them names as superseded.
+    superseded: HashSet<IndexId>,
+    errors: Vec<RepoError>,
 }
 
 /// Maps `f` over `items` on up to `threads` threads, keeping order; the first error wins.

@@ -114,3 +114,50 @@ fn stale_locks_are_ignored() {
     drop(repo.lock(LockKind::Exclusive, "prune").unwrap());
     assert_eq!(repo.unlock(false).unwrap(), 2);
 }
+
+/// Index files load in parallel, each added as it arrives: a file another one names as
+/// superseded is left out (its packs too), wherever it falls in the listing, and a
+/// corrupt file is reported by name while the rest still load.
+#[test]
+fn index_loading_skips_superseded_and_reports_corrupt_files() {
+    use cairn_format::{BlobId, IndexFile, IndexPack, PackEntry, PackId};
+    use cairn_repo::FileKind;
+    let (_d, b) = setup();
+    let repo = Repository::init(b.clone(), b"pw", &InitOptions::default()).unwrap();
+    let entry =
+        |i: u8| PackEntry { blob_type: BlobType::Data, compressed: false, id: BlobId([i; 32]), offset: 0, length: 10, raw_length: 10 };
+    let pack = |i: u8| IndexPack { id: PackId([i; 32]), size: 100, blobs: vec![entry(i)] };
+    // Twenty ordinary files, one old file and the file that replaces it.
+    let mut ordinary = Vec::new();
+    for i in 1..=20u8 {
+        ordinary.push(repo.save_file(FileKind::Index, &IndexFile { supersedes: vec![], packs: vec![pack(i)] }.encode()).unwrap());
+    }
+    let old = repo.save_file(FileKind::Index, &IndexFile { supersedes: vec![], packs: vec![pack(100), pack(101)] }.encode()).unwrap();
+    let new = IndexFile { supersedes: vec![old.parse().unwrap()], packs: vec![pack(101)] };
+    repo.save_file(FileKind::Index, &new.encode()).unwrap();
+
+    let again = Repository::open(b.clone(), b"pw").unwrap();
+    again.load_index().unwrap();
+    let ix = again.index();
+    assert_eq!(ix.len(), 21);
+    for i in 1..=20u8 {
+        assert_eq!(ix.get(&BlobId([i; 32])).unwrap().pack, PackId([i; 32]));
+    }
+    assert!(ix.contains(&BlobId([101; 32])));
+    assert!(!ix.contains(&BlobId([100; 32])), "a superseded file's blobs are not indexed");
+    assert!(!ix.packs().any(|(id, _)| id == PackId([100; 32])), "nor its packs");
+    drop(ix);
+    assert_eq!(again.loaded_index_files().len(), 22, "superseded files are still reported as read");
+
+    // Damage one ordinary file: the tolerant load names it and keeps the others.
+    let victim = FileKind::Index.name(&ordinary[7]);
+    let mut bytes = b.read(&victim).unwrap();
+    bytes[40] ^= 1;
+    b.remove(&victim).unwrap();
+    b.write(&victim, &bytes, &Default::default()).unwrap();
+    let errors = again.load_index_tolerant().unwrap();
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0].to_string().contains(&ordinary[7]), "{}", errors[0]);
+    assert_eq!(again.index().len(), 20);
+    assert!(again.load_index().is_err());
+}
