@@ -32,22 +32,35 @@ pub fn node_type(meta: &Metadata) -> NodeType {
     }
 }
 
-/// Caches uid/gid -> name lookups, which hit NSS (files, LDAP) and would dominate the
-/// cost of scanning many small files.
+/// Caches uid/gid <-> name lookups, which hit NSS (files, LDAP) and would dominate the
+/// cost of scanning or restoring many small files (uncached, a restore as root read
+/// /etc/passwd and /etc/group for every file: ten syscalls and two parses each).
 #[derive(Default)]
 pub struct NameCache {
     users: Mutex<HashMap<u32, String>>,
     groups: Mutex<HashMap<u32, String>>,
+    uids: Mutex<HashMap<String, Option<u32>>>,
+    gids: Mutex<HashMap<String, Option<u32>>>,
+}
+
+fn cached<K: std::hash::Hash + Eq + Clone, V: Clone>(m: &Mutex<HashMap<K, V>>, k: &K, look: impl FnOnce() -> V) -> V {
+    let mut m = m.lock().unwrap_or_else(|p| p.into_inner());
+    m.entry(k.clone()).or_insert_with(look).clone()
 }
 
 impl NameCache {
     pub fn user(&self, uid: u32) -> String {
-        let mut m = self.users.lock().unwrap_or_else(|p| p.into_inner());
-        m.entry(uid).or_insert_with(|| sys::user_name(uid).unwrap_or_default()).clone()
+        cached(&self.users, &uid, || sys::user_name(uid).unwrap_or_default())
     }
     pub fn group(&self, gid: u32) -> String {
-        let mut m = self.groups.lock().unwrap_or_else(|p| p.into_inner());
-        m.entry(gid).or_insert_with(|| sys::group_name(gid).unwrap_or_default()).clone()
+        cached(&self.groups, &gid, || sys::group_name(gid).unwrap_or_default())
+    }
+    /// The uid this system gives `name`, if any.
+    pub fn uid(&self, name: &str) -> Option<u32> {
+        cached(&self.uids, &name.to_owned(), || sys::uid_of(name))
+    }
+    pub fn gid(&self, name: &str) -> Option<u32> {
+        cached(&self.gids, &name.to_owned(), || sys::gid_of(name))
     }
 }
 
@@ -94,41 +107,62 @@ fn timespec(t: Timestamp) -> nix::sys::time::TimeSpec {
     nix::sys::time::TimeSpec::new(t.secs(), i64::from(t.nanos()))
 }
 
-/// Applies ownership (when running as root), permissions, extended attributes and
-/// times, in that order: chown clears setuid bits and writing xattrs can touch ctime,
-/// so times come last. Returns the first failure but attempts every step.
-pub fn apply_metadata(path: &Path, node: &Node, is_root: bool) -> Result<(), std::io::Error> {
+/// Where [`apply_metadata`] writes: a path (a final symlink is not followed), or a
+/// regular file still open from writing its content, which needs no path lookups
+/// (restore sets a file's metadata before closing it: the second pass over every path
+/// was a third of the syscalls of restoring many small files).
+#[derive(Clone, Copy)]
+pub enum Target<'a> {
+    Path(&'a Path),
+    File(&'a std::fs::File),
+}
+
+/// Applies ownership (when `owners` is given: running as root, names resolved through
+/// it), permissions, extended attributes and times, in that order: chown clears setuid
+/// bits and writing xattrs can touch ctime, so times come last. Returns the first
+/// failure but attempts every step.
+pub fn apply_metadata(target: Target<'_>, node: &Node, owners: Option<&NameCache>) -> Result<(), std::io::Error> {
     use nix::fcntl::AtFlags;
     use nix::sys::stat::UtimensatFlags;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::PermissionsExt;
     let mut first_err: Option<std::io::Error> = None;
     let mut note = |r: Result<(), std::io::Error>| {
         if let Err(e) = r {
             first_err.get_or_insert(e);
         }
     };
-    if is_root {
-        let uid = sys::uid_of(&node.user).filter(|_| !node.user.is_empty()).unwrap_or(node.uid);
-        let gid = sys::gid_of(&node.group).filter(|_| !node.group.is_empty()).unwrap_or(node.gid);
+    if let Some(names) = owners {
+        let uid = Some(names.uid(&node.user).filter(|_| !node.user.is_empty()).unwrap_or(node.uid).into());
+        let gid = Some(names.gid(&node.group).filter(|_| !node.group.is_empty()).unwrap_or(node.gid).into());
         note(
-            nix::unistd::fchownat(None, path, Some(uid.into()), Some(gid.into()), AtFlags::AT_SYMLINK_NOFOLLOW)
-                .map_err(std::io::Error::from),
+            match target {
+                Target::Path(p) => nix::unistd::fchownat(None, p, uid, gid, AtFlags::AT_SYMLINK_NOFOLLOW),
+                Target::File(f) => nix::unistd::fchown(f.as_raw_fd(), uid, gid),
+            }
+            .map_err(std::io::Error::from),
         );
     }
     if node.node_type != NodeType::Symlink {
-        use std::os::unix::fs::PermissionsExt;
-        note(std::fs::set_permissions(path, std::fs::Permissions::from_mode(node.mode & 0o7777)));
+        let mode = std::fs::Permissions::from_mode(node.mode & 0o7777);
+        note(match target {
+            Target::Path(p) => std::fs::set_permissions(p, mode),
+            Target::File(f) => f.set_permissions(mode),
+        });
     }
     for x in &node.xattrs {
-        note(xattr::set(path, OsStr::from_bytes(x.name.as_slice()), x.value.as_slice()));
+        let name = OsStr::from_bytes(x.name.as_slice());
+        note(match target {
+            Target::Path(p) => xattr::set(p, name, x.value.as_slice()),
+            Target::File(f) => xattr::FileExt::set_xattr(f, name, x.value.as_slice()),
+        });
     }
+    let (atime, mtime) = (timespec(node.atime), timespec(node.mtime));
     note(
-        nix::sys::stat::utimensat(
-            None,
-            path,
-            &timespec(node.atime),
-            &timespec(node.mtime),
-            UtimensatFlags::NoFollowSymlink,
-        )
+        match target {
+            Target::Path(p) => nix::sys::stat::utimensat(None, p, &atime, &mtime, UtimensatFlags::NoFollowSymlink),
+            Target::File(f) => nix::sys::stat::futimens(f.as_raw_fd(), &atime, &mtime),
+        }
         .map_err(std::io::Error::from),
     );
     match first_err {

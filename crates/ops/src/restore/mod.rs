@@ -25,7 +25,7 @@ use cairn_format::{BlobId, Node, NodeType};
 use cairn_repo::{Repository, SnapshotRef};
 
 use crate::filter::PathFilter;
-use crate::meta::apply_metadata;
+use crate::meta::{apply_metadata, NameCache, Target};
 use crate::OpsError;
 pub use plan::{Item, RestorePlan};
 pub use verify::file_matches;
@@ -100,7 +100,9 @@ fn execute(repo: &Repository, plan: RestorePlan, opts: &RestoreOptions, progress
         return Ok(summary);
     }
     let errors = Errors(Mutex::new(Vec::new()));
-    let is_root = nix::unistd::geteuid().is_root();
+    // Ownership is restored when running as root, names resolved once each.
+    let names = NameCache::default();
+    let owners = nix::unistd::geteuid().is_root().then_some(&names);
     fs::create_dir_all(&opts.target).map_err(|e| OpsError::io(&opts.target, e))?;
 
     // Directories whose creation failed; their contents are not attempted.
@@ -124,7 +126,7 @@ fn execute(repo: &Repository, plan: RestorePlan, opts: &RestoreOptions, progress
                 return FileResult::Failed;
             }
             progress.current(&item.dest);
-            let r = restore_file(repo, item, opts.overwrite).unwrap_or_else(|e| {
+            let r = restore_file(repo, item, opts.overwrite, owners, &errors).unwrap_or_else(|e| {
                 errors.add(&item.dest, e);
                 FileResult::Failed
             });
@@ -162,21 +164,22 @@ fn execute(repo: &Repository, plan: RestorePlan, opts: &RestoreOptions, progress
         }
     }
 
-    // Metadata: files and specials, then directories deepest first.
-    // Files kept under `--overwrite never` are left exactly as they were.
-    let kept: std::collections::HashSet<&Path> = plan
+    // Metadata: files and specials, then directories deepest first. Files written
+    // have theirs already (set before they were closed); files kept under
+    // `--overwrite never` are left exactly as they were.
+    let done: std::collections::HashSet<&Path> = plan
         .files
         .iter()
         .zip(&outcomes)
-        .filter(|(_, o)| matches!(o, FileResult::Kept))
+        .filter(|(_, o)| matches!(o, FileResult::Kept | FileResult::Written(_)))
         .map(|(i, _)| i.dest.as_path())
         .collect();
     plan.files.par_iter().chain(plan.others.par_iter()).for_each(|item| {
-        if item.node.node_type == NodeType::Socket || in_failed(&item.dest) || kept.contains(item.dest.as_path()) {
+        if item.node.node_type == NodeType::Socket || in_failed(&item.dest) || done.contains(item.dest.as_path()) {
             return;
         }
         if item.dest.symlink_metadata().is_ok() {
-            if let Err(e) = apply_metadata(&item.dest, &item.node, is_root) {
+            if let Err(e) = apply_metadata(Target::Path(&item.dest), &item.node, owners) {
                 errors.add(&item.dest, format!("metadata: {e}"));
             }
         }
@@ -190,7 +193,7 @@ fn execute(repo: &Repository, plan: RestorePlan, opts: &RestoreOptions, progress
         if in_failed(&d.dest) {
             continue;
         }
-        if let Err(e) = apply_metadata(&d.dest, &d.node, is_root) {
+        if let Err(e) = apply_metadata(Target::Path(&d.dest), &d.node, owners) {
             errors.add(&d.dest, format!("metadata: {e}"));
         }
     }
@@ -260,32 +263,46 @@ enum FileResult {
 /// Blobs of one file loaded in parallel at a time.
 const BLOBS_PER_BATCH: usize = 8;
 
-fn restore_file(repo: &Repository, item: &Item, overwrite: Overwrite) -> Result<FileResult, OpsError> {
+/// Writes one file's content and, once it is whole, its metadata through the same
+/// descriptor. A file that does not exist yet (a restore into a new target) is created
+/// exclusively, with no look at the path first.
+fn restore_file(repo: &Repository, item: &Item, overwrite: Overwrite, owners: Option<&NameCache>, errors: &Errors) -> Result<FileResult, OpsError> {
     let dest = &item.dest;
     let node = &item.node;
-    if let Ok(m) = dest.symlink_metadata() {
-        match overwrite {
-            Overwrite::Never => return Ok(FileResult::Kept),
-            Overwrite::IfChanged if m.is_file() && m.len() == node.size => {
-                if verify::file_matches(repo, dest, node).unwrap_or(false) {
-                    return Ok(FileResult::Identical);
+    let open = |new: bool| {
+        let mut o = OpenOptions::new();
+        o.write(true).mode(0o600).custom_flags(libc::O_NOFOLLOW);
+        if new {
+            o.create_new(true);
+        } else {
+            o.create(true).truncate(true);
+        }
+        o.open(dest)
+    };
+    let f = match open(true) {
+        Ok(f) => f,
+        // Something is in the way (a file, a symlink, anything else).
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            if let Ok(m) = dest.symlink_metadata() {
+                match overwrite {
+                    Overwrite::Never => return Ok(FileResult::Kept),
+                    Overwrite::IfChanged if m.is_file() && m.len() == node.size => {
+                        if verify::file_matches(repo, dest, node).unwrap_or(false) {
+                            return Ok(FileResult::Identical);
+                        }
+                    }
+                    _ => {}
+                }
+                if !m.is_file() {
+                    remove_existing(dest).map_err(|e| OpsError::io(dest, e))?;
                 }
             }
-            _ => {}
+            open(false).map_err(|e| OpsError::io(dest, e))?
         }
-        if !m.is_file() {
-            remove_existing(dest).map_err(|e| OpsError::io(dest, e))?;
-        }
-    }
-    let f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(dest)
-        .map_err(|e| OpsError::io(dest, e))?;
+        Err(e) => return Err(OpsError::io(dest, e)),
+    };
     let mut offset = 0u64;
+    let mut written_end = 0u64;
     let mut damaged: Vec<String> = Vec::new();
     // Blobs found to be all zeros, with their lengths: a sparse file repeats one such
     // blob for every chunk of its holes, and it is loaded once, not once per chunk.
@@ -307,6 +324,7 @@ fn restore_file(repo: &Repository, item: &Item, overwrite: Overwrite) -> Result<
                         zero_blobs.insert(*id, data.len() as u64);
                     } else {
                         f.write_all_at(&data, offset).map_err(|e| OpsError::io(dest, e))?;
+                        written_end = offset + data.len() as u64;
                     }
                     offset += data.len() as u64;
                 }
@@ -321,12 +339,18 @@ fn restore_file(repo: &Repository, item: &Item, overwrite: Overwrite) -> Result<
             }
         }
     }
-    f.set_len(offset).map_err(|e| OpsError::io(dest, e))?;
+    // The file was empty when opened; only trailing holes need it lengthened.
+    if offset > written_end {
+        f.set_len(offset).map_err(|e| OpsError::io(dest, e))?;
+    }
     if !damaged.is_empty() {
         return Err(OpsError::Invalid(format!("damaged, restored with gaps: {}", damaged.join("; "))));
     }
     if offset != node.size {
         return Err(OpsError::Invalid(format!("restored {offset} bytes but the snapshot records {}", node.size)));
+    }
+    if let Err(e) = apply_metadata(Target::File(&f), node, owners) {
+        errors.add(dest, format!("metadata: {e}"));
     }
     Ok(FileResult::Written(offset))
 }
