@@ -81,7 +81,7 @@ fn rich_tree_roundtrip() {
     let env = Env::new();
     env.init();
     let src = env.path("src");
-    build_rich_tree(&src);
+    let xattrs_ok = build_rich_tree(&src);
     let summary = env.backup(&[&src], &[]);
     assert_eq!(summary["message_type"], "summary");
     assert!(summary["files_new"].as_u64().unwrap() > 10_500, "{summary}");
@@ -98,6 +98,19 @@ fn rich_tree_roundtrip() {
     let spec = format!("latest:{}", src.join("many").display());
     env.ok(&["restore", &spec, "--target", sub_target.to_str().unwrap()]);
     assert_same_tree(&src.join("many"), &sub_target);
+
+    // A re-backup takes unchanged entries' extended attributes from the parent
+    // snapshot; one changed, added or removed since (ctime moves) is read again.
+    if xattrs_ok {
+        xattr::set(src.join("name with spaces"), "user.cairn.test", b"changed").unwrap();
+        xattr::set(src.join("many/d007/f001.txt"), "user.added", b"new").unwrap();
+        xattr::remove(src.join("empty-dir"), "user.dir").unwrap();
+        let again = env.backup(&[&src], &[]);
+        assert!(again["files_unmodified"].as_u64().unwrap() > 10_000, "{again}");
+        let target2 = env.path("target2");
+        env.ok(&["restore", "latest", "--target", target2.to_str().unwrap()]);
+        assert_same_tree(&src, &target2.join(src.strip_prefix("/").unwrap()));
+    }
 }
 
 #[test]

@@ -72,6 +72,8 @@ mod tests {
 /// stderr is not a terminal.
 pub struct Bar {
     pb: indicatif::ProgressBar,
+    /// Drawn on the terminal.
+    visible: bool,
     counts: std::sync::Arc<Counts>,
     json: bool,
     ticker: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -117,11 +119,15 @@ impl Bar {
         if visible {
             pb.enable_steady_tick(std::time::Duration::from_millis(250));
         }
-        Bar { pb, counts: Default::default(), json: g.json && !g.no_progress && !g.quiet, ticker: std::sync::Mutex::new(None) }
+        Bar { pb, visible, counts: Default::default(), json: g.json && !g.no_progress && !g.quiet, ticker: std::sync::Mutex::new(None) }
     }
 }
 
 impl cairn_ops::Progress for Bar {
+    fn wants_totals(&self) -> bool {
+        self.visible || self.json
+    }
+
     fn start(&self, files: u64, bytes: u64) {
         // A command with phases (drill: restore, then check) starts again for each.
         self.counts.stop.store(false, std::sync::atomic::Ordering::Relaxed);

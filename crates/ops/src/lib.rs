@@ -44,6 +44,11 @@ pub trait Progress: Sync {
     fn bytes_done(&self, _bytes: u64) {}
     /// More work found while the command already runs (backup's scanner).
     fn add_total(&self, _files: u64, _bytes: u64) {}
+    /// Whether totals are shown to anyone: backup's scanner walks the whole tree a
+    /// second time (a stat per file) only for them.
+    fn wants_totals(&self) -> bool {
+        false
+    }
     /// The file being worked on now.
     fn current(&self, _path: &std::path::Path) {}
     fn finish(&self) {}

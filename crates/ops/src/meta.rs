@@ -65,8 +65,12 @@ impl NameCache {
 }
 
 /// Builds a node from `lstat` data and the path's extended attributes. Content, subtree
-/// and link target are filled in by the caller.
-pub fn node_from_metadata(name: &[u8], path: &Path, meta: &Metadata, names: &NameCache) -> Node {
+/// and link target are filled in by the caller. `previous` is the same entry in the
+/// parent snapshot: when its inode and ctime (to the nanosecond) are unchanged, so are
+/// its extended attributes, since setting or removing one changes ctime, and they are
+/// taken from it instead of being listed again (an unchanged re-backup of 50,000 files
+/// made 50,000 llistxattr calls for nothing).
+pub fn node_from_metadata(name: &[u8], path: &Path, meta: &Metadata, names: &NameCache, previous: Option<&Node>) -> Node {
     let mut n = Node::new(RawBytes(name.to_vec()), node_type(meta));
     n.mode = meta.mode() & 0o7777;
     n.uid = meta.uid();
@@ -85,7 +89,10 @@ pub fn node_from_metadata(name: &[u8], path: &Path, meta: &Metadata, names: &Nam
     if n.node_type == NodeType::File {
         n.size = meta.len();
     }
-    n.xattrs = read_xattrs(path);
+    n.xattrs = match previous {
+        Some(p) if p.node_type == n.node_type && p.inode == n.inode && p.device == n.device && p.ctime == n.ctime => p.xattrs.clone(),
+        _ => read_xattrs(path),
+    };
     n
 }
 

@@ -162,7 +162,7 @@ impl<'a> Archiver<'a> {
                 }
                 Entry::Above(path, sub) => {
                     let meta = fs::symlink_metadata(path).map_err(|e| OpsError::io(path, e))?;
-                    let mut node = node_from_metadata(name, path, &meta, &self.names);
+                    let mut node = node_from_metadata(name, path, &meta, &self.names, find(name));
                     let parent_sub = find(name).filter(|n| n.node_type == NodeType::Dir).and_then(|n| n.subtree);
                     node.subtree = Some(self.layout_tree(sub, parent_sub)?);
                     nodes.push(node);
@@ -214,7 +214,7 @@ impl<'a> Archiver<'a> {
                 return Ok(None);
             }
         };
-        let mut node = node_from_metadata(name, path, &meta, &self.names);
+        let mut node = node_from_metadata(name, path, &meta, &self.names, parent);
         match node.node_type {
             NodeType::File => {
                 if self.opts.exclude_larger_than.is_some_and(|limit| meta.len() > limit) {

@@ -150,7 +150,7 @@ pub fn backup_with_progress(repo: &Repository, opts: &BackupOptions, progress: &
     // The total grows as the scanner finds files.
     progress.start(0, 0);
     let result = std::thread::scope(|scope| {
-        if opts.stdin_filename.is_none() {
+        if opts.stdin_filename.is_none() && progress.wants_totals() {
             let paths: Vec<PathBuf> = opts.paths.iter().filter_map(|p| absolute(p).ok()).collect();
             let stop = &stop;
             scope.spawn(move || scan(&paths, opts, progress, stop));
