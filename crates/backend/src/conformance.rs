@@ -87,6 +87,19 @@ pub fn run_conformance(b: &dyn Backend) -> Result<(), String> {
     if b.read("parts").map_err(|e| e.to_string())? != big {
         return fail("object written in parts differs");
     }
+    // Thousands of small parts (a pack of small blobs), some empty: more than one
+    // vectored write holds.
+    let mut many: Vec<&[u8]> = Vec::new();
+    let mut at = 0;
+    for i in 0..2000usize {
+        let n = [0, 1, 7, 300, 4096][i % 5];
+        many.push(&big[at..at + n]);
+        at += n;
+    }
+    b.write_parts("many-parts", &many, &WriteOptions::default()).map_err(|e| e.to_string())?;
+    if b.read("many-parts").map_err(|e| e.to_string())? != big[..at] {
+        return fail("object written in many parts differs");
+    }
     match b.write_parts("parts-bad", &parts, &wrong) {
         Err(e) if e.kind == ErrorKind::Corrupt => {}
         other => return fail(&format!("parts with the wrong SHA1 must be Corrupt, got {other:?}")),
