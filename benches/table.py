@@ -13,23 +13,32 @@ STEPS = ["init", "backup", "rebackup", "mutated", "restore", "prune", "check", "
 def main(path: str) -> None:
     rows = defaultdict(list)  # (corpus, tool, step) -> [(secs, kib)]
     raw = {}
+    singles = defaultdict(dict)  # corpus -> run -> single-pass seconds
+    backups = defaultdict(dict)  # corpus -> run -> cairn first-backup seconds
     for line in open(path):
-        tool, corpus, _run, step, a, b = line.rstrip("\n").split("\t")
+        tool, corpus, run, step, a, b = line.rstrip("\n").split("\t")
         if tool == "raw":
             raw[(corpus, step)] = (float(a), int(b))
+            if step == "single_pass":
+                singles[corpus][run] = float(a)
             continue
+        if tool == "cairn" and step == "backup":
+            backups[corpus][run] = float(a)
         rows[(corpus, tool, step)].append((float(a), int(b)))
     corpora = sorted({k[0] for k in rows})
     for corpus in corpora:
         tools = [t for t in ["cairn", "restic", "rustic", "borg"] if (corpus, t, "backup") in rows]
         size = raw.get((corpus, "bytes"), (0, 0))[0]
         read = raw.get((corpus, "read"), (0, 0))[0]
-        single = raw.get((corpus, "single_pass"), (0, 0))[0]
+        single = statistics.median(singles[corpus].values()) if singles[corpus] else 0
         print(f"\n### {corpus}: {size / 2**20:.0f} MiB; reading it (cat) takes {read:.2f} s\n")
-        if single and (corpus, "cairn", "backup") in rows:
-            first = statistics.median(x[0] for x in rows[(corpus, "cairn", "backup")])
-            print(f"Raw single pass (read + hash + compress + encrypt on all cores, nothing stored): {single:.2f} s; "
-                  f"cairn's first backup takes {first / single:.2f}x that.\n")
+        # The ratio of each run's backup to the single pass measured just before it in
+        # the same run (this VM's speed drifts between minutes), then their median.
+        paired = [backups[corpus][r] / singles[corpus][r] for r in backups[corpus] if r in singles[corpus] and singles[corpus][r]]
+        if single and paired:
+            ratios = ", ".join(f"{x:.2f}" for x in paired)
+            print(f"Raw single pass (read + hash + compress + encrypt on all cores, nothing stored): median {single:.2f} s; "
+                  f"cairn's first backup takes {statistics.median(paired):.2f}x the single pass of the same run (runs: {ratios}).\n")
         print("| step | " + " | ".join(f"{t} s / MiB RSS" for t in tools) + " | " + " | ".join(f"vs {t}" for t in tools[1:]) + " |")
         print("|---" * (1 + len(tools) + len(tools) - 1) + "|")
         for step in STEPS:
