@@ -1,6 +1,6 @@
 //! [`Repository`]: open or create one, and load and save what it holds.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
@@ -336,7 +336,12 @@ impl Repository {
 
     /// Ids (hex) of every file of `kind`.
     pub fn list_files(&self, kind: FileKind) -> Result<Vec<String>, RepoError> {
-        Ok(self.backend.list(kind.dir())?.iter().filter_map(|o| id_from_name(&o.name).map(str::to_owned)).collect())
+        Ok(self.list_files_sized(kind)?.into_iter().map(|(hex, _)| hex).collect())
+    }
+
+    /// Ids (hex) of every file of `kind`, with their stored sizes.
+    fn list_files_sized(&self, kind: FileKind) -> Result<Vec<(String, u64)>, RepoError> {
+        Ok(self.backend.list(kind.dir())?.iter().filter_map(|o| id_from_name(&o.name).map(|hex| (hex.to_owned(), o.size))).collect())
     }
 
     // ---- index ----
@@ -353,12 +358,7 @@ impl Repository {
     /// Like [`Repository::load_index`], but skips unreadable index files and returns
     /// their errors, for `check` and `repair`.
     pub fn load_index_tolerant(&self) -> Result<Vec<RepoError>, RepoError> {
-        let ids: Vec<(String, u64)> = self
-            .backend
-            .list(FileKind::Index.dir())?
-            .iter()
-            .filter_map(|o| id_from_name(&o.name).map(|hex| (hex.to_owned(), o.size)))
-            .collect();
+        let ids = self.list_files_sized(FileKind::Index)?;
         // Files are added to the index as they arrive; a file that another one names as
         // superseded is only known to be unwanted once that other file is read, so when
         // one turns up (only after an interrupted replacement) the load runs again
@@ -383,52 +383,33 @@ impl Repository {
     /// the files in flight are held beside the index: at most [`LOAD_BUDGET`] stored
     /// bytes of them (each costs about four times that while it is opened and decoded).
     fn read_index_files(&self, ids: &[(String, u64)], skip: &HashSet<IndexId>) -> Result<IndexLoad, RepoError> {
-        let next = AtomicU64::new(0);
         let budget = Budget::new(LOAD_BUDGET);
-        // A decoded file travels with the budget it holds, given back once it is indexed.
-        let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Result<(IndexId, IndexPart, u64), RepoError>)>(2);
         let mut load = IndexLoad { index: Index::new(), read: Vec::new(), superseded: HashSet::new(), errors: Vec::new() };
         let mut errors = Vec::new();
-        std::thread::scope(|s| {
-            for _ in 0..LOAD_THREADS.min(ids.len()) {
-                let (tx, next, budget) = (tx.clone(), &next, &budget);
-                s.spawn(move || loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed) as usize;
-                    let Some((hex, size)) = ids.get(i) else {
-                        return;
-                    };
-                    let id = match hex.parse::<IndexId>() {
-                        Ok(id) if skip.contains(&id) => continue,
-                        Ok(id) => id,
-                        Err(e) => {
-                            let _ = tx.send((i, Err(RepoError::corrupt(FileKind::Index.name(hex), e))));
-                            continue;
-                        }
-                    };
-                    let held = budget.take(*size);
-                    let r = self
-                        .load_file(FileKind::Index, hex)
-                        .and_then(|bytes| IndexPart::decode(&bytes).map_err(|e| RepoError::format(FileKind::Index.name(hex), e)));
-                    if r.is_err() {
-                        budget.give(held);
-                    }
-                    if tx.send((i, r.map(|part| (id, part, held)))).is_err() {
-                        return;
-                    }
-                });
+        // A decoded file travels with the budget it holds, given back once it is indexed.
+        let read = |(hex, size): &(String, u64)| {
+            let id = match hex.parse::<IndexId>() {
+                Ok(id) if skip.contains(&id) => return None,
+                Ok(id) => id,
+                Err(e) => return Some(Err(RepoError::corrupt(FileKind::Index.name(hex), e))),
+            };
+            let held = budget.take(*size);
+            let r = self
+                .load_file(FileKind::Index, hex)
+                .and_then(|bytes| IndexPart::decode(&bytes).map_err(|e| RepoError::format(FileKind::Index.name(hex), e)));
+            if r.is_err() {
+                budget.give(held);
             }
-            drop(tx);
-            for (i, r) in rx {
-                match r {
-                    Ok((id, part, held)) => {
-                        load.superseded.extend(part.supersedes().iter().copied());
-                        load.read.push(id);
-                        load.index.add_part(part);
-                        budget.give(held);
-                    }
-                    Err(e) => errors.push((i, e)),
-                }
+            Some(r.map(|part| (id, part, held)))
+        };
+        parallel_stream(ids, LOAD_THREADS, read, |i, r| match r {
+            Ok((id, part, held)) => {
+                load.superseded.extend(part.supersedes().iter().copied());
+                load.read.push(id);
+                load.index.add_part(part);
+                budget.give(held);
             }
+            Err(e) => errors.push((i, e)),
         });
         load.index.finish_loading();
         // The first error in listing order, whatever order the threads finished in.
@@ -815,22 +796,41 @@ pub(crate) fn parallel_map<T: Sync, R: Send>(
     if items.len() < 2 {
         return items.iter().map(&f).collect();
     }
+    let mut results: Vec<Option<Result<R, RepoError>>> = (0..items.len()).map(|_| None).collect();
+    parallel_stream(items, threads, |item| Some(f(item)), |i, r| results[i] = Some(r));
+    results.into_iter().map(|r| r.unwrap_or_else(|| Err(RepoError::Invalid("worker lost".into())))).collect()
+}
+
+/// Runs `f` over `items` on up to `threads` threads and hands each result, with the
+/// item's position, to `take` on the calling thread as it arrives; `f` returning `None`
+/// hands nothing. At most two results wait to be taken, so a slow `take` holds the
+/// workers back instead of letting their results pile up in memory.
+pub(crate) fn parallel_stream<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    f: impl Fn(&T) -> Option<R> + Sync,
+    mut take: impl FnMut(usize, R),
+) {
     let next = AtomicU64::new(0);
-    let results: Mutex<HashMap<usize, Result<R, RepoError>>> = Mutex::new(HashMap::new());
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, R)>(2);
     std::thread::scope(|s| {
         for _ in 0..threads.min(items.len()) {
-            s.spawn(|| loop {
+            let (tx, next, f) = (tx.clone(), &next, &f);
+            s.spawn(move || loop {
                 let i = next.fetch_add(1, Ordering::Relaxed) as usize;
-                if i >= items.len() {
-                    return;
+                let Some(item) = items.get(i) else { return };
+                if let Some(r) = f(item) {
+                    if tx.send((i, r)).is_err() {
+                        return;
+                    }
                 }
-                let r = f(&items[i]);
-                results.lock().unwrap_or_else(lock_poisoned).insert(i, r);
             });
         }
+        drop(tx);
+        for (i, r) in rx {
+            take(i, r);
+        }
     });
-    let mut results = results.into_inner().unwrap_or_else(lock_poisoned);
-    (0..items.len()).map(|i| results.remove(&i).unwrap_or_else(|| Err(RepoError::Invalid("worker lost".into())))).collect()
 }
 
 /// A blob as stored: compressed (zstd at `level`, where the probe says it pays and the
