@@ -7,12 +7,11 @@
 //! the system temp dir), opened with the real key derivation and loaded from disk
 //! (read, hash-checked, unsealed, decompressed, decoded, built).
 
+use std::sync::Arc;
 use std::time::Instant;
 
-use cairn_format::{BlobId, BlobType, IndexFile, IndexPack, PackEntry, PackId};
-use std::sync::Arc;
-
 use cairn_backend::{Backend, LocalBackend};
+use cairn_format::{BlobId, BlobType, IndexFile, IndexPack, PackEntry, PackId};
 use cairn_repo::{FileKind, Index, IndexPart, InitOptions, Repository};
 
 fn vm_hwm_kib() -> u64 {

@@ -95,16 +95,8 @@ impl Index {
     }
 
     pub fn finish_loading(&mut self) {
-        sort_entries(&mut self.sorted);
+        self.buckets = sort_entries(&mut self.sorted);
         self.sorted.shrink_to_fit();
-        let mut buckets = vec![0u32; (1 << BUCKET_BITS) + 1];
-        for e in &self.sorted {
-            buckets[bucket_of(&e.id) + 1] += 1;
-        }
-        for i in 1..buckets.len() {
-            buckets[i] += buckets[i - 1];
-        }
-        self.buckets = buckets;
         self.pack_numbers = HashMap::new();
         self.packs.shrink_to_fit();
         self.pack_sizes.shrink_to_fit();
@@ -262,39 +254,47 @@ fn group_by_byte(v: &mut [Entry], byte: usize) -> [usize; 257] {
 }
 
 /// Sorts one first-byte group: partition by the second byte, then sort each bucket.
-fn sort_group(g: &mut [Entry]) {
+/// Returns where each bucket starts within the group, and the group's end.
+fn sort_group(g: &mut [Entry]) -> [usize; 257] {
     let starts = group_by_byte(g, 1);
     for d in 0..256 {
         g[starts[d]..starts[d + 1]].sort_unstable_by(|a, b| cmp_in_bucket(&a.id, &b.id));
     }
+    starts
 }
 
 /// Sorts entries by ID; the 256 first-byte groups are shared out among the cores.
-fn sort_entries(v: &mut [Entry]) {
+/// Returns the bucket table (`Index::buckets`): the two partitions found every bucket's
+/// bounds, so the sorted array need not be counted again.
+fn sort_entries(v: &mut [Entry]) -> Vec<u32> {
     let starts = group_by_byte(v, 0);
     let threads = if v.len() < 1 << 16 { 1 } else { std::thread::available_parallelism().map_or(1, |n| n.get()).min(8) };
-    let mut groups = Vec::with_capacity(256);
+    // Contiguous runs of groups with about the same number of entries each.
+    let per_thread = starts[256].div_ceil(threads).max(1);
+    let mut shares: Vec<Vec<(usize, &mut [Entry])>> = (0..threads).map(|_| Vec::new()).collect();
     let mut rest = v;
     for d in 0..256 {
         let (g, tail) = rest.split_at_mut(starts[d + 1] - starts[d]);
-        groups.push(g);
+        shares[(starts[d] / per_thread).min(threads - 1)].push((d, g));
         rest = tail;
     }
-    if threads == 1 {
-        groups.into_iter().for_each(sort_group);
-        return;
-    }
-    // Contiguous runs of groups with about the same number of entries each.
-    let per_thread = starts[256].div_ceil(threads);
-    let mut shares: Vec<Vec<&mut [Entry]>> = (0..threads).map(|_| Vec::new()).collect();
-    for (d, g) in groups.into_iter().enumerate() {
-        shares[(starts[d] / per_thread.max(1)).min(threads - 1)].push(g);
-    }
-    std::thread::scope(|s| {
-        for share in shares {
-            s.spawn(move || share.into_iter().for_each(sort_group));
+    let sort_share = |share: Vec<(usize, &mut [Entry])>| share.into_iter().map(|(d, g)| (d, sort_group(g))).collect::<Vec<_>>();
+    let sorted: Vec<(usize, [usize; 257])> = if threads == 1 {
+        shares.into_iter().flat_map(sort_share).collect()
+    } else {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = shares.into_iter().map(|share| s.spawn(move || sort_share(share))).collect();
+            handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+        })
+    };
+    let mut buckets = vec![0u32; (1 << BUCKET_BITS) + 1];
+    for (d, sub) in sorted {
+        for (b, start) in sub[..256].iter().enumerate() {
+            buckets[(d << 8) | b] = (starts[d] + start) as u32;
         }
-    });
+    }
+    buckets[1 << BUCKET_BITS] = starts[256] as u32;
+    buckets
 }
 
 #[cfg(test)]
@@ -360,8 +360,12 @@ mod tests {
                 Entry { id, pack: 0, offset: 0, length: 0, raw_length: 0, flags: 0 }
             })
             .collect();
-        sort_entries(&mut v);
+        let buckets = sort_entries(&mut v);
         assert!(v.windows(2).all(|w| w[0].id <= w[1].id));
+        assert_eq!((buckets[0], buckets[1 << BUCKET_BITS] as usize), (0, v.len()));
+        for b in 0..1usize << BUCKET_BITS {
+            assert!(v[buckets[b] as usize..buckets[b + 1] as usize].iter().all(|e| bucket_of(&e.id) == b), "bucket {b}");
+        }
     }
 
     #[test]
