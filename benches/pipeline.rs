@@ -45,12 +45,13 @@ fn stages(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new("seal", name), |b| b.iter(|| key.seal(b"bench", &data).unwrap().len()));
         g.bench_function(BenchmarkId::new("whole_path", name), |b| {
             b.iter(|| {
-                let mut stored = 0;
+                let (mut stored, mut out) = (0, Vec::new());
                 for chunk in chunker.chunks(&data[..]) {
                     let cairn_chunker::Chunk::Data(pieces) = chunk.unwrap() else { continue };
                     let parts = pieces.slices();
                     let _id = key.blob_id_parts(&parts);
-                    stored += cairn_repo::encode_blob(&key, cairn_format::BlobType::Data, Some(3), &parts).unwrap().1.len();
+                    cairn_repo::encode_blob(&key, cairn_format::BlobType::Data, Some(3), &parts, &mut out).unwrap();
+                    stored += out.len();
                 }
                 stored
             })

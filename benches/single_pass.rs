@@ -48,7 +48,13 @@ fn main() {
     let list = files(&dir);
     let encode = |parts: &[&[u8]]| {
         let _id = key.blob_id_parts(parts);
-        cairn_repo::encode_blob(&key, cairn_format::BlobType::Data, Some(3), parts).expect("seal").1.len() as u64
+        // One output buffer per thread, as cairn's backup keeps.
+        thread_local!(static OUT: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) });
+        OUT.with(|out| {
+            let mut out = out.borrow_mut();
+            cairn_repo::encode_blob(&key, cairn_format::BlobType::Data, Some(3), parts, &mut out).expect("seal");
+            out.len() as u64
+        })
     };
     for mode in modes {
         let bytes = AtomicU64::new(0);

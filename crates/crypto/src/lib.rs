@@ -69,26 +69,35 @@ impl Key {
 
     /// [`Key::seal`] of the concatenation of `parts`.
     pub fn seal_parts(&self, purpose: &[u8], parts: &[&[u8]]) -> Result<Vec<u8>, CryptoError> {
-        // One allocation and one copy per blob: the plaintext is copied behind the nonce
-        // and encrypted where it lies (backup seals every chunk; a second buffer per
-        // chunk showed up as allocator churn and resident memory).
         let len: usize = parts.iter().map(|p| p.len()).sum();
         let mut buf = Vec::with_capacity(len + SEAL_OVERHEAD);
-        buf.resize(NONCE_LEN, 0);
-        for p in parts {
-            buf.extend_from_slice(p);
-        }
-        self.seal_in_place(purpose, buf)
+        self.seal_parts_append(purpose, parts, &mut buf)?;
+        Ok(buf)
     }
 
-    /// Seals `buf[NONCE_LEN..]` where it lies: `buf` starts with `NONCE_LEN` bytes of
-    /// room for the nonce, and should have `TAG_LEN` bytes of spare capacity. Lets a
-    /// compressor write straight into the buffer that becomes the sealed blob.
-    pub fn seal_in_place(&self, purpose: &[u8], mut buf: Vec<u8>) -> Result<Vec<u8>, CryptoError> {
-        let mut nonce = [0u8; NONCE_LEN];
-        fill_random(&mut nonce)?;
-        buf[..NONCE_LEN].copy_from_slice(&nonce);
-        Ok(self.encrypt_behind_nonce(purpose, buf))
+    /// [`Key::seal_parts`] appended to `out`: a pack's blobs are sealed straight into
+    /// the pack's buffer, with one copy of the plaintext and no buffer of their own.
+    pub fn seal_parts_append(&self, purpose: &[u8], parts: &[&[u8]], out: &mut Vec<u8>) -> Result<(), CryptoError> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let start = out.len();
+        out.reserve(len + SEAL_OVERHEAD);
+        out.resize(start + NONCE_LEN, 0);
+        for p in parts {
+            out.extend_from_slice(p);
+        }
+        self.seal_in_place(purpose, out, start)
+    }
+
+    /// Seals `buf[start + NONCE_LEN..]` where it lies, appending the tag: `NONCE_LEN`
+    /// bytes of room for the nonce are at `start`. Lets a compressor write straight into
+    /// the buffer that holds the sealed blob.
+    pub fn seal_in_place(&self, purpose: &[u8], buf: &mut Vec<u8>, start: usize) -> Result<(), CryptoError> {
+        if buf.len() < start + NONCE_LEN {
+            return Err(CryptoError::TooShort(buf.len().saturating_sub(start)));
+        }
+        fill_random(&mut buf[start..start + NONCE_LEN])?;
+        self.encrypt_behind_nonce(purpose, buf, start);
+        Ok(())
     }
 
     /// Deterministic sealing for golden test vectors only; real callers use [`Key::seal`].
@@ -96,17 +105,17 @@ impl Key {
         let mut buf = Vec::with_capacity(plaintext.len() + SEAL_OVERHEAD);
         buf.extend_from_slice(nonce);
         buf.extend_from_slice(plaintext);
-        self.encrypt_behind_nonce(purpose, buf)
+        self.encrypt_behind_nonce(purpose, &mut buf, 0);
+        buf
     }
 
-    /// `buf` is `nonce || plaintext`; returns `nonce || ciphertext || tag`.
-    fn encrypt_behind_nonce(&self, purpose: &[u8], mut buf: Vec<u8>) -> Vec<u8> {
+    /// `buf[start..]` is `nonce || plaintext`; becomes `nonce || ciphertext || tag`.
+    fn encrypt_behind_nonce(&self, purpose: &[u8], buf: &mut Vec<u8>, start: usize) {
         let cipher = XChaCha20Poly1305::new(self.0.as_ref().into());
-        let (nonce, body) = buf.split_at_mut(NONCE_LEN);
+        let (nonce, body) = buf[start..].split_at_mut(NONCE_LEN);
         // Encryption cannot fail for in-memory buffers below 256 GiB.
         let tag = cipher.encrypt_in_place_detached(XNonce::from_slice(nonce), purpose, body).unwrap_or_default();
         buf.extend_from_slice(&tag);
-        buf
     }
 
     /// Opens what [`Key::seal`] produced for the same `purpose`.
@@ -207,8 +216,12 @@ impl MasterKey {
         self.encryption.seal_parts(purpose, parts)
     }
 
-    pub fn seal_in_place(&self, purpose: &[u8], buf: Vec<u8>) -> Result<Vec<u8>, CryptoError> {
-        self.encryption.seal_in_place(purpose, buf)
+    pub fn seal_parts_append(&self, purpose: &[u8], parts: &[&[u8]], out: &mut Vec<u8>) -> Result<(), CryptoError> {
+        self.encryption.seal_parts_append(purpose, parts, out)
+    }
+
+    pub fn seal_in_place(&self, purpose: &[u8], buf: &mut Vec<u8>, start: usize) -> Result<(), CryptoError> {
+        self.encryption.seal_in_place(purpose, buf, start)
     }
 
     pub fn open(&self, purpose: &[u8], sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {

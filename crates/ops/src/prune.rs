@@ -221,7 +221,7 @@ impl PrunePlan {
                 let sealed = data[e.offset as usize..(e.offset + e.length) as usize].to_vec();
                 // Authenticate before copying, so repacking never spreads damage.
                 repo.open_blob(&name, e, &sealed)?;
-                repo.save_sealed_blob(*e, sealed)?;
+                repo.save_sealed_blob(*e, &sealed)?;
             }
             progress.file_done(data.len() as u64);
         }

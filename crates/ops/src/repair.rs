@@ -68,7 +68,7 @@ pub fn repair_index(repo: &Repository) -> Result<RepairIndexSummary, OpsError> {
             let sealed = data.get(e.offset as usize..(e.offset as usize + e.length as usize));
             match sealed.map(|b| (b, repo.open_blob(&obj.name, &e, b))) {
                 Some((b, Ok(_))) => {
-                    repo.save_sealed_blob(e, b.to_vec())?;
+                    repo.save_sealed_blob(e, b)?;
                     s.blobs_salvaged += 1;
                 }
                 _ => s.blobs_lost += 1,

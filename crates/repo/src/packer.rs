@@ -4,6 +4,18 @@
 //! the sequence of blob sizes in a pack would fingerprint a known file even through
 //! encryption. The whole pack is kept in memory until it is full (16 MiB by default),
 //! which bounds memory and lets the backend write it in one atomic call.
+//!
+//! Memory: a thread adding a blob takes a packer of its own out of a [`PackerPool`],
+//! so it compresses and seals the blob straight into the pack's buffer (no lock held
+//! meanwhile, no buffer per blob, no copy), and writes the pack itself when it is full
+//! while the other threads fill packers of their own. So there are as many packs in
+//! memory as threads storing blobs, each at most the target size, whatever the amount
+//! of data. (A buffer per blob, 0.5 to 8 MiB and freed a pack at a time, fragmented the
+//! allocator's heap: resident memory grew with the data backed up.) Buffers of written
+//! packs go back to a [`PackBuffers`] pool for the next pack.
+
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
 
 use rand::seq::SliceRandom;
 
@@ -13,45 +25,185 @@ use cairn_format::{encode_header, BlobType, PackEntry, PackId};
 use crate::layout::PACK_HEADER_PURPOSE;
 use crate::RepoError;
 
+fn unpoison<T>(p: std::sync::PoisonError<T>) -> T {
+    p.into_inner()
+}
+
+/// Buffers of packs that have been written, kept for the next packs. Holds at most
+/// [`PackBuffers::KEEP`]: more than the threads filling packs only while uploads to a
+/// remote backend hold finished packs.
+#[derive(Default)]
+pub(crate) struct PackBuffers(Mutex<Vec<Vec<u8>>>);
+
+impl PackBuffers {
+    const KEEP: usize = 4;
+
+    fn take(&self, capacity: usize) -> Vec<u8> {
+        let spare = self.0.lock().unwrap_or_else(unpoison).pop();
+        let mut buf = spare.unwrap_or_default();
+        buf.reserve_exact(capacity);
+        buf
+    }
+
+    fn give_back(&self, mut buf: Vec<u8>) {
+        buf.clear();
+        let mut spare = self.0.lock().unwrap_or_else(unpoison);
+        if spare.len() < Self::KEEP && buf.capacity() > 0 {
+            spare.push(buf);
+        }
+    }
+}
+
+/// The packers of one blob type that no thread is using.
+pub(crate) struct PackerPool {
+    blob_type: BlobType,
+    /// Pack size to aim for.
+    target: usize,
+    /// Whether pack buffers are made at the target size up front and reused: for data
+    /// packs, which fill. Tree packs are small and rare, so theirs grow as needed
+    /// (a pooled buffer would stay resident at full size for the whole command).
+    buffers: Option<Arc<PackBuffers>>,
+    idle: Mutex<Vec<Packer>>,
+}
+
+impl PackerPool {
+    pub(crate) fn new(blob_type: BlobType, target: usize, reuse_buffers: bool) -> PackerPool {
+        let buffers = reuse_buffers.then(|| Arc::new(PackBuffers::default()));
+        PackerPool { blob_type, target, buffers, idle: Mutex::new(Vec::new()) }
+    }
+
+    pub(crate) fn target(&self) -> usize {
+        self.target
+    }
+
+    /// A packer for this thread alone, given back when the guard drops.
+    pub(crate) fn take(&self) -> TakenPacker<'_> {
+        let idle = self.idle.lock().unwrap_or_else(unpoison).pop();
+        let packer = idle.unwrap_or_else(|| Packer {
+            blob_type: self.blob_type,
+            data: Vec::new(),
+            blobs: Vec::new(),
+            capacity: if self.buffers.is_some() { self.target } else { 0 },
+            buffers: self.buffers.clone(),
+        });
+        TakenPacker { pool: self, packer: Some(packer) }
+    }
+
+    /// Every idle packer that holds blobs, emptied out of the pool (to be finished).
+    pub(crate) fn take_unfinished(&self) -> Vec<Packer> {
+        let mut idle = self.idle.lock().unwrap_or_else(unpoison);
+        let (full, empty): (Vec<Packer>, Vec<Packer>) = std::mem::take(&mut *idle).into_iter().partition(|p| !p.is_empty());
+        *idle = empty;
+        full
+    }
+}
+
+/// A packer taken out of its [`PackerPool`] by one thread.
+pub(crate) struct TakenPacker<'a> {
+    pool: &'a PackerPool,
+    packer: Option<Packer>,
+}
+
+impl std::ops::Deref for TakenPacker<'_> {
+    type Target = Packer;
+    fn deref(&self) -> &Packer {
+        self.packer.as_ref().expect("a taken packer is present until dropped")
+    }
+}
+
+impl std::ops::DerefMut for TakenPacker<'_> {
+    fn deref_mut(&mut self) -> &mut Packer {
+        self.packer.as_mut().expect("a taken packer is present until dropped")
+    }
+}
+
+impl Drop for TakenPacker<'_> {
+    fn drop(&mut self) {
+        if let Some(p) = self.packer.take() {
+            self.pool.idle.lock().unwrap_or_else(unpoison).push(p);
+        }
+    }
+}
+
 pub struct Packer {
     blob_type: BlobType,
-    blobs: Vec<(PackEntry, Vec<u8>)>,
-    bytes: usize,
+    /// Sealed blobs in the order they came.
+    data: Vec<u8>,
+    blobs: Vec<(PackEntry, Range<usize>)>,
+    /// Room a new pack's buffer is made with (0: it grows as blobs come).
+    capacity: usize,
+    buffers: Option<Arc<PackBuffers>>,
 }
 
 /// A finished pack, ready to store: its blobs in pack order, then the sealed header
 /// and its length. Kept in pieces so that no second copy of the pack is made in memory
-/// ([`cairn_backend::Backend::write_parts`]).
+/// ([`cairn_backend::Backend::write_parts`]). Its buffer goes back to the pool when it
+/// is dropped, written or not.
 pub struct FinishedPack {
     pub id: PackId,
-    pub parts: Vec<Vec<u8>>,
+    data: Vec<u8>,
+    /// Ranges of `data` in pack order.
+    order: Vec<Range<usize>>,
+    tail: Vec<u8>,
     pub size: u64,
     pub entries: Vec<PackEntry>,
+    buffers: Option<Arc<PackBuffers>>,
 }
 
 impl FinishedPack {
     pub fn slices(&self) -> Vec<&[u8]> {
-        self.parts.iter().map(Vec::as_slice).collect()
+        self.order.iter().map(|r| &self.data[r.clone()]).chain([&self.tail[..]]).collect()
+    }
+}
+
+impl Drop for FinishedPack {
+    fn drop(&mut self) {
+        if let Some(pool) = &self.buffers {
+            pool.give_back(std::mem::take(&mut self.data));
+        }
     }
 }
 
 impl Packer {
-    pub fn new(blob_type: BlobType) -> Packer {
-        Packer { blob_type, blobs: Vec::new(), bytes: 0 }
-    }
-
     pub fn blob_type(&self) -> BlobType {
         self.blob_type
     }
 
-    /// `entry.offset` is ignored; it is assigned when the pack is finished.
-    pub fn add(&mut self, entry: PackEntry, sealed: Vec<u8>) {
-        self.bytes += sealed.len();
-        self.blobs.push((entry, sealed));
+    /// Adds a blob that `write` appends to the pack's buffer, returning whether it
+    /// is compressed (`entry.compressed` is set from it; `entry.offset` and
+    /// `entry.length` are assigned when the pack is finished). If `write` fails, the
+    /// pack is left as it was. Returns the blob's stored length.
+    pub fn add_with<E>(&mut self, mut entry: PackEntry, write: impl FnOnce(&mut Vec<u8>) -> Result<bool, E>) -> Result<usize, E> {
+        if self.data.capacity() == 0 {
+            if let Some(pool) = &self.buffers {
+                self.data = pool.take(self.capacity);
+            }
+        }
+        let start = self.data.len();
+        match write(&mut self.data) {
+            Ok(compressed) => {
+                entry.compressed = compressed;
+                self.blobs.push((entry, start..self.data.len()));
+                Ok(self.data.len() - start)
+            }
+            Err(e) => {
+                self.data.truncate(start);
+                Err(e)
+            }
+        }
+    }
+
+    /// Adds an already sealed blob as it is.
+    pub fn add(&mut self, entry: PackEntry, sealed: &[u8]) {
+        let compressed = entry.compressed;
+        let _ = self.add_with(entry, |buf| {
+            buf.extend_from_slice(sealed);
+            Ok::<_, std::convert::Infallible>(compressed)
+        });
     }
 
     pub fn size(&self) -> usize {
-        self.bytes
+        self.data.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -60,28 +212,32 @@ impl Packer {
 
     /// Takes the collected blobs and lays out the pack; the packer is empty afterwards.
     pub fn finish(&mut self, key: &MasterKey) -> Result<FinishedPack, RepoError> {
+        let data = std::mem::take(&mut self.data);
         let mut blobs = std::mem::take(&mut self.blobs);
-        self.bytes = 0;
+        let buffers = self.buffers.clone();
+        if data.len() > u32::MAX as usize {
+            return Err(RepoError::Invalid("pack larger than 4 GiB".into()));
+        }
         blobs.shuffle(&mut rand::thread_rng());
         let mut offset = 0usize;
         let mut entries = Vec::with_capacity(blobs.len());
-        let mut parts = Vec::with_capacity(blobs.len() + 1);
-        for (mut e, b) in blobs {
-            e.offset = u32::try_from(offset).map_err(|_| RepoError::Invalid("pack larger than 4 GiB".into()))?;
-            e.length = b.len() as u32;
-            offset += b.len();
+        let mut order = Vec::with_capacity(blobs.len());
+        for (mut e, r) in blobs {
+            e.offset = offset as u32;
+            e.length = r.len() as u32;
+            offset += r.len();
             entries.push(e);
-            parts.push(b);
+            order.push(r);
         }
-        let mut tail = key
-            .seal(PACK_HEADER_PURPOSE, &encode_header(&entries))
+        let mut pack = FinishedPack { id: PackId([0; 32]), data, order, tail: Vec::new(), size: 0, entries, buffers };
+        pack.tail = key
+            .seal(PACK_HEADER_PURPOSE, &encode_header(&pack.entries))
             .map_err(|e| RepoError::Invalid(e.to_string()))?;
-        let header_len = (tail.len() as u32).to_le_bytes();
-        tail.extend_from_slice(&header_len);
-        let size = (offset + tail.len()) as u64;
-        parts.push(tail);
-        let id = PackId(cairn_crypto::storage_hash_parts(parts.iter().map(Vec::as_slice)));
-        Ok(FinishedPack { id, parts, size, entries })
+        let header_len = (pack.tail.len() as u32).to_le_bytes();
+        pack.tail.extend_from_slice(&header_len);
+        pack.size = (offset + pack.tail.len()) as u64;
+        pack.id = PackId(cairn_crypto::storage_hash_parts(pack.slices()));
+        Ok(pack)
     }
 }
 

@@ -13,8 +13,8 @@ use cairn_format::{
 };
 
 use crate::layout::{id_from_name, pack_name, FileKind, CONFIG, CONFIG_PURPOSE, DATA_DIR};
-use crate::packer::{read_pack_header, FinishedPack};
-use crate::{keys, Index, IndexPart, KeyInfo, Packer, RepoError};
+use crate::packer::{read_pack_header, FinishedPack, PackerPool};
+use crate::{keys, Index, IndexPart, KeyInfo, RepoError};
 
 /// Settings chosen at `init`.
 #[derive(Clone, Debug)]
@@ -62,8 +62,6 @@ pub struct SnapshotRef {
 }
 
 struct Writer {
-    data: Packer,
-    tree: Packer,
     /// Blobs accepted this command but not yet in the index (still packing or uploading).
     in_flight: HashSet<BlobId>,
     /// Packs stored but not yet listed by any index file.
@@ -85,6 +83,8 @@ pub struct Repository {
     /// Concurrent pack uploads, if enabled; otherwise the thread that fills a pack writes it.
     uploader: Option<crate::uploader::Uploader>,
     writer: Mutex<Writer>,
+    data_packers: PackerPool,
+    tree_packers: PackerPool,
     stats: SaveStats,
 }
 
@@ -99,6 +99,7 @@ fn crypto(object: &str, e: cairn_crypto::CryptoError) -> RepoError {
 impl Repository {
     fn assemble(backend: Arc<dyn Backend>, key: MasterKey, key_id: KeyId, config: Config) -> Repository {
         let compression = config.compression.zstd_level();
+        let target = config.pack_size_mib as usize * 1024 * 1024;
         Repository {
             backend,
             key,
@@ -110,13 +111,9 @@ impl Repository {
             index_files: Mutex::new(Vec::new()),
             tree_cache: None,
             uploader: None,
-            writer: Mutex::new(Writer {
-                data: Packer::new(BlobType::Data),
-                tree: Packer::new(BlobType::Tree),
-                in_flight: HashSet::new(),
-                unindexed: Vec::new(),
-                last_index_save: Instant::now(),
-            }),
+            writer: Mutex::new(Writer { in_flight: HashSet::new(), unindexed: Vec::new(), last_index_save: Instant::now() }),
+            data_packers: PackerPool::new(BlobType::Data, target, true),
+            tree_packers: PackerPool::new(BlobType::Tree, target, false),
             stats: SaveStats::default(),
         }
     }
@@ -519,56 +516,79 @@ impl Repository {
     /// [`Repository::save_blob`] of the concatenation of `parts` (a chunk as it was read).
     pub fn save_blob_parts(&self, blob_type: BlobType, parts: &[&[u8]]) -> Result<(BlobId, bool), RepoError> {
         let id = BlobId(self.key.blob_id_parts(parts));
-        if self.has_blob(&id) {
-            return Ok((id, false));
-        }
-        let (compressed, sealed) = encode_blob(&self.key, blob_type, self.compression, parts)?;
         let len: usize = parts.iter().map(|p| p.len()).sum();
         let raw_length = u32::try_from(len).map_err(|_| RepoError::Invalid("blob larger than 4 GiB".into()))?;
-        let entry = PackEntry { blob_type, compressed, id, offset: 0, length: 0, raw_length };
-        let sealed_len = sealed.len() as u64;
-        if !self.pack_sealed(entry, sealed)? {
+        if !self.claim(&id, true) {
             return Ok((id, false));
         }
+        let entry = PackEntry { blob_type, compressed: false, id, offset: 0, length: 0, raw_length };
+        let stored = self.add_to_pack(entry, sealed_bound(len), |buf| encode_blob(&self.key, blob_type, self.compression, parts, buf))?;
         let counter = match blob_type {
             BlobType::Data => &self.stats.data_blobs,
             BlobType::Tree => &self.stats.tree_blobs,
         };
         counter.fetch_add(1, Ordering::Relaxed);
         self.stats.data_added.fetch_add(len as u64, Ordering::Relaxed);
-        self.stats.data_added_packed.fetch_add(sealed_len, Ordering::Relaxed);
+        self.stats.data_added_packed.fetch_add(stored as u64, Ordering::Relaxed);
         Ok((id, true))
     }
 
     /// Puts an already sealed blob into a new pack, as it is (no re-encryption): for
     /// prune's repacking and for repair. `entry.offset` and `entry.length` are ignored.
     /// Returns false if this command already stored the blob.
-    pub fn save_sealed_blob(&self, entry: PackEntry, sealed: Vec<u8>) -> Result<bool, RepoError> {
-        self.pack_sealed(entry, sealed)
+    pub fn save_sealed_blob(&self, entry: PackEntry, sealed: &[u8]) -> Result<bool, RepoError> {
+        if !self.claim(&entry.id, false) {
+            return Ok(false);
+        }
+        self.add_to_pack(entry, sealed.len(), |buf| {
+            buf.extend_from_slice(sealed);
+            Ok(entry.compressed)
+        })?;
+        Ok(true)
     }
 
-    fn pack_sealed(&self, entry: PackEntry, sealed: Vec<u8>) -> Result<bool, RepoError> {
-        let full = {
-            let mut w = self.writer.lock().unwrap_or_else(lock_poisoned);
-            if !w.in_flight.insert(entry.id) {
-                return Ok(false);
-            }
-            let target = self.config.pack_size_mib as usize * 1024 * 1024;
-            let packer = match entry.blob_type {
-                BlobType::Data => &mut w.data,
-                BlobType::Tree => &mut w.tree,
-            };
-            packer.add(entry, sealed);
-            if packer.size() >= target {
-                Some(packer.finish(&self.key)?)
-            } else {
-                None
-            }
-        };
-        if let Some(pack) = full {
-            self.store_pack(pack)?;
+    /// Makes this thread the one that stores blob `id`, unless it is stored already
+    /// (`in_index`: or listed in the index) or another thread is storing it. Claiming
+    /// before sealing means a chunk seen twice at once is sealed once.
+    fn claim(&self, id: &BlobId, in_index: bool) -> bool {
+        // The index lock is held across the claim (index, then writer, as in
+        // `index_stored`), so a blob cannot move from in flight to the index between
+        // the two checks.
+        let index = self.index();
+        if in_index && index.contains(id) {
+            return false;
         }
-        Ok(true)
+        self.writer.lock().unwrap_or_else(lock_poisoned).in_flight.insert(*id)
+    }
+
+    /// Seals a claimed blob into a packer of this thread's own (`write` appends at most
+    /// `bound` bytes), writing the pack first if the blob would take it past the target
+    /// and afterwards if the blob filled it. Returns the blob's stored length. On error
+    /// the claim is given up.
+    fn add_to_pack(&self, entry: PackEntry, bound: usize, write: impl FnOnce(&mut Vec<u8>) -> Result<bool, RepoError>) -> Result<usize, RepoError> {
+        let pool = match entry.blob_type {
+            BlobType::Data => &self.data_packers,
+            BlobType::Tree => &self.tree_packers,
+        };
+        let id = entry.id;
+        let mut packer = pool.take();
+        let add = || -> Result<usize, RepoError> {
+            if !packer.is_empty() && packer.size() + bound > pool.target() {
+                let full = packer.finish(&self.key)?;
+                self.store_pack(full)?;
+            }
+            let stored = packer.add_with(entry, write)?;
+            if packer.size() >= pool.target() {
+                let full = packer.finish(&self.key)?;
+                self.store_pack(full)?;
+            }
+            Ok(stored)
+        };
+        let added = add();
+        if added.is_err() {
+            self.writer.lock().unwrap_or_else(lock_poisoned).in_flight.remove(&id);
+        }
+        added
     }
 
     /// Packs stored by this command that no index file lists yet; the caller takes
@@ -578,7 +598,7 @@ impl Repository {
         std::mem::take(&mut self.writer.lock().unwrap_or_else(lock_poisoned).unindexed)
     }
 
-    fn store_pack(&self, pack: FinishedPack) -> Result<(), RepoError> {
+    fn store_pack(&self, mut pack: FinishedPack) -> Result<(), RepoError> {
         if self.dry_run {
             return Ok(());
         }
@@ -586,8 +606,15 @@ impl Repository {
             up.submit(pack)?;
             return self.index_uploaded();
         }
-        self.backend.write_parts(&pack_name(&pack.id), &pack.slices(), &WriteOptions::default())?;
-        self.index_stored(vec![(pack.id, pack.size, pack.entries)]);
+        if let Err(e) = self.backend.write_parts(&pack_name(&pack.id), &pack.slices(), &WriteOptions::default()) {
+            // Its blobs are not stored: nothing may take them for stored from now on.
+            let mut w = self.writer.lock().unwrap_or_else(lock_poisoned);
+            for b in &pack.entries {
+                w.in_flight.remove(&b.id);
+            }
+            return Err(e.into());
+        }
+        self.index_stored(vec![(pack.id, pack.size, std::mem::take(&mut pack.entries))]);
         Ok(())
     }
 
@@ -616,19 +643,12 @@ impl Repository {
 
     /// Writes out partly filled packs. Call before saving the final index.
     pub fn flush(&self) -> Result<(), RepoError> {
-        let packs: Vec<FinishedPack> = {
-            let mut guard = self.writer.lock().unwrap_or_else(lock_poisoned);
-            let w = &mut *guard;
-            let mut v = Vec::new();
-            for p in [&mut w.data, &mut w.tree] {
-                if !p.is_empty() {
-                    v.push(p.finish(&self.key)?);
-                }
+        // Called with no blob being added, so every packer is idle in its pool.
+        for pool in [&self.data_packers, &self.tree_packers] {
+            for mut packer in pool.take_unfinished() {
+                let pack = packer.finish(&self.key)?;
+                self.store_pack(pack)?;
             }
-            v
-        };
-        for p in packs {
-            self.store_pack(p)?;
         }
         if let Some(up) = &self.uploader {
             up.wait_idle()?;
@@ -834,25 +854,30 @@ pub(crate) fn parallel_stream<T: Sync, R: Send>(
 }
 
 /// A blob as stored: compressed (zstd at `level`, where the probe says it pays and the
-/// result is smaller) and sealed. Returns whether it was compressed, and the sealed bytes.
-/// Compresses (where worth it) and seals a blob given as the pieces it was read in;
-/// returns whether it was compressed and the sealed bytes. The compressor writes
-/// straight into the buffer that is then encrypted in place, so a compressed blob costs
-/// one buffer and an incompressible one a single copy.
-pub fn encode_blob(key: &MasterKey, blob_type: BlobType, level: Option<i32>, parts: &[&[u8]]) -> Result<(bool, Vec<u8>), RepoError> {
+/// result is smaller) and sealed, appended to `out`; returns whether it was compressed.
+/// The compressor writes straight into `out`, which is then encrypted in place, so a
+/// compressed blob costs no copy and an incompressible one a single copy. `out` needs
+/// room for [`sealed_bound`] bytes more, or it grows.
+pub fn encode_blob(key: &MasterKey, blob_type: BlobType, level: Option<i32>, parts: &[&[u8]], out: &mut Vec<u8>) -> Result<bool, RepoError> {
     let purpose = blob_type.seal_purpose();
+    let start = out.len();
     if let Some(level) = level.filter(|_| worth_compressing(parts)) {
         let len: usize = parts.iter().map(|p| p.len()).sum();
-        let mut buf = Vec::with_capacity(NONCE_LEN + zstd::zstd_safe::compress_bound(len) + TAG_LEN);
-        buf.resize(NONCE_LEN, 0);
-        if compress_into(level, parts, &mut buf).is_ok() && buf.len() - NONCE_LEN < len {
-            // The buffer was sized for the worst case; the pack holds this blob until it
-            // is written, so give the unused room back (in place, no copy).
-            buf.shrink_to(buf.len() + TAG_LEN);
-            return Ok((true, key.seal_in_place(purpose, buf).map_err(|e| crypto("blob", e))?));
+        out.reserve(sealed_bound(len));
+        out.resize(start + NONCE_LEN, 0);
+        if compress_into(level, parts, out).is_ok() && out.len() - start - NONCE_LEN < len {
+            key.seal_in_place(purpose, out, start).map_err(|e| crypto("blob", e))?;
+            return Ok(true);
         }
+        out.truncate(start);
     }
-    Ok((false, key.seal_parts(purpose, parts).map_err(|e| crypto("blob", e))?))
+    key.seal_parts_append(purpose, parts, out).map_err(|e| crypto("blob", e))?;
+    Ok(false)
+}
+
+/// The most bytes [`encode_blob`] appends for `len` bytes of plaintext.
+pub fn sealed_bound(len: usize) -> usize {
+    NONCE_LEN + zstd::zstd_safe::compress_bound(len).max(len) + TAG_LEN
 }
 
 thread_local! {
@@ -974,16 +999,25 @@ mod probe_tests {
     }
 
     /// A blob sealed from pieces opens to the pieces' concatenation, however it was split,
-    /// compressed or not, and compresses as well as in one piece.
+    /// compressed or not, and compresses as well as in one piece. Every blob is appended
+    /// to one buffer, as in a pack, so the blobs before it must not leak into it.
     #[test]
     fn blobs_encode_from_pieces() {
         let key = cairn_crypto::MasterKey::generate().unwrap();
         let text = b"2026-11-22 INFO request GET /index.html 200 1234us\n".repeat(30_000);
         let mut x = 7u64;
         let random: Vec<u8> = (0..1_500_000).map(|_| { x ^= x << 13; x ^= x >> 7; x ^= x << 17; x as u8 }).collect();
-        let whole = |data: &[u8]| super::encode_blob(&key, cairn_format::BlobType::Data, Some(3), &[data]).unwrap();
+        let mut out = Vec::new();
+        let mut encode = |parts: &[&[u8]]| {
+            // Appended behind what is there, as in a pack.
+            let start = out.len();
+            let compressed = super::encode_blob(&key, cairn_format::BlobType::Data, Some(3), parts, &mut out).unwrap();
+            assert!(out.len() - start <= super::sealed_bound(parts.iter().map(|p| p.len()).sum()));
+            (compressed, out[start..].to_vec())
+        };
+        let whole = |data: &[u8], encode: &mut dyn FnMut(&[&[u8]]) -> (bool, Vec<u8>)| encode(&[data]);
         for data in [&text[..], &random[..], &text[..10], &[][..]] {
-            let (one_compressed, one) = whole(data);
+            let (one_compressed, one) = whole(data, &mut encode);
             for cuts in [vec![], vec![1], vec![data.len() / 3, data.len() / 2], vec![data.len().saturating_sub(1)]] {
                 let mut parts = Vec::new();
                 let mut at = 0;
@@ -992,7 +1026,7 @@ mod probe_tests {
                     parts.push(&data[at..c]);
                     at = c;
                 }
-                let (compressed, sealed) = super::encode_blob(&key, cairn_format::BlobType::Data, Some(3), &parts).unwrap();
+                let (compressed, sealed) = encode(&parts);
                 assert_eq!(compressed, one_compressed);
                 assert!(sealed.len() <= one.len() + 64, "pieces compress as well as the whole");
                 let plain = key.open(cairn_format::BlobType::Data.seal_purpose(), &sealed).unwrap();
@@ -1000,6 +1034,6 @@ mod probe_tests {
                 assert_eq!(plain, data);
             }
         }
-        assert!(whole(&text).0 && !whole(&random).0);
+        assert!(whole(&text, &mut encode).0 && !whole(&random, &mut encode).0);
     }
 }

@@ -48,9 +48,12 @@ impl Uploader {
                 let (rx, shared, backend) = (Arc::clone(&rx), Arc::clone(&shared), Arc::clone(&backend));
                 std::thread::spawn(move || loop {
                     let next = rx.lock().unwrap_or_else(unpoison).recv();
-                    let Ok(pack) = next else { return };
+                    let Ok(mut pack) = next else { return };
                     match backend.write_parts(&pack_name(&pack.id), &pack.slices(), &WriteOptions::default()) {
-                        Ok(()) => shared.done.lock().unwrap_or_else(unpoison).push((pack.id, pack.size, pack.entries)),
+                        Ok(()) => {
+                            let entries = std::mem::take(&mut pack.entries);
+                            shared.done.lock().unwrap_or_else(unpoison).push((pack.id, pack.size, entries));
+                        }
                         Err(e) => {
                             shared.error.lock().unwrap_or_else(unpoison).get_or_insert(e.into());
                         }
