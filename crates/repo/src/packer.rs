@@ -76,9 +76,16 @@ impl PackerPool {
         self.target
     }
 
-    /// A packer for this thread alone, given back when the guard drops.
+    /// A packer for this thread alone, given back when the guard drops: the fullest
+    /// idle one, so that a packer made while all were busy fills only while they are
+    /// (when threads rarely store at the same moment, as with small files, one pack
+    /// fills and the others stay small).
     pub(crate) fn take(&self) -> TakenPacker<'_> {
-        let idle = self.idle.lock().unwrap_or_else(unpoison).pop();
+        let idle = {
+            let mut idle = self.idle.lock().unwrap_or_else(unpoison);
+            let fullest = idle.iter().enumerate().max_by_key(|(_, p)| p.size()).map(|(i, _)| i);
+            fullest.map(|i| idle.swap_remove(i))
+        };
         let packer = idle.unwrap_or_else(|| Packer {
             blob_type: self.blob_type,
             data: Vec::new(),
