@@ -676,24 +676,33 @@ impl Repository {
             }
         }
         let sealed = self.backend.read_range(&name, u64::from(e.offset), u64::from(e.length))?;
-        let plain = self.open_blob(&name, &e, &sealed)?;
         if let Some(path) = &cached {
+            let plain = self.open_blob(&name, &e, &sealed)?;
             let _ = cairn_backend::write_private(path, &sealed);
+            return Ok(plain);
         }
-        Ok(plain)
+        self.open_blob_owned(&name, &e, sealed)
     }
 
     /// Decrypts, decompresses and verifies one blob's stored bytes.
     pub fn open_blob(&self, pack: &str, e: &PackEntry, sealed: &[u8]) -> Result<Vec<u8>, RepoError> {
+        self.open_blob_owned(pack, e, sealed.to_vec())
+    }
+
+    /// [`Repository::open_blob`] of a buffer it may decrypt in place: a restore then
+    /// costs one buffer per blob read (two if compressed), not a copy per step.
+    pub fn open_blob_owned(&self, pack: &str, e: &PackEntry, mut sealed: Vec<u8>) -> Result<Vec<u8>, RepoError> {
         let what = || format!("blob {} in {pack}", e.id.short());
-        let plain = self.key.open(e.blob_type.seal_purpose(), sealed).map_err(|err| RepoError::corrupt(what(), err))?;
+        let plain = self.key.open_in_place(e.blob_type.seal_purpose(), &mut sealed).map_err(|err| RepoError::corrupt(what(), err))?;
         let data = if e.compressed {
             // One-shot into a buffer of exactly the authenticated length: no zeroing of
             // the output (the streaming reader's read_to_end cleared every byte first,
             // 5% of a restore), and a blob that would decompress larger is an error.
-            decompress(&plain, e.raw_length as usize).map_err(|err| RepoError::corrupt(what(), err))?
+            decompress(&sealed[plain], e.raw_length as usize).map_err(|err| RepoError::corrupt(what(), err))?
         } else {
-            plain
+            sealed.truncate(plain.end);
+            sealed.drain(..plain.start);
+            sealed
         };
         if data.len() != e.raw_length as usize {
             return Err(RepoError::corrupt(what(), "length differs from index"));
