@@ -50,6 +50,7 @@ fn stages(c: &mut Criterion) {
                     let cairn_chunker::Chunk::Data(pieces) = chunk.unwrap() else { continue };
                     let parts = pieces.slices();
                     let _id = key.blob_id_parts(&parts);
+                    out.clear();
                     cairn_repo::encode_blob(&key, cairn_format::BlobType::Data, Some(3), &parts, &mut out).unwrap();
                     stored += out.len();
                 }

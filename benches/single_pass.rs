@@ -52,6 +52,7 @@ fn main() {
         thread_local!(static OUT: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) });
         OUT.with(|out| {
             let mut out = out.borrow_mut();
+            out.clear();
             cairn_repo::encode_blob(&key, cairn_format::BlobType::Data, Some(3), parts, &mut out).expect("seal");
             out.len() as u64
         })

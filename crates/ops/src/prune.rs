@@ -218,10 +218,10 @@ impl PrunePlan {
             }
             read_pack_header(repo.key(), &name, &data)?;
             for e in &self.uses[pack].used {
-                let sealed = data[e.offset as usize..(e.offset + e.length) as usize].to_vec();
+                let sealed = &data[e.offset as usize..(e.offset + e.length) as usize];
                 // Authenticate before copying, so repacking never spreads damage.
-                repo.open_blob(&name, e, &sealed)?;
-                repo.save_sealed_blob(*e, &sealed)?;
+                repo.open_blob(&name, e, sealed)?;
+                repo.save_sealed_blob(*e, sealed)?;
             }
             progress.file_done(data.len() as u64);
         }

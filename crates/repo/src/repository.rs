@@ -890,8 +890,10 @@ pub fn sealed_bound(len: usize) -> usize {
 }
 
 /// Blobs below this size are compressed with their size pledged to zstd, larger ones
-/// without ([`compress_into`]).
-const SMALL_BLOB: usize = 256 * 1024;
+/// without ([`compress_into`]): the chunker's default minimum, so every chunk cut out
+/// of a large file takes the unpledged context, and only small files, the ends of
+/// large ones and trees the pledged one.
+const SMALL_BLOB: usize = 512 * 1024;
 
 thread_local! {
     /// One zstd context per thread, reused for every blob: a fresh context per blob was
@@ -900,7 +902,7 @@ thread_local! {
     /// blobs of another size class come, and those reallocations of a few MiB each
     /// fragmented the heap until a backup's resident memory grew with the data backed up
     /// (mixed, first backup: 76 MiB at 2 GiB, 88 MiB at 8 GiB; unpledged, 80 at both).
-    /// Above the chunker's minimum size the ratio is the same either way.
+    /// At these sizes the ratio is the same either way.
     static ZSTD: std::cell::RefCell<zstd::zstd_safe::CCtx<'static>> = std::cell::RefCell::new(zstd::zstd_safe::CCtx::create());
     /// For small blobs (small files, trees), whose pledged size lets zstd use small
     /// tables: a level-3 workspace for each of 50,000 4 KiB files would be wasted.
