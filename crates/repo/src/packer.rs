@@ -64,12 +64,14 @@ pub(crate) struct PackerPool {
     /// (a pooled buffer would stay resident at full size for the whole command).
     buffers: Option<Arc<PackBuffers>>,
     idle: Mutex<Vec<Packer>>,
+    /// Packers taken by threads now.
+    taken: std::sync::atomic::AtomicUsize,
 }
 
 impl PackerPool {
     pub(crate) fn new(blob_type: BlobType, target: usize, reuse_buffers: bool) -> PackerPool {
         let buffers = reuse_buffers.then(|| Arc::new(PackBuffers::default()));
-        PackerPool { blob_type, target, buffers, idle: Mutex::new(Vec::new()) }
+        PackerPool { blob_type, target, buffers, idle: Mutex::new(Vec::new()), taken: Default::default() }
     }
 
     pub(crate) fn target(&self) -> usize {
@@ -83,6 +85,8 @@ impl PackerPool {
     pub(crate) fn take(&self) -> TakenPacker<'_> {
         let idle = {
             let mut idle = self.idle.lock().unwrap_or_else(unpoison);
+            // Counted under the lock, so `take_unfinished` never misses a packer.
+            self.taken.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let fullest = idle.iter().enumerate().max_by_key(|(_, p)| p.size()).map(|(i, _)| i);
             fullest.map(|i| idle.swap_remove(i))
         };
@@ -96,12 +100,17 @@ impl PackerPool {
         TakenPacker { pool: self, packer: Some(packer) }
     }
 
-    /// Every idle packer that holds blobs, emptied out of the pool (to be finished).
-    pub(crate) fn take_unfinished(&self) -> Vec<Packer> {
+    /// Every packer that holds blobs, emptied out of the pool (to be finished). Fails
+    /// while a thread is adding a blob: its packer would be missed, and an index or
+    /// snapshot written next could name blobs not yet stored.
+    pub(crate) fn take_unfinished(&self) -> Result<Vec<Packer>, RepoError> {
         let mut idle = self.idle.lock().unwrap_or_else(unpoison);
+        if self.taken.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+            return Err(RepoError::Invalid("internal error: packs flushed while blobs are being added".into()));
+        }
         let (full, empty): (Vec<Packer>, Vec<Packer>) = std::mem::take(&mut *idle).into_iter().partition(|p| !p.is_empty());
         *idle = empty;
-        full
+        Ok(full)
     }
 }
 
@@ -126,9 +135,11 @@ impl std::ops::DerefMut for TakenPacker<'_> {
 
 impl Drop for TakenPacker<'_> {
     fn drop(&mut self) {
+        let mut idle = self.pool.idle.lock().unwrap_or_else(unpoison);
         if let Some(p) = self.packer.take() {
-            self.pool.idle.lock().unwrap_or_else(unpoison).push(p);
+            idle.push(p);
         }
+        self.pool.taken.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -261,4 +272,45 @@ pub fn read_pack_header(key: &MasterKey, name: &str, data: &[u8]) -> Result<Vec<
     let start = n - 4 - hlen;
     let plain = key.open(PACK_HEADER_PURPOSE, &data[start..n - 4]).map_err(|e| RepoError::corrupt(name, e))?;
     cairn_format::decode_header(&plain, start as u64).map_err(|e| RepoError::format(name, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(i: u8) -> PackEntry {
+        PackEntry { blob_type: BlobType::Data, compressed: false, id: cairn_format::BlobId([i; 32]), offset: 0, length: 0, raw_length: 1 }
+    }
+
+    /// A failed write leaves the pack as it was; the finished pack lists every blob at
+    /// the offset its bytes lie at; a flush while a packer is taken is refused.
+    #[test]
+    fn packs_lay_out_their_blobs_and_failed_writes_leave_no_trace() {
+        let key = MasterKey::generate().unwrap();
+        let pool = PackerPool::new(BlobType::Data, 1 << 20, true);
+        {
+            let mut p = pool.take();
+            p.add(entry(1), b"first blob");
+            let failed = p.add_with(entry(2), |buf| {
+                buf.extend_from_slice(b"half written");
+                Err::<bool, &str>("sealing failed")
+            });
+            assert_eq!(failed, Err("sealing failed"));
+            assert_eq!(p.size(), 10);
+            p.add(entry(3), b"third");
+            assert!(pool.take_unfinished().is_err(), "a taken packer must not be missed");
+        }
+        let mut unfinished = pool.take_unfinished().unwrap();
+        assert_eq!(unfinished.len(), 1);
+        let pack = unfinished[0].finish(&key).unwrap();
+        let bytes: Vec<u8> = pack.slices().concat();
+        assert_eq!(bytes.len() as u64, pack.size);
+        assert_eq!(pack.entries.len(), 2);
+        for e in &pack.entries {
+            let want: &[u8] = if e.id.0[0] == 1 { b"first blob" } else { b"third" };
+            assert_eq!(&bytes[e.offset as usize..(e.offset + e.length) as usize], want);
+        }
+        assert_eq!(read_pack_header(&key, "pack", &bytes).unwrap(), pack.entries);
+        assert!(pool.take_unfinished().unwrap().is_empty());
+    }
 }

@@ -645,7 +645,7 @@ impl Repository {
     pub fn flush(&self) -> Result<(), RepoError> {
         // Called with no blob being added, so every packer is idle in its pool.
         for pool in [&self.data_packers, &self.tree_packers] {
-            for mut packer in pool.take_unfinished() {
+            for mut packer in pool.take_unfinished()? {
                 let pack = packer.finish(&self.key)?;
                 self.store_pack(pack)?;
             }
