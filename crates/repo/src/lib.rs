@@ -29,3 +29,9 @@ pub use lock::{release_held_locks, LockGuard, LockKind};
 pub use packer::read_pack_header;
 pub use packer::Packer;
 pub use repository::{encode_blob, InitOptions, Repository, SaveStats, SnapshotRef};
+
+/// A lock whose holder panicked is taken as it is: every lock here guards state that
+/// is consistent between statements, and the panic itself is reported.
+pub(crate) fn unpoison<T>(p: std::sync::PoisonError<T>) -> T {
+    p.into_inner()
+}

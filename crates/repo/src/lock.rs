@@ -15,7 +15,7 @@ use cairn_backend::Backend;
 use cairn_format::Lock;
 
 use crate::layout::{id_from_name, FileKind};
-use crate::{sys, RepoError, Repository};
+use crate::{sys, unpoison, RepoError, Repository};
 
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(5 * 60);
 pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
@@ -33,9 +33,9 @@ static HELD: Mutex<Vec<Held>> = Mutex::new(Vec::new());
 /// Removes every lock file this process holds. For the CLI's signal handler: after an
 /// interrupt the repository is consistent, and it should not stay locked either.
 pub fn release_held_locks() {
-    let held = std::mem::take(&mut *HELD.lock().unwrap_or_else(|p| p.into_inner()));
+    let held = std::mem::take(&mut *HELD.lock().unwrap_or_else(unpoison));
     for (backend, name) in held {
-        let name = name.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let name = name.lock().unwrap_or_else(unpoison).clone();
         let _ = backend.remove(&name);
     }
 }
@@ -139,7 +139,7 @@ impl Repository {
             match rx.recv_timeout(REFRESH_INTERVAL) {
                 Err(RecvTimeoutError::Timeout) => match repo.write_lock(kind, &command) {
                     Ok(new) => {
-                        let mut c = cur.lock().unwrap_or_else(|p| p.into_inner());
+                        let mut c = cur.lock().unwrap_or_else(unpoison);
                         let old = std::mem::replace(&mut *c, new);
                         let _ = repo.backend().remove(&old);
                     }
@@ -148,7 +148,7 @@ impl Repository {
                 _ => return,
             }
         });
-        HELD.lock().unwrap_or_else(|p| p.into_inner()).push((Arc::clone(self.backend()), Arc::clone(&current)));
+        HELD.lock().unwrap_or_else(unpoison).push((Arc::clone(self.backend()), Arc::clone(&current)));
         Ok(LockGuard { current, stop: Some(tx), thread: Some(thread), repo: Arc::clone(self) })
     }
 
@@ -168,12 +168,12 @@ impl Repository {
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
-        HELD.lock().unwrap_or_else(|p| p.into_inner()).retain(|(_, c)| !Arc::ptr_eq(c, &self.current));
+        HELD.lock().unwrap_or_else(unpoison).retain(|(_, c)| !Arc::ptr_eq(c, &self.current));
         drop(self.stop.take());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        let name = self.current.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let name = self.current.lock().unwrap_or_else(unpoison).clone();
         if let Err(e) = self.repo.backend().remove(&name) {
             tracing::warn!("could not remove lock {name}: {e}");
         }

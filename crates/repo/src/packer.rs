@@ -23,31 +23,30 @@ use cairn_crypto::MasterKey;
 use cairn_format::{encode_header, BlobType, PackEntry, PackId};
 
 use crate::layout::PACK_HEADER_PURPOSE;
-use crate::RepoError;
+use crate::{unpoison, RepoError};
 
-fn unpoison<T>(p: std::sync::PoisonError<T>) -> T {
-    p.into_inner()
+/// Pack buffers made with room for a whole pack, and those of packs that have been
+/// written, kept for the next packs. Holds at most [`PackBuffers::KEEP`]: more than the
+/// threads filling packs only while uploads to a remote backend hold finished packs.
+pub(crate) struct PackBuffers {
+    /// Room a new buffer is made with: the target pack size.
+    capacity: usize,
+    spare: Mutex<Vec<Vec<u8>>>,
 }
-
-/// Buffers of packs that have been written, kept for the next packs. Holds at most
-/// [`PackBuffers::KEEP`]: more than the threads filling packs only while uploads to a
-/// remote backend hold finished packs.
-#[derive(Default)]
-pub(crate) struct PackBuffers(Mutex<Vec<Vec<u8>>>);
 
 impl PackBuffers {
     const KEEP: usize = 4;
 
-    fn take(&self, capacity: usize) -> Vec<u8> {
-        let spare = self.0.lock().unwrap_or_else(unpoison).pop();
+    fn take(&self) -> Vec<u8> {
+        let spare = self.spare.lock().unwrap_or_else(unpoison).pop();
         let mut buf = spare.unwrap_or_default();
-        buf.reserve_exact(capacity);
+        buf.reserve_exact(self.capacity);
         buf
     }
 
     fn give_back(&self, mut buf: Vec<u8>) {
         buf.clear();
-        let mut spare = self.0.lock().unwrap_or_else(unpoison);
+        let mut spare = self.spare.lock().unwrap_or_else(unpoison);
         if spare.len() < Self::KEEP && buf.capacity() > 0 {
             spare.push(buf);
         }
@@ -70,7 +69,7 @@ pub(crate) struct PackerPool {
 
 impl PackerPool {
     pub(crate) fn new(blob_type: BlobType, target: usize, reuse_buffers: bool) -> PackerPool {
-        let buffers = reuse_buffers.then(|| Arc::new(PackBuffers::default()));
+        let buffers = reuse_buffers.then(|| Arc::new(PackBuffers { capacity: target, spare: Mutex::new(Vec::new()) }));
         PackerPool { blob_type, target, buffers, idle: Mutex::new(Vec::new()), taken: Default::default() }
     }
 
@@ -94,7 +93,6 @@ impl PackerPool {
             blob_type: self.blob_type,
             data: Vec::new(),
             blobs: Vec::new(),
-            capacity: if self.buffers.is_some() { self.target } else { 0 },
             buffers: self.buffers.clone(),
         });
         TakenPacker { pool: self, packer: Some(packer) }
@@ -148,8 +146,7 @@ pub struct Packer {
     /// Sealed blobs in the order they came.
     data: Vec<u8>,
     blobs: Vec<(PackEntry, Range<usize>)>,
-    /// Room a new pack's buffer is made with (0: it grows as blobs come).
-    capacity: usize,
+    /// Where a new pack's buffer comes from (none: it grows as blobs come).
     buffers: Option<Arc<PackBuffers>>,
 }
 
@@ -194,7 +191,7 @@ impl Packer {
     pub fn add_with<E>(&mut self, mut entry: PackEntry, write: impl FnOnce(&mut Vec<u8>) -> Result<bool, E>) -> Result<usize, E> {
         if self.data.capacity() == 0 {
             if let Some(pool) = &self.buffers {
-                self.data = pool.take(self.capacity);
+                self.data = pool.take();
             }
         }
         let start = self.data.len();

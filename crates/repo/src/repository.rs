@@ -14,7 +14,7 @@ use cairn_format::{
 
 use crate::layout::{id_from_name, pack_name, FileKind, CONFIG, CONFIG_PURPOSE, DATA_DIR};
 use crate::packer::{read_pack_header, FinishedPack, PackerPool};
-use crate::{keys, Index, IndexPart, KeyInfo, RepoError};
+use crate::{keys, unpoison, Index, IndexPart, KeyInfo, RepoError};
 
 /// Settings chosen at `init`.
 #[derive(Clone, Debug)]
@@ -86,10 +86,6 @@ pub struct Repository {
     data_packers: PackerPool,
     tree_packers: PackerPool,
     stats: SaveStats,
-}
-
-fn lock_poisoned<T>(p: std::sync::PoisonError<T>) -> T {
-    p.into_inner()
 }
 
 fn crypto(object: &str, e: cairn_crypto::CryptoError) -> RepoError {
@@ -367,8 +363,8 @@ impl Repository {
             if late.is_empty() {
                 let mut files: Vec<IndexId> = load.read;
                 files.extend(skip);
-                *self.index.write().unwrap_or_else(lock_poisoned) = load.index;
-                *self.index_files.lock().unwrap_or_else(lock_poisoned) = files;
+                *self.index.write().unwrap_or_else(unpoison) = load.index;
+                *self.index_files.lock().unwrap_or_else(unpoison) = files;
                 return Ok(load.errors);
             }
             skip.extend(late);
@@ -418,18 +414,18 @@ impl Repository {
     /// Index files read by the last load (superseded ones included): what a new,
     /// complete index file written by prune or repair replaces.
     pub fn loaded_index_files(&self) -> Vec<IndexId> {
-        self.index_files.lock().unwrap_or_else(lock_poisoned).clone()
+        self.index_files.lock().unwrap_or_else(unpoison).clone()
     }
 
     pub fn index(&self) -> RwLockReadGuard<'_, Index> {
-        self.index.read().unwrap_or_else(lock_poisoned)
+        self.index.read().unwrap_or_else(unpoison)
     }
 
     /// Writes one index file listing every pack stored since the last one.
     pub fn save_index(&self) -> Result<Option<IndexId>, RepoError> {
         self.index_uploaded()?;
         let packs = {
-            let mut w = self.writer.lock().unwrap_or_else(lock_poisoned);
+            let mut w = self.writer.lock().unwrap_or_else(unpoison);
             w.last_index_save = Instant::now();
             std::mem::take(&mut w.unindexed)
         };
@@ -441,7 +437,7 @@ impl Repository {
             Ok(hex) => Ok(hex.parse().ok()),
             Err(e) => {
                 // Keep the packs for the next attempt rather than forgetting them.
-                self.writer.lock().unwrap_or_else(lock_poisoned).unindexed.extend(file.packs);
+                self.writer.lock().unwrap_or_else(unpoison).unindexed.extend(file.packs);
                 Err(e)
             }
         }
@@ -450,7 +446,7 @@ impl Repository {
     /// Saves an index file if `interval` has passed since the last one, so an interrupted
     /// long backup can resume without storing again what it already stored.
     pub fn checkpoint_index(&self, interval: Duration) -> Result<(), RepoError> {
-        let due = self.writer.lock().unwrap_or_else(lock_poisoned).last_index_save.elapsed() >= interval;
+        let due = self.writer.lock().unwrap_or_else(unpoison).last_index_save.elapsed() >= interval;
         if due {
             self.save_index()?;
         }
@@ -488,12 +484,12 @@ impl Repository {
                 }
             };
             let size = data.len() as u64;
-            let mut index = self.index.write().unwrap_or_else(lock_poisoned);
+            let mut index = self.index.write().unwrap_or_else(unpoison);
             for e in &entries {
                 index.add_recent(id, size, e);
             }
             drop(index);
-            self.writer.lock().unwrap_or_else(lock_poisoned).unindexed.push(IndexPack { id, size, blobs: entries });
+            self.writer.lock().unwrap_or_else(unpoison).unindexed.push(IndexPack { id, size, blobs: entries });
             adopted += 1;
         }
         if adopted > 0 {
@@ -504,7 +500,7 @@ impl Repository {
 
     /// Whether the blob is stored or being stored by this command.
     pub fn has_blob(&self, id: &BlobId) -> bool {
-        self.index().contains(id) || self.writer.lock().unwrap_or_else(lock_poisoned).in_flight.contains(id)
+        self.index().contains(id) || self.writer.lock().unwrap_or_else(unpoison).in_flight.contains(id)
     }
 
     /// Stores a blob unless it is already there; returns its id and whether it was new.
@@ -558,7 +554,7 @@ impl Repository {
         if in_index && index.contains(id) {
             return false;
         }
-        self.writer.lock().unwrap_or_else(lock_poisoned).in_flight.insert(*id)
+        self.writer.lock().unwrap_or_else(unpoison).in_flight.insert(*id)
     }
 
     /// Seals a claimed blob into a packer of this thread's own (`write` appends at most
@@ -574,19 +570,17 @@ impl Repository {
         let mut packer = pool.take();
         let add = || -> Result<usize, RepoError> {
             if !packer.is_empty() && packer.size() + bound > pool.target() {
-                let full = packer.finish(&self.key)?;
-                self.store_pack(full)?;
+                self.store_pack(packer.finish(&self.key)?)?;
             }
             let stored = packer.add_with(entry, write)?;
             if packer.size() >= pool.target() {
-                let full = packer.finish(&self.key)?;
-                self.store_pack(full)?;
+                self.store_pack(packer.finish(&self.key)?)?;
             }
             Ok(stored)
         };
         let added = add();
         if added.is_err() {
-            self.writer.lock().unwrap_or_else(lock_poisoned).in_flight.remove(&id);
+            self.writer.lock().unwrap_or_else(unpoison).in_flight.remove(&id);
         }
         added
     }
@@ -595,7 +589,7 @@ impl Repository {
     /// over writing them into an index (prune writes one complete index).
     pub fn take_unindexed(&self) -> Vec<IndexPack> {
         let _ = self.index_uploaded();
-        std::mem::take(&mut self.writer.lock().unwrap_or_else(lock_poisoned).unindexed)
+        std::mem::take(&mut self.writer.lock().unwrap_or_else(unpoison).unindexed)
     }
 
     fn store_pack(&self, mut pack: FinishedPack) -> Result<(), RepoError> {
@@ -608,7 +602,7 @@ impl Repository {
         }
         if let Err(e) = self.backend.write_parts(&pack_name(&pack.id), &pack.slices(), &WriteOptions::default()) {
             // Its blobs are not stored: nothing may take them for stored from now on.
-            let mut w = self.writer.lock().unwrap_or_else(lock_poisoned);
+            let mut w = self.writer.lock().unwrap_or_else(unpoison);
             for b in &pack.entries {
                 w.in_flight.remove(&b.id);
             }
@@ -630,8 +624,8 @@ impl Repository {
     }
 
     fn index_stored(&self, packs: Vec<crate::uploader::Done>) {
-        let mut index = self.index.write().unwrap_or_else(lock_poisoned);
-        let mut w = self.writer.lock().unwrap_or_else(lock_poisoned);
+        let mut index = self.index.write().unwrap_or_else(unpoison);
+        let mut w = self.writer.lock().unwrap_or_else(unpoison);
         for (id, size, entries) in packs {
             for e in &entries {
                 index.add_recent(id, size, e);
@@ -667,7 +661,7 @@ impl Repository {
         };
         if let Some(path) = &cached {
             if let Ok(sealed) = std::fs::read(path) {
-                match self.open_blob(&name, &e, &sealed) {
+                match self.open_blob_owned(&name, &e, sealed) {
                     Ok(b) => return Ok(b),
                     Err(_) => {
                         let _ = std::fs::remove_file(path);
@@ -792,16 +786,16 @@ impl Budget {
     /// Waits until `want` (at most the whole budget) is free, takes it and returns it.
     fn take(&self, want: u64) -> u64 {
         let want = want.min(self.total);
-        let mut free = self.free.lock().unwrap_or_else(lock_poisoned);
+        let mut free = self.free.lock().unwrap_or_else(unpoison);
         while *free < want {
-            free = self.returned.wait(free).unwrap_or_else(lock_poisoned);
+            free = self.returned.wait(free).unwrap_or_else(unpoison);
         }
         *free -= want;
         want
     }
 
     fn give(&self, n: u64) {
-        *self.free.lock().unwrap_or_else(lock_poisoned) += n;
+        *self.free.lock().unwrap_or_else(unpoison) += n;
         self.returned.notify_all();
     }
 }

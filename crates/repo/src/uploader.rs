@@ -15,7 +15,7 @@ use cairn_format::{PackEntry, PackId};
 
 use crate::layout::pack_name;
 use crate::packer::FinishedPack;
-use crate::RepoError;
+use crate::{unpoison, RepoError};
 
 pub(crate) type Done = (PackId, u64, Vec<PackEntry>);
 
@@ -31,10 +31,6 @@ pub(crate) struct Uploader {
     tx: Mutex<Option<SyncSender<FinishedPack>>>,
     shared: Arc<Shared>,
     threads: Mutex<Vec<JoinHandle<()>>>,
-}
-
-fn unpoison<T>(p: std::sync::PoisonError<T>) -> T {
-    p.into_inner()
 }
 
 impl Uploader {
