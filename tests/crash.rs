@@ -298,7 +298,7 @@ fn sigkill_during_ship() {
     };
     h.backup();
     // The first ship creates the copy; from then on it must be readable at every moment.
-    let out = b2(&h.env, &emu).arg("-r").arg(h.env.repo()).args(["ship", dest]).output().unwrap();
+    let out = b2(&h.env, &emu).arg("-r").arg(h.env.repo()).args(["ship", dest, "--create-bucket"]).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let n = points();
     while h.more(n) {

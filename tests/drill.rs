@@ -150,7 +150,7 @@ fn remote_hashes_compare_without_downloading() {
     let emu = Emulator::start(&env.path("emu"), &[]);
     env.ok(&["init", "--pack-size", "1"]);
     env.backup(&[&source(&env)], &[]);
-    let out = b2(&env, &emu).arg("-r").arg(env.repo()).args(["ship", "b2:hash-bucket/r"]).output().unwrap();
+    let out = b2(&env, &emu).arg("-r").arg(env.repo()).args(["ship", "b2:hash-bucket/r", "--create-bucket"]).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     emu.http("POST", "/emulator/stats/reset", &[], b"");
     let out = b2(&env, &emu).arg("-r").arg(env.repo()).args(["check", "--remote-hashes", "b2:hash-bucket/r", "--json"]).output().unwrap();
@@ -174,7 +174,7 @@ fn recovery_from_a_bare_machine_and_a_drill_of_the_offsite_copy() {
     env.ok(&["init", "--pack-size", "1"]);
     let src = source(&env);
     env.backup(&[&src], &[]);
-    let out = b2(&env, &emu).arg("-r").arg(env.repo()).args(["ship", "b2:bare-bucket/home"]).output().unwrap();
+    let out = b2(&env, &emu).arg("-r").arg(env.repo()).args(["ship", "b2:bare-bucket/home", "--create-bucket"]).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
 
     // The offsite copy drilled from the laptop: recorded in both repositories.

@@ -67,7 +67,7 @@ fn every_command_speaks_json() {
     has(&json_lines(&env, &["drill", "--files", "2"]).last().unwrap(), &["message_type", "ok", "files_checked", "bytes_checked", "snapshots", "failures"], "drill");
     has(&json_lines(&env, &["drill", "--history"])[0], &[], "drill --history");
     let offsite = env.path("offsite");
-    has(json_lines(&env, &["ship", offsite.to_str().unwrap()]).last().unwrap(), &["message_type", "files_uploaded", "bytes_uploaded", "files_deleted", "files_skipped", "transactions"], "ship");
+    has(json_lines(&env, &["ship", offsite.to_str().unwrap(), "--create-bucket"]).last().unwrap(), &["message_type", "files_uploaded", "bytes_uploaded", "files_deleted", "files_skipped", "transactions"], "ship");
     let mirror = env.path("mirror");
     has(json_lines(&env, &["sync", src.to_str().unwrap(), mirror.to_str().unwrap()]).last().unwrap(), &["message_type", "files_uploaded", "transactions"], "sync");
     let other = env.path("other");

@@ -352,6 +352,7 @@ fn profiles_run_the_daily_job_and_flags_win() {
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     env.init();
+    fs::create_dir_all(&offsite).unwrap();
     for _ in 0..3 {
         ok(&["backup"]);
         ok(&["forget"]);

@@ -39,7 +39,7 @@ fn ship_uploads_only_what_is_new_and_rclone_agrees() {
     let emu = Emulator::start(&env.path("emu"), &[]);
     let src = local_repo(&env);
     let dest = "b2:ship-bucket/offsite";
-    let first = ship(&env, &emu, dest, &["--verify"]);
+    let first = ship(&env, &emu, dest, &["--verify", "--create-bucket"]);
     assert!(first["files_uploaded"].as_u64().unwrap() > 5, "{first}");
     assert_eq!(first["verified"], true);
     // The offsite copy is a repository cairn can check and restore from.
@@ -96,7 +96,7 @@ fn ship_survives_faults_and_interruptions() {
     let emu = Emulator::start(&env.path("emu"), &["--fail-rate", "0.2", "--cut-rate", "0.1", "--token-ttl-secs", "1", "--latency-ms", "20"]);
     let src = local_repo(&env);
     let dest = "b2:fault-bucket/r";
-    ship(&env, &emu, dest, &["--verify"]);
+    ship(&env, &emu, dest, &["--verify", "--create-bucket"]);
     let check = || {
         let out = remote(&env, &emu, dest, &["check", "--read-data"]);
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -129,7 +129,7 @@ fn ship_dry_run_and_with_binary() {
     let plan = ship(&env, &emu, dest, &["--dry-run"]);
     assert!(plan["files_uploaded"].as_u64().unwrap() > 0);
     assert_eq!(emu.stats()["calls"].get("b2_upload_file"), None, "dry run uploads nothing");
-    ship(&env, &emu, dest, &["--with-binary"]);
+    ship(&env, &emu, dest, &["--with-binary", "--create-bucket"]);
     let token = emu.authorize(1)["authorizationToken"].as_str().unwrap().to_string();
     let (st, _, body) = emu.http("GET", "/file/dry-bucket/r/RECOVERY.txt", &[("Authorization", &token)], b"");
     assert_eq!(st, 200);
@@ -151,7 +151,7 @@ fn snapshots_reports_the_last_ship_and_drill() {
     assert!(last.contains("never shipped from this machine") && last.contains("no passing drill"), "{last}");
     let dest = env.path("offsite");
     let d = dest.to_str().unwrap();
-    env.ok(&["ship", d]);
+    env.ok(&["ship", d, "--create-bucket"]);
     let out = env.run(&["snapshots"]);
     let last = String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or_default().to_string();
     assert!(last.contains(&format!("last ship to {}", fs::canonicalize(&dest).unwrap().display())) && last.contains("ago"), "{last}");
@@ -166,4 +166,174 @@ fn snapshots_reports_the_last_ship_and_drill() {
     let last = String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or_default().to_string();
     assert!(last.contains("last passing drill"), "{last}");
     assert!(!stderr(&out).contains("no restore drill"), "{}", stderr(&out));
+}
+
+fn ship_out(env: &Env, emu: &Emulator, dest: &str, extra: &[&str]) -> std::process::Output {
+    let mut c = with_b2(env.cmd(), emu);
+    c.arg("-r").arg(env.repo()).args(["ship", dest]).args(extra).output().unwrap()
+}
+
+/// Issue 18.1: the USB drive died, a new repository was made, and the daily job ships
+/// it to the old offsite copy. Before, that deleted every file of the old copy (and
+/// skipped `config` because both were 223 bytes). Now nothing is touched.
+#[test]
+fn ship_refuses_a_destination_holding_another_repository() {
+    let env = Env::new();
+    let emu = Emulator::start(&env.path("emu"), &[]);
+    local_repo(&env);
+    let newer = Env::new();
+    local_repo(&newer);
+    let local_dest = env.path("offsite");
+    for dest in [local_dest.to_str().unwrap(), "b2:old-bucket/cairn"] {
+        ship(&env, &emu, dest, &["--create-bucket"]);
+        let before = if dest.starts_with('/') { snapshot_tree(&local_dest) } else { Default::default() };
+        let calls = |emu: &Emulator| emu.stats()["calls"].clone();
+        let calls_before = calls(&emu);
+        for extra in [&["--dry-run"][..], &[], &["--allow-deletes"], &["--allow-deletes", "--create-bucket"]] {
+            let out = ship_out(&newer, &emu, dest, extra);
+            assert_eq!(out.status.code(), Some(1), "{extra:?}: {}", stderr(&out));
+            let e = stderr(&out);
+            assert_eq!(e.trim().lines().count(), 1, "{e}");
+            assert!(e.contains("refusing to ship") && e.contains("another repository") && e.contains("nothing was written or deleted"), "{e}");
+        }
+        if dest.starts_with('/') {
+            assert_eq!(snapshot_tree(&local_dest), before, "the old copy is untouched");
+        } else {
+            let after = calls(&emu);
+            for call in ["b2_upload_file", "b2_delete_file_version", "b2_hide_file", "b2_get_upload_url"] {
+                assert_eq!(after.get(call), calls_before.get(call), "{call}: {after}");
+            }
+        }
+        // The old copy still opens, checks and lists its snapshot.
+        let out = remote(&env, &emu, dest, &["check", "--read-data"]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    }
+}
+
+/// Issue 18.2: deletions run the upload order backwards. Before, snapshots fell into
+/// the last group (a stale position in a list of strings) and packs went first. The
+/// order is read off the kernel: strace of the unlinks at a local destination.
+#[test]
+fn ship_deletes_snapshots_before_index_files_before_packs() {
+    let env = Env::new();
+    let src = local_repo(&env);
+    let dest = env.path("offsite");
+    env.ok(&["ship", dest.to_str().unwrap(), "--create-bucket"]);
+    for i in 0..3u64 {
+        fs::write(src.join(format!("d/f{i}")), pseudo_random(i + 700, 600_000)).unwrap();
+        env.backup(&[&src], &[]);
+    }
+    env.ok(&["ship", dest.to_str().unwrap()]);
+    env.ok(&["forget", "--keep-last", "1", "--prune", "--max-unused", "0%"]);
+    let trace = env.path("unlinks.trace");
+    let out = strace_cairn(&env, &["-f", "-qq", "-e", "trace=unlink,unlinkat", "-o", trace.to_str().unwrap()])
+        .arg("-r")
+        .arg(env.repo())
+        .args(["ship", dest.to_str().unwrap(), "--allow-deletes"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let root = format!("{}/", fs::canonicalize(&dest).unwrap().display());
+    let mut kinds = Vec::new();
+    for line in fs::read_to_string(&trace).unwrap().lines() {
+        let Some(at) = line.find(&root) else { continue };
+        let rel = &line[at + root.len()..];
+        for kind in ["snapshots/", "index/", "data/"] {
+            if rel.starts_with(kind) && !line.contains("= -1") {
+                kinds.push(kind);
+            }
+        }
+    }
+    for kind in ["snapshots/", "index/", "data/"] {
+        assert!(kinds.contains(&kind), "a {kind} deletion to order: {kinds:?}");
+    }
+    let last = |k: &str| kinds.iter().rposition(|x| *x == k).unwrap();
+    let first = |k: &str| kinds.iter().position(|x| *x == k).unwrap();
+    assert!(last("snapshots/") < first("index/") && last("index/") < first("data/"), "{kinds:?}");
+    let out = env.cmd().arg("-r").arg(&dest).args(["check", "--read-data"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+/// Issue 18.3: a destination that does not exist is a typo until the user says
+/// otherwise; nothing is created, and a dry run says so. `--limit-upload 0` is
+/// unlimited (it was zero bytes a second).
+#[test]
+fn ship_to_a_missing_bucket_or_directory_creates_nothing() {
+    let env = Env::new();
+    let emu = Emulator::start(&env.path("emu"), &[]);
+    local_repo(&env);
+    let out = ship_out(&env, &emu, "b2:nc-bakup/cairn", &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("does not exist") && stderr(&out).contains("--create-bucket"), "{}", stderr(&out));
+    assert_eq!(emu.stats()["calls"].get("b2_create_bucket"), None, "no bucket was made");
+    let out = ship_out(&env, &emu, "b2:nc-bakup/cairn", &["--dry-run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("does not exist"), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(emu.stats()["calls"].get("b2_create_bucket"), None, "no bucket was made");
+    let missing = env.path("usb-bakup/cairn");
+    let out = ship_out(&env, &emu, missing.to_str().unwrap(), &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(!env.path("usb-bakup").exists(), "no directory was made");
+    // Asked for, with both limits at 0: done, not stalled.
+    let mut c = with_b2(wrapping_cairn(&env, "timeout"), &emu);
+    c.args(["120", env!("CARGO_BIN_EXE_cairn"), "--limit-upload", "0", "--limit-download", "0", "-r"]).arg(env.repo());
+    let out = c.args(["ship", "b2:nc-bakup/cairn", "--create-bucket", "--verify"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+/// Issue 18.1: deletions the source cannot explain need `--allow-deletes`: a snapshot
+/// the repository never forgot, and more than a small share of the destination.
+#[test]
+fn ship_asks_before_large_or_unexplained_deletions() {
+    let env = Env::new();
+    let src = local_repo(&env);
+    let dest = env.path("offsite");
+    let d = dest.to_str().unwrap();
+    for i in 0..12u64 {
+        fs::write(src.join(format!("d/n{i}")), pseudo_random(i + 500, 50_000)).unwrap();
+        env.backup(&[&src], &[]);
+    }
+    env.ok(&["ship", d, "--create-bucket"]);
+    // A snapshot file gone from the source without a forget (damage, a stray rm).
+    let snap = fs::read_dir(env.repo().join("snapshots")).unwrap().next().unwrap().unwrap();
+    let name = snap.file_name().into_string().unwrap();
+    fs::remove_file(snap.path()).unwrap();
+    let out = env.run(&["ship", d]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("never forgot") && stderr(&out).contains("--allow-deletes"), "{}", stderr(&out));
+    assert!(dest.join("snapshots").join(&name).exists(), "kept at the destination");
+    let plan = env.ok(&["ship", d, "--dry-run"]);
+    assert!(plan.contains(&format!("delete snapshots/{name}")) && plan.contains("holds this repository"), "{plan}");
+    let done = json_last_line(&env.ok(&["ship", d, "--allow-deletes", "--json"]));
+    assert_eq!(done["files_deleted"], 1, "{done}");
+    assert_eq!(done["deletions"][0], format!("snapshots/{name}"));
+    assert!(!dest.join("snapshots").join(&name).exists());
+
+    // A forget of most snapshots and a prune: allowed snapshot by snapshot (forgotten
+    // on purpose), but more than 10% of the files at once needs the flag.
+    env.ok(&["forget", "--keep-last", "1", "--prune", "--max-unused", "0%"]);
+    let before = snapshot_tree(&dest);
+    let out = env.run(&["ship", d]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("more than 10%"), "{}", stderr(&out));
+    assert_eq!(snapshot_tree(&dest), before, "nothing written or deleted");
+    env.ok(&["ship", d, "--allow-deletes"]);
+    let out = env.cmd().arg("-r").arg(&dest).args(["check", "--read-data"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+/// Issue 18.3: a destination no longer used can be dropped from `snapshots`' last-ship line.
+#[test]
+fn ship_forget_destination_drops_the_last_ship_line() {
+    let env = Env::new();
+    local_repo(&env);
+    let dest = env.path("old-drive");
+    env.ok(&["ship", dest.to_str().unwrap(), "--create-bucket"]);
+    let shown = |env: &Env| String::from_utf8_lossy(&env.run(&["snapshots"]).stdout).into_owned();
+    assert!(shown(&env).contains("old-drive"), "{}", shown(&env));
+    fs::remove_dir_all(&dest).unwrap();
+    let out = env.ok(&["ship", dest.to_str().unwrap(), "--forget-destination"]);
+    assert!(out.contains("forgot"), "{out}");
+    assert!(!shown(&env).contains("old-drive"), "{}", shown(&env));
+    assert!(!dest.exists(), "forgetting ships nothing");
 }

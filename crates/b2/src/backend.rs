@@ -146,7 +146,9 @@ impl B2Backend {
     }
 
     /// Bandwidth limits in bytes per second for uploads and downloads (None: unlimited).
+    /// Bytes a second for all uploads and all downloads; `None` or 0 is unlimited.
     pub fn set_limits(&mut self, upload: Option<u64>, download: Option<u64>) {
+        let (upload, download) = (upload.filter(|r| *r > 0), download.filter(|r| *r > 0));
         if let Some(c) = std::sync::Arc::get_mut(&mut self.client) {
             c.upload_limit = upload.map(|r| std::sync::Arc::new(crate::RateLimit::new(r)));
             c.download_limit = download.map(|r| std::sync::Arc::new(crate::RateLimit::new(r)));
@@ -294,6 +296,21 @@ impl Backend for B2Backend {
                 Ok(())
             }
             Err(e) => Err(e),
+        }
+    }
+
+    /// The bucket is the store: a prefix in B2 exists as soon as a file is under it.
+    fn exists(&self) -> Result<bool, BackendError> {
+        if self.bucket_id.get().is_some() {
+            return Ok(true);
+        }
+        match self.rt.block_on(self.client.bucket_id(&self.loc.bucket)) {
+            Ok(Some(id)) => {
+                let _ = self.bucket_id.set(id);
+                Ok(true)
+            }
+            Ok(None) => Ok(false),
+            Err(e) => Err(self.err("", e)),
         }
     }
 

@@ -96,6 +96,9 @@ impl Backend for CachedBackend {
     fn create(&self) -> Result<(), BackendError> {
         self.inner.create()
     }
+    fn exists(&self) -> Result<bool, BackendError> {
+        self.inner.exists()
+    }
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, BackendError> {
         self.inner.list(prefix)
     }

@@ -55,6 +55,16 @@ pub trait Backend: Send + Sync {
     /// missing repository is never created by accident.
     fn create(&self) -> Result<(), BackendError>;
 
+    /// Whether the store itself (directory, bucket) exists, so a destination named with
+    /// a typo is reported instead of created. The default asks for a listing.
+    fn exists(&self) -> Result<bool, BackendError> {
+        match self.list("config") {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Every object whose name starts with `prefix`, in no particular order. Objects being
     /// written are not listed.
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, BackendError>;

@@ -244,6 +244,10 @@ impl Backend for LocalBackend {
         Ok(())
     }
 
+    fn exists(&self) -> Result<bool, BackendError> {
+        Ok(self.root.is_dir())
+    }
+
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, BackendError> {
         if !self.root.is_dir() {
             return Err(BackendError::new(ErrorKind::NotFound, self.root.display().to_string(), "repository directory does not exist"));

@@ -45,10 +45,10 @@ pub struct GlobalArgs {
     /// More detail on stderr (repeat for more)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
-    /// Upload limit for B2 in KiB/s, all transfers together
+    /// Upload limit for B2 in KiB/s, all transfers together (0: unlimited)
     #[arg(long, global = true, value_name = "KIB")]
     pub limit_upload: Option<u64>,
-    /// Download limit for B2 in KiB/s, all transfers together
+    /// Download limit for B2 in KiB/s, all transfers together (0: unlimited)
     #[arg(long, global = true, value_name = "KIB")]
     pub limit_download: Option<u64>,
     /// B2 API base URL (for the emulator or another region)
@@ -196,6 +196,18 @@ pub struct ShipArgs {
     /// Also upload this cairn binary and RECOVERY.txt beside the repository
     #[arg(long)]
     pub with_binary: bool,
+    /// Create the destination bucket (or directory) if it does not exist; without it a
+    /// missing destination is an error, so a typo creates nothing
+    #[arg(long, visible_alias = "create")]
+    pub create_bucket: bool,
+    /// Allow deleting more than 10% of the destination's files, or snapshots this
+    /// repository never forgot (profile: ship.allow_deletes = true)
+    #[arg(long)]
+    pub allow_deletes: bool,
+    /// Forget this machine's record of ships to DEST (a destination no longer used), so
+    /// `snapshots` stops reporting it; ships nothing
+    #[arg(long, conflicts_with_all = ["dry_run", "verify", "with_binary", "create_bucket", "allow_deletes"])]
+    pub forget_destination: bool,
 }
 
 #[derive(Args, Debug)]

@@ -64,6 +64,8 @@ pub fn open_b2(location: &str, g: &GlobalArgs) -> anyhow::Result<Option<Arc<cair
     let c = b2.client();
     let (cutoff, part, copy) = (g.b2_upload_cutoff.unwrap_or(c.upload_cutoff), g.b2_chunk_size.unwrap_or(c.part_size), g.b2_copy_cutoff.unwrap_or(c.copy_cutoff));
     b2.set_large_file_thresholds(cutoff, part, copy);
-    b2.set_limits(g.limit_upload.map(|k| k * 1024), g.limit_download.map(|k| k * 1024));
+    // 0 means unlimited, as in restic and rclone (not zero bytes a second).
+    let bytes = |kib: Option<u64>| kib.filter(|k| *k > 0).map(|k| k * 1024);
+    b2.set_limits(bytes(g.limit_upload), bytes(g.limit_download));
     Ok(Some(Arc::new(b2)))
 }

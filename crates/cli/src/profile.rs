@@ -81,6 +81,8 @@ pub struct ShipProfile {
     pub destination: Option<String>,
     pub transfers: Option<usize>,
     pub verify: Option<bool>,
+    /// Large deletions at the destination without asking (see `ship --allow-deletes`).
+    pub allow_deletes: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -199,6 +201,7 @@ pub fn apply(cli: &mut Cli, m: &ArgMatches) -> anyhow::Result<()> {
             fill(sub, "dest", &mut a.dest, s.destination.map(Some));
             fill(sub, "transfers", &mut a.transfers, s.transfers.map(Some));
             fill(sub, "verify", &mut a.verify, s.verify);
+            fill(sub, "allow_deletes", &mut a.allow_deletes, s.allow_deletes);
         }
         Command::Snapshots(a) => {
             fill(sub, "warn_ship_age", &mut a.warn_ship_age, p.snapshots.warn_ship_age);

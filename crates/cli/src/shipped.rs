@@ -33,13 +33,32 @@ pub fn load(g: &GlobalArgs, repository: &str) -> Ships {
     file(g, repository).and_then(|p| std::fs::read(p).ok()).and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
 }
 
+fn save(path: &std::path::Path, ships: &Ships) -> std::io::Result<()> {
+    serde_json::to_vec_pretty(ships).map_err(std::io::Error::other).and_then(|b| cairn_backend::write_private(path, &b))
+}
+
 /// Records a finished ship; failing to is only a warning (the copy itself is done).
 pub fn record(g: &GlobalArgs, repository: &str, destination: &str, entry: ShipEntry) {
     let Some(path) = file(g, repository) else { return };
     let mut ships = load(g, repository);
     ships.insert(destination.to_string(), entry);
-    let written = serde_json::to_vec_pretty(&ships).map_err(std::io::Error::other).and_then(|b| cairn_backend::write_private(&path, &b));
-    if let Err(e) = written {
+    if let Err(e) = save(&path, &ships) {
         eprintln!("warning: shipped, but could not note it in {}: {e}", path.display());
     }
+}
+
+/// Drops the record of a destination no longer used (`ship DEST --forget-destination`),
+/// given as any of `names`; the one forgotten, if any was recorded.
+pub fn forget(g: &GlobalArgs, repository: &str, names: &[&str]) -> anyhow::Result<Option<String>> {
+    let Some(path) = file(g, repository) else { return Ok(None) };
+    let mut ships = load(g, repository);
+    let Some(found) = names.iter().find(|n| ships.contains_key(**n)).map(|n| n.to_string()) else { return Ok(None) };
+    ships.remove(&found);
+    save(&path, &ships).map_err(|e| anyhow::anyhow!("could not update {}: {e}", path.display()))?;
+    Ok(Some(found))
+}
+
+/// Every destination this machine has shipped `repository` to.
+pub fn destinations(g: &GlobalArgs, repository: &str) -> Vec<String> {
+    load(g, repository).into_keys().collect()
 }

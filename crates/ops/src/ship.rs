@@ -1,20 +1,36 @@
 //! `ship`: push a repository to another location (a B2 bucket, another disk), uploading
 //! only the files the destination lacks.
 //!
+//! The destination is the last copy, so before anything is written or deleted:
+//! - it must exist (a typo in a bucket name is an error, not a new bucket), unless the
+//!   user asks for it to be created;
+//! - it must hold this same repository (its `config` is byte for byte ours, or opens
+//!   with our master key and names our repository ID), or nothing at all;
+//! - deletions beyond a small share of it, or of snapshots the source never forgot on
+//!   purpose, need `--allow-deletes`.
+//!
 //! Repository files are immutable and named by their content, so "lacks" is decided by
-//! name and size alone, and nothing needs decrypting. The order keeps the destination a
-//! readable repository at every moment: data packs, then index files, then keys and
-//! config, then snapshots; only then are files the source no longer has deleted
-//! (snapshots first, then index files, then packs), so no snapshot or index entry at the
-//! destination ever points at something missing. Locks are never shipped.
+//! name and size, except for `config` and `keys/`, which are compared by content. The
+//! order ([`FileKind::SHIP_ORDER`]) keeps the destination a readable repository at every
+//! moment: packs, then index files, keys, config, snapshots; deletions run the same
+//! order backwards, so no snapshot or index entry at the destination ever points at
+//! something missing. Locks are never shipped.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use cairn_backend::{Backend, BackendError, ObjectInfo, WriteOptions};
+use cairn_repo::{FileKind, CONFIG};
+use cairn_repo::{RepoError, Repository};
 
 use crate::OpsError;
+
+/// Deletions a ship makes without `--allow-deletes`: up to this share of the
+/// destination's repository files (a day's prune is far below it)...
+pub const DELETE_SHARE_PERCENT: u64 = 10;
+/// ...or up to this many files, so a small repository can still follow its prunes.
+pub const DELETE_FREE_FILES: u64 = 10;
 
 #[derive(Clone, Debug, Default)]
 pub struct ShipOptions {
@@ -24,6 +40,10 @@ pub struct ShipOptions {
     pub verify: bool,
     /// Also upload this binary and RECOVERY.txt beside the repository.
     pub with_binary: Option<std::path::PathBuf>,
+    /// Create the destination (bucket, directory) when it does not exist.
+    pub create: bool,
+    /// Allow deletions past the share above, and of snapshots the source never forgot.
+    pub allow_deletes: bool,
 }
 
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -34,79 +54,142 @@ pub struct ShipSummary {
     pub files_skipped: u64,
     /// With --dry-run: what would be uploaded and deleted.
     pub plan: Vec<String>,
+    /// Every file deleted (or, in a dry run, that would be), in deletion order.
+    pub deletions: Vec<String>,
+    /// Whether the destination already held this repository (false: it was empty).
+    pub same_repository: bool,
+    pub repository_id: String,
     pub verified: bool,
-}
-
-/// Upload phases, in the order that keeps the destination consistent. Drill and
-/// verification records come last; they are merged, never deleted, at the destination
-/// (a drill or check run there writes its own).
-const PHASES: [&str; 8] = ["data/", "index/", "keys/", "config", "forgotten/", "snapshots/", "drills/", "verified/"];
-
-fn is_record(name: &str) -> bool {
-    name.starts_with("drills/") || name.starts_with("verified/")
-}
-
-fn phase_of(name: &str) -> Option<usize> {
-    PHASES.iter().position(|p| if p.ends_with('/') { name.starts_with(p) } else { name == *p })
 }
 
 /// Repository files of a store by name (locks and anything else left out).
 fn listing(b: &dyn Backend) -> Result<BTreeMap<String, ObjectInfo>, OpsError> {
     Ok(b.list("")
-        .map_err(cairn_repo::RepoError::from)?
+        .map_err(RepoError::from)?
         .into_iter()
-        .filter(|o| phase_of(&o.name).is_some())
+        .filter(|o| FileKind::of(&o.name).is_some_and(|k| k != FileKind::Lock))
         .map(|o| (o.name.clone(), o))
         .collect())
 }
 
-/// Ships `src` to `dst`. Each file keeps the modification time the source lists for
-/// it, as rclone would record it.
-pub fn ship(src: &dyn Backend, dst: &dyn Backend, opts: &ShipOptions, progress: &dyn crate::Progress) -> Result<ShipSummary, OpsError> {
+fn backend_err(e: BackendError) -> OpsError {
+    RepoError::from(e).into()
+}
+
+/// Whether `dst` holds `repo` (true), nothing of a repository (false), or another
+/// repository (an error naming both, before anything is touched).
+fn same_repository(repo: &Repository, src: &dyn Backend, dst: &dyn Backend, there: &BTreeMap<String, ObjectInfo>) -> Result<bool, OpsError> {
+    let ours = repo.config().id.clone();
+    if !there.contains_key(CONFIG) {
+        // Files but no config: an interrupted first ship of ours writes config after
+        // packs, index and keys; anything else is caught by the deletion limits.
+        return Ok(false);
+    }
+    let mine = src.read(CONFIG).map_err(backend_err)?;
+    if same_bytes(&mine, dst, &there[CONFIG])? {
+        return Ok(true);
+    }
+    let theirs = dst.read(CONFIG).map_err(backend_err)?;
+    match repo.id_in_config(&theirs) {
+        Some(id) if id == ours => Ok(true),
+        Some(id) => Err(OpsError::Invalid(format!(
+            "refusing to ship: {} holds repository {id}, not this repository {ours}; nothing was written or deleted",
+            dst.location()
+        ))),
+        None => Err(OpsError::Invalid(format!(
+            "refusing to ship: {} holds another repository (its config, SHA1 {}, does not open with the key of this repository {ours}); \
+             nothing was written or deleted. Ship to an empty location, or remove that repository first",
+            dst.location(),
+            &cairn_backend::sha1_hex(&theirs)[..12]
+        ))),
+    }
+}
+
+/// Whether a file the destination has must be uploaded again: absent, another size,
+/// or (for the few small files that are not named by their content) other bytes.
+fn differs(src: &dyn Backend, dst: &dyn Backend, o: &ObjectInfo, there: Option<&ObjectInfo>) -> Result<bool, OpsError> {
+    let Some(t) = there else { return Ok(true) };
+    if t.size != o.size {
+        return Ok(true);
+    }
+    if matches!(FileKind::of(&o.name), Some(FileKind::Config | FileKind::Key)) {
+        return Ok(!same_bytes(&src.read(&o.name).map_err(backend_err)?, dst, t)?);
+    }
+    Ok(false)
+}
+
+/// Whether the destination's file holds `mine`: by the SHA1 its listing carries (B2:
+/// no download, so an unchanged ship stays free of class B calls), else by reading it.
+fn same_bytes(mine: &[u8], dst: &dyn Backend, there: &ObjectInfo) -> Result<bool, OpsError> {
+    match &there.sha1 {
+        Some(sha1) => Ok(cairn_backend::sha1_hex(mine).eq_ignore_ascii_case(sha1)),
+        None => Ok(dst.read(&there.name).map_err(backend_err)? == mine),
+    }
+}
+
+/// Ships `src` (the files of `repo`) to `dst`. Each file keeps the modification time the
+/// source lists for it, as rclone would record it.
+pub fn ship(repo: &Repository, src: &dyn Backend, dst: &dyn Backend, opts: &ShipOptions, progress: &dyn crate::Progress) -> Result<ShipSummary, OpsError> {
     let have = listing(src)?;
-    if !have.contains_key("config") {
+    if !have.contains_key(CONFIG) {
         return Err(OpsError::Invalid(format!("{} is not a repository (no config)", src.location())));
     }
-    if !opts.dry_run {
-        dst.create().map_err(cairn_repo::RepoError::from)?;
-    }
-    let mut s = ShipSummary::default();
-    let there = match listing(dst) {
-        Ok(l) => l,
-        // A dry run creates nothing, so a destination that does not exist yet is empty.
-        Err(e) if opts.dry_run => {
-            s.plan.push(format!("create the destination ({e})"));
-            BTreeMap::new()
-        }
-        Err(e) => return Err(e),
+    let mut s = ShipSummary { repository_id: repo.config().id.clone(), ..Default::default() };
+    let there = if dst.exists().map_err(backend_err)? {
+        listing(dst)?
+    } else if opts.dry_run {
+        s.plan.push(format!(
+            "stop: {} does not exist{}",
+            dst.location(),
+            if opts.create { " (it would be created)" } else { "; a ship creates it only with --create-bucket" }
+        ));
+        BTreeMap::new()
+    } else if opts.create {
+        dst.create().map_err(backend_err)?;
+        BTreeMap::new()
+    } else {
+        return Err(OpsError::Invalid(format!(
+            "{} does not exist (a typo?); nothing was shipped. Pass --create-bucket to create it",
+            dst.location()
+        )));
     };
-    let mut phases: Vec<Vec<&ObjectInfo>> = vec![Vec::new(); PHASES.len()];
+    s.same_repository = same_repository(repo, src, dst, &there)?;
+    if opts.dry_run {
+        s.plan.push(if s.same_repository {
+            format!("ship to {}, which holds this repository ({})", dst.location(), s.repository_id)
+        } else {
+            format!("ship to {}, which holds no repository yet", dst.location())
+        });
+    }
+
+    let mut phases: BTreeMap<usize, Vec<&ObjectInfo>> = BTreeMap::new();
     for (name, o) in &have {
-        if there.get(name).map(|t| t.size) == Some(o.size) {
+        let Some(kind) = FileKind::of(name) else { continue };
+        if differs(src, dst, o, there.get(name))? {
+            let phase = FileKind::SHIP_ORDER.iter().position(|k| *k == kind).unwrap_or(FileKind::SHIP_ORDER.len());
+            phases.entry(phase).or_default().push(o);
+        } else {
             s.files_skipped += 1;
-        } else if let Some(p) = phase_of(name) {
-            phases[p].push(o);
         }
     }
-    let mut deletions: Vec<String> = there.keys().filter(|n| !have.contains_key(*n) && !is_record(n)).cloned().collect();
-    // Snapshots first, then index files, then everything else (packs, keys).
-    deletions.sort_by_key(|n| match phase_of(n) {
-        Some(4) => 0,
-        Some(1) => 1,
-        _ => 2,
-    });
+    let (deletions, refusal) = plan_deletions(repo, &have, &there, opts.allow_deletes)?;
+    s.deletions = deletions.clone();
+    match refusal {
+        Some(why) if opts.dry_run => s.plan.push(format!("stop: {why}")),
+        Some(why) => return Err(OpsError::Invalid(format!("refusing to ship: {why}; nothing was written or deleted. Check with --dry-run, then pass --allow-deletes if that is what you want"))),
+        None => {}
+    }
 
     if opts.dry_run {
-        for (p, files) in phases.iter().enumerate() {
+        for (p, files) in &phases {
             let bytes: u64 = files.iter().map(|f| f.size).sum();
-            if !files.is_empty() {
-                s.plan.push(format!("upload {} {} file(s), {bytes} bytes", files.len(), PHASES[p]));
-            }
+            let what = FileKind::SHIP_ORDER.get(*p).map_or("other", |k| k.dir());
+            s.plan.push(format!("upload {} {what} file(s), {bytes} bytes", files.len()));
             s.files_uploaded += files.len() as u64;
             s.bytes_uploaded += bytes;
         }
-        if !deletions.is_empty() {
-            s.plan.push(format!("delete {} file(s) the source no longer has", deletions.len()));
+        for name in &deletions {
+            s.plan.push(format!("delete {name} (the source no longer has it)"));
         }
         s.files_deleted = deletions.len() as u64;
         return Ok(s);
@@ -114,8 +197,8 @@ pub fn ship(src: &dyn Backend, dst: &dyn Backend, opts: &ShipOptions, progress: 
 
     let uploaded = AtomicU64::new(0);
     let bytes = AtomicU64::new(0);
-    progress.start(phases.iter().map(|p| p.len() as u64).sum(), phases.iter().flatten().map(|f| f.size).sum());
-    for files in &phases {
+    progress.start(phases.values().map(|p| p.len() as u64).sum(), phases.values().flatten().map(|f| f.size).sum());
+    for files in phases.values() {
         let next = AtomicU64::new(0);
         let error: Mutex<Option<BackendError>> = Mutex::new(None);
         std::thread::scope(|scope| {
@@ -146,7 +229,7 @@ pub fn ship(src: &dyn Backend, dst: &dyn Backend, opts: &ShipOptions, progress: 
         // A phase must be complete before the next starts: that is the consistency rule.
         if let Some(e) = error.into_inner().unwrap_or_else(|p| p.into_inner()) {
             progress.finish();
-            return Err(cairn_repo::RepoError::from(e).into());
+            return Err(backend_err(e));
         }
     }
     progress.finish();
@@ -157,14 +240,14 @@ pub fn ship(src: &dyn Backend, dst: &dyn Backend, opts: &ShipOptions, progress: 
         match dst.remove(name) {
             Ok(()) => s.files_deleted += 1,
             Err(e) if e.is_not_found() => {}
-            Err(e) => return Err(cairn_repo::RepoError::from(e).into()),
+            Err(e) => return Err(backend_err(e)),
         }
     }
 
     if let Some(bin) = &opts.with_binary {
         let data = std::fs::read(bin).map_err(|e| OpsError::io(bin, e))?;
-        dst.write("RECOVERY/cairn", &data, &WriteOptions::default()).map_err(cairn_repo::RepoError::from)?;
-        dst.write("RECOVERY.txt", RECOVERY_TEXT.as_bytes(), &WriteOptions::default()).map_err(cairn_repo::RepoError::from)?;
+        dst.write("RECOVERY/cairn", &data, &WriteOptions::default()).map_err(backend_err)?;
+        dst.write("RECOVERY.txt", RECOVERY_TEXT.as_bytes(), &WriteOptions::default()).map_err(backend_err)?;
     }
 
     if opts.verify {
@@ -183,6 +266,47 @@ pub fn ship(src: &dyn Backend, dst: &dyn Backend, opts: &ShipOptions, progress: 
     Ok(s)
 }
 
+/// The destination's files the source no longer has, in [`FileKind::ship_delete_order`],
+/// and why they may not be deleted without `--allow-deletes`, if they may not: the limits
+/// that keep a mistake from emptying the last copy.
+fn plan_deletions(
+    repo: &Repository,
+    have: &BTreeMap<String, ObjectInfo>,
+    there: &BTreeMap<String, ObjectInfo>,
+    allow: bool,
+) -> Result<(Vec<String>, Option<String>), OpsError> {
+    let gone: Vec<(&String, FileKind)> = there
+        .keys()
+        .filter(|n| !have.contains_key(*n))
+        .filter_map(|n| Some((n, FileKind::of(n)?)))
+        .filter(|(_, k)| !k.is_record())
+        .collect();
+    let mut deletions = Vec::with_capacity(gone.len());
+    for kind in FileKind::ship_delete_order() {
+        deletions.extend(gone.iter().filter(|(_, k)| *k == kind).map(|(n, _)| (*n).clone()));
+    }
+    if deletions.is_empty() || allow {
+        return Ok((deletions, None));
+    }
+    let forgotten: HashSet<String> = repo.forgotten_snapshots()?;
+    let unexplained: Vec<&String> = gone
+        .iter()
+        .filter(|(n, k)| *k == FileKind::Snapshot && cairn_repo::id_from_name(n).is_none_or(|id| !forgotten.contains(id)))
+        .map(|(n, _)| *n)
+        .collect();
+    if let Some(first) = unexplained.first() {
+        let why = format!("it would delete {} snapshot(s) at the destination that this repository never forgot (e.g. {first})", unexplained.len());
+        return Ok((deletions, Some(why)));
+    }
+    let total = there.keys().filter(|n| FileKind::of(n).is_some_and(|k| !k.is_record())).count() as u64;
+    let n = deletions.len() as u64;
+    if n > DELETE_FREE_FILES && n * 100 > total * DELETE_SHARE_PERCENT {
+        let why = format!("it would delete {n} of the destination's {total} files (more than {DELETE_SHARE_PERCENT}%)");
+        return Ok((deletions, Some(why)));
+    }
+    Ok((deletions, None))
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct HashReport {
     pub files_compared: u64,
@@ -197,7 +321,7 @@ pub fn compare_hashes(src: &dyn Backend, dst: &dyn Backend) -> Result<HashReport
     let have = listing(src)?;
     let there = listing(dst)?;
     let mut r = HashReport::default();
-    for (name, o) in have.iter().filter(|(n, _)| !is_record(n)) {
+    for (name, o) in have.iter().filter(|(n, _)| !FileKind::of(n).is_some_and(FileKind::is_record)) {
         let Some(t) = there.get(name) else {
             r.problems.push(format!("{}/{name}: missing", dst.location()));
             continue;

@@ -4,6 +4,10 @@ use cairn_format::PackId;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FileKind {
+    /// `config`: the one fixed name; it proves which repository a location holds.
+    Config,
+    /// `data/XX/<id>`: pack files.
+    Pack,
     Key,
     Index,
     Snapshot,
@@ -16,8 +20,56 @@ pub enum FileKind {
 }
 
 impl FileKind {
+    /// Upload order for a copy of the repository (`ship`): everything a file points at
+    /// is stored before it, so the copy is a readable repository at every moment. Deletions
+    /// run it backwards ([`FileKind::ship_delete_order`]): snapshots go before the index
+    /// files and packs they use. Locks are never copied.
+    pub const SHIP_ORDER: [FileKind; 8] = [
+        FileKind::Pack,
+        FileKind::Index,
+        FileKind::Key,
+        FileKind::Config,
+        FileKind::Forgotten,
+        FileKind::Snapshot,
+        FileKind::Drill,
+        FileKind::Verified,
+    ];
+
+    /// The kinds a copy may delete, in the order it must: [`FileKind::SHIP_ORDER`]
+    /// reversed, without the records (drills and verifications are merged, never
+    /// deleted, since a drill or check run at the destination writes its own).
+    pub fn ship_delete_order() -> impl Iterator<Item = FileKind> {
+        FileKind::SHIP_ORDER.into_iter().rev().filter(|k| !k.is_record())
+    }
+
+    /// Drill and verification records: each copy keeps its own as well as those it is sent.
+    pub fn is_record(self) -> bool {
+        matches!(self, FileKind::Drill | FileKind::Verified)
+    }
+
+    /// The kind a storage name belongs to (by its directory; `config` by its name).
+    pub fn of(name: &str) -> Option<FileKind> {
+        if name == CONFIG {
+            return Some(FileKind::Config);
+        }
+        const ALL: [FileKind; 8] = [
+            FileKind::Pack,
+            FileKind::Key,
+            FileKind::Index,
+            FileKind::Snapshot,
+            FileKind::Lock,
+            FileKind::Drill,
+            FileKind::Verified,
+            FileKind::Forgotten,
+        ];
+        ALL.into_iter().find(|k| name.starts_with(k.dir()))
+    }
+
+    /// The listing prefix of the kind: its directory, or `config` itself.
     pub fn dir(self) -> &'static str {
         match self {
+            FileKind::Config => CONFIG,
+            FileKind::Pack => DATA_DIR,
             FileKind::Key => "keys/",
             FileKind::Index => "index/",
             FileKind::Snapshot => "snapshots/",
@@ -31,6 +83,8 @@ impl FileKind {
     /// Associated data bound into each file's seal, so one kind cannot pose as another.
     pub fn seal_purpose(self) -> &'static [u8] {
         match self {
+            FileKind::Config => CONFIG_PURPOSE,
+            FileKind::Pack => PACK_HEADER_PURPOSE,
             FileKind::Key => b"cairn v1 key",
             FileKind::Index => b"cairn v1 index",
             FileKind::Snapshot => b"cairn v1 snapshot",
@@ -41,8 +95,14 @@ impl FileKind {
         }
     }
 
+    /// The storage name of the file of this kind with this hex ID (packs fan out by
+    /// their first two digits; `config` has no ID).
     pub fn name(self, hex: &str) -> String {
-        format!("{}{hex}", self.dir())
+        match self {
+            FileKind::Config => CONFIG.to_string(),
+            FileKind::Pack => format!("{DATA_DIR}{}/{hex}", hex.get(..2).unwrap_or("")),
+            _ => format!("{}{hex}", self.dir()),
+        }
     }
 }
 
@@ -53,8 +113,7 @@ pub const DATA_DIR: &str = "data/";
 
 /// `data/XX/<id>`: two hex digits of fan-out keep directories small on any filesystem.
 pub fn pack_name(id: &PackId) -> String {
-    let h = id.to_hex();
-    format!("data/{}/{h}", &h[..2])
+    FileKind::Pack.name(&id.to_hex())
 }
 
 /// The hex id at the end of a storage name, if it is one.
@@ -67,4 +126,35 @@ pub fn id_from_name(name: &str) -> Option<&str> {
 pub fn pack_id_from_name(name: &str) -> Option<PackId> {
     name.strip_prefix(DATA_DIR)?;
     id_from_name(name)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_is_found_by_its_names() {
+        for k in FileKind::SHIP_ORDER.into_iter().chain([FileKind::Lock]) {
+            let name = k.name(&"ab".repeat(32));
+            assert_eq!(FileKind::of(&name), Some(k), "{name}");
+        }
+        assert_eq!(FileKind::of("configx"), None);
+        assert_eq!(FileKind::of("RECOVERY.txt"), None);
+    }
+
+    /// The order issue 18 found broken: a ship interrupted among its deletions must
+    /// never leave a snapshot whose index files or packs are gone.
+    #[test]
+    fn deletions_take_snapshots_before_index_before_packs() {
+        let order: Vec<FileKind> = FileKind::ship_delete_order().collect();
+        let at = |k| order.iter().position(|x| *x == k).unwrap();
+        assert!(at(FileKind::Snapshot) < at(FileKind::Index));
+        assert!(at(FileKind::Forgotten) < at(FileKind::Index));
+        assert!(at(FileKind::Index) < at(FileKind::Pack));
+        assert!(!order.contains(&FileKind::Drill) && !order.contains(&FileKind::Verified) && !order.contains(&FileKind::Lock));
+        let up = FileKind::SHIP_ORDER;
+        let at = |k| up.iter().position(|x| *x == k).unwrap();
+        assert!(at(FileKind::Pack) < at(FileKind::Index) && at(FileKind::Index) < at(FileKind::Snapshot));
+        assert!(at(FileKind::Key) < at(FileKind::Config));
+    }
 }

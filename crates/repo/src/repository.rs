@@ -165,6 +165,14 @@ impl Repository {
         &self.backend
     }
 
+    /// The repository ID inside another location's sealed `config`, if this repository's
+    /// master key opens it; `None` if it does not (another repository, or damage). This
+    /// is how a copy proves it holds the same repository before it deletes anything.
+    pub fn id_in_config(&self, sealed: &[u8]) -> Option<String> {
+        let plain = self.key.open(CONFIG_PURPOSE, sealed).ok()?;
+        Config::decode(&unframe(&plain).ok()?).ok().map(|c| c.id)
+    }
+
     pub fn config(&self) -> &Config {
         &self.config
     }

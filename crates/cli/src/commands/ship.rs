@@ -15,6 +15,20 @@ pub fn run(g: &GlobalArgs, a: ShipArgs) -> anyhow::Result<ExitCode> {
     let Some(dest) = a.dest.clone() else {
         return Err(crate::exit::fail(ExitCode::Fatal, "ship needs a destination: `cairn ship b2:BUCKET/PREFIX`, or ship.destination in a profile"));
     };
+    if a.forget_destination {
+        // Needs neither the password nor the destination's credentials: it only edits
+        // this machine's record.
+        let src = location::open_backend(&src_loc, g)?.location();
+        let dst = location::open_backend(&dest, g).map(|d| d.location()).unwrap_or_else(|_| dest.clone());
+        let forgot = crate::shipped::forget(g, &src, &[dst.as_str(), dest.as_str()])?;
+        if !g.quiet {
+            match forgot {
+                Some(d) => println!("forgot the ships of {src} to {d}"),
+                None => println!("no ship of {src} to {dst} was recorded; nothing to forget"),
+            }
+        }
+        return Ok(ExitCode::Ok);
+    }
     // The source is opened with its password so a shared lock keeps prune away while
     // files are copied; the files themselves are shipped as they are, still encrypted.
     let repo = Arc::new(super::open_repo(g)?);
@@ -31,9 +45,11 @@ pub fn run(g: &GlobalArgs, a: ShipArgs) -> anyhow::Result<ExitCode> {
         dry_run: a.dry_run,
         verify: a.verify,
         with_binary: if a.with_binary { std::env::current_exe().ok() } else { None },
+        create: a.create_bucket,
+        allow_deletes: a.allow_deletes,
     };
     let bar = output::Bar::new(g);
-    let s = ship(src.as_ref(), dst.as_ref(), &opts, &bar)?;
+    let s = ship(&repo, src.as_ref(), dst.as_ref(), &opts, &bar)?;
     let t = b2.as_ref().map(|b| b.client().transactions()).unwrap_or_default();
     if !a.dry_run {
         let entry = crate::shipped::ShipEntry {
@@ -47,10 +63,18 @@ pub fn run(g: &GlobalArgs, a: ShipArgs) -> anyhow::Result<ExitCode> {
     if g.json {
         let mut v = output::transfer_summary(s.files_uploaded, s.bytes_uploaded, s.files_deleted, s.files_skipped, a.dry_run, t);
         v["verified"] = json!(s.verified);
+        v["same_repository"] = json!(s.same_repository);
+        v["repository_id"] = json!(s.repository_id);
+        v["deletions"] = json!(s.deletions);
         output::print_json(&v);
     } else if !g.quiet {
         for p in &s.plan {
             println!("would {p}");
+        }
+        if !a.dry_run && g.verbose > 0 {
+            for d in &s.deletions {
+                println!("deleted {d}");
+            }
         }
         let verb = if a.dry_run { "would upload" } else { "uploaded" };
         println!(
