@@ -103,6 +103,10 @@ pub enum Command {
     Copy(CopyArgs),
     /// Push the repository to DEST (b2:..., rclone:..., a directory), uploading only what is new
     Ship(ShipArgs),
+    /// A profile's daily job: backup, forget and ship (`cairn --profile home daily`); a
+    /// backup with unreadable files (exit 3) still forgets and ships, then exits 3
+    #[command(visible_alias = "run-daily")]
+    Daily,
     /// Make DST hold what SRC holds (directories or B2, either way), as rclone sync does
     Sync(SyncArgs),
     /// Restore a random sample of files and verify them: the yearly restore test

@@ -2,6 +2,7 @@ mod backup;
 mod browse;
 mod check;
 mod copy;
+mod daily;
 mod drill;
 mod forget;
 mod init;
@@ -44,6 +45,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Repair(a) => repair::run(g, a),
         Command::Copy(a) => copy::run(g, a),
         Command::Ship(a) => ship::run(g, a),
+        Command::Daily => daily::run(g),
         Command::Sync(a) => sync::run(g, a),
         Command::Drill(a) => drill::run(g, a),
         Command::Mount(a) => mount::run(g, a),
