@@ -465,3 +465,184 @@ fn the_example_daily_unit_ships_even_when_a_file_is_unreadable() {
     let out = env.cmd().arg("-r").arg(&offsite).args(["dump", "latest"]).arg(src.join("notes.txt")).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "day 1", "{}", stderr(&out));
 }
+
+/// A tmpfs of a given size mounted for one test (unmounted when dropped); `None` where
+/// this process may not mount.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(at: &Path, bytes: u64) -> Option<SmallDisk> {
+        fs::create_dir_all(at).unwrap();
+        let ok = is_root()
+            && std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+                .arg(at)
+                .status()
+                .is_ok_and(|s| s.success());
+        ok.then(|| SmallDisk(at.to_path_buf()))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+fn du_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    for e in fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let m = e.metadata().unwrap();
+        total += if m.is_dir() { du_bytes(&e.path()) + 4096 } else { m.len().div_ceil(4096) * 4096 };
+    }
+    total
+}
+
+/// Issue 18.6: a full USB drive. Prune used to repack before it deleted anything and
+/// failed with ENOSPC; now it deletes whole unused packs first (behind an index that no
+/// longer lists them), so the repack has room. Where even that is not enough, the error
+/// says what to do and the repository stays consistent.
+#[test]
+fn prune_on_a_full_drive_deletes_before_it_repacks() {
+    let env = Env::new();
+    env.ok(&["init", "--pack-size", "1"]);
+    let (z, a) = (env.path("z"), env.path("a"));
+    fs::create_dir_all(&z).unwrap();
+    fs::create_dir_all(&a).unwrap();
+    for i in 0..100u64 {
+        fs::write(z.join(format!("z{i}")), pseudo_random(i + 10_000, 30_000)).unwrap();
+        fs::write(a.join(format!("a{i}")), pseudo_random(i + 20_000, 30_000)).unwrap();
+    }
+    let snap_z = env.backup(&[&z], &[])["snapshot_id"].as_str().unwrap().to_string();
+    let snap_a1 = env.backup(&[&a], &[])["snapshot_id"].as_str().unwrap().to_string();
+    for i in (0..100).step_by(2) {
+        fs::remove_file(a.join(format!("a{i}"))).unwrap();
+    }
+    env.backup(&[&a], &[]);
+    let kept = env.path("kept");
+    copy_tree(&env.repo(), &kept);
+
+    // The order, read off the kernel: every unused pack is gone before the first new
+    // pack is written.
+    let trace = env.path("prune.trace");
+    let out = strace_cairn(&env, &["-f", "-qq", "-e", "trace=unlink,unlinkat,rename,renameat,renameat2", "-o", trace.to_str().unwrap()])
+        .arg("-r")
+        .arg(env.repo())
+        .args(["forget", &snap_z, &snap_a1, "--prune", "--max-unused", "0%"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = fs::read_to_string(&trace).unwrap();
+    let data = format!("{}/data/", fs::canonicalize(env.repo()).unwrap().display());
+    let events: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(&data) && !l.contains("= -1"))
+        .map(|l| if l.contains("unlink") { "delete" } else { "write" })
+        .collect();
+    let first_write = events.iter().position(|e| *e == "write").expect("a repack wrote a pack");
+    let deletes_before = events[..first_write].iter().filter(|e| **e == "delete").count();
+    assert!(deletes_before >= 2, "unused packs deleted before the repack: {events:?}");
+
+    // On a drive with room for the repository and a quarter of a pack more: done.
+    let repo = kept.clone();
+    let Some(disk) = SmallDisk::mount(&env.path("usb"), du_bytes(&repo) + 256 * 1024) else {
+        eprintln!("not root: the full-drive half of this test needs mount");
+        return;
+    };
+    let usb_repo = disk.0.join("repo");
+    copy_tree(&repo, &usb_repo);
+    let on_usb = |args: &[&str]| env.cmd().arg("-r").arg(&usb_repo).args(args).output().unwrap();
+    let out = on_usb(&["forget", &snap_z, &snap_a1, "--prune", "--max-unused", "0%"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = on_usb(&["check", "--read-data"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let t = env.path("t");
+    let out = on_usb(&["restore", "latest", "--target", t.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_same_tree(&a, &t.join(a.strip_prefix("/").unwrap()));
+    drop(disk);
+
+    // Nothing unused to delete first, and no room to repack: a clear error, the
+    // repository checks, and a prune that only deletes goes through.
+    let Some(disk) = SmallDisk::mount(&env.path("usb2"), du_bytes(&repo) + 64 * 1024) else { panic!("mounted once, not twice") };
+    let usb_repo = disk.0.join("repo");
+    copy_tree(&repo, &usb_repo);
+    let on_usb = |args: &[&str]| env.cmd().arg("-r").arg(&usb_repo).args(args).output().unwrap();
+    let out = on_usb(&["forget", &snap_a1, "--prune", "--max-unused", "0%"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let e = stderr(&out);
+    assert!(e.contains("is full") && e.contains("--max-repack-size 0"), "{e}");
+    let out = on_usb(&["check", "--read-data"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = on_usb(&["prune", "--max-repack-size", "0"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+/// Issue 18.6: a backup killed while writing packs leaves `.NAME.tmp-XXXX` files. Before,
+/// prune reported "0 unindexed packs" and check "no errors" while megabytes sat in
+/// `data/`. Check reports them with count and size; prune removes them (and nothing else).
+#[test]
+fn temporary_files_of_killed_writes_are_reported_and_pruned() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), pseudo_random(1, 200_000)).unwrap();
+    env.backup(&[&src], &[]);
+    let dir = env.repo().join("data/ab");
+    fs::create_dir_all(&dir).unwrap();
+    let leftover = dir.join(format!(".{}.tmp-0123456789abcdef", "ab".repeat(32)));
+    fs::write(&leftover, vec![7u8; 4 << 20]).unwrap();
+    let idx_leftover = env.repo().join(format!("index/.{}.tmp-fedcba9876543210", "cd".repeat(32)));
+    fs::write(&idx_leftover, vec![1u8; 1000]).unwrap();
+    let check = json_last_line(&env.ok(&["check", "--json"]));
+    assert_eq!(check["temp_files"], 2, "{check}");
+    assert_eq!(check["temp_bytes"], (4 << 20) + 1000, "{check}");
+    let human = env.ok(&["check"]);
+    assert!(human.contains("2 temporary file(s)") && human.contains("prune removes them"), "{human}");
+    let plan = env.ok(&["prune", "--dry-run"]);
+    assert!(plan.contains("would delete 2 temporary files"), "{plan}");
+    assert!(leftover.exists(), "a dry run deletes nothing");
+    let done = env.ok(&["prune"]);
+    assert!(done.contains("did delete 2 temporary files"), "{done}");
+    assert!(!leftover.exists() && !idx_leftover.exists());
+    let check = json_last_line(&env.ok(&["check", "--read-data", "--json"]));
+    assert_eq!(check["temp_files"], 0, "{check}");
+}
+
+/// Issue 18.6: one damaged pack is one line (what is wrong, how many blobs, what is at
+/// stake), not one per blob (444 lines for two packs before); `-v` gives the detail.
+#[test]
+fn check_prints_one_line_per_damaged_pack() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..60u64 {
+        fs::write(src.join(format!("f{i:02}")), pseudo_random(i + 40_000, 5_000)).unwrap();
+    }
+    env.backup(&[&src], &[]);
+    let mut packs: Vec<_> = env.repo_listing().into_iter().filter(|(p, _)| p.to_string_lossy().contains("/data/")).collect();
+    packs.sort_by_key(|(_, s)| std::cmp::Reverse(*s));
+    let victim = &packs[0].0;
+    let mut bytes = fs::read(victim).unwrap();
+    // Damage every blob: the whole blob area, header left alone at the end.
+    let header_at = bytes.len() * 2 / 3;
+    for b in &mut bytes[..header_at] {
+        *b ^= 0x55;
+    }
+    fs::write(victim, bytes).unwrap();
+    let out = env.run(&["check", "--read-data"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    let name = victim.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(lines[0].contains(&name) && lines[0].contains("blobs damaged") && lines[0].contains("snapshot(s)"), "{err}");
+    assert!(err.lines().count() < 40, "{err}");
+    assert!(err.contains("more (-v lists them all)"), "{err}");
+    let out = env.run(&["check", "--read-data", "-v"]);
+    let err = stderr(&out);
+    assert!(err.lines().filter(|l| l.contains("detail:")).count() >= 20, "{err}");
+}

@@ -99,6 +99,12 @@ impl Backend for CachedBackend {
     fn exists(&self) -> Result<bool, BackendError> {
         self.inner.exists()
     }
+    fn list_partial(&self, prefix: &str) -> Result<Vec<ObjectInfo>, BackendError> {
+        self.inner.list_partial(prefix)
+    }
+    fn remove_partial(&self, name: &str) -> Result<(), BackendError> {
+        self.inner.remove_partial(name)
+    }
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, BackendError> {
         self.inner.list(prefix)
     }

@@ -111,6 +111,18 @@ pub trait Backend: Send + Sync {
 
     /// Deletes the object; `NotFound` if it was not there.
     fn remove(&self, name: &str) -> Result<(), BackendError>;
+
+    /// What writes that never finished left behind (a process killed mid-write): never
+    /// objects, never in [`Backend::list`], but they take space. Only a store that keeps
+    /// such leftovers under names of its own lists any.
+    fn list_partial(&self, _prefix: &str) -> Result<Vec<ObjectInfo>, BackendError> {
+        Ok(Vec::new())
+    }
+
+    /// Deletes one leftover [`Backend::list_partial`] named; refuses any other name.
+    fn remove_partial(&self, name: &str) -> Result<(), BackendError> {
+        Err(BackendError::new(ErrorKind::InvalidName, name, "this store keeps no partial writes"))
+    }
 }
 
 /// Hands out `length` bytes at `offset` of the object being copied.

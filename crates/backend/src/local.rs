@@ -158,7 +158,9 @@ impl LocalBackend {
         result
     }
 
-    fn walk(&self, dir: &Path, rel: &str, prefix: &str, out: &mut Vec<ObjectInfo>) -> Result<(), BackendError> {
+    /// Objects under `dir` whose names start with `prefix`; with `partial`, instead, the
+    /// temporary files of writes that never finished.
+    fn walk(&self, dir: &Path, rel: &str, prefix: &str, partial: bool, out: &mut Vec<ObjectInfo>) -> Result<(), BackendError> {
         let rd = match fs::read_dir(dir) {
             Ok(rd) => rd,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -170,18 +172,16 @@ impl LocalBackend {
                 use std::os::unix::ffi::OsStrExt;
                 crate::escape_os_name(entry.file_name().as_bytes())
             };
-            if is_temp_name(&fname) {
-                continue;
-            }
+            let temp = is_temp_name(&fname);
             let name = if rel.is_empty() { fname.clone() } else { format!("{rel}/{fname}") };
             // Prune directories that cannot contain a match.
             if !(name.starts_with(prefix) || prefix.starts_with(&format!("{name}/"))) {
                 continue;
             }
             let meta = entry.metadata().map_err(|e| BackendError::io(entry.path().display().to_string(), e))?;
-            if meta.is_dir() {
-                self.walk(&entry.path(), &name, prefix, out)?;
-            } else if meta.is_file() && name.starts_with(prefix) {
+            if meta.is_dir() && !temp {
+                self.walk(&entry.path(), &name, prefix, partial, out)?;
+            } else if meta.is_file() && name.starts_with(prefix) && temp == partial {
                 out.push(ObjectInfo { name, size: meta.len(), mtime_millis: mtime_millis(&meta), mtime_nanos: mtime_nanos(&meta), sha1: None });
             }
         }
@@ -253,8 +253,25 @@ impl Backend for LocalBackend {
             return Err(BackendError::new(ErrorKind::NotFound, self.root.display().to_string(), "repository directory does not exist"));
         }
         let mut out = Vec::new();
-        self.walk(&self.root, "", prefix, &mut out)?;
+        self.walk(&self.root, "", prefix, false, &mut out)?;
         Ok(out)
+    }
+
+    fn list_partial(&self, prefix: &str) -> Result<Vec<ObjectInfo>, BackendError> {
+        let mut out = Vec::new();
+        if self.root.is_dir() {
+            self.walk(&self.root, "", prefix, true, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    fn remove_partial(&self, name: &str) -> Result<(), BackendError> {
+        let fname = name.rsplit('/').next().unwrap_or(name);
+        if !is_temp_name(fname) {
+            return Err(BackendError::new(ErrorKind::InvalidName, name, "not the temporary file of a write"));
+        }
+        let p = self.path(name)?;
+        fs::remove_file(&p).map_err(|e| self.err(name, e))
     }
 
     fn stat(&self, name: &str) -> Result<ObjectInfo, BackendError> {
@@ -421,5 +438,18 @@ mod tests {
         let mut l: Vec<String> = b.list("").unwrap().into_iter().map(|o| o.name).collect();
         l.sort();
         assert_eq!(l, vec!["user.tmp-file", "x"]);
+        // ...but listed as leftovers, and only those can be removed as such.
+        fs::create_dir_all(d.path().join("data/ab")).unwrap();
+        fs::write(d.path().join("data/ab/.abcd.tmp-fedcba9876543210"), b"killed").unwrap();
+        let mut p: Vec<(String, u64)> = b.list_partial("").unwrap().into_iter().map(|o| (o.name, o.size)).collect();
+        p.sort();
+        assert_eq!(p, vec![(".x.tmp-0123456789abcdef".to_string(), 4), ("data/ab/.abcd.tmp-fedcba9876543210".to_string(), 6)]);
+        assert_eq!(b.list_partial("data/").unwrap().len(), 1);
+        assert_eq!(b.remove_partial("x").unwrap_err().kind, ErrorKind::InvalidName);
+        assert_eq!(b.remove_partial("user.tmp-file").unwrap_err().kind, ErrorKind::InvalidName);
+        assert_eq!(b.remove_partial("../.x.tmp-0123456789abcdef").unwrap_err().kind, ErrorKind::InvalidName);
+        b.remove_partial("data/ab/.abcd.tmp-fedcba9876543210").unwrap();
+        assert_eq!(b.list_partial("").unwrap().len(), 1);
+        assert!(d.path().join("x").exists() && d.path().join("user.tmp-file").exists());
     }
 }

@@ -63,6 +63,13 @@ pub struct CheckSummary {
     pub packs_checked: u64,
     pub blobs_checked: u64,
     pub bytes_read: u64,
+    /// Temporary files of writes that never finished (not an error: prune removes them).
+    pub temp_files: u64,
+    pub temp_bytes: u64,
+    /// Packs read back damaged or missing, by name.
+    pub damaged_packs: Vec<String>,
+    /// Per-blob detail of the damaged packs (`-v`).
+    pub details: Vec<String>,
 }
 
 /// Checks the repository; packs read back intact are recorded as verified at
@@ -107,6 +114,18 @@ pub fn check_with_progress(repo: &Repository, read: ReadData, location: &str, pr
             }
             Some(_) => {}
         }
+    }
+    match repo.backend().list_partial("") {
+        Ok(partial) if !partial.is_empty() => {
+            s.temp_files = partial.len() as u64;
+            s.temp_bytes = partial.iter().map(|o| o.size).sum();
+            s.info.push(format!(
+                "{} temporary file(s) of writes that never finished ({} bytes, e.g. {}); prune removes them",
+                s.temp_files, s.temp_bytes, partial[0].name
+            ));
+        }
+        Ok(_) => {}
+        Err(e) => s.errors.push(format!("listing temporary files: {e}")),
     }
     for pack in listed.keys().filter(|p| !sizes.contains_key(p)) {
         s.info.push(format!("{}: not in any index (left by an interrupted command; prune removes it)", pack_name(pack)));
@@ -213,7 +232,23 @@ pub fn check_with_progress(repo: &Repository, read: ReadData, location: &str, pr
             Err((bytes, problems, bad)) => {
                 s.packs_checked += 1;
                 s.bytes_read += bytes;
-                s.errors.extend(problems);
+                // One line per damaged pack; the per-blob detail goes to `details`.
+                let mut line = problems.first().cloned().unwrap_or_default();
+                if !bad.is_empty() {
+                    let hit: HashSet<BlobId> = bad.iter().copied().collect();
+                    let at_stake = affected_files(repo, &snapshots, &hit);
+                    let snaps: HashSet<&str> = at_stake.iter().filter_map(|a| a.split(':').next()).collect();
+                    line.push_str(&format!(
+                        "; {} of its {} blobs damaged, used by {} snapshot(s) and {} path(s)",
+                        bad.len(),
+                        by_pack.get(pack).map_or(0, Vec::len),
+                        snaps.len(),
+                        at_stake.len()
+                    ));
+                }
+                s.errors.push(line);
+                s.damaged_packs.push(pack_name(pack));
+                s.details.extend(problems.into_iter().skip(1));
                 bad_blobs.extend(bad);
             }
         }

@@ -6,11 +6,15 @@
 //! too, unless they are younger than the oldest lock (a backup on another machine may
 //! be about to index them).
 //!
-//! Execute: (1) copy the used blobs of repacked packs into new packs, sealed bytes as
-//! they are; (2) write a complete new index; (3) delete the old index files; (4) delete
-//! the packs. An interruption before (2) leaves only unindexed new packs; between (2)
-//! and (3) duplicate but valid index entries; after (3) packs nothing refers to. At no
-//! moment does an index entry point at a deleted pack.
+//! Execute: (0) when there is something to repack, first free what can be freed without
+//! writing a pack: delete the unindexed packs, and if whole packs are unused, write an
+//! index without them, delete the old index files, then delete those packs (a full drive
+//! is when prune is needed most, and repacking needs room); (1) copy the used blobs of
+//! repacked packs into new packs, sealed bytes as they are; (2) write a complete new
+//! index; (3) delete the old index files; (4) delete the packs. An interruption before (2)
+//! leaves only unindexed new packs; between (2) and (3) duplicate but valid index
+//! entries; after (3) packs nothing refers to. At no moment does an index entry point at
+//! a deleted pack.
 
 use std::collections::{HashMap, HashSet};
 
@@ -63,6 +67,9 @@ pub struct PruneSummary {
     pub packs_repacked: u64,
     pub unindexed_packs_deleted: u64,
     pub unindexed_packs_kept: u64,
+    /// Temporary files of writes that never finished (a killed backup's half packs).
+    pub temp_files_deleted: u64,
+    pub temp_bytes_deleted: u64,
     pub bytes_deleted: u64,
     pub bytes_repacked: u64,
     pub bytes_after: u64,
@@ -82,6 +89,7 @@ pub struct PrunePlan {
     delete: Vec<PackId>,
     repack: Vec<PackId>,
     unindexed_delete: Vec<(String, u64)>,
+    partial_delete: Vec<String>,
     uses: HashMap<PackId, PackUse>,
     pub summary: PruneSummary,
 }
@@ -165,18 +173,18 @@ impl PrunePlan {
             .filter(|l| l.pid != std::process::id() || l.hostname != cairn_repo::sys::hostname())
             .map(|l| l.time.timestamp_millis())
             .min();
+        let young = |mtime_millis: Option<i64>| match (oldest_lock_ms, mtime_millis) {
+            (Some(lock), Some(m)) => m >= lock - 60_000,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
         let mut unindexed_delete = Vec::new();
         for obj in repo.backend().list(DATA_DIR).map_err(cairn_repo::RepoError::from)? {
             let Some(id) = pack_id_from_name(&obj.name) else { continue };
             if uses.contains_key(&id) {
                 continue;
             }
-            let young = match (oldest_lock_ms, obj.mtime_millis) {
-                (Some(lock), Some(m)) => m >= lock - 60_000,
-                (Some(_), None) => true,
-                (None, _) => false,
-            };
-            if young {
+            if young(obj.mtime_millis) {
                 s.unindexed_packs_kept += 1;
             } else {
                 s.unindexed_packs_deleted += 1;
@@ -184,9 +192,19 @@ impl PrunePlan {
                 unindexed_delete.push((obj.name, obj.size));
             }
         }
+        // Half-written files of killed commands, by the same rule: a live command may
+        // still be writing one.
+        let mut partial_delete = Vec::new();
+        for obj in repo.backend().list_partial("").map_err(cairn_repo::RepoError::from)? {
+            if !young(obj.mtime_millis) {
+                s.temp_files_deleted += 1;
+                s.temp_bytes_deleted += obj.size;
+                partial_delete.push(obj.name);
+            }
+        }
         s.packs_deleted = delete.len() as u64;
         s.packs_repacked = repack.len() as u64;
-        Ok(PrunePlan { keep, delete, repack, unindexed_delete, uses, summary: s })
+        Ok(PrunePlan { keep, delete, repack, unindexed_delete, partial_delete, uses, summary: s })
     }
 
     /// Carries the plan out in the order described in the module documentation.
@@ -208,56 +226,40 @@ impl PrunePlan {
             self.summary.bytes_after = self.summary.bytes_before.saturating_sub(self.summary.bytes_deleted + repack_unused);
             return Ok(std::mem::take(&mut self.summary));
         }
-        // (1) Repack.
-        for pack in &self.repack {
-            let name = pack_name(pack);
-            progress.current(std::path::Path::new(&name));
-            let data = repo.backend().read(&name).map_err(cairn_repo::RepoError::from)?;
-            if cairn_crypto::storage_hash(&data) != pack.0 {
-                return Err(OpsError::Invalid(format!("{name} is corrupt (hash mismatch); run `cairn check --read-data` before pruning")));
+        let mut old_index_files: Vec<String> = repo.loaded_index_files().iter().map(|id| id.to_hex()).collect();
+        // (0) Room first.
+        for name in std::mem::take(&mut self.partial_delete) {
+            match repo.backend().remove_partial(&name) {
+                Ok(()) => {}
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(cairn_repo::RepoError::from(e).into()),
             }
-            read_pack_header(repo.key(), &name, &data)?;
-            for e in &self.uses[pack].used {
-                let sealed = &data[e.offset as usize..(e.offset + e.length) as usize];
-                // Authenticate before copying, so repacking never spreads damage.
-                repo.open_blob(&name, e, sealed)?;
-                repo.save_sealed_blob(*e, sealed)?;
-            }
-            progress.file_done(data.len() as u64);
         }
-        repo.flush()?;
+        if !self.repack.is_empty() {
+            for (name, _) in std::mem::take(&mut self.unindexed_delete) {
+                remove_if_present(repo, &name)?;
+            }
+            if !self.delete.is_empty() {
+                let packs: Vec<PackId> = self.keep.iter().chain(&self.repack).copied().collect();
+                let written = self.write_index(repo, &packs, Vec::new())?;
+                remove_index_files(repo, &old_index_files, &written)?;
+                old_index_files = written.into_iter().collect();
+                for id in std::mem::take(&mut self.delete) {
+                    remove_if_present(repo, &pack_name(&id))?;
+                }
+                crash_point("after-room");
+            }
+        }
+        self.repack_packs(repo, progress).map_err(|e| no_space_advice(repo, e))?;
         let new_packs = repo.take_unindexed();
         crash_point("after-repack");
 
         // (2) One complete index of kept and new packs.
-        let old_index_files = repo.loaded_index_files();
-        let mut packs: Vec<IndexPack> = self
-            .keep
-            .iter()
-            .map(|id| IndexPack { id: *id, size: self.uses[id].size, blobs: self.uses[id].used.clone() })
-            .collect();
-        // Kept packs list only their used blobs; unused blobs in them become invisible
-        // (space reclaimed when that pack is repacked later).
-        for p in &mut packs {
-            p.blobs.sort_by_key(|e| e.offset);
-        }
-        packs.extend(new_packs);
-        let mut written = HashSet::new();
-        for chunk in packs.chunks(INDEX_PACKS_PER_FILE) {
-            let f = IndexFile { supersedes: Vec::new(), packs: chunk.to_vec() };
-            written.insert(repo.save_file(FileKind::Index, &f.encode())?);
-        }
-
+        let written = self.write_index(repo, &self.keep, new_packs)?;
         crash_point("after-index");
 
         // (3) Old index files.
-        for id in old_index_files {
-            let hex = id.to_hex();
-            if !written.contains(&hex) {
-                repo.remove_file(FileKind::Index, &hex)?;
-                crash_point("during-index-delete");
-            }
-        }
+        remove_index_files(repo, &old_index_files, &written)?;
 
         // (4) Packs.
         for id in self.delete.iter().chain(&self.repack) {
@@ -277,6 +279,69 @@ impl PrunePlan {
         // The in-memory index still lists the deleted packs: reload before reusing `repo`.
         Ok(std::mem::take(&mut self.summary))
     }
+
+    /// (1) Copies the used blobs of the packs to repack into new packs.
+    fn repack_packs(&self, repo: &Repository, progress: &dyn crate::Progress) -> Result<(), OpsError> {
+        for pack in &self.repack {
+            let name = pack_name(pack);
+            progress.current(std::path::Path::new(&name));
+            let data = repo.backend().read(&name).map_err(cairn_repo::RepoError::from)?;
+            if cairn_crypto::storage_hash(&data) != pack.0 {
+                return Err(OpsError::Invalid(format!("{name} is corrupt (hash mismatch); run `cairn check --read-data` before pruning")));
+            }
+            read_pack_header(repo.key(), &name, &data)?;
+            for e in &self.uses[pack].used {
+                let sealed = &data[e.offset as usize..(e.offset + e.length) as usize];
+                // Authenticate before copying, so repacking never spreads damage.
+                repo.open_blob(&name, e, sealed)?;
+                repo.save_sealed_blob(*e, sealed)?;
+            }
+            progress.file_done(data.len() as u64);
+        }
+        repo.flush()?;
+        Ok(())
+    }
+
+    /// Writes index files listing `packs` (their used blobs only: unused blobs in a kept
+    /// pack become invisible, their space reclaimed when it is repacked later) and the
+    /// new packs; returns the names written.
+    fn write_index(&self, repo: &Repository, packs: &[PackId], new_packs: Vec<IndexPack>) -> Result<HashSet<String>, OpsError> {
+        let mut packs: Vec<IndexPack> = packs.iter().map(|id| IndexPack { id: *id, size: self.uses[id].size, blobs: self.uses[id].used.clone() }).collect();
+        for p in &mut packs {
+            p.blobs.sort_by_key(|e| e.offset);
+        }
+        packs.extend(new_packs);
+        let mut written = HashSet::new();
+        for chunk in packs.chunks(INDEX_PACKS_PER_FILE) {
+            let f = IndexFile { supersedes: Vec::new(), packs: chunk.to_vec() };
+            written.insert(repo.save_file(FileKind::Index, &f.encode())?);
+        }
+        Ok(written)
+    }
+}
+
+/// Deletes the index files in `old` that were not just written again.
+fn remove_index_files(repo: &Repository, old: &[String], written: &HashSet<String>) -> Result<(), OpsError> {
+    for hex in old {
+        if !written.contains(hex) {
+            repo.remove_file(FileKind::Index, hex)?;
+            crash_point("during-index-delete");
+        }
+    }
+    Ok(())
+}
+
+/// A full drive while repacking: say what was already freed and what to do.
+fn no_space_advice(repo: &Repository, e: OpsError) -> OpsError {
+    let full = matches!(&e, OpsError::Repo(cairn_repo::RepoError::Backend(b)) if b.kind == cairn_backend::ErrorKind::NoSpace);
+    if !full {
+        return e;
+    }
+    OpsError::Invalid(format!(
+        "{} is full, so prune could not repack: {e}. Unused packs were deleted first and the repository is consistent; \
+         free some space, or run `cairn prune --max-repack-size 0` (deletes only, writes no new pack)",
+        repo.backend().location()
+    ))
 }
 
 /// Packs per index file written by prune: ~1 MB files for 16-blob packs.

@@ -6,6 +6,9 @@ use crate::args::{CheckArgs, GlobalArgs};
 use crate::exit::{fail, ExitCode};
 use crate::output::{self, size};
 
+/// Damaged paths listed without `-v`: enough to know what is at stake.
+const AFFECTED_SHOWN: usize = 20;
+
 pub fn run(g: &GlobalArgs, a: CheckArgs) -> anyhow::Result<ExitCode> {
     let read = match (a.read_data, &a.read_data_subset) {
         (true, Some(_)) => return Err(fail(ExitCode::Fatal, "--read-data and --read-data-subset exclude each other")),
@@ -44,6 +47,10 @@ pub fn run(g: &GlobalArgs, a: CheckArgs) -> anyhow::Result<ExitCode> {
             "error_list": s.errors,
             "info": s.info,
             "affected": s.affected,
+            "damaged_packs": s.damaged_packs,
+            "details": s.details,
+            "temp_files": s.temp_files,
+            "temp_bytes": s.temp_bytes,
         }));
     } else if !g.quiet {
         println!("checked {} snapshots, {} trees", s.snapshots_checked, s.trees_checked);
@@ -63,10 +70,19 @@ pub fn run(g: &GlobalArgs, a: CheckArgs) -> anyhow::Result<ExitCode> {
     for e in &s.errors {
         eprintln!("error: {e}");
     }
+    if g.verbose > 0 {
+        for d in &s.details {
+            eprintln!("  detail: {d}");
+        }
+    }
     if !s.affected.is_empty() {
         eprintln!("damaged by these errors:");
-        for f in &s.affected {
+        let shown = if g.verbose > 0 { s.affected.len() } else { AFFECTED_SHOWN };
+        for f in s.affected.iter().take(shown) {
             eprintln!("  {f}");
+        }
+        if s.affected.len() > shown {
+            eprintln!("  ... and {} more (-v lists them all)", s.affected.len() - shown);
         }
     }
     if s.errors.is_empty() {

@@ -34,6 +34,9 @@ fn print_prune(g: &GlobalArgs, s: &PruneSummary) {
     println!("repository: {} packs, {}", s.packs_before, size(s.bytes_before));
     println!("{verb} delete {} unused packs and {} unindexed packs ({})", s.packs_deleted, s.unindexed_packs_deleted, size(s.bytes_deleted));
     println!("{verb} repack {} packs ({})", s.packs_repacked, size(s.bytes_repacked));
+    if s.temp_files_deleted > 0 {
+        println!("{verb} delete {} temporary files of writes that never finished ({})", s.temp_files_deleted, size(s.temp_bytes_deleted));
+    }
     if s.unindexed_packs_kept > 0 {
         println!("kept {} unindexed packs younger than a lock (another command may be using them)", s.unindexed_packs_kept);
     }
