@@ -337,3 +337,83 @@ fn ship_forget_destination_drops_the_last_ship_line() {
     assert!(!shown(&env).contains("old-drive"), "{}", shown(&env));
     assert!(!dest.exists(), "forgetting ships nothing");
 }
+
+/// Issue 18.4, the whole story: a local pack is damaged, the offsite copy holds it
+/// intact. Before, repair removed the original snapshots, prune deleted the damaged pack
+/// and the next ship hard-deleted the intact copy: the file was gone from both. Now the
+/// damaged file is never shipped over the good one, check and repair point at the
+/// offsite copy and refuse to give data up, ship deletes nothing while the repository is
+/// damaged, and `repair packs --from` puts the pack back.
+#[test]
+fn damage_here_is_repaired_from_the_offsite_copy_and_never_shipped() {
+    let env = Env::new();
+    let emu = Emulator::start(&env.path("emu"), &[]);
+    let src = local_repo(&env);
+    let dest = "b2:keep-bucket/cairn";
+    ship(&env, &emu, dest, &["--create-bucket"]);
+    // Truncate the largest pack here: its size changes, so a ship by name and size
+    // would have uploaded the damaged version.
+    let mut packs: Vec<_> = env.repo_listing().into_iter().filter(|(p, _)| p.to_string_lossy().contains("/data/")).collect();
+    packs.sort_by_key(|(_, s)| std::cmp::Reverse(*s));
+    let victim = packs[0].0.clone();
+    let name = format!("data/{}", victim.strip_prefix(env.repo().join("data")).unwrap().display());
+    let len = fs::metadata(&victim).unwrap().len();
+    let f = fs::OpenOptions::new().write(true).open(&victim).unwrap();
+    f.set_len(len / 2).unwrap();
+    drop(f);
+
+    let out = ship_out(&env, &emu, dest, &["--json"]);
+    assert_eq!(out.status.code(), Some(3), "damaged here: not shipped: {}", stderr(&out));
+    let s = json_last_line(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(s["damaged_here"][0], name.as_str(), "{s}");
+    let out = remote(&env, &emu, dest, &["check", "--read-data"]);
+    assert_eq!(out.status.code(), Some(0), "the offsite copy is intact: {}", stderr(&out));
+
+    let out = with_b2(env.cmd(), &emu).arg("-r").arg(env.repo()).args(["check", "--read-data"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains(&format!("repair packs --from {dest}")), "{}", stderr(&out));
+    // repair index would give up the damaged pack's blobs: refused, the offsite copy named.
+    let out = with_b2(env.cmd(), &emu).arg("-r").arg(env.repo()).args(["repair", "index"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("refusing to repair") && stderr(&out).contains(dest), "{}", stderr(&out));
+    // Forced, then snapshots: refused as well while the offsite copy has what is lost here.
+    let out = with_b2(env.cmd(), &emu).arg("-r").arg(env.repo()).args(["repair", "index", "--force"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = with_b2(env.cmd(), &emu).arg("-r").arg(env.repo()).args(["repair", "snapshots"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("repair packs --from"), "{}", stderr(&out));
+    let out = with_b2(env.cmd(), &emu).arg("-r").arg(env.repo()).args(["repair", "snapshots", "--force"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let snaps = |env: &Env| -> Vec<serde_json::Value> {
+        serde_json::from_str::<serde_json::Value>(&env.ok(&["snapshots", "--json"])).unwrap().as_array().unwrap().clone()
+    };
+    let all = snaps(&env);
+    assert_eq!(all.len(), 2, "the original stays beside the repaired copy: {all:?}");
+    assert!(all.iter().any(|s| s["tags"].as_array().is_some_and(|t| t.iter().any(|t| t == "repaired"))));
+
+    // A ship now uploads the repaired snapshot but deletes no index file or pack.
+    let out = ship_out(&env, &emu, dest, &["--json", "--allow-deletes"]);
+    let s = json_last_line(&String::from_utf8_lossy(&out.stdout));
+    assert!(s["deletions"].as_array().unwrap().iter().all(|d| !d.as_str().unwrap().starts_with("data/") && !d.as_str().unwrap().starts_with("index/")), "{s}");
+    let out = remote(&env, &emu, dest, &["check", "--read-data"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    // The good copy comes back.
+    let out = with_b2(env.cmd(), &emu).arg("-r").arg(env.repo()).args(["repair", "packs", "--from", dest, "--json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let r = json_last_line(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(r["repair_packs"]["fetched"][0], name.as_str(), "{r}");
+    assert_eq!(r["repair_packs"]["reindexed"], 1, "{r}");
+    env.ok(&["check", "--read-data"]);
+    let original = all.iter().find(|s| !s["tags"].as_array().is_some_and(|t| t.iter().any(|t| t == "repaired"))).unwrap();
+    let t = env.path("t");
+    env.ok(&["restore", original["id"].as_str().unwrap(), "--target", t.to_str().unwrap()]);
+    assert_same_tree(&src, &t.join(src.strip_prefix("/").unwrap()));
+
+    // Another repository is never a source of packs.
+    let other = Env::new();
+    local_repo(&other);
+    let out = env.run(&["repair", "packs", "--from", other.repo().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("does not hold this repository"), "{}", stderr(&out));
+}

@@ -236,12 +236,32 @@ pub struct RepairArgs {
 #[derive(Subcommand, Debug)]
 pub enum RepairCommand {
     /// Rebuild the index from the packs, salvaging readable blobs of damaged packs
-    Index,
-    /// Drop files whose data is lost from snapshots (tagging them "repaired")
+    Index {
+        /// Go on although a ship destination holds an intact copy of a damaged pack
+        /// (try `repair packs --from` first)
+        #[arg(long)]
+        force: bool,
+    },
+    /// Write copies of damaged snapshots without the files whose data is lost (tagged
+    /// "repaired"); the originals stay unless --forget
     Snapshots {
         /// Only list what would be lost
         #[arg(short = 'n', long)]
         dry_run: bool,
+        /// Remove the damaged originals (recorded as forgotten)
+        #[arg(long)]
+        forget: bool,
+        /// Go on although a ship destination holds packs this repository lacks (try
+        /// `repair packs --from` first)
+        #[arg(long)]
+        force: bool,
+    },
+    /// Fetch intact copies of damaged or missing packs from another copy of this
+    /// repository (a ship destination), verify them and put them back
+    Packs {
+        /// The other copy: b2:BUCKET/PREFIX, rclone:..., or a directory
+        #[arg(long, value_name = "LOCATION")]
+        from: String,
     },
 }
 

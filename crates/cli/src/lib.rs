@@ -5,6 +5,7 @@
 //! mapped to the contract's exit codes in one place ([`exit`]).
 
 mod args;
+mod checked;
 mod commands;
 mod exit;
 mod location;

@@ -58,7 +58,8 @@ pub fn forget(g: &GlobalArgs, repository: &str, names: &[&str]) -> anyhow::Resul
     Ok(Some(found))
 }
 
-/// Every destination this machine has shipped `repository` to.
+/// Every destination this machine has shipped `repository` to, as its location reads
+/// (a form `-r` and `--from` accept).
 pub fn destinations(g: &GlobalArgs, repository: &str) -> Vec<String> {
     load(g, repository).into_keys().collect()
 }

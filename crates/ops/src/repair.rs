@@ -7,10 +7,16 @@
 //! unindexed (check reports it as information; prune removes it). Then one complete
 //! index is written and the old index files are deleted.
 //!
-//! repair snapshots rewrites each snapshot whose trees reference blobs the index lacks:
-//! files with missing content are dropped, unreadable directories become empty. The
-//! new snapshot carries the tag `repaired` and replaces the old one; every lost path
-//! is reported.
+//! repair snapshots writes, for each snapshot whose trees reference blobs the index
+//! lacks, a copy without what is lost: files with missing content are dropped,
+//! unreadable directories become empty. The copy carries the tag `repaired`; the
+//! original stays (as restic keeps it) unless asked to forget it, since an intact copy
+//! of the damaged pack may still be fetched from elsewhere. Every lost path is reported.
+//!
+//! repair packs fetches, from another copy of the same repository (a ship destination),
+//! every pack that is missing here or whose content no longer matches its name, checks
+//! the copy against its name, and puts it back; a pack that `repair index` had left
+//! unindexed is indexed again.
 
 use std::collections::HashMap;
 
@@ -29,7 +35,11 @@ pub struct RepairIndexSummary {
     pub problems: Vec<String>,
 }
 
-pub fn repair_index(repo: &Repository) -> Result<RepairIndexSummary, OpsError> {
+/// Rebuilds the index. `before_commit` sees the damaged packs' names before the new index
+/// is written and may stop the repair there (nothing indexed changes): the caller's
+/// chance to say that an intact copy exists elsewhere.
+pub fn repair_index(repo: &Repository, before_commit: &dyn Fn(&[String]) -> Result<(), OpsError>) -> Result<RepairIndexSummary, OpsError> {
+    let mut damaged: Vec<String> = Vec::new();
     let mut s = RepairIndexSummary::default();
     // Every index file, readable or not: all are replaced by the rebuilt index.
     let old = repo.list_files(FileKind::Index)?;
@@ -41,6 +51,7 @@ pub fn repair_index(repo: &Repository) -> Result<RepairIndexSummary, OpsError> {
             Err(e) => {
                 s.problems.push(format!("{}: {e}", obj.name));
                 s.packs_damaged += 1;
+                damaged.push(obj.name.clone());
                 continue;
             }
         };
@@ -54,11 +65,13 @@ pub fn repair_index(repo: &Repository) -> Result<RepairIndexSummary, OpsError> {
                 Err(e) => {
                     s.problems.push(format!("{e}"));
                     s.packs_damaged += 1;
+                    damaged.push(obj.name.clone());
                 }
             }
             continue;
         }
         s.packs_damaged += 1;
+        damaged.push(obj.name.clone());
         s.problems.push(format!("{}: content does not match its name; salvaging readable blobs", obj.name));
         let Ok(blobs) = header else {
             s.problems.push(format!("{}: header unreadable; its blobs are lost", obj.name));
@@ -76,6 +89,8 @@ pub fn repair_index(repo: &Repository) -> Result<RepairIndexSummary, OpsError> {
         }
     }
     repo.flush()?;
+    // Salvaged blobs are in new packs no index lists yet: harmless if we stop here.
+    before_commit(&damaged)?;
     packs.extend(repo.take_unindexed());
     let mut written = std::collections::HashSet::new();
     for chunk in packs.chunks(2000) {
@@ -150,7 +165,9 @@ impl Rewriter<'_> {
     }
 }
 
-pub fn repair_snapshots(repo: &Repository, dry_run: bool) -> Result<RepairSnapshotsSummary, OpsError> {
+/// Writes a repaired copy of each damaged snapshot; with `forget`, the original is
+/// removed (with a `forgotten/` record), else it stays beside the copy.
+pub fn repair_snapshots(repo: &Repository, dry_run: bool, forget: bool) -> Result<RepairSnapshotsSummary, OpsError> {
     let mut s = RepairSnapshotsSummary::default();
     let mut rw = Rewriter { repo, done: HashMap::new() };
     for snap in repo.list_snapshots()? {
@@ -169,10 +186,100 @@ pub fn repair_snapshots(repo: &Repository, dry_run: bool) -> Result<RepairSnapsh
         }
         repo.flush()?;
         repo.save_index()?;
-        let id = repo.replace_snapshot(&snap.id, &new)?;
+        let id = if forget { repo.replace_snapshot(&snap.id, &new)? } else { repo.save_snapshot(&new)? };
         s.rewritten.push((snap.id, id));
     }
     repo.flush()?;
     repo.save_index()?;
+    Ok(s)
+}
+
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct RepairPacksSummary {
+    /// Packs read here whose content matched their name.
+    pub packs_intact: u64,
+    /// Packs fetched from the other copy, verified and put back.
+    pub fetched: Vec<String>,
+    /// Of those, packs no index listed, now indexed again.
+    pub reindexed: u64,
+    /// Damaged or missing packs the other copy lacks too, or holds damaged.
+    pub unavailable: Vec<String>,
+}
+
+/// Puts back, from `from` (another copy of this repository), every pack missing here or
+/// damaged here. The copy must prove it is the same repository (its config opens with
+/// this key and names this repository's ID), and every fetched pack must match its name
+/// before it replaces anything. The index must be loaded.
+pub fn repair_packs(repo: &Repository, from: &dyn cairn_backend::Backend, progress: &dyn crate::Progress) -> Result<RepairPacksSummary, OpsError> {
+    use cairn_repo::{pack_name, CONFIG};
+    let ours = repo.config().id.clone();
+    let theirs = from.read(CONFIG).map_err(cairn_repo::RepoError::from)?;
+    match repo.id_in_config(&theirs) {
+        Some(id) if id == ours => {}
+        _ => {
+            return Err(OpsError::Invalid(format!(
+                "{} does not hold this repository ({ours}); packs are fetched only from a copy of the same repository",
+                from.location()
+            )))
+        }
+    }
+    let mut s = RepairPacksSummary::default();
+    let listed: HashMap<cairn_format::PackId, u64> = repo
+        .backend()
+        .list(DATA_DIR)
+        .map_err(cairn_repo::RepoError::from)?
+        .into_iter()
+        .filter_map(|o| Some((pack_id_from_name(&o.name)?, o.size)))
+        .collect();
+    let indexed: HashMap<cairn_format::PackId, u64> = repo.index().packs().collect();
+    let mut wanted: Vec<cairn_format::PackId> = indexed.keys().filter(|p| !listed.contains_key(p)).copied().collect();
+    // Every pack here is read and hashed: damage is found by content, not by a listing.
+    let mut here: Vec<cairn_format::PackId> = listed.keys().copied().collect();
+    here.sort();
+    progress.start(here.len() as u64, here.iter().map(|p| listed[p]).sum());
+    let damaged: Vec<cairn_format::PackId> = {
+        use rayon::prelude::*;
+        here.par_iter()
+            .filter(|p| {
+                progress.current(std::path::Path::new(&pack_name(p)));
+                let ok = repo.backend().read(&pack_name(p)).is_ok_and(|d| cairn_crypto::storage_hash(&d) == p.0);
+                progress.file_done(listed[p]);
+                !ok
+            })
+            .copied()
+            .collect()
+    };
+    progress.finish();
+    s.packs_intact = (here.len() - damaged.len()) as u64;
+    wanted.extend(damaged);
+    wanted.sort();
+    let mut unindexed = Vec::new();
+    for pack in wanted {
+        let name = pack_name(&pack);
+        let fetched = match from.read(&name) {
+            Ok(d) if cairn_crypto::storage_hash(&d) == pack.0 => d,
+            Ok(_) => {
+                s.unavailable.push(format!("{name}: damaged at {} too", from.location()));
+                continue;
+            }
+            Err(e) if e.is_not_found() => {
+                s.unavailable.push(format!("{name}: not at {}", from.location()));
+                continue;
+            }
+            Err(e) => return Err(cairn_repo::RepoError::from(e).into()),
+        };
+        let header = read_pack_header(repo.key(), &name, &fetched)?;
+        repo.backend().write(&name, &fetched, &cairn_backend::WriteOptions::default()).map_err(cairn_repo::RepoError::from)?;
+        if !indexed.contains_key(&pack) {
+            unindexed.push(IndexPack { id: pack, size: fetched.len() as u64, blobs: header });
+        }
+        s.fetched.push(name);
+    }
+    if !unindexed.is_empty() {
+        s.reindexed = unindexed.len() as u64;
+        let f = IndexFile { supersedes: Vec::new(), packs: unindexed };
+        repo.save_file(FileKind::Index, &f.encode())?;
+        repo.load_index()?;
+    }
     Ok(s)
 }

@@ -44,6 +44,9 @@ pub struct ShipOptions {
     pub create: bool,
     /// Allow deletions past the share above, and of snapshots the source never forgot.
     pub allow_deletes: bool,
+    /// Delete nothing at the destination (the source's last check found damage): what
+    /// the destination still holds may be the only intact copy.
+    pub keep_all: bool,
 }
 
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -60,6 +63,13 @@ pub struct ShipSummary {
     pub same_repository: bool,
     pub repository_id: String,
     pub verified: bool,
+    /// Deletions not made, and why (the source is damaged, or its last check failed).
+    pub deletions_left: Vec<String>,
+    /// Files not uploaded because their content here no longer matches their name:
+    /// damaged here, so the destination's copy is kept.
+    pub damaged_here: Vec<String>,
+    /// Degraded, not failed: each also counted above.
+    pub warnings: Vec<String>,
 }
 
 /// Repository files of a store by name (locks and anything else left out).
@@ -172,7 +182,17 @@ pub fn ship(repo: &Repository, src: &dyn Backend, dst: &dyn Backend, opts: &Ship
             s.files_skipped += 1;
         }
     }
-    let (deletions, refusal) = plan_deletions(repo, &have, &there, opts.allow_deletes)?;
+    let (mut deletions, refusal) = plan_deletions(repo, &have, &there, opts.allow_deletes)?;
+    if opts.keep_all && !deletions.is_empty() {
+        s.warnings.push(format!("{} deletion(s) left at {}: the last check of this repository found damage", deletions.len(), dst.location()));
+        s.deletions_left = std::mem::take(&mut deletions);
+    } else {
+        let (why, kept) = protect_data(repo, &mut deletions)?;
+        if let Some(why) = why {
+            s.warnings.push(format!("{} index file(s) and pack(s) left at {}: {why}", kept.len(), dst.location()));
+        }
+        s.deletions_left = kept;
+    }
     s.deletions = deletions.clone();
     match refusal {
         Some(why) if opts.dry_run => s.plan.push(format!("stop: {why}")),
@@ -197,6 +217,7 @@ pub fn ship(repo: &Repository, src: &dyn Backend, dst: &dyn Backend, opts: &Ship
 
     let uploaded = AtomicU64::new(0);
     let bytes = AtomicU64::new(0);
+    let damaged: Mutex<Vec<String>> = Mutex::new(Vec::new());
     progress.start(phases.values().map(|p| p.len() as u64).sum(), phases.values().flatten().map(|f| f.size).sum());
     for files in phases.values() {
         let next = AtomicU64::new(0);
@@ -210,14 +231,18 @@ pub fn ship(repo: &Repository, src: &dyn Backend, dst: &dyn Backend, opts: &Ship
                     }
                     let o = files[i];
                     let r = src.read(&o.name).and_then(|data| {
+                        if !matches_its_name(&o.name, &data) {
+                            return Ok(false);
+                        }
                         let wo = WriteOptions { mtime_millis: o.mtime_millis, ..Default::default() };
-                        dst.write(&o.name, &data, &wo)
+                        dst.write(&o.name, &data, &wo).map(|()| true)
                     });
                     match r {
-                        Ok(()) => {
+                        Ok(true) => {
                             uploaded.fetch_add(1, Ordering::Relaxed);
                             bytes.fetch_add(o.size, Ordering::Relaxed);
                         }
+                        Ok(false) => damaged.lock().unwrap_or_else(|p| p.into_inner()).push(o.name.clone()),
                         Err(e) => {
                             error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
                         }
@@ -235,6 +260,17 @@ pub fn ship(repo: &Repository, src: &dyn Backend, dst: &dyn Backend, opts: &Ship
     progress.finish();
     s.files_uploaded = uploaded.load(Ordering::Relaxed);
     s.bytes_uploaded = bytes.load(Ordering::Relaxed);
+    s.damaged_here = damaged.into_inner().unwrap_or_else(|p| p.into_inner());
+    if !s.damaged_here.is_empty() {
+        s.damaged_here.sort();
+        s.warnings.push(format!(
+            "{} file(s) not shipped because they are damaged here (content does not match the name), e.g. {}; \
+             `cairn repair packs --from {}` can fetch an intact copy",
+            s.damaged_here.len(),
+            s.damaged_here[0],
+            dst.location()
+        ));
+    }
 
     for name in &deletions {
         match dst.remove(name) {
@@ -264,6 +300,56 @@ pub fn ship(repo: &Repository, src: &dyn Backend, dst: &dyn Backend, opts: &Ship
         s.verified = true;
     }
     Ok(s)
+}
+
+/// Whether a repository file's bytes still hash to its name (all but `config` are named
+/// by the hash of their stored bytes): damage here must not overwrite a good copy there.
+fn matches_its_name(name: &str, data: &[u8]) -> bool {
+    match cairn_repo::id_from_name(name) {
+        Some(hex) => hex::encode(cairn_crypto::storage_hash(data)) == hex.to_ascii_lowercase(),
+        None => true,
+    }
+}
+
+/// Takes out of `deletions` the index files and packs the destination may still need:
+/// every pack this repository's index lists (it may be missing or damaged here), and,
+/// when a snapshot here uses a blob no index here lists (the source is damaged), every
+/// index file and pack. Returns why, and what was kept back.
+fn protect_data(repo: &Repository, deletions: &mut Vec<String>) -> Result<(Option<String>, Vec<String>), OpsError> {
+    let data_kinds = |n: &String| matches!(FileKind::of(n), Some(FileKind::Pack | FileKind::Index));
+    if !deletions.iter().any(data_kinds) {
+        return Ok((None, Vec::new()));
+    }
+    repo.load_index()?;
+    let snapshots = repo.list_snapshots()?;
+    let complete = match crate::walk::used_blobs(repo, &snapshots) {
+        Ok(used) => {
+            let index = repo.index();
+            used.iter().find(|b| !index.contains(b)).map(|b| format!("blob {} is used by a snapshot here but no index here lists it", b.short()))
+        }
+        Err(e) => Some(format!("a snapshot here cannot be read ({e})")),
+    };
+    let mut kept = Vec::new();
+    if let Some(why) = complete {
+        deletions.retain(|n| {
+            let keep = data_kinds(n);
+            if keep {
+                kept.push(n.clone());
+            }
+            !keep
+        });
+        return Ok((Some(why), kept));
+    }
+    let indexed: HashSet<String> = repo.index().packs().map(|(p, _)| cairn_repo::pack_name(&p)).collect();
+    deletions.retain(|n| {
+        let keep = indexed.contains(n);
+        if keep {
+            kept.push(n.clone());
+        }
+        !keep
+    });
+    let why = (!kept.is_empty()).then(|| "this repository's index lists them, but they are missing or damaged here".to_string());
+    Ok((why, kept))
 }
 
 /// The destination's files the source no longer has, in [`FileKind::ship_delete_order`],

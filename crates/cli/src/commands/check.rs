@@ -31,6 +31,11 @@ pub fn run(g: &GlobalArgs, a: CheckArgs) -> anyhow::Result<ExitCode> {
         s.errors.extend(h.problems.iter().cloned());
         hashes = Some(h);
     }
+    crate::checked::record(
+        g,
+        &location,
+        &crate::checked::LastCheck { time: cairn_repo::sys::now(), errors: s.errors.len() as u64, damaged_packs: s.damaged_packs.clone() },
+    );
     // Reading packs from B2 is billed download traffic: say what this check cost.
     let egress = if crate::location::is_remote(g.repo.as_deref().unwrap_or("")) { s.bytes_read } else { 0 };
     if g.json {
@@ -91,7 +96,13 @@ pub fn run(g: &GlobalArgs, a: CheckArgs) -> anyhow::Result<ExitCode> {
         }
         Ok(ExitCode::Ok)
     } else {
-        if s.info.iter().any(|i| i.contains("not in any index")) {
+        let dests = crate::shipped::destinations(g, &location);
+        if let Some(dest) = dests.first().filter(|_| !s.damaged_packs.is_empty() || s.errors.iter().any(|e| e.contains("missing"))) {
+            eprintln!(
+                "cairn: check found {} error(s); this repository is shipped to {dest}: `cairn repair packs --from {dest}` fetches intact copies of damaged or missing packs from there",
+                s.errors.len()
+            );
+        } else if s.info.iter().any(|i| i.contains("not in any index")) {
             eprintln!("cairn: check found {} error(s); packs that no index lists are present: `cairn repair index` may restore the missing entries", s.errors.len());
         } else {
             eprintln!("cairn: check found {} error(s); `cairn repair` may recover what is not lost", s.errors.len());

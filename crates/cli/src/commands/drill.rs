@@ -94,7 +94,13 @@ pub fn run(g: &GlobalArgs, a: DrillArgs) -> anyhow::Result<ExitCode> {
     if r.ok {
         Ok(ExitCode::Ok)
     } else {
-        eprintln!("cairn: drill failed: {} problem(s); run `cairn check --read-data` to see the whole damage", r.failures.len());
+        // Damage here, an intact copy offsite: name the command that brings it back.
+        let other = match (&a.from, &home) {
+            (Some(from), Some(home)) if from != home => Some(home.clone()),
+            _ => crate::shipped::destinations(g, &repo.backend().location()).into_iter().next(),
+        };
+        let fix = other.map(|o| format!("; `cairn -r {location} repair packs --from {o}` fetches intact copies of damaged packs")).unwrap_or_default();
+        eprintln!("cairn: drill failed: {} problem(s); run `cairn check --read-data` to see the whole damage{fix}", r.failures.len());
         Ok(ExitCode::Fatal)
     }
 }

@@ -1,21 +1,32 @@
+use std::collections::HashSet;
 use std::sync::Arc;
 
-use cairn_repo::LockKind;
+use cairn_ops::OpsError;
+use cairn_repo::{LockKind, Repository};
 use serde_json::json;
 
 use crate::args::{GlobalArgs, RepairArgs, RepairCommand};
-use crate::exit::ExitCode;
-use crate::output;
+use crate::exit::{fail, ExitCode};
+use crate::{location, output};
 
 pub fn run(g: &GlobalArgs, a: RepairArgs) -> anyhow::Result<ExitCode> {
     let mut repo = super::open_repo(g)?;
-    let dry_run = matches!(a.command, RepairCommand::Snapshots { dry_run: true });
+    let dry_run = matches!(a.command, RepairCommand::Snapshots { dry_run: true, .. });
     repo.set_dry_run(dry_run);
     let repo = Arc::new(repo);
     let _lock = repo.lock(LockKind::Exclusive, "repair")?;
     match a.command {
-        RepairCommand::Index => {
-            let s = cairn_ops::repair::repair_index(&repo)?;
+        RepairCommand::Index { force } => {
+            // A damaged pack whose intact copy is offsite: fetch it rather than give up
+            // its blobs.
+            let guard = |damaged: &[String]| -> Result<(), OpsError> {
+                if force || damaged.is_empty() {
+                    return Ok(());
+                }
+                let wanted: HashSet<&str> = damaged.iter().map(String::as_str).collect();
+                refuse_if_offsite_has(g, &repo, &|name| wanted.contains(name), "an intact copy of a damaged pack")
+            };
+            let s = cairn_ops::repair::repair_index(&repo, &guard)?;
             for p in &s.problems {
                 eprintln!("warning: {p}");
             }
@@ -27,28 +38,96 @@ pub fn run(g: &GlobalArgs, a: RepairArgs) -> anyhow::Result<ExitCode> {
                     s.packs_indexed, s.packs_damaged, s.blobs_salvaged, s.blobs_lost, s.index_files_replaced
                 );
                 if s.blobs_lost > 0 {
-                    println!("run `cairn repair snapshots` to drop the files that lost data");
+                    println!("run `cairn repair snapshots` to write copies of the snapshots without the files that lost data");
                 }
             }
         }
-        RepairCommand::Snapshots { .. } => {
+        RepairCommand::Snapshots { forget, force, .. } => {
             repo.load_index()?;
-            let s = cairn_ops::repair::repair_snapshots(&repo, dry_run)?;
+            if !force && !dry_run {
+                let indexed: HashSet<String> = repo.index().packs().map(|(p, _)| cairn_repo::pack_name(&p)).collect();
+                refuse_if_offsite_has(g, &repo, &|name| !indexed.contains(name), "packs this repository's index lacks")?;
+            }
+            let s = cairn_ops::repair::repair_snapshots(&repo, dry_run, forget)?;
             if g.json {
                 let rw: Vec<_> = s.rewritten.iter().map(|(o, n)| json!({"old": o.to_hex(), "new": n.to_hex()})).collect();
-                output::print_json(&json!({"message_type": "summary", "rewritten": rw, "lost": s.lost, "dry_run": dry_run}));
+                output::print_json(&json!({"message_type": "summary", "rewritten": rw, "lost": s.lost, "dry_run": dry_run, "originals_kept": !forget}));
             } else if !g.quiet {
                 for l in &s.lost {
                     println!("lost: {l}");
                 }
                 for (o, n) in &s.rewritten {
-                    println!("snapshot {} repaired as {} (tagged \"repaired\")", o.short(), n.short());
+                    if forget {
+                        println!("snapshot {} replaced by {} (tagged \"repaired\")", o.short(), n.short());
+                    } else {
+                        println!("snapshot {} repaired as {} (tagged \"repaired\"); the original stays (--forget removes it)", o.short(), n.short());
+                    }
                 }
                 if s.lost.is_empty() {
                     println!("no snapshot needed repair");
                 }
             }
         }
+        RepairCommand::Packs { from } => {
+            repo.load_index()?;
+            let src = location::open_backend(&from, g)?;
+            let bar = output::Bar::new(g);
+            let s = cairn_ops::repair::repair_packs(&repo, src.as_ref(), &bar)?;
+            if g.json {
+                output::print_json(&json!({"message_type": "summary", "repair_packs": s}));
+            } else if !g.quiet {
+                for f in &s.fetched {
+                    println!("fetched {f} from {}", src.location());
+                }
+                println!(
+                    "{} packs intact here, {} fetched and verified ({} indexed again), {} without an intact copy",
+                    s.packs_intact,
+                    s.fetched.len(),
+                    s.reindexed,
+                    s.unavailable.len()
+                );
+            }
+            for u in &s.unavailable {
+                eprintln!("error: {u}");
+            }
+            if !s.unavailable.is_empty() {
+                return Err(fail(
+                    ExitCode::Fatal,
+                    format!("{} damaged or missing pack(s) have no intact copy at {}; try another copy, then `cairn repair index`", s.unavailable.len(), src.location()),
+                ));
+            }
+            if !s.fetched.is_empty() && !g.quiet && !g.json {
+                println!("run `cairn check --read-data` to confirm");
+            }
+        }
     }
     Ok(ExitCode::Ok)
+}
+
+/// Refuses (before anything is given up) when a destination this machine ships the
+/// repository to holds a pack name `wanted` accepts; also when a destination cannot be
+/// looked at, since then nobody knows. `--force` skips this.
+fn refuse_if_offsite_has(g: &GlobalArgs, repo: &Repository, wanted: &dyn Fn(&str) -> bool, what: &str) -> Result<(), OpsError> {
+    for dest in crate::shipped::destinations(g, &repo.backend().location()) {
+        let found = location::open_backend(&dest, g)
+            .map_err(|e| e.to_string())
+            .and_then(|b| b.list(cairn_repo::DATA_DIR).map_err(|e| e.to_string()))
+            .map(|l| l.iter().filter(|o| wanted(&o.name)).count());
+        match found {
+            Ok(0) => {}
+            Ok(n) => {
+                return Err(OpsError::Invalid(format!(
+                    "refusing to repair: {dest} (where this repository is shipped) holds {n} of {what}; \
+                     run `cairn repair packs --from {dest}` first, or add --force to give that data up"
+                )))
+            }
+            Err(e) => {
+                return Err(OpsError::Invalid(format!(
+                    "refusing to repair: could not look at {dest} (where this repository is shipped) for intact copies: {e}; \
+                     add --force to repair without it"
+                )))
+            }
+        }
+    }
+    Ok(())
 }

@@ -40,6 +40,16 @@ pub fn run(g: &GlobalArgs, a: ShipArgs) -> anyhow::Result<ExitCode> {
         None => location::open_backend(&dest, g)?,
     };
     let default_transfers = if b2.is_some() { 16 } else { 4 };
+    // What the destination holds may be the only intact copy of what is damaged here.
+    let damaged = crate::checked::load(g, &repo.backend().location()).filter(|c| c.errors > 0);
+    if let Some(c) = &damaged {
+        eprintln!(
+            "warning: the last check of this repository ({}) found {} error(s): nothing will be deleted at {dest}{}",
+            c.time.format("%Y-%m-%d %H:%M"),
+            c.errors,
+            if a.allow_deletes { " unless --allow-deletes (given)" } else { " until a check passes (--allow-deletes overrides)" }
+        );
+    }
     let opts = ShipOptions {
         transfers: a.transfers.unwrap_or(default_transfers),
         dry_run: a.dry_run,
@@ -47,6 +57,7 @@ pub fn run(g: &GlobalArgs, a: ShipArgs) -> anyhow::Result<ExitCode> {
         with_binary: if a.with_binary { std::env::current_exe().ok() } else { None },
         create: a.create_bucket,
         allow_deletes: a.allow_deletes,
+        keep_all: damaged.is_some() && !a.allow_deletes,
     };
     let bar = output::Bar::new(g);
     let s = ship(&repo, src.as_ref(), dst.as_ref(), &opts, &bar)?;
@@ -66,6 +77,9 @@ pub fn run(g: &GlobalArgs, a: ShipArgs) -> anyhow::Result<ExitCode> {
         v["same_repository"] = json!(s.same_repository);
         v["repository_id"] = json!(s.repository_id);
         v["deletions"] = json!(s.deletions);
+        v["deletions_left"] = json!(s.deletions_left);
+        v["damaged_here"] = json!(s.damaged_here);
+        v["warnings"] = json!(s.warnings);
         output::print_json(&v);
     } else if !g.quiet {
         for p in &s.plan {
@@ -92,5 +106,9 @@ pub fn run(g: &GlobalArgs, a: ShipArgs) -> anyhow::Result<ExitCode> {
             println!("B2 transactions: class A {}, class B {}, class C {}", t.class_a, t.class_b, t.class_c);
         }
     }
-    Ok(ExitCode::Ok)
+    for w in &s.warnings {
+        eprintln!("warning: {w}");
+    }
+    // Files damaged here were not shipped: the copy is complete but for them.
+    Ok(if s.damaged_here.is_empty() { ExitCode::Ok } else { ExitCode::PartialBackup })
 }
