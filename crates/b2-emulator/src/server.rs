@@ -85,6 +85,10 @@ pub struct Token {
 #[derive(Default)]
 pub struct Stats {
     pub calls: BTreeMap<String, u64>,
+    /// Requests being served right now, and the most at once since the last reset: how a
+    /// test or benchmark sees that a client keeps several fetches in flight.
+    pub in_flight: u64,
+    pub max_in_flight: u64,
 }
 
 pub struct App {
@@ -273,6 +277,7 @@ impl App {
             "class_b": classes.get("b").copied().unwrap_or(0),
             "class_c": classes.get("c").copied().unwrap_or(0),
             "faults_injected": s.calls.get(FAULTS).copied().unwrap_or(0),
+            "max_in_flight": s.max_in_flight,
         })
     }
 
@@ -323,14 +328,19 @@ fn operation(method: &Method, path: &str) -> Option<(String, Option<u32>)> {
 /// The single entry point for every request.
 pub async fn handle(app: Arc<App>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response<Body> {
     let path = uri.path().to_string();
+    let reset = |app: &App| {
+        let mut s = app.stats.lock().unwrap_or_else(|p| p.into_inner());
+        s.calls.clear();
+        s.max_in_flight = s.in_flight;
+    };
     if path == "/emulator/stats" {
         if method == Method::POST {
-            app.stats.lock().unwrap_or_else(|p| p.into_inner()).calls.clear();
+            reset(&app);
         }
         return json_reply(app.stats_json()).unwrap_or_default();
     }
     if path == "/emulator/stats/reset" {
-        app.stats.lock().unwrap_or_else(|p| p.into_inner()).calls.clear();
+        reset(&app);
         return json_reply(app.stats_json()).unwrap_or_default();
     }
     let head = method == Method::HEAD;
@@ -338,6 +348,7 @@ pub async fn handle(app: Arc<App>, method: Method, uri: Uri, headers: HeaderMap,
         return error_reply(&B2Error::not_found(format!("no such endpoint {path}")), head);
     };
     app.count(&op);
+    let _serving = InFlight::enter(&app);
     if !app.config.latency.is_zero() {
         tokio::time::sleep(app.config.latency).await;
     }
@@ -357,6 +368,25 @@ pub async fn handle(app: Arc<App>, method: Method, uri: Uri, headers: HeaderMap,
         return cut_mid_body(resp).await;
     }
     resp
+}
+
+/// Counts one request as being served until dropped (whatever way the handler returns).
+struct InFlight<'a>(&'a App);
+
+impl<'a> InFlight<'a> {
+    fn enter(app: &'a App) -> InFlight<'a> {
+        let mut s = app.stats.lock().unwrap_or_else(|p| p.into_inner());
+        s.in_flight += 1;
+        s.max_in_flight = s.max_in_flight.max(s.in_flight);
+        InFlight(app)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut s = self.0.stats.lock().unwrap_or_else(|p| p.into_inner());
+        s.in_flight = s.in_flight.saturating_sub(1);
+    }
 }
 
 /// The reply with its full Content-Length announced but only the first half of the

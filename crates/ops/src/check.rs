@@ -207,7 +207,8 @@ pub fn check_with_progress(repo: &Repository, read: ReadData, location: &str, pr
     progress.start(chosen.len() as u64, chosen.iter().map(|p| sizes[p]).sum());
     // Packs are read on every core (two at a time per core keeps a disk or a
     // connection busy while the other is verified), results taken in pack order.
-    let results: Vec<_> = {
+    // Across a network more packs are in flight (at most 8 whole packs in memory).
+    let results: Vec<_> = crate::in_io_pool(repo.io_threads().min(MAX_PACKS_IN_FLIGHT), || {
         use rayon::prelude::*;
         chosen
             .par_iter()
@@ -219,7 +220,7 @@ pub fn check_with_progress(repo: &Repository, read: ReadData, location: &str, pr
                 r
             })
             .collect()
-    };
+    });
     progress.finish();
     for (pack, result) in chosen.iter().zip(results) {
         match result {
@@ -265,6 +266,9 @@ pub fn check_with_progress(repo: &Repository, read: ReadData, location: &str, pr
     }
     Ok(s)
 }
+
+/// Whole packs read at once by `--read-data` across a network.
+const MAX_PACKS_IN_FLIGHT: usize = 8;
 
 type PackProblems = (u64, Vec<String>, Vec<BlobId>);
 

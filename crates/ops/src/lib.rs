@@ -66,3 +66,16 @@ pub fn chunker_params(min: u32, avg: u32, max: u32) -> Result<(u32, u32, u32), S
     cairn_chunker::ChunkerParams { min_size: min as usize, avg_size: avg as usize, max_size: max as usize }.validate()?;
     Ok((min, avg, max))
 }
+
+/// Runs `f` on a pool of `threads` threads when that is more than the current pool has
+/// (a repository across a network, where each thread mostly waits on a fetch), else
+/// where it is. Parallel loops inside `f` then keep that many fetches in flight.
+pub(crate) fn in_io_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+    if threads <= rayon::current_num_threads() {
+        return f();
+    }
+    match rayon::ThreadPoolBuilder::new().num_threads(threads).thread_name(|i| format!("cairn-io-{i}")).build() {
+        Ok(pool) => pool.install(f),
+        Err(_) => f(),
+    }
+}

@@ -17,6 +17,7 @@ mod keys;
 mod layout;
 mod lock;
 mod packer;
+mod read_ahead;
 mod repository;
 pub mod sys;
 mod uploader;

@@ -82,6 +82,10 @@ pub struct Repository {
     tree_cache: Option<std::path::PathBuf>,
     /// Concurrent pack uploads, if enabled; otherwise the thread that fills a pack writes it.
     uploader: Option<crate::uploader::Uploader>,
+    /// Windowed blob reads across a network (see `read_ahead`), and how many threads
+    /// I/O-bound loops (restore, check's pack reads) use; built when the index is loaded.
+    remote_reads: Option<usize>,
+    read_ahead: RwLock<Option<Arc<crate::read_ahead::ReadAhead>>>,
     writer: Mutex<Writer>,
     data_packers: PackerPool,
     tree_packers: PackerPool,
@@ -107,6 +111,8 @@ impl Repository {
             index_files: Mutex::new(Vec::new()),
             tree_cache: None,
             uploader: None,
+            remote_reads: None,
+            read_ahead: RwLock::new(None),
             writer: Mutex::new(Writer { in_flight: HashSet::new(), unindexed: Vec::new(), last_index_save: Instant::now() }),
             data_packers: PackerPool::new(BlobType::Data, target, true),
             tree_packers: PackerPool::new(BlobType::Tree, target, false),
@@ -200,6 +206,18 @@ impl Repository {
         if !self.dry_run && transfers > 1 {
             self.uploader = Some(crate::uploader::Uploader::new(Arc::clone(&self.backend), transfers));
         }
+    }
+
+    /// For a repository across a network: blobs are read a window of their pack at a time
+    /// and I/O-bound loops run on `threads` threads, so many fetches are in flight.
+    pub fn set_remote_reads(&mut self, threads: usize) {
+        self.remote_reads = Some(threads.max(1));
+    }
+
+    /// Threads for loops that wait on storage rather than the CPU: the cores for a local
+    /// repository, more across a network (see [`Repository::set_remote_reads`]).
+    pub fn io_threads(&self) -> usize {
+        self.remote_reads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
     }
 
     /// Keeps tree blobs (sealed, as stored) under `dir`, so browsing a remote repository
@@ -373,6 +391,14 @@ impl Repository {
                 files.extend(skip);
                 *self.index.write().unwrap_or_else(unpoison) = load.index;
                 *self.index_files.lock().unwrap_or_else(unpoison) = files;
+                if let Some(threads) = self.remote_reads {
+                    // A window per thread and half as many again: each thread of an I/O
+                    // pool works its own stretch of the packs (4 MiB each, so 16 threads
+                    // hold at most 96 MiB).
+                    let sizes = self.index.read().unwrap_or_else(unpoison).packs().collect();
+                    let ra = crate::read_ahead::ReadAhead::new(threads + threads / 2, sizes);
+                    *self.read_ahead.write().unwrap_or_else(unpoison) = Some(Arc::new(ra));
+                }
                 return Ok(load.errors);
             }
             skip.extend(late);
@@ -677,7 +703,11 @@ impl Repository {
                 }
             }
         }
-        let sealed = self.backend.read_range(&name, u64::from(e.offset), u64::from(e.length))?;
+        let read_ahead = self.read_ahead.read().unwrap_or_else(crate::unpoison).clone();
+        let sealed = match (&read_ahead, e.blob_type) {
+            (Some(ra), BlobType::Data) => ra.read(self.backend.as_ref(), &name, &found.pack, &e)?,
+            _ => self.backend.read_range(&name, u64::from(e.offset), u64::from(e.length))?,
+        };
         if let Some(path) = &cached {
             let plain = self.open_blob(&name, &e, &sealed)?;
             let _ = cairn_backend::write_private(path, &sealed);

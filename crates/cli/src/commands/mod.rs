@@ -60,6 +60,10 @@ pub use mount::unmount_on_signal;
 
 pub const DEFAULT_REMOTE_TRANSFERS: usize = 8;
 
+/// Fetches in flight when restoring, drilling, checking or mounting a remote repository:
+/// each waits on the network, so more threads than cores (memory: see `read_ahead`).
+pub const REMOTE_READ_THREADS: usize = 16;
+
 /// Opens the repository named by the global options; writes nothing.
 pub fn open_repo(g: &GlobalArgs) -> anyhow::Result<Repository> {
     let loc = g.repo.as_deref().unwrap_or("");
@@ -81,6 +85,7 @@ pub fn open_repo(g: &GlobalArgs) -> anyhow::Result<Repository> {
     crate::seen::watch(g, loc, &repo)?;
     if location::is_remote(loc) {
         repo.set_transfers(DEFAULT_REMOTE_TRANSFERS);
+        repo.set_remote_reads(REMOTE_READ_THREADS);
     }
     Ok(repo)
 }

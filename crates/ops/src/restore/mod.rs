@@ -87,7 +87,7 @@ pub fn restore(repo: &Repository, snap: &SnapshotRef, opts: &RestoreOptions) -> 
 pub fn restore_with_progress(repo: &Repository, snap: &SnapshotRef, opts: &RestoreOptions, progress: &dyn crate::Progress) -> Result<RestoreSummary, OpsError> {
     let plan = RestorePlan::build(repo, snap, opts)?;
     progress.start(plan.files.len() as u64, plan.files.iter().map(|i| i.node.size).sum());
-    let result = execute(repo, plan, opts, progress);
+    let result = crate::in_io_pool(repo.io_threads(), || execute(repo, plan, opts, progress));
     progress.finish();
     result
 }
