@@ -37,6 +37,7 @@ unset CAIRN_REPOSITORY CAIRN_PASSWORD_FILE CAIRN_PASSWORD_COMMAND
 emu_pid=
 start_emulator() { # $1: latency in ms
     [ -n "$emu_pid" ] && kill "$emu_pid" && wait "$emu_pid" 2>/dev/null || true
+    rm -f "$dir/emu.out.$1"
     mkfifo "$dir/emu.out.$1"
     "$emulator" --listen 127.0.0.1:0 --data "$dir/emu" --latency-ms "$1" >"$dir/emu.out.$1" &
     emu_pid=$!
@@ -68,15 +69,15 @@ for corpus in small mixed; do
     "$cairn" -q -r "$repo" init >/dev/null
     "$cairn" -q --no-progress -r "$repo" backup "$dir/src-$corpus" >/dev/null
     start_emulator 0
-    "$cairn" -q --no-progress -r "$repo" ship "b2:bench/$corpus" --create-bucket >/dev/null
+    "$cairn" -q --no-progress -r "$repo" ship "b2:cairn-bench/$corpus" --create-bucket >/dev/null
     t_local=$(restore_from "$repo" "$dir/t")
     printf '%-6s %-22s %9.2f %8s %10s\n' "$corpus" local "$t_local" 1.00 -
     for l in 0 "$latency"; do
         start_emulator "$l"
         rm -rf "$CAIRN_CACHE_DIR"
-        "$cairn" -q -r "b2:bench/$corpus" snapshots >/dev/null
+        "$cairn" -q -r "b2:cairn-bench/$corpus" snapshots >/dev/null 2>&1
         curl -s -X POST "$CAIRN_B2_ENDPOINT/emulator/stats/reset" >/dev/null
-        t=$(restore_from "b2:bench/$corpus" "$dir/t")
+        t=$(restore_from "b2:cairn-bench/$corpus" "$dir/t")
         inflight=$(curl -s "$CAIRN_B2_ENDPOINT/emulator/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["max_in_flight"])')
         printf '%-6s %-22s %9.2f %8.2f %10s\n' "$corpus" "emulator, ${l} ms" "$t" "$(echo "$t / $t_local" | bc -l)" "$inflight"
     done

@@ -81,9 +81,7 @@ fn flipped_byte_in_pack_names_damaged_file_and_restores_the_rest() {
     }
     env.backup(&[&src], &[]);
     // Damage the largest data pack somewhere in its blob area.
-    let mut packs: Vec<_> = env.repo_listing().into_iter().filter(|(p, _)| p.to_string_lossy().contains("/data/")).collect();
-    packs.sort_by_key(|(_, s)| std::cmp::Reverse(*s));
-    let (victim, _) = &packs[0];
+    let victim = &env.packs_largest_first()[0];
     let mut bytes = fs::read(victim).unwrap();
     bytes[1000] ^= 0x40;
     fs::write(victim, bytes).unwrap();

@@ -623,9 +623,7 @@ fn check_prints_one_line_per_damaged_pack() {
         fs::write(src.join(format!("f{i:02}")), pseudo_random(i + 40_000, 5_000)).unwrap();
     }
     env.backup(&[&src], &[]);
-    let mut packs: Vec<_> = env.repo_listing().into_iter().filter(|(p, _)| p.to_string_lossy().contains("/data/")).collect();
-    packs.sort_by_key(|(_, s)| std::cmp::Reverse(*s));
-    let victim = &packs[0].0;
+    let victim = &env.packs_largest_first()[0];
     let mut bytes = fs::read(victim).unwrap();
     // Damage every blob: the whole blob area, header left alone at the end.
     let header_at = bytes.len() * 2 / 3;

@@ -353,9 +353,7 @@ fn damage_here_is_repaired_from_the_offsite_copy_and_never_shipped() {
     ship(&env, &emu, dest, &["--create-bucket"]);
     // Truncate the largest pack here: its size changes, so a ship by name and size
     // would have uploaded the damaged version.
-    let mut packs: Vec<_> = env.repo_listing().into_iter().filter(|(p, _)| p.to_string_lossy().contains("/data/")).collect();
-    packs.sort_by_key(|(_, s)| std::cmp::Reverse(*s));
-    let victim = packs[0].0.clone();
+    let victim = env.packs_largest_first()[0].clone();
     let name = format!("data/{}", victim.strip_prefix(env.repo().join("data")).unwrap().display());
     let len = fs::metadata(&victim).unwrap().len();
     let f = fs::OpenOptions::new().write(true).open(&victim).unwrap();

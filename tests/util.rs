@@ -77,6 +77,13 @@ impl Env {
         json_last_line(&out)
     }
 
+    /// The repository's pack files, largest first: where tests do their damage.
+    pub fn packs_largest_first(&self) -> Vec<PathBuf> {
+        let mut packs: Vec<(PathBuf, u64)> = self.repo_listing().into_iter().filter(|(p, _)| p.to_string_lossy().contains("/data/")).collect();
+        packs.sort_by_key(|(_, s)| std::cmp::Reverse(*s));
+        packs.into_iter().map(|(p, _)| p).collect()
+    }
+
     /// Repository files with their sizes, to prove a command wrote nothing.
     pub fn repo_listing(&self) -> BTreeMap<PathBuf, u64> {
         let mut m = BTreeMap::new();

@@ -348,7 +348,7 @@ pub async fn handle(app: Arc<App>, method: Method, uri: Uri, headers: HeaderMap,
         return error_reply(&B2Error::not_found(format!("no such endpoint {path}")), head);
     };
     app.count(&op);
-    let _serving = InFlight::enter(&app);
+    let serving = InFlight::enter(app.clone());
     if !app.config.latency.is_zero() {
         tokio::time::sleep(app.config.latency).await;
     }
@@ -367,22 +367,29 @@ pub async fn handle(app: Arc<App>, method: Method, uri: Uri, headers: HeaderMap,
         *app.stats.lock().unwrap_or_else(|p| p.into_inner()).calls.entry(FAULTS.to_string()).or_default() += 1;
         return cut_mid_body(resp).await;
     }
-    resp
+    // The request counts as served until its body has been sent (or dropped).
+    let (parts, body) = resp.into_parts();
+    let stream = futures_util::StreamExt::map(body.into_data_stream(), move |piece| {
+        let _ = &serving;
+        piece
+    });
+    Response::from_parts(parts, Body::from_stream(stream))
 }
 
 /// Counts one request as being served until dropped (whatever way the handler returns).
-struct InFlight<'a>(&'a App);
+struct InFlight(Arc<App>);
 
-impl<'a> InFlight<'a> {
-    fn enter(app: &'a App) -> InFlight<'a> {
+impl InFlight {
+    fn enter(app: Arc<App>) -> InFlight {
         let mut s = app.stats.lock().unwrap_or_else(|p| p.into_inner());
         s.in_flight += 1;
         s.max_in_flight = s.max_in_flight.max(s.in_flight);
+        drop(s);
         InFlight(app)
     }
 }
 
-impl Drop for InFlight<'_> {
+impl Drop for InFlight {
     fn drop(&mut self) {
         let mut s = self.0.stats.lock().unwrap_or_else(|p| p.into_inner());
         s.in_flight = s.in_flight.saturating_sub(1);

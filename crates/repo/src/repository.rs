@@ -392,11 +392,10 @@ impl Repository {
                 *self.index.write().unwrap_or_else(unpoison) = load.index;
                 *self.index_files.lock().unwrap_or_else(unpoison) = files;
                 if let Some(threads) = self.remote_reads {
-                    // A window per thread and half as many again: each thread of an I/O
-                    // pool works its own stretch of the packs (4 MiB each, so 16 threads
-                    // hold at most 96 MiB).
+                    // A window per thread: each thread of an I/O pool works its own
+                    // stretch of the packs (2 MiB each, so 16 threads hold 32 MiB).
                     let sizes = self.index.read().unwrap_or_else(unpoison).packs().collect();
-                    let ra = crate::read_ahead::ReadAhead::new(threads + threads / 2, sizes);
+                    let ra = crate::read_ahead::ReadAhead::new(threads, sizes);
                     *self.read_ahead.write().unwrap_or_else(unpoison) = Some(Arc::new(ra));
                 }
                 return Ok(load.errors);
@@ -704,9 +703,11 @@ impl Repository {
             }
         }
         let read_ahead = self.read_ahead.read().unwrap_or_else(crate::unpoison).clone();
-        let sealed = match (&read_ahead, e.blob_type) {
-            (Some(ra), BlobType::Data) => ra.read(self.backend.as_ref(), &name, &found.pack, &e)?,
-            _ => self.backend.read_range(&name, u64::from(e.offset), u64::from(e.length))?,
+        // Trees too: a restore's plan walks thousands of them, and they sit together in
+        // tree packs.
+        let sealed = match &read_ahead {
+            Some(ra) => ra.read(self.backend.as_ref(), &name, &found.pack, &e)?,
+            None => self.backend.read_range(&name, u64::from(e.offset), u64::from(e.length))?,
         };
         if let Some(path) = &cached {
             let plain = self.open_blob(&name, &e, &sealed)?;
