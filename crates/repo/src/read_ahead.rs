@@ -9,7 +9,8 @@
 //! around the one asked for. Concurrency comes from the callers (an I/O pool of
 //! [`Repository::io_threads`](crate::Repository::io_threads) threads); two threads
 //! asking for the same window wait for one fetch. Memory is bounded: at most
-//! `windows` windows are kept (one per I/O thread), the oldest dropped first.
+//! `windows` windows are kept (two per I/O thread), the least recently used dropped
+//! first.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -19,7 +20,7 @@ use cairn_format::{PackEntry, PackId};
 
 /// Bytes of a pack fetched at once: 2 MiB, an eighth of a default pack; at 40 ms of
 /// latency and 16 fetches in flight that is 800 MB/s, more than a home uplink carries,
-/// while 16 windows hold 32 MiB. A blob larger than this is read alone (one request
+/// while 32 windows hold 64 MiB. A blob larger than this is read alone (one request
 /// for a megabyte or more is already cheap).
 pub const WINDOW_BYTES: u64 = 2 * 1024 * 1024;
 
@@ -54,7 +55,15 @@ impl ReadAhead {
             let mut kept = self.kept.lock().unwrap_or_else(crate::unpoison);
             let (map, order) = &mut *kept;
             match map.get(&(*pack, w)) {
-                Some(c) => c.clone(),
+                Some(c) => {
+                    // Least recently used goes first: a window a thread is still
+                    // working through must not be dropped because it came early.
+                    if let Some(i) = order.iter().position(|k| *k == (*pack, w)) {
+                        order.remove(i);
+                    }
+                    order.push_back((*pack, w));
+                    c.clone()
+                }
                 None => {
                     while order.len() >= self.windows {
                         if let Some(old) = order.pop_front() {

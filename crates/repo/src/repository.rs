@@ -392,10 +392,12 @@ impl Repository {
                 *self.index.write().unwrap_or_else(unpoison) = load.index;
                 *self.index_files.lock().unwrap_or_else(unpoison) = files;
                 if let Some(threads) = self.remote_reads {
-                    // A window per thread: each thread of an I/O pool works its own
-                    // stretch of the packs (2 MiB each, so 16 threads hold 32 MiB).
+                    // Two windows per thread: each thread of an I/O pool works its own
+                    // stretch of the packs, and a file often spans two windows (2 MiB
+                    // each, so 16 threads hold 64 MiB). One per thread thrashed on
+                    // 25,000 small files (7.5x the local restore; see read_ahead).
                     let sizes = self.index.read().unwrap_or_else(unpoison).packs().collect();
-                    let ra = crate::read_ahead::ReadAhead::new(threads, sizes);
+                    let ra = crate::read_ahead::ReadAhead::new(threads * 2, sizes);
                     *self.read_ahead.write().unwrap_or_else(unpoison) = Some(Arc::new(ra));
                 }
                 return Ok(load.errors);
