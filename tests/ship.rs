@@ -195,6 +195,9 @@ fn ship_refuses_a_destination_holding_another_repository() {
             let e = stderr(&out);
             assert_eq!(e.trim().lines().count(), 1, "{e}");
             assert!(e.contains("refusing to ship") && e.contains("another repository") && e.contains("nothing was written or deleted"), "{e}");
+            // The same password opens the old copy: both repository IDs are named.
+            let theirs = e.split("another repository ").nth(1).unwrap_or("");
+            assert!(theirs.len() > 32 && theirs[..32].bytes().all(|c| c.is_ascii_hexdigit()), "{e}");
         }
         if dest.starts_with('/') {
             assert_eq!(snapshot_tree(&local_dest), before, "the old copy is untouched");

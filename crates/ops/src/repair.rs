@@ -35,11 +35,12 @@ pub struct RepairIndexSummary {
     pub problems: Vec<String>,
 }
 
-/// Rebuilds the index. `before_commit` sees the damaged packs' names before the new index
-/// is written and may stop the repair there (nothing indexed changes): the caller's
-/// chance to say that an intact copy exists elsewhere.
+/// Rebuilds the index. `before_commit` sees the damaged packs' names before anything is
+/// written and may stop the repair there: the caller's chance to say that an intact
+/// copy exists elsewhere.
 pub fn repair_index(repo: &Repository, before_commit: &dyn Fn(&[String]) -> Result<(), OpsError>) -> Result<RepairIndexSummary, OpsError> {
     let mut damaged: Vec<String> = Vec::new();
+    let mut salvage: Vec<String> = Vec::new();
     let mut s = RepairIndexSummary::default();
     // Every index file, readable or not: all are replaced by the rebuilt index.
     let old = repo.list_files(FileKind::Index)?;
@@ -73,13 +74,20 @@ pub fn repair_index(repo: &Repository, before_commit: &dyn Fn(&[String]) -> Resu
         s.packs_damaged += 1;
         damaged.push(obj.name.clone());
         s.problems.push(format!("{}: content does not match its name; salvaging readable blobs", obj.name));
-        let Ok(blobs) = header else {
-            s.problems.push(format!("{}: header unreadable; its blobs are lost", obj.name));
-            continue;
-        };
+        match header {
+            Ok(_) => salvage.push(obj.name.clone()),
+            Err(_) => s.problems.push(format!("{}: header unreadable; its blobs are lost", obj.name)),
+        }
+    }
+    // Nothing is written before the caller has had its say (an intact copy elsewhere
+    // makes salvaging pointless); damaged packs are read again, intact ones are not.
+    before_commit(&damaged)?;
+    for name in salvage {
+        let data = repo.backend().read(&name).map_err(cairn_repo::RepoError::from)?;
+        let Ok(blobs) = read_pack_header(repo.key(), &name, &data) else { continue };
         for e in blobs {
             let sealed = data.get(e.offset as usize..(e.offset as usize + e.length as usize));
-            match sealed.map(|b| (b, repo.open_blob(&obj.name, &e, b))) {
+            match sealed.map(|b| (b, repo.open_blob(&name, &e, b))) {
                 Some((b, Ok(_))) => {
                     repo.save_sealed_blob(e, b)?;
                     s.blobs_salvaged += 1;
@@ -89,8 +97,6 @@ pub fn repair_index(repo: &Repository, before_commit: &dyn Fn(&[String]) -> Resu
         }
     }
     repo.flush()?;
-    // Salvaged blobs are in new packs no index lists yet: harmless if we stop here.
-    before_commit(&damaged)?;
     packs.extend(repo.take_unindexed());
     let mut written = std::collections::HashSet::new();
     for chunk in packs.chunks(2000) {

@@ -106,12 +106,12 @@ fn same_repository(repo: &Repository, src: &dyn Backend, dst: &dyn Backend, ther
             "refusing to ship: {} holds repository {id}, not this repository {ours}; nothing was written or deleted",
             dst.location()
         ))),
-        None => Err(OpsError::Invalid(format!(
-            "refusing to ship: {} holds another repository (its config, SHA1 {}, does not open with the key of this repository {ours}); \
-             nothing was written or deleted. Ship to an empty location, or remove that repository first",
-            dst.location(),
-            &cairn_backend::sha1_hex(&theirs)[..12]
-        ))),
+        None => Err(OpsError::OtherRepository {
+            location: dst.location(),
+            ours,
+            theirs: None,
+            fingerprint: cairn_backend::sha1_hex(&theirs)[..12].to_string(),
+        }),
     }
 }
 
@@ -159,7 +159,7 @@ pub fn ship(repo: &Repository, src: &dyn Backend, dst: &dyn Backend, opts: &Ship
         BTreeMap::new()
     } else {
         return Err(OpsError::Invalid(format!(
-            "{} does not exist (a typo?); nothing was shipped. Pass --create-bucket to create it",
+            "{} does not exist (no such bucket or directory: a typo, or a drive not mounted?); nothing was shipped. Pass --create-bucket to create it",
             dst.location()
         )));
     };

@@ -90,6 +90,13 @@ pub fn open_repo(g: &GlobalArgs) -> anyhow::Result<Repository> {
     Ok(repo)
 }
 
+/// The password when it comes without asking (a file, a command, the environment):
+/// for a second repository a command may look at, never a reason to prompt.
+pub fn password_if_given(g: &GlobalArgs) -> Option<password::Password> {
+    let given = g.password_file.is_some() || g.password_command.is_some() || std::env::var_os("CAIRN_PASSWORD").is_some();
+    given.then(|| password::get(g, false).ok()).flatten()
+}
+
 /// Opens the repository and loads its index, ready to read or add blobs.
 pub fn open_repo_with_index(g: &GlobalArgs) -> anyhow::Result<Arc<Repository>> {
     let repo = open_repo(g)?;

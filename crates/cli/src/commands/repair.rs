@@ -24,7 +24,7 @@ pub fn run(g: &GlobalArgs, a: RepairArgs) -> anyhow::Result<ExitCode> {
                     return Ok(());
                 }
                 let wanted: HashSet<&str> = damaged.iter().map(String::as_str).collect();
-                refuse_if_offsite_has(g, &repo, &|name| wanted.contains(name), "an intact copy of a damaged pack")
+                refuse_if_offsite_has(g, &repo, &|name| wanted.contains(name), &|n| format!("intact copies of {n} damaged pack(s)"))
             };
             let s = cairn_ops::repair::repair_index(&repo, &guard)?;
             for p in &s.problems {
@@ -46,7 +46,7 @@ pub fn run(g: &GlobalArgs, a: RepairArgs) -> anyhow::Result<ExitCode> {
             repo.load_index()?;
             if !force && !dry_run {
                 let indexed: HashSet<String> = repo.index().packs().map(|(p, _)| cairn_repo::pack_name(&p)).collect();
-                refuse_if_offsite_has(g, &repo, &|name| !indexed.contains(name), "packs this repository's index lacks")?;
+                refuse_if_offsite_has(g, &repo, &|name| !indexed.contains(name), &|n| format!("{n} pack(s) this repository's index lacks"))?;
             }
             let s = cairn_ops::repair::repair_snapshots(&repo, dry_run, forget)?;
             if g.json {
@@ -107,7 +107,7 @@ pub fn run(g: &GlobalArgs, a: RepairArgs) -> anyhow::Result<ExitCode> {
 /// Refuses (before anything is given up) when a destination this machine ships the
 /// repository to holds a pack name `wanted` accepts; also when a destination cannot be
 /// looked at, since then nobody knows. `--force` skips this.
-fn refuse_if_offsite_has(g: &GlobalArgs, repo: &Repository, wanted: &dyn Fn(&str) -> bool, what: &str) -> Result<(), OpsError> {
+fn refuse_if_offsite_has(g: &GlobalArgs, repo: &Repository, wanted: &dyn Fn(&str) -> bool, what: &dyn Fn(usize) -> String) -> Result<(), OpsError> {
     for dest in crate::shipped::destinations(g, &repo.backend().location()) {
         let found = location::open_backend(&dest, g)
             .map_err(|e| e.to_string())
@@ -117,8 +117,9 @@ fn refuse_if_offsite_has(g: &GlobalArgs, repo: &Repository, wanted: &dyn Fn(&str
             Ok(0) => {}
             Ok(n) => {
                 return Err(OpsError::Invalid(format!(
-                    "refusing to repair: {dest} (where this repository is shipped) holds {n} of {what}; \
-                     run `cairn repair packs --from {dest}` first, or add --force to give that data up"
+                    "refusing to repair: {dest} (where this repository is shipped) holds {}; \
+                     run `cairn repair packs --from {dest}` first, or add --force to give that data up",
+                    what(n)
                 )))
             }
             Err(e) => {

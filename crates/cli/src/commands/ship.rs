@@ -60,7 +60,17 @@ pub fn run(g: &GlobalArgs, a: ShipArgs) -> anyhow::Result<ExitCode> {
         keep_all: damaged.is_some() && !a.allow_deletes,
     };
     let bar = output::Bar::new(g);
-    let s = ship(&repo, src.as_ref(), dst.as_ref(), &opts, &bar)?;
+    let s = match ship(&repo, src.as_ref(), dst.as_ref(), &opts, &bar) {
+        // Name the other repository too when this password opens it (a new drive set
+        // up with the same password is the usual way to get here).
+        Err(cairn_ops::OpsError::OtherRepository { location, ours, theirs: None, fingerprint }) => {
+            let theirs = super::password_if_given(g)
+                .and_then(|pw| cairn_repo::Repository::open(dst.clone(), pw.as_bytes()).ok())
+                .map(|r| r.config().id.clone());
+            return Err(cairn_ops::OpsError::OtherRepository { location, ours, theirs, fingerprint }.into());
+        }
+        r => r?,
+    };
     let t = b2.as_ref().map(|b| b.client().transactions()).unwrap_or_default();
     if !a.dry_run {
         let entry = crate::shipped::ShipEntry {
@@ -90,9 +100,9 @@ pub fn run(g: &GlobalArgs, a: ShipArgs) -> anyhow::Result<ExitCode> {
                 println!("deleted {d}");
             }
         }
-        let verb = if a.dry_run { "would upload" } else { "uploaded" };
+        let (verb, deleted) = if a.dry_run { ("would upload", "would delete") } else { ("uploaded", "deleted") };
         println!(
-            "{verb} {} files ({}), deleted {}, {} already at {}",
+            "{verb} {} files ({}), {deleted} {}, {} already at {}",
             s.files_uploaded,
             size(s.bytes_uploaded),
             s.files_deleted,
