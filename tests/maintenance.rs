@@ -78,7 +78,7 @@ fn forget_requires_a_policy_and_dry_run_changes_nothing() {
 
 #[test]
 fn prune_interrupted_at_each_step_leaves_a_checkable_repository() {
-    for point in ["after-repack", "after-index", "during-index-delete", "during-pack-delete"] {
+    for point in ["after-room", "after-repack", "after-index", "during-index-delete", "during-pack-delete"] {
         let env = Env::new();
         let (src, _) = two_generations(&env);
         env.ok(&["forget", "--keep-last", "1"]);
@@ -251,10 +251,20 @@ fn repair_recovers_from_flipped_byte_deleted_pack_and_truncated_index() {
     assert!(r["repair_index"]["packs_damaged"].as_u64().unwrap() >= 1, "{r}");
     // Lost: the file with the flipped byte, and the files of the deleted pack (a 1 MiB
     // pack holds one or two of these 700 KB files, and maybe the small one).
+    let count = |env: &Env| serde_json::from_str::<serde_json::Value>(&env.ok(&["snapshots", "--json"])).unwrap().as_array().unwrap().len();
+    let before = count(&env);
     let out = env.ok(&["repair", "snapshots", "--json"]);
     let r = json_last_line(&out);
     let lost: Vec<String> = r["lost"].as_array().unwrap().iter().map(|l| l.as_str().unwrap().to_string()).collect();
     assert!((2..=5).contains(&lost.len()), "{lost:?}");
+    // The damaged originals stay beside their repaired copies (issue 18.4, as restic
+    // does), so check still names them; --forget removes them.
+    let rewritten = r["rewritten"].as_array().unwrap().len();
+    assert!(rewritten >= 1, "{r}");
+    assert_eq!(count(&env), before + rewritten);
+    assert_eq!(env.run(&["check"]).status.code(), Some(1));
+    let out = env.ok(&["repair", "snapshots", "--forget", "--json"]);
+    assert_eq!(json_last_line(&out)["lost"].as_array().unwrap().len(), lost.len());
     check_ok(&env);
 
     let snaps: serde_json::Value = serde_json::from_str(&env.ok(&["snapshots", "--json"])).unwrap();

@@ -171,12 +171,29 @@ impl Rewriter<'_> {
     }
 }
 
+/// Whether `repair snapshots` would drop anything: some snapshot uses a tree that cannot
+/// be read or a blob no index lists. Reads only.
+pub fn snapshots_lose_data(repo: &Repository) -> Result<bool, OpsError> {
+    for snap in repo.list_snapshots()? {
+        let mut missing = false;
+        let walked = crate::walk::walk_tree(repo, &snap.snapshot.tree, b"/", &mut |_, node| {
+            missing |= node.content.iter().any(|b| !repo.index().contains(b));
+            Ok(if missing { crate::walk::Visit::Skip } else { crate::walk::Visit::Descend })
+        });
+        if missing || walked.is_err() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// Writes a repaired copy of each damaged snapshot; with `forget`, the original is
 /// removed (with a `forgotten/` record), else it stays beside the copy.
 pub fn repair_snapshots(repo: &Repository, dry_run: bool, forget: bool) -> Result<RepairSnapshotsSummary, OpsError> {
     let mut s = RepairSnapshotsSummary::default();
     let mut rw = Rewriter { repo, done: HashMap::new() };
-    for snap in repo.list_snapshots()? {
+    let all = repo.list_snapshots()?;
+    for snap in &all {
         let (tree, lost) = rw.tree(&snap.snapshot.tree, "")?;
         if lost.is_empty() {
             continue;
@@ -192,7 +209,18 @@ pub fn repair_snapshots(repo: &Repository, dry_run: bool, forget: bool) -> Resul
         }
         repo.flush()?;
         repo.save_index()?;
-        let id = if forget { repo.replace_snapshot(&snap.id, &new)? } else { repo.save_snapshot(&new)? };
+        // A repair run before (originals kept) already wrote this copy: seals carry a
+        // random nonce, so saving it again would make a second snapshot of it.
+        let id = match all.iter().find(|o| o.snapshot == new) {
+            Some(existing) => {
+                if forget {
+                    repo.remove_snapshots(&[snap.id])?;
+                }
+                existing.id
+            }
+            None if forget => repo.replace_snapshot(&snap.id, &new)?,
+            None => repo.save_snapshot(&new)?,
+        };
         s.rewritten.push((snap.id, id));
     }
     repo.flush()?;

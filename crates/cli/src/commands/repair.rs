@@ -12,6 +12,15 @@ use crate::{location, output};
 pub fn run(g: &GlobalArgs, a: RepairArgs) -> anyhow::Result<ExitCode> {
     let mut repo = super::open_repo(g)?;
     let dry_run = matches!(a.command, RepairCommand::Snapshots { dry_run: true, .. });
+    // Whether `repair snapshots` would drop anything (found by reading only): only then
+    // may a ship destination hold what is lost here.
+    let loses = match a.command {
+        RepairCommand::Snapshots { dry_run: false, force: false, .. } => {
+            repo.load_index()?;
+            cairn_ops::repair::snapshots_lose_data(&repo)?
+        }
+        _ => false,
+    };
     repo.set_dry_run(dry_run);
     let repo = Arc::new(repo);
     let _lock = repo.lock(LockKind::Exclusive, "repair")?;
@@ -44,7 +53,9 @@ pub fn run(g: &GlobalArgs, a: RepairArgs) -> anyhow::Result<ExitCode> {
         }
         RepairCommand::Snapshots { forget, force, .. } => {
             repo.load_index()?;
-            if !force && !dry_run {
+            // A pack offsite that the index here lacks may hold what is lost (or be a
+            // pruned pack not yet deleted there: then --force).
+            if !force && loses {
                 let indexed: HashSet<String> = repo.index().packs().map(|(p, _)| cairn_repo::pack_name(&p)).collect();
                 refuse_if_offsite_has(g, &repo, &|name| !indexed.contains(name), &|n| format!("{n} pack(s) this repository's index lacks"))?;
             }
