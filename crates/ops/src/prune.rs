@@ -171,6 +171,8 @@ impl PrunePlan {
             .into_iter()
             .filter_map(|(_, l)| l.ok())
             .filter(|l| l.pid != std::process::id() || l.hostname != cairn_repo::sys::hostname())
+            // A killed command's lock: nothing of its can still be written.
+            .filter(|l| !cairn_repo::is_stale(l))
             .map(|l| l.time.timestamp_millis())
             .min();
         let young = |mtime_millis: Option<i64>| match (oldest_lock_ms, mtime_millis) {

@@ -54,7 +54,10 @@ impl std::fmt::Debug for LockGuard {
     }
 }
 
-pub(crate) fn is_stale(lock: &Lock) -> bool {
+/// A lock nobody holds any more: older than the stale threshold (never refreshed), or
+/// left on this host by a process that is gone. Taking a lock ignores these, and so
+/// does prune's rule for what a live command may still be writing.
+pub fn is_stale(lock: &Lock) -> bool {
     let age = sys::now().signed_duration_since(lock.time);
     if age.to_std().is_ok_and(|a| a > STALE_AFTER) {
         return true;
