@@ -319,3 +319,75 @@ fn sync_under_failing_calls_and_expiring_tokens_gives_identical_results() {
     assert!(st["calls"]["b2_copy_part"].as_u64().unwrap() >= 3, "{st}");
     assert!(st["faults_injected"].as_u64().unwrap() >= 10, "the runs went through real failures: {st}");
 }
+
+/// Issue 19.1: object names planted in a bucket through the B2 API (not through cairn)
+/// that would decode or resolve outside the destination. Before, `x/‛2E‛2E/‛2E‛2E/pwned.txt`
+/// synced down was written two levels above the destination. Now nothing lands outside
+/// it, each unsafe name is named in a warning and the JSON summary, and the exit code is 3.
+#[test]
+fn names_planted_in_a_bucket_never_escape_a_local_destination() {
+    let env = Env::new();
+    let emu = Emulator::start(&env.path("emu"), &[]);
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("ok.txt"), b"fine").unwrap();
+    let b2 = |c: &mut std::process::Command| {
+        c.env("B2_APPLICATION_KEY_ID", "testkeyid").env("B2_APPLICATION_KEY", "testkey").env("CAIRN_B2_ENDPOINT", &emu.url);
+    };
+    let mut c = env.cmd();
+    b2(&mut c);
+    let out = c.args(["sync", src.to_str().unwrap(), "b2:plant-bucket/x"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let q = '\u{201B}';
+    let planted = [
+        format!("x/{q}2E{q}2E/{q}2E{q}2E/pwned1.txt"),
+        format!("x/{q}2E{q}2E{q}2F{q}2E{q}2E{q}2Fpwned2.txt"),
+        format!("x/{q}2Fetc{q}2Fpwned3.txt"),
+        "x/../../pwned4.txt".to_string(),
+        "x/a/../../../pwned5.txt".to_string(),
+        format!("x/nul{q}00pwned6.txt"),
+    ];
+    let mut accepted = 0;
+    for name in &planted {
+        if emu.plant("plant-bucket", name, b"planted") == 200 {
+            accepted += 1;
+        }
+    }
+    assert!(accepted >= 4, "the emulator took {accepted} of the planted names");
+    let dest = env.path("a/b/dest");
+    fs::create_dir_all(&dest).unwrap();
+    let mut c = env.cmd();
+    b2(&mut c);
+    let out = c.args(["sync", "b2:plant-bucket/x", dest.to_str().unwrap(), "--json"]).output().unwrap();
+    // Nothing anywhere but inside the destination.
+    let mut stray = Vec::new();
+    for entry in walk_all(env.dir.path()) {
+        let n = entry.file_name().unwrap().to_string_lossy().into_owned();
+        if n.contains("pwned") && !entry.starts_with(&dest) {
+            stray.push(entry);
+        }
+    }
+    assert!(stray.is_empty(), "written outside the destination: {stray:?}");
+    assert!(dest.join("ok.txt").exists());
+    let e = stderr(&out);
+    let v = json_last_line(&String::from_utf8_lossy(&out.stdout));
+    let skipped = v["unsafe_names"].as_array().map_or(0, Vec::len);
+    // The literal `..` names cannot be a path and are skipped; the escaped ones decode to
+    // plain text inside the destination (only bytes of 0x80 and up are escapes).
+    assert!(skipped >= 1 && out.status.code() == Some(3), "exit {:?}, {v}: {e}", out.status.code());
+    assert!(e.contains("pwned4.txt") && e.contains("not a safe path"), "{e}");
+}
+
+fn walk_all(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() && !p.is_symlink() {
+                out.extend(walk_all(&p));
+            }
+            out.push(p);
+        }
+    }
+    out
+}

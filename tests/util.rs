@@ -346,6 +346,32 @@ impl Emulator {
         serde_json::from_slice(&b).unwrap()
     }
 
+    /// Uploads `body` under `name` straight through the B2 API (not through cairn), as
+    /// an attacker with the bucket's key would; returns the HTTP status.
+    pub fn plant(&self, bucket: &str, name: &str, body: &[u8]) -> u16 {
+        use sha1::Digest;
+        let auth = self.authorize(2);
+        let token = auth["authorizationToken"].as_str().unwrap().to_string();
+        let account = auth["accountId"].as_str().unwrap().to_string();
+        let (_, buckets) = self.call(2, "b2_list_buckets", &token, serde_json::json!({"accountId": account, "bucketName": bucket}));
+        let bucket_id = buckets["buckets"][0]["bucketId"].as_str().unwrap().to_string();
+        let (_, up) = self.call(2, "b2_get_upload_url", &token, serde_json::json!({"bucketId": bucket_id}));
+        let path = up["uploadUrl"].as_str().unwrap().strip_prefix(&self.url).unwrap().to_string();
+        let up_token = up["authorizationToken"].as_str().unwrap().to_string();
+        let encoded: String = name
+            .bytes()
+            .map(|b| if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+            .collect();
+        let sha = hex::encode(sha1::Sha1::digest(body));
+        let (st, _, _) = self.http(
+            "POST",
+            &path,
+            &[("Authorization", &up_token), ("X-Bz-File-Name", &encoded), ("Content-Type", "b2/x-auto"), ("X-Bz-Content-Sha1", &sha)],
+            body,
+        );
+        st
+    }
+
     pub fn stats(&self) -> serde_json::Value {
         serde_json::from_slice(&self.http("GET", "/emulator/stats", &[], b"").2).unwrap()
     }

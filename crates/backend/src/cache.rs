@@ -56,18 +56,23 @@ impl CachedBackend {
         CachedBackend { inner, dir }
     }
 
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
+    /// Where a name is cached; `None` for a name that is not a safe path (a name from a
+    /// hostile listing is never joined onto the cache directory).
+    fn path(&self, name: &str) -> Option<PathBuf> {
+        use std::os::unix::ffi::OsStrExt;
+        crate::path_bytes(name).ok().map(|p| self.dir.join(std::ffi::OsStr::from_bytes(&p)))
     }
 
     fn store(&self, name: &str, data: &[u8]) {
-        if let Err(e) = write_private(&self.path(name), data) {
+        let Some(path) = self.path(name) else { return };
+        if let Err(e) = write_private(&path, data) {
             tracing::debug!("cache: could not store {name}: {e}");
         }
     }
 
     fn cached(&self, name: &str) -> Option<Vec<u8>> {
-        let data = fs::read(self.path(name)).ok()?;
+        let path = self.path(name)?;
+        let data = fs::read(&path).ok()?;
         let valid = if name == "config" {
             match self.inner.stat(name) {
                 Ok(ObjectInfo { sha1: Some(sha1), .. }) => {
@@ -83,7 +88,7 @@ impl CachedBackend {
         if valid {
             Some(data)
         } else {
-            let _ = fs::remove_file(self.path(name));
+            let _ = fs::remove_file(&path);
             None
         }
     }
@@ -140,7 +145,9 @@ impl Backend for CachedBackend {
         self.inner.write_parts(name, parts, opts)
     }
     fn remove(&self, name: &str) -> Result<(), BackendError> {
-        let _ = fs::remove_file(self.path(name));
+        if let Some(path) = self.path(name) {
+            let _ = fs::remove_file(path);
+        }
         self.inner.remove(name)
     }
 }

@@ -187,8 +187,11 @@ pub fn escape_os_name(raw: &[u8]) -> String {
     out
 }
 
-/// The file-name bytes for an object name ([`escape_os_name`] reversed). A quote that
-/// starts neither escape stands for itself.
+/// The file-name bytes for an object name ([`escape_os_name`] reversed). Only what
+/// [`escape_os_name`] writes is decoded: a doubled quote, and a quote with two hex digits
+/// of a byte that cannot start or continue UTF-8 on its own (0x80 and up). Any other
+/// quote stands for itself, so `‛2E‛2E` (`..`), `‛2F` (`/`) and `‛00` (NUL) planted in
+/// a bucket stay the harmless text they are.
 pub fn os_name(name: &str) -> std::borrow::Cow<'_, [u8]> {
     if !name.contains(NAME_QUOTE) {
         return std::borrow::Cow::Borrowed(name.as_bytes());
@@ -201,7 +204,9 @@ pub fn os_name(name: &str) -> std::borrow::Cow<'_, [u8]> {
         if let Some(tail) = after.strip_prefix(NAME_QUOTE) {
             out.extend_from_slice(NAME_QUOTE.to_string().as_bytes());
             rest = tail;
-        } else if let Some(b) = after.get(..2).filter(|h| h.bytes().all(|c| c.is_ascii_hexdigit())).and_then(|h| u8::from_str_radix(h, 16).ok()) {
+        } else if let Some(b) =
+            after.get(..2).filter(|h| h.bytes().all(|c| c.is_ascii_hexdigit())).and_then(|h| u8::from_str_radix(h, 16).ok()).filter(|b| *b >= 0x80)
+        {
             out.push(b);
             rest = &after[2..];
         } else {
@@ -211,6 +216,28 @@ pub fn os_name(name: &str) -> std::borrow::Cow<'_, [u8]> {
     }
     out.extend_from_slice(rest.as_bytes());
     std::borrow::Cow::Owned(out)
+}
+
+/// The file-name bytes of an object name, relative to a store's root, checked after
+/// decoding: the one place a name becomes a path (local stores, the metadata cache).
+/// Every component is non-empty, not `.` or `..`, without NUL, and no escape made a `/`.
+pub fn path_bytes(name: &str) -> Result<std::borrow::Cow<'_, [u8]>, BackendError> {
+    validate_name(name)?;
+    let raw = os_name(name);
+    let components = raw.split(|b| *b == b'/');
+    let bad = raw.first() == Some(&b'/')
+        || raw.contains(&0)
+        || name.split('/').count() != raw.split(|b| *b == b'/').count()
+        || components.clone().any(|c| c.is_empty() || c == b"." || c == b"..");
+    if bad {
+        return Err(BackendError::new(ErrorKind::InvalidName, name, "object name is not a safe path"));
+    }
+    Ok(raw)
+}
+
+/// Whether a name read from a store can become a path without leaving the root.
+pub fn is_safe_name(name: &str) -> bool {
+    path_bytes(name).is_ok()
 }
 
 /// Accepts relative names made of non-empty components without `.`/`..` or NUL, so no
@@ -240,6 +267,27 @@ mod tests {
         }
         assert_eq!(escape_os_name(b"bad\xfe"), "bad\u{201B}FE");
         assert_eq!(&*os_name("lone\u{201B}x"), "lone\u{201B}x".as_bytes());
+    }
+
+    /// Issue 19.1: escapes of ASCII planted in a bucket decode to nothing but text.
+    #[test]
+    fn escapes_cannot_make_dots_slashes_or_nul() {
+        let q = NAME_QUOTE;
+        for (name, raw) in [
+            (format!("x/{q}2E{q}2E/{q}2E{q}2E/pwned.txt"), format!("x/{q}2E{q}2E/{q}2E{q}2E/pwned.txt")),
+            (format!("a{q}2Fb"), format!("a{q}2Fb")),
+            (format!("nul{q}00"), format!("nul{q}00")),
+            (format!("{q}2Fetc{q}2Fpasswd"), format!("{q}2Fetc{q}2Fpasswd")),
+        ] {
+            assert_eq!(&*os_name(&name), raw.as_bytes(), "{name}");
+            let p = path_bytes(&name).unwrap();
+            assert!(!p.split(|b| *b == b'/').any(|c| c == b".." || c == b"." || c.contains(&0)), "{name}");
+        }
+        assert_eq!(&*os_name(&format!("bad{q}FE")), b"bad\xfe");
+        for bad in ["../x", "a/../b", "/abs", "a//b", "a/\0"] {
+            assert!(!is_safe_name(bad), "{bad}");
+        }
+        assert!(is_safe_name("data/ab/cd") && is_safe_name(&format!("{q}2E{q}2E")));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use crate::{check_sha1, validate_name, Backend, BackendError, ErrorKind, ObjectInfo, RangeSource, WriteOptions};
+use crate::{check_sha1, Backend, BackendError, ErrorKind, ObjectInfo, RangeSource, WriteOptions};
 
 const TMP_MARKER: &str = ".tmp-";
 
@@ -74,8 +74,7 @@ impl LocalBackend {
 
     fn path(&self, name: &str) -> Result<PathBuf, BackendError> {
         use std::os::unix::ffi::OsStrExt;
-        validate_name(name)?;
-        Ok(self.root.join(std::ffi::OsStr::from_bytes(&crate::os_name(name))))
+        Ok(self.root.join(std::ffi::OsStr::from_bytes(&crate::path_bytes(name)?)))
     }
 
     fn err(&self, name: &str, e: std::io::Error) -> BackendError {

@@ -70,16 +70,34 @@ pub struct ShipSummary {
     pub damaged_here: Vec<String>,
     /// Degraded, not failed: each also counted above.
     pub warnings: Vec<String>,
+    /// Names under a repository directory that are not repository files (either side):
+    /// neither copied nor deleted.
+    pub unsafe_names: Vec<String>,
 }
 
-/// Repository files of a store by name (locks and anything else left out).
+/// Repository files of a store by name (locks and anything else left out), and the
+/// names under a repository directory that are not what the layout writes (planted in
+/// a bucket, say `data/‛2E‛2E/x`): those are never copied or deleted, only reported.
+fn listing_checked(b: &dyn Backend) -> Result<(BTreeMap<String, ObjectInfo>, Vec<String>), OpsError> {
+    let mut files = BTreeMap::new();
+    let mut odd = Vec::new();
+    for o in b.list("").map_err(RepoError::from)? {
+        match FileKind::of(&o.name) {
+            None | Some(FileKind::Lock) => {}
+            Some(FileKind::Config) => {
+                files.insert(o.name.clone(), o);
+            }
+            Some(kind) if cairn_repo::canonical_id(kind, &o.name).is_some() => {
+                files.insert(o.name.clone(), o);
+            }
+            Some(_) => odd.push(o.name),
+        }
+    }
+    Ok((files, odd))
+}
+
 fn listing(b: &dyn Backend) -> Result<BTreeMap<String, ObjectInfo>, OpsError> {
-    Ok(b.list("")
-        .map_err(RepoError::from)?
-        .into_iter()
-        .filter(|o| FileKind::of(&o.name).is_some_and(|k| k != FileKind::Lock))
-        .map(|o| (o.name.clone(), o))
-        .collect())
+    Ok(listing_checked(b)?.0)
 }
 
 fn backend_err(e: BackendError) -> OpsError {
@@ -140,13 +158,15 @@ fn same_bytes(mine: &[u8], dst: &dyn Backend, there: &ObjectInfo) -> Result<bool
 /// Ships `src` (the files of `repo`) to `dst`. Each file keeps the modification time the
 /// source lists for it, as rclone would record it.
 pub fn ship(repo: &Repository, src: &dyn Backend, dst: &dyn Backend, opts: &ShipOptions, progress: &dyn crate::Progress) -> Result<ShipSummary, OpsError> {
-    let have = listing(src)?;
+    let (have, odd_here) = listing_checked(src)?;
     if !have.contains_key(CONFIG) {
         return Err(OpsError::Invalid(format!("{} is not a repository (no config)", src.location())));
     }
-    let mut s = ShipSummary { repository_id: repo.config().id.clone(), ..Default::default() };
+    let mut s = ShipSummary { repository_id: repo.config().id.clone(), unsafe_names: odd_here, ..Default::default() };
     let there = if dst.exists().map_err(backend_err)? {
-        listing(dst)?
+        let (there, odd_there) = listing_checked(dst)?;
+        s.unsafe_names.extend(odd_there);
+        there
     } else if opts.dry_run {
         s.plan.push(format!(
             "stop: {} does not exist{}",

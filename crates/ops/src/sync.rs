@@ -80,6 +80,9 @@ pub struct SyncSummary {
     /// Unchanged files whose destination time was set to the source's (no transfer).
     pub files_touched: u64,
     pub errors: Vec<String>,
+    /// Names in a listing that cannot be a safe path (`..`, an absolute path, NUL):
+    /// skipped on both sides.
+    pub unsafe_names: Vec<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -95,17 +98,28 @@ fn wanted(opts: &SyncOptions, path: &str) -> bool {
     (opts.includes.is_empty() || opts.includes.iter().any(|r| r.is_match(path))) && !opts.excludes.iter().any(|r| r.is_match(path))
 }
 
-fn list(side: &Endpoint, opts: &SyncOptions) -> Result<BTreeMap<String, Entry>, OpsError> {
+/// The side's files by path, and the names that cannot be a path on any side (a bucket
+/// holds `x/../y` or `/etc/x` as easily as anything): those are left out, never written
+/// or deleted anywhere, and reported.
+fn list(side: &Endpoint, opts: &SyncOptions) -> Result<(BTreeMap<String, Entry>, Vec<String>), OpsError> {
     let objs = match side.backend.list("") {
         Ok(o) => o,
         Err(e) if e.is_not_found() => Vec::new(),
         Err(e) => return Err(cairn_repo::RepoError::from(e).into()),
     };
-    Ok(objs
-        .into_iter()
-        .map(|o| ((side.decode)(&o.name), Entry { storage_name: o.name, size: o.size, mtime: o.mtime_millis, mtime_ns: o.mtime_nanos, sha1: o.sha1 }))
-        .filter(|(p, _)| wanted(opts, p))
-        .collect())
+    let mut unsafe_names = Vec::new();
+    let mut out = BTreeMap::new();
+    for o in objs {
+        let path = (side.decode)(&o.name);
+        if !cairn_backend::is_safe_name(&path) {
+            unsafe_names.push(o.name);
+            continue;
+        }
+        if wanted(opts, &path) {
+            out.insert(path, Entry { storage_name: o.name, size: o.size, mtime: o.mtime_millis, mtime_ns: o.mtime_nanos, sha1: o.sha1 });
+        }
+    }
+    Ok((out, unsafe_names))
 }
 
 /// The SHA1 of an entry: from the listing, or for a local file by reading it in pieces.
@@ -172,12 +186,12 @@ const STREAM_ABOVE: u64 = 64 * 1024 * 1024;
 const STREAM_MEMORY: u64 = 400 * 1024 * 1024;
 
 pub fn sync(src: &Endpoint, dst: &Endpoint, opts: &SyncOptions, progress: &dyn crate::Progress) -> Result<SyncSummary, OpsError> {
-    let from = list(src, opts)?;
+    let (from, unsafe_src) = list(src, opts)?;
     if !opts.dry_run {
         dst.backend.create().map_err(cairn_repo::RepoError::from)?;
     }
-    let to = list(dst, opts)?;
-    let mut s = SyncSummary::default();
+    let (to, unsafe_dst) = list(dst, opts)?;
+    let mut s = SyncSummary { unsafe_names: [unsafe_src, unsafe_dst].concat(), ..Default::default() };
     let mut todo: Vec<(&String, &Entry)> = Vec::new();
     // (path, source, destination) whose destination only needs the source's time.
     let mut touch: Vec<(&String, &Entry, &Entry)> = Vec::new();

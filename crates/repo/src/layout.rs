@@ -122,6 +122,14 @@ pub fn id_from_name(name: &str) -> Option<&str> {
     (last.len() == 64 && last.bytes().all(|c| c.is_ascii_hexdigit())).then_some(last)
 }
 
+/// The hex ID of a file of `kind` whose name is exactly what this layout writes for it
+/// (`locks/<id>`, `data/<id[..2]>/<id>`); anything else in a listing (a name planted
+/// in a bucket, `locks/../../<id>`) is not a repository file and gets no ID.
+pub fn canonical_id(kind: FileKind, name: &str) -> Option<&str> {
+    let hex = id_from_name(name)?;
+    (kind.name(hex) == name).then_some(hex)
+}
+
 /// The pack ID of a `data/XX/<id>` name.
 pub fn pack_id_from_name(name: &str) -> Option<PackId> {
     name.strip_prefix(DATA_DIR)?;

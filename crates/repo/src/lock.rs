@@ -14,7 +14,7 @@ use std::time::Duration;
 use cairn_backend::Backend;
 use cairn_format::Lock;
 
-use crate::layout::{id_from_name, FileKind};
+use crate::layout::FileKind;
 use crate::{sys, unpoison, RepoError, Repository};
 
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(5 * 60);
@@ -82,7 +82,12 @@ impl Repository {
     pub fn list_locks(&self) -> Result<Vec<(String, Result<Lock, RepoError>)>, RepoError> {
         let mut out = Vec::new();
         for obj in self.backend().list(FileKind::Lock.dir())? {
-            let Some(hex) = id_from_name(&obj.name) else { continue };
+            // Only names this layout writes: `unlock --remove-all` removes by these names,
+            // from the store and from the metadata cache.
+            let Some(hex) = crate::layout::canonical_id(FileKind::Lock, &obj.name) else {
+                tracing::warn!("skipping {}: not the name of a lock file", obj.name);
+                continue;
+            };
             let lock = self.load_file(FileKind::Lock, hex).and_then(|b| {
                 Lock::decode(&b).map_err(|e| RepoError::corrupt(obj.name.clone(), e))
             });

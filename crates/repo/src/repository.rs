@@ -360,7 +360,14 @@ impl Repository {
 
     /// Ids (hex) of every file of `kind`, with their stored sizes.
     fn list_files_sized(&self, kind: FileKind) -> Result<Vec<(String, u64)>, RepoError> {
-        Ok(self.backend.list(kind.dir())?.iter().filter_map(|o| id_from_name(&o.name).map(|hex| (hex.to_owned(), o.size))).collect())
+        let mut out = Vec::new();
+        for o in self.backend.list(kind.dir())? {
+            match crate::layout::canonical_id(kind, &o.name) {
+                Some(hex) => out.push((hex.to_owned(), o.size)),
+                None => tracing::warn!("skipping {}: not the name of a repository file", o.name),
+            }
+        }
+        Ok(out)
     }
 
     // ---- index ----

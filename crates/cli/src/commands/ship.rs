@@ -90,6 +90,7 @@ pub fn run(g: &GlobalArgs, a: ShipArgs) -> anyhow::Result<ExitCode> {
         v["deletions_left"] = json!(s.deletions_left);
         v["damaged_here"] = json!(s.damaged_here);
         v["warnings"] = json!(s.warnings);
+        v["unsafe_names"] = json!(s.unsafe_names);
         output::print_json(&v);
     } else if !g.quiet {
         for p in &s.plan {
@@ -119,6 +120,10 @@ pub fn run(g: &GlobalArgs, a: ShipArgs) -> anyhow::Result<ExitCode> {
     for w in &s.warnings {
         eprintln!("warning: {w}");
     }
-    // Files damaged here were not shipped: the copy is complete but for them.
-    Ok(if s.damaged_here.is_empty() { ExitCode::Ok } else { ExitCode::PartialBackup })
+    for n in &s.unsafe_names {
+        eprintln!("warning: skipped {n:?}: under a repository directory but not a repository file name");
+    }
+    // Files damaged here, or names that are not repository files, were not shipped: the
+    // copy is complete but for them.
+    Ok(if s.damaged_here.is_empty() && s.unsafe_names.is_empty() { ExitCode::Ok } else { ExitCode::PartialBackup })
 }

@@ -97,9 +97,13 @@ pub fn run(g: &GlobalArgs, a: SyncArgs) -> anyhow::Result<ExitCode> {
     for e in &s.errors {
         eprintln!("error: {e}");
     }
+    for n in &s.unsafe_names {
+        eprintln!("warning: skipped {n:?}: not a safe path (.., an absolute path or NUL)");
+    }
     if g.json {
         let mut v = output::transfer_summary(s.files_uploaded, s.bytes_uploaded, s.files_deleted, s.files_skipped, a.dry_run, t);
         v["errors"] = json!(s.errors.len());
+        v["unsafe_names"] = json!(s.unsafe_names);
         v["files_touched"] = json!(s.files_touched);
         output::print_json(&v);
     } else if !g.quiet {
@@ -115,6 +119,11 @@ pub fn run(g: &GlobalArgs, a: SyncArgs) -> anyhow::Result<ExitCode> {
     if !s.errors.is_empty() {
         eprintln!("cairn: {} file(s) failed{}", s.errors.len(), if opts.delete { "; nothing was deleted" } else { "" });
         return Ok(ExitCode::Fatal);
+    }
+    // Done, but not all of it: as a backup with unreadable files.
+    if !s.unsafe_names.is_empty() {
+        eprintln!("cairn: {} name(s) skipped as unsafe", s.unsafe_names.len());
+        return Ok(ExitCode::PartialBackup);
     }
     Ok(ExitCode::Ok)
 }
