@@ -454,3 +454,52 @@ fn restore_check_and_drill_from_b2_keep_many_fetches_in_flight() {
     let n = in_flight(&["drill", "--files", "200", "--snapshots", "1"]);
     assert!(n >= 8, "drill: {n} fetches in flight at most");
 }
+
+/// Issue 19.1: names planted through the B2 API under `data/`, `locks/` and `snapshots/`
+/// of a repository: opening it with the metadata cache, `unlock --remove-all` (which
+/// removes cached copies by name) and a ship down to a local directory neither write
+/// nor remove anything outside the cache or the destination; ship names each odd name
+/// and exits 3, and the copy is a good repository.
+#[test]
+fn names_planted_in_a_repository_bucket_stay_inside() {
+    let env = Env::new();
+    let emu = Emulator::start(&env.path("emu"), &[]);
+    let src = local_repo(&env);
+    let repo = "b2:plant-repo/r";
+    ship(&env, &emu, repo, &["--create-bucket"]);
+    let hex = "ab".repeat(32);
+    // Where `locks/../../../<hex>` lands from the cache directory of this repository.
+    let sentinel = env.path(&hex);
+    fs::write(&sentinel, b"keep me").unwrap();
+    let q = '\u{201B}';
+    for name in [
+        format!("r/locks/../../../{hex}"),
+        format!("r/locks/{q}2E{q}2E/{q}2E{q}2E/{q}2E{q}2E/{hex}"),
+        format!("r/data/{q}2E{q}2E/{q}2E{q}2E/pwned-a-{hex}"),
+        format!("r/data/ab/../../../pwned-b-{hex}"),
+        format!("r/snapshots/../../pwned-c-{hex}"),
+        format!("r/snapshots/{q}2E{q}2E{q}2F{q}2E{q}2E{q}2Fpwned-d-{hex}"),
+    ] {
+        emu.plant("plant-repo", &name, b"planted");
+    }
+    let out = remote(&env, &emu, repo, &["snapshots"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = remote(&env, &emu, repo, &["unlock", "--remove-all"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(fs::read(&sentinel).unwrap(), b"keep me", "nothing outside the cache was removed");
+    let dest = env.path("down/dest");
+    fs::create_dir_all(&dest).unwrap();
+    let out = remote(&env, &emu, repo, &["ship", dest.to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let v = json_last_line(&String::from_utf8_lossy(&out.stdout));
+    assert!(v["unsafe_names"].as_array().unwrap().len() >= 4, "{v}");
+    assert!(stderr(&out).contains("pwned-a"), "{}", stderr(&out));
+    let stray: Vec<_> = all_paths(env.dir.path()).into_iter().filter(|p| p.to_string_lossy().contains("pwned") && !p.starts_with(&dest)).collect();
+    assert!(stray.is_empty(), "{stray:?}");
+    let out = env.cmd().arg("-r").arg(&dest).args(["check", "--read-data"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let t = env.path("t");
+    env.cmd().arg("-r").arg(&dest).args(["restore", "latest", "--target", t.to_str().unwrap()]).output().unwrap();
+    assert_same_tree(&src, &t.join(src.strip_prefix("/").unwrap()));
+}
+

@@ -361,7 +361,7 @@ fn names_planted_in_a_bucket_never_escape_a_local_destination() {
     let out = c.args(["sync", "b2:plant-bucket/x", dest.to_str().unwrap(), "--json"]).output().unwrap();
     // Nothing anywhere but inside the destination.
     let mut stray = Vec::new();
-    for entry in walk_all(env.dir.path()) {
+    for entry in all_paths(env.dir.path()) {
         let n = entry.file_name().unwrap().to_string_lossy().into_owned();
         if n.contains("pwned") && !entry.starts_with(&dest) {
             stray.push(entry);
@@ -378,16 +378,3 @@ fn names_planted_in_a_bucket_never_escape_a_local_destination() {
     assert!(e.contains("pwned4.txt") && e.contains("not a safe path"), "{e}");
 }
 
-fn walk_all(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() && !p.is_symlink() {
-                out.extend(walk_all(&p));
-            }
-            out.push(p);
-        }
-    }
-    out
-}

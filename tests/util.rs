@@ -107,6 +107,20 @@ fn list_files(dir: &Path, m: &mut BTreeMap<PathBuf, u64>) {
 }
 
 /// Copies a directory tree (files and directories only).
+/// Every path below `dir` (symlinks not followed): to prove nothing was written where
+/// it should not be.
+pub fn all_paths(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() && !p.is_symlink() {
+            out.extend(all_paths(&p));
+        }
+        out.push(p);
+    }
+    out
+}
+
 pub fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap().flatten() {
