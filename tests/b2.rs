@@ -275,3 +275,32 @@ fn bandwidth_limits_hold_transfers_under_the_rate() {
     let fast = timed(&["sync", "--compare", "checksum", src.to_str().unwrap(), "b2:limit-bucket/fast"]);
     eprintln!("limited: up {up:?}, down {down:?}; unlimited up {fast:?}");
 }
+
+/// Issue 19.3: a plain-http endpoint off this machine would carry the application key
+/// in clear (Basic auth). Refused in one line before any request, whether it comes from
+/// the flag, CAIRN_B2_ENDPOINT or rclone.conf; the loopback emulator needs no flag.
+#[test]
+fn plain_http_endpoints_off_this_machine_are_refused_before_any_request() {
+    let env = Env::new();
+    let conf = env.path("rclone.conf");
+    std::fs::write(&conf, "[far]\ntype = b2\naccount = farkeyid\nkey = farsecret\nendpoint = http://192.0.2.1:9\n").unwrap();
+    let runs: Vec<(&str, Vec<(&str, &str)>, Vec<&str>)> = vec![
+        ("b2:b/r", vec![("B2_APPLICATION_KEY_ID", "id"), ("B2_APPLICATION_KEY", "farsecret")], vec!["--b2-endpoint", "http://192.0.2.1:9"]),
+        ("b2:b/r", vec![("B2_APPLICATION_KEY_ID", "id"), ("B2_APPLICATION_KEY", "farsecret"), ("CAIRN_B2_ENDPOINT", "http://example.com")], vec![]),
+        ("rclone:far:b/r", vec![("RCLONE_CONFIG", conf.to_str().unwrap())], vec![]),
+    ];
+    for (repo, vars, flags) in runs {
+        let start = std::time::Instant::now();
+        let mut c = env.cmd();
+        for (k, v) in vars {
+            c.env(k, v);
+        }
+        let out = c.args(flags).args(["-r", repo, "snapshots"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{repo}: {}", stderr(&out));
+        let e = stderr(&out);
+        assert_eq!(e.trim().lines().count(), 1, "{e}");
+        assert!(e.contains("refusing to send the B2 application key in clear") && e.contains("--insecure-http"), "{e}");
+        assert!(!e.contains("farsecret"), "{e}");
+        assert!(start.elapsed() < std::time::Duration::from_secs(5), "no connection was attempted");
+    }
+}

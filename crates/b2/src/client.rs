@@ -228,6 +228,15 @@ impl Client {
         Ok(a)
     }
 
+    /// URLs handed out by B2 (API, download, upload) must keep the endpoint's protection:
+    /// after an https authorize, a plain-http URL in a reply would carry the token in clear.
+    fn check_reply_url(&self, what: &str, url: &str) -> Result<(), B2Error> {
+        if self.endpoint.starts_with("https://") && !url.starts_with("https://") {
+            return Err(B2Error::Invalid(format!("refusing the {what} {url:?} in B2's reply: not https, while the endpoint is")));
+        }
+        Ok(())
+    }
+
     async fn authorize_once(&self) -> Result<Auth, B2Error> {
         self.count("b2_authorize_account");
         let basic = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", self.creds.key_id, self.creds.key.as_str()));
@@ -259,10 +268,14 @@ impl Client {
             .as_array()
             .map(|a| a.iter().filter_map(|b| Some((b["id"].as_str()?.to_string(), b["name"].as_str()?.to_string()))).collect())
             .unwrap_or_default();
+        let api_url = api_url.ok_or_else(|| B2Error::Invalid("authorize reply lacks apiUrl".into()))?.to_string();
+        let download_url = download_url.ok_or_else(|| B2Error::Invalid("authorize reply lacks downloadUrl".into()))?.to_string();
+        self.check_reply_url("apiUrl", &api_url)?;
+        self.check_reply_url("downloadUrl", &download_url)?;
         Ok(Auth {
             token: v["authorizationToken"].as_str().ok_or_else(|| B2Error::Invalid("authorize reply lacks a token".into()))?.to_string(),
-            api_url: api_url.ok_or_else(|| B2Error::Invalid("authorize reply lacks apiUrl".into()))?.to_string(),
-            download_url: download_url.ok_or_else(|| B2Error::Invalid("authorize reply lacks downloadUrl".into()))?.to_string(),
+            api_url,
+            download_url,
             account_id: v["accountId"].as_str().unwrap_or_default().to_string(),
             allowed,
             generation: self.generation.fetch_add(1, Ordering::Relaxed) + 1,
@@ -504,6 +517,7 @@ impl Client {
                 Some(u) => u,
                 None => {
                     let v = self.call("b2_get_upload_url", json!({"bucketId": bucket_id})).await?;
+                    self.check_reply_url("uploadUrl", v["uploadUrl"].as_str().unwrap_or_default())?;
                     UploadUrl {
                         bucket_id: bucket_id.to_string(),
                         url: v["uploadUrl"].as_str().unwrap_or_default().to_string(),
@@ -632,6 +646,7 @@ impl Client {
         loop {
             let v = self.call("b2_get_upload_part_url", json!({"fileId": file_id})).await?;
             let (url, token) = (v["uploadUrl"].as_str().unwrap_or_default().to_string(), v["authorizationToken"].as_str().unwrap_or_default().to_string());
+            self.check_reply_url("uploadUrl", &url)?;
             self.count("b2_upload_part");
             let err = match self
                 .http
@@ -654,5 +669,46 @@ impl Client {
             }
             tokio::time::sleep(backoff(attempt, None)).await;
         }
+    }
+}
+
+/// Whether cairn may send the application key to `endpoint`: over https always; over
+/// plain http only to a loopback host (the emulator), or when the user says so with
+/// `--insecure-http`, since Basic auth would carry the key in clear.
+pub fn check_endpoint(endpoint: &str, insecure_http: bool) -> Result<(), String> {
+    if endpoint.starts_with("https://") {
+        return Ok(());
+    }
+    let Some(rest) = endpoint.strip_prefix("http://") else {
+        return Err(format!("B2 endpoint {endpoint:?} is not an http(s) URL"));
+    };
+    let authority = rest.split('/').next().unwrap_or("");
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    let loopback = host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if loopback || insecure_http {
+        return Ok(());
+    }
+    Err(format!(
+        "refusing to send the B2 application key in clear to {endpoint}: use https, or pass --insecure-http if this network is trusted"
+    ))
+}
+
+#[cfg(test)]
+mod endpoint_tests {
+    use super::check_endpoint;
+
+    #[test]
+    fn plain_http_only_to_loopback_or_when_asked() {
+        for ok in ["https://api.backblazeb2.com", "http://127.0.0.1:8080", "http://localhost:1/x", "http://[::1]:9", "http://127.9.9.9"] {
+            assert!(check_endpoint(ok, false).is_ok(), "{ok}");
+        }
+        for bad in ["http://example.com", "http://10.0.0.1:80", "http://127.0.0.1.evil.com", "ftp://x", "http://[2001:db8::1]:80"] {
+            assert!(check_endpoint(bad, false).is_err(), "{bad}");
+        }
+        assert!(check_endpoint("http://example.com", true).is_ok());
+        assert!(check_endpoint("ftp://x", true).is_err());
     }
 }

@@ -18,6 +18,6 @@ mod error;
 mod limit;
 
 pub use backend::{B2Backend, B2Location};
-pub use client::{parse_version, Client, Credentials, FileVersion, Transactions};
+pub use client::{check_endpoint, parse_version, Client, Credentials, FileVersion, Transactions};
 pub use error::B2Error;
 pub use limit::RateLimit;

@@ -54,6 +54,10 @@ pub struct GlobalArgs {
     /// B2 API base URL (for the emulator or another region)
     #[arg(long, env = "CAIRN_B2_ENDPOINT", global = true, value_name = "URL")]
     pub b2_endpoint: Option<String>,
+    /// Allow a plain-http B2 endpoint that is not on this machine (the application key
+    /// then crosses the network in clear); loopback endpoints need no flag
+    #[arg(long, global = true)]
+    pub insecure_http: bool,
     /// Files above this go to B2 as large files in parts (rclone's --b2-upload-cutoff)
     #[arg(long, env = "CAIRN_B2_UPLOAD_CUTOFF", global = true, value_name = "SIZE", value_parser = cairn_ops::size::parse_size)]
     pub b2_upload_cutoff: Option<u64>,

@@ -60,6 +60,8 @@ pub fn open_b2(location: &str, g: &GlobalArgs) -> anyhow::Result<Option<Arc<cair
         return Ok(None);
     }
     let loc = cairn_b2::B2Location::parse(location, g.b2_endpoint.as_deref()).map_err(|e| fail(ExitCode::Fatal, format!("{location}: {e}")))?;
+    // Before any request: Basic auth over plain http would hand the key to the network.
+    cairn_b2::check_endpoint(&loc.endpoint, g.insecure_http).map_err(|e| fail(ExitCode::Fatal, format!("{location}: {e}")))?;
     let mut b2 = cairn_b2::B2Backend::new(loc)?;
     let c = b2.client();
     let (cutoff, part, copy) = (g.b2_upload_cutoff.unwrap_or(c.upload_cutoff), g.b2_chunk_size.unwrap_or(c.part_size), g.b2_copy_cutoff.unwrap_or(c.copy_cutoff));
