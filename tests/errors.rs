@@ -546,3 +546,35 @@ fn init_refuses_an_unmounted_drive() {
     fs::remove_dir_all(&drive).unwrap();
     assert!(ok, "--force creates it: {}", stderr(&out));
 }
+
+/// Issue 19.5: an empty password is refused from every source, naming it, and nothing
+/// is created (before, `init` with `CAIRN_PASSWORD=` made a repository; an empty one from
+/// a command was reported as a wrong password).
+#[test]
+fn empty_passwords_are_refused_from_every_source() {
+    let env = Env::new();
+    let empty = env.path("empty.pw");
+    fs::write(&empty, b"\n").unwrap();
+    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, &str)> = vec![
+        (vec!["init"], vec![("CAIRN_PASSWORD", "")], "CAIRN_PASSWORD"),
+        (vec!["--password-file", empty.to_str().unwrap(), "init"], vec![], "password file"),
+        (vec!["--password-command", "true", "init"], vec![], "--password-command"),
+    ];
+    for (args, vars, source) in cases {
+        let mut c = env.cmd();
+        c.env_remove("CAIRN_PASSWORD");
+        for (k, v) in vars {
+            c.env(k, v);
+        }
+        let out = c.arg("-r").arg(env.repo()).args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        let e = stderr(&out);
+        assert!(e.contains("empty password") && e.contains(source), "{e}");
+        assert!(!env.repo().exists(), "{args:?}: nothing created");
+    }
+    env.init();
+    let out = env.run(&["key", "add", "--new-password-file", empty.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("empty password"), "{}", stderr(&out));
+    assert_eq!(json_last_line(&env.ok(&["key", "list", "--json"])).as_array().unwrap().len(), 1, "no key was added");
+}

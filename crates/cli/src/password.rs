@@ -16,9 +16,18 @@ fn first_line(s: &str) -> Password {
     Zeroizing::new(s.lines().next().unwrap_or("").to_string())
 }
 
+/// An empty password protects nothing: refused from every source, naming it, before
+/// anything is created or opened (`init` with `CAIRN_PASSWORD=` made a repository).
+pub fn non_empty(p: Password, source: impl FnOnce() -> String) -> anyhow::Result<Password> {
+    if p.is_empty() {
+        return Err(fail(ExitCode::Fatal, format!("empty password from {} refused", source())));
+    }
+    Ok(p)
+}
+
 pub fn read_password_file(path: &std::path::Path) -> anyhow::Result<Password> {
     let raw = Zeroizing::new(std::fs::read_to_string(path).with_context(|| format!("reading password file {}", path.display()))?);
-    Ok(first_line(&raw))
+    non_empty(first_line(&raw), || format!("password file {}", path.display()))
 }
 
 fn run_password_command(cmd: &str) -> anyhow::Result<Password> {
@@ -33,6 +42,10 @@ fn run_password_command(cmd: &str) -> anyhow::Result<Password> {
                 .map_err(std::io::Error::from)
         });
     }
+    // The command needs none of cairn's secrets.
+    for k in ["CAIRN_PASSWORD", "CAIRN_FROM_PASSWORD", "B2_APPLICATION_KEY", "B2_ACCOUNT_KEY"] {
+        command.env_remove(k);
+    }
     let out = command
         .arg("-c")
         .arg(cmd)
@@ -43,7 +56,8 @@ fn run_password_command(cmd: &str) -> anyhow::Result<Password> {
     if !out.status.success() {
         return Err(fail(ExitCode::Fatal, format!("--password-command exited with {}", out.status)));
     }
-    Ok(first_line(&String::from_utf8_lossy(&stdout)))
+    let text = Zeroizing::new(String::from_utf8_lossy(&stdout).into_owned());
+    non_empty(first_line(&text), || "--password-command (it printed nothing)".to_string())
 }
 
 fn prompt(text: &str) -> anyhow::Result<Password> {
@@ -63,7 +77,7 @@ pub fn get(g: &GlobalArgs, confirm: bool) -> anyhow::Result<Password> {
         return run_password_command(c);
     }
     if let Ok(p) = std::env::var("CAIRN_PASSWORD") {
-        return Ok(Zeroizing::new(p));
+        return non_empty(Zeroizing::new(p), || "CAIRN_PASSWORD".to_string());
     }
     if !has_terminal() {
         return Err(fail(

@@ -11,7 +11,7 @@ pub fn run(g: &GlobalArgs, a: CopyArgs) -> anyhow::Result<ExitCode> {
     let src_backend = location::open_backend(&a.from_repo, g)?;
     let pw = match (&a.from_password_file, std::env::var("CAIRN_FROM_PASSWORD")) {
         (Some(f), _) => password::read_password_file(f)?,
-        (None, Ok(p)) => zeroize::Zeroizing::new(p),
+        (None, Ok(p)) => password::non_empty(zeroize::Zeroizing::new(p), || "CAIRN_FROM_PASSWORD".to_string())?,
         (None, Err(_)) => {
             if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
                 return Err(fail(ExitCode::Fatal, "no password for --from-repo: use --from-password-file or CAIRN_FROM_PASSWORD"));
