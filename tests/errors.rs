@@ -578,3 +578,52 @@ fn empty_passwords_are_refused_from_every_source() {
     assert!(stderr(&out).contains("empty password"), "{}", stderr(&out));
     assert_eq!(json_last_line(&env.ok(&["key", "list", "--json"])).as_array().unwrap().len(), 1, "no key was added");
 }
+
+/// A key file as someone with write access to `keys/` would plant it, named by its hash
+/// and, by trying `created` values, listed before every other key file.
+fn plant_key_file(env: &Env, memory_kib: u32, iterations: u32, salt_bytes: usize) -> String {
+    let first_real = fs::read_dir(env.repo().join("keys")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).min().unwrap();
+    for n in 0..10_000u32 {
+        let body = serde_json::json!({
+            "version": 1, "created": format!("2026-01-01T00:00:{:02}.{n:09}Z", n % 60), "hostname": "h", "username": "u",
+            "kdf": "argon2id", "memory_kib": memory_kib, "iterations": iterations, "parallelism": 1,
+            "salt": "ab".repeat(salt_bytes), "data": "cd".repeat(72),
+        })
+        .to_string();
+        let hex = hex::encode(cairn_crypto::storage_hash(body.as_bytes()));
+        if hex < first_real {
+            fs::write(env.repo().join("keys").join(&hex), body).unwrap();
+            return hex;
+        }
+    }
+    panic!("no name sorted first");
+}
+
+/// Issue 19.2: a planted key file must not make every command slow and huge (1 GiB,
+/// 40 passes made `snapshots` take 45.5 s at 1.03 GiB). Out-of-range ones are refused
+/// by name; an expensive one within range is tried after the keys cairn writes.
+#[test]
+fn planted_key_files_cost_nothing() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), b"x").unwrap();
+    env.init();
+    env.backup(&[&src], &[]);
+    let huge = plant_key_file(&env, 1024 * 1024, 40, 16);
+    let short_salt = plant_key_file(&env, 256, 1, 8);
+    let dear = plant_key_file(&env, 512 * 1024, 4, 16);
+    let start = std::time::Instant::now();
+    let out = env.run(&["snapshots"]);
+    let took = start.elapsed();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let e = stderr(&out);
+    assert!(e.contains(&huge) && e.contains("out of range"), "the huge key file is named: {e}");
+    assert!(e.contains(&short_salt) && e.contains("salt"), "{e}");
+    assert!(took < std::time::Duration::from_millis(1000), "{took:?}: the 512 MiB key file was tried first ({dear})");
+    // `key list` still lists the real key and the one within range, naming the others.
+    let out = env.run(&["key", "list", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let keys = json_last_line(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(keys.as_array().unwrap().len(), 2, "{keys}");
+}

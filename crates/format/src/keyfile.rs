@@ -30,6 +30,12 @@ impl std::fmt::Debug for KeyFile {
     }
 }
 
+/// The most memory a key file may ask Argon2id for: 1 GiB.
+pub const MAX_KDF_MEMORY_KIB: u32 = 1024 * 1024;
+/// The most memory times passes: 2 GiB-passes, 8 times cairn's default (32 MiB x 8),
+/// so trying any one key file costs at most a few seconds.
+pub const MAX_KDF_WORK_KIB: u64 = 2 * 1024 * 1024;
+
 impl KeyFile {
     pub fn encode(&self) -> Vec<u8> {
         to_json(self)
@@ -39,9 +45,18 @@ impl KeyFile {
         if k.kdf != "argon2id" {
             return Err(FormatError::invalid("key file", format!("unknown kdf {:?}", k.kdf)));
         }
-        // Refuse parameters that would let a planted key file exhaust memory or time.
-        if k.memory_kib > 4 * 1024 * 1024 || k.iterations > 100 || k.parallelism == 0 || k.parallelism > 64 {
-            return Err(FormatError::invalid("key file", "Argon2id parameters out of range"));
+        // Refuse parameters that would let a planted key file exhaust memory or time:
+        // trying a key with 1 GiB and 40 passes made every `snapshots` take 45 s at
+        // 1 GiB. A real key needs far less than these caps (cairn writes 32 MiB x 8).
+        let work = u64::from(k.memory_kib) * u64::from(k.iterations);
+        if k.memory_kib > MAX_KDF_MEMORY_KIB || k.iterations == 0 || work > MAX_KDF_WORK_KIB || k.parallelism == 0 || k.parallelism > 16 {
+            return Err(FormatError::invalid(
+                "key file",
+                format!("Argon2id parameters out of range (m = {} KiB, t = {}, p = {})", k.memory_kib, k.iterations, k.parallelism),
+            ));
+        }
+        if k.salt.len() < 32 {
+            return Err(FormatError::invalid("key file", "salt shorter than 16 bytes"));
         }
         Ok(k)
     }

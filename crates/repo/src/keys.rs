@@ -79,24 +79,38 @@ fn try_key(kf: &KeyFile, password: &[u8]) -> Option<MasterKey> {
     MasterKey::from_bytes(&raw).ok()
 }
 
-/// Finds the key file this password opens. Corrupt key files are skipped (another key
-/// may still fit) and only reported if none does.
-pub(crate) fn open_master(backend: &dyn Backend, password: &[u8]) -> Result<(MasterKey, KeyId), RepoError> {
+/// Key files cairn itself writes or wrote: tried before any other.
+fn written_by_cairn(kf: &KeyFile) -> bool {
+    let p = (kf.memory_kib, kf.iterations, kf.parallelism);
+    [KdfParams::DEFAULT, KdfParams::INSECURE_FOR_TESTS, KdfParams { memory_kib: 64 * 1024, iterations: 3, parallelism: 1 }]
+        .iter()
+        .any(|d| (d.memory_kib, d.iterations, d.parallelism) == p)
+}
+
+/// Finds the key file this password opens. Anyone who can write to `keys/` can add key
+/// files, so the order is chosen against a planted one: the key that opened this
+/// location last time (`preferred`), then key files with the parameters cairn writes,
+/// then the rest, cheapest first. Corrupt or out-of-range key files are skipped, named
+/// in a warning (another key may still fit), and only reported if none does.
+pub(crate) fn open_master(backend: &dyn Backend, password: &[u8], preferred: Option<KeyId>) -> Result<(MasterKey, KeyId), RepoError> {
     let names = backend.list(FileKind::Key.dir())?;
     let mut tried = 0;
     let mut corrupt = None;
+    let mut keys = Vec::new();
     for obj in &names {
         match load_key_file(backend, &obj.name) {
-            Ok((id, kf)) => {
-                tried += 1;
-                if let Some(mk) = try_key(&kf, password) {
-                    return Ok((mk, id));
-                }
-            }
+            Ok(k) => keys.push(k),
             Err(e) => {
-                tracing::warn!("skipping unreadable key file: {e}");
+                tracing::warn!("skipping key file {}: {e}", obj.name);
                 corrupt = Some(e);
             }
+        }
+    }
+    keys.sort_by_key(|(id, kf)| (Some(*id) != preferred, !written_by_cairn(kf), u64::from(kf.memory_kib) * u64::from(kf.iterations)));
+    for (id, kf) in &keys {
+        tried += 1;
+        if let Some(mk) = try_key(kf, password) {
+            return Ok((mk, *id));
         }
     }
     match (tried, corrupt) {
@@ -109,8 +123,11 @@ pub(crate) fn open_master(backend: &dyn Backend, password: &[u8]) -> Result<(Mas
 pub(crate) fn list_keys(backend: &dyn Backend) -> Result<Vec<KeyInfo>, RepoError> {
     let mut out = Vec::new();
     for obj in backend.list(FileKind::Key.dir())? {
-        let (id, kf) = load_key_file(backend, &obj.name)?;
-        out.push(KeyInfo { id, created: kf.created.to_rfc3339(), hostname: kf.hostname, username: kf.username });
+        match load_key_file(backend, &obj.name) {
+            Ok((id, kf)) => out.push(KeyInfo { id, created: kf.created.to_rfc3339(), hostname: kf.hostname, username: kf.username }),
+            // A planted or damaged key file must not hide the others.
+            Err(e) => tracing::warn!("skipping key file {}: {e}", obj.name),
+        }
     }
     out.sort_by(|a, b| a.created.cmp(&b.created));
     Ok(out)

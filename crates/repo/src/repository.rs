@@ -154,12 +154,18 @@ impl Repository {
 
     /// Opens an existing repository with a password. Writes nothing.
     pub fn open(backend: Arc<dyn Backend>, password: &[u8]) -> Result<Repository, RepoError> {
+        Repository::open_preferring(backend, password, None)
+    }
+
+    /// [`Repository::open`], trying the key file `preferred` first (the one that opened
+    /// this location last time), so key files planted in `keys/` cost nothing.
+    pub fn open_preferring(backend: Arc<dyn Backend>, password: &[u8], preferred: Option<KeyId>) -> Result<Repository, RepoError> {
         match backend.stat(CONFIG) {
             Ok(_) => {}
             Err(e) if e.kind == ErrorKind::NotFound => return Err(RepoError::NoRepository(backend.location())),
             Err(e) => return Err(e.into()),
         }
-        let (key, key_id) = keys::open_master(backend.as_ref(), password)?;
+        let (key, key_id) = keys::open_master(backend.as_ref(), password, preferred)?;
         let sealed = backend.read(CONFIG)?;
         let plain = key.open(CONFIG_PURPOSE, &sealed).map_err(|e| crypto(CONFIG, e))?;
         let config = Config::decode(&unframe(&plain).map_err(|e| RepoError::format(CONFIG, e))?)

@@ -78,7 +78,16 @@ pub fn open_repo(g: &GlobalArgs) -> anyhow::Result<Repository> {
         _ => {}
     }
     let pw = password::get(g, false)?;
-    let mut repo = Repository::open(backend, pw.as_bytes())?;
+    // The key that opened this location last time goes first (issue 19.2: a planted
+    // key file must not cost every command its Argon2id).
+    let last_key = location::cache_root(g).filter(|_| !g.no_cache).map(|r| r.join("keys").join(location::tag(&backend.location())));
+    let preferred = last_key.as_ref().and_then(|p| std::fs::read_to_string(p).ok()).and_then(|h| h.trim().parse().ok());
+    let mut repo = Repository::open_preferring(backend, pw.as_bytes(), preferred)?;
+    if let Some(p) = &last_key {
+        if preferred != Some(repo.key_id()) {
+            let _ = cairn_backend::write_private(p, repo.key_id().to_hex().as_bytes());
+        }
+    }
     if let Some(dir) = cache {
         repo.set_tree_cache(dir.join("trees"));
     }
