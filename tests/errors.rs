@@ -627,3 +627,41 @@ fn planted_key_files_cost_nothing() {
     let keys = json_last_line(&String::from_utf8_lossy(&out.stdout));
     assert_eq!(keys.as_array().unwrap().len(), 2, "{keys}");
 }
+
+/// Issue 19.4 (and 20.5): a backup whose lock file was removed while it ran (`unlock
+/// --remove-all` from another shell, after which a prune may delete its unindexed packs)
+/// stops before writing its index or snapshot: exit 1, one clear line, no snapshot.
+#[test]
+fn a_backup_whose_lock_was_removed_saves_no_snapshot() {
+    use std::io::Write;
+    let env = Env::new();
+    env.init();
+    let mut child = env
+        .repo_cmd()
+        .args(["backup", "--stdin", "--stdin-filename", "stream.bin"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&pseudo_random(7, 3_000_000)).unwrap();
+    let locks = env.repo().join("locks");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let lock = loop {
+        if let Some(e) = fs::read_dir(&locks).into_iter().flatten().flatten().next() {
+            break e.path();
+        }
+        assert!(std::time::Instant::now() < deadline, "the backup never took its lock");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    fs::remove_file(&lock).unwrap();
+    stdin.write_all(&pseudo_random(8, 1_000_000)).unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let e = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{e}");
+    assert!(e.contains("removed by someone else") && e.lines().filter(|l| l.starts_with("cairn:")).count() == 1, "{e}");
+    assert_eq!(fs::read_dir(env.repo().join("snapshots")).map_or(0, |d| d.count()), 0, "no snapshot was saved");
+    env.ok(&["check"]);
+}

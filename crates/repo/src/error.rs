@@ -25,6 +25,10 @@ pub enum RepoError {
     AmbiguousSnapshot(String),
     #[error(transparent)]
     Backend(#[from] BackendError),
+    /// This command's lock is gone or went stale: another command may have deleted what
+    /// it wrote, so it stops before writing an index or snapshot that could point at it.
+    #[error("stopped before writing {what}: {why}; nothing this command wrote is referenced, run it again")]
+    LockLost { what: String, why: String },
     #[error("{0}")]
     Invalid(String),
 }

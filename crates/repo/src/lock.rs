@@ -40,6 +40,37 @@ pub fn release_held_locks() {
     }
 }
 
+/// Refreshes stop counting this long before the stale threshold: a lock whose last
+/// refresh is older than `STALE_AFTER - STALE_MARGIN` may already look stale to another
+/// host, whose prune may then delete what this command wrote but has not indexed.
+pub const STALE_MARGIN: Duration = Duration::from_secs(5 * 60);
+
+/// What a repository knows of the lock it holds, to check before it writes an index or
+/// a snapshot (see [`LockState::check`]).
+#[derive(Clone)]
+pub(crate) struct LockState {
+    pub(crate) name: Arc<Mutex<String>>,
+    pub(crate) refreshed: Arc<Mutex<std::time::Instant>>,
+}
+
+impl LockState {
+    /// Fails when the lock could not be refreshed for too long, or its file is gone
+    /// (`unlock --remove-all` from another shell): restic's rule, and the only safe one.
+    pub(crate) fn check(&self, backend: &dyn Backend, what: &str) -> Result<(), RepoError> {
+        let age = self.refreshed.lock().unwrap_or_else(unpoison).elapsed();
+        let lost = |why: String| RepoError::LockLost { what: what.to_string(), why };
+        if age > STALE_AFTER.saturating_sub(STALE_MARGIN) {
+            return Err(lost(format!("the repository lock could not be refreshed for {} minutes (storage unreachable, or the machine slept)", age.as_secs() / 60)));
+        }
+        let name = self.name.lock().unwrap_or_else(unpoison).clone();
+        match backend.stat(&name) {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => Err(lost(format!("the repository lock {name} was removed by someone else (`cairn unlock --remove-all`?)"))),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
 /// Holds a lock until dropped; dropping removes the lock file.
 pub struct LockGuard {
     current: Arc<Mutex<String>>,
@@ -139,23 +170,27 @@ impl Repository {
             return Err(RepoError::Locked(who));
         }
         let current = Arc::new(Mutex::new(name));
+        let refreshed = Arc::new(Mutex::new(std::time::Instant::now()));
         let (tx, rx) = mpsc::channel::<()>();
         let repo = Arc::clone(self);
         let cur = Arc::clone(&current);
+        let fresh = Arc::clone(&refreshed);
         let command = command.to_string();
         let thread = std::thread::spawn(move || loop {
             match rx.recv_timeout(REFRESH_INTERVAL) {
                 Err(RecvTimeoutError::Timeout) => match repo.write_lock(kind, &command) {
                     Ok(new) => {
+                        *fresh.lock().unwrap_or_else(unpoison) = std::time::Instant::now();
                         let mut c = cur.lock().unwrap_or_else(unpoison);
                         let old = std::mem::replace(&mut *c, new);
                         let _ = repo.backend().remove(&old);
                     }
-                    Err(e) => tracing::warn!("could not refresh repository lock: {e}"),
+                    Err(e) => tracing::warn!("could not refresh repository lock (the command stops before its next index or snapshot if this lasts): {e}"),
                 },
                 _ => return,
             }
         });
+        *self.held_lock.lock().unwrap_or_else(unpoison) = Some(LockState { name: Arc::clone(&current), refreshed });
         HELD.lock().unwrap_or_else(unpoison).push((Arc::clone(self.backend()), Arc::clone(&current)));
         Ok(LockGuard { current, stop: Some(tx), thread: Some(thread), repo: Arc::clone(self) })
     }
@@ -177,6 +212,11 @@ impl Repository {
 impl Drop for LockGuard {
     fn drop(&mut self) {
         HELD.lock().unwrap_or_else(unpoison).retain(|(_, c)| !Arc::ptr_eq(c, &self.current));
+        let mut held = self.repo.held_lock.lock().unwrap_or_else(unpoison);
+        if held.as_ref().is_some_and(|h| Arc::ptr_eq(&h.name, &self.current)) {
+            *held = None;
+        }
+        drop(held);
         drop(self.stop.take());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -185,5 +225,33 @@ impl Drop for LockGuard {
         if let Err(e) = self.repo.backend().remove(&name) {
             tracing::warn!("could not remove lock {name}: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_backend::{LocalBackend, WriteOptions};
+
+    /// Issue 19.4: a lock not refreshed for longer than the stale threshold minus the
+    /// margin, or whose file is gone, stops the writer.
+    #[test]
+    fn a_lock_that_went_stale_or_vanished_stops_the_writer() {
+        let d = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(d.path());
+        b.create().unwrap();
+        b.write("locks/l", b"x", &WriteOptions::default()).unwrap();
+        let st = LockState { name: Arc::new(Mutex::new("locks/l".into())), refreshed: Arc::new(Mutex::new(std::time::Instant::now())) };
+        st.check(&b, "the snapshot").unwrap();
+        let long_ago = std::time::Instant::now().checked_sub(STALE_AFTER - STALE_MARGIN + Duration::from_secs(60));
+        if let Some(t) = long_ago {
+            *st.refreshed.lock().unwrap() = t;
+            let e = st.check(&b, "the snapshot").unwrap_err().to_string();
+            assert!(e.contains("could not be refreshed") && e.contains("the snapshot"), "{e}");
+            *st.refreshed.lock().unwrap() = std::time::Instant::now();
+        }
+        b.remove("locks/l").unwrap();
+        let e = st.check(&b, "an index").unwrap_err().to_string();
+        assert!(e.contains("was removed by someone else"), "{e}");
     }
 }

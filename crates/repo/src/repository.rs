@@ -86,6 +86,9 @@ pub struct Repository {
     /// I/O-bound loops (restore, check's pack reads) use; built when the index is loaded.
     remote_reads: Option<usize>,
     read_ahead: RwLock<Option<Arc<crate::read_ahead::ReadAhead>>>,
+    /// The lock this process holds on the repository, checked before an index or a
+    /// snapshot is written.
+    pub(crate) held_lock: Mutex<Option<crate::lock::LockState>>,
     writer: Mutex<Writer>,
     data_packers: PackerPool,
     tree_packers: PackerPool,
@@ -113,6 +116,7 @@ impl Repository {
             uploader: None,
             remote_reads: None,
             read_ahead: RwLock::new(None),
+            held_lock: Mutex::new(None),
             writer: Mutex::new(Writer { in_flight: HashSet::new(), unindexed: Vec::new(), last_index_save: Instant::now() }),
             data_packers: PackerPool::new(BlobType::Data, target, true),
             tree_packers: PackerPool::new(BlobType::Tree, target, false),
@@ -340,6 +344,14 @@ impl Repository {
 
     /// Frames, seals and stores a file under the hash of its stored bytes; returns the hex id.
     pub fn save_file(&self, kind: FileKind, payload: &[u8]) -> Result<String, RepoError> {
+        // An index or snapshot may point at packs a prune elsewhere deletes once this
+        // command's lock looks stale: check the lock is still ours first.
+        if matches!(kind, FileKind::Index | FileKind::Snapshot) && !self.dry_run {
+            let held = self.held_lock.lock().unwrap_or_else(unpoison).clone();
+            if let Some(lock) = held {
+                lock.check(self.backend.as_ref(), if kind == FileKind::Index { "an index file" } else { "the snapshot" })?;
+            }
+        }
         let sealed = self.key.seal(kind.seal_purpose(), &frame(payload, Some(3))).map_err(|e| crypto(kind.dir(), e))?;
         let hex = hex::encode(cairn_crypto::storage_hash(&sealed));
         if !self.dry_run {
