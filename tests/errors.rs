@@ -665,3 +665,34 @@ fn a_backup_whose_lock_was_removed_saves_no_snapshot() {
     assert_eq!(fs::read_dir(env.repo().join("snapshots")).map_or(0, |d| d.count()), 0, "no snapshot was saved");
     env.ok(&["check"]);
 }
+
+/// Issue 19.5: garbage in `forgotten/` or `locks/` does not brick the repository: every
+/// command goes on (warning with the file's name), prune still takes its lock, and
+/// `check` reports both files as errors.
+#[test]
+fn garbage_in_forgotten_and_locks_does_not_brick_the_repository() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), b"data").unwrap();
+    env.backup(&[&src], &[]);
+    for dir in ["forgotten", "locks"] {
+        fs::create_dir_all(env.repo().join(dir)).unwrap();
+        fs::write(env.repo().join(dir).join("ab".repeat(32)), b"garbage").unwrap();
+    }
+    let out = env.run(&["snapshots"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    env.backup(&[&src], &[]);
+    // Prune's exclusive lock is not refused by the garbage lock; the file is named.
+    let out = env.run(&["prune"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&format!("locks/{}", "ab".repeat(32))), "{}", stderr(&out));
+    let out = env.run(&["check"]);
+    assert_eq!(out.status.code(), Some(1));
+    let e = stderr(&out);
+    assert!(e.contains("unreadable lock") && e.contains("unreadable forgotten record"), "{e}");
+    env.ok(&["unlock", "--remove-all"]);
+    fs::remove_file(env.repo().join("forgotten").join("ab".repeat(32))).unwrap();
+    env.ok(&["check"]);
+}

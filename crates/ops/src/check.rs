@@ -84,6 +84,18 @@ pub fn check_with_progress(repo: &Repository, read: ReadData, location: &str, pr
     if let Err(e) = repo.list_keys() {
         s.errors.push(format!("keys: {e}"));
     }
+    // Records other commands read and then ignore when damaged: reported here.
+    for (name, lock) in repo.list_locks()? {
+        if let Err(e) = lock {
+            s.errors.push(format!("{name}: unreadable lock ({e}); `cairn unlock --remove-all` removes it"));
+        }
+    }
+    for hex in repo.list_files(cairn_repo::FileKind::Forgotten)? {
+        let rec = repo.load_file(cairn_repo::FileKind::Forgotten, &hex).map_err(|e| e.to_string()).and_then(|b| cairn_format::ForgottenRecord::decode(&b).map_err(|e| e.to_string()));
+        if let Err(e) = rec {
+            s.errors.push(format!("{}: unreadable forgotten record ({e})", cairn_repo::FileKind::Forgotten.name(&hex)));
+        }
+    }
     for e in repo.load_index_tolerant()? {
         s.errors.push(format!("index: {e}"));
     }

@@ -333,9 +333,16 @@ impl Repository {
     pub fn forgotten_snapshots(&self) -> Result<std::collections::HashSet<String>, RepoError> {
         let mut out = std::collections::HashSet::new();
         for hex in self.list_files(FileKind::Forgotten)? {
-            let b = self.load_file(FileKind::Forgotten, &hex)?;
-            let rec = cairn_format::ForgottenRecord::decode(&b).map_err(|e| RepoError::format(FileKind::Forgotten.name(&hex), e))?;
-            out.extend(rec.snapshots);
+            // Garbage here must not brick every command: the record counts as absent
+            // (so the snapshots it names look deleted behind cairn's back, the safe
+            // reading), and `check` reports the file.
+            let rec = self.load_file(FileKind::Forgotten, &hex).and_then(|b| {
+                cairn_format::ForgottenRecord::decode(&b).map_err(|e| RepoError::format(FileKind::Forgotten.name(&hex), e))
+            });
+            match rec {
+                Ok(rec) => out.extend(rec.snapshots),
+                Err(e) => tracing::warn!("ignoring {}: {e}", FileKind::Forgotten.name(&hex)),
+            }
         }
         Ok(out)
     }
