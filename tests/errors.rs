@@ -303,6 +303,15 @@ fn secrets_stay_out_of_the_output_and_files_are_private() {
     env.init();
     env.backup(&[&src], &[]);
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    // The metadata cache of the B2 repository above: directories 0700, files 0600, no
+    // temporary file left (issue 19.5).
+    let cache = env.path("cache-default");
+    for p in all_paths(&cache) {
+        let want = if p.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(mode(&p), want, "{}", p.display());
+        assert!(!p.to_string_lossy().contains(".tmp-"), "{}", p.display());
+    }
+    assert!(all_paths(&cache).len() > 3, "the cache was used");
     assert_eq!(mode(&env.repo()), 0o700);
     for (p, _) in env.repo_listing() {
         assert_eq!(mode(&p), 0o600, "{}", p.display());

@@ -17,17 +17,25 @@ use std::sync::Arc;
 use crate::{Backend, BackendError, ObjectInfo, WriteOptions};
 
 /// Writes a file only its owner can read, via a temporary name and a rename, creating
-/// its directory. For caches: a failure only costs a later re-download.
+/// its directories only its owner can enter (0700). For caches: a failure only costs a
+/// later re-download. The temporary name is random and opened with `O_EXCL|O_NOFOLLOW`,
+/// so another local user cannot plant a symlink there (a name from the process ID was
+/// guessable and opened with truncation).
 pub fn write_private(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().ok_or_else(|| std::io::Error::other("no parent directory"))?;
-    fs::create_dir_all(dir)?;
+    if !dir.is_dir() {
+        use std::os::unix::fs::DirBuilderExt;
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    }
     let fname = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{fname}.tmp-{}", std::process::id()));
+    let mut suffix = [0u8; 8];
+    getrandom::getrandom(&mut suffix).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let tmp = dir.join(format!(".{fname}.tmp-{}", hex::encode(suffix)));
     let r = fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(&tmp)
         .and_then(|mut f| f.write_all(data))
         .and_then(|_| fs::rename(&tmp, path));
