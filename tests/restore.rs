@@ -125,3 +125,25 @@ fn hostile_names_are_refused() {
         assert_ne!(ls.status.code(), Some(0));
     }
 }
+
+/// Issue 19.5: a file already in the target that is a hardlink to a file outside it.
+/// Restore truncated it in place, so the outside name was overwritten too; now the file
+/// in the target is replaced and the outside one keeps its content.
+#[test]
+fn restore_over_a_hardlink_leaves_the_other_name_alone() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), b"from the snapshot").unwrap();
+    env.backup(&[&src], &[]);
+    let t = env.path("t");
+    let inside = t.join(src.strip_prefix("/").unwrap()).join("f");
+    fs::create_dir_all(inside.parent().unwrap()).unwrap();
+    let outside = env.path("outside-the-target");
+    fs::write(&outside, b"precious, elsewhere").unwrap();
+    fs::hard_link(&outside, &inside).unwrap();
+    env.ok(&["restore", "latest", "--target", t.to_str().unwrap()]);
+    assert_eq!(fs::read(&inside).unwrap(), b"from the snapshot");
+    assert_eq!(fs::read(&outside).unwrap(), b"precious, elsewhere");
+}

@@ -269,17 +269,9 @@ const BLOBS_PER_BATCH: usize = 8;
 fn restore_file(repo: &Repository, item: &Item, overwrite: Overwrite, owners: Option<&NameCache>, errors: &Errors) -> Result<FileResult, OpsError> {
     let dest = &item.dest;
     let node = &item.node;
-    let open = |new: bool| {
-        let mut o = OpenOptions::new();
-        o.write(true).mode(0o600).custom_flags(libc::O_NOFOLLOW);
-        if new {
-            o.create_new(true);
-        } else {
-            o.create(true).truncate(true);
-        }
-        o.open(dest)
-    };
-    let f = match open(true) {
+    // Always a new file (O_EXCL): whatever is in the way is removed first.
+    let open = || OpenOptions::new().write(true).create_new(true).mode(0o600).custom_flags(libc::O_NOFOLLOW).open(dest);
+    let f = match open() {
         Ok(f) => f,
         // Something is in the way (a file, a symlink, anything else).
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -293,11 +285,12 @@ fn restore_file(repo: &Repository, item: &Item, overwrite: Overwrite, owners: Op
                     }
                     _ => {}
                 }
-                if !m.is_file() {
-                    remove_existing(dest).map_err(|e| OpsError::io(dest, e))?;
-                }
+                // Replaced, never truncated in place: an existing file may be a hardlink
+                // whose other names lie outside the target, and writing through it would
+                // change them too.
+                remove_existing(dest).map_err(|e| OpsError::io(dest, e))?;
             }
-            open(false).map_err(|e| OpsError::io(dest, e))?
+            open().map_err(|e| OpsError::io(dest, e))?
         }
         Err(e) => return Err(OpsError::io(dest, e)),
     };
