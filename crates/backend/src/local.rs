@@ -117,6 +117,28 @@ impl LocalBackend {
         File::open(&p).and_then(|f| f.set_modified(time_from_nanos(mtime_nanos))).map_err(|e| self.err(name, e))
     }
 
+    /// Opens a stored object for reading: a regular file only, never through a symlink
+    /// (`O_NOFOLLOW`) and never blocking on a fifo (`O_NONBLOCK`), so a pack replaced by
+    /// a link to /dev/zero or by a pipe fails at once with a clear error instead of
+    /// reading forever. Returns the file and its size.
+    fn open_regular(&self, name: &str) -> Result<(File, u64), BackendError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let p = self.path(name)?;
+        let f = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(&p)
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ELOOP) => BackendError::new(ErrorKind::Corrupt, p.display().to_string(), "is a symbolic link, not a stored file"),
+                _ => self.err(name, e),
+            })?;
+        let meta = f.metadata().map_err(|e| self.err(name, e))?;
+        if !meta.is_file() {
+            return Err(BackendError::new(ErrorKind::Corrupt, p.display().to_string(), "not a regular file (a device, pipe or directory where a stored file should be)"));
+        }
+        Ok((f, meta.len()))
+    }
+
     /// The one way a file gets written: into a hidden temporary file beside it, with the
     /// requested mtime, fsync'd, renamed over the name, directory fsync'd. On any error
     /// (including one from `fill`) the temporary file is removed.
@@ -283,10 +305,14 @@ impl Backend for LocalBackend {
     }
 
     fn read(&self, name: &str) -> Result<Vec<u8>, BackendError> {
-        let p = self.path(name)?;
-        let mut f = File::open(&p).map_err(|e| self.err(name, e))?;
-        let mut v = Vec::new();
-        f.read_to_end(&mut v).map_err(|e| self.err(name, e))?;
+        let (f, size) = self.open_regular(name)?;
+        // No more than the size the file had when opened: a file that grows as it is
+        // read cannot make this allocate without bound.
+        let mut v = Vec::with_capacity(size as usize);
+        (&f).take(size).read_to_end(&mut v).map_err(|e| self.err(name, e))?;
+        if (v.len() as u64) < size {
+            return Err(BackendError::new(ErrorKind::Corrupt, name, format!("short read: {} of {size} bytes", v.len())));
+        }
         Ok(v)
     }
 
@@ -295,8 +321,7 @@ impl Backend for LocalBackend {
         let (f, size) = match self.open_files.get(name) {
             Some(hit) => hit,
             None => {
-                let f = File::open(&p).map_err(|e| self.err(name, e))?;
-                let size = f.metadata().map_err(|e| self.err(name, e))?.len();
+                let (f, size) = self.open_regular(name)?;
                 let f = Arc::new(f);
                 self.open_files.put(name, f.clone(), size);
                 (f, size)
