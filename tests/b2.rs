@@ -304,3 +304,29 @@ fn plain_http_endpoints_off_this_machine_are_refused_before_any_request() {
         assert!(start.elapsed() < std::time::Duration::from_secs(5), "no connection was attempted");
     }
 }
+
+/// Issue 19.5: a listing whose cursor does not move on (`--stuck-cursor`) is an error,
+/// not an endless loop of requests.
+#[test]
+fn a_listing_cursor_that_does_not_advance_is_an_error() {
+    let env = Env::new();
+    let emu = Emulator::start(&env.path("emu"), &["--stuck-cursor"]);
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..6 {
+        std::fs::write(src.join(format!("f{i}")), format!("file {i}")).unwrap();
+    }
+    let sync = || {
+        let mut c = wrapping_cairn(&env, "timeout");
+        c.env("B2_APPLICATION_KEY_ID", "testkeyid").env("B2_APPLICATION_KEY", "testkey").env("CAIRN_B2_ENDPOINT", &emu.url);
+        c.args(["60", env!("CARGO_BIN_EXE_cairn"), "sync", src.to_str().unwrap(), "b2:stuck-bucket/x"]);
+        c.output().unwrap()
+    };
+    // The first sync lists an empty bucket (one page); the second must page.
+    let out = sync();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = sync();
+    assert_ne!(out.status.code(), Some(124), "paged forever");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("cursor did not advance"), "{}", stderr(&out));
+}

@@ -625,6 +625,7 @@ fn list_files(app: &App, st: &State, key: &crate::server::Key, p: &Map<String, V
     let max = match num(p, "maxFileCount") {
         None | Some(0) => 100,
         Some(n) if n > 10_000 => return Err(B2Error::new(400, "out_of_range", "maxFileCount out of range")),
+        Some(n) if app.config.stuck_cursor => (n as usize).min(2),
         Some(n) => n as usize,
     };
     let prefix = s(p, "prefix").unwrap_or("");
@@ -681,7 +682,10 @@ fn list_files(app: &App, st: &State, key: &crate::server::Key, p: &Map<String, V
             }
         }
         if files.len() == max {
-            return json_reply(page_json(files, Some(name.clone()), versions.then(|| v.id.clone()), versions));
+            // --stuck-cursor: point back at where this page started.
+            let next = if app.config.stuck_cursor { files[0]["fileName"].as_str().unwrap_or_default().to_string() } else { name.clone() };
+            let next_id = if app.config.stuck_cursor { files[0]["fileId"].as_str().map(str::to_owned) } else { versions.then(|| v.id.clone()) };
+            return json_reply(page_json(files, Some(next), next_id.filter(|_| versions), versions));
         }
         files.push(version_json(v, api));
     }

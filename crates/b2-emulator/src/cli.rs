@@ -42,6 +42,9 @@ struct Args {
     /// Smallest accepted non-last part of a large file
     #[arg(long, default_value_t = 5_000_000)]
     min_part_size: u64,
+    /// Fault: listings page two names at a time and their cursor never advances
+    #[arg(long)]
+    stuck_cursor: bool,
 }
 
 /// Runs the emulator with the process's arguments; returns the exit code.
@@ -85,6 +88,7 @@ async fn run(a: Args) -> Result<(), String> {
         latency: Duration::from_millis(a.latency_ms),
         token_ttl: Duration::from_secs(a.token_ttl_secs),
         min_part_size: a.min_part_size,
+        stuck_cursor: a.stuck_cursor,
     };
     let listener = tokio::net::TcpListener::bind(&a.listen).await.map_err(|e| format!("listen on {}: {e}", a.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;

@@ -52,6 +52,9 @@ pub struct Config {
     pub token_ttl: Duration,
     /// Smallest non-last part B2 accepts (5,000,000 like B2; lower it to test quickly).
     pub min_part_size: u64,
+    /// Fault: listings page two names at a time and their cursor never moves on, as a
+    /// broken or hostile server's might (a client must not page forever).
+    pub stuck_cursor: bool,
 }
 
 impl Default for Config {
@@ -63,6 +66,7 @@ impl Default for Config {
             latency: Duration::ZERO,
             token_ttl: Duration::from_secs(24 * 3600),
             min_part_size: 5_000_000,
+            stuck_cursor: false,
         }
     }
 }

@@ -399,7 +399,14 @@ impl Client {
                 .await?;
             out.extend(v["files"].as_array().into_iter().flatten().map(parse_version));
             match v["nextFileName"].as_str() {
-                Some(n) => start = Some(n.to_string()),
+                Some(n) => {
+                    // A cursor that does not move on would page forever (a hostile or
+                    // broken server): names come in order, so the next must be later.
+                    if start.as_deref().is_some_and(|s| n <= s) {
+                        return Err(B2Error::Invalid(format!("b2_list_file_names: the listing's cursor did not advance (nextFileName {n:?})")));
+                    }
+                    start = Some(n.to_string());
+                }
                 None => return Ok(out),
             }
         }
@@ -463,8 +470,13 @@ impl Client {
             out.extend(v["files"].as_array().into_iter().flatten().map(parse_version));
             match v["nextFileName"].as_str() {
                 Some(n) => {
+                    let next_id = v["nextFileId"].as_str().map(str::to_owned);
+                    // Versions of one name page by ID: the pair must move on.
+                    if start_name.as_deref().is_some_and(|s| n < s) || (start_name.as_deref() == Some(n) && start_id == next_id) {
+                        return Err(B2Error::Invalid(format!("b2_list_file_versions: the listing's cursor did not advance (nextFileName {n:?})")));
+                    }
                     start_name = Some(n.to_string());
-                    start_id = v["nextFileId"].as_str().map(str::to_owned);
+                    start_id = next_id;
                 }
                 None => return Ok(out),
             }
