@@ -394,8 +394,20 @@ impl Emulator {
         self.terminate();
     }
 
+    /// SIGTERM, then SIGKILL if the emulator has not exited within 10 s: a test must not
+    /// hang on shutdown (seen once, when a test returned right after starting it).
     fn terminate(&mut self) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        eprintln!("the emulator did not stop on SIGTERM within 10 s; killing it");
+        let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
