@@ -330,3 +330,36 @@ fn a_listing_cursor_that_does_not_advance_is_an_error() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("cursor did not advance"), "{}", stderr(&out));
 }
+
+/// Issue 19.5: a reply body is read to the length asked for, no more: ranged downloads
+/// that run on past the range (`--oversize-bodies`) are refused from their length, with
+/// one clear line, before the rest is read.
+#[test]
+fn a_reply_longer_than_asked_for_is_refused() {
+    let env = Env::new();
+    let emu = Emulator::start(&env.path("emu"), &["--oversize-bodies"]);
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    // Several MiB in one pack: its windows and blobs end before the pack does.
+    std::fs::write(src.join("a"), pseudo_random(3, 3_000_000)).unwrap();
+    std::fs::write(src.join("b"), pseudo_random(4, 3_000_000)).unwrap();
+    let b2 = |args: &[&str]| {
+        env.cmd()
+            .env("B2_APPLICATION_KEY_ID", "testkeyid")
+            .env("B2_APPLICATION_KEY", "testkey")
+            .env("CAIRN_B2_ENDPOINT", &emu.url)
+            .env("CAIRN_CACHE_DIR", env.path("cache"))
+            .args(["-r", "b2:long-bucket/r"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    assert_eq!(b2(&["init"]).status.code(), Some(0));
+    let out = b2(&["backup", src.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = b2(&["dump", "latest", src.join("a").to_str().unwrap()]);
+    assert_ne!(out.status.code(), Some(0));
+    let e = stderr(&out);
+    assert!(e.contains("asked for"), "{e}");
+    assert!(out.stdout.len() < 3_000_000, "the file was not passed off as good");
+}

@@ -45,6 +45,9 @@ struct Args {
     /// Fault: listings page two names at a time and their cursor never advances
     #[arg(long)]
     stuck_cursor: bool,
+    /// Fault: ranged downloads run on to the end of the file
+    #[arg(long)]
+    oversize_bodies: bool,
 }
 
 /// Runs the emulator with the process's arguments; returns the exit code.
@@ -89,6 +92,7 @@ async fn run(a: Args) -> Result<(), String> {
         token_ttl: Duration::from_secs(a.token_ttl_secs),
         min_part_size: a.min_part_size,
         stuck_cursor: a.stuck_cursor,
+        oversize_bodies: a.oversize_bodies,
     };
     let listener = tokio::net::TcpListener::bind(&a.listen).await.map_err(|e| format!("listen on {}: {e}", a.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;

@@ -55,6 +55,8 @@ pub struct Config {
     /// Fault: listings page two names at a time and their cursor never moves on, as a
     /// broken or hostile server's might (a client must not page forever).
     pub stuck_cursor: bool,
+    /// Fault: ranged downloads run on to the end of the file, past the range asked for.
+    pub oversize_bodies: bool,
 }
 
 impl Default for Config {
@@ -67,6 +69,7 @@ impl Default for Config {
             token_ttl: Duration::from_secs(24 * 3600),
             min_part_size: 5_000_000,
             stuck_cursor: false,
+            oversize_bodies: false,
         }
     }
 }

@@ -139,6 +139,12 @@ async fn error_from(resp: reqwest::Response) -> B2Error {
     }
 }
 
+/// The longest JSON reply read: a 10,000-name listing page is a few MiB.
+const MAX_JSON_REPLY: u64 = 64 * 1024 * 1024;
+/// The longest whole-object download (repository files are at most a 1 GiB pack; larger
+/// files are read in ranges).
+const MAX_WHOLE_DOWNLOAD: u64 = 4 * 1024 * 1024 * 1024;
+
 fn net(e: reqwest::Error) -> B2Error {
     // reqwest errors can carry the URL, which for uploads holds no secret, but strip it anyway.
     B2Error::Network(e.without_url().to_string())
@@ -286,15 +292,22 @@ impl Client {
     /// returns the reply's body read to its end: a connection cut mid-body is retried
     /// like any network error, never handed on as a short body.
     async fn send(&self, op: &str, build: impl Fn(&Auth) -> reqwest::RequestBuilder) -> Result<bytes::Bytes, B2Error> {
+        self.send_capped(op, MAX_JSON_REPLY, build).await
+    }
+
+    /// [`Client::send`] of a reply that may be no longer than `max` bytes: a body read
+    /// from a server is never read past what was asked for (a ranged download, a JSON
+    /// reply), so a hostile or broken server cannot make cairn allocate without bound.
+    async fn send_capped(&self, op: &str, max: u64, build: impl Fn(&Auth) -> reqwest::RequestBuilder) -> Result<bytes::Bytes, B2Error> {
         let mut stale = None;
         let mut attempt = 0;
         loop {
             let auth = self.authorization(stale).await?;
             self.count(op);
             let err = match build(&auth).send().await {
-                Ok(r) if r.status().is_success() => match self.read_body(r).await {
+                Ok(r) if r.status().is_success() => match self.read_body(op, r, max).await {
                     Ok(body) => return Ok(body),
-                    Err(e) => net(e),
+                    Err(e) => e,
                 },
                 Ok(r) => error_from(r).await,
                 Err(e) => net(e),
@@ -316,14 +329,23 @@ impl Client {
         }
     }
 
-    /// A reply's whole body, paced under `--limit-download` when one is set.
-    async fn read_body(&self, r: reqwest::Response) -> Result<bytes::Bytes, reqwest::Error> {
-        let Some(limit) = &self.download_limit else { return r.bytes().await };
+    /// A reply's whole body, at most `max` bytes, paced under `--limit-download` when one
+    /// is set. A longer body is an error as soon as it passes `max` (not retried: the
+    /// server would send it again).
+    async fn read_body(&self, op: &str, r: reqwest::Response, max: u64) -> Result<bytes::Bytes, B2Error> {
+        if r.content_length().is_some_and(|n| n > max) {
+            return Err(B2Error::Invalid(format!("{op}: the reply is {} bytes, more than the {max} asked for", r.content_length().unwrap_or(0))));
+        }
         let mut out = bytes::BytesMut::new();
         let mut stream = r.bytes_stream();
         while let Some(piece) = futures_util::StreamExt::next(&mut stream).await {
-            let piece = piece?;
-            limit.take(piece.len()).await;
+            let piece = piece.map_err(net)?;
+            if out.len() as u64 + piece.len() as u64 > max {
+                return Err(B2Error::Invalid(format!("{op}: the reply runs past the {max} bytes asked for")));
+            }
+            if let Some(limit) = &self.download_limit {
+                limit.take(piece.len()).await;
+            }
             out.extend_from_slice(&piece);
         }
         Ok(out.freeze())
@@ -502,8 +524,9 @@ impl Client {
     /// Downloads a file (or `range` = (offset, length) of it) by name.
     pub async fn download(&self, bucket: &str, name: &str, range: Option<(u64, u64)>) -> Result<Vec<u8>, B2Error> {
         let path = format!("/file/{}/{}", url_encode(bucket), url_encode(name));
+        let max = range.map_or(MAX_WHOLE_DOWNLOAD, |(_, len)| len);
         let body = self
-            .send("b2_download_file_by_name", |a| {
+            .send_capped("b2_download_file_by_name", max, |a| {
                 let mut b = self.http.get(format!("{}{path}", a.download_url)).header("Authorization", &a.token);
                 if let Some((off, len)) = range {
                     b = b.header("Range", format!("bytes={}-{}", off, off + len.saturating_sub(1)));
