@@ -41,7 +41,8 @@ fn rclone_section(remote: &str) -> Result<std::collections::HashMap<String, Stri
         .map(std::path::PathBuf::from)
         .or_else(|| env("HOME").map(|h| std::path::Path::new(&h).join(".config/rclone/rclone.conf")))
         .ok_or("cannot find rclone's config: set RCLONE_CONFIG")?;
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    // The file holds keys of every remote in it: wiped from memory once parsed.
+    let text = Zeroizing::new(std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?);
     let mut section = None;
     let mut out = std::collections::HashMap::new();
     for line in text.lines().map(str::trim) {

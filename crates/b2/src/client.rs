@@ -49,7 +49,8 @@ pub struct FileVersion {
 }
 
 struct Auth {
-    token: String,
+    /// Wiped from memory when the authorization is dropped.
+    token: zeroize::Zeroizing<String>,
     api_url: String,
     download_url: String,
     account_id: String,
@@ -245,11 +246,16 @@ impl Client {
 
     async fn authorize_once(&self) -> Result<Auth, B2Error> {
         self.count("b2_authorize_account");
-        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", self.creds.key_id, self.creds.key.as_str()));
+        // The key in Basic form is as secret as the key: built, sent and wiped, and the
+        // header marked sensitive so no debug output of the request shows it.
+        let plain = zeroize::Zeroizing::new(format!("{}:{}", self.creds.key_id, self.creds.key.as_str()));
+        let basic = zeroize::Zeroizing::new(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(plain.as_bytes())));
+        let mut header = reqwest::header::HeaderValue::from_str(&basic).map_err(|_| B2Error::Invalid("the application key id or key has characters a header cannot carry".into()))?;
+        header.set_sensitive(true);
         let resp = self
             .http
             .get(format!("{}/b2api/v4/b2_authorize_account", self.endpoint))
-            .header("Authorization", format!("Basic {basic}"))
+            .header("Authorization", header)
             .send()
             .await
             .map_err(net)?;
@@ -279,7 +285,7 @@ impl Client {
         self.check_reply_url("apiUrl", &api_url)?;
         self.check_reply_url("downloadUrl", &download_url)?;
         Ok(Auth {
-            token: v["authorizationToken"].as_str().ok_or_else(|| B2Error::Invalid("authorize reply lacks a token".into()))?.to_string(),
+            token: zeroize::Zeroizing::new(v["authorizationToken"].as_str().ok_or_else(|| B2Error::Invalid("authorize reply lacks a token".into()))?.to_string()),
             api_url,
             download_url,
             account_id: v["accountId"].as_str().unwrap_or_default().to_string(),
@@ -369,7 +375,7 @@ impl Client {
 
     /// A JSON API call.
     pub async fn call(&self, op: &str, body: Value) -> Result<Value, B2Error> {
-        let reply = self.send(op, |a| self.http.post(format!("{}/b2api/v2/{op}", a.api_url)).header("Authorization", &a.token).json(&body)).await?;
+        let reply = self.send(op, |a| self.http.post(format!("{}/b2api/v2/{op}", a.api_url)).header("Authorization", a.token.as_str()).json(&body)).await?;
         serde_json::from_slice(&reply).map_err(|e| B2Error::Invalid(format!("{op}: reply is not JSON: {e}")))
     }
 
@@ -527,7 +533,7 @@ impl Client {
         let max = range.map_or(MAX_WHOLE_DOWNLOAD, |(_, len)| len);
         let body = self
             .send_capped("b2_download_file_by_name", max, |a| {
-                let mut b = self.http.get(format!("{}{path}", a.download_url)).header("Authorization", &a.token);
+                let mut b = self.http.get(format!("{}{path}", a.download_url)).header("Authorization", a.token.as_str());
                 if let Some((off, len)) = range {
                     b = b.header("Range", format!("bytes={}-{}", off, off + len.saturating_sub(1)));
                 }
