@@ -343,17 +343,7 @@ fn a_reply_longer_than_asked_for_is_refused() {
     // Several MiB in one pack: its windows and blobs end before the pack does.
     std::fs::write(src.join("a"), pseudo_random(3, 3_000_000)).unwrap();
     std::fs::write(src.join("b"), pseudo_random(4, 3_000_000)).unwrap();
-    let b2 = |args: &[&str]| {
-        env.cmd()
-            .env("B2_APPLICATION_KEY_ID", "testkeyid")
-            .env("B2_APPLICATION_KEY", "testkey")
-            .env("CAIRN_B2_ENDPOINT", &emu.url)
-            .env("CAIRN_CACHE_DIR", env.path("cache"))
-            .args(["-r", "b2:long-bucket/r"])
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let b2 = |args: &[&str]| b2_cmd(&env, &emu, "b2:long-bucket/r").args(args).output().unwrap();
     assert_eq!(b2(&["init"]).status.code(), Some(0));
     let out = b2(&["backup", src.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));

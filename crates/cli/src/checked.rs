@@ -13,26 +13,20 @@ use crate::args::GlobalArgs;
 pub struct LastCheck {
     pub time: chrono::DateTime<chrono::FixedOffset>,
     pub errors: u64,
-    /// Packs it found damaged or missing.
-    pub damaged_packs: Vec<String>,
 }
 
 fn file(g: &GlobalArgs, repository: &str) -> Option<PathBuf> {
-    if g.no_cache {
-        return None;
-    }
-    Some(crate::location::cache_root(g)?.join("checked").join(format!("{}.json", crate::location::tag(repository))))
+    crate::state::file(g, "checked", repository, ".json")
 }
 
 pub fn load(g: &GlobalArgs, repository: &str) -> Option<LastCheck> {
-    file(g, repository).and_then(|p| std::fs::read(p).ok()).and_then(|b| serde_json::from_slice(&b).ok())
+    crate::state::load_json(&file(g, repository)?)
 }
 
 /// Failing to record is only a warning: the check itself is done.
 pub fn record(g: &GlobalArgs, repository: &str, check: &LastCheck) {
     let Some(path) = file(g, repository) else { return };
-    let written = serde_json::to_vec_pretty(check).map_err(std::io::Error::other).and_then(|b| cairn_backend::write_private(&path, &b));
-    if let Err(e) = written {
+    if let Err(e) = crate::state::save_json(&path, check) {
         eprintln!("warning: could not note this check in {}: {e}", path.display());
     }
 }

@@ -14,6 +14,7 @@ mod password;
 mod profile;
 mod seen;
 mod shipped;
+mod state;
 
 pub use exit::ExitCode;
 

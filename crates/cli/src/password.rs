@@ -88,6 +88,13 @@ pub fn get(g: &GlobalArgs, confirm: bool) -> anyhow::Result<Password> {
     ask_new_or_existing("enter password for repository: ", confirm)
 }
 
+/// The password when a source gives it without asking (a file, a command, the
+/// environment): for a second repository a command may look at, never a reason to prompt.
+pub fn given(g: &GlobalArgs) -> Option<Password> {
+    let any = g.password_file.is_some() || g.password_command.is_some() || std::env::var_os("CAIRN_PASSWORD").is_some();
+    any.then(|| get(g, false).ok()).flatten()
+}
+
 /// Asks on the terminal; with `confirm`, twice, and they must match.
 pub fn ask_new_or_existing(text: &str, confirm: bool) -> anyhow::Result<Password> {
     let p = prompt(text)?;

@@ -28,16 +28,12 @@ pub fn vanished() -> Vec<String> {
 /// directory keep none). The ID is part of the key: a new repository created where an
 /// old one was deleted (a reformatted drive) starts a list of its own.
 fn list_file(g: &GlobalArgs, location: &str, repo_id: &str) -> Option<PathBuf> {
-    if g.no_cache {
-        return None;
-    }
-    let root = crate::location::cache_root(g)?;
     let key = if crate::location::is_remote(location) {
         location.to_string()
     } else {
         std::fs::canonicalize(location).map(|p| p.to_string_lossy().into_owned()).unwrap_or_else(|_| location.to_string())
     };
-    Some(root.join("seen").join(crate::location::tag(&format!("{repo_id}\0{key}"))))
+    crate::state::file(g, "seen", &format!("{repo_id}\0{key}"), "")
 }
 
 /// Compares the repository's snapshots with the ones seen before, warns about each one
@@ -67,8 +63,7 @@ pub fn watch(g: &GlobalArgs, location: &str, repo: &Repository) -> anyhow::Resul
         if text.is_empty() {
             text.push('\n');
         }
-        let _ = std::fs::create_dir_all(path.parent().unwrap_or(&path))
-            .and_then(|()| cairn_backend::write_private(&path, text.as_bytes()));
+        let _ = cairn_backend::write_private(&path, text.as_bytes());
     }
     *VANISHED.lock().unwrap_or_else(|p| p.into_inner()) = vanished;
     Ok(())

@@ -22,19 +22,12 @@ pub struct ShipEntry {
 pub type Ships = BTreeMap<String, ShipEntry>;
 
 fn file(g: &GlobalArgs, repository: &str) -> Option<PathBuf> {
-    if g.no_cache {
-        return None;
-    }
-    Some(crate::location::cache_root(g)?.join("shipped").join(format!("{}.json", crate::location::tag(repository))))
+    crate::state::file(g, "shipped", repository, ".json")
 }
 
 /// The ships recorded for `repository` (its location as the backend names it).
 pub fn load(g: &GlobalArgs, repository: &str) -> Ships {
-    file(g, repository).and_then(|p| std::fs::read(p).ok()).and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
-}
-
-fn save(path: &std::path::Path, ships: &Ships) -> std::io::Result<()> {
-    serde_json::to_vec_pretty(ships).map_err(std::io::Error::other).and_then(|b| cairn_backend::write_private(path, &b))
+    file(g, repository).and_then(|p| crate::state::load_json(&p)).unwrap_or_default()
 }
 
 /// Records a finished ship; failing to is only a warning (the copy itself is done).
@@ -42,7 +35,7 @@ pub fn record(g: &GlobalArgs, repository: &str, destination: &str, entry: ShipEn
     let Some(path) = file(g, repository) else { return };
     let mut ships = load(g, repository);
     ships.insert(destination.to_string(), entry);
-    if let Err(e) = save(&path, &ships) {
+    if let Err(e) = crate::state::save_json(&path, &ships) {
         eprintln!("warning: shipped, but could not note it in {}: {e}", path.display());
     }
 }
@@ -54,7 +47,7 @@ pub fn forget(g: &GlobalArgs, repository: &str, names: &[&str]) -> anyhow::Resul
     let mut ships = load(g, repository);
     let Some(found) = names.iter().find(|n| ships.contains_key(**n)).map(|n| n.to_string()) else { return Ok(None) };
     ships.remove(&found);
-    save(&path, &ships).map_err(|e| anyhow::anyhow!("could not update {}: {e}", path.display()))?;
+    crate::state::save_json(&path, &ships).map_err(|e| anyhow::anyhow!("could not update {}: {e}", path.display()))?;
     Ok(Some(found))
 }
 

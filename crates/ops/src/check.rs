@@ -90,11 +90,8 @@ pub fn check_with_progress(repo: &Repository, read: ReadData, location: &str, pr
             s.errors.push(format!("{name}: unreadable lock ({e}); `cairn unlock --remove-all` removes it"));
         }
     }
-    for hex in repo.list_files(cairn_repo::FileKind::Forgotten)? {
-        let rec = repo.load_file(cairn_repo::FileKind::Forgotten, &hex).map_err(|e| e.to_string()).and_then(|b| cairn_format::ForgottenRecord::decode(&b).map_err(|e| e.to_string()));
-        if let Err(e) = rec {
-            s.errors.push(format!("{}: unreadable forgotten record ({e})", cairn_repo::FileKind::Forgotten.name(&hex)));
-        }
+    for (name, e) in repo.forgotten_records()?.1 {
+        s.errors.push(format!("{name}: unreadable forgotten record ({e})"));
     }
     for e in repo.load_index_tolerant()? {
         s.errors.push(format!("index: {e}"));
@@ -114,6 +111,8 @@ pub fn check_with_progress(repo: &Repository, read: ReadData, location: &str, pr
     }
     let sizes: HashMap<PackId, u64> = repo.index().packs().collect();
     let mut bad_blobs: HashSet<BlobId> = HashSet::new();
+    // (index of its line in `errors`, its damaged blobs, its blob count) per damaged pack.
+    let mut damaged_lines: Vec<(usize, HashSet<BlobId>, usize)> = Vec::new();
     for (pack, size) in &sizes {
         match listed.get(pack) {
             None => {
@@ -245,21 +244,12 @@ pub fn check_with_progress(repo: &Repository, read: ReadData, location: &str, pr
             Err((bytes, problems, bad)) => {
                 s.packs_checked += 1;
                 s.bytes_read += bytes;
-                // One line per damaged pack; the per-blob detail goes to `details`.
-                let mut line = problems.first().cloned().unwrap_or_default();
+                // One line per damaged pack (what is at stake is added below, from one
+                // walk for all packs); the per-blob detail goes to `details`.
                 if !bad.is_empty() {
-                    let hit: HashSet<BlobId> = bad.iter().copied().collect();
-                    let at_stake = affected_files(repo, &snapshots, &hit);
-                    let snaps: HashSet<&str> = at_stake.iter().filter_map(|a| a.split(':').next()).collect();
-                    line.push_str(&format!(
-                        "; {} of its {} blobs damaged, used by {} snapshot(s) and {} path(s)",
-                        bad.len(),
-                        by_pack.get(pack).map_or(0, Vec::len),
-                        snaps.len(),
-                        at_stake.len()
-                    ));
+                    damaged_lines.push((s.errors.len(), bad.iter().copied().collect(), by_pack.get(pack).map_or(0, Vec::len)));
                 }
-                s.errors.push(line);
+                s.errors.push(problems.first().cloned().unwrap_or_default());
                 s.damaged_packs.push(pack_name(pack));
                 s.details.extend(problems.into_iter().skip(1));
                 bad_blobs.extend(bad);
@@ -274,7 +264,18 @@ pub fn check_with_progress(repo: &Repository, read: ReadData, location: &str, pr
         }
     }
     if !bad_blobs.is_empty() {
-        s.affected = affected_files(repo, &snapshots, &bad_blobs);
+        let hits = affected_files(repo, &snapshots, &bad_blobs);
+        for (i, bad, total) in damaged_lines {
+            let at_stake: Vec<&String> = hits.iter().filter(|(_, h)| h.iter().any(|b| bad.contains(b))).map(|(line, _)| line).collect();
+            let snaps: HashSet<&str> = at_stake.iter().filter_map(|a| a.split(':').next()).collect();
+            s.errors[i].push_str(&format!(
+                "; {} of its {total} blobs damaged, used by {} snapshot(s) and {} path(s)",
+                bad.len(),
+                snaps.len(),
+                at_stake.len()
+            ));
+        }
+        s.affected = hits.into_iter().map(|(line, _)| line).collect();
     }
     Ok(s)
 }
@@ -334,19 +335,20 @@ fn check_blobs(repo: &Repository, name: &str, data: &[u8], expected: &[PackEntry
     bad
 }
 
-/// Every snapshot path whose content or tree includes a bad blob.
-fn affected_files(repo: &Repository, snapshots: &[cairn_repo::SnapshotRef], bad: &HashSet<BlobId>) -> Vec<String> {
+/// Every snapshot path whose content or tree includes a bad blob, with the bad blobs it
+/// holds (so one walk tells each damaged pack what it puts at stake).
+fn affected_files(repo: &Repository, snapshots: &[cairn_repo::SnapshotRef], bad: &HashSet<BlobId>) -> Vec<(String, Vec<BlobId>)> {
     let mut out = Vec::new();
     for snap in snapshots {
         let short = snap.id.short();
         if bad.contains(&snap.snapshot.tree) {
-            out.push(format!("snapshot {short}: / (root tree)"));
+            out.push((format!("snapshot {short}: / (root tree)"), vec![snap.snapshot.tree]));
             continue;
         }
         let _ = walk_tree(repo, &snap.snapshot.tree, b"/", &mut |path, node| {
-            let hit = node.content.iter().any(|id| bad.contains(id)) || node.subtree.is_some_and(|t| bad.contains(&t));
-            if hit {
-                out.push(format!("snapshot {short}: {}", String::from_utf8_lossy(path)));
+            let hits: Vec<BlobId> = node.content.iter().chain(node.subtree.as_ref()).filter(|id| bad.contains(*id)).copied().collect();
+            if !hits.is_empty() {
+                out.push((format!("snapshot {short}: {}", String::from_utf8_lossy(path)), hits));
             }
             Ok(if node.subtree.is_some_and(|t| bad.contains(&t)) { Visit::Skip } else { Visit::Descend })
         });

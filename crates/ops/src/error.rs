@@ -16,7 +16,7 @@ pub enum OpsError {
     Invalid(String),
     /// A copy's destination holds another repository: refused before anything is touched.
     #[error(
-        "refusing to ship: {location} holds another repository{} (its config, SHA1 {fingerprint}, does not open with the key of this repository {ours}); \
+        "refusing to ship: {location} holds another repository{} (its config, SHA1 {fingerprint}, is not that of this repository {ours}); \
          nothing was written or deleted. Ship to an empty location, or remove that repository first",
         theirs.as_ref().map(|t| format!(" {t}")).unwrap_or_default()
     )]

@@ -171,22 +171,6 @@ impl Rewriter<'_> {
     }
 }
 
-/// Whether `repair snapshots` would drop anything: some snapshot uses a tree that cannot
-/// be read or a blob no index lists. Reads only.
-pub fn snapshots_lose_data(repo: &Repository) -> Result<bool, OpsError> {
-    for snap in repo.list_snapshots()? {
-        let mut missing = false;
-        let walked = crate::walk::walk_tree(repo, &snap.snapshot.tree, b"/", &mut |_, node| {
-            missing |= node.content.iter().any(|b| !repo.index().contains(b));
-            Ok(if missing { crate::walk::Visit::Skip } else { crate::walk::Visit::Descend })
-        });
-        if missing || walked.is_err() {
-            return Ok(true);
-        }
-    }
-    Ok(false)
-}
-
 /// Writes a repaired copy of each damaged snapshot; with `forget`, the original is
 /// removed (with a `forgotten/` record), else it stays beside the copy.
 pub fn repair_snapshots(repo: &Repository, dry_run: bool, forget: bool) -> Result<RepairSnapshotsSummary, OpsError> {

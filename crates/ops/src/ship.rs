@@ -120,14 +120,10 @@ fn same_repository(repo: &Repository, src: &dyn Backend, dst: &dyn Backend, ther
     let theirs = dst.read(CONFIG).map_err(backend_err)?;
     match repo.id_in_config(&theirs) {
         Some(id) if id == ours => Ok(true),
-        Some(id) => Err(OpsError::Invalid(format!(
-            "refusing to ship: {} holds repository {id}, not this repository {ours}; nothing was written or deleted",
-            dst.location()
-        ))),
-        None => Err(OpsError::OtherRepository {
+        id => Err(OpsError::OtherRepository {
             location: dst.location(),
             ours,
-            theirs: None,
+            theirs: id,
             fingerprint: cairn_backend::sha1_hex(&theirs)[..12].to_string(),
         }),
     }
@@ -203,6 +199,11 @@ pub fn ship(repo: &Repository, src: &dyn Backend, dst: &dyn Backend, opts: &Ship
         }
     }
     let (mut deletions, refusal) = plan_deletions(repo, &have, &there, opts.allow_deletes)?;
+    match refusal {
+        Some(why) if opts.dry_run => s.plan.push(format!("stop: {why}")),
+        Some(why) => return Err(OpsError::Invalid(format!("refusing to ship: {why}; nothing was written or deleted. Check with --dry-run, then pass --allow-deletes if that is what you want"))),
+        None => {}
+    }
     if opts.keep_all && !deletions.is_empty() {
         s.warnings.push(format!("{} deletion(s) left at {}: the last check of this repository found damage", deletions.len(), dst.location()));
         s.deletions_left = std::mem::take(&mut deletions);
@@ -214,11 +215,6 @@ pub fn ship(repo: &Repository, src: &dyn Backend, dst: &dyn Backend, opts: &Ship
         s.deletions_left = kept;
     }
     s.deletions = deletions.clone();
-    match refusal {
-        Some(why) if opts.dry_run => s.plan.push(format!("stop: {why}")),
-        Some(why) => return Err(OpsError::Invalid(format!("refusing to ship: {why}; nothing was written or deleted. Check with --dry-run, then pass --allow-deletes if that is what you want"))),
-        None => {}
-    }
 
     if opts.dry_run {
         for (p, files) in &phases {
@@ -341,16 +337,8 @@ fn protect_data(repo: &Repository, deletions: &mut Vec<String>) -> Result<(Optio
         return Ok((None, Vec::new()));
     }
     repo.load_index()?;
-    let snapshots = repo.list_snapshots()?;
-    let complete = match crate::walk::used_blobs(repo, &snapshots) {
-        Ok(used) => {
-            let index = repo.index();
-            used.iter().find(|b| !index.contains(b)).map(|b| format!("blob {} is used by a snapshot here but no index here lists it", b.short()))
-        }
-        Err(e) => Some(format!("a snapshot here cannot be read ({e})")),
-    };
     let mut kept = Vec::new();
-    if let Some(why) = complete {
+    if let Some(why) = crate::walk::first_missing_blob(repo, &repo.list_snapshots()?)? {
         deletions.retain(|n| {
             let keep = data_kinds(n);
             if keep {

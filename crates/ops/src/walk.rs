@@ -78,6 +78,36 @@ pub fn find_node(repo: &Repository, root: &BlobId, path: &str, root_time: Timest
     Ok(node)
 }
 
+/// Why the given snapshots cannot all be restored from what the index lists, if they
+/// cannot: the first blob one uses that no index lists, or a tree that cannot be read.
+/// Reads only, and stops at the first. Ship asks before deleting packs at a copy,
+/// `repair snapshots` before giving data up.
+pub fn first_missing_blob(repo: &Repository, snapshots: &[cairn_repo::SnapshotRef]) -> Result<Option<String>, OpsError> {
+    let mut seen = std::collections::HashSet::new();
+    for s in snapshots {
+        if !seen.insert(s.snapshot.tree) {
+            continue;
+        }
+        let mut missing = None;
+        let walked = walk_tree(repo, &s.snapshot.tree, b"/", &mut |_, node| {
+            if let Some(b) = node.content.iter().find(|b| !repo.index().contains(b)) {
+                missing = Some(format!("blob {} is used by snapshot {} but no index lists it", b.short(), s.id.short()));
+                return Err(OpsError::Invalid(String::new()));
+            }
+            match node.subtree {
+                Some(t) if !seen.insert(t) => Ok(Visit::Skip),
+                _ => Ok(Visit::Descend),
+            }
+        });
+        match (missing, walked) {
+            (Some(why), _) => return Ok(Some(why)),
+            (None, Err(e)) => return Ok(Some(format!("snapshot {} cannot be read ({e})", s.id.short()))),
+            (None, Ok(())) => {}
+        }
+    }
+    Ok(None)
+}
+
 /// Every blob (trees and file contents) the given snapshots reference. Fails if any
 /// tree cannot be read: a caller about to delete data must know everything in use.
 pub fn used_blobs(repo: &Repository, snapshots: &[cairn_repo::SnapshotRef]) -> Result<std::collections::HashSet<BlobId>, OpsError> {

@@ -329,22 +329,32 @@ impl Repository {
         self.save_file(FileKind::Forgotten, &rec.encode()).map(|_| ())
     }
 
-    /// Every snapshot ID (hex) any `forgotten/` record names.
+    /// Every snapshot ID (hex) any `forgotten/` record names. Garbage there must not
+    /// brick every command: an unreadable record counts as absent (so the snapshots it
+    /// names look deleted behind cairn's back, the safe reading), named in a warning;
+    /// `check` reports it through [`Repository::forgotten_records`].
     pub fn forgotten_snapshots(&self) -> Result<std::collections::HashSet<String>, RepoError> {
-        let mut out = std::collections::HashSet::new();
+        let (ids, unreadable) = self.forgotten_records()?;
+        for (name, e) in unreadable {
+            tracing::warn!("ignoring {name}: {e}");
+        }
+        Ok(ids)
+    }
+
+    /// The snapshot IDs the readable `forgotten/` records name, and each unreadable
+    /// record's name with its error.
+    pub fn forgotten_records(&self) -> Result<(std::collections::HashSet<String>, Vec<(String, RepoError)>), RepoError> {
+        let mut ids = std::collections::HashSet::new();
+        let mut unreadable = Vec::new();
         for hex in self.list_files(FileKind::Forgotten)? {
-            // Garbage here must not brick every command: the record counts as absent
-            // (so the snapshots it names look deleted behind cairn's back, the safe
-            // reading), and `check` reports the file.
-            let rec = self.load_file(FileKind::Forgotten, &hex).and_then(|b| {
-                cairn_format::ForgottenRecord::decode(&b).map_err(|e| RepoError::format(FileKind::Forgotten.name(&hex), e))
-            });
+            let name = FileKind::Forgotten.name(&hex);
+            let rec = self.load_file(FileKind::Forgotten, &hex).and_then(|b| cairn_format::ForgottenRecord::decode(&b).map_err(|e| RepoError::format(name.clone(), e)));
             match rec {
-                Ok(rec) => out.extend(rec.snapshots),
-                Err(e) => tracing::warn!("ignoring {}: {e}", FileKind::Forgotten.name(&hex)),
+                Ok(rec) => ids.extend(rec.snapshots),
+                Err(e) => unreadable.push((name, e)),
             }
         }
-        Ok(out)
+        Ok((ids, unreadable))
     }
 
     // ---- whole files (index, snapshot, lock) ----

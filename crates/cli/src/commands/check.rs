@@ -34,7 +34,7 @@ pub fn run(g: &GlobalArgs, a: CheckArgs) -> anyhow::Result<ExitCode> {
     crate::checked::record(
         g,
         &location,
-        &crate::checked::LastCheck { time: cairn_repo::sys::now(), errors: s.errors.len() as u64, damaged_packs: s.damaged_packs.clone() },
+        &crate::checked::LastCheck { time: cairn_repo::sys::now(), errors: s.errors.len() as u64 },
     );
     // Reading packs from B2 is billed download traffic: say what this check cost.
     let egress = if crate::location::is_remote(g.repo.as_deref().unwrap_or("")) { s.bytes_read } else { 0 };

@@ -80,7 +80,7 @@ pub fn open_repo(g: &GlobalArgs) -> anyhow::Result<Repository> {
     let pw = password::get(g, false)?;
     // The key that opened this location last time goes first (issue 19.2: a planted
     // key file must not cost every command its Argon2id).
-    let last_key = location::cache_root(g).filter(|_| !g.no_cache).map(|r| r.join("keys").join(location::tag(&backend.location())));
+    let last_key = crate::state::file(g, "keys", &backend.location(), "");
     let preferred = last_key.as_ref().and_then(|p| std::fs::read_to_string(p).ok()).and_then(|h| h.trim().parse().ok());
     let mut repo = Repository::open_preferring(backend, pw.as_bytes(), preferred)?;
     if let Some(p) = &last_key {
@@ -97,13 +97,6 @@ pub fn open_repo(g: &GlobalArgs) -> anyhow::Result<Repository> {
         repo.set_remote_reads(REMOTE_READ_THREADS);
     }
     Ok(repo)
-}
-
-/// The password when it comes without asking (a file, a command, the environment):
-/// for a second repository a command may look at, never a reason to prompt.
-pub fn password_if_given(g: &GlobalArgs) -> Option<password::Password> {
-    let given = g.password_file.is_some() || g.password_command.is_some() || std::env::var_os("CAIRN_PASSWORD").is_some();
-    given.then(|| password::get(g, false).ok()).flatten()
 }
 
 /// Opens the repository and loads its index, ready to read or add blobs.

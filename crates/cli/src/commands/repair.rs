@@ -17,7 +17,7 @@ pub fn run(g: &GlobalArgs, a: RepairArgs) -> anyhow::Result<ExitCode> {
     let loses = match a.command {
         RepairCommand::Snapshots { dry_run: false, force: false, .. } => {
             repo.load_index()?;
-            cairn_ops::repair::snapshots_lose_data(&repo)?
+            cairn_ops::walk::first_missing_blob(&repo, &repo.list_snapshots()?)?.is_some()
         }
         _ => false,
     };

@@ -64,7 +64,7 @@ pub fn run(g: &GlobalArgs, a: ShipArgs) -> anyhow::Result<ExitCode> {
         // Name the other repository too when this password opens it (a new drive set
         // up with the same password is the usual way to get here).
         Err(cairn_ops::OpsError::OtherRepository { location, ours, theirs: None, fingerprint }) => {
-            let theirs = super::password_if_given(g)
+            let theirs = crate::password::given(g)
                 .and_then(|pw| cairn_repo::Repository::open(dst.clone(), pw.as_bytes()).ok())
                 .map(|r| r.config().id.clone());
             return Err(cairn_ops::OpsError::OtherRepository { location, ours, theirs, fingerprint }.into());

@@ -118,6 +118,12 @@ fn execute(repo: &Repository, plan: RestorePlan, opts: &RestoreOptions, progress
     }
     let in_failed = |p: &Path| failed_dirs.iter().any(|f| p.starts_with(f));
 
+    // On an I/O pool (a remote repository) many files are restored at once already, and
+    // the read-ahead fetches ahead of them: a smaller batch each keeps memory near what a
+    // local restore holds (16 threads with 8 blobs each held 175 MiB). Worked out once,
+    // not per file (the core count is a few syscalls).
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let batch_len = (BLOBS_PER_BATCH * cores / rayon::current_num_threads()).clamp(2, BLOBS_PER_BATCH);
     let outcomes: Vec<FileResult> = plan
         .files
         .par_iter()
@@ -126,7 +132,7 @@ fn execute(repo: &Repository, plan: RestorePlan, opts: &RestoreOptions, progress
                 return FileResult::Failed;
             }
             progress.current(&item.dest);
-            let r = restore_file(repo, item, opts.overwrite, owners, &errors).unwrap_or_else(|e| {
+            let r = restore_file(repo, item, opts.overwrite, owners, &errors, batch_len).unwrap_or_else(|e| {
                 errors.add(&item.dest, e);
                 FileResult::Failed
             });
@@ -266,7 +272,8 @@ const BLOBS_PER_BATCH: usize = 8;
 /// Writes one file's content and, once it is whole, its metadata through the same
 /// descriptor. A file that does not exist yet (a restore into a new target) is created
 /// exclusively, with no look at the path first.
-fn restore_file(repo: &Repository, item: &Item, overwrite: Overwrite, owners: Option<&NameCache>, errors: &Errors) -> Result<FileResult, OpsError> {
+/// Restores one file's content, loading `batch_len` of its blobs at once.
+fn restore_file(repo: &Repository, item: &Item, overwrite: Overwrite, owners: Option<&NameCache>, errors: &Errors, batch_len: usize) -> Result<FileResult, OpsError> {
     let dest = &item.dest;
     let node = &item.node;
     // Always a new file (O_EXCL): whatever is in the way is removed first.
@@ -300,10 +307,6 @@ fn restore_file(repo: &Repository, item: &Item, overwrite: Overwrite, owners: Op
     // Blobs found to be all zeros, with their lengths: a sparse file repeats one such
     // blob for every chunk of its holes, and it is loaded once, not once per chunk.
     let mut zero_blobs: HashMap<BlobId, u64> = HashMap::new();
-    // On an I/O pool (a remote repository) many files are restored at once already, and
-    // the read-ahead fetches ahead of them: a smaller batch each keeps memory near what a
-    // local restore holds (16 threads with 8 blobs each held 175 MiB).
-    let batch_len = (BLOBS_PER_BATCH * std::thread::available_parallelism().map_or(2, |n| n.get()) / rayon::current_num_threads()).clamp(2, BLOBS_PER_BATCH);
     for batch in node.content.chunks(batch_len) {
         let blobs: Vec<_> = batch
             .par_iter()
