@@ -654,3 +654,45 @@ fn check_prints_one_line_per_damaged_pack() {
     let err = stderr(&out);
     assert!(err.lines().filter(|l| l.contains("detail:")).count() >= 20, "{err}");
 }
+
+/// Writes a shared lock as a command on another host would, `age_minutes` old.
+fn plant_lock(env: &Env, age_minutes: i64) {
+    let backend: std::sync::Arc<dyn cairn_backend::Backend> = std::sync::Arc::new(cairn_backend::LocalBackend::new(env.repo()));
+    let repo = cairn_repo::Repository::open(backend, PASSWORD.as_bytes()).unwrap();
+    let time = (chrono::Utc::now() - chrono::Duration::minutes(age_minutes)).fixed_offset();
+    let lock = cairn_format::Lock { time, exclusive: false, hostname: "another-host".into(), username: "u".into(), pid: 4242, command: "backup".into() };
+    repo.save_file(cairn_repo::FileKind::Lock, &lock.encode()).unwrap();
+}
+
+/// Issue 18.6, the destructive side: what prune deletes outside the index (unindexed
+/// packs, half-written files) is deleted only when no live command can own it. A fresh
+/// lock of another host's backup keeps prune out altogether (exit 11, nothing deleted);
+/// a lock nobody has refreshed for 30 minutes no longer protects anything.
+#[test]
+fn prune_deletes_leftovers_only_when_no_live_command_can_own_them() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), pseudo_random(5, 100_000)).unwrap();
+    env.backup(&[&src], &[]);
+    let unindexed = env.repo().join("data/cd").join("cd".repeat(32));
+    fs::create_dir_all(unindexed.parent().unwrap()).unwrap();
+    fs::write(&unindexed, b"a pack another host is writing").unwrap();
+    let temp = env.repo().join("data/cd").join(format!(".{}.tmp-0123456789abcdef", "ce".repeat(32)));
+    fs::write(&temp, b"half a pack").unwrap();
+
+    plant_lock(&env, 1);
+    let before = env.repo_listing();
+    let out = env.run(&["prune"]);
+    assert_eq!(out.status.code(), Some(11), "{}", stderr(&out));
+    assert_eq!(env.repo_listing(), before, "nothing deleted while another host's backup runs");
+    assert!(temp.exists());
+
+    env.ok(&["unlock", "--remove-all"]);
+    plant_lock(&env, 45);
+    let out = env.ok(&["prune"]);
+    assert!(out.contains("1 unindexed packs") && out.contains("1 temporary files"), "{out}");
+    assert!(!unindexed.exists() && !temp.exists());
+    env.ok(&["check", "--read-data"]);
+}

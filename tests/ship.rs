@@ -503,3 +503,29 @@ fn names_planted_in_a_repository_bucket_stay_inside() {
     assert_same_tree(&src, &t.join(src.strip_prefix("/").unwrap()));
 }
 
+
+/// Issue 18.4, the destructive side: a pack this repository's index still lists but that
+/// went missing here is never deleted at the destination, however the deletion limits
+/// are set: it may be the last copy of what the snapshots need.
+#[test]
+fn ship_never_deletes_a_pack_the_index_still_needs() {
+    let env = Env::new();
+    let src = local_repo(&env);
+    let dest = env.path("offsite");
+    let d = dest.to_str().unwrap();
+    env.ok(&["ship", d, "--create-bucket"]);
+    let lost = env.packs_largest_first()[0].clone();
+    let name = format!("data/{}", lost.strip_prefix(env.repo().join("data")).unwrap().display());
+    fs::remove_file(&lost).unwrap();
+    let s = json_last_line(&env.ok(&["ship", d, "--allow-deletes", "--json"]));
+    assert_eq!(s["files_deleted"], 0, "{s}");
+    assert_eq!(s["deletions_left"][0], name.as_str(), "{s}");
+    assert!(dest.join(&name).exists());
+    let out = env.cmd().arg("-r").arg(&dest).args(["check", "--read-data"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // ...and it comes back from there.
+    env.ok(&["repair", "packs", "--from", d]);
+    let t = env.path("t");
+    env.ok(&["restore", "latest", "--target", t.to_str().unwrap()]);
+    assert_same_tree(&src, &t.join(src.strip_prefix("/").unwrap()));
+}
