@@ -238,7 +238,7 @@ impl Client {
     /// URLs handed out by B2 (API, download, upload) must keep the endpoint's protection:
     /// after an https authorize, a plain-http URL in a reply would carry the token in clear.
     fn check_reply_url(&self, what: &str, url: &str) -> Result<(), B2Error> {
-        if self.endpoint.starts_with("https://") && !url.starts_with("https://") {
+        if !reply_url_allowed(&self.endpoint, url) {
             return Err(B2Error::Invalid(format!("refusing the {what} {url:?} in B2's reply: not https, while the endpoint is")));
         }
         Ok(())
@@ -737,9 +737,27 @@ pub fn check_endpoint(endpoint: &str, insecure_http: bool) -> Result<(), String>
     ))
 }
 
+/// A URL from B2's reply may be used when it is https, or the endpoint itself was not
+/// (the emulator on loopback, or `--insecure-http`): a reply cannot lower the protection.
+fn reply_url_allowed(endpoint: &str, url: &str) -> bool {
+    !endpoint.starts_with("https://") || url.starts_with("https://")
+}
+
 #[cfg(test)]
 mod endpoint_tests {
-    use super::check_endpoint;
+    use super::{check_endpoint, reply_url_allowed};
+
+    /// Issue 19.3: after an https authorize, plain-http API, download or upload URLs in
+    /// the replies would carry the token in clear.
+    #[test]
+    fn an_https_endpoint_refuses_plain_http_urls_in_replies() {
+        let https = "https://api.backblazeb2.com";
+        assert!(reply_url_allowed(https, "https://api005.backblazeb2.com"));
+        for bad in ["http://api005.backblazeb2.com", "http://127.0.0.1:1", "ftp://x", "", "//evil.com"] {
+            assert!(!reply_url_allowed(https, bad), "{bad}");
+        }
+        assert!(reply_url_allowed("http://127.0.0.1:8080", "http://127.0.0.1:8080"));
+    }
 
     #[test]
     fn plain_http_only_to_loopback_or_when_asked() {
