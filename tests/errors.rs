@@ -588,6 +588,33 @@ fn empty_passwords_are_refused_from_every_source() {
     assert_eq!(json_last_line(&env.ok(&["key", "list", "--json"])).as_array().unwrap().len(), 1, "no key was added");
 }
 
+/// Issue 19.5: children inherit none of cairn's secrets. `main` takes the password and
+/// B2 keys out of the environment before anything runs, so every child (the password
+/// command's `sh` here; `fusermount3` when not root) starts without them.
+#[test]
+fn children_inherit_no_secrets() {
+    let env = Env::new();
+    env.init();
+    let seen = env.path("child-env");
+    let cmd = format!("env > '{}'; echo '{PASSWORD}'", seen.display());
+    let out = env
+        .cmd()
+        .env("CAIRN_FROM_PASSWORD", "from-secret")
+        .env("B2_APPLICATION_KEY", "b2-key-secret")
+        .env("B2_ACCOUNT_KEY", "b2-account-secret")
+        .arg("-r")
+        .arg(env.repo())
+        .args(["--password-command", &cmd, "snapshots"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let child = fs::read_to_string(&seen).unwrap();
+    assert!(child.contains("CAIRN_INSECURE_TEST_KDF=1"), "the child keeps the rest of the environment: {child}");
+    for secret in ["CAIRN_PASSWORD=", "CAIRN_FROM_PASSWORD=", "B2_APPLICATION_KEY=", "B2_ACCOUNT_KEY=", PASSWORD, "from-secret", "b2-key-secret", "b2-account-secret"] {
+        assert!(!child.contains(secret), "the password command inherited {secret}");
+    }
+}
+
 /// A key file as someone with write access to `keys/` would plant it, named by its hash
 /// and, by trying `created` values, listed before every other key file.
 fn plant_key_file(env: &Env, memory_kib: u32, iterations: u32, salt_bytes: usize) -> String {

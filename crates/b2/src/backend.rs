@@ -35,6 +35,11 @@ fn env(k: &str) -> Option<String> {
     std::env::var(k).ok().filter(|v| !v.is_empty())
 }
 
+/// A secret variable, wherever the binary keeps it (see `cairn_backend::secret_env`).
+fn secret(k: &str) -> Option<Zeroizing<String>> {
+    cairn_backend::secret_env::get(k).filter(|v| !v.is_empty())
+}
+
 /// The `[remote]` section of an rclone config file, as key -> value.
 fn rclone_section(remote: &str) -> Result<std::collections::HashMap<String, String>, String> {
     let path = env("RCLONE_CONFIG")
@@ -69,14 +74,14 @@ impl B2Location {
     pub fn parse(location: &str, endpoint: Option<&str>) -> Result<B2Location, String> {
         if let Some(rest) = location.strip_prefix("b2:") {
             let (bucket, prefix) = split_bucket(rest)?;
-            let (id, key) = match (env("B2_APPLICATION_KEY_ID"), env("B2_APPLICATION_KEY")) {
+            let (id, key) = match (env("B2_APPLICATION_KEY_ID"), secret("B2_APPLICATION_KEY")) {
                 (Some(i), Some(k)) => (i, k),
-                _ => match (env("B2_ACCOUNT_ID"), env("B2_ACCOUNT_KEY")) {
+                _ => match (env("B2_ACCOUNT_ID"), secret("B2_ACCOUNT_KEY")) {
                     (Some(i), Some(k)) => (i, k),
                     _ => return Err("no B2 credentials: set B2_APPLICATION_KEY_ID and B2_APPLICATION_KEY".into()),
                 },
             };
-            let creds = Credentials { key_id: id, key: Zeroizing::new(key) };
+            let creds = Credentials { key_id: id, key };
             return Ok(B2Location { bucket, prefix, endpoint: endpoint.unwrap_or(DEFAULT_ENDPOINT).to_string(), creds, hard_delete: false });
         }
         if let Some(rest) = location.strip_prefix("rclone:") {

@@ -14,6 +14,7 @@ mod cache;
 mod conformance;
 mod error;
 mod local;
+pub mod secret_env;
 
 pub use cache::{write_private, CachedBackend};
 pub use conformance::run_conformance;

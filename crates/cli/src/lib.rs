@@ -20,6 +20,9 @@ pub use exit::ExitCode;
 
 /// Runs cairn with the process's arguments; returns the exit code.
 pub fn main() -> i32 {
+    // First, while this is the only thread: no child (a password command, fusermount3)
+    // may inherit the password or the B2 key.
+    cairn_backend::secret_env::take_from_environment();
     one_malloc_arena();
     let parsed = <args::Cli as clap::CommandFactory>::command()
         .try_get_matches()

@@ -5,6 +5,7 @@ use std::io::IsTerminal;
 use std::process::Command;
 
 use anyhow::Context;
+use cairn_backend::secret_env;
 use zeroize::Zeroizing;
 
 use crate::args::GlobalArgs;
@@ -42,10 +43,8 @@ fn run_password_command(cmd: &str) -> anyhow::Result<Password> {
                 .map_err(std::io::Error::from)
         });
     }
-    // The command needs none of cairn's secrets.
-    for k in ["CAIRN_PASSWORD", "CAIRN_FROM_PASSWORD", "B2_APPLICATION_KEY", "B2_ACCOUNT_KEY"] {
-        command.env_remove(k);
-    }
+    // The command inherits none of cairn's secrets: `main` took them out of the
+    // environment (cairn_backend::secret_env).
     let out = command
         .arg("-c")
         .arg(cmd)
@@ -76,8 +75,8 @@ pub fn get(g: &GlobalArgs, confirm: bool) -> anyhow::Result<Password> {
     if let Some(c) = &g.password_command {
         return run_password_command(c);
     }
-    if let Ok(p) = std::env::var("CAIRN_PASSWORD") {
-        return non_empty(Zeroizing::new(p), || "CAIRN_PASSWORD".to_string());
+    if let Some(p) = secret_env::get("CAIRN_PASSWORD") {
+        return non_empty(p, || "CAIRN_PASSWORD".to_string());
     }
     if !has_terminal() {
         return Err(fail(
@@ -91,7 +90,7 @@ pub fn get(g: &GlobalArgs, confirm: bool) -> anyhow::Result<Password> {
 /// The password when a source gives it without asking (a file, a command, the
 /// environment): for a second repository a command may look at, never a reason to prompt.
 pub fn given(g: &GlobalArgs) -> Option<Password> {
-    let any = g.password_file.is_some() || g.password_command.is_some() || std::env::var_os("CAIRN_PASSWORD").is_some();
+    let any = g.password_file.is_some() || g.password_command.is_some() || secret_env::get("CAIRN_PASSWORD").is_some();
     any.then(|| get(g, false).ok()).flatten()
 }
 

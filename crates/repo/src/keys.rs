@@ -10,7 +10,9 @@ use crate::layout::{id_from_name, FileKind};
 use crate::{sys, RepoError};
 
 /// Set to `1` only by test suites: new key files then use trivial Argon2id costs so
-/// hundreds of test repositories can be made quickly. Never set it for real data.
+/// hundreds of test repositories can be made quickly. Only builds with debug assertions
+/// (`cargo test`, `cargo build`) honour it; a release build ignores it, so a stray
+/// variable in a user's shell cannot weaken their key files.
 pub const KDF_ENV: &str = "CAIRN_INSECURE_TEST_KDF";
 
 const KEY_PURPOSE: &[u8] = b"cairn v1 master key";
@@ -24,7 +26,11 @@ pub struct KeyInfo {
 }
 
 fn kdf_params() -> KdfParams {
-    if std::env::var(KDF_ENV).is_ok_and(|v| v == "1") {
+    kdf_params_for(std::env::var(KDF_ENV).ok().as_deref(), cfg!(debug_assertions))
+}
+
+fn kdf_params_for(env: Option<&str>, test_build: bool) -> KdfParams {
+    if test_build && env == Some("1") {
         KdfParams::INSECURE_FOR_TESTS
     } else {
         KdfParams::DEFAULT
@@ -131,4 +137,19 @@ pub(crate) fn list_keys(backend: &dyn Backend) -> Result<Vec<KeyInfo>, RepoError
     }
     out.sort_by(|a, b| a.created.cmp(&b.created));
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 19.5: only test builds honour CAIRN_INSECURE_TEST_KDF; a release `cairn
+    /// init` with it set still writes key files with the real costs.
+    #[test]
+    fn the_test_kdf_is_for_test_builds_only() {
+        assert_eq!(kdf_params_for(Some("1"), true), KdfParams::INSECURE_FOR_TESTS);
+        assert_eq!(kdf_params_for(Some("1"), false), KdfParams::DEFAULT);
+        assert_eq!(kdf_params_for(Some("yes"), true), KdfParams::DEFAULT);
+        assert_eq!(kdf_params_for(None, true), KdfParams::DEFAULT);
+    }
 }

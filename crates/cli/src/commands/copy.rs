@@ -9,10 +9,10 @@ use crate::{location, output, password};
 
 pub fn run(g: &GlobalArgs, a: CopyArgs) -> anyhow::Result<ExitCode> {
     let src_backend = location::open_backend(&a.from_repo, g)?;
-    let pw = match (&a.from_password_file, std::env::var("CAIRN_FROM_PASSWORD")) {
+    let pw = match (&a.from_password_file, cairn_backend::secret_env::get("CAIRN_FROM_PASSWORD")) {
         (Some(f), _) => password::read_password_file(f)?,
-        (None, Ok(p)) => password::non_empty(zeroize::Zeroizing::new(p), || "CAIRN_FROM_PASSWORD".to_string())?,
-        (None, Err(_)) => {
+        (None, Some(p)) => password::non_empty(p, || "CAIRN_FROM_PASSWORD".to_string())?,
+        (None, None) => {
             if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
                 return Err(fail(ExitCode::Fatal, "no password for --from-repo: use --from-password-file or CAIRN_FROM_PASSWORD"));
             }
