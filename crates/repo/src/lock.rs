@@ -45,12 +45,27 @@ pub fn release_held_locks() {
 /// host, whose prune may then delete what this command wrote but has not indexed.
 pub const STALE_MARGIN: Duration = Duration::from_secs(5 * 60);
 
+/// How often a held lock is rewritten, and how long a writer goes on without a
+/// successful refresh. Only tests shorten these (to see a refresh fail in seconds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LockTiming {
+    pub refresh: Duration,
+    pub give_up: Duration,
+}
+
+impl Default for LockTiming {
+    fn default() -> LockTiming {
+        LockTiming { refresh: REFRESH_INTERVAL, give_up: STALE_AFTER.saturating_sub(STALE_MARGIN) }
+    }
+}
+
 /// What a repository knows of the lock it holds, to check before it writes an index or
 /// a snapshot (see [`LockState::check`]).
 #[derive(Clone)]
 pub(crate) struct LockState {
     pub(crate) name: Arc<Mutex<String>>,
     pub(crate) refreshed: Arc<Mutex<std::time::Instant>>,
+    pub(crate) give_up: Duration,
 }
 
 impl LockState {
@@ -59,8 +74,8 @@ impl LockState {
     pub(crate) fn check(&self, backend: &dyn Backend, what: &str) -> Result<(), RepoError> {
         let age = self.refreshed.lock().unwrap_or_else(unpoison).elapsed();
         let lost = |why: String| RepoError::LockLost { what: what.to_string(), why };
-        if age > STALE_AFTER.saturating_sub(STALE_MARGIN) {
-            return Err(lost(format!("the repository lock could not be refreshed for {} minutes (storage unreachable, or the machine slept)", age.as_secs() / 60)));
+        if age > self.give_up {
+            return Err(lost(format!("the repository lock could not be refreshed for {} (storage unreachable, or the machine slept)", minutes(age))));
         }
         let name = self.name.lock().unwrap_or_else(unpoison).clone();
         match backend.stat(&name) {
@@ -68,6 +83,14 @@ impl LockState {
             Err(e) if e.is_not_found() => Err(lost(format!("the repository lock {name} was removed by someone else (`cairn unlock --remove-all`?)"))),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+fn minutes(d: Duration) -> String {
+    match d.as_secs() / 60 {
+        0 => format!("{} seconds", d.as_secs()),
+        1 => "1 minute".to_string(),
+        m => format!("{m} minutes"),
     }
 }
 
@@ -179,8 +202,9 @@ impl Repository {
         let cur = Arc::clone(&current);
         let fresh = Arc::clone(&refreshed);
         let command = command.to_string();
+        let timing = self.lock_timing;
         let thread = std::thread::spawn(move || loop {
-            match rx.recv_timeout(REFRESH_INTERVAL) {
+            match rx.recv_timeout(timing.refresh) {
                 Err(RecvTimeoutError::Timeout) => match repo.write_lock(kind, &command) {
                     Ok(new) => {
                         *fresh.lock().unwrap_or_else(unpoison) = std::time::Instant::now();
@@ -193,7 +217,7 @@ impl Repository {
                 _ => return,
             }
         });
-        *self.held_lock.lock().unwrap_or_else(unpoison) = Some(LockState { name: Arc::clone(&current), refreshed });
+        *self.held_lock.lock().unwrap_or_else(unpoison) = Some(LockState { name: Arc::clone(&current), refreshed, give_up: timing.give_up });
         HELD.lock().unwrap_or_else(unpoison).push((Arc::clone(self.backend()), Arc::clone(&current)));
         Ok(LockGuard { current, stop: Some(tx), thread: Some(thread), repo: Arc::clone(self) })
     }
@@ -244,7 +268,7 @@ mod tests {
         let b = LocalBackend::new(d.path());
         b.create().unwrap();
         b.write("locks/l", b"x", &WriteOptions::default()).unwrap();
-        let st = LockState { name: Arc::new(Mutex::new("locks/l".into())), refreshed: Arc::new(Mutex::new(std::time::Instant::now())) };
+        let st = LockState { name: Arc::new(Mutex::new("locks/l".into())), refreshed: Arc::new(Mutex::new(std::time::Instant::now())), give_up: LockTiming::default().give_up };
         st.check(&b, "the snapshot").unwrap();
         let long_ago = std::time::Instant::now().checked_sub(STALE_AFTER - STALE_MARGIN + Duration::from_secs(60));
         if let Some(t) = long_ago {

@@ -89,6 +89,7 @@ pub struct Repository {
     /// The lock this process holds on the repository, checked before an index or a
     /// snapshot is written.
     pub(crate) held_lock: Mutex<Option<crate::lock::LockState>>,
+    pub(crate) lock_timing: crate::lock::LockTiming,
     writer: Mutex<Writer>,
     data_packers: PackerPool,
     tree_packers: PackerPool,
@@ -117,6 +118,7 @@ impl Repository {
             remote_reads: None,
             read_ahead: RwLock::new(None),
             held_lock: Mutex::new(None),
+            lock_timing: crate::lock::LockTiming::default(),
             writer: Mutex::new(Writer { in_flight: HashSet::new(), unindexed: Vec::new(), last_index_save: Instant::now() }),
             data_packers: PackerPool::new(BlobType::Data, target, true),
             tree_packers: PackerPool::new(BlobType::Tree, target, false),
@@ -239,6 +241,12 @@ impl Repository {
     /// In dry-run mode nothing is written; saves only compute IDs and statistics.
     pub fn set_dry_run(&mut self, dry_run: bool) {
         self.dry_run = dry_run;
+    }
+
+    /// Shorter lock refreshes and patience, so a test sees a failing refresh stop the
+    /// writer in seconds; everyone else keeps the defaults (5 and 25 minutes).
+    pub fn set_lock_timing(&mut self, timing: crate::lock::LockTiming) {
+        self.lock_timing = timing;
     }
 
     pub fn is_dry_run(&self) -> bool {

@@ -219,3 +219,80 @@ fn concurrent_saves_store_each_blob_once_within_the_pack_target() {
         assert_eq!(&again.load_blob(&id).unwrap(), bl);
     }
 }
+
+/// A store whose lock writes fail once `fail_locks` is set: storage that went away for
+/// lock refreshes (B2 refusing writes, a drive gone read-only) while data still lands.
+struct FailingLocks {
+    inner: LocalBackend,
+    fail_locks: std::sync::atomic::AtomicBool,
+}
+
+impl Backend for FailingLocks {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+    fn create(&self) -> Result<(), cairn_backend::BackendError> {
+        self.inner.create()
+    }
+    fn list(&self, prefix: &str) -> Result<Vec<cairn_backend::ObjectInfo>, cairn_backend::BackendError> {
+        self.inner.list(prefix)
+    }
+    fn stat(&self, name: &str) -> Result<cairn_backend::ObjectInfo, cairn_backend::BackendError> {
+        self.inner.stat(name)
+    }
+    fn read(&self, name: &str) -> Result<Vec<u8>, cairn_backend::BackendError> {
+        self.inner.read(name)
+    }
+    fn read_range(&self, name: &str, offset: u64, length: u64) -> Result<Vec<u8>, cairn_backend::BackendError> {
+        self.inner.read_range(name, offset, length)
+    }
+    fn write(&self, name: &str, data: &[u8], opts: &cairn_backend::WriteOptions) -> Result<(), cairn_backend::BackendError> {
+        if name.starts_with("locks/") && self.fail_locks.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(cairn_backend::BackendError::new(cairn_backend::ErrorKind::Other, name, "storage refuses writes"));
+        }
+        self.inner.write(name, data, opts)
+    }
+    fn remove(&self, name: &str) -> Result<(), cairn_backend::BackendError> {
+        self.inner.remove(name)
+    }
+}
+
+/// Issue 19.4: when the lock cannot be refreshed for longer than the writer's patience
+/// (25 minutes; 1 second here), a prune elsewhere may take it for stale and delete packs
+/// this command wrote. The writer stops before its index and its snapshot, and the
+/// packs it wrote stay unreferenced (prune's business), never half-referenced. While
+/// refreshes succeed, the same wait is harmless.
+#[test]
+fn a_writer_whose_lock_refreshes_fail_stops_before_index_and_snapshot() {
+    let d = tempfile::tempdir().unwrap();
+    std::env::set_var(cairn_repo::KDF_ENV, "1");
+    let store = Arc::new(FailingLocks { inner: LocalBackend::new(d.path().join("repo")), fail_locks: false.into() });
+    let b: Arc<dyn Backend> = store.clone();
+    Repository::init(b.clone(), b"pw", &InitOptions::default()).unwrap();
+    let timing = cairn_repo::LockTiming { refresh: std::time::Duration::from_millis(100), give_up: std::time::Duration::from_secs(1) };
+    for fail in [false, true] {
+        let mut repo = Repository::open(b.clone(), b"pw").unwrap();
+        repo.set_lock_timing(timing);
+        let repo = Arc::new(repo);
+        repo.load_index().unwrap();
+        let _lock = repo.lock(LockKind::Shared, "backup").unwrap();
+        store.fail_locks.store(fail, std::sync::atomic::Ordering::SeqCst);
+        repo.save_blob(BlobType::Data, format!("data while refreshes fail: {fail}").as_bytes()).unwrap();
+        repo.flush().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let saved = repo.save_index();
+        let snapshot = repo.save_file(cairn_repo::FileKind::Snapshot, b"{}");
+        store.fail_locks.store(false, std::sync::atomic::Ordering::SeqCst);
+        if !fail {
+            saved.unwrap();
+            snapshot.unwrap();
+            continue;
+        }
+        for e in [saved.unwrap_err(), snapshot.unwrap_err()] {
+            assert!(matches!(e, RepoError::LockLost { .. }), "{e:?}");
+            assert!(e.to_string().contains("could not be refreshed"), "{e}");
+        }
+    }
+    let snapshots = b.list("snapshots/").unwrap();
+    assert_eq!(snapshots.len(), 1, "only the run whose lock held saved a snapshot");
+}
