@@ -122,6 +122,9 @@ fn timespec(t: Timestamp) -> nix::sys::time::TimeSpec {
 pub enum Target<'a> {
     Path(&'a Path),
     File(&'a std::fs::File),
+    /// A name inside an open directory, not followed if it is a symlink: restore's
+    /// symlinks, fifos and device nodes, which cannot be opened safely to set theirs.
+    At(&'a std::os::fd::OwnedFd, &'a OsStr),
 }
 
 /// Applies ownership (when `owners` is given: running as root, names resolved through
@@ -146,6 +149,7 @@ pub fn apply_metadata(target: Target<'_>, node: &Node, owners: Option<&NameCache
             match target {
                 Target::Path(p) => nix::unistd::fchownat(None, p, uid, gid, AtFlags::AT_SYMLINK_NOFOLLOW),
                 Target::File(f) => nix::unistd::fchown(f.as_raw_fd(), uid, gid),
+                Target::At(d, n) => nix::unistd::fchownat(Some(d.as_raw_fd()), n, uid, gid, AtFlags::AT_SYMLINK_NOFOLLOW),
             }
             .map_err(std::io::Error::from),
         );
@@ -155,6 +159,7 @@ pub fn apply_metadata(target: Target<'_>, node: &Node, owners: Option<&NameCache
         note(match target {
             Target::Path(p) => std::fs::set_permissions(p, mode),
             Target::File(f) => f.set_permissions(mode),
+            Target::At(d, n) => chmod_at(d, n, node.mode & 0o7777),
         });
     }
     for x in &node.xattrs {
@@ -162,6 +167,8 @@ pub fn apply_metadata(target: Target<'_>, node: &Node, owners: Option<&NameCache
         note(match target {
             Target::Path(p) => xattr::set(p, name, x.value.as_slice()),
             Target::File(f) => xattr::FileExt::set_xattr(f, name, x.value.as_slice()),
+            // lsetxattr through the directory's descriptor: the last name is not followed.
+            Target::At(d, n) => xattr::set(Path::new(&format!("/proc/self/fd/{}", d.as_raw_fd())).join(n), name, x.value.as_slice()),
         });
     }
     let (atime, mtime) = (timespec(node.atime), timespec(node.mtime));
@@ -169,11 +176,32 @@ pub fn apply_metadata(target: Target<'_>, node: &Node, owners: Option<&NameCache
         match target {
             Target::Path(p) => nix::sys::stat::utimensat(None, p, &atime, &mtime, UtimensatFlags::NoFollowSymlink),
             Target::File(f) => nix::sys::stat::futimens(f.as_raw_fd(), &atime, &mtime),
+            Target::At(d, n) => nix::sys::stat::utimensat(Some(d.as_raw_fd()), n, &atime, &mtime, UtimensatFlags::NoFollowSymlink),
         }
         .map_err(std::io::Error::from),
     );
     match first_err {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+/// chmod of `name` in `dir` without following a symlink. Kernels before 6.6 cannot do
+/// that directly for every file type; then the name is checked not to be a symlink
+/// first (restore only asks this of fifos and device nodes it just made).
+fn chmod_at(dir: &std::os::fd::OwnedFd, name: &OsStr, mode: u32) -> Result<(), std::io::Error> {
+    use nix::sys::stat::{fchmodat, FchmodatFlags, Mode, SFlag};
+    use std::os::fd::AsRawFd;
+    let mode = Mode::from_bits_truncate(mode as libc::mode_t);
+    match fchmodat(Some(dir.as_raw_fd()), name, mode, FchmodatFlags::NoFollowSymlink) {
+        Ok(()) => Ok(()),
+        Err(nix::errno::Errno::EOPNOTSUPP | nix::errno::Errno::ENOSYS) => {
+            let st = nix::sys::stat::fstatat(Some(dir.as_raw_fd()), name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)?;
+            if SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFLNK {
+                return Ok(());
+            }
+            Ok(fchmodat(Some(dir.as_raw_fd()), name, mode, FchmodatFlags::FollowSymlink)?)
+        }
+        Err(e) => Err(e.into()),
     }
 }

@@ -7,15 +7,16 @@
 //! directory changes its mtime and a read-only mode would block the creation.
 //!
 //! Safety: every tree entry's name is checked before use (no `/`, `.`, `..` or NUL), so
-//! nothing is created outside the target; existing symlinks in the way are replaced,
-//! never followed, and files are opened with `O_NOFOLLOW`.
+//! nothing is created outside the target; everything below the target is reached
+//! through directory descriptors opened with `O_NOFOLLOW` ([`target`]), so a symlink in
+//! the way is replaced, never followed, wherever it sits.
 
 mod plan;
+mod target;
 mod verify;
 
 use std::collections::HashMap;
-use std::fs::{self, OpenOptions};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -28,6 +29,7 @@ use crate::filter::PathFilter;
 use crate::meta::{apply_metadata, NameCache, Target};
 use crate::OpsError;
 pub use plan::{Item, RestorePlan};
+use target::TargetDir;
 pub use verify::file_matches;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -103,7 +105,7 @@ fn execute(repo: &Repository, plan: RestorePlan, opts: &RestoreOptions, progress
     // Ownership is restored when running as root, names resolved once each.
     let names = NameCache::default();
     let owners = nix::unistd::geteuid().is_root().then_some(&names);
-    fs::create_dir_all(&opts.target).map_err(|e| OpsError::io(&opts.target, e))?;
+    let target = TargetDir::open(&opts.target).map_err(|e| OpsError::io(&opts.target, e))?;
 
     // Directories whose creation failed; their contents are not attempted.
     let mut failed_dirs: Vec<&Path> = Vec::new();
@@ -111,7 +113,7 @@ fn execute(repo: &Repository, plan: RestorePlan, opts: &RestoreOptions, progress
         if failed_dirs.iter().any(|f| d.dest.starts_with(f)) {
             continue;
         }
-        if let Err(e) = ensure_dir(&d.dest) {
+        if let Err(e) = ensure_dir(&target, &d.dest) {
             errors.add(&d.dest, e);
             failed_dirs.push(&d.dest);
         }
@@ -132,7 +134,7 @@ fn execute(repo: &Repository, plan: RestorePlan, opts: &RestoreOptions, progress
                 return FileResult::Failed;
             }
             progress.current(&item.dest);
-            let r = restore_file(repo, item, opts.overwrite, owners, &errors, batch_len).unwrap_or_else(|e| {
+            let r = restore_file(repo, &target, item, opts.overwrite, owners, &errors, batch_len).unwrap_or_else(|e| {
                 errors.add(&item.dest, e);
                 FileResult::Failed
             });
@@ -152,7 +154,7 @@ fn execute(repo: &Repository, plan: RestorePlan, opts: &RestoreOptions, progress
     }
 
     for (dest, source) in &plan.hardlinks {
-        let r = remove_existing(dest).and_then(|_| fs::hard_link(source, dest));
+        let r = link(&target, source, dest);
         match r {
             Ok(()) => summary.files_restored += 1,
             Err(e) => errors.add(dest, format!("hardlink to {}: {e}", source.display())),
@@ -163,7 +165,7 @@ fn execute(repo: &Repository, plan: RestorePlan, opts: &RestoreOptions, progress
         if in_failed(&item.dest) {
             continue;
         }
-        match create_special(&item.dest, &item.node, opts.overwrite) {
+        match create_special(&target, &item.dest, &item.node, opts.overwrite) {
             Ok(true) => summary.files_restored += 1,
             Ok(false) => {}
             Err(e) => errors.add(&item.dest, e),
@@ -184,22 +186,21 @@ fn execute(repo: &Repository, plan: RestorePlan, opts: &RestoreOptions, progress
         if item.node.node_type == NodeType::Socket || in_failed(&item.dest) || done.contains(item.dest.as_path()) {
             return;
         }
-        if item.dest.symlink_metadata().is_ok() {
-            if let Err(e) = apply_metadata(Target::Path(&item.dest), &item.node, owners) {
-                errors.add(&item.dest, format!("metadata: {e}"));
-            }
+        if let Err(e) = metadata_of_existing(&target, item, owners) {
+            errors.add(&item.dest, format!("metadata: {e}"));
         }
     });
 
     if opts.delete {
-        summary.files_deleted = plan::delete_extraneous(&plan, &errors_sink(&errors))?;
+        summary.files_deleted = plan::delete_extraneous(&target, &plan, &errors_sink(&errors))?;
     }
 
     for d in plan.dirs.iter().rev() {
         if in_failed(&d.dest) {
             continue;
         }
-        if let Err(e) = apply_metadata(Target::Path(&d.dest), &d.node, owners) {
+        let dir = target.dir(&d.dest).and_then(|fd| fd.try_clone()).map(std::fs::File::from);
+        if let Err(e) = dir.and_then(|f| apply_metadata(Target::File(&f), &d.node, owners)) {
             errors.add(&d.dest, format!("metadata: {e}"));
         }
     }
@@ -209,7 +210,7 @@ fn execute(repo: &Repository, plan: RestorePlan, opts: &RestoreOptions, progress
             .files
             .par_iter()
             .filter(|i| !in_failed(&i.dest))
-            .map(|item| match file_matches(repo, &item.dest, &item.node) {
+            .map(|item| match verify_at(repo, &target, item) {
                 Ok(true) => true,
                 Ok(false) => {
                     errors.add(&item.dest, "verification failed: content differs from the snapshot");
@@ -236,25 +237,48 @@ fn errors_sink(errors: &Errors) -> impl Fn(&Path, String) + '_ {
 
 /// Makes `dest` a real directory: an existing directory is kept, anything else in the
 /// way (a file, a symlink that might point outside the target) is removed first.
-fn ensure_dir(dest: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    match dest.symlink_metadata() {
-        Ok(m) if m.is_dir() => return Ok(()),
-        Ok(_) => fs::remove_file(dest)?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
+fn ensure_dir(target: &TargetDir, dest: &Path) -> std::io::Result<()> {
+    let (dir, name) = target.parent(dest)?;
+    match target::stat_at(&dir, name)? {
+        Some(st) if target::is_dir(&st) => return Ok(()),
+        Some(_) => target::remove_at(&dir, name)?,
+        None => {}
     }
-    fs::DirBuilder::new().mode(0o700).create(dest)
+    target.forget(dest);
+    nix::sys::stat::mkdirat(Some(std::os::fd::AsRawFd::as_raw_fd(&*dir)), name, nix::sys::stat::Mode::from_bits_truncate(0o700))?;
+    Ok(())
 }
 
-/// Removes a non-directory at `dest`, if any.
-fn remove_existing(dest: &Path) -> std::io::Result<()> {
-    match dest.symlink_metadata() {
-        Ok(m) if m.is_dir() => Err(std::io::Error::other("a directory is in the way")),
-        Ok(_) => fs::remove_file(dest),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
+/// Makes `dest` another name of the file already restored at `source`.
+fn link(target: &TargetDir, source: &Path, dest: &Path) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let (sdir, sname) = target.parent(source)?;
+    let (ddir, dname) = target.parent(dest)?;
+    target::remove_at(&ddir, dname)?;
+    // Without AT_SYMLINK_FOLLOW: a symlink put where the source was is not followed.
+    nix::unistd::linkat(Some(sdir.as_raw_fd()), sname, Some(ddir.as_raw_fd()), dname, nix::fcntl::AtFlags::empty())?;
+    Ok(())
+}
+
+/// Sets the metadata of a file or special that this run did not write (`--overwrite
+/// if-changed` found it identical) or created without it (symlinks, fifos, devices).
+fn metadata_of_existing(target: &TargetDir, item: &Item, owners: Option<&NameCache>) -> std::io::Result<()> {
+    let (dir, name) = target.parent(&item.dest)?;
+    if target::stat_at(&dir, name)?.is_none() {
+        return Ok(());
     }
+    if item.node.node_type == NodeType::File {
+        let f = target::open_file_at(&dir, name)?;
+        return apply_metadata(Target::File(&f), &item.node, owners);
+    }
+    apply_metadata(Target::At(&dir, name), &item.node, owners)
+}
+
+/// `--verify` of one restored file, read through the target's descriptors.
+fn verify_at(repo: &Repository, target: &TargetDir, item: &Item) -> Result<bool, OpsError> {
+    let (dir, name) = target.parent(&item.dest).map_err(|e| OpsError::io(&item.dest, e))?;
+    let f = target::open_file_at(&dir, name).map_err(|e| OpsError::io(&item.dest, e))?;
+    verify::open_file_matches(repo, &f, &item.dest, &item.node)
 }
 
 enum FileResult {
@@ -273,20 +297,22 @@ const BLOBS_PER_BATCH: usize = 8;
 /// descriptor. A file that does not exist yet (a restore into a new target) is created
 /// exclusively, with no look at the path first.
 /// Restores one file's content, loading `batch_len` of its blobs at once.
-fn restore_file(repo: &Repository, item: &Item, overwrite: Overwrite, owners: Option<&NameCache>, errors: &Errors, batch_len: usize) -> Result<FileResult, OpsError> {
+fn restore_file(repo: &Repository, target: &TargetDir, item: &Item, overwrite: Overwrite, owners: Option<&NameCache>, errors: &Errors, batch_len: usize) -> Result<FileResult, OpsError> {
     let dest = &item.dest;
     let node = &item.node;
+    let io = |e| OpsError::io(dest, e);
+    let (dir, name) = target.parent(dest).map_err(io)?;
     // Always a new file (O_EXCL): whatever is in the way is removed first.
-    let open = || OpenOptions::new().write(true).create_new(true).mode(0o600).custom_flags(libc::O_NOFOLLOW).open(dest);
-    let f = match open() {
+    let f = match target::create_file_at(&dir, name) {
         Ok(f) => f,
         // Something is in the way (a file, a symlink, anything else).
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            if let Ok(m) = dest.symlink_metadata() {
+            if let Some(st) = target::stat_at(&dir, name).map_err(io)? {
                 match overwrite {
                     Overwrite::Never => return Ok(FileResult::Kept),
-                    Overwrite::IfChanged if m.is_file() && m.len() == node.size => {
-                        if verify::file_matches(repo, dest, node).unwrap_or(false) {
+                    Overwrite::IfChanged if target::is_file(&st) && st.st_size as u64 == node.size => {
+                        let same = target::open_file_at(&dir, name).map_err(io).and_then(|f| verify::open_file_matches(repo, &f, dest, node));
+                        if same.unwrap_or(false) {
                             return Ok(FileResult::Identical);
                         }
                     }
@@ -295,11 +321,11 @@ fn restore_file(repo: &Repository, item: &Item, overwrite: Overwrite, owners: Op
                 // Replaced, never truncated in place: an existing file may be a hardlink
                 // whose other names lie outside the target, and writing through it would
                 // change them too.
-                remove_existing(dest).map_err(|e| OpsError::io(dest, e))?;
+                target::remove_at(&dir, name).map_err(io)?;
             }
-            open().map_err(|e| OpsError::io(dest, e))?
+            target::create_file_at(&dir, name).map_err(io)?
         }
-        Err(e) => return Err(OpsError::io(dest, e)),
+        Err(e) => return Err(io(e)),
     };
     let mut offset = 0u64;
     let mut written_end = 0u64;
@@ -357,27 +383,28 @@ fn restore_file(repo: &Repository, item: &Item, overwrite: Overwrite, owners: Op
 
 /// Creates a symlink, fifo or device node. Sockets are skipped (a socket belongs to a
 /// running process; restic skips them too). Returns whether something was created.
-fn create_special(dest: &Path, node: &Node, overwrite: Overwrite) -> Result<bool, String> {
-    use nix::sys::stat::{mknod, Mode, SFlag};
+fn create_special(target: &TargetDir, dest: &Path, node: &Node, overwrite: Overwrite) -> Result<bool, String> {
+    use nix::sys::stat::{mknodat, Mode, SFlag};
+    use std::os::fd::AsRawFd;
     use std::os::unix::ffi::OsStrExt;
     if node.node_type == NodeType::Socket {
         return Ok(false);
     }
-    if dest.symlink_metadata().is_ok() {
+    let (dir, name) = target.parent(dest).map_err(|e| e.to_string())?;
+    if target::stat_at(&dir, name).map_err(|e| e.to_string())?.is_some() {
         if overwrite == Overwrite::Never {
             return Ok(false);
         }
-        remove_existing(dest).map_err(|e| e.to_string())?;
+        target::remove_at(&dir, name).map_err(|e| e.to_string())?;
     }
     let mode = Mode::from_bits_truncate(node.mode & 0o7777);
+    let fd = Some(dir.as_raw_fd());
     match node.node_type {
-        NodeType::Symlink => {
-            std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(node.link_target.as_slice()), dest).map_err(|e| e.to_string())?
-        }
-        NodeType::Fifo => nix::unistd::mkfifo(dest, mode).map_err(|e| e.to_string())?,
+        NodeType::Symlink => nix::unistd::symlinkat(std::ffi::OsStr::from_bytes(node.link_target.as_slice()), fd, name).map_err(|e| e.to_string())?,
+        NodeType::Fifo => nix::unistd::mkfifoat(fd, name, mode).map_err(|e| e.to_string())?,
         NodeType::Chardev | NodeType::Blockdev => {
             let kind = if node.node_type == NodeType::Chardev { SFlag::S_IFCHR } else { SFlag::S_IFBLK };
-            mknod(dest, kind, mode, node.rdev as libc::dev_t).map_err(|e| format!("cannot create device node: {e}"))?
+            mknodat(fd, name, kind, mode, node.rdev as libc::dev_t).map_err(|e| format!("cannot create device node: {e}"))?
         }
         _ => return Ok(false),
     }

@@ -155,18 +155,22 @@ impl Builder<'_> {
 }
 
 /// Removes entries of restored directories that the snapshot lacks; returns how many.
-pub(super) fn delete_extraneous(plan: &RestorePlan, err: &dyn Fn(&Path, String)) -> Result<u64, OpsError> {
+pub(super) fn delete_extraneous(target: &super::TargetDir, plan: &RestorePlan, err: &dyn Fn(&Path, String)) -> Result<u64, OpsError> {
+    use super::target;
     let mut n = 0;
     for (dir, names) in &plan.dir_names {
-        let Ok(rd) = std::fs::read_dir(dir) else { continue };
-        for e in rd.flatten() {
-            if names.contains(&e.file_name()) {
+        let Ok(fd) = target.dir(dir) else { continue };
+        let Ok(entries) = target::list_at(&fd) else { continue };
+        for name in entries {
+            if names.contains(&name) {
                 continue;
             }
-            let p = e.path();
-            let r = match p.symlink_metadata() {
-                Ok(m) if m.is_dir() => std::fs::remove_dir_all(&p),
-                _ => std::fs::remove_file(&p),
+            let p = dir.join(&name);
+            let r = match target::stat_at(&fd, &name) {
+                Ok(Some(st)) if target::is_dir(&st) => target::walk_tree_at(&fd, &name, true).map(|_| ()),
+                Ok(Some(_)) => target::remove_at(&fd, &name),
+                Ok(None) => continue,
+                Err(e) => Err(e),
             };
             match r {
                 Ok(()) => n += 1,

@@ -15,6 +15,11 @@ use crate::OpsError;
 /// zeros without being read, so a sparse file verifies at the speed of its data.
 pub fn file_matches(repo: &Repository, path: &Path, node: &Node) -> Result<bool, OpsError> {
     let f = std::fs::File::open(path).map_err(|e| OpsError::io(path, e))?;
+    open_file_matches(repo, &f, path, node)
+}
+
+/// [`file_matches`] of a file already open (`path` only names it in errors).
+pub fn open_file_matches(repo: &Repository, f: &std::fs::File, path: &Path, node: &Node) -> Result<bool, OpsError> {
     if f.metadata().map_err(|e| OpsError::io(path, e))?.len() != node.size {
         return Ok(false);
     }
@@ -26,7 +31,7 @@ pub fn file_matches(repo: &Repository, path: &Path, node: &Node) -> Result<bool,
             return Err(OpsError::Invalid(format!("blob {} is not in the index", id.short())));
         };
         let len = u64::from(b.entry.raw_length);
-        if zero_blobs.contains(id) && is_hole(&f, offset, len) {
+        if zero_blobs.contains(id) && is_hole(f, offset, len) {
             offset += len;
             continue;
         }
