@@ -62,7 +62,7 @@ fn every_command_speaks_json() {
     has(&json_lines(&env, &["key", "add", "--new-password-file", pw.to_str().unwrap()])[0], &["message_type", "key_id"], "key add");
     has(&json_lines(&env, &["tag", "--add", "x", &first[..8]])[0], &["message_type"], "tag");
     let t = env.path("t");
-    has(json_lines(&env, &["restore", "latest", "--target", t.to_str().unwrap()]).last().unwrap(), &["message_type", "files_restored", "bytes_restored", "errors"], "restore");
+    has(json_lines(&env, &["restore", "latest", "--target", t.to_str().unwrap()]).last().unwrap(), &["message_type", "files_restored", "bytes_restored", "files_deleted", "dirs_deleted", "deleted", "errors"], "restore");
     has(json_lines(&env, &["check", "--read-data"]).last().unwrap(), &["message_type", "errors", "packs_checked", "blobs_checked", "bytes_read"], "check");
     has(&json_lines(&env, &["drill", "--files", "2"]).last().unwrap(), &["message_type", "ok", "files_checked", "bytes_checked", "snapshots", "failures"], "drill");
     has(&json_lines(&env, &["drill", "--history"])[0], &[], "drill --history");

@@ -198,3 +198,110 @@ fn restore_reaches_the_target_only_through_directory_descriptors() {
     assert_eq!(fs::read(r.join("docs/a.txt")).unwrap(), b"a");
     assert_same_tree(&src, &r);
 }
+
+fn restore_json(env: &Env, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["--json", "restore"];
+    all.extend_from_slice(args);
+    json_last_line(&env.ok(&all))
+}
+
+/// Issue 20.3: `restore --delete` into the tree that holds the repository (a repository
+/// in `~`, left out of the backup of `~`) deletes what the snapshot lacks, never the
+/// repository or the cache, with or without `--exclude` naming it.
+#[test]
+fn restore_delete_never_removes_the_repository_it_reads() {
+    let env = Env::new();
+    let home = env.path("home");
+    fs::create_dir_all(home.join("docs")).unwrap();
+    fs::write(home.join("docs/a.txt"), b"a").unwrap();
+    let repo = home.join("cairn-repo");
+    let cache = home.join(".cache");
+    let cairn = |args: &[&str]| {
+        let mut c = env.cmd();
+        c.arg("-r").arg(&repo).arg("--cache-dir").arg(&cache).args(args);
+        let out = c.output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    cairn(&["init"]);
+    fs::create_dir_all(cache.join("keep")).unwrap();
+    cairn(&["backup", home.to_str().unwrap(), "--exclude", repo.to_str().unwrap(), "--exclude", cache.to_str().unwrap()]);
+    fs::write(home.join("docs/new.txt"), b"not in the snapshot").unwrap();
+    let spec = format!("latest:{}", home.display());
+    for extra in [&[][..], &["--exclude", "cairn-repo"][..]] {
+        let mut args = vec!["--json", "restore", &spec, "--target", home.to_str().unwrap(), "--delete"];
+        args.extend_from_slice(extra);
+        let s = json_last_line(&cairn(&args));
+        assert!(repo.join("config").exists(), "{extra:?}: the repository survives: {s}");
+        assert!(cache.join("keep").exists(), "{extra:?}: the cache survives: {s}");
+    }
+    assert!(!home.join("docs/new.txt").exists(), "what the snapshot lacks is deleted");
+    assert_eq!(json_last_line(&cairn(&["--json", "snapshots"])).as_array().unwrap().len(), 1, "the repository still opens");
+    cairn(&["check"]);
+}
+
+/// Issue 20.3: `--delete` removes only below the backed-up paths and only what the
+/// filters select; a dry run lists each deletion and counts files and directories apart.
+#[test]
+fn restore_delete_stays_inside_the_restored_paths_and_the_filters() {
+    let env = Env::new();
+    env.init();
+    let live = env.path("data/live");
+    fs::create_dir_all(live.join("docs")).unwrap();
+    fs::write(live.join("docs/a.txt"), b"a").unwrap();
+    fs::write(live.join("top.txt"), b"t").unwrap();
+    env.backup(&[&live], &[]);
+    let t = env.path("t");
+    let r = t.join(live.strip_prefix("/").unwrap());
+    let plant = || {
+        for d in ["etc", "tmp/x"] {
+            fs::create_dir_all(t.join(d)).unwrap();
+            fs::write(t.join(d).join("keep"), b"outside the backed-up paths").unwrap();
+        }
+        fs::create_dir_all(r.parent().unwrap().join("beside")).unwrap();
+        fs::write(r.parent().unwrap().join("beside/keep"), b"beside data/live").unwrap();
+        fs::create_dir_all(r.join("newproject/src")).unwrap();
+        fs::write(r.join("newproject/src/main.rs"), b"a week of work").unwrap();
+        fs::write(r.join("newproject/notes"), b"n").unwrap();
+        fs::create_dir_all(r.join("docs")).unwrap();
+        fs::write(r.join("docs/extra.txt"), b"x").unwrap();
+    };
+    plant();
+    let ts = t.to_str().unwrap();
+    let outside_kept = |what: &str| {
+        for p in ["etc/keep", "tmp/x/keep"] {
+            assert!(t.join(p).exists(), "{what}: {p} is above the backed-up paths");
+        }
+        assert!(r.parent().unwrap().join("beside/keep").exists(), "{what}: beside/keep is outside data/live");
+    };
+
+    // --include docs: only among docs; newproject/ is not selected.
+    let s = restore_json(&env, &["latest", "--target", ts, "--delete", "--include", "docs"]);
+    outside_kept("--include docs");
+    assert!(r.join("newproject/src/main.rs").exists(), "--include docs keeps newproject: {s}");
+    assert!(!r.join("docs/extra.txt").exists(), "{s}");
+    assert_eq!((s["files_deleted"].as_u64(), s["dirs_deleted"].as_u64()), (Some(1), Some(0)), "{s}");
+
+    // --exclude newproject keeps it too.
+    plant();
+    let s = restore_json(&env, &["latest", "--target", ts, "--delete", "--exclude", "newproject"]);
+    outside_kept("--exclude newproject");
+    assert!(r.join("newproject/src/main.rs").exists(), "{s}");
+    assert!(!r.join("docs/extra.txt").exists(), "{s}");
+
+    // A dry run lists every deletion, counts files and directories apart, deletes nothing.
+    plant();
+    let out = env.ok(&["restore", "latest", "--target", ts, "--delete", "--dry-run"]);
+    assert!(out.contains(&format!("would delete {}/ (2 files, 2 directories)", r.join("newproject").display())), "{out}");
+    assert!(out.contains(&format!("would delete {}", r.join("docs/extra.txt").display())), "{out}");
+    assert!(out.contains("would delete 3 files and 2 directories"), "{out}");
+    assert!(r.join("newproject/src/main.rs").exists() && r.join("docs/extra.txt").exists(), "a dry run deletes nothing");
+
+    // Without filters: everything below data/live the snapshot lacks, nothing above it.
+    let s = restore_json(&env, &["latest", "--target", ts, "--delete"]);
+    outside_kept("no filters");
+    assert!(!r.join("newproject").exists() && !r.join("docs/extra.txt").exists(), "{s}");
+    assert_eq!((s["files_deleted"].as_u64(), s["dirs_deleted"].as_u64()), (Some(3), Some(2)), "{s}");
+    assert_eq!(s["deleted"].as_array().unwrap().len(), 2, "{s}");
+    assert_same_tree(&live, &r);
+}

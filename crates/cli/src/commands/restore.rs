@@ -26,6 +26,7 @@ pub fn run(g: &GlobalArgs, a: RestoreArgs) -> anyhow::Result<ExitCode> {
             OverwriteArg::Never => Overwrite::Never,
         },
         delete: a.delete,
+        protect: protected_paths(g),
         dry_run: a.dry_run,
     };
     let repo = super::open_repo_with_index(g)?;
@@ -44,6 +45,8 @@ pub fn run(g: &GlobalArgs, a: RestoreArgs) -> anyhow::Result<ExitCode> {
             "dirs_restored": s.dirs_restored,
             "files_skipped": s.files_skipped,
             "files_deleted": s.files_deleted,
+            "dirs_deleted": s.dirs_deleted,
+            "deleted": s.deleted,
             "files_verified": s.files_verified,
             "errors": s.errors.len(),
         }));
@@ -60,8 +63,12 @@ pub fn run(g: &GlobalArgs, a: RestoreArgs) -> anyhow::Result<ExitCode> {
         if s.files_skipped > 0 {
             println!("skipped {} existing files", s.files_skipped);
         }
-        if s.files_deleted > 0 {
-            println!("deleted {} files not in the snapshot", s.files_deleted);
+        let deleted = if a.dry_run { "would delete" } else { "deleted" };
+        for p in &s.deleted {
+            println!("{deleted} {p}");
+        }
+        if !s.deleted.is_empty() {
+            println!("{deleted} {} files and {} directories not in the snapshot", s.files_deleted, s.dirs_deleted);
         }
         if a.verify {
             println!("verified {} files", s.files_verified);
@@ -72,4 +79,16 @@ pub fn run(g: &GlobalArgs, a: RestoreArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::Fatal);
     }
     Ok(ExitCode::Ok)
+}
+
+/// What `--delete` must never remove, even inside the restored tree: the repository
+/// being read (a local one) and cairn's cache. A repository kept in `~` and left out of
+/// the backup of `~` is the common case.
+fn protected_paths(g: &GlobalArgs) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Some(loc) = g.repo.as_deref().filter(|l| !crate::location::is_remote(l)) {
+        out.push(std::path::PathBuf::from(loc.strip_prefix("local:").unwrap_or(loc)));
+    }
+    out.extend(crate::location::cache_root(g));
+    out.into_iter().map(|p| std::fs::canonicalize(&p).unwrap_or(p)).collect()
 }

@@ -50,8 +50,12 @@ pub struct RestoreOptions {
     pub excludes: PathFilter,
     pub verify: bool,
     pub overwrite: Overwrite,
-    /// Remove files in restored directories that the snapshot does not have.
+    /// Remove entries the snapshot does not have from restored directories at or below
+    /// its backed-up paths, among those the include and exclude patterns select.
     pub delete: bool,
+    /// Never deleted by `delete`, nor any directory holding one: the open repository
+    /// and its cache (canonical paths).
+    pub protect: Vec<PathBuf>,
     pub dry_run: bool,
     /// Restore only these files (absolute snapshot paths, exact bytes) and the
     /// directories above them: how `drill` restores its sample.
@@ -65,6 +69,9 @@ pub struct RestoreSummary {
     pub dirs_restored: u64,
     pub files_skipped: u64,
     pub files_deleted: u64,
+    pub dirs_deleted: u64,
+    /// Every entry `--delete` removed (in a dry run: would remove).
+    pub deleted: Vec<String>,
     pub files_verified: u64,
     /// One line per file or directory that was not restored exactly.
     pub errors: Vec<String>,
@@ -99,6 +106,14 @@ fn execute(repo: &Repository, plan: RestorePlan, opts: &RestoreOptions, progress
     if opts.dry_run {
         summary.files_restored = (plan.files.len() + plan.hardlinks.len() + plan.others.len()) as u64;
         summary.bytes_restored = plan.files.iter().map(|i| i.node.size).sum();
+        if opts.delete {
+            if let Some(target) = TargetDir::open_existing(&opts.target).map_err(|e| OpsError::io(&opts.target, e))? {
+                let errors = Errors(Mutex::new(Vec::new()));
+                let d = plan::delete_extraneous(&target, &plan, opts, false, &errors_sink(&errors));
+                (summary.files_deleted, summary.dirs_deleted, summary.deleted) = (d.files, d.dirs, d.paths);
+                summary.errors = errors.0.into_inner().unwrap_or_else(|p| p.into_inner());
+            }
+        }
         return Ok(summary);
     }
     let errors = Errors(Mutex::new(Vec::new()));
@@ -192,7 +207,8 @@ fn execute(repo: &Repository, plan: RestorePlan, opts: &RestoreOptions, progress
     });
 
     if opts.delete {
-        summary.files_deleted = plan::delete_extraneous(&target, &plan, &errors_sink(&errors))?;
+        let d = plan::delete_extraneous(&target, &plan, opts, true, &errors_sink(&errors));
+        (summary.files_deleted, summary.dirs_deleted, summary.deleted) = (d.files, d.dirs, d.paths);
     }
 
     for d in plan.dirs.iter().rev() {

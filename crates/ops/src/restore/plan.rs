@@ -26,8 +26,22 @@ pub struct RestorePlan {
     /// (link to create, existing file it points at)
     pub hardlinks: Vec<(PathBuf, PathBuf)>,
     pub others: Vec<Item>,
-    /// For `--delete`: each restored directory and the names the snapshot has in it.
-    pub dir_names: Vec<(PathBuf, HashSet<OsString>)>,
+    /// For `--delete`: the restored directories whose extra entries may go.
+    pub delete_scopes: Vec<DeleteScope>,
+}
+
+/// A restored directory at or below one of the snapshot's backed-up paths: `--delete`
+/// may remove its entries the snapshot lacks, if the filters select them. Directories
+/// above the backed-up paths (`/`, `/home` for a backup of `/home/me`) are never
+/// scopes, so `restore --target / --delete` touches nothing beside what was backed up.
+pub struct DeleteScope {
+    pub dest: PathBuf,
+    /// The directory's path in the snapshot, for the include and exclude patterns.
+    pub snap_path: Vec<u8>,
+    pub names: HashSet<OsString>,
+    /// Whether the directory itself is selected (no includes, or one matched it or a
+    /// directory above it): then every extra entry is, unless excluded.
+    pub included: bool,
 }
 
 fn ts(t: chrono::DateTime<chrono::FixedOffset>) -> Timestamp {
@@ -39,20 +53,45 @@ struct Builder<'a> {
     opts: &'a RestoreOptions,
     plan: RestorePlan,
     links: HashMap<(u64, u64), PathBuf>,
+    /// The snapshot's backed-up paths, absolute, without a trailing `/`.
+    backed_up: Vec<Vec<u8>>,
+}
+
+impl Builder<'_> {
+    /// Whether `path` is one of the backed-up paths or lies below one. A snapshot that
+    /// records no paths (stdin) has only what it holds.
+    fn backed_up(&self, path: &[u8]) -> bool {
+        self.backed_up.is_empty() || self.backed_up.iter().any(|b| path == b.as_slice() || b.is_empty() || (path.starts_with(b) && path.get(b.len()) == Some(&b'/')))
+    }
+
+    fn scope(&self, dest: &Path, snap_path: &[u8], names: HashSet<OsString>, included: bool) -> Option<DeleteScope> {
+        (self.opts.delete && self.opts.only.is_none() && self.backed_up(snap_path)).then(|| DeleteScope { dest: dest.to_path_buf(), snap_path: snap_path.to_vec(), names, included })
+    }
 }
 
 impl RestorePlan {
     pub fn build(repo: &Repository, snap: &SnapshotRef, opts: &RestoreOptions) -> Result<RestorePlan, OpsError> {
         let sub = opts.subpath.as_deref().unwrap_or("/");
         let start = find_node(repo, &snap.snapshot.tree, sub, ts(snap.snapshot.time))?;
-        let mut b = Builder { repo, opts, plan: RestorePlan::default(), links: HashMap::new() };
+        let backed_up = snap
+            .snapshot
+            .paths
+            .iter()
+            .map(|p| {
+                let p = p.trim_end_matches('/');
+                if p.starts_with('/') { p.as_bytes().to_vec() } else { format!("/{p}").into_bytes() }
+            })
+            .map(|p| if p == b"/" { Vec::new() } else { p })
+            .collect();
+        let mut b = Builder { repo, opts, plan: RestorePlan::default(), links: HashMap::new(), backed_up };
         let base: Vec<u8> = if sub == "/" { b"/".to_vec() } else { sub.trim_end_matches('/').as_bytes().to_vec() };
         match (start.node_type, start.subtree) {
             (NodeType::Dir, Some(tree)) => {
                 let mut selected = Vec::new();
                 let included = b.opts.includes.is_empty();
                 let (_, names) = b.dir(&tree, &base, &opts.target, included, &mut selected)?;
-                b.plan.dir_names.push((opts.target.clone(), names));
+                let root = if base == b"/" { &b""[..] } else { &base[..] };
+                b.plan.delete_scopes.extend(b.scope(&opts.target, root, names, included));
                 b.commit(selected);
             }
             _ => {
@@ -71,7 +110,7 @@ impl RestorePlan {
 }
 
 enum Planned {
-    Dir(Item, HashSet<OsString>),
+    Dir(Item, Option<DeleteScope>),
     File(Item),
     Link(PathBuf, PathBuf),
     Other(Item),
@@ -81,8 +120,8 @@ impl Builder<'_> {
     fn commit(&mut self, items: Vec<Planned>) {
         for p in items {
             match p {
-                Planned::Dir(i, names) => {
-                    self.plan.dir_names.push((i.dest.clone(), names));
+                Planned::Dir(i, scope) => {
+                    self.plan.delete_scopes.extend(scope);
                     self.plan.dirs.push(i);
                 }
                 Planned::File(i) => self.plan.files.push(i),
@@ -141,7 +180,8 @@ impl Builder<'_> {
                     None => (false, HashSet::new()),
                 };
                 if inc || sub_any {
-                    out.push(Planned::Dir(Item { dest: child_dest, node }, sub_names));
+                    let scope = self.scope(&child_dest, &path, sub_names, inc);
+                    out.push(Planned::Dir(Item { dest: child_dest, node }, scope));
                     out.extend(sub_out);
                     any = true;
                 }
@@ -154,29 +194,71 @@ impl Builder<'_> {
     }
 }
 
-/// Removes entries of restored directories that the snapshot lacks; returns how many.
-pub(super) fn delete_extraneous(target: &super::TargetDir, plan: &RestorePlan, err: &dyn Fn(&Path, String)) -> Result<u64, OpsError> {
+/// What `--delete` removed (or, in a dry run, would remove).
+#[derive(Default)]
+pub(super) struct Deleted {
+    pub files: u64,
+    pub dirs: u64,
+    /// Each entry removed, directories with a trailing `/` and what they held.
+    pub paths: Vec<String>,
+}
+
+/// Removes (when `remove`; else only lists) the entries of the delete scopes that the
+/// snapshot lacks and the filters select, never the repository, its cache, or a
+/// directory that holds either (`opts.protect`).
+pub(super) fn delete_extraneous(target: &super::TargetDir, plan: &RestorePlan, opts: &RestoreOptions, remove: bool, err: &dyn Fn(&Path, String)) -> Deleted {
     use super::target;
-    let mut n = 0;
-    for (dir, names) in &plan.dir_names {
-        let Ok(fd) = target.dir(dir) else { continue };
-        let Ok(entries) = target::list_at(&fd) else { continue };
-        for name in entries {
-            if names.contains(&name) {
+    let mut out = Deleted::default();
+    for scope in &plan.delete_scopes {
+        // In a dry run a directory may not exist yet: nothing in it to delete.
+        let Ok(fd) = target.dir(&scope.dest) else { continue };
+        let real = target.real(&scope.dest);
+        if opts.protect.iter().any(|p| real.starts_with(p)) {
+            continue;
+        }
+        let mut entries = match target::list_at(&fd) {
+            Ok(e) => e,
+            Err(e) => {
+                err(&scope.dest, format!("could not list for --delete: {e}"));
                 continue;
             }
-            let p = dir.join(&name);
-            let r = match target::stat_at(&fd, &name) {
-                Ok(Some(st)) if target::is_dir(&st) => target::walk_tree_at(&fd, &name, true).map(|_| ()),
-                Ok(Some(_)) => target::remove_at(&fd, &name),
-                Ok(None) => continue,
-                Err(e) => Err(e),
-            };
-            match r {
-                Ok(()) => n += 1,
+        };
+        entries.sort();
+        for name in entries {
+            if scope.names.contains(&name) {
+                continue;
+            }
+            let snap_path = join(&scope.snap_path, name.as_bytes());
+            let pstr = String::from_utf8_lossy(&snap_path);
+            if opts.excludes.matches(&pstr) || !(scope.included || opts.includes.matches(&pstr)) {
+                continue;
+            }
+            let p = scope.dest.join(&name);
+            let candidate = real.join(&name);
+            if opts.protect.iter().any(|k| k.starts_with(&candidate)) {
+                tracing::warn!("not deleting {}: it holds this repository or its cache", p.display());
+                continue;
+            }
+            match target::stat_at(&fd, &name) {
+                Ok(Some(st)) if target::is_dir(&st) => match target::walk_tree_at(&fd, &name, remove) {
+                    Ok((f, d)) => {
+                        out.files += f;
+                        out.dirs += d;
+                        out.paths.push(format!("{}/ ({f} files, {d} directories)", p.display()));
+                    }
+                    Err(e) => err(&p, format!("could not delete: {e}")),
+                },
+                Ok(Some(_)) => match if remove { target::remove_at(&fd, &name) } else { Ok(()) } {
+                    Ok(()) => {
+                        out.files += 1;
+                        out.paths.push(p.display().to_string());
+                    }
+                    Err(e) => err(&p, format!("could not delete: {e}")),
+                },
+                Ok(None) => {}
                 Err(e) => err(&p, format!("could not delete: {e}")),
             }
         }
     }
-    Ok(n)
+    out
 }

@@ -27,6 +27,9 @@ const CACHED_DIRS: usize = 128;
 
 pub(super) struct TargetDir {
     root: PathBuf,
+    /// The target with symlinks resolved (once, when opened): below it nothing is
+    /// followed, so a path below the target joined to it is where the entry really is.
+    real_root: PathBuf,
     root_fd: Arc<OwnedFd>,
     cache: Mutex<HashMap<PathBuf, Arc<OwnedFd>>>,
 }
@@ -138,7 +141,30 @@ impl TargetDir {
     pub(super) fn open(root: &Path) -> io::Result<TargetDir> {
         std::fs::create_dir_all(root)?;
         let fd = open_fd(None, root, OFlag::O_RDONLY | OFlag::O_DIRECTORY, Mode::empty())?;
-        Ok(TargetDir { root: root.to_path_buf(), root_fd: Arc::new(fd), cache: Mutex::new(HashMap::new()) })
+        Ok(TargetDir::new(root, fd))
+    }
+
+    fn new(root: &Path, fd: OwnedFd) -> TargetDir {
+        let real_root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+        TargetDir { root: root.to_path_buf(), real_root, root_fd: Arc::new(fd), cache: Mutex::new(HashMap::new()) }
+    }
+
+    /// Where `path`, at or below the target, really is (for comparing with the
+    /// repository's location).
+    pub(super) fn real(&self, path: &Path) -> PathBuf {
+        match path.strip_prefix(&self.root) {
+            Ok(rel) => self.real_root.join(rel),
+            Err(_) => path.to_path_buf(),
+        }
+    }
+
+    /// Opens the target if it exists (a dry run creates nothing).
+    pub(super) fn open_existing(root: &Path) -> io::Result<Option<TargetDir>> {
+        match open_fd(None, root, OFlag::O_RDONLY | OFlag::O_DIRECTORY, Mode::empty()) {
+            Ok(fd) => Ok(Some(TargetDir::new(root, fd))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// The descriptor of the directory `dir`, a path at or below the target, walked
