@@ -378,3 +378,125 @@ fn names_planted_in_a_bucket_never_escape_a_local_destination() {
     assert!(e.contains("pwned4.txt") && e.contains("not a safe path"), "{e}");
 }
 
+
+/// Every file version in `bucket`, as (name, action), to compare before and after.
+fn bucket_versions(emu: &Emulator, bucket: &str) -> Vec<(String, String)> {
+    let token = emu.authorize(2)["authorizationToken"].as_str().unwrap().to_string();
+    let (_, b) = emu.call(2, "b2_list_buckets", &token, serde_json::json!({"accountId": "emu0account", "bucketName": bucket}));
+    let id = b["buckets"][0]["bucketId"].as_str().unwrap().to_string();
+    let (_, v) = emu.call(2, "b2_list_file_versions", &token, serde_json::json!({"bucketId": id, "maxFileCount": 1000}));
+    v["files"].as_array().unwrap().iter().map(|f| (f["fileName"].as_str().unwrap().to_string(), f["action"].as_str().unwrap().to_string())).collect()
+}
+
+/// Issue 20.1: `sync --delete` from a source that does not exist (a typo, an unmounted
+/// drive, a wrong B2 prefix) fails with exit 1 and touches nothing; an empty source, or
+/// one that would delete more than 10% of the destination, needs --allow-deletes.
+#[test]
+fn sync_delete_never_follows_a_missing_or_empty_source() {
+    let env = Env::new();
+    let emu = Emulator::start(&env.path("emu"), &[]);
+    let dir = env.path("dir");
+    tree(&dir);
+    let d = dir.to_str().unwrap();
+    let (code, _, err) = sync(&env, &emu, &[d, "b2:keep-bucket/p"]);
+    assert_eq!(code, Some(0), "{err}");
+    let before_bucket = bucket_versions(&emu, "keep-bucket");
+    let before_dir = snapshot_tree(&dir);
+    let missing = env.path("does-not-exist");
+    let m = missing.to_str().unwrap();
+
+    for (src, dst) in [(m, d), ("b2:keep-bucket/typo", d), (m, "b2:keep-bucket/p"), ("b2:no-such-bucket/p", d)] {
+        for flags in [&["--delete"][..], &["--delete", "--allow-deletes"][..], &["--hard-delete"][..]] {
+            let mut args = flags.to_vec();
+            args.extend([src, dst]);
+            let (code, s, err) = sync(&env, &emu, &args);
+            assert_eq!(code, Some(1), "{args:?}: {s} {err}");
+            assert!(err.contains("does not exist"), "{args:?}: {err}");
+            assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        }
+    }
+    assert_eq!(snapshot_tree(&dir), before_dir, "the local destination is untouched");
+    assert_eq!(bucket_versions(&emu, "keep-bucket"), before_bucket, "nothing hidden or deleted in the bucket");
+
+    // An empty source exists, but emptying the destination needs saying so.
+    let empty = env.path("empty");
+    fs::create_dir_all(&empty).unwrap();
+    let e = empty.to_str().unwrap();
+    let (code, _, err) = sync(&env, &emu, &["--delete", e, d]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("holds no files") && err.contains("--allow-deletes"), "{err}");
+    assert_eq!(snapshot_tree(&dir), before_dir);
+
+    // More than 10% (and more than 10 files) of the destination: refused, listed by a dry run.
+    let many = env.path("many");
+    let big = env.path("big");
+    for i in 0..30 {
+        fs::create_dir_all(&many).unwrap();
+        fs::create_dir_all(&big).unwrap();
+        fs::write(many.join(format!("f{i:02}")), format!("{i}")).unwrap();
+        fs::write(big.join(format!("f{i:02}")), format!("{i}")).unwrap();
+    }
+    for i in 0..20 {
+        fs::remove_file(many.join(format!("f{i:02}"))).unwrap();
+    }
+    let (mn, bg) = (many.to_str().unwrap(), big.to_str().unwrap());
+    let (code, _, err) = sync(&env, &emu, &["--delete", mn, bg]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("20 of the destination's 30 files"), "{err}");
+    assert_eq!(fs::read_dir(&big).unwrap().count(), 30);
+    let out = env.cmd().args(["sync", "--delete", "--dry-run", mn, bg]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "a dry run shows what would go: {}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().filter(|l| l.starts_with("would delete f")).count(), 20, "{text}");
+    assert!(text.contains("stop: it would delete 20") && text.contains("--allow-deletes"), "{text}");
+    let (code, s, err) = sync(&env, &emu, &["--delete", "--allow-deletes", mn, bg]);
+    assert_eq!((code, s["files_deleted"].as_u64()), (Some(0), Some(20)), "{err}");
+    assert_eq!(s["deleted"].as_array().unwrap().len(), 20, "{s}");
+    let (code, _, err) = sync(&env, &emu, &["--delete", "--allow-deletes", e, bg]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(fs::read_dir(&big).unwrap().count(), 0, "with --allow-deletes an empty source empties the destination");
+}
+
+/// Issue 20.2: a source and destination where one holds the other are refused (rclone's
+/// "overlapping remotes"), locally (symlinks resolved) and on B2 (bucket and prefix).
+#[test]
+fn sync_refuses_overlapping_locations() {
+    let env = Env::new();
+    let emu = Emulator::start(&env.path("emu"), &[]);
+    let m1 = env.path("m1");
+    fs::create_dir_all(m1.join("photos")).unwrap();
+    fs::write(m1.join("photos/p.jpg"), b"photo").unwrap();
+    fs::write(m1.join("q.txt"), b"unrelated").unwrap();
+    std::os::unix::fs::symlink(&m1, env.path("link")).unwrap();
+    let before = snapshot_tree(&m1);
+    let (photos, whole, link, link_photos) = (m1.join("photos"), m1.clone(), env.path("link"), env.path("link/photos/new"));
+    let cases: Vec<[String; 2]> = vec![
+        [photos.display().to_string(), whole.display().to_string()],
+        [whole.display().to_string(), photos.display().to_string()],
+        [photos.display().to_string(), link.display().to_string()],
+        [whole.display().to_string(), link_photos.display().to_string()],
+        [photos.display().to_string(), photos.display().to_string()],
+    ];
+    for [src, dst] in &cases {
+        let (code, _, err) = sync_owned(&env, &emu, &["--delete".into(), src.clone(), dst.clone()]);
+        assert_eq!(code, Some(1), "{src} -> {dst}: {err}");
+        assert!(err.contains("one holds the other"), "{err}");
+    }
+    assert_eq!(snapshot_tree(&m1), before, "nothing deleted or written");
+    assert!(!link_photos.exists());
+
+    let (code, _, err) = sync(&env, &emu, &[photos.to_str().unwrap(), "b2:ov-bucket/photos"]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, _, err) = sync(&env, &emu, &[m1.to_str().unwrap(), "b2:ov-bucket/other"]);
+    assert_eq!(code, Some(0), "{err}");
+    let before = bucket_versions(&emu, "ov-bucket");
+    for [src, dst] in [["b2:ov-bucket/photos", "b2:ov-bucket"], ["b2:ov-bucket", "b2:ov-bucket/other/x"], ["b2:ov-bucket/other", "b2:ov-bucket/other"]] {
+        let (code, _, err) = sync(&env, &emu, &["--hard-delete", src, dst]);
+        assert_eq!(code, Some(1), "{src} -> {dst}: {err}");
+        assert!(err.contains("one holds the other"), "{err}");
+    }
+    assert_eq!(bucket_versions(&emu, "ov-bucket"), before);
+    // Neighbours are not overlaps.
+    let (code, _, err) = sync(&env, &emu, &["b2:ov-bucket/photos", "b2:ov-bucket/photos-copy"]);
+    assert_eq!(code, Some(0), "{err}");
+}

@@ -165,6 +165,10 @@ pub struct SyncArgs {
     /// Like --delete, but delete every version on B2
     #[arg(long)]
     pub hard_delete: bool,
+    /// Let --delete empty the destination when the source is empty, or delete more than
+    /// 10% of its files (once that is more than 10)
+    #[arg(long)]
+    pub allow_deletes: bool,
     /// How files are compared
     #[arg(long, value_enum, default_value = "modtime")]
     pub compare: CompareArg,

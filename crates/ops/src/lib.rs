@@ -11,6 +11,7 @@
 pub mod backup;
 pub mod check;
 pub mod copy;
+pub mod delete_limit;
 pub mod diff;
 pub mod dump;
 mod error;

@@ -26,11 +26,6 @@ use cairn_repo::{RepoError, Repository};
 
 use crate::OpsError;
 
-/// Deletions a ship makes without `--allow-deletes`: up to this share of the
-/// destination's repository files (a day's prune is far below it)...
-pub const DELETE_SHARE_PERCENT: u64 = 10;
-/// ...or up to this many files, so a small repository can still follow its prunes.
-pub const DELETE_FREE_FILES: u64 = 10;
 
 #[derive(Clone, Debug, Default)]
 pub struct ShipOptions {
@@ -393,12 +388,8 @@ fn plan_deletions(
         return Ok((deletions, Some(why)));
     }
     let total = there.keys().filter(|n| FileKind::of(n).is_some_and(|k| !k.is_record())).count() as u64;
-    let n = deletions.len() as u64;
-    if n > DELETE_FREE_FILES && n * 100 > total * DELETE_SHARE_PERCENT {
-        let why = format!("it would delete {n} of the destination's {total} files (more than {DELETE_SHARE_PERCENT}%)");
-        return Ok((deletions, Some(why)));
-    }
-    Ok((deletions, None))
+    let why = crate::delete_limit::share_refusal(deletions.len() as u64, total);
+    Ok((deletions, why))
 }
 
 #[derive(Clone, Debug, Default)]

@@ -69,6 +69,9 @@ pub struct SyncOptions {
     pub includes: Vec<regex::Regex>,
     pub excludes: Vec<regex::Regex>,
     pub dry_run: bool,
+    /// Delete even when the source is empty, or more than the share in
+    /// [`crate::delete_limit`] of the destination would go.
+    pub allow_deletes: bool,
 }
 
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -76,6 +79,10 @@ pub struct SyncSummary {
     pub files_uploaded: u64,
     pub bytes_uploaded: u64,
     pub files_deleted: u64,
+    /// Each path deleted (in a dry run: that would be).
+    pub deleted: Vec<String>,
+    /// In a dry run: why a real run would refuse to delete without `--allow-deletes`.
+    pub refusal: Option<String>,
     pub files_skipped: u64,
     /// Unchanged files whose destination time was set to the source's (no transfer).
     pub files_touched: u64,
@@ -107,6 +114,25 @@ fn list(side: &Endpoint, opts: &SyncOptions) -> Result<(BTreeMap<String, Entry>,
         Err(e) if e.is_not_found() => Vec::new(),
         Err(e) => return Err(cairn_repo::RepoError::from(e).into()),
     };
+    list_objects(side, opts, objs)
+}
+
+/// The source side's files: as [`list`], but a source that does not exist is an error
+/// (as rclone's "directory not found"): read as empty, a typo in its name would make
+/// `--delete` empty the destination. A bucket has no empty directories, so a B2 source
+/// with no files at all counts as missing too.
+fn list_source(side: &Endpoint, opts: &SyncOptions) -> Result<(BTreeMap<String, Entry>, Vec<String>), OpsError> {
+    let missing = || OpsError::Invalid(format!("the source {} does not exist; nothing was transferred or deleted", side.backend.location()));
+    let objs = match side.backend.list("") {
+        Ok(o) if o.is_empty() && !side.is_local => return Err(missing()),
+        Ok(o) => o,
+        Err(e) if e.is_not_found() => return Err(missing()),
+        Err(e) => return Err(cairn_repo::RepoError::from(e).into()),
+    };
+    list_objects(side, opts, objs)
+}
+
+fn list_objects(side: &Endpoint, opts: &SyncOptions, objs: Vec<cairn_backend::ObjectInfo>) -> Result<(BTreeMap<String, Entry>, Vec<String>), OpsError> {
     let mut unsafe_names = Vec::new();
     let mut out = BTreeMap::new();
     for o in objs {
@@ -186,12 +212,32 @@ const STREAM_ABOVE: u64 = 64 * 1024 * 1024;
 const STREAM_MEMORY: u64 = 400 * 1024 * 1024;
 
 pub fn sync(src: &Endpoint, dst: &Endpoint, opts: &SyncOptions, progress: &dyn crate::Progress) -> Result<SyncSummary, OpsError> {
-    let (from, unsafe_src) = list(src, opts)?;
+    let (from, unsafe_src) = list_source(src, opts)?;
+    // A destination that does not exist yet is created (empty, so nothing in it can be
+    // deleted below); one that does is left as it is until the checks pass.
     if !opts.dry_run {
         dst.backend.create().map_err(cairn_repo::RepoError::from)?;
     }
     let (to, unsafe_dst) = list(dst, opts)?;
-    let mut s = SyncSummary { unsafe_names: [unsafe_src, unsafe_dst].concat(), ..Default::default() };
+    let doomed: Vec<&String> = if opts.delete { to.keys().filter(|p| !from.contains_key(*p)).collect() } else { Vec::new() };
+    let mut refusal = None;
+    if !doomed.is_empty() && !opts.allow_deletes {
+        let why = if from.is_empty() {
+            Some(format!("the source {} holds no files, so every file at the destination would go", src.backend.location()))
+        } else {
+            crate::delete_limit::share_refusal(doomed.len() as u64, to.len() as u64)
+        };
+        match why {
+            Some(why) if opts.dry_run => refusal = Some(format!("{why}: a real run stops here without --allow-deletes")),
+            Some(why) => {
+                return Err(OpsError::Invalid(format!(
+                    "refusing to sync with --delete: {why}; nothing was transferred or deleted. Check with --dry-run, then pass --allow-deletes if that is what you want"
+                )))
+            }
+            None => {}
+        }
+    }
+    let mut s = SyncSummary { unsafe_names: [unsafe_src, unsafe_dst].concat(), refusal, ..Default::default() };
     let mut todo: Vec<(&String, &Entry)> = Vec::new();
     // (path, source, destination) whose destination only needs the source's time.
     let mut touch: Vec<(&String, &Entry, &Entry)> = Vec::new();
@@ -238,9 +284,8 @@ pub fn sync(src: &Endpoint, dst: &Endpoint, opts: &SyncOptions, progress: &dyn c
         s.files_touched = touch.len() as u64;
         s.files_uploaded = todo.len() as u64;
         s.bytes_uploaded = todo.iter().map(|(_, e)| e.size).sum();
-        if opts.delete {
-            s.files_deleted = to.keys().filter(|p| !from.contains_key(*p)).count() as u64;
-        }
+        s.files_deleted = doomed.len() as u64;
+        s.deleted = doomed.into_iter().cloned().collect();
         return Ok(s);
     }
 
@@ -298,14 +343,18 @@ pub fn sync(src: &Endpoint, dst: &Endpoint, opts: &SyncOptions, progress: &dyn c
     s.errors.extend(errors.into_inner().unwrap_or_else(|p| p.into_inner()));
 
     // As rclone: no deletions after any error, so a failed run never loses the only copy.
-    if opts.delete && s.errors.is_empty() {
-        for (path, d) in to.iter().filter(|(p, _)| !from.contains_key(*p)) {
+    if s.errors.is_empty() {
+        for path in doomed {
+            let d = &to[path];
             let r = match (&dst.hide, opts.hard_delete) {
                 (Some(hide), false) => hide(&d.storage_name),
                 _ => dst.backend.remove(&d.storage_name),
             };
             match r {
-                Ok(()) => s.files_deleted += 1,
+                Ok(()) => {
+                    s.files_deleted += 1;
+                    s.deleted.push(path.clone());
+                }
                 Err(e) => s.errors.push(format!("{path}: delete failed: {e}")),
             }
         }

@@ -1,3 +1,4 @@
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use cairn_backend::{Backend, BackendError, LocalBackend};
@@ -41,8 +42,57 @@ fn regexes(v: &[String]) -> anyhow::Result<Vec<regex::Regex>> {
     v.iter().map(|r| regex::Regex::new(r).map_err(|e| fail(ExitCode::Fatal, format!("invalid regex {r:?}: {e}")))).collect()
 }
 
+/// Where a local location really is, for one that may not exist yet: its nearest
+/// existing ancestor with symlinks resolved, and the rest appended.
+fn real_path(p: &Path) -> PathBuf {
+    let p = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let mut rest = Vec::new();
+    let mut cur = p.as_path();
+    loop {
+        if let Ok(real) = std::fs::canonicalize(cur) {
+            return rest.iter().rev().fold(real, |acc: PathBuf, c| acc.join(c));
+        }
+        match (cur.parent(), cur.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                cur = parent;
+            }
+            _ => return p,
+        }
+    }
+}
+
+/// Whether two B2 prefixes in one bucket overlap: one is the other or lies inside it.
+fn prefixes_overlap(a: &str, b: &str) -> bool {
+    let inside = |x: &str, y: &str| y.is_empty() || x == y || x.strip_prefix(y).is_some_and(|r| r.starts_with('/'));
+    inside(a, b) || inside(b, a)
+}
+
+/// Refuses a source and destination where one holds the other (as rclone does
+/// "overlapping remotes"): the destination's deletions would take the source's own
+/// files, or its neighbours, with them.
+fn refuse_overlap(src: &Side, dst: &Side, a: &SyncArgs) -> anyhow::Result<()> {
+    let overlap = match (&src.b2, &dst.b2, &src.local, &dst.local) {
+        // Bucket names are global on B2: the same name is the same bucket.
+        (Some(s), Some(d), _, _) => s.location_config().bucket == d.location_config().bucket && prefixes_overlap(&s.location_config().prefix, &d.location_config().prefix),
+        (_, _, Some(s), Some(d)) => {
+            let (s, d) = (real_path(s.root()), real_path(d.root()));
+            s.starts_with(&d) || d.starts_with(&s)
+        }
+        _ => false,
+    };
+    if overlap {
+        return Err(fail(
+            ExitCode::Fatal,
+            format!("refusing to sync {} to {}: one holds the other, so the sync would delete or rewrite its own source; nothing was transferred or deleted", a.src, a.dst),
+        ));
+    }
+    Ok(())
+}
+
 pub fn run(g: &GlobalArgs, a: SyncArgs) -> anyhow::Result<ExitCode> {
     let (src, dst) = (open_side(g, &a.src)?, open_side(g, &a.dst)?);
+    refuse_overlap(&src, &dst, &a)?;
     let opts = SyncOptions {
         compare: match a.compare {
             CompareArg::Modtime => Compare::ModTime,
@@ -57,6 +107,7 @@ pub fn run(g: &GlobalArgs, a: SyncArgs) -> anyhow::Result<ExitCode> {
         includes: regexes(&a.includes)?,
         excludes: regexes(&a.excludes)?,
         dry_run: a.dry_run,
+        allow_deletes: a.allow_deletes,
     };
     let hide_fn = dst.b2.clone().map(|b| move |name: &str| -> Result<(), BackendError> { b.hide(name) });
     // B2 to B2 with the same key: b2_copy_file (b2_copy_part above the copy cutoff), no
@@ -105,8 +156,20 @@ pub fn run(g: &GlobalArgs, a: SyncArgs) -> anyhow::Result<ExitCode> {
         v["errors"] = json!(s.errors.len());
         v["unsafe_names"] = json!(s.unsafe_names);
         v["files_touched"] = json!(s.files_touched);
+        v["deleted"] = json!(s.deleted);
+        if let Some(why) = &s.refusal {
+            v["refusal"] = json!(why);
+        }
         output::print_json(&v);
     } else if !g.quiet {
+        if a.dry_run {
+            for p in &s.deleted {
+                println!("would delete {p}");
+            }
+            if let Some(why) = &s.refusal {
+                println!("stop: {why}");
+            }
+        }
         let verb = if a.dry_run { "would transfer" } else { "transferred" };
         println!("{verb} {} files ({}), deleted {}, {} unchanged", s.files_uploaded, size(s.bytes_uploaded), s.files_deleted, s.files_skipped);
         if s.files_touched > 0 {
@@ -126,4 +189,20 @@ pub fn run(g: &GlobalArgs, a: SyncArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::PartialBackup);
     }
     Ok(ExitCode::Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefixes_overlap;
+
+    #[test]
+    fn prefixes_overlap_by_whole_components() {
+        assert!(prefixes_overlap("photos", ""));
+        assert!(prefixes_overlap("", "x"));
+        assert!(prefixes_overlap("photos", "photos"));
+        assert!(prefixes_overlap("photos/2024", "photos"));
+        assert!(prefixes_overlap("photos", "photos/2024"));
+        assert!(!prefixes_overlap("photos", "photos-old"));
+        assert!(!prefixes_overlap("a/b", "a/c"));
+    }
 }
