@@ -696,3 +696,82 @@ fn prune_deletes_leftovers_only_when_no_live_command_can_own_them() {
     assert!(!unindexed.exists() && !temp.exists());
     env.ok(&["check", "--read-data"]);
 }
+
+/// `cairn -r LOCATION` with the emulator's credentials, for tests that run the same
+/// steps on a local directory and on B2.
+fn cmd_at(env: &Env, emu: &Emulator, location: &str) -> std::process::Command {
+    let mut c = env.cmd();
+    c.env("B2_APPLICATION_KEY_ID", "testkeyid").env("B2_APPLICATION_KEY", "testkey").env("CAIRN_B2_ENDPOINT", &emu.url).arg("-r").arg(location);
+    c
+}
+
+/// Issue 20.4: two `key remove` at once, each removing the other's key, both passed the
+/// "not the last key" check and left none. Key changes now hold the exclusive lock and
+/// check under it: whatever the interleaving, a key remains that opens the repository.
+/// On a local directory and on B2 with 30 ms of latency per call.
+#[test]
+fn racing_key_removes_always_leave_a_working_key() {
+    let env = Env::new();
+    let emu = Emulator::start(&env.path("emu"), &["--latency-ms", "30"]);
+    let (pw1, pw2) = (env.path("pw1"), env.path("pw2"));
+    fs::write(&pw1, "first password\n").unwrap();
+    fs::write(&pw2, "second password\n").unwrap();
+    let local = env.repo().to_str().unwrap().to_string();
+    for location in [local.as_str(), "b2:keys-bucket/r"] {
+        let run = |pw: &Path, args: &[&str]| cmd_at(&env, &emu, location).env_remove("CAIRN_PASSWORD").arg("--password-file").arg(pw).args(args).output().unwrap();
+        let out = run(&pw1, &["init"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        for round in 0..4 {
+            // Both passwords present, then each process removes the other's key.
+            let keys = |pw: &Path| json_last_line(&String::from_utf8_lossy(&run(pw, &["--json", "key", "list"]).stdout)).as_array().cloned().unwrap_or_default();
+            if keys(&pw1).len() < 2 && !keys(&pw1).is_empty() {
+                assert!(run(&pw1, &["key", "add", "--new-password-file", pw2.to_str().unwrap()]).status.success());
+            } else if keys(&pw1).is_empty() {
+                assert!(run(&pw2, &["key", "add", "--new-password-file", pw1.to_str().unwrap()]).status.success());
+            }
+            let list = keys(&pw1);
+            let current = |pw: &Path| keys(pw).iter().find(|k| k["current"] == true).map(|k| k["id"].as_str().unwrap().to_string()).unwrap();
+            let (id1, id2) = (current(&pw1), current(&pw2));
+            assert_eq!(list.len(), 2, "round {round}: {list:?}");
+            let spawn = |pw: &Path, id: &str| {
+                cmd_at(&env, &emu, location).env_remove("CAIRN_PASSWORD").arg("--password-file").arg(pw).args(["key", "remove", id]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap()
+            };
+            let (a, b) = (spawn(&pw1, &id2), spawn(&pw2, &id1));
+            let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+            for o in [&a, &b] {
+                assert!(matches!(o.status.code(), Some(0 | 1 | 11)), "{location} round {round}: {:?} {}", o.status, stderr(o));
+            }
+            let opens = [&pw1, &pw2].iter().filter(|pw| run(pw, &["snapshots"]).status.success()).count();
+            assert!(opens >= 1, "{location} round {round}: no password opens the repository any more ({} / {})", stderr(&a), stderr(&b));
+            assert!(!(a.status.success() && b.status.success()), "{location} round {round}: both removes succeeded");
+        }
+    }
+}
+
+/// Issue 20.4: two `cairn init` at once on one location both reported success with
+/// different repository IDs, and the location then opened with neither. Now exactly one
+/// wins (the config is created only if absent: RENAME_NOREPLACE locally, first upload
+/// on B2), the other fails with exit 1 and takes back its key file, and the repository
+/// opens and checks.
+#[test]
+fn racing_inits_leave_one_repository() {
+    let env = Env::new();
+    let emu = Emulator::start(&env.path("emu"), &["--latency-ms", "30"]);
+    for round in 0..4 {
+        let local = env.path(&format!("r{round}"));
+        let b2 = format!("b2:init-bucket/r{round}");
+        for location in [local.to_str().unwrap(), b2.as_str()] {
+            let spawn = || cmd_at(&env, &emu, location).arg("init").stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+            let (a, b) = (spawn(), spawn());
+            let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+            let codes = [a.status.code(), b.status.code()];
+            assert!(codes.contains(&Some(0)) && codes.contains(&Some(1)), "{location}: one wins, one fails: {codes:?} {} / {}", stderr(&a), stderr(&b));
+            let loser = if a.status.success() { &b } else { &a };
+            assert!(stderr(loser).contains("already"), "{}", stderr(loser));
+            let keys = json_last_line(&String::from_utf8_lossy(&cmd_at(&env, &emu, location).args(["--json", "key", "list"]).output().unwrap().stdout)).as_array().unwrap().len();
+            assert_eq!(keys, 1, "{location}: the loser took back its key file");
+            let out = cmd_at(&env, &emu, location).arg("check").output().unwrap();
+            assert!(out.status.success(), "{location}: {}", stderr(&out));
+        }
+    }
+}

@@ -376,6 +376,41 @@ impl Backend for B2Backend {
         Ok(())
     }
 
+    /// B2 has no conditional upload, so: upload, then list the name's versions since it
+    /// was last hidden. The earliest upload wins (ties by file ID, which both racers
+    /// see alike); a later one deletes its own version and reports `AlreadyExists`. A
+    /// racer's listing always shows the earlier upload, since that finished first.
+    fn write_new(&self, name: &str, data: &[u8]) -> Result<(), BackendError> {
+        match self.stat(name) {
+            Ok(_) => return Err(BackendError::new(ErrorKind::AlreadyExists, format!("{}/{name}", self.loc.display()), "already exists")),
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+        let full = self.full(name)?;
+        let bucket_id = self.bucket_id()?;
+        let info = [("src_last_modified_millis", self.mtime_or_now(&WriteOptions::default()).to_string())];
+        let mine = self.rt.block_on(self.client.upload(&bucket_id, &full, data, "application/octet-stream", &info)).map_err(|e| self.err(name, e))?;
+        let versions = self.rt.block_on(self.client.list_versions(&bucket_id, &full)).map_err(|e| self.err(name, e))?;
+        // Newest first within a name: uploads until the latest hide marker count.
+        let first = versions
+            .iter()
+            .filter(|v| v.name == full)
+            .take_while(|v| v.action != "hide")
+            .filter(|v| v.action == "upload")
+            .min_by(|a, b| (a.upload_timestamp, &a.id).cmp(&(b.upload_timestamp, &b.id)));
+        // An earlier version with these very bytes is this call's own upload, retried
+        // after a reply was lost (sealed bytes carry a random nonce: no other writer
+        // makes them).
+        let ours = |f: &crate::client::FileVersion| f.id == mine.id || f.sha1.as_deref().is_some_and(|h| h.eq_ignore_ascii_case(&sha1_hex(data)));
+        match first {
+            Some(f) if !ours(f) => {
+                self.rt.block_on(self.client.delete_version(&full, &mine.id)).map_err(|e| self.err(name, e))?;
+                Err(BackendError::new(ErrorKind::AlreadyExists, format!("{}/{name}", self.loc.display()), "another writer stored it first"))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Above the upload cutoff: a large file whose parts are fetched from `source` and
     /// sent LARGE_FILE_CONCURRENCY at a time, so memory holds a few parts, never the file.
     /// The whole-file SHA1 is computed as parts arrive (in order) and must match

@@ -152,6 +152,13 @@ impl Backend for CachedBackend {
         }
         self.inner.write_parts(name, parts, opts)
     }
+    fn write_new(&self, name: &str, data: &[u8]) -> Result<(), BackendError> {
+        self.inner.write_new(name, data)?;
+        if cacheable(name) {
+            self.store(name, data);
+        }
+        Ok(())
+    }
     fn remove(&self, name: &str) -> Result<(), BackendError> {
         if let Some(path) = self.path(name) {
             let _ = fs::remove_file(path);

@@ -33,6 +33,19 @@ pub fn run_conformance(b: &dyn Backend) -> Result<(), String> {
         Err(e) if e.kind == ErrorKind::NotFound => {}
         _ => return fail("read of a missing object must be NotFound"),
     }
+    // write_new: only where nothing is stored; a taken name fails and keeps its bytes.
+    match b.write_new("config", b"another") {
+        Err(e) if e.kind == ErrorKind::AlreadyExists => {}
+        _ => return fail("write_new over an existing object must fail with AlreadyExists"),
+    }
+    if b.read("config").map_err(|e| e.to_string())? != b"cfg" {
+        return fail("a refused write_new changed the object");
+    }
+    b.write_new("keys/k2", b"new").map_err(|e| e.to_string())?;
+    if b.read("keys/k2").map_err(|e| e.to_string())? != b"new" {
+        return fail("write_new stored different bytes");
+    }
+    b.remove("keys/k2").map_err(|e| e.to_string())?;
     let mut names: Vec<String> = b.list("").map_err(|e| e.to_string())?.into_iter().map(|o| o.name).collect();
     names.sort();
     if names != ["config", "data/ab/ab01", "keys/k1"] {

@@ -13,6 +13,8 @@ pub enum ErrorKind {
     /// The object is there but not what was asked for (short read, bad checksum).
     Corrupt,
     InvalidName,
+    /// [`crate::Backend::write_new`] found the name taken.
+    AlreadyExists,
     Other,
 }
 
@@ -39,6 +41,7 @@ impl BackendError {
             K::StorageFull | K::QuotaExceeded => ErrorKind::NoSpace,
             K::Interrupted | K::TimedOut | K::WouldBlock => ErrorKind::Transient,
             K::UnexpectedEof => ErrorKind::Corrupt,
+            K::AlreadyExists => ErrorKind::AlreadyExists,
             _ => ErrorKind::Other,
         };
         BackendError { kind, object: object.into(), message: e.to_string(), source: Some(Box::new(e)) }

@@ -110,6 +110,19 @@ pub trait Backend: Send + Sync {
         self.write(name, &data, opts)
     }
 
+    /// Stores `data` under `name` only if nothing is stored there yet: of two racing
+    /// calls exactly one succeeds, and the other fails with `AlreadyExists` and leaves
+    /// nothing behind. How `init` keeps two inits from both creating a repository in
+    /// one place. The default looks, then writes (not atomic); every backend cairn ships
+    /// overrides it.
+    fn write_new(&self, name: &str, data: &[u8]) -> Result<(), BackendError> {
+        match self.stat(name) {
+            Ok(_) => Err(BackendError::new(ErrorKind::AlreadyExists, name, "already exists")),
+            Err(e) if e.is_not_found() => self.write(name, data, &WriteOptions::default()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Deletes the object; `NotFound` if it was not there.
     fn remove(&self, name: &str) -> Result<(), BackendError>;
 

@@ -143,6 +143,13 @@ impl LocalBackend {
     /// requested mtime, fsync'd, renamed over the name, directory fsync'd. On any error
     /// (including one from `fill`) the temporary file is removed.
     fn write_with(&self, name: &str, opts: &WriteOptions, fill: &mut dyn FnMut(&mut File) -> Result<(), BackendError>) -> Result<(), BackendError> {
+        self.write_into_place(name, opts, true, fill)
+    }
+
+    /// Writes a temporary file, syncs it, then renames it to `name` (with `replace`
+    /// false, only if `name` does not exist: `RENAME_NOREPLACE`, or a hard link where a
+    /// filesystem lacks it) and syncs the directory.
+    fn write_into_place(&self, name: &str, opts: &WriteOptions, replace: bool, fill: &mut dyn FnMut(&mut File) -> Result<(), BackendError>) -> Result<(), BackendError> {
         let p = self.path(name)?;
         let dir = p.parent().unwrap_or(&self.root).to_path_buf();
         self.ensure_dir(&dir)?;
@@ -168,7 +175,11 @@ impl LocalBackend {
                 f.sync_all()?;
                 drop(f);
                 self.open_files.forget(name);
-                fs::rename(&tmp, &p)?;
+                if replace {
+                    fs::rename(&tmp, &p)?;
+                } else {
+                    rename_noreplace(&tmp, &p)?;
+                }
                 sync_dir(&dir)
             })();
             io.map_err(|e| self.err(name, e))
@@ -376,6 +387,10 @@ impl Backend for LocalBackend {
         })
     }
 
+    fn write_new(&self, name: &str, data: &[u8]) -> Result<(), BackendError> {
+        self.write_into_place(name, &WriteOptions::default(), false, &mut |f| write_all_parts(f, &[data]).map_err(|e| self.err(name, e)))
+    }
+
     fn remove(&self, name: &str) -> Result<(), BackendError> {
         let p = self.path(name)?;
         self.open_files.forget(name);
@@ -475,5 +490,27 @@ mod tests {
         b.remove_partial("data/ab/.abcd.tmp-fedcba9876543210").unwrap();
         assert_eq!(b.list_partial("").unwrap().len(), 1);
         assert!(d.path().join("x").exists() && d.path().join("user.tmp-file").exists());
+    }
+}
+
+/// Renames `from` to `to` unless `to` exists (then `AlreadyExists`, and `from` stays for
+/// the caller to remove). `RENAME_NOREPLACE` where the filesystem has it; elsewhere
+/// (some FUSE and network filesystems) a hard link, which fails the same way.
+fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(std::io::Error::other);
+    let (f, t) = (c(from)?, c(to)?);
+    // SAFETY: two valid NUL-terminated paths, resolved from the working directory.
+    let r = unsafe { libc::renameat2(libc::AT_FDCWD, f.as_ptr(), libc::AT_FDCWD, t.as_ptr(), libc::RENAME_NOREPLACE) };
+    if r == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP) => {
+            fs::hard_link(from, to)?;
+            fs::remove_file(from)
+        }
+        _ => Err(e),
     }
 }

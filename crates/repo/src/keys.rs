@@ -98,7 +98,9 @@ fn written_by_cairn(kf: &KeyFile) -> bool {
 /// location last time (`preferred`), then key files with the parameters cairn writes,
 /// then the rest, cheapest first. Corrupt or out-of-range key files are skipped, named
 /// in a warning (another key may still fit), and only reported if none does.
-pub(crate) fn open_master(backend: &dyn Backend, password: &[u8], preferred: Option<KeyId>) -> Result<(MasterKey, KeyId), RepoError> {
+/// The master key of the first key file `password` opens whose master key `fits`
+/// (opens this repository's config), trying keys in the order above.
+pub(crate) fn open_master(backend: &dyn Backend, password: &[u8], preferred: Option<KeyId>, fits: &dyn Fn(&MasterKey) -> bool) -> Result<(MasterKey, KeyId), RepoError> {
     let names = backend.list(FileKind::Key.dir())?;
     let mut tried = 0;
     let mut corrupt = None;
@@ -113,11 +115,19 @@ pub(crate) fn open_master(backend: &dyn Backend, password: &[u8], preferred: Opt
         }
     }
     keys.sort_by_key(|(id, kf)| (Some(*id) != preferred, !written_by_cairn(kf), u64::from(kf.memory_kib) * u64::from(kf.iterations)));
+    let mut misfits = 0;
     for (id, kf) in &keys {
         tried += 1;
         if let Some(mk) = try_key(kf, password) {
-            return Ok((mk, *id));
+            if fits(&mk) {
+                return Ok((mk, *id));
+            }
+            tracing::warn!("key file keys/{} opens with this password but not this repository's config: skipped", id.to_hex());
+            misfits += 1;
         }
+    }
+    if misfits > 0 {
+        return Err(RepoError::corrupt(crate::layout::CONFIG, format!("does not open with any of the {misfits} key(s) this password opens")));
     }
     match (tried, corrupt) {
         (0, Some(e)) => Err(e),

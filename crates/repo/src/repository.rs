@@ -154,7 +154,15 @@ impl Repository {
         };
         let key_id = keys::add_key(backend.as_ref(), &key, password)?;
         let sealed = key.seal(CONFIG_PURPOSE, &frame(&config.encode(), None)).map_err(|e| crypto(CONFIG, e))?;
-        backend.write(CONFIG, &sealed, &WriteOptions::default())?;
+        // Only one of two racing inits creates the config; the other takes back its key
+        // file, so the location holds one repository and only its keys.
+        if let Err(e) = backend.write_new(CONFIG, &sealed) {
+            let _ = backend.remove(&FileKind::Key.name(&key_id.to_hex()));
+            return Err(match e.kind {
+                ErrorKind::AlreadyExists => RepoError::AlreadyExists(backend.location()),
+                _ => e.into(),
+            });
+        }
         Ok(Repository::assemble(backend, key, key_id, config))
     }
 
@@ -171,8 +179,10 @@ impl Repository {
             Err(e) if e.kind == ErrorKind::NotFound => return Err(RepoError::NoRepository(backend.location())),
             Err(e) => return Err(e.into()),
         }
-        let (key, key_id) = keys::open_master(backend.as_ref(), password, preferred)?;
         let sealed = backend.read(CONFIG)?;
+        // A key whose master key cannot open the config belongs to another repository
+        // (left by an init that lost a race, or planted): the next key is tried.
+        let (key, key_id) = keys::open_master(backend.as_ref(), password, preferred, &|k: &MasterKey| k.open(CONFIG_PURPOSE, &sealed).is_ok())?;
         let plain = key.open(CONFIG_PURPOSE, &sealed).map_err(|e| crypto(CONFIG, e))?;
         let config = Config::decode(&unframe(&plain).map_err(|e| RepoError::format(CONFIG, e))?)
             .map_err(|e| RepoError::format(CONFIG, e))?;
@@ -274,7 +284,9 @@ impl Repository {
         if !keys.iter().any(|k| k.id == *id) {
             return Err(RepoError::Invalid(format!("no key {}", id.short())));
         }
-        if keys.len() < 2 {
+        // Counted under the exclusive lock, and the key in use must still be there:
+        // removing another key when this session's own went meanwhile would leave none.
+        if keys.len() < 2 || !keys.iter().any(|k| k.id == self.key_id) {
             return Err(RepoError::Invalid("refusing to remove the last key".into()));
         }
         self.backend.remove(&FileKind::Key.name(&id.to_hex()))?;
@@ -295,6 +307,12 @@ impl Repository {
     /// Replaces the password this session opened with: the new key file is stored
     /// before the old one is removed, so an interruption leaves two working keys.
     pub fn change_password(&self, new_password: &[u8]) -> Result<KeyId, RepoError> {
+        // The key this session opened with may have been removed meanwhile (by another
+        // password's `key remove`): then removing it below would be a no-op, but the
+        // caller should know the repository changed under it.
+        if !self.list_keys()?.iter().any(|k| k.id == self.key_id) {
+            return Err(RepoError::Invalid(format!("key {} was removed meanwhile; open the repository again", self.key_id.short())));
+        }
         let new = self.add_key(new_password)?;
         self.backend.remove(&FileKind::Key.name(&self.key_id.to_hex()))?;
         Ok(new)

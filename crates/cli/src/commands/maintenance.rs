@@ -26,7 +26,16 @@ fn new_password(file: &Option<std::path::PathBuf>) -> anyhow::Result<password::P
 }
 
 pub fn key(g: &GlobalArgs, a: KeyArgs) -> anyhow::Result<ExitCode> {
-    let repo = super::open_repo(g)?;
+    let repo = std::sync::Arc::new(super::open_repo(g)?);
+    // Changing keys holds the exclusive lock, and every check (is this the last key?)
+    // runs under it: two `key remove` at once, each removing the other's key, must not
+    // both pass the check and leave a repository nobody can open.
+    let _lock = match &a.command {
+        KeyCommand::List => None,
+        KeyCommand::Add { .. } => Some(repo.lock(cairn_repo::LockKind::Exclusive, "key add")?),
+        KeyCommand::Remove { .. } => Some(repo.lock(cairn_repo::LockKind::Exclusive, "key remove")?),
+        KeyCommand::Passwd { .. } => Some(repo.lock(cairn_repo::LockKind::Exclusive, "key passwd")?),
+    };
     match a.command {
         KeyCommand::List => {
             let keys = repo.list_keys()?;
