@@ -66,6 +66,8 @@ struct Writer {
     in_flight: HashSet<BlobId>,
     /// Packs stored but not yet listed by any index file.
     unindexed: Vec<IndexPack>,
+    /// Every pack this command stored, checked for before a snapshot is written.
+    stored: Vec<PackId>,
     last_index_save: Instant,
 }
 
@@ -119,7 +121,7 @@ impl Repository {
             read_ahead: RwLock::new(None),
             held_lock: Mutex::new(None),
             lock_timing: crate::lock::LockTiming::default(),
-            writer: Mutex::new(Writer { in_flight: HashSet::new(), unindexed: Vec::new(), last_index_save: Instant::now() }),
+            writer: Mutex::new(Writer { in_flight: HashSet::new(), unindexed: Vec::new(), stored: Vec::new(), last_index_save: Instant::now() }),
             data_packers: PackerPool::new(BlobType::Data, target, true),
             tree_packers: PackerPool::new(BlobType::Tree, target, false),
             stats: SaveStats::default(),
@@ -735,6 +737,7 @@ impl Repository {
                 w.in_flight.remove(&e.id);
             }
             w.unindexed.push(IndexPack { id, size, blobs: entries });
+            w.stored.push(id);
         }
     }
 
@@ -835,8 +838,40 @@ impl Repository {
     // ---- snapshots ----
 
     pub fn save_snapshot(&self, s: &Snapshot) -> Result<SnapshotId, RepoError> {
+        if !self.dry_run {
+            self.check_stored_packs()?;
+        }
         let hex = self.save_file(FileKind::Snapshot, &s.encode())?;
         hex.parse().map_err(|e| RepoError::Invalid(format!("{e}")))
+    }
+
+    /// Fails unless every pack this command stored is still in the repository: a
+    /// snapshot must never point at data that is not stored, and a prune elsewhere that
+    /// took this command's lock for stale may have deleted packs it had not indexed yet.
+    /// A few packs are looked at one by one, more with one listing.
+    fn check_stored_packs(&self) -> Result<(), RepoError> {
+        let stored = self.writer.lock().unwrap_or_else(unpoison).stored.clone();
+        let missing: Vec<String> = if stored.len() <= 64 {
+            let mut gone = Vec::new();
+            for id in &stored {
+                match self.backend.stat(&pack_name(id)) {
+                    Ok(_) => {}
+                    Err(e) if e.is_not_found() => gone.push(pack_name(id)),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            gone
+        } else {
+            let there: HashSet<String> = self.backend.list(DATA_DIR)?.into_iter().map(|o| o.name).collect();
+            stored.iter().map(pack_name).filter(|n| !there.contains(n)).collect()
+        };
+        match missing.first() {
+            None => Ok(()),
+            Some(first) => Err(RepoError::LockLost {
+                what: "the snapshot".into(),
+                why: format!("{} pack(s) this command stored are gone from the repository (first {first}); was a prune run elsewhere while this lock looked stale?", missing.len()),
+            }),
+        }
     }
 
     /// Every snapshot, oldest first.

@@ -296,3 +296,33 @@ fn a_writer_whose_lock_refreshes_fail_stops_before_index_and_snapshot() {
     let snapshots = b.list("snapshots/").unwrap();
     assert_eq!(snapshots.len(), 1, "only the run whose lock held saved a snapshot");
 }
+
+/// Issue 20.5: a snapshot never points at data that is not stored. A pack this command
+/// stored that vanished before the snapshot (a prune elsewhere that took the lock for
+/// stale) stops the snapshot, which is then not written.
+#[test]
+fn a_snapshot_is_not_written_when_a_pack_this_command_stored_is_gone() {
+    let (_d, b) = setup();
+    let repo = Repository::init(b.clone(), b"pw", &InitOptions::default()).unwrap();
+    let (id, _) = repo.save_blob(BlobType::Data, b"content of a file").unwrap();
+    repo.flush().unwrap();
+    repo.save_index().unwrap();
+    let pack = repo.index().get(&id).unwrap().pack;
+    b.remove(&cairn_repo::pack_name(&pack)).unwrap();
+    let snap = cairn_format::Snapshot {
+        time: chrono::Utc::now().fixed_offset(),
+        parent: None,
+        tree: id,
+        paths: vec!["/x".into()],
+        hostname: "h".into(),
+        username: "u".into(),
+        uid: 0,
+        gid: 0,
+        tags: vec![],
+        program_version: "test".into(),
+        summary: None,
+    };
+    let e = repo.save_snapshot(&snap).unwrap_err();
+    assert!(matches!(e, RepoError::LockLost { .. }) && e.to_string().contains("are gone"), "{e}");
+    assert!(b.list("snapshots/").unwrap().is_empty(), "no snapshot written");
+}
