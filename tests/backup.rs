@@ -447,3 +447,43 @@ fn backup_is_nice_by_default_and_read_concurrency_changes_nothing_stored() {
     assert!(inside.is_empty(), "{inside:?}");
     assert_eq!(json_last_line(&env.ok(&["stats", "--json", &one[..8]]))["total_size"], json_last_line(&env.ok(&["stats", "--json", &all[..8]]))["total_size"]);
 }
+
+/// Issue 20.5: plain `--stdin` cannot know that its producer failed half way and saves
+/// what arrived; `--stdin-from-command` runs the producer and saves nothing unless it
+/// exits 0 (a failure or a kill is exit 1, one line naming it, no snapshot).
+#[test]
+fn stdin_from_command_saves_only_what_a_successful_producer_wrote() {
+    let env = Env::new();
+    env.init();
+    let snapshots = || json_last_line(&env.ok(&["--json", "snapshots"])).as_array().unwrap().len();
+    let data = pseudo_random(9, 3_000_000);
+    fs::write(env.path("dump.bin"), &data).unwrap();
+    let cat = format!("cat '{}'", env.path("dump.bin").display());
+    for (script, why) in [
+        (format!("{cat}; exit 3"), "exited with status 3"),
+        (format!("head -c 1000000 '{}'; kill -9 $$", env.path("dump.bin").display()), "killed by signal 9"),
+        ("exec /no/such/program".to_string(), "exited with status 127"),
+    ] {
+        let out = env.run(&["backup", "--stdin-from-command", "--stdin-filename", "db.dump", "--", "sh", "-c", &script]);
+        assert_eq!(out.status.code(), Some(1), "{script}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains(why) && err.contains("no snapshot was saved"), "{script}: {err}");
+        assert_eq!(snapshots(), 0, "{script}: nothing saved");
+    }
+    let out = env.run(&["backup", "--stdin-from-command", "--", "/no/such/program"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("cannot run `/no/such/program`"), "{}", stderr(&out));
+    let out = env.run(&["backup", "--stdin-from-command"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("needs a command"), "{}", stderr(&out));
+
+    env.ok(&["backup", "--stdin-from-command", "--stdin-filename", "db.dump", "--", "sh", "-c", &cat]);
+    assert_eq!(snapshots(), 1);
+    let out = env.repo_cmd().args(["dump", "latest", "/db.dump"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.stdout == data, "the dump restores byte for byte");
+    // The producer's environment holds no secret of cairn's.
+    let seen = env.path("producer-env");
+    env.ok(&["backup", "--stdin-from-command", "--", "sh", "-c", &format!("env > '{}'", seen.display())]);
+    assert!(!fs::read_to_string(&seen).unwrap().contains(PASSWORD));
+}

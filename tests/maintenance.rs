@@ -775,3 +775,33 @@ fn racing_inits_leave_one_repository() {
         }
     }
 }
+
+/// Issue 20.5: `forget --keep-tag nosuch` kept nothing and so removed every snapshot of
+/// the group, exit 0. A policy that keeps nothing of a group is refused (exit 1, nothing
+/// removed) unless --unsafe-allow-remove-all says so.
+#[test]
+fn a_keep_rule_that_keeps_nothing_removes_nothing() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..3 {
+        fs::write(src.join("f"), format!("{i}")).unwrap();
+        env.backup(&[&src], &["--tag", "daily"]);
+    }
+    let count = || json_last_line(&env.ok(&["--json", "snapshots"])).as_array().unwrap().len();
+    for args in [&["forget", "--keep-tag", "nosuch"][..], &["forget", "--keep-tag", "nosuch", "--dry-run"][..], &["forget", "--keep-tag", "Daily", "--prune"][..]] {
+        let out = env.run(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = stderr(&out);
+        assert!(err.contains("refusing to remove all 3 snapshots") && err.contains("--unsafe-allow-remove-all"), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert_eq!(count(), 3, "{args:?}: nothing removed");
+    }
+    env.ok(&["forget", "--keep-tag", "daily"]);
+    assert_eq!(count(), 3, "a tag they have keeps them");
+    env.ok(&["forget", "--keep-tag", "nosuch", "--keep-last", "1"]);
+    assert_eq!(count(), 1, "another rule keeping something is fine");
+    env.ok(&["forget", "--keep-tag", "nosuch", "--unsafe-allow-remove-all"]);
+    assert_eq!(count(), 0, "said so explicitly");
+}

@@ -360,6 +360,10 @@ pub struct ForgetArgs {
     /// Keep every snapshot with this tag
     #[arg(long = "keep-tag", value_name = "T")]
     pub keep_tags: Vec<String>,
+    /// Let the policy remove every snapshot of a group (by default that is refused: a
+    /// --keep-tag nobody has, or a typo, would otherwise keep nothing)
+    #[arg(long, visible_alias = "allow-empty-keep")]
+    pub unsafe_allow_remove_all: bool,
     #[command(flatten)]
     pub select: SnapshotSelect,
     /// Run prune afterwards
@@ -518,10 +522,15 @@ pub struct BackupArgs {
     /// Do everything but write to the repository
     #[arg(short = 'n', long)]
     pub dry_run: bool,
-    /// Back up standard input as one file
+    /// Back up standard input as one file. cairn cannot tell whether the program feeding
+    /// it finished or failed half way; prefer --stdin-from-command
     #[arg(long)]
     pub stdin: bool,
-    /// File name for --stdin
+    /// Run the command given after `--` and back up its output as one file; nothing is
+    /// saved unless it exits 0 (cairn backup --stdin-from-command -- pg_dump mydb)
+    #[arg(long, conflicts_with = "stdin")]
+    pub stdin_from_command: bool,
+    /// File name for --stdin and --stdin-from-command
     #[arg(long, value_name = "NAME", default_value = "stdin")]
     pub stdin_filename: String,
     /// Compression for this backup (auto, off, max, 1-22)

@@ -14,7 +14,10 @@ pub fn run(g: &GlobalArgs, a: BackupArgs) -> anyhow::Result<ExitCode> {
     if a.stdin && !a.paths.is_empty() {
         return Err(fail(ExitCode::Fatal, "--stdin takes no paths"));
     }
-    if !a.stdin && a.paths.is_empty() {
+    if a.stdin_from_command && a.paths.is_empty() {
+        return Err(fail(ExitCode::Fatal, "--stdin-from-command needs a command after `--`: cairn backup --stdin-from-command -- CMD [ARG...]"));
+    }
+    if !a.stdin && !a.stdin_from_command && a.paths.is_empty() {
         return Err(fail(ExitCode::Fatal, "nothing to back up: give at least one PATH (or --stdin)"));
     }
     let mut excludes = a.excludes.clone();
@@ -26,7 +29,7 @@ pub fn run(g: &GlobalArgs, a: BackupArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let opts = BackupOptions {
-        paths: a.paths.clone(),
+        paths: if a.stdin_from_command { Vec::new() } else { a.paths.clone() },
         tags: a.tags.iter().flat_map(|t| t.split(',')).filter(|t| !t.is_empty()).map(str::to_owned).collect(),
         host: a.host.clone(),
         parent: a.parent.clone(),
@@ -37,7 +40,8 @@ pub fn run(g: &GlobalArgs, a: BackupArgs) -> anyhow::Result<ExitCode> {
         one_file_system: a.one_file_system,
         ignore_inode: a.ignore_inode,
         ignore_ctime: a.ignore_ctime,
-        stdin_filename: a.stdin.then(|| a.stdin_filename.clone()),
+        stdin_filename: (a.stdin || a.stdin_from_command).then(|| a.stdin_filename.clone()),
+        stdin_command: a.stdin_from_command.then(|| a.paths.iter().map(|p| p.clone().into_os_string()).collect()),
         read_concurrency: a.read_concurrency.unwrap_or(0),
         ..BackupOptions::default()
     };

@@ -101,6 +101,18 @@ pub fn forget(g: &GlobalArgs, a: ForgetArgs) -> anyhow::Result<ExitCode> {
         let snaps: Vec<_> = repo.list_snapshots()?.into_iter().filter(|s| filter.matches(s)).collect();
         for (key, members) in group(snaps, by) {
             let plan = apply(&members, &policy);
+            // A policy that keeps nothing of a group is almost always a mistake (a tag
+            // nobody has, a misspelt one): it must not become "remove everything".
+            if plan.keep.is_empty() && !plan.remove.is_empty() && !a.unsafe_allow_remove_all {
+                return Err(fail(
+                    ExitCode::Fatal,
+                    format!(
+                        "refusing to remove all {} snapshots of group {}: no --keep-* option keeps any of them (does every --keep-tag name a tag they have?); nothing was removed. Pass --unsafe-allow-remove-all if that is what you want",
+                        plan.remove.len(),
+                        serde_json::to_string(&key).unwrap_or_default()
+                    ),
+                ));
+            }
             if !g.json && !g.quiet {
                 println!("snapshots for {}:", serde_json::to_string(&key).unwrap_or_default());
                 println!("keep {} snapshots:", plan.keep.len());

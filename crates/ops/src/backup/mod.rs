@@ -39,6 +39,9 @@ pub struct BackupOptions {
     pub ignore_ctime: bool,
     /// Back up standard input as a single file of this name.
     pub stdin_filename: Option<String>,
+    /// With `stdin_filename`: run this program (and arguments) and back up its standard
+    /// output instead of cairn's standard input, saving nothing unless it exits 0.
+    pub stdin_command: Option<Vec<std::ffi::OsString>>,
     /// How often an index is written while the backup runs.
     pub checkpoint_interval: Duration,
     /// Files read at the same time; 0 means one per core.
@@ -60,6 +63,7 @@ impl Default for BackupOptions {
             ignore_inode: false,
             ignore_ctime: false,
             stdin_filename: None,
+            stdin_command: None,
             checkpoint_interval: Duration::from_secs(5 * 60),
             read_concurrency: 0,
         }
@@ -144,6 +148,42 @@ fn scan(paths: &[PathBuf], opts: &BackupOptions, progress: &dyn crate::Progress,
     }
 }
 
+/// Backs up what `argv` writes to its standard output, as the file `name`. Plain
+/// `--stdin` cannot know whether its producer finished (`pg_dump | cairn backup --stdin`
+/// sees the same end of input when pg_dump fails half way); here the producer's exit
+/// status decides: anything but 0 (or a signal) fails the backup before a snapshot
+/// exists. The blobs already stored stay for the next backup to reuse.
+fn from_command(arch: &archiver::Archiver<'_>, name: &str, argv: &[std::ffi::OsString]) -> Result<cairn_format::BlobId, OpsError> {
+    use std::process::{Command, Stdio};
+    let Some((program, args)) = argv.split_first() else {
+        return Err(OpsError::Invalid("--stdin-from-command needs a command: cairn backup --stdin-from-command -- CMD [ARG...]".into()));
+    };
+    let shown = argv.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ");
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| OpsError::Invalid(format!("--stdin-from-command: cannot run `{shown}`: {e}")))?;
+    let out = child.stdout.take().ok_or_else(|| OpsError::Invalid("--stdin-from-command: no output pipe".into()))?;
+    let tree = arch.stdin_tree(name, out);
+    // Reaped whatever happened, so no zombie outlives a failed read.
+    let status = child.wait().map_err(|e| OpsError::Invalid(format!("--stdin-from-command: waiting for `{shown}`: {e}")));
+    let tree = tree?;
+    let status = status?;
+    if !status.success() {
+        let how = match (status.code(), std::os::unix::process::ExitStatusExt::signal(&status)) {
+            (Some(c), _) => format!("exited with status {c}"),
+            (None, Some(s)) => format!("was killed by signal {s}"),
+            _ => "failed".to_string(),
+        };
+        return Err(OpsError::Invalid(format!("--stdin-from-command: `{shown}` {how}; its output may be incomplete, so no snapshot was saved")));
+    }
+    Ok(tree)
+}
+
+
 /// [`backup`], reporting files as they are done (and the scanner's totals).
 pub fn backup_with_progress(repo: &Repository, opts: &BackupOptions, progress: &dyn crate::Progress) -> Result<BackupSummary, OpsError> {
     let stop = std::sync::atomic::AtomicBool::new(false);
@@ -183,7 +223,10 @@ fn run_backup(repo: &Repository, opts: &BackupOptions, progress: &dyn crate::Pro
             return Err(OpsError::Invalid(format!("invalid --stdin-filename {name:?}: must be a plain file name")));
         }
         let arch = archiver::Archiver::new(repo, chunker, opts, None, progress);
-        let tree = arch.stdin_tree(name, std::io::stdin())?;
+        let tree = match &opts.stdin_command {
+            None => arch.stdin_tree(name, std::io::stdin())?,
+            Some(argv) => from_command(&arch, name, argv)?,
+        };
         (vec![format!("/{name}")], tree, None, arch)
     } else {
         if opts.paths.is_empty() {
