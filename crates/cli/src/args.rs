@@ -642,7 +642,9 @@ pub struct RestoreArgs {
     /// What to do with files that already exist in the target
     #[arg(long, value_enum, default_value = "always")]
     pub overwrite: OverwriteArg,
-    /// Delete files in restored directories that the snapshot does not have
+    /// Delete what the snapshot does not have from the restored directories: only at or
+    /// below the backed-up paths, only what --include/--exclude select, never this
+    /// repository or its cache. Each deletion is listed; look first with --dry-run
     #[arg(long)]
     pub delete: bool,
     /// Show what would be restored without writing
