@@ -9,7 +9,7 @@ use crate::util::*;
 
 fn b2_cmd(env: &Env, emu: &Emulator, repo: &str) -> std::process::Command {
     let mut c = env.cmd();
-    c.env("B2_APPLICATION_KEY_ID", "testkeyid").env("B2_APPLICATION_KEY", "testkey").env("CAIRN_B2_ENDPOINT", &emu.url).arg("-r").arg(repo);
+    emu.credentials(&mut c).arg("-r").arg(repo);
     c
 }
 
@@ -318,7 +318,7 @@ fn a_listing_cursor_that_does_not_advance_is_an_error() {
     }
     let sync = || {
         let mut c = wrapping_cairn(&env, "timeout");
-        c.env("B2_APPLICATION_KEY_ID", "testkeyid").env("B2_APPLICATION_KEY", "testkey").env("CAIRN_B2_ENDPOINT", &emu.url);
+        emu.credentials(&mut c);
         c.args(["60", env!("CARGO_BIN_EXE_cairn"), "sync", src.to_str().unwrap(), "b2:stuck-bucket/x"]);
         c.output().unwrap()
     };

@@ -293,7 +293,7 @@ fn sigkill_during_ship() {
     let dest = "b2:crash-bucket/offsite";
     let b2 = |env: &Env, emu: &Emulator| {
         let mut c = env.cmd();
-        c.env("B2_APPLICATION_KEY_ID", "testkeyid").env("B2_APPLICATION_KEY", "testkey").env("CAIRN_B2_ENDPOINT", &emu.url);
+        emu.credentials(&mut c);
         c
     };
     h.backup();

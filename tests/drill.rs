@@ -140,7 +140,7 @@ fn subset_checks_read_the_least_recently_verified_packs_first() {
 
 fn b2(env: &Env, emu: &Emulator) -> std::process::Command {
     let mut c = env.cmd();
-    c.env("B2_APPLICATION_KEY_ID", "testkeyid").env("B2_APPLICATION_KEY", "testkey").env("CAIRN_B2_ENDPOINT", &emu.url);
+    emu.credentials(&mut c);
     c
 }
 

@@ -701,7 +701,7 @@ fn prune_deletes_leftovers_only_when_no_live_command_can_own_them() {
 /// steps on a local directory and on B2.
 fn cmd_at(env: &Env, emu: &Emulator, location: &str) -> std::process::Command {
     let mut c = env.cmd();
-    c.env("B2_APPLICATION_KEY_ID", "testkeyid").env("B2_APPLICATION_KEY", "testkey").env("CAIRN_B2_ENDPOINT", &emu.url).arg("-r").arg(location);
+    emu.credentials(&mut c).arg("-r").arg(location);
     c
 }
 

@@ -156,7 +156,7 @@ fn mount_a_b2_repository() {
     let emu = Emulator::start(&env.path("emu"), &[]);
     let b2 = |env: &Env| {
         let mut c = env.cmd();
-        c.env("B2_APPLICATION_KEY_ID", "testkeyid").env("B2_APPLICATION_KEY", "testkey").env("CAIRN_B2_ENDPOINT", &emu.url).args(["-r", "b2:mount-bucket/r"]);
+        emu.credentials(&mut c).args(["-r", "b2:mount-bucket/r"]);
         c
     };
     let src = env.path("src");

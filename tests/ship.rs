@@ -5,7 +5,7 @@ use std::fs;
 use crate::util::*;
 
 fn with_b2(mut c: std::process::Command, emu: &Emulator) -> std::process::Command {
-    c.env("B2_APPLICATION_KEY_ID", "testkeyid").env("B2_APPLICATION_KEY", "testkey").env("CAIRN_B2_ENDPOINT", &emu.url);
+    emu.credentials(&mut c);
     c
 }
 

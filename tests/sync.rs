@@ -332,7 +332,7 @@ fn names_planted_in_a_bucket_never_escape_a_local_destination() {
     fs::create_dir_all(&src).unwrap();
     fs::write(src.join("ok.txt"), b"fine").unwrap();
     let b2 = |c: &mut std::process::Command| {
-        c.env("B2_APPLICATION_KEY_ID", "testkeyid").env("B2_APPLICATION_KEY", "testkey").env("CAIRN_B2_ENDPOINT", &emu.url);
+        emu.credentials(c);
     };
     let mut c = env.cmd();
     b2(&mut c);

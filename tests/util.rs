@@ -299,6 +299,11 @@ pub struct Emulator {
 }
 
 impl Emulator {
+    /// Gives `c` (a cairn command) this emulator's endpoint and its default key.
+    pub fn credentials<'c>(&self, c: &'c mut Command) -> &'c mut Command {
+        c.env("B2_APPLICATION_KEY_ID", "testkeyid").env("B2_APPLICATION_KEY", "testkey").env("CAIRN_B2_ENDPOINT", &self.url)
+    }
+
     pub fn start(data: &Path, extra: &[&str]) -> Emulator {
         use std::io::BufRead;
         let mut child = Command::new(env!("CARGO_BIN_EXE_cairn-b2-emulator"))
