@@ -17,14 +17,21 @@ use cairn_repo::{FileKind, Index, IndexPart, InitOptions, Repository};
 fn vm_hwm_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }
 
 fn main() {
     // The allocator as cairn's own main sets it, so peaks are what the binary would see.
     cairn_cli::one_malloc_arena();
-    let n: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(10_000_000);
+    let n: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(10_000_000);
     const BLOBS_PER_PACK: usize = 16;
     const PACKS_PER_FILE: usize = 20_000;
     // Synthetic index files as a backup would write them: 16 blobs per pack (1 MiB
@@ -59,7 +66,11 @@ fn main() {
                 });
                 made += 1;
             }
-            f.packs.push(IndexPack { id: PackId(pid), size: 17 << 20, blobs });
+            f.packs.push(IndexPack {
+                id: PackId(pid),
+                size: 17 << 20,
+                blobs,
+            });
         }
         files.push(f.encode());
     }
@@ -92,12 +103,15 @@ fn main() {
     drop(index);
 
     // The real path: the same files as a repository's index/ directory.
-    let dir =
-        tempfile::tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| std::env::temp_dir().display().to_string())).expect("tempdir");
+    let dir = tempfile::tempdir_in(
+        std::env::var("BENCH_DIR").unwrap_or_else(|_| std::env::temp_dir().display().to_string()),
+    )
+    .expect("tempdir");
     let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(dir.path().join("repo")));
     let repo = Repository::init(backend.clone(), b"bench", &InitOptions::default()).expect("init");
     for bytes in &files {
-        repo.save_file(FileKind::Index, bytes).expect("save index file");
+        repo.save_file(FileKind::Index, bytes)
+            .expect("save index file");
     }
     drop(files);
     drop(repo);
@@ -115,21 +129,34 @@ fn main() {
 
     println!("blobs:                 {blobs}");
     println!("entry size:            {} bytes", Index::ENTRY_BYTES);
-    println!("index heap:            {:.1} MiB = {:.1} bytes/blob", heap as f64 / 1048576.0, heap as f64 / blobs as f64);
+    println!(
+        "index heap:            {:.1} MiB = {:.1} bytes/blob",
+        heap as f64 / 1048576.0,
+        heap as f64 / blobs as f64
+    );
     println!(
         "encoded index files:   {:.1} MiB ({} files)",
         encoded as f64 / 1048576.0,
-        (n + BLOBS_PER_PACK * PACKS_PER_FILE - 1) / (BLOBS_PER_PACK * PACKS_PER_FILE)
+        n.div_ceil(BLOBS_PER_PACK * PACKS_PER_FILE)
     );
     println!("decode + build + sort: {:.2} s (files already in memory; decoding on one thread, sorting on all cores)", load.as_secs_f64());
-    println!("1M random lookups:     {:.2} s ({hits} hits)", lookup.as_secs_f64());
+    println!(
+        "1M random lookups:     {:.2} s ({hits} hits)",
+        lookup.as_secs_f64()
+    );
     println!(
         "peak RSS (in memory):  {:.1} MiB (of which {:.1} MiB were the encoded files)",
         hwm_before_open as f64 / 1024.0,
         rss_before as f64 / 1024.0
     );
-    println!("open repository:       {:.2} s (key derivation)", opened.as_secs_f64());
-    println!("open + load index:     {:.2} s ({loaded} blobs from disk: read, unseal, decode, build)", open_load.as_secs_f64());
+    println!(
+        "open repository:       {:.2} s (key derivation)",
+        opened.as_secs_f64()
+    );
+    println!(
+        "open + load index:     {:.2} s ({loaded} blobs from disk: read, unseal, decode, build)",
+        open_load.as_secs_f64()
+    );
     println!(
         "peak RSS of the load:  {:.1} MiB above the {:.1} MiB before it",
         load_peak.saturating_sub(rss_floor) as f64 / 1024.0,

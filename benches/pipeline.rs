@@ -25,7 +25,16 @@ fn logs(len: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(len + 128);
     let mut i = 0u64;
     while out.len() < len {
-        out.extend_from_slice(format!("{} INFO worker-{} GET /api/v1/item/{} 200 {}us\n", 1_700_000_000 + i, i % 16, i * 7919 % 100_000, i * 31 % 9000).as_bytes());
+        out.extend_from_slice(
+            format!(
+                "{} INFO worker-{} GET /api/v1/item/{} 200 {}us\n",
+                1_700_000_000 + i,
+                i % 16,
+                i * 7919 % 100_000,
+                i * 31 % 9000
+            )
+            .as_bytes(),
+        );
         i += 1;
     }
     out.truncate(len);
@@ -34,24 +43,43 @@ fn logs(len: usize) -> Vec<u8> {
 
 fn stages(c: &mut Criterion) {
     let key = cairn_crypto::MasterKey::generate().unwrap();
-    let chunker = cairn_chunker::Chunker::new(&key.gear_table(), cairn_chunker::ChunkerParams::DEFAULT).unwrap();
+    let chunker =
+        cairn_chunker::Chunker::new(&key.gear_table(), cairn_chunker::ChunkerParams::DEFAULT)
+            .unwrap();
     for (name, data) in [("random", random(LEN)), ("logs", logs(LEN))] {
         let mut g = c.benchmark_group(name);
         g.throughput(Throughput::Bytes(LEN as u64));
         g.sample_size(10);
-        g.bench_function(BenchmarkId::new("chunk", name), |b| b.iter(|| chunker.chunks(&data[..]).count()));
-        g.bench_function(BenchmarkId::new("blake3", name), |b| b.iter(|| key.blob_id(&data)));
-        g.bench_function(BenchmarkId::new("zstd3", name), |b| b.iter(|| zstd::bulk::compress(&data, 3).unwrap().len()));
-        g.bench_function(BenchmarkId::new("seal", name), |b| b.iter(|| key.seal(b"bench", &data).unwrap().len()));
+        g.bench_function(BenchmarkId::new("chunk", name), |b| {
+            b.iter(|| chunker.chunks(&data[..]).count())
+        });
+        g.bench_function(BenchmarkId::new("blake3", name), |b| {
+            b.iter(|| key.blob_id(&data))
+        });
+        g.bench_function(BenchmarkId::new("zstd3", name), |b| {
+            b.iter(|| zstd::bulk::compress(&data, 3).unwrap().len())
+        });
+        g.bench_function(BenchmarkId::new("seal", name), |b| {
+            b.iter(|| key.seal(b"bench", &data).unwrap().len())
+        });
         g.bench_function(BenchmarkId::new("whole_path", name), |b| {
             b.iter(|| {
                 let (mut stored, mut out) = (0, Vec::new());
                 for chunk in chunker.chunks(&data[..]) {
-                    let cairn_chunker::Chunk::Data(pieces) = chunk.unwrap() else { continue };
+                    let cairn_chunker::Chunk::Data(pieces) = chunk.unwrap() else {
+                        continue;
+                    };
                     let parts = pieces.slices();
                     let _id = key.blob_id_parts(&parts);
                     out.clear();
-                    cairn_repo::encode_blob(&key, cairn_format::BlobType::Data, Some(3), &parts, &mut out).unwrap();
+                    cairn_repo::encode_blob(
+                        &key,
+                        cairn_format::BlobType::Data,
+                        Some(3),
+                        &parts,
+                        &mut out,
+                    )
+                    .unwrap();
                     stored += out.len();
                 }
                 stored

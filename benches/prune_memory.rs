@@ -14,7 +14,10 @@ use cairn_format::{BlobType, Node, NodeType, Snapshot, Tree};
 use cairn_repo::{InitOptions, Repository};
 
 fn main() {
-    let n: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(1_000_000);
+    let n: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("repo");
     std::env::set_var("CAIRN_INSECURE_TEST_KDF", "1");
@@ -37,7 +40,11 @@ fn main() {
             node.content = vec![id];
             nodes.push(node);
         }
-        let half: Vec<Node> = nodes.iter().filter(|n| n.name.as_slice().last().is_some_and(|c| c % 2 == 0)).cloned().collect();
+        let half: Vec<Node> = nodes
+            .iter()
+            .filter(|n| n.name.as_slice().last().is_some_and(|c| c % 2 == 0))
+            .cloned()
+            .collect();
         for (list, ns) in [(&mut dirs_all, nodes), (&mut dirs_half, half)] {
             let (tid, _) = repo.save_tree(&Tree { nodes: ns }).expect("tree");
             let mut dn = Node::new(format!("d{d:05}").as_str().into(), NodeType::Dir);
@@ -51,11 +58,20 @@ fn main() {
         let (root, _) = repo.save_tree(&Tree { nodes }).expect("root");
         repo.flush().expect("flush");
         repo.save_index().expect("index");
-        let snap = Snapshot::new(chrono::Local::now().fixed_offset(), root, vec!["/bench".into()], "bench".into());
+        let snap = Snapshot::new(
+            chrono::Local::now().fixed_offset(),
+            root,
+            vec!["/bench".into()],
+            "bench".into(),
+        );
         ids.push(repo.save_snapshot(&snap).expect("snapshot"));
     }
-    repo.remove_file(cairn_repo::FileKind::Snapshot, &ids[0].to_hex()).expect("forget");
-    println!("built repository with {n} data blobs in {:.1} s", t.elapsed().as_secs_f64());
+    repo.remove_file(cairn_repo::FileKind::Snapshot, &ids[0].to_hex())
+        .expect("forget");
+    println!(
+        "built repository with {n} data blobs in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
 
     let out = std::process::Command::new("/usr/bin/time")
         .args(["-f", "%e %M"])
@@ -63,7 +79,13 @@ fn main() {
         .arg("-r")
         .arg(&path)
         .args(["prune", "--json"])
-        .args(std::env::var("PRUNE_EXTRA").ok().as_deref().map(|a| vec![a]).unwrap_or_default())
+        .args(
+            std::env::var("PRUNE_EXTRA")
+                .ok()
+                .as_deref()
+                .map(|a| vec![a])
+                .unwrap_or_default(),
+        )
         .env("CAIRN_PASSWORD", "bench")
         .output()
         .expect("run cairn prune (is /usr/bin/time installed?)");
@@ -73,5 +95,9 @@ fn main() {
     let secs: f64 = it.next().and_then(|x| x.parse().ok()).unwrap_or(0.0);
     let kib: u64 = it.next().and_then(|x| x.parse().ok()).unwrap_or(0);
     println!("prune: {}", String::from_utf8_lossy(&out.stdout).trim());
-    println!("prune of {n} blobs (half unused): {secs:.1} s, peak RSS {:.1} MiB ({:.0} bytes/blob)", kib as f64 / 1024.0, kib as f64 * 1024.0 / n as f64);
+    println!(
+        "prune of {n} blobs (half unused): {secs:.1} s, peak RSS {:.1} MiB ({:.0} bytes/blob)",
+        kib as f64 / 1024.0,
+        kib as f64 * 1024.0 / n as f64
+    );
 }

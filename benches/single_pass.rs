@@ -16,11 +16,13 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-fn files(dir: &PathBuf) -> Vec<PathBuf> {
+fn files(dir: &std::path::Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    let mut stack = vec![dir.clone()];
+    let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in rd.flatten() {
             match e.file_type() {
                 Ok(t) if t.is_dir() => stack.push(e.path()),
@@ -34,8 +36,17 @@ fn files(dir: &PathBuf) -> Vec<PathBuf> {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let mode = args.iter().position(|a| a == "--mode").and_then(|i| args.get(i + 1)).cloned();
-    let Some(dir) = args.iter().enumerate().find(|(i, a)| !a.starts_with("--") && (*i == 0 || args[i - 1] != "--mode")).map(|(_, a)| PathBuf::from(a)) else {
+    let mode = args
+        .iter()
+        .position(|a| a == "--mode")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
+    let Some(dir) = args
+        .iter()
+        .enumerate()
+        .find(|(i, a)| !a.starts_with("--") && (*i == 0 || args[i - 1] != "--mode"))
+        .map(|(_, a)| PathBuf::from(a))
+    else {
         eprintln!("usage: cargo bench --bench single_pass -- DIR [--mode blocks|chunk]");
         std::process::exit(2);
     };
@@ -44,7 +55,9 @@ fn main() {
         None => vec!["blocks", "chunk"],
     };
     let key = cairn_crypto::MasterKey::generate().expect("key");
-    let chunker = cairn_chunker::Chunker::new(&key.gear_table(), cairn_chunker::ChunkerParams::DEFAULT).expect("chunker");
+    let chunker =
+        cairn_chunker::Chunker::new(&key.gear_table(), cairn_chunker::ChunkerParams::DEFAULT)
+            .expect("chunker");
     let list = files(&dir);
     let encode = |parts: &[&[u8]]| {
         let _id = key.blob_id_parts(parts);
@@ -53,7 +66,8 @@ fn main() {
         OUT.with(|out| {
             let mut out = out.borrow_mut();
             out.clear();
-            cairn_repo::encode_blob(&key, cairn_format::BlobType::Data, Some(3), parts, &mut out).expect("seal");
+            cairn_repo::encode_blob(&key, cairn_format::BlobType::Data, Some(3), parts, &mut out)
+                .expect("seal");
             out.len() as u64
         })
     };
@@ -61,7 +75,9 @@ fn main() {
         let bytes = AtomicU64::new(0);
         let start = Instant::now();
         list.par_iter().for_each(|path| {
-            let Ok(f) = std::fs::File::open(path) else { return };
+            let Ok(f) = std::fs::File::open(path) else {
+                return;
+            };
             if mode == "blocks" {
                 let mut f = std::io::BufReader::with_capacity(1 << 20, f);
                 let mut block = vec![0u8; 1 << 20];
@@ -93,6 +109,10 @@ fn main() {
         });
         let secs = start.elapsed().as_secs_f64();
         let mib = bytes.load(Ordering::Relaxed) as f64 / (1 << 20) as f64;
-        println!("single_pass {mode}: {} files, {mib:.0} MiB in {secs:.2} s = {:.0} MiB/s", list.len(), mib / secs);
+        println!(
+            "single_pass {mode}: {} files, {mib:.0} MiB in {secs:.2} s = {:.0} MiB/s",
+            list.len(),
+            mib / secs
+        );
     }
 }

@@ -14,7 +14,12 @@ fn b2_cmd(env: &Env, emu: &Emulator, repo: &str) -> std::process::Command {
 }
 
 fn ok(out: Output, what: &str) -> String {
-    assert_eq!(out.status.code(), Some(0), "{what}: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -22,10 +27,23 @@ fn ok(out: Output, what: &str) -> String {
 fn b2_backend_passes_the_conformance_suite() {
     let env = Env::new();
     let emu = Emulator::start(&env.path("emu"), &["--min-part-size", "100000"]);
-    let creds = cairn_b2::Credentials { key_id: "testkeyid".into(), key: "testkey".to_string().into() };
-    let loc = cairn_b2::B2Location { bucket: "conformance".into(), prefix: "some/prefix".into(), endpoint: emu.url.clone(), creds, hard_delete: false };
+    let creds = cairn_b2::Credentials {
+        key_id: "testkeyid".into(),
+        key: "testkey".to_string().into(),
+    };
+    let loc = cairn_b2::B2Location {
+        bucket: "conformance".into(),
+        prefix: "some/prefix".into(),
+        endpoint: emu.url.clone(),
+        creds,
+        hard_delete: false,
+    };
     // Again with cutoffs small enough that the suite's 2.5 MB stream goes up in parts.
-    let mut parts = cairn_b2::B2Backend::new(cairn_b2::B2Location { prefix: "in-parts".into(), ..loc.clone() }).unwrap();
+    let mut parts = cairn_b2::B2Backend::new(cairn_b2::B2Location {
+        prefix: "in-parts".into(),
+        ..loc.clone()
+    })
+    .unwrap();
     parts.set_large_file_thresholds(1_000_000, 300_000, 700_000);
     cairn_backend::run_conformance(&parts).unwrap();
     let b = cairn_b2::B2Backend::new(loc).unwrap();
@@ -34,8 +52,12 @@ fn b2_backend_passes_the_conformance_suite() {
     b.write("x", b"1", &Default::default()).unwrap();
     b.write("x", b"2", &Default::default()).unwrap();
     b.remove("x").unwrap();
-    let (_, v) = emu.call(2, "b2_list_file_versions", emu.authorize(2)["authorizationToken"].as_str().unwrap(),
-        serde_json::json!({"bucketId": b.client_bucket_for_tests(), "prefix": "some/prefix/x"}));
+    let (_, v) = emu.call(
+        2,
+        "b2_list_file_versions",
+        emu.authorize(2)["authorizationToken"].as_str().unwrap(),
+        serde_json::json!({"bucketId": b.client_bucket_for_tests(), "prefix": "some/prefix/x"}),
+    );
     assert_eq!(v["files"].as_array().unwrap().len(), 0, "{v}");
 }
 
@@ -47,22 +69,90 @@ fn round_trip(extra_emu_args: &[&str]) -> serde_json::Value {
     let src = env.path("src");
     fs::create_dir_all(src.join("sub")).unwrap();
     for i in 0..5u64 {
-        fs::write(src.join(format!("sub/f{i}")), pseudo_random(i + 40, 700_000)).unwrap();
+        fs::write(
+            src.join(format!("sub/f{i}")),
+            pseudo_random(i + 40, 700_000),
+        )
+        .unwrap();
     }
     fs::write(src.join("small.txt"), b"small").unwrap();
-    ok(b2_cmd(&env, &emu, repo).args(["init", "--pack-size", "1"]).output().unwrap(), "init");
-    ok(b2_cmd(&env, &emu, repo).arg("backup").arg(&src).output().unwrap(), "backup");
+    ok(
+        b2_cmd(&env, &emu, repo)
+            .args(["init", "--pack-size", "1"])
+            .output()
+            .unwrap(),
+        "init",
+    );
+    ok(
+        b2_cmd(&env, &emu, repo)
+            .arg("backup")
+            .arg(&src)
+            .output()
+            .unwrap(),
+        "backup",
+    );
     fs::write(src.join("sub/f0"), pseudo_random(99, 300_000)).unwrap();
-    ok(b2_cmd(&env, &emu, repo).arg("backup").arg(&src).output().unwrap(), "backup 2");
-    let snaps: serde_json::Value = serde_json::from_str(&ok(b2_cmd(&env, &emu, repo).args(["snapshots", "--json"]).output().unwrap(), "snapshots")).unwrap();
+    ok(
+        b2_cmd(&env, &emu, repo)
+            .arg("backup")
+            .arg(&src)
+            .output()
+            .unwrap(),
+        "backup 2",
+    );
+    let snaps: serde_json::Value = serde_json::from_str(&ok(
+        b2_cmd(&env, &emu, repo)
+            .args(["snapshots", "--json"])
+            .output()
+            .unwrap(),
+        "snapshots",
+    ))
+    .unwrap();
     assert_eq!(snaps.as_array().unwrap().len(), 2);
     let t = env.path("t");
-    ok(b2_cmd(&env, &emu, repo).args(["restore", "latest", "--verify", "--target", t.to_str().unwrap()]).output().unwrap(), "restore");
+    ok(
+        b2_cmd(&env, &emu, repo)
+            .args([
+                "restore",
+                "latest",
+                "--verify",
+                "--target",
+                t.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap(),
+        "restore",
+    );
     assert_same_tree(&src, &t.join(src.strip_prefix("/").unwrap()));
-    ok(b2_cmd(&env, &emu, repo).args(["forget", "--keep-last", "1", "--prune", "--max-unused", "0%"]).output().unwrap(), "forget --prune");
-    ok(b2_cmd(&env, &emu, repo).args(["check", "--read-data"]).output().unwrap(), "check");
+    ok(
+        b2_cmd(&env, &emu, repo)
+            .args([
+                "forget",
+                "--keep-last",
+                "1",
+                "--prune",
+                "--max-unused",
+                "0%",
+            ])
+            .output()
+            .unwrap(),
+        "forget --prune",
+    );
+    ok(
+        b2_cmd(&env, &emu, repo)
+            .args(["check", "--read-data"])
+            .output()
+            .unwrap(),
+        "check",
+    );
     let t2 = env.path("t2");
-    ok(b2_cmd(&env, &emu, repo).args(["restore", "latest", "--target", t2.to_str().unwrap()]).output().unwrap(), "restore 2");
+    ok(
+        b2_cmd(&env, &emu, repo)
+            .args(["restore", "latest", "--target", t2.to_str().unwrap()])
+            .output()
+            .unwrap(),
+        "restore 2",
+    );
     assert_same_tree(&src, &t2.join(src.strip_prefix("/").unwrap()));
     emu.stats()
 }
@@ -76,32 +166,83 @@ fn backup_restore_prune_check_on_b2() {
 /// deletes and finishes that did take effect), expiring tokens and latency together.
 #[test]
 fn backup_restore_prune_check_on_b2_with_faults_cut_connections_and_expiring_tokens() {
-    let st = round_trip(&["--fail-rate", "0.1", "--cut-rate", "0.1", "--token-ttl-secs", "1", "--latency-ms", "2"]);
-    assert!(st["faults_injected"].as_u64().unwrap() >= 10, "the run went through real faults: {st}");
+    let st = round_trip(&[
+        "--fail-rate",
+        "0.1",
+        "--cut-rate",
+        "0.1",
+        "--token-ttl-secs",
+        "1",
+        "--latency-ms",
+        "2",
+    ]);
+    assert!(
+        st["faults_injected"].as_u64().unwrap() >= 10,
+        "the run went through real faults: {st}"
+    );
 }
 
 #[test]
 fn b2_errors_are_one_clear_line_and_exit_1() {
     let env = Env::new();
-    let emu = Emulator::start(&env.path("emu"), &["--restricted-key", "rkey:rsecret:other-bucket"]);
-    ok(b2_cmd(&env, &emu, "b2:real-bucket/r").arg("init").output().unwrap(), "init");
+    let emu = Emulator::start(
+        &env.path("emu"),
+        &["--restricted-key", "rkey:rsecret:other-bucket"],
+    );
+    ok(
+        b2_cmd(&env, &emu, "b2:real-bucket/r")
+            .arg("init")
+            .output()
+            .unwrap(),
+        "init",
+    );
     let err = |out: Output| {
-        assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let e = String::from_utf8_lossy(&out.stderr).into_owned();
         assert_eq!(e.trim().lines().count(), 1, "{e}");
-        assert!(!e.contains("testkey\n") && !e.contains("emu_"), "no secrets or tokens: {e}");
+        assert!(
+            !e.contains("testkey\n") && !e.contains("emu_"),
+            "no secrets or tokens: {e}"
+        );
         e
     };
-    let e = err(b2_cmd(&env, &emu, "b2:real-bucket/r").env("B2_APPLICATION_KEY", "wrong").arg("snapshots").output().unwrap());
+    let e = err(b2_cmd(&env, &emu, "b2:real-bucket/r")
+        .env("B2_APPLICATION_KEY", "wrong")
+        .arg("snapshots")
+        .output()
+        .unwrap());
     assert!(e.contains("rejected application key testkeyid"), "{e}");
-    let e = err(b2_cmd(&env, &emu, "b2:no-such-bucket/r").arg("snapshots").output().unwrap());
+    let e = err(b2_cmd(&env, &emu, "b2:no-such-bucket/r")
+        .arg("snapshots")
+        .output()
+        .unwrap());
     assert!(e.contains("bucket no-such-bucket does not exist"), "{e}");
-    let e = err(b2_cmd(&env, &emu, "b2:real-bucket/r").env("B2_APPLICATION_KEY_ID", "rkey").env("B2_APPLICATION_KEY", "rsecret").arg("snapshots").output().unwrap());
-    assert!(e.contains("other-bucket") && e.contains("real-bucket"), "{e}");
-    let e = err(env.cmd().args(["-r", "b2:real-bucket/r", "snapshots"]).output().unwrap());
+    let e = err(b2_cmd(&env, &emu, "b2:real-bucket/r")
+        .env("B2_APPLICATION_KEY_ID", "rkey")
+        .env("B2_APPLICATION_KEY", "rsecret")
+        .arg("snapshots")
+        .output()
+        .unwrap());
+    assert!(
+        e.contains("other-bucket") && e.contains("real-bucket"),
+        "{e}"
+    );
+    let e = err(env
+        .cmd()
+        .args(["-r", "b2:real-bucket/r", "snapshots"])
+        .output()
+        .unwrap());
     assert!(e.contains("B2_APPLICATION_KEY_ID"), "{e}");
     // A missing repository inside an existing bucket is exit 10, as locally.
-    let out = b2_cmd(&env, &emu, "b2:real-bucket/elsewhere").arg("snapshots").output().unwrap();
+    let out = b2_cmd(&env, &emu, "b2:real-bucket/elsewhere")
+        .arg("snapshots")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(10));
 }
 
@@ -114,12 +255,26 @@ fn rclone_location_reads_rclone_config() {
     let src = env.path("src");
     fs::create_dir(&src).unwrap();
     fs::write(src.join("a"), b"via rclone config").unwrap();
-    let run = |args: &[&str]| ok(env.cmd().env("RCLONE_CONFIG", &conf).arg("-r").arg("rclone:b2remote:rc-bucket/repo").args(args).output().unwrap(), "rclone location");
+    let run = |args: &[&str]| {
+        ok(
+            env.cmd()
+                .env("RCLONE_CONFIG", &conf)
+                .arg("-r")
+                .arg("rclone:b2remote:rc-bucket/repo")
+                .args(args)
+                .output()
+                .unwrap(),
+            "rclone location",
+        )
+    };
     run(&["init"]);
     run(&["backup", src.to_str().unwrap()]);
     let t = env.path("t");
     run(&["restore", "latest", "--target", t.to_str().unwrap()]);
-    assert_eq!(fs::read(t.join(src.strip_prefix("/").unwrap()).join("a")).unwrap(), b"via rclone config");
+    assert_eq!(
+        fs::read(t.join(src.strip_prefix("/").unwrap()).join("a")).unwrap(),
+        b"via rclone config"
+    );
 }
 
 #[test]
@@ -144,7 +299,10 @@ fn metadata_cache_makes_repeated_browsing_download_free() {
     let first = cmd(&["ls", "latest"]);
     cmd(&["snapshots"]);
     let s = emu.stats();
-    assert!(s["calls"].get("b2_download_file_by_name").is_none(), "no downloads on an unchanged repository: {s}");
+    assert!(
+        s["calls"].get("b2_download_file_by_name").is_none(),
+        "no downloads on an unchanged repository: {s}"
+    );
     assert_eq!(s["class_b"], 0);
     // Cached files are private; and --no-cache still works (and downloads).
     use std::os::unix::fs::PermissionsExt;
@@ -159,7 +317,13 @@ fn metadata_cache_makes_repeated_browsing_download_free() {
             }
         }
     }
-    let uncached = ok(b2_cmd(&env, &emu, repo).args(["--no-cache", "ls", "latest"]).output().unwrap(), "no cache");
+    let uncached = ok(
+        b2_cmd(&env, &emu, repo)
+            .args(["--no-cache", "ls", "latest"])
+            .output()
+            .unwrap(),
+        "no cache",
+    );
     assert_eq!(first, uncached);
     assert!(emu.stats()["class_b"].as_u64().unwrap() > 0);
 }
@@ -168,8 +332,17 @@ fn metadata_cache_makes_repeated_browsing_download_free() {
 fn client_large_files_copies_listings_and_transaction_counts() {
     let env = Env::new();
     let emu = Emulator::start(&env.path("emu"), &["--min-part-size", "100000"]);
-    let creds = cairn_b2::Credentials { key_id: "testkeyid".into(), key: "testkey".to_string().into() };
-    let loc = cairn_b2::B2Location { bucket: "client-bucket".into(), prefix: "p".into(), endpoint: emu.url.clone(), creds, hard_delete: false };
+    let creds = cairn_b2::Credentials {
+        key_id: "testkeyid".into(),
+        key: "testkey".to_string().into(),
+    };
+    let loc = cairn_b2::B2Location {
+        bucket: "client-bucket".into(),
+        prefix: "p".into(),
+        endpoint: emu.url.clone(),
+        creds,
+        hard_delete: false,
+    };
     let mut b = cairn_b2::B2Backend::new(loc).unwrap();
     b.set_large_file_thresholds(1_000_000, 300_000, 700_000);
     b.create().unwrap();
@@ -179,74 +352,165 @@ fn client_large_files_copies_listings_and_transaction_counts() {
     let big = pseudo_random(5, 1_100_000);
     b.write("dir/big", &big, &Default::default()).unwrap();
     assert_eq!(b.read("dir/big").unwrap(), big);
-    assert_eq!(b.read_range("dir/big", 999_990, 20).unwrap(), big[999_990..1_000_010]);
+    assert_eq!(
+        b.read_range("dir/big", 999_990, 20).unwrap(),
+        big[999_990..1_000_010]
+    );
     let listed = b.list("dir/").unwrap();
     assert_eq!(listed.len(), 1);
-    assert_eq!(listed[0].sha1.as_deref(), Some(&*{
-        use sha1::Digest;
-        hex::encode(sha1::Sha1::digest(&big))
-    }));
+    assert_eq!(
+        listed[0].sha1.as_deref(),
+        Some(&*{
+            use sha1::Digest;
+            hex::encode(sha1::Sha1::digest(&big))
+        })
+    );
     let s = emu.stats();
     assert_eq!(s["calls"]["b2_upload_part"], 4, "{s}");
     assert_eq!(s["calls"]["b2_finish_large_file"], 1);
 
     let bucket_id = b.client_bucket_for_tests();
     let c = b.client();
-    b.write("dir/sub/small", b"small", &Default::default()).unwrap();
-    let folders = b.block_on(c.list_names_delimited(&bucket_id, "p/dir/", Some("/"))).unwrap();
-    let names: Vec<(&str, &str)> = folders.iter().map(|f| (f.name.as_str(), f.action.as_str())).collect();
-    assert_eq!(names, vec![("p/dir/big", "upload"), ("p/dir/sub/", "folder")]);
+    b.write("dir/sub/small", b"small", &Default::default())
+        .unwrap();
+    let folders = b
+        .block_on(c.list_names_delimited(&bucket_id, "p/dir/", Some("/")))
+        .unwrap();
+    let names: Vec<(&str, &str)> = folders
+        .iter()
+        .map(|f| (f.name.as_str(), f.action.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        vec![("p/dir/big", "upload"), ("p/dir/sub/", "folder")]
+    );
     // Server-side copy with replaced metadata, then file info of the copy.
-    let src = b.block_on(c.find_name(&bucket_id, "p/dir/sub/small")).unwrap().unwrap();
+    let src = b
+        .block_on(c.find_name(&bucket_id, "p/dir/sub/small"))
+        .unwrap()
+        .unwrap();
     let info = [("src_last_modified_millis", "1234".to_string())];
-    let copy = b.block_on(c.copy_file(&src.id, "p/dir/copy", None, Some(("text/plain", &info)))).unwrap();
+    let copy = b
+        .block_on(c.copy_file(&src.id, "p/dir/copy", None, Some(("text/plain", &info))))
+        .unwrap();
     let got = b.block_on(c.get_file_info(&copy.id)).unwrap();
-    assert_eq!(got.info.get("src_last_modified_millis").map(String::as_str), Some("1234"));
+    assert_eq!(
+        got.info.get("src_last_modified_millis").map(String::as_str),
+        Some("1234")
+    );
     assert_eq!(b.read("dir/copy").unwrap(), b"small");
-    assert!(b.block_on(c.list_unfinished(&bucket_id, "p/")).unwrap().is_empty());
+    assert!(b
+        .block_on(c.list_unfinished(&bucket_id, "p/"))
+        .unwrap()
+        .is_empty());
 
     // Both sides count the same transactions by billing class.
     let t = c.transactions();
     let s = emu.stats();
-    let delta = (t.class_a - t0.class_a, t.class_b - t0.class_b, t.class_c - t0.class_c);
-    assert_eq!(delta, (s["class_a"].as_u64().unwrap(), s["class_b"].as_u64().unwrap(), s["class_c"].as_u64().unwrap()), "{s}");
+    let delta = (
+        t.class_a - t0.class_a,
+        t.class_b - t0.class_b,
+        t.class_c - t0.class_c,
+    );
+    assert_eq!(
+        delta,
+        (
+            s["class_a"].as_u64().unwrap(),
+            s["class_b"].as_u64().unwrap(),
+            s["class_c"].as_u64().unwrap()
+        ),
+        "{s}"
+    );
 }
 
 #[test]
 fn key_without_delete_capability_fails_prune_with_one_clear_line() {
     let env = Env::new();
     let caps = "listBuckets,listFiles,readFiles,writeFiles";
-    let emu = Emulator::start(&env.path("emu"), &["--restricted-key", &format!("nodelete:secret:cap-bucket:{caps}")]);
+    let emu = Emulator::start(
+        &env.path("emu"),
+        &[
+            "--restricted-key",
+            &format!("nodelete:secret:cap-bucket:{caps}"),
+        ],
+    );
     let repo = "b2:cap-bucket/r";
-    ok(b2_cmd(&env, &emu, repo).arg("init").output().unwrap(), "init with the full key");
-    let limited = |args: &[&str]| b2_cmd(&env, &emu, repo).env("B2_APPLICATION_KEY_ID", "nodelete").env("B2_APPLICATION_KEY", "secret").args(args).output().unwrap();
+    ok(
+        b2_cmd(&env, &emu, repo).arg("init").output().unwrap(),
+        "init with the full key",
+    );
+    let limited = |args: &[&str]| {
+        b2_cmd(&env, &emu, repo)
+            .env("B2_APPLICATION_KEY_ID", "nodelete")
+            .env("B2_APPLICATION_KEY", "secret")
+            .args(args)
+            .output()
+            .unwrap()
+    };
     let src = env.path("src");
     fs::create_dir(&src).unwrap();
     fs::write(src.join("a"), b"a").unwrap();
     // Backup needs no deletes... except removing its own lock at the end.
     let out = limited(&["backup", src.to_str().unwrap()]);
     let e = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.code() == Some(0) || e.contains("deleteFiles"), "{e}");
+    assert!(
+        out.status.code() == Some(0) || e.contains("deleteFiles"),
+        "{e}"
+    );
     let out = limited(&["forget", "--keep-last", "0", "latest"]);
     assert_eq!(out.status.code(), Some(1));
     let e = String::from_utf8_lossy(&out.stderr).into_owned();
     // One error line (after a warning that the key could not remove its own lock either).
     let last = e.trim().lines().last().unwrap_or("");
-    assert!(last.starts_with("cairn: ") && last.contains("lacks capability deleteFiles") && last.contains("cap-bucket"), "{e}");
-    assert!(!e.contains('\u{1b}'), "no terminal colours when stderr is not a terminal: {e:?}");
+    assert!(
+        last.starts_with("cairn: ")
+            && last.contains("lacks capability deleteFiles")
+            && last.contains("cap-bucket"),
+        "{e}"
+    );
+    assert!(
+        !e.contains('\u{1b}'),
+        "no terminal colours when stderr is not a terminal: {e:?}"
+    );
 }
 
 #[test]
 fn key_restricted_to_a_name_prefix() {
     let env = Env::new();
-    let emu = Emulator::start(&env.path("emu"), &["--restricted-key", "pkey:psecret:pre-bucket::mine/"]);
-    ok(b2_cmd(&env, &emu, "b2:pre-bucket/theirs").arg("init").output().unwrap(), "init with the full key");
-    let as_pkey = |repo: &str, args: &[&str]| b2_cmd(&env, &emu, repo).env("B2_APPLICATION_KEY_ID", "pkey").env("B2_APPLICATION_KEY", "psecret").args(args).output().unwrap();
-    ok(as_pkey("b2:pre-bucket/mine/repo", &["init"]), "init inside the prefix");
-    ok(as_pkey("b2:pre-bucket/mine/repo", &["backup", "/etc/hostname"]), "backup inside the prefix");
+    let emu = Emulator::start(
+        &env.path("emu"),
+        &["--restricted-key", "pkey:psecret:pre-bucket::mine/"],
+    );
+    ok(
+        b2_cmd(&env, &emu, "b2:pre-bucket/theirs")
+            .arg("init")
+            .output()
+            .unwrap(),
+        "init with the full key",
+    );
+    let as_pkey = |repo: &str, args: &[&str]| {
+        b2_cmd(&env, &emu, repo)
+            .env("B2_APPLICATION_KEY_ID", "pkey")
+            .env("B2_APPLICATION_KEY", "psecret")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    ok(
+        as_pkey("b2:pre-bucket/mine/repo", &["init"]),
+        "init inside the prefix",
+    );
+    ok(
+        as_pkey("b2:pre-bucket/mine/repo", &["backup", "/etc/hostname"]),
+        "backup inside the prefix",
+    );
     let out = as_pkey("b2:pre-bucket/theirs", &["snapshots"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("restricted to names starting with mine/"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("restricted to names starting with mine/"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// `--limit-upload` and `--limit-download` (KiB/s, all transfers together) hold B2
@@ -263,16 +527,46 @@ fn bandwidth_limits_hold_transfers_under_the_rate() {
     let dest = "b2:limit-bucket/copy";
     let timed = |args: &[&str]| {
         let t = std::time::Instant::now();
-        ok(b2_cmd(&env, &emu, dest).args(args).output().unwrap(), &format!("{args:?}"));
+        ok(
+            b2_cmd(&env, &emu, dest).args(args).output().unwrap(),
+            &format!("{args:?}"),
+        );
         t.elapsed()
     };
-    let up = timed(&["sync", "--limit-upload", "1024", src.to_str().unwrap(), dest]);
-    assert!(up >= std::time::Duration::from_millis(1500), "2 MiB uploaded in {up:?} under a 1 MiB/s limit");
+    let up = timed(&[
+        "sync",
+        "--limit-upload",
+        "1024",
+        src.to_str().unwrap(),
+        dest,
+    ]);
+    assert!(
+        up >= std::time::Duration::from_millis(1500),
+        "2 MiB uploaded in {up:?} under a 1 MiB/s limit"
+    );
     let back = env.path("back");
-    let down = timed(&["sync", "--limit-download", "1024", dest, back.to_str().unwrap()]);
-    assert!(down >= std::time::Duration::from_millis(1500), "2 MiB downloaded in {down:?} under a 1 MiB/s limit");
-    assert_eq!(fs::read(back.join("two-mib")).unwrap(), fs::read(src.join("two-mib")).unwrap());
-    let fast = timed(&["sync", "--compare", "checksum", src.to_str().unwrap(), "b2:limit-bucket/fast"]);
+    let down = timed(&[
+        "sync",
+        "--limit-download",
+        "1024",
+        dest,
+        back.to_str().unwrap(),
+    ]);
+    assert!(
+        down >= std::time::Duration::from_millis(1500),
+        "2 MiB downloaded in {down:?} under a 1 MiB/s limit"
+    );
+    assert_eq!(
+        fs::read(back.join("two-mib")).unwrap(),
+        fs::read(src.join("two-mib")).unwrap()
+    );
+    let fast = timed(&[
+        "sync",
+        "--compare",
+        "checksum",
+        src.to_str().unwrap(),
+        "b2:limit-bucket/fast",
+    ]);
     eprintln!("limited: up {up:?}, down {down:?}; unlimited up {fast:?}");
 }
 
@@ -283,11 +577,34 @@ fn bandwidth_limits_hold_transfers_under_the_rate() {
 fn plain_http_endpoints_off_this_machine_are_refused_before_any_request() {
     let env = Env::new();
     let conf = env.path("rclone.conf");
-    std::fs::write(&conf, "[far]\ntype = b2\naccount = farkeyid\nkey = farsecret\nendpoint = http://192.0.2.1:9\n").unwrap();
+    std::fs::write(
+        &conf,
+        "[far]\ntype = b2\naccount = farkeyid\nkey = farsecret\nendpoint = http://192.0.2.1:9\n",
+    )
+    .unwrap();
     let runs: Vec<(&str, Vec<(&str, &str)>, Vec<&str>)> = vec![
-        ("b2:b/r", vec![("B2_APPLICATION_KEY_ID", "id"), ("B2_APPLICATION_KEY", "farsecret")], vec!["--b2-endpoint", "http://192.0.2.1:9"]),
-        ("b2:b/r", vec![("B2_APPLICATION_KEY_ID", "id"), ("B2_APPLICATION_KEY", "farsecret"), ("CAIRN_B2_ENDPOINT", "http://example.com")], vec![]),
-        ("rclone:far:b/r", vec![("RCLONE_CONFIG", conf.to_str().unwrap())], vec![]),
+        (
+            "b2:b/r",
+            vec![
+                ("B2_APPLICATION_KEY_ID", "id"),
+                ("B2_APPLICATION_KEY", "farsecret"),
+            ],
+            vec!["--b2-endpoint", "http://192.0.2.1:9"],
+        ),
+        (
+            "b2:b/r",
+            vec![
+                ("B2_APPLICATION_KEY_ID", "id"),
+                ("B2_APPLICATION_KEY", "farsecret"),
+                ("CAIRN_B2_ENDPOINT", "http://example.com"),
+            ],
+            vec![],
+        ),
+        (
+            "rclone:far:b/r",
+            vec![("RCLONE_CONFIG", conf.to_str().unwrap())],
+            vec![],
+        ),
     ];
     for (repo, vars, flags) in runs {
         let start = std::time::Instant::now();
@@ -295,13 +612,24 @@ fn plain_http_endpoints_off_this_machine_are_refused_before_any_request() {
         for (k, v) in vars {
             c.env(k, v);
         }
-        let out = c.args(flags).args(["-r", repo, "snapshots"]).output().unwrap();
+        let out = c
+            .args(flags)
+            .args(["-r", repo, "snapshots"])
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(1), "{repo}: {}", stderr(&out));
         let e = stderr(&out);
         assert_eq!(e.trim().lines().count(), 1, "{e}");
-        assert!(e.contains("refusing to send the B2 application key in clear") && e.contains("--insecure-http"), "{e}");
+        assert!(
+            e.contains("refusing to send the B2 application key in clear")
+                && e.contains("--insecure-http"),
+            "{e}"
+        );
         assert!(!e.contains("farsecret"), "{e}");
-        assert!(start.elapsed() < std::time::Duration::from_secs(5), "no connection was attempted");
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(5),
+            "no connection was attempted"
+        );
     }
 }
 
@@ -319,7 +647,13 @@ fn a_listing_cursor_that_does_not_advance_is_an_error() {
     let sync = || {
         let mut c = wrapping_cairn(&env, "timeout");
         emu.credentials(&mut c);
-        c.args(["60", env!("CARGO_BIN_EXE_cairn"), "sync", src.to_str().unwrap(), "b2:stuck-bucket/x"]);
+        c.args([
+            "60",
+            env!("CARGO_BIN_EXE_cairn"),
+            "sync",
+            src.to_str().unwrap(),
+            "b2:stuck-bucket/x",
+        ]);
         c.output().unwrap()
     };
     // The first sync lists an empty bucket (one page); the second must page.
@@ -328,7 +662,11 @@ fn a_listing_cursor_that_does_not_advance_is_an_error() {
     let out = sync();
     assert_ne!(out.status.code(), Some(124), "paged forever");
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("cursor did not advance"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cursor did not advance"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// Issue 19.5: a reply body is read to the length asked for, no more: ranged downloads
@@ -343,7 +681,12 @@ fn a_reply_longer_than_asked_for_is_refused() {
     // Several MiB in one pack: its windows and blobs end before the pack does.
     std::fs::write(src.join("a"), pseudo_random(3, 3_000_000)).unwrap();
     std::fs::write(src.join("b"), pseudo_random(4, 3_000_000)).unwrap();
-    let b2 = |args: &[&str]| b2_cmd(&env, &emu, "b2:long-bucket/r").args(args).output().unwrap();
+    let b2 = |args: &[&str]| {
+        b2_cmd(&env, &emu, "b2:long-bucket/r")
+            .args(args)
+            .output()
+            .unwrap()
+    };
     assert_eq!(b2(&["init"]).status.code(), Some(0));
     let out = b2(&["backup", src.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -351,5 +694,8 @@ fn a_reply_longer_than_asked_for_is_refused() {
     assert_ne!(out.status.code(), Some(0));
     let e = stderr(&out);
     assert!(e.contains("asked for"), "{e}");
-    assert!(out.stdout.len() < 3_000_000, "the file was not passed off as good");
+    assert!(
+        out.stdout.len() < 3_000_000,
+        "the file was not passed off as good"
+    );
 }

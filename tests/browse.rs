@@ -13,13 +13,23 @@ fn two_snapshots(env: &Env) -> (std::path::PathBuf, String, String) {
     fs::write(src.join("docs/sub/deep.txt"), b"deep").unwrap();
     fs::write(src.join("gone.txt"), b"bye").unwrap();
     std::os::unix::fs::symlink("docs/notes.txt", src.join("link")).unwrap();
-    let a = env.backup(&[&src], &[])["snapshot_id"].as_str().unwrap().to_string();
+    let a = env.backup(&[&src], &[])["snapshot_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     fs::remove_file(src.join("gone.txt")).unwrap();
     fs::write(src.join("docs/notes.txt"), b"notes, edited").unwrap();
     fs::write(src.join("added.txt"), b"hello").unwrap();
     use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(src.join("docs/sub/deep.txt"), fs::Permissions::from_mode(0o600)).unwrap();
-    let b = env.backup(&[&src], &[])["snapshot_id"].as_str().unwrap().to_string();
+    fs::set_permissions(
+        src.join("docs/sub/deep.txt"),
+        fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let b = env.backup(&[&src], &[])["snapshot_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     (src, a, b)
 }
 
@@ -29,11 +39,26 @@ fn find_diff_dump_stats() {
     let (src, a, b) = two_snapshots(&env);
     let s = src.display().to_string();
 
-    let found: serde_json::Value = serde_json::from_str(&env.ok(&["find", "*.txt", "--json"])).unwrap();
-    let first: Vec<&str> = found[0]["matches"].as_array().unwrap().iter().map(|m| m["path"].as_str().unwrap()).collect();
-    assert_eq!(first, vec![format!("{s}/docs/notes.txt"), format!("{s}/docs/sub/deep.txt"), format!("{s}/gone.txt")]);
+    let found: serde_json::Value =
+        serde_json::from_str(&env.ok(&["find", "*.txt", "--json"])).unwrap();
+    let first: Vec<&str> = found[0]["matches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        first,
+        vec![
+            format!("{s}/docs/notes.txt"),
+            format!("{s}/docs/sub/deep.txt"),
+            format!("{s}/gone.txt")
+        ]
+    );
     assert_eq!(found.as_array().unwrap().len(), 2);
-    let only_b: serde_json::Value = serde_json::from_str(&env.ok(&["find", "gone.txt", "--snapshot", &b[..8], "--json"])).unwrap();
+    let only_b: serde_json::Value =
+        serde_json::from_str(&env.ok(&["find", "gone.txt", "--snapshot", &b[..8], "--json"]))
+            .unwrap();
     assert!(only_b.as_array().unwrap().is_empty());
 
     let d = json_last_line(&env.ok(&["diff", &a[..8], &b[..8], "--json"]));
@@ -43,7 +68,12 @@ fn find_diff_dump_stats() {
         .iter()
         // Directories above the source (the test's own directory, which holds the cache)
         // change between the backups too; only the source's changes are asserted.
-        .filter_map(|c| Some((c["path"].as_str().unwrap().strip_prefix(&s)?.to_string(), c["change"].as_str().unwrap().to_string())))
+        .filter_map(|c| {
+            Some((
+                c["path"].as_str().unwrap().strip_prefix(&s)?.to_string(),
+                c["change"].as_str().unwrap().to_string(),
+            ))
+        })
         .filter(|(p, _)| !p.is_empty() && p != "/")
         .collect();
     changes.sort();
@@ -59,23 +89,51 @@ fn find_diff_dump_stats() {
     assert_eq!(d["files_added"], 1);
     assert_eq!(d["files_removed"], 1);
 
-    let out = env.cmd().arg("-r").arg(env.repo()).args(["dump", "latest", &format!("{s}/docs/report.pdf")]).output().unwrap();
+    let out = env
+        .cmd()
+        .arg("-r")
+        .arg(env.repo())
+        .args(["dump", "latest", &format!("{s}/docs/report.pdf")])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     assert_eq!(out.stdout, pseudo_random(1, 300_000));
-    let tar = env.cmd().arg("-r").arg(env.repo()).args(["dump", "latest", &format!("{s}/docs")]).output().unwrap();
+    let tar = env
+        .cmd()
+        .arg("-r")
+        .arg(env.repo())
+        .args(["dump", "latest", &format!("{s}/docs")])
+        .output()
+        .unwrap();
     assert!(tar.status.success());
     let x = env.path("x");
     fs::create_dir(&x).unwrap();
-    let mut untar = std::process::Command::new("tar").arg("-xf").arg("-").current_dir(&x).stdin(std::process::Stdio::piped()).spawn().unwrap();
+    let mut untar = std::process::Command::new("tar")
+        .arg("-xf")
+        .arg("-")
+        .current_dir(&x)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     {
         use std::io::Write;
         untar.stdin.take().unwrap().write_all(&tar.stdout).unwrap();
     }
     assert!(untar.wait().unwrap().success());
-    assert_eq!(fs::read(x.join("report.pdf")).unwrap(), pseudo_random(1, 300_000));
+    assert_eq!(
+        fs::read(x.join("report.pdf")).unwrap(),
+        pseudo_random(1, 300_000)
+    );
     assert_eq!(fs::read(x.join("sub/deep.txt")).unwrap(), b"deep");
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(fs::metadata(x.join("sub/deep.txt")).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        fs::metadata(x.join("sub/deep.txt"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
     let out = env.run(&["dump", "latest", &format!("{s}/link")]);
     assert_eq!(out.status.code(), Some(1));
 
@@ -97,18 +155,35 @@ fn shell_completions_and_man_pages() {
     let script = format!(
         "source <({bin} completions bash) && complete -p cairn >/dev/null && COMP_WORDS=(cairn ba) && COMP_CWORD=1 && _cairn cairn ba cairn && printf '%s\\n' \"${{COMPREPLY[@]}}\""
     );
-    let out = std::process::Command::new("bash").arg("-c").arg(&script).output().unwrap();
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
     let got = String::from_utf8_lossy(&out.stdout);
-    assert!(got.lines().any(|l| l == "backup"), "bash completed `cairn ba` to: {got:?} {}", stderr(&out));
+    assert!(
+        got.lines().any(|l| l == "backup"),
+        "bash completed `cairn ba` to: {got:?} {}",
+        stderr(&out)
+    );
     for shell in ["zsh", "fish"] {
         let s = env.ok(&["completions", shell]);
         assert!(s.contains("backup") && s.contains("restore"), "{shell}");
     }
     let dir = env.path("man");
     env.ok(&["man", "--dir", dir.to_str().unwrap()]);
-    for page in ["cairn.1", "cairn-backup.1", "cairn-restore.1", "cairn-mount.1", "cairn-ship.1"] {
+    for page in [
+        "cairn.1",
+        "cairn-backup.1",
+        "cairn-restore.1",
+        "cairn-mount.1",
+        "cairn-ship.1",
+    ] {
         let text = fs::read_to_string(dir.join(page)).unwrap();
-        assert!(text.starts_with(".ie") || text.contains(".TH"), "{page} is a man page");
+        assert!(
+            text.starts_with(".ie") || text.contains(".TH"),
+            "{page} is a man page"
+        );
     }
     let backup = fs::read_to_string(dir.join("cairn-backup.1")).unwrap();
     assert!(backup.contains("exclude"), "options are documented");

@@ -18,12 +18,17 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cairn_backend::{Backend, BackendError, ErrorKind, LocalBackend, ObjectInfo, RangeSource, WriteOptions};
+use cairn_backend::{
+    Backend, BackendError, ErrorKind, LocalBackend, ObjectInfo, RangeSource, WriteOptions,
+};
 
 use crate::util::*;
 
 fn points() -> usize {
-    std::env::var("CAIRN_CRASH_POINTS").ok().and_then(|v| v.parse().ok()).unwrap_or(10)
+    std::env::var("CAIRN_CRASH_POINTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10)
 }
 
 /// xorshift64*, seeded from CAIRN_CRASH_SEED or the clock (printed, to replay a failure).
@@ -34,7 +39,13 @@ impl Rng {
         let seed = std::env::var("CAIRN_CRASH_SEED")
             .ok()
             .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1);
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+                    | 1
+            });
         eprintln!("{what}: CAIRN_CRASH_SEED={seed}");
         Rng(seed)
     }
@@ -73,7 +84,16 @@ impl Harness {
         env.ok(&["init", "--pack-size", "1"]);
         let src = env.path("src");
         fs::create_dir_all(src.join("d")).unwrap();
-        let mut h = Harness { env, src, expected: BTreeMap::new(), rng: Rng::new(what), generation: 0, killed_mid_run: 0, attempts: 0, typical: Duration::from_millis(200) };
+        let mut h = Harness {
+            env,
+            src,
+            expected: BTreeMap::new(),
+            rng: Rng::new(what),
+            generation: 0,
+            killed_mid_run: 0,
+            attempts: 0,
+            typical: Duration::from_millis(200),
+        };
         h.grow();
         h
     }
@@ -85,9 +105,17 @@ impl Harness {
         let g = self.generation;
         for i in 0..3 {
             let len = 200_000 + self.rng.below(600_000) as usize;
-            fs::write(self.src.join(format!("d/g{g}-{i}")), pseudo_random(g * 10 + i, len)).unwrap();
+            fs::write(
+                self.src.join(format!("d/g{g}-{i}")),
+                pseudo_random(g * 10 + i, len),
+            )
+            .unwrap();
         }
-        fs::write(self.src.join("d/changing"), pseudo_random(g + 5000, 300_000)).unwrap();
+        fs::write(
+            self.src.join("d/changing"),
+            pseudo_random(g + 5000, 300_000),
+        )
+        .unwrap();
         if g > 2 {
             let _ = fs::remove_file(self.src.join(format!("d/g{}-0", g - 2)));
         }
@@ -97,7 +125,11 @@ impl Harness {
         let out = cmd.args(["snapshots", "--json"]).output().unwrap();
         assert_eq!(out.status.code(), Some(0), "snapshots: {}", stderr(&out));
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        v.as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_string()).collect()
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_string())
+            .collect()
     }
 
     fn local(&self) -> Command {
@@ -122,7 +154,11 @@ impl Harness {
     fn kill_during(&mut self, cmd: &mut Command) {
         self.attempts += 1;
         let delay = Duration::from_micros(self.rng.below(self.typical.as_micros() as u64));
-        let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let mut child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
         std::thread::sleep(delay);
         let finished = child.try_wait().unwrap().is_some();
         let _ = child.kill();
@@ -136,7 +172,12 @@ impl Harness {
     fn rerun(&mut self, what: &str, cmd: &mut Command) {
         let t = Instant::now();
         let out = cmd.output().unwrap();
-        assert_eq!(out.status.code(), Some(0), "{what} after a crash: {}", stderr(&out));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{what} after a crash: {}",
+            stderr(&out)
+        );
         self.typical = (self.typical + t.elapsed()) / 2;
     }
 
@@ -146,10 +187,22 @@ impl Harness {
     fn verify(&mut self, what: &str, cmd: &dyn Fn(&Env) -> Command) {
         let cmd = || cmd(&self.env);
         let out = cmd().args(["check", "--read-data"]).output().unwrap();
-        assert_eq!(out.status.code(), Some(0), "{what}: check --read-data after a crash: {}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
-        let ids: Vec<String> = self.snapshot_ids(&mut cmd()).into_iter().filter(|id| self.expected.contains_key(id)).collect();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{what}: check --read-data after a crash: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            stderr(&out)
+        );
+        let ids: Vec<String> = self
+            .snapshot_ids(&mut cmd())
+            .into_iter()
+            .filter(|id| self.expected.contains_key(id))
+            .collect();
         let mut pick: Vec<&String> = ids.iter().rev().take(3).collect();
-        let random: Vec<usize> = (0..3).map(|_| self.rng.below(ids.len() as u64) as usize).collect();
+        let random: Vec<usize> = (0..3)
+            .map(|_| self.rng.below(ids.len() as u64) as usize)
+            .collect();
         if !ids.is_empty() {
             pick.extend(random.into_iter().map(|i| &ids[i]));
         }
@@ -158,13 +211,31 @@ impl Harness {
         for id in pick {
             let target = self.env.path("restored");
             let _ = fs::remove_dir_all(&target);
-            let out = cmd().args(["restore", id, "--target"]).arg(&target).output().unwrap();
-            assert_eq!(out.status.code(), Some(0), "{what}: restore {id}: {}", stderr(&out));
+            let out = cmd()
+                .args(["restore", id, "--target"])
+                .arg(&target)
+                .output()
+                .unwrap();
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{what}: restore {id}: {}",
+                stderr(&out)
+            );
             let got = snapshot_tree(&target.join(self.src.strip_prefix("/").unwrap()));
             let want = &self.expected[id];
-            assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>(), "{what}: snapshot {id} restores other paths");
+            assert_eq!(
+                got.keys().collect::<Vec<_>>(),
+                want.keys().collect::<Vec<_>>(),
+                "{what}: snapshot {id} restores other paths"
+            );
             for (k, m) in want {
-                assert_eq!(&got[k], m, "{what}: snapshot {id}: {:?} differs", String::from_utf8_lossy(k));
+                assert_eq!(
+                    &got[k],
+                    m,
+                    "{what}: snapshot {id}: {:?} differs",
+                    String::from_utf8_lossy(k)
+                );
             }
             fs::remove_dir_all(&target).unwrap();
         }
@@ -177,8 +248,16 @@ impl Harness {
     }
 
     fn report(&self, what: &str, n: usize) {
-        eprintln!("{what}: {} kill points landed while it ran, of {} attempts", self.killed_mid_run, self.attempts);
-        assert!(self.killed_mid_run >= n, "{what}: only {} of {} kills landed mid-run", self.killed_mid_run, self.attempts);
+        eprintln!(
+            "{what}: {} kill points landed while it ran, of {} attempts",
+            self.killed_mid_run, self.attempts
+        );
+        assert!(
+            self.killed_mid_run >= n,
+            "{what}: only {} of {} kills landed mid-run",
+            self.killed_mid_run,
+            self.attempts
+        );
     }
 }
 
@@ -210,7 +289,11 @@ fn sigkill_during_prune() {
         h.grow();
         h.backup();
         // Forget all but the newest two; what prune may delete is then known.
-        let out = h.local().args(["forget", "--keep-last", "2"]).output().unwrap();
+        let out = h
+            .local()
+            .args(["forget", "--keep-last", "2"])
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
         let kept = h.snapshot_ids(&mut h.local());
         h.expected.retain(|id, _| kept.contains(id));
@@ -236,7 +319,10 @@ fn sigkill_during_forget() {
         h.kill_during(h.local().args(["forget", "--keep-last", "3"]));
         let after = h.snapshot_ids(&mut h.local());
         // Only forgotten snapshots may have gone; the three newest are all there.
-        assert!(after.iter().all(|id| before.contains(id)), "forget added snapshots?");
+        assert!(
+            after.iter().all(|id| before.contains(id)),
+            "forget added snapshots?"
+        );
         // `snapshots` lists oldest first.
         let newest: Vec<String> = before.iter().rev().take(3).cloned().collect();
         for id in &newest {
@@ -246,7 +332,7 @@ fn sigkill_during_forget() {
         h.verify("forget", &Env::repo_cmd);
         h.rerun("forget", h.local().args(["forget", "--keep-last", "3"]));
         assert_eq!(h.snapshot_ids(&mut h.local()).len(), 3);
-        h.expected.retain(|id, _| newest.contains(&id));
+        h.expected.retain(|id, _| newest.contains(id));
     }
     h.report("forget", n);
 }
@@ -268,10 +354,25 @@ fn sigkill_during_key_passwd() {
             c.env("CAIRN_PASSWORD", pw).arg("-r").arg(env.repo());
             c
         };
-        h.kill_during(with(&h.env, &current).args(["key", "passwd", "--new-password-file"]).arg(&file));
-        let opens = |env: &Env, pw: &str| with(env, pw).args(["snapshots", "--json"]).output().unwrap().status.code() == Some(0);
+        h.kill_during(
+            with(&h.env, &current)
+                .args(["key", "passwd", "--new-password-file"])
+                .arg(&file),
+        );
+        let opens = |env: &Env, pw: &str| {
+            with(env, pw)
+                .args(["snapshots", "--json"])
+                .output()
+                .unwrap()
+                .status
+                .code()
+                == Some(0)
+        };
         let (old_ok, new_ok) = (opens(&h.env, &current), opens(&h.env, &next));
-        assert!(old_ok || new_ok, "key passwd killed: neither the old nor the new password opens the repository");
+        assert!(
+            old_ok || new_ok,
+            "key passwd killed: neither the old nor the new password opens the repository"
+        );
         if new_ok {
             current = next;
         }
@@ -279,7 +380,12 @@ fn sigkill_during_key_passwd() {
         h.verify("key passwd", &|env: &Env| with(env, &pw));
         let again = format!("password number {i} again");
         fs::write(&file, &again).unwrap();
-        h.rerun("key passwd", with(&h.env, &current).args(["key", "passwd", "--new-password-file"]).arg(&file));
+        h.rerun(
+            "key passwd",
+            with(&h.env, &current)
+                .args(["key", "passwd", "--new-password-file"])
+                .arg(&file),
+        );
         current = again;
         assert!(opens(&h.env, &current));
     }
@@ -298,23 +404,43 @@ fn sigkill_during_ship() {
     };
     h.backup();
     // The first ship creates the copy; from then on it must be readable at every moment.
-    let out = b2(&h.env, &emu).arg("-r").arg(h.env.repo()).args(["ship", dest, "--create-bucket"]).output().unwrap();
+    let out = b2(&h.env, &emu)
+        .arg("-r")
+        .arg(h.env.repo())
+        .args(["ship", dest, "--create-bucket"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let n = points();
     while h.more(n) {
         h.grow();
         h.backup();
-        h.kill_during(b2(&h.env, &emu).arg("-r").arg(h.env.repo()).args(["ship", dest]));
+        h.kill_during(
+            b2(&h.env, &emu)
+                .arg("-r")
+                .arg(h.env.repo())
+                .args(["ship", dest]),
+        );
         // The offsite copy is readable at every moment: whatever it lists restores.
         h.verify("ship", &|env: &Env| {
             let mut c = b2(env, &emu);
             c.args(["-r", dest]);
             c
         });
-        h.rerun("ship", b2(&h.env, &emu).arg("-r").arg(h.env.repo()).args(["ship", dest, "--verify"]));
+        h.rerun(
+            "ship",
+            b2(&h.env, &emu)
+                .arg("-r")
+                .arg(h.env.repo())
+                .args(["ship", dest, "--verify"]),
+        );
         let mut remote = b2(&h.env, &emu);
         remote.args(["-r", dest]);
-        assert_eq!(h.snapshot_ids(&mut remote), h.snapshot_ids(&mut h.local()), "after a full ship the copy has every snapshot");
+        assert_eq!(
+            h.snapshot_ids(&mut remote),
+            h.snapshot_ids(&mut h.local()),
+            "after a full ship the copy has every snapshot"
+        );
     }
     h.report("ship", n);
 }
@@ -361,7 +487,13 @@ impl Backend for PowerCut {
         self.spend(name)?;
         self.inner.write(name, data, opts)
     }
-    fn write_stream(&self, name: &str, size: u64, source: &RangeSource<'_>, opts: &WriteOptions) -> Result<(), BackendError> {
+    fn write_stream(
+        &self,
+        name: &str,
+        size: u64,
+        source: &RangeSource<'_>,
+        opts: &WriteOptions,
+    ) -> Result<(), BackendError> {
         self.spend(name)?;
         self.inner.write_stream(name, size, source, opts)
     }
@@ -373,15 +505,27 @@ impl Backend for PowerCut {
 
 /// Runs `op` against a copy of `pristine` whose backend loses power after `budget`
 /// writes; returns whether `op` finished before the cut, and the copy's path.
-fn with_power_cut(h: &Harness, pristine: &Path, budget: i64, op: &dyn Fn(&Arc<cairn_repo::Repository>) -> anyhow::Result<()>) -> bool {
+fn with_power_cut(
+    h: &Harness,
+    pristine: &Path,
+    budget: i64,
+    op: &dyn Fn(&Arc<cairn_repo::Repository>) -> anyhow::Result<()>,
+) -> bool {
     let _ = fs::remove_dir_all(h.env.repo());
     copy_tree(pristine, &h.env.repo());
-    let backend = PowerCut { inner: LocalBackend::new(h.env.repo()), left: AtomicI64::new(budget) };
+    let backend = PowerCut {
+        inner: LocalBackend::new(h.env.repo()),
+        left: AtomicI64::new(budget),
+    };
     let repo = cairn_repo::Repository::open(Arc::new(backend), PASSWORD.as_bytes()).unwrap();
     repo.load_index().unwrap();
     let finished = op(&Arc::new(repo)).is_ok();
     // After the power comes back the lock holders are gone: their lock files are stale.
-    for e in fs::read_dir(h.env.repo().join("locks")).into_iter().flatten().flatten() {
+    for e in fs::read_dir(h.env.repo().join("locks"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         fs::remove_file(e.path()).unwrap();
     }
     finished
@@ -403,7 +547,11 @@ fn power_cut_at_every_write_of_backup_and_prune() {
     let src = h.src.clone();
     let backup = |repo: &Arc<cairn_repo::Repository>| -> anyhow::Result<()> {
         let _lock = repo.lock(LockKind::Shared, "backup")?;
-        let opts = cairn_ops::backup::BackupOptions { paths: vec![src.clone()], host: Some("crash".into()), ..Default::default() };
+        let opts = cairn_ops::backup::BackupOptions {
+            paths: vec![src.clone()],
+            host: Some("crash".into()),
+            ..Default::default()
+        };
         let s = cairn_ops::backup::backup(repo, &opts)?;
         anyhow::ensure!(s.errors.is_empty(), "{:?}", s.errors);
         Ok(())
@@ -417,7 +565,11 @@ fn power_cut_at_every_write_of_backup_and_prune() {
         assert!(h.expected.len() <= before.len() + 1);
         if finished {
             // A finished backup reported its snapshot saved: it must be there.
-            assert_eq!(h.expected.len(), before.len() + 1, "backup finished but its snapshot is gone");
+            assert_eq!(
+                h.expected.len(),
+                before.len() + 1,
+                "backup finished but its snapshot is gone"
+            );
         }
         h.verify(&format!("backup cut after {budget} writes"), &Env::repo_cmd);
         if finished {
@@ -427,7 +579,11 @@ fn power_cut_at_every_write_of_backup_and_prune() {
     }
 
     // prune after forgetting the oldest snapshot: cut at every write again.
-    let out = h.local().args(["forget", "--keep-last", "2"]).output().unwrap();
+    let out = h
+        .local()
+        .args(["forget", "--keep-last", "2"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let kept = h.snapshot_ids(&mut h.local());
     h.expected.retain(|id, _| kept.contains(id));
@@ -435,7 +591,10 @@ fn power_cut_at_every_write_of_backup_and_prune() {
     copy_tree(&h.env.repo(), &pristine);
     let prune = |repo: &Arc<cairn_repo::Repository>| -> anyhow::Result<()> {
         let _lock = repo.lock(LockKind::Exclusive, "prune")?;
-        let opts = cairn_ops::prune::PruneOptions { max_unused: cairn_ops::prune::MaxUnused::parse("0%").unwrap(), ..Default::default() };
+        let opts = cairn_ops::prune::PruneOptions {
+            max_unused: cairn_ops::prune::MaxUnused::parse("0%").unwrap(),
+            ..Default::default()
+        };
         cairn_ops::prune::PrunePlan::build(repo, &opts)?.execute(repo)?;
         Ok(())
     };
@@ -443,18 +602,34 @@ fn power_cut_at_every_write_of_backup_and_prune() {
     for budget in 0.. {
         let finished = with_power_cut(&h, &pristine, budget, &prune);
         cuts += 1;
-        assert_eq!(h.snapshot_ids(&mut h.local()), kept, "prune changed the snapshot list");
+        assert_eq!(
+            h.snapshot_ids(&mut h.local()),
+            kept,
+            "prune changed the snapshot list"
+        );
         h.verify(&format!("prune cut after {budget} writes"), &Env::repo_cmd);
         // And the next prune, with the power back, finishes.
-        let out = h.local().args(["prune", "--max-unused", "0%"]).output().unwrap();
-        assert_eq!(out.status.code(), Some(0), "prune after a cut at {budget}: {}", stderr(&out));
+        let out = h
+            .local()
+            .args(["prune", "--max-unused", "0%"])
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "prune after a cut at {budget}: {}",
+            stderr(&out)
+        );
         if finished {
             prune_writes = budget;
             break;
         }
         assert!(budget < 500, "prune never finished");
     }
-    assert!(prune_writes >= 4, "prune made only {prune_writes} writes: nothing was tested");
+    assert!(
+        prune_writes >= 4,
+        "prune made only {prune_writes} writes: nothing was tested"
+    );
     eprintln!("power cut: {cuts} cut points tried");
 }
 
@@ -463,7 +638,10 @@ fn power_cut_at_every_write_of_backup_and_prune() {
 #[test]
 fn local_backend_fsyncs_file_then_directory() {
     if Command::new("strace").arg("-V").output().is_err() {
-        assert!(std::env::var("CI").is_err(), "strace is missing: .ci/run must install it");
+        assert!(
+            std::env::var("CI").is_err(),
+            "strace is missing: .ci/run must install it"
+        );
         eprintln!("skipped: strace is not installed here (Debian package strace)");
         return;
     }
@@ -478,11 +656,25 @@ fn local_backend_fsyncs_file_then_directory() {
     // program order and no call is split into "unfinished" and "resumed" halves.
     let logs = env.path("strace");
     fs::create_dir_all(&logs).unwrap();
-    let mut c = strace_cairn(&env, &["-ff", "-y", "-qq", "-e", "trace=fsync,fdatasync,rename,renameat,renameat2", "-o", logs.join("t").to_str().unwrap()]);
+    let mut c = strace_cairn(
+        &env,
+        &[
+            "-ff",
+            "-y",
+            "-qq",
+            "-e",
+            "trace=fsync,fdatasync,rename,renameat,renameat2",
+            "-o",
+            logs.join("t").to_str().unwrap(),
+        ],
+    );
     c.arg("-r").arg(env.repo()).arg("backup").arg(&src);
     let out = c.output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let repo = fs::canonicalize(env.repo()).unwrap().to_string_lossy().into_owned();
+    let repo = fs::canonicalize(env.repo())
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
     let mut checked = 0;
     for log in fs::read_dir(&logs).unwrap().flatten() {
         let text = fs::read_to_string(log.path()).unwrap();
@@ -496,16 +688,35 @@ fn local_backend_fsyncs_file_then_directory() {
                     fsyncs.push((n, line[a + 1..b].to_string()));
                 }
             } else if line.starts_with("rename") && line.ends_with("= 0") && quoted.len() >= 2 {
-                let abs = |p: &str| if p.starts_with('/') { p.to_string() } else { format!("{}/{p}", env.dir.path().display()) };
+                let abs = |p: &str| {
+                    if p.starts_with('/') {
+                        p.to_string()
+                    } else {
+                        format!("{}/{p}", env.dir.path().display())
+                    }
+                };
                 renames.push((n, abs(quoted[0]), abs(quoted[1])));
             }
         }
         for (n, from, to) in renames.iter().filter(|(_, _, to)| to.starts_with(&repo)) {
             checked += 1;
-            assert!(fsyncs.iter().any(|(m, p)| m < n && p == from), "{to}: renamed from {from} without an fsync of it first\n{text}");
-            let dir = Path::new(to).parent().unwrap().to_string_lossy().into_owned();
-            assert!(fsyncs.iter().any(|(m, p)| m > n && *p == dir), "{to}: its directory {dir} was not fsync'd after the rename\n{text}");
+            assert!(
+                fsyncs.iter().any(|(m, p)| m < n && p == from),
+                "{to}: renamed from {from} without an fsync of it first\n{text}"
+            );
+            let dir = Path::new(to)
+                .parent()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            assert!(
+                fsyncs.iter().any(|(m, p)| m > n && *p == dir),
+                "{to}: its directory {dir} was not fsync'd after the rename\n{text}"
+            );
         }
     }
-    assert!(checked >= 5, "expected pack, index, snapshot and lock renames, saw {checked}");
+    assert!(
+        checked >= 5,
+        "expected pack, index, snapshot and lock renames, saw {checked}"
+    );
 }

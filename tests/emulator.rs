@@ -10,7 +10,11 @@ use crate::util::*;
 
 fn run(mut c: std::process::Command, args: &[&str]) -> Output {
     let out = c.args(args).output().unwrap();
-    assert!(out.status.success(), "rclone {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "rclone {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
@@ -40,15 +44,35 @@ fn rclone_sync_copy_check_versions_cleanup_delete() {
     // 11 MB over a 5 MiB cutoff: rclone's large-file path (parts sent concurrently).
     fs::write(src.join("large.bin"), pseudo_random(2, 11_000_000)).unwrap();
     let s = src.to_str().unwrap();
-    run(rc(), &["sync", s, "t:bucket-one/path", "--b2-upload-cutoff", "5M", "--b2-chunk-size", "5M"]);
+    run(
+        rc(),
+        &[
+            "sync",
+            s,
+            "t:bucket-one/path",
+            "--b2-upload-cutoff",
+            "5M",
+            "--b2-chunk-size",
+            "5M",
+        ],
+    );
     let stats = emu.stats();
     assert_eq!(stats["calls"]["b2_finish_large_file"], 1, "{stats}");
     assert!(stats["calls"]["b2_upload_part"].as_u64().unwrap() >= 3);
 
     let lsl = stdout(&run(rc(), &["lsl", "t:bucket-one/path"]));
-    assert!(lsl.contains("        5 2020-09-13 12:26:40.123000000 a.txt"), "mtime kept to the millisecond: {lsl}");
-    assert!(lsl.contains("200000") && lsl.contains("sub/b c+d#.bin"), "{lsl}");
-    assert!(lsl.contains("11000000 ") && lsl.contains("large.bin"), "{lsl}");
+    assert!(
+        lsl.contains("        5 2020-09-13 12:26:40.123000000 a.txt"),
+        "mtime kept to the millisecond: {lsl}"
+    );
+    assert!(
+        lsl.contains("200000") && lsl.contains("sub/b c+d#.bin"),
+        "{lsl}"
+    );
+    assert!(
+        lsl.contains("11000000 ") && lsl.contains("large.bin"),
+        "{lsl}"
+    );
     run(rc(), &["check", s, "t:bucket-one/path"]);
     // An unchanged re-sync transfers nothing.
     let before = emu.stats()["calls"]["b2_upload_file"].clone();
@@ -58,8 +82,19 @@ fn rclone_sync_copy_check_versions_cleanup_delete() {
     // Download everything back: bytes and (millisecond) mtimes.
     let back = env.path("back");
     run(rc(), &["copy", "t:bucket-one/path", back.to_str().unwrap()]);
-    for rel in ["a.txt", "sub/b c+d#.bin", "sub/deeper/ünïcødé €.txt", "back\\slash", "empty", "large.bin"] {
-        assert_eq!(fs::read(back.join(rel)).unwrap(), fs::read(src.join(rel)).unwrap(), "{rel}");
+    for rel in [
+        "a.txt",
+        "sub/b c+d#.bin",
+        "sub/deeper/ünïcødé €.txt",
+        "back\\slash",
+        "empty",
+        "large.bin",
+    ] {
+        assert_eq!(
+            fs::read(back.join(rel)).unwrap(),
+            fs::read(src.join(rel)).unwrap(),
+            "{rel}"
+        );
     }
     let m = fs::metadata(back.join("a.txt")).unwrap();
     assert_eq!((m.mtime(), m.mtime_nsec()), (1_600_000_000, 123_000_000));
@@ -72,16 +107,33 @@ fn rclone_sync_copy_check_versions_cleanup_delete() {
     assert_eq!(emu.stats()["calls"]["b2_copy_file"], 1);
     assert_eq!(emu.stats()["calls"]["b2_hide_file"], 1);
     let versions = stdout(&run(rc(), &["ls", "t:bucket-one/path", "--b2-versions"]));
-    assert!(versions.lines().any(|l| l.contains("a-v") && l.ends_with(".txt")), "{versions}");
-    assert!(versions.lines().any(|l| l.contains("large-v")), "{versions}");
+    assert!(
+        versions
+            .lines()
+            .any(|l| l.contains("a-v") && l.ends_with(".txt")),
+        "{versions}"
+    );
+    assert!(
+        versions.lines().any(|l| l.contains("large-v")),
+        "{versions}"
+    );
     let current = stdout(&run(rc(), &["ls", "t:bucket-one/path"]));
-    assert!(!current.contains("large"), "hidden files are not listed: {current}");
+    assert!(
+        !current.contains("large"),
+        "hidden files are not listed: {current}"
+    );
     run(rc(), &["check", s, "t:bucket-one/path"]);
 
     run(rc(), &["cleanup", "t:bucket-one"]);
     let versions = stdout(&run(rc(), &["ls", "t:bucket-one/path", "--b2-versions"]));
-    assert!(!versions.contains("-v20"), "old versions removed: {versions}");
-    run(rc(), &["delete", "t:bucket-one/path/a.txt", "--b2-hard-delete"]);
+    assert!(
+        !versions.contains("-v20"),
+        "old versions removed: {versions}"
+    );
+    run(
+        rc(),
+        &["delete", "t:bucket-one/path/a.txt", "--b2-hard-delete"],
+    );
     let current = stdout(&run(rc(), &["ls", "t:bucket-one/path"]));
     assert!(!current.contains("a.txt"), "{current}");
 }
@@ -101,10 +153,34 @@ fn state_survives_restart_and_faults_are_survivable() {
     }
     // Same data directory, new process: everything is still there.
     let emu = Emulator::start(&data, &["--fail-rate", "0.15"]);
-    run(rclone(&emu).unwrap(), &["check", s, "t:bkt-restart/p", "--low-level-retries", "20", "--retries", "5"]);
+    run(
+        rclone(&emu).unwrap(),
+        &[
+            "check",
+            s,
+            "t:bkt-restart/p",
+            "--low-level-retries",
+            "20",
+            "--retries",
+            "5",
+        ],
+    );
     // With 15% of calls failing and uploads failing on demand, rclone still converges.
     fs::write(src.join("new.bin"), pseudo_random(9, 300_000)).unwrap();
-    run(rclone(&emu).unwrap(), &["sync", s, "t:bkt-restart/p", "--b2-test-mode", "fail_some_uploads", "--low-level-retries", "20", "--retries", "5"]);
+    run(
+        rclone(&emu).unwrap(),
+        &[
+            "sync",
+            s,
+            "t:bkt-restart/p",
+            "--b2-test-mode",
+            "fail_some_uploads",
+            "--low-level-retries",
+            "20",
+            "--retries",
+            "5",
+        ],
+    );
     let st = emu.stats();
     assert!(st["class_a"].as_u64().unwrap() > 0);
     drop(emu);
@@ -115,31 +191,69 @@ fn state_survives_restart_and_faults_are_survivable() {
 #[test]
 fn api_shapes_errors_and_stats() {
     let env = Env::new();
-    let emu = Emulator::start(&env.path("emu"), &["--restricted-key", "rkey:rsecret:other-bucket"]);
+    let emu = Emulator::start(
+        &env.path("emu"),
+        &["--restricted-key", "rkey:rsecret:other-bucket"],
+    );
     // Authorize shapes: v1 flat with `allowed`; v4 with apiInfo.storageApi.allowed.
     let v1 = emu.authorize(1);
     assert_eq!(v1["apiUrl"], emu.url.as_str());
-    assert!(v1["allowed"]["capabilities"].as_array().unwrap().iter().any(|c| c == "writeFiles"));
+    assert!(v1["allowed"]["capabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c == "writeFiles"));
     let v4 = emu.authorize(4);
     assert_eq!(v4["apiInfo"]["storageApi"]["downloadUrl"], emu.url.as_str());
-    assert!(v4["apiInfo"]["storageApi"]["allowed"].get("buckets").is_some());
+    assert!(v4["apiInfo"]["storageApi"]["allowed"]
+        .get("buckets")
+        .is_some());
     assert!(v4.get("allowed").is_none());
     let token = v4["authorizationToken"].as_str().unwrap().to_string();
 
     let (st, b) = emu.call(2, "b2_create_bucket", &token, serde_json::json!({"accountId": v4["accountId"], "bucketName": "shapes-bucket", "bucketType": "allPrivate"}));
     assert_eq!(st, 200, "{b}");
     let bucket = b["bucketId"].as_str().unwrap().to_string();
-    let (st, b) = emu.call(2, "b2_create_bucket", &token, serde_json::json!({"accountId": v4["accountId"], "bucketName": "shapes-bucket"}));
-    assert_eq!((st, b["code"].as_str()), (400, Some("duplicate_bucket_name")));
+    let (st, b) = emu.call(
+        2,
+        "b2_create_bucket",
+        &token,
+        serde_json::json!({"accountId": v4["accountId"], "bucketName": "shapes-bucket"}),
+    );
+    assert_eq!(
+        (st, b["code"].as_str()),
+        (400, Some("duplicate_bucket_name"))
+    );
 
     // Upload with a wrong SHA1: 400; with the right one: stored; listings by version.
-    let (_, up) = emu.call(2, "b2_get_upload_url", &token, serde_json::json!({"bucketId": bucket}));
-    let up_path = up["uploadUrl"].as_str().unwrap().strip_prefix(&emu.url).unwrap().to_string();
+    let (_, up) = emu.call(
+        2,
+        "b2_get_upload_url",
+        &token,
+        serde_json::json!({"bucketId": bucket}),
+    );
+    let up_path = up["uploadUrl"]
+        .as_str()
+        .unwrap()
+        .strip_prefix(&emu.url)
+        .unwrap()
+        .to_string();
     let up_tok = up["authorizationToken"].as_str().unwrap().to_string();
     let body = b"0123456789";
     let sha = "87acec17cd9dcd20a716cc2cf67417b71c8a7016";
     let upload = |sha1: &str, name: &str| {
-        emu.http("POST", &up_path, &[("Authorization", &up_tok), ("X-Bz-File-Name", name), ("Content-Type", "b2/x-auto"), ("X-Bz-Content-Sha1", sha1), ("X-Bz-Info-src_last_modified_millis", "1000")], body)
+        emu.http(
+            "POST",
+            &up_path,
+            &[
+                ("Authorization", &up_tok),
+                ("X-Bz-File-Name", name),
+                ("Content-Type", "b2/x-auto"),
+                ("X-Bz-Content-Sha1", sha1),
+                ("X-Bz-Info-src_last_modified_millis", "1000"),
+            ],
+            body,
+        )
     };
     let (st, _, b) = upload("0000000000000000000000000000000000000000", "dir/f.txt");
     assert_eq!(st, 400, "{}", String::from_utf8_lossy(&b));
@@ -147,41 +261,112 @@ fn api_shapes_errors_and_stats() {
     assert_eq!(st, 200, "{}", String::from_utf8_lossy(&b));
     let (st, _, _) = upload(sha, "dir/f.txt");
     assert_eq!(st, 200);
-    let (_, l1) = emu.call(1, "b2_list_file_names", &token, serde_json::json!({"bucketId": bucket}));
+    let (_, l1) = emu.call(
+        1,
+        "b2_list_file_names",
+        &token,
+        serde_json::json!({"bucketId": bucket}),
+    );
     assert_eq!(l1["files"][0]["size"], 10, "v1 listings carry size: {l1}");
-    assert_eq!(l1["files"].as_array().unwrap().len(), 1, "one entry per name");
-    let (_, l2) = emu.call(2, "b2_list_file_versions", &token, serde_json::json!({"bucketId": bucket}));
+    assert_eq!(
+        l1["files"].as_array().unwrap().len(),
+        1,
+        "one entry per name"
+    );
+    let (_, l2) = emu.call(
+        2,
+        "b2_list_file_versions",
+        &token,
+        serde_json::json!({"bucketId": bucket}),
+    );
     assert_eq!(l2["files"].as_array().unwrap().len(), 2, "{l2}");
     assert!(l2["files"][0].get("size").is_none());
     assert_eq!(l2["files"][0]["contentSha1"], sha);
-    assert_eq!(l2["files"][0]["fileInfo"]["src_last_modified_millis"], "1000");
-    let (_, folders) = emu.call(1, "b2_list_file_names", &token, serde_json::json!({"bucketId": bucket, "delimiter": "/"}));
+    assert_eq!(
+        l2["files"][0]["fileInfo"]["src_last_modified_millis"],
+        "1000"
+    );
+    let (_, folders) = emu.call(
+        1,
+        "b2_list_file_names",
+        &token,
+        serde_json::json!({"bucketId": bucket, "delimiter": "/"}),
+    );
     assert_eq!(folders["files"][0]["action"], "folder");
     assert_eq!(folders["files"][0]["fileName"], "dir/");
 
     // Ranged download by name; 404 for a missing name; HEAD without a body.
-    let (st, hs, b) = emu.http("GET", "/file/shapes-bucket/dir/f.txt", &[("Authorization", &token), ("Range", "bytes=2-5")], b"");
+    let (st, hs, b) = emu.http(
+        "GET",
+        "/file/shapes-bucket/dir/f.txt",
+        &[("Authorization", &token), ("Range", "bytes=2-5")],
+        b"",
+    );
     assert_eq!((st, b.as_slice()), (206, &b"2345"[..]));
     assert!(hs.iter().any(|(k, v)| k == "x-bz-content-sha1" && v == sha));
-    assert!(hs.iter().any(|(k, _)| k == "date"), "every reply carries Date");
-    let (st, _, _) = emu.http("GET", "/file/shapes-bucket/missing", &[("Authorization", &token)], b"");
+    assert!(
+        hs.iter().any(|(k, _)| k == "date"),
+        "every reply carries Date"
+    );
+    let (st, _, _) = emu.http(
+        "GET",
+        "/file/shapes-bucket/missing",
+        &[("Authorization", &token)],
+        b"",
+    );
     assert_eq!(st, 404);
 
     // Errors: bad key, bad token, restricted key on another bucket, injected faults.
-    let (st, _, b) = emu.http("GET", "/b2api/v1/b2_authorize_account", &[("Authorization", "Basic dGVzdGtleWlkOndyb25n")], b"");
+    let (st, _, b) = emu.http(
+        "GET",
+        "/b2api/v1/b2_authorize_account",
+        &[("Authorization", "Basic dGVzdGtleWlkOndyb25n")],
+        b"",
+    );
     assert_eq!(st, 401, "{}", String::from_utf8_lossy(&b));
-    let (st, b) = emu.call(1, "b2_list_buckets", "not-a-token", serde_json::json!({"accountId": "x"}));
+    let (st, b) = emu.call(
+        1,
+        "b2_list_buckets",
+        "not-a-token",
+        serde_json::json!({"accountId": "x"}),
+    );
     assert_eq!((st, b["code"].as_str()), (401, Some("bad_auth_token")));
-    let (_, _, rb) = emu.http("GET", "/b2api/v1/b2_authorize_account", &[("Authorization", "Basic cmtleTpyc2VjcmV0")], b"");
-    let rtok = serde_json::from_slice::<serde_json::Value>(&rb).unwrap()["authorizationToken"].as_str().unwrap().to_string();
-    let (st, b) = emu.call(1, "b2_list_file_names", &rtok, serde_json::json!({"bucketId": bucket}));
+    let (_, _, rb) = emu.http(
+        "GET",
+        "/b2api/v1/b2_authorize_account",
+        &[("Authorization", "Basic cmtleTpyc2VjcmV0")],
+        b"",
+    );
+    let rtok = serde_json::from_slice::<serde_json::Value>(&rb).unwrap()["authorizationToken"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (st, b) = emu.call(
+        1,
+        "b2_list_file_names",
+        &rtok,
+        serde_json::json!({"bucketId": bucket}),
+    );
     assert_eq!(st, 401, "{b}");
-    let (st, _, _) = emu.http("POST", "/b2api/v1/b2_list_buckets", &[("Authorization", &token), ("X-Bz-Test-Mode", "force_cap_exceeded")], b"{}");
+    let (st, _, _) = emu.http(
+        "POST",
+        "/b2api/v1/b2_list_buckets",
+        &[
+            ("Authorization", &token),
+            ("X-Bz-Test-Mode", "force_cap_exceeded"),
+        ],
+        b"{}",
+    );
     assert_eq!(st, 403);
 
     // Stats: calls and billing classes; reset zeroes them.
     let s = emu.stats();
-    assert!(s["class_a"].as_u64().unwrap() >= 3 && s["class_b"].as_u64().unwrap() >= 2 && s["class_c"].as_u64().unwrap() >= 4, "{s}");
+    assert!(
+        s["class_a"].as_u64().unwrap() >= 3
+            && s["class_b"].as_u64().unwrap() >= 2
+            && s["class_c"].as_u64().unwrap() >= 4,
+        "{s}"
+    );
     emu.http("POST", "/emulator/stats/reset", &[], b"");
     assert_eq!(emu.stats()["class_c"], 0);
 }

@@ -15,7 +15,9 @@ fn json_lines(env: &Env, args: &[&str]) -> Vec<serde_json::Value> {
     let docs: Vec<serde_json::Value> = text
         .lines()
         .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {l}")))
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {l}"))
+        })
         .collect();
     assert!(!docs.is_empty(), "{args:?} printed nothing");
     docs
@@ -37,48 +39,233 @@ fn every_command_speaks_json() {
     let init = json_lines(&env, &["init"]);
     has(&init[0], &["message_type", "id", "repository"], "init");
     let b1 = json_lines(&env, &["backup", src.to_str().unwrap()]);
-    has(b1.last().unwrap(), &["message_type", "snapshot_id", "files_new", "data_added", "total_duration"], "backup");
+    has(
+        b1.last().unwrap(),
+        &[
+            "message_type",
+            "snapshot_id",
+            "files_new",
+            "data_added",
+            "total_duration",
+        ],
+        "backup",
+    );
     // Progress streams as status lines before the summary.
-    let status: Vec<_> = b1.iter().filter(|d| d["message_type"] == "status").collect();
-    assert!(status.len() >= 2, "a status line when the work is known and one at the end: {b1:?}");
-    has(status[0], &["percent_done", "files_done", "total_files", "bytes_done", "total_bytes", "seconds_elapsed"], "status");
+    let status: Vec<_> = b1
+        .iter()
+        .filter(|d| d["message_type"] == "status")
+        .collect();
+    assert!(
+        status.len() >= 2,
+        "a status line when the work is known and one at the end: {b1:?}"
+    );
+    has(
+        status[0],
+        &[
+            "percent_done",
+            "files_done",
+            "total_files",
+            "bytes_done",
+            "total_bytes",
+            "seconds_elapsed",
+        ],
+        "status",
+    );
     assert_eq!(status.last().unwrap()["files_done"], 2, "{b1:?}");
     assert_eq!(b1.last().unwrap()["message_type"], "summary");
     fs::write(src.join("d/a.txt"), b"alpha, again").unwrap();
     let b2 = json_lines(&env, &["backup", "--tag", "second", src.to_str().unwrap()]);
-    let (first, second) = (b1.last().unwrap()["snapshot_id"].as_str().unwrap().to_string(), b2.last().unwrap()["snapshot_id"].as_str().unwrap().to_string());
+    let (first, second) = (
+        b1.last().unwrap()["snapshot_id"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+        b2.last().unwrap()["snapshot_id"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+    );
     let snaps = json_lines(&env, &["snapshots"]);
     assert_eq!(snaps[0].as_array().unwrap().len(), 2);
-    has(&snaps[0][0], &["id", "short_id", "time", "hostname", "username", "paths", "tags", "tree", "summary"], "snapshots");
+    has(
+        &snaps[0][0],
+        &[
+            "id", "short_id", "time", "hostname", "username", "paths", "tags", "tree", "summary",
+        ],
+        "snapshots",
+    );
     let ls = json_lines(&env, &["ls", "latest"]);
-    assert!(ls[0]["nodes"].as_array().unwrap().len() > 3, "ls: every entry");
-    has(&ls[0]["nodes"][1], &["name", "type", "path", "mode", "mtime", "size"], "ls");
-    has(&json_lines(&env, &["find", "*.txt"])[0][0], &["snapshot", "matches"], "find");
-    has(json_lines(&env, &["diff", &first[..8], &second[..8]]).last().unwrap(), &["message_type", "changes"], "diff");
+    assert!(
+        ls[0]["nodes"].as_array().unwrap().len() > 3,
+        "ls: every entry"
+    );
+    has(
+        &ls[0]["nodes"][1],
+        &["name", "type", "path", "mode", "mtime", "size"],
+        "ls",
+    );
+    has(
+        &json_lines(&env, &["find", "*.txt"])[0][0],
+        &["snapshot", "matches"],
+        "find",
+    );
+    has(
+        json_lines(&env, &["diff", &first[..8], &second[..8]])
+            .last()
+            .unwrap(),
+        &["message_type", "changes"],
+        "diff",
+    );
     has(&json_lines(&env, &["stats"])[0], &["total_size"], "stats");
-    has(&json_lines(&env, &["key", "list"])[0][0], &["id", "current", "created"], "key list");
+    has(
+        &json_lines(&env, &["key", "list"])[0][0],
+        &["id", "current", "created"],
+        "key list",
+    );
     let pw = env.path("pw2");
     fs::write(&pw, "second password").unwrap();
-    has(&json_lines(&env, &["key", "add", "--new-password-file", pw.to_str().unwrap()])[0], &["message_type", "key_id"], "key add");
-    has(&json_lines(&env, &["tag", "--add", "x", &first[..8]])[0], &["message_type"], "tag");
+    has(
+        &json_lines(
+            &env,
+            &["key", "add", "--new-password-file", pw.to_str().unwrap()],
+        )[0],
+        &["message_type", "key_id"],
+        "key add",
+    );
+    has(
+        &json_lines(&env, &["tag", "--add", "x", &first[..8]])[0],
+        &["message_type"],
+        "tag",
+    );
     let t = env.path("t");
-    has(json_lines(&env, &["restore", "latest", "--target", t.to_str().unwrap()]).last().unwrap(), &["message_type", "files_restored", "bytes_restored", "files_deleted", "dirs_deleted", "deleted", "errors"], "restore");
-    has(json_lines(&env, &["check", "--read-data"]).last().unwrap(), &["message_type", "errors", "packs_checked", "blobs_checked", "bytes_read"], "check");
-    has(&json_lines(&env, &["drill", "--files", "2"]).last().unwrap(), &["message_type", "ok", "files_checked", "bytes_checked", "snapshots", "failures"], "drill");
-    has(&json_lines(&env, &["drill", "--history"])[0], &[], "drill --history");
+    has(
+        json_lines(
+            &env,
+            &["restore", "latest", "--target", t.to_str().unwrap()],
+        )
+        .last()
+        .unwrap(),
+        &[
+            "message_type",
+            "files_restored",
+            "bytes_restored",
+            "files_deleted",
+            "dirs_deleted",
+            "deleted",
+            "errors",
+        ],
+        "restore",
+    );
+    has(
+        json_lines(&env, &["check", "--read-data"]).last().unwrap(),
+        &[
+            "message_type",
+            "errors",
+            "packs_checked",
+            "blobs_checked",
+            "bytes_read",
+        ],
+        "check",
+    );
+    has(
+        json_lines(&env, &["drill", "--files", "2"]).last().unwrap(),
+        &[
+            "message_type",
+            "ok",
+            "files_checked",
+            "bytes_checked",
+            "snapshots",
+            "failures",
+        ],
+        "drill",
+    );
+    has(
+        &json_lines(&env, &["drill", "--history"])[0],
+        &[],
+        "drill --history",
+    );
     let offsite = env.path("offsite");
-    has(json_lines(&env, &["ship", offsite.to_str().unwrap(), "--create-bucket"]).last().unwrap(), &["message_type", "files_uploaded", "bytes_uploaded", "files_deleted", "files_skipped", "transactions"], "ship");
+    has(
+        json_lines(
+            &env,
+            &["ship", offsite.to_str().unwrap(), "--create-bucket"],
+        )
+        .last()
+        .unwrap(),
+        &[
+            "message_type",
+            "files_uploaded",
+            "bytes_uploaded",
+            "files_deleted",
+            "files_skipped",
+            "transactions",
+        ],
+        "ship",
+    );
     let mirror = env.path("mirror");
-    has(json_lines(&env, &["sync", src.to_str().unwrap(), mirror.to_str().unwrap()]).last().unwrap(), &["message_type", "files_uploaded", "transactions"], "sync");
+    has(
+        json_lines(
+            &env,
+            &["sync", src.to_str().unwrap(), mirror.to_str().unwrap()],
+        )
+        .last()
+        .unwrap(),
+        &["message_type", "files_uploaded", "transactions"],
+        "sync",
+    );
     let other = env.path("other");
-    assert!(env.cmd().arg("-r").arg(&other).arg("init").output().unwrap().status.success());
-    let copy = env.cmd().env("CAIRN_FROM_PASSWORD", PASSWORD).arg("-r").arg(&other).args(["--json", "copy", "--from-repo"]).arg(env.repo()).output().unwrap();
+    assert!(env
+        .cmd()
+        .arg("-r")
+        .arg(&other)
+        .arg("init")
+        .output()
+        .unwrap()
+        .status
+        .success());
+    let copy = env
+        .cmd()
+        .env("CAIRN_FROM_PASSWORD", PASSWORD)
+        .arg("-r")
+        .arg(&other)
+        .args(["--json", "copy", "--from-repo"])
+        .arg(env.repo())
+        .output()
+        .unwrap();
     assert_eq!(copy.status.code(), Some(0), "copy: {}", stderr(&copy));
-    let v: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&copy.stdout).lines().last().unwrap()).unwrap();
+    let v: serde_json::Value = serde_json::from_str(
+        String::from_utf8_lossy(&copy.stdout)
+            .lines()
+            .last()
+            .unwrap(),
+    )
+    .unwrap();
     has(&v, &["message_type", "copied", "skipped"], "copy");
-    has(json_lines(&env, &["forget", "--keep-last", "1"]).last().unwrap(), &[], "forget");
-    has(json_lines(&env, &["prune"]).last().unwrap(), &["message_type"], "prune");
-    has(&json_lines(&env, &["repair", "index"])[0], &["message_type"], "repair index");
-    has(&json_lines(&env, &["repair", "snapshots"])[0], &["message_type", "rewritten", "lost"], "repair snapshots");
-    has(&json_lines(&env, &["unlock"])[0], &["message_type"], "unlock");
+    has(
+        json_lines(&env, &["forget", "--keep-last", "1"])
+            .last()
+            .unwrap(),
+        &[],
+        "forget",
+    );
+    has(
+        json_lines(&env, &["prune"]).last().unwrap(),
+        &["message_type"],
+        "prune",
+    );
+    has(
+        &json_lines(&env, &["repair", "index"])[0],
+        &["message_type"],
+        "repair index",
+    );
+    has(
+        &json_lines(&env, &["repair", "snapshots"])[0],
+        &["message_type", "rewritten", "lost"],
+        "repair snapshots",
+    );
+    has(
+        &json_lines(&env, &["unlock"])[0],
+        &["message_type"],
+        "unlock",
+    );
 }

@@ -38,7 +38,13 @@ fn check_ok(env: &Env) {
 
 fn restore_latest_matches(env: &Env, src: &Path, name: &str) {
     let t = env.path(name);
-    env.ok(&["restore", "latest", "--target", t.to_str().unwrap(), "--verify"]);
+    env.ok(&[
+        "restore",
+        "latest",
+        "--target",
+        t.to_str().unwrap(),
+        "--verify",
+    ]);
     assert_same_tree(src, &t.join(src.strip_prefix("/").unwrap()));
 }
 
@@ -53,7 +59,10 @@ fn forget_prune_end_to_end() {
     assert_eq!(v["removed"].as_array().unwrap().len(), 1);
     assert_eq!(v["groups"][0]["keep"][0]["reasons"][0], "last snapshot");
     let after = repo_bytes(&env);
-    assert!(after + 2_000_000 < before, "prune freed too little: {before} -> {after}");
+    assert!(
+        after + 2_000_000 < before,
+        "prune freed too little: {before} -> {after}"
+    );
     check_ok(&env);
     restore_latest_matches(&env, &src, "t1");
     let snaps: serde_json::Value = serde_json::from_str(&env.ok(&["snapshots", "--json"])).unwrap();
@@ -78,12 +87,30 @@ fn forget_requires_a_policy_and_dry_run_changes_nothing() {
 
 #[test]
 fn prune_interrupted_at_each_step_leaves_a_checkable_repository() {
-    for point in ["after-room", "after-repack", "after-index", "during-index-delete", "during-pack-delete"] {
+    for point in [
+        "after-room",
+        "after-repack",
+        "after-index",
+        "during-index-delete",
+        "during-pack-delete",
+    ] {
         let env = Env::new();
         let (src, _) = two_generations(&env);
         env.ok(&["forget", "--keep-last", "1"]);
-        let out = env.cmd().env("CAIRN_TEST_CRASH_AT", point).arg("-r").arg(env.repo()).args(["prune", "--max-unused", "0%"]).output().unwrap();
-        assert_eq!(out.status.code(), None, "{point}: prune should have been killed: {}", stderr(&out));
+        let out = env
+            .cmd()
+            .env("CAIRN_TEST_CRASH_AT", point)
+            .arg("-r")
+            .arg(env.repo())
+            .args(["prune", "--max-unused", "0%"])
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            None,
+            "{point}: prune should have been killed: {}",
+            stderr(&out)
+        );
         check_ok(&env);
         restore_latest_matches(&env, &src, "t1");
         // The next prune finishes the job.
@@ -100,7 +127,10 @@ fn check_reports_damage_with_snapshots_and_files() {
     // Damage every blob of the pack holding f4 (present in both snapshots): a byte
     // flipped every 64 KiB of the blob area.
     let listing = env.repo_listing();
-    let packs: Vec<&PathBuf> = listing.keys().filter(|p| p.to_string_lossy().contains("/data/")).collect();
+    let packs: Vec<&PathBuf> = listing
+        .keys()
+        .filter(|p| p.to_string_lossy().contains("/data/"))
+        .collect();
     let mut damaged = false;
     let flip = |b: &mut Vec<u8>| {
         let hlen = u32::from_le_bytes(b[b.len() - 4..].try_into().unwrap()) as usize;
@@ -118,7 +148,11 @@ fn check_reports_damage_with_snapshots_and_files() {
         if err.contains("/src/f4") {
             assert_eq!(out.status.code(), Some(1));
             assert!(err.contains("hash mismatch"), "{err}");
-            assert_eq!(err.matches("/src/f4").count(), 2, "both snapshots name the file: {err}");
+            assert_eq!(
+                err.matches("/src/f4").count(),
+                2,
+                "both snapshots name the file: {err}"
+            );
             damaged = true;
             break;
         }
@@ -130,7 +164,10 @@ fn check_reports_damage_with_snapshots_and_files() {
     assert_eq!(env.run(&["check"]).status.code(), Some(0));
 
     // A missing pack is a structural error.
-    let victim = packs.iter().find(|p| fs::read(p).unwrap().len() > 500_000).unwrap();
+    let victim = packs
+        .iter()
+        .find(|p| fs::read(p).unwrap().len() > 500_000)
+        .unwrap();
     fs::remove_file(victim).unwrap();
     let out = env.run(&["check"]);
     assert_eq!(out.status.code(), Some(1));
@@ -147,13 +184,27 @@ fn check_subsets_and_truncated_index() {
         let out = env.ok(&["check", "--read-data-subset", &format!("{n}/3"), "--json"]);
         total += json_last_line(&out)["packs_checked"].as_u64().unwrap();
     }
-    let all = json_last_line(&env.ok(&["check", "--read-data", "--json"]))["packs_checked"].as_u64().unwrap();
+    let all = json_last_line(&env.ok(&["check", "--read-data", "--json"]))["packs_checked"]
+        .as_u64()
+        .unwrap();
     assert_eq!(total, all, "1/3 + 2/3 + 3/3 cover every pack once");
-    let half = json_last_line(&env.ok(&["check", "--read-data-subset", "50%", "--json"]))["packs_checked"].as_u64().unwrap();
+    let half = json_last_line(&env.ok(&["check", "--read-data-subset", "50%", "--json"]))
+        ["packs_checked"]
+        .as_u64()
+        .unwrap();
     assert_eq!(half, all.div_ceil(2));
-    assert_eq!(env.run(&["check", "--read-data-subset", "4/3"]).status.code(), Some(1));
+    assert_eq!(
+        env.run(&["check", "--read-data-subset", "4/3"])
+            .status
+            .code(),
+        Some(1)
+    );
 
-    let index = env.repo_listing().into_keys().find(|p| p.to_string_lossy().contains("/index/")).unwrap();
+    let index = env
+        .repo_listing()
+        .into_keys()
+        .find(|p| p.to_string_lossy().contains("/index/"))
+        .unwrap();
     let b = fs::read(&index).unwrap();
     fs::write(&index, &b[..b.len() / 2]).unwrap();
     let out = env.run(&["check"]);
@@ -168,24 +219,70 @@ fn keys_add_remove_passwd() {
     let pw2 = env.path("pw2");
     fs::write(&pw2, "second password\n").unwrap();
     env.ok(&["key", "add", "--new-password-file", pw2.to_str().unwrap()]);
-    let keys: serde_json::Value = serde_json::from_str(&env.ok(&["key", "list", "--json"])).unwrap();
+    let keys: serde_json::Value =
+        serde_json::from_str(&env.ok(&["key", "list", "--json"])).unwrap();
     assert_eq!(keys.as_array().unwrap().len(), 2);
-    let current = keys.as_array().unwrap().iter().find(|k| k["current"] == true).unwrap()["id"].as_str().unwrap().to_string();
-    let other = keys.as_array().unwrap().iter().find(|k| k["current"] == false).unwrap()["id"].as_str().unwrap().to_string();
+    let current = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["current"] == true)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let other = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["current"] == false)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     // The key in use cannot be removed; the other can, with the second password it works.
     let out = env.run(&["key", "remove", &current[..8]]);
     assert_eq!(out.status.code(), Some(1));
-    let with_pw2 = |args: &[&str]| env.cmd().env("CAIRN_PASSWORD", "second password").arg("-r").arg(env.repo()).args(args).output().unwrap();
+    let with_pw2 = |args: &[&str]| {
+        env.cmd()
+            .env("CAIRN_PASSWORD", "second password")
+            .arg("-r")
+            .arg(env.repo())
+            .args(args)
+            .output()
+            .unwrap()
+    };
     assert!(with_pw2(&["snapshots"]).status.success());
     assert!(with_pw2(&["key", "remove", &current[..8]]).status.success());
-    assert_eq!(env.run(&["snapshots"]).status.code(), Some(12), "first password is gone");
+    assert_eq!(
+        env.run(&["snapshots"]).status.code(),
+        Some(12),
+        "first password is gone"
+    );
     // The last key cannot be removed; passwd replaces it.
-    assert_eq!(with_pw2(&["key", "remove", &other[..8]]).status.code(), Some(1));
+    assert_eq!(
+        with_pw2(&["key", "remove", &other[..8]]).status.code(),
+        Some(1)
+    );
     let pw3 = env.path("pw3");
     fs::write(&pw3, "third\n").unwrap();
-    assert!(with_pw2(&["key", "passwd", "--new-password-file", pw3.to_str().unwrap()]).status.success());
+    assert!(with_pw2(&[
+        "key",
+        "passwd",
+        "--new-password-file",
+        pw3.to_str().unwrap()
+    ])
+    .status
+    .success());
     assert_eq!(with_pw2(&["snapshots"]).status.code(), Some(12));
-    let out = env.cmd().env("CAIRN_PASSWORD", "third").arg("-r").arg(env.repo()).args(["key", "list", "--json"]).output().unwrap();
+    let out = env
+        .cmd()
+        .env("CAIRN_PASSWORD", "third")
+        .arg("-r")
+        .arg(env.repo())
+        .args(["key", "list", "--json"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let keys: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(keys.as_array().unwrap().len(), 1);
@@ -198,21 +295,36 @@ fn tags_and_unlock() {
     env.backup(&[Path::new("/etc/hostname")], &["--tag", "a"]);
     env.ok(&["tag", "latest", "--add", "b,c", "--remove", "a"]);
     let snaps: serde_json::Value = serde_json::from_str(&env.ok(&["snapshots", "--json"])).unwrap();
-    assert_eq!(snaps.as_array().unwrap().len(), 1, "the old snapshot file is replaced");
+    assert_eq!(
+        snaps.as_array().unwrap().len(),
+        1,
+        "the old snapshot file is replaced"
+    );
     assert_eq!(snaps[0]["tags"], serde_json::json!(["b", "c"]));
     env.ok(&["tag", "latest", "--set", "only"]);
-    let snaps: serde_json::Value = serde_json::from_str(&env.ok(&["snapshots", "--json", "--tag", "only"])).unwrap();
+    let snaps: serde_json::Value =
+        serde_json::from_str(&env.ok(&["snapshots", "--json", "--tag", "only"])).unwrap();
     assert_eq!(snaps.as_array().unwrap().len(), 1);
     assert_eq!(env.run(&["tag", "latest"]).status.code(), Some(1));
 
     // A lock left by a killed process on this host is stale: unlock removes it.
-    let out = env.cmd().env("CAIRN_TEST_CRASH_AT", "after-index").arg("-r").arg(env.repo()).args(["prune", "--max-unused", "0%"]).output().unwrap();
+    let out = env
+        .cmd()
+        .env("CAIRN_TEST_CRASH_AT", "after-index")
+        .arg("-r")
+        .arg(env.repo())
+        .args(["prune", "--max-unused", "0%"])
+        .output()
+        .unwrap();
     let _ = out;
     let locks = env.repo().join("locks");
     let n = fs::read_dir(&locks).map(|r| r.count()).unwrap_or(0);
     assert_eq!(n, 1, "the aborted prune left its lock behind");
     let out = env.ok(&["unlock", "--json"]);
-    assert_eq!(json_last_line(&out)["locks_removed"].as_u64().unwrap() as usize, n);
+    assert_eq!(
+        json_last_line(&out)["locks_removed"].as_u64().unwrap() as usize,
+        n
+    );
     assert_eq!(fs::read_dir(&locks).map(|r| r.count()).unwrap_or(0), 0);
 }
 
@@ -228,7 +340,12 @@ fn repair_recovers_from_flipped_byte_deleted_pack_and_truncated_index() {
     fs::write(src.join("small"), b"small file").unwrap();
     env.backup(&[&src], &[]);
     let data_packs = || -> Vec<PathBuf> {
-        let mut v: Vec<PathBuf> = env.repo_listing().into_iter().filter(|(p, s)| p.to_string_lossy().contains("/data/") && *s > 600_000).map(|(p, _)| p).collect();
+        let mut v: Vec<PathBuf> = env
+            .repo_listing()
+            .into_iter()
+            .filter(|(p, s)| p.to_string_lossy().contains("/data/") && *s > 600_000)
+            .map(|(p, _)| p)
+            .collect();
         v.sort();
         v
     };
@@ -239,7 +356,11 @@ fn repair_recovers_from_flipped_byte_deleted_pack_and_truncated_index() {
     b[100] ^= 0x01;
     fs::write(&packs[0], b).unwrap();
     fs::remove_file(&packs[1]).unwrap();
-    let index = env.repo_listing().into_keys().find(|p| p.to_string_lossy().contains("/index/")).unwrap();
+    let index = env
+        .repo_listing()
+        .into_keys()
+        .find(|p| p.to_string_lossy().contains("/index/"))
+        .unwrap();
     let ib = fs::read(&index).unwrap();
     fs::write(&index, &ib[..ib.len() - 10]).unwrap();
 
@@ -248,14 +369,28 @@ fn repair_recovers_from_flipped_byte_deleted_pack_and_truncated_index() {
 
     let out = env.ok(&["repair", "index", "--json"]);
     let r = json_last_line(&out);
-    assert!(r["repair_index"]["packs_damaged"].as_u64().unwrap() >= 1, "{r}");
+    assert!(
+        r["repair_index"]["packs_damaged"].as_u64().unwrap() >= 1,
+        "{r}"
+    );
     // Lost: the file with the flipped byte, and the files of the deleted pack (a 1 MiB
     // pack holds one or two of these 700 KB files, and maybe the small one).
-    let count = |env: &Env| serde_json::from_str::<serde_json::Value>(&env.ok(&["snapshots", "--json"])).unwrap().as_array().unwrap().len();
+    let count = |env: &Env| {
+        serde_json::from_str::<serde_json::Value>(&env.ok(&["snapshots", "--json"]))
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len()
+    };
     let before = count(&env);
     let out = env.ok(&["repair", "snapshots", "--json"]);
     let r = json_last_line(&out);
-    let lost: Vec<String> = r["lost"].as_array().unwrap().iter().map(|l| l.as_str().unwrap().to_string()).collect();
+    let lost: Vec<String> = r["lost"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap().to_string())
+        .collect();
     assert!((2..=5).contains(&lost.len()), "{lost:?}");
     // The damaged originals stay beside their repaired copies (issue 18.4, as restic
     // does), so check still names them; --forget removes them.
@@ -264,14 +399,27 @@ fn repair_recovers_from_flipped_byte_deleted_pack_and_truncated_index() {
     assert_eq!(count(&env), before + rewritten);
     assert_eq!(env.run(&["check"]).status.code(), Some(1));
     let out = env.ok(&["repair", "snapshots", "--forget", "--json"]);
-    assert_eq!(json_last_line(&out)["lost"].as_array().unwrap().len(), lost.len());
+    assert_eq!(
+        json_last_line(&out)["lost"].as_array().unwrap().len(),
+        lost.len()
+    );
     check_ok(&env);
 
     let snaps: serde_json::Value = serde_json::from_str(&env.ok(&["snapshots", "--json"])).unwrap();
     assert_eq!(snaps.as_array().unwrap().len(), 1);
-    assert!(snaps[0]["tags"].as_array().unwrap().iter().any(|t| t == "repaired"));
+    assert!(snaps[0]["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t == "repaired"));
     let t = env.path("t");
-    env.ok(&["restore", "latest", "--target", t.to_str().unwrap(), "--verify"]);
+    env.ok(&[
+        "restore",
+        "latest",
+        "--target",
+        t.to_str().unwrap(),
+        "--verify",
+    ]);
     let restored = t.join(src.strip_prefix("/").unwrap());
     let mut kept = 0;
     for i in 0..8u64 {
@@ -280,7 +428,11 @@ fn repair_recovers_from_flipped_byte_deleted_pack_and_truncated_index() {
         if lost.iter().any(|l| l.ends_with(&format!("/{name}"))) {
             assert!(!p.exists());
         } else {
-            assert_eq!(fs::read(&p).unwrap(), pseudo_random(i + 500, 700_000), "{name}");
+            assert_eq!(
+                fs::read(&p).unwrap(),
+                pseudo_random(i + 500, 700_000),
+                "{name}"
+            );
             kept += 1;
         }
     }
@@ -290,7 +442,11 @@ fn repair_recovers_from_flipped_byte_deleted_pack_and_truncated_index() {
         assert_eq!(fs::read(restored.join("small")).unwrap(), b"small file");
         kept += 1;
     }
-    assert_eq!(kept, 9 - lost.len(), "every file not reported lost is restored exactly");
+    assert_eq!(
+        kept,
+        9 - lost.len(),
+        "every file not reported lost is restored exactly"
+    );
 }
 
 #[test]
@@ -305,26 +461,57 @@ fn copy_between_repositories_with_and_without_rechunking() {
     let from = env.repo().display().to_string();
     let pwfile = env.path("pw");
     fs::write(&pwfile, format!("{PASSWORD}\n")).unwrap();
-    for (name, init_extra) in [("same", vec![]), ("other", vec!["--chunker-sizes", "256,512,2048"])] {
+    for (name, init_extra) in [
+        ("same", vec![]),
+        ("other", vec!["--chunker-sizes", "256,512,2048"]),
+    ] {
         let dst = env.path(name);
         let run = |args: &[&str]| {
-            let out = env.cmd().env("CAIRN_PASSWORD", "dst password").arg("-r").arg(&dst).args(args).output().unwrap();
+            let out = env
+                .cmd()
+                .env("CAIRN_PASSWORD", "dst password")
+                .arg("-r")
+                .arg(&dst)
+                .args(args)
+                .output()
+                .unwrap();
             assert!(out.status.success(), "{args:?}: {}", stderr(&out));
             String::from_utf8_lossy(&out.stdout).into_owned()
         };
         let mut init = vec!["init"];
         init.extend(init_extra.iter().copied());
         run(&init);
-        let v = json_last_line(&run(&["copy", "--from-repo", &from, "--from-password-file", pwfile.to_str().unwrap(), "--json"]));
+        let v = json_last_line(&run(&[
+            "copy",
+            "--from-repo",
+            &from,
+            "--from-password-file",
+            pwfile.to_str().unwrap(),
+            "--json",
+        ]));
         assert_eq!(v["copied"].as_array().unwrap().len(), 1, "{name}");
         assert_eq!(v["rechunked"], name == "other");
-        let again = json_last_line(&run(&["copy", "--from-repo", &from, "--from-password-file", pwfile.to_str().unwrap(), "--json"]));
+        let again = json_last_line(&run(&[
+            "copy",
+            "--from-repo",
+            &from,
+            "--from-password-file",
+            pwfile.to_str().unwrap(),
+            "--json",
+        ]));
         assert_eq!(again["skipped"], 1);
         assert_eq!(again["data_added"], 0);
         let t = env.path(&format!("t-{name}"));
-        run(&["restore", "latest", "--target", t.to_str().unwrap(), "--verify"]);
+        run(&[
+            "restore",
+            "latest",
+            "--target",
+            t.to_str().unwrap(),
+            "--verify",
+        ]);
         assert_same_tree(&src, &t.join(src.strip_prefix("/").unwrap()));
-        let snaps: serde_json::Value = serde_json::from_str(&run(&["snapshots", "--json"])).unwrap();
+        let snaps: serde_json::Value =
+            serde_json::from_str(&run(&["snapshots", "--json"])).unwrap();
         assert_eq!(snaps[0]["tags"][0], "orig");
         run(&["check", "--read-data"]);
     }
@@ -353,7 +540,10 @@ fn profiles_run_the_daily_job_and_flags_win() {
     .unwrap();
     let run = |args: &[&str]| {
         let mut c = env.cmd();
-        c.env_remove("CAIRN_PASSWORD").env("CAIRN_CONFIG_DIR", &conf).args(["--profile", "home"]).args(args);
+        c.env_remove("CAIRN_PASSWORD")
+            .env("CAIRN_CONFIG_DIR", &conf)
+            .args(["--profile", "home"])
+            .args(args);
         c.output().unwrap()
     };
     let ok = |args: &[&str]| {
@@ -369,30 +559,70 @@ fn profiles_run_the_daily_job_and_flags_win() {
         ok(&["ship"]);
     }
     let snaps: serde_json::Value = serde_json::from_str(&ok(&["snapshots", "--json"])).unwrap();
-    assert_eq!(snaps.as_array().unwrap().len(), 2, "forget kept the profile's 2");
+    assert_eq!(
+        snaps.as_array().unwrap().len(),
+        2,
+        "forget kept the profile's 2"
+    );
     assert_eq!(snaps[0]["tags"][0], "daily");
     let ls = ok(&["ls", "latest"]);
-    assert!(ls.contains("notes.txt") && !ls.contains("junk"), "the profile's exclude applied: {ls}");
-    assert!(offsite.join("config").exists(), "shipped to the profile's destination");
+    assert!(
+        ls.contains("notes.txt") && !ls.contains("junk"),
+        "the profile's exclude applied: {ls}"
+    );
+    assert!(
+        offsite.join("config").exists(),
+        "shipped to the profile's destination"
+    );
     // Flags win: another tag, no exclude given means the profile's stays; keep-last 1.
     ok(&["backup", "--tag", "manual"]);
-    let snaps: serde_json::Value = serde_json::from_str(&ok(&["snapshots", "--json", "latest"])).unwrap();
+    let snaps: serde_json::Value =
+        serde_json::from_str(&ok(&["snapshots", "--json", "latest"])).unwrap();
     assert_eq!(snaps[0]["tags"], serde_json::json!(["manual"]));
     ok(&["forget", "--keep-last", "1"]);
     let snaps: serde_json::Value = serde_json::from_str(&ok(&["snapshots", "--json"])).unwrap();
     assert_eq!(snaps.as_array().unwrap().len(), 1);
     // A typo names the file, the line and the key.
-    fs::write(conf.join("bad.toml"), "repository = \"/x\"\n\n[backup]\nexclued = [\"a\"]\n").unwrap();
-    let out = env.cmd().env("CAIRN_CONFIG_DIR", &conf).args(["--profile", "bad", "backup"]).output().unwrap();
+    fs::write(
+        conf.join("bad.toml"),
+        "repository = \"/x\"\n\n[backup]\nexclued = [\"a\"]\n",
+    )
+    .unwrap();
+    let out = env
+        .cmd()
+        .env("CAIRN_CONFIG_DIR", &conf)
+        .args(["--profile", "bad", "backup"])
+        .output()
+        .unwrap();
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
-    assert!(err.contains("bad.toml") && err.contains("line 4") && err.contains("exclued"), "{err}");
-    fs::write(conf.join("typed.toml"), "[forget]\nkeep_daily = \"seven\"\n").unwrap();
-    let out = env.cmd().env("CAIRN_CONFIG_DIR", &conf).args(["--profile", "typed", "forget"]).output().unwrap();
+    assert!(
+        err.contains("bad.toml") && err.contains("line 4") && err.contains("exclued"),
+        "{err}"
+    );
+    fs::write(
+        conf.join("typed.toml"),
+        "[forget]\nkeep_daily = \"seven\"\n",
+    )
+    .unwrap();
+    let out = env
+        .cmd()
+        .env("CAIRN_CONFIG_DIR", &conf)
+        .args(["--profile", "typed", "forget"])
+        .output()
+        .unwrap();
     let err = stderr(&out);
-    assert!(err.contains("typed.toml") && err.contains("line 2") && err.contains("keep_daily"), "{err}");
-    let out = env.cmd().env("CAIRN_CONFIG_DIR", &conf).args(["--profile", "missing", "snapshots"]).output().unwrap();
+    assert!(
+        err.contains("typed.toml") && err.contains("line 2") && err.contains("keep_daily"),
+        "{err}"
+    );
+    let out = env
+        .cmd()
+        .env("CAIRN_CONFIG_DIR", &conf)
+        .args(["--profile", "missing", "snapshots"])
+        .output()
+        .unwrap();
     assert!(stderr(&out).contains("missing.toml"), "{}", stderr(&out));
 }
 
@@ -403,10 +633,25 @@ fn profiles_run_the_daily_job_and_flags_win() {
 #[test]
 fn the_example_daily_unit_ships_even_when_a_file_is_unreadable() {
     use std::os::unix::fs::PermissionsExt;
-    let unit = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/examples/cairn-daily.service")).unwrap();
-    let exec: Vec<&str> = unit.lines().filter_map(|l| l.strip_prefix("ExecStart=")).collect();
-    assert_eq!(exec.len(), 1, "one command, so a step's exit 3 cannot stop the rest: {exec:?}");
-    let success: Vec<&str> = unit.lines().filter_map(|l| l.strip_prefix("SuccessExitStatus=")).flat_map(|l| l.split_whitespace()).collect();
+    let unit = fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/examples/cairn-daily.service"
+    ))
+    .unwrap();
+    let exec: Vec<&str> = unit
+        .lines()
+        .filter_map(|l| l.strip_prefix("ExecStart="))
+        .collect();
+    assert_eq!(
+        exec.len(),
+        1,
+        "one command, so a step's exit 3 cannot stop the rest: {exec:?}"
+    );
+    let success: Vec<&str> = unit
+        .lines()
+        .filter_map(|l| l.strip_prefix("SuccessExitStatus="))
+        .flat_map(|l| l.split_whitespace())
+        .collect();
     assert!(success.contains(&"3"), "{success:?}");
     let env = Env::new();
     let home = env.path("home");
@@ -442,7 +687,8 @@ fn the_example_daily_unit_ships_even_when_a_file_is_unreadable() {
     let run = |args: &[String]| {
         let mut c = if root {
             let mut c = std::process::Command::new("setpriv");
-            c.args(["--reuid=65534", "--regid=65534", "--clear-groups"]).args(args);
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                .args(args);
             c
         } else {
             let mut c = std::process::Command::new(&args[0]);
@@ -454,26 +700,59 @@ fn the_example_daily_unit_ships_even_when_a_file_is_unreadable() {
                 c.env_remove(k);
             }
         }
-        c.env("HOME", &home).env("CAIRN_CONFIG_DIR", &conf).env("CAIRN_INSECURE_TEST_KDF", "1").current_dir(env.dir.path());
+        c.env("HOME", &home)
+            .env("CAIRN_CONFIG_DIR", &conf)
+            .env("CAIRN_INSECURE_TEST_KDF", "1")
+            .current_dir(env.dir.path());
         c.output().unwrap()
     };
-    let cmdline: Vec<String> = exec[0].split_whitespace().map(|w| w.replace("%h", home.to_str().unwrap())).collect();
-    let init: Vec<String> = vec![cmdline[0].clone(), "--profile".into(), "home".into(), "init".into()];
+    let cmdline: Vec<String> = exec[0]
+        .split_whitespace()
+        .map(|w| w.replace("%h", home.to_str().unwrap()))
+        .collect();
+    let init: Vec<String> = vec![
+        cmdline[0].clone(),
+        "--profile".into(),
+        "home".into(),
+        "init".into(),
+    ];
     let out = run(&init);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     for day in 0..2 {
         fs::write(src.join("notes.txt"), format!("day {day}")).unwrap();
         let out = run(&cmdline);
         assert_eq!(out.status.code(), Some(3), "day {day}: {}", stderr(&out));
-        assert!(stderr(&out).contains("secret"), "the unreadable file is named: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("secret"),
+            "the unreadable file is named: {}",
+            stderr(&out)
+        );
     }
     // Both days were forgotten down to one snapshot and shipped.
-    let out = env.cmd().arg("-r").arg(&offsite).args(["snapshots", "--json"]).output().unwrap();
+    let out = env
+        .cmd()
+        .arg("-r")
+        .arg(&offsite)
+        .args(["snapshots", "--json"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let snaps: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(snaps.as_array().unwrap().len(), 1, "{snaps}");
-    let out = env.cmd().arg("-r").arg(&offsite).args(["dump", "latest"]).arg(src.join("notes.txt")).output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "day 1", "{}", stderr(&out));
+    let out = env
+        .cmd()
+        .arg("-r")
+        .arg(&offsite)
+        .args(["dump", "latest"])
+        .arg(src.join("notes.txt"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "day 1",
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// A tmpfs of a given size mounted for one test (unmounted when dropped); `None` where
@@ -495,7 +774,10 @@ impl SmallDisk {
 
 impl Drop for SmallDisk {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
     }
 }
 
@@ -504,7 +786,11 @@ fn du_bytes(dir: &Path) -> u64 {
     for e in fs::read_dir(dir).unwrap() {
         let e = e.unwrap();
         let m = e.metadata().unwrap();
-        total += if m.is_dir() { du_bytes(&e.path()) + 4096 } else { m.len().div_ceil(4096) * 4096 };
+        total += if m.is_dir() {
+            du_bytes(&e.path()) + 4096
+        } else {
+            m.len().div_ceil(4096) * 4096
+        };
     }
     total
 }
@@ -524,8 +810,14 @@ fn prune_on_a_full_drive_deletes_before_it_repacks() {
         fs::write(z.join(format!("z{i}")), pseudo_random(i + 10_000, 30_000)).unwrap();
         fs::write(a.join(format!("a{i}")), pseudo_random(i + 20_000, 30_000)).unwrap();
     }
-    let snap_z = env.backup(&[&z], &[])["snapshot_id"].as_str().unwrap().to_string();
-    let snap_a1 = env.backup(&[&a], &[])["snapshot_id"].as_str().unwrap().to_string();
+    let snap_z = env.backup(&[&z], &[])["snapshot_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let snap_a1 = env.backup(&[&a], &[])["snapshot_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     for i in (0..100).step_by(2) {
         fs::remove_file(a.join(format!("a{i}"))).unwrap();
     }
@@ -536,23 +828,48 @@ fn prune_on_a_full_drive_deletes_before_it_repacks() {
     // The order, read off the kernel: every unused pack is gone before the first new
     // pack is written.
     let trace = env.path("prune.trace");
-    let out = strace_cairn(&env, &["-f", "-qq", "-e", "trace=unlink,unlinkat,rename,renameat,renameat2", "-o", trace.to_str().unwrap()])
-        .arg("-r")
-        .arg(env.repo())
-        .args(["forget", &snap_z, &snap_a1, "--prune", "--max-unused", "0%"])
-        .output()
-        .unwrap();
+    let out = strace_cairn(
+        &env,
+        &[
+            "-f",
+            "-qq",
+            "-e",
+            "trace=unlink,unlinkat,rename,renameat,renameat2",
+            "-o",
+            trace.to_str().unwrap(),
+        ],
+    )
+    .arg("-r")
+    .arg(env.repo())
+    .args(["forget", &snap_z, &snap_a1, "--prune", "--max-unused", "0%"])
+    .output()
+    .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = fs::read_to_string(&trace).unwrap();
     let data = format!("{}/data/", fs::canonicalize(env.repo()).unwrap().display());
     let events: Vec<&str> = text
         .lines()
         .filter(|l| l.contains(&data) && !l.contains("= -1"))
-        .map(|l| if l.contains("unlink") { "delete" } else { "write" })
+        .map(|l| {
+            if l.contains("unlink") {
+                "delete"
+            } else {
+                "write"
+            }
+        })
         .collect();
-    let first_write = events.iter().position(|e| *e == "write").expect("a repack wrote a pack");
-    let deletes_before = events[..first_write].iter().filter(|e| **e == "delete").count();
-    assert!(deletes_before >= 2, "unused packs deleted before the repack: {events:?}");
+    let first_write = events
+        .iter()
+        .position(|e| *e == "write")
+        .expect("a repack wrote a pack");
+    let deletes_before = events[..first_write]
+        .iter()
+        .filter(|e| **e == "delete")
+        .count();
+    assert!(
+        deletes_before >= 2,
+        "unused packs deleted before the repack: {events:?}"
+    );
 
     // On a drive with room for the repository and a quarter of a pack more: done.
     let repo = kept.clone();
@@ -562,7 +879,14 @@ fn prune_on_a_full_drive_deletes_before_it_repacks() {
     };
     let usb_repo = disk.0.join("repo");
     copy_tree(&repo, &usb_repo);
-    let on_usb = |args: &[&str]| env.cmd().arg("-r").arg(&usb_repo).args(args).output().unwrap();
+    let on_usb = |args: &[&str]| {
+        env.cmd()
+            .arg("-r")
+            .arg(&usb_repo)
+            .args(args)
+            .output()
+            .unwrap()
+    };
     let out = on_usb(&["forget", &snap_z, &snap_a1, "--prune", "--max-unused", "0%"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let out = on_usb(&["check", "--read-data"]);
@@ -575,14 +899,26 @@ fn prune_on_a_full_drive_deletes_before_it_repacks() {
 
     // Nothing unused to delete first, and no room to repack: a clear error, the
     // repository checks, and a prune that only deletes goes through.
-    let Some(disk) = SmallDisk::mount(&env.path("usb2"), du_bytes(&repo) + 64 * 1024) else { panic!("mounted once, not twice") };
+    let Some(disk) = SmallDisk::mount(&env.path("usb2"), du_bytes(&repo) + 64 * 1024) else {
+        panic!("mounted once, not twice")
+    };
     let usb_repo = disk.0.join("repo");
     copy_tree(&repo, &usb_repo);
-    let on_usb = |args: &[&str]| env.cmd().arg("-r").arg(&usb_repo).args(args).output().unwrap();
+    let on_usb = |args: &[&str]| {
+        env.cmd()
+            .arg("-r")
+            .arg(&usb_repo)
+            .args(args)
+            .output()
+            .unwrap()
+    };
     let out = on_usb(&["forget", &snap_a1, "--prune", "--max-unused", "0%"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let e = stderr(&out);
-    assert!(e.contains("is full") && e.contains("--max-repack-size 0"), "{e}");
+    assert!(
+        e.contains("is full") && e.contains("--max-repack-size 0"),
+        "{e}"
+    );
     let out = on_usb(&["check", "--read-data"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let out = on_usb(&["prune", "--max-repack-size", "0"]);
@@ -604,13 +940,18 @@ fn temporary_files_of_killed_writes_are_reported_and_pruned() {
     fs::create_dir_all(&dir).unwrap();
     let leftover = dir.join(format!(".{}.tmp-0123456789abcdef", "ab".repeat(32)));
     fs::write(&leftover, vec![7u8; 4 << 20]).unwrap();
-    let idx_leftover = env.repo().join(format!("index/.{}.tmp-fedcba9876543210", "cd".repeat(32)));
+    let idx_leftover = env
+        .repo()
+        .join(format!("index/.{}.tmp-fedcba9876543210", "cd".repeat(32)));
     fs::write(&idx_leftover, vec![1u8; 1000]).unwrap();
     let check = json_last_line(&env.ok(&["check", "--json"]));
     assert_eq!(check["temp_files"], 2, "{check}");
     assert_eq!(check["temp_bytes"], (4 << 20) + 1000, "{check}");
     let human = env.ok(&["check"]);
-    assert!(human.contains("2 temporary file(s)") && human.contains("prune removes them"), "{human}");
+    assert!(
+        human.contains("2 temporary file(s)") && human.contains("prune removes them"),
+        "{human}"
+    );
     let plan = env.ok(&["prune", "--dry-run"]);
     assert!(plan.contains("would delete 2 temporary files"), "{plan}");
     assert!(leftover.exists(), "a dry run deletes nothing");
@@ -630,7 +971,11 @@ fn check_prints_one_line_per_damaged_pack() {
     let src = env.path("src");
     fs::create_dir_all(&src).unwrap();
     for i in 0..60u64 {
-        fs::write(src.join(format!("f{i:02}")), pseudo_random(i + 40_000, 5_000)).unwrap();
+        fs::write(
+            src.join(format!("f{i:02}")),
+            pseudo_random(i + 40_000, 5_000),
+        )
+        .unwrap();
     }
     env.backup(&[&src], &[]);
     let victim = &env.packs_largest_first()[0];
@@ -647,21 +992,38 @@ fn check_prints_one_line_per_damaged_pack() {
     let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
     assert_eq!(lines.len(), 1, "{err}");
     let name = victim.file_name().unwrap().to_string_lossy().into_owned();
-    assert!(lines[0].contains(&name) && lines[0].contains("blobs damaged") && lines[0].contains("snapshot(s)"), "{err}");
+    assert!(
+        lines[0].contains(&name)
+            && lines[0].contains("blobs damaged")
+            && lines[0].contains("snapshot(s)"),
+        "{err}"
+    );
     assert!(err.lines().count() < 40, "{err}");
     assert!(err.contains("more (-v lists them all)"), "{err}");
     let out = env.run(&["check", "--read-data", "-v"]);
     let err = stderr(&out);
-    assert!(err.lines().filter(|l| l.contains("detail:")).count() >= 20, "{err}");
+    assert!(
+        err.lines().filter(|l| l.contains("detail:")).count() >= 20,
+        "{err}"
+    );
 }
 
 /// Writes a shared lock as a command on another host would, `age_minutes` old.
 fn plant_lock(env: &Env, age_minutes: i64) {
-    let backend: std::sync::Arc<dyn cairn_backend::Backend> = std::sync::Arc::new(cairn_backend::LocalBackend::new(env.repo()));
+    let backend: std::sync::Arc<dyn cairn_backend::Backend> =
+        std::sync::Arc::new(cairn_backend::LocalBackend::new(env.repo()));
     let repo = cairn_repo::Repository::open(backend, PASSWORD.as_bytes()).unwrap();
     let time = (chrono::Utc::now() - chrono::Duration::minutes(age_minutes)).fixed_offset();
-    let lock = cairn_format::Lock { time, exclusive: false, hostname: "another-host".into(), username: "u".into(), pid: 4242, command: "backup".into() };
-    repo.save_file(cairn_repo::FileKind::Lock, &lock.encode()).unwrap();
+    let lock = cairn_format::Lock {
+        time,
+        exclusive: false,
+        hostname: "another-host".into(),
+        username: "u".into(),
+        pid: 4242,
+        command: "backup".into(),
+    };
+    repo.save_file(cairn_repo::FileKind::Lock, &lock.encode())
+        .unwrap();
 }
 
 /// Issue 18.6, the destructive side: what prune deletes outside the index (unindexed
@@ -679,20 +1041,30 @@ fn prune_deletes_leftovers_only_when_no_live_command_can_own_them() {
     let unindexed = env.repo().join("data/cd").join("cd".repeat(32));
     fs::create_dir_all(unindexed.parent().unwrap()).unwrap();
     fs::write(&unindexed, b"a pack another host is writing").unwrap();
-    let temp = env.repo().join("data/cd").join(format!(".{}.tmp-0123456789abcdef", "ce".repeat(32)));
+    let temp = env
+        .repo()
+        .join("data/cd")
+        .join(format!(".{}.tmp-0123456789abcdef", "ce".repeat(32)));
     fs::write(&temp, b"half a pack").unwrap();
 
     plant_lock(&env, 1);
     let before = env.repo_listing();
     let out = env.run(&["prune"]);
     assert_eq!(out.status.code(), Some(11), "{}", stderr(&out));
-    assert_eq!(env.repo_listing(), before, "nothing deleted while another host's backup runs");
+    assert_eq!(
+        env.repo_listing(),
+        before,
+        "nothing deleted while another host's backup runs"
+    );
     assert!(temp.exists());
 
     env.ok(&["unlock", "--remove-all"]);
     plant_lock(&env, 45);
     let out = env.ok(&["prune"]);
-    assert!(out.contains("1 unindexed packs") && out.contains("1 temporary files"), "{out}");
+    assert!(
+        out.contains("1 unindexed packs") && out.contains("1 temporary files"),
+        "{out}"
+    );
     assert!(!unindexed.exists() && !temp.exists());
     env.ok(&["check", "--read-data"]);
 }
@@ -718,7 +1090,15 @@ fn racing_key_removes_always_leave_a_working_key() {
     fs::write(&pw2, "second password\n").unwrap();
     let local = env.repo().to_str().unwrap().to_string();
     for location in [local.as_str(), "b2:keys-bucket/r"] {
-        let run = |pw: &Path, args: &[&str]| cmd_at(&env, &emu, location).env_remove("CAIRN_PASSWORD").arg("--password-file").arg(pw).args(args).output().unwrap();
+        let run = |pw: &Path, args: &[&str]| {
+            cmd_at(&env, &emu, location)
+                .env_remove("CAIRN_PASSWORD")
+                .arg("--password-file")
+                .arg(pw)
+                .args(args)
+                .output()
+                .unwrap()
+        };
         let out = run(&pw1, &["init"]);
         assert!(out.status.success(), "{}", stderr(&out));
         for round in 0..4 {
@@ -726,31 +1106,70 @@ fn racing_key_removes_always_leave_a_working_key() {
             // each process removes the other's key.
             let keys = |pw: &Path| {
                 let out = run(pw, &["--json", "key", "list"]);
-                out.status.success().then(|| json_last_line(&String::from_utf8_lossy(&out.stdout)).as_array().cloned().unwrap_or_default())
+                out.status.success().then(|| {
+                    json_last_line(&String::from_utf8_lossy(&out.stdout))
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default()
+                })
             };
             for (have, want) in [(&pw1, &pw2), (&pw2, &pw1)] {
                 if keys(have).is_some() && keys(want).is_none() {
-                    let out = run(have, &["key", "add", "--new-password-file", want.to_str().unwrap()]);
+                    let out = run(
+                        have,
+                        &["key", "add", "--new-password-file", want.to_str().unwrap()],
+                    );
                     assert!(out.status.success(), "{}", stderr(&out));
                 }
             }
             let list = keys(&pw1).unwrap();
-            let current = |pw: &Path| keys(pw).unwrap().iter().find(|k| k["current"] == true).map(|k| k["id"].as_str().unwrap().to_string()).unwrap();
+            let current = |pw: &Path| {
+                keys(pw)
+                    .unwrap()
+                    .iter()
+                    .find(|k| k["current"] == true)
+                    .map(|k| k["id"].as_str().unwrap().to_string())
+                    .unwrap()
+            };
             let (id1, id2) = (current(&pw1), current(&pw2));
             assert_eq!(list.len(), 2, "round {round}: {list:?}");
             let spawn = |pw: &Path, id: &str| {
-                cmd_at(&env, &emu, location).env_remove("CAIRN_PASSWORD").arg("--password-file").arg(pw).args(["key", "remove", id]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap()
+                cmd_at(&env, &emu, location)
+                    .env_remove("CAIRN_PASSWORD")
+                    .arg("--password-file")
+                    .arg(pw)
+                    .args(["key", "remove", id])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
             };
             let (a, b) = (spawn(&pw1, &id2), spawn(&pw2, &id1));
             let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
             // 0: removed; 1: refused as the last key; 11: the other holds the lock; 12:
             // the other already removed this one's key, so its password opens nothing.
             for o in [&a, &b] {
-                assert!(matches!(o.status.code(), Some(0 | 1 | 11 | 12)), "{location} round {round}: {:?} {}", o.status, stderr(o));
+                assert!(
+                    matches!(o.status.code(), Some(0 | 1 | 11 | 12)),
+                    "{location} round {round}: {:?} {}",
+                    o.status,
+                    stderr(o)
+                );
             }
-            let opens = [&pw1, &pw2].iter().filter(|pw| run(pw, &["snapshots"]).status.success()).count();
-            assert!(opens >= 1, "{location} round {round}: no password opens the repository any more ({} / {})", stderr(&a), stderr(&b));
-            assert!(!(a.status.success() && b.status.success()), "{location} round {round}: both removes succeeded");
+            let opens = [&pw1, &pw2]
+                .iter()
+                .filter(|pw| run(pw, &["snapshots"]).status.success())
+                .count();
+            assert!(
+                opens >= 1,
+                "{location} round {round}: no password opens the repository any more ({} / {})",
+                stderr(&a),
+                stderr(&b)
+            );
+            assert!(
+                !(a.status.success() && b.status.success()),
+                "{location} round {round}: both removes succeeded"
+            );
         }
     }
 }
@@ -768,14 +1187,35 @@ fn racing_inits_leave_one_repository() {
         let local = env.path(&format!("r{round}"));
         let b2 = format!("b2:init-bucket/r{round}");
         for location in [local.to_str().unwrap(), b2.as_str()] {
-            let spawn = || cmd_at(&env, &emu, location).arg("init").stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+            let spawn = || {
+                cmd_at(&env, &emu, location)
+                    .arg("init")
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            };
             let (a, b) = (spawn(), spawn());
             let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
             let codes = [a.status.code(), b.status.code()];
-            assert!(codes.contains(&Some(0)) && codes.contains(&Some(1)), "{location}: one wins, one fails: {codes:?} {} / {}", stderr(&a), stderr(&b));
+            assert!(
+                codes.contains(&Some(0)) && codes.contains(&Some(1)),
+                "{location}: one wins, one fails: {codes:?} {} / {}",
+                stderr(&a),
+                stderr(&b)
+            );
             let loser = if a.status.success() { &b } else { &a };
             assert!(stderr(loser).contains("already"), "{}", stderr(loser));
-            let keys = json_last_line(&String::from_utf8_lossy(&cmd_at(&env, &emu, location).args(["--json", "key", "list"]).output().unwrap().stdout)).as_array().unwrap().len();
+            let keys = json_last_line(&String::from_utf8_lossy(
+                &cmd_at(&env, &emu, location)
+                    .args(["--json", "key", "list"])
+                    .output()
+                    .unwrap()
+                    .stdout,
+            ))
+            .as_array()
+            .unwrap()
+            .len();
             assert_eq!(keys, 1, "{location}: the loser took back its key file");
             let out = cmd_at(&env, &emu, location).arg("check").output().unwrap();
             assert!(out.status.success(), "{location}: {}", stderr(&out));
@@ -796,12 +1236,25 @@ fn a_keep_rule_that_keeps_nothing_removes_nothing() {
         fs::write(src.join("f"), format!("{i}")).unwrap();
         env.backup(&[&src], &["--tag", "daily"]);
     }
-    let count = || json_last_line(&env.ok(&["--json", "snapshots"])).as_array().unwrap().len();
-    for args in [&["forget", "--keep-tag", "nosuch"][..], &["forget", "--keep-tag", "nosuch", "--dry-run"][..], &["forget", "--keep-tag", "Daily", "--prune"][..]] {
+    let count = || {
+        json_last_line(&env.ok(&["--json", "snapshots"]))
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    for args in [
+        &["forget", "--keep-tag", "nosuch"][..],
+        &["forget", "--keep-tag", "nosuch", "--dry-run"][..],
+        &["forget", "--keep-tag", "Daily", "--prune"][..],
+    ] {
         let out = env.run(args);
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         let err = stderr(&out);
-        assert!(err.contains("refusing to remove all 3 snapshots") && err.contains("--unsafe-allow-remove-all"), "{err}");
+        assert!(
+            err.contains("refusing to remove all 3 snapshots")
+                && err.contains("--unsafe-allow-remove-all"),
+            "{err}"
+        );
         assert_eq!(err.trim().lines().count(), 1, "{err}");
         assert_eq!(count(), 3, "{args:?}: nothing removed");
     }
@@ -809,6 +1262,11 @@ fn a_keep_rule_that_keeps_nothing_removes_nothing() {
     assert_eq!(count(), 3, "a tag they have keeps them");
     env.ok(&["forget", "--keep-tag", "nosuch", "--keep-last", "1"]);
     assert_eq!(count(), 1, "another rule keeping something is fine");
-    env.ok(&["forget", "--keep-tag", "nosuch", "--unsafe-allow-remove-all"]);
+    env.ok(&[
+        "forget",
+        "--keep-tag",
+        "nosuch",
+        "--unsafe-allow-remove-all",
+    ]);
     assert_eq!(count(), 0, "said so explicitly");
 }

@@ -12,10 +12,20 @@ use std::time::{Duration, Instant};
 use crate::util::*;
 
 fn fuse_available() -> bool {
-    let has_bin = std::process::Command::new("fusermount3").arg("-V").output().is_ok();
+    let has_bin = std::process::Command::new("fusermount3")
+        .arg("-V")
+        .output()
+        .is_ok();
     if !Path::new("/dev/fuse").exists() || !has_bin {
-        let why = if has_bin { "this machine has no /dev/fuse" } else { "fusermount3 is not installed (Debian package fuse3)" };
-        assert!(std::env::var("CI").is_err() || Path::new("/dev/fuse").exists() && has_bin, "{why}: .ci/run must provide it");
+        let why = if has_bin {
+            "this machine has no /dev/fuse"
+        } else {
+            "fusermount3 is not installed (Debian package fuse3)"
+        };
+        assert!(
+            std::env::var("CI").is_err() || Path::new("/dev/fuse").exists() && has_bin,
+            "{why}: .ci/run must provide it"
+        );
         eprintln!("skipped: {why}");
         return false;
     }
@@ -24,17 +34,29 @@ fn fuse_available() -> bool {
 
 fn is_mounted(p: &Path) -> bool {
     let p = fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
-    fs::read_to_string("/proc/mounts").unwrap().lines().any(|l| l.split(' ').nth(1) == Some(&*p.to_string_lossy()))
+    fs::read_to_string("/proc/mounts")
+        .unwrap()
+        .lines()
+        .any(|l| l.split(' ').nth(1) == Some(&*p.to_string_lossy()))
 }
 
 /// Starts `cmd mount MNT` (cmd: cairn with its repository) and waits until the kernel
 /// shows the mount.
 fn start(mut cmd: std::process::Command, mnt: &Path) -> Child {
     fs::create_dir_all(mnt).unwrap();
-    let child = cmd.arg("mount").arg(mnt).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let child = cmd
+        .arg("mount")
+        .arg(mnt)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let t = Instant::now();
     while !is_mounted(mnt) {
-        assert!(t.elapsed() < Duration::from_secs(20), "not mounted after 20 s");
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "not mounted after 20 s"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     child
@@ -42,13 +64,20 @@ fn start(mut cmd: std::process::Command, mnt: &Path) -> Child {
 
 /// SIGINT, then the process exits 0 and the mount is gone.
 fn stop(mut child: Child, mnt: &Path) {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
     let t = Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(t.elapsed() < Duration::from_secs(20), "mount did not exit on SIGINT");
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "mount did not exit on SIGINT"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     let mut err = String::new();
@@ -78,20 +107,40 @@ fn mounted_snapshots_equal_restores_and_new_snapshots_appear() {
     json.arg("--json");
     let mut child = start(json, &mnt);
     let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
     let mounted: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(mounted["message_type"], "mounted", "{line}");
-    let mut top: Vec<String> = fs::read_dir(&mnt).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut top: Vec<String> = fs::read_dir(&mnt)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     top.sort();
     assert_eq!(top, ["hosts", "ids", "snapshots", "tags"]);
     let rel = src.strip_prefix("/").unwrap();
     // Byte for byte and metadata for metadata, hardlink structure included.
     assert_same_tree(&target.join(rel), &mnt.join("snapshots/latest").join(rel));
     // The same snapshot under ids/, hosts/ and tags/.
-    let id = fs::read_dir(mnt.join("ids")).unwrap().next().unwrap().unwrap().file_name();
+    let id = fs::read_dir(mnt.join("ids"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .file_name();
     let time = fs::read_link(mnt.join("snapshots/latest")).unwrap();
-    for dir in [mnt.join("ids").join(&id), mnt.join("tags/first").join(&time)] {
-        assert_eq!(fs::read(dir.join(rel).join("big.bin")).unwrap(), big, "{}", dir.display());
+    for dir in [
+        mnt.join("ids").join(&id),
+        mnt.join("tags/first").join(&time),
+    ] {
+        assert_eq!(
+            fs::read(dir.join(rel).join("big.bin")).unwrap(),
+            big,
+            "{}",
+            dir.display()
+        );
     }
     // (Counted, not kept: a kept DirEntry holds the directory open and the mount busy.)
     assert_eq!(fs::read_dir(mnt.join("hosts")).unwrap().count(), 1);
@@ -99,7 +148,9 @@ fn mounted_snapshots_equal_restores_and_new_snapshots_appear() {
     let f = fs::File::open(mnt.join("snapshots/latest").join(rel).join("big.bin")).unwrap();
     let mut rng = 12345u64;
     for _ in 0..300 {
-        rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let off = (rng >> 16) % (big.len() as u64 + 1000);
         let len = 1 + ((rng >> 8) % 3_000_000) as usize;
         let mut buf = vec![0u8; len];
@@ -120,10 +171,16 @@ fn mounted_snapshots_equal_restores_and_new_snapshots_appear() {
         if n == 3 {
             break;
         }
-        assert!(t.elapsed() < Duration::from_secs(15), "the new snapshot did not appear ({n} entries)");
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "the new snapshot did not appear ({n} entries)"
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
-    assert_eq!(fs::read(mnt.join("snapshots/latest").join(rel).join("later.txt")).unwrap(), b"added while mounted");
+    assert_eq!(
+        fs::read(mnt.join("snapshots/latest").join(rel).join("later.txt")).unwrap(),
+        b"added while mounted"
+    );
     stop(child, &mnt);
 }
 
@@ -135,12 +192,21 @@ fn mount_without_fusermount_is_one_clear_line() {
     fs::create_dir_all(&mnt).unwrap();
     let empty = env.path("empty-path");
     fs::create_dir_all(&empty).unwrap();
-    let out = env.repo_cmd().env("PATH", &empty).arg("mount").arg(&mnt).output().unwrap();
+    let out = env
+        .repo_cmd()
+        .env("PATH", &empty)
+        .arg("mount")
+        .arg(&mnt)
+        .output()
+        .unwrap();
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     if Path::new("/dev/fuse").exists() {
-        assert!(err.contains("fusermount3") && err.contains("fuse3"), "{err}");
+        assert!(
+            err.contains("fusermount3") && err.contains("fuse3"),
+            "{err}"
+        );
     } else {
         assert!(err.contains("/dev/fuse"), "{err}");
     }
@@ -163,12 +229,29 @@ fn mount_a_b2_repository() {
     fs::create_dir_all(src.join("d")).unwrap();
     fs::write(src.join("d/file.bin"), pseudo_random(5, 3_000_000)).unwrap();
     std::os::unix::fs::symlink("d/file.bin", src.join("link")).unwrap();
-    assert!(b2(&env).arg("init").stdout(Stdio::null()).status().unwrap().success());
-    assert!(b2(&env).arg("backup").arg(&src).stdout(Stdio::null()).status().unwrap().success());
+    assert!(b2(&env)
+        .arg("init")
+        .stdout(Stdio::null())
+        .status()
+        .unwrap()
+        .success());
+    assert!(b2(&env)
+        .arg("backup")
+        .arg(&src)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap()
+        .success());
     let mnt = env.path("mnt");
     let child = start(b2(&env), &mnt);
     let target = env.path("restored");
-    assert!(b2(&env).args(["restore", "latest", "--target"]).arg(&target).stdout(Stdio::null()).status().unwrap().success());
+    assert!(b2(&env)
+        .args(["restore", "latest", "--target"])
+        .arg(&target)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap()
+        .success());
     let rel = src.strip_prefix("/").unwrap();
     assert_same_tree(&target.join(rel), &mnt.join("snapshots/latest").join(rel));
     stop(child, &mnt);

@@ -25,7 +25,16 @@ fn include_and_exclude() {
     let src = tree_with_files(&env);
     env.backup(&[&src], &[]);
     let t = env.path("t");
-    env.ok(&["restore", "latest", "--target", t.to_str().unwrap(), "--include", &format!("{}/docs", src.display()), "--exclude", "*.log"]);
+    env.ok(&[
+        "restore",
+        "latest",
+        "--target",
+        t.to_str().unwrap(),
+        "--include",
+        &format!("{}/docs", src.display()),
+        "--exclude",
+        "*.log",
+    ]);
     let r = t.join(src.strip_prefix("/").unwrap());
     assert!(r.join("docs/a.txt").exists());
     assert!(r.join("docs/deep/b.txt").exists());
@@ -45,16 +54,40 @@ fn overwrite_modes_and_delete() {
     fs::write(t.join("docs/a.txt"), b"local edit").unwrap();
     fs::write(t.join("extra"), b"not in snapshot").unwrap();
 
-    env.ok(&["restore", &spec, "--target", t.to_str().unwrap(), "--overwrite", "never"]);
+    env.ok(&[
+        "restore",
+        &spec,
+        "--target",
+        t.to_str().unwrap(),
+        "--overwrite",
+        "never",
+    ]);
     assert_eq!(fs::read(t.join("docs/a.txt")).unwrap(), b"local edit");
 
-    let out = env.ok(&["restore", &spec, "--target", t.to_str().unwrap(), "--overwrite", "if-changed", "--json"]);
+    let out = env.ok(&[
+        "restore",
+        &spec,
+        "--target",
+        t.to_str().unwrap(),
+        "--overwrite",
+        "if-changed",
+        "--json",
+    ]);
     let s = json_last_line(&out);
-    assert_eq!(s["files_restored"], 1, "only the edited file is rewritten: {s}");
+    assert_eq!(
+        s["files_restored"], 1,
+        "only the edited file is rewritten: {s}"
+    );
     assert_eq!(fs::read(t.join("docs/a.txt")).unwrap(), b"a");
     assert!(t.join("extra").exists());
 
-    env.ok(&["restore", &spec, "--target", t.to_str().unwrap(), "--delete"]);
+    env.ok(&[
+        "restore",
+        &spec,
+        "--target",
+        t.to_str().unwrap(),
+        "--delete",
+    ]);
     assert!(!t.join("extra").exists());
     assert_same_tree(&src, &t);
 }
@@ -66,7 +99,13 @@ fn dry_run_restores_nothing() {
     let src = tree_with_files(&env);
     env.backup(&[&src], &[]);
     let t = env.path("t");
-    let out = env.ok(&["restore", "latest", "--target", t.to_str().unwrap(), "--dry-run"]);
+    let out = env.ok(&[
+        "restore",
+        "latest",
+        "--target",
+        t.to_str().unwrap(),
+        "--dry-run",
+    ]);
     assert!(out.contains("would restore 4 files"), "{out}");
     assert!(!t.exists());
 }
@@ -79,13 +118,20 @@ fn ls_json_and_long() {
     env.backup(&[&src], &[]);
     let v: serde_json::Value = serde_json::from_str(&env.ok(&["ls", "latest", "--json"])).unwrap();
     let nodes = v["nodes"].as_array().unwrap();
-    let a = nodes.iter().find(|n| n["path"].as_str().unwrap().ends_with("/docs/a.txt")).unwrap();
+    let a = nodes
+        .iter()
+        .find(|n| n["path"].as_str().unwrap().ends_with("/docs/a.txt"))
+        .unwrap();
     assert_eq!(a["type"], "file");
     assert_eq!(a["size"], 1);
     assert_eq!(v["snapshot"]["paths"][0], src.to_str().unwrap());
     let docs = format!("{}/docs", src.display());
     let listing = env.ok(&["ls", "latest", &docs]);
-    assert_eq!(listing.lines().count(), 3, "direct children only: {listing}");
+    assert_eq!(
+        listing.lines().count(),
+        3,
+        "direct children only: {listing}"
+    );
     let long = env.ok(&["ls", "--long", "latest", &format!("{docs}/a.txt")]);
     assert!(long.starts_with("-rw"), "{long}");
 }
@@ -97,7 +143,8 @@ fn hostile_names_are_refused() {
     let env = Env::new();
     env.init();
     std::env::set_var("CAIRN_INSECURE_TEST_KDF", "1");
-    let backend: Arc<dyn cairn_backend::Backend> = Arc::new(cairn_backend::LocalBackend::new(env.repo()));
+    let backend: Arc<dyn cairn_backend::Backend> =
+        Arc::new(cairn_backend::LocalBackend::new(env.repo()));
     let repo = cairn_repo::Repository::open(backend, PASSWORD.as_bytes()).unwrap();
     for evil in ["..", "a/../../escaped", "/abs"] {
         let mut f = Node::new("escaped".into(), NodeType::File);
@@ -105,7 +152,11 @@ fn hostile_names_are_refused() {
         f.size = 4;
         let (blob, _) = repo.save_blob(BlobType::Data, b"evil").unwrap();
         f.content = vec![blob];
-        let (inner, _) = repo.save_tree(&Tree { nodes: vec![f.clone()] }).unwrap();
+        let (inner, _) = repo
+            .save_tree(&Tree {
+                nodes: vec![f.clone()],
+            })
+            .unwrap();
         let mut d = Node::new(evil.into(), NodeType::Dir);
         d.mode = 0o755;
         d.subtree = Some(inner);
@@ -114,13 +165,26 @@ fn hostile_names_are_refused() {
         let (root, _) = repo.save_tree(&Tree { nodes: vec![d, ok] }).unwrap();
         repo.flush().unwrap();
         repo.save_index().unwrap();
-        repo.save_snapshot(&Snapshot::new(chrono::Local::now().fixed_offset(), root, vec!["/x".into()], "evil".into()))
+        repo.save_snapshot(&Snapshot::new(
+            chrono::Local::now().fixed_offset(),
+            root,
+            vec!["/x".into()],
+            "evil".into(),
+        ))
         .unwrap();
         let t = env.path("inner/target");
         let out = env.run(&["restore", "latest", "--target", t.to_str().unwrap()]);
         assert_ne!(out.status.code(), Some(0), "{evil}");
-        assert!(String::from_utf8_lossy(&out.stderr).contains("unsafe name"), "{}", String::from_utf8_lossy(&out.stderr));
-        assert!(!env.path("inner/escaped").exists() && !env.path("escaped").exists() && !std::path::Path::new("/abs").exists());
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("unsafe name"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !env.path("inner/escaped").exists()
+                && !env.path("escaped").exists()
+                && !std::path::Path::new("/abs").exists()
+        );
         let ls = env.run(&["ls", "latest"]);
         assert_ne!(ls.status.code(), Some(0));
     }
@@ -162,8 +226,16 @@ fn restore_reaches_the_target_only_through_directory_descriptors() {
     fs::write(src.join("docs/deep/linked"), b"two names").unwrap();
     fs::hard_link(src.join("docs/deep/linked"), src.join("music/linked-too")).unwrap();
     std::os::unix::fs::symlink("../docs/a.txt", src.join("music/link")).unwrap();
-    nix::unistd::mkfifo(&src.join("music/fifo"), nix::sys::stat::Mode::from_bits_truncate(0o640)).unwrap();
-    fs::set_permissions(src.join("docs/deep"), std::os::unix::fs::PermissionsExt::from_mode(0o750)).unwrap();
+    nix::unistd::mkfifo(
+        &src.join("music/fifo"),
+        nix::sys::stat::Mode::from_bits_truncate(0o640),
+    )
+    .unwrap();
+    fs::set_permissions(
+        src.join("docs/deep"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o750),
+    )
+    .unwrap();
     env.backup(&[&src], &[]);
     let t = env.path("t");
     let r = t.join(src.strip_prefix("/").unwrap());
@@ -173,27 +245,70 @@ fn restore_reaches_the_target_only_through_directory_descriptors() {
     fs::write(outside.join("a.txt"), b"outside, precious").unwrap();
     fs::create_dir_all(&r).unwrap();
     std::os::unix::fs::symlink(&outside, r.join("docs")).unwrap();
-    if std::process::Command::new("strace").arg("-V").output().is_err() {
+    if std::process::Command::new("strace")
+        .arg("-V")
+        .output()
+        .is_err()
+    {
         eprintln!("SKIP the strace half: strace is not installed (CI installs it)");
         env.ok(&["restore", "latest", "--target", t.to_str().unwrap()]);
     } else {
         let log = env.path("restore.strace");
         let t_str = t.to_str().unwrap();
-        for extra in [&[][..], &["--overwrite", "if-changed", "--verify", "--delete"][..]] {
-            let out = strace_cairn(&env, &["-f", "-qq", "-s", "4096", "-e", "trace=%file", "-o", log.to_str().unwrap()])
-                .args(["-r", env.repo().to_str().unwrap(), "restore", "latest", "--target", t_str])
-                .args(extra)
-                .output()
-                .unwrap();
+        for extra in [
+            &[][..],
+            &["--overwrite", "if-changed", "--verify", "--delete"][..],
+        ] {
+            let out = strace_cairn(
+                &env,
+                &[
+                    "-f",
+                    "-qq",
+                    "-s",
+                    "4096",
+                    "-e",
+                    "trace=%file",
+                    "-o",
+                    log.to_str().unwrap(),
+                ],
+            )
+            .args([
+                "-r",
+                env.repo().to_str().unwrap(),
+                "restore",
+                "latest",
+                "--target",
+                t_str,
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
             assert!(out.status.success(), "{}", stderr(&out));
             let trace = fs::read_to_string(&log).unwrap();
-            let below: Vec<&str> = trace.lines().filter(|l| l.contains(&format!("\"{t_str}/"))).collect();
-            assert!(below.is_empty(), "paths below the target named to the kernel ({extra:?}):\n{}", below.join("\n"));
-            assert!(trace.contains("O_NOFOLLOW"), "directories are opened without following links");
+            let below: Vec<&str> = trace
+                .lines()
+                .filter(|l| l.contains(&format!("\"{t_str}/")))
+                .collect();
+            assert!(
+                below.is_empty(),
+                "paths below the target named to the kernel ({extra:?}):\n{}",
+                below.join("\n")
+            );
+            assert!(
+                trace.contains("O_NOFOLLOW"),
+                "directories are opened without following links"
+            );
         }
     }
-    assert_eq!(fs::read(outside.join("a.txt")).unwrap(), b"outside, precious");
-    assert_eq!(fs::read_dir(&outside).unwrap().count(), 1, "nothing was written through the symlink");
+    assert_eq!(
+        fs::read(outside.join("a.txt")).unwrap(),
+        b"outside, precious"
+    );
+    assert_eq!(
+        fs::read_dir(&outside).unwrap().count(),
+        1,
+        "nothing was written through the symlink"
+    );
     assert!(fs::symlink_metadata(r.join("docs")).unwrap().is_dir());
     assert_eq!(fs::read(r.join("docs/a.txt")).unwrap(), b"a");
     assert_same_tree(&src, &r);
@@ -218,25 +333,59 @@ fn restore_delete_never_removes_the_repository_it_reads() {
     let cache = home.join(".cache");
     let cairn = |args: &[&str]| {
         let mut c = env.cmd();
-        c.arg("-r").arg(&repo).arg("--cache-dir").arg(&cache).args(args);
+        c.arg("-r")
+            .arg(&repo)
+            .arg("--cache-dir")
+            .arg(&cache)
+            .args(args);
         let out = c.output().unwrap();
         assert!(out.status.success(), "{args:?}: {}", stderr(&out));
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     cairn(&["init"]);
     fs::create_dir_all(cache.join("keep")).unwrap();
-    cairn(&["backup", home.to_str().unwrap(), "--exclude", repo.to_str().unwrap(), "--exclude", cache.to_str().unwrap()]);
+    cairn(&[
+        "backup",
+        home.to_str().unwrap(),
+        "--exclude",
+        repo.to_str().unwrap(),
+        "--exclude",
+        cache.to_str().unwrap(),
+    ]);
     fs::write(home.join("docs/new.txt"), b"not in the snapshot").unwrap();
     let spec = format!("latest:{}", home.display());
     for extra in [&[][..], &["--exclude", "cairn-repo"][..]] {
-        let mut args = vec!["--json", "restore", &spec, "--target", home.to_str().unwrap(), "--delete"];
+        let mut args = vec![
+            "--json",
+            "restore",
+            &spec,
+            "--target",
+            home.to_str().unwrap(),
+            "--delete",
+        ];
         args.extend_from_slice(extra);
         let s = json_last_line(&cairn(&args));
-        assert!(repo.join("config").exists(), "{extra:?}: the repository survives: {s}");
-        assert!(cache.join("keep").exists(), "{extra:?}: the cache survives: {s}");
+        assert!(
+            repo.join("config").exists(),
+            "{extra:?}: the repository survives: {s}"
+        );
+        assert!(
+            cache.join("keep").exists(),
+            "{extra:?}: the cache survives: {s}"
+        );
     }
-    assert!(!home.join("docs/new.txt").exists(), "what the snapshot lacks is deleted");
-    assert_eq!(json_last_line(&cairn(&["--json", "snapshots"])).as_array().unwrap().len(), 1, "the repository still opens");
+    assert!(
+        !home.join("docs/new.txt").exists(),
+        "what the snapshot lacks is deleted"
+    );
+    assert_eq!(
+        json_last_line(&cairn(&["--json", "snapshots"]))
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "the repository still opens"
+    );
     cairn(&["check"]);
 }
 
@@ -270,21 +419,47 @@ fn restore_delete_stays_inside_the_restored_paths_and_the_filters() {
     let ts = t.to_str().unwrap();
     let outside_kept = |what: &str| {
         for p in ["etc/keep", "tmp/x/keep"] {
-            assert!(t.join(p).exists(), "{what}: {p} is above the backed-up paths");
+            assert!(
+                t.join(p).exists(),
+                "{what}: {p} is above the backed-up paths"
+            );
         }
-        assert!(r.parent().unwrap().join("beside/keep").exists(), "{what}: beside/keep is outside data/live");
+        assert!(
+            r.parent().unwrap().join("beside/keep").exists(),
+            "{what}: beside/keep is outside data/live"
+        );
     };
 
     // --include docs: only among docs; newproject/ is not selected.
-    let s = restore_json(&env, &["latest", "--target", ts, "--delete", "--include", "docs"]);
+    let s = restore_json(
+        &env,
+        &["latest", "--target", ts, "--delete", "--include", "docs"],
+    );
     outside_kept("--include docs");
-    assert!(r.join("newproject/src/main.rs").exists(), "--include docs keeps newproject: {s}");
+    assert!(
+        r.join("newproject/src/main.rs").exists(),
+        "--include docs keeps newproject: {s}"
+    );
     assert!(!r.join("docs/extra.txt").exists(), "{s}");
-    assert_eq!((s["files_deleted"].as_u64(), s["dirs_deleted"].as_u64()), (Some(1), Some(0)), "{s}");
+    assert_eq!(
+        (s["files_deleted"].as_u64(), s["dirs_deleted"].as_u64()),
+        (Some(1), Some(0)),
+        "{s}"
+    );
 
     // --exclude newproject keeps it too.
     plant();
-    let s = restore_json(&env, &["latest", "--target", ts, "--delete", "--exclude", "newproject"]);
+    let s = restore_json(
+        &env,
+        &[
+            "latest",
+            "--target",
+            ts,
+            "--delete",
+            "--exclude",
+            "newproject",
+        ],
+    );
     outside_kept("--exclude newproject");
     assert!(r.join("newproject/src/main.rs").exists(), "{s}");
     assert!(!r.join("docs/extra.txt").exists(), "{s}");
@@ -292,16 +467,41 @@ fn restore_delete_stays_inside_the_restored_paths_and_the_filters() {
     // A dry run lists every deletion, counts files and directories apart, deletes nothing.
     plant();
     let out = env.ok(&["restore", "latest", "--target", ts, "--delete", "--dry-run"]);
-    assert!(out.contains(&format!("would delete {}/ (2 files, 2 directories)", r.join("newproject").display())), "{out}");
-    assert!(out.contains(&format!("would delete {}", r.join("docs/extra.txt").display())), "{out}");
-    assert!(out.contains("would delete 3 files and 2 directories"), "{out}");
-    assert!(r.join("newproject/src/main.rs").exists() && r.join("docs/extra.txt").exists(), "a dry run deletes nothing");
+    assert!(
+        out.contains(&format!(
+            "would delete {}/ (2 files, 2 directories)",
+            r.join("newproject").display()
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "would delete {}",
+            r.join("docs/extra.txt").display()
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("would delete 3 files and 2 directories"),
+        "{out}"
+    );
+    assert!(
+        r.join("newproject/src/main.rs").exists() && r.join("docs/extra.txt").exists(),
+        "a dry run deletes nothing"
+    );
 
     // Without filters: everything below data/live the snapshot lacks, nothing above it.
     let s = restore_json(&env, &["latest", "--target", ts, "--delete"]);
     outside_kept("no filters");
-    assert!(!r.join("newproject").exists() && !r.join("docs/extra.txt").exists(), "{s}");
-    assert_eq!((s["files_deleted"].as_u64(), s["dirs_deleted"].as_u64()), (Some(3), Some(2)), "{s}");
+    assert!(
+        !r.join("newproject").exists() && !r.join("docs/extra.txt").exists(),
+        "{s}"
+    );
+    assert_eq!(
+        (s["files_deleted"].as_u64(), s["dirs_deleted"].as_u64()),
+        (Some(3), Some(2)),
+        "{s}"
+    );
     assert_eq!(s["deleted"].as_array().unwrap().len(), 2, "{s}");
     assert_same_tree(&live, &r);
 }

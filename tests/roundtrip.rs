@@ -17,7 +17,11 @@ pub fn build_rich_tree(root: &Path) -> bool {
         fs::create_dir_all(&dir).unwrap();
         for f in 0..100 {
             let n = d * 100 + f;
-            fs::write(dir.join(format!("f{f:03}.txt")), format!("file {n}\n").repeat(n % 7 + 1)).unwrap();
+            fs::write(
+                dir.join(format!("f{f:03}.txt")),
+                format!("file {n}\n").repeat(n % 7 + 1),
+            )
+            .unwrap();
         }
     }
     fs::create_dir_all(root.join("empty-dir/nested-empty")).unwrap();
@@ -34,7 +38,11 @@ pub fn build_rich_tree(root: &Path) -> bool {
     fs::hard_link(root.join("hard-a"), root.join("hard-b")).unwrap();
     fs::create_dir(root.join("hl")).unwrap();
     fs::hard_link(root.join("hard-a"), root.join("hl/hard-c")).unwrap();
-    nix::unistd::mkfifo(&root.join("fifo"), nix::sys::stat::Mode::from_bits_truncate(0o640)).unwrap();
+    nix::unistd::mkfifo(
+        &root.join("fifo"),
+        nix::sys::stat::Mode::from_bits_truncate(0o640),
+    )
+    .unwrap();
     let perms = root.join("perms");
     fs::create_dir(&perms).unwrap();
     let extra = if is_root() { 0 } else { 0o400 };
@@ -62,13 +70,27 @@ pub fn build_rich_tree(root: &Path) -> bool {
     if is_root() {
         fs::write(root.join("owned"), b"owned by someone else").unwrap();
         nix::unistd::chown(&root.join("owned"), Some(1234.into()), Some(5678.into())).unwrap();
-        nix::unistd::fchownat(None, &root.join("link-ok"), Some(4321.into()), Some(8765.into()), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW).unwrap();
+        nix::unistd::fchownat(
+            None,
+            &root.join("link-ok"),
+            Some(4321.into()),
+            Some(8765.into()),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .unwrap();
     }
-    let xattrs_ok = xattr::set(root.join("name with spaces"), "user.cairn.test", b"value\0with\xffbytes").is_ok();
+    let xattrs_ok = xattr::set(
+        root.join("name with spaces"),
+        "user.cairn.test",
+        b"value\0with\xffbytes",
+    )
+    .is_ok();
     if xattrs_ok {
         xattr::set(root.join("empty-dir"), "user.dir", b"on a dir").unwrap();
     } else {
-        eprintln!("note: this filesystem has no user xattrs; extended attributes are not exercised here");
+        eprintln!(
+            "note: this filesystem has no user xattrs; extended attributes are not exercised here"
+        );
     }
     // Directory mtimes last: creating entries above changed them.
     set_mtime(&root.join("empty-dir"), 1_000_000_000, 42);
@@ -87,7 +109,14 @@ fn rich_tree_roundtrip() {
     assert!(summary["files_new"].as_u64().unwrap() > 10_500, "{summary}");
     assert_eq!(summary["errors"], 0);
     let target = env.path("target");
-    let out = env.ok(&["restore", "latest", "--target", target.to_str().unwrap(), "--verify", "--json"]);
+    let out = env.ok(&[
+        "restore",
+        "latest",
+        "--target",
+        target.to_str().unwrap(),
+        "--verify",
+        "--json",
+    ]);
     let rs = json_last_line(&out);
     assert_eq!(rs["errors"], 0, "{rs}");
     let restored = target.join(src.strip_prefix("/").unwrap());
@@ -106,7 +135,10 @@ fn rich_tree_roundtrip() {
         xattr::set(src.join("many/d007/f001.txt"), "user.added", b"new").unwrap();
         xattr::remove(src.join("empty-dir"), "user.dir").unwrap();
         let again = env.backup(&[&src], &[]);
-        assert!(again["files_unmodified"].as_u64().unwrap() > 10_000, "{again}");
+        assert!(
+            again["files_unmodified"].as_u64().unwrap() > 10_000,
+            "{again}"
+        );
         let target2 = env.path("target2");
         env.ok(&["restore", "latest", "--target", target2.to_str().unwrap()]);
         assert_same_tree(&src, &target2.join(src.strip_prefix("/").unwrap()));
@@ -125,7 +157,11 @@ fn large_sparse_file_roundtrip() {
         let mut f = fs::File::create(&big).unwrap();
         // 300 MiB: random and text runs, a repeated region, and a 64 MiB hole.
         for i in 0..20u64 {
-            let chunk = if i % 2 == 0 { pseudo_random(i, 8 << 20) } else { format!("log line {i} ").repeat(800_000).into_bytes()[..8 << 20].to_vec() };
+            let chunk = if i % 2 == 0 {
+                pseudo_random(i, 8 << 20)
+            } else {
+                format!("log line {i} ").repeat(800_000).into_bytes()[..8 << 20].to_vec()
+            };
             f.write_all(&chunk).unwrap();
         }
         let rep = pseudo_random(99, 16 << 20);
@@ -139,14 +175,26 @@ fn large_sparse_file_roundtrip() {
     assert_eq!(fs::metadata(&big).unwrap().len(), 300 << 20);
     let s = env.backup(&[&src], &[]);
     // The repeated 16 MiB region deduplicates; text compresses.
-    assert!(s["data_added_packed"].as_u64().unwrap() < (300u64 << 20) - (16 << 20), "{s}");
+    assert!(
+        s["data_added_packed"].as_u64().unwrap() < (300u64 << 20) - (16 << 20),
+        "{s}"
+    );
     let target = env.path("t");
-    env.ok(&["restore", "latest", "--target", target.to_str().unwrap(), "--verify"]);
+    env.ok(&[
+        "restore",
+        "latest",
+        "--target",
+        target.to_str().unwrap(),
+        "--verify",
+    ]);
     let restored = target.join(big.strip_prefix("/").unwrap());
     assert_same_tree(&src, restored.parent().unwrap());
     use std::os::unix::fs::MetadataExt;
     let blocks = fs::metadata(&restored).unwrap().blocks() * 512;
-    assert!(blocks < (300u64 << 20) - (32 << 20), "hole was not restored sparse: {blocks} bytes allocated");
+    assert!(
+        blocks < (300u64 << 20) - (32 << 20),
+        "hole was not restored sparse: {blocks} bytes allocated"
+    );
 }
 
 /// The data segments of a file: (offset, length) runs SEEK_DATA/SEEK_HOLE report.
@@ -187,10 +235,24 @@ fn sparse_20_gib_file_is_backed_up_without_reading_its_holes_and_restored_sparse
             f.write_all_at(&pseudo_random(seed, 3 << 20), off).unwrap();
         }
     }
-    let have_strace = std::process::Command::new("strace").arg("-V").output().is_ok();
+    let have_strace = std::process::Command::new("strace")
+        .arg("-V")
+        .output()
+        .is_ok();
     if have_strace {
         let log = env.path("strace.log");
-        let mut c = strace_cairn(&env, &["-f", "-y", "-qq", "-e", "trace=read,pread64", "-o", log.to_str().unwrap()]);
+        let mut c = strace_cairn(
+            &env,
+            &[
+                "-f",
+                "-y",
+                "-qq",
+                "-e",
+                "trace=read,pread64",
+                "-o",
+                log.to_str().unwrap(),
+            ],
+        );
         c.arg("-r").arg(env.repo()).arg("backup").arg(&src);
         let out = c.output().unwrap();
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -199,19 +261,41 @@ fn sparse_20_gib_file_is_backed_up_without_reading_its_holes_and_restored_sparse
             .unwrap()
             .lines()
             .filter(|l| l.contains(&name))
-            .filter_map(|l| l.rsplit("= ").next().and_then(|n| n.trim().parse::<u64>().ok()))
+            .filter_map(|l| {
+                l.rsplit("= ")
+                    .next()
+                    .and_then(|n| n.trim().parse::<u64>().ok())
+            })
             .sum();
-        assert!(read < 64 << 20, "backup read {read} bytes of a file holding 9 MiB of data");
+        assert!(
+            read < 64 << 20,
+            "backup read {read} bytes of a file holding 9 MiB of data"
+        );
     } else {
-        assert!(std::env::var("CI").is_err(), "strace is missing: .ci/run must install it");
+        assert!(
+            std::env::var("CI").is_err(),
+            "strace is missing: .ci/run must install it"
+        );
         env.backup(&[&src], &[]);
     }
     let target = env.path("t");
-    env.ok(&["restore", "latest", "--verify", "--target", target.to_str().unwrap()]);
+    env.ok(&[
+        "restore",
+        "latest",
+        "--verify",
+        "--target",
+        target.to_str().unwrap(),
+    ]);
     let restored = target.join(big.strip_prefix("/").unwrap());
-    let (a, b) = (fs::File::open(&big).unwrap(), fs::File::open(&restored).unwrap());
+    let (a, b) = (
+        fs::File::open(&big).unwrap(),
+        fs::File::open(&restored).unwrap(),
+    );
     assert_eq!(b.metadata().unwrap().len(), size);
-    assert!(b.metadata().unwrap().blocks() * 512 < 256 << 20, "restored file is not sparse");
+    assert!(
+        b.metadata().unwrap().blocks() * 512 < 256 << 20,
+        "restored file is not sparse"
+    );
     let mut segs = data_segments(&a);
     segs.extend(data_segments(&b));
     for (off, len) in segs {
@@ -221,5 +305,8 @@ fn sparse_20_gib_file_is_backed_up_without_reading_its_holes_and_restored_sparse
         assert!(x == y, "bytes differ in the segment at {off}");
     }
     let (ma, mb) = (a.metadata().unwrap(), b.metadata().unwrap());
-    assert_eq!((ma.mtime(), ma.mtime_nsec(), ma.mode()), (mb.mtime(), mb.mtime_nsec(), mb.mode()));
+    assert_eq!(
+        (ma.mtime(), ma.mtime_nsec(), ma.mode()),
+        (mb.mtime(), mb.mtime_nsec(), mb.mode())
+    );
 }

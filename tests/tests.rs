@@ -3,8 +3,8 @@
 
 mod util;
 
-mod backup;
 mod b2;
+mod backup;
 mod browse;
 mod crash;
 mod drill;

@@ -16,7 +16,12 @@ pub struct Env {
 
 impl Env {
     pub fn new() -> Env {
-        Env { dir: tempfile::Builder::new().prefix("cairn-test-").tempdir().unwrap() }
+        Env {
+            dir: tempfile::Builder::new()
+                .prefix("cairn-test-")
+                .tempdir()
+                .unwrap(),
+        }
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -59,7 +64,12 @@ impl Env {
     /// Runs and asserts the exit code; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
-        assert_eq!(out.status.code(), Some(0), "cairn {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "cairn {args:?} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -71,7 +81,10 @@ impl Env {
     pub fn backup(&self, paths: &[&Path], extra: &[&str]) -> serde_json::Value {
         let mut args: Vec<&str> = vec!["backup", "--json"];
         args.extend_from_slice(extra);
-        let ps: Vec<String> = paths.iter().map(|p| p.to_str().unwrap().to_string()).collect();
+        let ps: Vec<String> = paths
+            .iter()
+            .map(|p| p.to_str().unwrap().to_string())
+            .collect();
         args.extend(ps.iter().map(String::as_str));
         let out = self.ok(&args);
         json_last_line(&out)
@@ -79,7 +92,11 @@ impl Env {
 
     /// The repository's pack files, largest first: where tests do their damage.
     pub fn packs_largest_first(&self) -> Vec<PathBuf> {
-        let mut packs: Vec<(PathBuf, u64)> = self.repo_listing().into_iter().filter(|(p, _)| p.to_string_lossy().contains("/data/")).collect();
+        let mut packs: Vec<(PathBuf, u64)> = self
+            .repo_listing()
+            .into_iter()
+            .filter(|(p, _)| p.to_string_lossy().contains("/data/"))
+            .collect();
         packs.sort_by_key(|(_, s)| std::cmp::Reverse(*s));
         packs.into_iter().map(|(p, _)| p).collect()
     }
@@ -217,7 +234,15 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<Vec<u8>, (Meta, u64, u64)>) 
             "device"
         };
         let mut xattrs: Vec<(Vec<u8>, Vec<u8>)> = xattr::list(&p)
-            .map(|l| l.filter_map(|n| xattr::get(&p, &n).ok().flatten().map(|v| (n.as_bytes().to_vec(), v))).collect())
+            .map(|l| {
+                l.filter_map(|n| {
+                    xattr::get(&p, &n)
+                        .ok()
+                        .flatten()
+                        .map(|v| (n.as_bytes().to_vec(), v))
+                })
+                .collect()
+            })
             .unwrap_or_default();
         xattrs.sort();
         let meta = Meta {
@@ -228,12 +253,23 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<Vec<u8>, (Meta, u64, u64)>) 
             size: if ft.is_file() { m.len() } else { 0 },
             mtime: (m.mtime(), m.mtime_nsec()),
             nlink: if ft.is_dir() { 0 } else { m.nlink() },
-            link_target: ft.is_symlink().then(|| std::fs::read_link(&p).unwrap().as_os_str().as_bytes().to_vec()),
+            link_target: ft.is_symlink().then(|| {
+                std::fs::read_link(&p)
+                    .unwrap()
+                    .as_os_str()
+                    .as_bytes()
+                    .to_vec()
+            }),
             content_hash: ft.is_file().then(|| hash_file(&p)),
             xattrs,
             link_group: 0,
         };
-        let rel = p.strip_prefix(root).unwrap().as_os_str().as_bytes().to_vec();
+        let rel = p
+            .strip_prefix(root)
+            .unwrap()
+            .as_os_str()
+            .as_bytes()
+            .to_vec();
         out.insert(rel, (meta, m.dev(), m.ino()));
         if ft.is_dir() {
             walk(root, &p, out);
@@ -254,13 +290,28 @@ pub fn assert_same_tree(a: &Path, b: &Path) {
     let ka: Vec<_> = ta.keys().collect();
     let kb: Vec<_> = tb.keys().collect();
     if ka != kb {
-        let only_a: Vec<_> = ta.keys().filter(|k| !tb.contains_key(*k)).map(|k| String::from_utf8_lossy(k).into_owned()).take(10).collect();
-        let only_b: Vec<_> = tb.keys().filter(|k| !ta.contains_key(*k)).map(|k| String::from_utf8_lossy(k).into_owned()).take(10).collect();
+        let only_a: Vec<_> = ta
+            .keys()
+            .filter(|k| !tb.contains_key(*k))
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .take(10)
+            .collect();
+        let only_b: Vec<_> = tb
+            .keys()
+            .filter(|k| !ta.contains_key(*k))
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .take(10)
+            .collect();
         panic!("entries differ: only in source {only_a:?}, only in restore {only_b:?}");
     }
     for (k, ma) in &ta {
         let mb = &tb[k];
-        assert_eq!(ma, mb, "metadata of {:?} differs", String::from_utf8_lossy(k));
+        assert_eq!(
+            ma,
+            mb,
+            "metadata of {:?} differs",
+            String::from_utf8_lossy(k)
+        );
     }
 }
 
@@ -270,7 +321,14 @@ pub fn raw_path(base: &Path, name: &[u8]) -> PathBuf {
 
 pub fn set_mtime(p: &Path, secs: i64, nanos: i64) {
     let ts = nix::sys::time::TimeSpec::new(secs, nanos);
-    nix::sys::stat::utimensat(None, p, &ts, &ts, nix::sys::stat::UtimensatFlags::NoFollowSymlink).unwrap();
+    nix::sys::stat::utimensat(
+        None,
+        p,
+        &ts,
+        &ts,
+        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+    )
+    .unwrap();
 }
 
 pub fn is_root() -> bool {
@@ -301,7 +359,9 @@ pub struct Emulator {
 impl Emulator {
     /// Gives `c` (a cairn command) this emulator's endpoint and its default key.
     pub fn credentials<'c>(&self, c: &'c mut Command) -> &'c mut Command {
-        c.env("B2_APPLICATION_KEY_ID", "testkeyid").env("B2_APPLICATION_KEY", "testkey").env("CAIRN_B2_ENDPOINT", &self.url)
+        c.env("B2_APPLICATION_KEY_ID", "testkeyid")
+            .env("B2_APPLICATION_KEY", "testkey")
+            .env("CAIRN_B2_ENDPOINT", &self.url)
     }
 
     pub fn start(data: &Path, extra: &[&str]) -> Emulator {
@@ -317,8 +377,14 @@ impl Emulator {
             .spawn()
             .unwrap();
         let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let url = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}")).to_string();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
         Emulator { url, child }
     }
 
@@ -327,7 +393,13 @@ impl Emulator {
     }
 
     /// A raw HTTP/1.1 request (Connection: close); returns status, headers, body.
-    pub fn http(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    pub fn http(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, Vec<(String, String)>, Vec<u8>) {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port())).unwrap();
         let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
@@ -342,25 +414,58 @@ impl Emulator {
         let split = resp.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
         let head = String::from_utf8_lossy(&resp[..split]).into_owned();
         let mut lines = head.lines();
-        let status: u16 = lines.next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
-        let hs: Vec<(String, String)> =
-            lines.filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))).collect();
+        let status: u16 = lines
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+        let hs: Vec<(String, String)> = lines
+            .filter_map(|l| {
+                l.split_once(':')
+                    .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            })
+            .collect();
         let mut body = resp[split + 4..].to_vec();
-        if hs.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked")) {
+        if hs
+            .iter()
+            .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"))
+        {
             body = dechunk(&body);
         }
         (status, hs, body)
     }
 
     /// POSTs JSON to an API call with a token; returns status and parsed body.
-    pub fn call(&self, version: u32, op: &str, token: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
-        let (st, _, b) = self.http("POST", &format!("/b2api/v{version}/{op}"), &[("Authorization", token)], body.to_string().as_bytes());
-        (st, serde_json::from_slice(&b).unwrap_or(serde_json::Value::Null))
+    pub fn call(
+        &self,
+        version: u32,
+        op: &str,
+        token: &str,
+        body: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let (st, _, b) = self.http(
+            "POST",
+            &format!("/b2api/v{version}/{op}"),
+            &[("Authorization", token)],
+            body.to_string().as_bytes(),
+        );
+        (
+            st,
+            serde_json::from_slice(&b).unwrap_or(serde_json::Value::Null),
+        )
     }
 
     /// Authorizes with the default test key on `version`; returns the reply.
     pub fn authorize(&self, version: u32) -> serde_json::Value {
-        let (st, _, b) = self.http("GET", &format!("/b2api/v{version}/b2_authorize_account"), &[("Authorization", "Basic dGVzdGtleWlkOnRlc3RrZXk=")], b"");
+        let (st, _, b) = self.http(
+            "GET",
+            &format!("/b2api/v{version}/b2_authorize_account"),
+            &[("Authorization", "Basic dGVzdGtleWlkOnRlc3RrZXk=")],
+            b"",
+        );
         assert_eq!(st, 200, "{}", String::from_utf8_lossy(&b));
         serde_json::from_slice(&b).unwrap()
     }
@@ -372,20 +477,49 @@ impl Emulator {
         let auth = self.authorize(2);
         let token = auth["authorizationToken"].as_str().unwrap().to_string();
         let account = auth["accountId"].as_str().unwrap().to_string();
-        let (_, buckets) = self.call(2, "b2_list_buckets", &token, serde_json::json!({"accountId": account, "bucketName": bucket}));
-        let bucket_id = buckets["buckets"][0]["bucketId"].as_str().unwrap().to_string();
-        let (_, up) = self.call(2, "b2_get_upload_url", &token, serde_json::json!({"bucketId": bucket_id}));
-        let path = up["uploadUrl"].as_str().unwrap().strip_prefix(&self.url).unwrap().to_string();
+        let (_, buckets) = self.call(
+            2,
+            "b2_list_buckets",
+            &token,
+            serde_json::json!({"accountId": account, "bucketName": bucket}),
+        );
+        let bucket_id = buckets["buckets"][0]["bucketId"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let (_, up) = self.call(
+            2,
+            "b2_get_upload_url",
+            &token,
+            serde_json::json!({"bucketId": bucket_id}),
+        );
+        let path = up["uploadUrl"]
+            .as_str()
+            .unwrap()
+            .strip_prefix(&self.url)
+            .unwrap()
+            .to_string();
         let up_token = up["authorizationToken"].as_str().unwrap().to_string();
         let encoded: String = name
             .bytes()
-            .map(|b| if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
             .collect();
         let sha = hex::encode(sha1::Sha1::digest(body));
         let (st, _, _) = self.http(
             "POST",
             &path,
-            &[("Authorization", &up_token), ("X-Bz-File-Name", &encoded), ("Content-Type", "b2/x-auto"), ("X-Bz-Content-Sha1", &sha)],
+            &[
+                ("Authorization", &up_token),
+                ("X-Bz-File-Name", &encoded),
+                ("Content-Type", "b2/x-auto"),
+                ("X-Bz-Content-Sha1", &sha),
+            ],
             body,
         );
         st
@@ -425,8 +559,7 @@ impl Drop for Emulator {
 
 fn dechunk(mut b: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    loop {
-        let Some(eol) = b.windows(2).position(|w| w == b"\r\n") else { break };
+    while let Some(eol) = b.windows(2).position(|w| w == b"\r\n") {
         let n = usize::from_str_radix(String::from_utf8_lossy(&b[..eol]).trim(), 16).unwrap_or(0);
         if n == 0 {
             break;
@@ -441,7 +574,10 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
 /// None when rclone is not installed (outside CI, where .ci/run installs it).
 pub fn rclone(emu: &Emulator) -> Option<Command> {
     if Command::new("rclone").arg("version").output().is_err() {
-        assert!(std::env::var("CI").is_err(), "rclone is missing: .ci/run must install it");
+        assert!(
+            std::env::var("CI").is_err(),
+            "rclone is missing: .ci/run must install it"
+        );
         eprintln!("skipped: rclone is not installed here (Debian package rclone)");
         return None;
     }

@@ -23,7 +23,8 @@ pub fn url_decode(s: &str) -> String {
         match b[i] {
             b'+' => out.push(b' '),
             b'%' if i + 2 < b.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
+                {
                     Ok(v) => {
                         out.push(v);
                         i += 2;
@@ -51,7 +52,10 @@ fn url_encode(s: &str) -> String {
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// Request parameters: the JSON body of a POST or the query of a GET; nulls dropped.
@@ -64,9 +68,14 @@ async fn params(method: &Method, uri: &Uri, body: Body) -> Result<Map<String, Va
         }
     }
     if method == Method::POST {
-        let bytes = body.collect().await.map_err(|e| B2Error::bad_request(e.to_string()))?.to_bytes();
+        let bytes = body
+            .collect()
+            .await
+            .map_err(|e| B2Error::bad_request(e.to_string()))?
+            .to_bytes();
         if !bytes.is_empty() {
-            let v: Value = serde_json::from_slice(&bytes).map_err(|e| B2Error::new(400, "bad_json", e.to_string()))?;
+            let v: Value = serde_json::from_slice(&bytes)
+                .map_err(|e| B2Error::new(400, "bad_json", e.to_string()))?;
             if let Value::Object(o) = v {
                 for (k, v) in o {
                     if !v.is_null() {
@@ -88,7 +97,10 @@ fn req<'a>(p: &'a Map<String, Value>, k: &str) -> Result<&'a str, B2Error> {
 }
 
 fn num(p: &Map<String, Value>, k: &str) -> Option<u64> {
-    p.get(k).and_then(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())))
+    p.get(k).and_then(|v| {
+        v.as_u64()
+            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+    })
 }
 
 fn valid_name(name: &str) -> Result<(), B2Error> {
@@ -100,18 +112,34 @@ fn valid_name(name: &str) -> Result<(), B2Error> {
 
 fn lock_fields(m: &mut Map<String, Value>) {
     m.insert("fileRetention".into(), json!({"isClientAuthorizedToRead": true, "value": {"mode": null, "retainUntilTimestamp": null}}));
-    m.insert("legalHold".into(), json!({"isClientAuthorizedToRead": true, "value": null}));
+    m.insert(
+        "legalHold".into(),
+        json!({"isClientAuthorizedToRead": true, "value": null}),
+    );
     m.insert("serverSideEncryption".into(), json!({"mode": "none"}));
 }
 
 fn version_json(v: &Version, api: u32) -> Value {
     let mut m = Map::new();
     m.insert("accountId".into(), json!(ACCOUNT_ID));
-    m.insert("action".into(), json!(match v.action { Action::Upload => "upload", Action::Hide => "hide" }));
+    m.insert(
+        "action".into(),
+        json!(match v.action {
+            Action::Upload => "upload",
+            Action::Hide => "hide",
+        }),
+    );
     m.insert("bucketId".into(), json!(v.bucket_id));
     m.insert("contentLength".into(), json!(v.size));
     m.insert("contentMd5".into(), Value::Null);
-    m.insert("contentSha1".into(), if v.action == Action::Hide { Value::Null } else { json!(v.sha1) });
+    m.insert(
+        "contentSha1".into(),
+        if v.action == Action::Hide {
+            Value::Null
+        } else {
+            json!(v.sha1)
+        },
+    );
     m.insert("contentType".into(), json!(v.content_type));
     m.insert("fileId".into(), json!(v.id));
     m.insert("fileInfo".into(), json!(v.info));
@@ -163,10 +191,28 @@ fn bucket_json(b: &Bucket) -> Value {
         "replicationConfiguration": {"isClientAuthorizedToRead": true, "value": null}})
 }
 
-const CAPABILITIES: [&str; 10] =
-    ["listKeys", "listBuckets", "listAllBucketNames", "readBuckets", "writeBuckets", "deleteBuckets", "listFiles", "readFiles", "writeFiles", "deleteFiles"];
+const CAPABILITIES: [&str; 10] = [
+    "listKeys",
+    "listBuckets",
+    "listAllBucketNames",
+    "readBuckets",
+    "writeBuckets",
+    "deleteBuckets",
+    "listFiles",
+    "readFiles",
+    "writeFiles",
+    "deleteFiles",
+];
 
-pub async fn dispatch(app: &Arc<App>, op: &str, api: u32, method: &Method, uri: &Uri, headers: &HeaderMap, body: Body) -> Reply {
+pub async fn dispatch(
+    app: &Arc<App>,
+    op: &str,
+    api: u32,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Body,
+) -> Reply {
     match op {
         "b2_authorize_account" => authorize(app, api, headers),
         "b2_upload_file" => upload_file(app, uri, headers, body, api).await,
@@ -174,11 +220,15 @@ pub async fn dispatch(app: &Arc<App>, op: &str, api: u32, method: &Method, uri: 
         "b2_download_file_by_name" => {
             let tok = app.auth(headers, uri)?;
             let path = uri.path().strip_prefix("/file/").unwrap_or("");
-            let (bucket, name) = path.split_once('/').ok_or_else(|| B2Error::not_found("no file name"))?;
+            let (bucket, name) = path
+                .split_once('/')
+                .ok_or_else(|| B2Error::not_found("no file name"))?;
             let (bucket, name) = (url_decode(bucket), url_decode(name));
             let v = {
                 let st = app.lock_state();
-                let b = st.bucket_by_name(&bucket).ok_or_else(|| B2Error::not_found(format!("bucket {bucket} does not exist")))?;
+                let b = st
+                    .bucket_by_name(&bucket)
+                    .ok_or_else(|| B2Error::not_found(format!("bucket {bucket} does not exist")))?;
                 app.check_bucket(app.account_key(&tok)?, &b.name)?;
                 app.require(app.account_key(&tok)?, op)?;
                 app.check_name(&app.account_key(&tok)?.name_prefix, &name)?;
@@ -195,8 +245,15 @@ pub async fn dispatch(app: &Arc<App>, op: &str, api: u32, method: &Method, uri: 
             let id = req(&p, "fileId")?;
             let v = {
                 let st = app.lock_state();
-                let v = st.version_by_id(id).filter(|v| v.action == Action::Upload).cloned().ok_or_else(|| B2Error::not_found(format!("file {id} not present")))?;
-                let b = st.bucket_by_id(&v.bucket_id).cloned().ok_or_else(|| B2Error::not_found("bucket gone"))?;
+                let v = st
+                    .version_by_id(id)
+                    .filter(|v| v.action == Action::Upload)
+                    .cloned()
+                    .ok_or_else(|| B2Error::not_found(format!("file {id} not present")))?;
+                let b = st
+                    .bucket_by_id(&v.bucket_id)
+                    .cloned()
+                    .ok_or_else(|| B2Error::not_found("bucket gone"))?;
                 app.check_bucket(app.account_key(&tok)?, &b.name)?;
                 app.require(app.account_key(&tok)?, op)?;
                 app.check_name(&app.account_key(&tok)?.name_prefix, &v.name)?;
@@ -219,20 +276,31 @@ fn authorize(app: &App, api: u32, headers: &HeaderMap) -> Reply {
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Basic "))
-        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
+        .and_then(|b| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b.trim())
+                .ok()
+        })
         .and_then(|b| String::from_utf8(b).ok())
         .ok_or_else(|| B2Error::bad_request("missing Basic authorization"))?;
-    let (id, secret) = creds.split_once(':').ok_or_else(|| B2Error::bad_request("malformed credentials"))?;
+    let (id, secret) = creds
+        .split_once(':')
+        .ok_or_else(|| B2Error::bad_request("malformed credentials"))?;
     let idx = app
         .config
         .keys
         .iter()
-        .position(|k| (k.id == id || (id == ACCOUNT_ID && k.bucket.is_none())) && k.secret == secret)
+        .position(|k| {
+            (k.id == id || (id == ACCOUNT_ID && k.bucket.is_none())) && k.secret == secret
+        })
         .ok_or_else(|| B2Error::unauthorized("invalid application key id or key"))?;
     let key = &app.config.keys[idx];
     let token = app.new_token(TokenKind::Account { key: idx });
     let url = &app.base_url;
-    let bucket = key.bucket.as_ref().and_then(|n| app.lock_state().bucket_by_name(n).cloned());
+    let bucket = key
+        .bucket
+        .as_ref()
+        .and_then(|n| app.lock_state().bucket_by_name(n).cloned());
     let (bid, bname) = match (&key.bucket, &bucket) {
         (Some(n), Some(b)) => (json!(b.id), json!(n)),
         (Some(n), None) => (Value::Null, json!(n)),
@@ -244,15 +312,23 @@ fn authorize(app: &App, api: u32, headers: &HeaderMap) -> Reply {
         None => json!(CAPABILITIES),
     };
     let v = match api {
-        1 | 2 => json!({"accountId": ACCOUNT_ID, "authorizationToken": token, "apiUrl": url, "downloadUrl": url, "s3ApiUrl": url,
+        1 | 2 => {
+            json!({"accountId": ACCOUNT_ID, "authorizationToken": token, "apiUrl": url, "downloadUrl": url, "s3ApiUrl": url,
             "recommendedPartSize": 100_000_000, "absoluteMinimumPartSize": app.config.min_part_size, "minimumPartSize": 100_000_000,
-            "allowed": {"bucketId": bid, "bucketName": bname, "capabilities": caps, "namePrefix": name_prefix}}),
-        3 => json!({"accountId": ACCOUNT_ID, "authorizationToken": token, "applicationKeyExpirationTimestamp": null,
+            "allowed": {"bucketId": bid, "bucketName": bname, "capabilities": caps, "namePrefix": name_prefix}})
+        }
+        3 => {
+            json!({"accountId": ACCOUNT_ID, "authorizationToken": token, "applicationKeyExpirationTimestamp": null,
             "apiInfo": {"storageApi": {"absoluteMinimumPartSize": app.config.min_part_size, "apiUrl": url, "bucketId": bid, "bucketName": bname,
             "capabilities": caps, "downloadUrl": url, "infoType": "storageApi", "namePrefix": name_prefix, "recommendedPartSize": 100_000_000, "s3ApiUrl": url},
-            "groupsApi": {"infoType": "groupsApi", "groupsApiUrl": url, "capabilities": []}}}),
+            "groupsApi": {"infoType": "groupsApi", "groupsApiUrl": url, "capabilities": []}}})
+        }
         _ => {
-            let buckets = if key.bucket.is_some() { json!([{"id": bid, "name": bname}]) } else { Value::Null };
+            let buckets = if key.bucket.is_some() {
+                json!([{"id": bid, "name": bname}])
+            } else {
+                Value::Null
+            };
             json!({"accountId": ACCOUNT_ID, "authorizationToken": token, "applicationKeyExpirationTimestamp": null,
             "apiInfo": {"storageApi": {"absoluteMinimumPartSize": app.config.min_part_size, "apiUrl": url, "downloadUrl": url,
             "recommendedPartSize": 100_000_000, "s3ApiUrl": url,
@@ -263,13 +339,30 @@ fn authorize(app: &App, api: u32, headers: &HeaderMap) -> Reply {
     json_reply(v)
 }
 
-fn bucket_for<'a>(app: &App, st: &'a State, key: &crate::server::Key, bucket_id: &str) -> Result<&'a Bucket, B2Error> {
-    let b = st.bucket_by_id(bucket_id).ok_or_else(|| B2Error::new(400, "bad_bucket_id", format!("invalid bucketId: {bucket_id}")))?;
+fn bucket_for<'a>(
+    app: &App,
+    st: &'a State,
+    key: &crate::server::Key,
+    bucket_id: &str,
+) -> Result<&'a Bucket, B2Error> {
+    let b = st.bucket_by_id(bucket_id).ok_or_else(|| {
+        B2Error::new(
+            400,
+            "bad_bucket_id",
+            format!("invalid bucketId: {bucket_id}"),
+        )
+    })?;
     app.check_bucket(key, &b.name)?;
     Ok(b)
 }
 
-fn json_call(app: &App, op: &str, api: u32, key: &crate::server::Key, p: &Map<String, Value>) -> Reply {
+fn json_call(
+    app: &App,
+    op: &str,
+    api: u32,
+    key: &crate::server::Key,
+    p: &Map<String, Value>,
+) -> Reply {
     let mut st = app.lock_state();
     match op {
         "b2_list_buckets" => {
@@ -283,7 +376,9 @@ fn json_call(app: &App, op: &str, api: u32, key: &crate::server::Key, p: &Map<St
                 .collect();
             if let (Some(k), Some(n)) = (&key.bucket, s(p, "bucketName")) {
                 if k != n {
-                    return Err(B2Error::unauthorized(format!("application key is restricted to bucket {k}")));
+                    return Err(B2Error::unauthorized(format!(
+                        "application key is restricted to bucket {k}"
+                    )));
                 }
             }
             json_reply(json!({"buckets": list}))
@@ -291,16 +386,31 @@ fn json_call(app: &App, op: &str, api: u32, key: &crate::server::Key, p: &Map<St
         "b2_create_bucket" => {
             let name = req(p, "bucketName")?.to_string();
             if key.bucket.is_some() {
-                return Err(B2Error::unauthorized("restricted key cannot create buckets"));
+                return Err(B2Error::unauthorized(
+                    "restricted key cannot create buckets",
+                ));
             }
-            if name.len() < 6 || name.len() > 63 || !name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-') {
-                return Err(B2Error::bad_request(format!("invalid bucket name {name:?}")));
+            if name.len() < 6
+                || name.len() > 63
+                || !name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
+            {
+                return Err(B2Error::bad_request(format!(
+                    "invalid bucket name {name:?}"
+                )));
             }
             if st.bucket_by_name(&name).is_some() {
-                return Err(B2Error::new(400, "duplicate_bucket_name", format!("bucket name {name} is already in use")));
+                return Err(B2Error::new(
+                    400,
+                    "duplicate_bucket_name",
+                    format!("bucket name {name} is already in use"),
+                ));
             }
             st.next_seq += 1;
-            let b = Bucket { id: format!("b{:012x}", st.next_seq), name, bucket_type: s(p, "bucketType").unwrap_or("allPrivate").into() };
+            let b = Bucket {
+                id: format!("b{:012x}", st.next_seq),
+                name,
+                bucket_type: s(p, "bucketType").unwrap_or("allPrivate").into(),
+            };
             st.buckets.push(b.clone());
             app.save(&st)?;
             json_reply(bucket_json(&b))
@@ -308,8 +418,14 @@ fn json_call(app: &App, op: &str, api: u32, key: &crate::server::Key, p: &Map<St
         "b2_delete_bucket" => {
             let id = req(p, "bucketId")?;
             let b = bucket_for(app, &st, key, id)?.clone();
-            if st.versions.keys().any(|k| k.0 == b.id) || st.large.values().any(|l| l.bucket_id == b.id) {
-                return Err(B2Error::new(400, "cannot_delete_non_empty_bucket", "bucket is not empty"));
+            if st.versions.keys().any(|k| k.0 == b.id)
+                || st.large.values().any(|l| l.bucket_id == b.id)
+            {
+                return Err(B2Error::new(
+                    400,
+                    "cannot_delete_non_empty_bucket",
+                    "bucket is not empty",
+                ));
             }
             st.buckets.retain(|x| x.id != b.id);
             app.save(&st)?;
@@ -319,13 +435,22 @@ fn json_call(app: &App, op: &str, api: u32, key: &crate::server::Key, p: &Map<St
             let id = req(p, "bucketId")?;
             let b = bucket_for(app, &st, key, id)?.clone();
             drop(st);
-            let token = app.new_token(TokenKind::Upload { bucket_id: b.id.clone(), name_prefix: key.name_prefix.clone() });
-            json_reply(json!({"bucketId": b.id, "uploadUrl": format!("{}/b2api/upload/{}", app.base_url, b.id), "authorizationToken": token}))
+            let token = app.new_token(TokenKind::Upload {
+                bucket_id: b.id.clone(),
+                name_prefix: key.name_prefix.clone(),
+            });
+            json_reply(
+                json!({"bucketId": b.id, "uploadUrl": format!("{}/b2api/upload/{}", app.base_url, b.id), "authorizationToken": token}),
+            )
         }
-        "b2_list_file_names" | "b2_list_file_versions" => list_files(app, &st, key, p, api, op == "b2_list_file_versions"),
+        "b2_list_file_names" | "b2_list_file_versions" => {
+            list_files(app, &st, key, p, api, op == "b2_list_file_versions")
+        }
         "b2_get_file_info" => {
             let id = req(p, "fileId")?;
-            let v = st.version_by_id(id).ok_or_else(|| B2Error::not_found(format!("file {id} not found")))?;
+            let v = st
+                .version_by_id(id)
+                .ok_or_else(|| B2Error::not_found(format!("file {id} not found")))?;
             bucket_for(app, &st, key, &v.bucket_id)?;
             json_reply(version_json(v, api))
         }
@@ -335,8 +460,20 @@ fn json_call(app: &App, op: &str, api: u32, key: &crate::server::Key, p: &Map<St
             bucket_for(app, &st, key, &bid)?;
             app.check_name(&key.name_prefix, &name)?;
             match st.newest(&bid, &name) {
-                None => return Err(B2Error::new(400, "no_such_file", format!("file not present: {name}"))),
-                Some(v) if v.action == Action::Hide => return Err(B2Error::new(400, "already_hidden", format!("file already hidden: {name}"))),
+                None => {
+                    return Err(B2Error::new(
+                        400,
+                        "no_such_file",
+                        format!("file not present: {name}"),
+                    ))
+                }
+                Some(v) if v.action == Action::Hide => {
+                    return Err(B2Error::new(
+                        400,
+                        "already_hidden",
+                        format!("file already hidden: {name}"),
+                    ))
+                }
                 _ => {}
             }
             let (id, seq) = st.next_id(&bid);
@@ -375,7 +512,11 @@ fn json_call(app: &App, op: &str, api: u32, key: &crate::server::Key, p: &Map<St
                 let _ = std::fs::remove_dir_all(app.disk.part_dir(id));
                 return json_reply(json!({"fileId": l.id, "fileName": l.name}));
             }
-            Err(B2Error::new(400, "file_not_present", format!("file not present: {name} {id}")))
+            Err(B2Error::new(
+                400,
+                "file_not_present",
+                format!("file not present: {name} {id}"),
+            ))
         }
         "b2_start_large_file" => {
             let bid = req(p, "bucketId")?.to_string();
@@ -401,15 +542,27 @@ fn json_call(app: &App, op: &str, api: u32, key: &crate::server::Key, p: &Map<St
         }
         "b2_get_upload_part_url" => {
             let id = req(p, "fileId")?.to_string();
-            let l = st.large.get(&id).cloned().ok_or_else(|| B2Error::bad_request(format!("no such large file {id}")))?;
+            let l = st
+                .large
+                .get(&id)
+                .cloned()
+                .ok_or_else(|| B2Error::bad_request(format!("no such large file {id}")))?;
             bucket_for(app, &st, key, &l.bucket_id)?;
             drop(st);
-            let token = app.new_token(TokenKind::Part { file_id: id.clone() });
-            json_reply(json!({"fileId": id, "uploadUrl": format!("{}/b2api/upload_part/{id}", app.base_url), "authorizationToken": token}))
+            let token = app.new_token(TokenKind::Part {
+                file_id: id.clone(),
+            });
+            json_reply(
+                json!({"fileId": id, "uploadUrl": format!("{}/b2api/upload_part/{id}", app.base_url), "authorizationToken": token}),
+            )
         }
         "b2_finish_large_file" => {
             let id = req(p, "fileId")?.to_string();
-            let l = st.large.get(&id).cloned().ok_or_else(|| B2Error::bad_request(format!("no such large file {id}")))?;
+            let l = st
+                .large
+                .get(&id)
+                .cloned()
+                .ok_or_else(|| B2Error::bad_request(format!("no such large file {id}")))?;
             bucket_for(app, &st, key, &l.bucket_id)?;
             let shas: Vec<String> = p
                 .get("partSha1Array")
@@ -419,16 +572,33 @@ fn json_call(app: &App, op: &str, api: u32, key: &crate::server::Key, p: &Map<St
                 .map(|v| v.as_str().unwrap_or("").to_ascii_lowercase())
                 .collect();
             if shas.is_empty() || shas.len() != l.parts.len() {
-                return Err(B2Error::new(400, "missing_part", format!("{} parts uploaded, {} SHA1s given", l.parts.len(), shas.len())));
+                return Err(B2Error::new(
+                    400,
+                    "missing_part",
+                    format!(
+                        "{} parts uploaded, {} SHA1s given",
+                        l.parts.len(),
+                        shas.len()
+                    ),
+                ));
             }
             for (i, sha) in shas.iter().enumerate() {
                 let n = i as u32 + 1;
-                let part = l.parts.get(&n).ok_or_else(|| B2Error::new(400, "missing_part", format!("part {n} is missing")))?;
+                let part = l.parts.get(&n).ok_or_else(|| {
+                    B2Error::new(400, "missing_part", format!("part {n} is missing"))
+                })?;
                 if part.sha1 != *sha {
-                    return Err(B2Error::new(400, "part_sha1_mismatch", format!("part {n}: SHA1 differs")));
+                    return Err(B2Error::new(
+                        400,
+                        "part_sha1_mismatch",
+                        format!("part {n}: SHA1 differs"),
+                    ));
                 }
                 if (n as usize) < shas.len() && part.size < app.config.min_part_size {
-                    return Err(B2Error::bad_request(format!("part {n} is smaller than {} bytes", app.config.min_part_size)));
+                    return Err(B2Error::bad_request(format!(
+                        "part {n} is smaller than {} bytes",
+                        app.config.min_part_size
+                    )));
                 }
             }
             // Concatenate parts into the blob (synchronously: the state lock is held).
@@ -463,31 +633,60 @@ fn json_call(app: &App, op: &str, api: u32, key: &crate::server::Key, p: &Map<St
         }
         "b2_cancel_large_file" => {
             let id = req(p, "fileId")?.to_string();
-            let l = st.large.get(&id).cloned().ok_or_else(|| B2Error::bad_request(format!("no such large file {id}")))?;
+            let l = st
+                .large
+                .get(&id)
+                .cloned()
+                .ok_or_else(|| B2Error::bad_request(format!("no such large file {id}")))?;
             bucket_for(app, &st, key, &l.bucket_id)?;
             st.large.remove(&id);
             app.save(&st)?;
             let _ = std::fs::remove_dir_all(app.disk.part_dir(&id));
-            json_reply(json!({"fileId": l.id, "accountId": ACCOUNT_ID, "bucketId": l.bucket_id, "fileName": l.name}))
+            json_reply(
+                json!({"fileId": l.id, "accountId": ACCOUNT_ID, "bucketId": l.bucket_id, "fileName": l.name}),
+            )
         }
         "b2_list_unfinished_large_files" => {
             let bid = req(p, "bucketId")?;
             bucket_for(app, &st, key, bid)?;
             let prefix = s(p, "namePrefix").unwrap_or("");
-            let max = num(p, "maxFileCount").filter(|n| *n > 0).unwrap_or(100).min(100) as usize;
+            let max = num(p, "maxFileCount")
+                .filter(|n| *n > 0)
+                .unwrap_or(100)
+                .min(100) as usize;
             let start = s(p, "startFileId");
-            let mut all: Vec<&LargeFile> = st.large.values().filter(|l| l.bucket_id == bid && l.name.starts_with(prefix)).collect();
+            let mut all: Vec<&LargeFile> = st
+                .large
+                .values()
+                .filter(|l| l.bucket_id == bid && l.name.starts_with(prefix))
+                .collect();
             all.sort_by_key(|l| l.seq);
-            let skip = start.and_then(|s| all.iter().position(|l| l.id == s)).unwrap_or(0);
-            let page: Vec<Value> = all.iter().skip(skip).take(max).map(|l| large_json(l, api)).collect();
-            let next = all.get(skip + max).map(|l| json!(l.id)).unwrap_or(Value::Null);
+            let skip = start
+                .and_then(|s| all.iter().position(|l| l.id == s))
+                .unwrap_or(0);
+            let page: Vec<Value> = all
+                .iter()
+                .skip(skip)
+                .take(max)
+                .map(|l| large_json(l, api))
+                .collect();
+            let next = all
+                .get(skip + max)
+                .map(|l| json!(l.id))
+                .unwrap_or(Value::Null);
             json_reply(json!({"files": page, "nextFileId": next}))
         }
         "b2_list_parts" => {
             let id = req(p, "fileId")?;
-            let l = st.large.get(id).ok_or_else(|| B2Error::bad_request(format!("no such large file {id}")))?;
+            let l = st
+                .large
+                .get(id)
+                .ok_or_else(|| B2Error::bad_request(format!("no such large file {id}")))?;
             let startn = num(p, "startPartNumber").unwrap_or(1) as u32;
-            let max = num(p, "maxPartCount").filter(|n| *n > 0).unwrap_or(100).min(1000) as usize;
+            let max = num(p, "maxPartCount")
+                .filter(|n| *n > 0)
+                .unwrap_or(100)
+                .min(1000) as usize;
             let parts: Vec<(u32, &Part)> = l.parts.range(startn..).map(|(n, p)| (*n, p)).collect();
             let page: Vec<Value> = parts
                 .iter()
@@ -502,25 +701,41 @@ fn json_call(app: &App, op: &str, api: u32, key: &crate::server::Key, p: &Map<St
             let name = req(p, "fileName")?.to_string();
             valid_name(&name)?;
             app.check_name(&key.name_prefix, &name)?;
-            let src = st.version_by_id(src_id).filter(|v| v.action == Action::Upload).cloned().ok_or_else(|| B2Error::not_found(format!("file {src_id} not found")))?;
+            let src = st
+                .version_by_id(src_id)
+                .filter(|v| v.action == Action::Upload)
+                .cloned()
+                .ok_or_else(|| B2Error::not_found(format!("file {src_id} not found")))?;
             bucket_for(app, &st, key, &src.bucket_id)?;
-            let dest_bucket = s(p, "destinationBucketId").unwrap_or(&src.bucket_id).to_string();
+            let dest_bucket = s(p, "destinationBucketId")
+                .unwrap_or(&src.bucket_id)
+                .to_string();
             bucket_for(app, &st, key, &dest_bucket)?;
             let (mut start, mut end) = (0u64, src.size);
             if let Some(r) = s(p, "range") {
-                let (a, b) = parse_range(r, src.size).ok_or_else(|| B2Error::new(416, "range_not_satisfiable", format!("bad range {r}")))?;
+                let (a, b) = parse_range(r, src.size).ok_or_else(|| {
+                    B2Error::new(416, "range_not_satisfiable", format!("bad range {r}"))
+                })?;
                 (start, end) = (a, b + 1);
             }
             let replace = s(p, "metadataDirective") == Some("REPLACE");
             let (ct, info) = if replace {
-                (content_type(req(p, "contentType")?, &name), file_info_from_json(p.get("fileInfo"))?)
+                (
+                    content_type(req(p, "contentType")?, &name),
+                    file_info_from_json(p.get("fileInfo"))?,
+                )
             } else {
                 (src.content_type.clone(), src.info.clone())
             };
             let (id, seq) = st.next_id(&dest_bucket);
             {
-                let sha_range = copy_range(&app.disk.blob(&src.id), start, end, &app.disk.blob(&id))?;
-                let sha = if src.sha1 == "none" && start == 0 && end == src.size { "none".to_string() } else { sha_range };
+                let sha_range =
+                    copy_range(&app.disk.blob(&src.id), start, end, &app.disk.blob(&id))?;
+                let sha = if src.sha1 == "none" && start == 0 && end == src.size {
+                    "none".to_string()
+                } else {
+                    sha_range
+                };
                 let v = Version {
                     id,
                     seq,
@@ -543,14 +758,26 @@ fn json_call(app: &App, op: &str, api: u32, key: &crate::server::Key, p: &Map<St
         "b2_copy_part" => {
             let src_id = req(p, "sourceFileId")?;
             let large_id = req(p, "largeFileId")?.to_string();
-            let n = num(p, "partNumber").filter(|n| (1..=10_000).contains(n)).ok_or_else(|| B2Error::bad_request("partNumber must be 1..10000"))? as u32;
-            let src = st.version_by_id(src_id).filter(|v| v.action == Action::Upload).cloned().ok_or_else(|| B2Error::not_found(format!("file {src_id} not found")))?;
+            let n = num(p, "partNumber")
+                .filter(|n| (1..=10_000).contains(n))
+                .ok_or_else(|| B2Error::bad_request("partNumber must be 1..10000"))?
+                as u32;
+            let src = st
+                .version_by_id(src_id)
+                .filter(|v| v.action == Action::Upload)
+                .cloned()
+                .ok_or_else(|| B2Error::not_found(format!("file {src_id} not found")))?;
             bucket_for(app, &st, key, &src.bucket_id)?;
-            let l = st.large.get(&large_id).cloned().ok_or_else(|| B2Error::bad_request(format!("no such large file {large_id}")))?;
+            let l =
+                st.large.get(&large_id).cloned().ok_or_else(|| {
+                    B2Error::bad_request(format!("no such large file {large_id}"))
+                })?;
             bucket_for(app, &st, key, &l.bucket_id)?;
             let (mut start, mut end) = (0u64, src.size);
             if let Some(r) = s(p, "range") {
-                let (a, b) = parse_range(r, src.size).ok_or_else(|| B2Error::new(416, "range_not_satisfiable", format!("bad range {r}")))?;
+                let (a, b) = parse_range(r, src.size).ok_or_else(|| {
+                    B2Error::new(416, "range_not_satisfiable", format!("bad range {r}"))
+                })?;
                 (start, end) = (a, b + 1);
             }
             let dir = app.disk.part_dir(&large_id);
@@ -560,17 +787,33 @@ fn json_call(app: &App, op: &str, api: u32, key: &crate::server::Key, p: &Map<St
             std::fs::rename(&tmp, dir.join(n.to_string()))?;
             let ts = now_ms();
             if let Some(l) = st.large.get_mut(&large_id) {
-                l.parts.insert(n, Part { size: end - start, sha1: sha1.clone(), upload_timestamp: ts });
+                l.parts.insert(
+                    n,
+                    Part {
+                        size: end - start,
+                        sha1: sha1.clone(),
+                        upload_timestamp: ts,
+                    },
+                );
             }
             app.save(&st)?;
-            json_reply(json!({"fileId": large_id, "partNumber": n, "contentLength": end - start, "contentSha1": sha1, "contentMd5": null, "uploadTimestamp": ts}))
+            json_reply(
+                json!({"fileId": large_id, "partNumber": n, "contentLength": end - start, "contentSha1": sha1, "contentMd5": null, "uploadTimestamp": ts}),
+            )
         }
-        other => Err(B2Error::bad_request(format!("unsupported operation {other}"))),
+        other => Err(B2Error::bad_request(format!(
+            "unsupported operation {other}"
+        ))),
     }
 }
 
 /// Copies bytes [start, end) of one stored blob into a new file; returns their SHA1.
-fn copy_range(from: &std::path::Path, start: u64, end: u64, to: &std::path::Path) -> std::io::Result<String> {
+fn copy_range(
+    from: &std::path::Path,
+    start: u64,
+    end: u64,
+    to: &std::path::Path,
+) -> std::io::Result<String> {
     use std::io::{Read, Seek, Write};
     let mut f = std::fs::File::open(from)?;
     f.seek(std::io::SeekFrom::Start(start))?;
@@ -598,7 +841,12 @@ fn file_info_from_json(v: Option<&Value>) -> Result<BTreeMap<String, String>, B2
             return Err(B2Error::bad_request("too many file info entries"));
         }
         for (k, v) in o {
-            out.insert(k.to_ascii_lowercase(), v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string()));
+            out.insert(
+                k.to_ascii_lowercase(),
+                v.as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| v.to_string()),
+            );
         }
     }
     Ok(out)
@@ -618,13 +866,28 @@ fn content_type(ct: &str, name: &str) -> String {
     .to_string()
 }
 
-fn list_files(app: &App, st: &State, key: &crate::server::Key, p: &Map<String, Value>, api: u32, versions: bool) -> Reply {
+fn list_files(
+    app: &App,
+    st: &State,
+    key: &crate::server::Key,
+    p: &Map<String, Value>,
+    api: u32,
+    versions: bool,
+) -> Reply {
     let bid = req(p, "bucketId")?;
-    let b = st.bucket_by_id(bid).ok_or_else(|| B2Error::new(400, "invalid_bucket_id", format!("invalid bucketId: {bid}")))?;
+    let b = st.bucket_by_id(bid).ok_or_else(|| {
+        B2Error::new(400, "invalid_bucket_id", format!("invalid bucketId: {bid}"))
+    })?;
     app.check_bucket(key, &b.name)?;
     let max = match num(p, "maxFileCount") {
         None | Some(0) => 100,
-        Some(n) if n > 10_000 => return Err(B2Error::new(400, "out_of_range", "maxFileCount out of range")),
+        Some(n) if n > 10_000 => {
+            return Err(B2Error::new(
+                400,
+                "out_of_range",
+                "maxFileCount out of range",
+            ))
+        }
         Some(n) if app.config.stuck_cursor => (n as usize).min(2),
         Some(n) => n as usize,
     };
@@ -633,7 +896,11 @@ fn list_files(app: &App, st: &State, key: &crate::server::Key, p: &Map<String, V
     let delimiter = s(p, "delimiter").filter(|d| !d.is_empty());
     let start_name = s(p, "startFileName").unwrap_or("").to_string();
     let start_id = if versions { s(p, "startFileId") } else { None };
-    let from = if start_name.as_str() < prefix { prefix.to_string() } else { start_name.clone() };
+    let from = if start_name.as_str() < prefix {
+        prefix.to_string()
+    } else {
+        start_name.clone()
+    };
     let mut files = Vec::new();
     let mut last_name: Option<String> = None;
     let mut skip_folder: Option<String> = None;
@@ -683,16 +950,37 @@ fn list_files(app: &App, st: &State, key: &crate::server::Key, p: &Map<String, V
         }
         if files.len() == max {
             // --stuck-cursor: point back at where this page started.
-            let next = if app.config.stuck_cursor { files[0]["fileName"].as_str().unwrap_or_default().to_string() } else { name.clone() };
-            let next_id = if app.config.stuck_cursor { files[0]["fileId"].as_str().map(str::to_owned) } else { versions.then(|| v.id.clone()) };
-            return json_reply(page_json(files, Some(next), next_id.filter(|_| versions), versions));
+            let next = if app.config.stuck_cursor {
+                files[0]["fileName"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            } else {
+                name.clone()
+            };
+            let next_id = if app.config.stuck_cursor {
+                files[0]["fileId"].as_str().map(str::to_owned)
+            } else {
+                versions.then(|| v.id.clone())
+            };
+            return json_reply(page_json(
+                files,
+                Some(next),
+                next_id.filter(|_| versions),
+                versions,
+            ));
         }
         files.push(version_json(v, api));
     }
     json_reply(page_json(files, None, None, versions))
 }
 
-fn page_json(files: Vec<Value>, next_name: Option<String>, next_id: Option<String>, versions: bool) -> Value {
+fn page_json(
+    files: Vec<Value>,
+    next_name: Option<String>,
+    next_id: Option<String>,
+    versions: bool,
+) -> Value {
     let mut v = json!({"files": files, "nextFileName": next_name});
     if versions {
         v["nextFileId"] = json!(next_id);
@@ -710,7 +998,10 @@ fn parse_range(r: &str, size: u64) -> Option<(u64, u64)> {
             (size.saturating_sub(n), size.checked_sub(1)?)
         }
         (a, "") => (a.parse().ok()?, size.checked_sub(1)?),
-        (a, b) => (a.parse().ok()?, b.parse::<u64>().ok()?.min(size.checked_sub(1)?)),
+        (a, b) => (
+            a.parse().ok()?,
+            b.parse::<u64>().ok()?.min(size.checked_sub(1)?),
+        ),
     };
     (start <= end && end < size).then_some((start, end))
 }
@@ -728,10 +1019,20 @@ async fn download(app: &App, v: &Version, method: &Method, headers: &HeaderMap) 
     }
     let (start, len, status) = match headers.get("range").and_then(|r| r.to_str().ok()) {
         Some(r) if v.size > 0 => {
-            let (a, e) = parse_range(r, v.size).ok_or_else(|| B2Error::new(416, "range_not_satisfiable", format!("range {r} not satisfiable")))?;
+            let (a, e) = parse_range(r, v.size).ok_or_else(|| {
+                B2Error::new(
+                    416,
+                    "range_not_satisfiable",
+                    format!("range {r} not satisfiable"),
+                )
+            })?;
             b = b.header("content-range", format!("bytes {a}-{e}/{}", v.size));
             // --oversize-bodies: the body runs on past the range's end.
-            let len = if app.config.oversize_bodies { v.size - a } else { e - a + 1 };
+            let len = if app.config.oversize_bodies {
+                v.size - a
+            } else {
+                e - a + 1
+            };
             (a, len, 206)
         }
         _ => (0, v.size, 200),
@@ -749,15 +1050,23 @@ async fn download(app: &App, v: &Version, method: &Method, headers: &HeaderMap) 
 
 /// Streams a request body to `path`, hashing it. With `hex_digits_at_end` the last 40
 /// bytes are the SHA1 and are not stored. Returns (size, sha1 hex, trailing hex).
-async fn receive(body: Body, path: &std::path::Path, expected_len: Option<u64>, digits_at_end: bool) -> Result<(u64, String, Option<String>), B2Error> {
+async fn receive(
+    body: Body,
+    path: &std::path::Path,
+    expected_len: Option<u64>,
+    digits_at_end: bool,
+) -> Result<(u64, String, Option<String>), B2Error> {
     let mut out = tokio::fs::File::create(path).await?;
     let mut h = Sha1::new();
     let mut tail: Vec<u8> = Vec::new();
     let mut total = 0u64;
     let mut body = body;
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| B2Error::new(400, "bad_request", format!("upload interrupted: {e}")))?;
-        let Ok(data) = frame.into_data() else { continue };
+        let frame = frame
+            .map_err(|e| B2Error::new(400, "bad_request", format!("upload interrupted: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
         total += data.len() as u64;
         if digits_at_end {
             tail.extend_from_slice(&data);
@@ -775,14 +1084,19 @@ async fn receive(body: Body, path: &std::path::Path, expected_len: Option<u64>, 
     out.flush().await?;
     if let Some(n) = expected_len {
         if n != total {
-            return Err(B2Error::bad_request(format!("Content-Length {n} but {total} bytes received")));
+            return Err(B2Error::bad_request(format!(
+                "Content-Length {n} but {total} bytes received"
+            )));
         }
     }
     let (size, trailing) = if digits_at_end {
         if tail.len() != 40 {
             return Err(B2Error::bad_request("body too short for hex_digits_at_end"));
         }
-        (total - 40, Some(String::from_utf8_lossy(&tail).to_ascii_lowercase()))
+        (
+            total - 40,
+            Some(String::from_utf8_lossy(&tail).to_ascii_lowercase()),
+        )
     } else {
         (total, None)
     };
@@ -802,16 +1116,32 @@ fn verify_sha1(declared: &str, actual: &str, trailing: Option<String>) -> Result
         d => d.to_string(),
     };
     if want != actual {
-        return Err(B2Error::bad_request(format!("Sha1 did not match data received (declared {want}, received {actual})")));
+        return Err(B2Error::bad_request(format!(
+            "Sha1 did not match data received (declared {want}, received {actual})"
+        )));
     }
     Ok(actual.to_string())
 }
 
 /// Receives a body into `tmp` and checks it against the declared SHA1; on any failure
 /// the temporary file is removed. Returns the stored size and the SHA1 to record.
-async fn receive_verified(body: Body, tmp: &std::path::Path, len: u64, declared: &str) -> Result<(u64, String), B2Error> {
-    let r = match receive(body, tmp, Some(len), declared.eq_ignore_ascii_case("hex_digits_at_end")).await {
-        Ok((size, actual, trailing)) => verify_sha1(declared, &actual, trailing).map(|sha1| (size, sha1)),
+async fn receive_verified(
+    body: Body,
+    tmp: &std::path::Path,
+    len: u64,
+    declared: &str,
+) -> Result<(u64, String), B2Error> {
+    let r = match receive(
+        body,
+        tmp,
+        Some(len),
+        declared.eq_ignore_ascii_case("hex_digits_at_end"),
+    )
+    .await
+    {
+        Ok((size, actual, trailing)) => {
+            verify_sha1(declared, &actual, trailing).map(|sha1| (size, sha1))
+        }
         Err(e) => Err(e),
     };
     if r.is_err() {
@@ -820,23 +1150,55 @@ async fn receive_verified(body: Body, tmp: &std::path::Path, len: u64, declared:
     r
 }
 
-async fn upload_file(app: &Arc<App>, uri: &Uri, headers: &HeaderMap, body: Body, api: u32) -> Reply {
+async fn upload_file(
+    app: &Arc<App>,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Body,
+    api: u32,
+) -> Reply {
     let tok = app.auth(headers, uri)?;
-    let bucket_id = uri.path().strip_prefix("/b2api/upload/").unwrap_or("").to_string();
+    let bucket_id = uri
+        .path()
+        .strip_prefix("/b2api/upload/")
+        .unwrap_or("")
+        .to_string();
     let name_prefix = match &tok.kind {
-        TokenKind::Upload { bucket_id: b, name_prefix } if *b == bucket_id => name_prefix.clone(),
-        _ => return Err(B2Error::new(401, "bad_auth_token", "token is not valid for this upload URL")),
+        TokenKind::Upload {
+            bucket_id: b,
+            name_prefix,
+        } if *b == bucket_id => name_prefix.clone(),
+        _ => {
+            return Err(B2Error::new(
+                401,
+                "bad_auth_token",
+                "token is not valid for this upload URL",
+            ))
+        }
     };
-    let name = url_decode(header(headers, "x-bz-file-name").ok_or_else(|| B2Error::bad_request("X-Bz-File-Name is missing"))?);
+    let name = url_decode(
+        header(headers, "x-bz-file-name")
+            .ok_or_else(|| B2Error::bad_request("X-Bz-File-Name is missing"))?,
+    );
     valid_name(&name)?;
     app.check_name(&name_prefix, &name)?;
-    let declared = header(headers, "x-bz-content-sha1").ok_or_else(|| B2Error::bad_request("X-Bz-Content-Sha1 is missing"))?.to_string();
-    let len: u64 = header(headers, "content-length").and_then(|v| v.parse().ok()).ok_or_else(|| B2Error::bad_request("Content-Length is required"))?;
-    let ct = content_type(header(headers, "content-type").unwrap_or("b2/x-auto"), &name);
+    let declared = header(headers, "x-bz-content-sha1")
+        .ok_or_else(|| B2Error::bad_request("X-Bz-Content-Sha1 is missing"))?
+        .to_string();
+    let len: u64 = header(headers, "content-length")
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| B2Error::bad_request("Content-Length is required"))?;
+    let ct = content_type(
+        header(headers, "content-type").unwrap_or("b2/x-auto"),
+        &name,
+    );
     let mut info = BTreeMap::new();
     for (k, v) in headers {
         if let Some(key) = k.as_str().strip_prefix("x-bz-info-") {
-            info.insert(key.to_ascii_lowercase(), url_decode(v.to_str().unwrap_or("")));
+            info.insert(
+                key.to_ascii_lowercase(),
+                url_decode(v.to_str().unwrap_or("")),
+            );
         }
     }
     if info.len() > 10 {
@@ -850,7 +1212,18 @@ async fn upload_file(app: &Arc<App>, uri: &Uri, headers: &HeaderMap, body: Body,
     }
     let (id, seq) = st.next_id(&bucket_id);
     std::fs::rename(&tmp, app.disk.blob(&id))?;
-    let v = Version { id, seq, bucket_id, name, action: Action::Upload, size, sha1, content_type: ct, info, upload_timestamp: now_ms() };
+    let v = Version {
+        id,
+        seq,
+        bucket_id,
+        name,
+        action: Action::Upload,
+        size,
+        sha1,
+        content_type: ct,
+        info,
+        upload_timestamp: now_ms(),
+    };
     st.versions.insert(State::key(&v), v.clone());
     app.save(&st)?;
     json_reply(version_json(&v, api))
@@ -858,28 +1231,59 @@ async fn upload_file(app: &Arc<App>, uri: &Uri, headers: &HeaderMap, body: Body,
 
 async fn upload_part(app: &Arc<App>, uri: &Uri, headers: &HeaderMap, body: Body) -> Reply {
     let tok = app.auth(headers, uri)?;
-    let file_id = uri.path().strip_prefix("/b2api/upload_part/").unwrap_or("").to_string();
+    let file_id = uri
+        .path()
+        .strip_prefix("/b2api/upload_part/")
+        .unwrap_or("")
+        .to_string();
     match &tok.kind {
         TokenKind::Part { file_id: f } if *f == file_id => {}
-        _ => return Err(B2Error::new(401, "bad_auth_token", "token is not valid for this part URL")),
+        _ => {
+            return Err(B2Error::new(
+                401,
+                "bad_auth_token",
+                "token is not valid for this part URL",
+            ))
+        }
     }
-    let n: u32 = header(headers, "x-bz-part-number").and_then(|v| v.parse().ok()).filter(|n| (1..=10_000).contains(n)).ok_or_else(|| B2Error::bad_request("X-Bz-Part-Number must be 1..10000"))?;
-    let declared = header(headers, "x-bz-content-sha1").ok_or_else(|| B2Error::bad_request("X-Bz-Content-Sha1 is missing"))?.to_string();
-    let len: u64 = header(headers, "content-length").and_then(|v| v.parse().ok()).ok_or_else(|| B2Error::bad_request("Content-Length is required"))?;
+    let n: u32 = header(headers, "x-bz-part-number")
+        .and_then(|v| v.parse().ok())
+        .filter(|n| (1..=10_000).contains(n))
+        .ok_or_else(|| B2Error::bad_request("X-Bz-Part-Number must be 1..10000"))?;
+    let declared = header(headers, "x-bz-content-sha1")
+        .ok_or_else(|| B2Error::bad_request("X-Bz-Content-Sha1 is missing"))?
+        .to_string();
+    let len: u64 = header(headers, "content-length")
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| B2Error::bad_request("Content-Length is required"))?;
     if !app.lock_state().large.contains_key(&file_id) {
-        return Err(B2Error::bad_request(format!("no such large file {file_id}")));
+        return Err(B2Error::bad_request(format!(
+            "no such large file {file_id}"
+        )));
     }
     let dir = app.disk.part_dir(&file_id);
     tokio::fs::create_dir_all(&dir).await?;
     let tmp = app.disk.tmp();
     let (size, sha1) = receive_verified(body, &tmp, len, &declared).await?;
     let mut st = app.lock_state();
-    let l = st.large.get_mut(&file_id).ok_or_else(|| B2Error::bad_request("large file was cancelled"))?;
+    let l = st
+        .large
+        .get_mut(&file_id)
+        .ok_or_else(|| B2Error::bad_request("large file was cancelled"))?;
     std::fs::rename(&tmp, dir.join(n.to_string()))?;
     let ts = now_ms();
-    l.parts.insert(n, Part { size, sha1: sha1.clone(), upload_timestamp: ts });
+    l.parts.insert(
+        n,
+        Part {
+            size,
+            sha1: sha1.clone(),
+            upload_timestamp: ts,
+        },
+    );
     app.save(&st)?;
-    json_reply(json!({"fileId": file_id, "partNumber": n, "contentLength": size, "contentSha1": sha1, "contentMd5": null, "uploadTimestamp": ts}))
+    json_reply(
+        json!({"fileId": file_id, "partNumber": n, "contentLength": size, "contentSha1": sha1, "contentMd5": null, "uploadTimestamp": ts}),
+    )
 }
 
 #[cfg(test)]

@@ -11,7 +11,11 @@ use clap::Parser;
 use crate::{serve, Config, Key};
 
 #[derive(Parser, Debug)]
-#[command(name = "cairn-b2-emulator", version, about = "A Backblaze B2 native-API server for tests")]
+#[command(
+    name = "cairn-b2-emulator",
+    version,
+    about = "A Backblaze B2 native-API server for tests"
+)]
 struct Args {
     /// Address to listen on (port 0 picks a free one)
     #[arg(long, default_value = "127.0.0.1:0")]
@@ -70,7 +74,13 @@ pub fn main() -> i32 {
 }
 
 async fn run(a: Args) -> Result<(), String> {
-    let mut keys = vec![Key { id: a.key_id, secret: a.key, bucket: None, capabilities: None, name_prefix: None }];
+    let mut keys = vec![Key {
+        id: a.key_id,
+        secret: a.key,
+        bucket: None,
+        capabilities: None,
+        name_prefix: None,
+    }];
     for r in &a.restricted_keys {
         let mut it = r.splitn(5, ':');
         match (it.next(), it.next(), it.next(), it.next(), it.next()) {
@@ -78,10 +88,16 @@ async fn run(a: Args) -> Result<(), String> {
                 id: id.into(),
                 secret: k.into(),
                 bucket: Some(b.into()),
-                capabilities: caps.filter(|c| !c.is_empty()).map(|c| c.split(',').map(str::to_owned).collect()),
+                capabilities: caps
+                    .filter(|c| !c.is_empty())
+                    .map(|c| c.split(',').map(str::to_owned).collect()),
                 name_prefix: prefix.map(str::to_owned),
             }),
-            _ => return Err(format!("--restricted-key wants ID:KEY:BUCKET[:CAPS], got {r:?}")),
+            _ => {
+                return Err(format!(
+                    "--restricted-key wants ID:KEY:BUCKET[:CAPS], got {r:?}"
+                ))
+            }
         }
     }
     let config = Config {
@@ -94,16 +110,21 @@ async fn run(a: Args) -> Result<(), String> {
         stuck_cursor: a.stuck_cursor,
         oversize_bodies: a.oversize_bodies,
     };
-    let listener = tokio::net::TcpListener::bind(&a.listen).await.map_err(|e| format!("listen on {}: {e}", a.listen))?;
+    let listener = tokio::net::TcpListener::bind(&a.listen)
+        .await
+        .map_err(|e| format!("listen on {}: {e}", a.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     println!("listening on http://{addr}");
     let _ = std::io::stdout().flush();
     let shutdown = async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {},
             _ = async { if let Some(t) = term.as_mut() { t.recv().await; } else { std::future::pending::<()>().await } } => {},
         }
     };
-    serve(listener, config, &a.data, shutdown).await.map_err(|e| format!("{}: {e}", a.data.display()))
+    serve(listener, config, &a.data, shutdown)
+        .await
+        .map_err(|e| format!("{}: {e}", a.data.display()))
 }

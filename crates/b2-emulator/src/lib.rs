@@ -36,5 +36,7 @@ pub async fn serve(
         let app = Arc::clone(&app);
         async move { server::handle(app, method, uri, headers, body).await }
     });
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
 }

@@ -30,11 +30,17 @@ pub fn capability_for(op: &str) -> Option<&'static str> {
         "b2_list_buckets" => "listBuckets",
         "b2_create_bucket" | "b2_update_bucket" => "writeBuckets",
         "b2_delete_bucket" => "deleteBuckets",
-        "b2_list_file_names" | "b2_list_file_versions" | "b2_list_unfinished_large_files" | "b2_list_parts" => "listFiles",
+        "b2_list_file_names"
+        | "b2_list_file_versions"
+        | "b2_list_unfinished_large_files"
+        | "b2_list_parts" => "listFiles",
         "b2_get_file_info" | "b2_download_file_by_name" | "b2_download_file_by_id" => "readFiles",
-        "b2_get_upload_url" | "b2_start_large_file" | "b2_get_upload_part_url" | "b2_finish_large_file" | "b2_copy_file" | "b2_hide_file" => {
-            "writeFiles"
-        }
+        "b2_get_upload_url"
+        | "b2_start_large_file"
+        | "b2_get_upload_part_url"
+        | "b2_finish_large_file"
+        | "b2_copy_file"
+        | "b2_hide_file" => "writeFiles",
         "b2_delete_file_version" | "b2_cancel_large_file" => "deleteFiles",
         _ => return None,
     })
@@ -62,7 +68,13 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            keys: vec![Key { id: "testkeyid".into(), secret: "testkey".into(), bucket: None, capabilities: None, name_prefix: None }],
+            keys: vec![Key {
+                id: "testkeyid".into(),
+                secret: "testkey".into(),
+                bucket: None,
+                capabilities: None,
+                name_prefix: None,
+            }],
             fail_rate: 0.0,
             cut_rate: 0.0,
             latency: Duration::ZERO,
@@ -78,9 +90,16 @@ pub const ACCOUNT_ID: &str = "emu0account";
 
 #[derive(Clone, Debug)]
 pub enum TokenKind {
-    Account { key: usize },
-    Upload { bucket_id: String, name_prefix: Option<String> },
-    Part { file_id: String },
+    Account {
+        key: usize,
+    },
+    Upload {
+        bucket_id: String,
+        name_prefix: Option<String>,
+    },
+    Part {
+        file_id: String,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -118,7 +137,12 @@ pub struct B2Error {
 
 impl B2Error {
     pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> B2Error {
-        B2Error { status, code, message: message.into(), retry_after: None }
+        B2Error {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
     }
     pub fn bad_request(message: impl Into<String>) -> B2Error {
         B2Error::new(400, "bad_request", message)
@@ -156,7 +180,11 @@ fn error_reply(e: &B2Error, head: bool) -> Response<Body> {
     if let Some(s) = e.retry_after {
         b = b.header("retry-after", s.to_string());
     }
-    let body = if head { Body::empty() } else { Body::from(json!({"status": e.status, "code": e.code, "message": e.message}).to_string()) };
+    let body = if head {
+        Body::empty()
+    } else {
+        Body::from(json!({"status": e.status, "code": e.code, "message": e.message}).to_string())
+    };
     b.body(body).unwrap_or_default()
 }
 
@@ -165,9 +193,20 @@ fn error_reply(e: &B2Error, head: bool) -> Response<Body> {
 pub fn billing_class(op: &str) -> char {
     match op {
         "b2_download_file_by_id" | "b2_download_file_by_name" | "b2_get_file_info" => 'b',
-        "b2_authorize_account" | "b2_copy_file" | "b2_copy_part" | "b2_create_bucket" | "b2_create_key" | "b2_delete_key"
-        | "b2_get_download_authorization" | "b2_list_buckets" | "b2_list_file_names" | "b2_list_file_versions" | "b2_list_keys"
-        | "b2_list_parts" | "b2_list_unfinished_large_files" | "b2_update_bucket" => 'c',
+        "b2_authorize_account"
+        | "b2_copy_file"
+        | "b2_copy_part"
+        | "b2_create_bucket"
+        | "b2_create_key"
+        | "b2_delete_key"
+        | "b2_get_download_authorization"
+        | "b2_list_buckets"
+        | "b2_list_file_names"
+        | "b2_list_file_versions"
+        | "b2_list_keys"
+        | "b2_list_parts"
+        | "b2_list_unfinished_large_files"
+        | "b2_update_bucket" => 'c',
         _ => 'a',
     }
 }
@@ -200,25 +239,43 @@ impl App {
         self.tokens
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(t.clone(), Token { kind, expires: Instant::now() + self.config.token_ttl });
+            .insert(
+                t.clone(),
+                Token {
+                    kind,
+                    expires: Instant::now() + self.config.token_ttl,
+                },
+            );
         t
     }
 
     /// Checks the `Authorization` header (or `?Authorization=`) and returns the token.
     pub fn auth(&self, headers: &HeaderMap, uri: &Uri) -> Result<Token, B2Error> {
         let from_query = uri.query().and_then(|q| {
-            q.split('&').find_map(|kv| kv.strip_prefix("Authorization=").map(|v| crate::api::url_decode(v)))
+            q.split('&').find_map(|kv| {
+                kv.strip_prefix("Authorization=")
+                    .map(crate::api::url_decode)
+            })
         });
         let t = headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
             .or(from_query)
-            .ok_or_else(|| B2Error::new(401, "missing_auth_token", "authorization token is missing"))?;
+            .ok_or_else(|| {
+                B2Error::new(401, "missing_auth_token", "authorization token is missing")
+            })?;
         let tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
-        let tok = tokens.get(&t).cloned().ok_or_else(|| B2Error::new(401, "bad_auth_token", "invalid authorization token"))?;
+        let tok = tokens
+            .get(&t)
+            .cloned()
+            .ok_or_else(|| B2Error::new(401, "bad_auth_token", "invalid authorization token"))?;
         if tok.expires < Instant::now() {
-            return Err(B2Error::new(401, "expired_auth_token", "authorization token has expired"));
+            return Err(B2Error::new(
+                401,
+                "expired_auth_token",
+                "authorization token has expired",
+            ));
         }
         Ok(tok)
     }
@@ -226,17 +283,25 @@ impl App {
     /// The account key behind an account token.
     pub fn account_key(&self, tok: &Token) -> Result<&Key, B2Error> {
         match tok.kind {
-            TokenKind::Account { key } => self.config.keys.get(key).ok_or_else(|| B2Error::unauthorized("unknown key")),
-            _ => Err(B2Error::new(401, "bad_auth_token", "this token is for uploads only")),
+            TokenKind::Account { key } => self
+                .config
+                .keys
+                .get(key)
+                .ok_or_else(|| B2Error::unauthorized("unknown key")),
+            _ => Err(B2Error::new(
+                401,
+                "bad_auth_token",
+                "this token is for uploads only",
+            )),
         }
     }
 
     /// Refuses a call the key lacks the capability for (401 unauthorized, as B2 does).
     pub fn require(&self, key: &Key, op: &str) -> Result<(), B2Error> {
         match (capability_for(op), &key.capabilities) {
-            (Some(cap), Some(caps)) if !caps.iter().any(|c| c == cap) => {
-                Err(B2Error::unauthorized(format!("application key {} lacks capability {cap}", key.id)))
-            }
+            (Some(cap), Some(caps)) if !caps.iter().any(|c| c == cap) => Err(
+                B2Error::unauthorized(format!("application key {} lacks capability {cap}", key.id)),
+            ),
             _ => Ok(()),
         }
     }
@@ -244,9 +309,9 @@ impl App {
     /// Refuses a file name (or listing prefix) outside the key's name prefix.
     pub fn check_name(&self, name_prefix: &Option<String>, name: &str) -> Result<(), B2Error> {
         match name_prefix {
-            Some(p) if !name.starts_with(p.as_str()) => {
-                Err(B2Error::unauthorized(format!("application key is restricted to names starting with {p}")))
-            }
+            Some(p) if !name.starts_with(p.as_str()) => Err(B2Error::unauthorized(format!(
+                "application key is restricted to names starting with {p}"
+            ))),
             _ => Ok(()),
         }
     }
@@ -254,9 +319,9 @@ impl App {
     /// Refuses access to a bucket the key is restricted away from.
     pub fn check_bucket(&self, key: &Key, bucket_name: &str) -> Result<(), B2Error> {
         match &key.bucket {
-            Some(b) if b != bucket_name => {
-                Err(B2Error::unauthorized(format!("application key is restricted to bucket {b}, not {bucket_name}")))
-            }
+            Some(b) if b != bucket_name => Err(B2Error::unauthorized(format!(
+                "application key is restricted to bucket {b}, not {bucket_name}"
+            ))),
             _ => Ok(()),
         }
     }
@@ -264,7 +329,9 @@ impl App {
     fn count(&self, op: &str) {
         let mut s = self.stats.lock().unwrap_or_else(|p| p.into_inner());
         *s.calls.entry(op.to_string()).or_default() += 1;
-        *s.calls.entry(format!("class_{}", billing_class(op))).or_default() += 1;
+        *s.calls
+            .entry(format!("class_{}", billing_class(op)))
+            .or_default() += 1;
     }
 
     pub fn stats_json(&self) -> Value {
@@ -291,21 +358,38 @@ impl App {
     /// Injected faults: random 503s (`--fail-rate`) and the `X-Bz-Test-Mode` header.
     fn fault(&self, op: &str, headers: &HeaderMap) -> Option<B2Error> {
         let mut rng = rand::thread_rng();
-        if self.config.fail_rate > 0.0 && rand::Rng::gen_bool(&mut rng, self.config.fail_rate.min(1.0)) {
+        if self.config.fail_rate > 0.0
+            && rand::Rng::gen_bool(&mut rng, self.config.fail_rate.min(1.0))
+        {
             let mut e = B2Error::new(503, "service_unavailable", "injected failure (--fail-rate)");
             e.retry_after = Some(0);
             return Some(e);
         }
-        let mode = headers.get("x-bz-test-mode").and_then(|v| v.to_str().ok()).unwrap_or("");
+        let mode = headers
+            .get("x-bz-test-mode")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         let is_upload = matches!(op, "b2_upload_file" | "b2_upload_part");
         match mode {
             "fail_some_uploads" if is_upload && rand::Rng::gen_bool(&mut rng, 0.3) => {
-                Some(B2Error::new(503, "service_unavailable", "injected upload failure (fail_some_uploads)"))
+                Some(B2Error::new(
+                    503,
+                    "service_unavailable",
+                    "injected upload failure (fail_some_uploads)",
+                ))
             }
-            "expire_some_account_authorization_tokens" if op != "b2_authorize_account" && rand::Rng::gen_bool(&mut rng, 0.3) => {
-                Some(B2Error::new(401, "expired_auth_token", "injected token expiry"))
+            "expire_some_account_authorization_tokens"
+                if op != "b2_authorize_account" && rand::Rng::gen_bool(&mut rng, 0.3) =>
+            {
+                Some(B2Error::new(
+                    401,
+                    "expired_auth_token",
+                    "injected token expiry",
+                ))
             }
-            "force_cap_exceeded" if op != "b2_authorize_account" => Some(B2Error::new(403, "cap_exceeded", "Cap exceeded.")),
+            "force_cap_exceeded" if op != "b2_authorize_account" => {
+                Some(B2Error::new(403, "cap_exceeded", "Cap exceeded."))
+            }
             _ => None,
         }
     }
@@ -333,7 +417,13 @@ fn operation(method: &Method, path: &str) -> Option<(String, Option<u32>)> {
 }
 
 /// The single entry point for every request.
-pub async fn handle(app: Arc<App>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response<Body> {
+pub async fn handle(
+    app: Arc<App>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response<Body> {
     let path = uri.path().to_string();
     let reset = |app: &App| {
         let mut s = app.stats.lock().unwrap_or_else(|p| p.into_inner());
@@ -352,7 +442,10 @@ pub async fn handle(app: Arc<App>, method: Method, uri: Uri, headers: HeaderMap,
     }
     let head = method == Method::HEAD;
     let Some((op, version)) = operation(&method, &path) else {
-        return error_reply(&B2Error::not_found(format!("no such endpoint {path}")), head);
+        return error_reply(
+            &B2Error::not_found(format!("no such endpoint {path}")),
+            head,
+        );
     };
     app.count(&op);
     let serving = InFlight::enter(app.clone());
@@ -360,18 +453,40 @@ pub async fn handle(app: Arc<App>, method: Method, uri: Uri, headers: HeaderMap,
         tokio::time::sleep(app.config.latency).await;
     }
     if let Some(e) = app.fault(&op, &headers) {
-        *app.stats.lock().unwrap_or_else(|p| p.into_inner()).calls.entry(FAULTS.to_string()).or_default() += 1;
+        *app.stats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .calls
+            .entry(FAULTS.to_string())
+            .or_default() += 1;
         // Drain the body so the client sees a response, not a reset.
         let _ = http_body_util::BodyExt::collect(body).await;
         return error_reply(&e, head);
     }
-    let r = crate::api::dispatch(&app, &op, version.unwrap_or(1), &method, &uri, &headers, body).await;
+    let r = crate::api::dispatch(
+        &app,
+        &op,
+        version.unwrap_or(1),
+        &method,
+        &uri,
+        &headers,
+        body,
+    )
+    .await;
     let resp = match r {
         Ok(resp) => resp,
         Err(e) => error_reply(&e, head),
     };
-    if !head && app.config.cut_rate > 0.0 && rand::Rng::gen_bool(&mut rand::thread_rng(), app.config.cut_rate.min(1.0)) {
-        *app.stats.lock().unwrap_or_else(|p| p.into_inner()).calls.entry(FAULTS.to_string()).or_default() += 1;
+    if !head
+        && app.config.cut_rate > 0.0
+        && rand::Rng::gen_bool(&mut rand::thread_rng(), app.config.cut_rate.min(1.0))
+    {
+        *app.stats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .calls
+            .entry(FAULTS.to_string())
+            .or_default() += 1;
         return cut_mid_body(resp).await;
     }
     // The request counts as served until its body has been sent (or dropped).
@@ -407,11 +522,21 @@ impl Drop for InFlight {
 /// body sent before the connection drops (`--cut-rate`).
 async fn cut_mid_body(resp: Response<Body>) -> Response<Body> {
     let (mut parts, body) = resp.into_parts();
-    let bytes = http_body_util::BodyExt::collect(body).await.map(|c| c.to_bytes()).unwrap_or_default();
-    parts.headers.insert(axum::http::header::CONTENT_LENGTH, bytes.len().into());
+    let bytes = http_body_util::BodyExt::collect(body)
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    parts
+        .headers
+        .insert(axum::http::header::CONTENT_LENGTH, bytes.len().into());
     parts.headers.remove(axum::http::header::TRANSFER_ENCODING);
     let half = bytes.slice(..bytes.len() / 2);
-    let pieces: Vec<Result<axum::body::Bytes, std::io::Error>> =
-        vec![Ok(half), Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "connection cut (--cut-rate)"))];
+    let pieces: Vec<Result<axum::body::Bytes, std::io::Error>> = vec![
+        Ok(half),
+        Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "connection cut (--cut-rate)",
+        )),
+    ];
     Response::from_parts(parts, Body::from_stream(futures_util::stream::iter(pieces)))
 }

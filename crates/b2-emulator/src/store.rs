@@ -79,7 +79,9 @@ mod versions_as_list {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Map, D::Error> {
         let v: Vec<Version> = Vec::deserialize(d)?;
-        Ok(v.into_iter().map(|v| ((v.bucket_id.clone(), v.name.clone(), u64::MAX - v.seq), v)).collect())
+        Ok(v.into_iter()
+            .map(|v| ((v.bucket_id.clone(), v.name.clone(), u64::MAX - v.seq), v))
+            .collect())
     }
 }
 
@@ -109,7 +111,10 @@ impl State {
     /// The newest version of a name, if any.
     pub fn newest(&self, bucket_id: &str, name: &str) -> Option<&Version> {
         self.versions
-            .range((bucket_id.to_string(), name.to_string(), 0)..=(bucket_id.to_string(), name.to_string(), u64::MAX))
+            .range(
+                (bucket_id.to_string(), name.to_string(), 0)
+                    ..=(bucket_id.to_string(), name.to_string(), u64::MAX),
+            )
             .next()
             .map(|(_, v)| v)
     }
@@ -126,7 +131,9 @@ impl Disk {
         std::fs::create_dir_all(root.join("blobs"))?;
         std::fs::create_dir_all(root.join("parts"))?;
         std::fs::create_dir_all(root.join("tmp"))?;
-        Ok(Disk { root: root.to_path_buf() })
+        Ok(Disk {
+            root: root.to_path_buf(),
+        })
     }
 
     pub fn blob(&self, file_id: &str) -> PathBuf {

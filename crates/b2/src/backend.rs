@@ -2,7 +2,10 @@
 
 use std::sync::OnceLock;
 
-use cairn_backend::{check_sha1, sha1_hex, validate_name, Backend, BackendError, ErrorKind, ObjectInfo, RangeSource, WriteOptions};
+use cairn_backend::{
+    check_sha1, sha1_hex, validate_name, Backend, BackendError, ErrorKind, ObjectInfo, RangeSource,
+    WriteOptions,
+};
 use zeroize::Zeroizing;
 
 use crate::client::{Client, Credentials};
@@ -44,10 +47,14 @@ fn secret(k: &str) -> Option<Zeroizing<String>> {
 fn rclone_section(remote: &str) -> Result<std::collections::HashMap<String, String>, String> {
     let path = env("RCLONE_CONFIG")
         .map(std::path::PathBuf::from)
-        .or_else(|| env("HOME").map(|h| std::path::Path::new(&h).join(".config/rclone/rclone.conf")))
+        .or_else(|| {
+            env("HOME").map(|h| std::path::Path::new(&h).join(".config/rclone/rclone.conf"))
+        })
         .ok_or("cannot find rclone's config: set RCLONE_CONFIG")?;
     // The file holds keys of every remote in it: wiped from memory once parsed.
-    let text = Zeroizing::new(std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?);
+    let text = Zeroizing::new(
+        std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?,
+    );
     let mut section = None;
     let mut out = std::collections::HashMap::new();
     for line in text.lines().map(str::trim) {
@@ -63,7 +70,10 @@ fn rclone_section(remote: &str) -> Result<std::collections::HashMap<String, Stri
         return Err(format!("{}: no section [{remote}]", path.display()));
     }
     if out.get("type").map(String::as_str) != Some("b2") {
-        return Err(format!("{}: remote {remote} is not of type b2", path.display()));
+        return Err(format!(
+            "{}: remote {remote} is not of type b2",
+            path.display()
+        ));
     }
     Ok(out)
 }
@@ -74,27 +84,57 @@ impl B2Location {
     pub fn parse(location: &str, endpoint: Option<&str>) -> Result<B2Location, String> {
         if let Some(rest) = location.strip_prefix("b2:") {
             let (bucket, prefix) = split_bucket(rest)?;
-            let (id, key) = match (env("B2_APPLICATION_KEY_ID"), secret("B2_APPLICATION_KEY")) {
-                (Some(i), Some(k)) => (i, k),
-                _ => match (env("B2_ACCOUNT_ID"), secret("B2_ACCOUNT_KEY")) {
+            let (id, key) =
+                match (env("B2_APPLICATION_KEY_ID"), secret("B2_APPLICATION_KEY")) {
                     (Some(i), Some(k)) => (i, k),
-                    _ => return Err("no B2 credentials: set B2_APPLICATION_KEY_ID and B2_APPLICATION_KEY".into()),
-                },
-            };
+                    _ => match (env("B2_ACCOUNT_ID"), secret("B2_ACCOUNT_KEY")) {
+                        (Some(i), Some(k)) => (i, k),
+                        _ => return Err(
+                            "no B2 credentials: set B2_APPLICATION_KEY_ID and B2_APPLICATION_KEY"
+                                .into(),
+                        ),
+                    },
+                };
             let creds = Credentials { key_id: id, key };
-            return Ok(B2Location { bucket, prefix, endpoint: endpoint.unwrap_or(DEFAULT_ENDPOINT).to_string(), creds, hard_delete: false });
+            return Ok(B2Location {
+                bucket,
+                prefix,
+                endpoint: endpoint.unwrap_or(DEFAULT_ENDPOINT).to_string(),
+                creds,
+                hard_delete: false,
+            });
         }
         if let Some(rest) = location.strip_prefix("rclone:") {
-            let (remote, path) = rest.split_once(':').ok_or("expected rclone:REMOTE:BUCKET/PREFIX")?;
+            let (remote, path) = rest
+                .split_once(':')
+                .ok_or("expected rclone:REMOTE:BUCKET/PREFIX")?;
             let conf = rclone_section(remote)?;
             let (bucket, prefix) = split_bucket(path)?;
             let creds = Credentials {
-                key_id: conf.get("account").cloned().ok_or(format!("rclone remote {remote} has no account"))?,
-                key: Zeroizing::new(conf.get("key").cloned().ok_or(format!("rclone remote {remote} has no key"))?),
+                key_id: conf
+                    .get("account")
+                    .cloned()
+                    .ok_or(format!("rclone remote {remote} has no account"))?,
+                key: Zeroizing::new(
+                    conf.get("key")
+                        .cloned()
+                        .ok_or(format!("rclone remote {remote} has no key"))?,
+                ),
             };
-            let endpoint = endpoint.map(str::to_owned).or_else(|| conf.get("endpoint").cloned()).unwrap_or_else(|| DEFAULT_ENDPOINT.into());
-            let hard_delete = conf.get("hard_delete").is_some_and(|v| v.eq_ignore_ascii_case("true"));
-            return Ok(B2Location { bucket, prefix, endpoint, creds, hard_delete });
+            let endpoint = endpoint
+                .map(str::to_owned)
+                .or_else(|| conf.get("endpoint").cloned())
+                .unwrap_or_else(|| DEFAULT_ENDPOINT.into());
+            let hard_delete = conf
+                .get("hard_delete")
+                .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+            return Ok(B2Location {
+                bucket,
+                prefix,
+                endpoint,
+                creds,
+                hard_delete,
+            });
         }
         Err(format!("{location:?} is not a B2 location"))
     }
@@ -117,7 +157,9 @@ pub struct B2Backend {
 
 impl std::fmt::Debug for B2Backend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("B2Backend").field("location", &self.loc.display()).finish_non_exhaustive()
+        f.debug_struct("B2Backend")
+            .field("location", &self.loc.display())
+            .finish_non_exhaustive()
     }
 }
 
@@ -128,8 +170,16 @@ impl B2Backend {
             .enable_all()
             .build()
             .map_err(|e| BackendError::io(loc.display(), e))?;
-        let client = std::sync::Arc::new(Client::new(&loc.endpoint, loc.creds.clone()).map_err(|e| e.into_backend(&loc.display()))?);
-        Ok(B2Backend { rt, client, loc, bucket_id: OnceLock::new() })
+        let client = std::sync::Arc::new(
+            Client::new(&loc.endpoint, loc.creds.clone())
+                .map_err(|e| e.into_backend(&loc.display()))?,
+        );
+        Ok(B2Backend {
+            rt,
+            client,
+            loc,
+            bucket_id: OnceLock::new(),
+        })
     }
 
     pub fn location_config(&self) -> &B2Location {
@@ -170,14 +220,25 @@ impl B2Backend {
     /// Copies `src_name` of `src` to `name` here without downloading it, metadata kept
     /// (b2_copy_file; above the copy cutoff part by part with b2_copy_part, since B2
     /// copies at most 5 GB in one call).
-    pub fn copy_from(&self, src: &B2Backend, src_name: &str, name: &str) -> Result<(), BackendError> {
+    pub fn copy_from(
+        &self,
+        src: &B2Backend,
+        src_name: &str,
+        name: &str,
+    ) -> Result<(), BackendError> {
         let from = src.full(src_name)?;
         let src_bucket = src.bucket_id()?;
         let f = self
             .rt
             .block_on(self.client.find_name(&src_bucket, &from))
             .map_err(|e| self.err(name, e))?
-            .ok_or_else(|| BackendError::new(ErrorKind::NotFound, format!("{}/{src_name}", src.loc.display()), "no such object"))?;
+            .ok_or_else(|| {
+                BackendError::new(
+                    ErrorKind::NotFound,
+                    format!("{}/{src_name}", src.loc.display()),
+                    "no such object",
+                )
+            })?;
         self.server_copy(&f, name, None)
     }
 
@@ -191,8 +252,19 @@ impl B2Backend {
             .rt
             .block_on(self.client.find_name(&bucket_id, &full))
             .map_err(|e| self.err(name, e))?
-            .ok_or_else(|| BackendError::new(ErrorKind::NotFound, format!("{}/{name}", self.loc.display()), "no such object"))?;
-        let mut info: Vec<(String, String)> = f.info.iter().filter(|(k, _)| *k != "src_last_modified_millis").map(|(k, v)| (k.clone(), v.clone())).collect();
+            .ok_or_else(|| {
+                BackendError::new(
+                    ErrorKind::NotFound,
+                    format!("{}/{name}", self.loc.display()),
+                    "no such object",
+                )
+            })?;
+        let mut info: Vec<(String, String)> = f
+            .info
+            .iter()
+            .filter(|(k, _)| *k != "src_last_modified_millis")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         info.push(("src_last_modified_millis".into(), mtime_millis.to_string()));
         info.sort();
         self.server_copy(&f, name, Some(info))
@@ -200,30 +272,58 @@ impl B2Backend {
 
     /// Copies the stored version `f` (of any bucket this key reaches) to `name` here; with
     /// `info`, the copy gets that file info instead of the source's.
-    fn server_copy(&self, f: &crate::FileVersion, name: &str, info: Option<Vec<(String, String)>>) -> Result<(), BackendError> {
+    fn server_copy(
+        &self,
+        f: &crate::FileVersion,
+        name: &str,
+        info: Option<Vec<(String, String)>>,
+    ) -> Result<(), BackendError> {
         let to = self.full(name)?;
         let dst_bucket = self.bucket_id()?;
-        let info_refs: Option<Vec<(&str, String)>> = info.as_ref().map(|i| i.iter().map(|(k, v)| (k.as_str(), v.clone())).collect());
+        let info_refs: Option<Vec<(&str, String)>> = info
+            .as_ref()
+            .map(|i| i.iter().map(|(k, v)| (k.as_str(), v.clone())).collect());
         if f.size <= self.client.copy_cutoff {
             let replace = info_refs.as_deref().map(|i| (f.content_type.as_str(), i));
-            self.rt.block_on(self.client.copy_file(&f.id, &to, Some(&dst_bucket), replace)).map_err(|e| self.err(name, e))?;
+            self.rt
+                .block_on(
+                    self.client
+                        .copy_file(&f.id, &to, Some(&dst_bucket), replace),
+                )
+                .map_err(|e| self.err(name, e))?;
             return Ok(());
         }
         let sha1 = f.sha1.clone().ok_or_else(|| {
-            BackendError::new(ErrorKind::Corrupt, format!("{}/{name}", self.loc.display()), "the source has no SHA1 to carry over to a large copy")
+            BackendError::new(
+                ErrorKind::Corrupt,
+                format!("{}/{name}", self.loc.display()),
+                "the source has no SHA1 to carry over to a large copy",
+            )
         })?;
-        let kept: Vec<(&str, String)> = f.info.iter().filter(|(k, _)| *k != "large_file_sha1").map(|(k, v)| (k.as_str(), v.clone())).collect();
+        let kept: Vec<(&str, String)> = f
+            .info
+            .iter()
+            .filter(|(k, _)| *k != "large_file_sha1")
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
         let info = info_refs.unwrap_or(kept);
         let part = self.client.copy_cutoff.max(1);
         self.rt
             .block_on(async {
-                let id = self.client.start_large_file(&dst_bucket, &to, &f.content_type, &info, &sha1).await?;
+                let id = self
+                    .client
+                    .start_large_file(&dst_bucket, &to, &f.content_type, &info, &sha1)
+                    .await?;
                 let mut shas = Vec::new();
                 let mut off = 0;
                 let result = async {
                     while off < f.size {
                         let len = part.min(f.size - off);
-                        shas.push(self.client.copy_part(&f.id, &id, shas.len() as u32 + 1, (off, len)).await?);
+                        shas.push(
+                            self.client
+                                .copy_part(&f.id, &id, shas.len() as u32 + 1, (off, len))
+                                .await?,
+                        );
                         off += len;
                     }
                     self.client.finish_large_file(&id, &shas).await
@@ -242,7 +342,9 @@ impl B2Backend {
     pub fn hide(&self, name: &str) -> Result<(), BackendError> {
         let full = self.full(name)?;
         let bucket_id = self.bucket_id()?;
-        self.rt.block_on(self.client.hide(&bucket_id, &full)).map_err(|e| self.err(name, e))
+        self.rt
+            .block_on(self.client.hide(&bucket_id, &full))
+            .map_err(|e| self.err(name, e))
     }
 
     /// Runs an async client call on this backend's runtime.
@@ -257,12 +359,21 @@ impl B2Backend {
 
     /// The `src_last_modified_millis` to record: the source's time, else now (as rclone).
     fn mtime_or_now(&self, opts: &WriteOptions) -> i64 {
-        opts.mtime_millis.unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0))
+        opts.mtime_millis.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0)
+        })
     }
 
     fn full(&self, name: &str) -> Result<String, BackendError> {
         validate_name(name)?;
-        Ok(if self.loc.prefix.is_empty() { name.to_string() } else { format!("{}/{name}", self.loc.prefix) })
+        Ok(if self.loc.prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}/{name}", self.loc.prefix)
+        })
     }
 
     fn err(&self, name: &str, e: crate::B2Error) -> BackendError {
@@ -281,7 +392,10 @@ impl B2Backend {
             Ok(None) => Err(BackendError::new(
                 ErrorKind::Other,
                 self.loc.display(),
-                format!("bucket {} does not exist (or this key cannot see it)", self.loc.bucket),
+                format!(
+                    "bucket {} does not exist (or this key cannot see it)",
+                    self.loc.bucket
+                ),
             )),
             Err(e) => Err(self.err("", e)),
         }
@@ -297,7 +411,10 @@ impl Backend for B2Backend {
         match self.bucket_id() {
             Ok(_) => Ok(()),
             Err(e) if e.kind == ErrorKind::Other && e.message.contains("does not exist") => {
-                let id = self.rt.block_on(self.client.create_bucket(&self.loc.bucket)).map_err(|e| self.err("", e))?;
+                let id = self
+                    .rt
+                    .block_on(self.client.create_bucket(&self.loc.bucket))
+                    .map_err(|e| self.err("", e))?;
                 let _ = self.bucket_id.set(id);
                 Ok(())
             }
@@ -322,14 +439,34 @@ impl Backend for B2Backend {
 
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, BackendError> {
         let bucket_id = self.bucket_id()?;
-        let root = if self.loc.prefix.is_empty() { String::new() } else { format!("{}/", self.loc.prefix) };
-        let files = self.rt.block_on(self.client.list_names(&bucket_id, &format!("{root}{prefix}"))).map_err(|e| self.err(prefix, e))?;
+        let root = if self.loc.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.loc.prefix)
+        };
+        let files = self
+            .rt
+            .block_on(
+                self.client
+                    .list_names(&bucket_id, &format!("{root}{prefix}")),
+            )
+            .map_err(|e| self.err(prefix, e))?;
         Ok(files
             .into_iter()
             .filter_map(|f| {
                 let name = f.name.strip_prefix(&root)?.to_string();
-                let mtime_millis = f.info.get("src_last_modified_millis").and_then(|v| v.parse().ok()).or(Some(f.upload_timestamp));
-                Some(ObjectInfo { name, size: f.size, mtime_millis, mtime_nanos: None, sha1: f.sha1 })
+                let mtime_millis = f
+                    .info
+                    .get("src_last_modified_millis")
+                    .and_then(|v| v.parse().ok())
+                    .or(Some(f.upload_timestamp));
+                Some(ObjectInfo {
+                    name,
+                    size: f.size,
+                    mtime_millis,
+                    mtime_nanos: None,
+                    sha1: f.sha1,
+                })
             })
             .collect())
     }
@@ -338,16 +475,31 @@ impl Backend for B2Backend {
     fn stat(&self, name: &str) -> Result<ObjectInfo, BackendError> {
         let full = self.full(name)?;
         let bucket_id = self.bucket_id()?;
-        let f = self.rt.block_on(self.client.find_name(&bucket_id, &full)).map_err(|e| self.err(name, e))?;
+        let f = self
+            .rt
+            .block_on(self.client.find_name(&bucket_id, &full))
+            .map_err(|e| self.err(name, e))?;
         match f {
-            Some(f) => Ok(ObjectInfo { name: name.to_string(), size: f.size, mtime_millis: Some(f.upload_timestamp), mtime_nanos: None, sha1: f.sha1 }),
-            None => Err(BackendError::new(ErrorKind::NotFound, format!("{}/{name}", self.loc.display()), "no such object")),
+            Some(f) => Ok(ObjectInfo {
+                name: name.to_string(),
+                size: f.size,
+                mtime_millis: Some(f.upload_timestamp),
+                mtime_nanos: None,
+                sha1: f.sha1,
+            }),
+            None => Err(BackendError::new(
+                ErrorKind::NotFound,
+                format!("{}/{name}", self.loc.display()),
+                "no such object",
+            )),
         }
     }
 
     fn read(&self, name: &str) -> Result<Vec<u8>, BackendError> {
         let full = self.full(name)?;
-        self.rt.block_on(self.client.download(&self.loc.bucket, &full, None)).map_err(|e| self.err(name, e))
+        self.rt
+            .block_on(self.client.download(&self.loc.bucket, &full, None))
+            .map_err(|e| self.err(name, e))
     }
 
     fn read_range(&self, name: &str, offset: u64, length: u64) -> Result<Vec<u8>, BackendError> {
@@ -355,12 +507,21 @@ impl Backend for B2Backend {
         if length == 0 {
             return Ok(Vec::new());
         }
-        let data = self.rt.block_on(self.client.download(&self.loc.bucket, &full, Some((offset, length)))).map_err(|e| self.err(name, e))?;
+        let data = self
+            .rt
+            .block_on(
+                self.client
+                    .download(&self.loc.bucket, &full, Some((offset, length))),
+            )
+            .map_err(|e| self.err(name, e))?;
         if data.len() as u64 != length {
             return Err(BackendError::new(
                 ErrorKind::Corrupt,
                 format!("{}/{name}", self.loc.display()),
-                format!("short read: wanted {length} bytes at {offset}, got {}", data.len()),
+                format!(
+                    "short read: wanted {length} bytes at {offset}, got {}",
+                    data.len()
+                ),
             ));
         }
         Ok(data)
@@ -369,9 +530,22 @@ impl Backend for B2Backend {
     fn write(&self, name: &str, data: &[u8], opts: &WriteOptions) -> Result<(), BackendError> {
         let full = self.full(name)?;
         let bucket_id = self.bucket_id()?;
-        let info = [("src_last_modified_millis", self.mtime_or_now(opts).to_string())];
+        let info = [(
+            "src_last_modified_millis",
+            self.mtime_or_now(opts).to_string(),
+        )];
         self.rt
-            .block_on(self.client.upload(&bucket_id, &full, data, opts.content_type.as_deref().unwrap_or("application/octet-stream"), &info))
+            .block_on(
+                self.client.upload(
+                    &bucket_id,
+                    &full,
+                    data,
+                    opts.content_type
+                        .as_deref()
+                        .unwrap_or("application/octet-stream"),
+                    &info,
+                ),
+            )
             .map_err(|e| self.err(name, e))?;
         Ok(())
     }
@@ -382,15 +556,36 @@ impl Backend for B2Backend {
     /// racer's listing always shows the earlier upload, since that finished first.
     fn write_new(&self, name: &str, data: &[u8]) -> Result<(), BackendError> {
         match self.stat(name) {
-            Ok(_) => return Err(BackendError::new(ErrorKind::AlreadyExists, format!("{}/{name}", self.loc.display()), "already exists")),
+            Ok(_) => {
+                return Err(BackendError::new(
+                    ErrorKind::AlreadyExists,
+                    format!("{}/{name}", self.loc.display()),
+                    "already exists",
+                ))
+            }
             Err(e) if e.is_not_found() => {}
             Err(e) => return Err(e),
         }
         let full = self.full(name)?;
         let bucket_id = self.bucket_id()?;
-        let info = [("src_last_modified_millis", self.mtime_or_now(&WriteOptions::default()).to_string())];
-        let mine = self.rt.block_on(self.client.upload(&bucket_id, &full, data, "application/octet-stream", &info)).map_err(|e| self.err(name, e))?;
-        let versions = self.rt.block_on(self.client.list_versions(&bucket_id, &full)).map_err(|e| self.err(name, e))?;
+        let info = [(
+            "src_last_modified_millis",
+            self.mtime_or_now(&WriteOptions::default()).to_string(),
+        )];
+        let mine = self
+            .rt
+            .block_on(self.client.upload(
+                &bucket_id,
+                &full,
+                data,
+                "application/octet-stream",
+                &info,
+            ))
+            .map_err(|e| self.err(name, e))?;
+        let versions = self
+            .rt
+            .block_on(self.client.list_versions(&bucket_id, &full))
+            .map_err(|e| self.err(name, e))?;
         // Newest first within a name: uploads until the latest hide marker count.
         let first = versions
             .iter()
@@ -401,11 +596,22 @@ impl Backend for B2Backend {
         // An earlier version with these very bytes is this call's own upload, retried
         // after a reply was lost (sealed bytes carry a random nonce: no other writer
         // makes them).
-        let ours = |f: &crate::client::FileVersion| f.id == mine.id || f.sha1.as_deref().is_some_and(|h| h.eq_ignore_ascii_case(&sha1_hex(data)));
+        let ours = |f: &crate::client::FileVersion| {
+            f.id == mine.id
+                || f.sha1
+                    .as_deref()
+                    .is_some_and(|h| h.eq_ignore_ascii_case(&sha1_hex(data)))
+        };
         match first {
             Some(f) if !ours(f) => {
-                self.rt.block_on(self.client.delete_version(&full, &mine.id)).map_err(|e| self.err(name, e))?;
-                Err(BackendError::new(ErrorKind::AlreadyExists, format!("{}/{name}", self.loc.display()), "another writer stored it first"))
+                self.rt
+                    .block_on(self.client.delete_version(&full, &mine.id))
+                    .map_err(|e| self.err(name, e))?;
+                Err(BackendError::new(
+                    ErrorKind::AlreadyExists,
+                    format!("{}/{name}", self.loc.display()),
+                    "another writer stored it first",
+                ))
             }
             _ => Ok(()),
         }
@@ -415,7 +621,13 @@ impl Backend for B2Backend {
     /// sent LARGE_FILE_CONCURRENCY at a time, so memory holds a few parts, never the file.
     /// The whole-file SHA1 is computed as parts arrive (in order) and must match
     /// `opts.sha1` before the file is finished; otherwise it is cancelled.
-    fn write_stream(&self, name: &str, size: u64, source: &RangeSource<'_>, opts: &WriteOptions) -> Result<(), BackendError> {
+    fn write_stream(
+        &self,
+        name: &str,
+        size: u64,
+        source: &RangeSource<'_>,
+        opts: &WriteOptions,
+    ) -> Result<(), BackendError> {
         use sha1::Digest;
         if size <= self.client.upload_cutoff {
             let data = source(0, size)?;
@@ -430,9 +642,21 @@ impl Backend for B2Backend {
             Some(s) => s.to_ascii_lowercase(),
             None => cairn_backend::source_sha1(size, source)?,
         };
-        let info = [("src_last_modified_millis", self.mtime_or_now(opts).to_string())];
-        let ct = opts.content_type.as_deref().unwrap_or("application/octet-stream");
-        let file_id = self.rt.block_on(self.client.start_large_file(&bucket_id, &full, ct, &info, &sha1)).map_err(|e| self.err(name, e))?;
+        let info = [(
+            "src_last_modified_millis",
+            self.mtime_or_now(opts).to_string(),
+        )];
+        let ct = opts
+            .content_type
+            .as_deref()
+            .unwrap_or("application/octet-stream");
+        let file_id = self
+            .rt
+            .block_on(
+                self.client
+                    .start_large_file(&bucket_id, &full, ct, &info, &sha1),
+            )
+            .map_err(|e| self.err(name, e))?;
         let part = self.client.part_size;
         let parts = size.div_ceil(part);
         let next = std::sync::atomic::AtomicU64::new(0);
@@ -466,7 +690,11 @@ impl Backend for B2Backend {
                     st.0 += 1;
                     turn.notify_all();
                     drop(st);
-                    match self.rt.block_on(self.client.upload_part(&file_id, i as u32 + 1, bytes::Bytes::from(data))) {
+                    match self.rt.block_on(self.client.upload_part(
+                        &file_id,
+                        i as u32 + 1,
+                        bytes::Bytes::from(data),
+                    )) {
                         Ok(sha) => shas.lock().unwrap_or_else(|p| p.into_inner())[i as usize] = sha,
                         Err(e) => {
                             let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
@@ -483,7 +711,10 @@ impl Backend for B2Backend {
             Some(e) => Err(e),
             None => check_sha1(name, &hex::encode(hasher.finalize()), &sha1).and_then(|()| {
                 let shas = shas.into_inner().unwrap_or_else(|p| p.into_inner());
-                self.rt.block_on(self.client.finish_large_file(&file_id, &shas)).map(|_| ()).map_err(|e| self.err(name, e))
+                self.rt
+                    .block_on(self.client.finish_large_file(&file_id, &shas))
+                    .map(|_| ())
+                    .map_err(|e| self.err(name, e))
             }),
         };
         if result.is_err() {
@@ -496,10 +727,17 @@ impl Backend for B2Backend {
     fn remove(&self, name: &str) -> Result<(), BackendError> {
         let full = self.full(name)?;
         let bucket_id = self.bucket_id()?;
-        let versions = self.rt.block_on(self.client.list_versions(&bucket_id, &full)).map_err(|e| self.err(name, e))?;
+        let versions = self
+            .rt
+            .block_on(self.client.list_versions(&bucket_id, &full))
+            .map_err(|e| self.err(name, e))?;
         let mine: Vec<_> = versions.into_iter().filter(|v| v.name == full).collect();
         if !mine.iter().any(|v| v.action == "upload") {
-            return Err(BackendError::new(ErrorKind::NotFound, format!("{}/{name}", self.loc.display()), "no such object"));
+            return Err(BackendError::new(
+                ErrorKind::NotFound,
+                format!("{}/{name}", self.loc.display()),
+                "no such object",
+            ));
         }
         for v in mine {
             match self.rt.block_on(self.client.delete_version(&v.name, &v.id)) {

@@ -68,8 +68,16 @@ struct UploadUrl {
 fn class_of(op: &str) -> usize {
     match op {
         "b2_download_file_by_id" | "b2_download_file_by_name" | "b2_get_file_info" => 1,
-        "b2_authorize_account" | "b2_copy_file" | "b2_copy_part" | "b2_create_bucket" | "b2_list_buckets" | "b2_list_file_names"
-        | "b2_list_file_versions" | "b2_list_parts" | "b2_list_unfinished_large_files" | "b2_get_download_authorization" => 2,
+        "b2_authorize_account"
+        | "b2_copy_file"
+        | "b2_copy_part"
+        | "b2_create_bucket"
+        | "b2_list_buckets"
+        | "b2_list_file_names"
+        | "b2_list_file_versions"
+        | "b2_list_parts"
+        | "b2_list_unfinished_large_files"
+        | "b2_get_download_authorization" => 2,
         _ => 0,
     }
 }
@@ -102,7 +110,10 @@ pub struct Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client").field("endpoint", &self.endpoint).field("key_id", &self.creds.key_id).finish_non_exhaustive()
+        f.debug_struct("Client")
+            .field("endpoint", &self.endpoint)
+            .field("key_id", &self.creds.key_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -130,7 +141,11 @@ fn backoff(attempt: u32, retry_after: Option<u64>) -> Duration {
 
 async fn error_from(resp: reqwest::Response) -> B2Error {
     let status = resp.status().as_u16();
-    let retry_after = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+    let retry_after = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
     let body: Value = resp.json().await.unwrap_or(Value::Null);
     B2Error::Api {
         status,
@@ -155,7 +170,11 @@ fn net(e: reqwest::Error) -> B2Error {
 pub fn parse_version(v: &Value) -> FileVersion {
     let info: HashMap<String, String> = v["fileInfo"]
         .as_object()
-        .map(|o| o.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
         .unwrap_or_default();
     let sha1 = v["contentSha1"]
         .as_str()
@@ -165,12 +184,18 @@ pub fn parse_version(v: &Value) -> FileVersion {
     FileVersion {
         id: v["fileId"].as_str().unwrap_or_default().to_string(),
         name: v["fileName"].as_str().unwrap_or_default().to_string(),
-        size: v["contentLength"].as_u64().or_else(|| v["size"].as_u64()).unwrap_or(0),
+        size: v["contentLength"]
+            .as_u64()
+            .or_else(|| v["size"].as_u64())
+            .unwrap_or(0),
         sha1,
         action: v["action"].as_str().unwrap_or("upload").to_string(),
         upload_timestamp: v["uploadTimestamp"].as_i64().unwrap_or(0),
         info,
-        content_type: v["contentType"].as_str().unwrap_or("application/octet-stream").to_string(),
+        content_type: v["contentType"]
+            .as_str()
+            .unwrap_or("application/octet-stream")
+            .to_string(),
     }
 }
 
@@ -239,7 +264,9 @@ impl Client {
     /// after an https authorize, a plain-http URL in a reply would carry the token in clear.
     fn check_reply_url(&self, what: &str, url: &str) -> Result<(), B2Error> {
         if !reply_url_allowed(&self.endpoint, url) {
-            return Err(B2Error::Invalid(format!("refusing the {what} {url:?} in B2's reply: not https, while the endpoint is")));
+            return Err(B2Error::Invalid(format!(
+                "refusing the {what} {url:?} in B2's reply: not https, while the endpoint is"
+            )));
         }
         Ok(())
     }
@@ -248,9 +275,17 @@ impl Client {
         self.count("b2_authorize_account");
         // The key in Basic form is as secret as the key: built, sent and wiped, and the
         // header marked sensitive so no debug output of the request shows it.
-        let plain = zeroize::Zeroizing::new(format!("{}:{}", self.creds.key_id, self.creds.key.as_str()));
-        let basic = zeroize::Zeroizing::new(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(plain.as_bytes())));
-        let mut header = reqwest::header::HeaderValue::from_str(&basic).map_err(|_| B2Error::Invalid("the application key id or key has characters a header cannot carry".into()))?;
+        let plain =
+            zeroize::Zeroizing::new(format!("{}:{}", self.creds.key_id, self.creds.key.as_str()));
+        let basic = zeroize::Zeroizing::new(format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(plain.as_bytes())
+        ));
+        let mut header = reqwest::header::HeaderValue::from_str(&basic).map_err(|_| {
+            B2Error::Invalid(
+                "the application key id or key has characters a header cannot carry".into(),
+            )
+        })?;
         header.set_sensitive(true);
         let resp = self
             .http
@@ -278,14 +313,32 @@ impl Client {
         };
         let allowed = sa["allowed"]["buckets"]
             .as_array()
-            .map(|a| a.iter().filter_map(|b| Some((b["id"].as_str()?.to_string(), b["name"].as_str()?.to_string()))).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|b| {
+                        Some((
+                            b["id"].as_str()?.to_string(),
+                            b["name"].as_str()?.to_string(),
+                        ))
+                    })
+                    .collect()
+            })
             .unwrap_or_default();
-        let api_url = api_url.ok_or_else(|| B2Error::Invalid("authorize reply lacks apiUrl".into()))?.to_string();
-        let download_url = download_url.ok_or_else(|| B2Error::Invalid("authorize reply lacks downloadUrl".into()))?.to_string();
+        let api_url = api_url
+            .ok_or_else(|| B2Error::Invalid("authorize reply lacks apiUrl".into()))?
+            .to_string();
+        let download_url = download_url
+            .ok_or_else(|| B2Error::Invalid("authorize reply lacks downloadUrl".into()))?
+            .to_string();
         self.check_reply_url("apiUrl", &api_url)?;
         self.check_reply_url("downloadUrl", &download_url)?;
         Ok(Auth {
-            token: zeroize::Zeroizing::new(v["authorizationToken"].as_str().ok_or_else(|| B2Error::Invalid("authorize reply lacks a token".into()))?.to_string()),
+            token: zeroize::Zeroizing::new(
+                v["authorizationToken"]
+                    .as_str()
+                    .ok_or_else(|| B2Error::Invalid("authorize reply lacks a token".into()))?
+                    .to_string(),
+            ),
             api_url,
             download_url,
             account_id: v["accountId"].as_str().unwrap_or_default().to_string(),
@@ -297,14 +350,23 @@ impl Client {
     /// Sends a request built by `build` with the retry policy of the module docs and
     /// returns the reply's body read to its end: a connection cut mid-body is retried
     /// like any network error, never handed on as a short body.
-    async fn send(&self, op: &str, build: impl Fn(&Auth) -> reqwest::RequestBuilder) -> Result<bytes::Bytes, B2Error> {
+    async fn send(
+        &self,
+        op: &str,
+        build: impl Fn(&Auth) -> reqwest::RequestBuilder,
+    ) -> Result<bytes::Bytes, B2Error> {
         self.send_capped(op, MAX_JSON_REPLY, build).await
     }
 
     /// [`Client::send`] of a reply that may be no longer than `max` bytes: a body read
     /// from a server is never read past what was asked for (a ranged download, a JSON
     /// reply), so a hostile or broken server cannot make cairn allocate without bound.
-    async fn send_capped(&self, op: &str, max: u64, build: impl Fn(&Auth) -> reqwest::RequestBuilder) -> Result<bytes::Bytes, B2Error> {
+    async fn send_capped(
+        &self,
+        op: &str,
+        max: u64,
+        build: impl Fn(&Auth) -> reqwest::RequestBuilder,
+    ) -> Result<bytes::Bytes, B2Error> {
         let mut stale = None;
         let mut attempt = 0;
         loop {
@@ -330,7 +392,11 @@ impl Client {
                 return Err(err);
             }
             tracing::debug!("{op}: {err}; retrying");
-            let retry_after = if let B2Error::Api { retry_after, .. } = &err { *retry_after } else { None };
+            let retry_after = if let B2Error::Api { retry_after, .. } = &err {
+                *retry_after
+            } else {
+                None
+            };
             tokio::time::sleep(backoff(attempt, retry_after)).await;
         }
     }
@@ -338,16 +404,26 @@ impl Client {
     /// A reply's whole body, at most `max` bytes, paced under `--limit-download` when one
     /// is set. A longer body is an error as soon as it passes `max` (not retried: the
     /// server would send it again).
-    async fn read_body(&self, op: &str, r: reqwest::Response, max: u64) -> Result<bytes::Bytes, B2Error> {
+    async fn read_body(
+        &self,
+        op: &str,
+        r: reqwest::Response,
+        max: u64,
+    ) -> Result<bytes::Bytes, B2Error> {
         if r.content_length().is_some_and(|n| n > max) {
-            return Err(B2Error::Invalid(format!("{op}: the reply is {} bytes, more than the {max} asked for", r.content_length().unwrap_or(0))));
+            return Err(B2Error::Invalid(format!(
+                "{op}: the reply is {} bytes, more than the {max} asked for",
+                r.content_length().unwrap_or(0)
+            )));
         }
         let mut out = bytes::BytesMut::new();
         let mut stream = r.bytes_stream();
         while let Some(piece) = futures_util::StreamExt::next(&mut stream).await {
             let piece = piece.map_err(net)?;
             if out.len() as u64 + piece.len() as u64 > max {
-                return Err(B2Error::Invalid(format!("{op}: the reply runs past the {max} bytes asked for")));
+                return Err(B2Error::Invalid(format!(
+                    "{op}: the reply runs past the {max} bytes asked for"
+                )));
             }
             if let Some(limit) = &self.download_limit {
                 limit.take(piece.len()).await;
@@ -360,23 +436,36 @@ impl Client {
     /// An upload body, paced under `--limit-upload` when one is set; `data` is shared,
     /// never copied, so each retry starts a new paced stream over the same bytes.
     fn upload_body(&self, data: &bytes::Bytes) -> reqwest::Body {
-        let Some(limit) = self.upload_limit.clone() else { return reqwest::Body::from(data.clone()) };
+        let Some(limit) = self.upload_limit.clone() else {
+            return reqwest::Body::from(data.clone());
+        };
         let data = data.clone();
-        let pieces = (0..data.len()).step_by(crate::limit::PIECE).map(move |at| data.slice(at..(at + crate::limit::PIECE).min(data.len())));
-        let stream = futures_util::StreamExt::then(futures_util::stream::iter(pieces), move |piece| {
-            let limit = Arc::clone(&limit);
-            async move {
-                limit.take(piece.len()).await;
-                Ok::<_, std::io::Error>(piece)
-            }
-        });
+        let pieces = (0..data.len())
+            .step_by(crate::limit::PIECE)
+            .map(move |at| data.slice(at..(at + crate::limit::PIECE).min(data.len())));
+        let stream =
+            futures_util::StreamExt::then(futures_util::stream::iter(pieces), move |piece| {
+                let limit = Arc::clone(&limit);
+                async move {
+                    limit.take(piece.len()).await;
+                    Ok::<_, std::io::Error>(piece)
+                }
+            });
         reqwest::Body::wrap_stream(stream)
     }
 
     /// A JSON API call.
     pub async fn call(&self, op: &str, body: Value) -> Result<Value, B2Error> {
-        let reply = self.send(op, |a| self.http.post(format!("{}/b2api/v2/{op}", a.api_url)).header("Authorization", a.token.as_str()).json(&body)).await?;
-        serde_json::from_slice(&reply).map_err(|e| B2Error::Invalid(format!("{op}: reply is not JSON: {e}")))
+        let reply = self
+            .send(op, |a| {
+                self.http
+                    .post(format!("{}/b2api/v2/{op}", a.api_url))
+                    .header("Authorization", a.token.as_str())
+                    .json(&body)
+            })
+            .await?;
+        serde_json::from_slice(&reply)
+            .map_err(|e| B2Error::Invalid(format!("{op}: reply is not JSON: {e}")))
     }
 
     /// The ID of bucket `name`, without listing buckets when the key names it.
@@ -388,11 +477,24 @@ impl Client {
         if !auth.allowed.is_empty() {
             return Err(B2Error::Invalid(format!(
                 "this application key may only access bucket(s) {}, not {name}",
-                auth.allowed.iter().map(|(_, n)| n.as_str()).collect::<Vec<_>>().join(", ")
+                auth.allowed
+                    .iter()
+                    .map(|(_, n)| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
-        let v = self.call("b2_list_buckets", json!({"accountId": auth.account_id, "bucketName": name})).await?;
-        Ok(v["buckets"].as_array().and_then(|b| b.first()).and_then(|b| b["bucketId"].as_str()).map(str::to_owned))
+        let v = self
+            .call(
+                "b2_list_buckets",
+                json!({"accountId": auth.account_id, "bucketName": name}),
+            )
+            .await?;
+        Ok(v["buckets"]
+            .as_array()
+            .and_then(|b| b.first())
+            .and_then(|b| b["bucketId"].as_str())
+            .map(str::to_owned))
     }
 
     pub async fn create_bucket(&self, name: &str) -> Result<String, B2Error> {
@@ -405,17 +507,34 @@ impl Client {
             },
             r => r?,
         };
-        v["bucketId"].as_str().map(str::to_owned).ok_or_else(|| B2Error::Invalid("create bucket reply lacks bucketId".into()))
+        v["bucketId"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| B2Error::Invalid("create bucket reply lacks bucketId".into()))
     }
 
     /// Every visible file whose name starts with `prefix` (all pages).
-    pub async fn list_names(&self, bucket_id: &str, prefix: &str) -> Result<Vec<FileVersion>, B2Error> {
-        Ok(self.list_names_delimited(bucket_id, prefix, None).await?.into_iter().filter(|f| f.action == "upload").collect())
+    pub async fn list_names(
+        &self,
+        bucket_id: &str,
+        prefix: &str,
+    ) -> Result<Vec<FileVersion>, B2Error> {
+        Ok(self
+            .list_names_delimited(bucket_id, prefix, None)
+            .await?
+            .into_iter()
+            .filter(|f| f.action == "upload")
+            .collect())
     }
 
     /// Like [`Client::list_names`]; with a `delimiter` (normally `/`) names below the
     /// next delimiter collapse into one `folder` entry, as B2 lists directories.
-    pub async fn list_names_delimited(&self, bucket_id: &str, prefix: &str, delimiter: Option<&str>) -> Result<Vec<FileVersion>, B2Error> {
+    pub async fn list_names_delimited(
+        &self,
+        bucket_id: &str,
+        prefix: &str,
+        delimiter: Option<&str>,
+    ) -> Result<Vec<FileVersion>, B2Error> {
         let mut out = Vec::new();
         let mut start: Option<String> = None;
         loop {
@@ -425,7 +544,13 @@ impl Client {
                     json!({"bucketId": bucket_id, "prefix": prefix, "startFileName": start, "maxFileCount": 10000, "delimiter": delimiter}),
                 )
                 .await?;
-            out.extend(v["files"].as_array().into_iter().flatten().map(parse_version));
+            out.extend(
+                v["files"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(parse_version),
+            );
             match v["nextFileName"].as_str() {
                 Some(n) => {
                     // A cursor that does not move on would page forever (a hostile or
@@ -441,16 +566,29 @@ impl Client {
     }
 
     pub async fn get_file_info(&self, file_id: &str) -> Result<FileVersion, B2Error> {
-        Ok(parse_version(&self.call("b2_get_file_info", json!({"fileId": file_id})).await?))
+        Ok(parse_version(
+            &self
+                .call("b2_get_file_info", json!({"fileId": file_id}))
+                .await?,
+        ))
     }
 
     /// Server-side copy of a file version to `name` (no download, no upload). With
     /// `replace`, the new version gets that content type and file info instead of the
     /// source's (how rclone updates a modification time).
-    pub async fn copy_file(&self, source_id: &str, name: &str, dest_bucket_id: Option<&str>, replace: Option<(&str, &[(&str, String)])>) -> Result<FileVersion, B2Error> {
+    pub async fn copy_file(
+        &self,
+        source_id: &str,
+        name: &str,
+        dest_bucket_id: Option<&str>,
+        replace: Option<(&str, &[(&str, String)])>,
+    ) -> Result<FileVersion, B2Error> {
         let mut body = json!({"sourceFileId": source_id, "fileName": name, "destinationBucketId": dest_bucket_id});
         if let Some((ct, info)) = replace {
-            let info: serde_json::Map<String, Value> = info.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+            let info: serde_json::Map<String, Value> = info
+                .iter()
+                .map(|(k, v)| (k.to_string(), json!(v)))
+                .collect();
             body["metadataDirective"] = json!("REPLACE");
             body["contentType"] = json!(ct);
             body["fileInfo"] = Value::Object(info);
@@ -459,14 +597,24 @@ impl Client {
     }
 
     /// Large files started but never finished (left by interrupted uploads).
-    pub async fn list_unfinished(&self, bucket_id: &str, prefix: &str) -> Result<Vec<FileVersion>, B2Error> {
+    pub async fn list_unfinished(
+        &self,
+        bucket_id: &str,
+        prefix: &str,
+    ) -> Result<Vec<FileVersion>, B2Error> {
         let mut out = Vec::new();
         let mut start: Option<String> = None;
         loop {
             let v = self
                 .call("b2_list_unfinished_large_files", json!({"bucketId": bucket_id, "namePrefix": prefix, "startFileId": start, "maxFileCount": 100}))
                 .await?;
-            out.extend(v["files"].as_array().into_iter().flatten().map(parse_version));
+            out.extend(
+                v["files"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(parse_version),
+            );
             match v["nextFileId"].as_str() {
                 Some(n) => start = Some(n.to_string()),
                 None => return Ok(out),
@@ -475,17 +623,32 @@ impl Client {
     }
 
     pub async fn cancel_large_file(&self, file_id: &str) -> Result<(), B2Error> {
-        self.call("b2_cancel_large_file", json!({"fileId": file_id})).await.map(|_| ())
+        self.call("b2_cancel_large_file", json!({"fileId": file_id}))
+            .await
+            .map(|_| ())
     }
 
     /// The visible file called exactly `name`, via a one-entry listing.
-    pub async fn find_name(&self, bucket_id: &str, name: &str) -> Result<Option<FileVersion>, B2Error> {
+    pub async fn find_name(
+        &self,
+        bucket_id: &str,
+        name: &str,
+    ) -> Result<Option<FileVersion>, B2Error> {
         let v = self.call("b2_list_file_names", json!({"bucketId": bucket_id, "prefix": name, "startFileName": name, "maxFileCount": 1})).await?;
-        Ok(v["files"].as_array().into_iter().flatten().map(parse_version).find(|f| f.name == name && f.action == "upload"))
+        Ok(v["files"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(parse_version)
+            .find(|f| f.name == name && f.action == "upload"))
     }
 
     /// Every version (uploads and hide markers) of names starting with `prefix`.
-    pub async fn list_versions(&self, bucket_id: &str, prefix: &str) -> Result<Vec<FileVersion>, B2Error> {
+    pub async fn list_versions(
+        &self,
+        bucket_id: &str,
+        prefix: &str,
+    ) -> Result<Vec<FileVersion>, B2Error> {
         let mut out = Vec::new();
         let (mut start_name, mut start_id): (Option<String>, Option<String>) = (None, None);
         loop {
@@ -495,12 +658,20 @@ impl Client {
                     json!({"bucketId": bucket_id, "prefix": prefix, "startFileName": start_name, "startFileId": start_id, "maxFileCount": 10000}),
                 )
                 .await?;
-            out.extend(v["files"].as_array().into_iter().flatten().map(parse_version));
+            out.extend(
+                v["files"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(parse_version),
+            );
             match v["nextFileName"].as_str() {
                 Some(n) => {
                     let next_id = v["nextFileId"].as_str().map(str::to_owned);
                     // Versions of one name page by ID: the pair must move on.
-                    if start_name.as_deref().is_some_and(|s| n < s) || (start_name.as_deref() == Some(n) && start_id == next_id) {
+                    if start_name.as_deref().is_some_and(|s| n < s)
+                        || (start_name.as_deref() == Some(n) && start_id == next_id)
+                    {
                         return Err(B2Error::Invalid(format!("b2_list_file_versions: the listing's cursor did not advance (nextFileName {n:?})")));
                     }
                     start_name = Some(n.to_string());
@@ -514,28 +685,51 @@ impl Client {
     /// Deletes one version. A version already gone counts as deleted: a retry after a
     /// reply lost on the way back finds it so.
     pub async fn delete_version(&self, name: &str, id: &str) -> Result<(), B2Error> {
-        match self.call("b2_delete_file_version", json!({"fileName": name, "fileId": id})).await {
+        match self
+            .call(
+                "b2_delete_file_version",
+                json!({"fileName": name, "fileId": id}),
+            )
+            .await
+        {
             Err(e) if matches!(e.code(), "file_not_present" | "not_found") => Ok(()),
             r => r.map(|_| ()),
         }
     }
 
     pub async fn hide(&self, bucket_id: &str, name: &str) -> Result<(), B2Error> {
-        match self.call("b2_hide_file", json!({"bucketId": bucket_id, "fileName": name})).await {
+        match self
+            .call(
+                "b2_hide_file",
+                json!({"bucketId": bucket_id, "fileName": name}),
+            )
+            .await
+        {
             Err(e) if e.code() == "already_hidden" => Ok(()),
             r => r.map(|_| ()),
         }
     }
 
     /// Downloads a file (or `range` = (offset, length) of it) by name.
-    pub async fn download(&self, bucket: &str, name: &str, range: Option<(u64, u64)>) -> Result<Vec<u8>, B2Error> {
+    pub async fn download(
+        &self,
+        bucket: &str,
+        name: &str,
+        range: Option<(u64, u64)>,
+    ) -> Result<Vec<u8>, B2Error> {
         let path = format!("/file/{}/{}", url_encode(bucket), url_encode(name));
         let max = range.map_or(MAX_WHOLE_DOWNLOAD, |(_, len)| len);
         let body = self
             .send_capped("b2_download_file_by_name", max, |a| {
-                let mut b = self.http.get(format!("{}{path}", a.download_url)).header("Authorization", a.token.as_str());
+                let mut b = self
+                    .http
+                    .get(format!("{}{path}", a.download_url))
+                    .header("Authorization", a.token.as_str());
                 if let Some((off, len)) = range {
-                    b = b.header("Range", format!("bytes={}-{}", off, off + len.saturating_sub(1)));
+                    b = b.header(
+                        "Range",
+                        format!("bytes={}-{}", off, off + len.saturating_sub(1)),
+                    );
                 }
                 b
             })
@@ -545,9 +739,18 @@ impl Client {
 
     /// Uploads `data` as `name`, as a large file above the cutoff. `info` becomes
     /// `X-Bz-Info-*` (e.g. `src_last_modified_millis`).
-    pub async fn upload(self: &Arc<Self>, bucket_id: &str, name: &str, data: &[u8], content_type: &str, info: &[(&str, String)]) -> Result<FileVersion, B2Error> {
+    pub async fn upload(
+        self: &Arc<Self>,
+        bucket_id: &str,
+        name: &str,
+        data: &[u8],
+        content_type: &str,
+        info: &[(&str, String)],
+    ) -> Result<FileVersion, B2Error> {
         if data.len() as u64 > self.upload_cutoff {
-            return self.upload_large(bucket_id, name, data, content_type, info).await;
+            return self
+                .upload_large(bucket_id, name, data, content_type, info)
+                .await;
         }
         let sha1 = hex::encode(Sha1::digest(data));
         // One copy of the body, shared by every attempt.
@@ -557,12 +760,17 @@ impl Client {
             let url = match self.take_upload_url(bucket_id) {
                 Some(u) => u,
                 None => {
-                    let v = self.call("b2_get_upload_url", json!({"bucketId": bucket_id})).await?;
+                    let v = self
+                        .call("b2_get_upload_url", json!({"bucketId": bucket_id}))
+                        .await?;
                     self.check_reply_url("uploadUrl", v["uploadUrl"].as_str().unwrap_or_default())?;
                     UploadUrl {
                         bucket_id: bucket_id.to_string(),
                         url: v["uploadUrl"].as_str().unwrap_or_default().to_string(),
-                        token: v["authorizationToken"].as_str().unwrap_or_default().to_string(),
+                        token: v["authorizationToken"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_string(),
                     }
                 }
             };
@@ -598,7 +806,11 @@ impl Client {
                 return Err(err);
             }
             tracing::debug!("upload of {name}: {err}; retrying with a new upload URL");
-            let retry_after = if let B2Error::Api { retry_after, .. } = &err { *retry_after } else { None };
+            let retry_after = if let B2Error::Api { retry_after, .. } = &err {
+                *retry_after
+            } else {
+                None
+            };
             tokio::time::sleep(backoff(attempt, retry_after)).await;
         }
     }
@@ -610,27 +822,53 @@ impl Client {
     }
 
     fn return_upload_url(&self, u: UploadUrl) {
-        self.uploads.lock().unwrap_or_else(|p| p.into_inner()).push(u);
+        self.uploads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(u);
     }
 
-    async fn upload_large(self: &Arc<Self>, bucket_id: &str, name: &str, data: &[u8], content_type: &str, info: &[(&str, String)]) -> Result<FileVersion, B2Error> {
-        let file_id = self.start_large_file(bucket_id, name, content_type, info, &hex::encode(Sha1::digest(data))).await?;
+    async fn upload_large(
+        self: &Arc<Self>,
+        bucket_id: &str,
+        name: &str,
+        data: &[u8],
+        content_type: &str,
+        info: &[(&str, String)],
+    ) -> Result<FileVersion, B2Error> {
+        let file_id = self
+            .start_large_file(
+                bucket_id,
+                name,
+                content_type,
+                info,
+                &hex::encode(Sha1::digest(data)),
+            )
+            .await?;
         let result = async {
             // Parts go up LARGE_FILE_CONCURRENCY at a time, each on its own part URL.
-            let mut shas: Vec<Option<String>> = vec![None; data.len().div_ceil(self.part_size as usize)];
+            let mut shas: Vec<Option<String>> =
+                vec![None; data.len().div_ceil(self.part_size as usize)];
             let mut tasks = tokio::task::JoinSet::new();
             for (i, part) in data.chunks(self.part_size as usize).enumerate() {
                 if tasks.len() >= LARGE_FILE_CONCURRENCY {
                     if let Some(done) = tasks.join_next().await {
-                        let (n, sha) = done.map_err(|e| B2Error::Invalid(format!("part upload task failed: {e}")))?;
+                        let (n, sha) = done.map_err(|e| {
+                            B2Error::Invalid(format!("part upload task failed: {e}"))
+                        })?;
                         shas[n] = Some(sha?);
                     }
                 }
-                let (me, fid, part) = (Arc::clone(self), file_id.clone(), bytes::Bytes::copy_from_slice(part));
+                let (me, fid, part) = (
+                    Arc::clone(self),
+                    file_id.clone(),
+                    bytes::Bytes::copy_from_slice(part),
+                );
                 tasks.spawn(async move { (i, me.upload_part(&fid, i as u32 + 1, part).await) });
             }
             while let Some(done) = tasks.join_next().await {
-                let (n, sha) = done.map_err(|e| B2Error::Invalid(format!("part upload task failed: {e}")))?;
+                let (n, sha) =
+                    done.map_err(|e| B2Error::Invalid(format!("part upload task failed: {e}")))?;
                 shas[n] = Some(sha?);
             }
             let shas: Vec<String> = shas.into_iter().map(Option::unwrap_or_default).collect();
@@ -645,8 +883,18 @@ impl Client {
 
     /// Starts a large file whose whole content has SHA1 `sha1` (kept as `large_file_sha1`,
     /// as rclone does, since B2 itself records no whole-file SHA1 for large files).
-    pub async fn start_large_file(&self, bucket_id: &str, name: &str, content_type: &str, info: &[(&str, String)], sha1: &str) -> Result<String, B2Error> {
-        let mut file_info: serde_json::Map<String, Value> = info.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+    pub async fn start_large_file(
+        &self,
+        bucket_id: &str,
+        name: &str,
+        content_type: &str,
+        info: &[(&str, String)],
+        sha1: &str,
+    ) -> Result<String, B2Error> {
+        let mut file_info: serde_json::Map<String, Value> = info
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect();
         file_info.insert("large_file_sha1".into(), json!(sha1));
         let v = self
             .call("b2_start_large_file", json!({"bucketId": bucket_id, "fileName": name, "contentType": content_type, "fileInfo": file_info}))
@@ -657,8 +905,18 @@ impl Client {
     /// Finishes a large file. When the reply to a finish that did land was lost, the
     /// retry is refused (the file is no longer unfinished); the file's own info then
     /// says whether it was finished.
-    pub async fn finish_large_file(&self, file_id: &str, part_sha1s: &[String]) -> Result<FileVersion, B2Error> {
-        match self.call("b2_finish_large_file", json!({"fileId": file_id, "partSha1Array": part_sha1s})).await {
+    pub async fn finish_large_file(
+        &self,
+        file_id: &str,
+        part_sha1s: &[String],
+    ) -> Result<FileVersion, B2Error> {
+        match self
+            .call(
+                "b2_finish_large_file",
+                json!({"fileId": file_id, "partSha1Array": part_sha1s}),
+            )
+            .await
+        {
             Ok(v) => Ok(parse_version(&v)),
             Err(e) => match self.get_file_info(file_id).await {
                 Ok(v) if v.action == "upload" => Ok(v),
@@ -669,7 +927,13 @@ impl Client {
 
     /// Copies bytes `range` = (offset, length) of a stored file into part `n` of a large
     /// file, server-side; returns the part's SHA1.
-    pub async fn copy_part(&self, source_id: &str, large_file_id: &str, n: u32, range: (u64, u64)) -> Result<String, B2Error> {
+    pub async fn copy_part(
+        &self,
+        source_id: &str,
+        large_file_id: &str,
+        n: u32,
+        range: (u64, u64),
+    ) -> Result<String, B2Error> {
         let (off, len) = range;
         let v = self
             .call(
@@ -681,12 +945,25 @@ impl Client {
     }
 
     /// Sends part `n`; `part` is shared by the retries, never copied.
-    pub async fn upload_part(&self, file_id: &str, n: u32, part: bytes::Bytes) -> Result<String, B2Error> {
+    pub async fn upload_part(
+        &self,
+        file_id: &str,
+        n: u32,
+        part: bytes::Bytes,
+    ) -> Result<String, B2Error> {
         let sha1 = hex::encode(Sha1::digest(&part));
         let mut attempt = 0;
         loop {
-            let v = self.call("b2_get_upload_part_url", json!({"fileId": file_id})).await?;
-            let (url, token) = (v["uploadUrl"].as_str().unwrap_or_default().to_string(), v["authorizationToken"].as_str().unwrap_or_default().to_string());
+            let v = self
+                .call("b2_get_upload_part_url", json!({"fileId": file_id}))
+                .await?;
+            let (url, token) = (
+                v["uploadUrl"].as_str().unwrap_or_default().to_string(),
+                v["authorizationToken"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            );
             self.check_reply_url("uploadUrl", &url)?;
             self.count("b2_upload_part");
             let err = match self
@@ -728,7 +1005,10 @@ pub fn check_endpoint(endpoint: &str, insecure_http: bool) -> Result<(), String>
         Some(v6) => v6.split(']').next().unwrap_or(""),
         None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
     };
-    let loopback = host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
     if loopback || insecure_http {
         return Ok(());
     }
@@ -753,18 +1033,39 @@ mod endpoint_tests {
     fn an_https_endpoint_refuses_plain_http_urls_in_replies() {
         let https = "https://api.backblazeb2.com";
         assert!(reply_url_allowed(https, "https://api005.backblazeb2.com"));
-        for bad in ["http://api005.backblazeb2.com", "http://127.0.0.1:1", "ftp://x", "", "//evil.com"] {
+        for bad in [
+            "http://api005.backblazeb2.com",
+            "http://127.0.0.1:1",
+            "ftp://x",
+            "",
+            "//evil.com",
+        ] {
             assert!(!reply_url_allowed(https, bad), "{bad}");
         }
-        assert!(reply_url_allowed("http://127.0.0.1:8080", "http://127.0.0.1:8080"));
+        assert!(reply_url_allowed(
+            "http://127.0.0.1:8080",
+            "http://127.0.0.1:8080"
+        ));
     }
 
     #[test]
     fn plain_http_only_to_loopback_or_when_asked() {
-        for ok in ["https://api.backblazeb2.com", "http://127.0.0.1:8080", "http://localhost:1/x", "http://[::1]:9", "http://127.9.9.9"] {
+        for ok in [
+            "https://api.backblazeb2.com",
+            "http://127.0.0.1:8080",
+            "http://localhost:1/x",
+            "http://[::1]:9",
+            "http://127.9.9.9",
+        ] {
             assert!(check_endpoint(ok, false).is_ok(), "{ok}");
         }
-        for bad in ["http://example.com", "http://10.0.0.1:80", "http://127.0.0.1.evil.com", "ftp://x", "http://[2001:db8::1]:80"] {
+        for bad in [
+            "http://example.com",
+            "http://10.0.0.1:80",
+            "http://127.0.0.1.evil.com",
+            "ftp://x",
+            "http://[2001:db8::1]:80",
+        ] {
             assert!(check_endpoint(bad, false).is_err(), "{bad}");
         }
         assert!(check_endpoint("http://example.com", true).is_ok());

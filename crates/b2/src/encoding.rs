@@ -13,7 +13,10 @@ const FULLWIDTH_DOT: char = '\u{FF0E}';
 const SYMBOL_DEL: char = '\u{2421}';
 
 fn is_lookalike(c: char) -> bool {
-    matches!(c, '\u{2400}'..='\u{241F}') || c == SYMBOL_DEL || c == FULLWIDTH_BACKSLASH || c == QUOTE
+    matches!(c, '\u{2400}'..='\u{241F}')
+        || c == SYMBOL_DEL
+        || c == FULLWIDTH_BACKSLASH
+        || c == QUOTE
 }
 
 /// Whether `s` starts with two hex digits (an escaped byte after the quote).
@@ -66,7 +69,10 @@ pub fn decode_segment(seg: &str) -> String {
         rest = &rest[c.len_utf8()..];
         match c {
             // A doubled quote, or a lone one, is a literal quote: doubled locally too.
-            QUOTE if rest.starts_with(QUOTE) || !(hex_pair(rest) || rest.chars().next().is_some_and(is_lookalike)) => {
+            QUOTE
+                if rest.starts_with(QUOTE)
+                    || !(hex_pair(rest) || rest.chars().next().is_some_and(is_lookalike)) =>
+            {
                 out.push_str("\u{201B}\u{201B}");
                 rest = rest.strip_prefix(QUOTE).unwrap_or(rest);
             }
@@ -92,11 +98,17 @@ pub fn decode_segment(seg: &str) -> String {
 
 /// Encodes every `/`-separated segment of a relative path.
 pub fn encode_path(p: &str) -> String {
-    p.split('/').map(encode_segment).collect::<Vec<_>>().join("/")
+    p.split('/')
+        .map(encode_segment)
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 pub fn decode_path(p: &str) -> String {
-    p.split('/').map(decode_segment).collect::<Vec<_>>().join("/")
+    p.split('/')
+        .map(decode_segment)
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 #[cfg(test)]

@@ -4,7 +4,12 @@ use cairn_backend::{BackendError, ErrorKind};
 #[derive(Debug, thiserror::Error)]
 pub enum B2Error {
     #[error("B2 {status} {code}: {message}")]
-    Api { status: u16, code: String, message: String, retry_after: Option<u64> },
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+        retry_after: Option<u64>,
+    },
     #[error("network error talking to B2: {0}")]
     Network(String),
     #[error("{0}")]
@@ -44,7 +49,11 @@ impl B2Error {
     pub fn into_backend(self, object: &str) -> BackendError {
         let kind = match &self {
             B2Error::Api { status: 404, .. } => ErrorKind::NotFound,
-            B2Error::Api { code, .. } if code == "file_not_present" || code == "no_such_file" || code == "not_found" => ErrorKind::NotFound,
+            B2Error::Api { code, .. }
+                if code == "file_not_present" || code == "no_such_file" || code == "not_found" =>
+            {
+                ErrorKind::NotFound
+            }
             B2Error::Api { status: 401, .. } => ErrorKind::Unauthorized,
             B2Error::Api { status: 403, .. } => ErrorKind::QuotaExceeded,
             B2Error::Api { status: 416, .. } => ErrorKind::Corrupt,
@@ -52,10 +61,19 @@ impl B2Error {
             _ => ErrorKind::Other,
         };
         let message = match (&self, kind) {
-            (_, ErrorKind::QuotaExceeded) => format!("{self} (a B2 cap was reached: raise it in the Backblaze account settings)"),
-            (_, ErrorKind::Unauthorized) => format!("{self} (check the application key and that it may access this bucket)"),
+            (_, ErrorKind::QuotaExceeded) => {
+                format!("{self} (a B2 cap was reached: raise it in the Backblaze account settings)")
+            }
+            (_, ErrorKind::Unauthorized) => {
+                format!("{self} (check the application key and that it may access this bucket)")
+            }
             _ => self.to_string(),
         };
-        BackendError { kind, object: object.to_string(), message, source: None }
+        BackendError {
+            kind,
+            object: object.to_string(),
+            message,
+            source: None,
+        }
     }
 }

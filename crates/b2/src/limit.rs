@@ -17,7 +17,10 @@ pub struct RateLimit {
 
 impl RateLimit {
     pub fn new(bytes_per_sec: u64) -> RateLimit {
-        RateLimit { bytes_per_sec: bytes_per_sec.max(1) as f64, next: Mutex::new(Instant::now()) }
+        RateLimit {
+            bytes_per_sec: bytes_per_sec.max(1) as f64,
+            next: Mutex::new(Instant::now()),
+        }
     }
 
     /// Waits until `n` more bytes fit under the rate, and books them.

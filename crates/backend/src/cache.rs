@@ -22,12 +22,20 @@ use crate::{Backend, BackendError, ObjectInfo, WriteOptions};
 /// so another local user cannot plant a symlink there (a name from the process ID was
 /// guessable and opened with truncation).
 pub fn write_private(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().ok_or_else(|| std::io::Error::other("no parent directory"))?;
+    let dir = path
+        .parent()
+        .ok_or_else(|| std::io::Error::other("no parent directory"))?;
     if !dir.is_dir() {
         use std::os::unix::fs::DirBuilderExt;
-        fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
     }
-    let fname = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    let fname = path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let mut suffix = [0u8; 8];
     getrandom::getrandom(&mut suffix).map_err(|e| std::io::Error::other(e.to_string()))?;
     let tmp = dir.join(format!(".{fname}.tmp-{}", hex::encode(suffix)));
@@ -51,7 +59,10 @@ pub struct CachedBackend {
 }
 
 fn cacheable(name: &str) -> bool {
-    name == "config" || ["keys/", "index/", "snapshots/"].iter().any(|p| name.starts_with(p))
+    name == "config"
+        || ["keys/", "index/", "snapshots/"]
+            .iter()
+            .any(|p| name.starts_with(p))
 }
 
 fn hash_named_ok(name: &str, data: &[u8]) -> bool {
@@ -68,7 +79,9 @@ impl CachedBackend {
     /// hostile listing is never joined onto the cache directory).
     fn path(&self, name: &str) -> Option<PathBuf> {
         use std::os::unix::ffi::OsStrExt;
-        crate::path_bytes(name).ok().map(|p| self.dir.join(std::ffi::OsStr::from_bytes(&p)))
+        crate::path_bytes(name)
+            .ok()
+            .map(|p| self.dir.join(std::ffi::OsStr::from_bytes(&p)))
     }
 
     fn store(&self, name: &str, data: &[u8]) {
@@ -83,7 +96,9 @@ impl CachedBackend {
         let data = fs::read(&path).ok()?;
         let valid = if name == "config" {
             match self.inner.stat(name) {
-                Ok(ObjectInfo { sha1: Some(sha1), .. }) => {
+                Ok(ObjectInfo {
+                    sha1: Some(sha1), ..
+                }) => {
                     use sha1::Digest;
                     hex::encode(sha1::Sha1::digest(&data)) == sha1.to_ascii_lowercase()
                 }
@@ -146,7 +161,12 @@ impl Backend for CachedBackend {
         }
         Ok(())
     }
-    fn write_parts(&self, name: &str, parts: &[&[u8]], opts: &WriteOptions) -> Result<(), BackendError> {
+    fn write_parts(
+        &self,
+        name: &str,
+        parts: &[&[u8]],
+        opts: &WriteOptions,
+    ) -> Result<(), BackendError> {
         if cacheable(name) {
             return self.write(name, &parts.concat(), opts);
         }
@@ -188,6 +208,10 @@ mod tests {
         // ...but a damaged cache entry is dropped, never served.
         fs::write(d.path().join("cache").join(&name), b"damaged").unwrap();
         assert!(c.read(&name).is_err());
-        crate::run_conformance(&CachedBackend::new(Arc::new(LocalBackend::new(d.path().join("r2"))), d.path().join("c2"))).unwrap();
+        crate::run_conformance(&CachedBackend::new(
+            Arc::new(LocalBackend::new(d.path().join("r2"))),
+            d.path().join("c2"),
+        ))
+        .unwrap();
     }
 }

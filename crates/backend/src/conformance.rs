@@ -8,14 +8,20 @@ pub fn run_conformance(b: &dyn Backend) -> Result<(), String> {
     b.create().map_err(|e| e.to_string())?;
     let opts = WriteOptions::default();
     let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
-    b.write("data/ab/ab01", &data, &opts).map_err(|e| e.to_string())?;
-    b.write("keys/k1", b"key", &opts).map_err(|e| e.to_string())?;
-    b.write("config", b"cfg", &opts).map_err(|e| e.to_string())?;
+    b.write("data/ab/ab01", &data, &opts)
+        .map_err(|e| e.to_string())?;
+    b.write("keys/k1", b"key", &opts)
+        .map_err(|e| e.to_string())?;
+    b.write("config", b"cfg", &opts)
+        .map_err(|e| e.to_string())?;
 
     if b.read("data/ab/ab01").map_err(|e| e.to_string())? != data {
         return fail("read returned different bytes");
     }
-    if b.read_range("data/ab/ab01", 1000, 500).map_err(|e| e.to_string())? != data[1000..1500] {
+    if b.read_range("data/ab/ab01", 1000, 500)
+        .map_err(|e| e.to_string())?
+        != data[1000..1500]
+    {
         return fail("read_range returned different bytes");
     }
     match b.read_range("data/ab/ab01", 99_990, 20) {
@@ -46,7 +52,12 @@ pub fn run_conformance(b: &dyn Backend) -> Result<(), String> {
         return fail("write_new stored different bytes");
     }
     b.remove("keys/k2").map_err(|e| e.to_string())?;
-    let mut names: Vec<String> = b.list("").map_err(|e| e.to_string())?.into_iter().map(|o| o.name).collect();
+    let mut names: Vec<String> = b
+        .list("")
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|o| o.name)
+        .collect();
     names.sort();
     if names != ["config", "data/ab/ab01", "keys/k1"] {
         return fail(&format!("list(\"\") returned {names:?}"));
@@ -55,7 +66,8 @@ pub fn run_conformance(b: &dyn Backend) -> Result<(), String> {
     if data_list.len() != 1 || data_list[0].name != "data/ab/ab01" || data_list[0].size != 100_000 {
         return fail("list(\"data/\")");
     }
-    b.write("config", b"cfg2", &opts).map_err(|e| e.to_string())?;
+    b.write("config", b"cfg2", &opts)
+        .map_err(|e| e.to_string())?;
     if b.read("config").map_err(|e| e.to_string())? != b"cfg2" {
         return fail("overwrite");
     }
@@ -78,25 +90,54 @@ pub fn run_conformance(b: &dyn Backend) -> Result<(), String> {
         return fail("empty object");
     }
     // Streamed writes: the same bytes whole; a wrong SHA1 stores nothing.
-    let big: Vec<u8> = (0..2_500_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let big: Vec<u8> = (0..2_500_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     let source = |off: u64, len: u64| Ok(big[off as usize..(off + len) as usize].to_vec());
     let sha = crate::sha1_hex(&big);
-    b.write_stream("streamed", big.len() as u64, &source, &WriteOptions { sha1: Some(sha.clone()), ..Default::default() })
-        .map_err(|e| e.to_string())?;
+    b.write_stream(
+        "streamed",
+        big.len() as u64,
+        &source,
+        &WriteOptions {
+            sha1: Some(sha.clone()),
+            ..Default::default()
+        },
+    )
+    .map_err(|e| e.to_string())?;
     if b.read("streamed").map_err(|e| e.to_string())? != big {
         return fail("streamed object differs");
     }
-    let wrong = WriteOptions { sha1: Some("0".repeat(40)), ..Default::default() };
+    let wrong = WriteOptions {
+        sha1: Some("0".repeat(40)),
+        ..Default::default()
+    };
     match b.write_stream("streamed-bad", big.len() as u64, &source, &wrong) {
         Err(e) if e.kind == ErrorKind::Corrupt => {}
-        other => return fail(&format!("a stream with the wrong SHA1 must be Corrupt, got {other:?}")),
+        other => {
+            return fail(&format!(
+                "a stream with the wrong SHA1 must be Corrupt, got {other:?}"
+            ))
+        }
     }
-    if b.list("streamed-bad").map_err(|e| e.to_string())?.iter().any(|o| o.name == "streamed-bad") {
+    if b.list("streamed-bad")
+        .map_err(|e| e.to_string())?
+        .iter()
+        .any(|o| o.name == "streamed-bad")
+    {
         return fail("a stream with the wrong SHA1 was stored");
     }
     // Writes in parts: stored as their concatenation, SHA1 over the whole.
     let parts: Vec<&[u8]> = vec![&big[..1], &big[1..1_000_000], &[], &big[1_000_000..]];
-    b.write_parts("parts", &parts, &WriteOptions { sha1: Some(sha), ..Default::default() }).map_err(|e| e.to_string())?;
+    b.write_parts(
+        "parts",
+        &parts,
+        &WriteOptions {
+            sha1: Some(sha),
+            ..Default::default()
+        },
+    )
+    .map_err(|e| e.to_string())?;
     if b.read("parts").map_err(|e| e.to_string())? != big {
         return fail("object written in parts differs");
     }
@@ -109,13 +150,18 @@ pub fn run_conformance(b: &dyn Backend) -> Result<(), String> {
         many.push(&big[at..at + n]);
         at += n;
     }
-    b.write_parts("many-parts", &many, &WriteOptions::default()).map_err(|e| e.to_string())?;
+    b.write_parts("many-parts", &many, &WriteOptions::default())
+        .map_err(|e| e.to_string())?;
     if b.read("many-parts").map_err(|e| e.to_string())? != big[..at] {
         return fail("object written in many parts differs");
     }
     match b.write_parts("parts-bad", &parts, &wrong) {
         Err(e) if e.kind == ErrorKind::Corrupt => {}
-        other => return fail(&format!("parts with the wrong SHA1 must be Corrupt, got {other:?}")),
+        other => {
+            return fail(&format!(
+                "parts with the wrong SHA1 must be Corrupt, got {other:?}"
+            ))
+        }
     }
     Ok(())
 }

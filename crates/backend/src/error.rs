@@ -28,8 +28,17 @@ pub struct BackendError {
 }
 
 impl BackendError {
-    pub fn new(kind: ErrorKind, object: impl Into<String>, message: impl Into<String>) -> BackendError {
-        BackendError { kind, object: object.into(), message: message.into(), source: None }
+    pub fn new(
+        kind: ErrorKind,
+        object: impl Into<String>,
+        message: impl Into<String>,
+    ) -> BackendError {
+        BackendError {
+            kind,
+            object: object.into(),
+            message: message.into(),
+            source: None,
+        }
     }
 
     /// Classifies an I/O error on `object`.
@@ -44,7 +53,12 @@ impl BackendError {
             K::AlreadyExists => ErrorKind::AlreadyExists,
             _ => ErrorKind::Other,
         };
-        BackendError { kind, object: object.into(), message: e.to_string(), source: Some(Box::new(e)) }
+        BackendError {
+            kind,
+            object: object.into(),
+            message: e.to_string(),
+            source: Some(Box::new(e)),
+        }
     }
 
     pub fn is_retryable(&self) -> bool {
@@ -64,6 +78,8 @@ impl fmt::Display for BackendError {
 
 impl std::error::Error for BackendError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
     }
 }

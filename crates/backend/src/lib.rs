@@ -89,7 +89,12 @@ pub trait Backend: Send + Sync {
     /// finish packs at once). Where `opts.sha1` is given the bytes are checked against
     /// it first, as [`Backend::write_stream`] does. The default concatenates; backends
     /// that can write pieces override it.
-    fn write_parts(&self, name: &str, parts: &[&[u8]], opts: &WriteOptions) -> Result<(), BackendError> {
+    fn write_parts(
+        &self,
+        name: &str,
+        parts: &[&[u8]],
+        opts: &WriteOptions,
+    ) -> Result<(), BackendError> {
         let data = parts.concat();
         if let Some(want) = &opts.sha1 {
             check_sha1(name, &sha1_hex(&data), want)?;
@@ -102,7 +107,13 @@ pub trait Backend: Send + Sync {
     /// copied without holding it whole. Where `opts.sha1` is given the stored bytes are
     /// checked against it and a mismatch is a `Corrupt` error that stores nothing.
     /// The default reads everything first; backends that can do better override it.
-    fn write_stream(&self, name: &str, size: u64, source: &RangeSource<'_>, opts: &WriteOptions) -> Result<(), BackendError> {
+    fn write_stream(
+        &self,
+        name: &str,
+        size: u64,
+        source: &RangeSource<'_>,
+        opts: &WriteOptions,
+    ) -> Result<(), BackendError> {
         let data = source(0, size)?;
         if let Some(want) = &opts.sha1 {
             check_sha1(name, &sha1_hex(&data), want)?;
@@ -117,7 +128,11 @@ pub trait Backend: Send + Sync {
     /// overrides it.
     fn write_new(&self, name: &str, data: &[u8]) -> Result<(), BackendError> {
         match self.stat(name) {
-            Ok(_) => Err(BackendError::new(ErrorKind::AlreadyExists, name, "already exists")),
+            Ok(_) => Err(BackendError::new(
+                ErrorKind::AlreadyExists,
+                name,
+                "already exists",
+            )),
             Err(e) if e.is_not_found() => self.write(name, data, &WriteOptions::default()),
             Err(e) => Err(e),
         }
@@ -135,7 +150,11 @@ pub trait Backend: Send + Sync {
 
     /// Deletes one leftover [`Backend::list_partial`] named; refuses any other name.
     fn remove_partial(&self, name: &str) -> Result<(), BackendError> {
-        Err(BackendError::new(ErrorKind::InvalidName, name, "this store keeps no partial writes"))
+        Err(BackendError::new(
+            ErrorKind::InvalidName,
+            name,
+            "this store keeps no partial writes",
+        ))
     }
 }
 
@@ -175,7 +194,11 @@ pub fn check_sha1(name: &str, got: &str, want: &str) -> Result<(), BackendError>
     if got.eq_ignore_ascii_case(want) {
         return Ok(());
     }
-    Err(BackendError::new(ErrorKind::Corrupt, name, format!("SHA1 mismatch: expected {want}, got {got}")))
+    Err(BackendError::new(
+        ErrorKind::Corrupt,
+        name,
+        format!("SHA1 mismatch: expected {want}, got {got}"),
+    ))
 }
 
 /// The quote that marks escapes in object names of local files (rclone's U+201B).
@@ -218,8 +241,11 @@ pub fn os_name(name: &str) -> std::borrow::Cow<'_, [u8]> {
         if let Some(tail) = after.strip_prefix(NAME_QUOTE) {
             out.extend_from_slice(NAME_QUOTE.to_string().as_bytes());
             rest = tail;
-        } else if let Some(b) =
-            after.get(..2).filter(|h| h.bytes().all(|c| c.is_ascii_hexdigit())).and_then(|h| u8::from_str_radix(h, 16).ok()).filter(|b| *b >= 0x80)
+        } else if let Some(b) = after
+            .get(..2)
+            .filter(|h| h.bytes().all(|c| c.is_ascii_hexdigit()))
+            .and_then(|h| u8::from_str_radix(h, 16).ok())
+            .filter(|b| *b >= 0x80)
         {
             out.push(b);
             rest = &after[2..];
@@ -242,9 +268,15 @@ pub fn path_bytes(name: &str) -> Result<std::borrow::Cow<'_, [u8]>, BackendError
     let bad = raw.first() == Some(&b'/')
         || raw.contains(&0)
         || name.split('/').count() != raw.split(|b| *b == b'/').count()
-        || components.clone().any(|c| c.is_empty() || c == b"." || c == b"..");
+        || components
+            .clone()
+            .any(|c| c.is_empty() || c == b"." || c == b"..");
     if bad {
-        return Err(BackendError::new(ErrorKind::InvalidName, name, "object name is not a safe path"));
+        return Err(BackendError::new(
+            ErrorKind::InvalidName,
+            name,
+            "object name is not a safe path",
+        ));
     }
     Ok(raw)
 }
@@ -261,9 +293,15 @@ pub fn validate_name(name: &str) -> Result<(), BackendError> {
     let bad = name.is_empty()
         || name.starts_with('/')
         || name.contains('\0')
-        || name.split('/').any(|c| c.is_empty() || c == "." || c == "..");
+        || name
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..");
     if bad {
-        Err(BackendError::new(ErrorKind::InvalidName, name, "invalid object name"))
+        Err(BackendError::new(
+            ErrorKind::InvalidName,
+            name,
+            "invalid object name",
+        ))
     } else {
         Ok(())
     }
@@ -275,7 +313,13 @@ mod tests {
 
     #[test]
     fn os_names_round_trip() {
-        for raw in [&b"plain"[..], b"bad\xfe\xffbyte", "quote\u{201B}41".as_bytes(), b"\xe2\x80", "\u{201B}".as_bytes()] {
+        for raw in [
+            &b"plain"[..],
+            b"bad\xfe\xffbyte",
+            "quote\u{201B}41".as_bytes(),
+            b"\xe2\x80",
+            "\u{201B}".as_bytes(),
+        ] {
             let name = escape_os_name(raw);
             assert_eq!(&*os_name(&name), raw, "{name:?}");
         }
@@ -288,14 +332,24 @@ mod tests {
     fn escapes_cannot_make_dots_slashes_or_nul() {
         let q = NAME_QUOTE;
         for (name, raw) in [
-            (format!("x/{q}2E{q}2E/{q}2E{q}2E/pwned.txt"), format!("x/{q}2E{q}2E/{q}2E{q}2E/pwned.txt")),
+            (
+                format!("x/{q}2E{q}2E/{q}2E{q}2E/pwned.txt"),
+                format!("x/{q}2E{q}2E/{q}2E{q}2E/pwned.txt"),
+            ),
             (format!("a{q}2Fb"), format!("a{q}2Fb")),
             (format!("nul{q}00"), format!("nul{q}00")),
-            (format!("{q}2Fetc{q}2Fpasswd"), format!("{q}2Fetc{q}2Fpasswd")),
+            (
+                format!("{q}2Fetc{q}2Fpasswd"),
+                format!("{q}2Fetc{q}2Fpasswd"),
+            ),
         ] {
             assert_eq!(&*os_name(&name), raw.as_bytes(), "{name}");
             let p = path_bytes(&name).unwrap();
-            assert!(!p.split(|b| *b == b'/').any(|c| c == b".." || c == b"." || c.contains(&0)), "{name}");
+            assert!(
+                !p.split(|b| *b == b'/')
+                    .any(|c| c == b".." || c == b"." || c.contains(&0)),
+                "{name}"
+            );
         }
         assert_eq!(&*os_name(&format!("bad{q}FE")), b"bad\xfe");
         for bad in ["../x", "a/../b", "/abs", "a//b", "a/\0"] {
@@ -309,7 +363,16 @@ mod tests {
         for ok in ["config", "data/ab/abcd", "keys/x", "back\\slash"] {
             assert!(super::validate_name(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "/etc/passwd", "../x", "data/../x", "a//b", "a/", "a/./b", "a/\0"] {
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "data/../x",
+            "a//b",
+            "a/",
+            "a/./b",
+            "a/\0",
+        ] {
             assert!(super::validate_name(bad).is_err(), "{bad}");
         }
     }

@@ -53,13 +53,20 @@ impl OpenFiles {
     }
 
     fn forget(&self, name: &str) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).retain(|(n, _, _)| n != name);
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(n, _, _)| n != name);
     }
 }
 
 impl LocalBackend {
     pub fn new(root: impl Into<PathBuf>) -> LocalBackend {
-        LocalBackend { root: root.into(), private: false, open_files: Arc::default() }
+        LocalBackend {
+            root: root.into(),
+            private: false,
+            open_files: Arc::default(),
+        }
     }
 
     /// The same backend, creating what it writes readable by the owner only.
@@ -74,7 +81,9 @@ impl LocalBackend {
 
     fn path(&self, name: &str) -> Result<PathBuf, BackendError> {
         use std::os::unix::ffi::OsStrExt;
-        Ok(self.root.join(std::ffi::OsStr::from_bytes(&crate::path_bytes(name)?)))
+        Ok(self
+            .root
+            .join(std::ffi::OsStr::from_bytes(&crate::path_bytes(name)?)))
     }
 
     fn err(&self, name: &str, e: std::io::Error) -> BackendError {
@@ -88,7 +97,11 @@ impl LocalBackend {
             return Ok(());
         }
         if !self.root.is_dir() {
-            return Err(BackendError::new(ErrorKind::NotFound, self.root.display().to_string(), "repository directory does not exist"));
+            return Err(BackendError::new(
+                ErrorKind::NotFound,
+                self.root.display().to_string(),
+                "repository directory does not exist",
+            ));
         }
         let rel = dir.strip_prefix(&self.root).unwrap_or(Path::new(""));
         let mut cur = self.root.clone();
@@ -102,7 +115,8 @@ impl LocalBackend {
                 fs::create_dir(&cur)
             };
             match made {
-                Ok(()) => sync_dir(&parent).map_err(|e| BackendError::io(parent.display().to_string(), e))?,
+                Ok(()) => sync_dir(&parent)
+                    .map_err(|e| BackendError::io(parent.display().to_string(), e))?,
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(BackendError::io(cur.display().to_string(), e)),
             }
@@ -114,7 +128,9 @@ impl LocalBackend {
     /// time differs).
     pub fn set_mtime(&self, name: &str, mtime_nanos: i64) -> Result<(), BackendError> {
         let p = self.path(name)?;
-        File::open(&p).and_then(|f| f.set_modified(time_from_nanos(mtime_nanos))).map_err(|e| self.err(name, e))
+        File::open(&p)
+            .and_then(|f| f.set_modified(time_from_nanos(mtime_nanos)))
+            .map_err(|e| self.err(name, e))
     }
 
     /// Opens a stored object for reading: a regular file only, never through a symlink
@@ -129,12 +145,20 @@ impl LocalBackend {
             .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
             .open(&p)
             .map_err(|e| match e.raw_os_error() {
-                Some(libc::ELOOP) => BackendError::new(ErrorKind::Corrupt, p.display().to_string(), "is a symbolic link, not a stored file"),
+                Some(libc::ELOOP) => BackendError::new(
+                    ErrorKind::Corrupt,
+                    p.display().to_string(),
+                    "is a symbolic link, not a stored file",
+                ),
                 _ => self.err(name, e),
             })?;
         let meta = f.metadata().map_err(|e| self.err(name, e))?;
         if !meta.is_file() {
-            return Err(BackendError::new(ErrorKind::Corrupt, p.display().to_string(), "not a regular file (a device, pipe or directory where a stored file should be)"));
+            return Err(BackendError::new(
+                ErrorKind::Corrupt,
+                p.display().to_string(),
+                "not a regular file (a device, pipe or directory where a stored file should be)",
+            ));
         }
         Ok((f, meta.len()))
     }
@@ -142,18 +166,32 @@ impl LocalBackend {
     /// The one way a file gets written: into a hidden temporary file beside it, with the
     /// requested mtime, fsync'd, renamed over the name, directory fsync'd. On any error
     /// (including one from `fill`) the temporary file is removed.
-    fn write_with(&self, name: &str, opts: &WriteOptions, fill: &mut dyn FnMut(&mut File) -> Result<(), BackendError>) -> Result<(), BackendError> {
+    fn write_with(
+        &self,
+        name: &str,
+        opts: &WriteOptions,
+        fill: &mut dyn FnMut(&mut File) -> Result<(), BackendError>,
+    ) -> Result<(), BackendError> {
         self.write_into_place(name, opts, true, fill)
     }
 
     /// Writes a temporary file, syncs it, then renames it to `name` (with `replace`
     /// false, only if `name` does not exist: `RENAME_NOREPLACE`, or a hard link where a
     /// filesystem lacks it) and syncs the directory.
-    fn write_into_place(&self, name: &str, opts: &WriteOptions, replace: bool, fill: &mut dyn FnMut(&mut File) -> Result<(), BackendError>) -> Result<(), BackendError> {
+    fn write_into_place(
+        &self,
+        name: &str,
+        opts: &WriteOptions,
+        replace: bool,
+        fill: &mut dyn FnMut(&mut File) -> Result<(), BackendError>,
+    ) -> Result<(), BackendError> {
         let p = self.path(name)?;
         let dir = p.parent().unwrap_or(&self.root).to_path_buf();
         self.ensure_dir(&dir)?;
-        let fname = p.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+        let fname = p
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let tmp = dir.join(format!(".{fname}{TMP_MARKER}{}", random_suffix()));
         let result = (|| {
             let mut f = {
@@ -192,7 +230,14 @@ impl LocalBackend {
 
     /// Objects under `dir` whose names start with `prefix`; with `partial`, instead, the
     /// temporary files of writes that never finished.
-    fn walk(&self, dir: &Path, rel: &str, prefix: &str, partial: bool, out: &mut Vec<ObjectInfo>) -> Result<(), BackendError> {
+    fn walk(
+        &self,
+        dir: &Path,
+        rel: &str,
+        prefix: &str,
+        partial: bool,
+        out: &mut Vec<ObjectInfo>,
+    ) -> Result<(), BackendError> {
         let rd = match fs::read_dir(dir) {
             Ok(rd) => rd,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -205,16 +250,28 @@ impl LocalBackend {
                 crate::escape_os_name(entry.file_name().as_bytes())
             };
             let temp = is_temp_name(&fname);
-            let name = if rel.is_empty() { fname.clone() } else { format!("{rel}/{fname}") };
+            let name = if rel.is_empty() {
+                fname.clone()
+            } else {
+                format!("{rel}/{fname}")
+            };
             // Prune directories that cannot contain a match.
             if !(name.starts_with(prefix) || prefix.starts_with(&format!("{name}/"))) {
                 continue;
             }
-            let meta = entry.metadata().map_err(|e| BackendError::io(entry.path().display().to_string(), e))?;
+            let meta = entry
+                .metadata()
+                .map_err(|e| BackendError::io(entry.path().display().to_string(), e))?;
             if meta.is_dir() && !temp {
                 self.walk(&entry.path(), &name, prefix, partial, out)?;
             } else if meta.is_file() && name.starts_with(prefix) && temp == partial {
-                out.push(ObjectInfo { name, size: meta.len(), mtime_millis: mtime_millis(&meta), mtime_nanos: mtime_nanos(&meta), sha1: None });
+                out.push(ObjectInfo {
+                    name,
+                    size: meta.len(),
+                    mtime_millis: mtime_millis(&meta),
+                    mtime_nanos: mtime_nanos(&meta),
+                    sha1: None,
+                });
             }
         }
         Ok(())
@@ -225,7 +282,9 @@ impl LocalBackend {
 /// a user's file containing `.tmp-`, is a real object.
 fn is_temp_name(fname: &str) -> bool {
     fname.starts_with('.')
-        && fname.rsplit_once(TMP_MARKER).is_some_and(|(_, suffix)| suffix.len() == 16 && suffix.bytes().all(|c| c.is_ascii_hexdigit()))
+        && fname.rsplit_once(TMP_MARKER).is_some_and(|(_, suffix)| {
+            suffix.len() == 16 && suffix.bytes().all(|c| c.is_ascii_hexdigit())
+        })
 }
 
 fn time_from_millis(ms: i64) -> std::time::SystemTime {
@@ -242,7 +301,9 @@ fn time_from_nanos(ns: i64) -> std::time::SystemTime {
 
 fn mtime_nanos(meta: &fs::Metadata) -> Option<i64> {
     use std::os::unix::fs::MetadataExt;
-    meta.mtime().checked_mul(1_000_000_000).and_then(|s| s.checked_add(meta.mtime_nsec()))
+    meta.mtime()
+        .checked_mul(1_000_000_000)
+        .and_then(|s| s.checked_add(meta.mtime_nsec()))
 }
 
 fn mtime_millis(meta: &fs::Metadata) -> Option<i64> {
@@ -268,10 +329,12 @@ impl Backend for LocalBackend {
 
     fn create(&self) -> Result<(), BackendError> {
         let existed = self.root.is_dir();
-        fs::create_dir_all(&self.root).map_err(|e| BackendError::io(self.root.display().to_string(), e))?;
+        fs::create_dir_all(&self.root)
+            .map_err(|e| BackendError::io(self.root.display().to_string(), e))?;
         if self.private && !existed {
             use std::os::unix::fs::PermissionsExt;
-            fs::set_permissions(&self.root, fs::Permissions::from_mode(0o700)).map_err(|e| BackendError::io(self.root.display().to_string(), e))?;
+            fs::set_permissions(&self.root, fs::Permissions::from_mode(0o700))
+                .map_err(|e| BackendError::io(self.root.display().to_string(), e))?;
         }
         Ok(())
     }
@@ -282,7 +345,11 @@ impl Backend for LocalBackend {
 
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, BackendError> {
         if !self.root.is_dir() {
-            return Err(BackendError::new(ErrorKind::NotFound, self.root.display().to_string(), "repository directory does not exist"));
+            return Err(BackendError::new(
+                ErrorKind::NotFound,
+                self.root.display().to_string(),
+                "repository directory does not exist",
+            ));
         }
         let mut out = Vec::new();
         self.walk(&self.root, "", prefix, false, &mut out)?;
@@ -300,7 +367,11 @@ impl Backend for LocalBackend {
     fn remove_partial(&self, name: &str) -> Result<(), BackendError> {
         let fname = name.rsplit('/').next().unwrap_or(name);
         if !is_temp_name(fname) {
-            return Err(BackendError::new(ErrorKind::InvalidName, name, "not the temporary file of a write"));
+            return Err(BackendError::new(
+                ErrorKind::InvalidName,
+                name,
+                "not the temporary file of a write",
+            ));
         }
         let p = self.path(name)?;
         fs::remove_file(&p).map_err(|e| self.err(name, e))
@@ -310,9 +381,19 @@ impl Backend for LocalBackend {
         let p = self.path(name)?;
         let meta = fs::metadata(&p).map_err(|e| self.err(name, e))?;
         if !meta.is_file() {
-            return Err(BackendError::new(ErrorKind::NotFound, p.display().to_string(), "not a regular file"));
+            return Err(BackendError::new(
+                ErrorKind::NotFound,
+                p.display().to_string(),
+                "not a regular file",
+            ));
         }
-        Ok(ObjectInfo { name: name.to_string(), size: meta.len(), mtime_millis: mtime_millis(&meta), mtime_nanos: mtime_nanos(&meta), sha1: None })
+        Ok(ObjectInfo {
+            name: name.to_string(),
+            size: meta.len(),
+            mtime_millis: mtime_millis(&meta),
+            mtime_nanos: mtime_nanos(&meta),
+            sha1: None,
+        })
     }
 
     fn read(&self, name: &str) -> Result<Vec<u8>, BackendError> {
@@ -320,9 +401,15 @@ impl Backend for LocalBackend {
         // No more than the size the file had when opened: a file that grows as it is
         // read cannot make this allocate without bound.
         let mut v = Vec::with_capacity(size as usize);
-        (&f).take(size).read_to_end(&mut v).map_err(|e| self.err(name, e))?;
+        (&f).take(size)
+            .read_to_end(&mut v)
+            .map_err(|e| self.err(name, e))?;
         if (v.len() as u64) < size {
-            return Err(BackendError::new(ErrorKind::Corrupt, name, format!("short read: {} of {size} bytes", v.len())));
+            return Err(BackendError::new(
+                ErrorKind::Corrupt,
+                name,
+                format!("short read: {} of {size} bytes", v.len()),
+            ));
         }
         Ok(v)
     }
@@ -346,7 +433,8 @@ impl Backend for LocalBackend {
             ));
         }
         let mut v = vec![0u8; length as usize];
-        f.read_exact_at(&mut v, offset).map_err(|e| self.err(name, e))?;
+        f.read_exact_at(&mut v, offset)
+            .map_err(|e| self.err(name, e))?;
         Ok(v)
     }
 
@@ -356,7 +444,12 @@ impl Backend for LocalBackend {
         self.write_parts(name, &[data], opts)
     }
 
-    fn write_parts(&self, name: &str, parts: &[&[u8]], opts: &WriteOptions) -> Result<(), BackendError> {
+    fn write_parts(
+        &self,
+        name: &str,
+        parts: &[&[u8]],
+        opts: &WriteOptions,
+    ) -> Result<(), BackendError> {
         self.write_with(name, opts, &mut |f| {
             if let Some(want) = &opts.sha1 {
                 use sha1::Digest;
@@ -369,7 +462,13 @@ impl Backend for LocalBackend {
     }
 
     /// Copies piece by piece into the temporary file, hashing as it goes.
-    fn write_stream(&self, name: &str, size: u64, source: &RangeSource<'_>, opts: &WriteOptions) -> Result<(), BackendError> {
+    fn write_stream(
+        &self,
+        name: &str,
+        size: u64,
+        source: &RangeSource<'_>,
+        opts: &WriteOptions,
+    ) -> Result<(), BackendError> {
         use sha1::Digest;
         self.write_with(name, opts, &mut |f| {
             let mut h = sha1::Sha1::new();
@@ -388,7 +487,9 @@ impl Backend for LocalBackend {
     }
 
     fn write_new(&self, name: &str, data: &[u8]) -> Result<(), BackendError> {
-        self.write_into_place(name, &WriteOptions::default(), false, &mut |f| write_all_parts(f, &[data]).map_err(|e| self.err(name, e)))
+        self.write_into_place(name, &WriteOptions::default(), false, &mut |f| {
+            write_all_parts(f, &[data]).map_err(|e| self.err(name, e))
+        })
     }
 
     fn remove(&self, name: &str) -> Result<(), BackendError> {
@@ -413,7 +514,12 @@ fn write_all_parts(f: &mut File, parts: &[&[u8]]) -> std::io::Result<()> {
         IoSlice::advance_slices(&mut left, 0);
         while !left.is_empty() {
             match f.write_vectored(left) {
-                Ok(0) => return Err(std::io::Error::new(std::io::ErrorKind::WriteZero, "wrote nothing")),
+                Ok(0) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::WriteZero,
+                        "wrote nothing",
+                    ))
+                }
                 Ok(n) => IoSlice::advance_slices(&mut left, n),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
@@ -421,6 +527,37 @@ fn write_all_parts(f: &mut File, parts: &[&[u8]]) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Renames `from` to `to` unless `to` exists (then `AlreadyExists`, and `from` stays for
+/// the caller to remove). `RENAME_NOREPLACE` where the filesystem has it; elsewhere
+/// (some FUSE and network filesystems) a hard link, which fails the same way.
+fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c =
+        |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(std::io::Error::other);
+    let (f, t) = (c(from)?, c(to)?);
+    // SAFETY: two valid NUL-terminated paths, resolved from the working directory.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            f.as_ptr(),
+            libc::AT_FDCWD,
+            t.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if r == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP) => {
+            fs::hard_link(from, to)?;
+            fs::remove_file(from)
+        }
+        _ => Err(e),
+    }
 }
 
 #[cfg(test)]
@@ -438,7 +575,9 @@ mod tests {
     fn write_never_creates_missing_root() {
         let d = tempfile::tempdir().unwrap();
         let b = LocalBackend::new(d.path().join("unmounted"));
-        let e = b.write("data/ab/x", b"1", &WriteOptions::default()).unwrap_err();
+        let e = b
+            .write("data/ab/x", b"1", &WriteOptions::default())
+            .unwrap_err();
         assert_eq!(e.kind, ErrorKind::NotFound);
         assert!(!d.path().join("unmounted").exists());
         assert_eq!(b.list("").unwrap_err().kind, ErrorKind::NotFound);
@@ -449,20 +588,35 @@ mod tests {
     fn kept_open_files_follow_writes_and_removals() {
         let d = tempfile::tempdir().unwrap();
         let b = LocalBackend::new(d.path());
-        b.write("data/ab/p", b"first version", &WriteOptions::default()).unwrap();
+        b.write("data/ab/p", b"first version", &WriteOptions::default())
+            .unwrap();
         assert_eq!(b.read_range("data/ab/p", 0, 5).unwrap(), b"first");
-        b.write("data/ab/p", b"SECOND", &WriteOptions::default()).unwrap();
+        b.write("data/ab/p", b"SECOND", &WriteOptions::default())
+            .unwrap();
         assert_eq!(b.read_range("data/ab/p", 0, 6).unwrap(), b"SECOND");
-        assert_eq!(b.read_range("data/ab/p", 6, 1).unwrap_err().kind, ErrorKind::Corrupt, "the new, shorter size counts");
+        assert_eq!(
+            b.read_range("data/ab/p", 6, 1).unwrap_err().kind,
+            ErrorKind::Corrupt,
+            "the new, shorter size counts"
+        );
         b.clone().remove("data/ab/p").unwrap();
-        assert_eq!(b.read_range("data/ab/p", 0, 1).unwrap_err().kind, ErrorKind::NotFound, "a clone's removal counts too");
+        assert_eq!(
+            b.read_range("data/ab/p", 0, 1).unwrap_err().kind,
+            ErrorKind::NotFound,
+            "a clone's removal counts too"
+        );
         // More files than are kept open: every one still reads right.
         for i in 0..(KEEP_OPEN as u8 + 4) {
-            b.write(&format!("data/ab/{i}"), &[i; 4], &WriteOptions::default()).unwrap();
+            b.write(&format!("data/ab/{i}"), &[i; 4], &WriteOptions::default())
+                .unwrap();
         }
         for round in 0..2 {
             for i in 0..(KEEP_OPEN as u8 + 4) {
-                assert_eq!(b.read_range(&format!("data/ab/{i}"), 1, 2).unwrap(), [i; 2], "round {round}");
+                assert_eq!(
+                    b.read_range(&format!("data/ab/{i}"), 1, 2).unwrap(),
+                    [i; 2],
+                    "round {round}"
+                );
             }
         }
     }
@@ -479,38 +633,43 @@ mod tests {
         assert_eq!(l, vec!["user.tmp-file", "x"]);
         // ...but listed as leftovers, and only those can be removed as such.
         fs::create_dir_all(d.path().join("data/ab")).unwrap();
-        fs::write(d.path().join("data/ab/.abcd.tmp-fedcba9876543210"), b"killed").unwrap();
-        let mut p: Vec<(String, u64)> = b.list_partial("").unwrap().into_iter().map(|o| (o.name, o.size)).collect();
+        fs::write(
+            d.path().join("data/ab/.abcd.tmp-fedcba9876543210"),
+            b"killed",
+        )
+        .unwrap();
+        let mut p: Vec<(String, u64)> = b
+            .list_partial("")
+            .unwrap()
+            .into_iter()
+            .map(|o| (o.name, o.size))
+            .collect();
         p.sort();
-        assert_eq!(p, vec![(".x.tmp-0123456789abcdef".to_string(), 4), ("data/ab/.abcd.tmp-fedcba9876543210".to_string(), 6)]);
+        assert_eq!(
+            p,
+            vec![
+                (".x.tmp-0123456789abcdef".to_string(), 4),
+                ("data/ab/.abcd.tmp-fedcba9876543210".to_string(), 6)
+            ]
+        );
         assert_eq!(b.list_partial("data/").unwrap().len(), 1);
-        assert_eq!(b.remove_partial("x").unwrap_err().kind, ErrorKind::InvalidName);
-        assert_eq!(b.remove_partial("user.tmp-file").unwrap_err().kind, ErrorKind::InvalidName);
-        assert_eq!(b.remove_partial("../.x.tmp-0123456789abcdef").unwrap_err().kind, ErrorKind::InvalidName);
-        b.remove_partial("data/ab/.abcd.tmp-fedcba9876543210").unwrap();
+        assert_eq!(
+            b.remove_partial("x").unwrap_err().kind,
+            ErrorKind::InvalidName
+        );
+        assert_eq!(
+            b.remove_partial("user.tmp-file").unwrap_err().kind,
+            ErrorKind::InvalidName
+        );
+        assert_eq!(
+            b.remove_partial("../.x.tmp-0123456789abcdef")
+                .unwrap_err()
+                .kind,
+            ErrorKind::InvalidName
+        );
+        b.remove_partial("data/ab/.abcd.tmp-fedcba9876543210")
+            .unwrap();
         assert_eq!(b.list_partial("").unwrap().len(), 1);
         assert!(d.path().join("x").exists() && d.path().join("user.tmp-file").exists());
-    }
-}
-
-/// Renames `from` to `to` unless `to` exists (then `AlreadyExists`, and `from` stays for
-/// the caller to remove). `RENAME_NOREPLACE` where the filesystem has it; elsewhere
-/// (some FUSE and network filesystems) a hard link, which fails the same way.
-fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(std::io::Error::other);
-    let (f, t) = (c(from)?, c(to)?);
-    // SAFETY: two valid NUL-terminated paths, resolved from the working directory.
-    let r = unsafe { libc::renameat2(libc::AT_FDCWD, f.as_ptr(), libc::AT_FDCWD, t.as_ptr(), libc::RENAME_NOREPLACE) };
-    if r == 0 {
-        return Ok(());
-    }
-    let e = std::io::Error::last_os_error();
-    match e.raw_os_error() {
-        Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP) => {
-            fs::hard_link(from, to)?;
-            fs::remove_file(from)
-        }
-        _ => Err(e),
     }
 }

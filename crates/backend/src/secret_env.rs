@@ -13,7 +13,12 @@ use std::sync::OnceLock;
 use zeroize::Zeroizing;
 
 /// The variables cairn treats as secret.
-pub const NAMES: &[&str] = &["CAIRN_PASSWORD", "CAIRN_FROM_PASSWORD", "B2_APPLICATION_KEY", "B2_ACCOUNT_KEY"];
+pub const NAMES: &[&str] = &[
+    "CAIRN_PASSWORD",
+    "CAIRN_FROM_PASSWORD",
+    "B2_APPLICATION_KEY",
+    "B2_ACCOUNT_KEY",
+];
 
 static TAKEN: OnceLock<HashMap<&'static str, Zeroizing<String>>> = OnceLock::new();
 

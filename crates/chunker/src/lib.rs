@@ -25,8 +25,11 @@ pub struct ChunkerParams {
 }
 
 impl ChunkerParams {
-    pub const DEFAULT: ChunkerParams =
-        ChunkerParams { min_size: 512 * 1024, avg_size: 1024 * 1024, max_size: 8 * 1024 * 1024 };
+    pub const DEFAULT: ChunkerParams = ChunkerParams {
+        min_size: 512 * 1024,
+        avg_size: 1024 * 1024,
+        max_size: 8 * 1024 * 1024,
+    };
 
     /// Rejects parameters FastCDC cannot honour, so a corrupt config never panics the chunker.
     pub fn validate(&self) -> Result<(), String> {
@@ -36,9 +39,9 @@ impl ChunkerParams {
             && (MAXIMUM_MIN..=MAXIMUM_MAX).contains(&self.max_size)
             && self.min_size <= self.avg_size
             && self.avg_size <= self.max_size
-            && self.min_size % 2 == 0
-            && self.avg_size % 2 == 0
-            && self.max_size % 2 == 0;
+            && self.min_size.is_multiple_of(2)
+            && self.avg_size.is_multiple_of(2)
+            && self.max_size.is_multiple_of(2);
         if ok {
             Ok(())
         } else {
@@ -64,7 +67,10 @@ pub struct Chunker {
 
 impl std::fmt::Debug for Chunker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Chunker").field("params", &self.params).field("gear", &"***").finish()
+        f.debug_struct("Chunker")
+            .field("params", &self.params)
+            .field("gear", &"***")
+            .finish()
     }
 }
 
@@ -82,7 +88,14 @@ impl Chunker {
             *dst = src << 1;
         }
         let (mask_s, mask_l) = select_masks(params.avg_size, Normalization::Level1);
-        let mut c = Chunker { gear: g, gear_ls: gl, params, mask_s, mask_l, zero_len: 0 };
+        let mut c = Chunker {
+            gear: g,
+            gear_ls: gl,
+            params,
+            mask_s,
+            mask_l,
+            zero_len: 0,
+        };
         c.zero_len = c.cut(&vec![0; params.max_size]);
         Ok(c)
     }
@@ -132,7 +145,16 @@ impl Chunker {
     /// a hole comes out as [`Chunk::Zeros`] and is neither read nor scanned, so a 20 GiB
     /// sparse file costs what its data costs.
     pub fn chunks_sparse<S: Sparse>(&self, source: S) -> Chunks<'_, S> {
-        Chunks { chunker: self, reader: source, carry: None, read_size: READ_MIN, pos: 0, eof: false, hole: None, hole_checked_to: 0 }
+        Chunks {
+            chunker: self,
+            reader: source,
+            carry: None,
+            read_size: READ_MIN,
+            pos: 0,
+            eof: false,
+            hole: None,
+            hole_checked_to: 0,
+        }
     }
 }
 
@@ -198,7 +220,9 @@ impl Pieces {
     fn split_off(&mut self, len: usize) -> Bytes {
         let mut rest = Vec::new();
         while self.len > len {
-            let Some(mut last) = self.parts.pop() else { break };
+            let Some(mut last) = self.parts.pop() else {
+                break;
+            };
             self.len -= last.len();
             if self.len < len {
                 let keep = last.split_to(len - self.len);
@@ -210,7 +234,13 @@ impl Pieces {
         match rest.len() {
             0 => Bytes::new(),
             1 => rest.pop().unwrap_or_default(),
-            _ => rest.iter().rev().map(|b| &b[..]).collect::<Vec<_>>().concat().into(),
+            _ => rest
+                .iter()
+                .rev()
+                .map(|b| &b[..])
+                .collect::<Vec<_>>()
+                .concat()
+                .into(),
         }
     }
 
@@ -278,7 +308,12 @@ struct Scan {
 
 impl Scan {
     fn new(params: &ChunkerParams) -> Scan {
-        Scan { seen: 0, next: params.min_size, hash: 0, last: 0 }
+        Scan {
+            seen: 0,
+            next: params.min_size,
+            hash: 0,
+            last: 0,
+        }
     }
 }
 
@@ -289,7 +324,13 @@ impl Chunker {
         let start = s.seen;
         s.seen += data.len();
         let stop = s.seen.min(p.max_size);
-        let mask_for = |a: usize| if a < p.avg_size { self.mask_s } else { self.mask_l };
+        let mask_for = |a: usize| {
+            if a < p.avg_size {
+                self.mask_s
+            } else {
+                self.mask_l
+            }
+        };
         // A pair whose first byte ended the previous piece.
         if s.next < start && s.next + 1 < stop {
             let a = s.next;
@@ -464,11 +505,18 @@ mod tests {
     }
 
     fn test_gear() -> Vec<u64> {
-        pseudo_random(42, 2048).chunks(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect()
+        pseudo_random(42, 2048)
+            .chunks(8)
+            .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+            .collect()
     }
 
     fn small_params() -> ChunkerParams {
-        ChunkerParams { min_size: 2048, avg_size: 8192, max_size: 65536 }
+        ChunkerParams {
+            min_size: 2048,
+            avg_size: 8192,
+            max_size: 65536,
+        }
     }
 
     fn lengths(c: &Chunker, data: &[u8]) -> Vec<usize> {
@@ -481,10 +529,15 @@ mod tests {
         let data = pseudo_random(7, 12 * 1024 * 1024);
         let l = lengths(&c, &data);
         assert_eq!(l.iter().sum::<usize>(), data.len());
-        assert_eq!(l, GOLDEN, "chunk boundaries changed: existing repositories would stop deduplicating");
+        assert_eq!(
+            l, GOLDEN,
+            "chunk boundaries changed: existing repositories would stop deduplicating"
+        );
     }
-    const GOLDEN: [usize; 11] =
-        [573390, 1478053, 614811, 1595240, 576967, 2141530, 656709, 1000678, 1925733, 614202, 1405599];
+    const GOLDEN: [usize; 11] = [
+        573390, 1478053, 614811, 1595240, 576967, 2141530, 656709, 1000678, 1925733, 614202,
+        1405599,
+    ];
 
     #[test]
     fn different_gear_gives_different_boundaries() {
@@ -505,7 +558,11 @@ mod tests {
 
     #[test]
     fn bad_params_rejected() {
-        let p = ChunkerParams { min_size: 10, avg_size: 8, max_size: 4 };
+        let p = ChunkerParams {
+            min_size: 10,
+            avg_size: 8,
+            max_size: 4,
+        };
         assert!(Chunker::new(&test_gear(), p).is_err());
     }
 
@@ -532,7 +589,12 @@ mod tests {
     fn golden_boundaries_with_one_byte_reads() {
         let c = Chunker::new(&test_gear(), small_params()).unwrap();
         let data = pseudo_random(11, 300_000);
-        let ones = Uneven { data: &data, pos: 0, sizes: vec![1, 2, 3], i: 0 };
+        let ones = Uneven {
+            data: &data,
+            pos: 0,
+            sizes: vec![1, 2, 3],
+            i: 0,
+        };
         let l: Vec<usize> = c.chunks(ones).map(|r| r.unwrap().len()).collect();
         assert_eq!(l, lengths(&c, &data));
     }
@@ -561,7 +623,12 @@ mod tests {
         fn skip(&mut self, n: u64) -> io::Result<()> {
             self.skipped += n;
             self.pos += n as usize;
-            assert!(self.data[self.pos - n as usize..self.pos].iter().all(|&b| b == 0), "skipped data that is not a hole");
+            assert!(
+                self.data[self.pos - n as usize..self.pos]
+                    .iter()
+                    .all(|&b| b == 0),
+                "skipped data that is not a hole"
+            );
             Ok(())
         }
     }
@@ -572,19 +639,35 @@ mod tests {
         let z = c.zero_run_chunk();
         assert!((2048..=65536).contains(&z));
         let mut data = pseudo_random(9, 3_000_000);
-        let holes = vec![(100_000u64, 1_100_000u64), (1_100_000 + 777, 2_000_000), (2_900_000, 3_000_000)];
+        let holes = vec![
+            (100_000u64, 1_100_000u64),
+            (1_100_000 + 777, 2_000_000),
+            (2_900_000, 3_000_000),
+        ];
         for &(s, e) in &holes {
             data[s as usize..e as usize].fill(0);
         }
         let dense: Vec<usize> = lengths(&c, &data);
-        let mut src = Holey { data: data.clone(), holes, pos: 0, skipped: 0 };
+        let mut src = Holey {
+            data: data.clone(),
+            holes,
+            pos: 0,
+            skipped: 0,
+        };
         let sparse: Vec<Chunk> = c.chunks_sparse(&mut src).map(|r| r.unwrap()).collect();
         assert_eq!(sparse.iter().map(Chunk::len).collect::<Vec<_>>(), dense);
-        let zeros = sparse.iter().filter(|c| matches!(c, Chunk::Zeros(_))).count();
+        let zeros = sparse
+            .iter()
+            .filter(|c| matches!(c, Chunk::Zeros(_)))
+            .count();
         assert!(zeros > 20, "long holes came out as zero chunks ({zeros})");
         let joined: Vec<u8> = sparse.into_iter().flat_map(Chunk::into_bytes).collect();
         assert_eq!(joined, data);
-        assert!(src.skipped > 1_000_000, "holes were skipped, not read ({} bytes)", src.skipped);
+        assert!(
+            src.skipped > 1_000_000,
+            "holes were skipped, not read ({} bytes)",
+            src.skipped
+        );
     }
 
     proptest! {

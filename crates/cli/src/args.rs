@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser, Debug)]
-#[command(name = "cairn", version, about = "Deduplicating, encrypted backups, local and on Backblaze B2")]
+#[command(
+    name = "cairn",
+    version,
+    about = "Deduplicating, encrypted backups, local and on Backblaze B2"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -19,13 +23,24 @@ pub struct GlobalArgs {
     #[arg(long, env = "CAIRN_PROFILE", global = true, value_name = "NAME")]
     pub profile: Option<String>,
     /// Repository location: a directory, local:/path, b2:BUCKET/PREFIX or rclone:REMOTE:BUCKET/PREFIX
-    #[arg(short = 'r', long = "repo", env = "CAIRN_REPOSITORY", global = true, hide_env_values = true)]
+    #[arg(
+        short = 'r',
+        long = "repo",
+        env = "CAIRN_REPOSITORY",
+        global = true,
+        hide_env_values = true
+    )]
     pub repo: Option<String>,
     /// Read the password from the first line of FILE
     #[arg(long, env = "CAIRN_PASSWORD_FILE", global = true, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
     /// Run CMD with sh and use its first line of output as the password
-    #[arg(long, env = "CAIRN_PASSWORD_COMMAND", global = true, value_name = "CMD")]
+    #[arg(
+        long,
+        env = "CAIRN_PASSWORD_COMMAND",
+        global = true,
+        value_name = "CMD"
+    )]
     pub password_command: Option<String>,
     /// Directory for the metadata cache of remote repositories
     #[arg(long, env = "CAIRN_CACHE_DIR", global = true, value_name = "DIR")]
@@ -225,7 +240,12 @@ pub struct ShipArgs {
 #[derive(Args, Debug)]
 pub struct CopyArgs {
     /// Source repository location
-    #[arg(long, value_name = "LOCATION", env = "CAIRN_FROM_REPOSITORY", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "LOCATION",
+        env = "CAIRN_FROM_REPOSITORY",
+        hide_env_values = true
+    )]
     pub from_repo: String,
     /// Password file for the source repository (else CAIRN_FROM_PASSWORD, else prompt)
     #[arg(long, value_name = "F", env = "CAIRN_FROM_PASSWORD_FILE")]
@@ -337,22 +357,58 @@ pub struct ForgetArgs {
     #[arg(value_name = "SNAP")]
     pub snapshots: Vec<String>,
     /// Keep the N newest snapshots
-    #[arg(short = 'l', long, value_name = "N", default_value_t = 0, allow_negative_numbers = true)]
+    #[arg(
+        short = 'l',
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
     pub keep_last: i64,
     /// Keep the newest snapshot of each of the last N hours (-1: all)
-    #[arg(short = 'H', long, value_name = "N", default_value_t = 0, allow_negative_numbers = true)]
+    #[arg(
+        short = 'H',
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
     pub keep_hourly: i64,
     /// Keep the newest snapshot of each of the last N days
-    #[arg(short = 'd', long, value_name = "N", default_value_t = 0, allow_negative_numbers = true)]
+    #[arg(
+        short = 'd',
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
     pub keep_daily: i64,
     /// Keep the newest snapshot of each of the last N weeks
-    #[arg(short = 'w', long, value_name = "N", default_value_t = 0, allow_negative_numbers = true)]
+    #[arg(
+        short = 'w',
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
     pub keep_weekly: i64,
     /// Keep the newest snapshot of each of the last N months
-    #[arg(short = 'm', long, value_name = "N", default_value_t = 0, allow_negative_numbers = true)]
+    #[arg(
+        short = 'm',
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
     pub keep_monthly: i64,
     /// Keep the newest snapshot of each of the last N years
-    #[arg(short = 'y', long, value_name = "N", default_value_t = 0, allow_negative_numbers = true)]
+    #[arg(
+        short = 'y',
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
     pub keep_yearly: i64,
     /// Keep every snapshot within DURATION of the newest (e.g. 1y6m2d)
     #[arg(long, value_name = "DURATION")]
@@ -562,10 +618,20 @@ pub struct SnapshotsArgs {
     #[arg(long, value_name = "N")]
     pub latest: Option<usize>,
     /// Warn when a ship destination has not had a complete copy for longer than this
-    #[arg(long, value_name = "AGE", default_value = "7d", env = "CAIRN_WARN_SHIP_AGE")]
+    #[arg(
+        long,
+        value_name = "AGE",
+        default_value = "7d",
+        env = "CAIRN_WARN_SHIP_AGE"
+    )]
     pub warn_ship_age: String,
     /// Warn when no restore drill has passed for longer than this
-    #[arg(long, value_name = "AGE", default_value = "13m", env = "CAIRN_WARN_DRILL_AGE")]
+    #[arg(
+        long,
+        value_name = "AGE",
+        default_value = "13m",
+        env = "CAIRN_WARN_DRILL_AGE"
+    )]
     pub warn_drill_age: String,
 }
 
@@ -588,7 +654,11 @@ pub struct SnapshotSelect {
 
 impl SnapshotSelect {
     pub fn filter(&self) -> cairn_ops::snapshots::SnapshotFilter {
-        cairn_ops::snapshots::SnapshotFilter { hosts: self.hosts.clone(), tags: self.tags.clone(), paths: self.paths.clone() }
+        cairn_ops::snapshots::SnapshotFilter {
+            hosts: self.hosts.clone(),
+            tags: self.tags.clone(),
+            paths: self.paths.clone(),
+        }
     }
 
     pub fn group_by(&self) -> Result<cairn_ops::snapshots::GroupBy, String> {

@@ -25,8 +25,13 @@ pub fn load(g: &GlobalArgs, repository: &str) -> Option<LastCheck> {
 
 /// Failing to record is only a warning: the check itself is done.
 pub fn record(g: &GlobalArgs, repository: &str, check: &LastCheck) {
-    let Some(path) = file(g, repository) else { return };
+    let Some(path) = file(g, repository) else {
+        return;
+    };
     if let Err(e) = crate::state::save_json(&path, check) {
-        eprintln!("warning: could not note this check in {}: {e}", path.display());
+        eprintln!(
+            "warning: could not note this check in {}: {e}",
+            path.display()
+        );
     }
 }

@@ -31,7 +31,10 @@ impl std::fmt::Display for CliError {
 impl std::error::Error for CliError {}
 
 pub fn fail(code: ExitCode, message: impl Into<String>) -> anyhow::Error {
-    anyhow::Error::new(CliError { code, message: message.into() })
+    anyhow::Error::new(CliError {
+        code,
+        message: message.into(),
+    })
 }
 
 fn repo_code(e: &RepoError) -> ExitCode {
@@ -60,19 +63,26 @@ pub fn classify(e: &anyhow::Error) -> (ExitCode, String) {
             break;
         }
     }
-    let msg = e.chain().map(|c| c.to_string()).fold(String::new(), |acc, m| {
-        if acc.is_empty() {
-            m
-        } else if acc.contains(&m) {
-            acc
-        } else {
-            format!("{acc}: {m}")
-        }
-    });
+    let msg = e
+        .chain()
+        .map(|c| c.to_string())
+        .fold(String::new(), |acc, m| {
+            if acc.is_empty() {
+                m
+            } else if acc.contains(&m) {
+                acc
+            } else {
+                format!("{acc}: {m}")
+            }
+        });
     let msg = msg.replace('\n', " ");
     let msg = match code {
-        ExitCode::WrongPassword => format!("{msg} (check CAIRN_PASSWORD, --password-file or --password-command)"),
-        ExitCode::NoRepository => format!("{msg} (is the drive mounted? create one with `cairn init`)"),
+        ExitCode::WrongPassword => {
+            format!("{msg} (check CAIRN_PASSWORD, --password-file or --password-command)")
+        }
+        ExitCode::NoRepository => {
+            format!("{msg} (is the drive mounted? create one with `cairn init`)")
+        }
         _ => msg,
     };
     (code, msg)

@@ -11,7 +11,10 @@ use crate::exit::{fail, ExitCode};
 /// Opens the backend for a location, with the global B2 settings (endpoint, cutoffs).
 pub fn open_backend(location: &str, g: &GlobalArgs) -> anyhow::Result<Arc<dyn Backend>> {
     if location.is_empty() {
-        return Err(fail(ExitCode::Fatal, "no repository given: use -r/--repo or set CAIRN_REPOSITORY"));
+        return Err(fail(
+            ExitCode::Fatal,
+            "no repository given: use -r/--repo or set CAIRN_REPOSITORY",
+        ));
     }
     if let Some(b2) = open_b2(location, g)? {
         return Ok(b2);
@@ -19,7 +22,9 @@ pub fn open_backend(location: &str, g: &GlobalArgs) -> anyhow::Result<Arc<dyn Ba
     let path = PathBuf::from(location.strip_prefix("local:").unwrap_or(location));
     // An absolute path names the repository the same way from any working directory
     // (verification records are kept per location).
-    Ok(Arc::new(LocalBackend::new(std::fs::canonicalize(&path).unwrap_or(path)).private()))
+    Ok(Arc::new(
+        LocalBackend::new(std::fs::canonicalize(&path).unwrap_or(path)).private(),
+    ))
 }
 
 /// The metadata cache directory for a remote repository: `--cache-dir`/CAIRN_CACHE_DIR,
@@ -59,12 +64,18 @@ pub fn open_b2(location: &str, g: &GlobalArgs) -> anyhow::Result<Option<Arc<cair
     if !is_remote(location) {
         return Ok(None);
     }
-    let loc = cairn_b2::B2Location::parse(location, g.b2_endpoint.as_deref()).map_err(|e| fail(ExitCode::Fatal, format!("{location}: {e}")))?;
+    let loc = cairn_b2::B2Location::parse(location, g.b2_endpoint.as_deref())
+        .map_err(|e| fail(ExitCode::Fatal, format!("{location}: {e}")))?;
     // Before any request: Basic auth over plain http would hand the key to the network.
-    cairn_b2::check_endpoint(&loc.endpoint, g.insecure_http).map_err(|e| fail(ExitCode::Fatal, format!("{location}: {e}")))?;
+    cairn_b2::check_endpoint(&loc.endpoint, g.insecure_http)
+        .map_err(|e| fail(ExitCode::Fatal, format!("{location}: {e}")))?;
     let mut b2 = cairn_b2::B2Backend::new(loc)?;
     let c = b2.client();
-    let (cutoff, part, copy) = (g.b2_upload_cutoff.unwrap_or(c.upload_cutoff), g.b2_chunk_size.unwrap_or(c.part_size), g.b2_copy_cutoff.unwrap_or(c.copy_cutoff));
+    let (cutoff, part, copy) = (
+        g.b2_upload_cutoff.unwrap_or(c.upload_cutoff),
+        g.b2_chunk_size.unwrap_or(c.part_size),
+        g.b2_copy_cutoff.unwrap_or(c.copy_cutoff),
+    );
     b2.set_large_file_thresholds(cutoff, part, copy);
     // 0 means unlimited, as in restic and rclone (not zero bytes a second).
     let bytes = |kib: Option<u64>| kib.filter(|k| *k > 0).map(|k| k * 1024);

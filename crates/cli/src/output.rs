@@ -40,7 +40,14 @@ pub fn snapshot_json(s: &SnapshotRef) -> Value {
 
 /// The contract's summary for commands that move files (ship, sync); callers add
 /// their own fields.
-pub fn transfer_summary(uploaded: u64, bytes: u64, deleted: u64, skipped: u64, dry_run: bool, t: cairn_b2::Transactions) -> Value {
+pub fn transfer_summary(
+    uploaded: u64,
+    bytes: u64,
+    deleted: u64,
+    skipped: u64,
+    dry_run: bool,
+    t: cairn_b2::Transactions,
+) -> Value {
     json!({
         "message_type": "summary",
         "files_uploaded": uploaded,
@@ -89,7 +96,11 @@ struct Counts {
 impl Counts {
     fn files(&self) -> String {
         use std::sync::atomic::Ordering;
-        format!("{}/{} files", self.done.load(Ordering::Relaxed), self.total.load(Ordering::Relaxed))
+        format!(
+            "{}/{} files",
+            self.done.load(Ordering::Relaxed),
+            self.total.load(Ordering::Relaxed)
+        )
     }
 }
 
@@ -109,8 +120,15 @@ fn status_line(pb: &indicatif::ProgressBar, c: &Counts, started: std::time::Inst
 
 impl Bar {
     pub fn new(g: &crate::args::GlobalArgs) -> Bar {
-        let visible = std::io::IsTerminal::is_terminal(&std::io::stderr()) && !g.no_progress && !g.json && !g.quiet;
-        let pb = if visible { indicatif::ProgressBar::new(0) } else { indicatif::ProgressBar::hidden() };
+        let visible = std::io::IsTerminal::is_terminal(&std::io::stderr())
+            && !g.no_progress
+            && !g.json
+            && !g.quiet;
+        let pb = if visible {
+            indicatif::ProgressBar::new(0)
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
         if let Ok(style) = indicatif::ProgressStyle::with_template(
             "{bar:24} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}",
         ) {
@@ -119,7 +137,13 @@ impl Bar {
         if visible {
             pb.enable_steady_tick(std::time::Duration::from_millis(250));
         }
-        Bar { pb, visible, counts: Default::default(), json: g.json && !g.no_progress && !g.quiet, ticker: std::sync::Mutex::new(None) }
+        Bar {
+            pb,
+            visible,
+            counts: Default::default(),
+            json: g.json && !g.no_progress && !g.quiet,
+            ticker: std::sync::Mutex::new(None),
+        }
     }
 }
 
@@ -130,14 +154,24 @@ impl cairn_ops::Progress for Bar {
 
     fn start(&self, files: u64, bytes: u64) {
         // A command with phases (drill: restore, then check) starts again for each.
-        self.counts.stop.store(false, std::sync::atomic::Ordering::Relaxed);
-        self.counts.done.store(0, std::sync::atomic::Ordering::Relaxed);
-        self.counts.total.store(files, std::sync::atomic::Ordering::Relaxed);
+        self.counts
+            .stop
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        self.counts
+            .done
+            .store(0, std::sync::atomic::Ordering::Relaxed);
+        self.counts
+            .total
+            .store(files, std::sync::atomic::Ordering::Relaxed);
         self.pb.set_length(bytes);
         self.pb.set_position(0);
         self.pb.set_message(self.counts.files());
         if self.json {
-            let (pb, counts, started) = (self.pb.clone(), std::sync::Arc::clone(&self.counts), std::time::Instant::now());
+            let (pb, counts, started) = (
+                self.pb.clone(),
+                std::sync::Arc::clone(&self.counts),
+                std::time::Instant::now(),
+            );
             status_line(&pb, &counts, started);
             let t = std::thread::spawn(move || {
                 let mut last = std::time::Instant::now();
@@ -154,11 +188,15 @@ impl cairn_ops::Progress for Bar {
         }
     }
     fn add_total(&self, files: u64, bytes: u64) {
-        self.counts.total.fetch_add(files, std::sync::atomic::Ordering::Relaxed);
+        self.counts
+            .total
+            .fetch_add(files, std::sync::atomic::Ordering::Relaxed);
         self.pb.inc_length(bytes);
     }
     fn file_done(&self, bytes: u64) {
-        self.counts.done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.counts
+            .done
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.pb.inc(bytes);
     }
     fn bytes_done(&self, bytes: u64) {
@@ -167,12 +205,22 @@ impl cairn_ops::Progress for Bar {
     fn current(&self, path: &std::path::Path) {
         // The end of the path: the part that changes.
         let p = path.to_string_lossy();
-        let tail: String = p.chars().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect();
+        let tail: String = p
+            .chars()
+            .rev()
+            .take(40)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
         let cut = if tail.len() < p.len() { "…" } else { "" };
-        self.pb.set_message(format!("{} {cut}{tail}", self.counts.files()));
+        self.pb
+            .set_message(format!("{} {cut}{tail}", self.counts.files()));
     }
     fn finish(&self) {
-        self.counts.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.counts
+            .stop
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         // The last status line goes out before the summary the caller prints next.
         if let Some(t) = self.ticker.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let _ = t.join();

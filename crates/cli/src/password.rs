@@ -21,14 +21,22 @@ fn first_line(s: &str) -> Password {
 /// anything is created or opened (`init` with `CAIRN_PASSWORD=` made a repository).
 pub fn non_empty(p: Password, source: impl FnOnce() -> String) -> anyhow::Result<Password> {
     if p.is_empty() {
-        return Err(fail(ExitCode::Fatal, format!("empty password from {} refused", source())));
+        return Err(fail(
+            ExitCode::Fatal,
+            format!("empty password from {} refused", source()),
+        ));
     }
     Ok(p)
 }
 
 pub fn read_password_file(path: &std::path::Path) -> anyhow::Result<Password> {
-    let raw = Zeroizing::new(std::fs::read_to_string(path).with_context(|| format!("reading password file {}", path.display()))?);
-    non_empty(first_line(&raw), || format!("password file {}", path.display()))
+    let raw = Zeroizing::new(
+        std::fs::read_to_string(path)
+            .with_context(|| format!("reading password file {}", path.display()))?,
+    );
+    non_empty(first_line(&raw), || {
+        format!("password file {}", path.display())
+    })
 }
 
 fn run_password_command(cmd: &str) -> anyhow::Result<Password> {
@@ -39,8 +47,12 @@ fn run_password_command(cmd: &str) -> anyhow::Result<Password> {
     unsafe {
         command.pre_exec(|| {
             let empty = nix::sys::signal::SigSet::empty();
-            nix::sys::signal::pthread_sigmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&empty), None)
-                .map_err(std::io::Error::from)
+            nix::sys::signal::pthread_sigmask(
+                nix::sys::signal::SigmaskHow::SIG_SETMASK,
+                Some(&empty),
+                None,
+            )
+            .map_err(std::io::Error::from)
         });
     }
     // The command inherits none of cairn's secrets: `main` took them out of the
@@ -53,18 +65,26 @@ fn run_password_command(cmd: &str) -> anyhow::Result<Password> {
         .with_context(|| "running --password-command")?;
     let stdout = Zeroizing::new(out.stdout);
     if !out.status.success() {
-        return Err(fail(ExitCode::Fatal, format!("--password-command exited with {}", out.status)));
+        return Err(fail(
+            ExitCode::Fatal,
+            format!("--password-command exited with {}", out.status),
+        ));
     }
     let text = Zeroizing::new(String::from_utf8_lossy(&stdout).into_owned());
-    non_empty(first_line(&text), || "--password-command (it printed nothing)".to_string())
+    non_empty(first_line(&text), || {
+        "--password-command (it printed nothing)".to_string()
+    })
 }
 
 fn prompt(text: &str) -> anyhow::Result<Password> {
-    Ok(Zeroizing::new(rpassword::prompt_password(text).context("reading password from terminal")?))
+    Ok(Zeroizing::new(
+        rpassword::prompt_password(text).context("reading password from terminal")?,
+    ))
 }
 
 fn has_terminal() -> bool {
-    std::io::stdin().is_terminal() || std::fs::File::open("/dev/tty").is_ok() && std::io::stderr().is_terminal()
+    std::io::stdin().is_terminal()
+        || std::fs::File::open("/dev/tty").is_ok() && std::io::stderr().is_terminal()
 }
 
 /// The repository password, from the first source given.
@@ -90,7 +110,9 @@ pub fn get(g: &GlobalArgs, confirm: bool) -> anyhow::Result<Password> {
 /// The password when a source gives it without asking (a file, a command, the
 /// environment): for a second repository a command may look at, never a reason to prompt.
 pub fn given(g: &GlobalArgs) -> Option<Password> {
-    let any = g.password_file.is_some() || g.password_command.is_some() || secret_env::get("CAIRN_PASSWORD").is_some();
+    let any = g.password_file.is_some()
+        || g.password_command.is_some()
+        || secret_env::get("CAIRN_PASSWORD").is_some();
     any.then(|| get(g, false).ok()).flatten()
 }
 

@@ -95,35 +95,59 @@ pub struct SnapshotsProfile {
 /// The file `--profile NAME` reads.
 pub fn path(name: &str) -> anyhow::Result<PathBuf> {
     if name.is_empty() || name.contains('/') {
-        return Err(fail(ExitCode::Fatal, format!("profile name {name:?} must be a plain name (the file is NAME.toml)")));
+        return Err(fail(
+            ExitCode::Fatal,
+            format!("profile name {name:?} must be a plain name (the file is NAME.toml)"),
+        ));
     }
     let dir = std::env::var_os("CAIRN_CONFIG_DIR")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("XDG_CONFIG_HOME").map(|d| PathBuf::from(d).join("cairn")))
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config/cairn")))
-        .ok_or_else(|| fail(ExitCode::Fatal, "no CAIRN_CONFIG_DIR or HOME to find profiles in"))?;
+        .ok_or_else(|| {
+            fail(
+                ExitCode::Fatal,
+                "no CAIRN_CONFIG_DIR or HOME to find profiles in",
+            )
+        })?;
     Ok(dir.join(format!("{name}.toml")))
 }
 
 /// Reads a profile; an error names the file, the line and what is wrong there.
 pub fn load(path: &Path) -> anyhow::Result<Profile> {
-    let text = std::fs::read_to_string(path).map_err(|e| fail(ExitCode::Fatal, format!("profile {}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| fail(ExitCode::Fatal, format!("profile {}: {e}", path.display())))?;
     toml::from_str(&text).map_err(|e| {
         let start = e.span().map(|s| s.start.min(text.len()));
         let line = start.map(|s| text[..s].matches('\n').count() + 1);
         let at = line.map(|l| format!(", line {l}")).unwrap_or_default();
         // A wrong value's message names the type, not the key: name the key too.
         let key = start
-            .and_then(|s| text[..s].rsplit('\n').next().map(|l| l.split('=').next().unwrap_or("").trim().to_string()))
+            .and_then(|s| {
+                text[..s]
+                    .rsplit('\n')
+                    .next()
+                    .map(|l| l.split('=').next().unwrap_or("").trim().to_string())
+            })
             .filter(|k| !k.is_empty() && !e.message().contains(k.as_str()));
         let key = key.map(|k| format!(" (key `{k}`)")).unwrap_or_default();
-        fail(ExitCode::Fatal, format!("profile {}{at}{key}: {}", path.display(), e.message().trim()))
+        fail(
+            ExitCode::Fatal,
+            format!(
+                "profile {}{at}{key}: {}",
+                path.display(),
+                e.message().trim()
+            ),
+        )
     })
 }
 
 /// Whether the user set `id` (on the command line or through its environment variable).
 fn given(m: &ArgMatches, id: &str) -> bool {
-    matches!(m.try_get_raw(id).ok().flatten().map(|_| m.value_source(id)), Some(Some(ValueSource::CommandLine | ValueSource::EnvVariable)))
+    matches!(
+        m.try_get_raw(id).ok().flatten().map(|_| m.value_source(id)),
+        Some(Some(ValueSource::CommandLine | ValueSource::EnvVariable))
+    )
 }
 
 fn fill<T>(m: &ArgMatches, id: &str, field: &mut T, value: Option<T>) {
@@ -142,7 +166,9 @@ fn fill_vec<T>(m: &ArgMatches, id: &str, field: &mut Vec<T>, value: Vec<T>) {
 
 /// Fills what the command line left unset from the profile named by `--profile`.
 pub fn apply(cli: &mut Cli, m: &ArgMatches) -> anyhow::Result<()> {
-    let Some(name) = cli.global.profile.clone() else { return Ok(()) };
+    let Some(name) = cli.global.profile.clone() else {
+        return Ok(());
+    };
     let p = load(&path(&name)?)?;
     let sub = m.subcommand().map(|(_, s)| s).unwrap_or(m);
     let g = &mut cli.global;
@@ -172,19 +198,48 @@ pub fn apply(cli: &mut Cli, m: &ArgMatches) -> anyhow::Result<()> {
             fill_vec(sub, "excludes", &mut a.excludes, b.exclude);
             fill_vec(sub, "iexcludes", &mut a.iexcludes, b.iexclude);
             fill_vec(sub, "exclude_files", &mut a.exclude_files, b.exclude_file);
-            fill_vec(sub, "exclude_if_present", &mut a.exclude_if_present, b.exclude_if_present);
-            fill(sub, "exclude_larger_than", &mut a.exclude_larger_than, b.exclude_larger_than.map(Some));
-            fill(sub, "one_file_system", &mut a.one_file_system, b.one_file_system);
+            fill_vec(
+                sub,
+                "exclude_if_present",
+                &mut a.exclude_if_present,
+                b.exclude_if_present,
+            );
+            fill(
+                sub,
+                "exclude_larger_than",
+                &mut a.exclude_larger_than,
+                b.exclude_larger_than.map(Some),
+            );
+            fill(
+                sub,
+                "one_file_system",
+                &mut a.one_file_system,
+                b.one_file_system,
+            );
             fill_vec(sub, "tags", &mut a.tags, b.tags);
             fill(sub, "host", &mut a.host, b.host.map(Some));
-            fill(sub, "read_concurrency", &mut a.read_concurrency, b.read_concurrency.map(Some));
+            fill(
+                sub,
+                "read_concurrency",
+                &mut a.read_concurrency,
+                b.read_concurrency.map(Some),
+            );
         }
         Command::Forget(a) => {
             let f = p.forget;
             // A retention rule on the command line replaces the profile's whole policy.
-            let any_keep = ["keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly", "keep_within", "keep_tags"]
-                .iter()
-                .any(|id| given(sub, id));
+            let any_keep = [
+                "keep_last",
+                "keep_hourly",
+                "keep_daily",
+                "keep_weekly",
+                "keep_monthly",
+                "keep_yearly",
+                "keep_within",
+                "keep_tags",
+            ]
+            .iter()
+            .any(|id| given(sub, id));
             if !any_keep && a.snapshots.is_empty() {
                 fill(sub, "keep_last", &mut a.keep_last, f.keep_last);
                 fill(sub, "keep_hourly", &mut a.keep_hourly, f.keep_hourly);
@@ -192,7 +247,12 @@ pub fn apply(cli: &mut Cli, m: &ArgMatches) -> anyhow::Result<()> {
                 fill(sub, "keep_weekly", &mut a.keep_weekly, f.keep_weekly);
                 fill(sub, "keep_monthly", &mut a.keep_monthly, f.keep_monthly);
                 fill(sub, "keep_yearly", &mut a.keep_yearly, f.keep_yearly);
-                fill(sub, "keep_within", &mut a.keep_within, f.keep_within.map(Some));
+                fill(
+                    sub,
+                    "keep_within",
+                    &mut a.keep_within,
+                    f.keep_within.map(Some),
+                );
             }
             fill(sub, "prune", &mut a.prune, f.prune);
         }
@@ -204,8 +264,18 @@ pub fn apply(cli: &mut Cli, m: &ArgMatches) -> anyhow::Result<()> {
             fill(sub, "allow_deletes", &mut a.allow_deletes, s.allow_deletes);
         }
         Command::Snapshots(a) => {
-            fill(sub, "warn_ship_age", &mut a.warn_ship_age, p.snapshots.warn_ship_age);
-            fill(sub, "warn_drill_age", &mut a.warn_drill_age, p.snapshots.warn_drill_age);
+            fill(
+                sub,
+                "warn_ship_age",
+                &mut a.warn_ship_age,
+                p.snapshots.warn_ship_age,
+            );
+            fill(
+                sub,
+                "warn_drill_age",
+                &mut a.warn_drill_age,
+                p.snapshots.warn_drill_age,
+            );
         }
         _ => {}
     }

@@ -31,7 +31,9 @@ fn list_file(g: &GlobalArgs, location: &str, repo_id: &str) -> Option<PathBuf> {
     let key = if crate::location::is_remote(location) {
         location.to_string()
     } else {
-        std::fs::canonicalize(location).map(|p| p.to_string_lossy().into_owned()).unwrap_or_else(|_| location.to_string())
+        std::fs::canonicalize(location)
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| location.to_string())
     };
     crate::state::file(g, "seen", &format!("{repo_id}\0{key}"), "")
 }
@@ -40,15 +42,27 @@ fn list_file(g: &GlobalArgs, location: &str, repo_id: &str) -> Option<PathBuf> {
 /// that vanished, and remembers the current set (plus the vanished, until forgotten).
 /// Failing to keep the list is not an error: it only weakens this one check.
 pub fn watch(g: &GlobalArgs, location: &str, repo: &Repository) -> anyhow::Result<()> {
-    let Some(path) = list_file(g, location, &repo.config().id) else { return Ok(()) };
+    let Some(path) = list_file(g, location, &repo.config().id) else {
+        return Ok(());
+    };
     let now: BTreeSet<String> = repo.list_files(FileKind::Snapshot)?.into_iter().collect();
-    let before: BTreeSet<String> =
-        std::fs::read_to_string(&path).map(|s| s.lines().map(str::to_owned).filter(|l| l.len() == 64).collect()).unwrap_or_default();
+    let before: BTreeSet<String> = std::fs::read_to_string(&path)
+        .map(|s| {
+            s.lines()
+                .map(str::to_owned)
+                .filter(|l| l.len() == 64)
+                .collect()
+        })
+        .unwrap_or_default();
     let missing: Vec<&String> = before.difference(&now).collect();
     let mut vanished = Vec::new();
     if !missing.is_empty() {
         let forgotten = repo.forgotten_snapshots()?;
-        vanished = missing.into_iter().filter(|id| !forgotten.contains(*id)).cloned().collect();
+        vanished = missing
+            .into_iter()
+            .filter(|id| !forgotten.contains(*id))
+            .cloned()
+            .collect();
     }
     for id in &vanished {
         eprintln!(

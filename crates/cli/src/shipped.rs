@@ -27,27 +27,43 @@ fn file(g: &GlobalArgs, repository: &str) -> Option<PathBuf> {
 
 /// The ships recorded for `repository` (its location as the backend names it).
 pub fn load(g: &GlobalArgs, repository: &str) -> Ships {
-    file(g, repository).and_then(|p| crate::state::load_json(&p)).unwrap_or_default()
+    file(g, repository)
+        .and_then(|p| crate::state::load_json(&p))
+        .unwrap_or_default()
 }
 
 /// Records a finished ship; failing to is only a warning (the copy itself is done).
 pub fn record(g: &GlobalArgs, repository: &str, destination: &str, entry: ShipEntry) {
-    let Some(path) = file(g, repository) else { return };
+    let Some(path) = file(g, repository) else {
+        return;
+    };
     let mut ships = load(g, repository);
     ships.insert(destination.to_string(), entry);
     if let Err(e) = crate::state::save_json(&path, &ships) {
-        eprintln!("warning: shipped, but could not note it in {}: {e}", path.display());
+        eprintln!(
+            "warning: shipped, but could not note it in {}: {e}",
+            path.display()
+        );
     }
 }
 
 /// Drops the record of a destination no longer used (`ship DEST --forget-destination`),
 /// given as any of `names`; the one forgotten, if any was recorded.
 pub fn forget(g: &GlobalArgs, repository: &str, names: &[&str]) -> anyhow::Result<Option<String>> {
-    let Some(path) = file(g, repository) else { return Ok(None) };
+    let Some(path) = file(g, repository) else {
+        return Ok(None);
+    };
     let mut ships = load(g, repository);
-    let Some(found) = names.iter().find(|n| ships.contains_key(**n)).map(|n| n.to_string()) else { return Ok(None) };
+    let Some(found) = names
+        .iter()
+        .find(|n| ships.contains_key(**n))
+        .map(|n| n.to_string())
+    else {
+        return Ok(None);
+    };
     ships.remove(&found);
-    crate::state::save_json(&path, &ships).map_err(|e| anyhow::anyhow!("could not update {}: {e}", path.display()))?;
+    crate::state::save_json(&path, &ships)
+        .map_err(|e| anyhow::anyhow!("could not update {}: {e}", path.display()))?;
     Ok(Some(found))
 }
 

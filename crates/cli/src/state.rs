@@ -15,14 +15,22 @@ pub fn file(g: &GlobalArgs, dir: &str, key: &str, ext: &str) -> Option<PathBuf> 
     if g.no_cache {
         return None;
     }
-    Some(crate::location::cache_root(g)?.join(dir).join(format!("{}{ext}", crate::location::tag(key))))
+    Some(
+        crate::location::cache_root(g)?
+            .join(dir)
+            .join(format!("{}{ext}", crate::location::tag(key))),
+    )
 }
 
 /// A JSON record, if it is there and reads.
 pub fn load_json<T: DeserializeOwned>(path: &Path) -> Option<T> {
-    std::fs::read(path).ok().and_then(|b| serde_json::from_slice(&b).ok())
+    std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
 }
 
 pub fn save_json<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
-    serde_json::to_vec_pretty(value).map_err(std::io::Error::other).and_then(|b| cairn_backend::write_private(path, &b))
+    serde_json::to_vec_pretty(value)
+        .map_err(std::io::Error::other)
+        .and_then(|b| cairn_backend::write_private(path, &b))
 }

@@ -77,7 +77,12 @@ impl Key {
 
     /// [`Key::seal_parts`] appended to `out`: a pack's blobs are sealed straight into
     /// the pack's buffer, with one copy of the plaintext and no buffer of their own.
-    pub fn seal_parts_append(&self, purpose: &[u8], parts: &[&[u8]], out: &mut Vec<u8>) -> Result<(), CryptoError> {
+    pub fn seal_parts_append(
+        &self,
+        purpose: &[u8],
+        parts: &[&[u8]],
+        out: &mut Vec<u8>,
+    ) -> Result<(), CryptoError> {
         let len: usize = parts.iter().map(|p| p.len()).sum();
         let start = out.len();
         out.reserve(len + SEAL_OVERHEAD);
@@ -91,7 +96,12 @@ impl Key {
     /// Seals `buf[start + NONCE_LEN..]` where it lies, appending the tag: `NONCE_LEN`
     /// bytes of room for the nonce are at `start`. Lets a compressor write straight into
     /// the buffer that holds the sealed blob.
-    pub fn seal_in_place(&self, purpose: &[u8], buf: &mut Vec<u8>, start: usize) -> Result<(), CryptoError> {
+    pub fn seal_in_place(
+        &self,
+        purpose: &[u8],
+        buf: &mut Vec<u8>,
+        start: usize,
+    ) -> Result<(), CryptoError> {
         if buf.len() < start + NONCE_LEN {
             return Err(CryptoError::TooShort(buf.len().saturating_sub(start)));
         }
@@ -101,7 +111,12 @@ impl Key {
     }
 
     /// Deterministic sealing for golden test vectors only; real callers use [`Key::seal`].
-    pub fn seal_with_nonce(&self, purpose: &[u8], plaintext: &[u8], nonce: &[u8; NONCE_LEN]) -> Vec<u8> {
+    pub fn seal_with_nonce(
+        &self,
+        purpose: &[u8],
+        plaintext: &[u8],
+        nonce: &[u8; NONCE_LEN],
+    ) -> Vec<u8> {
         let mut buf = Vec::with_capacity(plaintext.len() + SEAL_OVERHEAD);
         buf.extend_from_slice(nonce);
         buf.extend_from_slice(plaintext);
@@ -114,7 +129,9 @@ impl Key {
         let cipher = XChaCha20Poly1305::new(self.0.as_ref().into());
         let (nonce, body) = buf[start..].split_at_mut(NONCE_LEN);
         // Encryption cannot fail for in-memory buffers below 256 GiB.
-        let tag = cipher.encrypt_in_place_detached(XNonce::from_slice(nonce), purpose, body).unwrap_or_default();
+        let tag = cipher
+            .encrypt_in_place_detached(XNonce::from_slice(nonce), purpose, body)
+            .unwrap_or_default();
         buf.extend_from_slice(&tag);
     }
 
@@ -126,14 +143,24 @@ impl Key {
         let (nonce, ct) = sealed.split_at(NONCE_LEN);
         let cipher = XChaCha20Poly1305::new(self.0.as_ref().into());
         cipher
-            .decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad: purpose })
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: ct,
+                    aad: purpose,
+                },
+            )
             .map_err(|_| CryptoError::Authentication)
     }
 
     /// [`Key::open`] where the sealed bytes lie: returns the plaintext's range in
     /// `sealed`, which then holds it decrypted. Saves a buffer per blob when restoring.
     /// On failure `sealed` is left as it was.
-    pub fn open_in_place(&self, purpose: &[u8], sealed: &mut [u8]) -> Result<std::ops::Range<usize>, CryptoError> {
+    pub fn open_in_place(
+        &self,
+        purpose: &[u8],
+        sealed: &mut [u8],
+    ) -> Result<std::ops::Range<usize>, CryptoError> {
         if sealed.len() < SEAL_OVERHEAD {
             return Err(CryptoError::TooShort(sealed.len()));
         }
@@ -142,7 +169,12 @@ impl Key {
         let (body, tag) = rest.split_at_mut(end - NONCE_LEN);
         let cipher = XChaCha20Poly1305::new(self.0.as_ref().into());
         cipher
-            .decrypt_in_place_detached(XNonce::from_slice(nonce), purpose, body, chacha20poly1305::Tag::from_slice(tag))
+            .decrypt_in_place_detached(
+                XNonce::from_slice(nonce),
+                purpose,
+                body,
+                chacha20poly1305::Tag::from_slice(tag),
+            )
             .map_err(|_| CryptoError::Authentication)?;
         Ok(NONCE_LEN..end)
     }
@@ -172,7 +204,10 @@ const GEAR_CONTEXT: &str = "cairn 2026-11 chunker gear table v1";
 
 impl MasterKey {
     pub fn generate() -> Result<MasterKey, CryptoError> {
-        Ok(MasterKey { encryption: Key::random()?, blob_id: Key::random()? })
+        Ok(MasterKey {
+            encryption: Key::random()?,
+            blob_id: Key::random()?,
+        })
     }
 
     /// Serialized form wrapped inside key files: encryption key then blob-ID key.
@@ -233,11 +268,21 @@ impl MasterKey {
         self.encryption.seal_parts(purpose, parts)
     }
 
-    pub fn seal_parts_append(&self, purpose: &[u8], parts: &[&[u8]], out: &mut Vec<u8>) -> Result<(), CryptoError> {
+    pub fn seal_parts_append(
+        &self,
+        purpose: &[u8],
+        parts: &[&[u8]],
+        out: &mut Vec<u8>,
+    ) -> Result<(), CryptoError> {
         self.encryption.seal_parts_append(purpose, parts, out)
     }
 
-    pub fn seal_in_place(&self, purpose: &[u8], buf: &mut Vec<u8>, start: usize) -> Result<(), CryptoError> {
+    pub fn seal_in_place(
+        &self,
+        purpose: &[u8],
+        buf: &mut Vec<u8>,
+        start: usize,
+    ) -> Result<(), CryptoError> {
         self.encryption.seal_in_place(purpose, buf, start)
     }
 
@@ -245,7 +290,11 @@ impl MasterKey {
         self.encryption.open(purpose, sealed)
     }
 
-    pub fn open_in_place(&self, purpose: &[u8], sealed: &mut [u8]) -> Result<std::ops::Range<usize>, CryptoError> {
+    pub fn open_in_place(
+        &self,
+        purpose: &[u8],
+        sealed: &mut [u8],
+    ) -> Result<std::ops::Range<usize>, CryptoError> {
         self.encryption.open_in_place(purpose, sealed)
     }
 }
@@ -267,15 +316,28 @@ impl KdfParams {
     /// (256 MiB against 192 MiB), which is what bounds a GPU attacker; one with less
     /// memory per guess can run twice as many guesses at once, so the two settings
     /// cost an attacker about the same. Old key files keep their stored parameters.
-    pub const DEFAULT: KdfParams = KdfParams { memory_kib: 32 * 1024, iterations: 8, parallelism: 1 };
+    pub const DEFAULT: KdfParams = KdfParams {
+        memory_kib: 32 * 1024,
+        iterations: 8,
+        parallelism: 1,
+    };
     /// Only for test suites, which create hundreds of repositories.
-    pub const INSECURE_FOR_TESTS: KdfParams = KdfParams { memory_kib: 256, iterations: 1, parallelism: 1 };
+    pub const INSECURE_FOR_TESTS: KdfParams = KdfParams {
+        memory_kib: 256,
+        iterations: 1,
+        parallelism: 1,
+    };
 }
 
 /// Stretches a password into a key-wrapping key with Argon2id.
 pub fn derive_key(password: &[u8], salt: &[u8], params: KdfParams) -> Result<Key, CryptoError> {
-    let p = argon2::Params::new(params.memory_kib, params.iterations, params.parallelism, Some(KEY_LEN))
-        .map_err(|e| CryptoError::KdfParams(e.to_string()))?;
+    let p = argon2::Params::new(
+        params.memory_kib,
+        params.iterations,
+        params.parallelism,
+        Some(KEY_LEN),
+    )
+    .map_err(|e| CryptoError::KdfParams(e.to_string()))?;
     let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, p);
     let mut out = [0u8; KEY_LEN];
     argon
@@ -318,7 +380,10 @@ mod tests {
             GOLDEN_SEAL,
             "XChaCha20-Poly1305 output changed: the on-disk format would break"
         );
-        assert_eq!(fixed_key().open(b"cairn test", &sealed).unwrap(), b"hello cairn");
+        assert_eq!(
+            fixed_key().open(b"cairn test", &sealed).unwrap(),
+            b"hello cairn"
+        );
     }
     const GOLDEN_SEAL: &str =
         "090909090909090909090909090909090909090909090909d6178ee6138a1a039d60667038bc66f798b4d2bc005117f102304a";
@@ -330,7 +395,8 @@ mod tests {
     fn open_in_place_matches_open_and_fails_cleanly() {
         let k = fixed_key();
         let mut buf = b"prefix".to_vec();
-        k.seal_parts_append(b"p", &[b"hello ", b"in place"], &mut buf).unwrap();
+        k.seal_parts_append(b"p", &[b"hello ", b"in place"], &mut buf)
+            .unwrap();
         let mut sealed = buf[6..].to_vec();
         assert_eq!(k.open(b"p", &sealed).unwrap(), b"hello in place");
         for (purpose, flip) in [(&b"q"[..], None), (&b"p"[..], Some(30))] {
@@ -339,10 +405,16 @@ mod tests {
                 bad[i] ^= 1;
             }
             let before = bad.clone();
-            assert!(matches!(k.open_in_place(purpose, &mut bad), Err(CryptoError::Authentication)));
+            assert!(matches!(
+                k.open_in_place(purpose, &mut bad),
+                Err(CryptoError::Authentication)
+            ));
             assert_eq!(bad, before);
         }
-        assert!(matches!(k.open_in_place(b"p", &mut [0u8; 39]), Err(CryptoError::TooShort(39))));
+        assert!(matches!(
+            k.open_in_place(b"p", &mut [0u8; 39]),
+            Err(CryptoError::TooShort(39))
+        ));
         let r = k.open_in_place(b"p", &mut sealed).unwrap();
         assert_eq!(&sealed[r], b"hello in place");
     }
@@ -350,7 +422,10 @@ mod tests {
     #[test]
     fn wrong_purpose_is_rejected() {
         let sealed = fixed_key().seal(b"a", b"data").unwrap();
-        assert!(matches!(fixed_key().open(b"b", &sealed), Err(CryptoError::Authentication)));
+        assert!(matches!(
+            fixed_key().open(b"b", &sealed),
+            Err(CryptoError::Authentication)
+        ));
     }
 
     #[test]

@@ -51,7 +51,10 @@ impl Serialize for RawBytes {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match std::str::from_utf8(&self.0) {
             Ok(t) => Repr::Text(t.to_owned()).serialize(s),
-            Err(_) => Repr::Hex { hex: hex::encode(&self.0) }.serialize(s),
+            Err(_) => Repr::Hex {
+                hex: hex::encode(&self.0),
+            }
+            .serialize(s),
         }
     }
 }
@@ -60,7 +63,9 @@ impl<'de> Deserialize<'de> for RawBytes {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         match Repr::deserialize(d)? {
             Repr::Text(t) => Ok(RawBytes(t.into_bytes())),
-            Repr::Hex { hex } => hex::decode(hex).map(RawBytes).map_err(serde::de::Error::custom),
+            Repr::Hex { hex } => hex::decode(hex)
+                .map(RawBytes)
+                .map_err(serde::de::Error::custom),
         }
     }
 }

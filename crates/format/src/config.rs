@@ -34,7 +34,9 @@ impl CompressionMode {
             "max" => Ok(CompressionMode::Max),
             n => match n.parse::<i32>() {
                 Ok(l) if (1..=22).contains(&l) => Ok(CompressionMode::Level(l)),
-                _ => Err(format!("invalid compression {s:?}: expected auto, off, max or a level 1-22")),
+                _ => Err(format!(
+                    "invalid compression {s:?}: expected auto, off, max or a level 1-22"
+                )),
             },
         }
     }
@@ -60,10 +62,16 @@ impl Config {
     pub fn decode(b: &[u8]) -> Result<Config, FormatError> {
         let c: Config = from_json("config", b)?;
         if c.version == 0 || c.version > FORMAT_VERSION {
-            return Err(FormatError::Version { found: c.version, supported: FORMAT_VERSION });
+            return Err(FormatError::Version {
+                found: c.version,
+                supported: FORMAT_VERSION,
+            });
         }
         if c.pack_size_mib == 0 || c.pack_size_mib > 1024 {
-            return Err(FormatError::invalid("config", format!("pack size {} MiB", c.pack_size_mib)));
+            return Err(FormatError::invalid(
+                "config",
+                format!("pack size {} MiB", c.pack_size_mib),
+            ));
         }
         Ok(c)
     }

@@ -1,7 +1,11 @@
 #[derive(Debug, thiserror::Error)]
 pub enum FormatError {
     #[error("truncated {what}: needed {needed} bytes, found {found}")]
-    Truncated { what: &'static str, needed: usize, found: usize },
+    Truncated {
+        what: &'static str,
+        needed: usize,
+        found: usize,
+    },
     #[error("bad magic in {0}")]
     BadMagic(&'static str),
     #[error("invalid {what}: {reason}")]
@@ -20,12 +24,18 @@ pub enum FormatError {
 
 impl FormatError {
     pub(crate) fn invalid(what: &'static str, reason: impl Into<String>) -> FormatError {
-        FormatError::Invalid { what, reason: reason.into() }
+        FormatError::Invalid {
+            what,
+            reason: reason.into(),
+        }
     }
 }
 
 /// Parses JSON for the named kind of document.
-pub(crate) fn from_json<T: serde::de::DeserializeOwned>(what: &'static str, b: &[u8]) -> Result<T, FormatError> {
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(
+    what: &'static str,
+    b: &[u8],
+) -> Result<T, FormatError> {
     serde_json::from_slice(b).map_err(|source| FormatError::Json { what, source })
 }
 

@@ -35,15 +35,28 @@ pub fn unframe(data: &[u8]) -> Result<Vec<u8>, FormatError> {
         Some(&RAW) => Ok(data[1..].to_vec()),
         Some(&ZSTD) => {
             let mut out = Vec::new();
-            let dec = zstd::stream::read::Decoder::new(&data[1..]).map_err(FormatError::Decompress)?;
-            dec.take(MAX_FRAME_LEN + 1).read_to_end(&mut out).map_err(FormatError::Decompress)?;
+            let dec =
+                zstd::stream::read::Decoder::new(&data[1..]).map_err(FormatError::Decompress)?;
+            dec.take(MAX_FRAME_LEN + 1)
+                .read_to_end(&mut out)
+                .map_err(FormatError::Decompress)?;
             if out.len() as u64 > MAX_FRAME_LEN {
-                return Err(FormatError::invalid("frame", "decompressed size exceeds 1 GiB"));
+                return Err(FormatError::invalid(
+                    "frame",
+                    "decompressed size exceeds 1 GiB",
+                ));
             }
             Ok(out)
         }
-        Some(other) => Err(FormatError::invalid("frame", format!("unknown compression tag {other}"))),
-        None => Err(FormatError::Truncated { what: "frame", needed: 1, found: 0 }),
+        Some(other) => Err(FormatError::invalid(
+            "frame",
+            format!("unknown compression tag {other}"),
+        )),
+        None => Err(FormatError::Truncated {
+            what: "frame",
+            needed: 1,
+            found: 0,
+        }),
     }
 }
 

@@ -27,7 +27,9 @@ pub struct IndexFile {
 impl IndexFile {
     pub fn encode(&self) -> Vec<u8> {
         let blobs: usize = self.packs.iter().map(|p| p.blobs.len()).sum();
-        let mut out = Vec::with_capacity(16 + 32 * self.supersedes.len() + 44 * self.packs.len() + blobs * PACK_ENTRY_LEN);
+        let mut out = Vec::with_capacity(
+            16 + 32 * self.supersedes.len() + 44 * self.packs.len() + blobs * PACK_ENTRY_LEN,
+        );
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&(self.supersedes.len() as u32).to_le_bytes());
         for s in &self.supersedes {
@@ -69,7 +71,11 @@ impl IndexVisitor for IndexFile {
     }
 
     fn pack(&mut self, id: PackId, size: u64, blobs: usize) {
-        self.packs.push(IndexPack { id, size, blobs: Vec::with_capacity(blobs) });
+        self.packs.push(IndexPack {
+            id,
+            size,
+            blobs: Vec::with_capacity(blobs),
+        });
     }
 
     fn blob(&mut self, e: PackEntry) {
@@ -100,7 +106,10 @@ pub fn visit(b: &[u8], v: &mut impl IndexVisitor) -> Result<(), FormatError> {
         for rec in bytes.chunks_exact(PACK_ENTRY_LEN) {
             let e = PackEntry::decode(rec)?;
             if u64::from(e.offset) + u64::from(e.length) > size {
-                return Err(FormatError::invalid("index", format!("blob {} lies outside pack {}", e.id.short(), id.short())));
+                return Err(FormatError::invalid(
+                    "index",
+                    format!("blob {} lies outside pack {}", e.id.short(), id.short()),
+                ));
             }
             v.blob(e);
         }
@@ -123,7 +132,11 @@ impl<'a> Reader<'a> {
     pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], FormatError> {
         let left = self.b.len() - self.pos;
         if n > left {
-            return Err(FormatError::Truncated { what: self.what, needed: n, found: left });
+            return Err(FormatError::Truncated {
+                what: self.what,
+                needed: n,
+                found: left,
+            });
         }
         let s = &self.b[self.pos..self.pos + n];
         self.pos += n;
@@ -148,19 +161,29 @@ impl<'a> Reader<'a> {
         let n = self.u32()? as usize;
         let left = self.b.len() - self.pos;
         if n.saturating_mul(min_record) > left {
-            return Err(FormatError::Truncated { what: self.what, needed: n.saturating_mul(min_record), found: left });
+            return Err(FormatError::Truncated {
+                what: self.what,
+                needed: n.saturating_mul(min_record),
+                found: left,
+            });
         }
         Ok(n)
     }
 
     pub(crate) fn entries(&mut self, n: usize) -> Result<Vec<PackEntry>, FormatError> {
         let bytes = self.take(n.saturating_mul(PACK_ENTRY_LEN))?;
-        bytes.chunks_exact(PACK_ENTRY_LEN).map(PackEntry::decode).collect()
+        bytes
+            .chunks_exact(PACK_ENTRY_LEN)
+            .map(PackEntry::decode)
+            .collect()
     }
 
     pub(crate) fn finish(&self) -> Result<(), FormatError> {
         if self.pos != self.b.len() {
-            return Err(FormatError::invalid(self.what, format!("{} trailing bytes", self.b.len() - self.pos)));
+            return Err(FormatError::invalid(
+                self.what,
+                format!("{} trailing bytes", self.b.len() - self.pos),
+            ));
         }
         Ok(())
     }
@@ -173,16 +196,22 @@ mod tests {
     use proptest::prelude::*;
 
     fn entry() -> impl Strategy<Value = PackEntry> {
-        (any::<bool>(), any::<bool>(), any::<[u8; 32]>(), 0u32..1000, 0u32..1000, any::<u32>()).prop_map(
-            |(t, c, id, offset, length, raw_length)| PackEntry {
+        (
+            any::<bool>(),
+            any::<bool>(),
+            any::<[u8; 32]>(),
+            0u32..1000,
+            0u32..1000,
+            any::<u32>(),
+        )
+            .prop_map(|(t, c, id, offset, length, raw_length)| PackEntry {
                 blob_type: if t { BlobType::Tree } else { BlobType::Data },
                 compressed: c,
                 id: BlobId(id),
                 offset,
                 length,
                 raw_length,
-            },
-        )
+            })
     }
 
     proptest! {
@@ -223,8 +252,22 @@ mod tests {
 
     #[test]
     fn entry_outside_pack_is_refused() {
-        let e = PackEntry { blob_type: BlobType::Data, compressed: false, id: BlobId([1; 32]), offset: 10, length: 100, raw_length: 1 };
-        let f = IndexFile { supersedes: vec![], packs: vec![IndexPack { id: PackId([2; 32]), size: 50, blobs: vec![e] }] };
+        let e = PackEntry {
+            blob_type: BlobType::Data,
+            compressed: false,
+            id: BlobId([1; 32]),
+            offset: 10,
+            length: 100,
+            raw_length: 1,
+        };
+        let f = IndexFile {
+            supersedes: vec![],
+            packs: vec![IndexPack {
+                id: PackId([2; 32]),
+                size: 50,
+                blobs: vec![e],
+            }],
+        };
         assert!(IndexFile::decode(&f.encode()).is_err());
         assert!(crate::decode_header(&crate::encode_header(&[e]), 50).is_err());
     }

@@ -26,7 +26,10 @@ pub struct KeyFile {
 
 impl std::fmt::Debug for KeyFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyFile").field("created", &self.created).field("hostname", &self.hostname).finish_non_exhaustive()
+        f.debug_struct("KeyFile")
+            .field("created", &self.created)
+            .field("hostname", &self.hostname)
+            .finish_non_exhaustive()
     }
 }
 
@@ -43,20 +46,34 @@ impl KeyFile {
     pub fn decode(b: &[u8]) -> Result<KeyFile, FormatError> {
         let k: KeyFile = from_json("key file", b)?;
         if k.kdf != "argon2id" {
-            return Err(FormatError::invalid("key file", format!("unknown kdf {:?}", k.kdf)));
+            return Err(FormatError::invalid(
+                "key file",
+                format!("unknown kdf {:?}", k.kdf),
+            ));
         }
         // Refuse parameters that would let a planted key file exhaust memory or time:
         // trying a key with 1 GiB and 40 passes made every `snapshots` take 45 s at
         // 1 GiB. A real key needs far less than these caps (cairn writes 32 MiB x 8).
         let work = u64::from(k.memory_kib) * u64::from(k.iterations);
-        if k.memory_kib > MAX_KDF_MEMORY_KIB || k.iterations == 0 || work > MAX_KDF_WORK_KIB || k.parallelism == 0 || k.parallelism > 16 {
+        if k.memory_kib > MAX_KDF_MEMORY_KIB
+            || k.iterations == 0
+            || work > MAX_KDF_WORK_KIB
+            || k.parallelism == 0
+            || k.parallelism > 16
+        {
             return Err(FormatError::invalid(
                 "key file",
-                format!("Argon2id parameters out of range (m = {} KiB, t = {}, p = {})", k.memory_kib, k.iterations, k.parallelism),
+                format!(
+                    "Argon2id parameters out of range (m = {} KiB, t = {}, p = {})",
+                    k.memory_kib, k.iterations, k.parallelism
+                ),
             ));
         }
         if k.salt.len() < 32 {
-            return Err(FormatError::invalid("key file", "salt shorter than 16 bytes"));
+            return Err(FormatError::invalid(
+                "key file",
+                "salt shorter than 16 bytes",
+            ));
         }
         Ok(k)
     }

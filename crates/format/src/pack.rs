@@ -70,7 +70,11 @@ impl PackEntry {
     /// Decodes one record; `b` must be exactly [`PACK_ENTRY_LEN`] bytes.
     pub fn decode(b: &[u8]) -> Result<PackEntry, FormatError> {
         if b.len() != PACK_ENTRY_LEN {
-            return Err(FormatError::Truncated { what: "pack entry", needed: PACK_ENTRY_LEN, found: b.len() });
+            return Err(FormatError::Truncated {
+                what: "pack entry",
+                needed: PACK_ENTRY_LEN,
+                found: b.len(),
+            });
         }
         let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
         let compressed = match b[1] {
@@ -114,7 +118,10 @@ pub fn decode_header(b: &[u8], data_len: u64) -> Result<Vec<PackEntry>, FormatEr
     r.finish()?;
     for e in &entries {
         if u64::from(e.offset) + u64::from(e.length) > data_len {
-            return Err(FormatError::invalid("pack header", format!("blob {} extends past the blob area", e.id.short())));
+            return Err(FormatError::invalid(
+                "pack header",
+                format!("blob {} extends past the blob area", e.id.short()),
+            ));
         }
     }
     Ok(entries)

@@ -49,7 +49,12 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// A snapshot with the required fields; the rest empty, to be filled by the caller.
-    pub fn new(time: DateTime<FixedOffset>, tree: BlobId, paths: Vec<String>, hostname: String) -> Snapshot {
+    pub fn new(
+        time: DateTime<FixedOffset>,
+        tree: BlobId,
+        paths: Vec<String>,
+        hostname: String,
+    ) -> Snapshot {
         Snapshot {
             time,
             parent: None,

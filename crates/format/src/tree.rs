@@ -37,7 +37,9 @@ impl NodeType {
 
 /// Seconds and nanoseconds since the Unix epoch; seconds may be negative (before 1970).
 /// Encoded as a two-element array `[secs, nanos]`, exact for every value `stat` returns.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Timestamp(pub i64, pub u32);
 
 impl Timestamp {
@@ -157,13 +159,19 @@ impl Tree {
     pub fn decode(b: &[u8]) -> Result<Tree, FormatError> {
         let t: Tree = from_json("tree", b)?;
         if t.nodes.windows(2).any(|w| w[0].name >= w[1].name) {
-            return Err(FormatError::invalid("tree", "nodes not sorted or names repeated"));
+            return Err(FormatError::invalid(
+                "tree",
+                "nodes not sorted or names repeated",
+            ));
         }
         Ok(t)
     }
 
     pub fn find(&self, name: &[u8]) -> Option<&Node> {
-        self.nodes.binary_search_by(|n| n.name.as_slice().cmp(name)).ok().map(|i| &self.nodes[i])
+        self.nodes
+            .binary_search_by(|n| n.name.as_slice().cmp(name))
+            .ok()
+            .map(|i| &self.nodes[i])
     }
 }
 
@@ -176,7 +184,10 @@ mod tests {
         let mut n = Node::new(RawBytes(vec![0xff, b'a', b'\n']), NodeType::File);
         n.mtime = Timestamp(-86_400 * 365, 123_456_789);
         n.content = vec![BlobId([3; 32])];
-        n.xattrs = vec![Xattr { name: "user.x".into(), value: RawBytes(vec![0, 1, 255]) }];
+        n.xattrs = vec![Xattr {
+            name: "user.x".into(),
+            value: RawBytes(vec![0, 1, 255]),
+        }];
         let mut d = Node::new("dir".into(), NodeType::Dir);
         d.subtree = Some(BlobId([4; 32]));
         let mut t = Tree { nodes: vec![n, d] };
@@ -188,9 +199,19 @@ mod tests {
 
     #[test]
     fn unsorted_or_duplicate_rejected() {
-        let t = Tree { nodes: vec![Node::new("b".into(), NodeType::File), Node::new("a".into(), NodeType::File)] };
+        let t = Tree {
+            nodes: vec![
+                Node::new("b".into(), NodeType::File),
+                Node::new("a".into(), NodeType::File),
+            ],
+        };
         assert!(Tree::decode(&t.encode()).is_err());
-        let t = Tree { nodes: vec![Node::new("a".into(), NodeType::File), Node::new("a".into(), NodeType::File)] };
+        let t = Tree {
+            nodes: vec![
+                Node::new("a".into(), NodeType::File),
+                Node::new("a".into(), NodeType::File),
+            ],
+        };
         assert!(Tree::decode(&t.encode()).is_err());
     }
 

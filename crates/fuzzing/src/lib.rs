@@ -11,8 +11,19 @@
 use cairn_format as f;
 
 /// The fuzz targets; each has a seed corpus in `fuzz/corpus/<name>/`.
-pub const TARGETS: &[&str] =
-    &["keyfile", "config", "pack_header", "index", "tree", "snapshot", "lock", "drill_record", "verified_record", "sealed", "b2_json"];
+pub const TARGETS: &[&str] = &[
+    "keyfile",
+    "config",
+    "pack_header",
+    "index",
+    "tree",
+    "snapshot",
+    "lock",
+    "drill_record",
+    "verified_record",
+    "sealed",
+    "b2_json",
+];
 
 /// The fixed key of the `sealed` target (fuzzing needs no secrecy).
 pub fn fuzz_key() -> cairn_crypto::MasterKey {
@@ -59,14 +70,14 @@ pub fn decode(target: &str, data: &[u8]) {
 pub struct Rng(pub u64);
 
 impl Rng {
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
     pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
+        (self.next_u64() % n.max(1) as u64) as usize
     }
 }
 
@@ -85,13 +96,13 @@ pub fn mutate(rng: &mut Rng, seed: &[u8], other: &[u8]) -> Vec<u8> {
             }
             1 if len > 0 => {
                 let i = rng.below(len);
-                d[i] = [0, 0xff, 0x7f, 0x80, rng.next() as u8][rng.below(5)];
+                d[i] = [0, 0xff, 0x7f, 0x80, rng.next_u64() as u8][rng.below(5)];
             }
             2 => d.truncate(rng.below(len + 1)),
             3 => {
                 let at = rng.below(len + 1);
                 let n = 1 + rng.below(16);
-                let bytes: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
+                let bytes: Vec<u8> = (0..n).map(|_| rng.next_u64() as u8).collect();
                 d.splice(at..at, bytes);
             }
             4 if len > 0 => {
@@ -111,7 +122,7 @@ pub fn mutate(rng: &mut Rng, seed: &[u8], other: &[u8]) -> Vec<u8> {
                 let v: u32 = [0, 1, u32::MAX, u32::MAX / 2 + 1, 0xffff, 0x1_0000][rng.below(6)];
                 d[at..at + 4].copy_from_slice(&v.to_le_bytes());
             }
-            _ => d.push(rng.next() as u8),
+            _ => d.push(rng.next_u64() as u8),
         }
     }
     d

@@ -17,20 +17,26 @@ const CAP: usize = 256 << 20;
 unsafe impl GlobalAlloc for Capped {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         if l.size() > CAP {
-            eprintln!("allocation of {} bytes: a decoder trusted a length it was given", l.size());
+            eprintln!(
+                "allocation of {} bytes: a decoder trusted a length it was given",
+                l.size()
+            );
             std::process::abort();
         }
-        System.alloc(l)
+        // SAFETY: the caller's contract for GlobalAlloc::alloc, passed on unchanged.
+        unsafe { System.alloc(l) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        System.dealloc(p, l)
+        // SAFETY: as above, for dealloc.
+        unsafe { System.dealloc(p, l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
         if new > CAP {
             eprintln!("reallocation to {new} bytes: a decoder trusted a length it was given");
             std::process::abort();
         }
-        System.realloc(p, l, new)
+        // SAFETY: as above, for realloc.
+        unsafe { System.realloc(p, l, new) }
     }
 }
 
@@ -38,14 +44,26 @@ unsafe impl GlobalAlloc for Capped {
 static ALLOC: Capped = Capped;
 
 fn corpus_dir(target: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus").join(target)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz/corpus")
+        .join(target)
 }
 
 fn seeds(target: &str) -> Vec<Vec<u8>> {
     let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(corpus_dir(target))
-        .unwrap_or_else(|e| panic!("{}: {e} (the seed corpus is committed)", corpus_dir(target).display()))
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (the seed corpus is committed)",
+                corpus_dir(target).display()
+            )
+        })
         .flatten()
-        .map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap()))
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
         .collect();
     v.sort();
     v.into_iter().map(|(_, d)| d).collect()
@@ -53,8 +71,14 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
 
 #[test]
 fn every_decoder_survives_its_corpus_and_mutations() {
-    let iters: usize = std::env::var("CAIRN_FUZZ_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
-    let seed: u64 = std::env::var("CAIRN_FUZZ_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(0x5eed);
+    let iters: usize = std::env::var("CAIRN_FUZZ_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let seed: u64 = std::env::var("CAIRN_FUZZ_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0x5eed);
     eprintln!("CAIRN_FUZZ_SEED={seed} CAIRN_FUZZ_ITERS={iters}");
     let mut total = 0usize;
     for target in TARGETS {
@@ -72,7 +96,10 @@ fn every_decoder_survives_its_corpus_and_mutations() {
             if run.is_err() {
                 let path = std::env::temp_dir().join(format!("cairn-fuzz-crash-{target}"));
                 std::fs::write(&path, &input).unwrap();
-                panic!("{target}: decoder panicked on the input saved at {}", path.display());
+                panic!(
+                    "{target}: decoder panicked on the input saved at {}",
+                    path.display()
+                );
             }
         }
         total += corpus.len() + iters;
@@ -88,7 +115,14 @@ fn write_seed_corpus() {
     use cairn_format::*;
     let time = chrono::DateTime::parse_from_rfc3339("2026-11-22T07:00:00.123456789+01:00").unwrap();
     let id = |b: u8| [b; ID_LEN];
-    let entry = |b: u8, off: u32, t: BlobType| PackEntry { blob_type: t, compressed: b % 2 == 0, id: BlobId(id(b)), offset: off, length: 100, raw_length: 80 };
+    let entry = |b: u8, off: u32, t: BlobType| PackEntry {
+        blob_type: t,
+        compressed: b.is_multiple_of(2),
+        id: BlobId(id(b)),
+        offset: off,
+        length: 100,
+        raw_length: 80,
+    };
     let mut file = Node::new(RawBytes(b"file.txt".to_vec()), NodeType::File);
     file.size = 12345;
     file.content = vec![BlobId(id(1)), BlobId(id(2))];
@@ -97,9 +131,19 @@ fn write_seed_corpus() {
     dir.subtree = Some(BlobId(id(3)));
     let mut link = Node::new(RawBytes(b"link".to_vec()), NodeType::Symlink);
     link.link_target = RawBytes(b"../x".to_vec());
-    link.xattrs = vec![Xattr { name: RawBytes(b"user.a".to_vec()), value: RawBytes(b"v".to_vec()) }];
-    let tree = Tree { nodes: vec![file, dir, link] };
-    let mut snap = Snapshot::new(time, BlobId(id(9)), vec!["/home/me".into()], "laptop".into());
+    link.xattrs = vec![Xattr {
+        name: RawBytes(b"user.a".to_vec()),
+        value: RawBytes(b"v".to_vec()),
+    }];
+    let tree = Tree {
+        nodes: vec![file, dir, link],
+    };
+    let mut snap = Snapshot::new(
+        time,
+        BlobId(id(9)),
+        vec!["/home/me".into()],
+        "laptop".into(),
+    );
     snap.tags = vec!["daily".into()];
     snap.parent = Some(SnapshotId(id(8)));
     let keyfile = KeyFile {
@@ -125,9 +169,20 @@ fn write_seed_corpus() {
     };
     let index = IndexFile {
         supersedes: vec![IndexId(id(4))],
-        packs: vec![IndexPack { id: PackId(id(5)), size: 4096, blobs: vec![entry(1, 0, BlobType::Data), entry(2, 100, BlobType::Tree)] }],
+        packs: vec![IndexPack {
+            id: PackId(id(5)),
+            size: 4096,
+            blobs: vec![entry(1, 0, BlobType::Data), entry(2, 100, BlobType::Tree)],
+        }],
     };
-    let lock = Lock { time, exclusive: true, hostname: "laptop".into(), username: "me".into(), pid: 4242, command: "prune".into() };
+    let lock = Lock {
+        time,
+        exclusive: true,
+        hostname: "laptop".into(),
+        username: "me".into(),
+        pid: 4242,
+        command: "prune".into(),
+    };
     let drill = DrillRecord {
         time,
         hostname: "laptop".into(),
@@ -141,7 +196,11 @@ fn write_seed_corpus() {
         program_version: "cairn 0.1.0".into(),
     };
     let mut verified = VerifiedRecord::default();
-    verified.locations.entry("/mnt/ssd/repo".into()).or_default().insert("12".repeat(32), 1_795_000_000_000);
+    verified
+        .locations
+        .entry("/mnt/ssd/repo".into())
+        .or_default()
+        .insert("12".repeat(32), 1_795_000_000_000);
     let key = cairn_fuzzing::fuzz_key();
     let sealed = |purpose: u8, plain: &[u8]| {
         let mut v = vec![purpose];
@@ -156,7 +215,13 @@ fn write_seed_corpus() {
     let corpus: Vec<(&str, Vec<Vec<u8>>)> = vec![
         ("keyfile", vec![keyfile.encode()]),
         ("config", vec![config.encode()]),
-        ("pack_header", vec![encode_header(&[entry(1, 0, BlobType::Data), entry(2, 100, BlobType::Tree)]), encode_header(&[])]),
+        (
+            "pack_header",
+            vec![
+                encode_header(&[entry(1, 0, BlobType::Data), entry(2, 100, BlobType::Tree)]),
+                encode_header(&[]),
+            ],
+        ),
         ("index", vec![index.encode(), IndexFile::default().encode()]),
         ("tree", vec![tree.encode(), Tree { nodes: vec![] }.encode()]),
         ("snapshot", vec![snap.encode()]),
@@ -164,7 +229,10 @@ fn write_seed_corpus() {
         ("drill_record", vec![drill.encode()]),
         ("verified_record", vec![verified.encode()]),
         ("sealed", vec![sealed(1, &tree.encode()), sealed(2, b"")]),
-        ("b2_json", b2.iter().map(|s| s.as_bytes().to_vec()).collect()),
+        (
+            "b2_json",
+            b2.iter().map(|s| s.as_bytes().to_vec()).collect(),
+        ),
     ];
     for (target, seeds) in corpus {
         assert!(TARGETS.contains(&target));

@@ -23,7 +23,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use fuser::{FileAttr, FileType, Filesystem, MountOption, ReplyAttr, ReplyData, ReplyDirectory, ReplyEntry, ReplyXattr, Request};
+use fuser::{
+    FileAttr, FileType, Filesystem, MountOption, ReplyAttr, ReplyData, ReplyDirectory, ReplyEntry,
+    ReplyXattr, Request,
+};
 
 use cairn_format::{BlobId, Node, NodeType, Timestamp};
 use cairn_repo::{Repository, SnapshotRef};
@@ -66,7 +69,8 @@ pub fn check_prerequisites() -> Result<(), MountError> {
         return Err(MountError::NoFuseDevice);
     }
     let on_path = |bin: &str| {
-        std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
+        std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
     };
     if !on_path("fusermount3") && !on_path("fusermount") {
         return Err(MountError::NoFusermount);
@@ -92,7 +96,11 @@ impl Mounted {
 }
 
 /// Mounts `repo` (index loaded) at `mountpoint` and serves it on a background thread.
-pub fn mount(repo: Arc<Repository>, mountpoint: &Path, opts: &MountOptions) -> Result<Mounted, MountError> {
+pub fn mount(
+    repo: Arc<Repository>,
+    mountpoint: &Path,
+    opts: &MountOptions,
+) -> Result<Mounted, MountError> {
     check_prerequisites()?;
     let shown = mountpoint.display().to_string();
     match std::fs::metadata(mountpoint) {
@@ -100,7 +108,13 @@ pub fn mount(repo: Arc<Repository>, mountpoint: &Path, opts: &MountOptions) -> R
         Ok(_) => return Err(MountError::Mountpoint(shown, "not a directory".into())),
         Err(e) => return Err(MountError::Mountpoint(shown, e.to_string())),
     }
-    let mut options = vec![MountOption::RO, MountOption::FSName("cairn".into()), MountOption::Subtype("cairn".into()), MountOption::NoDev, MountOption::NoSuid];
+    let mut options = vec![
+        MountOption::RO,
+        MountOption::FSName("cairn".into()),
+        MountOption::Subtype("cairn".into()),
+        MountOption::NoDev,
+        MountOption::NoSuid,
+    ];
     if opts.allow_other {
         options.push(MountOption::AllowOther);
     }
@@ -108,16 +122,28 @@ pub fn mount(repo: Arc<Repository>, mountpoint: &Path, opts: &MountOptions) -> R
         options.push(MountOption::DefaultPermissions);
     }
     let fs = Fs::new(repo)?;
-    let session = fuser::spawn_mount2(fs, mountpoint, &options).map_err(|e| MountError::Mount(shown, e))?;
+    let session =
+        fuser::spawn_mount2(fs, mountpoint, &options).map_err(|e| MountError::Mount(shown, e))?;
     let mountpoint = std::fs::canonicalize(mountpoint).unwrap_or_else(|_| mountpoint.to_path_buf());
-    Ok(Mounted { session, mountpoint })
+    Ok(Mounted {
+        session,
+        mountpoint,
+    })
 }
 
 /// Whether `path` is a mount point now (per /proc/self/mounts, where spaces and other
 /// awkward bytes are octal escapes).
 pub fn is_mounted(path: &Path) -> bool {
-    let want = path.to_string_lossy().replace('\\', "\\134").replace(' ', "\\040").replace('\t', "\\011").replace('\n', "\\012");
-    std::fs::read_to_string("/proc/self/mounts").is_ok_and(|m| m.lines().any(|l| l.split(' ').nth(1) == Some(want.as_str())))
+    let want = path
+        .to_string_lossy()
+        .replace('\\', "\\134")
+        .replace(' ', "\\040")
+        .replace('\t', "\\011")
+        .replace('\n', "\\012");
+    std::fs::read_to_string("/proc/self/mounts").is_ok_and(|m| {
+        m.lines()
+            .any(|l| l.split(' ').nth(1) == Some(want.as_str()))
+    })
 }
 
 /// What an inode stands for.
@@ -128,7 +154,10 @@ enum Kind {
     /// `snapshots/latest`, pointing at the newest snapshot's directory name.
     Latest(Vec<u8>),
     /// A snapshot's root directory (the tree of `/`).
-    SnapshotRoot { tree: BlobId, time: SystemTime },
+    SnapshotRoot {
+        tree: BlobId,
+        time: SystemTime,
+    },
     /// A node of a snapshot's tree.
     Node(Arc<Node>),
 }
@@ -245,14 +274,29 @@ impl Fs {
             mounted_at: SystemTime::now(),
         };
         // Inode 0 is unused; 1 is the root (FUSE_ROOT_ID).
-        fs.inodes.push(Inode { kind: Kind::Root, children: Some(Vec::new()), root: 0, offsets: None });
-        fs.inodes.push(Inode { kind: Kind::Root, children: None, root: 0, offsets: None });
+        fs.inodes.push(Inode {
+            kind: Kind::Root,
+            children: Some(Vec::new()),
+            root: 0,
+            offsets: None,
+        });
+        fs.inodes.push(Inode {
+            kind: Kind::Root,
+            children: None,
+            root: 0,
+            offsets: None,
+        });
         fs.refresh(true)?;
         Ok(fs)
     }
 
     fn add(&mut self, kind: Kind, root: u64) -> u64 {
-        self.inodes.push(Inode { kind, children: None, root, offsets: None });
+        self.inodes.push(Inode {
+            kind,
+            children: None,
+            root,
+            offsets: None,
+        });
         (self.inodes.len() - 1) as u64
     }
 
@@ -284,7 +328,12 @@ impl Fs {
         self.refreshed = Some(Instant::now());
         let snaps = self.snapshots.clone();
         let mut top = Vec::new();
-        for (name, listing) in [("snapshots", Listing::Snapshots), ("ids", Listing::Ids), ("hosts", Listing::Hosts), ("tags", Listing::Tags)] {
+        for (name, listing) in [
+            ("snapshots", Listing::Snapshots),
+            ("ids", Listing::Ids),
+            ("hosts", Listing::Hosts),
+            ("tags", Listing::Tags),
+        ] {
             let ino = self.named(1, name, || Kind::Listing);
             top.push((OsString::from(name), ino));
             let children = self.listing_children(ino, &listing, &snaps);
@@ -297,7 +346,9 @@ impl Fs {
     fn snapshot_root(&mut self, parent: u64, name: &str, s: &SnapshotRef) -> u64 {
         let time = SystemTime::from(s.snapshot.time);
         let tree = s.snapshot.tree;
-        let ino = self.named(parent, &format!("{name}\0{}", s.id.to_hex()), || Kind::SnapshotRoot { tree, time });
+        let ino = self.named(parent, &format!("{name}\0{}", s.id.to_hex()), || {
+            Kind::SnapshotRoot { tree, time }
+        });
         self.inodes[ino as usize].root = ino;
         ino
     }
@@ -317,7 +368,12 @@ impl Fs {
         out
     }
 
-    fn listing_children(&mut self, ino: u64, listing: &Listing, snaps: &[SnapshotRef]) -> Vec<(OsString, u64)> {
+    fn listing_children(
+        &mut self,
+        ino: u64,
+        listing: &Listing,
+        snaps: &[SnapshotRef],
+    ) -> Vec<(OsString, u64)> {
         match listing {
             Listing::Snapshots => {
                 let all: Vec<&SnapshotRef> = snaps.iter().collect();
@@ -348,7 +404,11 @@ impl Fs {
                     .into_iter()
                     .filter(|n| !n.is_empty() && !n.contains('/'))
                     .map(|n| {
-                        let sub = if matches!(listing, Listing::Hosts) { Listing::Host(n.clone()) } else { Listing::Tag(n.clone()) };
+                        let sub = if matches!(listing, Listing::Hosts) {
+                            Listing::Host(n.clone())
+                        } else {
+                            Listing::Tag(n.clone())
+                        };
                         let child = self.named(ino, &n, || Kind::Listing);
                         let grand = self.listing_children(child, &sub, snaps);
                         self.inodes[child as usize].children = Some(grand);
@@ -357,11 +417,15 @@ impl Fs {
                     .collect()
             }
             Listing::Host(h) => {
-                let mine: Vec<&SnapshotRef> = snaps.iter().filter(|s| &s.snapshot.hostname == h).collect();
+                let mine: Vec<&SnapshotRef> =
+                    snaps.iter().filter(|s| &s.snapshot.hostname == h).collect();
                 self.by_time(ino, &mine)
             }
             Listing::Tag(t) => {
-                let mine: Vec<&SnapshotRef> = snaps.iter().filter(|s| s.snapshot.tags.contains(t)).collect();
+                let mine: Vec<&SnapshotRef> = snaps
+                    .iter()
+                    .filter(|s| s.snapshot.tags.contains(t))
+                    .collect();
                 self.by_time(ino, &mine)
             }
         }
@@ -396,7 +460,11 @@ impl Fs {
         let mut out = Vec::with_capacity(tree.nodes.len());
         for node in tree.nodes {
             let name = OsString::from_vec(node.name.0.clone());
-            let hardlink = (node.node_type == NodeType::File && node.links > 1).then_some((root, node.device, node.inode));
+            let hardlink = (node.node_type == NodeType::File && node.links > 1).then_some((
+                root,
+                node.device,
+                node.inode,
+            ));
             let child = match hardlink.and_then(|k| self.links.get(&k).copied()) {
                 Some(ino) => ino,
                 None => {
@@ -434,12 +502,27 @@ impl Fs {
         };
         Some(match &i.kind {
             Kind::Root | Kind::Listing => {
-                let newest = self.snapshots.last().map_or(self.mounted_at, |s| SystemTime::from(s.snapshot.time));
+                let newest = self
+                    .snapshots
+                    .last()
+                    .map_or(self.mounted_at, |s| SystemTime::from(s.snapshot.time));
                 (dir(newest), TTL_VIRTUAL)
             }
             Kind::Latest(target) => {
-                let newest = self.snapshots.last().map_or(self.mounted_at, |s| SystemTime::from(s.snapshot.time));
-                (FileAttr { kind: FileType::Symlink, perm: 0o777, nlink: 1, size: target.len() as u64, ..dir(newest) }, TTL_VIRTUAL)
+                let newest = self
+                    .snapshots
+                    .last()
+                    .map_or(self.mounted_at, |s| SystemTime::from(s.snapshot.time));
+                (
+                    FileAttr {
+                        kind: FileType::Symlink,
+                        perm: 0o777,
+                        nlink: 1,
+                        size: target.len() as u64,
+                        ..dir(newest)
+                    },
+                    TTL_VIRTUAL,
+                )
             }
             Kind::SnapshotRoot { time, .. } => (dir(*time), TTL_CONTENT),
             Kind::Node(n) => {
@@ -493,10 +576,19 @@ impl Fs {
         let mut at = 0u64;
         for id in &node.content {
             offsets.push(at);
-            let len = self.repo.index().get(id).map(|b| u64::from(b.entry.raw_length)).ok_or_else(|| {
-                tracing::warn!("blob {} of {} is not in the index", id.short(), String::from_utf8_lossy(&node.name.0));
-                libc::EIO
-            })?;
+            let len = self
+                .repo
+                .index()
+                .get(id)
+                .map(|b| u64::from(b.entry.raw_length))
+                .ok_or_else(|| {
+                    tracing::warn!(
+                        "blob {} of {} is not in the index",
+                        id.short(),
+                        String::from_utf8_lossy(&node.name.0)
+                    );
+                    libc::EIO
+                })?;
             at += len;
         }
         offsets.push(at);
@@ -513,23 +605,39 @@ impl Fs {
             tracing::warn!("{e}");
             libc::EIO
         })?);
-        self.cache.lock().unwrap_or_else(|p| p.into_inner()).put(*id, Arc::clone(&data));
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .put(*id, Arc::clone(&data));
         Ok(data)
     }
 
     /// Fetches `id` into the cache on another thread (at most two at a time).
     fn prefetch(&self, id: BlobId) {
-        if self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(&id).is_some() {
+        if self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .is_some()
+        {
             return;
         }
         if self.prefetching.fetch_add(1, Ordering::SeqCst) >= 2 {
             self.prefetching.fetch_sub(1, Ordering::SeqCst);
             return;
         }
-        let (repo, cache, busy) = (Arc::clone(&self.repo), Arc::clone(&self.cache), Arc::clone(&self.prefetching));
+        let (repo, cache, busy) = (
+            Arc::clone(&self.repo),
+            Arc::clone(&self.cache),
+            Arc::clone(&self.prefetching),
+        );
         std::thread::spawn(move || {
             if let Ok(data) = repo.load_blob(&id) {
-                cache.lock().unwrap_or_else(|p| p.into_inner()).put(id, Arc::new(data));
+                cache
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .put(id, Arc::new(data));
             }
             busy.fetch_sub(1, Ordering::SeqCst);
         });
@@ -582,7 +690,11 @@ impl Filesystem for Fs {
             Ok(c) => c,
             Err(e) => return reply.error(e),
         };
-        match children.iter().find(|(n, _)| n == name).and_then(|(_, ino)| self.attr(*ino)) {
+        match children
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, ino)| self.attr(*ino))
+        {
             Some((attr, ttl)) => reply.entry(&ttl, &attr, 0),
             None => reply.error(libc::ENOENT),
         }
@@ -603,24 +715,47 @@ impl Filesystem for Fs {
         }
     }
 
-    fn read(&mut self, _req: &Request<'_>, ino: u64, _fh: u64, offset: i64, size: u32, _flags: i32, _lock: Option<u64>, reply: ReplyData) {
+    fn read(
+        &mut self,
+        _req: &Request<'_>,
+        ino: u64,
+        _fh: u64,
+        offset: i64,
+        size: u32,
+        _flags: i32,
+        _lock: Option<u64>,
+        reply: ReplyData,
+    ) {
         match self.read_range(ino, offset.max(0) as u64, u64::from(size)) {
             Ok(data) => reply.data(&data),
             Err(e) => reply.error(e),
         }
     }
 
-    fn readdir(&mut self, _req: &Request<'_>, ino: u64, _fh: u64, offset: i64, mut reply: ReplyDirectory) {
+    fn readdir(
+        &mut self,
+        _req: &Request<'_>,
+        ino: u64,
+        _fh: u64,
+        offset: i64,
+        mut reply: ReplyDirectory,
+    ) {
         let children = match self.children(ino) {
             Ok(c) => c,
             Err(e) => return reply.error(e),
         };
-        let mut entries = vec![(OsString::from("."), ino, FileType::Directory), (OsString::from(".."), ino, FileType::Directory)];
+        let mut entries = vec![
+            (OsString::from("."), ino, FileType::Directory),
+            (OsString::from(".."), ino, FileType::Directory),
+        ];
         for (name, child) in children {
-            let kind = self.attr(child).map_or(FileType::RegularFile, |(a, _)| a.kind);
+            let kind = self
+                .attr(child)
+                .map_or(FileType::RegularFile, |(a, _)| a.kind);
             entries.push((name, child, kind));
         }
-        for (i, (name, child, kind)) in entries.into_iter().enumerate().skip(offset.max(0) as usize) {
+        for (i, (name, child, kind)) in entries.into_iter().enumerate().skip(offset.max(0) as usize)
+        {
             if reply.add(child, (i + 1) as i64, kind, &name) {
                 break;
             }
@@ -628,8 +763,17 @@ impl Filesystem for Fs {
         reply.ok();
     }
 
-    fn getxattr(&mut self, _req: &Request<'_>, ino: u64, name: &OsStr, size: u32, reply: ReplyXattr) {
-        let Some(node) = self.node(ino) else { return reply.error(libc::ENODATA) };
+    fn getxattr(
+        &mut self,
+        _req: &Request<'_>,
+        ino: u64,
+        name: &OsStr,
+        size: u32,
+        reply: ReplyXattr,
+    ) {
+        let Some(node) = self.node(ino) else {
+            return reply.error(libc::ENODATA);
+        };
         match node.xattrs.iter().find(|x| x.name.0 == name.as_bytes()) {
             None => reply.error(libc::ENODATA),
             Some(x) if size == 0 => reply.size(x.value.0.len() as u32),

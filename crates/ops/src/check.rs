@@ -31,9 +31,13 @@ pub enum ReadData {
 impl ReadData {
     /// Parses `N/M`, `P%` or a SIZE (K/M/G/T suffixes).
     pub fn parse(s: &str) -> Result<ReadData, String> {
-        let bad = || format!("invalid --read-data-subset {s:?}: expected N/M, P% or a size like 500M");
+        let bad =
+            || format!("invalid --read-data-subset {s:?}: expected N/M, P% or a size like 500M");
         if let Some((n, m)) = s.split_once('/') {
-            let (n, m): (u32, u32) = (n.trim().parse().map_err(|_| bad())?, m.trim().parse().map_err(|_| bad())?);
+            let (n, m): (u32, u32) = (
+                n.trim().parse().map_err(|_| bad())?,
+                m.trim().parse().map_err(|_| bad())?,
+            );
             if n == 0 || m == 0 || n > m {
                 return Err(bad());
             }
@@ -46,7 +50,9 @@ impl ReadData {
             }
             return Ok(ReadData::Fraction(p / 100.0));
         }
-        crate::size::parse_size(s).map(ReadData::Bytes).map_err(|_| bad())
+        crate::size::parse_size(s)
+            .map(ReadData::Bytes)
+            .map_err(|_| bad())
     }
 }
 
@@ -79,7 +85,12 @@ pub fn check(repo: &Repository, read: ReadData, location: &str) -> Result<CheckS
 }
 
 /// [`check`], reporting the packs it reads back (the long part) as files and bytes.
-pub fn check_with_progress(repo: &Repository, read: ReadData, location: &str, progress: &dyn crate::Progress) -> Result<CheckSummary, OpsError> {
+pub fn check_with_progress(
+    repo: &Repository,
+    read: ReadData,
+    location: &str,
+    progress: &dyn crate::Progress,
+) -> Result<CheckSummary, OpsError> {
     let mut s = CheckSummary::default();
     if let Err(e) = repo.list_keys() {
         s.errors.push(format!("keys: {e}"));
@@ -87,11 +98,14 @@ pub fn check_with_progress(repo: &Repository, read: ReadData, location: &str, pr
     // Records other commands read and then ignore when damaged: reported here.
     for (name, lock) in repo.list_locks()? {
         if let Err(e) = lock {
-            s.errors.push(format!("{name}: unreadable lock ({e}); `cairn unlock --remove-all` removes it"));
+            s.errors.push(format!(
+                "{name}: unreadable lock ({e}); `cairn unlock --remove-all` removes it"
+            ));
         }
     }
     for (name, e) in repo.forgotten_records()?.1 {
-        s.errors.push(format!("{name}: unreadable forgotten record ({e})"));
+        s.errors
+            .push(format!("{name}: unreadable forgotten record ({e})"));
     }
     for e in repo.load_index_tolerant()? {
         s.errors.push(format!("index: {e}"));
@@ -116,11 +130,17 @@ pub fn check_with_progress(repo: &Repository, read: ReadData, location: &str, pr
     for (pack, size) in &sizes {
         match listed.get(pack) {
             None => {
-                s.errors.push(format!("{}: missing (listed in the index)", pack_name(pack)));
+                s.errors.push(format!(
+                    "{}: missing (listed in the index)",
+                    pack_name(pack)
+                ));
                 bad_blobs.extend(by_pack.get(pack).into_iter().flatten().map(|e| e.id));
             }
             Some(actual) if actual != size => {
-                s.errors.push(format!("{}: size {actual} differs from the index ({size})", pack_name(pack)));
+                s.errors.push(format!(
+                    "{}: size {actual} differs from the index ({size})",
+                    pack_name(pack)
+                ));
                 bad_blobs.extend(by_pack.get(pack).into_iter().flatten().map(|e| e.id));
             }
             Some(_) => {}
@@ -139,7 +159,10 @@ pub fn check_with_progress(repo: &Repository, read: ReadData, location: &str, pr
         Err(e) => s.errors.push(format!("listing temporary files: {e}")),
     }
     for pack in listed.keys().filter(|p| !sizes.contains_key(p)) {
-        s.info.push(format!("{}: not in any index (left by an interrupted command; prune removes it)", pack_name(pack)));
+        s.info.push(format!(
+            "{}: not in any index (left by an interrupted command; prune removes it)",
+            pack_name(pack)
+        ));
     }
 
     // Snapshots: every tree readable, every referenced blob indexed.
@@ -158,7 +181,10 @@ pub fn check_with_progress(repo: &Repository, read: ReadData, location: &str, pr
             continue;
         }
         if let Err(e) = repo.load_tree(&snap.snapshot.tree) {
-            s.errors.push(format!("snapshot {short}: root tree {}: {e}", snap.snapshot.tree.short()));
+            s.errors.push(format!(
+                "snapshot {short}: root tree {}: {e}",
+                snap.snapshot.tree.short()
+            ));
             continue;
         }
         s.trees_checked += 1;
@@ -167,7 +193,10 @@ pub fn check_with_progress(repo: &Repository, read: ReadData, location: &str, pr
             let p = String::from_utf8_lossy(path);
             for id in &node.content {
                 if !repo.index().contains(id) {
-                    errors.push(format!("snapshot {short}: {p}: data blob {} is missing", id.short()));
+                    errors.push(format!(
+                        "snapshot {short}: {p}: data blob {} is missing",
+                        id.short()
+                    ));
                 }
             }
             if node.node_type == NodeType::Dir {
@@ -192,13 +221,24 @@ pub fn check_with_progress(repo: &Repository, read: ReadData, location: &str, pr
     }
 
     // Data: read packs back.
-    let mut packs: Vec<PackId> = sizes.keys().copied().filter(|p| listed.contains_key(p)).collect();
+    let mut packs: Vec<PackId> = sizes
+        .keys()
+        .copied()
+        .filter(|p| listed.contains_key(p))
+        .collect();
     packs.sort();
-    let log = if read == ReadData::None { None } else { Some(crate::verified::VerificationLog::load(repo)?) };
+    let log = if read == ReadData::None {
+        None
+    } else {
+        Some(crate::verified::VerificationLog::load(repo)?)
+    };
     let chosen: Vec<PackId> = match (read, &log) {
         (ReadData::None, _) | (_, None) => Vec::new(),
         (ReadData::All, _) => packs,
-        (ReadData::Subset(n, m), _) => packs.into_iter().filter(|p| u32::from(p.0[0]) % m == n - 1).collect(),
+        (ReadData::Subset(n, m), _) => packs
+            .into_iter()
+            .filter(|p| u32::from(p.0[0]) % m == n - 1)
+            .collect(),
         (ReadData::Fraction(f), Some(log)) => {
             let mut packs = log.order(location, packs);
             let k = ((packs.len() as f64) * f).ceil() as usize;
@@ -208,10 +248,13 @@ pub fn check_with_progress(repo: &Repository, read: ReadData, location: &str, pr
         (ReadData::Bytes(limit), Some(log)) => {
             let packs = log.order(location, packs);
             let mut total = 0;
-            packs.into_iter().take_while(|p| {
-                total += sizes[p];
-                total <= limit || total == sizes[p]
-            }).collect()
+            packs
+                .into_iter()
+                .take_while(|p| {
+                    total += sizes[p];
+                    total <= limit || total == sizes[p]
+                })
+                .collect()
         }
     };
     let mut intact = Vec::new();
@@ -247,7 +290,11 @@ pub fn check_with_progress(repo: &Repository, read: ReadData, location: &str, pr
                 // One line per damaged pack (what is at stake is added below, from one
                 // walk for all packs); the per-blob detail goes to `details`.
                 if !bad.is_empty() {
-                    damaged_lines.push((s.errors.len(), bad.iter().copied().collect(), by_pack.get(pack).map_or(0, Vec::len)));
+                    damaged_lines.push((
+                        s.errors.len(),
+                        bad.iter().copied().collect(),
+                        by_pack.get(pack).map_or(0, Vec::len),
+                    ));
                 }
                 s.errors.push(problems.first().cloned().unwrap_or_default());
                 s.damaged_packs.push(pack_name(pack));
@@ -259,15 +306,28 @@ pub fn check_with_progress(repo: &Repository, read: ReadData, location: &str, pr
 
     if let Some(log) = log {
         // Best effort: a read-only repository can still be checked.
-        if let Err(e) = log.record(repo, location, &intact, chrono::Utc::now().timestamp_millis()) {
-            s.info.push(format!("could not record which packs were verified: {e}"));
+        if let Err(e) = log.record(
+            repo,
+            location,
+            &intact,
+            chrono::Utc::now().timestamp_millis(),
+        ) {
+            s.info
+                .push(format!("could not record which packs were verified: {e}"));
         }
     }
     if !bad_blobs.is_empty() {
         let hits = affected_files(repo, &snapshots, &bad_blobs);
         for (i, bad, total) in damaged_lines {
-            let at_stake: Vec<&String> = hits.iter().filter(|(_, h)| h.iter().any(|b| bad.contains(b))).map(|(line, _)| line).collect();
-            let snaps: HashSet<&str> = at_stake.iter().filter_map(|a| a.split(':').next()).collect();
+            let at_stake: Vec<&String> = hits
+                .iter()
+                .filter(|(_, h)| h.iter().any(|b| bad.contains(b)))
+                .map(|(line, _)| line)
+                .collect();
+            let snaps: HashSet<&str> = at_stake
+                .iter()
+                .filter_map(|a| a.split(':').next())
+                .collect();
             s.errors[i].push_str(&format!(
                 "; {} of its {total} blobs damaged, used by {} snapshot(s) and {} path(s)",
                 bad.len(),
@@ -286,7 +346,11 @@ const MAX_PACKS_IN_FLIGHT: usize = 8;
 type PackProblems = (u64, Vec<String>, Vec<BlobId>);
 
 /// Reads one pack whole: name hash, header, then every blob against the index.
-fn read_pack(repo: &Repository, pack: &PackId, expected: &[PackEntry]) -> Result<(u64, u64), PackProblems> {
+fn read_pack(
+    repo: &Repository,
+    pack: &PackId,
+    expected: &[PackEntry],
+) -> Result<(u64, u64), PackProblems> {
     let name = pack_name(pack);
     let all_bad = || expected.iter().map(|e| e.id).collect::<Vec<_>>();
     let data = match repo.backend().read(&name) {
@@ -296,9 +360,15 @@ fn read_pack(repo: &Repository, pack: &PackId, expected: &[PackEntry]) -> Result
     let bytes = data.len() as u64;
     if cairn_crypto::storage_hash(&data) != pack.0 {
         // The name no longer matches: some bytes changed. Find which blobs are hurt.
-        let mut problems = vec![format!("{name}: content does not match its name (hash mismatch)")];
+        let mut problems = vec![format!(
+            "{name}: content does not match its name (hash mismatch)"
+        )];
         let bad = check_blobs(repo, &name, &data, expected, &mut problems);
-        return Err((bytes, problems, if bad.is_empty() { all_bad() } else { bad }));
+        return Err((
+            bytes,
+            problems,
+            if bad.is_empty() { all_bad() } else { bad },
+        ));
     }
     let header = match read_pack_header(repo.key(), &name, &data) {
         Ok(h) => h,
@@ -308,7 +378,10 @@ fn read_pack(repo: &Repository, pack: &PackId, expected: &[PackEntry]) -> Result
     let in_header: HashSet<(BlobId, u32)> = header.iter().map(|e| (e.id, e.offset)).collect();
     for e in expected {
         if !in_header.contains(&(e.id, e.offset)) {
-            problems.push(format!("{name}: index lists blob {} that the pack header does not", e.id.short()));
+            problems.push(format!(
+                "{name}: index lists blob {} that the pack header does not",
+                e.id.short()
+            ));
         }
     }
     let bad = check_blobs(repo, &name, &data, expected, &mut problems);
@@ -319,13 +392,22 @@ fn read_pack(repo: &Repository, pack: &PackId, expected: &[PackEntry]) -> Result
     }
 }
 
-fn check_blobs(repo: &Repository, name: &str, data: &[u8], expected: &[PackEntry], problems: &mut Vec<String>) -> Vec<BlobId> {
+fn check_blobs(
+    repo: &Repository,
+    name: &str,
+    data: &[u8],
+    expected: &[PackEntry],
+    problems: &mut Vec<String>,
+) -> Vec<BlobId> {
     let mut bad = Vec::new();
     for e in expected {
         let (start, end) = (e.offset as usize, e.offset as usize + e.length as usize);
         let r = match data.get(start..end) {
             Some(sealed) => repo.open_blob(name, e, sealed).map(|_| ()),
-            None => Err(cairn_repo::RepoError::Invalid(format!("blob {} lies outside {name}", e.id.short()))),
+            None => Err(cairn_repo::RepoError::Invalid(format!(
+                "blob {} lies outside {name}",
+                e.id.short()
+            ))),
         };
         if let Err(err) = r {
             problems.push(format!("{err}"));
@@ -337,20 +419,40 @@ fn check_blobs(repo: &Repository, name: &str, data: &[u8], expected: &[PackEntry
 
 /// Every snapshot path whose content or tree includes a bad blob, with the bad blobs it
 /// holds (so one walk tells each damaged pack what it puts at stake).
-fn affected_files(repo: &Repository, snapshots: &[cairn_repo::SnapshotRef], bad: &HashSet<BlobId>) -> Vec<(String, Vec<BlobId>)> {
+fn affected_files(
+    repo: &Repository,
+    snapshots: &[cairn_repo::SnapshotRef],
+    bad: &HashSet<BlobId>,
+) -> Vec<(String, Vec<BlobId>)> {
     let mut out = Vec::new();
     for snap in snapshots {
         let short = snap.id.short();
         if bad.contains(&snap.snapshot.tree) {
-            out.push((format!("snapshot {short}: / (root tree)"), vec![snap.snapshot.tree]));
+            out.push((
+                format!("snapshot {short}: / (root tree)"),
+                vec![snap.snapshot.tree],
+            ));
             continue;
         }
         let _ = walk_tree(repo, &snap.snapshot.tree, b"/", &mut |path, node| {
-            let hits: Vec<BlobId> = node.content.iter().chain(node.subtree.as_ref()).filter(|id| bad.contains(*id)).copied().collect();
+            let hits: Vec<BlobId> = node
+                .content
+                .iter()
+                .chain(node.subtree.as_ref())
+                .filter(|id| bad.contains(*id))
+                .copied()
+                .collect();
             if !hits.is_empty() {
-                out.push((format!("snapshot {short}: {}", String::from_utf8_lossy(path)), hits));
+                out.push((
+                    format!("snapshot {short}: {}", String::from_utf8_lossy(path)),
+                    hits,
+                ));
             }
-            Ok(if node.subtree.is_some_and(|t| bad.contains(&t)) { Visit::Skip } else { Visit::Descend })
+            Ok(if node.subtree.is_some_and(|t| bad.contains(&t)) {
+                Visit::Skip
+            } else {
+                Visit::Descend
+            })
         });
     }
     out

@@ -29,7 +29,11 @@ pub struct CopySummary {
 
 fn params(r: &Repository) -> ChunkerParams {
     let c = r.config();
-    ChunkerParams { min_size: c.chunker_min_size as usize, avg_size: c.chunker_avg_size as usize, max_size: c.chunker_max_size as usize }
+    ChunkerParams {
+        min_size: c.chunker_min_size as usize,
+        avg_size: c.chunker_avg_size as usize,
+        max_size: c.chunker_max_size as usize,
+    }
 }
 
 struct Copier<'a> {
@@ -44,9 +48,13 @@ impl Copier<'_> {
         if let Some(chunker) = &self.rechunk {
             let mut ids = Vec::new();
             for chunk in chunker.chunks(ContentReader::new(self.src, node)) {
-                let chunk = chunk.map_err(|e| OpsError::Invalid(format!("reading from the source repository: {e}")))?;
+                let chunk = chunk.map_err(|e| {
+                    OpsError::Invalid(format!("reading from the source repository: {e}"))
+                })?;
                 ids.push(match chunk {
-                    cairn_chunker::Chunk::Data(d) => self.dst.save_blob_parts(BlobType::Data, &d.slices())?.0,
+                    cairn_chunker::Chunk::Data(d) => {
+                        self.dst.save_blob_parts(BlobType::Data, &d.slices())?.0
+                    }
                     zeros => self.dst.save_blob(BlobType::Data, &zeros.into_bytes())?.0,
                 });
             }
@@ -88,33 +96,66 @@ impl Copier<'_> {
 
 /// Copies `snapshots` of `src` into `dst`. Both indexes must be loaded; the caller
 /// holds a shared lock on `dst`.
-pub fn copy(src: &Repository, dst: &Repository, snapshots: &[SnapshotRef]) -> Result<CopySummary, OpsError> {
+pub fn copy(
+    src: &Repository,
+    dst: &Repository,
+    snapshots: &[SnapshotRef],
+) -> Result<CopySummary, OpsError> {
     copy_with_progress(src, dst, snapshots, &crate::NoProgress)
 }
 
 /// [`copy`], reporting snapshots as the "files" done and their restore size as bytes.
-pub fn copy_with_progress(src: &Repository, dst: &Repository, snapshots: &[SnapshotRef], progress: &dyn crate::Progress) -> Result<CopySummary, OpsError> {
-    let size = |s: &SnapshotRef| s.snapshot.summary.as_ref().map_or(0, |x| x.total_bytes_processed);
+pub fn copy_with_progress(
+    src: &Repository,
+    dst: &Repository,
+    snapshots: &[SnapshotRef],
+    progress: &dyn crate::Progress,
+) -> Result<CopySummary, OpsError> {
+    let size = |s: &SnapshotRef| {
+        s.snapshot
+            .summary
+            .as_ref()
+            .map_or(0, |x| x.total_bytes_processed)
+    };
     progress.start(snapshots.len() as u64, snapshots.iter().map(size).sum());
     let r = copy_all(src, dst, snapshots, progress);
     progress.finish();
     r
 }
 
-fn copy_all(src: &Repository, dst: &Repository, snapshots: &[SnapshotRef], progress: &dyn crate::Progress) -> Result<CopySummary, OpsError> {
-    let size = |s: &SnapshotRef| s.snapshot.summary.as_ref().map_or(0, |x| x.total_bytes_processed);
+fn copy_all(
+    src: &Repository,
+    dst: &Repository,
+    snapshots: &[SnapshotRef],
+    progress: &dyn crate::Progress,
+) -> Result<CopySummary, OpsError> {
+    let size = |s: &SnapshotRef| {
+        s.snapshot
+            .summary
+            .as_ref()
+            .map_or(0, |x| x.total_bytes_processed)
+    };
     let rechunk = params(src) != params(dst);
     let mut c = Copier {
         src,
         dst,
-        rechunk: if rechunk { Some(Chunker::new(&dst.key().gear_table(), params(dst)).map_err(OpsError::Invalid)?) } else { None },
+        rechunk: if rechunk {
+            Some(Chunker::new(&dst.key().gear_table(), params(dst)).map_err(OpsError::Invalid)?)
+        } else {
+            None
+        },
         trees: HashMap::new(),
     };
     let existing: Vec<SnapshotRef> = dst.list_snapshots()?;
-    let mut s = CopySummary { rechunked: rechunk, ..Default::default() };
+    let mut s = CopySummary {
+        rechunked: rechunk,
+        ..Default::default()
+    };
     for snap in snapshots {
         let already = existing.iter().any(|e| {
-            e.snapshot.time == snap.snapshot.time && e.snapshot.hostname == snap.snapshot.hostname && e.snapshot.paths == snap.snapshot.paths
+            e.snapshot.time == snap.snapshot.time
+                && e.snapshot.hostname == snap.snapshot.hostname
+                && e.snapshot.paths == snap.snapshot.paths
         });
         progress.current(std::path::Path::new(&snap.id.short()));
         if already {
@@ -133,6 +174,9 @@ fn copy_all(src: &Repository, dst: &Repository, snapshots: &[SnapshotRef], progr
         s.snapshots_copied.push((snap.id.to_hex(), id.to_hex()));
         progress.file_done(size(snap));
     }
-    s.data_added = dst.stats().data_added.load(std::sync::atomic::Ordering::Relaxed);
+    s.data_added = dst
+        .stats()
+        .data_added
+        .load(std::sync::atomic::Ordering::Relaxed);
     Ok(s)
 }

@@ -57,7 +57,13 @@ fn load(repo: &Repository, t: Option<BlobId>) -> Result<Tree, OpsError> {
     })
 }
 
-fn diff_trees(repo: &Repository, a: Option<BlobId>, b: Option<BlobId>, base: &[u8], s: &mut DiffSummary) -> Result<(), OpsError> {
+fn diff_trees(
+    repo: &Repository,
+    a: Option<BlobId>,
+    b: Option<BlobId>,
+    base: &[u8],
+    s: &mut DiffSummary,
+) -> Result<(), OpsError> {
     if a == b {
         return Ok(());
     }
@@ -83,7 +89,10 @@ fn diff_trees(repo: &Repository, a: Option<BlobId>, b: Option<BlobId>, base: &[u
                 j += 1;
             }
             std::cmp::Ordering::Equal => {
-                let (x, y) = (na.unwrap_or_else(|| unreachable!()), nb.unwrap_or_else(|| unreachable!()));
+                let (x, y) = (
+                    na.unwrap_or_else(|| unreachable!()),
+                    nb.unwrap_or_else(|| unreachable!()),
+                );
                 compare(repo, x, y, base, s)?;
                 i += 1;
                 j += 1;
@@ -103,14 +112,28 @@ fn path_of(base: &[u8], n: &Node) -> (Vec<u8>, String) {
 }
 
 /// Records a node (and, for a directory, everything below it) as added or removed.
-fn gone_or_new(repo: &Repository, n: &Node, base: &[u8], c: Change, s: &mut DiffSummary) -> Result<(), OpsError> {
+fn gone_or_new(
+    repo: &Repository,
+    n: &Node,
+    base: &[u8],
+    c: Change,
+    s: &mut DiffSummary,
+) -> Result<(), OpsError> {
     let (p, shown) = path_of(base, n);
     s.changes.push((shown, c));
     let added = c == Change::Added;
     match n.node_type {
         NodeType::Dir => {
-            if added { s.dirs_added += 1 } else { s.dirs_removed += 1 }
-            let (a, b) = if added { (None, n.subtree) } else { (n.subtree, None) };
+            if added {
+                s.dirs_added += 1
+            } else {
+                s.dirs_removed += 1
+            }
+            let (a, b) = if added {
+                (None, n.subtree)
+            } else {
+                (n.subtree, None)
+            };
             diff_trees(repo, a, b, &p, s)?;
         }
         _ => {
@@ -127,10 +150,20 @@ fn gone_or_new(repo: &Repository, n: &Node, base: &[u8], c: Change, s: &mut Diff
 }
 
 fn same_metadata(x: &Node, y: &Node) -> bool {
-    x.mode == y.mode && x.uid == y.uid && x.gid == y.gid && x.mtime == y.mtime && x.xattrs == y.xattrs
+    x.mode == y.mode
+        && x.uid == y.uid
+        && x.gid == y.gid
+        && x.mtime == y.mtime
+        && x.xattrs == y.xattrs
 }
 
-fn compare(repo: &Repository, x: &Node, y: &Node, base: &[u8], s: &mut DiffSummary) -> Result<(), OpsError> {
+fn compare(
+    repo: &Repository,
+    x: &Node,
+    y: &Node,
+    base: &[u8],
+    s: &mut DiffSummary,
+) -> Result<(), OpsError> {
     let (p, shown) = path_of(base, y);
     if x.node_type != y.node_type {
         s.changes.push((shown, Change::TypeChanged));

@@ -62,7 +62,10 @@ fn files_of(repo: &Repository, snap: &SnapshotRef) -> Result<Vec<Pick>, OpsError
     let mut out = Vec::new();
     walk_tree(repo, &snap.snapshot.tree, b"/", &mut |path, node| {
         if node.node_type == NodeType::File {
-            out.push(Pick { path: path.to_vec(), node: node.clone() });
+            out.push(Pick {
+                path: path.to_vec(),
+                node: node.clone(),
+            });
         }
         Ok(Visit::Descend)
     })?;
@@ -83,7 +86,13 @@ fn choose(mut files: Vec<Pick>, n: usize, rng: &mut impl Rng) -> Vec<Pick> {
             .map(|it| it.copied().collect())
             .unwrap_or_default()
     };
-    chosen.extend(files.into_iter().enumerate().filter(|(i, _)| weighted.contains(i)).map(|(_, p)| p));
+    chosen.extend(
+        files
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| weighted.contains(i))
+            .map(|(_, p)| p),
+    );
     chosen
 }
 
@@ -98,13 +107,23 @@ fn metadata_differences(path: &Path, node: &Node, is_root: bool) -> Vec<String> 
         d.push(format!("size {} instead of {}", m.len(), node.size));
     }
     if m.mode() & 0o7777 != node.mode & 0o7777 {
-        d.push(format!("mode {:o} instead of {:o}", m.mode() & 0o7777, node.mode & 0o7777));
+        d.push(format!(
+            "mode {:o} instead of {:o}",
+            m.mode() & 0o7777,
+            node.mode & 0o7777
+        ));
     }
     if (m.mtime(), m.mtime_nsec() as u32) != (node.mtime.0, node.mtime.1) {
         d.push("modification time differs".into());
     }
     if is_root && (m.uid(), m.gid()) != (node.uid, node.gid) {
-        d.push(format!("owner {}:{} instead of {}:{}", m.uid(), m.gid(), node.uid, node.gid));
+        d.push(format!(
+            "owner {}:{} instead of {}:{}",
+            m.uid(),
+            m.gid(),
+            node.uid,
+            node.gid
+        ));
     }
     d
 }
@@ -131,14 +150,26 @@ pub fn drill(repo: &Repository, opts: &DrillOptions) -> Result<DrillReport, OpsE
 }
 
 /// [`drill`], reporting its two phases in turn: the files restored, then the packs read.
-pub fn drill_with_progress(repo: &Repository, opts: &DrillOptions, progress: &dyn crate::Progress) -> Result<DrillReport, OpsError> {
+pub fn drill_with_progress(
+    repo: &Repository,
+    opts: &DrillOptions,
+    progress: &dyn crate::Progress,
+) -> Result<DrillReport, OpsError> {
     let mut rng = rand::thread_rng();
     let mut r = DrillReport::default();
-    let recent: Vec<SnapshotRef> = repo.list_snapshots()?.into_iter().filter(|s| s.snapshot.time >= opts.since).collect();
+    let recent: Vec<SnapshotRef> = repo
+        .list_snapshots()?
+        .into_iter()
+        .filter(|s| s.snapshot.time >= opts.since)
+        .collect();
     if recent.is_empty() {
-        return Err(OpsError::Invalid("no snapshot in the drill's time window (see --within)".into()));
+        return Err(OpsError::Invalid(
+            "no snapshot in the drill's time window (see --within)".into(),
+        ));
     }
-    let snaps: Vec<&SnapshotRef> = recent.choose_multiple(&mut rng, opts.snapshots.max(1)).collect();
+    let snaps: Vec<&SnapshotRef> = recent
+        .choose_multiple(&mut rng, opts.snapshots.max(1))
+        .collect();
     let is_root = nix::unistd::geteuid().is_root();
 
     for snap in snaps {
@@ -147,7 +178,8 @@ pub fn drill_with_progress(repo: &Repository, opts: &DrillOptions, progress: &dy
         let picks = match files_of(repo, snap) {
             Ok(f) => choose(f, opts.files, &mut rng),
             Err(e) => {
-                r.failures.push(format!("snapshot {short}: cannot read its trees: {e}"));
+                r.failures
+                    .push(format!("snapshot {short}: cannot read its trees: {e}"));
                 continue;
             }
         };
@@ -156,11 +188,17 @@ pub fn drill_with_progress(repo: &Repository, opts: &DrillOptions, progress: &dy
         }
         let target = opts.scratch.join(&short);
         let only: HashSet<Vec<u8>> = picks.iter().map(|p| p.path.clone()).collect();
-        let ro = RestoreOptions { target: target.clone(), verify: true, only: Some(Arc::new(only)), ..Default::default() };
+        let ro = RestoreOptions {
+            target: target.clone(),
+            verify: true,
+            only: Some(Arc::new(only)),
+            ..Default::default()
+        };
         let summary = match restore_with_progress(repo, snap, &ro, progress) {
             Ok(s) => s,
             Err(e) => {
-                r.failures.push(format!("snapshot {short}: restore failed: {e}"));
+                r.failures
+                    .push(format!("snapshot {short}: restore failed: {e}"));
                 continue;
             }
         };
@@ -182,15 +220,19 @@ pub fn drill_with_progress(repo: &Repository, opts: &DrillOptions, progress: &dy
             let restored = target.join(std::ffi::OsStr::from_bytes(&p.path[1..]));
             let diffs = metadata_differences(&restored, &p.node, is_root);
             if !diffs.is_empty() {
-                r.failures.push(format!("snapshot {short}: {shown}: {}", diffs.join(", ")));
+                r.failures
+                    .push(format!("snapshot {short}: {shown}: {}", diffs.join(", ")));
                 continue;
             }
             r.files_checked += 1;
             r.bytes_checked += p.node.size;
             if opts.compare_source {
                 let live = Path::new(std::ffi::OsStr::from_bytes(&p.path));
-                let unchanged = std::fs::symlink_metadata(live)
-                    .is_ok_and(|m| m.is_file() && m.len() == p.node.size && (m.mtime(), m.mtime_nsec() as u32) == (p.node.mtime.0, p.node.mtime.1));
+                let unchanged = std::fs::symlink_metadata(live).is_ok_and(|m| {
+                    m.is_file()
+                        && m.len() == p.node.size
+                        && (m.mtime(), m.mtime_nsec() as u32) == (p.node.mtime.0, p.node.mtime.1)
+                });
                 if unchanged {
                     match same_bytes(&restored, live) {
                         Ok(true) => r.files_compared_with_source += 1,
@@ -205,16 +247,28 @@ pub fn drill_with_progress(repo: &Repository, opts: &DrillOptions, progress: &dy
         let _ = std::fs::remove_dir_all(&target);
     }
 
-    let c = check_with_progress(repo, ReadData::Fraction(opts.pack_fraction), &opts.location, progress)?;
+    let c = check_with_progress(
+        repo,
+        ReadData::Fraction(opts.pack_fraction),
+        &opts.location,
+        progress,
+    )?;
     r.packs_checked = c.packs_checked;
-    r.failures.extend(c.errors.iter().map(|e| format!("check: {e}")));
-    r.failures.extend(c.affected.iter().map(|a| format!("damaged: {a}")));
+    r.failures
+        .extend(c.errors.iter().map(|e| format!("check: {e}")));
+    r.failures
+        .extend(c.affected.iter().map(|a| format!("damaged: {a}")));
     r.ok = r.failures.is_empty();
     Ok(r)
 }
 
 /// Stores the drill's outcome in `drills/`.
-pub fn record(repo: &Repository, r: &DrillReport, location: &str, hostname: &str) -> Result<(), OpsError> {
+pub fn record(
+    repo: &Repository,
+    r: &DrillReport,
+    location: &str,
+    hostname: &str,
+) -> Result<(), OpsError> {
     let rec = DrillRecord {
         time: chrono::Local::now().fixed_offset(),
         hostname: hostname.to_string(),
@@ -235,7 +289,10 @@ pub fn record(repo: &Repository, r: &DrillReport, location: &str, hostname: &str
 pub fn history(repo: &Repository) -> Result<Vec<DrillRecord>, OpsError> {
     let mut out = Vec::new();
     for hex in repo.list_files(FileKind::Drill)? {
-        match repo.load_file(FileKind::Drill, &hex).and_then(|b| DrillRecord::decode(&b).map_err(|e| cairn_repo::RepoError::format(FileKind::Drill.name(&hex), e))) {
+        match repo.load_file(FileKind::Drill, &hex).and_then(|b| {
+            DrillRecord::decode(&b)
+                .map_err(|e| cairn_repo::RepoError::format(FileKind::Drill.name(&hex), e))
+        }) {
             Ok(d) => out.push(d),
             Err(e) => tracing::warn!("ignoring drill record: {e}"),
         }

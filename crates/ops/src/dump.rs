@@ -19,14 +19,21 @@ pub struct ContentReader<'a> {
 
 impl<'a> ContentReader<'a> {
     pub fn new(repo: &'a Repository, node: &'a Node) -> Self {
-        ContentReader { repo, blobs: node.content.iter(), buf: Vec::new(), pos: 0 }
+        ContentReader {
+            repo,
+            blobs: node.content.iter(),
+            buf: Vec::new(),
+            pos: 0,
+        }
     }
 }
 
 impl Read for ContentReader<'_> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         while self.pos == self.buf.len() {
-            let Some(id) = self.blobs.next() else { return Ok(0) };
+            let Some(id) = self.blobs.next() else {
+                return Ok(0);
+            };
             self.buf = self.repo.load_blob(id).map_err(io::Error::other)?;
             self.pos = 0;
         }
@@ -39,17 +46,26 @@ impl Read for ContentReader<'_> {
 
 /// Writes `node` (found at absolute `path`) to `out`: a file as itself, a directory as
 /// a tar archive with paths relative to it.
-pub fn dump(repo: &Repository, node: &Node, path: &str, out: &mut dyn Write) -> Result<(), OpsError> {
+pub fn dump(
+    repo: &Repository,
+    node: &Node,
+    path: &str,
+    out: &mut dyn Write,
+) -> Result<(), OpsError> {
     match node.node_type {
         NodeType::File => {
-            io::copy(&mut ContentReader::new(repo, node), out).map_err(|e| OpsError::io(path, e))?;
+            io::copy(&mut ContentReader::new(repo, node), out)
+                .map_err(|e| OpsError::io(path, e))?;
             Ok(())
         }
         NodeType::Dir => dump_tar(repo, node, out).map_err(|e| match e {
             TarError::Ops(e) => e,
             TarError::Io(e) => OpsError::io(path, e),
         }),
-        other => Err(OpsError::Invalid(format!("{path} is a {}; dump writes files and directories", other.name()))),
+        other => Err(OpsError::Invalid(format!(
+            "{path} is a {}; dump writes files and directories",
+            other.name()
+        ))),
     }
 }
 
@@ -72,7 +88,9 @@ fn header_for(n: &Node, kind: tar::EntryType, size: u64) -> tar::Header {
 }
 
 fn dump_tar(repo: &Repository, dir: &Node, out: &mut dyn Write) -> Result<(), TarError> {
-    let Some(tree) = dir.subtree else { return Ok(()) };
+    let Some(tree) = dir.subtree else {
+        return Ok(());
+    };
     let mut b = tar::Builder::new(out);
     let mut err: Option<TarError> = None;
     let r = walk_tree(repo, &tree, b"", &mut |path, n| {
@@ -88,7 +106,11 @@ fn dump_tar(repo: &Repository, dir: &Node, out: &mut dyn Write) -> Result<(), Ta
             }
             NodeType::Symlink => {
                 let mut h = header_for(n, tar::EntryType::Symlink, 0);
-                b.append_link(&mut h, &rel, String::from_utf8_lossy(n.link_target.as_slice()).as_ref())
+                b.append_link(
+                    &mut h,
+                    &rel,
+                    String::from_utf8_lossy(n.link_target.as_slice()).as_ref(),
+                )
             }
             NodeType::Fifo => {
                 let mut h = header_for(n, tar::EntryType::Fifo, 0);

@@ -20,11 +20,19 @@ pub enum OpsError {
          nothing was written or deleted. Ship to an empty location, or remove that repository first",
         theirs.as_ref().map(|t| format!(" {t}")).unwrap_or_default()
     )]
-    OtherRepository { location: String, ours: String, theirs: Option<String>, fingerprint: String },
+    OtherRepository {
+        location: String,
+        ours: String,
+        theirs: Option<String>,
+        fingerprint: String,
+    },
 }
 
 impl OpsError {
     pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> OpsError {
-        OpsError::Io { path: path.as_ref().display().to_string(), source }
+        OpsError::Io {
+            path: path.as_ref().display().to_string(),
+            source,
+        }
     }
 }

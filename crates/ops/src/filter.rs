@@ -18,7 +18,11 @@ pub struct PathFilter {
 
 impl Default for PathFilter {
     fn default() -> Self {
-        PathFilter { full: GlobSet::empty(), base: GlobSet::empty(), empty: true }
+        PathFilter {
+            full: GlobSet::empty(),
+            base: GlobSet::empty(),
+            empty: true,
+        }
     }
 }
 
@@ -28,7 +32,11 @@ impl PathFilter {
         let mut full = GlobSetBuilder::new();
         let mut base = GlobSetBuilder::new();
         let mut n = 0;
-        for (p, ci) in patterns.iter().map(|p| (p, false)).chain(ipatterns.iter().map(|p| (p, true))) {
+        for (p, ci) in patterns
+            .iter()
+            .map(|p| (p, false))
+            .chain(ipatterns.iter().map(|p| (p, true)))
+        {
             let p = p.trim_end_matches('/');
             if p.is_empty() {
                 continue;
@@ -40,23 +48,42 @@ impl PathFilter {
                     .literal_separator(true)
                     .backslash_escape(true)
                     .build()
-                    .map_err(|e| OpsError::Pattern { pattern: p.to_string(), reason: e.to_string() })
+                    .map_err(|e| OpsError::Pattern {
+                        pattern: p.to_string(),
+                        reason: e.to_string(),
+                    })
             };
             if p.contains('/') {
-                let anchored = if p.starts_with('/') { p.to_string() } else { format!("**/{p}") };
+                let anchored = if p.starts_with('/') {
+                    p.to_string()
+                } else {
+                    format!("**/{p}")
+                };
                 full.add(build(&anchored)?);
             } else {
                 base.add(build(p)?);
             }
         }
-        let err = |e: globset::Error| OpsError::Pattern { pattern: "(set)".into(), reason: e.to_string() };
-        Ok(PathFilter { full: full.build().map_err(err)?, base: base.build().map_err(err)?, empty: n == 0 })
+        let err = |e: globset::Error| OpsError::Pattern {
+            pattern: "(set)".into(),
+            reason: e.to_string(),
+        };
+        Ok(PathFilter {
+            full: full.build().map_err(err)?,
+            base: base.build().map_err(err)?,
+            empty: n == 0,
+        })
     }
 
     /// Reads patterns from a file: one per line, `#` comments and blank lines ignored.
     pub fn read_pattern_file(path: &std::path::Path) -> Result<Vec<String>, OpsError> {
         let text = std::fs::read_to_string(path).map_err(|e| OpsError::io(path, e))?;
-        Ok(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_owned).collect())
+        Ok(text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(str::to_owned)
+            .collect())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -97,7 +124,15 @@ mod tests {
 
     #[test]
     fn base_and_full_patterns() {
-        let f = PathFilter::new(&["*.tmp".into(), "/home/*/cache".into(), "**/node_modules".into()], &["*.JPG".into()]).unwrap();
+        let f = PathFilter::new(
+            &[
+                "*.tmp".into(),
+                "/home/*/cache".into(),
+                "**/node_modules".into(),
+            ],
+            &["*.JPG".into()],
+        )
+        .unwrap();
         assert!(f.matches("/a/b/x.tmp"));
         assert!(f.matches("/home/me/cache"));
         assert!(!f.matches("/home/me/x/cache"));

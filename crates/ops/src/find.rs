@@ -14,7 +14,11 @@ pub struct Found {
 }
 
 /// Searches `snapshots` (oldest first) for nodes matching any of `patterns`.
-pub fn find(repo: &Repository, snapshots: &[SnapshotRef], patterns: &[String]) -> Result<Vec<Found>, OpsError> {
+pub fn find(
+    repo: &Repository,
+    snapshots: &[SnapshotRef],
+    patterns: &[String],
+) -> Result<Vec<Found>, OpsError> {
     let filter = PathFilter::new(patterns, &[])?;
     let mut out = Vec::new();
     for s in snapshots {
@@ -26,7 +30,10 @@ pub fn find(repo: &Repository, snapshots: &[SnapshotRef], patterns: &[String]) -
             Ok(Visit::Descend)
         })?;
         if !matches.is_empty() {
-            out.push(Found { snapshot: s.clone(), matches });
+            out.push(Found {
+                snapshot: s.clone(),
+                matches,
+            });
         }
     }
     Ok(out)

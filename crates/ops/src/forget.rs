@@ -52,7 +52,8 @@ impl Duration {
     pub fn before(&self, t: DateTime<FixedOffset>) -> DateTime<FixedOffset> {
         let months = self.years * 12 + self.months;
         let t = t.checked_sub_months(Months::new(months)).unwrap_or(t);
-        t - chrono::Duration::days(i64::from(self.days)) - chrono::Duration::hours(i64::from(self.hours))
+        t - chrono::Duration::days(i64::from(self.days))
+            - chrono::Duration::hours(i64::from(self.hours))
     }
 }
 
@@ -131,12 +132,42 @@ pub fn apply(group: &[SnapshotRef], policy: &RetentionPolicy) -> ForgetPlan {
     }
     // keep-last uses a bucket that is different for every snapshot.
     let mut rules = [
-        Rule { name: "last snapshot", left: policy.last, bucket: |_| 0, last: None },
-        Rule { name: "hourly snapshot", left: policy.hourly, bucket: hour, last: None },
-        Rule { name: "daily snapshot", left: policy.daily, bucket: day, last: None },
-        Rule { name: "weekly snapshot", left: policy.weekly, bucket: week, last: None },
-        Rule { name: "monthly snapshot", left: policy.monthly, bucket: month, last: None },
-        Rule { name: "yearly snapshot", left: policy.yearly, bucket: year, last: None },
+        Rule {
+            name: "last snapshot",
+            left: policy.last,
+            bucket: |_| 0,
+            last: None,
+        },
+        Rule {
+            name: "hourly snapshot",
+            left: policy.hourly,
+            bucket: hour,
+            last: None,
+        },
+        Rule {
+            name: "daily snapshot",
+            left: policy.daily,
+            bucket: day,
+            last: None,
+        },
+        Rule {
+            name: "weekly snapshot",
+            left: policy.weekly,
+            bucket: week,
+            last: None,
+        },
+        Rule {
+            name: "monthly snapshot",
+            left: policy.monthly,
+            bucket: month,
+            last: None,
+        },
+        Rule {
+            name: "yearly snapshot",
+            left: policy.yearly,
+            bucket: year,
+            last: None,
+        },
     ];
     let mut plan = ForgetPlan::default();
     for (i, s) in snaps.into_iter().enumerate() {
@@ -146,7 +177,11 @@ pub fn apply(group: &[SnapshotRef], policy: &RetentionPolicy) -> ForgetPlan {
             if r.left == 0 {
                 continue;
             }
-            let b = if r.name == "last snapshot" { i as i64 } else { (r.bucket)(&t) };
+            let b = if r.name == "last snapshot" {
+                i as i64
+            } else {
+                (r.bucket)(&t)
+            };
             if r.last != Some(b) {
                 r.last = Some(b);
                 r.left -= 1;
@@ -164,7 +199,10 @@ pub fn apply(group: &[SnapshotRef], policy: &RetentionPolicy) -> ForgetPlan {
         if reasons.is_empty() {
             plan.remove.push(s);
         } else {
-            plan.keep.push(Kept { snapshot: s, reasons });
+            plan.keep.push(Kept {
+                snapshot: s,
+                reasons,
+            });
         }
     }
     plan
@@ -201,13 +239,24 @@ mod tests {
             let tags: &[&str] = if d == 100 { &["keep-me"] } else { &[] };
             v.push(snap((d % 250) as u8, t, tags));
         }
-        v.push(snap(251, utc().with_ymd_and_hms(2025, 12, 31, 12, 0, 0).unwrap(), &[]));
-        v.push(snap(252, utc().with_ymd_and_hms(2025, 12, 31, 18, 0, 0).unwrap(), &[]));
+        v.push(snap(
+            251,
+            utc().with_ymd_and_hms(2025, 12, 31, 12, 0, 0).unwrap(),
+            &[],
+        ));
+        v.push(snap(
+            252,
+            utc().with_ymd_and_hms(2025, 12, 31, 18, 0, 0).unwrap(),
+            &[],
+        ));
         v
     }
 
     fn kept_times(plan: &ForgetPlan) -> Vec<String> {
-        plan.keep.iter().map(|k| k.snapshot.snapshot.time.format("%Y-%m-%d %H").to_string()).collect()
+        plan.keep
+            .iter()
+            .map(|k| k.snapshot.snapshot.time.format("%Y-%m-%d %H").to_string())
+            .collect()
     }
 
     fn policy() -> RetentionPolicy {
@@ -218,26 +267,112 @@ mod tests {
     fn table_of_policies_over_a_year() {
         let snaps = year_of_snapshots();
         let cases: Vec<(&str, RetentionPolicy, Vec<&str>)> = vec![
-            ("keep-last 3", RetentionPolicy { last: 3, ..policy() }, vec!["2025-12-31 18", "2025-12-31 12", "2025-12-31 03"]),
+            (
+                "keep-last 3",
+                RetentionPolicy {
+                    last: 3,
+                    ..policy()
+                },
+                vec!["2025-12-31 18", "2025-12-31 12", "2025-12-31 03"],
+            ),
             // Hourly: three distinct hours, newest of each.
-            ("keep-hourly 2", RetentionPolicy { hourly: 2, ..policy() }, vec!["2025-12-31 18", "2025-12-31 12"]),
+            (
+                "keep-hourly 2",
+                RetentionPolicy {
+                    hourly: 2,
+                    ..policy()
+                },
+                vec!["2025-12-31 18", "2025-12-31 12"],
+            ),
             // Daily: the newest of each day, so 18:00 on the 31st, then the 30th and 29th.
-            ("keep-daily 3", RetentionPolicy { daily: 3, ..policy() }, vec!["2025-12-31 18", "2025-12-30 03", "2025-12-29 03"]),
+            (
+                "keep-daily 3",
+                RetentionPolicy {
+                    daily: 3,
+                    ..policy()
+                },
+                vec!["2025-12-31 18", "2025-12-30 03", "2025-12-29 03"],
+            ),
             // ISO weeks: 2025-12-31 is a Wednesday in week 2026-W01 (Mon 29th..); the
             // previous week's newest is Sunday 28th, the one before Sunday 21st.
-            ("keep-weekly 3", RetentionPolicy { weekly: 3, ..policy() }, vec!["2025-12-31 18", "2025-12-28 03", "2025-12-21 03"]),
-            ("keep-monthly 3", RetentionPolicy { monthly: 3, ..policy() }, vec!["2025-12-31 18", "2025-11-30 03", "2025-10-31 03"]),
+            (
+                "keep-weekly 3",
+                RetentionPolicy {
+                    weekly: 3,
+                    ..policy()
+                },
+                vec!["2025-12-31 18", "2025-12-28 03", "2025-12-21 03"],
+            ),
+            (
+                "keep-monthly 3",
+                RetentionPolicy {
+                    monthly: 3,
+                    ..policy()
+                },
+                vec!["2025-12-31 18", "2025-11-30 03", "2025-10-31 03"],
+            ),
             // Only 2025 exists: one yearly snapshot, even when asked for five.
-            ("keep-yearly 5", RetentionPolicy { yearly: 5, ..policy() }, vec!["2025-12-31 18"]),
+            (
+                "keep-yearly 5",
+                RetentionPolicy {
+                    yearly: 5,
+                    ..policy()
+                },
+                vec!["2025-12-31 18"],
+            ),
             // Within 2 days of the newest (2025-12-31 18:00): from 2025-12-29 18:00 on.
-            ("keep-within 2d", RetentionPolicy { within: Some(Duration::parse("2d").unwrap()), ..policy() }, vec!["2025-12-31 18", "2025-12-31 12", "2025-12-31 03", "2025-12-30 03"]),
-            ("keep-tag", RetentionPolicy { tags: vec!["keep-me".into()], ..policy() }, vec!["2025-04-11 03"]),
+            (
+                "keep-within 2d",
+                RetentionPolicy {
+                    within: Some(Duration::parse("2d").unwrap()),
+                    ..policy()
+                },
+                vec![
+                    "2025-12-31 18",
+                    "2025-12-31 12",
+                    "2025-12-31 03",
+                    "2025-12-30 03",
+                ],
+            ),
+            (
+                "keep-tag",
+                RetentionPolicy {
+                    tags: vec!["keep-me".into()],
+                    ..policy()
+                },
+                vec!["2025-04-11 03"],
+            ),
             // Rules overlap: the newest counts for both last and daily.
-            ("keep-last 1 + keep-daily 2", RetentionPolicy { last: 1, daily: 2, ..policy() }, vec!["2025-12-31 18", "2025-12-30 03"]),
-            ("keep-monthly unlimited", RetentionPolicy { monthly: -1, ..policy() }, vec![
-                "2025-12-31 18", "2025-11-30 03", "2025-10-31 03", "2025-09-30 03", "2025-08-31 03", "2025-07-31 03",
-                "2025-06-30 03", "2025-05-31 03", "2025-04-30 03", "2025-03-31 03", "2025-02-28 03", "2025-01-31 03",
-            ]),
+            (
+                "keep-last 1 + keep-daily 2",
+                RetentionPolicy {
+                    last: 1,
+                    daily: 2,
+                    ..policy()
+                },
+                vec!["2025-12-31 18", "2025-12-30 03"],
+            ),
+            (
+                "keep-monthly unlimited",
+                RetentionPolicy {
+                    monthly: -1,
+                    ..policy()
+                },
+                vec![
+                    "2025-12-31 18",
+                    "2025-11-30 03",
+                    "2025-10-31 03",
+                    "2025-09-30 03",
+                    "2025-08-31 03",
+                    "2025-07-31 03",
+                    "2025-06-30 03",
+                    "2025-05-31 03",
+                    "2025-04-30 03",
+                    "2025-03-31 03",
+                    "2025-02-28 03",
+                    "2025-01-31 03",
+                ],
+            ),
         ];
         for (name, p, expected) in cases {
             let plan = apply(&snaps, &p);
@@ -249,19 +384,41 @@ mod tests {
     #[test]
     fn reasons_are_listed_per_rule() {
         let snaps = year_of_snapshots();
-        let plan = apply(&snaps, &RetentionPolicy { last: 1, daily: 1, monthly: 1, ..policy() });
+        let plan = apply(
+            &snaps,
+            &RetentionPolicy {
+                last: 1,
+                daily: 1,
+                monthly: 1,
+                ..policy()
+            },
+        );
         assert_eq!(plan.keep.len(), 1);
-        assert_eq!(plan.keep[0].reasons, vec!["last snapshot", "daily snapshot", "monthly snapshot"]);
+        assert_eq!(
+            plan.keep[0].reasons,
+            vec!["last snapshot", "daily snapshot", "monthly snapshot"]
+        );
     }
 
     #[test]
     fn durations() {
-        assert_eq!(Duration::parse("1y6m2d").unwrap(), Duration { years: 1, months: 6, days: 2, hours: 0 });
+        assert_eq!(
+            Duration::parse("1y6m2d").unwrap(),
+            Duration {
+                years: 1,
+                months: 6,
+                days: 2,
+                hours: 0
+            }
+        );
         assert_eq!(Duration::parse("90d").unwrap().days, 90);
         for bad in ["", "5", "1x", "d"] {
             assert!(Duration::parse(bad).is_err(), "{bad}");
         }
         let t = utc().with_ymd_and_hms(2025, 3, 31, 0, 0, 0).unwrap();
-        assert_eq!(Duration::parse("1m").unwrap().before(t), utc().with_ymd_and_hms(2025, 2, 28, 0, 0, 0).unwrap());
+        assert_eq!(
+            Duration::parse("1m").unwrap().before(t),
+            utc().with_ymd_and_hms(2025, 2, 28, 0, 0, 0).unwrap()
+        );
     }
 }

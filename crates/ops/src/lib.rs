@@ -13,6 +13,7 @@ pub mod check;
 pub mod copy;
 pub mod delete_limit;
 pub mod diff;
+pub mod drill;
 pub mod dump;
 mod error;
 pub mod filter;
@@ -29,7 +30,6 @@ pub mod snapshots;
 pub mod stats;
 pub mod sync;
 pub mod verified;
-pub mod drill;
 pub mod walk;
 
 pub use error::OpsError;
@@ -60,11 +60,15 @@ pub struct NoProgress;
 
 impl Progress for NoProgress {}
 
-
 /// Validates chunk sizes for a new repository (so `init` cannot create a repository
 /// whose chunker would refuse to run).
 pub fn chunker_params(min: u32, avg: u32, max: u32) -> Result<(u32, u32, u32), String> {
-    cairn_chunker::ChunkerParams { min_size: min as usize, avg_size: avg as usize, max_size: max as usize }.validate()?;
+    cairn_chunker::ChunkerParams {
+        min_size: min as usize,
+        avg_size: avg as usize,
+        max_size: max as usize,
+    }
+    .validate()?;
     Ok((min, avg, max))
 }
 
@@ -75,7 +79,11 @@ pub(crate) fn in_io_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) 
     if threads <= rayon::current_num_threads() {
         return f();
     }
-    match rayon::ThreadPoolBuilder::new().num_threads(threads).thread_name(|i| format!("cairn-io-{i}")).build() {
+    match rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("cairn-io-{i}"))
+        .build()
+    {
         Ok(pool) => pool.install(f),
         Err(_) => f(),
     }

@@ -15,16 +15,31 @@ pub struct LsEntry {
 
 /// Lists the whole snapshot when `path` is `None`; otherwise the node at `path`, or the
 /// contents of that directory (all levels with `recursive`).
-pub fn ls(repo: &Repository, snap: &SnapshotRef, path: Option<&str>, recursive: bool) -> Result<Vec<LsEntry>, OpsError> {
+pub fn ls(
+    repo: &Repository,
+    snap: &SnapshotRef,
+    path: Option<&str>,
+    recursive: bool,
+) -> Result<Vec<LsEntry>, OpsError> {
     let mut out = Vec::new();
-    let time = Timestamp(snap.snapshot.time.timestamp(), snap.snapshot.time.timestamp_subsec_nanos());
+    let time = Timestamp(
+        snap.snapshot.time.timestamp(),
+        snap.snapshot.time.timestamp_subsec_nanos(),
+    );
     let (start, base, recursive) = match path {
-        None | Some("/") | Some("") => (find_node(repo, &snap.snapshot.tree, "/", time)?, b"/".to_vec(), path.is_none() || recursive),
+        None | Some("/") | Some("") => (
+            find_node(repo, &snap.snapshot.tree, "/", time)?,
+            b"/".to_vec(),
+            path.is_none() || recursive,
+        ),
         Some(p) => {
             let p = p.trim_end_matches('/');
             let node = find_node(repo, &snap.snapshot.tree, p, time)?;
             if node.node_type != NodeType::Dir {
-                out.push(LsEntry { path: p.as_bytes().to_vec(), node });
+                out.push(LsEntry {
+                    path: p.as_bytes().to_vec(),
+                    node,
+                });
                 return Ok(out);
             }
             (node, p.as_bytes().to_vec(), recursive)
@@ -32,8 +47,15 @@ pub fn ls(repo: &Repository, snap: &SnapshotRef, path: Option<&str>, recursive: 
     };
     if let Some(tree) = start.subtree {
         walk_tree(repo, &tree, &base, &mut |p, n| {
-            out.push(LsEntry { path: p.to_vec(), node: n.clone() });
-            Ok(if recursive { Visit::Descend } else { Visit::Skip })
+            out.push(LsEntry {
+                path: p.to_vec(),
+                node: n.clone(),
+            });
+            Ok(if recursive {
+                Visit::Descend
+            } else {
+                Visit::Skip
+            })
         })?;
     }
     Ok(out)

@@ -43,17 +43,25 @@ pub struct NameCache {
     gids: Mutex<HashMap<String, Option<u32>>>,
 }
 
-fn cached<K: std::hash::Hash + Eq + Clone, V: Clone>(m: &Mutex<HashMap<K, V>>, k: &K, look: impl FnOnce() -> V) -> V {
+fn cached<K: std::hash::Hash + Eq + Clone, V: Clone>(
+    m: &Mutex<HashMap<K, V>>,
+    k: &K,
+    look: impl FnOnce() -> V,
+) -> V {
     let mut m = m.lock().unwrap_or_else(|p| p.into_inner());
     m.entry(k.clone()).or_insert_with(look).clone()
 }
 
 impl NameCache {
     pub fn user(&self, uid: u32) -> String {
-        cached(&self.users, &uid, || sys::user_name(uid).unwrap_or_default())
+        cached(&self.users, &uid, || {
+            sys::user_name(uid).unwrap_or_default()
+        })
     }
     pub fn group(&self, gid: u32) -> String {
-        cached(&self.groups, &gid, || sys::group_name(gid).unwrap_or_default())
+        cached(&self.groups, &gid, || {
+            sys::group_name(gid).unwrap_or_default()
+        })
     }
     /// The uid this system gives `name`, if any.
     pub fn uid(&self, name: &str) -> Option<u32> {
@@ -70,7 +78,13 @@ impl NameCache {
 /// its extended attributes, since setting or removing one changes ctime, and they are
 /// taken from it instead of being listed again (an unchanged re-backup of 50,000 files
 /// made 50,000 llistxattr calls for nothing).
-pub fn node_from_metadata(name: &[u8], path: &Path, meta: &Metadata, names: &NameCache, previous: Option<&Node>) -> Node {
+pub fn node_from_metadata(
+    name: &[u8],
+    path: &Path,
+    meta: &Metadata,
+    names: &NameCache,
+    previous: Option<&Node>,
+) -> Node {
     let mut n = Node::new(RawBytes(name.to_vec()), node_type(meta));
     n.mode = meta.mode() & 0o7777;
     n.uid = meta.uid();
@@ -90,7 +104,14 @@ pub fn node_from_metadata(name: &[u8], path: &Path, meta: &Metadata, names: &Nam
         n.size = meta.len();
     }
     n.xattrs = match previous {
-        Some(p) if p.node_type == n.node_type && p.inode == n.inode && p.device == n.device && p.ctime == n.ctime => p.xattrs.clone(),
+        Some(p)
+            if p.node_type == n.node_type
+                && p.inode == n.inode
+                && p.device == n.device
+                && p.ctime == n.ctime =>
+        {
+            p.xattrs.clone()
+        }
         _ => read_xattrs(path),
     };
     n
@@ -99,11 +120,16 @@ pub fn node_from_metadata(name: &[u8], path: &Path, meta: &Metadata, names: &Nam
 /// Extended attributes of `path` itself (symlinks not followed); unsupported
 /// filesystems simply have none.
 pub fn read_xattrs(path: &Path) -> Vec<Xattr> {
-    let Ok(names) = xattr::list(path) else { return Vec::new() };
+    let Ok(names) = xattr::list(path) else {
+        return Vec::new();
+    };
     let mut out: Vec<Xattr> = names
         .filter_map(|name| {
             let value = xattr::get(path, &name).ok().flatten()?;
-            Some(Xattr { name: RawBytes(name.as_bytes().to_vec()), value: RawBytes(value) })
+            Some(Xattr {
+                name: RawBytes(name.as_bytes().to_vec()),
+                value: RawBytes(value),
+            })
         })
         .collect();
     out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -131,7 +157,11 @@ pub enum Target<'a> {
 /// it), permissions, extended attributes and times, in that order: chown clears setuid
 /// bits and writing xattrs can touch ctime, so times come last. Returns the first
 /// failure but attempts every step.
-pub fn apply_metadata(target: Target<'_>, node: &Node, owners: Option<&NameCache>) -> Result<(), std::io::Error> {
+pub fn apply_metadata(
+    target: Target<'_>,
+    node: &Node,
+    owners: Option<&NameCache>,
+) -> Result<(), std::io::Error> {
     use nix::fcntl::AtFlags;
     use nix::sys::stat::UtimensatFlags;
     use std::os::fd::AsRawFd;
@@ -143,13 +173,33 @@ pub fn apply_metadata(target: Target<'_>, node: &Node, owners: Option<&NameCache
         }
     };
     if let Some(names) = owners {
-        let uid = Some(names.uid(&node.user).filter(|_| !node.user.is_empty()).unwrap_or(node.uid).into());
-        let gid = Some(names.gid(&node.group).filter(|_| !node.group.is_empty()).unwrap_or(node.gid).into());
+        let uid = Some(
+            names
+                .uid(&node.user)
+                .filter(|_| !node.user.is_empty())
+                .unwrap_or(node.uid)
+                .into(),
+        );
+        let gid = Some(
+            names
+                .gid(&node.group)
+                .filter(|_| !node.group.is_empty())
+                .unwrap_or(node.gid)
+                .into(),
+        );
         note(
             match target {
-                Target::Path(p) => nix::unistd::fchownat(None, p, uid, gid, AtFlags::AT_SYMLINK_NOFOLLOW),
+                Target::Path(p) => {
+                    nix::unistd::fchownat(None, p, uid, gid, AtFlags::AT_SYMLINK_NOFOLLOW)
+                }
                 Target::File(f) => nix::unistd::fchown(f.as_raw_fd(), uid, gid),
-                Target::At(d, n) => nix::unistd::fchownat(Some(d.as_raw_fd()), n, uid, gid, AtFlags::AT_SYMLINK_NOFOLLOW),
+                Target::At(d, n) => nix::unistd::fchownat(
+                    Some(d.as_raw_fd()),
+                    n,
+                    uid,
+                    gid,
+                    AtFlags::AT_SYMLINK_NOFOLLOW,
+                ),
             }
             .map_err(std::io::Error::from),
         );
@@ -168,15 +218,27 @@ pub fn apply_metadata(target: Target<'_>, node: &Node, owners: Option<&NameCache
             Target::Path(p) => xattr::set(p, name, x.value.as_slice()),
             Target::File(f) => xattr::FileExt::set_xattr(f, name, x.value.as_slice()),
             // lsetxattr through the directory's descriptor: the last name is not followed.
-            Target::At(d, n) => xattr::set(Path::new(&format!("/proc/self/fd/{}", d.as_raw_fd())).join(n), name, x.value.as_slice()),
+            Target::At(d, n) => xattr::set(
+                Path::new(&format!("/proc/self/fd/{}", d.as_raw_fd())).join(n),
+                name,
+                x.value.as_slice(),
+            ),
         });
     }
     let (atime, mtime) = (timespec(node.atime), timespec(node.mtime));
     note(
         match target {
-            Target::Path(p) => nix::sys::stat::utimensat(None, p, &atime, &mtime, UtimensatFlags::NoFollowSymlink),
+            Target::Path(p) => {
+                nix::sys::stat::utimensat(None, p, &atime, &mtime, UtimensatFlags::NoFollowSymlink)
+            }
             Target::File(f) => nix::sys::stat::futimens(f.as_raw_fd(), &atime, &mtime),
-            Target::At(d, n) => nix::sys::stat::utimensat(Some(d.as_raw_fd()), n, &atime, &mtime, UtimensatFlags::NoFollowSymlink),
+            Target::At(d, n) => nix::sys::stat::utimensat(
+                Some(d.as_raw_fd()),
+                n,
+                &atime,
+                &mtime,
+                UtimensatFlags::NoFollowSymlink,
+            ),
         }
         .map_err(std::io::Error::from),
     );
@@ -193,14 +255,28 @@ fn chmod_at(dir: &std::os::fd::OwnedFd, name: &OsStr, mode: u32) -> Result<(), s
     use nix::sys::stat::{fchmodat, FchmodatFlags, Mode, SFlag};
     use std::os::fd::AsRawFd;
     let mode = Mode::from_bits_truncate(mode as libc::mode_t);
-    match fchmodat(Some(dir.as_raw_fd()), name, mode, FchmodatFlags::NoFollowSymlink) {
+    match fchmodat(
+        Some(dir.as_raw_fd()),
+        name,
+        mode,
+        FchmodatFlags::NoFollowSymlink,
+    ) {
         Ok(()) => Ok(()),
         Err(nix::errno::Errno::EOPNOTSUPP | nix::errno::Errno::ENOSYS) => {
-            let st = nix::sys::stat::fstatat(Some(dir.as_raw_fd()), name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)?;
+            let st = nix::sys::stat::fstatat(
+                Some(dir.as_raw_fd()),
+                name,
+                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+            )?;
             if SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFLNK {
                 return Ok(());
             }
-            Ok(fchmodat(Some(dir.as_raw_fd()), name, mode, FchmodatFlags::FollowSymlink)?)
+            Ok(fchmodat(
+                Some(dir.as_raw_fd()),
+                name,
+                mode,
+                FchmodatFlags::FollowSymlink,
+            )?)
         }
         Err(e) => Err(e.into()),
     }

@@ -34,13 +34,18 @@ pub enum MaxUnused {
 impl MaxUnused {
     pub fn parse(s: &str) -> Result<MaxUnused, String> {
         if let Some(p) = s.strip_suffix('%') {
-            let p: f64 = p.trim().parse().map_err(|_| format!("invalid --max-unused {s:?}"))?;
+            let p: f64 = p
+                .trim()
+                .parse()
+                .map_err(|_| format!("invalid --max-unused {s:?}"))?;
             if !(0.0..=100.0).contains(&p) {
                 return Err(format!("invalid --max-unused {s:?}: percent must be 0-100"));
             }
             return Ok(MaxUnused::Fraction(p / 100.0));
         }
-        crate::size::parse_size(s).map(MaxUnused::Bytes).map_err(|_| format!("invalid --max-unused {s:?}: expected P% or a size"))
+        crate::size::parse_size(s)
+            .map(MaxUnused::Bytes)
+            .map_err(|_| format!("invalid --max-unused {s:?}: expected P% or a size"))
     }
 }
 
@@ -55,7 +60,12 @@ pub struct PruneOptions {
 
 impl Default for PruneOptions {
     fn default() -> Self {
-        PruneOptions { max_unused: MaxUnused::Fraction(0.05), max_repack_bytes: None, dry_run: false, ignore_snapshots: HashSet::new() }
+        PruneOptions {
+            max_unused: MaxUnused::Fraction(0.05),
+            max_repack_bytes: None,
+            dry_run: false,
+            ignore_snapshots: HashSet::new(),
+        }
     }
 }
 
@@ -112,9 +122,23 @@ impl PrunePlan {
         // Classify packs. A blob stored twice counts as used in one pack only: it is
         // taken out of `used` when first placed (which also frees memory as we go).
         let mut used = used;
-        let mut uses: HashMap<PackId, PackUse> = index.packs().map(|(id, size)| (id, PackUse { size, used: Vec::new(), unused_bytes: 0 })).collect();
+        let mut uses: HashMap<PackId, PackUse> = index
+            .packs()
+            .map(|(id, size)| {
+                (
+                    id,
+                    PackUse {
+                        size,
+                        used: Vec::new(),
+                        unused_bytes: 0,
+                    },
+                )
+            })
+            .collect();
         for b in index.blobs() {
-            let Some(u) = uses.get_mut(&b.pack) else { continue };
+            let Some(u) = uses.get_mut(&b.pack) else {
+                continue;
+            };
             if used.remove(&b.entry.id) {
                 u.used.push(b.entry);
             } else {
@@ -124,7 +148,10 @@ impl PrunePlan {
         drop(used);
         drop(index);
 
-        let mut s = PruneSummary { dry_run: opts.dry_run, ..Default::default() };
+        let mut s = PruneSummary {
+            dry_run: opts.dry_run,
+            ..Default::default()
+        };
         let (mut keep, mut delete, mut partial) = (Vec::new(), Vec::new(), Vec::new());
         for (id, u) in &uses {
             s.packs_before += 1;
@@ -143,7 +170,9 @@ impl PrunePlan {
         partial.sort_by(|a, b| {
             let ra = uses[a].unused_bytes as f64 / uses[a].size.max(1) as f64;
             let rb = uses[b].unused_bytes as f64 / uses[b].size.max(1) as f64;
-            rb.partial_cmp(&ra).unwrap_or(std::cmp::Ordering::Equal).then(a.cmp(b))
+            rb.partial_cmp(&ra)
+                .unwrap_or(std::cmp::Ordering::Equal)
+                .then(a.cmp(b))
         });
         let mut unused: u64 = partial.iter().map(|p| uses[p].unused_bytes).sum();
         let total_after_delete = s.bytes_before - s.bytes_deleted;
@@ -154,7 +183,9 @@ impl PrunePlan {
         let mut repack = Vec::new();
         for p in partial {
             let u = &uses[&p];
-            let within_budget = opts.max_repack_bytes.is_none_or(|m| s.bytes_repacked + u.size <= m);
+            let within_budget = opts
+                .max_repack_bytes
+                .is_none_or(|m| s.bytes_repacked + u.size <= m);
             if unused > limit && within_budget {
                 unused -= u.unused_bytes;
                 s.bytes_repacked += u.size;
@@ -181,8 +212,14 @@ impl PrunePlan {
             (None, _) => false,
         };
         let mut unindexed_delete = Vec::new();
-        for obj in repo.backend().list(DATA_DIR).map_err(cairn_repo::RepoError::from)? {
-            let Some(id) = pack_id_from_name(&obj.name) else { continue };
+        for obj in repo
+            .backend()
+            .list(DATA_DIR)
+            .map_err(cairn_repo::RepoError::from)?
+        {
+            let Some(id) = pack_id_from_name(&obj.name) else {
+                continue;
+            };
             if uses.contains_key(&id) {
                 continue;
             }
@@ -197,7 +234,11 @@ impl PrunePlan {
         // Half-written files of killed commands, by the same rule: a live command may
         // still be writing one.
         let mut partial_delete = Vec::new();
-        for obj in repo.backend().list_partial("").map_err(cairn_repo::RepoError::from)? {
+        for obj in repo
+            .backend()
+            .list_partial("")
+            .map_err(cairn_repo::RepoError::from)?
+        {
             if !young(obj.mtime_millis) {
                 s.temp_files_deleted += 1;
                 s.temp_bytes_deleted += obj.size;
@@ -206,7 +247,15 @@ impl PrunePlan {
         }
         s.packs_deleted = delete.len() as u64;
         s.packs_repacked = repack.len() as u64;
-        Ok(PrunePlan { keep, delete, repack, unindexed_delete, partial_delete, uses, summary: s })
+        Ok(PrunePlan {
+            keep,
+            delete,
+            repack,
+            unindexed_delete,
+            partial_delete,
+            uses,
+            summary: s,
+        })
     }
 
     /// Carries the plan out in the order described in the module documentation.
@@ -215,20 +264,38 @@ impl PrunePlan {
     }
 
     /// [`PrunePlan::execute`], reporting the packs it repacks (the long part).
-    pub fn execute_with_progress(mut self, repo: &Repository, progress: &dyn crate::Progress) -> Result<PruneSummary, OpsError> {
-        progress.start(self.repack.len() as u64, self.repack.iter().map(|p| self.uses[p].size).sum());
+    pub fn execute_with_progress(
+        mut self,
+        repo: &Repository,
+        progress: &dyn crate::Progress,
+    ) -> Result<PruneSummary, OpsError> {
+        progress.start(
+            self.repack.len() as u64,
+            self.repack.iter().map(|p| self.uses[p].size).sum(),
+        );
         let r = self.run(repo, progress);
         progress.finish();
         r
     }
 
-    fn run(&mut self, repo: &Repository, progress: &dyn crate::Progress) -> Result<PruneSummary, OpsError> {
+    fn run(
+        &mut self,
+        repo: &Repository,
+        progress: &dyn crate::Progress,
+    ) -> Result<PruneSummary, OpsError> {
         if self.summary.dry_run {
             let repack_unused: u64 = self.repack.iter().map(|p| self.uses[p].unused_bytes).sum();
-            self.summary.bytes_after = self.summary.bytes_before.saturating_sub(self.summary.bytes_deleted + repack_unused);
+            self.summary.bytes_after = self
+                .summary
+                .bytes_before
+                .saturating_sub(self.summary.bytes_deleted + repack_unused);
             return Ok(std::mem::take(&mut self.summary));
         }
-        let mut old_index_files: Vec<String> = repo.loaded_index_files().iter().map(|id| id.to_hex()).collect();
+        let mut old_index_files: Vec<String> = repo
+            .loaded_index_files()
+            .iter()
+            .map(|id| id.to_hex())
+            .collect();
         // (0) Room first.
         for name in std::mem::take(&mut self.partial_delete) {
             match repo.backend().remove_partial(&name) {
@@ -252,7 +319,8 @@ impl PrunePlan {
                 crash_point("after-room");
             }
         }
-        self.repack_packs(repo, progress).map_err(|e| no_space_advice(repo, e))?;
+        self.repack_packs(repo, progress)
+            .map_err(|e| no_space_advice(repo, e))?;
         let new_packs = repo.take_unindexed();
         crash_point("after-repack");
 
@@ -283,11 +351,18 @@ impl PrunePlan {
     }
 
     /// (1) Copies the used blobs of the packs to repack into new packs.
-    fn repack_packs(&self, repo: &Repository, progress: &dyn crate::Progress) -> Result<(), OpsError> {
+    fn repack_packs(
+        &self,
+        repo: &Repository,
+        progress: &dyn crate::Progress,
+    ) -> Result<(), OpsError> {
         for pack in &self.repack {
             let name = pack_name(pack);
             progress.current(std::path::Path::new(&name));
-            let data = repo.backend().read(&name).map_err(cairn_repo::RepoError::from)?;
+            let data = repo
+                .backend()
+                .read(&name)
+                .map_err(cairn_repo::RepoError::from)?;
             if cairn_crypto::storage_hash(&data) != pack.0 {
                 return Err(OpsError::Invalid(format!("{name} is corrupt (hash mismatch); run `cairn check --read-data` before pruning")));
             }
@@ -307,15 +382,30 @@ impl PrunePlan {
     /// Writes index files listing `packs` (their used blobs only: unused blobs in a kept
     /// pack become invisible, their space reclaimed when it is repacked later) and the
     /// new packs; returns the names written.
-    fn write_index(&self, repo: &Repository, packs: &[PackId], new_packs: Vec<IndexPack>) -> Result<HashSet<String>, OpsError> {
-        let mut packs: Vec<IndexPack> = packs.iter().map(|id| IndexPack { id: *id, size: self.uses[id].size, blobs: self.uses[id].used.clone() }).collect();
+    fn write_index(
+        &self,
+        repo: &Repository,
+        packs: &[PackId],
+        new_packs: Vec<IndexPack>,
+    ) -> Result<HashSet<String>, OpsError> {
+        let mut packs: Vec<IndexPack> = packs
+            .iter()
+            .map(|id| IndexPack {
+                id: *id,
+                size: self.uses[id].size,
+                blobs: self.uses[id].used.clone(),
+            })
+            .collect();
         for p in &mut packs {
             p.blobs.sort_by_key(|e| e.offset);
         }
         packs.extend(new_packs);
         let mut written = HashSet::new();
         for chunk in packs.chunks(INDEX_PACKS_PER_FILE) {
-            let f = IndexFile { supersedes: Vec::new(), packs: chunk.to_vec() };
+            let f = IndexFile {
+                supersedes: Vec::new(),
+                packs: chunk.to_vec(),
+            };
             written.insert(repo.save_file(FileKind::Index, &f.encode())?);
         }
         Ok(written)
@@ -323,7 +413,11 @@ impl PrunePlan {
 }
 
 /// Deletes the index files in `old` that were not just written again.
-fn remove_index_files(repo: &Repository, old: &[String], written: &HashSet<String>) -> Result<(), OpsError> {
+fn remove_index_files(
+    repo: &Repository,
+    old: &[String],
+    written: &HashSet<String>,
+) -> Result<(), OpsError> {
     for hex in old {
         if !written.contains(hex) {
             repo.remove_file(FileKind::Index, hex)?;

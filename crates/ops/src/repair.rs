@@ -38,15 +38,24 @@ pub struct RepairIndexSummary {
 /// Rebuilds the index. `before_commit` sees the damaged packs' names before anything is
 /// written and may stop the repair there: the caller's chance to say that an intact
 /// copy exists elsewhere.
-pub fn repair_index(repo: &Repository, before_commit: &dyn Fn(&[String]) -> Result<(), OpsError>) -> Result<RepairIndexSummary, OpsError> {
+pub fn repair_index(
+    repo: &Repository,
+    before_commit: &dyn Fn(&[String]) -> Result<(), OpsError>,
+) -> Result<RepairIndexSummary, OpsError> {
     let mut damaged: Vec<String> = Vec::new();
     let mut salvage: Vec<String> = Vec::new();
     let mut s = RepairIndexSummary::default();
     // Every index file, readable or not: all are replaced by the rebuilt index.
     let old = repo.list_files(FileKind::Index)?;
     let mut packs: Vec<IndexPack> = Vec::new();
-    for obj in repo.backend().list(DATA_DIR).map_err(cairn_repo::RepoError::from)? {
-        let Some(id) = pack_id_from_name(&obj.name) else { continue };
+    for obj in repo
+        .backend()
+        .list(DATA_DIR)
+        .map_err(cairn_repo::RepoError::from)?
+    {
+        let Some(id) = pack_id_from_name(&obj.name) else {
+            continue;
+        };
         let data = match repo.backend().read(&obj.name) {
             Ok(d) => d,
             Err(e) => {
@@ -60,7 +69,11 @@ pub fn repair_index(repo: &Repository, before_commit: &dyn Fn(&[String]) -> Resu
         if cairn_crypto::storage_hash(&data) == id.0 {
             match header {
                 Ok(blobs) => {
-                    packs.push(IndexPack { id, size: data.len() as u64, blobs });
+                    packs.push(IndexPack {
+                        id,
+                        size: data.len() as u64,
+                        blobs,
+                    });
                     s.packs_indexed += 1;
                 }
                 Err(e) => {
@@ -73,18 +86,29 @@ pub fn repair_index(repo: &Repository, before_commit: &dyn Fn(&[String]) -> Resu
         }
         s.packs_damaged += 1;
         damaged.push(obj.name.clone());
-        s.problems.push(format!("{}: content does not match its name; salvaging readable blobs", obj.name));
+        s.problems.push(format!(
+            "{}: content does not match its name; salvaging readable blobs",
+            obj.name
+        ));
         match header {
             Ok(_) => salvage.push(obj.name.clone()),
-            Err(_) => s.problems.push(format!("{}: header unreadable; its blobs are lost", obj.name)),
+            Err(_) => s.problems.push(format!(
+                "{}: header unreadable; its blobs are lost",
+                obj.name
+            )),
         }
     }
     // Nothing is written before the caller has had its say (an intact copy elsewhere
     // makes salvaging pointless); damaged packs are read again, intact ones are not.
     before_commit(&damaged)?;
     for name in salvage {
-        let data = repo.backend().read(&name).map_err(cairn_repo::RepoError::from)?;
-        let Ok(blobs) = read_pack_header(repo.key(), &name, &data) else { continue };
+        let data = repo
+            .backend()
+            .read(&name)
+            .map_err(cairn_repo::RepoError::from)?;
+        let Ok(blobs) = read_pack_header(repo.key(), &name, &data) else {
+            continue;
+        };
         for e in blobs {
             let sealed = data.get(e.offset as usize..(e.offset as usize + e.length as usize));
             match sealed.map(|b| (b, repo.open_blob(&name, &e, b))) {
@@ -100,7 +124,10 @@ pub fn repair_index(repo: &Repository, before_commit: &dyn Fn(&[String]) -> Resu
     packs.extend(repo.take_unindexed());
     let mut written = std::collections::HashSet::new();
     for chunk in packs.chunks(2000) {
-        let f = IndexFile { supersedes: Vec::new(), packs: chunk.to_vec() };
+        let f = IndexFile {
+            supersedes: Vec::new(),
+            packs: chunk.to_vec(),
+        };
         written.insert(repo.save_file(FileKind::Index, &f.encode())?);
     }
     for hex in old {
@@ -173,16 +200,26 @@ impl Rewriter<'_> {
 
 /// Writes a repaired copy of each damaged snapshot; with `forget`, the original is
 /// removed (with a `forgotten/` record), else it stays beside the copy.
-pub fn repair_snapshots(repo: &Repository, dry_run: bool, forget: bool) -> Result<RepairSnapshotsSummary, OpsError> {
+pub fn repair_snapshots(
+    repo: &Repository,
+    dry_run: bool,
+    forget: bool,
+) -> Result<RepairSnapshotsSummary, OpsError> {
     let mut s = RepairSnapshotsSummary::default();
-    let mut rw = Rewriter { repo, done: HashMap::new() };
+    let mut rw = Rewriter {
+        repo,
+        done: HashMap::new(),
+    };
     let all = repo.list_snapshots()?;
     for snap in &all {
         let (tree, lost) = rw.tree(&snap.snapshot.tree, "")?;
         if lost.is_empty() {
             continue;
         }
-        s.lost.extend(lost.iter().map(|l| format!("snapshot {}: {l}", snap.id.short())));
+        s.lost.extend(
+            lost.iter()
+                .map(|l| format!("snapshot {}: {l}", snap.id.short())),
+        );
         let mut new = snap.snapshot.clone();
         new.tree = tree;
         if !new.tags.iter().any(|t| t == "repaired") {
@@ -228,7 +265,11 @@ pub struct RepairPacksSummary {
 /// damaged here. The copy must prove it is the same repository (its config opens with
 /// this key and names this repository's ID), and every fetched pack must match its name
 /// before it replaces anything. The index must be loaded.
-pub fn repair_packs(repo: &Repository, from: &dyn cairn_backend::Backend, progress: &dyn crate::Progress) -> Result<RepairPacksSummary, OpsError> {
+pub fn repair_packs(
+    repo: &Repository,
+    from: &dyn cairn_backend::Backend,
+    progress: &dyn crate::Progress,
+) -> Result<RepairPacksSummary, OpsError> {
     use cairn_repo::{pack_name, CONFIG};
     let ours = repo.config().id.clone();
     let theirs = from.read(CONFIG).map_err(cairn_repo::RepoError::from)?;
@@ -250,7 +291,11 @@ pub fn repair_packs(repo: &Repository, from: &dyn cairn_backend::Backend, progre
         .filter_map(|o| Some((pack_id_from_name(&o.name)?, o.size)))
         .collect();
     let indexed: HashMap<cairn_format::PackId, u64> = repo.index().packs().collect();
-    let mut wanted: Vec<cairn_format::PackId> = indexed.keys().filter(|p| !listed.contains_key(p)).copied().collect();
+    let mut wanted: Vec<cairn_format::PackId> = indexed
+        .keys()
+        .filter(|p| !listed.contains_key(p))
+        .copied()
+        .collect();
     // Every pack here is read and hashed: damage is found by content, not by a listing.
     let mut here: Vec<cairn_format::PackId> = listed.keys().copied().collect();
     here.sort();
@@ -260,7 +305,10 @@ pub fn repair_packs(repo: &Repository, from: &dyn cairn_backend::Backend, progre
         here.par_iter()
             .filter(|p| {
                 progress.current(std::path::Path::new(&pack_name(p)));
-                let ok = repo.backend().read(&pack_name(p)).is_ok_and(|d| cairn_crypto::storage_hash(&d) == p.0);
+                let ok = repo
+                    .backend()
+                    .read(&pack_name(p))
+                    .is_ok_and(|d| cairn_crypto::storage_hash(&d) == p.0);
                 progress.file_done(listed[p]);
                 !ok
             })
@@ -277,25 +325,36 @@ pub fn repair_packs(repo: &Repository, from: &dyn cairn_backend::Backend, progre
         let fetched = match from.read(&name) {
             Ok(d) if cairn_crypto::storage_hash(&d) == pack.0 => d,
             Ok(_) => {
-                s.unavailable.push(format!("{name}: damaged at {} too", from.location()));
+                s.unavailable
+                    .push(format!("{name}: damaged at {} too", from.location()));
                 continue;
             }
             Err(e) if e.is_not_found() => {
-                s.unavailable.push(format!("{name}: not at {}", from.location()));
+                s.unavailable
+                    .push(format!("{name}: not at {}", from.location()));
                 continue;
             }
             Err(e) => return Err(cairn_repo::RepoError::from(e).into()),
         };
         let header = read_pack_header(repo.key(), &name, &fetched)?;
-        repo.backend().write(&name, &fetched, &cairn_backend::WriteOptions::default()).map_err(cairn_repo::RepoError::from)?;
+        repo.backend()
+            .write(&name, &fetched, &cairn_backend::WriteOptions::default())
+            .map_err(cairn_repo::RepoError::from)?;
         if !indexed.contains_key(&pack) {
-            unindexed.push(IndexPack { id: pack, size: fetched.len() as u64, blobs: header });
+            unindexed.push(IndexPack {
+                id: pack,
+                size: fetched.len() as u64,
+                blobs: header,
+            });
         }
         s.fetched.push(name);
     }
     if !unindexed.is_empty() {
         s.reindexed = unindexed.len() as u64;
-        let f = IndexFile { supersedes: Vec::new(), packs: unindexed };
+        let f = IndexFile {
+            supersedes: Vec::new(),
+            packs: unindexed,
+        };
         repo.save_file(FileKind::Index, &f.encode())?;
         repo.load_index()?;
     }

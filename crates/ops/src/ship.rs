@@ -26,7 +26,6 @@ use cairn_repo::{RepoError, Repository};
 
 use crate::OpsError;
 
-
 #[derive(Clone, Debug, Default)]
 pub struct ShipOptions {
     pub transfers: usize,
@@ -73,7 +72,9 @@ pub struct ShipSummary {
 /// Repository files of a store by name (locks and anything else left out), and the
 /// names under a repository directory that are not what the layout writes (planted in
 /// a bucket, say `data/‛2E‛2E/x`): those are never copied or deleted, only reported.
-fn listing_checked(b: &dyn Backend) -> Result<(BTreeMap<String, ObjectInfo>, Vec<String>), OpsError> {
+fn listing_checked(
+    b: &dyn Backend,
+) -> Result<(BTreeMap<String, ObjectInfo>, Vec<String>), OpsError> {
     let mut files = BTreeMap::new();
     let mut odd = Vec::new();
     for o in b.list("").map_err(RepoError::from)? {
@@ -101,7 +102,12 @@ fn backend_err(e: BackendError) -> OpsError {
 
 /// Whether `dst` holds `repo` (true), nothing of a repository (false), or another
 /// repository (an error naming both, before anything is touched).
-fn same_repository(repo: &Repository, src: &dyn Backend, dst: &dyn Backend, there: &BTreeMap<String, ObjectInfo>) -> Result<bool, OpsError> {
+fn same_repository(
+    repo: &Repository,
+    src: &dyn Backend,
+    dst: &dyn Backend,
+    there: &BTreeMap<String, ObjectInfo>,
+) -> Result<bool, OpsError> {
     let ours = repo.config().id.clone();
     if !there.contains_key(CONFIG) {
         // Files but no config: an interrupted first ship of ours writes config after
@@ -126,13 +132,25 @@ fn same_repository(repo: &Repository, src: &dyn Backend, dst: &dyn Backend, ther
 
 /// Whether a file the destination has must be uploaded again: absent, another size,
 /// or (for the few small files that are not named by their content) other bytes.
-fn differs(src: &dyn Backend, dst: &dyn Backend, o: &ObjectInfo, there: Option<&ObjectInfo>) -> Result<bool, OpsError> {
+fn differs(
+    src: &dyn Backend,
+    dst: &dyn Backend,
+    o: &ObjectInfo,
+    there: Option<&ObjectInfo>,
+) -> Result<bool, OpsError> {
     let Some(t) = there else { return Ok(true) };
     if t.size != o.size {
         return Ok(true);
     }
-    if matches!(FileKind::of(&o.name), Some(FileKind::Config | FileKind::Key)) {
-        return Ok(!same_bytes(&src.read(&o.name).map_err(backend_err)?, dst, t)?);
+    if matches!(
+        FileKind::of(&o.name),
+        Some(FileKind::Config | FileKind::Key)
+    ) {
+        return Ok(!same_bytes(
+            &src.read(&o.name).map_err(backend_err)?,
+            dst,
+            t,
+        )?);
     }
     Ok(false)
 }
@@ -148,12 +166,25 @@ fn same_bytes(mine: &[u8], dst: &dyn Backend, there: &ObjectInfo) -> Result<bool
 
 /// Ships `src` (the files of `repo`) to `dst`. Each file keeps the modification time the
 /// source lists for it, as rclone would record it.
-pub fn ship(repo: &Repository, src: &dyn Backend, dst: &dyn Backend, opts: &ShipOptions, progress: &dyn crate::Progress) -> Result<ShipSummary, OpsError> {
+pub fn ship(
+    repo: &Repository,
+    src: &dyn Backend,
+    dst: &dyn Backend,
+    opts: &ShipOptions,
+    progress: &dyn crate::Progress,
+) -> Result<ShipSummary, OpsError> {
     let (have, odd_here) = listing_checked(src)?;
     if !have.contains_key(CONFIG) {
-        return Err(OpsError::Invalid(format!("{} is not a repository (no config)", src.location())));
+        return Err(OpsError::Invalid(format!(
+            "{} is not a repository (no config)",
+            src.location()
+        )));
     }
-    let mut s = ShipSummary { repository_id: repo.config().id.clone(), unsafe_names: odd_here, ..Default::default() };
+    let mut s = ShipSummary {
+        repository_id: repo.config().id.clone(),
+        unsafe_names: odd_here,
+        ..Default::default()
+    };
     let there = if dst.exists().map_err(backend_err)? {
         let (there, odd_there) = listing_checked(dst)?;
         s.unsafe_names.extend(odd_there);
@@ -162,7 +193,11 @@ pub fn ship(repo: &Repository, src: &dyn Backend, dst: &dyn Backend, opts: &Ship
         s.plan.push(format!(
             "stop: {} does not exist{}",
             dst.location(),
-            if opts.create { " (it would be created)" } else { "; a ship creates it only with --create-bucket" }
+            if opts.create {
+                " (it would be created)"
+            } else {
+                "; a ship creates it only with --create-bucket"
+            }
         ));
         BTreeMap::new()
     } else if opts.create {
@@ -177,7 +212,11 @@ pub fn ship(repo: &Repository, src: &dyn Backend, dst: &dyn Backend, opts: &Ship
     s.same_repository = same_repository(repo, src, dst, &there)?;
     if opts.dry_run {
         s.plan.push(if s.same_repository {
-            format!("ship to {}, which holds this repository ({})", dst.location(), s.repository_id)
+            format!(
+                "ship to {}, which holds this repository ({})",
+                dst.location(),
+                s.repository_id
+            )
         } else {
             format!("ship to {}, which holds no repository yet", dst.location())
         });
@@ -185,9 +224,14 @@ pub fn ship(repo: &Repository, src: &dyn Backend, dst: &dyn Backend, opts: &Ship
 
     let mut phases: BTreeMap<usize, Vec<&ObjectInfo>> = BTreeMap::new();
     for (name, o) in &have {
-        let Some(kind) = FileKind::of(name) else { continue };
+        let Some(kind) = FileKind::of(name) else {
+            continue;
+        };
         if differs(src, dst, o, there.get(name))? {
-            let phase = FileKind::SHIP_ORDER.iter().position(|k| *k == kind).unwrap_or(FileKind::SHIP_ORDER.len());
+            let phase = FileKind::SHIP_ORDER
+                .iter()
+                .position(|k| *k == kind)
+                .unwrap_or(FileKind::SHIP_ORDER.len());
             phases.entry(phase).or_default().push(o);
         } else {
             s.files_skipped += 1;
@@ -200,12 +244,20 @@ pub fn ship(repo: &Repository, src: &dyn Backend, dst: &dyn Backend, opts: &Ship
         None => {}
     }
     if opts.keep_all && !deletions.is_empty() {
-        s.warnings.push(format!("{} deletion(s) left at {}: the last check of this repository found damage", deletions.len(), dst.location()));
+        s.warnings.push(format!(
+            "{} deletion(s) left at {}: the last check of this repository found damage",
+            deletions.len(),
+            dst.location()
+        ));
         s.deletions_left = std::mem::take(&mut deletions);
     } else {
         let (why, kept) = protect_data(repo, &mut deletions)?;
         if let Some(why) = why {
-            s.warnings.push(format!("{} index file(s) and pack(s) left at {}: {why}", kept.len(), dst.location()));
+            s.warnings.push(format!(
+                "{} index file(s) and pack(s) left at {}: {why}",
+                kept.len(),
+                dst.location()
+            ));
         }
         s.deletions_left = kept;
     }
@@ -215,12 +267,16 @@ pub fn ship(repo: &Repository, src: &dyn Backend, dst: &dyn Backend, opts: &Ship
         for (p, files) in &phases {
             let bytes: u64 = files.iter().map(|f| f.size).sum();
             let what = FileKind::SHIP_ORDER.get(*p).map_or("other", |k| k.dir());
-            s.plan.push(format!("upload {} {what} file(s), {bytes} bytes", files.len()));
+            s.plan.push(format!(
+                "upload {} {what} file(s), {bytes} bytes",
+                files.len()
+            ));
             s.files_uploaded += files.len() as u64;
             s.bytes_uploaded += bytes;
         }
         for name in &deletions {
-            s.plan.push(format!("delete {name} (the source no longer has it)"));
+            s.plan
+                .push(format!("delete {name} (the source no longer has it)"));
         }
         s.files_deleted = deletions.len() as u64;
         return Ok(s);
@@ -229,7 +285,10 @@ pub fn ship(repo: &Repository, src: &dyn Backend, dst: &dyn Backend, opts: &Ship
     let uploaded = AtomicU64::new(0);
     let bytes = AtomicU64::new(0);
     let damaged: Mutex<Vec<String>> = Mutex::new(Vec::new());
-    progress.start(phases.values().map(|p| p.len() as u64).sum(), phases.values().flatten().map(|f| f.size).sum());
+    progress.start(
+        phases.values().map(|p| p.len() as u64).sum(),
+        phases.values().flatten().map(|f| f.size).sum(),
+    );
     for files in phases.values() {
         let next = AtomicU64::new(0);
         let error: Mutex<Option<BackendError>> = Mutex::new(None);
@@ -237,7 +296,8 @@ pub fn ship(repo: &Repository, src: &dyn Backend, dst: &dyn Backend, opts: &Ship
             for _ in 0..opts.transfers.max(1).min(files.len().max(1)) {
                 scope.spawn(|| loop {
                     let i = next.fetch_add(1, Ordering::Relaxed) as usize;
-                    if i >= files.len() || error.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+                    if i >= files.len() || error.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+                    {
                         return;
                     }
                     let o = files[i];
@@ -245,7 +305,10 @@ pub fn ship(repo: &Repository, src: &dyn Backend, dst: &dyn Backend, opts: &Ship
                         if !matches_its_name(&o.name, &data) {
                             return Ok(false);
                         }
-                        let wo = WriteOptions { mtime_millis: o.mtime_millis, ..Default::default() };
+                        let wo = WriteOptions {
+                            mtime_millis: o.mtime_millis,
+                            ..Default::default()
+                        };
                         dst.write(&o.name, &data, &wo).map(|()| true)
                     });
                     match r {
@@ -253,9 +316,15 @@ pub fn ship(repo: &Repository, src: &dyn Backend, dst: &dyn Backend, opts: &Ship
                             uploaded.fetch_add(1, Ordering::Relaxed);
                             bytes.fetch_add(o.size, Ordering::Relaxed);
                         }
-                        Ok(false) => damaged.lock().unwrap_or_else(|p| p.into_inner()).push(o.name.clone()),
+                        Ok(false) => damaged
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(o.name.clone()),
                         Err(e) => {
-                            error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
+                            error
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .get_or_insert(e);
                         }
                     }
                     progress.file_done(o.size);
@@ -293,13 +362,23 @@ pub fn ship(repo: &Repository, src: &dyn Backend, dst: &dyn Backend, opts: &Ship
 
     if let Some(bin) = &opts.with_binary {
         let data = std::fs::read(bin).map_err(|e| OpsError::io(bin, e))?;
-        dst.write("RECOVERY/cairn", &data, &WriteOptions::default()).map_err(backend_err)?;
-        dst.write("RECOVERY.txt", RECOVERY_TEXT.as_bytes(), &WriteOptions::default()).map_err(backend_err)?;
+        dst.write("RECOVERY/cairn", &data, &WriteOptions::default())
+            .map_err(backend_err)?;
+        dst.write(
+            "RECOVERY.txt",
+            RECOVERY_TEXT.as_bytes(),
+            &WriteOptions::default(),
+        )
+        .map_err(backend_err)?;
     }
 
     if opts.verify {
         let now = listing(dst)?;
-        let missing: Vec<&String> = have.iter().filter(|(n, o)| now.get(*n).map(|t| t.size) != Some(o.size)).map(|(n, _)| n).collect();
+        let missing: Vec<&String> = have
+            .iter()
+            .filter(|(n, o)| now.get(*n).map(|t| t.size) != Some(o.size))
+            .map(|(n, _)| n)
+            .collect();
         if !missing.is_empty() {
             return Err(OpsError::Invalid(format!(
                 "verification failed: {} file(s) missing or of the wrong size at {}, e.g. {}",
@@ -326,7 +405,10 @@ fn matches_its_name(name: &str, data: &[u8]) -> bool {
 /// every pack this repository's index lists (it may be missing or damaged here), and,
 /// when a snapshot here uses a blob no index here lists (the source is damaged), every
 /// index file and pack. Returns why, and what was kept back.
-fn protect_data(repo: &Repository, deletions: &mut Vec<String>) -> Result<(Option<String>, Vec<String>), OpsError> {
+fn protect_data(
+    repo: &Repository,
+    deletions: &mut Vec<String>,
+) -> Result<(Option<String>, Vec<String>), OpsError> {
     let data_kinds = |n: &String| matches!(FileKind::of(n), Some(FileKind::Pack | FileKind::Index));
     if !deletions.iter().any(data_kinds) {
         return Ok((None, Vec::new()));
@@ -343,7 +425,11 @@ fn protect_data(repo: &Repository, deletions: &mut Vec<String>) -> Result<(Optio
         });
         return Ok((Some(why), kept));
     }
-    let indexed: HashSet<String> = repo.index().packs().map(|(p, _)| cairn_repo::pack_name(&p)).collect();
+    let indexed: HashSet<String> = repo
+        .index()
+        .packs()
+        .map(|(p, _)| cairn_repo::pack_name(&p))
+        .collect();
     deletions.retain(|n| {
         let keep = indexed.contains(n);
         if keep {
@@ -351,7 +437,9 @@ fn protect_data(repo: &Repository, deletions: &mut Vec<String>) -> Result<(Optio
         }
         !keep
     });
-    let why = (!kept.is_empty()).then(|| "this repository's index lists them, but they are missing or damaged here".to_string());
+    let why = (!kept.is_empty()).then(|| {
+        "this repository's index lists them, but they are missing or damaged here".to_string()
+    });
     Ok((why, kept))
 }
 
@@ -372,7 +460,11 @@ fn plan_deletions(
         .collect();
     let mut deletions = Vec::with_capacity(gone.len());
     for kind in FileKind::ship_delete_order() {
-        deletions.extend(gone.iter().filter(|(_, k)| *k == kind).map(|(n, _)| (*n).clone()));
+        deletions.extend(
+            gone.iter()
+                .filter(|(_, k)| *k == kind)
+                .map(|(n, _)| (*n).clone()),
+        );
     }
     if deletions.is_empty() || allow {
         return Ok((deletions, None));
@@ -380,14 +472,20 @@ fn plan_deletions(
     let forgotten: HashSet<String> = repo.forgotten_snapshots()?;
     let unexplained: Vec<&String> = gone
         .iter()
-        .filter(|(n, k)| *k == FileKind::Snapshot && cairn_repo::id_from_name(n).is_none_or(|id| !forgotten.contains(id)))
+        .filter(|(n, k)| {
+            *k == FileKind::Snapshot
+                && cairn_repo::id_from_name(n).is_none_or(|id| !forgotten.contains(id))
+        })
         .map(|(n, _)| *n)
         .collect();
     if let Some(first) = unexplained.first() {
         let why = format!("it would delete {} snapshot(s) at the destination that this repository never forgot (e.g. {first})", unexplained.len());
         return Ok((deletions, Some(why)));
     }
-    let total = there.keys().filter(|n| FileKind::of(n).is_some_and(|k| !k.is_record())).count() as u64;
+    let total = there
+        .keys()
+        .filter(|n| FileKind::of(n).is_some_and(|k| !k.is_record()))
+        .count() as u64;
     let why = crate::delete_limit::share_refusal(deletions.len() as u64, total);
     Ok((deletions, why))
 }
@@ -406,24 +504,40 @@ pub fn compare_hashes(src: &dyn Backend, dst: &dyn Backend) -> Result<HashReport
     let have = listing(src)?;
     let there = listing(dst)?;
     let mut r = HashReport::default();
-    for (name, o) in have.iter().filter(|(n, _)| !FileKind::of(n).is_some_and(FileKind::is_record)) {
+    for (name, o) in have
+        .iter()
+        .filter(|(n, _)| !FileKind::of(n).is_some_and(FileKind::is_record))
+    {
         let Some(t) = there.get(name) else {
-            r.problems.push(format!("{}/{name}: missing", dst.location()));
+            r.problems
+                .push(format!("{}/{name}: missing", dst.location()));
             continue;
         };
         if t.size != o.size {
-            r.problems.push(format!("{}/{name}: size {} differs from the local {}", dst.location(), t.size, o.size));
+            r.problems.push(format!(
+                "{}/{name}: size {} differs from the local {}",
+                dst.location(),
+                t.size,
+                o.size
+            ));
             continue;
         }
         let Some(remote) = &t.sha1 else {
-            r.problems.push(format!("{}/{name}: the destination keeps no SHA1 for it", dst.location()));
+            r.problems.push(format!(
+                "{}/{name}: the destination keeps no SHA1 for it",
+                dst.location()
+            ));
             continue;
         };
-        let local = cairn_backend::object_sha1(src, name, o.size).map_err(cairn_repo::RepoError::from)?;
+        let local =
+            cairn_backend::object_sha1(src, name, o.size).map_err(cairn_repo::RepoError::from)?;
         r.files_compared += 1;
         r.bytes_hashed += o.size;
         if !local.eq_ignore_ascii_case(remote) {
-            r.problems.push(format!("{}/{name}: SHA1 {remote} differs from the local file's {local}", dst.location()));
+            r.problems.push(format!(
+                "{}/{name}: SHA1 {remote} differs from the local file's {local}",
+                dst.location()
+            ));
         }
     }
     Ok(r)

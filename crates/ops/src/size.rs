@@ -14,7 +14,9 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .parse::<u64>()
         .ok()
         .and_then(|n| n.checked_mul(mult))
-        .ok_or_else(|| format!("invalid size {s:?}: expected a number with an optional K, M, G or T suffix"))
+        .ok_or_else(|| {
+            format!("invalid size {s:?}: expected a number with an optional K, M, G or T suffix")
+        })
 }
 
 #[cfg(test)]

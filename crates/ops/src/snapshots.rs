@@ -18,8 +18,18 @@ impl SnapshotFilter {
         let snap = &s.snapshot;
         let host_ok = self.hosts.is_empty() || self.hosts.contains(&snap.hostname);
         let tag_ok = self.tags.is_empty()
-            || self.tags.iter().any(|group| group.split(',').filter(|t| !t.is_empty()).all(|t| snap.tags.iter().any(|x| x == t)));
-        let path_ok = self.paths.is_empty() || self.paths.iter().all(|p| snap.paths.iter().any(|x| x == p.trim_end_matches('/') || x == p));
+            || self.tags.iter().any(|group| {
+                group
+                    .split(',')
+                    .filter(|t| !t.is_empty())
+                    .all(|t| snap.tags.iter().any(|x| x == t))
+            });
+        let path_ok = self.paths.is_empty()
+            || self.paths.iter().all(|p| {
+                snap.paths
+                    .iter()
+                    .any(|x| x == p.trim_end_matches('/') || x == p)
+            });
         host_ok && tag_ok && path_ok
     }
 }
@@ -40,7 +50,11 @@ impl GroupBy {
                 "host" => g.host = true,
                 "paths" => g.paths = true,
                 "tags" => g.tags = true,
-                other => return Err(format!("invalid group-by field {other:?}: expected host, paths or tags")),
+                other => {
+                    return Err(format!(
+                        "invalid group-by field {other:?}: expected host, paths or tags"
+                    ))
+                }
             }
         }
         Ok(g)
@@ -76,7 +90,7 @@ pub fn group(snaps: Vec<SnapshotRef>, by: GroupBy) -> BTreeMap<GroupKey, Vec<Sna
         m.entry(by.key(&s)).or_default().push(s);
     }
     for v in m.values_mut() {
-        v.sort_by(|a, b| a.snapshot.time.cmp(&b.snapshot.time));
+        v.sort_by_key(|a| a.snapshot.time);
     }
     m
 }

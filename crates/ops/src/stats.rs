@@ -25,7 +25,10 @@ pub struct Stats {
 }
 
 pub fn stats(repo: &Repository, snapshots: &[SnapshotRef]) -> Result<Stats, OpsError> {
-    let mut s = Stats { snapshots: snapshots.len() as u64, ..Default::default() };
+    let mut s = Stats {
+        snapshots: snapshots.len() as u64,
+        ..Default::default()
+    };
     let mut blobs: HashSet<BlobId> = HashSet::new();
     for snap in snapshots {
         blobs.insert(snap.snapshot.tree);

@@ -102,13 +102,17 @@ struct Entry {
 }
 
 fn wanted(opts: &SyncOptions, path: &str) -> bool {
-    (opts.includes.is_empty() || opts.includes.iter().any(|r| r.is_match(path))) && !opts.excludes.iter().any(|r| r.is_match(path))
+    (opts.includes.is_empty() || opts.includes.iter().any(|r| r.is_match(path)))
+        && !opts.excludes.iter().any(|r| r.is_match(path))
 }
 
 /// The side's files by path, and the names that cannot be a path on any side (a bucket
 /// holds `x/../y` or `/etc/x` as easily as anything): those are left out, never written
 /// or deleted anywhere, and reported.
-fn list(side: &Endpoint, opts: &SyncOptions) -> Result<(BTreeMap<String, Entry>, Vec<String>), OpsError> {
+fn list(
+    side: &Endpoint,
+    opts: &SyncOptions,
+) -> Result<(BTreeMap<String, Entry>, Vec<String>), OpsError> {
     let objs = match side.backend.list("") {
         Ok(o) => o,
         Err(e) if e.is_not_found() => Vec::new(),
@@ -121,8 +125,16 @@ fn list(side: &Endpoint, opts: &SyncOptions) -> Result<(BTreeMap<String, Entry>,
 /// (as rclone's "directory not found"): read as empty, a typo in its name would make
 /// `--delete` empty the destination. A bucket has no empty directories, so a B2 source
 /// with no files at all counts as missing too.
-fn list_source(side: &Endpoint, opts: &SyncOptions) -> Result<(BTreeMap<String, Entry>, Vec<String>), OpsError> {
-    let missing = || OpsError::Invalid(format!("the source {} does not exist; nothing was transferred or deleted", side.backend.location()));
+fn list_source(
+    side: &Endpoint,
+    opts: &SyncOptions,
+) -> Result<(BTreeMap<String, Entry>, Vec<String>), OpsError> {
+    let missing = || {
+        OpsError::Invalid(format!(
+            "the source {} does not exist; nothing was transferred or deleted",
+            side.backend.location()
+        ))
+    };
     let objs = match side.backend.list("") {
         Ok(o) if o.is_empty() && !side.is_local => return Err(missing()),
         Ok(o) => o,
@@ -132,7 +144,11 @@ fn list_source(side: &Endpoint, opts: &SyncOptions) -> Result<(BTreeMap<String, 
     list_objects(side, opts, objs)
 }
 
-fn list_objects(side: &Endpoint, opts: &SyncOptions, objs: Vec<cairn_backend::ObjectInfo>) -> Result<(BTreeMap<String, Entry>, Vec<String>), OpsError> {
+fn list_objects(
+    side: &Endpoint,
+    opts: &SyncOptions,
+    objs: Vec<cairn_backend::ObjectInfo>,
+) -> Result<(BTreeMap<String, Entry>, Vec<String>), OpsError> {
     let mut unsafe_names = Vec::new();
     let mut out = BTreeMap::new();
     for o in objs {
@@ -142,7 +158,16 @@ fn list_objects(side: &Endpoint, opts: &SyncOptions, objs: Vec<cairn_backend::Ob
             continue;
         }
         if wanted(opts, &path) {
-            out.insert(path, Entry { storage_name: o.name, size: o.size, mtime: o.mtime_millis, mtime_ns: o.mtime_nanos, sha1: o.sha1 });
+            out.insert(
+                path,
+                Entry {
+                    storage_name: o.name,
+                    size: o.size,
+                    mtime: o.mtime_millis,
+                    mtime_ns: o.mtime_nanos,
+                    sha1: o.sha1,
+                },
+            );
         }
     }
     Ok((out, unsafe_names))
@@ -169,21 +194,33 @@ fn transfer(src: &Endpoint, dst: &Endpoint, path: &str, e: &Entry) -> Result<(),
             return Ok(());
         }
     }
-    let wo = WriteOptions { mtime_millis: e.mtime, mtime_nanos: e.mtime_ns, sha1: e.sha1.clone(), content_type: Some(content_type(path).to_string()) };
+    let wo = WriteOptions {
+        mtime_millis: e.mtime,
+        mtime_nanos: e.mtime_ns,
+        sha1: e.sha1.clone(),
+        content_type: Some(content_type(path).to_string()),
+    };
     if e.size > STREAM_ABOVE {
         let source = |off: u64, len: u64| src.backend.read_range(&e.storage_name, off, len);
         return dst.backend.write_stream(&name, e.size, &source, &wo);
     }
     let data = src.backend.read(&e.storage_name)?;
     if data.len() as u64 != e.size {
-        return Err(BackendError::new(cairn_backend::ErrorKind::Corrupt, path, "changed while being read"));
+        return Err(BackendError::new(
+            cairn_backend::ErrorKind::Corrupt,
+            path,
+            "changed while being read",
+        ));
     }
     dst.backend.write(&name, &data, &wo)
 }
 
 /// Go's MIME table for common extensions (what rclone sends as Content-Type).
 pub fn content_type(path: &str) -> &'static str {
-    let ext = path.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+    let ext = path
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
     match ext.as_str() {
         "txt" => "text/plain; charset=utf-8",
         "htm" | "html" => "text/html; charset=utf-8",
@@ -211,7 +248,12 @@ const STREAM_ABOVE: u64 = 64 * 1024 * 1024;
 /// in flight), charged against the budget instead of the file's size.
 const STREAM_MEMORY: u64 = 400 * 1024 * 1024;
 
-pub fn sync(src: &Endpoint, dst: &Endpoint, opts: &SyncOptions, progress: &dyn crate::Progress) -> Result<SyncSummary, OpsError> {
+pub fn sync(
+    src: &Endpoint,
+    dst: &Endpoint,
+    opts: &SyncOptions,
+    progress: &dyn crate::Progress,
+) -> Result<SyncSummary, OpsError> {
     let (from, unsafe_src) = list_source(src, opts)?;
     // A destination that does not exist yet is created (empty, so nothing in it can be
     // deleted below); one that does is left as it is until the checks pass.
@@ -219,11 +261,18 @@ pub fn sync(src: &Endpoint, dst: &Endpoint, opts: &SyncOptions, progress: &dyn c
         dst.backend.create().map_err(cairn_repo::RepoError::from)?;
     }
     let (to, unsafe_dst) = list(dst, opts)?;
-    let doomed: Vec<&String> = if opts.delete { to.keys().filter(|p| !from.contains_key(*p)).collect() } else { Vec::new() };
+    let doomed: Vec<&String> = if opts.delete {
+        to.keys().filter(|p| !from.contains_key(*p)).collect()
+    } else {
+        Vec::new()
+    };
     let mut refusal = None;
     if !doomed.is_empty() && !opts.allow_deletes {
         let why = if from.is_empty() {
-            Some(format!("the source {} holds no files, so every file at the destination would go", src.backend.location()))
+            Some(format!(
+                "the source {} holds no files, so every file at the destination would go",
+                src.backend.location()
+            ))
         } else {
             crate::delete_limit::share_refusal(doomed.len() as u64, to.len() as u64)
         };
@@ -237,7 +286,11 @@ pub fn sync(src: &Endpoint, dst: &Endpoint, opts: &SyncOptions, progress: &dyn c
             None => {}
         }
     }
-    let mut s = SyncSummary { unsafe_names: [unsafe_src, unsafe_dst].concat(), refusal, ..Default::default() };
+    let mut s = SyncSummary {
+        unsafe_names: [unsafe_src, unsafe_dst].concat(),
+        refusal,
+        ..Default::default()
+    };
     let mut todo: Vec<(&String, &Entry)> = Vec::new();
     // (path, source, destination) whose destination only needs the source's time.
     let mut touch: Vec<(&String, &Entry, &Entry)> = Vec::new();
@@ -248,14 +301,26 @@ pub fn sync(src: &Endpoint, dst: &Endpoint, opts: &SyncOptions, progress: &dyn c
         };
         let same = match opts.compare {
             Compare::Size => d.size == e.size,
-            Compare::Checksum => d.size == e.size && sha1_of(src, e).is_some_and(|a| Some(a) == sha1_of(dst, d)),
+            Compare::Checksum => {
+                d.size == e.size && sha1_of(src, e).is_some_and(|a| Some(a) == sha1_of(dst, d))
+            }
             Compare::ModTime => {
                 d.size == e.size
                     && match (e.mtime, d.mtime) {
                         // The window is the coarser precision of the two sides, as rclone's:
                         // a nanosecond between two local trees, a millisecond otherwise.
-                        _ if e.mtime_ns.is_some() && d.mtime_ns.is_some() && e.mtime_ns == d.mtime_ns => true,
-                        (Some(a), Some(b)) if (a - b).abs() < 1 && (e.mtime_ns.is_none() || d.mtime_ns.is_none()) => true,
+                        _ if e.mtime_ns.is_some()
+                            && d.mtime_ns.is_some()
+                            && e.mtime_ns == d.mtime_ns =>
+                        {
+                            true
+                        }
+                        (Some(a), Some(b))
+                            if (a - b).abs() < 1
+                                && (e.mtime_ns.is_none() || d.mtime_ns.is_none()) =>
+                        {
+                            true
+                        }
                         _ if sha1_of(src, e).is_some_and(|a| Some(a) == sha1_of(dst, d)) => {
                             // Same content, another time: as rclone, set the time rather
                             // than transfer the bytes again.
@@ -273,7 +338,8 @@ pub fn sync(src: &Endpoint, dst: &Endpoint, opts: &SyncOptions, progress: &dyn c
             s.files_skipped += 1;
             continue;
         }
-        let dst_newer = opts.compare == Compare::ModTime && matches!((e.mtime, d.mtime), (Some(a), Some(b)) if b > a);
+        let dst_newer = opts.compare == Compare::ModTime
+            && matches!((e.mtime, d.mtime), (Some(a), Some(b)) if b > a);
         match (dst_newer, opts.newer) {
             (true, Newer::Skip) => s.files_skipped += 1,
             (true, Newer::Error) => s.errors.push(format!("{path}: destination is newer than the source (use --replace-newer or --skip-newer)")),
@@ -293,7 +359,9 @@ pub fn sync(src: &Endpoint, dst: &Endpoint, opts: &SyncOptions, progress: &dyn c
         let Some(set) = dst.set_mtime else { break };
         match set(&d.storage_name, e.mtime.unwrap_or_default(), e.mtime_ns) {
             Ok(()) => s.files_touched += 1,
-            Err(e) => s.errors.push(format!("{path}: setting the modification time failed: {e}")),
+            Err(e) => s
+                .errors
+                .push(format!("{path}: setting the modification time failed: {e}")),
         }
     }
     progress.start(todo.len() as u64, todo.iter().map(|(_, e)| e.size).sum());
@@ -307,7 +375,11 @@ pub fn sync(src: &Endpoint, dst: &Endpoint, opts: &SyncOptions, progress: &dyn c
                 let i = next.fetch_add(1, Ordering::Relaxed) as usize;
                 let Some((path, e)) = todo.get(i) else { return };
                 // Wait for room in the memory budget (a file larger than the budget runs alone).
-                let need = if e.size > STREAM_ABOVE { STREAM_MEMORY } else { e.size };
+                let need = if e.size > STREAM_ABOVE {
+                    STREAM_MEMORY
+                } else {
+                    e.size
+                };
                 {
                     let mut used = budget.0.lock().unwrap_or_else(|p| p.into_inner());
                     while *used > 0 && *used + need > MEMORY_BUDGET {
@@ -318,7 +390,9 @@ pub fn sync(src: &Endpoint, dst: &Endpoint, opts: &SyncOptions, progress: &dyn c
                 // A SHA1 mismatch (the source changed while read, or bytes damaged on the
                 // way) is tried once more before it is reported.
                 let mut r = transfer(src, dst, path, e);
-                if r.as_ref().is_err_and(|err| err.kind == cairn_backend::ErrorKind::Corrupt) {
+                if r.as_ref()
+                    .is_err_and(|err| err.kind == cairn_backend::ErrorKind::Corrupt)
+                {
                     r = transfer(src, dst, path, e);
                 }
                 {
@@ -331,7 +405,10 @@ pub fn sync(src: &Endpoint, dst: &Endpoint, opts: &SyncOptions, progress: &dyn c
                         uploaded.fetch_add(1, Ordering::Relaxed);
                         bytes.fetch_add(e.size, Ordering::Relaxed);
                     }
-                    Err(err) => errors.lock().unwrap_or_else(|p| p.into_inner()).push(format!("{path}: {err}")),
+                    Err(err) => errors
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(format!("{path}: {err}")),
                 }
                 progress.file_done(e.size);
             });
@@ -340,7 +417,8 @@ pub fn sync(src: &Endpoint, dst: &Endpoint, opts: &SyncOptions, progress: &dyn c
     progress.finish();
     s.files_uploaded = uploaded.into_inner();
     s.bytes_uploaded = bytes.into_inner();
-    s.errors.extend(errors.into_inner().unwrap_or_else(|p| p.into_inner()));
+    s.errors
+        .extend(errors.into_inner().unwrap_or_else(|p| p.into_inner()));
 
     // As rclone: no deletions after any error, so a failed run never loses the only copy.
     if s.errors.is_empty() {

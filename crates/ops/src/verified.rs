@@ -26,7 +26,8 @@ impl VerificationLog {
         let mut files = Vec::new();
         for hex in repo.list_files(FileKind::Verified)? {
             match repo.load_file(FileKind::Verified, &hex).and_then(|b| {
-                VerifiedRecord::decode(&b).map_err(|e| cairn_repo::RepoError::format(FileKind::Verified.name(&hex), e))
+                VerifiedRecord::decode(&b)
+                    .map_err(|e| cairn_repo::RepoError::format(FileKind::Verified.name(&hex), e))
             }) {
                 Ok(r) => {
                     merged.merge(r);
@@ -40,7 +41,11 @@ impl VerificationLog {
 
     /// Unix milliseconds when `pack` was last verified at `location`.
     pub fn last_verified(&self, location: &str, pack: &PackId) -> Option<i64> {
-        self.merged.locations.get(location)?.get(&pack.to_hex()).copied()
+        self.merged
+            .locations
+            .get(location)?
+            .get(&pack.to_hex())
+            .copied()
     }
 
     /// `packs` in the order to verify them at `location`: never verified first (in
@@ -54,16 +59,27 @@ impl VerificationLog {
     /// Records `packs` as verified at `location` at `now`: one new file holding every
     /// record so far, then the files it replaces are removed (a concurrent writer's new
     /// file is never among them, so nothing is lost).
-    pub fn record(mut self, repo: &Repository, location: &str, packs: &[PackId], now: i64) -> Result<(), OpsError> {
+    pub fn record(
+        mut self,
+        repo: &Repository,
+        location: &str,
+        packs: &[PackId],
+        now: i64,
+    ) -> Result<(), OpsError> {
         if packs.is_empty() {
             return Ok(());
         }
-        let mine = self.merged.locations.entry(location.to_string()).or_default();
+        let mine = self
+            .merged
+            .locations
+            .entry(location.to_string())
+            .or_default();
         for p in packs {
             mine.insert(p.to_hex(), now);
         }
         // Forget packs that no longer exist (pruned) so the record does not grow forever.
-        let live: std::collections::HashSet<String> = repo.index().packs().map(|(p, _)| p.to_hex()).collect();
+        let live: std::collections::HashSet<String> =
+            repo.index().packs().map(|(p, _)| p.to_hex()).collect();
         if !live.is_empty() {
             for m in self.merged.locations.values_mut() {
                 m.retain(|p, _| live.contains(p));

@@ -50,7 +50,11 @@ pub fn check_name(tree: &BlobId, node: &Node) -> Result<(), OpsError> {
     if node.has_safe_name() {
         return Ok(());
     }
-    Err(OpsError::Invalid(format!("tree {} holds an entry with an unsafe name {:?}; refusing it", tree.short(), node.name)))
+    Err(OpsError::Invalid(format!(
+        "tree {} holds an entry with an unsafe name {:?}; refusing it",
+        tree.short(),
+        node.name
+    )))
 }
 
 /// A node standing for the snapshot's root directory.
@@ -63,11 +67,18 @@ pub fn root_node(tree: BlobId, time: Timestamp) -> Node {
 }
 
 /// Finds the node at absolute `path` (`/` is the root) below the root tree.
-pub fn find_node(repo: &Repository, root: &BlobId, path: &str, root_time: Timestamp) -> Result<Node, OpsError> {
+pub fn find_node(
+    repo: &Repository,
+    root: &BlobId,
+    path: &str,
+    root_time: Timestamp,
+) -> Result<Node, OpsError> {
     let mut node = root_node(*root, root_time);
     for comp in path.split('/').filter(|c| !c.is_empty()) {
         let Some(sub) = node.subtree.filter(|_| node.node_type == NodeType::Dir) else {
-            return Err(OpsError::Invalid(format!("path {path:?} not found in snapshot")));
+            return Err(OpsError::Invalid(format!(
+                "path {path:?} not found in snapshot"
+            )));
         };
         let t = repo.load_tree(&sub)?;
         node = t
@@ -82,7 +93,10 @@ pub fn find_node(repo: &Repository, root: &BlobId, path: &str, root_time: Timest
 /// cannot: the first blob one uses that no index lists, or a tree that cannot be read.
 /// Reads only, and stops at the first. Ship asks before deleting packs at a copy,
 /// `repair snapshots` before giving data up.
-pub fn first_missing_blob(repo: &Repository, snapshots: &[cairn_repo::SnapshotRef]) -> Result<Option<String>, OpsError> {
+pub fn first_missing_blob(
+    repo: &Repository,
+    snapshots: &[cairn_repo::SnapshotRef],
+) -> Result<Option<String>, OpsError> {
     let mut seen = std::collections::HashSet::new();
     for s in snapshots {
         if !seen.insert(s.snapshot.tree) {
@@ -91,7 +105,11 @@ pub fn first_missing_blob(repo: &Repository, snapshots: &[cairn_repo::SnapshotRe
         let mut missing = None;
         let walked = walk_tree(repo, &s.snapshot.tree, b"/", &mut |_, node| {
             if let Some(b) = node.content.iter().find(|b| !repo.index().contains(b)) {
-                missing = Some(format!("blob {} is used by snapshot {} but no index lists it", b.short(), s.id.short()));
+                missing = Some(format!(
+                    "blob {} is used by snapshot {} but no index lists it",
+                    b.short(),
+                    s.id.short()
+                ));
                 return Err(OpsError::Invalid(String::new()));
             }
             match node.subtree {
@@ -101,7 +119,12 @@ pub fn first_missing_blob(repo: &Repository, snapshots: &[cairn_repo::SnapshotRe
         });
         match (missing, walked) {
             (Some(why), _) => return Ok(Some(why)),
-            (None, Err(e)) => return Ok(Some(format!("snapshot {} cannot be read ({e})", s.id.short()))),
+            (None, Err(e)) => {
+                return Ok(Some(format!(
+                    "snapshot {} cannot be read ({e})",
+                    s.id.short()
+                )))
+            }
             (None, Ok(())) => {}
         }
     }
@@ -110,7 +133,10 @@ pub fn first_missing_blob(repo: &Repository, snapshots: &[cairn_repo::SnapshotRe
 
 /// Every blob (trees and file contents) the given snapshots reference. Fails if any
 /// tree cannot be read: a caller about to delete data must know everything in use.
-pub fn used_blobs(repo: &Repository, snapshots: &[cairn_repo::SnapshotRef]) -> Result<std::collections::HashSet<BlobId>, OpsError> {
+pub fn used_blobs(
+    repo: &Repository,
+    snapshots: &[cairn_repo::SnapshotRef],
+) -> Result<std::collections::HashSet<BlobId>, OpsError> {
     let mut used = std::collections::HashSet::new();
     for s in snapshots {
         if !used.insert(s.snapshot.tree) {

@@ -35,7 +35,10 @@ pub enum RepoError {
 
 impl RepoError {
     pub(crate) fn corrupt(object: impl Into<String>, reason: impl std::fmt::Display) -> RepoError {
-        RepoError::Corrupt { object: object.into(), reason: reason.to_string() }
+        RepoError::Corrupt {
+            object: object.into(),
+            reason: reason.to_string(),
+        }
     }
 
     pub fn format(object: impl Into<String>, e: FormatError) -> RepoError {

@@ -34,7 +34,14 @@ struct Entry {
 impl Entry {
     fn new(pack: u32, e: &PackEntry) -> Entry {
         let flags = u8::from(e.blob_type == BlobType::Tree) | (u8::from(e.compressed) << 1);
-        Entry { id: e.id.0, pack, offset: e.offset, length: e.length, raw_length: e.raw_length, flags }
+        Entry {
+            id: e.id.0,
+            pack,
+            offset: e.offset,
+            length: e.length,
+            raw_length: e.raw_length,
+            flags,
+        }
     }
 }
 
@@ -84,7 +91,11 @@ impl Index {
 
     /// Adds every entry of a decoded index file; call [`Index::finish_loading`] after the last.
     pub fn add_part(&mut self, part: IndexPart) {
-        let numbers: Vec<u32> = part.packs.iter().map(|&(id, size)| self.pack_number(id, size)).collect();
+        let numbers: Vec<u32> = part
+            .packs
+            .iter()
+            .map(|&(id, size)| self.pack_number(id, size))
+            .collect();
         // Exact growth: doubling would leave up to twice the final size resident while
         // loading, and growing a large allocation exactly is a cheap remap, not a copy.
         self.sorted.reserve_exact(part.entries.len());
@@ -105,7 +116,9 @@ impl Index {
     /// Records a blob written during this command.
     pub fn add_recent(&mut self, pack: PackId, pack_size: u64, e: &PackEntry) {
         let n = self.pack_number(pack, pack_size);
-        self.recent.entry(e.id.0).or_insert_with(|| Entry::new(n, e));
+        self.recent
+            .entry(e.id.0)
+            .or_insert_with(|| Entry::new(n, e));
     }
 
     pub fn merge_recent(&mut self) {
@@ -140,7 +153,11 @@ impl Index {
         IndexedBlob {
             pack: self.packs[e.pack as usize],
             entry: PackEntry {
-                blob_type: if e.flags & 1 == 1 { BlobType::Tree } else { BlobType::Data },
+                blob_type: if e.flags & 1 == 1 {
+                    BlobType::Tree
+                } else {
+                    BlobType::Data
+                },
                 compressed: e.flags & 2 == 2,
                 id: BlobId(e.id),
                 offset: e.offset,
@@ -160,12 +177,18 @@ impl Index {
 
     /// Every indexed blob (loaded and recent), in no particular order.
     pub fn blobs(&self) -> impl Iterator<Item = IndexedBlob> + '_ {
-        self.sorted.iter().chain(self.recent.values()).map(|e| self.to_blob(e))
+        self.sorted
+            .iter()
+            .chain(self.recent.values())
+            .map(|e| self.to_blob(e))
     }
 
     /// Every pack the index knows, with the size recorded for it.
     pub fn packs(&self) -> impl Iterator<Item = (PackId, u64)> + '_ {
-        self.packs.iter().copied().zip(self.pack_sizes.iter().copied())
+        self.packs
+            .iter()
+            .copied()
+            .zip(self.pack_sizes.iter().copied())
     }
 
     /// Heap bytes held by the index, for the memory benchmark.
@@ -268,7 +291,13 @@ fn sort_group(g: &mut [Entry]) -> [usize; 257] {
 /// bounds, so the sorted array need not be counted again.
 fn sort_entries(v: &mut [Entry]) -> Vec<u32> {
     let starts = group_by_byte(v, 0);
-    let threads = if v.len() < 1 << 16 { 1 } else { std::thread::available_parallelism().map_or(1, |n| n.get()).min(8) };
+    let threads = if v.len() < 1 << 16 {
+        1
+    } else {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(8)
+    };
     // Contiguous runs of groups with about the same number of entries each.
     let per_thread = starts[256].div_ceil(threads).max(1);
     let mut shares: Vec<Vec<(usize, &mut [Entry])>> = (0..threads).map(|_| Vec::new()).collect();
@@ -278,13 +307,24 @@ fn sort_entries(v: &mut [Entry]) -> Vec<u32> {
         shares[(starts[d] / per_thread).min(threads - 1)].push((d, g));
         rest = tail;
     }
-    let sort_share = |share: Vec<(usize, &mut [Entry])>| share.into_iter().map(|(d, g)| (d, sort_group(g))).collect::<Vec<_>>();
+    let sort_share = |share: Vec<(usize, &mut [Entry])>| {
+        share
+            .into_iter()
+            .map(|(d, g)| (d, sort_group(g)))
+            .collect::<Vec<_>>()
+    };
     let sorted: Vec<(usize, [usize; 257])> = if threads == 1 {
         shares.into_iter().flat_map(sort_share).collect()
     } else {
         std::thread::scope(|s| {
-            let handles: Vec<_> = shares.into_iter().map(|share| s.spawn(move || sort_share(share))).collect();
-            handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+            let handles: Vec<_> = shares
+                .into_iter()
+                .map(|share| s.spawn(move || sort_share(share)))
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
         })
     };
     let mut buckets = vec![0u32; (1 << BUCKET_BITS) + 1];
@@ -303,12 +343,19 @@ mod tests {
     use cairn_format::{IndexFile, IndexPack};
 
     fn pe(id: u8, off: u32) -> PackEntry {
-        PackEntry { blob_type: BlobType::Tree, compressed: true, id: BlobId([id; 32]), offset: off, length: 10, raw_length: 20 }
+        PackEntry {
+            blob_type: BlobType::Tree,
+            compressed: true,
+            id: BlobId([id; 32]),
+            offset: off,
+            length: 10,
+            raw_length: 20,
+        }
     }
 
     #[test]
     fn entry_is_compact() {
-        assert!(Index::ENTRY_BYTES <= 64);
+        const { assert!(Index::ENTRY_BYTES <= 64) };
         assert_eq!(Index::ENTRY_BYTES, 52);
     }
 
@@ -357,22 +404,43 @@ mod tests {
                     x ^= x << 17;
                     c.copy_from_slice(&x.to_le_bytes());
                 }
-                Entry { id, pack: 0, offset: 0, length: 0, raw_length: 0, flags: 0 }
+                Entry {
+                    id,
+                    pack: 0,
+                    offset: 0,
+                    length: 0,
+                    raw_length: 0,
+                    flags: 0,
+                }
             })
             .collect();
         let buckets = sort_entries(&mut v);
         assert!(v.windows(2).all(|w| w[0].id <= w[1].id));
-        assert_eq!((buckets[0], buckets[1 << BUCKET_BITS] as usize), (0, v.len()));
+        assert_eq!(
+            (buckets[0], buckets[1 << BUCKET_BITS] as usize),
+            (0, v.len())
+        );
         for b in 0..1usize << BUCKET_BITS {
-            assert!(v[buckets[b] as usize..buckets[b + 1] as usize].iter().all(|e| bucket_of(&e.id) == b), "bucket {b}");
+            assert!(
+                v[buckets[b] as usize..buckets[b + 1] as usize]
+                    .iter()
+                    .all(|e| bucket_of(&e.id) == b),
+                "bucket {b}"
+            );
         }
     }
 
     #[test]
     fn lookup_loaded_and_recent() {
         let mut ix = Index::new();
-        let f =
-            IndexFile { supersedes: vec![], packs: vec![IndexPack { id: PackId([9; 32]), size: 100, blobs: vec![pe(3, 0), pe(1, 10)] }] };
+        let f = IndexFile {
+            supersedes: vec![],
+            packs: vec![IndexPack {
+                id: PackId([9; 32]),
+                size: 100,
+                blobs: vec![pe(3, 0), pe(1, 10)],
+            }],
+        };
         ix.add_part(IndexPart::decode(&f.encode()).unwrap());
         ix.finish_loading();
         ix.add_recent(PackId([8; 32]), 50, &pe(2, 0));

@@ -39,7 +39,10 @@ impl FileKind {
     /// reversed, without the records (drills and verifications are merged, never
     /// deleted, since a drill or check run at the destination writes its own).
     pub fn ship_delete_order() -> impl Iterator<Item = FileKind> {
-        FileKind::SHIP_ORDER.into_iter().rev().filter(|k| !k.is_record())
+        FileKind::SHIP_ORDER
+            .into_iter()
+            .rev()
+            .filter(|k| !k.is_record())
     }
 
     /// Drill and verification records: each copy keeps its own as well as those it is sent.
@@ -159,10 +162,17 @@ mod tests {
         assert!(at(FileKind::Snapshot) < at(FileKind::Index));
         assert!(at(FileKind::Forgotten) < at(FileKind::Index));
         assert!(at(FileKind::Index) < at(FileKind::Pack));
-        assert!(!order.contains(&FileKind::Drill) && !order.contains(&FileKind::Verified) && !order.contains(&FileKind::Lock));
+        assert!(
+            !order.contains(&FileKind::Drill)
+                && !order.contains(&FileKind::Verified)
+                && !order.contains(&FileKind::Lock)
+        );
         let up = FileKind::SHIP_ORDER;
         let at = |k| up.iter().position(|x| *x == k).unwrap();
-        assert!(at(FileKind::Pack) < at(FileKind::Index) && at(FileKind::Index) < at(FileKind::Snapshot));
+        assert!(
+            at(FileKind::Pack) < at(FileKind::Index)
+                && at(FileKind::Index) < at(FileKind::Snapshot)
+        );
         assert!(at(FileKind::Key) < at(FileKind::Config));
     }
 }

@@ -55,7 +55,10 @@ pub struct LockTiming {
 
 impl Default for LockTiming {
     fn default() -> LockTiming {
-        LockTiming { refresh: REFRESH_INTERVAL, give_up: STALE_AFTER.saturating_sub(STALE_MARGIN) }
+        LockTiming {
+            refresh: REFRESH_INTERVAL,
+            give_up: STALE_AFTER.saturating_sub(STALE_MARGIN),
+        }
     }
 }
 
@@ -73,7 +76,10 @@ impl LockState {
     /// (`unlock --remove-all` from another shell): restic's rule, and the only safe one.
     pub(crate) fn check(&self, backend: &dyn Backend, what: &str) -> Result<(), RepoError> {
         let age = self.refreshed.lock().unwrap_or_else(unpoison).elapsed();
-        let lost = |why: String| RepoError::LockLost { what: what.to_string(), why };
+        let lost = |why: String| RepoError::LockLost {
+            what: what.to_string(),
+            why,
+        };
         if age > self.give_up {
             return Err(lost(format!("the repository lock could not be refreshed for {} (storage unreachable, or the machine slept)", minutes(age))));
         }
@@ -150,14 +156,20 @@ impl Repository {
         Ok(out)
     }
 
-    fn conflicting_lock(&self, kind: LockKind, own: Option<&str>) -> Result<Option<String>, RepoError> {
+    fn conflicting_lock(
+        &self,
+        kind: LockKind,
+        own: Option<&str>,
+    ) -> Result<Option<String>, RepoError> {
         for (name, lock) in self.list_locks()? {
             if Some(name.as_str()) == own {
                 continue;
             }
             match lock {
                 Ok(l) if is_stale(&l) => continue,
-                Ok(l) if kind == LockKind::Exclusive || l.exclusive => return Ok(Some(describe(&l))),
+                Ok(l) if kind == LockKind::Exclusive || l.exclusive => {
+                    return Ok(Some(describe(&l)))
+                }
                 Ok(_) => continue,
                 // Garbage in locks/ must not lock everyone out for good (every key
                 // opens every lock, and lock files are written whole): it counts as
@@ -217,9 +229,20 @@ impl Repository {
                 _ => return,
             }
         });
-        *self.held_lock.lock().unwrap_or_else(unpoison) = Some(LockState { name: Arc::clone(&current), refreshed, give_up: timing.give_up });
-        HELD.lock().unwrap_or_else(unpoison).push((Arc::clone(self.backend()), Arc::clone(&current)));
-        Ok(LockGuard { current, stop: Some(tx), thread: Some(thread), repo: Arc::clone(self) })
+        *self.held_lock.lock().unwrap_or_else(unpoison) = Some(LockState {
+            name: Arc::clone(&current),
+            refreshed,
+            give_up: timing.give_up,
+        });
+        HELD.lock()
+            .unwrap_or_else(unpoison)
+            .push((Arc::clone(self.backend()), Arc::clone(&current)));
+        Ok(LockGuard {
+            current,
+            stop: Some(tx),
+            thread: Some(thread),
+            repo: Arc::clone(self),
+        })
     }
 
     /// Removes stale locks (or all with `all`); returns how many were removed.
@@ -238,9 +261,14 @@ impl Repository {
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
-        HELD.lock().unwrap_or_else(unpoison).retain(|(_, c)| !Arc::ptr_eq(c, &self.current));
+        HELD.lock()
+            .unwrap_or_else(unpoison)
+            .retain(|(_, c)| !Arc::ptr_eq(c, &self.current));
         let mut held = self.repo.held_lock.lock().unwrap_or_else(unpoison);
-        if held.as_ref().is_some_and(|h| Arc::ptr_eq(&h.name, &self.current)) {
+        if held
+            .as_ref()
+            .is_some_and(|h| Arc::ptr_eq(&h.name, &self.current))
+        {
             *held = None;
         }
         drop(held);
@@ -268,13 +296,21 @@ mod tests {
         let b = LocalBackend::new(d.path());
         b.create().unwrap();
         b.write("locks/l", b"x", &WriteOptions::default()).unwrap();
-        let st = LockState { name: Arc::new(Mutex::new("locks/l".into())), refreshed: Arc::new(Mutex::new(std::time::Instant::now())), give_up: LockTiming::default().give_up };
+        let st = LockState {
+            name: Arc::new(Mutex::new("locks/l".into())),
+            refreshed: Arc::new(Mutex::new(std::time::Instant::now())),
+            give_up: LockTiming::default().give_up,
+        };
         st.check(&b, "the snapshot").unwrap();
-        let long_ago = std::time::Instant::now().checked_sub(STALE_AFTER - STALE_MARGIN + Duration::from_secs(60));
+        let long_ago = std::time::Instant::now()
+            .checked_sub(STALE_AFTER - STALE_MARGIN + Duration::from_secs(60));
         if let Some(t) = long_ago {
             *st.refreshed.lock().unwrap() = t;
             let e = st.check(&b, "the snapshot").unwrap_err().to_string();
-            assert!(e.contains("could not be refreshed") && e.contains("the snapshot"), "{e}");
+            assert!(
+                e.contains("could not be refreshed") && e.contains("the snapshot"),
+                "{e}"
+            );
             *st.refreshed.lock().unwrap() = std::time::Instant::now();
         }
         b.remove("locks/l").unwrap();

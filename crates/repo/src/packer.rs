@@ -69,8 +69,19 @@ pub(crate) struct PackerPool {
 
 impl PackerPool {
     pub(crate) fn new(blob_type: BlobType, target: usize, reuse_buffers: bool) -> PackerPool {
-        let buffers = reuse_buffers.then(|| Arc::new(PackBuffers { capacity: target, spare: Mutex::new(Vec::new()) }));
-        PackerPool { blob_type, target, buffers, idle: Mutex::new(Vec::new()), taken: Default::default() }
+        let buffers = reuse_buffers.then(|| {
+            Arc::new(PackBuffers {
+                capacity: target,
+                spare: Mutex::new(Vec::new()),
+            })
+        });
+        PackerPool {
+            blob_type,
+            target,
+            buffers,
+            idle: Mutex::new(Vec::new()),
+            taken: Default::default(),
+        }
     }
 
     pub(crate) fn target(&self) -> usize {
@@ -86,7 +97,11 @@ impl PackerPool {
             let mut idle = self.idle.lock().unwrap_or_else(unpoison);
             // Counted under the lock, so `take_unfinished` never misses a packer.
             self.taken.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let fullest = idle.iter().enumerate().max_by_key(|(_, p)| p.size()).map(|(i, _)| i);
+            let fullest = idle
+                .iter()
+                .enumerate()
+                .max_by_key(|(_, p)| p.size())
+                .map(|(i, _)| i);
             fullest.map(|i| idle.swap_remove(i))
         };
         let packer = idle.unwrap_or_else(|| Packer {
@@ -95,7 +110,10 @@ impl PackerPool {
             blobs: Vec::new(),
             buffers: self.buffers.clone(),
         });
-        TakenPacker { pool: self, packer: Some(packer) }
+        TakenPacker {
+            pool: self,
+            packer: Some(packer),
+        }
     }
 
     /// Every packer that holds blobs, emptied out of the pool (to be finished). Fails
@@ -104,9 +122,13 @@ impl PackerPool {
     pub(crate) fn take_unfinished(&self) -> Result<Vec<Packer>, RepoError> {
         let mut idle = self.idle.lock().unwrap_or_else(unpoison);
         if self.taken.load(std::sync::atomic::Ordering::SeqCst) > 0 {
-            return Err(RepoError::Invalid("internal error: packs flushed while blobs are being added".into()));
+            return Err(RepoError::Invalid(
+                "internal error: packs flushed while blobs are being added".into(),
+            ));
         }
-        let (full, empty): (Vec<Packer>, Vec<Packer>) = std::mem::take(&mut *idle).into_iter().partition(|p| !p.is_empty());
+        let (full, empty): (Vec<Packer>, Vec<Packer>) = std::mem::take(&mut *idle)
+            .into_iter()
+            .partition(|p| !p.is_empty());
         *idle = empty;
         Ok(full)
     }
@@ -121,13 +143,17 @@ pub(crate) struct TakenPacker<'a> {
 impl std::ops::Deref for TakenPacker<'_> {
     type Target = Packer;
     fn deref(&self) -> &Packer {
-        self.packer.as_ref().expect("a taken packer is present until dropped")
+        self.packer
+            .as_ref()
+            .expect("a taken packer is present until dropped")
     }
 }
 
 impl std::ops::DerefMut for TakenPacker<'_> {
     fn deref_mut(&mut self) -> &mut Packer {
-        self.packer.as_mut().expect("a taken packer is present until dropped")
+        self.packer
+            .as_mut()
+            .expect("a taken packer is present until dropped")
     }
 }
 
@@ -137,7 +163,9 @@ impl Drop for TakenPacker<'_> {
         if let Some(p) = self.packer.take() {
             idle.push(p);
         }
-        self.pool.taken.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        self.pool
+            .taken
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -167,7 +195,11 @@ pub struct FinishedPack {
 
 impl FinishedPack {
     pub fn slices(&self) -> Vec<&[u8]> {
-        self.order.iter().map(|r| &self.data[r.clone()]).chain([&self.tail[..]]).collect()
+        self.order
+            .iter()
+            .map(|r| &self.data[r.clone()])
+            .chain([&self.tail[..]])
+            .collect()
     }
 }
 
@@ -188,7 +220,11 @@ impl Packer {
     /// is compressed (`entry.compressed` is set from it; `entry.offset` and
     /// `entry.length` are assigned when the pack is finished). If `write` fails, the
     /// pack is left as it was. Returns the blob's stored length.
-    pub fn add_with<E>(&mut self, mut entry: PackEntry, write: impl FnOnce(&mut Vec<u8>) -> Result<bool, E>) -> Result<usize, E> {
+    pub fn add_with<E>(
+        &mut self,
+        mut entry: PackEntry,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<bool, E>,
+    ) -> Result<usize, E> {
         if self.data.capacity() == 0 {
             if let Some(pool) = &self.buffers {
                 self.data = pool.take();
@@ -244,7 +280,15 @@ impl Packer {
             entries.push(e);
             order.push(r);
         }
-        let mut pack = FinishedPack { id: PackId([0; 32]), data, order, tail: Vec::new(), size: 0, entries, buffers };
+        let mut pack = FinishedPack {
+            id: PackId([0; 32]),
+            data,
+            order,
+            tail: Vec::new(),
+            size: 0,
+            entries,
+            buffers,
+        };
         pack.tail = key
             .seal(PACK_HEADER_PURPOSE, &encode_header(&pack.entries))
             .map_err(|e| RepoError::Invalid(e.to_string()))?;
@@ -257,7 +301,11 @@ impl Packer {
 }
 
 /// Reads and authenticates the header at the end of a pack's bytes.
-pub fn read_pack_header(key: &MasterKey, name: &str, data: &[u8]) -> Result<Vec<PackEntry>, RepoError> {
+pub fn read_pack_header(
+    key: &MasterKey,
+    name: &str,
+    data: &[u8],
+) -> Result<Vec<PackEntry>, RepoError> {
     if data.len() < 4 {
         return Err(RepoError::corrupt(name, "too short for a pack"));
     }
@@ -267,7 +315,9 @@ pub fn read_pack_header(key: &MasterKey, name: &str, data: &[u8]) -> Result<Vec<
         return Err(RepoError::corrupt(name, "header length exceeds pack size"));
     }
     let start = n - 4 - hlen;
-    let plain = key.open(PACK_HEADER_PURPOSE, &data[start..n - 4]).map_err(|e| RepoError::corrupt(name, e))?;
+    let plain = key
+        .open(PACK_HEADER_PURPOSE, &data[start..n - 4])
+        .map_err(|e| RepoError::corrupt(name, e))?;
     cairn_format::decode_header(&plain, start as u64).map_err(|e| RepoError::format(name, e))
 }
 
@@ -276,7 +326,14 @@ mod tests {
     use super::*;
 
     fn entry(i: u8) -> PackEntry {
-        PackEntry { blob_type: BlobType::Data, compressed: false, id: cairn_format::BlobId([i; 32]), offset: 0, length: 0, raw_length: 1 }
+        PackEntry {
+            blob_type: BlobType::Data,
+            compressed: false,
+            id: cairn_format::BlobId([i; 32]),
+            offset: 0,
+            length: 0,
+            raw_length: 1,
+        }
     }
 
     /// A failed write leaves the pack as it was; the finished pack lists every blob at
@@ -295,7 +352,10 @@ mod tests {
             assert_eq!(failed, Err("sealing failed"));
             assert_eq!(p.size(), 10);
             p.add(entry(3), b"third");
-            assert!(pool.take_unfinished().is_err(), "a taken packer must not be missed");
+            assert!(
+                pool.take_unfinished().is_err(),
+                "a taken packer must not be missed"
+            );
         }
         let mut unfinished = pool.take_unfinished().unwrap();
         assert_eq!(unfinished.len(), 1);
@@ -304,10 +364,20 @@ mod tests {
         assert_eq!(bytes.len() as u64, pack.size);
         assert_eq!(pack.entries.len(), 2);
         for e in &pack.entries {
-            let want: &[u8] = if e.id.0[0] == 1 { b"first blob" } else { b"third" };
-            assert_eq!(&bytes[e.offset as usize..(e.offset + e.length) as usize], want);
+            let want: &[u8] = if e.id.0[0] == 1 {
+                b"first blob"
+            } else {
+                b"third"
+            };
+            assert_eq!(
+                &bytes[e.offset as usize..(e.offset + e.length) as usize],
+                want
+            );
         }
-        assert_eq!(read_pack_header(&key, "pack", &bytes).unwrap(), pack.entries);
+        assert_eq!(
+            read_pack_header(&key, "pack", &bytes).unwrap(),
+            pack.entries
+        );
         assert!(pool.take_unfinished().unwrap().is_empty());
     }
 }

@@ -35,17 +35,29 @@ pub struct ReadAhead {
 impl ReadAhead {
     /// `pack_sizes` as the index records them: a window never reads past a pack's end.
     pub fn new(windows: usize, pack_sizes: HashMap<PackId, u64>) -> ReadAhead {
-        ReadAhead { windows: windows.max(1), pack_sizes, kept: Mutex::new((HashMap::new(), VecDeque::new())) }
+        ReadAhead {
+            windows: windows.max(1),
+            pack_sizes,
+            kept: Mutex::new((HashMap::new(), VecDeque::new())),
+        }
     }
 
     /// The sealed bytes of `e` in `pack`: from a window (fetched now, or by another
     /// thread, or earlier), or, where no window fits it (a blob larger than a window or
     /// across a window's edge, a pack the index did not know, a window whose fetch
     /// failed), by a read of the blob alone, whose error is then the one reported.
-    pub fn read(&self, backend: &dyn Backend, name: &str, pack: &PackId, e: &PackEntry) -> Result<Vec<u8>, cairn_backend::BackendError> {
+    pub fn read(
+        &self,
+        backend: &dyn Backend,
+        name: &str,
+        pack: &PackId,
+        e: &PackEntry,
+    ) -> Result<Vec<u8>, cairn_backend::BackendError> {
         let (start, len) = (u64::from(e.offset), u64::from(e.length));
         let direct = || backend.read_range(name, start, len);
-        let Some(&size) = self.pack_sizes.get(pack) else { return direct() };
+        let Some(&size) = self.pack_sizes.get(pack) else {
+            return direct();
+        };
         let w = start / WINDOW_BYTES * WINDOW_BYTES;
         let w_end = (w + WINDOW_BYTES).min(size);
         if start + len > w_end {

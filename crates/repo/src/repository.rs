@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use cairn_backend::{Backend, ErrorKind, WriteOptions};
 use cairn_crypto::{MasterKey, NONCE_LEN, TAG_LEN};
 use cairn_format::{
-    frame, unframe, BlobId, BlobType, CompressionMode, Config, IndexFile, IndexId, IndexPack, KeyId, PackEntry,
-    PackId, Snapshot, SnapshotId, Tree, FORMAT_VERSION,
+    frame, unframe, BlobId, BlobType, CompressionMode, Config, IndexFile, IndexId, IndexPack,
+    KeyId, PackEntry, PackId, Snapshot, SnapshotId, Tree, FORMAT_VERSION,
 };
 
 use crate::layout::{id_from_name, pack_name, FileKind, CONFIG, CONFIG_PURPOSE, DATA_DIR};
@@ -103,7 +103,12 @@ fn crypto(object: &str, e: cairn_crypto::CryptoError) -> RepoError {
 }
 
 impl Repository {
-    fn assemble(backend: Arc<dyn Backend>, key: MasterKey, key_id: KeyId, config: Config) -> Repository {
+    fn assemble(
+        backend: Arc<dyn Backend>,
+        key: MasterKey,
+        key_id: KeyId,
+        config: Config,
+    ) -> Repository {
         let compression = config.compression.zstd_level();
         let target = config.pack_size_mib as usize * 1024 * 1024;
         Repository {
@@ -121,7 +126,12 @@ impl Repository {
             read_ahead: RwLock::new(None),
             held_lock: Mutex::new(None),
             lock_timing: crate::lock::LockTiming::default(),
-            writer: Mutex::new(Writer { in_flight: HashSet::new(), unindexed: Vec::new(), stored: Vec::new(), last_index_save: Instant::now() }),
+            writer: Mutex::new(Writer {
+                in_flight: HashSet::new(),
+                unindexed: Vec::new(),
+                stored: Vec::new(),
+                last_index_save: Instant::now(),
+            }),
             data_packers: PackerPool::new(BlobType::Data, target, true),
             tree_packers: PackerPool::new(BlobType::Tree, target, false),
             stats: SaveStats::default(),
@@ -130,9 +140,16 @@ impl Repository {
 
     /// Creates a new repository: the first key file, then the config. The config is
     /// written last, so an interrupted init leaves no half repository behind.
-    pub fn init(backend: Arc<dyn Backend>, password: &[u8], opts: &InitOptions) -> Result<Repository, RepoError> {
+    pub fn init(
+        backend: Arc<dyn Backend>,
+        password: &[u8],
+        opts: &InitOptions,
+    ) -> Result<Repository, RepoError> {
         if opts.pack_size_mib == 0 || opts.pack_size_mib > 1024 {
-            return Err(RepoError::Invalid(format!("pack size must be 1..1024 MiB, not {}", opts.pack_size_mib)));
+            return Err(RepoError::Invalid(format!(
+                "pack size must be 1..1024 MiB, not {}",
+                opts.pack_size_mib
+            )));
         }
         // Create the container (directory, bucket) first: on B2 a missing bucket is an
         // error for every other command, but init makes it.
@@ -155,7 +172,9 @@ impl Repository {
             pack_size_mib: opts.pack_size_mib,
         };
         let key_id = keys::add_key(backend.as_ref(), &key, password)?;
-        let sealed = key.seal(CONFIG_PURPOSE, &frame(&config.encode(), None)).map_err(|e| crypto(CONFIG, e))?;
+        let sealed = key
+            .seal(CONFIG_PURPOSE, &frame(&config.encode(), None))
+            .map_err(|e| crypto(CONFIG, e))?;
         // Only one of two racing inits creates the config; the other takes back its key
         // file, so the location holds one repository and only its keys.
         if let Err(e) = backend.write_new(CONFIG, &sealed) {
@@ -175,17 +194,28 @@ impl Repository {
 
     /// [`Repository::open`], trying the key file `preferred` first (the one that opened
     /// this location last time), so key files planted in `keys/` cost nothing.
-    pub fn open_preferring(backend: Arc<dyn Backend>, password: &[u8], preferred: Option<KeyId>) -> Result<Repository, RepoError> {
+    pub fn open_preferring(
+        backend: Arc<dyn Backend>,
+        password: &[u8],
+        preferred: Option<KeyId>,
+    ) -> Result<Repository, RepoError> {
         match backend.stat(CONFIG) {
             Ok(_) => {}
-            Err(e) if e.kind == ErrorKind::NotFound => return Err(RepoError::NoRepository(backend.location())),
+            Err(e) if e.kind == ErrorKind::NotFound => {
+                return Err(RepoError::NoRepository(backend.location()))
+            }
             Err(e) => return Err(e.into()),
         }
         let sealed = backend.read(CONFIG)?;
         // A key whose master key cannot open the config belongs to another repository
         // (left by an init that lost a race, or planted): the next key is tried.
-        let (key, key_id) = keys::open_master(backend.as_ref(), password, preferred, &|k: &MasterKey| k.open(CONFIG_PURPOSE, &sealed).is_ok())?;
-        let plain = key.open(CONFIG_PURPOSE, &sealed).map_err(|e| crypto(CONFIG, e))?;
+        let (key, key_id) =
+            keys::open_master(backend.as_ref(), password, preferred, &|k: &MasterKey| {
+                k.open(CONFIG_PURPOSE, &sealed).is_ok()
+            })?;
+        let plain = key
+            .open(CONFIG_PURPOSE, &sealed)
+            .map_err(|e| crypto(CONFIG, e))?;
         let config = Config::decode(&unframe(&plain).map_err(|e| RepoError::format(CONFIG, e))?)
             .map_err(|e| RepoError::format(CONFIG, e))?;
         Ok(Repository::assemble(backend, key, key_id, config))
@@ -228,7 +258,10 @@ impl Repository {
     /// on the network, not the disk). Ignored in dry-run mode.
     pub fn set_transfers(&mut self, transfers: usize) {
         if !self.dry_run && transfers > 1 {
-            self.uploader = Some(crate::uploader::Uploader::new(Arc::clone(&self.backend), transfers));
+            self.uploader = Some(crate::uploader::Uploader::new(
+                Arc::clone(&self.backend),
+                transfers,
+            ));
         }
     }
 
@@ -241,7 +274,8 @@ impl Repository {
     /// Threads for loops that wait on storage rather than the CPU: the cores for a local
     /// repository, more across a network (see [`Repository::set_remote_reads`]).
     pub fn io_threads(&self) -> usize {
-        self.remote_reads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+        self.remote_reads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
     }
 
     /// Keeps tree blobs (sealed, as stored) under `dir`, so browsing a remote repository
@@ -298,11 +332,18 @@ impl Repository {
     /// Resolves a key id prefix.
     pub fn find_key(&self, prefix: &str) -> Result<KeyId, RepoError> {
         let p = prefix.to_ascii_lowercase();
-        let matches: Vec<KeyId> = self.list_keys()?.into_iter().map(|k| k.id).filter(|id| id.to_hex().starts_with(&p)).collect();
+        let matches: Vec<KeyId> = self
+            .list_keys()?
+            .into_iter()
+            .map(|k| k.id)
+            .filter(|id| id.to_hex().starts_with(&p))
+            .collect();
         match matches.as_slice() {
             [one] if !p.is_empty() => Ok(*one),
             [] => Err(RepoError::Invalid(format!("no key matches {prefix:?}"))),
-            _ => Err(RepoError::Invalid(format!("key prefix {prefix:?} is ambiguous"))),
+            _ => Err(RepoError::Invalid(format!(
+                "key prefix {prefix:?} is ambiguous"
+            ))),
         }
     }
 
@@ -313,10 +354,14 @@ impl Repository {
         // password's `key remove`): then removing it below would be a no-op, but the
         // caller should know the repository changed under it.
         if !self.list_keys()?.iter().any(|k| k.id == self.key_id) {
-            return Err(RepoError::Invalid(format!("key {} was removed meanwhile; open the repository again", self.key_id.short())));
+            return Err(RepoError::Invalid(format!(
+                "key {} was removed meanwhile; open the repository again",
+                self.key_id.short()
+            )));
         }
         let new = self.add_key(new_password)?;
-        self.backend.remove(&FileKind::Key.name(&self.key_id.to_hex()))?;
+        self.backend
+            .remove(&FileKind::Key.name(&self.key_id.to_hex()))?;
         Ok(new)
     }
 
@@ -330,7 +375,11 @@ impl Repository {
 
     /// Stores `new` and then removes the snapshot `old` (tags changed, repaired): at
     /// every moment at least one of the two exists.
-    pub fn replace_snapshot(&self, old: &SnapshotId, new: &Snapshot) -> Result<SnapshotId, RepoError> {
+    pub fn replace_snapshot(
+        &self,
+        old: &SnapshotId,
+        new: &Snapshot,
+    ) -> Result<SnapshotId, RepoError> {
         let id = self.save_snapshot(new)?;
         if id != *old {
             self.remove_snapshots(&[*old])?;
@@ -353,8 +402,13 @@ impl Repository {
 
     /// Stores a record that these snapshots (full hex IDs) were removed on purpose.
     pub fn record_forgotten(&self, snapshots: Vec<String>) -> Result<(), RepoError> {
-        let rec = cairn_format::ForgottenRecord { time: crate::sys::now(), hostname: crate::sys::hostname(), snapshots };
-        self.save_file(FileKind::Forgotten, &rec.encode()).map(|_| ())
+        let rec = cairn_format::ForgottenRecord {
+            time: crate::sys::now(),
+            hostname: crate::sys::hostname(),
+            snapshots,
+        };
+        self.save_file(FileKind::Forgotten, &rec.encode())
+            .map(|_| ())
     }
 
     /// Every snapshot ID (hex) any `forgotten/` record names. Garbage there must not
@@ -371,12 +425,17 @@ impl Repository {
 
     /// The snapshot IDs the readable `forgotten/` records name, and each unreadable
     /// record's name with its error.
-    pub fn forgotten_records(&self) -> Result<(std::collections::HashSet<String>, Vec<(String, RepoError)>), RepoError> {
+    pub fn forgotten_records(
+        &self,
+    ) -> Result<(std::collections::HashSet<String>, Vec<(String, RepoError)>), RepoError> {
         let mut ids = std::collections::HashSet::new();
         let mut unreadable = Vec::new();
         for hex in self.list_files(FileKind::Forgotten)? {
             let name = FileKind::Forgotten.name(&hex);
-            let rec = self.load_file(FileKind::Forgotten, &hex).and_then(|b| cairn_format::ForgottenRecord::decode(&b).map_err(|e| RepoError::format(name.clone(), e)));
+            let rec = self.load_file(FileKind::Forgotten, &hex).and_then(|b| {
+                cairn_format::ForgottenRecord::decode(&b)
+                    .map_err(|e| RepoError::format(name.clone(), e))
+            });
             match rec {
                 Ok(rec) => ids.extend(rec.snapshots),
                 Err(e) => unreadable.push((name, e)),
@@ -394,13 +453,24 @@ impl Repository {
         if matches!(kind, FileKind::Index | FileKind::Snapshot) && !self.dry_run {
             let held = self.held_lock.lock().unwrap_or_else(unpoison).clone();
             if let Some(lock) = held {
-                lock.check(self.backend.as_ref(), if kind == FileKind::Index { "an index file" } else { "the snapshot" })?;
+                lock.check(
+                    self.backend.as_ref(),
+                    if kind == FileKind::Index {
+                        "an index file"
+                    } else {
+                        "the snapshot"
+                    },
+                )?;
             }
         }
-        let sealed = self.key.seal(kind.seal_purpose(), &frame(payload, Some(3))).map_err(|e| crypto(kind.dir(), e))?;
+        let sealed = self
+            .key
+            .seal(kind.seal_purpose(), &frame(payload, Some(3)))
+            .map_err(|e| crypto(kind.dir(), e))?;
         let hex = hex::encode(cairn_crypto::storage_hash(&sealed));
         if !self.dry_run {
-            self.backend.write(&kind.name(&hex), &sealed, &WriteOptions::default())?;
+            self.backend
+                .write(&kind.name(&hex), &sealed, &WriteOptions::default())?;
         }
         Ok(hex)
     }
@@ -410,15 +480,25 @@ impl Repository {
         let name = kind.name(hex);
         let sealed = self.backend.read(&name)?;
         if hex::encode(cairn_crypto::storage_hash(&sealed)) != hex {
-            return Err(RepoError::corrupt(name, "content does not match its name (hash mismatch)"));
+            return Err(RepoError::corrupt(
+                name,
+                "content does not match its name (hash mismatch)",
+            ));
         }
-        let plain = self.key.open(kind.seal_purpose(), &sealed).map_err(|e| crypto(&name, e))?;
+        let plain = self
+            .key
+            .open(kind.seal_purpose(), &sealed)
+            .map_err(|e| crypto(&name, e))?;
         unframe(&plain).map_err(|e| RepoError::format(name, e))
     }
 
     /// Ids (hex) of every file of `kind`.
     pub fn list_files(&self, kind: FileKind) -> Result<Vec<String>, RepoError> {
-        Ok(self.list_files_sized(kind)?.into_iter().map(|(hex, _)| hex).collect())
+        Ok(self
+            .list_files_sized(kind)?
+            .into_iter()
+            .map(|(hex, _)| hex)
+            .collect())
     }
 
     /// Ids (hex) of every file of `kind`, with their stored sizes.
@@ -455,7 +535,12 @@ impl Repository {
         let mut skip = HashSet::new();
         loop {
             let load = self.read_index_files(&ids, &skip)?;
-            let late: Vec<IndexId> = load.superseded.iter().filter(|id| load.read.contains(id)).copied().collect();
+            let late: Vec<IndexId> = load
+                .superseded
+                .iter()
+                .filter(|id| load.read.contains(id))
+                .copied()
+                .collect();
             if late.is_empty() {
                 let mut files: Vec<IndexId> = load.read;
                 files.extend(skip);
@@ -480,9 +565,18 @@ impl Repository {
     /// in `skip` on loading threads, building the index from each as it arrives, so only
     /// the files in flight are held beside the index: at most [`LOAD_BUDGET`] stored
     /// bytes of them (each costs about four times that while it is opened and decoded).
-    fn read_index_files(&self, ids: &[(String, u64)], skip: &HashSet<IndexId>) -> Result<IndexLoad, RepoError> {
+    fn read_index_files(
+        &self,
+        ids: &[(String, u64)],
+        skip: &HashSet<IndexId>,
+    ) -> Result<IndexLoad, RepoError> {
         let budget = Budget::new(LOAD_BUDGET);
-        let mut load = IndexLoad { index: Index::new(), read: Vec::new(), superseded: HashSet::new(), errors: Vec::new() };
+        let mut load = IndexLoad {
+            index: Index::new(),
+            read: Vec::new(),
+            superseded: HashSet::new(),
+            errors: Vec::new(),
+        };
         let mut errors = Vec::new();
         // A decoded file travels with the budget it holds, given back once it is indexed.
         let read = |(hex, size): &(String, u64)| {
@@ -492,9 +586,10 @@ impl Repository {
                 Err(e) => return Some(Err(RepoError::corrupt(FileKind::Index.name(hex), e))),
             };
             let held = budget.take(*size);
-            let r = self
-                .load_file(FileKind::Index, hex)
-                .and_then(|bytes| IndexPart::decode(&bytes).map_err(|e| RepoError::format(FileKind::Index.name(hex), e)));
+            let r = self.load_file(FileKind::Index, hex).and_then(|bytes| {
+                IndexPart::decode(&bytes)
+                    .map_err(|e| RepoError::format(FileKind::Index.name(hex), e))
+            });
             if r.is_err() {
                 budget.give(held);
             }
@@ -537,12 +632,19 @@ impl Repository {
         if packs.is_empty() {
             return Ok(None);
         }
-        let file = IndexFile { supersedes: Vec::new(), packs };
+        let file = IndexFile {
+            supersedes: Vec::new(),
+            packs,
+        };
         match self.save_file(FileKind::Index, &file.encode()) {
             Ok(hex) => Ok(hex.parse().ok()),
             Err(e) => {
                 // Keep the packs for the next attempt rather than forgetting them.
-                self.writer.lock().unwrap_or_else(unpoison).unindexed.extend(file.packs);
+                self.writer
+                    .lock()
+                    .unwrap_or_else(unpoison)
+                    .unindexed
+                    .extend(file.packs);
                 Err(e)
             }
         }
@@ -551,7 +653,13 @@ impl Repository {
     /// Saves an index file if `interval` has passed since the last one, so an interrupted
     /// long backup can resume without storing again what it already stored.
     pub fn checkpoint_index(&self, interval: Duration) -> Result<(), RepoError> {
-        let due = self.writer.lock().unwrap_or_else(unpoison).last_index_save.elapsed() >= interval;
+        let due = self
+            .writer
+            .lock()
+            .unwrap_or_else(unpoison)
+            .last_index_save
+            .elapsed()
+            >= interval;
         if due {
             self.save_index()?;
         }
@@ -568,7 +676,9 @@ impl Repository {
         let known: HashSet<PackId> = self.index().packs().map(|(id, _)| id).collect();
         let mut adopted = 0;
         for obj in self.backend.list(DATA_DIR)? {
-            let Some(id) = id_from_name(&obj.name).and_then(|h| h.parse::<PackId>().ok()) else { continue };
+            let Some(id) = id_from_name(&obj.name).and_then(|h| h.parse::<PackId>().ok()) else {
+                continue;
+            };
             if known.contains(&id) {
                 continue;
             }
@@ -594,7 +704,15 @@ impl Repository {
                 index.add_recent(id, size, e);
             }
             drop(index);
-            self.writer.lock().unwrap_or_else(unpoison).unindexed.push(IndexPack { id, size, blobs: entries });
+            self.writer
+                .lock()
+                .unwrap_or_else(unpoison)
+                .unindexed
+                .push(IndexPack {
+                    id,
+                    size,
+                    blobs: entries,
+                });
             adopted += 1;
         }
         if adopted > 0 {
@@ -605,32 +723,60 @@ impl Repository {
 
     /// Whether the blob is stored or being stored by this command.
     pub fn has_blob(&self, id: &BlobId) -> bool {
-        self.index().contains(id) || self.writer.lock().unwrap_or_else(unpoison).in_flight.contains(id)
+        self.index().contains(id)
+            || self
+                .writer
+                .lock()
+                .unwrap_or_else(unpoison)
+                .in_flight
+                .contains(id)
     }
 
     /// Stores a blob unless it is already there; returns its id and whether it was new.
     /// Safe to call from many threads; full packs are written by the thread that filled them.
-    pub fn save_blob(&self, blob_type: BlobType, plaintext: &[u8]) -> Result<(BlobId, bool), RepoError> {
+    pub fn save_blob(
+        &self,
+        blob_type: BlobType,
+        plaintext: &[u8],
+    ) -> Result<(BlobId, bool), RepoError> {
         self.save_blob_parts(blob_type, &[plaintext])
     }
 
     /// [`Repository::save_blob`] of the concatenation of `parts` (a chunk as it was read).
-    pub fn save_blob_parts(&self, blob_type: BlobType, parts: &[&[u8]]) -> Result<(BlobId, bool), RepoError> {
+    pub fn save_blob_parts(
+        &self,
+        blob_type: BlobType,
+        parts: &[&[u8]],
+    ) -> Result<(BlobId, bool), RepoError> {
         let id = BlobId(self.key.blob_id_parts(parts));
         let len: usize = parts.iter().map(|p| p.len()).sum();
-        let raw_length = u32::try_from(len).map_err(|_| RepoError::Invalid("blob larger than 4 GiB".into()))?;
+        let raw_length =
+            u32::try_from(len).map_err(|_| RepoError::Invalid("blob larger than 4 GiB".into()))?;
         if !self.claim(&id, true) {
             return Ok((id, false));
         }
-        let entry = PackEntry { blob_type, compressed: false, id, offset: 0, length: 0, raw_length };
-        let stored = self.add_to_pack(entry, sealed_bound(len), |buf| encode_blob(&self.key, blob_type, self.compression, parts, buf))?;
+        let entry = PackEntry {
+            blob_type,
+            compressed: false,
+            id,
+            offset: 0,
+            length: 0,
+            raw_length,
+        };
+        let stored = self.add_to_pack(entry, sealed_bound(len), |buf| {
+            encode_blob(&self.key, blob_type, self.compression, parts, buf)
+        })?;
         let counter = match blob_type {
             BlobType::Data => &self.stats.data_blobs,
             BlobType::Tree => &self.stats.tree_blobs,
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        self.stats.data_added.fetch_add(len as u64, Ordering::Relaxed);
-        self.stats.data_added_packed.fetch_add(stored as u64, Ordering::Relaxed);
+        self.stats
+            .data_added
+            .fetch_add(len as u64, Ordering::Relaxed);
+        self.stats
+            .data_added_packed
+            .fetch_add(stored as u64, Ordering::Relaxed);
         Ok((id, true))
     }
 
@@ -659,14 +805,23 @@ impl Repository {
         if in_index && index.contains(id) {
             return false;
         }
-        self.writer.lock().unwrap_or_else(unpoison).in_flight.insert(*id)
+        self.writer
+            .lock()
+            .unwrap_or_else(unpoison)
+            .in_flight
+            .insert(*id)
     }
 
     /// Seals a claimed blob into a packer of this thread's own (`write` appends at most
     /// `bound` bytes), writing the pack first if the blob would take it past the target
     /// and afterwards if the blob filled it. Returns the blob's stored length. On error
     /// the claim is given up.
-    fn add_to_pack(&self, entry: PackEntry, bound: usize, write: impl FnOnce(&mut Vec<u8>) -> Result<bool, RepoError>) -> Result<usize, RepoError> {
+    fn add_to_pack(
+        &self,
+        entry: PackEntry,
+        bound: usize,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<bool, RepoError>,
+    ) -> Result<usize, RepoError> {
         let pool = match entry.blob_type {
             BlobType::Data => &self.data_packers,
             BlobType::Tree => &self.tree_packers,
@@ -685,7 +840,11 @@ impl Repository {
         };
         let added = add();
         if added.is_err() {
-            self.writer.lock().unwrap_or_else(unpoison).in_flight.remove(&id);
+            self.writer
+                .lock()
+                .unwrap_or_else(unpoison)
+                .in_flight
+                .remove(&id);
         }
         added
     }
@@ -705,7 +864,11 @@ impl Repository {
             up.submit(pack)?;
             return self.index_uploaded();
         }
-        if let Err(e) = self.backend.write_parts(&pack_name(&pack.id), &pack.slices(), &WriteOptions::default()) {
+        if let Err(e) = self.backend.write_parts(
+            &pack_name(&pack.id),
+            &pack.slices(),
+            &WriteOptions::default(),
+        ) {
             // Its blobs are not stored: nothing may take them for stored from now on.
             let mut w = self.writer.lock().unwrap_or_else(unpoison);
             for b in &pack.entries {
@@ -713,7 +876,11 @@ impl Repository {
             }
             return Err(e.into());
         }
-        self.index_stored(vec![(pack.id, pack.size, std::mem::take(&mut pack.entries))]);
+        self.index_stored(vec![(
+            pack.id,
+            pack.size,
+            std::mem::take(&mut pack.entries),
+        )]);
         Ok(())
     }
 
@@ -736,7 +903,11 @@ impl Repository {
                 index.add_recent(id, size, e);
                 w.in_flight.remove(&e.id);
             }
-            w.unindexed.push(IndexPack { id, size, blobs: entries });
+            w.unindexed.push(IndexPack {
+                id,
+                size,
+                blobs: entries,
+            });
             w.stored.push(id);
         }
     }
@@ -758,7 +929,10 @@ impl Repository {
 
     /// Loads a blob and verifies it is the blob asked for.
     pub fn load_blob(&self, id: &BlobId) -> Result<Vec<u8>, RepoError> {
-        let found = self.index().get(id).ok_or_else(|| RepoError::BlobNotFound(id.to_hex()))?;
+        let found = self
+            .index()
+            .get(id)
+            .ok_or_else(|| RepoError::BlobNotFound(id.to_hex()))?;
         let name = pack_name(&found.pack);
         let e = found.entry;
         let cached = match (&self.tree_cache, e.blob_type) {
@@ -775,12 +949,18 @@ impl Repository {
                 }
             }
         }
-        let read_ahead = self.read_ahead.read().unwrap_or_else(crate::unpoison).clone();
+        let read_ahead = self
+            .read_ahead
+            .read()
+            .unwrap_or_else(crate::unpoison)
+            .clone();
         // Trees too: a restore's plan walks thousands of them, and they sit together in
         // tree packs.
         let sealed = match &read_ahead {
             Some(ra) => ra.read(self.backend.as_ref(), &name, &found.pack, &e)?,
-            None => self.backend.read_range(&name, u64::from(e.offset), u64::from(e.length))?,
+            None => self
+                .backend
+                .read_range(&name, u64::from(e.offset), u64::from(e.length))?,
         };
         if let Some(path) = &cached {
             let plain = self.open_blob(&name, &e, &sealed)?;
@@ -791,20 +971,34 @@ impl Repository {
     }
 
     /// Decrypts, decompresses and verifies one blob's stored bytes.
-    pub fn open_blob(&self, pack: &str, e: &PackEntry, sealed: &[u8]) -> Result<Vec<u8>, RepoError> {
+    pub fn open_blob(
+        &self,
+        pack: &str,
+        e: &PackEntry,
+        sealed: &[u8],
+    ) -> Result<Vec<u8>, RepoError> {
         self.open_blob_owned(pack, e, sealed.to_vec())
     }
 
     /// [`Repository::open_blob`] of a buffer it may decrypt in place: a restore then
     /// costs one buffer per blob read (two if compressed), not a copy per step.
-    pub fn open_blob_owned(&self, pack: &str, e: &PackEntry, mut sealed: Vec<u8>) -> Result<Vec<u8>, RepoError> {
+    pub fn open_blob_owned(
+        &self,
+        pack: &str,
+        e: &PackEntry,
+        mut sealed: Vec<u8>,
+    ) -> Result<Vec<u8>, RepoError> {
         let what = || format!("blob {} in {pack}", e.id.short());
-        let plain = self.key.open_in_place(e.blob_type.seal_purpose(), &mut sealed).map_err(|err| RepoError::corrupt(what(), err))?;
+        let plain = self
+            .key
+            .open_in_place(e.blob_type.seal_purpose(), &mut sealed)
+            .map_err(|err| RepoError::corrupt(what(), err))?;
         let data = if e.compressed {
             // One-shot into a buffer of exactly the authenticated length: no zeroing of
             // the output (the streaming reader's read_to_end cleared every byte first,
             // 5% of a restore), and a blob that would decompress larger is an error.
-            decompress(&sealed[plain], e.raw_length as usize).map_err(|err| RepoError::corrupt(what(), err))?
+            decompress(&sealed[plain], e.raw_length as usize)
+                .map_err(|err| RepoError::corrupt(what(), err))?
         } else {
             sealed.truncate(plain.end);
             sealed.drain(..plain.start);
@@ -862,8 +1056,17 @@ impl Repository {
             }
             gone
         } else {
-            let there: HashSet<String> = self.backend.list(DATA_DIR)?.into_iter().map(|o| o.name).collect();
-            stored.iter().map(pack_name).filter(|n| !there.contains(n)).collect()
+            let there: HashSet<String> = self
+                .backend
+                .list(DATA_DIR)?
+                .into_iter()
+                .map(|o| o.name)
+                .collect();
+            stored
+                .iter()
+                .map(pack_name)
+                .filter(|n| !there.contains(n))
+                .collect()
         };
         match missing.first() {
             None => Ok(()),
@@ -879,8 +1082,11 @@ impl Repository {
         let ids = self.list_files(FileKind::Snapshot)?;
         let snaps = parallel_map(&ids, 8, |hex| {
             let b = self.load_file(FileKind::Snapshot, hex)?;
-            let s = Snapshot::decode(&b).map_err(|e| RepoError::format(FileKind::Snapshot.name(hex), e))?;
-            let id: SnapshotId = hex.parse().map_err(|e| RepoError::corrupt(hex.clone(), e))?;
+            let s = Snapshot::decode(&b)
+                .map_err(|e| RepoError::format(FileKind::Snapshot.name(hex), e))?;
+            let id: SnapshotId = hex
+                .parse()
+                .map_err(|e| RepoError::corrupt(hex.clone(), e))?;
             Ok(SnapshotRef { id, snapshot: s })
         })?;
         let mut snaps = snaps;
@@ -892,13 +1098,19 @@ impl Repository {
     pub fn find_snapshot(&self, spec: &str) -> Result<SnapshotRef, RepoError> {
         let all = self.list_snapshots()?;
         if spec == "latest" {
-            return all.into_iter().last().ok_or_else(|| RepoError::SnapshotNotFound(spec.into()));
+            return all
+                .into_iter()
+                .last()
+                .ok_or_else(|| RepoError::SnapshotNotFound(spec.into()));
         }
         if spec.len() < 4 || !spec.bytes().all(|c| c.is_ascii_hexdigit()) {
             return Err(RepoError::SnapshotNotFound(spec.into()));
         }
         let spec_l = spec.to_ascii_lowercase();
-        let mut matches: Vec<SnapshotRef> = all.into_iter().filter(|s| s.id.to_hex().starts_with(&spec_l)).collect();
+        let mut matches: Vec<SnapshotRef> = all
+            .into_iter()
+            .filter(|s| s.id.to_hex().starts_with(&spec_l))
+            .collect();
         match matches.len() {
             0 => Err(RepoError::SnapshotNotFound(spec.into())),
             1 => Ok(matches.remove(0)),
@@ -924,7 +1136,11 @@ struct Budget {
 
 impl Budget {
     fn new(total: u64) -> Budget {
-        Budget { free: Mutex::new(total), returned: std::sync::Condvar::new(), total }
+        Budget {
+            free: Mutex::new(total),
+            returned: std::sync::Condvar::new(),
+            total,
+        }
     }
 
     /// Waits until `want` (at most the whole budget) is free, takes it and returns it.
@@ -964,8 +1180,16 @@ pub(crate) fn parallel_map<T: Sync, R: Send>(
         return items.iter().map(&f).collect();
     }
     let mut results: Vec<Option<Result<R, RepoError>>> = (0..items.len()).map(|_| None).collect();
-    parallel_stream(items, threads, |item| Some(f(item)), |i, r| results[i] = Some(r));
-    results.into_iter().map(|r| r.unwrap_or_else(|| Err(RepoError::Invalid("worker lost".into())))).collect()
+    parallel_stream(
+        items,
+        threads,
+        |item| Some(f(item)),
+        |i, r| results[i] = Some(r),
+    );
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(RepoError::Invalid("worker lost".into()))))
+        .collect()
 }
 
 /// Runs `f` over `items` on up to `threads` threads and hands each result, with the
@@ -1005,7 +1229,13 @@ pub(crate) fn parallel_stream<T: Sync, R: Send>(
 /// The compressor writes straight into `out`, which is then encrypted in place, so a
 /// compressed blob costs no copy and an incompressible one a single copy. `out` needs
 /// room for [`sealed_bound`] bytes more, or it grows.
-pub fn encode_blob(key: &MasterKey, blob_type: BlobType, level: Option<i32>, parts: &[&[u8]], out: &mut Vec<u8>) -> Result<bool, RepoError> {
+pub fn encode_blob(
+    key: &MasterKey,
+    blob_type: BlobType,
+    level: Option<i32>,
+    parts: &[&[u8]],
+    out: &mut Vec<u8>,
+) -> Result<bool, RepoError> {
     let purpose = blob_type.seal_purpose();
     let start = out.len();
     if let Some(level) = level.filter(|_| worth_compressing(parts)) {
@@ -1013,12 +1243,14 @@ pub fn encode_blob(key: &MasterKey, blob_type: BlobType, level: Option<i32>, par
         out.reserve(sealed_bound(len));
         out.resize(start + NONCE_LEN, 0);
         if compress_into(level, parts, out).is_ok() && out.len() - start - NONCE_LEN < len {
-            key.seal_in_place(purpose, out, start).map_err(|e| crypto("blob", e))?;
+            key.seal_in_place(purpose, out, start)
+                .map_err(|e| crypto("blob", e))?;
             return Ok(true);
         }
         out.truncate(start);
     }
-    key.seal_parts_append(purpose, parts, out).map_err(|e| crypto("blob", e))?;
+    key.seal_parts_append(purpose, parts, out)
+        .map_err(|e| crypto("blob", e))?;
     Ok(false)
 }
 
@@ -1066,13 +1298,17 @@ fn decompress(data: &[u8], len: usize) -> std::io::Result<Vec<u8>> {
 /// Appends one zstd frame of the concatenation of `parts` to `out`, which must have
 /// room for `compress_bound` of it.
 fn compress_into(level: i32, parts: &[&[u8]], out: &mut Vec<u8>) -> Result<(), ()> {
-    use zstd::zstd_safe::{zstd_sys::ZSTD_EndDirective, CParameter, InBuffer, OutBuffer, ResetDirective};
+    use zstd::zstd_safe::{
+        zstd_sys::ZSTD_EndDirective, CParameter, InBuffer, OutBuffer, ResetDirective,
+    };
     let len: usize = parts.iter().map(|p| p.len()).sum();
     let context = if len < SMALL_BLOB { &ZSTD_SMALL } else { &ZSTD };
     context.with(|cctx| {
         let mut cctx = cctx.borrow_mut();
-        cctx.reset(ResetDirective::SessionAndParameters).map_err(drop)?;
-        cctx.set_parameter(CParameter::CompressionLevel(level)).map_err(drop)?;
+        cctx.reset(ResetDirective::SessionAndParameters)
+            .map_err(drop)?;
+        cctx.set_parameter(CParameter::CompressionLevel(level))
+            .map_err(drop)?;
         if len < SMALL_BLOB {
             cctx.set_pledged_src_size(Some(len as u64)).map_err(drop)?;
         }
@@ -1081,11 +1317,21 @@ fn compress_into(level: i32, parts: &[&[u8]], out: &mut Vec<u8>) -> Result<(), (
         let last = parts.len().saturating_sub(1);
         for (i, part) in parts.iter().enumerate() {
             let mut input = InBuffer::around(part);
-            let end = if i == last { ZSTD_EndDirective::ZSTD_e_end } else { ZSTD_EndDirective::ZSTD_e_continue };
+            let end = if i == last {
+                ZSTD_EndDirective::ZSTD_e_end
+            } else {
+                ZSTD_EndDirective::ZSTD_e_continue
+            };
             loop {
-                let left = cctx.compress_stream2(&mut output, &mut input, end).map_err(drop)?;
+                let left = cctx
+                    .compress_stream2(&mut output, &mut input, end)
+                    .map_err(drop)?;
                 // The output has room for the whole frame, so only input can be left.
-                let done = if i == last { left == 0 } else { input.pos == part.len() };
+                let done = if i == last {
+                    left == 0
+                } else {
+                    input.pos == part.len()
+                };
                 if done {
                     break;
                 }
@@ -1095,7 +1341,12 @@ fn compress_into(level: i32, parts: &[&[u8]], out: &mut Vec<u8>) -> Result<(), (
             }
         }
         if parts.is_empty() {
-            cctx.compress_stream2(&mut output, &mut InBuffer::around(&[]), ZSTD_EndDirective::ZSTD_e_end).map_err(drop)?;
+            cctx.compress_stream2(
+                &mut output,
+                &mut InBuffer::around(&[]),
+                ZSTD_EndDirective::ZSTD_e_end,
+            )
+            .map_err(drop)?;
         }
         Ok(())
     })
@@ -1158,8 +1409,14 @@ mod probe_tests {
         // Random at both ends but text in the middle: the middle sample keeps zstd.
         let mut mixed = random.clone();
         mixed[300_000..700_000].copy_from_slice(&text[..400_000]);
-        assert!(super::worth_compressing(&[&mixed[..500_000], &mixed[500_000..]]));
-        assert!(super::worth_compressing(&[&random[..1000]]), "small blobs are always tried");
+        assert!(super::worth_compressing(&[
+            &mixed[..500_000],
+            &mixed[500_000..]
+        ]));
+        assert!(
+            super::worth_compressing(&[&random[..1000]]),
+            "small blobs are always tried"
+        );
     }
 
     /// A blob sealed from pieces opens to the pieces' concatenation, however it was split,
@@ -1170,19 +1427,34 @@ mod probe_tests {
         let key = cairn_crypto::MasterKey::generate().unwrap();
         let text = b"2026-11-22 INFO request GET /index.html 200 1234us\n".repeat(30_000);
         let mut x = 7u64;
-        let random: Vec<u8> = (0..1_500_000).map(|_| { x ^= x << 13; x ^= x >> 7; x ^= x << 17; x as u8 }).collect();
+        let random: Vec<u8> = (0..1_500_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
         let mut out = Vec::new();
         let mut encode = |parts: &[&[u8]]| {
             // Appended behind what is there, as in a pack.
             let start = out.len();
-            let compressed = super::encode_blob(&key, cairn_format::BlobType::Data, Some(3), parts, &mut out).unwrap();
+            let compressed =
+                super::encode_blob(&key, cairn_format::BlobType::Data, Some(3), parts, &mut out)
+                    .unwrap();
             assert!(out.len() - start <= super::sealed_bound(parts.iter().map(|p| p.len()).sum()));
             (compressed, out[start..].to_vec())
         };
-        let whole = |data: &[u8], encode: &mut dyn FnMut(&[&[u8]]) -> (bool, Vec<u8>)| encode(&[data]);
+        let whole =
+            |data: &[u8], encode: &mut dyn FnMut(&[&[u8]]) -> (bool, Vec<u8>)| encode(&[data]);
         for data in [&text[..], &random[..], &text[..10], &[][..]] {
             let (one_compressed, one) = whole(data, &mut encode);
-            for cuts in [vec![], vec![1], vec![data.len() / 3, data.len() / 2], vec![data.len().saturating_sub(1)]] {
+            for cuts in [
+                vec![],
+                vec![1],
+                vec![data.len() / 3, data.len() / 2],
+                vec![data.len().saturating_sub(1)],
+            ] {
                 let mut parts = Vec::new();
                 let mut at = 0;
                 for c in cuts.iter().copied().chain([data.len()]) {
@@ -1192,9 +1464,18 @@ mod probe_tests {
                 }
                 let (compressed, sealed) = encode(&parts);
                 assert_eq!(compressed, one_compressed);
-                assert!(sealed.len() <= one.len() + 64, "pieces compress as well as the whole");
-                let plain = key.open(cairn_format::BlobType::Data.seal_purpose(), &sealed).unwrap();
-                let plain = if compressed { zstd::bulk::decompress(&plain, data.len()).unwrap() } else { plain };
+                assert!(
+                    sealed.len() <= one.len() + 64,
+                    "pieces compress as well as the whole"
+                );
+                let plain = key
+                    .open(cairn_format::BlobType::Data.seal_purpose(), &sealed)
+                    .unwrap();
+                let plain = if compressed {
+                    zstd::bulk::decompress(&plain, data.len()).unwrap()
+                } else {
+                    plain
+                };
                 assert_eq!(plain, data);
             }
         }

@@ -1,7 +1,10 @@
 //! Facts about the running system recorded in snapshots and locks.
 
 pub fn hostname() -> String {
-    nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into())
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 pub fn username() -> String {
@@ -9,24 +12,38 @@ pub fn username() -> String {
 }
 
 pub fn user_name(uid: u32) -> Option<String> {
-    nix::unistd::User::from_uid(uid.into()).ok().flatten().map(|u| u.name)
+    nix::unistd::User::from_uid(uid.into())
+        .ok()
+        .flatten()
+        .map(|u| u.name)
 }
 
 pub fn group_name(gid: u32) -> Option<String> {
-    nix::unistd::Group::from_gid(gid.into()).ok().flatten().map(|g| g.name)
+    nix::unistd::Group::from_gid(gid.into())
+        .ok()
+        .flatten()
+        .map(|g| g.name)
 }
 
 pub fn uid_of(name: &str) -> Option<u32> {
-    nix::unistd::User::from_name(name).ok().flatten().map(|u| u.uid.as_raw())
+    nix::unistd::User::from_name(name)
+        .ok()
+        .flatten()
+        .map(|u| u.uid.as_raw())
 }
 
 pub fn gid_of(name: &str) -> Option<u32> {
-    nix::unistd::Group::from_name(name).ok().flatten().map(|g| g.gid.as_raw())
+    nix::unistd::Group::from_name(name)
+        .ok()
+        .flatten()
+        .map(|g| g.gid.as_raw())
 }
 
 /// Whether a process with this pid exists on this host (signal 0 probes without effect).
 pub fn process_alive(pid: u32) -> bool {
-    let Ok(pid) = i32::try_from(pid) else { return false };
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
     match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
         Ok(()) => true,
         Err(nix::errno::Errno::EPERM) => true,

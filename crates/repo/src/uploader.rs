@@ -41,17 +41,30 @@ impl Uploader {
         let shared = Arc::new(Shared::default());
         let threads = (0..n)
             .map(|_| {
-                let (rx, shared, backend) = (Arc::clone(&rx), Arc::clone(&shared), Arc::clone(&backend));
+                let (rx, shared, backend) =
+                    (Arc::clone(&rx), Arc::clone(&shared), Arc::clone(&backend));
                 std::thread::spawn(move || loop {
                     let next = rx.lock().unwrap_or_else(unpoison).recv();
                     let Ok(mut pack) = next else { return };
-                    match backend.write_parts(&pack_name(&pack.id), &pack.slices(), &WriteOptions::default()) {
+                    match backend.write_parts(
+                        &pack_name(&pack.id),
+                        &pack.slices(),
+                        &WriteOptions::default(),
+                    ) {
                         Ok(()) => {
                             let entries = std::mem::take(&mut pack.entries);
-                            shared.done.lock().unwrap_or_else(unpoison).push((pack.id, pack.size, entries));
+                            shared
+                                .done
+                                .lock()
+                                .unwrap_or_else(unpoison)
+                                .push((pack.id, pack.size, entries));
                         }
                         Err(e) => {
-                            shared.error.lock().unwrap_or_else(unpoison).get_or_insert(e.into());
+                            shared
+                                .error
+                                .lock()
+                                .unwrap_or_else(unpoison)
+                                .get_or_insert(e.into());
                         }
                     }
                     let mut p = shared.pending.lock().unwrap_or_else(unpoison);
@@ -60,7 +73,11 @@ impl Uploader {
                 })
             })
             .collect();
-        Uploader { tx: Mutex::new(Some(tx)), shared, threads: Mutex::new(threads) }
+        Uploader {
+            tx: Mutex::new(Some(tx)),
+            shared,
+            threads: Mutex::new(threads),
+        }
     }
 
     fn check(&self) -> Result<(), RepoError> {
@@ -94,7 +111,9 @@ impl Uploader {
     /// Packs uploaded since the last call.
     pub(crate) fn take_done(&self) -> Result<Vec<Done>, RepoError> {
         self.check()?;
-        Ok(std::mem::take(&mut *self.shared.done.lock().unwrap_or_else(unpoison)))
+        Ok(std::mem::take(
+            &mut *self.shared.done.lock().unwrap_or_else(unpoison),
+        ))
     }
 }
 

@@ -14,15 +14,26 @@ fn setup() -> (tempfile::TempDir, Arc<dyn Backend>) {
 #[test]
 fn init_open_save_load() {
     let (_d, b) = setup();
-    let opts = InitOptions { pack_size_mib: 1, ..Default::default() };
+    let opts = InitOptions {
+        pack_size_mib: 1,
+        ..Default::default()
+    };
     let repo = Repository::init(b.clone(), b"pw", &opts).unwrap();
-    assert!(matches!(Repository::init(b.clone(), b"pw", &opts), Err(RepoError::AlreadyExists(_))));
-    let blobs: Vec<Vec<u8>> = (0..40u32).map(|i| vec![i as u8; 100_000 + i as usize]).collect();
+    assert!(matches!(
+        Repository::init(b.clone(), b"pw", &opts),
+        Err(RepoError::AlreadyExists(_))
+    ));
+    let blobs: Vec<Vec<u8>> = (0..40u32)
+        .map(|i| vec![i as u8; 100_000 + i as usize])
+        .collect();
     let mut ids = Vec::new();
     for bl in &blobs {
         let (id, new) = repo.save_blob(BlobType::Data, bl).unwrap();
         assert!(new);
-        assert!(!repo.save_blob(BlobType::Data, bl).unwrap().1, "second save deduplicates");
+        assert!(
+            !repo.save_blob(BlobType::Data, bl).unwrap().1,
+            "second save deduplicates"
+        );
         ids.push(id);
     }
     repo.flush().unwrap();
@@ -34,13 +45,19 @@ fn init_open_save_load() {
     for (id, bl) in ids.iter().zip(&blobs) {
         assert_eq!(&again.load_blob(id).unwrap(), bl);
     }
-    assert!(matches!(Repository::open(b.clone(), b"wrong"), Err(RepoError::WrongPassword { tried: 1 })));
+    assert!(matches!(
+        Repository::open(b.clone(), b"wrong"),
+        Err(RepoError::WrongPassword { tried: 1 })
+    ));
 }
 
 #[test]
 fn missing_repository() {
     let (_d, b) = setup();
-    assert!(matches!(Repository::open(b, b"pw"), Err(RepoError::NoRepository(_))));
+    assert!(matches!(
+        Repository::open(b, b"pw"),
+        Err(RepoError::NoRepository(_))
+    ));
 }
 
 #[test]
@@ -83,7 +100,10 @@ fn corrupt_pack_byte_is_detected() {
     std::fs::write(&path, bytes).unwrap();
     let again = Repository::open(b, b"pw").unwrap();
     again.load_index().unwrap();
-    assert!(matches!(again.load_blob(&id), Err(RepoError::Corrupt { .. })));
+    assert!(matches!(
+        again.load_blob(&id),
+        Err(RepoError::Corrupt { .. })
+    ));
 }
 
 #[test]
@@ -99,11 +119,15 @@ fn stale_locks_are_ignored() {
             pid,
             command: "prune".into(),
         };
-        repo.save_file(cairn_repo::FileKind::Lock, &lock.encode()).unwrap();
+        repo.save_file(cairn_repo::FileKind::Lock, &lock.encode())
+            .unwrap();
     };
     // A live lock from another host blocks...
     write(1, "elsewhere", 1);
-    assert!(matches!(repo.lock(LockKind::Shared, "backup"), Err(RepoError::Locked(_))));
+    assert!(matches!(
+        repo.lock(LockKind::Shared, "backup"),
+        Err(RepoError::Locked(_))
+    ));
     assert_eq!(repo.unlock(false).unwrap(), 0, "a fresh lock is not stale");
     assert_eq!(repo.unlock(true).unwrap(), 1);
     // ...but not once it has gone 31 minutes without a refresh,
@@ -124,16 +148,48 @@ fn index_loading_skips_superseded_and_reports_corrupt_files() {
     use cairn_repo::FileKind;
     let (_d, b) = setup();
     let repo = Repository::init(b.clone(), b"pw", &InitOptions::default()).unwrap();
-    let entry =
-        |i: u8| PackEntry { blob_type: BlobType::Data, compressed: false, id: BlobId([i; 32]), offset: 0, length: 10, raw_length: 10 };
-    let pack = |i: u8| IndexPack { id: PackId([i; 32]), size: 100, blobs: vec![entry(i)] };
+    let entry = |i: u8| PackEntry {
+        blob_type: BlobType::Data,
+        compressed: false,
+        id: BlobId([i; 32]),
+        offset: 0,
+        length: 10,
+        raw_length: 10,
+    };
+    let pack = |i: u8| IndexPack {
+        id: PackId([i; 32]),
+        size: 100,
+        blobs: vec![entry(i)],
+    };
     // Twenty ordinary files, one old file and the file that replaces it.
     let mut ordinary = Vec::new();
     for i in 1..=20u8 {
-        ordinary.push(repo.save_file(FileKind::Index, &IndexFile { supersedes: vec![], packs: vec![pack(i)] }.encode()).unwrap());
+        ordinary.push(
+            repo.save_file(
+                FileKind::Index,
+                &IndexFile {
+                    supersedes: vec![],
+                    packs: vec![pack(i)],
+                }
+                .encode(),
+            )
+            .unwrap(),
+        );
     }
-    let old = repo.save_file(FileKind::Index, &IndexFile { supersedes: vec![], packs: vec![pack(100), pack(101)] }.encode()).unwrap();
-    let new = IndexFile { supersedes: vec![old.parse().unwrap()], packs: vec![pack(101)] };
+    let old = repo
+        .save_file(
+            FileKind::Index,
+            &IndexFile {
+                supersedes: vec![],
+                packs: vec![pack(100), pack(101)],
+            }
+            .encode(),
+        )
+        .unwrap();
+    let new = IndexFile {
+        supersedes: vec![old.parse().unwrap()],
+        packs: vec![pack(101)],
+    };
     repo.save_file(FileKind::Index, &new.encode()).unwrap();
 
     let again = Repository::open(b.clone(), b"pw").unwrap();
@@ -144,10 +200,20 @@ fn index_loading_skips_superseded_and_reports_corrupt_files() {
         assert_eq!(ix.get(&BlobId([i; 32])).unwrap().pack, PackId([i; 32]));
     }
     assert!(ix.contains(&BlobId([101; 32])));
-    assert!(!ix.contains(&BlobId([100; 32])), "a superseded file's blobs are not indexed");
-    assert!(!ix.packs().any(|(id, _)| id == PackId([100; 32])), "nor its packs");
+    assert!(
+        !ix.contains(&BlobId([100; 32])),
+        "a superseded file's blobs are not indexed"
+    );
+    assert!(
+        !ix.packs().any(|(id, _)| id == PackId([100; 32])),
+        "nor its packs"
+    );
     drop(ix);
-    assert_eq!(again.loaded_index_files().len(), 22, "superseded files are still reported as read");
+    assert_eq!(
+        again.loaded_index_files().len(),
+        22,
+        "superseded files are still reported as read"
+    );
 
     // Damage one ordinary file: the tolerant load names it and keeps the others.
     let victim = FileKind::Index.name(&ordinary[7]);
@@ -157,7 +223,11 @@ fn index_loading_skips_superseded_and_reports_corrupt_files() {
     b.write(&victim, &bytes, &Default::default()).unwrap();
     let errors = again.load_index_tolerant().unwrap();
     assert_eq!(errors.len(), 1);
-    assert!(errors[0].to_string().contains(&ordinary[7]), "{}", errors[0]);
+    assert!(
+        errors[0].to_string().contains(&ordinary[7]),
+        "{}",
+        errors[0]
+    );
     assert_eq!(again.index().len(), 20);
     assert!(again.load_index().is_err());
 }
@@ -168,16 +238,28 @@ fn index_loading_skips_superseded_and_reports_corrupt_files() {
 #[test]
 fn concurrent_saves_store_each_blob_once_within_the_pack_target() {
     let (_d, b) = setup();
-    let opts = InitOptions { pack_size_mib: 1, ..Default::default() };
+    let opts = InitOptions {
+        pack_size_mib: 1,
+        ..Default::default()
+    };
     let repo = Repository::init(b.clone(), b"pw", &opts).unwrap();
     let blob = |i: u32| -> Vec<u8> {
         let mut x = u64::from(i).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
         let len = 20_000 + (i as usize * 7919) % 300_000;
-        if i % 3 == 0 {
+        if i.is_multiple_of(3) {
             // Compressible, so some blobs take the compressed path.
-            format!("line {i} of a log that repeats\n").into_bytes().repeat(len / 30)
+            format!("line {i} of a log that repeats\n")
+                .into_bytes()
+                .repeat(len / 30)
         } else {
-            (0..len).map(|_| { x ^= x << 13; x ^= x >> 7; x ^= x << 17; x as u8 }).collect()
+            (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect()
         }
     };
     let blobs: Vec<Vec<u8>> = (0..120).map(blob).collect();
@@ -196,18 +278,33 @@ fn concurrent_saves_store_each_blob_once_within_the_pack_target() {
             });
         }
     });
-    assert_eq!(new.into_inner(), blobs.len(), "each blob is new exactly once");
+    assert_eq!(
+        new.into_inner(),
+        blobs.len(),
+        "each blob is new exactly once"
+    );
     repo.flush().unwrap();
     repo.save_index().unwrap();
-    let packed = repo.stats().data_added_packed.load(std::sync::atomic::Ordering::Relaxed);
+    let packed = repo
+        .stats()
+        .data_added_packed
+        .load(std::sync::atomic::Ordering::Relaxed);
 
     let again = Repository::open(b.clone(), b"pw").unwrap();
     again.load_index().unwrap();
     assert_eq!(again.index().len(), blobs.len());
-    let in_packs: u64 = again.index().blobs().map(|e| u64::from(e.entry.length)).sum();
+    let in_packs: u64 = again
+        .index()
+        .blobs()
+        .map(|e| u64::from(e.entry.length))
+        .sum();
     assert_eq!(in_packs, packed);
     let packs: Vec<(cairn_format::PackId, u64)> = again.index().packs().collect();
-    assert!(packs.len() >= 4, "{} packs for ~13 MiB at 1 MiB each", packs.len());
+    assert!(
+        packs.len() >= 4,
+        "{} packs for ~13 MiB at 1 MiB each",
+        packs.len()
+    );
     for (id, size) in packs {
         let on_disk = b.stat(&cairn_repo::pack_name(&id)).unwrap().size;
         assert_eq!(on_disk, size);
@@ -234,7 +331,10 @@ impl Backend for FailingLocks {
     fn create(&self) -> Result<(), cairn_backend::BackendError> {
         self.inner.create()
     }
-    fn list(&self, prefix: &str) -> Result<Vec<cairn_backend::ObjectInfo>, cairn_backend::BackendError> {
+    fn list(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<cairn_backend::ObjectInfo>, cairn_backend::BackendError> {
         self.inner.list(prefix)
     }
     fn stat(&self, name: &str) -> Result<cairn_backend::ObjectInfo, cairn_backend::BackendError> {
@@ -243,12 +343,26 @@ impl Backend for FailingLocks {
     fn read(&self, name: &str) -> Result<Vec<u8>, cairn_backend::BackendError> {
         self.inner.read(name)
     }
-    fn read_range(&self, name: &str, offset: u64, length: u64) -> Result<Vec<u8>, cairn_backend::BackendError> {
+    fn read_range(
+        &self,
+        name: &str,
+        offset: u64,
+        length: u64,
+    ) -> Result<Vec<u8>, cairn_backend::BackendError> {
         self.inner.read_range(name, offset, length)
     }
-    fn write(&self, name: &str, data: &[u8], opts: &cairn_backend::WriteOptions) -> Result<(), cairn_backend::BackendError> {
+    fn write(
+        &self,
+        name: &str,
+        data: &[u8],
+        opts: &cairn_backend::WriteOptions,
+    ) -> Result<(), cairn_backend::BackendError> {
         if name.starts_with("locks/") && self.fail_locks.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(cairn_backend::BackendError::new(cairn_backend::ErrorKind::Other, name, "storage refuses writes"));
+            return Err(cairn_backend::BackendError::new(
+                cairn_backend::ErrorKind::Other,
+                name,
+                "storage refuses writes",
+            ));
         }
         self.inner.write(name, data, opts)
     }
@@ -266,23 +380,37 @@ impl Backend for FailingLocks {
 fn a_writer_whose_lock_refreshes_fail_stops_before_index_and_snapshot() {
     let d = tempfile::tempdir().unwrap();
     std::env::set_var(cairn_repo::KDF_ENV, "1");
-    let store = Arc::new(FailingLocks { inner: LocalBackend::new(d.path().join("repo")), fail_locks: false.into() });
+    let store = Arc::new(FailingLocks {
+        inner: LocalBackend::new(d.path().join("repo")),
+        fail_locks: false.into(),
+    });
     let b: Arc<dyn Backend> = store.clone();
     Repository::init(b.clone(), b"pw", &InitOptions::default()).unwrap();
-    let timing = cairn_repo::LockTiming { refresh: std::time::Duration::from_millis(100), give_up: std::time::Duration::from_secs(1) };
+    let timing = cairn_repo::LockTiming {
+        refresh: std::time::Duration::from_millis(100),
+        give_up: std::time::Duration::from_secs(1),
+    };
     for fail in [false, true] {
         let mut repo = Repository::open(b.clone(), b"pw").unwrap();
         repo.set_lock_timing(timing);
         let repo = Arc::new(repo);
         repo.load_index().unwrap();
         let _lock = repo.lock(LockKind::Shared, "backup").unwrap();
-        store.fail_locks.store(fail, std::sync::atomic::Ordering::SeqCst);
-        repo.save_blob(BlobType::Data, format!("data while refreshes fail: {fail}").as_bytes()).unwrap();
+        store
+            .fail_locks
+            .store(fail, std::sync::atomic::Ordering::SeqCst);
+        repo.save_blob(
+            BlobType::Data,
+            format!("data while refreshes fail: {fail}").as_bytes(),
+        )
+        .unwrap();
         repo.flush().unwrap();
         std::thread::sleep(std::time::Duration::from_millis(1500));
         let saved = repo.save_index();
         let snapshot = repo.save_file(cairn_repo::FileKind::Snapshot, b"{}");
-        store.fail_locks.store(false, std::sync::atomic::Ordering::SeqCst);
+        store
+            .fail_locks
+            .store(false, std::sync::atomic::Ordering::SeqCst);
         if !fail {
             saved.unwrap();
             snapshot.unwrap();
@@ -294,7 +422,11 @@ fn a_writer_whose_lock_refreshes_fail_stops_before_index_and_snapshot() {
         }
     }
     let snapshots = b.list("snapshots/").unwrap();
-    assert_eq!(snapshots.len(), 1, "only the run whose lock held saved a snapshot");
+    assert_eq!(
+        snapshots.len(),
+        1,
+        "only the run whose lock held saved a snapshot"
+    );
 }
 
 /// Issue 20.5: a snapshot never points at data that is not stored. A pack this command
@@ -304,7 +436,9 @@ fn a_writer_whose_lock_refreshes_fail_stops_before_index_and_snapshot() {
 fn a_snapshot_is_not_written_when_a_pack_this_command_stored_is_gone() {
     let (_d, b) = setup();
     let repo = Repository::init(b.clone(), b"pw", &InitOptions::default()).unwrap();
-    let (id, _) = repo.save_blob(BlobType::Data, b"content of a file").unwrap();
+    let (id, _) = repo
+        .save_blob(BlobType::Data, b"content of a file")
+        .unwrap();
     repo.flush().unwrap();
     repo.save_index().unwrap();
     let pack = repo.index().get(&id).unwrap().pack;
@@ -323,6 +457,12 @@ fn a_snapshot_is_not_written_when_a_pack_this_command_stored_is_gone() {
         summary: None,
     };
     let e = repo.save_snapshot(&snap).unwrap_err();
-    assert!(matches!(e, RepoError::LockLost { .. }) && e.to_string().contains("are gone"), "{e}");
-    assert!(b.list("snapshots/").unwrap().is_empty(), "no snapshot written");
+    assert!(
+        matches!(e, RepoError::LockLost { .. }) && e.to_string().contains("are gone"),
+        "{e}"
+    );
+    assert!(
+        b.list("snapshots/").unwrap().is_empty(),
+        "no snapshot written"
+    );
 }

@@ -18,7 +18,10 @@ pub fn run(g: &GlobalArgs, a: BackupArgs) -> anyhow::Result<ExitCode> {
         return Err(fail(ExitCode::Fatal, "--stdin-from-command needs a command after `--`: cairn backup --stdin-from-command -- CMD [ARG...]"));
     }
     if !a.stdin && !a.stdin_from_command && a.paths.is_empty() {
-        return Err(fail(ExitCode::Fatal, "nothing to back up: give at least one PATH (or --stdin)"));
+        return Err(fail(
+            ExitCode::Fatal,
+            "nothing to back up: give at least one PATH (or --stdin)",
+        ));
     }
     let mut excludes = a.excludes.clone();
     for f in &a.exclude_files {
@@ -29,8 +32,18 @@ pub fn run(g: &GlobalArgs, a: BackupArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let opts = BackupOptions {
-        paths: if a.stdin_from_command { Vec::new() } else { a.paths.clone() },
-        tags: a.tags.iter().flat_map(|t| t.split(',')).filter(|t| !t.is_empty()).map(str::to_owned).collect(),
+        paths: if a.stdin_from_command {
+            Vec::new()
+        } else {
+            a.paths.clone()
+        },
+        tags: a
+            .tags
+            .iter()
+            .flat_map(|t| t.split(','))
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+            .collect(),
         host: a.host.clone(),
         parent: a.parent.clone(),
         force: a.force,
@@ -41,12 +54,17 @@ pub fn run(g: &GlobalArgs, a: BackupArgs) -> anyhow::Result<ExitCode> {
         ignore_inode: a.ignore_inode,
         ignore_ctime: a.ignore_ctime,
         stdin_filename: (a.stdin || a.stdin_from_command).then(|| a.stdin_filename.clone()),
-        stdin_command: a.stdin_from_command.then(|| a.paths.iter().map(|p| p.clone().into_os_string()).collect()),
+        stdin_command: a
+            .stdin_from_command
+            .then(|| a.paths.iter().map(|p| p.clone().into_os_string()).collect()),
         read_concurrency: a.read_concurrency.unwrap_or(0),
         ..BackupOptions::default()
     };
     let opts = match a.checkpoint_interval {
-        Some(secs) => BackupOptions { checkpoint_interval: std::time::Duration::from_secs(secs), ..opts },
+        Some(secs) => BackupOptions {
+            checkpoint_interval: std::time::Duration::from_secs(secs),
+            ..opts
+        },
         None => opts,
     };
     if !a.no_nice {
@@ -62,7 +80,11 @@ pub fn run(g: &GlobalArgs, a: BackupArgs) -> anyhow::Result<ExitCode> {
     }
     repo.load_index()?;
     let repo = Arc::new(repo);
-    let _lock = if a.dry_run { None } else { Some(repo.lock(LockKind::Shared, "backup")?) };
+    let _lock = if a.dry_run {
+        None
+    } else {
+        Some(repo.lock(LockKind::Shared, "backup")?)
+    };
     let bar = output::Bar::new(g);
     let s = backup_with_progress(&repo, &opts, &bar)?;
 
@@ -89,9 +111,19 @@ pub fn run(g: &GlobalArgs, a: BackupArgs) -> anyhow::Result<ExitCode> {
         if let Some(p) = s.parent {
             println!("using parent snapshot {}", p.short());
         }
-        println!("Files:       {} new, {} changed, {} unmodified", c.files_new, c.files_changed, c.files_unmodified);
-        println!("Dirs:        {} new, {} changed, {} unmodified", c.dirs_new, c.dirs_changed, c.dirs_unmodified);
-        println!("Added to the repository: {} ({} stored)", size(c.data_added), size(c.data_added_packed));
+        println!(
+            "Files:       {} new, {} changed, {} unmodified",
+            c.files_new, c.files_changed, c.files_unmodified
+        );
+        println!(
+            "Dirs:        {} new, {} changed, {} unmodified",
+            c.dirs_new, c.dirs_changed, c.dirs_unmodified
+        );
+        println!(
+            "Added to the repository: {} ({} stored)",
+            size(c.data_added),
+            size(c.data_added_packed)
+        );
         println!(
             "processed {} files, {} in {:.1}s",
             c.total_files_processed,
@@ -105,7 +137,10 @@ pub fn run(g: &GlobalArgs, a: BackupArgs) -> anyhow::Result<ExitCode> {
         }
     }
     if !s.errors.is_empty() {
-        eprintln!("warning: {} file(s) could not be read; the snapshot was saved without them", s.errors.len());
+        eprintln!(
+            "warning: {} file(s) could not be read; the snapshot was saved without them",
+            s.errors.len()
+        );
         return Ok(ExitCode::PartialBackup);
     }
     Ok(ExitCode::Ok)
@@ -120,6 +155,11 @@ fn yield_to_others() {
         let _ = libc::setpriority(libc::PRIO_PROCESS, 0, 10);
         const IOPRIO_WHO_PROCESS: libc::c_long = 1;
         const IOPRIO_CLASS_BE: libc::c_long = 2;
-        let _ = libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0 as libc::c_long, (IOPRIO_CLASS_BE << 13) | 7);
+        let _ = libc::syscall(
+            libc::SYS_ioprio_set,
+            IOPRIO_WHO_PROCESS,
+            0 as libc::c_long,
+            (IOPRIO_CLASS_BE << 13) | 7,
+        );
     }
 }

@@ -15,7 +15,10 @@ fn select(repo: &cairn_repo::Repository, specs: &[String]) -> anyhow::Result<Vec
     if specs.is_empty() {
         return Ok(repo.list_snapshots()?);
     }
-    Ok(specs.iter().map(|s| repo.find_snapshot(s)).collect::<Result<_, _>>()?)
+    Ok(specs
+        .iter()
+        .map(|s| repo.find_snapshot(s))
+        .collect::<Result<_, _>>()?)
 }
 
 pub fn find(g: &GlobalArgs, a: FindArgs) -> anyhow::Result<ExitCode> {
@@ -38,7 +41,11 @@ pub fn find(g: &GlobalArgs, a: FindArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::Ok);
     }
     for f in &found {
-        println!("found in snapshot {} from {}:", f.snapshot.id.short(), f.snapshot.snapshot.time.format("%Y-%m-%d %H:%M:%S"));
+        println!(
+            "found in snapshot {} from {}:",
+            f.snapshot.id.short(),
+            f.snapshot.snapshot.time.format("%Y-%m-%d %H:%M:%S")
+        );
         for (p, n) in &f.matches {
             println!("  {:>12}  {}", n.size, String::from_utf8_lossy(p));
         }
@@ -51,7 +58,10 @@ pub fn find(g: &GlobalArgs, a: FindArgs) -> anyhow::Result<ExitCode> {
 
 pub fn diff(g: &GlobalArgs, a: DiffArgs) -> anyhow::Result<ExitCode> {
     let repo = super::open_repo_with_index(g)?;
-    let (x, y) = (repo.find_snapshot(&a.first)?, repo.find_snapshot(&a.second)?);
+    let (x, y) = (
+        repo.find_snapshot(&a.first)?,
+        repo.find_snapshot(&a.second)?,
+    );
     let d = cairn_ops::diff::diff(&repo, &x.snapshot.tree, &y.snapshot.tree)?;
     if g.json {
         output::print_json(&json!({
@@ -67,9 +77,16 @@ pub fn diff(g: &GlobalArgs, a: DiffArgs) -> anyhow::Result<ExitCode> {
     for (p, c) in &d.changes {
         println!("{}    {p}", c.symbol());
     }
-    println!("files: {} new, {} removed, {} changed", d.files_added, d.files_removed, d.files_modified);
+    println!(
+        "files: {} new, {} removed, {} changed",
+        d.files_added, d.files_removed, d.files_modified
+    );
     println!("dirs:  {} new, {} removed", d.dirs_added, d.dirs_removed);
-    println!("added: {}, removed: {}", size(d.bytes_added), size(d.bytes_removed));
+    println!(
+        "added: {}, removed: {}",
+        size(d.bytes_added),
+        size(d.bytes_removed)
+    );
     Ok(ExitCode::Ok)
 }
 
@@ -77,11 +94,17 @@ pub fn dump(g: &GlobalArgs, a: DumpArgs) -> anyhow::Result<ExitCode> {
     let repo = super::open_repo_with_index(g)?;
     let snap = repo.find_snapshot(&a.snapshot)?;
     let t = snap.snapshot.time;
-    let node = find_node(&repo, &snap.snapshot.tree, &a.path, Timestamp(t.timestamp(), t.timestamp_subsec_nanos()))?;
+    let node = find_node(
+        &repo,
+        &snap.snapshot.tree,
+        &a.path,
+        Timestamp(t.timestamp(), t.timestamp_subsec_nanos()),
+    )?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     cairn_ops::dump::dump(&repo, &node, &a.path, &mut out)?;
-    out.flush().map_err(|e| fail(ExitCode::Fatal, format!("writing to stdout: {e}")))?;
+    out.flush()
+        .map_err(|e| fail(ExitCode::Fatal, format!("writing to stdout: {e}")))?;
     Ok(ExitCode::Ok)
 }
 
@@ -92,8 +115,20 @@ pub fn stats(g: &GlobalArgs, a: StatsArgs) -> anyhow::Result<ExitCode> {
     if g.json {
         let mut v = serde_json::to_value(&s)?;
         if let Some(m) = v.as_object_mut() {
-            m.insert("mode".into(), json!(match a.mode { StatsMode::RestoreSize => "restore-size", StatsMode::RawData => "raw-data" }));
-            m.insert("total_size".into(), json!(match a.mode { StatsMode::RestoreSize => s.restore_size, StatsMode::RawData => s.stored_size }));
+            m.insert(
+                "mode".into(),
+                json!(match a.mode {
+                    StatsMode::RestoreSize => "restore-size",
+                    StatsMode::RawData => "raw-data",
+                }),
+            );
+            m.insert(
+                "total_size".into(),
+                json!(match a.mode {
+                    StatsMode::RestoreSize => s.restore_size,
+                    StatsMode::RawData => s.stored_size,
+                }),
+            );
         }
         output::print_json(&v);
         return Ok(ExitCode::Ok);
@@ -110,7 +145,13 @@ pub fn stats(g: &GlobalArgs, a: StatsArgs) -> anyhow::Result<ExitCode> {
             println!("total size:         {}", size(s.stored_size));
         }
     }
-    println!("deduplication:      {:.2}x (restore size / unique data)", s.deduplication_ratio);
-    println!("compression:        {:.2}x (unique data / stored)", s.compression_ratio);
+    println!(
+        "deduplication:      {:.2}x (restore size / unique data)",
+        s.deduplication_ratio
+    );
+    println!(
+        "compression:        {:.2}x (unique data / stored)",
+        s.compression_ratio
+    );
     Ok(ExitCode::Ok)
 }

@@ -11,7 +11,12 @@ const AFFECTED_SHOWN: usize = 20;
 
 pub fn run(g: &GlobalArgs, a: CheckArgs) -> anyhow::Result<ExitCode> {
     let read = match (a.read_data, &a.read_data_subset) {
-        (true, Some(_)) => return Err(fail(ExitCode::Fatal, "--read-data and --read-data-subset exclude each other")),
+        (true, Some(_)) => {
+            return Err(fail(
+                ExitCode::Fatal,
+                "--read-data and --read-data-subset exclude each other",
+            ))
+        }
         (true, None) => ReadData::All,
         (false, Some(s)) => ReadData::parse(s).map_err(|e| fail(ExitCode::Fatal, e))?,
         (false, None) => ReadData::None,
@@ -22,7 +27,10 @@ pub fn run(g: &GlobalArgs, a: CheckArgs) -> anyhow::Result<ExitCode> {
     let bar = output::Bar::new(g);
     let mut s = check_with_progress(&repo, read, &location, &bar)?;
     for id in crate::seen::vanished() {
-        s.errors.push(format!("snapshot {} vanished without a `cairn forget` record (deleted behind cairn's back)", &id[..8]));
+        s.errors.push(format!(
+            "snapshot {} vanished without a `cairn forget` record (deleted behind cairn's back)",
+            &id[..8]
+        ));
     }
     let mut hashes = None;
     if let Some(dest) = &a.remote_hashes {
@@ -34,10 +42,17 @@ pub fn run(g: &GlobalArgs, a: CheckArgs) -> anyhow::Result<ExitCode> {
     crate::checked::record(
         g,
         &location,
-        &crate::checked::LastCheck { time: cairn_repo::sys::now(), errors: s.errors.len() as u64 },
+        &crate::checked::LastCheck {
+            time: cairn_repo::sys::now(),
+            errors: s.errors.len() as u64,
+        },
     );
     // Reading packs from B2 is billed download traffic: say what this check cost.
-    let egress = if crate::location::is_remote(g.repo.as_deref().unwrap_or("")) { s.bytes_read } else { 0 };
+    let egress = if crate::location::is_remote(g.repo.as_deref().unwrap_or("")) {
+        s.bytes_read
+    } else {
+        0
+    };
     if g.json {
         output::print_json(&json!({
             "message_type": "summary",
@@ -58,15 +73,27 @@ pub fn run(g: &GlobalArgs, a: CheckArgs) -> anyhow::Result<ExitCode> {
             "temp_bytes": s.temp_bytes,
         }));
     } else if !g.quiet {
-        println!("checked {} snapshots, {} trees", s.snapshots_checked, s.trees_checked);
+        println!(
+            "checked {} snapshots, {} trees",
+            s.snapshots_checked, s.trees_checked
+        );
         if read != ReadData::None {
-            println!("read {} packs ({}), verified {} blobs", s.packs_checked, size(s.bytes_read), s.blobs_checked);
+            println!(
+                "read {} packs ({}), verified {} blobs",
+                s.packs_checked,
+                size(s.bytes_read),
+                s.blobs_checked
+            );
             if egress > 0 {
                 println!("downloaded {} from B2 (egress)", size(egress));
             }
         }
         if let (Some(h), Some(dest)) = (&hashes, &a.remote_hashes) {
-            println!("compared {} files ({}) with the SHA1s stored at {dest}, nothing downloaded", h.files_compared, size(h.bytes_hashed));
+            println!(
+                "compared {} files ({}) with the SHA1s stored at {dest}, nothing downloaded",
+                h.files_compared,
+                size(h.bytes_hashed)
+            );
         }
         for i in &s.info {
             println!("info: {i}");
@@ -82,12 +109,19 @@ pub fn run(g: &GlobalArgs, a: CheckArgs) -> anyhow::Result<ExitCode> {
     }
     if !s.affected.is_empty() {
         eprintln!("damaged by these errors:");
-        let shown = if g.verbose > 0 { s.affected.len() } else { AFFECTED_SHOWN };
+        let shown = if g.verbose > 0 {
+            s.affected.len()
+        } else {
+            AFFECTED_SHOWN
+        };
         for f in s.affected.iter().take(shown) {
             eprintln!("  {f}");
         }
         if s.affected.len() > shown {
-            eprintln!("  ... and {} more (-v lists them all)", s.affected.len() - shown);
+            eprintln!(
+                "  ... and {} more (-v lists them all)",
+                s.affected.len() - shown
+            );
         }
     }
     if s.errors.is_empty() {
@@ -97,7 +131,9 @@ pub fn run(g: &GlobalArgs, a: CheckArgs) -> anyhow::Result<ExitCode> {
         Ok(ExitCode::Ok)
     } else {
         let dests = crate::shipped::destinations(g, &location);
-        if let Some(dest) = dests.first().filter(|_| !s.damaged_packs.is_empty() || s.errors.iter().any(|e| e.contains("missing"))) {
+        if let Some(dest) = dests.first().filter(|_| {
+            !s.damaged_packs.is_empty() || s.errors.iter().any(|e| e.contains("missing"))
+        }) {
             eprintln!(
                 "cairn: check found {} error(s); this repository is shipped to {dest}: `cairn repair packs --from {dest}` fetches intact copies of damaged or missing packs from there",
                 s.errors.len()
@@ -105,7 +141,10 @@ pub fn run(g: &GlobalArgs, a: CheckArgs) -> anyhow::Result<ExitCode> {
         } else if s.info.iter().any(|i| i.contains("not in any index")) {
             eprintln!("cairn: check found {} error(s); packs that no index lists are present: `cairn repair index` may restore the missing entries", s.errors.len());
         } else {
-            eprintln!("cairn: check found {} error(s); `cairn repair` may recover what is not lost", s.errors.len());
+            eprintln!(
+                "cairn: check found {} error(s); `cairn repair` may recover what is not lost",
+                s.errors.len()
+            );
         }
         Ok(ExitCode::Fatal)
     }

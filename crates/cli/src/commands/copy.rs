@@ -9,12 +9,18 @@ use crate::{location, output, password};
 
 pub fn run(g: &GlobalArgs, a: CopyArgs) -> anyhow::Result<ExitCode> {
     let src_backend = location::open_backend(&a.from_repo, g)?;
-    let pw = match (&a.from_password_file, cairn_backend::secret_env::get("CAIRN_FROM_PASSWORD")) {
+    let pw = match (
+        &a.from_password_file,
+        cairn_backend::secret_env::get("CAIRN_FROM_PASSWORD"),
+    ) {
         (Some(f), _) => password::read_password_file(f)?,
         (None, Some(p)) => password::non_empty(p, || "CAIRN_FROM_PASSWORD".to_string())?,
         (None, None) => {
             if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-                return Err(fail(ExitCode::Fatal, "no password for --from-repo: use --from-password-file or CAIRN_FROM_PASSWORD"));
+                return Err(fail(
+                    ExitCode::Fatal,
+                    "no password for --from-repo: use --from-password-file or CAIRN_FROM_PASSWORD",
+                ));
             }
             password::ask_new_or_existing("enter password for the source repository: ", false)?
         }
@@ -28,17 +34,31 @@ pub fn run(g: &GlobalArgs, a: CopyArgs) -> anyhow::Result<ExitCode> {
     let snaps = if a.snapshots.is_empty() {
         src.list_snapshots()?
     } else {
-        a.snapshots.iter().map(|s| src.find_snapshot(s)).collect::<Result<_, _>>()?
+        a.snapshots
+            .iter()
+            .map(|s| src.find_snapshot(s))
+            .collect::<Result<_, _>>()?
     };
     let s = cairn_ops::copy::copy_with_progress(&src, &dst, &snaps, &output::Bar::new(g))?;
     if g.json {
-        let v: Vec<_> = s.snapshots_copied.iter().map(|(o, n)| json!({"source": o, "copy": n})).collect();
-        output::print_json(&json!({"message_type": "summary", "copied": v, "skipped": s.snapshots_skipped, "rechunked": s.rechunked, "data_added": s.data_added}));
+        let v: Vec<_> = s
+            .snapshots_copied
+            .iter()
+            .map(|(o, n)| json!({"source": o, "copy": n}))
+            .collect();
+        output::print_json(
+            &json!({"message_type": "summary", "copied": v, "skipped": s.snapshots_skipped, "rechunked": s.rechunked, "data_added": s.data_added}),
+        );
     } else if !g.quiet {
         for (o, n) in &s.snapshots_copied {
             println!("snapshot {} copied as {}", &o[..8], &n[..8]);
         }
-        println!("copied {} snapshots, skipped {} already present, added {}", s.snapshots_copied.len(), s.snapshots_skipped, output::size(s.data_added));
+        println!(
+            "copied {} snapshots, skipped {} already present, added {}",
+            s.snapshots_copied.len(),
+            s.snapshots_skipped,
+            output::size(s.data_added)
+        );
     }
     Ok(ExitCode::Ok)
 }

@@ -15,11 +15,23 @@ use crate::profile;
 
 pub fn run(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let Some(name) = g.profile.clone() else {
-        return Err(fail(ExitCode::Fatal, "daily runs a profile's backup, forget and ship: give --profile NAME"));
+        return Err(fail(
+            ExitCode::Fatal,
+            "daily runs a profile's backup, forget and ship: give --profile NAME",
+        ));
     };
     let p = profile::load(&profile::path(&name)?)?;
     let f = &p.forget;
-    let retention = [f.keep_last, f.keep_hourly, f.keep_daily, f.keep_weekly, f.keep_monthly, f.keep_yearly].iter().any(Option::is_some)
+    let retention = [
+        f.keep_last,
+        f.keep_hourly,
+        f.keep_daily,
+        f.keep_weekly,
+        f.keep_monthly,
+        f.keep_yearly,
+    ]
+    .iter()
+    .any(Option::is_some)
         || f.keep_within.is_some();
     let mut steps = vec!["backup"];
     if retention {

@@ -13,7 +13,10 @@ pub fn run(g: &GlobalArgs, a: DrillArgs) -> anyhow::Result<ExitCode> {
     let within = Duration::parse(&a.within).map_err(|e| fail(ExitCode::Fatal, e))?;
     let home = g.repo.clone().filter(|r| !r.is_empty());
     let target = a.from.clone().or_else(|| home.clone()).unwrap_or_default();
-    let tg = GlobalArgs { repo: Some(target.clone()), ..g.clone() };
+    let tg = GlobalArgs {
+        repo: Some(target.clone()),
+        ..g.clone()
+    };
     // The history needs only the drill records, not the index (on B2: no index download).
     let repo = super::open_repo(&tg)?;
     let location = repo.backend().location();
@@ -42,7 +45,15 @@ pub fn run(g: &GlobalArgs, a: DrillArgs) -> anyhow::Result<ExitCode> {
     repo.load_index()?;
     let repo = std::sync::Arc::new(repo);
     let _lock = repo.lock(cairn_repo::LockKind::Shared, "drill")?;
-    let scratch = tempfile::Builder::new().prefix("cairn-drill-").tempdir().map_err(|e| fail(ExitCode::Fatal, format!("cannot create a scratch directory: {e}")))?;
+    let scratch = tempfile::Builder::new()
+        .prefix("cairn-drill-")
+        .tempdir()
+        .map_err(|e| {
+            fail(
+                ExitCode::Fatal,
+                format!("cannot create a scratch directory: {e}"),
+            )
+        })?;
     let opts = DrillOptions {
         snapshots: a.snapshots,
         since: within.before(chrono::Local::now().fixed_offset()),
@@ -59,7 +70,10 @@ pub fn run(g: &GlobalArgs, a: DrillArgs) -> anyhow::Result<ExitCode> {
     drill::record(&repo, &r, &location, &host)?;
     if let (Some(from), Some(home)) = (&a.from, &home) {
         if from != home {
-            let hg = GlobalArgs { repo: Some(home.clone()), ..g.clone() };
+            let hg = GlobalArgs {
+                repo: Some(home.clone()),
+                ..g.clone()
+            };
             let home_repo = super::open_repo(&hg)?;
             drill::record(&home_repo, &r, &location, &host)?;
         }
@@ -80,13 +94,28 @@ pub fn run(g: &GlobalArgs, a: DrillArgs) -> anyhow::Result<ExitCode> {
             "failures": r.failures,
         }));
     } else if !g.quiet {
-        println!("drilled {} at {}", if r.snapshots.len() == 1 { "1 snapshot".to_string() } else { format!("{} snapshots", r.snapshots.len()) }, location);
+        println!(
+            "drilled {} at {}",
+            if r.snapshots.len() == 1 {
+                "1 snapshot".to_string()
+            } else {
+                format!("{} snapshots", r.snapshots.len())
+            },
+            location
+        );
         for id in &r.snapshots {
             println!("  snapshot {}", &id[..8.min(id.len())]);
         }
-        println!("restored and verified {} files ({}) byte for byte and metadata for metadata", r.files_checked, size(r.bytes_checked));
+        println!(
+            "restored and verified {} files ({}) byte for byte and metadata for metadata",
+            r.files_checked,
+            size(r.bytes_checked)
+        );
         if a.compare_source {
-            println!("{} of them also matched the live files", r.files_compared_with_source);
+            println!(
+                "{} of them also matched the live files",
+                r.files_compared_with_source
+            );
         }
         println!("read back {} packs whole", r.packs_checked);
         println!("{}", if r.ok { "drill passed" } else { "DRILL FAILED" });
@@ -97,7 +126,9 @@ pub fn run(g: &GlobalArgs, a: DrillArgs) -> anyhow::Result<ExitCode> {
         // Damage here, an intact copy offsite: name the command that brings it back.
         let other = match (&a.from, &home) {
             (Some(from), Some(home)) if from != home => Some(home.clone()),
-            _ => crate::shipped::destinations(g, &repo.backend().location()).into_iter().next(),
+            _ => crate::shipped::destinations(g, &repo.backend().location())
+                .into_iter()
+                .next(),
         };
         let fix = other.map(|o| format!("; `cairn -r {location} repair packs --from {o}` fetches intact copies of damaged packs")).unwrap_or_default();
         eprintln!("cairn: drill failed: {} problem(s); run `cairn check --read-data` to see the whole damage{fix}", r.failures.len());

@@ -31,19 +31,47 @@ fn print_prune(g: &GlobalArgs, s: &PruneSummary) {
         return;
     }
     let verb = if s.dry_run { "would" } else { "did" };
-    println!("repository: {} packs, {}", s.packs_before, size(s.bytes_before));
-    println!("{verb} delete {} unused packs and {} unindexed packs ({})", s.packs_deleted, s.unindexed_packs_deleted, size(s.bytes_deleted));
-    println!("{verb} repack {} packs ({})", s.packs_repacked, size(s.bytes_repacked));
+    println!(
+        "repository: {} packs, {}",
+        s.packs_before,
+        size(s.bytes_before)
+    );
+    println!(
+        "{verb} delete {} unused packs and {} unindexed packs ({})",
+        s.packs_deleted,
+        s.unindexed_packs_deleted,
+        size(s.bytes_deleted)
+    );
+    println!(
+        "{verb} repack {} packs ({})",
+        s.packs_repacked,
+        size(s.bytes_repacked)
+    );
     if s.temp_files_deleted > 0 {
-        println!("{verb} delete {} temporary files of writes that never finished ({})", s.temp_files_deleted, size(s.temp_bytes_deleted));
+        println!(
+            "{verb} delete {} temporary files of writes that never finished ({})",
+            s.temp_files_deleted,
+            size(s.temp_bytes_deleted)
+        );
     }
     if s.unindexed_packs_kept > 0 {
-        println!("kept {} unindexed packs younger than a lock (another command may be using them)", s.unindexed_packs_kept);
+        println!(
+            "kept {} unindexed packs younger than a lock (another command may be using them)",
+            s.unindexed_packs_kept
+        );
     }
-    println!("repository after: {}, of which {} unused", size(s.bytes_after), size(s.unused_bytes_after));
+    println!(
+        "repository after: {}, of which {} unused",
+        size(s.bytes_after),
+        size(s.unused_bytes_after)
+    );
 }
 
-fn run_prune(g: &GlobalArgs, repo: &Repository, opts: &PruneOptions) -> anyhow::Result<PruneSummary> {
+fn run_prune(
+    g: &GlobalArgs,
+    repo: &Repository,
+    opts: &PruneOptions,
+) -> anyhow::Result<PruneSummary> {
     let plan = PrunePlan::build(repo, opts)?;
     Ok(plan.execute_with_progress(repo, &output::Bar::new(g))?)
 }
@@ -70,7 +98,13 @@ pub fn forget(g: &GlobalArgs, a: ForgetArgs) -> anyhow::Result<ExitCode> {
             Some(d) => Some(Duration::parse(d).map_err(|e| fail(ExitCode::Fatal, e))?),
             None => None,
         },
-        tags: a.keep_tags.iter().flat_map(|t| t.split(',')).filter(|t| !t.is_empty()).map(str::to_owned).collect(),
+        tags: a
+            .keep_tags
+            .iter()
+            .flat_map(|t| t.split(','))
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+            .collect(),
     };
     if policy.is_empty() && a.snapshots.is_empty() {
         return Err(fail(ExitCode::Fatal, "no policy given: name snapshots or give at least one --keep-* option (nothing was removed)"));
@@ -89,7 +123,11 @@ pub fn forget(g: &GlobalArgs, a: ForgetArgs) -> anyhow::Result<ExitCode> {
         for spec in &a.snapshots {
             match repo.find_snapshot(spec) {
                 Ok(s) => remove.push(s),
-                Err(e) => match vanished.iter().filter(|v| spec.len() >= 4 && v.starts_with(spec.as_str())).collect::<Vec<_>>()[..] {
+                Err(e) => match vanished
+                    .iter()
+                    .filter(|v| spec.len() >= 4 && v.starts_with(spec.as_str()))
+                    .collect::<Vec<_>>()[..]
+                {
                     [v] => acknowledged.push(v.clone()),
                     _ => return Err(e.into()),
                 },
@@ -98,7 +136,11 @@ pub fn forget(g: &GlobalArgs, a: ForgetArgs) -> anyhow::Result<ExitCode> {
     }
     if !policy.is_empty() {
         let filter = a.select.filter();
-        let snaps: Vec<_> = repo.list_snapshots()?.into_iter().filter(|s| filter.matches(s)).collect();
+        let snaps: Vec<_> = repo
+            .list_snapshots()?
+            .into_iter()
+            .filter(|s| filter.matches(s))
+            .collect();
         for (key, members) in group(snaps, by) {
             let plan = apply(&members, &policy);
             // A policy that keeps nothing of a group is almost always a mistake (a tag
@@ -114,14 +156,26 @@ pub fn forget(g: &GlobalArgs, a: ForgetArgs) -> anyhow::Result<ExitCode> {
                 ));
             }
             if !g.json && !g.quiet {
-                println!("snapshots for {}:", serde_json::to_string(&key).unwrap_or_default());
+                println!(
+                    "snapshots for {}:",
+                    serde_json::to_string(&key).unwrap_or_default()
+                );
                 println!("keep {} snapshots:", plan.keep.len());
                 for k in &plan.keep {
-                    println!("  {}  {}  {}", k.snapshot.id.short(), k.snapshot.snapshot.time.format("%Y-%m-%d %H:%M:%S"), k.reasons.join(", "));
+                    println!(
+                        "  {}  {}  {}",
+                        k.snapshot.id.short(),
+                        k.snapshot.snapshot.time.format("%Y-%m-%d %H:%M:%S"),
+                        k.reasons.join(", ")
+                    );
                 }
                 println!("remove {} snapshots:", plan.remove.len());
                 for r in &plan.remove {
-                    println!("  {}  {}", r.id.short(), r.snapshot.time.format("%Y-%m-%d %H:%M:%S"));
+                    println!(
+                        "  {}  {}",
+                        r.id.short(),
+                        r.snapshot.time.format("%Y-%m-%d %H:%M:%S")
+                    );
                 }
             }
             report.push(json!({

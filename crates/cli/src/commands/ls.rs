@@ -30,7 +30,11 @@ fn mode_string(n: &Node) -> String {
 
 fn time_string(t: cairn_format::Timestamp) -> String {
     chrono::DateTime::from_timestamp(t.secs(), t.nanos())
-        .map(|d| d.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S").to_string())
+        .map(|d| {
+            d.with_timezone(&chrono::Local)
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        })
         .unwrap_or_default()
 }
 
@@ -62,7 +66,15 @@ pub fn run(g: &GlobalArgs, a: LsArgs) -> anyhow::Result<ExitCode> {
         let n = &e.node;
         let path = &e.path;
         if a.long {
-            let _ = write!(out, "{} {:>8} {:>8} {:>12} {} ", mode_string(n), n.user, n.group, n.size, time_string(n.mtime));
+            let _ = write!(
+                out,
+                "{} {:>8} {:>8} {:>12} {} ",
+                mode_string(n),
+                n.user,
+                n.group,
+                n.size,
+                time_string(n.mtime)
+            );
         }
         let _ = out.write_all(path);
         if a.long && n.node_type == NodeType::Symlink {

@@ -13,7 +13,10 @@ pub fn unlock(g: &GlobalArgs, a: UnlockArgs) -> anyhow::Result<ExitCode> {
     if g.json {
         output::print_json(&json!({"message_type": "summary", "locks_removed": n}));
     } else if !g.quiet {
-        println!("removed {n} {}lock(s)", if a.remove_all { "" } else { "stale " });
+        println!(
+            "removed {n} {}lock(s)",
+            if a.remove_all { "" } else { "stale " }
+        );
     }
     Ok(ExitCode::Ok)
 }
@@ -33,8 +36,12 @@ pub fn key(g: &GlobalArgs, a: KeyArgs) -> anyhow::Result<ExitCode> {
     let _lock = match &a.command {
         KeyCommand::List => None,
         KeyCommand::Add { .. } => Some(repo.lock(cairn_repo::LockKind::Exclusive, "key add")?),
-        KeyCommand::Remove { .. } => Some(repo.lock(cairn_repo::LockKind::Exclusive, "key remove")?),
-        KeyCommand::Passwd { .. } => Some(repo.lock(cairn_repo::LockKind::Exclusive, "key passwd")?),
+        KeyCommand::Remove { .. } => {
+            Some(repo.lock(cairn_repo::LockKind::Exclusive, "key remove")?)
+        }
+        KeyCommand::Passwd { .. } => {
+            Some(repo.lock(cairn_repo::LockKind::Exclusive, "key passwd")?)
+        }
     };
     match a.command {
         KeyCommand::List => {
@@ -49,7 +56,13 @@ pub fn key(g: &GlobalArgs, a: KeyArgs) -> anyhow::Result<ExitCode> {
                 println!(" {:<10}  {:<12}  {:<16}  Created", "ID", "User", "Host");
                 for k in &keys {
                     let cur = if k.id == repo.key_id() { "*" } else { " " };
-                    println!("{cur}{:<10}  {:<12}  {:<16}  {}", k.id.short(), k.username, k.hostname, k.created);
+                    println!(
+                        "{cur}{:<10}  {:<12}  {:<16}  {}",
+                        k.id.short(),
+                        k.username,
+                        k.hostname,
+                        k.created
+                    );
                 }
             }
         }
@@ -82,16 +95,32 @@ fn report(g: &GlobalArgs, what: &str, id: &str) {
 
 pub fn tag(g: &GlobalArgs, a: TagArgs) -> anyhow::Result<ExitCode> {
     if a.add.is_empty() && a.remove.is_empty() && a.set.is_empty() {
-        return Err(fail(ExitCode::Fatal, "nothing to do: give --add, --remove or --set"));
+        return Err(fail(
+            ExitCode::Fatal,
+            "nothing to do: give --add, --remove or --set",
+        ));
     }
     if !a.set.is_empty() && (!a.add.is_empty() || !a.remove.is_empty()) {
-        return Err(fail(ExitCode::Fatal, "--set cannot be combined with --add or --remove"));
+        return Err(fail(
+            ExitCode::Fatal,
+            "--set cannot be combined with --add or --remove",
+        ));
     }
-    let split = |v: &[String]| -> Vec<String> { v.iter().flat_map(|t| t.split(',')).filter(|t| !t.is_empty()).map(str::to_owned).collect() };
+    let split = |v: &[String]| -> Vec<String> {
+        v.iter()
+            .flat_map(|t| t.split(','))
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
     let (add, remove, set) = (split(&a.add), split(&a.remove), split(&a.set));
     let repo = std::sync::Arc::new(super::open_repo(g)?);
     let _lock = repo.lock(LockKind::Exclusive, "tag")?;
-    let targets: Vec<SnapshotRef> = a.snapshots.iter().map(|s| repo.find_snapshot(s)).collect::<Result<_, _>>()?;
+    let targets: Vec<SnapshotRef> = a
+        .snapshots
+        .iter()
+        .map(|s| repo.find_snapshot(s))
+        .collect::<Result<_, _>>()?;
     let mut changed = Vec::new();
     for s in targets {
         let mut snap = s.snapshot.clone();
@@ -111,7 +140,10 @@ pub fn tag(g: &GlobalArgs, a: TagArgs) -> anyhow::Result<ExitCode> {
         changed.push((s.id, new));
     }
     if g.json {
-        let v: Vec<_> = changed.iter().map(|(o, n)| json!({"old": o.to_hex(), "new": n.to_hex()})).collect();
+        let v: Vec<_> = changed
+            .iter()
+            .map(|(o, n)| json!({"old": o.to_hex(), "new": n.to_hex()}))
+            .collect();
         output::print_json(&json!({"message_type": "summary", "changed": v}));
     } else if !g.quiet {
         for (o, n) in &changed {

@@ -11,10 +11,10 @@ mod maintenance;
 mod manual;
 mod mount;
 mod repair;
-mod ship;
-mod sync;
 mod restore;
+mod ship;
 mod snapshots;
+mod sync;
 
 use std::sync::Arc;
 
@@ -74,14 +74,19 @@ pub fn open_repo(g: &GlobalArgs) -> anyhow::Result<Repository> {
     }
     // Fail on a missing repository before asking for a password.
     match backend.stat("config") {
-        Err(e) if e.is_not_found() => return Err(cairn_repo::RepoError::NoRepository(backend.location()).into()),
+        Err(e) if e.is_not_found() => {
+            return Err(cairn_repo::RepoError::NoRepository(backend.location()).into())
+        }
         _ => {}
     }
     let pw = password::get(g, false)?;
     // The key that opened this location last time goes first (issue 19.2: a planted
     // key file must not cost every command its Argon2id).
     let last_key = crate::state::file(g, "keys", &backend.location(), "");
-    let preferred = last_key.as_ref().and_then(|p| std::fs::read_to_string(p).ok()).and_then(|h| h.trim().parse().ok());
+    let preferred = last_key
+        .as_ref()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|h| h.trim().parse().ok());
     let mut repo = Repository::open_preferring(backend, pw.as_bytes(), preferred)?;
     if let Some(p) = &last_key {
         if preferred != Some(repo.key_id()) {

@@ -32,7 +32,10 @@ pub fn run(g: &GlobalArgs, a: MountArgs) -> anyhow::Result<ExitCode> {
     let repo = super::open_repo_with_index(g)?;
     // Held (and refreshed) while mounted, so prune leaves the packs being read alone.
     let _lock = repo.lock(LockKind::Shared, "mount")?;
-    let opts = MountOptions { allow_other: a.allow_other, default_permissions: !a.no_default_permissions };
+    let opts = MountOptions {
+        allow_other: a.allow_other,
+        default_permissions: !a.no_default_permissions,
+    };
     let mounted = cairn_mount::mount(Arc::clone(&repo), &a.mountpoint, &opts)?;
     *MOUNTED.lock().unwrap_or_else(|p| p.into_inner()) = Some(mounted);
     if g.json {
@@ -42,13 +45,18 @@ pub fn run(g: &GlobalArgs, a: MountArgs) -> anyhow::Result<ExitCode> {
             "mountpoint": a.mountpoint,
         }));
     } else if !g.quiet {
-        eprintln!("mounted {} at {}; Ctrl-C unmounts", repo.backend().location(), a.mountpoint.display());
+        eprintln!(
+            "mounted {} at {}; Ctrl-C unmounts",
+            repo.backend().location(),
+            a.mountpoint.display()
+        );
     }
     loop {
         std::thread::sleep(std::time::Duration::from_millis(200));
         let mut guard = MOUNTED.lock().unwrap_or_else(|p| p.into_inner());
         if guard.as_ref().is_none_or(Mounted::is_finished) {
             // Unmounted from outside: dropping the session would try to unmount again.
+            #[allow(clippy::mem_forget)]
             std::mem::forget(guard.take());
             return Ok(ExitCode::Ok);
         }

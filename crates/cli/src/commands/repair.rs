@@ -15,7 +15,11 @@ pub fn run(g: &GlobalArgs, a: RepairArgs) -> anyhow::Result<ExitCode> {
     // Whether `repair snapshots` would drop anything (found by reading only): only then
     // may a ship destination hold what is lost here.
     let loses = match a.command {
-        RepairCommand::Snapshots { dry_run: false, force: false, .. } => {
+        RepairCommand::Snapshots {
+            dry_run: false,
+            force: false,
+            ..
+        } => {
             repo.load_index()?;
             cairn_ops::walk::first_missing_blob(&repo, &repo.list_snapshots()?)?.is_some()
         }
@@ -33,7 +37,9 @@ pub fn run(g: &GlobalArgs, a: RepairArgs) -> anyhow::Result<ExitCode> {
                     return Ok(());
                 }
                 let wanted: HashSet<&str> = damaged.iter().map(String::as_str).collect();
-                refuse_if_offsite_has(g, &repo, &|name| wanted.contains(name), &|n| format!("intact copies of {n} damaged pack(s)"))
+                refuse_if_offsite_has(g, &repo, &|name| wanted.contains(name), &|n| {
+                    format!("intact copies of {n} damaged pack(s)")
+                })
             };
             let s = cairn_ops::repair::repair_index(&repo, &guard)?;
             for p in &s.problems {
@@ -56,20 +62,36 @@ pub fn run(g: &GlobalArgs, a: RepairArgs) -> anyhow::Result<ExitCode> {
             // A pack offsite that the index here lacks may hold what is lost (or be a
             // pruned pack not yet deleted there: then --force).
             if !force && loses {
-                let indexed: HashSet<String> = repo.index().packs().map(|(p, _)| cairn_repo::pack_name(&p)).collect();
-                refuse_if_offsite_has(g, &repo, &|name| !indexed.contains(name), &|n| format!("{n} pack(s) this repository's index lacks"))?;
+                let indexed: HashSet<String> = repo
+                    .index()
+                    .packs()
+                    .map(|(p, _)| cairn_repo::pack_name(&p))
+                    .collect();
+                refuse_if_offsite_has(g, &repo, &|name| !indexed.contains(name), &|n| {
+                    format!("{n} pack(s) this repository's index lacks")
+                })?;
             }
             let s = cairn_ops::repair::repair_snapshots(&repo, dry_run, forget)?;
             if g.json {
-                let rw: Vec<_> = s.rewritten.iter().map(|(o, n)| json!({"old": o.to_hex(), "new": n.to_hex()})).collect();
-                output::print_json(&json!({"message_type": "summary", "rewritten": rw, "lost": s.lost, "dry_run": dry_run, "originals_kept": !forget}));
+                let rw: Vec<_> = s
+                    .rewritten
+                    .iter()
+                    .map(|(o, n)| json!({"old": o.to_hex(), "new": n.to_hex()}))
+                    .collect();
+                output::print_json(
+                    &json!({"message_type": "summary", "rewritten": rw, "lost": s.lost, "dry_run": dry_run, "originals_kept": !forget}),
+                );
             } else if !g.quiet {
                 for l in &s.lost {
                     println!("lost: {l}");
                 }
                 for (o, n) in &s.rewritten {
                     if forget {
-                        println!("snapshot {} replaced by {} (tagged \"repaired\")", o.short(), n.short());
+                        println!(
+                            "snapshot {} replaced by {} (tagged \"repaired\")",
+                            o.short(),
+                            n.short()
+                        );
                     } else {
                         println!("snapshot {} repaired as {} (tagged \"repaired\"); the original stays (--forget removes it)", o.short(), n.short());
                     }
@@ -118,7 +140,12 @@ pub fn run(g: &GlobalArgs, a: RepairArgs) -> anyhow::Result<ExitCode> {
 /// Refuses (before anything is given up) when a destination this machine ships the
 /// repository to holds a pack name `wanted` accepts; also when a destination cannot be
 /// looked at, since then nobody knows. `--force` skips this.
-fn refuse_if_offsite_has(g: &GlobalArgs, repo: &Repository, wanted: &dyn Fn(&str) -> bool, what: &dyn Fn(usize) -> String) -> Result<(), OpsError> {
+fn refuse_if_offsite_has(
+    g: &GlobalArgs,
+    repo: &Repository,
+    wanted: &dyn Fn(&str) -> bool,
+    what: &dyn Fn(usize) -> String,
+) -> Result<(), OpsError> {
     for dest in crate::shipped::destinations(g, &repo.backend().location()) {
         let found = location::open_backend(&dest, g)
             .map_err(|e| e.to_string())

@@ -10,7 +10,14 @@ use crate::output::{self, size};
 pub fn run(g: &GlobalArgs, a: RestoreArgs) -> anyhow::Result<ExitCode> {
     // SNAP:/sub/path restores the contents of that directory directly into the target.
     let (spec, subpath) = match a.snapshot.split_once(':') {
-        Some((s, p)) => (s.to_string(), Some(if p.starts_with('/') { p.to_string() } else { format!("/{p}") })),
+        Some((s, p)) => (
+            s.to_string(),
+            Some(if p.starts_with('/') {
+                p.to_string()
+            } else {
+                format!("/{p}")
+            }),
+        ),
         None => (a.snapshot.clone(), None),
     };
     let opts = RestoreOptions {
@@ -51,7 +58,11 @@ pub fn run(g: &GlobalArgs, a: RestoreArgs) -> anyhow::Result<ExitCode> {
             "errors": s.errors.len(),
         }));
     } else if !g.quiet {
-        let verb = if a.dry_run { "would restore" } else { "restored" };
+        let verb = if a.dry_run {
+            "would restore"
+        } else {
+            "restored"
+        };
         println!(
             "{verb} {} files ({}) and {} directories from snapshot {} to {}",
             s.files_restored,
@@ -68,14 +79,20 @@ pub fn run(g: &GlobalArgs, a: RestoreArgs) -> anyhow::Result<ExitCode> {
             println!("{deleted} {p}");
         }
         if !s.deleted.is_empty() {
-            println!("{deleted} {} files and {} directories not in the snapshot", s.files_deleted, s.dirs_deleted);
+            println!(
+                "{deleted} {} files and {} directories not in the snapshot",
+                s.files_deleted, s.dirs_deleted
+            );
         }
         if a.verify {
             println!("verified {} files", s.files_verified);
         }
     }
     if !s.errors.is_empty() {
-        eprintln!("cairn: {} file(s) could not be restored exactly (listed above)", s.errors.len());
+        eprintln!(
+            "cairn: {} file(s) could not be restored exactly (listed above)",
+            s.errors.len()
+        );
         return Ok(ExitCode::Fatal);
     }
     Ok(ExitCode::Ok)
@@ -87,8 +104,12 @@ pub fn run(g: &GlobalArgs, a: RestoreArgs) -> anyhow::Result<ExitCode> {
 fn protected_paths(g: &GlobalArgs) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     if let Some(loc) = g.repo.as_deref().filter(|l| !crate::location::is_remote(l)) {
-        out.push(std::path::PathBuf::from(loc.strip_prefix("local:").unwrap_or(loc)));
+        out.push(std::path::PathBuf::from(
+            loc.strip_prefix("local:").unwrap_or(loc),
+        ));
     }
     out.extend(crate::location::cache_root(g));
-    out.into_iter().map(|p| std::fs::canonicalize(&p).unwrap_or(p)).collect()
+    out.into_iter()
+        .map(|p| std::fs::canonicalize(&p).unwrap_or(p))
+        .collect()
 }

@@ -19,7 +19,9 @@ pub fn run(g: &GlobalArgs, a: ShipArgs) -> anyhow::Result<ExitCode> {
         // Needs neither the password nor the destination's credentials: it only edits
         // this machine's record.
         let src = location::open_backend(&src_loc, g)?.location();
-        let dst = location::open_backend(&dest, g).map(|d| d.location()).unwrap_or_else(|_| dest.clone());
+        let dst = location::open_backend(&dest, g)
+            .map(|d| d.location())
+            .unwrap_or_else(|_| dest.clone());
         let forgot = crate::shipped::forget(g, &src, &[dst.as_str(), dest.as_str()])?;
         if !g.quiet {
             match forgot {
@@ -54,7 +56,11 @@ pub fn run(g: &GlobalArgs, a: ShipArgs) -> anyhow::Result<ExitCode> {
         transfers: a.transfers.unwrap_or(default_transfers),
         dry_run: a.dry_run,
         verify: a.verify,
-        with_binary: if a.with_binary { std::env::current_exe().ok() } else { None },
+        with_binary: if a.with_binary {
+            std::env::current_exe().ok()
+        } else {
+            None
+        },
         create: a.create_bucket,
         allow_deletes: a.allow_deletes,
         keep_all: damaged.is_some() && !a.allow_deletes,
@@ -63,15 +69,29 @@ pub fn run(g: &GlobalArgs, a: ShipArgs) -> anyhow::Result<ExitCode> {
     let s = match ship(&repo, src.as_ref(), dst.as_ref(), &opts, &bar) {
         // Name the other repository too when this password opens it (a new drive set
         // up with the same password is the usual way to get here).
-        Err(cairn_ops::OpsError::OtherRepository { location, ours, theirs: None, fingerprint }) => {
+        Err(cairn_ops::OpsError::OtherRepository {
+            location,
+            ours,
+            theirs: None,
+            fingerprint,
+        }) => {
             let theirs = crate::password::given(g)
                 .and_then(|pw| cairn_repo::Repository::open(dst.clone(), pw.as_bytes()).ok())
                 .map(|r| r.config().id.clone());
-            return Err(cairn_ops::OpsError::OtherRepository { location, ours, theirs, fingerprint }.into());
+            return Err(cairn_ops::OpsError::OtherRepository {
+                location,
+                ours,
+                theirs,
+                fingerprint,
+            }
+            .into());
         }
         r => r?,
     };
-    let t = b2.as_ref().map(|b| b.client().transactions()).unwrap_or_default();
+    let t = b2
+        .as_ref()
+        .map(|b| b.client().transactions())
+        .unwrap_or_default();
     if !a.dry_run {
         let entry = crate::shipped::ShipEntry {
             time: cairn_repo::sys::now(),
@@ -82,7 +102,14 @@ pub fn run(g: &GlobalArgs, a: ShipArgs) -> anyhow::Result<ExitCode> {
         crate::shipped::record(g, &repo.backend().location(), &dst.location(), entry);
     }
     if g.json {
-        let mut v = output::transfer_summary(s.files_uploaded, s.bytes_uploaded, s.files_deleted, s.files_skipped, a.dry_run, t);
+        let mut v = output::transfer_summary(
+            s.files_uploaded,
+            s.bytes_uploaded,
+            s.files_deleted,
+            s.files_skipped,
+            a.dry_run,
+            t,
+        );
         v["verified"] = json!(s.verified);
         v["same_repository"] = json!(s.same_repository);
         v["repository_id"] = json!(s.repository_id);
@@ -101,7 +128,11 @@ pub fn run(g: &GlobalArgs, a: ShipArgs) -> anyhow::Result<ExitCode> {
                 println!("deleted {d}");
             }
         }
-        let (verb, deleted) = if a.dry_run { ("would upload", "would delete") } else { ("uploaded", "deleted") };
+        let (verb, deleted) = if a.dry_run {
+            ("would upload", "would delete")
+        } else {
+            ("uploaded", "deleted")
+        };
         println!(
             "{verb} {} files ({}), {deleted} {}, {} already at {}",
             s.files_uploaded,
@@ -114,16 +145,25 @@ pub fn run(g: &GlobalArgs, a: ShipArgs) -> anyhow::Result<ExitCode> {
             println!("verified: every repository file is at the destination with its size");
         }
         if b2.is_some() {
-            println!("B2 transactions: class A {}, class B {}, class C {}", t.class_a, t.class_b, t.class_c);
+            println!(
+                "B2 transactions: class A {}, class B {}, class C {}",
+                t.class_a, t.class_b, t.class_c
+            );
         }
     }
     for w in &s.warnings {
         eprintln!("warning: {w}");
     }
     for n in &s.unsafe_names {
-        eprintln!("warning: skipped {n:?}: under a repository directory but not a repository file name");
+        eprintln!(
+            "warning: skipped {n:?}: under a repository directory but not a repository file name"
+        );
     }
     // Files damaged here, or names that are not repository files, were not shipped: the
     // copy is complete but for them.
-    Ok(if s.damaged_here.is_empty() && s.unsafe_names.is_empty() { ExitCode::Ok } else { ExitCode::PartialBackup })
+    Ok(if s.damaged_here.is_empty() && s.unsafe_names.is_empty() {
+        ExitCode::Ok
+    } else {
+        ExitCode::PartialBackup
+    })
 }

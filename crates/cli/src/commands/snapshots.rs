@@ -11,7 +11,10 @@ pub fn run(g: &GlobalArgs, a: SnapshotsArgs) -> anyhow::Result<ExitCode> {
     let by = a.select.group_by().map_err(|e| fail(ExitCode::Fatal, e))?;
     let filter = a.select.filter();
     let mut snaps: Vec<SnapshotRef> = if a.snapshots.is_empty() {
-        repo.list_snapshots()?.into_iter().filter(|s| filter.matches(s)).collect()
+        repo.list_snapshots()?
+            .into_iter()
+            .filter(|s| filter.matches(s))
+            .collect()
     } else {
         let mut v = Vec::new();
         for spec in &a.snapshots {
@@ -20,28 +23,58 @@ pub fn run(g: &GlobalArgs, a: SnapshotsArgs) -> anyhow::Result<ExitCode> {
         v
     };
     if let Some(n) = a.latest {
-        snaps = group(snaps, by).into_values().flat_map(|v| {
-            let skip = v.len().saturating_sub(n);
-            v.into_iter().skip(skip)
-        }).collect();
-        snaps.sort_by(|x, y| x.snapshot.time.cmp(&y.snapshot.time));
+        snaps = group(snaps, by)
+            .into_values()
+            .flat_map(|v| {
+                let skip = v.len().saturating_sub(n);
+                v.into_iter().skip(skip)
+            })
+            .collect();
+        snaps.sort_by_key(|x| x.snapshot.time);
     }
-    let age = |s: &str, what: &str| Duration::parse(s).map_err(|e| fail(ExitCode::Fatal, format!("--warn-{what}-age: {e}")));
-    let (ship_age, drill_age) = (age(&a.warn_ship_age, "ship")?, age(&a.warn_drill_age, "drill")?);
+    let age = |s: &str, what: &str| {
+        Duration::parse(s).map_err(|e| fail(ExitCode::Fatal, format!("--warn-{what}-age: {e}")))
+    };
+    let (ship_age, drill_age) = (
+        age(&a.warn_ship_age, "ship")?,
+        age(&a.warn_drill_age, "drill")?,
+    );
     let ships = crate::shipped::load(g, &repo.backend().location());
-    let status = if snaps.is_empty() { None } else { Some(status(&repo, &ships, &ship_age, &a.warn_ship_age, &drill_age, &a.warn_drill_age)) };
+    let status = if snaps.is_empty() {
+        None
+    } else {
+        Some(status(
+            &repo,
+            &ships,
+            &ship_age,
+            &a.warn_ship_age,
+            &drill_age,
+            &a.warn_drill_age,
+        ))
+    };
     if g.json {
-        output::print_json(&serde_json::Value::Array(snaps.iter().map(output::snapshot_json).collect()));
+        output::print_json(&serde_json::Value::Array(
+            snaps.iter().map(output::snapshot_json).collect(),
+        ));
         return Ok(ExitCode::Ok);
     }
-    println!("{:<8}  {:<19}  {:<15}  {:<15}  Paths", "ID", "Time", "Host", "Tags");
+    println!(
+        "{:<8}  {:<19}  {:<15}  {:<15}  Paths",
+        "ID", "Time", "Host", "Tags"
+    );
     println!("{}", "-".repeat(80));
     for s in &snaps {
         let sn = &s.snapshot;
         let tags = sn.tags.join(",");
         for (i, p) in sn.paths.iter().enumerate() {
             if i == 0 {
-                println!("{:<8}  {:<19}  {:<15}  {:<15}  {p}", s.id.short(), sn.time.format("%Y-%m-%d %H:%M:%S"), sn.hostname, tags);
+                println!(
+                    "{:<8}  {:<19}  {:<15}  {:<15}  {p}",
+                    s.id.short(),
+                    sn.time.format("%Y-%m-%d %H:%M:%S"),
+                    sn.hostname,
+                    tags
+                );
             } else {
                 println!("{:<8}  {:<19}  {:<15}  {:<15}  {p}", "", "", "", "");
             }
@@ -59,9 +92,22 @@ pub fn run(g: &GlobalArgs, a: SnapshotsArgs) -> anyhow::Result<ExitCode> {
 /// copy and when a restore drill last passed. Backups nobody has tried to restore are a
 /// hope, not a backup, and an offsite copy that stopped being updated protects less
 /// each day: each gets a warning on stderr when older than its limit.
-fn status(repo: &cairn_repo::Repository, ships: &crate::shipped::Ships, ship_age: &Duration, ship_text: &str, drill_age: &Duration, drill_text: &str) -> String {
+fn status(
+    repo: &cairn_repo::Repository,
+    ships: &crate::shipped::Ships,
+    ship_age: &Duration,
+    ship_text: &str,
+    drill_age: &Duration,
+    drill_text: &str,
+) -> String {
     let now = chrono::Local::now().fixed_offset();
-    let when = |t: chrono::DateTime<chrono::FixedOffset>| format!("{} ({} ago)", t.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M"), ago(now - t));
+    let when = |t: chrono::DateTime<chrono::FixedOffset>| {
+        format!(
+            "{} ({} ago)",
+            t.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M"),
+            ago(now - t)
+        )
+    };
     let mut parts = Vec::new();
     if ships.is_empty() {
         parts.push("never shipped from this machine".into());
@@ -77,8 +123,15 @@ fn status(repo: &cairn_repo::Repository, ships: &crate::shipped::Ships, ship_age
         Some(t) => parts.push(format!("last passing drill {}", when(t))),
         None => parts.push("no passing drill".into()),
     }
-    if !drills.iter().any(|d| d.ok && d.time >= drill_age.before(now)) {
-        let span = if drill_text == "13m" { "13 months".to_string() } else { drill_text.to_string() };
+    if !drills
+        .iter()
+        .any(|d| d.ok && d.time >= drill_age.before(now))
+    {
+        let span = if drill_text == "13m" {
+            "13 months".to_string()
+        } else {
+            drill_text.to_string()
+        };
         eprintln!("warning: no restore drill has passed in the last {span}; run `cairn drill` to prove these backups can be read back");
     }
     parts.join("; ")
@@ -95,4 +148,3 @@ fn ago(d: chrono::TimeDelta) -> String {
     };
     format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
 }
-

@@ -18,10 +18,18 @@ struct Side {
 
 fn open_side(g: &GlobalArgs, loc: &str) -> anyhow::Result<Side> {
     match location::open_b2(loc, g)? {
-        Some(b) => Ok(Side { backend: b.clone(), b2: Some(b), local: None }),
+        Some(b) => Ok(Side {
+            backend: b.clone(),
+            b2: Some(b),
+            local: None,
+        }),
         None => {
             let l = Arc::new(LocalBackend::new(loc.strip_prefix("local:").unwrap_or(loc)));
-            Ok(Side { backend: l.clone(), b2: None, local: Some(l) })
+            Ok(Side {
+                backend: l.clone(),
+                b2: None,
+                local: Some(l),
+            })
         }
     }
 }
@@ -29,8 +37,16 @@ fn open_side(g: &GlobalArgs, loc: &str) -> anyhow::Result<Side> {
 fn endpoint(s: &Side) -> Endpoint<'_> {
     Endpoint {
         backend: s.backend.as_ref(),
-        encode: if s.b2.is_some() { cairn_b2::encoding::encode_path } else { identity },
-        decode: if s.b2.is_some() { cairn_b2::encoding::decode_path } else { identity },
+        encode: if s.b2.is_some() {
+            cairn_b2::encoding::encode_path
+        } else {
+            identity
+        },
+        decode: if s.b2.is_some() {
+            cairn_b2::encoding::decode_path
+        } else {
+            identity
+        },
         hide: None,
         is_local: s.b2.is_none(),
         server_copy: None,
@@ -39,7 +55,12 @@ fn endpoint(s: &Side) -> Endpoint<'_> {
 }
 
 fn regexes(v: &[String]) -> anyhow::Result<Vec<regex::Regex>> {
-    v.iter().map(|r| regex::Regex::new(r).map_err(|e| fail(ExitCode::Fatal, format!("invalid regex {r:?}: {e}")))).collect()
+    v.iter()
+        .map(|r| {
+            regex::Regex::new(r)
+                .map_err(|e| fail(ExitCode::Fatal, format!("invalid regex {r:?}: {e}")))
+        })
+        .collect()
 }
 
 /// Where a local location really is, for one that may not exist yet: its nearest
@@ -64,7 +85,9 @@ fn real_path(p: &Path) -> PathBuf {
 
 /// Whether two B2 prefixes in one bucket overlap: one is the other or lies inside it.
 fn prefixes_overlap(a: &str, b: &str) -> bool {
-    let inside = |x: &str, y: &str| y.is_empty() || x == y || x.strip_prefix(y).is_some_and(|r| r.starts_with('/'));
+    let inside = |x: &str, y: &str| {
+        y.is_empty() || x == y || x.strip_prefix(y).is_some_and(|r| r.starts_with('/'))
+    };
     inside(a, b) || inside(b, a)
 }
 
@@ -74,7 +97,10 @@ fn prefixes_overlap(a: &str, b: &str) -> bool {
 fn refuse_overlap(src: &Side, dst: &Side, a: &SyncArgs) -> anyhow::Result<()> {
     let overlap = match (&src.b2, &dst.b2, &src.local, &dst.local) {
         // Bucket names are global on B2: the same name is the same bucket.
-        (Some(s), Some(d), _, _) => s.location_config().bucket == d.location_config().bucket && prefixes_overlap(&s.location_config().prefix, &d.location_config().prefix),
+        (Some(s), Some(d), _, _) => {
+            s.location_config().bucket == d.location_config().bucket
+                && prefixes_overlap(&s.location_config().prefix, &d.location_config().prefix)
+        }
         (_, _, Some(s), Some(d)) => {
             let (s, d) = (real_path(s.root()), real_path(d.root()));
             s.starts_with(&d) || d.starts_with(&s)
@@ -99,23 +125,46 @@ pub fn run(g: &GlobalArgs, a: SyncArgs) -> anyhow::Result<ExitCode> {
             CompareArg::Size => Compare::Size,
             CompareArg::Checksum => Compare::Checksum,
         },
-        newer: if a.skip_newer { Newer::Skip } else if a.replace_newer { Newer::Replace } else { Newer::Error },
+        newer: if a.skip_newer {
+            Newer::Skip
+        } else if a.replace_newer {
+            Newer::Replace
+        } else {
+            Newer::Error
+        },
         delete: a.delete || a.hard_delete,
         // rclone's `hard_delete = true` on the destination remote means the same.
-        hard_delete: a.hard_delete || dst.b2.as_ref().is_some_and(|b| b.location_config().hard_delete),
-        transfers: a.transfers.unwrap_or(if src.b2.is_some() || dst.b2.is_some() { 16 } else { 4 }),
+        hard_delete: a.hard_delete
+            || dst
+                .b2
+                .as_ref()
+                .is_some_and(|b| b.location_config().hard_delete),
+        transfers: a
+            .transfers
+            .unwrap_or(if src.b2.is_some() || dst.b2.is_some() {
+                16
+            } else {
+                4
+            }),
         includes: regexes(&a.includes)?,
         excludes: regexes(&a.excludes)?,
         dry_run: a.dry_run,
         allow_deletes: a.allow_deletes,
     };
-    let hide_fn = dst.b2.clone().map(|b| move |name: &str| -> Result<(), BackendError> { b.hide(name) });
+    let hide_fn = dst
+        .b2
+        .clone()
+        .map(|b| move |name: &str| -> Result<(), BackendError> { b.hide(name) });
     // B2 to B2 with the same key: b2_copy_file (b2_copy_part above the copy cutoff), no
     // download or upload.
     let copy_fn = match (&src.b2, &dst.b2) {
         (Some(s), Some(d)) if d.same_account(s) => {
             let (s, d) = (s.clone(), d.clone());
-            Some(move |from: &str, to: &str, _size: u64| -> Result<bool, BackendError> { d.copy_from(&s, from, to).map(|_| true) })
+            Some(
+                move |from: &str, to: &str, _size: u64| -> Result<bool, BackendError> {
+                    d.copy_from(&s, from, to).map(|_| true)
+                },
+            )
         }
         _ => None,
     };
@@ -152,7 +201,14 @@ pub fn run(g: &GlobalArgs, a: SyncArgs) -> anyhow::Result<ExitCode> {
         eprintln!("warning: skipped {n:?}: not a safe path (.., an absolute path or NUL)");
     }
     if g.json {
-        let mut v = output::transfer_summary(s.files_uploaded, s.bytes_uploaded, s.files_deleted, s.files_skipped, a.dry_run, t);
+        let mut v = output::transfer_summary(
+            s.files_uploaded,
+            s.bytes_uploaded,
+            s.files_deleted,
+            s.files_skipped,
+            a.dry_run,
+            t,
+        );
         v["errors"] = json!(s.errors.len());
         v["unsafe_names"] = json!(s.unsafe_names);
         v["files_touched"] = json!(s.files_touched);
@@ -170,17 +226,41 @@ pub fn run(g: &GlobalArgs, a: SyncArgs) -> anyhow::Result<ExitCode> {
                 println!("stop: {why}");
             }
         }
-        let verb = if a.dry_run { "would transfer" } else { "transferred" };
-        println!("{verb} {} files ({}), deleted {}, {} unchanged", s.files_uploaded, size(s.bytes_uploaded), s.files_deleted, s.files_skipped);
+        let verb = if a.dry_run {
+            "would transfer"
+        } else {
+            "transferred"
+        };
+        println!(
+            "{verb} {} files ({}), deleted {}, {} unchanged",
+            s.files_uploaded,
+            size(s.bytes_uploaded),
+            s.files_deleted,
+            s.files_skipped
+        );
         if s.files_touched > 0 {
-            println!("{} unchanged files had only their modification time updated", s.files_touched);
+            println!(
+                "{} unchanged files had only their modification time updated",
+                s.files_touched
+            );
         }
         if src.b2.is_some() || dst.b2.is_some() {
-            println!("B2 transactions: class A {}, class B {}, class C {}", t.class_a, t.class_b, t.class_c);
+            println!(
+                "B2 transactions: class A {}, class B {}, class C {}",
+                t.class_a, t.class_b, t.class_c
+            );
         }
     }
     if !s.errors.is_empty() {
-        eprintln!("cairn: {} file(s) failed{}", s.errors.len(), if opts.delete { "; nothing was deleted" } else { "" });
+        eprintln!(
+            "cairn: {} file(s) failed{}",
+            s.errors.len(),
+            if opts.delete {
+                "; nothing was deleted"
+            } else {
+                ""
+            }
+        );
         return Ok(ExitCode::Fatal);
     }
     // Done, but not all of it: as a backup with unreadable files.

@@ -61,7 +61,13 @@ enum FileOutcome {
 }
 
 impl<'a> Archiver<'a> {
-    pub fn new(repo: &'a Repository, chunker: Chunker, opts: &'a BackupOptions, parent_root: Option<BlobId>, progress: &'a dyn crate::Progress) -> Self {
+    pub fn new(
+        repo: &'a Repository,
+        chunker: Chunker,
+        opts: &'a BackupOptions,
+        parent_root: Option<BlobId>,
+        progress: &'a dyn crate::Progress,
+    ) -> Self {
         Archiver {
             repo,
             progress,
@@ -96,12 +102,18 @@ impl<'a> Archiver<'a> {
     fn error(&self, path: &Path, e: impl std::fmt::Display) {
         let msg = format!("{}: {e}", path.display());
         tracing::debug!("{msg}");
-        self.errors.lock().unwrap_or_else(|p| p.into_inner()).push(msg);
+        self.errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(msg);
     }
 
     fn warning(&self, msg: String) {
         tracing::debug!("{msg}");
-        self.warnings.lock().unwrap_or_else(|p| p.into_inner()).push(msg);
+        self.warnings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(msg);
     }
 
     /// A parent tree that fails to load only costs speed (files are re-read), so it is
@@ -111,7 +123,10 @@ impl<'a> Archiver<'a> {
         match self.repo.load_tree(&id) {
             Ok(t) => Some(t),
             Err(e) => {
-                self.warning(format!("parent tree {} unreadable, re-reading files: {e}", id.short()));
+                self.warning(format!(
+                    "parent tree {} unreadable, re-reading files: {e}",
+                    id.short()
+                ));
                 None
             }
         }
@@ -148,7 +163,9 @@ impl<'a> Archiver<'a> {
                 Entry::Above(path, sub) => {
                     let meta = fs::symlink_metadata(path).map_err(|e| OpsError::io(path, e))?;
                     let mut node = node_from_metadata(name, path, &meta, &self.names, find(name));
-                    let parent_sub = find(name).filter(|n| n.node_type == NodeType::Dir).and_then(|n| n.subtree);
+                    let parent_sub = find(name)
+                        .filter(|n| n.node_type == NodeType::Dir)
+                        .and_then(|n| n.subtree);
                     node.subtree = Some(self.layout_tree(sub, parent_sub)?);
                     nodes.push(node);
                 }
@@ -177,14 +194,27 @@ impl<'a> Archiver<'a> {
             .par_iter()
             .map(|name| {
                 let n = name.as_bytes();
-                self.entry(&path.join(name), n, parent_tree.as_ref().and_then(|t| t.find(n)), dev)
+                self.entry(
+                    &path.join(name),
+                    n,
+                    parent_tree.as_ref().and_then(|t| t.find(n)),
+                    dev,
+                )
             })
             .collect::<Result<_, _>>()?;
-        self.save_tree(Tree { nodes: nodes.into_iter().flatten().collect() })
+        self.save_tree(Tree {
+            nodes: nodes.into_iter().flatten().collect(),
+        })
     }
 
     /// Archives one directory entry; `None` when it is excluded or unreadable.
-    fn entry(&self, path: &Path, name: &[u8], parent: Option<&Node>, dev: u64) -> Result<Option<Node>, OpsError> {
+    fn entry(
+        &self,
+        path: &Path,
+        name: &[u8],
+        parent: Option<&Node>,
+        dev: u64,
+    ) -> Result<Option<Node>, OpsError> {
         if self.opts.excludes.matches(&path.to_string_lossy()) {
             return Ok(None);
         }
@@ -202,7 +232,11 @@ impl<'a> Archiver<'a> {
         let mut node = node_from_metadata(name, path, &meta, &self.names, parent);
         match node.node_type {
             NodeType::File => {
-                if self.opts.exclude_larger_than.is_some_and(|limit| meta.len() > limit) {
+                if self
+                    .opts
+                    .exclude_larger_than
+                    .is_some_and(|limit| meta.len() > limit)
+                {
                     return Ok(None);
                 }
                 if let FileOutcome::Failed = self.file(path, &mut node, parent)? {
@@ -213,10 +247,17 @@ impl<'a> Archiver<'a> {
                 if self.opts.one_file_system && meta.dev() != dev {
                     return Ok(None);
                 }
-                if self.opts.exclude_if_present.iter().any(|f| fs::symlink_metadata(path.join(f)).is_ok()) {
+                if self
+                    .opts
+                    .exclude_if_present
+                    .iter()
+                    .any(|f| fs::symlink_metadata(path.join(f)).is_ok())
+                {
                     return Ok(None);
                 }
-                let parent_sub = parent.filter(|p| p.node_type == NodeType::Dir).and_then(|p| p.subtree);
+                let parent_sub = parent
+                    .filter(|p| p.node_type == NodeType::Dir)
+                    .and_then(|p| p.subtree);
                 let sub = self.dir_tree(path, parent_sub, dev)?;
                 match parent_sub {
                     Some(p) if p == sub => inc(&self.counters.dirs_unmodified),
@@ -252,7 +293,12 @@ impl<'a> Archiver<'a> {
         (same && p.content.iter().all(|id| self.repo.has_blob(id))).then(|| p.content.clone())
     }
 
-    fn file(&self, path: &Path, node: &mut Node, parent: Option<&Node>) -> Result<FileOutcome, OpsError> {
+    fn file(
+        &self,
+        path: &Path,
+        node: &mut Node,
+        parent: Option<&Node>,
+    ) -> Result<FileOutcome, OpsError> {
         self.progress.current(path);
         let outcome = self.file_inner(path, node, parent);
         // Bytes were reported as they were read (or at once for an unchanged file).
@@ -260,7 +306,12 @@ impl<'a> Archiver<'a> {
         outcome
     }
 
-    fn file_inner(&self, path: &Path, node: &mut Node, parent: Option<&Node>) -> Result<FileOutcome, OpsError> {
+    fn file_inner(
+        &self,
+        path: &Path,
+        node: &mut Node,
+        parent: Option<&Node>,
+    ) -> Result<FileOutcome, OpsError> {
         inc(&self.counters.files);
         self.counters.bytes.fetch_add(node.size, Ordering::Relaxed);
         if let Some(content) = self.unchanged(node, parent) {
@@ -278,8 +329,19 @@ impl<'a> Archiver<'a> {
             }
         };
         // Only a file with fewer blocks than bytes can have holes worth asking about.
-        let sparse = node.size >= 2 * self.chunker.params().max_size as u64 && f.metadata().is_ok_and(|m| m.blocks() * 512 < m.len());
-        let saved = if sparse { self.save_content(SparseFile { file: &f, offset: 0 }, node.size) } else { self.save_content(Dense(&f), node.size) };
+        let sparse = node.size >= 2 * self.chunker.params().max_size as u64
+            && f.metadata().is_ok_and(|m| m.blocks() * 512 < m.len());
+        let saved = if sparse {
+            self.save_content(
+                SparseFile {
+                    file: &f,
+                    offset: 0,
+                },
+                node.size,
+            )
+        } else {
+            self.save_content(Dense(&f), node.size)
+        };
         let (content, read) = match saved {
             Ok(x) => x,
             Err(ContentError::Read(e)) => {
@@ -291,7 +353,10 @@ impl<'a> Archiver<'a> {
         if let Ok(after) = f.metadata() {
             let mtime = Timestamp(after.mtime(), after.mtime_nsec() as u32);
             if after.len() != node.size || read != node.size || mtime != node.mtime {
-                self.warning(format!("{}: changed during backup; stored as read ({read} bytes)", path.display()));
+                self.warning(format!(
+                    "{}: changed during backup; stored as read ({read} bytes)",
+                    path.display()
+                ));
             }
         }
         node.size = read;
@@ -312,16 +377,26 @@ impl<'a> Archiver<'a> {
     /// hands a batch over only when the last is stored: chunking is several times
     /// faster than sealing, so a third batch waiting in between bought no speed and
     /// cost ~10 MiB per file being read.)
-    fn save_content(&self, reader: impl Sparse + Send, size_hint: u64) -> Result<(Vec<BlobId>, u64), ContentError> {
+    fn save_content(
+        &self,
+        reader: impl Sparse + Send,
+        size_hint: u64,
+    ) -> Result<(Vec<BlobId>, u64), ContentError> {
         let mut ids = Vec::new();
         let mut read = 0u64;
-        let store = |batch: Vec<Chunk>, ids: &mut Vec<BlobId>, read: &mut u64| -> Result<(), ContentError> {
+        let store = |batch: Vec<Chunk>,
+                     ids: &mut Vec<BlobId>,
+                     read: &mut u64|
+         -> Result<(), ContentError> {
             let bytes = batch.iter().map(|c| c.len() as u64).sum::<u64>();
             *read += bytes;
             let saved: Vec<BlobId> = batch
                 .par_iter()
                 .map(|c| match c {
-                    Chunk::Data(d) => self.repo.save_blob_parts(BlobType::Data, &d.slices()).map(|(id, _)| id),
+                    Chunk::Data(d) => self
+                        .repo
+                        .save_blob_parts(BlobType::Data, &d.slices())
+                        .map(|(id, _)| id),
                     Chunk::Zeros(n) => self.zero_blob(*n),
                 })
                 .collect::<Result<_, _>>()
@@ -384,11 +459,15 @@ impl<'a> Archiver<'a> {
 
     /// The root tree for `backup --stdin`: one file holding standard input.
     pub fn stdin_tree(&self, name: &str, input: impl Read + Send) -> Result<BlobId, OpsError> {
-        let (content, read) = self.save_content(Dense(input), u64::MAX).map_err(|e| match e {
-            ContentError::Read(e) => OpsError::io("standard input", e),
-            ContentError::Repo(e) => e,
-        })?;
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let (content, read) = self
+            .save_content(Dense(input), u64::MAX)
+            .map_err(|e| match e {
+                ContentError::Read(e) => OpsError::io("standard input", e),
+                ContentError::Repo(e) => e,
+            })?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
         let ts = Timestamp(now.as_secs() as i64, now.subsec_nanos());
         let mut node = Node::new(name.into(), NodeType::File);
         node.mode = 0o644;
@@ -430,7 +509,11 @@ thread_local! {
 
 impl ReadSlots {
     fn new(limit: usize) -> ReadSlots {
-        ReadSlots { limit, count: Mutex::new(0), freed: std::sync::Condvar::new() }
+        ReadSlots {
+            limit,
+            count: Mutex::new(0),
+            freed: std::sync::Condvar::new(),
+        }
     }
 
     /// Waits for a slot (unless this thread holds one); it is given back when the
@@ -518,7 +601,9 @@ impl Sparse for SparseFile<'_> {
         };
         let mut at = offset;
         loop {
-            let Some(start) = seek(at, libc::SEEK_HOLE)? else { return Ok(None) };
+            let Some(start) = seek(at, libc::SEEK_HOLE)? else {
+                return Ok(None);
+            };
             if start >= size {
                 return Ok(None); // the implicit hole at the end of every file
             }
@@ -544,11 +629,16 @@ enum ContentError {
 /// Opens for reading without updating the access time where the kernel allows it
 /// (only the owner or root may), so a backup does not disturb atime-based tools.
 fn open_noatime(path: &Path) -> std::io::Result<File> {
-    match fs::OpenOptions::new().read(true).custom_flags(libc::O_NOATIME | libc::O_NOFOLLOW).open(path) {
+    match fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOATIME | libc::O_NOFOLLOW)
+        .open(path)
+    {
         Ok(f) => Ok(f),
-        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
-            fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path)
-        }
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path),
         Err(e) => Err(e),
     }
 }
@@ -575,7 +665,8 @@ mod tests {
             drop(inner);
             drop(outer);
         });
-        rx.recv_timeout(Duration::from_secs(10)).expect("a nested acquire must not wait for the holder's own slot");
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("a nested acquire must not wait for the holder's own slot");
         while *slots.count.lock().unwrap() != 0 {
             std::thread::yield_now();
         }
@@ -589,7 +680,10 @@ mod tests {
                 got.store(true, Ordering::SeqCst);
             });
             std::thread::sleep(Duration::from_millis(200));
-            assert!(!got.load(Ordering::SeqCst), "a second thread took a slot beyond the limit");
+            assert!(
+                !got.load(Ordering::SeqCst),
+                "a second thread took a slot beyond the limit"
+            );
             drop(first);
         });
         assert!(got.load(Ordering::SeqCst));

@@ -27,7 +27,11 @@ impl Layout {
     pub fn new(paths: &[PathBuf]) -> Layout {
         let mut root = Layout::default();
         for p in paths {
-            let comps: Vec<OsString> = p.components().skip(1).map(|c| c.as_os_str().to_owned()).collect();
+            let comps: Vec<OsString> = p
+                .components()
+                .skip(1)
+                .map(|c| c.as_os_str().to_owned())
+                .collect();
             if comps.is_empty() {
                 root.root_is_real = true;
                 continue;
@@ -41,10 +45,14 @@ impl Layout {
         let here = parent.join(&comps[0]);
         if comps.len() == 1 {
             // A named path replaces any intermediate entry: it is archived whole.
-            self.children.insert(comps[0].clone(), Entry::Real(full.to_path_buf()));
+            self.children
+                .insert(comps[0].clone(), Entry::Real(full.to_path_buf()));
             return;
         }
-        let entry = self.children.entry(comps[0].clone()).or_insert_with(|| Entry::Above(here.clone(), Layout::default()));
+        let entry = self
+            .children
+            .entry(comps[0].clone())
+            .or_insert_with(|| Entry::Above(here.clone(), Layout::default()));
         match entry {
             Entry::Real(_) => {} // already inside a named path
             Entry::Above(_, sub) => sub.insert(&here, &comps[1..], full),

@@ -107,7 +107,12 @@ fn absolute(p: &std::path::Path) -> Result<PathBuf, OpsError> {
     }
 }
 
-fn find_parent(repo: &Repository, opts: &BackupOptions, host: &str, paths: &[String]) -> Result<Option<SnapshotRef>, OpsError> {
+fn find_parent(
+    repo: &Repository,
+    opts: &BackupOptions,
+    host: &str,
+    paths: &[String],
+) -> Result<Option<SnapshotRef>, OpsError> {
     if let Some(spec) = &opts.parent {
         return Ok(Some(repo.find_snapshot(spec)?));
     }
@@ -128,7 +133,12 @@ pub fn backup(repo: &Repository, opts: &BackupOptions) -> Result<BackupSummary, 
 /// Counts what the backup will read, on its own thread, while the backup runs (as
 /// restic's scanner does): files and bytes below `paths` that the excludes leave in,
 /// so a progress bar has a total and an ETA without delaying the first byte.
-fn scan(paths: &[PathBuf], opts: &BackupOptions, progress: &dyn crate::Progress, stop: &std::sync::atomic::AtomicBool) {
+fn scan(
+    paths: &[PathBuf],
+    opts: &BackupOptions,
+    progress: &dyn crate::Progress,
+    stop: &std::sync::atomic::AtomicBool,
+) {
     let mut stack: Vec<PathBuf> = paths.to_vec();
     while let Some(p) = stack.pop() {
         if stop.load(Ordering::Relaxed) {
@@ -137,7 +147,9 @@ fn scan(paths: &[PathBuf], opts: &BackupOptions, progress: &dyn crate::Progress,
         if opts.excludes.matches(&p.to_string_lossy()) {
             continue;
         }
-        let Ok(m) = std::fs::symlink_metadata(&p) else { continue };
+        let Ok(m) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
         if m.is_dir() {
             if let Ok(rd) = std::fs::read_dir(&p) {
                 stack.extend(rd.flatten().map(|e| e.path()));
@@ -153,27 +165,45 @@ fn scan(paths: &[PathBuf], opts: &BackupOptions, progress: &dyn crate::Progress,
 /// sees the same end of input when pg_dump fails half way); here the producer's exit
 /// status decides: anything but 0 (or a signal) fails the backup before a snapshot
 /// exists. The blobs already stored stay for the next backup to reuse.
-fn from_command(arch: &archiver::Archiver<'_>, name: &str, argv: &[std::ffi::OsString]) -> Result<cairn_format::BlobId, OpsError> {
+fn from_command(
+    arch: &archiver::Archiver<'_>,
+    name: &str,
+    argv: &[std::ffi::OsString],
+) -> Result<cairn_format::BlobId, OpsError> {
     use std::process::{Command, Stdio};
     let Some((program, args)) = argv.split_first() else {
         return Err(OpsError::Invalid("--stdin-from-command needs a command: cairn backup --stdin-from-command -- CMD [ARG...]".into()));
     };
-    let shown = argv.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ");
+    let shown = argv
+        .iter()
+        .map(|a| a.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ");
     let mut child = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .map_err(|e| OpsError::Invalid(format!("--stdin-from-command: cannot run `{shown}`: {e}")))?;
-    let out = child.stdout.take().ok_or_else(|| OpsError::Invalid("--stdin-from-command: no output pipe".into()))?;
+        .map_err(|e| {
+            OpsError::Invalid(format!("--stdin-from-command: cannot run `{shown}`: {e}"))
+        })?;
+    let out = child
+        .stdout
+        .take()
+        .ok_or_else(|| OpsError::Invalid("--stdin-from-command: no output pipe".into()))?;
     let tree = arch.stdin_tree(name, out);
     // Reaped whatever happened, so no zombie outlives a failed read.
-    let status = child.wait().map_err(|e| OpsError::Invalid(format!("--stdin-from-command: waiting for `{shown}`: {e}")));
+    let status = child.wait().map_err(|e| {
+        OpsError::Invalid(format!("--stdin-from-command: waiting for `{shown}`: {e}"))
+    });
     let tree = tree?;
     let status = status?;
     if !status.success() {
-        let how = match (status.code(), std::os::unix::process::ExitStatusExt::signal(&status)) {
+        let how = match (
+            status.code(),
+            std::os::unix::process::ExitStatusExt::signal(&status),
+        ) {
             (Some(c), _) => format!("exited with status {c}"),
             (None, Some(s)) => format!("was killed by signal {s}"),
             _ => "failed".to_string(),
@@ -183,9 +213,12 @@ fn from_command(arch: &archiver::Archiver<'_>, name: &str, argv: &[std::ffi::OsS
     Ok(tree)
 }
 
-
 /// [`backup`], reporting files as they are done (and the scanner's totals).
-pub fn backup_with_progress(repo: &Repository, opts: &BackupOptions, progress: &dyn crate::Progress) -> Result<BackupSummary, OpsError> {
+pub fn backup_with_progress(
+    repo: &Repository,
+    opts: &BackupOptions,
+    progress: &dyn crate::Progress,
+) -> Result<BackupSummary, OpsError> {
     let stop = std::sync::atomic::AtomicBool::new(false);
     // The total grows as the scanner finds files.
     progress.start(0, 0);
@@ -203,7 +236,11 @@ pub fn backup_with_progress(repo: &Repository, opts: &BackupOptions, progress: &
     result
 }
 
-fn run_backup(repo: &Repository, opts: &BackupOptions, progress: &dyn crate::Progress) -> Result<BackupSummary, OpsError> {
+fn run_backup(
+    repo: &Repository,
+    opts: &BackupOptions,
+    progress: &dyn crate::Progress,
+) -> Result<BackupSummary, OpsError> {
     let start = Instant::now();
     let start_time = sys::now();
     let cfg = repo.config();
@@ -220,7 +257,9 @@ fn run_backup(repo: &Repository, opts: &BackupOptions, progress: &dyn crate::Pro
 
     let (paths, tree, parent_id, arch) = if let Some(name) = &opts.stdin_filename {
         if name.is_empty() || name.contains('/') {
-            return Err(OpsError::Invalid(format!("invalid --stdin-filename {name:?}: must be a plain file name")));
+            return Err(OpsError::Invalid(format!(
+                "invalid --stdin-filename {name:?}: must be a plain file name"
+            )));
         }
         let arch = archiver::Archiver::new(repo, chunker, opts, None, progress);
         let tree = match &opts.stdin_command {
@@ -230,7 +269,9 @@ fn run_backup(repo: &Repository, opts: &BackupOptions, progress: &dyn crate::Pro
         (vec![format!("/{name}")], tree, None, arch)
     } else {
         if opts.paths.is_empty() {
-            return Err(OpsError::Invalid("nothing to back up: give at least one path".into()));
+            return Err(OpsError::Invalid(
+                "nothing to back up: give at least one path".into(),
+            ));
         }
         let mut abs = Vec::new();
         for p in &opts.paths {
@@ -238,8 +279,15 @@ fn run_backup(repo: &Repository, opts: &BackupOptions, progress: &dyn crate::Pro
             std::fs::symlink_metadata(&a).map_err(|e| OpsError::io(&a, e))?;
             abs.push(a);
         }
-        let paths: Vec<String> = abs.iter().map(|p| p.to_string_lossy().into_owned()).collect();
-        let parent = if opts.force { None } else { find_parent(repo, opts, &host, &paths)? };
+        let paths: Vec<String> = abs
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        let parent = if opts.force {
+            None
+        } else {
+            find_parent(repo, opts, &host, &paths)?
+        };
         let parent_tree = parent.as_ref().map(|p| p.snapshot.tree);
         let arch = archiver::Archiver::new(repo, chunker, opts, parent_tree, progress);
         let root = layout::Layout::new(&abs);

@@ -88,29 +88,53 @@ impl Errors {
 }
 
 /// Restores `snap` as `opts` says. The repository's index must be loaded.
-pub fn restore(repo: &Repository, snap: &SnapshotRef, opts: &RestoreOptions) -> Result<RestoreSummary, OpsError> {
+pub fn restore(
+    repo: &Repository,
+    snap: &SnapshotRef,
+    opts: &RestoreOptions,
+) -> Result<RestoreSummary, OpsError> {
     restore_with_progress(repo, snap, opts, &crate::NoProgress)
 }
 
 /// [`restore`], reporting the planned files and bytes, then each file as it is done.
-pub fn restore_with_progress(repo: &Repository, snap: &SnapshotRef, opts: &RestoreOptions, progress: &dyn crate::Progress) -> Result<RestoreSummary, OpsError> {
+pub fn restore_with_progress(
+    repo: &Repository,
+    snap: &SnapshotRef,
+    opts: &RestoreOptions,
+    progress: &dyn crate::Progress,
+) -> Result<RestoreSummary, OpsError> {
     let plan = RestorePlan::build(repo, snap, opts)?;
-    progress.start(plan.files.len() as u64, plan.files.iter().map(|i| i.node.size).sum());
+    progress.start(
+        plan.files.len() as u64,
+        plan.files.iter().map(|i| i.node.size).sum(),
+    );
     let result = crate::in_io_pool(repo.io_threads(), || execute(repo, plan, opts, progress));
     progress.finish();
     result
 }
 
-fn execute(repo: &Repository, plan: RestorePlan, opts: &RestoreOptions, progress: &dyn crate::Progress) -> Result<RestoreSummary, OpsError> {
-    let mut summary = RestoreSummary { dirs_restored: plan.dirs.len() as u64, ..Default::default() };
+fn execute(
+    repo: &Repository,
+    plan: RestorePlan,
+    opts: &RestoreOptions,
+    progress: &dyn crate::Progress,
+) -> Result<RestoreSummary, OpsError> {
+    let mut summary = RestoreSummary {
+        dirs_restored: plan.dirs.len() as u64,
+        ..Default::default()
+    };
     if opts.dry_run {
-        summary.files_restored = (plan.files.len() + plan.hardlinks.len() + plan.others.len()) as u64;
+        summary.files_restored =
+            (plan.files.len() + plan.hardlinks.len() + plan.others.len()) as u64;
         summary.bytes_restored = plan.files.iter().map(|i| i.node.size).sum();
         if opts.delete {
-            if let Some(target) = TargetDir::open_existing(&opts.target).map_err(|e| OpsError::io(&opts.target, e))? {
+            if let Some(target) =
+                TargetDir::open_existing(&opts.target).map_err(|e| OpsError::io(&opts.target, e))?
+            {
                 let errors = Errors(Mutex::new(Vec::new()));
                 let d = plan::delete_extraneous(&target, &plan, opts, false, &errors_sink(&errors));
-                (summary.files_deleted, summary.dirs_deleted, summary.deleted) = (d.files, d.dirs, d.paths);
+                (summary.files_deleted, summary.dirs_deleted, summary.deleted) =
+                    (d.files, d.dirs, d.paths);
                 summary.errors = errors.0.into_inner().unwrap_or_else(|p| p.into_inner());
             }
         }
@@ -140,7 +164,8 @@ fn execute(repo: &Repository, plan: RestorePlan, opts: &RestoreOptions, progress
     // local restore holds (16 threads with 8 blobs each held 175 MiB). Worked out once,
     // not per file (the core count is a few syscalls).
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let batch_len = (BLOBS_PER_BATCH * cores / rayon::current_num_threads()).clamp(2, BLOBS_PER_BATCH);
+    let batch_len =
+        (BLOBS_PER_BATCH * cores / rayon::current_num_threads()).clamp(2, BLOBS_PER_BATCH);
     let outcomes: Vec<FileResult> = plan
         .files
         .par_iter()
@@ -149,7 +174,16 @@ fn execute(repo: &Repository, plan: RestorePlan, opts: &RestoreOptions, progress
                 return FileResult::Failed;
             }
             progress.current(&item.dest);
-            let r = restore_file(repo, &target, item, opts.overwrite, owners, &errors, batch_len).unwrap_or_else(|e| {
+            let r = restore_file(
+                repo,
+                &target,
+                item,
+                opts.overwrite,
+                owners,
+                &errors,
+                batch_len,
+            )
+            .unwrap_or_else(|e| {
                 errors.add(&item.dest, e);
                 FileResult::Failed
             });
@@ -197,14 +231,20 @@ fn execute(repo: &Repository, plan: RestorePlan, opts: &RestoreOptions, progress
         .filter(|(_, o)| matches!(o, FileResult::Kept | FileResult::Written(_)))
         .map(|(i, _)| i.dest.as_path())
         .collect();
-    plan.files.par_iter().chain(plan.others.par_iter()).for_each(|item| {
-        if item.node.node_type == NodeType::Socket || in_failed(&item.dest) || done.contains(item.dest.as_path()) {
-            return;
-        }
-        if let Err(e) = metadata_of_existing(&target, item, owners) {
-            errors.add(&item.dest, format!("metadata: {e}"));
-        }
-    });
+    plan.files
+        .par_iter()
+        .chain(plan.others.par_iter())
+        .for_each(|item| {
+            if item.node.node_type == NodeType::Socket
+                || in_failed(&item.dest)
+                || done.contains(item.dest.as_path())
+            {
+                return;
+            }
+            if let Err(e) = metadata_of_existing(&target, item, owners) {
+                errors.add(&item.dest, format!("metadata: {e}"));
+            }
+        });
 
     if opts.delete {
         let d = plan::delete_extraneous(&target, &plan, opts, true, &errors_sink(&errors));
@@ -215,7 +255,10 @@ fn execute(repo: &Repository, plan: RestorePlan, opts: &RestoreOptions, progress
         if in_failed(&d.dest) {
             continue;
         }
-        let dir = target.dir(&d.dest).and_then(|fd| fd.try_clone()).map(std::fs::File::from);
+        let dir = target
+            .dir(&d.dest)
+            .and_then(|fd| fd.try_clone())
+            .map(std::fs::File::from);
         if let Err(e) = dir.and_then(|f| apply_metadata(Target::File(&f), &d.node, owners)) {
             errors.add(&d.dest, format!("metadata: {e}"));
         }
@@ -229,7 +272,10 @@ fn execute(repo: &Repository, plan: RestorePlan, opts: &RestoreOptions, progress
             .map(|item| match verify_at(repo, &target, item) {
                 Ok(true) => true,
                 Ok(false) => {
-                    errors.add(&item.dest, "verification failed: content differs from the snapshot");
+                    errors.add(
+                        &item.dest,
+                        "verification failed: content differs from the snapshot",
+                    );
                     false
                 }
                 Err(e) => {
@@ -261,7 +307,11 @@ fn ensure_dir(target: &TargetDir, dest: &Path) -> std::io::Result<()> {
         None => {}
     }
     target.forget(dest);
-    nix::sys::stat::mkdirat(Some(std::os::fd::AsRawFd::as_raw_fd(&*dir)), name, nix::sys::stat::Mode::from_bits_truncate(0o700))?;
+    nix::sys::stat::mkdirat(
+        Some(std::os::fd::AsRawFd::as_raw_fd(&*dir)),
+        name,
+        nix::sys::stat::Mode::from_bits_truncate(0o700),
+    )?;
     Ok(())
 }
 
@@ -272,13 +322,23 @@ fn link(target: &TargetDir, source: &Path, dest: &Path) -> std::io::Result<()> {
     let (ddir, dname) = target.parent(dest)?;
     target::remove_at(&ddir, dname)?;
     // Without AT_SYMLINK_FOLLOW: a symlink put where the source was is not followed.
-    nix::unistd::linkat(Some(sdir.as_raw_fd()), sname, Some(ddir.as_raw_fd()), dname, nix::fcntl::AtFlags::empty())?;
+    nix::unistd::linkat(
+        Some(sdir.as_raw_fd()),
+        sname,
+        Some(ddir.as_raw_fd()),
+        dname,
+        nix::fcntl::AtFlags::empty(),
+    )?;
     Ok(())
 }
 
 /// Sets the metadata of a file or special that this run did not write (`--overwrite
 /// if-changed` found it identical) or created without it (symlinks, fifos, devices).
-fn metadata_of_existing(target: &TargetDir, item: &Item, owners: Option<&NameCache>) -> std::io::Result<()> {
+fn metadata_of_existing(
+    target: &TargetDir,
+    item: &Item,
+    owners: Option<&NameCache>,
+) -> std::io::Result<()> {
     let (dir, name) = target.parent(&item.dest)?;
     if target::stat_at(&dir, name)?.is_none() {
         return Ok(());
@@ -292,7 +352,9 @@ fn metadata_of_existing(target: &TargetDir, item: &Item, owners: Option<&NameCac
 
 /// `--verify` of one restored file, read through the target's descriptors.
 fn verify_at(repo: &Repository, target: &TargetDir, item: &Item) -> Result<bool, OpsError> {
-    let (dir, name) = target.parent(&item.dest).map_err(|e| OpsError::io(&item.dest, e))?;
+    let (dir, name) = target
+        .parent(&item.dest)
+        .map_err(|e| OpsError::io(&item.dest, e))?;
     let f = target::open_file_at(&dir, name).map_err(|e| OpsError::io(&item.dest, e))?;
     verify::open_file_matches(repo, &f, &item.dest, &item.node)
 }
@@ -313,7 +375,15 @@ const BLOBS_PER_BATCH: usize = 8;
 /// descriptor. A file that does not exist yet (a restore into a new target) is created
 /// exclusively, with no look at the path first.
 /// Restores one file's content, loading `batch_len` of its blobs at once.
-fn restore_file(repo: &Repository, target: &TargetDir, item: &Item, overwrite: Overwrite, owners: Option<&NameCache>, errors: &Errors, batch_len: usize) -> Result<FileResult, OpsError> {
+fn restore_file(
+    repo: &Repository,
+    target: &TargetDir,
+    item: &Item,
+    overwrite: Overwrite,
+    owners: Option<&NameCache>,
+    errors: &Errors,
+    batch_len: usize,
+) -> Result<FileResult, OpsError> {
     let dest = &item.dest;
     let node = &item.node;
     let io = |e| OpsError::io(dest, e);
@@ -326,8 +396,12 @@ fn restore_file(repo: &Repository, target: &TargetDir, item: &Item, overwrite: O
             if let Some(st) = target::stat_at(&dir, name).map_err(io)? {
                 match overwrite {
                     Overwrite::Never => return Ok(FileResult::Kept),
-                    Overwrite::IfChanged if target::is_file(&st) && st.st_size as u64 == node.size => {
-                        let same = target::open_file_at(&dir, name).map_err(io).and_then(|f| verify::open_file_matches(repo, &f, dest, node));
+                    Overwrite::IfChanged
+                        if target::is_file(&st) && st.st_size as u64 == node.size =>
+                    {
+                        let same = target::open_file_at(&dir, name)
+                            .map_err(io)
+                            .and_then(|f| verify::open_file_matches(repo, &f, dest, node));
                         if same.unwrap_or(false) {
                             return Ok(FileResult::Identical);
                         }
@@ -365,7 +439,8 @@ fn restore_file(repo: &Repository, target: &TargetDir, item: &Item, overwrite: O
                     if data.iter().all(|b| *b == 0) {
                         zero_blobs.insert(*id, data.len() as u64);
                     } else {
-                        f.write_all_at(&data, offset).map_err(|e| OpsError::io(dest, e))?;
+                        f.write_all_at(&data, offset)
+                            .map_err(|e| OpsError::io(dest, e))?;
                         written_end = offset + data.len() as u64;
                     }
                     offset += data.len() as u64;
@@ -386,10 +461,16 @@ fn restore_file(repo: &Repository, target: &TargetDir, item: &Item, overwrite: O
         f.set_len(offset).map_err(|e| OpsError::io(dest, e))?;
     }
     if !damaged.is_empty() {
-        return Err(OpsError::Invalid(format!("damaged, restored with gaps: {}", damaged.join("; "))));
+        return Err(OpsError::Invalid(format!(
+            "damaged, restored with gaps: {}",
+            damaged.join("; ")
+        )));
     }
     if offset != node.size {
-        return Err(OpsError::Invalid(format!("restored {offset} bytes but the snapshot records {}", node.size)));
+        return Err(OpsError::Invalid(format!(
+            "restored {offset} bytes but the snapshot records {}",
+            node.size
+        )));
     }
     if let Err(e) = apply_metadata(Target::File(&f), node, owners) {
         errors.add(dest, format!("metadata: {e}"));
@@ -399,7 +480,12 @@ fn restore_file(repo: &Repository, target: &TargetDir, item: &Item, overwrite: O
 
 /// Creates a symlink, fifo or device node. Sockets are skipped (a socket belongs to a
 /// running process; restic skips them too). Returns whether something was created.
-fn create_special(target: &TargetDir, dest: &Path, node: &Node, overwrite: Overwrite) -> Result<bool, String> {
+fn create_special(
+    target: &TargetDir,
+    dest: &Path,
+    node: &Node,
+    overwrite: Overwrite,
+) -> Result<bool, String> {
     use nix::sys::stat::{mknodat, Mode, SFlag};
     use std::os::fd::AsRawFd;
     use std::os::unix::ffi::OsStrExt;
@@ -407,7 +493,10 @@ fn create_special(target: &TargetDir, dest: &Path, node: &Node, overwrite: Overw
         return Ok(false);
     }
     let (dir, name) = target.parent(dest).map_err(|e| e.to_string())?;
-    if target::stat_at(&dir, name).map_err(|e| e.to_string())?.is_some() {
+    if target::stat_at(&dir, name)
+        .map_err(|e| e.to_string())?
+        .is_some()
+    {
         if overwrite == Overwrite::Never {
             return Ok(false);
         }
@@ -416,11 +505,21 @@ fn create_special(target: &TargetDir, dest: &Path, node: &Node, overwrite: Overw
     let mode = Mode::from_bits_truncate(node.mode & 0o7777);
     let fd = Some(dir.as_raw_fd());
     match node.node_type {
-        NodeType::Symlink => nix::unistd::symlinkat(std::ffi::OsStr::from_bytes(node.link_target.as_slice()), fd, name).map_err(|e| e.to_string())?,
+        NodeType::Symlink => nix::unistd::symlinkat(
+            std::ffi::OsStr::from_bytes(node.link_target.as_slice()),
+            fd,
+            name,
+        )
+        .map_err(|e| e.to_string())?,
         NodeType::Fifo => nix::unistd::mkfifoat(fd, name, mode).map_err(|e| e.to_string())?,
         NodeType::Chardev | NodeType::Blockdev => {
-            let kind = if node.node_type == NodeType::Chardev { SFlag::S_IFCHR } else { SFlag::S_IFBLK };
-            mknodat(fd, name, kind, mode, node.rdev as libc::dev_t).map_err(|e| format!("cannot create device node: {e}"))?
+            let kind = if node.node_type == NodeType::Chardev {
+                SFlag::S_IFCHR
+            } else {
+                SFlag::S_IFBLK
+            };
+            mknodat(fd, name, kind, mode, node.rdev as libc::dev_t)
+                .map_err(|e| format!("cannot create device node: {e}"))?
         }
         _ => return Ok(false),
     }

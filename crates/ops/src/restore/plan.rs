@@ -61,16 +61,38 @@ impl Builder<'_> {
     /// Whether `path` is one of the backed-up paths or lies below one. A snapshot that
     /// records no paths (stdin) has only what it holds.
     fn backed_up(&self, path: &[u8]) -> bool {
-        self.backed_up.is_empty() || self.backed_up.iter().any(|b| path == b.as_slice() || b.is_empty() || (path.starts_with(b) && path.get(b.len()) == Some(&b'/')))
+        self.backed_up.is_empty()
+            || self.backed_up.iter().any(|b| {
+                path == b.as_slice()
+                    || b.is_empty()
+                    || (path.starts_with(b) && path.get(b.len()) == Some(&b'/'))
+            })
     }
 
-    fn scope(&self, dest: &Path, snap_path: &[u8], names: HashSet<OsString>, included: bool) -> Option<DeleteScope> {
-        (self.opts.delete && self.opts.only.is_none() && self.backed_up(snap_path)).then(|| DeleteScope { dest: dest.to_path_buf(), snap_path: snap_path.to_vec(), names, included })
+    fn scope(
+        &self,
+        dest: &Path,
+        snap_path: &[u8],
+        names: HashSet<OsString>,
+        included: bool,
+    ) -> Option<DeleteScope> {
+        (self.opts.delete && self.opts.only.is_none() && self.backed_up(snap_path)).then(|| {
+            DeleteScope {
+                dest: dest.to_path_buf(),
+                snap_path: snap_path.to_vec(),
+                names,
+                included,
+            }
+        })
     }
 }
 
 impl RestorePlan {
-    pub fn build(repo: &Repository, snap: &SnapshotRef, opts: &RestoreOptions) -> Result<RestorePlan, OpsError> {
+    pub fn build(
+        repo: &Repository,
+        snap: &SnapshotRef,
+        opts: &RestoreOptions,
+    ) -> Result<RestorePlan, OpsError> {
         let sub = opts.subpath.as_deref().unwrap_or("/");
         let start = find_node(repo, &snap.snapshot.tree, sub, ts(snap.snapshot.time))?;
         let backed_up = snap
@@ -79,19 +101,35 @@ impl RestorePlan {
             .iter()
             .map(|p| {
                 let p = p.trim_end_matches('/');
-                if p.starts_with('/') { p.as_bytes().to_vec() } else { format!("/{p}").into_bytes() }
+                if p.starts_with('/') {
+                    p.as_bytes().to_vec()
+                } else {
+                    format!("/{p}").into_bytes()
+                }
             })
             .map(|p| if p == b"/" { Vec::new() } else { p })
             .collect();
-        let mut b = Builder { repo, opts, plan: RestorePlan::default(), links: HashMap::new(), backed_up };
-        let base: Vec<u8> = if sub == "/" { b"/".to_vec() } else { sub.trim_end_matches('/').as_bytes().to_vec() };
+        let mut b = Builder {
+            repo,
+            opts,
+            plan: RestorePlan::default(),
+            links: HashMap::new(),
+            backed_up,
+        };
+        let base: Vec<u8> = if sub == "/" {
+            b"/".to_vec()
+        } else {
+            sub.trim_end_matches('/').as_bytes().to_vec()
+        };
         match (start.node_type, start.subtree) {
             (NodeType::Dir, Some(tree)) => {
                 let mut selected = Vec::new();
                 let included = b.opts.includes.is_empty();
                 let (_, names) = b.dir(&tree, &base, &opts.target, included, &mut selected)?;
                 let root = if base == b"/" { &b""[..] } else { &base[..] };
-                b.plan.delete_scopes.extend(b.scope(&opts.target, root, names, included));
+                b.plan
+                    .delete_scopes
+                    .extend(b.scope(&opts.target, root, names, included));
                 b.commit(selected);
             }
             _ => {
@@ -159,7 +197,11 @@ impl Builder<'_> {
         out: &mut Vec<Planned>,
     ) -> Result<(bool, HashSet<OsString>), OpsError> {
         let t = self.repo.load_tree(tree)?;
-        let names: HashSet<OsString> = t.nodes.iter().map(|n| OsStr::from_bytes(n.name.as_slice()).to_owned()).collect();
+        let names: HashSet<OsString> = t
+            .nodes
+            .iter()
+            .map(|n| OsStr::from_bytes(n.name.as_slice()).to_owned())
+            .collect();
         let mut any = false;
         for node in t.nodes {
             check_name(tree, &node)?;
@@ -181,7 +223,13 @@ impl Builder<'_> {
                 };
                 if inc || sub_any {
                     let scope = self.scope(&child_dest, &path, sub_names, inc);
-                    out.push(Planned::Dir(Item { dest: child_dest, node }, scope));
+                    out.push(Planned::Dir(
+                        Item {
+                            dest: child_dest,
+                            node,
+                        },
+                        scope,
+                    ));
                     out.extend(sub_out);
                     any = true;
                 }
@@ -206,12 +254,20 @@ pub(super) struct Deleted {
 /// Removes (when `remove`; else only lists) the entries of the delete scopes that the
 /// snapshot lacks and the filters select, never the repository, its cache, or a
 /// directory that holds either (`opts.protect`).
-pub(super) fn delete_extraneous(target: &super::TargetDir, plan: &RestorePlan, opts: &RestoreOptions, remove: bool, err: &dyn Fn(&Path, String)) -> Deleted {
+pub(super) fn delete_extraneous(
+    target: &super::TargetDir,
+    plan: &RestorePlan,
+    opts: &RestoreOptions,
+    remove: bool,
+    err: &dyn Fn(&Path, String),
+) -> Deleted {
     use super::target;
     let mut out = Deleted::default();
     for scope in &plan.delete_scopes {
         // In a dry run a directory may not exist yet: nothing in it to delete.
-        let Ok(fd) = target.dir(&scope.dest) else { continue };
+        let Ok(fd) = target.dir(&scope.dest) else {
+            continue;
+        };
         let real = target.real(&scope.dest);
         if opts.protect.iter().any(|p| real.starts_with(p)) {
             continue;
@@ -236,19 +292,29 @@ pub(super) fn delete_extraneous(target: &super::TargetDir, plan: &RestorePlan, o
             let p = scope.dest.join(&name);
             let candidate = real.join(&name);
             if opts.protect.iter().any(|k| k.starts_with(&candidate)) {
-                tracing::warn!("not deleting {}: it holds this repository or its cache", p.display());
+                tracing::warn!(
+                    "not deleting {}: it holds this repository or its cache",
+                    p.display()
+                );
                 continue;
             }
             match target::stat_at(&fd, &name) {
-                Ok(Some(st)) if target::is_dir(&st) => match target::walk_tree_at(&fd, &name, remove) {
-                    Ok((f, d)) => {
-                        out.files += f;
-                        out.dirs += d;
-                        out.paths.push(format!("{}/ ({f} files, {d} directories)", p.display()));
+                Ok(Some(st)) if target::is_dir(&st) => {
+                    match target::walk_tree_at(&fd, &name, remove) {
+                        Ok((f, d)) => {
+                            out.files += f;
+                            out.dirs += d;
+                            out.paths
+                                .push(format!("{}/ ({f} files, {d} directories)", p.display()));
+                        }
+                        Err(e) => err(&p, format!("could not delete: {e}")),
                     }
-                    Err(e) => err(&p, format!("could not delete: {e}")),
-                },
-                Ok(Some(_)) => match if remove { target::remove_at(&fd, &name) } else { Ok(()) } {
+                }
+                Ok(Some(_)) => match if remove {
+                    target::remove_at(&fd, &name)
+                } else {
+                    Ok(())
+                } {
                     Ok(()) => {
                         out.files += 1;
                         out.paths.push(p.display().to_string());

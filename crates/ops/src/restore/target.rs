@@ -35,19 +35,33 @@ pub(super) struct TargetDir {
 }
 
 fn open_fd(dir: Option<&OwnedFd>, name: &Path, flags: OFlag, mode: Mode) -> io::Result<OwnedFd> {
-    let fd = openat(dir.map(AsRawFd::as_raw_fd), name, flags | OFlag::O_CLOEXEC, mode)?;
+    let fd = openat(
+        dir.map(AsRawFd::as_raw_fd),
+        name,
+        flags | OFlag::O_CLOEXEC,
+        mode,
+    )?;
     // SAFETY: openat returned a new descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Opens the directory `name` inside `dir`, never following a symlink.
 pub(super) fn open_dir_at(dir: &OwnedFd, name: &OsStr) -> io::Result<OwnedFd> {
-    open_fd(Some(dir), Path::new(name), OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW, Mode::empty())
+    open_fd(
+        Some(dir),
+        Path::new(name),
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW,
+        Mode::empty(),
+    )
 }
 
 /// What `name` inside `dir` is, without following a symlink; `None` when absent.
 pub(super) fn stat_at(dir: &OwnedFd, name: &OsStr) -> io::Result<Option<FileStat>> {
-    match fstatat(Some(dir.as_raw_fd()), name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
+    match fstatat(
+        Some(dir.as_raw_fd()),
+        name,
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+    ) {
         Ok(st) => Ok(Some(st)),
         Err(nix::errno::Errno::ENOENT) => Ok(None),
         Err(e) => Err(e.into()),
@@ -75,7 +89,12 @@ pub(super) fn remove_at(dir: &OwnedFd, name: &OsStr) -> io::Result<()> {
 /// its own mode is set).
 pub(super) fn create_file_at(dir: &OwnedFd, name: &OsStr) -> io::Result<File> {
     let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW;
-    Ok(File::from(open_fd(Some(dir), Path::new(name), flags, Mode::from_bits_truncate(0o600))?))
+    Ok(File::from(open_fd(
+        Some(dir),
+        Path::new(name),
+        flags,
+        Mode::from_bits_truncate(0o600),
+    )?))
 }
 
 /// Opens the existing regular file `name` in `dir` for reading; anything else (a
@@ -123,7 +142,12 @@ pub(super) fn list_at(fd: &OwnedFd) -> io::Result<Vec<std::ffi::OsString>> {
     use std::os::unix::ffi::OsStrExt;
     // A new open file description, so reading it moves no offset another user of `fd`
     // sees; the stream owns (and closes) it from here on.
-    let own = open_fd(Some(fd), Path::new("."), OFlag::O_RDONLY | OFlag::O_DIRECTORY, Mode::empty())?;
+    let own = open_fd(
+        Some(fd),
+        Path::new("."),
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+        Mode::empty(),
+    )?;
     let mut d = nix::dir::Dir::from_fd(own.into_raw_fd())?;
     let mut out = Vec::new();
     for e in d.iter() {
@@ -140,13 +164,23 @@ impl TargetDir {
     /// Creates the target if needed and opens it.
     pub(super) fn open(root: &Path) -> io::Result<TargetDir> {
         std::fs::create_dir_all(root)?;
-        let fd = open_fd(None, root, OFlag::O_RDONLY | OFlag::O_DIRECTORY, Mode::empty())?;
+        let fd = open_fd(
+            None,
+            root,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+            Mode::empty(),
+        )?;
         Ok(TargetDir::new(root, fd))
     }
 
     fn new(root: &Path, fd: OwnedFd) -> TargetDir {
         let real_root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
-        TargetDir { root: root.to_path_buf(), real_root, root_fd: Arc::new(fd), cache: Mutex::new(HashMap::new()) }
+        TargetDir {
+            root: root.to_path_buf(),
+            real_root,
+            root_fd: Arc::new(fd),
+            cache: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Where `path`, at or below the target, really is (for comparing with the
@@ -160,7 +194,12 @@ impl TargetDir {
 
     /// Opens the target if it exists (a dry run creates nothing).
     pub(super) fn open_existing(root: &Path) -> io::Result<Option<TargetDir>> {
-        match open_fd(None, root, OFlag::O_RDONLY | OFlag::O_DIRECTORY, Mode::empty()) {
+        match open_fd(
+            None,
+            root,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+            Mode::empty(),
+        ) {
             Ok(fd) => Ok(Some(TargetDir::new(root, fd))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
@@ -170,7 +209,9 @@ impl TargetDir {
     /// The descriptor of the directory `dir`, a path at or below the target, walked
     /// from the nearest directory already open.
     pub(super) fn dir(&self, dir: &Path) -> io::Result<Arc<OwnedFd>> {
-        let rel = dir.strip_prefix(&self.root).map_err(|_| io::Error::other("outside the restore target"))?;
+        let rel = dir
+            .strip_prefix(&self.root)
+            .map_err(|_| io::Error::other("outside the restore target"))?;
         if rel.as_os_str().is_empty() {
             return Ok(Arc::clone(&self.root_fd));
         }
@@ -185,13 +226,21 @@ impl TargetDir {
                 break;
             }
         }
-        let rest = rel.strip_prefix(&done).map_err(|_| io::Error::other("outside the restore target"))?.to_path_buf();
+        let rest = rel
+            .strip_prefix(&done)
+            .map_err(|_| io::Error::other("outside the restore target"))?
+            .to_path_buf();
         for comp in rest.components() {
             let Component::Normal(name) = comp else {
-                return Err(io::Error::other("not a plain path below the restore target"));
+                return Err(io::Error::other(
+                    "not a plain path below the restore target",
+                ));
             };
             fd = Arc::new(open_dir_at(&fd, name).map_err(|e| match e.raw_os_error() {
-                Some(libc::ELOOP) | Some(libc::ENOTDIR) => io::Error::other(format!("{} is not a directory (a symlink in the way is never followed)", done.join(name).display())),
+                Some(libc::ELOOP) | Some(libc::ENOTDIR) => io::Error::other(format!(
+                    "{} is not a directory (a symlink in the way is never followed)",
+                    done.join(name).display()
+                )),
                 _ => e,
             })?);
             done.push(name);
@@ -214,7 +263,10 @@ impl TargetDir {
     /// Forgets a cached descriptor of `dir` (it was removed or replaced).
     pub(super) fn forget(&self, dir: &Path) {
         if let Ok(rel) = dir.strip_prefix(&self.root) {
-            self.cache.lock().unwrap_or_else(|p| p.into_inner()).retain(|k, _| !k.starts_with(rel));
+            self.cache
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|k, _| !k.starts_with(rel));
         }
     }
 }

@@ -19,7 +19,12 @@ pub fn file_matches(repo: &Repository, path: &Path, node: &Node) -> Result<bool,
 }
 
 /// [`file_matches`] of a file already open (`path` only names it in errors).
-pub fn open_file_matches(repo: &Repository, f: &std::fs::File, path: &Path, node: &Node) -> Result<bool, OpsError> {
+pub fn open_file_matches(
+    repo: &Repository,
+    f: &std::fs::File,
+    path: &Path,
+    node: &Node,
+) -> Result<bool, OpsError> {
     if f.metadata().map_err(|e| OpsError::io(path, e))?.len() != node.size {
         return Ok(false);
     }
@@ -28,7 +33,10 @@ pub fn open_file_matches(repo: &Repository, f: &std::fs::File, path: &Path, node
     let mut offset = 0u64;
     for id in &node.content {
         let Some(b) = repo.index().get(id) else {
-            return Err(OpsError::Invalid(format!("blob {} is not in the index", id.short())));
+            return Err(OpsError::Invalid(format!(
+                "blob {} is not in the index",
+                id.short()
+            )));
         };
         let len = u64::from(b.entry.raw_length);
         if zero_blobs.contains(id) && is_hole(f, offset, len) {
