@@ -56,13 +56,9 @@ pub fn write_private(path: &std::path::Path, data: &[u8]) -> std::io::Result<()>
 pub struct CachedBackend {
     inner: Arc<dyn Backend>,
     dir: PathBuf,
-}
-
-fn cacheable(name: &str) -> bool {
-    name == "config"
-        || ["keys/", "index/", "snapshots/"]
-            .iter()
-            .any(|p| name.starts_with(p))
+    /// Which names are kept: the repository layout decides (`cairn_repo::cacheable`);
+    /// this crate knows names, not what they hold.
+    cacheable: fn(&str) -> bool,
 }
 
 fn hash_named_ok(name: &str, data: &[u8]) -> bool {
@@ -71,8 +67,16 @@ fn hash_named_ok(name: &str, data: &[u8]) -> bool {
 }
 
 impl CachedBackend {
-    pub fn new(inner: Arc<dyn Backend>, dir: PathBuf) -> CachedBackend {
-        CachedBackend { inner, dir }
+    pub fn new(
+        inner: Arc<dyn Backend>,
+        dir: PathBuf,
+        cacheable: fn(&str) -> bool,
+    ) -> CachedBackend {
+        CachedBackend {
+            inner,
+            dir,
+            cacheable,
+        }
     }
 
     /// Where a name is cached; `None` for a name that is not a safe path (a name from a
@@ -141,7 +145,7 @@ impl Backend for CachedBackend {
     }
     fn read(&self, name: &str) -> Result<Vec<u8>, BackendError> {
         crate::validate_name(name)?;
-        if cacheable(name) {
+        if (self.cacheable)(name) {
             if let Some(d) = self.cached(name) {
                 return Ok(d);
             }
@@ -156,7 +160,7 @@ impl Backend for CachedBackend {
     }
     fn write(&self, name: &str, data: &[u8], opts: &WriteOptions) -> Result<(), BackendError> {
         self.inner.write(name, data, opts)?;
-        if cacheable(name) {
+        if (self.cacheable)(name) {
             self.store(name, data);
         }
         Ok(())
@@ -167,14 +171,14 @@ impl Backend for CachedBackend {
         parts: &[&[u8]],
         opts: &WriteOptions,
     ) -> Result<(), BackendError> {
-        if cacheable(name) {
+        if (self.cacheable)(name) {
             return self.write(name, &parts.concat(), opts);
         }
         self.inner.write_parts(name, parts, opts)
     }
     fn write_new(&self, name: &str, data: &[u8]) -> Result<(), BackendError> {
         self.inner.write_new(name, data)?;
-        if cacheable(name) {
+        if (self.cacheable)(name) {
             self.store(name, data);
         }
         Ok(())
@@ -192,6 +196,10 @@ mod tests {
     use super::*;
     use crate::LocalBackend;
 
+    fn snapshots_only(name: &str) -> bool {
+        name.starts_with("snapshots/")
+    }
+
     #[test]
     fn serves_valid_copies_and_refetches_damaged_ones() {
         let d = tempfile::tempdir().unwrap();
@@ -200,7 +208,7 @@ mod tests {
         let data = b"snapshot bytes".to_vec();
         let name = format!("snapshots/{}", blake3::hash(&data).to_hex());
         inner.write(&name, &data, &WriteOptions::default()).unwrap();
-        let c = CachedBackend::new(inner.clone(), d.path().join("cache"));
+        let c = CachedBackend::new(inner.clone(), d.path().join("cache"), snapshots_only);
         assert_eq!(c.read(&name).unwrap(), data);
         // Served from the cache even when the remote copy is gone...
         fs::remove_file(d.path().join("remote").join(&name)).unwrap();
@@ -211,6 +219,7 @@ mod tests {
         crate::run_conformance(&CachedBackend::new(
             Arc::new(LocalBackend::new(d.path().join("r2"))),
             d.path().join("c2"),
+            snapshots_only,
         ))
         .unwrap();
     }

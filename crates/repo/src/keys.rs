@@ -161,7 +161,10 @@ pub(crate) fn open_master(
             if fits(&mk) {
                 return Ok((mk, *id));
             }
-            tracing::warn!("key file keys/{} opens with this password but not this repository's config: skipped", id.to_hex());
+            tracing::warn!(
+                "key file {} opens with this password but not this repository's config: skipped",
+                FileKind::Key.name(&id.to_hex())
+            );
             misfits += 1;
         }
     }
@@ -173,7 +176,10 @@ pub(crate) fn open_master(
     }
     match (tried, corrupt) {
         (0, Some(e)) => Err(e),
-        (0, None) => Err(RepoError::corrupt("keys/", "repository has no key files")),
+        (0, None) => Err(RepoError::corrupt(
+            FileKind::Key.dir(),
+            "repository has no key files",
+        )),
         _ => Err(RepoError::WrongPassword { tried }),
     }
 }

@@ -109,6 +109,16 @@ impl FileKind {
     }
 }
 
+/// Whether the metadata cache keeps `name`: files that never change once written and
+/// that most commands read (config, keys, index files, snapshots). Packs are too big,
+/// locks and records change.
+pub fn cacheable(name: &str) -> bool {
+    matches!(
+        FileKind::of(name),
+        Some(FileKind::Config | FileKind::Key | FileKind::Index | FileKind::Snapshot)
+    )
+}
+
 pub const CONFIG: &str = "config";
 pub const CONFIG_PURPOSE: &[u8] = b"cairn v1 config";
 pub const PACK_HEADER_PURPOSE: &[u8] = b"cairn v1 pack header";
@@ -174,5 +184,72 @@ mod tests {
                 && at(FileKind::Index) < at(FileKind::Snapshot)
         );
         assert!(at(FileKind::Key) < at(FileKind::Config));
+    }
+
+    /// Issue 21.1: the layout is the one source of file names. A directory of the layout
+    /// spelled in a string anywhere else in the code (tests aside) fails here; derive it
+    /// from `FileKind` instead. The backend's conformance suite uses sample names.
+    #[test]
+    fn no_layout_literal_outside_the_layout_module() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let dirs: Vec<&str> = [
+            FileKind::Pack,
+            FileKind::Key,
+            FileKind::Index,
+            FileKind::Snapshot,
+            FileKind::Lock,
+            FileKind::Drill,
+            FileKind::Verified,
+            FileKind::Forgotten,
+        ]
+        .iter()
+        .map(|k| k.dir())
+        .collect();
+        let mut sources = Vec::new();
+        let mut stack = vec![root.join("crates"), root.join("src")];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap().flatten() {
+                let p = e.path();
+                if p.is_dir() && p.file_name().is_some_and(|n| n != "tests" && n != "target") {
+                    stack.push(p);
+                } else if p.extension().is_some_and(|x| x == "rs") {
+                    sources.push(p);
+                }
+            }
+        }
+        assert!(sources.len() > 20, "found the sources: {}", sources.len());
+        let mut found = Vec::new();
+        for p in sources {
+            let shown = p.strip_prefix(&root).unwrap_or(&p).display().to_string();
+            if shown.ends_with("repo/src/layout.rs")
+                || shown.ends_with("backend/src/conformance.rs")
+            {
+                continue;
+            }
+            let text = std::fs::read_to_string(&p).unwrap();
+            // Test modules sit at the end of a file; their sample names are fine.
+            let code = text.split("#[cfg(test)]").next().unwrap_or("");
+            for (n, line) in code.lines().enumerate() {
+                if line.trim_start().starts_with("//") {
+                    continue;
+                }
+                for (i, literal) in line.split('"').enumerate() {
+                    let inside = i % 2 == 1;
+                    let hit = dirs.iter().any(|d| {
+                        literal.starts_with(d)
+                            || literal.contains(&format!(" {d}"))
+                            || literal.contains(&format!("/{d}"))
+                    });
+                    if inside && hit {
+                        found.push(format!("{shown}:{}: {}", n + 1, line.trim()));
+                    }
+                }
+            }
+        }
+        assert!(
+            found.is_empty(),
+            "layout names outside layout.rs:\n{}",
+            found.join("\n")
+        );
     }
 }

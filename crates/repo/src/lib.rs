@@ -26,7 +26,7 @@ pub use error::RepoError;
 pub use index::{Index, IndexPart, IndexedBlob};
 pub use keys::{KeyInfo, KDF_ENV};
 pub use layout::{
-    canonical_id, id_from_name, pack_id_from_name, pack_name, FileKind, CONFIG, DATA_DIR,
+    cacheable, canonical_id, id_from_name, pack_id_from_name, pack_name, FileKind, CONFIG, DATA_DIR,
 };
 pub use lock::{is_stale, release_held_locks, LockGuard, LockKind, LockTiming};
 pub use packer::read_pack_header;

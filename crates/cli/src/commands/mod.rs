@@ -70,7 +70,11 @@ pub fn open_repo(g: &GlobalArgs) -> anyhow::Result<Repository> {
     let mut backend = location::open_backend(loc, g)?;
     let cache = location::cache_dir(g, loc);
     if let Some(dir) = &cache {
-        backend = Arc::new(cairn_backend::CachedBackend::new(backend, dir.clone()));
+        backend = Arc::new(cairn_backend::CachedBackend::new(
+            backend,
+            dir.clone(),
+            cairn_repo::cacheable,
+        ));
     }
     // Fail on a missing repository before asking for a password.
     match backend.stat("config") {
