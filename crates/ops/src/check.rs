@@ -358,7 +358,7 @@ fn read_pack(
         Err(e) => return Err((0, vec![format!("{name}: {e}")], all_bad())),
     };
     let bytes = data.len() as u64;
-    if cairn_crypto::storage_hash(&data) != pack.0 {
+    if !cairn_repo::pack_matches_name(pack, &data) {
         // The name no longer matches: some bytes changed. Find which blobs are hurt.
         let mut problems = vec![format!(
             "{name}: content does not match its name (hash mismatch)"

@@ -359,13 +359,12 @@ impl PrunePlan {
         for pack in &self.repack {
             let name = pack_name(pack);
             progress.current(std::path::Path::new(&name));
-            let data = repo
-                .backend()
-                .read(&name)
-                .map_err(cairn_repo::RepoError::from)?;
-            if cairn_crypto::storage_hash(&data) != pack.0 {
-                return Err(OpsError::Invalid(format!("{name} is corrupt (hash mismatch); run `cairn check --read-data` before pruning")));
-            }
+            let data = match repo.load_pack_verified(pack) {
+                Err(cairn_repo::RepoError::Corrupt { .. }) => {
+                    return Err(OpsError::Invalid(format!("{name} is corrupt (hash mismatch); run `cairn check --read-data` before pruning")));
+                }
+                r => r?,
+            };
             read_pack_header(repo.key(), &name, &data)?;
             for e in &self.uses[pack].used {
                 let sealed = &data[e.offset as usize..(e.offset + e.length) as usize];

@@ -66,7 +66,7 @@ pub fn repair_index(
             }
         };
         let header = read_pack_header(repo.key(), &obj.name, &data);
-        if cairn_crypto::storage_hash(&data) == id.0 {
+        if cairn_repo::pack_matches_name(&id, &data) {
             match header {
                 Ok(blobs) => {
                     packs.push(IndexPack {
@@ -305,10 +305,7 @@ pub fn repair_packs(
         here.par_iter()
             .filter(|p| {
                 progress.current(std::path::Path::new(&pack_name(p)));
-                let ok = repo
-                    .backend()
-                    .read(&pack_name(p))
-                    .is_ok_and(|d| cairn_crypto::storage_hash(&d) == p.0);
+                let ok = repo.load_pack_verified(p).is_ok();
                 progress.file_done(listed[p]);
                 !ok
             })
@@ -322,19 +319,19 @@ pub fn repair_packs(
     let mut unindexed = Vec::new();
     for pack in wanted {
         let name = pack_name(&pack);
-        let fetched = match from.read(&name) {
-            Ok(d) if cairn_crypto::storage_hash(&d) == pack.0 => d,
-            Ok(_) => {
+        let fetched = match cairn_repo::read_pack_verified(from, &pack) {
+            Ok(d) => d,
+            Err(cairn_repo::RepoError::Corrupt { .. }) => {
                 s.unavailable
                     .push(format!("{name}: damaged at {} too", from.location()));
                 continue;
             }
-            Err(e) if e.is_not_found() => {
+            Err(cairn_repo::RepoError::Backend(e)) if e.is_not_found() => {
                 s.unavailable
                     .push(format!("{name}: not at {}", from.location()));
                 continue;
             }
-            Err(e) => return Err(cairn_repo::RepoError::from(e).into()),
+            Err(e) => return Err(e.into()),
         };
         let header = read_pack_header(repo.key(), &name, &fetched)?;
         repo.backend()

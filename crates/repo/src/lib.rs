@@ -11,17 +11,20 @@
 //! - Blob loads verify the blob ID after decryption, so a valid blob moved to another
 //!   blob's place is detected.
 
+mod codec;
 mod error;
 mod index;
 mod keys;
 mod layout;
 mod lock;
 mod packer;
+mod parallel;
 mod read_ahead;
 mod repository;
 pub mod sys;
 mod uploader;
 
+pub use codec::encode_blob;
 pub use error::RepoError;
 pub use index::{Index, IndexPart, IndexedBlob};
 pub use keys::{KeyInfo, KDF_ENV};
@@ -31,7 +34,9 @@ pub use layout::{
 pub use lock::{is_stale, release_held_locks, LockGuard, LockKind, LockTiming};
 pub use packer::read_pack_header;
 pub use packer::Packer;
-pub use repository::{encode_blob, InitOptions, Repository, SaveStats, SnapshotRef};
+pub use repository::{
+    pack_matches_name, read_pack_verified, InitOptions, Repository, SaveStats, SnapshotRef,
+};
 
 /// A lock whose holder panicked is taken as it is: every lock here guards state that
 /// is consistent between statements, and the panic itself is reported.

@@ -1,0 +1,228 @@
+//! Loading the index files (in parallel, within a memory budget) and saving new ones.
+
+use super::*;
+
+/// Index files read at once: enough to hide a remote backend's latency; decoding them
+/// uses every core.
+const LOAD_THREADS: usize = 8;
+
+/// Stored bytes of index files read and decoded at once (see `read_index_files`).
+const LOAD_BUDGET: u64 = 32 << 20;
+
+/// What one pass over the index files found.
+struct IndexLoad {
+    index: Index,
+    /// Files read and decoded.
+    read: Vec<IndexId>,
+    /// Every file any of them names as superseded.
+    superseded: HashSet<IndexId>,
+    errors: Vec<RepoError>,
+}
+
+impl Repository {
+    /// Loads every index file into memory (in parallel), skipping superseded ones.
+    /// Fails on the first unreadable index file.
+    pub fn load_index(&self) -> Result<(), RepoError> {
+        match self.load_index_tolerant()?.into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Like [`Repository::load_index`], but skips unreadable index files and returns
+    /// their errors, for `check` and `repair`.
+    pub fn load_index_tolerant(&self) -> Result<Vec<RepoError>, RepoError> {
+        let ids = self.list_files_sized(FileKind::Index)?;
+        // Files are added to the index as they arrive; a file that another one names as
+        // superseded is only known to be unwanted once that other file is read, so when
+        // one turns up (only after an interrupted replacement) the load runs again
+        // without it.
+        let mut skip = HashSet::new();
+        loop {
+            let load = self.read_index_files(&ids, &skip)?;
+            let late: Vec<IndexId> = load
+                .superseded
+                .iter()
+                .filter(|id| load.read.contains(id))
+                .copied()
+                .collect();
+            if late.is_empty() {
+                let mut files: Vec<IndexId> = load.read;
+                files.extend(skip);
+                *self.index.write().unwrap_or_else(unpoison) = load.index;
+                *self.index_files.lock().unwrap_or_else(unpoison) = files;
+                if let Some(threads) = self.remote_reads {
+                    // Two windows per thread: each thread of an I/O pool works its own
+                    // stretch of the packs, and a file often spans two windows (2 MiB
+                    // each, so 16 threads hold 64 MiB). One per thread thrashed on
+                    // 25,000 small files (7.5x the local restore; see read_ahead).
+                    let sizes = self.index.read().unwrap_or_else(unpoison).packs().collect();
+                    let ra = crate::read_ahead::ReadAhead::new(threads * 2, sizes);
+                    *self.read_ahead.write().unwrap_or_else(unpoison) = Some(Arc::new(ra));
+                }
+                return Ok(load.errors);
+            }
+            skip.extend(late);
+        }
+    }
+
+    /// Reads, unseals and decodes the index files in `ids` (name, stored size) but those
+    /// in `skip` on loading threads, building the index from each as it arrives, so only
+    /// the files in flight are held beside the index: at most [`LOAD_BUDGET`] stored
+    /// bytes of them (each costs about four times that while it is opened and decoded).
+    fn read_index_files(
+        &self,
+        ids: &[(String, u64)],
+        skip: &HashSet<IndexId>,
+    ) -> Result<IndexLoad, RepoError> {
+        let budget = Budget::new(LOAD_BUDGET);
+        let mut load = IndexLoad {
+            index: Index::new(),
+            read: Vec::new(),
+            superseded: HashSet::new(),
+            errors: Vec::new(),
+        };
+        let mut errors = Vec::new();
+        // A decoded file travels with the budget it holds, given back once it is indexed.
+        let read = |(hex, size): &(String, u64)| {
+            let id = match hex.parse::<IndexId>() {
+                Ok(id) if skip.contains(&id) => return None,
+                Ok(id) => id,
+                Err(e) => return Some(Err(RepoError::corrupt(FileKind::Index.name(hex), e))),
+            };
+            let held = budget.take(*size);
+            let r = self.load_file(FileKind::Index, hex).and_then(|bytes| {
+                IndexPart::decode(&bytes)
+                    .map_err(|e| RepoError::format(FileKind::Index.name(hex), e))
+            });
+            if r.is_err() {
+                budget.give(held);
+            }
+            Some(r.map(|part| (id, part, held)))
+        };
+        parallel_stream(ids, LOAD_THREADS, read, |i, r| match r {
+            Ok((id, part, held)) => {
+                load.superseded.extend(part.supersedes().iter().copied());
+                load.read.push(id);
+                load.index.add_part(part);
+                budget.give(held);
+            }
+            Err(e) => errors.push((i, e)),
+        });
+        load.index.finish_loading();
+        // The first error in listing order, whatever order the threads finished in.
+        errors.sort_by_key(|(i, _)| *i);
+        load.errors = errors.into_iter().map(|(_, e)| e).collect();
+        Ok(load)
+    }
+
+    /// Index files read by the last load (superseded ones included): what a new,
+    /// complete index file written by prune or repair replaces.
+    pub fn loaded_index_files(&self) -> Vec<IndexId> {
+        self.index_files.lock().unwrap_or_else(unpoison).clone()
+    }
+
+    pub fn index(&self) -> RwLockReadGuard<'_, Index> {
+        self.index.read().unwrap_or_else(unpoison)
+    }
+
+    /// Writes one index file listing every pack stored since the last one.
+    pub fn save_index(&self) -> Result<Option<IndexId>, RepoError> {
+        self.index_uploaded()?;
+        let packs = {
+            let mut w = self.writer.lock().unwrap_or_else(unpoison);
+            w.last_index_save = Instant::now();
+            std::mem::take(&mut w.unindexed)
+        };
+        if packs.is_empty() {
+            return Ok(None);
+        }
+        let file = IndexFile {
+            supersedes: Vec::new(),
+            packs,
+        };
+        match self.save_file(FileKind::Index, &file.encode()) {
+            Ok(hex) => Ok(hex.parse().ok()),
+            Err(e) => {
+                // Keep the packs for the next attempt rather than forgetting them.
+                self.writer
+                    .lock()
+                    .unwrap_or_else(unpoison)
+                    .unindexed
+                    .extend(file.packs);
+                Err(e)
+            }
+        }
+    }
+
+    /// Saves an index file if `interval` has passed since the last one, so an interrupted
+    /// long backup can resume without storing again what it already stored.
+    pub fn checkpoint_index(&self, interval: Duration) -> Result<(), RepoError> {
+        let due = self
+            .writer
+            .lock()
+            .unwrap_or_else(unpoison)
+            .last_index_save
+            .elapsed()
+            >= interval;
+        if due {
+            self.save_index()?;
+        }
+        Ok(())
+    }
+
+    // ---- blobs ----
+
+    /// Indexes packs that an interrupted command stored but never listed in an index
+    /// (those written after its last checkpoint), so their blobs are reused instead of
+    /// stored again. Each pack is read whole and checked against its name first; packs
+    /// that fail are left for `check` to report. Returns how many packs were adopted.
+    pub fn adopt_unindexed_packs(&self) -> Result<usize, RepoError> {
+        let known: HashSet<PackId> = self.index().packs().map(|(id, _)| id).collect();
+        let mut adopted = 0;
+        for obj in self.backend.list(DATA_DIR)? {
+            let Some(id) = id_from_name(&obj.name).and_then(|h| h.parse::<PackId>().ok()) else {
+                continue;
+            };
+            if known.contains(&id) {
+                continue;
+            }
+            let data = match self.load_pack_verified(&id) {
+                Ok(d) => d,
+                Err(RepoError::Backend(e)) if e.is_not_found() => continue,
+                Err(RepoError::Corrupt { .. }) => {
+                    tracing::warn!("{}: content does not match its name; not reused", obj.name);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let entries = match read_pack_header(&self.key, &obj.name, &data) {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::warn!("{e}; not reused");
+                    continue;
+                }
+            };
+            let size = data.len() as u64;
+            let mut index = self.index.write().unwrap_or_else(unpoison);
+            for e in &entries {
+                index.add_recent(id, size, e);
+            }
+            drop(index);
+            self.writer
+                .lock()
+                .unwrap_or_else(unpoison)
+                .unindexed
+                .push(IndexPack {
+                    id,
+                    size,
+                    blobs: entries,
+                });
+            adopted += 1;
+        }
+        if adopted > 0 {
+            tracing::info!("reusing {adopted} pack(s) stored by an interrupted command");
+        }
+        Ok(adopted)
+    }
+}

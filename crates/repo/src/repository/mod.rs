@@ -1,0 +1,372 @@
+//! [`Repository`]: open or create one, and load and save what it holds.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+use std::time::{Duration, Instant};
+
+use cairn_backend::{Backend, ErrorKind, WriteOptions};
+use cairn_crypto::MasterKey;
+use cairn_format::{
+    frame, unframe, BlobId, BlobType, CompressionMode, Config, IndexFile, IndexId, IndexPack,
+    KeyId, PackEntry, PackId, Snapshot, SnapshotId, Tree, FORMAT_VERSION,
+};
+
+use crate::codec::*;
+use crate::layout::{id_from_name, pack_name, FileKind, CONFIG, CONFIG_PURPOSE, DATA_DIR};
+use crate::packer::{read_pack_header, FinishedPack, PackerPool};
+use crate::parallel::*;
+use crate::{keys, unpoison, Index, IndexPart, KeyInfo, RepoError};
+
+/// Settings chosen at `init`.
+#[derive(Clone, Debug)]
+pub struct InitOptions {
+    pub compression: CompressionMode,
+    pub pack_size_mib: u32,
+    pub chunker_min_size: u32,
+    pub chunker_avg_size: u32,
+    pub chunker_max_size: u32,
+}
+
+/// 16 MiB: large enough that a 1 TB repository is ~60,000 files (cheap to list, one B2
+/// class A call each), small enough that a pack in memory per writer thread stays cheap
+/// and a damaged pack loses little. See docs/format.md.
+pub const DEFAULT_PACK_SIZE_MIB: u32 = 16;
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions {
+            compression: CompressionMode::Auto,
+            pack_size_mib: DEFAULT_PACK_SIZE_MIB,
+            chunker_min_size: 512 * 1024,
+            chunker_avg_size: 1024 * 1024,
+            chunker_max_size: 8 * 1024 * 1024,
+        }
+    }
+}
+
+/// What this command added to the repository.
+#[derive(Debug, Default)]
+pub struct SaveStats {
+    pub data_blobs: AtomicU64,
+    pub tree_blobs: AtomicU64,
+    /// Plaintext bytes of new blobs.
+    pub data_added: AtomicU64,
+    /// Stored bytes of new blobs (compressed and sealed).
+    pub data_added_packed: AtomicU64,
+}
+
+/// A snapshot with its id.
+#[derive(Clone, Debug)]
+pub struct SnapshotRef {
+    pub id: SnapshotId,
+    pub snapshot: Snapshot,
+}
+
+struct Writer {
+    /// Blobs accepted this command but not yet in the index (still packing or uploading).
+    in_flight: HashSet<BlobId>,
+    /// Packs stored but not yet listed by any index file.
+    unindexed: Vec<IndexPack>,
+    /// Every pack this command stored, checked for before a snapshot is written.
+    stored: Vec<PackId>,
+    last_index_save: Instant,
+}
+
+pub struct Repository {
+    backend: Arc<dyn Backend>,
+    key: MasterKey,
+    key_id: KeyId,
+    config: Config,
+    compression: Option<i32>,
+    dry_run: bool,
+    index: RwLock<Index>,
+    index_files: Mutex<Vec<IndexId>>,
+    /// Where sealed tree blobs of a remote repository are kept locally, if anywhere.
+    tree_cache: Option<std::path::PathBuf>,
+    /// Concurrent pack uploads, if enabled; otherwise the thread that fills a pack writes it.
+    uploader: Option<crate::uploader::Uploader>,
+    /// Windowed blob reads across a network (see `read_ahead`), and how many threads
+    /// I/O-bound loops (restore, check's pack reads) use; built when the index is loaded.
+    remote_reads: Option<usize>,
+    read_ahead: RwLock<Option<Arc<crate::read_ahead::ReadAhead>>>,
+    /// The lock this process holds on the repository, checked before an index or a
+    /// snapshot is written.
+    pub(crate) held_lock: Mutex<Option<crate::lock::LockState>>,
+    pub(crate) lock_timing: crate::lock::LockTiming,
+    writer: Mutex<Writer>,
+    data_packers: PackerPool,
+    tree_packers: PackerPool,
+    stats: SaveStats,
+}
+
+mod files;
+mod index_io;
+mod read;
+pub use read::{pack_matches_name, read_pack_verified};
+mod snapshots;
+mod write;
+
+impl Repository {
+    fn assemble(
+        backend: Arc<dyn Backend>,
+        key: MasterKey,
+        key_id: KeyId,
+        config: Config,
+    ) -> Repository {
+        let compression = config.compression.zstd_level();
+        let target = config.pack_size_mib as usize * 1024 * 1024;
+        Repository {
+            backend,
+            key,
+            key_id,
+            config,
+            compression,
+            dry_run: false,
+            index: RwLock::new(Index::new()),
+            index_files: Mutex::new(Vec::new()),
+            tree_cache: None,
+            uploader: None,
+            remote_reads: None,
+            read_ahead: RwLock::new(None),
+            held_lock: Mutex::new(None),
+            lock_timing: crate::lock::LockTiming::default(),
+            writer: Mutex::new(Writer {
+                in_flight: HashSet::new(),
+                unindexed: Vec::new(),
+                stored: Vec::new(),
+                last_index_save: Instant::now(),
+            }),
+            data_packers: PackerPool::new(BlobType::Data, target, true),
+            tree_packers: PackerPool::new(BlobType::Tree, target, false),
+            stats: SaveStats::default(),
+        }
+    }
+
+    /// Creates a new repository: the first key file, then the config. The config is
+    /// written last, so an interrupted init leaves no half repository behind.
+    pub fn init(
+        backend: Arc<dyn Backend>,
+        password: &[u8],
+        opts: &InitOptions,
+    ) -> Result<Repository, RepoError> {
+        if opts.pack_size_mib == 0 || opts.pack_size_mib > 1024 {
+            return Err(RepoError::Invalid(format!(
+                "pack size must be 1..1024 MiB, not {}",
+                opts.pack_size_mib
+            )));
+        }
+        // Create the container (directory, bucket) first: on B2 a missing bucket is an
+        // error for every other command, but init makes it.
+        backend.create()?;
+        match backend.stat(CONFIG) {
+            Ok(_) => return Err(RepoError::AlreadyExists(backend.location())),
+            Err(e) if e.kind == ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+        let key = MasterKey::generate().map_err(|e| RepoError::Invalid(e.to_string()))?;
+        let mut rid = [0u8; 16];
+        cairn_crypto::fill_random(&mut rid).map_err(|e| RepoError::Invalid(e.to_string()))?;
+        let config = Config {
+            version: FORMAT_VERSION,
+            id: hex::encode(rid),
+            chunker_min_size: opts.chunker_min_size,
+            chunker_avg_size: opts.chunker_avg_size,
+            chunker_max_size: opts.chunker_max_size,
+            compression: opts.compression,
+            pack_size_mib: opts.pack_size_mib,
+        };
+        let key_id = keys::add_key(backend.as_ref(), &key, password)?;
+        let sealed = key
+            .seal(CONFIG_PURPOSE, &frame(&config.encode(), None))
+            .map_err(|e| crypto(CONFIG, e))?;
+        // Only one of two racing inits creates the config; the other takes back its key
+        // file, so the location holds one repository and only its keys.
+        if let Err(e) = backend.write_new(CONFIG, &sealed) {
+            let _ = backend.remove(&FileKind::Key.name(&key_id.to_hex()));
+            return Err(match e.kind {
+                ErrorKind::AlreadyExists => RepoError::AlreadyExists(backend.location()),
+                _ => e.into(),
+            });
+        }
+        Ok(Repository::assemble(backend, key, key_id, config))
+    }
+
+    /// Opens an existing repository with a password. Writes nothing.
+    pub fn open(backend: Arc<dyn Backend>, password: &[u8]) -> Result<Repository, RepoError> {
+        Repository::open_preferring(backend, password, None)
+    }
+
+    /// [`Repository::open`], trying the key file `preferred` first (the one that opened
+    /// this location last time), so key files planted in `keys/` cost nothing.
+    pub fn open_preferring(
+        backend: Arc<dyn Backend>,
+        password: &[u8],
+        preferred: Option<KeyId>,
+    ) -> Result<Repository, RepoError> {
+        match backend.stat(CONFIG) {
+            Ok(_) => {}
+            Err(e) if e.kind == ErrorKind::NotFound => {
+                return Err(RepoError::NoRepository(backend.location()))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let sealed = backend.read(CONFIG)?;
+        // A key whose master key cannot open the config belongs to another repository
+        // (left by an init that lost a race, or planted): the next key is tried.
+        let (key, key_id) =
+            keys::open_master(backend.as_ref(), password, preferred, &|k: &MasterKey| {
+                k.open(CONFIG_PURPOSE, &sealed).is_ok()
+            })?;
+        let plain = key
+            .open(CONFIG_PURPOSE, &sealed)
+            .map_err(|e| crypto(CONFIG, e))?;
+        let config = Config::decode(&unframe(&plain).map_err(|e| RepoError::format(CONFIG, e))?)
+            .map_err(|e| RepoError::format(CONFIG, e))?;
+        Ok(Repository::assemble(backend, key, key_id, config))
+    }
+
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    /// The repository ID inside another location's sealed `config`, if this repository's
+    /// master key opens it; `None` if it does not (another repository, or damage). This
+    /// is how a copy proves it holds the same repository before it deletes anything.
+    pub fn id_in_config(&self, sealed: &[u8]) -> Option<String> {
+        let plain = self.key.open(CONFIG_PURPOSE, sealed).ok()?;
+        Config::decode(&unframe(&plain).ok()?).ok().map(|c| c.id)
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn key(&self) -> &MasterKey {
+        &self.key
+    }
+
+    pub fn key_id(&self) -> KeyId {
+        self.key_id
+    }
+
+    pub fn stats(&self) -> &SaveStats {
+        &self.stats
+    }
+
+    /// Overrides the repository's compression for blobs this command writes.
+    pub fn set_compression(&mut self, mode: CompressionMode) {
+        self.compression = mode.zstd_level();
+    }
+
+    /// Uploads packs on `transfers` threads (for remote backends, where an upload waits
+    /// on the network, not the disk). Ignored in dry-run mode.
+    pub fn set_transfers(&mut self, transfers: usize) {
+        if !self.dry_run && transfers > 1 {
+            self.uploader = Some(crate::uploader::Uploader::new(
+                Arc::clone(&self.backend),
+                transfers,
+            ));
+        }
+    }
+
+    /// For a repository across a network: blobs are read a window of their pack at a time
+    /// and I/O-bound loops run on `threads` threads, so many fetches are in flight.
+    pub fn set_remote_reads(&mut self, threads: usize) {
+        self.remote_reads = Some(threads.max(1));
+    }
+
+    /// Threads for loops that wait on storage rather than the CPU: the cores for a local
+    /// repository, more across a network (see [`Repository::set_remote_reads`]).
+    pub fn io_threads(&self) -> usize {
+        self.remote_reads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+    }
+
+    /// Keeps tree blobs (sealed, as stored) under `dir`, so browsing a remote repository
+    /// downloads each tree once.
+    pub fn set_tree_cache(&mut self, dir: std::path::PathBuf) {
+        self.tree_cache = Some(dir);
+    }
+
+    /// In dry-run mode nothing is written; saves only compute IDs and statistics.
+    pub fn set_dry_run(&mut self, dry_run: bool) {
+        self.dry_run = dry_run;
+    }
+
+    /// Shorter lock refreshes and patience, so a test sees a failing refresh stop the
+    /// writer in seconds; everyone else keeps the defaults (5 and 25 minutes).
+    pub fn set_lock_timing(&mut self, timing: crate::lock::LockTiming) {
+        self.lock_timing = timing;
+    }
+
+    pub fn is_dry_run(&self) -> bool {
+        self.dry_run
+    }
+
+    pub fn add_key(&self, password: &[u8]) -> Result<KeyId, RepoError> {
+        keys::add_key(self.backend.as_ref(), &self.key, password)
+    }
+
+    pub fn list_keys(&self) -> Result<Vec<KeyInfo>, RepoError> {
+        keys::list_keys(self.backend.as_ref())
+    }
+
+    /// Removes a key file. Refuses the key this session opened with (use `key passwd`)
+    /// and the last key, since without a key the repository can never be opened again.
+    pub fn remove_key(&self, id: &KeyId) -> Result<(), RepoError> {
+        if *id == self.key_id {
+            return Err(RepoError::Invalid(format!(
+                "key {} is the one in use; remove it with another password, or change it with `key passwd`",
+                id.short()
+            )));
+        }
+        let keys = self.list_keys()?;
+        if !keys.iter().any(|k| k.id == *id) {
+            return Err(RepoError::Invalid(format!("no key {}", id.short())));
+        }
+        // Counted under the exclusive lock, and the key in use must still be there:
+        // removing another key when this session's own went meanwhile would leave none.
+        if keys.len() < 2 || !keys.iter().any(|k| k.id == self.key_id) {
+            return Err(RepoError::Invalid("refusing to remove the last key".into()));
+        }
+        self.backend.remove(&FileKind::Key.name(&id.to_hex()))?;
+        Ok(())
+    }
+
+    /// Resolves a key id prefix.
+    pub fn find_key(&self, prefix: &str) -> Result<KeyId, RepoError> {
+        let p = prefix.to_ascii_lowercase();
+        let matches: Vec<KeyId> = self
+            .list_keys()?
+            .into_iter()
+            .map(|k| k.id)
+            .filter(|id| id.to_hex().starts_with(&p))
+            .collect();
+        match matches.as_slice() {
+            [one] if !p.is_empty() => Ok(*one),
+            [] => Err(RepoError::Invalid(format!("no key matches {prefix:?}"))),
+            _ => Err(RepoError::Invalid(format!(
+                "key prefix {prefix:?} is ambiguous"
+            ))),
+        }
+    }
+
+    /// Replaces the password this session opened with: the new key file is stored
+    /// before the old one is removed, so an interruption leaves two working keys.
+    pub fn change_password(&self, new_password: &[u8]) -> Result<KeyId, RepoError> {
+        // The key this session opened with may have been removed meanwhile (by another
+        // password's `key remove`): then removing it below would be a no-op, but the
+        // caller should know the repository changed under it.
+        if !self.list_keys()?.iter().any(|k| k.id == self.key_id) {
+            return Err(RepoError::Invalid(format!(
+                "key {} was removed meanwhile; open the repository again",
+                self.key_id.short()
+            )));
+        }
+        let new = self.add_key(new_password)?;
+        self.backend
+            .remove(&FileKind::Key.name(&self.key_id.to_hex()))?;
+        Ok(new)
+    }
+}
