@@ -380,16 +380,25 @@ impl B2Backend {
         e.into_backend(&format!("{}/{name}", self.loc.display()))
     }
 
-    fn bucket_id(&self) -> Result<String, BackendError> {
+    /// The bucket's ID, or `None` when B2 lists no bucket of that name for this key.
+    fn find_bucket(&self) -> Result<Option<String>, BackendError> {
         if let Some(id) = self.bucket_id.get() {
-            return Ok(id.clone());
+            return Ok(Some(id.clone()));
         }
         match self.rt.block_on(self.client.bucket_id(&self.loc.bucket)) {
             Ok(Some(id)) => {
                 let _ = self.bucket_id.set(id.clone());
-                Ok(id)
+                Ok(Some(id))
             }
-            Ok(None) => Err(BackendError::new(
+            Ok(None) => Ok(None),
+            Err(e) => Err(self.err("", e)),
+        }
+    }
+
+    fn bucket_id(&self) -> Result<String, BackendError> {
+        match self.find_bucket()? {
+            Some(id) => Ok(id),
+            None => Err(BackendError::new(
                 ErrorKind::Other,
                 self.loc.display(),
                 format!(
@@ -397,7 +406,6 @@ impl B2Backend {
                     self.loc.bucket
                 ),
             )),
-            Err(e) => Err(self.err("", e)),
         }
     }
 }
@@ -408,18 +416,15 @@ impl Backend for B2Backend {
     }
 
     fn create(&self) -> Result<(), BackendError> {
-        match self.bucket_id() {
-            Ok(_) => Ok(()),
-            Err(e) if e.kind == ErrorKind::Other && e.message.contains("does not exist") => {
-                let id = self
-                    .rt
-                    .block_on(self.client.create_bucket(&self.loc.bucket))
-                    .map_err(|e| self.err("", e))?;
-                let _ = self.bucket_id.set(id);
-                Ok(())
-            }
-            Err(e) => Err(e),
+        if self.find_bucket()?.is_some() {
+            return Ok(());
         }
+        let id = self
+            .rt
+            .block_on(self.client.create_bucket(&self.loc.bucket))
+            .map_err(|e| self.err("", e))?;
+        let _ = self.bucket_id.set(id);
+        Ok(())
     }
 
     /// The bucket is the store: a prefix in B2 exists as soon as a file is under it.
