@@ -1,14 +1,89 @@
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use cairn_format::CompressionMode;
 use cairn_ops::backup::{backup_with_progress, BackupOptions};
 use cairn_ops::filter::PathFilter;
 use cairn_repo::LockKind;
+use clap::Args;
 use serde_json::json;
 
-use crate::args::{BackupArgs, GlobalArgs};
+use crate::args::GlobalArgs;
 use crate::exit::{fail, ExitCode};
 use crate::output::{self, size};
+
+#[derive(Args, Debug)]
+pub struct BackupArgs {
+    /// Files and directories to back up
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Tag the snapshot (repeatable; commas separate several)
+    #[arg(long = "tag", value_name = "T")]
+    pub tags: Vec<String>,
+    /// Host name recorded in the snapshot
+    #[arg(long, value_name = "H")]
+    pub host: Option<String>,
+    /// Compare with this snapshot instead of the latest of the same host and paths
+    #[arg(long, value_name = "SNAP")]
+    pub parent: Option<String>,
+    /// Exclude paths matching GLOB
+    #[arg(short = 'e', long = "exclude", value_name = "GLOB")]
+    pub excludes: Vec<String>,
+    /// Like --exclude, ignoring case
+    #[arg(long = "iexclude", value_name = "GLOB")]
+    pub iexcludes: Vec<String>,
+    /// Read exclude patterns from F, one per line
+    #[arg(long = "exclude-file", value_name = "F")]
+    pub exclude_files: Vec<PathBuf>,
+    /// Exclude directories that contain a file named NAME
+    #[arg(long = "exclude-if-present", value_name = "NAME")]
+    pub exclude_if_present: Vec<String>,
+    /// Exclude files larger than SIZE (K, M, G, T suffixes)
+    #[arg(long, value_name = "SIZE")]
+    pub exclude_larger_than: Option<String>,
+    /// Do not cross filesystem boundaries
+    #[arg(short = 'x', long)]
+    pub one_file_system: bool,
+    /// Do not use inode numbers to detect unchanged files
+    #[arg(long)]
+    pub ignore_inode: bool,
+    /// Do not use ctime to detect unchanged files
+    #[arg(long)]
+    pub ignore_ctime: bool,
+    /// Read every file, even those the parent snapshot shows unchanged
+    #[arg(short, long)]
+    pub force: bool,
+    /// Do everything but write to the repository
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// Back up standard input as one file. cairn cannot tell whether the program feeding
+    /// it finished or failed half way; prefer --stdin-from-command
+    #[arg(long)]
+    pub stdin: bool,
+    /// Run the command given after `--` and back up its output as one file; nothing is
+    /// saved unless it exits 0 (cairn backup --stdin-from-command -- pg_dump mydb)
+    #[arg(long, conflicts_with = "stdin")]
+    pub stdin_from_command: bool,
+    /// File name for --stdin and --stdin-from-command
+    #[arg(long, value_name = "NAME", default_value = "stdin")]
+    pub stdin_filename: String,
+    /// Compression for this backup (auto, off, max, 1-22)
+    #[arg(long)]
+    pub compression: Option<String>,
+    /// Concurrent pack uploads (default 8 for B2, none for a local directory)
+    #[arg(long, value_name = "N")]
+    pub transfers: Option<usize>,
+    /// Seconds between index checkpoints (default 300); for tests of interrupted backups
+    #[arg(long, hide = true, value_name = "SECS")]
+    pub checkpoint_interval: Option<u64>,
+    /// Files read at the same time (default: one per core)
+    #[arg(long, value_name = "N")]
+    pub read_concurrency: Option<usize>,
+    /// Run at normal CPU and I/O priority (by default backup yields to everything else:
+    /// nice 10, best-effort I/O at the lowest level)
+    #[arg(long)]
+    pub no_nice: bool,
+}
 
 pub fn run(g: &GlobalArgs, a: BackupArgs) -> anyhow::Result<ExitCode> {
     if a.stdin && !a.paths.is_empty() {

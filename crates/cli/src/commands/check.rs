@@ -1,10 +1,25 @@
 use cairn_ops::check::{check_with_progress, ReadData};
 use cairn_repo::LockKind;
+use clap::Args;
 use serde_json::json;
 
-use crate::args::{CheckArgs, GlobalArgs};
+use crate::args::GlobalArgs;
 use crate::exit::{fail, ExitCode};
 use crate::output::{self, size};
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Read and verify every pack
+    #[arg(long)]
+    pub read_data: bool,
+    /// Read a subset of packs: N/M (deterministic), P% or SIZE (random)
+    #[arg(long, value_name = "N/M|P%|SIZE")]
+    pub read_data_subset: Option<String>,
+    /// Also compare the SHA1s B2 stores for a ship destination with this repository's
+    /// files, without downloading anything
+    #[arg(long, value_name = "LOCATION")]
+    pub remote_hashes: Option<String>,
+}
 
 /// Damaged paths listed without `-v`: enough to know what is at stake.
 const AFFECTED_SHOWN: usize = 20;

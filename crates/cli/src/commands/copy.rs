@@ -1,11 +1,31 @@
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use cairn_repo::{LockKind, Repository};
+use clap::Args;
 use serde_json::json;
 
-use crate::args::{CopyArgs, GlobalArgs};
+use crate::args::GlobalArgs;
 use crate::exit::{fail, ExitCode};
 use crate::{location, output, password};
+
+#[derive(Args, Debug)]
+pub struct CopyArgs {
+    /// Source repository location
+    #[arg(
+        long,
+        value_name = "LOCATION",
+        env = "CAIRN_FROM_REPOSITORY",
+        hide_env_values = true
+    )]
+    pub from_repo: String,
+    /// Password file for the source repository (else CAIRN_FROM_PASSWORD, else prompt)
+    #[arg(long, value_name = "F", env = "CAIRN_FROM_PASSWORD_FILE")]
+    pub from_password_file: Option<PathBuf>,
+    /// Snapshots to copy (default: all)
+    #[arg(value_name = "SNAP")]
+    pub snapshots: Vec<String>,
+}
 
 pub fn run(g: &GlobalArgs, a: CopyArgs) -> anyhow::Result<ExitCode> {
     let src_backend = location::open_backend(&a.from_repo, g)?;

@@ -3,11 +3,34 @@
 
 use cairn_ops::drill::{self, DrillOptions};
 use cairn_ops::forget::Duration;
+use clap::Args;
 use serde_json::json;
 
-use crate::args::{DrillArgs, GlobalArgs};
+use crate::args::GlobalArgs;
 use crate::exit::{fail, ExitCode};
 use crate::output::{self, size};
+
+#[derive(Args, Debug)]
+pub struct DrillArgs {
+    /// Files drawn from each snapshot (half at random, half weighted by size)
+    #[arg(long, default_value_t = 20)]
+    pub files: usize,
+    /// Snapshots drawn
+    #[arg(long, default_value_t = 3)]
+    pub snapshots: usize,
+    /// Draw snapshots taken within this long before now
+    #[arg(long, default_value = "1y", value_name = "DURATION")]
+    pub within: String,
+    /// Drill this repository (e.g. the offsite copy) instead of -r; the record is kept in both
+    #[arg(long, value_name = "LOCATION")]
+    pub from: Option<String>,
+    /// Also compare restored files with the live files that are unchanged since the snapshot
+    #[arg(long)]
+    pub compare_source: bool,
+    /// List past drills instead of running one
+    #[arg(long)]
+    pub history: bool,
+}
 
 pub fn run(g: &GlobalArgs, a: DrillArgs) -> anyhow::Result<ExitCode> {
     let within = Duration::parse(&a.within).map_err(|e| fail(ExitCode::Fatal, e))?;

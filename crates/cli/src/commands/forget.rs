@@ -1,92 +1,100 @@
+//! `cairn forget`: remove snapshots by ID or by a retention policy.
+
 use std::sync::Arc;
 
 use cairn_ops::forget::{apply, Duration, RetentionPolicy};
-use cairn_ops::prune::{MaxUnused, PruneOptions, PrunePlan, PruneSummary};
 use cairn_ops::snapshots::group;
-use cairn_repo::{LockKind, Repository};
+use cairn_repo::LockKind;
+use clap::Args;
 use serde_json::json;
 
-use crate::args::{ForgetArgs, GlobalArgs, PruneArgs, PruneLimits};
+use super::prune::{print_prune, prune_options, run_prune, PruneLimits};
+use crate::args::{GlobalArgs, SnapshotSelect};
 use crate::exit::{fail, ExitCode};
-use crate::output::{self, size};
+use crate::output::{self};
 
-fn prune_options(l: &PruneLimits, dry_run: bool) -> anyhow::Result<PruneOptions> {
-    Ok(PruneOptions {
-        max_unused: MaxUnused::parse(&l.max_unused).map_err(|e| fail(ExitCode::Fatal, e))?,
-        max_repack_bytes: match &l.max_repack_size {
-            Some(s) => Some(output::parse_size(s).map_err(|e| fail(ExitCode::Fatal, e))?),
-            None => None,
-        },
-        dry_run,
-        ignore_snapshots: Default::default(),
-    })
+#[derive(Args, Debug)]
+pub struct ForgetArgs {
+    /// Snapshots to remove (IDs or prefixes), in addition to the policy
+    #[arg(value_name = "SNAP")]
+    pub snapshots: Vec<String>,
+    /// Keep the N newest snapshots
+    #[arg(
+        short = 'l',
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
+    pub keep_last: i64,
+    /// Keep the newest snapshot of each of the last N hours (-1: all)
+    #[arg(
+        short = 'H',
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
+    pub keep_hourly: i64,
+    /// Keep the newest snapshot of each of the last N days
+    #[arg(
+        short = 'd',
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
+    pub keep_daily: i64,
+    /// Keep the newest snapshot of each of the last N weeks
+    #[arg(
+        short = 'w',
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
+    pub keep_weekly: i64,
+    /// Keep the newest snapshot of each of the last N months
+    #[arg(
+        short = 'm',
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
+    pub keep_monthly: i64,
+    /// Keep the newest snapshot of each of the last N years
+    #[arg(
+        short = 'y',
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
+    pub keep_yearly: i64,
+    /// Keep every snapshot within DURATION of the newest (e.g. 1y6m2d)
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within: Option<String>,
+    /// Keep every snapshot with this tag
+    #[arg(long = "keep-tag", value_name = "T")]
+    pub keep_tags: Vec<String>,
+    /// Let the policy remove every snapshot of a group (by default that is refused: a
+    /// --keep-tag nobody has, or a typo, would otherwise keep nothing)
+    #[arg(long, visible_alias = "allow-empty-keep")]
+    pub unsafe_allow_remove_all: bool,
+    #[command(flatten)]
+    pub select: SnapshotSelect,
+    /// Run prune afterwards
+    #[arg(long)]
+    pub prune: bool,
+    /// Show what would be removed
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub prune_limits: PruneLimits,
 }
 
-fn print_prune(g: &GlobalArgs, s: &PruneSummary) {
-    if g.json {
-        output::print_json(&json!({"message_type": "summary", "prune": s}));
-        return;
-    }
-    if g.quiet {
-        return;
-    }
-    let verb = if s.dry_run { "would" } else { "did" };
-    println!(
-        "repository: {} packs, {}",
-        s.packs_before,
-        size(s.bytes_before)
-    );
-    println!(
-        "{verb} delete {} unused packs and {} unindexed packs ({})",
-        s.packs_deleted,
-        s.unindexed_packs_deleted,
-        size(s.bytes_deleted)
-    );
-    println!(
-        "{verb} repack {} packs ({})",
-        s.packs_repacked,
-        size(s.bytes_repacked)
-    );
-    if s.temp_files_deleted > 0 {
-        println!(
-            "{verb} delete {} temporary files of writes that never finished ({})",
-            s.temp_files_deleted,
-            size(s.temp_bytes_deleted)
-        );
-    }
-    if s.unindexed_packs_kept > 0 {
-        println!(
-            "kept {} unindexed packs younger than a lock (another command may be using them)",
-            s.unindexed_packs_kept
-        );
-    }
-    println!(
-        "repository after: {}, of which {} unused",
-        size(s.bytes_after),
-        size(s.unused_bytes_after)
-    );
-}
-
-fn run_prune(
-    g: &GlobalArgs,
-    repo: &Repository,
-    opts: &PruneOptions,
-) -> anyhow::Result<PruneSummary> {
-    let plan = PrunePlan::build(repo, opts)?;
-    Ok(plan.execute_with_progress(repo, &output::Bar::new(g))?)
-}
-
-pub fn prune(g: &GlobalArgs, a: PruneArgs) -> anyhow::Result<ExitCode> {
-    let opts = prune_options(&a.limits, a.dry_run)?;
-    let repo = Arc::new(super::open_repo(g)?);
-    let _lock = repo.lock(LockKind::Exclusive, "prune")?;
-    repo.load_index()?;
-    let s = run_prune(g, &repo, &opts)?;
-    print_prune(g, &s);
-    Ok(ExitCode::Ok)
-}
-
-pub fn forget(g: &GlobalArgs, a: ForgetArgs) -> anyhow::Result<ExitCode> {
+pub fn run(g: &GlobalArgs, a: ForgetArgs) -> anyhow::Result<ExitCode> {
     let policy = RetentionPolicy {
         last: a.keep_last,
         hourly: a.keep_hourly,

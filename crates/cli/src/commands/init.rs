@@ -1,10 +1,28 @@
 use cairn_format::CompressionMode;
 use cairn_repo::{InitOptions, Repository};
+use clap::Args;
 use serde_json::json;
 
-use crate::args::{GlobalArgs, InitArgs};
+use crate::args::GlobalArgs;
 use crate::exit::{fail, ExitCode};
 use crate::{location, output, password};
+
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// Compression for new blobs: auto (zstd 3), off, max (zstd 19) or a zstd level 1-22
+    #[arg(long, default_value = "auto")]
+    pub compression: String,
+    /// Target pack size in MiB
+    #[arg(long, value_name = "MIB", default_value_t = 16)]
+    pub pack_size: u32,
+    /// Chunk sizes MIN,AVG,MAX in KiB (default 512,1024,8192); for experiments and tests
+    #[arg(long, hide = true, value_name = "MIN,AVG,MAX")]
+    pub chunker_sizes: Option<String>,
+    /// Create the repository under /media, /mnt or /run/media even though no drive is
+    /// mounted there (the path is on the same filesystem as /)
+    #[arg(long)]
+    pub force: bool,
+}
 
 pub fn run(g: &GlobalArgs, a: InitArgs) -> anyhow::Result<ExitCode> {
     let compression =

@@ -1,11 +1,26 @@
 use std::io::Write;
 
 use cairn_format::{Node, NodeType};
+use clap::Args;
 use serde_json::json;
 
-use crate::args::{GlobalArgs, LsArgs};
+use crate::args::GlobalArgs;
 use crate::exit::ExitCode;
 use crate::output;
+
+#[derive(Args, Debug)]
+pub struct LsArgs {
+    /// Snapshot ID, prefix, or latest
+    pub snapshot: String,
+    /// Absolute path inside the snapshot
+    pub path: Option<String>,
+    /// Show mode, owner, size and mtime
+    #[arg(short, long)]
+    pub long: bool,
+    /// List subdirectories too
+    #[arg(long)]
+    pub recursive: bool,
+}
 
 /// `ls -l` style mode string.
 fn mode_string(n: &Node) -> String {

@@ -1,9 +1,22 @@
 //! Shell completions and man pages, generated from the parser's own definitions.
 
+use clap::Args;
 use clap::CommandFactory;
 
-use crate::args::{Cli, CompletionsArgs, ManArgs};
+use crate::args::Cli;
 use crate::exit::ExitCode;
+
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Args, Debug)]
+pub struct ManArgs {
+    /// Directory to write the pages into (created if missing)
+    #[arg(long, default_value = ".")]
+    pub dir: std::path::PathBuf,
+}
 
 pub fn completions(a: CompletionsArgs) -> anyhow::Result<ExitCode> {
     let mut cmd = Cli::command();

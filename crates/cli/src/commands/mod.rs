@@ -1,20 +1,26 @@
-mod backup;
-mod browse;
-mod check;
-mod copy;
-mod daily;
-mod drill;
-mod forget;
-mod init;
-mod ls;
-mod maintenance;
-mod manual;
-mod mount;
-mod repair;
-mod restore;
-mod ship;
-mod snapshots;
-mod sync;
+pub(crate) mod backup;
+pub(crate) mod check;
+pub(crate) mod copy;
+pub(crate) mod daily;
+pub(crate) mod diff;
+pub(crate) mod drill;
+pub(crate) mod dump;
+pub(crate) mod find;
+pub(crate) mod forget;
+pub(crate) mod init;
+pub(crate) mod key;
+pub(crate) mod ls;
+pub(crate) mod manual;
+pub(crate) mod mount;
+pub(crate) mod prune;
+pub(crate) mod repair;
+pub(crate) mod restore;
+pub(crate) mod ship;
+pub(crate) mod snapshots;
+pub(crate) mod stats;
+pub(crate) mod sync;
+pub(crate) mod tag;
+pub(crate) mod unlock;
 
 use std::sync::Arc;
 
@@ -32,16 +38,16 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Snapshots(a) => snapshots::run(g, a),
         Command::Ls(a) => ls::run(g, a),
         Command::Restore(a) => restore::run(g, a),
-        Command::Unlock(a) => maintenance::unlock(g, a),
-        Command::Key(a) => maintenance::key(g, a),
-        Command::Tag(a) => maintenance::tag(g, a),
+        Command::Unlock(a) => unlock::run(g, a),
+        Command::Key(a) => key::run(g, a),
+        Command::Tag(a) => tag::run(g, a),
         Command::Check(a) => check::run(g, a),
-        Command::Forget(a) => forget::forget(g, a),
-        Command::Prune(a) => forget::prune(g, a),
-        Command::Find(a) => browse::find(g, a),
-        Command::Diff(a) => browse::diff(g, a),
-        Command::Dump(a) => browse::dump(g, a),
-        Command::Stats(a) => browse::stats(g, a),
+        Command::Forget(a) => forget::run(g, a),
+        Command::Prune(a) => prune::run(g, a),
+        Command::Find(a) => find::run(g, a),
+        Command::Diff(a) => diff::run(g, a),
+        Command::Dump(a) => dump::run(g, a),
+        Command::Stats(a) => stats::run(g, a),
         Command::Repair(a) => repair::run(g, a),
         Command::Copy(a) => copy::run(g, a),
         Command::Ship(a) => ship::run(g, a),
@@ -113,4 +119,17 @@ pub fn open_repo_with_index(g: &GlobalArgs) -> anyhow::Result<Arc<Repository>> {
     let repo = open_repo(g)?;
     repo.load_index()?;
     Ok(Arc::new(repo))
+}
+
+pub(super) fn select(
+    repo: &cairn_repo::Repository,
+    specs: &[String],
+) -> anyhow::Result<Vec<cairn_repo::SnapshotRef>> {
+    if specs.is_empty() {
+        return Ok(repo.list_snapshots()?);
+    }
+    Ok(specs
+        .iter()
+        .map(|s| repo.find_snapshot(s))
+        .collect::<Result<_, _>>()?)
 }

@@ -5,9 +5,23 @@ use std::sync::{Arc, Mutex};
 
 use cairn_mount::{MountOptions, Mounted};
 use cairn_repo::LockKind;
+use clap::Args;
 
-use crate::args::{GlobalArgs, MountArgs};
+use crate::args::GlobalArgs;
 use crate::exit::ExitCode;
+
+#[derive(Args, Debug)]
+pub struct MountArgs {
+    /// Empty directory to mount on
+    pub mountpoint: std::path::PathBuf,
+    /// Let other users see the mount (needs user_allow_other in /etc/fuse.conf unless root)
+    #[arg(long)]
+    pub allow_other: bool,
+    /// Do not let the kernel check the stored modes and owners: anyone who can reach the
+    /// mountpoint reads everything
+    #[arg(long)]
+    pub no_default_permissions: bool,
+}
 
 /// The live mount, where the signal thread can reach it.
 static MOUNTED: Mutex<Option<Mounted>> = Mutex::new(None);

@@ -3,11 +3,50 @@ use std::sync::Arc;
 
 use cairn_ops::OpsError;
 use cairn_repo::{LockKind, Repository};
+use clap::{Args, Subcommand};
 use serde_json::json;
 
-use crate::args::{GlobalArgs, RepairArgs, RepairCommand};
+use crate::args::GlobalArgs;
 use crate::exit::{fail, ExitCode};
 use crate::{location, output};
+
+#[derive(Args, Debug)]
+pub struct RepairArgs {
+    #[command(subcommand)]
+    pub command: RepairCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RepairCommand {
+    /// Rebuild the index from the packs, salvaging readable blobs of damaged packs
+    Index {
+        /// Go on although a ship destination holds an intact copy of a damaged pack
+        /// (try `repair packs --from` first)
+        #[arg(long)]
+        force: bool,
+    },
+    /// Write copies of damaged snapshots without the files whose data is lost (tagged
+    /// "repaired"); the originals stay unless --forget
+    Snapshots {
+        /// Only list what would be lost
+        #[arg(short = 'n', long)]
+        dry_run: bool,
+        /// Remove the damaged originals (recorded as forgotten)
+        #[arg(long)]
+        forget: bool,
+        /// Go on although a ship destination holds packs this repository lacks (try
+        /// `repair packs --from` first)
+        #[arg(long)]
+        force: bool,
+    },
+    /// Fetch intact copies of damaged or missing packs from another copy of this
+    /// repository (a ship destination), verify them and put them back
+    Packs {
+        /// The other copy: b2:BUCKET/PREFIX, rclone:..., or a directory
+        #[arg(long, value_name = "LOCATION")]
+        from: String,
+    },
+}
 
 pub fn run(g: &GlobalArgs, a: RepairArgs) -> anyhow::Result<ExitCode> {
     let mut repo = super::open_repo(g)?;

@@ -1,11 +1,56 @@
+use std::path::PathBuf;
+
 use cairn_ops::filter::PathFilter;
 use cairn_ops::restore::{restore_with_progress, Overwrite, RestoreOptions};
 use cairn_repo::LockKind;
+use clap::{Args, ValueEnum};
 use serde_json::json;
 
-use crate::args::{GlobalArgs, OverwriteArg, RestoreArgs};
+use crate::args::GlobalArgs;
 use crate::exit::ExitCode;
 use crate::output::{self, size};
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum OverwriteArg {
+    Always,
+    IfChanged,
+    Never,
+}
+
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    /// SNAP or SNAP:/path/inside
+    pub snapshot: String,
+    /// Directory to restore into
+    #[arg(short, long, value_name = "DIR")]
+    pub target: PathBuf,
+    /// Only restore paths matching GLOB (and what is below them)
+    #[arg(short, long = "include", value_name = "GLOB")]
+    pub includes: Vec<String>,
+    /// Like --include, ignoring case
+    #[arg(long = "iinclude", value_name = "GLOB")]
+    pub iincludes: Vec<String>,
+    /// Do not restore paths matching GLOB
+    #[arg(short, long = "exclude", value_name = "GLOB")]
+    pub excludes: Vec<String>,
+    /// Like --exclude, ignoring case
+    #[arg(long = "iexclude", value_name = "GLOB")]
+    pub iexcludes: Vec<String>,
+    /// Read back every restored file and check it against the snapshot
+    #[arg(long)]
+    pub verify: bool,
+    /// What to do with files that already exist in the target
+    #[arg(long, value_enum, default_value = "always")]
+    pub overwrite: OverwriteArg,
+    /// Delete what the snapshot does not have from the restored directories: only at or
+    /// below the backed-up paths, only what --include/--exclude select, never this
+    /// repository or its cache. Each deletion is listed; look first with --dry-run
+    #[arg(long)]
+    pub delete: bool,
+    /// Show what would be restored without writing
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+}
 
 pub fn run(g: &GlobalArgs, a: RestoreArgs) -> anyhow::Result<ExitCode> {
     // SNAP:/sub/path restores the contents of that directory directly into the target.

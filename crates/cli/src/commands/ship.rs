@@ -3,12 +3,43 @@ use std::sync::Arc;
 use cairn_backend::Backend;
 use cairn_ops::ship::{ship, ShipOptions};
 use cairn_repo::LockKind;
+use clap::Args;
 use serde_json::json;
 
-use crate::args::{GlobalArgs, ShipArgs};
+use crate::args::GlobalArgs;
 use crate::exit::ExitCode;
 use crate::location;
 use crate::output::{self, size};
+
+#[derive(Args, Debug)]
+pub struct ShipArgs {
+    /// Destination location (or the profile's ship.destination)
+    pub dest: Option<String>,
+    /// Concurrent uploads (default 16 for B2, 4 otherwise)
+    #[arg(long, value_name = "N")]
+    pub transfers: Option<usize>,
+    /// Print what would be uploaded and deleted
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// Compare the destination's listing with the repository afterwards
+    #[arg(long)]
+    pub verify: bool,
+    /// Also upload this cairn binary and RECOVERY.txt beside the repository
+    #[arg(long)]
+    pub with_binary: bool,
+    /// Create the destination bucket (or directory) if it does not exist; without it a
+    /// missing destination is an error, so a typo creates nothing
+    #[arg(long, visible_alias = "create")]
+    pub create_bucket: bool,
+    /// Allow deleting more than 10% of the destination's files, or snapshots this
+    /// repository never forgot (profile: ship.allow_deletes = true)
+    #[arg(long)]
+    pub allow_deletes: bool,
+    /// Forget this machine's record of ships to DEST (a destination no longer used), so
+    /// `snapshots` stops reporting it; ships nothing
+    #[arg(long, conflicts_with_all = ["dry_run", "verify", "with_binary", "create_bucket", "allow_deletes"])]
+    pub forget_destination: bool,
+}
 
 pub fn run(g: &GlobalArgs, a: ShipArgs) -> anyhow::Result<ExitCode> {
     let src_loc = g.repo.clone().unwrap_or_default();

@@ -1,10 +1,40 @@
 use cairn_ops::forget::Duration;
 use cairn_ops::snapshots::group;
 use cairn_repo::SnapshotRef;
+use clap::Args;
 
-use crate::args::{GlobalArgs, SnapshotsArgs};
+use crate::args::GlobalArgs;
+use crate::args::SnapshotSelect;
 use crate::exit::{fail, ExitCode};
 use crate::output;
+
+#[derive(Args, Debug)]
+pub struct SnapshotsArgs {
+    /// Only these snapshots (IDs, prefixes, or latest)
+    #[arg(value_name = "SNAP")]
+    pub snapshots: Vec<String>,
+    #[command(flatten)]
+    pub select: SnapshotSelect,
+    /// Only the latest N snapshots of each group
+    #[arg(long, value_name = "N")]
+    pub latest: Option<usize>,
+    /// Warn when a ship destination has not had a complete copy for longer than this
+    #[arg(
+        long,
+        value_name = "AGE",
+        default_value = "7d",
+        env = "CAIRN_WARN_SHIP_AGE"
+    )]
+    pub warn_ship_age: String,
+    /// Warn when no restore drill has passed for longer than this
+    #[arg(
+        long,
+        value_name = "AGE",
+        default_value = "13m",
+        env = "CAIRN_WARN_DRILL_AGE"
+    )]
+    pub warn_drill_age: String,
+}
 
 pub fn run(g: &GlobalArgs, a: SnapshotsArgs) -> anyhow::Result<ExitCode> {
     let repo = super::open_repo(g)?;

@@ -3,12 +3,57 @@ use std::sync::Arc;
 
 use cairn_backend::{Backend, BackendError, LocalBackend};
 use cairn_ops::sync::{identity, sync, Compare, Endpoint, Newer, SyncOptions};
+use clap::{Args, ValueEnum};
 use serde_json::json;
 
-use crate::args::{CompareArg, GlobalArgs, SyncArgs};
+use crate::args::GlobalArgs;
 use crate::exit::{fail, ExitCode};
 use crate::location;
 use crate::output::{self, size};
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum CompareArg {
+    Modtime,
+    Size,
+    Checksum,
+}
+
+#[derive(Args, Debug)]
+pub struct SyncArgs {
+    pub src: String,
+    pub dst: String,
+    /// Delete files in DST that SRC lacks (on B2: hide them), after all transfers succeeded
+    #[arg(long)]
+    pub delete: bool,
+    /// Like --delete, but delete every version on B2
+    #[arg(long)]
+    pub hard_delete: bool,
+    /// Let --delete empty the destination when the source is empty, or delete more than
+    /// 10% of its files (once that is more than 10)
+    #[arg(long)]
+    pub allow_deletes: bool,
+    /// How files are compared
+    #[arg(long, value_enum, default_value = "modtime")]
+    pub compare: CompareArg,
+    /// Concurrent transfers (default 16 with B2, 4 otherwise)
+    #[arg(long, value_name = "N")]
+    pub transfers: Option<usize>,
+    /// Only paths matching REGEX (relative path)
+    #[arg(long = "include", value_name = "REGEX")]
+    pub includes: Vec<String>,
+    /// Skip paths matching REGEX (relative path)
+    #[arg(long = "exclude", value_name = "REGEX")]
+    pub excludes: Vec<String>,
+    /// Leave destination files that are newer alone
+    #[arg(long, conflicts_with = "replace_newer")]
+    pub skip_newer: bool,
+    /// Overwrite destination files even when they are newer
+    #[arg(long)]
+    pub replace_newer: bool,
+    /// Show what would be transferred
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+}
 
 struct Side {
     backend: Arc<dyn Backend>,

@@ -1,24 +1,38 @@
-//! Small commands that manage the repository itself: unlock, key, tag.
+//! `cairn key`: the passwords (key files) of the repository.
 
-use cairn_repo::{LockKind, SnapshotRef};
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
 use serde_json::json;
 
-use crate::args::{GlobalArgs, KeyArgs, KeyCommand, TagArgs, UnlockArgs};
-use crate::exit::{fail, ExitCode};
+use crate::args::GlobalArgs;
+use crate::exit::ExitCode;
 use crate::{output, password};
 
-pub fn unlock(g: &GlobalArgs, a: UnlockArgs) -> anyhow::Result<ExitCode> {
-    let repo = super::open_repo(g)?;
-    let n = repo.unlock(a.remove_all)?;
-    if g.json {
-        output::print_json(&json!({"message_type": "summary", "locks_removed": n}));
-    } else if !g.quiet {
-        println!(
-            "removed {n} {}lock(s)",
-            if a.remove_all { "" } else { "stale " }
-        );
-    }
-    Ok(ExitCode::Ok)
+#[derive(Args, Debug)]
+pub struct KeyArgs {
+    #[command(subcommand)]
+    pub command: KeyCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// List key files (* marks the one in use)
+    List,
+    /// Add a password
+    Add {
+        /// Read the new password from the first line of F (else prompt twice)
+        #[arg(long, value_name = "F")]
+        new_password_file: Option<PathBuf>,
+    },
+    /// Remove a key by ID (prefix); never the last one or the one in use
+    Remove { id: String },
+    /// Change the password in use
+    Passwd {
+        /// Read the new password from the first line of F (else prompt twice)
+        #[arg(long, value_name = "F")]
+        new_password_file: Option<PathBuf>,
+    },
 }
 
 fn new_password(file: &Option<std::path::PathBuf>) -> anyhow::Result<password::Password> {
@@ -28,7 +42,7 @@ fn new_password(file: &Option<std::path::PathBuf>) -> anyhow::Result<password::P
     }
 }
 
-pub fn key(g: &GlobalArgs, a: KeyArgs) -> anyhow::Result<ExitCode> {
+pub fn run(g: &GlobalArgs, a: KeyArgs) -> anyhow::Result<ExitCode> {
     let repo = std::sync::Arc::new(super::open_repo(g)?);
     // Changing keys holds the exclusive lock, and every check (is this the last key?)
     // runs under it: two `key remove` at once, each removing the other's key, must not
@@ -91,65 +105,4 @@ fn report(g: &GlobalArgs, what: &str, id: &str) {
     } else if !g.quiet {
         println!("{what} key {}", &id[..8]);
     }
-}
-
-pub fn tag(g: &GlobalArgs, a: TagArgs) -> anyhow::Result<ExitCode> {
-    if a.add.is_empty() && a.remove.is_empty() && a.set.is_empty() {
-        return Err(fail(
-            ExitCode::Fatal,
-            "nothing to do: give --add, --remove or --set",
-        ));
-    }
-    if !a.set.is_empty() && (!a.add.is_empty() || !a.remove.is_empty()) {
-        return Err(fail(
-            ExitCode::Fatal,
-            "--set cannot be combined with --add or --remove",
-        ));
-    }
-    let split = |v: &[String]| -> Vec<String> {
-        v.iter()
-            .flat_map(|t| t.split(','))
-            .filter(|t| !t.is_empty())
-            .map(str::to_owned)
-            .collect()
-    };
-    let (add, remove, set) = (split(&a.add), split(&a.remove), split(&a.set));
-    let repo = std::sync::Arc::new(super::open_repo(g)?);
-    let _lock = repo.lock(LockKind::Exclusive, "tag")?;
-    let targets: Vec<SnapshotRef> = a
-        .snapshots
-        .iter()
-        .map(|s| repo.find_snapshot(s))
-        .collect::<Result<_, _>>()?;
-    let mut changed = Vec::new();
-    for s in targets {
-        let mut snap = s.snapshot.clone();
-        if !a.set.is_empty() {
-            snap.tags = set.clone();
-        }
-        for t in &add {
-            if !snap.tags.contains(t) {
-                snap.tags.push(t.clone());
-            }
-        }
-        snap.tags.retain(|t| !remove.contains(t));
-        if snap.tags == s.snapshot.tags {
-            continue;
-        }
-        let new = repo.replace_snapshot(&s.id, &snap)?;
-        changed.push((s.id, new));
-    }
-    if g.json {
-        let v: Vec<_> = changed
-            .iter()
-            .map(|(o, n)| json!({"old": o.to_hex(), "new": n.to_hex()}))
-            .collect();
-        output::print_json(&json!({"message_type": "summary", "changed": v}));
-    } else if !g.quiet {
-        for (o, n) in &changed {
-            println!("snapshot {} is now {}", o.short(), n.short());
-        }
-        println!("modified {} snapshot(s)", changed.len());
-    }
-    Ok(ExitCode::Ok)
 }

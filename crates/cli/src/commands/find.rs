@@ -1,0 +1,54 @@
+//! `cairn find`: files by name in snapshots.
+
+use clap::Args;
+use serde_json::json;
+
+use super::select;
+use crate::args::GlobalArgs;
+use crate::exit::ExitCode;
+use crate::output::{self};
+
+#[derive(Args, Debug)]
+pub struct FindArgs {
+    /// Glob on names (or on full paths when it contains /)
+    #[arg(required = true, value_name = "PATTERN")]
+    pub patterns: Vec<String>,
+    /// Only search these snapshots
+    #[arg(short, long = "snapshot", value_name = "SNAP")]
+    pub snapshots: Vec<String>,
+}
+
+pub fn run(g: &GlobalArgs, a: FindArgs) -> anyhow::Result<ExitCode> {
+    let repo = super::open_repo_with_index(g)?;
+    let snaps = select(&repo, &a.snapshots)?;
+    let found = cairn_ops::find::find(&repo, &snaps, &a.patterns)?;
+    if g.json {
+        let v: Vec<_> = found
+            .iter()
+            .map(|f| {
+                json!({
+                    "snapshot": f.snapshot.id.to_hex(),
+                    "matches": f.matches.iter().map(|(p, n)| json!({
+                        "path": cairn_format::RawBytes(p.clone()), "type": n.node_type.name(), "size": n.size, "mtime": n.mtime,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        output::print_json(&json!(v));
+        return Ok(ExitCode::Ok);
+    }
+    for f in &found {
+        println!(
+            "found in snapshot {} from {}:",
+            f.snapshot.id.short(),
+            f.snapshot.snapshot.time.format("%Y-%m-%d %H:%M:%S")
+        );
+        for (p, n) in &f.matches {
+            println!("  {:>12}  {}", n.size, String::from_utf8_lossy(p));
+        }
+    }
+    if found.is_empty() && !g.quiet {
+        println!("no matches");
+    }
+    Ok(ExitCode::Ok)
+}

@@ -1,0 +1,108 @@
+//! `cairn prune`: delete data no snapshot needs (also run by `forget --prune`).
+
+use std::sync::Arc;
+
+use cairn_ops::prune::{MaxUnused, PruneOptions, PrunePlan, PruneSummary};
+use cairn_repo::{LockKind, Repository};
+use clap::Args;
+use serde_json::json;
+
+use crate::args::GlobalArgs;
+use crate::exit::{fail, ExitCode};
+use crate::output::{self, size};
+
+#[derive(Args, Debug, Clone)]
+pub struct PruneArgs {
+    #[command(flatten)]
+    pub limits: PruneLimits,
+    /// Show what would be deleted and repacked, without changing anything
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+}
+
+/// How much unused space prune tolerates and how much it repacks (also `forget --prune`).
+#[derive(Args, Debug, Clone)]
+pub struct PruneLimits {
+    /// Tolerated unused space: a percentage of the repository or a SIZE
+    #[arg(long, default_value = "5%", value_name = "PERCENT%|SIZE")]
+    pub max_unused: String,
+    /// Repack at most this much data in one run
+    #[arg(long, value_name = "SIZE")]
+    pub max_repack_size: Option<String>,
+}
+
+pub(super) fn prune_options(l: &PruneLimits, dry_run: bool) -> anyhow::Result<PruneOptions> {
+    Ok(PruneOptions {
+        max_unused: MaxUnused::parse(&l.max_unused).map_err(|e| fail(ExitCode::Fatal, e))?,
+        max_repack_bytes: match &l.max_repack_size {
+            Some(s) => Some(output::parse_size(s).map_err(|e| fail(ExitCode::Fatal, e))?),
+            None => None,
+        },
+        dry_run,
+        ignore_snapshots: Default::default(),
+    })
+}
+
+pub(super) fn print_prune(g: &GlobalArgs, s: &PruneSummary) {
+    if g.json {
+        output::print_json(&json!({"message_type": "summary", "prune": s}));
+        return;
+    }
+    if g.quiet {
+        return;
+    }
+    let verb = if s.dry_run { "would" } else { "did" };
+    println!(
+        "repository: {} packs, {}",
+        s.packs_before,
+        size(s.bytes_before)
+    );
+    println!(
+        "{verb} delete {} unused packs and {} unindexed packs ({})",
+        s.packs_deleted,
+        s.unindexed_packs_deleted,
+        size(s.bytes_deleted)
+    );
+    println!(
+        "{verb} repack {} packs ({})",
+        s.packs_repacked,
+        size(s.bytes_repacked)
+    );
+    if s.temp_files_deleted > 0 {
+        println!(
+            "{verb} delete {} temporary files of writes that never finished ({})",
+            s.temp_files_deleted,
+            size(s.temp_bytes_deleted)
+        );
+    }
+    if s.unindexed_packs_kept > 0 {
+        println!(
+            "kept {} unindexed packs younger than a lock (another command may be using them)",
+            s.unindexed_packs_kept
+        );
+    }
+    println!(
+        "repository after: {}, of which {} unused",
+        size(s.bytes_after),
+        size(s.unused_bytes_after)
+    );
+}
+
+pub(super) fn run_prune(
+    g: &GlobalArgs,
+    repo: &Repository,
+    opts: &PruneOptions,
+) -> anyhow::Result<PruneSummary> {
+    let plan = PrunePlan::build(repo, opts)?;
+    Ok(plan.execute_with_progress(repo, &output::Bar::new(g))?)
+}
+
+pub fn run(g: &GlobalArgs, a: PruneArgs) -> anyhow::Result<ExitCode> {
+    let opts = prune_options(&a.limits, a.dry_run)?;
+    let repo = Arc::new(super::open_repo(g)?);
+    let _lock = repo.lock(LockKind::Exclusive, "prune")?;
+    repo.load_index()?;
+    let s = run_prune(g, &repo, &opts)?;
+    print_prune(g, &s);
+    Ok(ExitCode::Ok)
+}
