@@ -7,6 +7,11 @@ use std::time::Duration;
 
 use base64::Engine;
 use serde_json::{json, Value};
+
+use crate::reply::{
+    ApiInfo, AuthorizeReply, BucketReply, BucketsReply, ErrorReply, FileReply, Ignored, ListReply,
+    PartReply, StartedReply, UploadUrlReply,
+};
 use sha1::{Digest, Sha1};
 use zeroize::Zeroizing;
 
@@ -146,11 +151,11 @@ async fn error_from(resp: reqwest::Response) -> B2Error {
         .get("retry-after")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
-    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    let body: ErrorReply = resp.json().await.unwrap_or_default();
     B2Error::Api {
         status,
-        code: body["code"].as_str().unwrap_or("unknown").to_string(),
-        message: body["message"].as_str().unwrap_or("").to_string(),
+        code: body.code.unwrap_or_else(|| "unknown".into()),
+        message: body.message.unwrap_or_default(),
         retry_after,
     }
 }
@@ -164,39 +169,6 @@ const MAX_WHOLE_DOWNLOAD: u64 = 4 * 1024 * 1024 * 1024;
 fn net(e: reqwest::Error) -> B2Error {
     // reqwest errors can carry the URL, which for uploads holds no secret, but strip it anyway.
     B2Error::Network(e.without_url().to_string())
-}
-
-/// A file version from a reply's JSON object; fields B2 left out get defaults, never a panic.
-pub fn parse_version(v: &Value) -> FileVersion {
-    let info: HashMap<String, String> = v["fileInfo"]
-        .as_object()
-        .map(|o| {
-            o.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                .collect()
-        })
-        .unwrap_or_default();
-    let sha1 = v["contentSha1"]
-        .as_str()
-        .filter(|s| !s.is_empty() && *s != "none")
-        .map(|s| s.trim_start_matches("unverified:").to_ascii_lowercase())
-        .or_else(|| info.get("large_file_sha1").cloned());
-    FileVersion {
-        id: v["fileId"].as_str().unwrap_or_default().to_string(),
-        name: v["fileName"].as_str().unwrap_or_default().to_string(),
-        size: v["contentLength"]
-            .as_u64()
-            .or_else(|| v["size"].as_u64())
-            .unwrap_or(0),
-        sha1,
-        action: v["action"].as_str().unwrap_or("upload").to_string(),
-        upload_timestamp: v["uploadTimestamp"].as_i64().unwrap_or(0),
-        info,
-        content_type: v["contentType"]
-            .as_str()
-            .unwrap_or("application/octet-stream")
-            .to_string(),
-    }
 }
 
 impl Client {
@@ -304,44 +276,34 @@ impl Client {
                 e => e,
             });
         }
-        let v: Value = resp.json().await.map_err(net)?;
-        let sa = &v["apiInfo"]["storageApi"];
-        let (api_url, download_url) = if sa.is_object() {
-            (sa["apiUrl"].as_str(), sa["downloadUrl"].as_str())
-        } else {
-            (v["apiUrl"].as_str(), v["downloadUrl"].as_str())
+        let body = resp.bytes().await.map_err(net)?;
+        let v: AuthorizeReply = serde_json::from_slice(&body).map_err(|e| {
+            B2Error::Invalid(format!("b2_authorize_account: unexpected reply: {e}"))
+        })?;
+        let (api_url, download_url, allowed) = match v.api_info {
+            Some(ApiInfo { storage_api: sa }) => {
+                let allowed = sa
+                    .allowed
+                    .and_then(|a| a.buckets)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|b| Some((b.id?, b.name?)))
+                    .collect();
+                (Some(sa.api_url), Some(sa.download_url), allowed)
+            }
+            None => (v.api_url, v.download_url, Vec::new()),
         };
-        let allowed = sa["allowed"]["buckets"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|b| {
-                        Some((
-                            b["id"].as_str()?.to_string(),
-                            b["name"].as_str()?.to_string(),
-                        ))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let api_url = api_url
-            .ok_or_else(|| B2Error::Invalid("authorize reply lacks apiUrl".into()))?
-            .to_string();
+        let api_url =
+            api_url.ok_or_else(|| B2Error::Invalid("authorize reply lacks apiUrl".into()))?;
         let download_url = download_url
-            .ok_or_else(|| B2Error::Invalid("authorize reply lacks downloadUrl".into()))?
-            .to_string();
+            .ok_or_else(|| B2Error::Invalid("authorize reply lacks downloadUrl".into()))?;
         self.check_reply_url("apiUrl", &api_url)?;
         self.check_reply_url("downloadUrl", &download_url)?;
         Ok(Auth {
-            token: zeroize::Zeroizing::new(
-                v["authorizationToken"]
-                    .as_str()
-                    .ok_or_else(|| B2Error::Invalid("authorize reply lacks a token".into()))?
-                    .to_string(),
-            ),
+            token: zeroize::Zeroizing::new(v.authorization_token),
             api_url,
             download_url,
-            account_id: v["accountId"].as_str().unwrap_or_default().to_string(),
+            account_id: v.account_id,
             allowed,
             generation: self.generation.fetch_add(1, Ordering::Relaxed) + 1,
         })
@@ -454,8 +416,13 @@ impl Client {
         reqwest::Body::wrap_stream(stream)
     }
 
-    /// A JSON API call.
-    pub async fn call(&self, op: &str, body: Value) -> Result<Value, B2Error> {
+    /// A JSON API call, its reply read as `T` (a missing or mistyped field is an error
+    /// naming the call).
+    pub async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        op: &str,
+        body: Value,
+    ) -> Result<T, B2Error> {
         let reply = self
             .send(op, |a| {
                 self.http
@@ -465,7 +432,7 @@ impl Client {
             })
             .await?;
         serde_json::from_slice(&reply)
-            .map_err(|e| B2Error::Invalid(format!("{op}: reply is not JSON: {e}")))
+            .map_err(|e| B2Error::Invalid(format!("{op}: unexpected reply: {e}")))
     }
 
     /// The ID of bucket `name`, without listing buckets when the key names it.
@@ -484,22 +451,18 @@ impl Client {
                     .join(", ")
             )));
         }
-        let v = self
+        let v: BucketsReply = self
             .call(
                 "b2_list_buckets",
                 json!({"accountId": auth.account_id, "bucketName": name}),
             )
             .await?;
-        Ok(v["buckets"]
-            .as_array()
-            .and_then(|b| b.first())
-            .and_then(|b| b["bucketId"].as_str())
-            .map(str::to_owned))
+        Ok(v.buckets.into_iter().next().map(|b| b.bucket_id))
     }
 
     pub async fn create_bucket(&self, name: &str) -> Result<String, B2Error> {
         let auth = self.authorization(None).await?;
-        let v = match self.call("b2_create_bucket", json!({"accountId": auth.account_id, "bucketName": name, "bucketType": "allPrivate"})).await {
+        let v: BucketReply = match self.call("b2_create_bucket", json!({"accountId": auth.account_id, "bucketName": name, "bucketType": "allPrivate"})).await {
             // A retry after a lost reply finds the bucket it created.
             Err(e) if e.code() == "duplicate_bucket_name" => match self.bucket_id(name).await? {
                 Some(id) => return Ok(id),
@@ -507,10 +470,7 @@ impl Client {
             },
             r => r?,
         };
-        v["bucketId"]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| B2Error::Invalid("create bucket reply lacks bucketId".into()))
+        Ok(v.bucket_id)
     }
 
     /// Every visible file whose name starts with `prefix` (all pages).
@@ -538,27 +498,21 @@ impl Client {
         let mut out = Vec::new();
         let mut start: Option<String> = None;
         loop {
-            let v = self
+            let v: ListReply = self
                 .call(
                     "b2_list_file_names",
                     json!({"bucketId": bucket_id, "prefix": prefix, "startFileName": start, "maxFileCount": 10000, "delimiter": delimiter}),
                 )
                 .await?;
-            out.extend(
-                v["files"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(parse_version),
-            );
-            match v["nextFileName"].as_str() {
+            out.extend(v.files.into_iter().map(FileVersion::from));
+            match v.next_file_name {
                 Some(n) => {
                     // A cursor that does not move on would page forever (a hostile or
                     // broken server): names come in order, so the next must be later.
-                    if start.as_deref().is_some_and(|s| n <= s) {
+                    if start.as_deref().is_some_and(|s| n.as_str() <= s) {
                         return Err(B2Error::Invalid(format!("b2_list_file_names: the listing's cursor did not advance (nextFileName {n:?})")));
                     }
-                    start = Some(n.to_string());
+                    start = Some(n);
                 }
                 None => return Ok(out),
             }
@@ -566,11 +520,10 @@ impl Client {
     }
 
     pub async fn get_file_info(&self, file_id: &str) -> Result<FileVersion, B2Error> {
-        Ok(parse_version(
-            &self
-                .call("b2_get_file_info", json!({"fileId": file_id}))
-                .await?,
-        ))
+        let v: FileReply = self
+            .call("b2_get_file_info", json!({"fileId": file_id}))
+            .await?;
+        Ok(v.into())
     }
 
     /// Server-side copy of a file version to `name` (no download, no upload). With
@@ -583,17 +536,19 @@ impl Client {
         dest_bucket_id: Option<&str>,
         replace: Option<(&str, &[(&str, String)])>,
     ) -> Result<FileVersion, B2Error> {
-        let mut body = json!({"sourceFileId": source_id, "fileName": name, "destinationBucketId": dest_bucket_id});
-        if let Some((ct, info)) = replace {
-            let info: serde_json::Map<String, Value> = info
-                .iter()
-                .map(|(k, v)| (k.to_string(), json!(v)))
-                .collect();
-            body["metadataDirective"] = json!("REPLACE");
-            body["contentType"] = json!(ct);
-            body["fileInfo"] = Value::Object(info);
-        }
-        Ok(parse_version(&self.call("b2_copy_file", body).await?))
+        let body = match replace {
+            None => {
+                json!({"sourceFileId": source_id, "fileName": name, "destinationBucketId": dest_bucket_id})
+            }
+            Some((ct, info)) => {
+                let info: HashMap<&str, &str> =
+                    info.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                json!({"sourceFileId": source_id, "fileName": name, "destinationBucketId": dest_bucket_id,
+                       "metadataDirective": "REPLACE", "contentType": ct, "fileInfo": info})
+            }
+        };
+        let v: FileReply = self.call("b2_copy_file", body).await?;
+        Ok(v.into())
     }
 
     /// Large files started but never finished (left by interrupted uploads).
@@ -605,25 +560,23 @@ impl Client {
         let mut out = Vec::new();
         let mut start: Option<String> = None;
         loop {
-            let v = self
+            let v: ListReply = self
                 .call("b2_list_unfinished_large_files", json!({"bucketId": bucket_id, "namePrefix": prefix, "startFileId": start, "maxFileCount": 100}))
                 .await?;
-            out.extend(
-                v["files"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(parse_version),
-            );
-            match v["nextFileId"].as_str() {
-                Some(n) => start = Some(n.to_string()),
+            out.extend(v.files.into_iter().map(FileVersion::from));
+            match v.next_file_id {
+                // Like the name cursors: one that does not move on would page forever.
+                Some(n) if start.as_deref() == Some(n.as_str()) => {
+                    return Err(B2Error::Invalid(format!("b2_list_unfinished_large_files: the listing's cursor did not advance (nextFileId {n:?})")));
+                }
+                Some(n) => start = Some(n),
                 None => return Ok(out),
             }
         }
     }
 
     pub async fn cancel_large_file(&self, file_id: &str) -> Result<(), B2Error> {
-        self.call("b2_cancel_large_file", json!({"fileId": file_id}))
+        self.call::<Ignored>("b2_cancel_large_file", json!({"fileId": file_id}))
             .await
             .map(|_| ())
     }
@@ -634,12 +587,10 @@ impl Client {
         bucket_id: &str,
         name: &str,
     ) -> Result<Option<FileVersion>, B2Error> {
-        let v = self.call("b2_list_file_names", json!({"bucketId": bucket_id, "prefix": name, "startFileName": name, "maxFileCount": 1})).await?;
-        Ok(v["files"]
-            .as_array()
+        let v: ListReply = self.call("b2_list_file_names", json!({"bucketId": bucket_id, "prefix": name, "startFileName": name, "maxFileCount": 1})).await?;
+        Ok(v.files
             .into_iter()
-            .flatten()
-            .map(parse_version)
+            .map(FileVersion::from)
             .find(|f| f.name == name && f.action == "upload"))
     }
 
@@ -652,29 +603,23 @@ impl Client {
         let mut out = Vec::new();
         let (mut start_name, mut start_id): (Option<String>, Option<String>) = (None, None);
         loop {
-            let v = self
+            let v: ListReply = self
                 .call(
                     "b2_list_file_versions",
                     json!({"bucketId": bucket_id, "prefix": prefix, "startFileName": start_name, "startFileId": start_id, "maxFileCount": 10000}),
                 )
                 .await?;
-            out.extend(
-                v["files"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(parse_version),
-            );
-            match v["nextFileName"].as_str() {
+            out.extend(v.files.into_iter().map(FileVersion::from));
+            match v.next_file_name {
                 Some(n) => {
-                    let next_id = v["nextFileId"].as_str().map(str::to_owned);
+                    let next_id = v.next_file_id;
                     // Versions of one name page by ID: the pair must move on.
-                    if start_name.as_deref().is_some_and(|s| n < s)
-                        || (start_name.as_deref() == Some(n) && start_id == next_id)
+                    if start_name.as_deref().is_some_and(|s| n.as_str() < s)
+                        || (start_name.as_deref() == Some(n.as_str()) && start_id == next_id)
                     {
                         return Err(B2Error::Invalid(format!("b2_list_file_versions: the listing's cursor did not advance (nextFileName {n:?})")));
                     }
-                    start_name = Some(n.to_string());
+                    start_name = Some(n);
                     start_id = next_id;
                 }
                 None => return Ok(out),
@@ -686,7 +631,7 @@ impl Client {
     /// reply lost on the way back finds it so.
     pub async fn delete_version(&self, name: &str, id: &str) -> Result<(), B2Error> {
         match self
-            .call(
+            .call::<Ignored>(
                 "b2_delete_file_version",
                 json!({"fileName": name, "fileId": id}),
             )
@@ -699,7 +644,7 @@ impl Client {
 
     pub async fn hide(&self, bucket_id: &str, name: &str) -> Result<(), B2Error> {
         match self
-            .call(
+            .call::<Ignored>(
                 "b2_hide_file",
                 json!({"bucketId": bucket_id, "fileName": name}),
             )
@@ -760,17 +705,14 @@ impl Client {
             let url = match self.take_upload_url(bucket_id) {
                 Some(u) => u,
                 None => {
-                    let v = self
+                    let v: UploadUrlReply = self
                         .call("b2_get_upload_url", json!({"bucketId": bucket_id}))
                         .await?;
-                    self.check_reply_url("uploadUrl", v["uploadUrl"].as_str().unwrap_or_default())?;
+                    self.check_reply_url("uploadUrl", &v.upload_url)?;
                     UploadUrl {
                         bucket_id: bucket_id.to_string(),
-                        url: v["uploadUrl"].as_str().unwrap_or_default().to_string(),
-                        token: v["authorizationToken"]
-                            .as_str()
-                            .unwrap_or_default()
-                            .to_string(),
+                        url: v.upload_url,
+                        token: v.authorization_token,
                     }
                 }
             };
@@ -790,11 +732,17 @@ impl Client {
             let err = match req.send().await {
                 // A reply cut short is retried: the upload may have landed, and a second
                 // identical version is harmless where a false failure is not.
-                Ok(r) if r.status().is_success() => match r.json::<Value>().await {
-                    Ok(v) => {
-                        self.return_upload_url(url);
-                        return Ok(parse_version(&v));
-                    }
+                // An unreadable reply is retried too: it may be a cut one.
+                Ok(r) if r.status().is_success() => match r.bytes().await {
+                    Ok(b) => match serde_json::from_slice::<FileReply>(&b) {
+                        Ok(v) => {
+                            self.return_upload_url(url);
+                            return Ok(v.into());
+                        }
+                        Err(e) => {
+                            B2Error::Network(format!("b2_upload_file: unreadable reply: {e}"))
+                        }
+                    },
                     Err(e) => net(e),
                 },
                 Ok(r) => error_from(r).await,
@@ -896,10 +844,10 @@ impl Client {
             .map(|(k, v)| (k.to_string(), json!(v)))
             .collect();
         file_info.insert("large_file_sha1".into(), json!(sha1));
-        let v = self
+        let v: StartedReply = self
             .call("b2_start_large_file", json!({"bucketId": bucket_id, "fileName": name, "contentType": content_type, "fileInfo": file_info}))
             .await?;
-        Ok(v["fileId"].as_str().unwrap_or_default().to_string())
+        Ok(v.file_id)
     }
 
     /// Finishes a large file. When the reply to a finish that did land was lost, the
@@ -911,13 +859,13 @@ impl Client {
         part_sha1s: &[String],
     ) -> Result<FileVersion, B2Error> {
         match self
-            .call(
+            .call::<FileReply>(
                 "b2_finish_large_file",
                 json!({"fileId": file_id, "partSha1Array": part_sha1s}),
             )
             .await
         {
-            Ok(v) => Ok(parse_version(&v)),
+            Ok(v) => Ok(v.into()),
             Err(e) => match self.get_file_info(file_id).await {
                 Ok(v) if v.action == "upload" => Ok(v),
                 _ => Err(e),
@@ -935,13 +883,13 @@ impl Client {
         range: (u64, u64),
     ) -> Result<String, B2Error> {
         let (off, len) = range;
-        let v = self
+        let v: PartReply = self
             .call(
                 "b2_copy_part",
                 json!({"sourceFileId": source_id, "largeFileId": large_file_id, "partNumber": n, "range": format!("bytes={}-{}", off, off + len - 1)}),
             )
             .await?;
-        Ok(v["contentSha1"].as_str().unwrap_or_default().to_string())
+        Ok(v.content_sha1)
     }
 
     /// Sends part `n`; `part` is shared by the retries, never copied.
@@ -954,16 +902,10 @@ impl Client {
         let sha1 = hex::encode(Sha1::digest(&part));
         let mut attempt = 0;
         loop {
-            let v = self
+            let v: UploadUrlReply = self
                 .call("b2_get_upload_part_url", json!({"fileId": file_id}))
                 .await?;
-            let (url, token) = (
-                v["uploadUrl"].as_str().unwrap_or_default().to_string(),
-                v["authorizationToken"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-            );
+            let (url, token) = (v.upload_url, v.authorization_token);
             self.check_reply_url("uploadUrl", &url)?;
             self.count("b2_upload_part");
             let err = match self

@@ -16,8 +16,10 @@ mod client;
 pub mod encoding;
 mod error;
 mod limit;
+mod reply;
 
 pub use backend::{B2Backend, B2Location};
-pub use client::{check_endpoint, parse_version, Client, Credentials, FileVersion, Transactions};
+pub use client::{check_endpoint, Client, Credentials, FileVersion, Transactions};
 pub use error::B2Error;
 pub use limit::RateLimit;
+pub use reply::decode_replies;

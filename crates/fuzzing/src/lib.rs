@@ -55,12 +55,7 @@ pub fn decode(target: &str, data: &[u8]) {
             }
         }
         "b2_json" => {
-            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) {
-                drop(cairn_b2::parse_version(&v));
-                for file in v["files"].as_array().into_iter().flatten() {
-                    drop(cairn_b2::parse_version(file));
-                }
-            }
+            let _ = cairn_b2::decode_replies(data);
         }
         _ => {}
     }
