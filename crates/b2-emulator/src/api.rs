@@ -11,33 +11,12 @@ use serde_json::{json, Map, Value};
 use sha1::{Digest, Sha1};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
-use crate::server::{json_reply, App, B2Error, Reply, TokenKind, ACCOUNT_ID};
+pub use crate::app::url_decode;
+use crate::app::{json_reply, App, B2Error, Key, Reply, TokenKind, ACCOUNT_ID};
 use crate::store::{Action, Bucket, LargeFile, Part, State, Version};
 
-/// Percent-decoding as B2 does it: `%XX` bytes and `+` as space.
-pub fn url_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
-                {
-                    Ok(v) => {
-                        out.push(v);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
+/// The locked state, handed to an operation's handler, which may release it early.
+type StateGuard<'a> = std::sync::MutexGuard<'a, State>;
 
 fn url_encode(s: &str) -> String {
     let mut out = String::new();
@@ -342,7 +321,7 @@ fn authorize(app: &App, api: u32, headers: &HeaderMap) -> Reply {
 fn bucket_for<'a>(
     app: &App,
     st: &'a State,
-    key: &crate::server::Key,
+    key: &crate::app::Key,
     bucket_id: &str,
 ) -> Result<&'a Bucket, B2Error> {
     let b = st.bucket_by_id(bucket_id).ok_or_else(|| {
@@ -356,455 +335,553 @@ fn bucket_for<'a>(
     Ok(b)
 }
 
-fn json_call(
-    app: &App,
-    op: &str,
-    api: u32,
-    key: &crate::server::Key,
-    p: &Map<String, Value>,
-) -> Reply {
-    let mut st = app.lock_state();
+fn json_call(app: &App, op: &str, api: u32, key: &Key, p: &Map<String, Value>) -> Reply {
+    let st = app.lock_state();
     match op {
-        "b2_list_buckets" => {
-            let list: Vec<Value> = st
-                .buckets
-                .iter()
-                .filter(|b| key.bucket.as_ref().is_none_or(|k| *k == b.name))
-                .filter(|b| s(p, "bucketName").is_none_or(|n| n == b.name))
-                .filter(|b| s(p, "bucketId").is_none_or(|n| n == b.id))
-                .map(bucket_json)
-                .collect();
-            if let (Some(k), Some(n)) = (&key.bucket, s(p, "bucketName")) {
-                if k != n {
-                    return Err(B2Error::unauthorized(format!(
-                        "application key is restricted to bucket {k}"
-                    )));
-                }
-            }
-            json_reply(json!({"buckets": list}))
-        }
-        "b2_create_bucket" => {
-            let name = req(p, "bucketName")?.to_string();
-            if key.bucket.is_some() {
-                return Err(B2Error::unauthorized(
-                    "restricted key cannot create buckets",
-                ));
-            }
-            if name.len() < 6
-                || name.len() > 63
-                || !name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
-            {
-                return Err(B2Error::bad_request(format!(
-                    "invalid bucket name {name:?}"
-                )));
-            }
-            if st.bucket_by_name(&name).is_some() {
-                return Err(B2Error::new(
-                    400,
-                    "duplicate_bucket_name",
-                    format!("bucket name {name} is already in use"),
-                ));
-            }
-            st.next_seq += 1;
-            let b = Bucket {
-                id: format!("b{:012x}", st.next_seq),
-                name,
-                bucket_type: s(p, "bucketType").unwrap_or("allPrivate").into(),
-            };
-            st.buckets.push(b.clone());
-            app.save(&st)?;
-            json_reply(bucket_json(&b))
-        }
-        "b2_delete_bucket" => {
-            let id = req(p, "bucketId")?;
-            let b = bucket_for(app, &st, key, id)?.clone();
-            if st.versions.keys().any(|k| k.0 == b.id)
-                || st.large.values().any(|l| l.bucket_id == b.id)
-            {
-                return Err(B2Error::new(
-                    400,
-                    "cannot_delete_non_empty_bucket",
-                    "bucket is not empty",
-                ));
-            }
-            st.buckets.retain(|x| x.id != b.id);
-            app.save(&st)?;
-            json_reply(bucket_json(&b))
-        }
-        "b2_get_upload_url" => {
-            let id = req(p, "bucketId")?;
-            let b = bucket_for(app, &st, key, id)?.clone();
-            drop(st);
-            let token = app.new_token(TokenKind::Upload {
-                bucket_id: b.id.clone(),
-                name_prefix: key.name_prefix.clone(),
-            });
-            json_reply(
-                json!({"bucketId": b.id, "uploadUrl": format!("{}/b2api/upload/{}", app.base_url, b.id), "authorizationToken": token}),
-            )
-        }
+        "b2_list_buckets" => b2_list_buckets(st, key, p),
+        "b2_create_bucket" => b2_create_bucket(app, st, key, p),
+        "b2_delete_bucket" => b2_delete_bucket(app, st, key, p),
+        "b2_get_upload_url" => b2_get_upload_url(app, st, key, p),
         "b2_list_file_names" | "b2_list_file_versions" => {
-            list_files(app, &st, key, p, api, op == "b2_list_file_versions")
+            b2_list_file_names_or_versions(app, st, op, api, key, p)
         }
-        "b2_get_file_info" => {
-            let id = req(p, "fileId")?;
-            let v = st
-                .version_by_id(id)
-                .ok_or_else(|| B2Error::not_found(format!("file {id} not found")))?;
-            bucket_for(app, &st, key, &v.bucket_id)?;
-            json_reply(version_json(v, api))
-        }
-        "b2_hide_file" => {
-            let bid = req(p, "bucketId")?.to_string();
-            let name = req(p, "fileName")?.to_string();
-            bucket_for(app, &st, key, &bid)?;
-            app.check_name(&key.name_prefix, &name)?;
-            match st.newest(&bid, &name) {
-                None => {
-                    return Err(B2Error::new(
-                        400,
-                        "no_such_file",
-                        format!("file not present: {name}"),
-                    ))
-                }
-                Some(v) if v.action == Action::Hide => {
-                    return Err(B2Error::new(
-                        400,
-                        "already_hidden",
-                        format!("file already hidden: {name}"),
-                    ))
-                }
-                _ => {}
-            }
-            let (id, seq) = st.next_id(&bid);
-            let v = Version {
-                id,
-                seq,
-                bucket_id: bid,
-                name,
-                action: Action::Hide,
-                size: 0,
-                sha1: String::new(),
-                content_type: "application/x-bz-hide-marker".into(),
-                info: BTreeMap::new(),
-                upload_timestamp: now_ms(),
-            };
-            st.versions.insert(State::key(&v), v.clone());
-            app.save(&st)?;
-            json_reply(version_json(&v, api))
-        }
-        "b2_delete_file_version" => {
-            let id = req(p, "fileId")?;
-            let name = req(p, "fileName")?;
-            app.check_name(&key.name_prefix, name)?;
-            let v = st.version_by_id(id).cloned();
-            if let Some(v) = v.filter(|v| v.name == name) {
-                bucket_for(app, &st, key, &v.bucket_id)?;
-                st.versions.remove(&State::key(&v));
-                app.save(&st)?;
-                let _ = std::fs::remove_file(app.disk.blob(&v.id));
-                return json_reply(json!({"fileId": v.id, "fileName": v.name}));
-            }
-            if let Some(l) = st.large.get(id).cloned().filter(|l| l.name == name) {
-                bucket_for(app, &st, key, &l.bucket_id)?;
-                st.large.remove(id);
-                app.save(&st)?;
-                let _ = std::fs::remove_dir_all(app.disk.part_dir(id));
-                return json_reply(json!({"fileId": l.id, "fileName": l.name}));
-            }
-            Err(B2Error::new(
-                400,
-                "file_not_present",
-                format!("file not present: {name} {id}"),
-            ))
-        }
-        "b2_start_large_file" => {
-            let bid = req(p, "bucketId")?.to_string();
-            let name = req(p, "fileName")?.to_string();
-            valid_name(&name)?;
-            bucket_for(app, &st, key, &bid)?;
-            app.check_name(&key.name_prefix, &name)?;
-            let info = file_info_from_json(p.get("fileInfo"))?;
-            let (id, seq) = st.next_id(&bid);
-            let l = LargeFile {
-                id: id.clone(),
-                seq,
-                bucket_id: bid,
-                name: name.clone(),
-                content_type: content_type(s(p, "contentType").unwrap_or("b2/x-auto"), &name),
-                info,
-                upload_timestamp: now_ms(),
-                parts: BTreeMap::new(),
-            };
-            st.large.insert(id, l.clone());
-            app.save(&st)?;
-            json_reply(large_json(&l, api))
-        }
-        "b2_get_upload_part_url" => {
-            let id = req(p, "fileId")?.to_string();
-            let l = st
-                .large
-                .get(&id)
-                .cloned()
-                .ok_or_else(|| B2Error::bad_request(format!("no such large file {id}")))?;
-            bucket_for(app, &st, key, &l.bucket_id)?;
-            drop(st);
-            let token = app.new_token(TokenKind::Part {
-                file_id: id.clone(),
-            });
-            json_reply(
-                json!({"fileId": id, "uploadUrl": format!("{}/b2api/upload_part/{id}", app.base_url), "authorizationToken": token}),
-            )
-        }
-        "b2_finish_large_file" => {
-            let id = req(p, "fileId")?.to_string();
-            let l = st
-                .large
-                .get(&id)
-                .cloned()
-                .ok_or_else(|| B2Error::bad_request(format!("no such large file {id}")))?;
-            bucket_for(app, &st, key, &l.bucket_id)?;
-            let shas: Vec<String> = p
-                .get("partSha1Array")
-                .and_then(Value::as_array)
-                .ok_or_else(|| B2Error::bad_request("partSha1Array is missing"))?
-                .iter()
-                .map(|v| v.as_str().unwrap_or("").to_ascii_lowercase())
-                .collect();
-            if shas.is_empty() || shas.len() != l.parts.len() {
-                return Err(B2Error::new(
-                    400,
-                    "missing_part",
-                    format!(
-                        "{} parts uploaded, {} SHA1s given",
-                        l.parts.len(),
-                        shas.len()
-                    ),
-                ));
-            }
-            for (i, sha) in shas.iter().enumerate() {
-                let n = i as u32 + 1;
-                let part = l.parts.get(&n).ok_or_else(|| {
-                    B2Error::new(400, "missing_part", format!("part {n} is missing"))
-                })?;
-                if part.sha1 != *sha {
-                    return Err(B2Error::new(
-                        400,
-                        "part_sha1_mismatch",
-                        format!("part {n}: SHA1 differs"),
-                    ));
-                }
-                if (n as usize) < shas.len() && part.size < app.config.min_part_size {
-                    return Err(B2Error::bad_request(format!(
-                        "part {n} is smaller than {} bytes",
-                        app.config.min_part_size
-                    )));
-                }
-            }
-            // Concatenate parts into the blob (synchronously: the state lock is held).
-            let dest = app.disk.blob(&id);
-            {
-                use std::io::Write;
-                let mut out = std::fs::File::create(&dest)?;
-                for n in 1..=shas.len() as u32 {
-                    let mut f = std::fs::File::open(app.disk.part_dir(&id).join(n.to_string()))?;
-                    std::io::copy(&mut f, &mut out)?;
-                }
-                out.flush()?;
-            }
-            let _ = std::fs::remove_dir_all(app.disk.part_dir(&id));
-            let size = l.parts.values().map(|p| p.size).sum();
-            let v = Version {
-                id: l.id.clone(),
-                seq: l.seq,
-                bucket_id: l.bucket_id.clone(),
-                name: l.name.clone(),
-                action: Action::Upload,
-                size,
-                sha1: "none".into(),
-                content_type: l.content_type.clone(),
-                info: l.info.clone(),
-                upload_timestamp: l.upload_timestamp,
-            };
-            st.large.remove(&id);
-            st.versions.insert(State::key(&v), v.clone());
-            app.save(&st)?;
-            json_reply(version_json(&v, api))
-        }
-        "b2_cancel_large_file" => {
-            let id = req(p, "fileId")?.to_string();
-            let l = st
-                .large
-                .get(&id)
-                .cloned()
-                .ok_or_else(|| B2Error::bad_request(format!("no such large file {id}")))?;
-            bucket_for(app, &st, key, &l.bucket_id)?;
-            st.large.remove(&id);
-            app.save(&st)?;
-            let _ = std::fs::remove_dir_all(app.disk.part_dir(&id));
-            json_reply(
-                json!({"fileId": l.id, "accountId": ACCOUNT_ID, "bucketId": l.bucket_id, "fileName": l.name}),
-            )
-        }
-        "b2_list_unfinished_large_files" => {
-            let bid = req(p, "bucketId")?;
-            bucket_for(app, &st, key, bid)?;
-            let prefix = s(p, "namePrefix").unwrap_or("");
-            let max = num(p, "maxFileCount")
-                .filter(|n| *n > 0)
-                .unwrap_or(100)
-                .min(100) as usize;
-            let start = s(p, "startFileId");
-            let mut all: Vec<&LargeFile> = st
-                .large
-                .values()
-                .filter(|l| l.bucket_id == bid && l.name.starts_with(prefix))
-                .collect();
-            all.sort_by_key(|l| l.seq);
-            let skip = start
-                .and_then(|s| all.iter().position(|l| l.id == s))
-                .unwrap_or(0);
-            let page: Vec<Value> = all
-                .iter()
-                .skip(skip)
-                .take(max)
-                .map(|l| large_json(l, api))
-                .collect();
-            let next = all
-                .get(skip + max)
-                .map(|l| json!(l.id))
-                .unwrap_or(Value::Null);
-            json_reply(json!({"files": page, "nextFileId": next}))
-        }
-        "b2_list_parts" => {
-            let id = req(p, "fileId")?;
-            let l = st
-                .large
-                .get(id)
-                .ok_or_else(|| B2Error::bad_request(format!("no such large file {id}")))?;
-            let startn = num(p, "startPartNumber").unwrap_or(1) as u32;
-            let max = num(p, "maxPartCount")
-                .filter(|n| *n > 0)
-                .unwrap_or(100)
-                .min(1000) as usize;
-            let parts: Vec<(u32, &Part)> = l.parts.range(startn..).map(|(n, p)| (*n, p)).collect();
-            let page: Vec<Value> = parts
-                .iter()
-                .take(max)
-                .map(|(n, p)| json!({"fileId": id, "partNumber": n, "contentLength": p.size, "contentSha1": p.sha1, "contentMd5": null, "uploadTimestamp": p.upload_timestamp}))
-                .collect();
-            let next = parts.get(max).map(|(n, _)| json!(n)).unwrap_or(Value::Null);
-            json_reply(json!({"parts": page, "nextPartNumber": next}))
-        }
-        "b2_copy_file" => {
-            let src_id = req(p, "sourceFileId")?;
-            let name = req(p, "fileName")?.to_string();
-            valid_name(&name)?;
-            app.check_name(&key.name_prefix, &name)?;
-            let src = st
-                .version_by_id(src_id)
-                .filter(|v| v.action == Action::Upload)
-                .cloned()
-                .ok_or_else(|| B2Error::not_found(format!("file {src_id} not found")))?;
-            bucket_for(app, &st, key, &src.bucket_id)?;
-            let dest_bucket = s(p, "destinationBucketId")
-                .unwrap_or(&src.bucket_id)
-                .to_string();
-            bucket_for(app, &st, key, &dest_bucket)?;
-            let (mut start, mut end) = (0u64, src.size);
-            if let Some(r) = s(p, "range") {
-                let (a, b) = parse_range(r, src.size).ok_or_else(|| {
-                    B2Error::new(416, "range_not_satisfiable", format!("bad range {r}"))
-                })?;
-                (start, end) = (a, b + 1);
-            }
-            let replace = s(p, "metadataDirective") == Some("REPLACE");
-            let (ct, info) = if replace {
-                (
-                    content_type(req(p, "contentType")?, &name),
-                    file_info_from_json(p.get("fileInfo"))?,
-                )
-            } else {
-                (src.content_type.clone(), src.info.clone())
-            };
-            let (id, seq) = st.next_id(&dest_bucket);
-            {
-                let sha_range =
-                    copy_range(&app.disk.blob(&src.id), start, end, &app.disk.blob(&id))?;
-                let sha = if src.sha1 == "none" && start == 0 && end == src.size {
-                    "none".to_string()
-                } else {
-                    sha_range
-                };
-                let v = Version {
-                    id,
-                    seq,
-                    bucket_id: dest_bucket,
-                    name,
-                    action: Action::Upload,
-                    size: end - start,
-                    sha1: sha,
-                    content_type: ct,
-                    info,
-                    upload_timestamp: now_ms(),
-                };
-                st.versions.insert(State::key(&v), v.clone());
-                app.save(&st)?;
-                let mut j = version_json(&v, api);
-                j["action"] = json!("copy");
-                json_reply(j)
-            }
-        }
-        "b2_copy_part" => {
-            let src_id = req(p, "sourceFileId")?;
-            let large_id = req(p, "largeFileId")?.to_string();
-            let n = num(p, "partNumber")
-                .filter(|n| (1..=10_000).contains(n))
-                .ok_or_else(|| B2Error::bad_request("partNumber must be 1..10000"))?
-                as u32;
-            let src = st
-                .version_by_id(src_id)
-                .filter(|v| v.action == Action::Upload)
-                .cloned()
-                .ok_or_else(|| B2Error::not_found(format!("file {src_id} not found")))?;
-            bucket_for(app, &st, key, &src.bucket_id)?;
-            let l =
-                st.large.get(&large_id).cloned().ok_or_else(|| {
-                    B2Error::bad_request(format!("no such large file {large_id}"))
-                })?;
-            bucket_for(app, &st, key, &l.bucket_id)?;
-            let (mut start, mut end) = (0u64, src.size);
-            if let Some(r) = s(p, "range") {
-                let (a, b) = parse_range(r, src.size).ok_or_else(|| {
-                    B2Error::new(416, "range_not_satisfiable", format!("bad range {r}"))
-                })?;
-                (start, end) = (a, b + 1);
-            }
-            let dir = app.disk.part_dir(&large_id);
-            std::fs::create_dir_all(&dir)?;
-            let tmp = app.disk.tmp();
-            let sha1 = copy_range(&app.disk.blob(&src.id), start, end, &tmp)?;
-            std::fs::rename(&tmp, dir.join(n.to_string()))?;
-            let ts = now_ms();
-            if let Some(l) = st.large.get_mut(&large_id) {
-                l.parts.insert(
-                    n,
-                    Part {
-                        size: end - start,
-                        sha1: sha1.clone(),
-                        upload_timestamp: ts,
-                    },
-                );
-            }
-            app.save(&st)?;
-            json_reply(
-                json!({"fileId": large_id, "partNumber": n, "contentLength": end - start, "contentSha1": sha1, "contentMd5": null, "uploadTimestamp": ts}),
-            )
-        }
+        "b2_get_file_info" => b2_get_file_info(app, st, api, key, p),
+        "b2_hide_file" => b2_hide_file(app, st, api, key, p),
+        "b2_delete_file_version" => b2_delete_file_version(app, st, key, p),
+        "b2_start_large_file" => b2_start_large_file(app, st, api, key, p),
+        "b2_get_upload_part_url" => b2_get_upload_part_url(app, st, key, p),
+        "b2_finish_large_file" => b2_finish_large_file(app, st, api, key, p),
+        "b2_cancel_large_file" => b2_cancel_large_file(app, st, key, p),
+        "b2_list_unfinished_large_files" => b2_list_unfinished_large_files(app, st, api, key, p),
+        "b2_list_parts" => b2_list_parts(st, p),
+        "b2_copy_file" => b2_copy_file(app, st, api, key, p),
+        "b2_copy_part" => b2_copy_part(app, st, key, p),
         other => Err(B2Error::bad_request(format!(
             "unsupported operation {other}"
         ))),
     }
+}
+
+/// `b2_list_buckets`.
+fn b2_list_buckets(st: StateGuard<'_>, key: &Key, p: &Map<String, Value>) -> Reply {
+    let list: Vec<Value> = st
+        .buckets
+        .iter()
+        .filter(|b| key.bucket.as_ref().is_none_or(|k| *k == b.name))
+        .filter(|b| s(p, "bucketName").is_none_or(|n| n == b.name))
+        .filter(|b| s(p, "bucketId").is_none_or(|n| n == b.id))
+        .map(bucket_json)
+        .collect();
+    if let (Some(k), Some(n)) = (&key.bucket, s(p, "bucketName")) {
+        if k != n {
+            return Err(B2Error::unauthorized(format!(
+                "application key is restricted to bucket {k}"
+            )));
+        }
+    }
+    json_reply(json!({"buckets": list}))
+}
+
+/// `b2_create_bucket`.
+fn b2_create_bucket(app: &App, mut st: StateGuard<'_>, key: &Key, p: &Map<String, Value>) -> Reply {
+    let name = req(p, "bucketName")?.to_string();
+    if key.bucket.is_some() {
+        return Err(B2Error::unauthorized(
+            "restricted key cannot create buckets",
+        ));
+    }
+    if name.len() < 6
+        || name.len() > 63
+        || !name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
+    {
+        return Err(B2Error::bad_request(format!(
+            "invalid bucket name {name:?}"
+        )));
+    }
+    if st.bucket_by_name(&name).is_some() {
+        return Err(B2Error::new(
+            400,
+            "duplicate_bucket_name",
+            format!("bucket name {name} is already in use"),
+        ));
+    }
+    st.next_seq += 1;
+    let b = Bucket {
+        id: format!("b{:012x}", st.next_seq),
+        name,
+        bucket_type: s(p, "bucketType").unwrap_or("allPrivate").into(),
+    };
+    st.buckets.push(b.clone());
+    app.save(&st)?;
+    json_reply(bucket_json(&b))
+}
+
+/// `b2_delete_bucket`.
+fn b2_delete_bucket(app: &App, mut st: StateGuard<'_>, key: &Key, p: &Map<String, Value>) -> Reply {
+    let id = req(p, "bucketId")?;
+    let b = bucket_for(app, &st, key, id)?.clone();
+    if st.versions.keys().any(|k| k.0 == b.id) || st.large.values().any(|l| l.bucket_id == b.id) {
+        return Err(B2Error::new(
+            400,
+            "cannot_delete_non_empty_bucket",
+            "bucket is not empty",
+        ));
+    }
+    st.buckets.retain(|x| x.id != b.id);
+    app.save(&st)?;
+    json_reply(bucket_json(&b))
+}
+
+/// `b2_get_upload_url`.
+fn b2_get_upload_url(app: &App, st: StateGuard<'_>, key: &Key, p: &Map<String, Value>) -> Reply {
+    let id = req(p, "bucketId")?;
+    let b = bucket_for(app, &st, key, id)?.clone();
+    drop(st);
+    let token = app.new_token(TokenKind::Upload {
+        bucket_id: b.id.clone(),
+        name_prefix: key.name_prefix.clone(),
+    });
+    json_reply(
+        json!({"bucketId": b.id, "uploadUrl": format!("{}/b2api/upload/{}", app.base_url, b.id), "authorizationToken": token}),
+    )
+}
+
+/// `b2_list_file_names / b2_list_file_versions`.
+fn b2_list_file_names_or_versions(
+    app: &App,
+    st: StateGuard<'_>,
+    op: &str,
+    api: u32,
+    key: &Key,
+    p: &Map<String, Value>,
+) -> Reply {
+    list_files(app, &st, key, p, api, op == "b2_list_file_versions")
+}
+
+/// `b2_get_file_info`.
+fn b2_get_file_info(
+    app: &App,
+    st: StateGuard<'_>,
+    api: u32,
+    key: &Key,
+    p: &Map<String, Value>,
+) -> Reply {
+    let id = req(p, "fileId")?;
+    let v = st
+        .version_by_id(id)
+        .ok_or_else(|| B2Error::not_found(format!("file {id} not found")))?;
+    bucket_for(app, &st, key, &v.bucket_id)?;
+    json_reply(version_json(v, api))
+}
+
+/// `b2_hide_file`.
+fn b2_hide_file(
+    app: &App,
+    mut st: StateGuard<'_>,
+    api: u32,
+    key: &Key,
+    p: &Map<String, Value>,
+) -> Reply {
+    let bid = req(p, "bucketId")?.to_string();
+    let name = req(p, "fileName")?.to_string();
+    bucket_for(app, &st, key, &bid)?;
+    app.check_name(&key.name_prefix, &name)?;
+    match st.newest(&bid, &name) {
+        None => {
+            return Err(B2Error::new(
+                400,
+                "no_such_file",
+                format!("file not present: {name}"),
+            ))
+        }
+        Some(v) if v.action == Action::Hide => {
+            return Err(B2Error::new(
+                400,
+                "already_hidden",
+                format!("file already hidden: {name}"),
+            ))
+        }
+        _ => {}
+    }
+    let (id, seq) = st.next_id(&bid);
+    let v = Version {
+        id,
+        seq,
+        bucket_id: bid,
+        name,
+        action: Action::Hide,
+        size: 0,
+        sha1: String::new(),
+        content_type: "application/x-bz-hide-marker".into(),
+        info: BTreeMap::new(),
+        upload_timestamp: now_ms(),
+    };
+    st.versions.insert(State::key(&v), v.clone());
+    app.save(&st)?;
+    json_reply(version_json(&v, api))
+}
+
+/// `b2_delete_file_version`.
+fn b2_delete_file_version(
+    app: &App,
+    mut st: StateGuard<'_>,
+    key: &Key,
+    p: &Map<String, Value>,
+) -> Reply {
+    let id = req(p, "fileId")?;
+    let name = req(p, "fileName")?;
+    app.check_name(&key.name_prefix, name)?;
+    let v = st.version_by_id(id).cloned();
+    if let Some(v) = v.filter(|v| v.name == name) {
+        bucket_for(app, &st, key, &v.bucket_id)?;
+        st.versions.remove(&State::key(&v));
+        app.save(&st)?;
+        let _ = std::fs::remove_file(app.disk.blob(&v.id));
+        return json_reply(json!({"fileId": v.id, "fileName": v.name}));
+    }
+    if let Some(l) = st.large.get(id).cloned().filter(|l| l.name == name) {
+        bucket_for(app, &st, key, &l.bucket_id)?;
+        st.large.remove(id);
+        app.save(&st)?;
+        let _ = std::fs::remove_dir_all(app.disk.part_dir(id));
+        return json_reply(json!({"fileId": l.id, "fileName": l.name}));
+    }
+    Err(B2Error::new(
+        400,
+        "file_not_present",
+        format!("file not present: {name} {id}"),
+    ))
+}
+
+/// `b2_start_large_file`.
+fn b2_start_large_file(
+    app: &App,
+    mut st: StateGuard<'_>,
+    api: u32,
+    key: &Key,
+    p: &Map<String, Value>,
+) -> Reply {
+    let bid = req(p, "bucketId")?.to_string();
+    let name = req(p, "fileName")?.to_string();
+    valid_name(&name)?;
+    bucket_for(app, &st, key, &bid)?;
+    app.check_name(&key.name_prefix, &name)?;
+    let info = file_info_from_json(p.get("fileInfo"))?;
+    let (id, seq) = st.next_id(&bid);
+    let l = LargeFile {
+        id: id.clone(),
+        seq,
+        bucket_id: bid,
+        name: name.clone(),
+        content_type: content_type(s(p, "contentType").unwrap_or("b2/x-auto"), &name),
+        info,
+        upload_timestamp: now_ms(),
+        parts: BTreeMap::new(),
+    };
+    st.large.insert(id, l.clone());
+    app.save(&st)?;
+    json_reply(large_json(&l, api))
+}
+
+/// `b2_get_upload_part_url`.
+fn b2_get_upload_part_url(
+    app: &App,
+    st: StateGuard<'_>,
+    key: &Key,
+    p: &Map<String, Value>,
+) -> Reply {
+    let id = req(p, "fileId")?.to_string();
+    let l = st
+        .large
+        .get(&id)
+        .cloned()
+        .ok_or_else(|| B2Error::bad_request(format!("no such large file {id}")))?;
+    bucket_for(app, &st, key, &l.bucket_id)?;
+    drop(st);
+    let token = app.new_token(TokenKind::Part {
+        file_id: id.clone(),
+    });
+    json_reply(
+        json!({"fileId": id, "uploadUrl": format!("{}/b2api/upload_part/{id}", app.base_url), "authorizationToken": token}),
+    )
+}
+
+/// `b2_finish_large_file`.
+fn b2_finish_large_file(
+    app: &App,
+    mut st: StateGuard<'_>,
+    api: u32,
+    key: &Key,
+    p: &Map<String, Value>,
+) -> Reply {
+    let id = req(p, "fileId")?.to_string();
+    let l = st
+        .large
+        .get(&id)
+        .cloned()
+        .ok_or_else(|| B2Error::bad_request(format!("no such large file {id}")))?;
+    bucket_for(app, &st, key, &l.bucket_id)?;
+    let shas: Vec<String> = p
+        .get("partSha1Array")
+        .and_then(Value::as_array)
+        .ok_or_else(|| B2Error::bad_request("partSha1Array is missing"))?
+        .iter()
+        .map(|v| v.as_str().unwrap_or("").to_ascii_lowercase())
+        .collect();
+    if shas.is_empty() || shas.len() != l.parts.len() {
+        return Err(B2Error::new(
+            400,
+            "missing_part",
+            format!(
+                "{} parts uploaded, {} SHA1s given",
+                l.parts.len(),
+                shas.len()
+            ),
+        ));
+    }
+    for (i, sha) in shas.iter().enumerate() {
+        let n = i as u32 + 1;
+        let part = l
+            .parts
+            .get(&n)
+            .ok_or_else(|| B2Error::new(400, "missing_part", format!("part {n} is missing")))?;
+        if part.sha1 != *sha {
+            return Err(B2Error::new(
+                400,
+                "part_sha1_mismatch",
+                format!("part {n}: SHA1 differs"),
+            ));
+        }
+        if (n as usize) < shas.len() && part.size < app.config.min_part_size {
+            return Err(B2Error::bad_request(format!(
+                "part {n} is smaller than {} bytes",
+                app.config.min_part_size
+            )));
+        }
+    }
+    // Concatenate parts into the blob (synchronously: the state lock is held).
+    let dest = app.disk.blob(&id);
+    {
+        use std::io::Write;
+        let mut out = std::fs::File::create(&dest)?;
+        for n in 1..=shas.len() as u32 {
+            let mut f = std::fs::File::open(app.disk.part_dir(&id).join(n.to_string()))?;
+            std::io::copy(&mut f, &mut out)?;
+        }
+        out.flush()?;
+    }
+    let _ = std::fs::remove_dir_all(app.disk.part_dir(&id));
+    let size = l.parts.values().map(|p| p.size).sum();
+    let v = Version {
+        id: l.id.clone(),
+        seq: l.seq,
+        bucket_id: l.bucket_id.clone(),
+        name: l.name.clone(),
+        action: Action::Upload,
+        size,
+        sha1: "none".into(),
+        content_type: l.content_type.clone(),
+        info: l.info.clone(),
+        upload_timestamp: l.upload_timestamp,
+    };
+    st.large.remove(&id);
+    st.versions.insert(State::key(&v), v.clone());
+    app.save(&st)?;
+    json_reply(version_json(&v, api))
+}
+
+/// `b2_cancel_large_file`.
+fn b2_cancel_large_file(
+    app: &App,
+    mut st: StateGuard<'_>,
+    key: &Key,
+    p: &Map<String, Value>,
+) -> Reply {
+    let id = req(p, "fileId")?.to_string();
+    let l = st
+        .large
+        .get(&id)
+        .cloned()
+        .ok_or_else(|| B2Error::bad_request(format!("no such large file {id}")))?;
+    bucket_for(app, &st, key, &l.bucket_id)?;
+    st.large.remove(&id);
+    app.save(&st)?;
+    let _ = std::fs::remove_dir_all(app.disk.part_dir(&id));
+    json_reply(
+        json!({"fileId": l.id, "accountId": ACCOUNT_ID, "bucketId": l.bucket_id, "fileName": l.name}),
+    )
+}
+
+/// `b2_list_unfinished_large_files`.
+fn b2_list_unfinished_large_files(
+    app: &App,
+    st: StateGuard<'_>,
+    api: u32,
+    key: &Key,
+    p: &Map<String, Value>,
+) -> Reply {
+    let bid = req(p, "bucketId")?;
+    bucket_for(app, &st, key, bid)?;
+    let prefix = s(p, "namePrefix").unwrap_or("");
+    let max = num(p, "maxFileCount")
+        .filter(|n| *n > 0)
+        .unwrap_or(100)
+        .min(100) as usize;
+    let start = s(p, "startFileId");
+    let mut all: Vec<&LargeFile> = st
+        .large
+        .values()
+        .filter(|l| l.bucket_id == bid && l.name.starts_with(prefix))
+        .collect();
+    all.sort_by_key(|l| l.seq);
+    let skip = start
+        .and_then(|s| all.iter().position(|l| l.id == s))
+        .unwrap_or(0);
+    let page: Vec<Value> = all
+        .iter()
+        .skip(skip)
+        .take(max)
+        .map(|l| large_json(l, api))
+        .collect();
+    let next = all
+        .get(skip + max)
+        .map(|l| json!(l.id))
+        .unwrap_or(Value::Null);
+    json_reply(json!({"files": page, "nextFileId": next}))
+}
+
+/// `b2_list_parts`.
+fn b2_list_parts(st: StateGuard<'_>, p: &Map<String, Value>) -> Reply {
+    let id = req(p, "fileId")?;
+    let l = st
+        .large
+        .get(id)
+        .ok_or_else(|| B2Error::bad_request(format!("no such large file {id}")))?;
+    let startn = num(p, "startPartNumber").unwrap_or(1) as u32;
+    let max = num(p, "maxPartCount")
+        .filter(|n| *n > 0)
+        .unwrap_or(100)
+        .min(1000) as usize;
+    let parts: Vec<(u32, &Part)> = l.parts.range(startn..).map(|(n, p)| (*n, p)).collect();
+    let page: Vec<Value> = parts
+            .iter()
+            .take(max)
+            .map(|(n, p)| json!({"fileId": id, "partNumber": n, "contentLength": p.size, "contentSha1": p.sha1, "contentMd5": null, "uploadTimestamp": p.upload_timestamp}))
+            .collect();
+    let next = parts.get(max).map(|(n, _)| json!(n)).unwrap_or(Value::Null);
+    json_reply(json!({"parts": page, "nextPartNumber": next}))
+}
+
+/// `b2_copy_file`.
+fn b2_copy_file(
+    app: &App,
+    mut st: StateGuard<'_>,
+    api: u32,
+    key: &Key,
+    p: &Map<String, Value>,
+) -> Reply {
+    let src_id = req(p, "sourceFileId")?;
+    let name = req(p, "fileName")?.to_string();
+    valid_name(&name)?;
+    app.check_name(&key.name_prefix, &name)?;
+    let src = st
+        .version_by_id(src_id)
+        .filter(|v| v.action == Action::Upload)
+        .cloned()
+        .ok_or_else(|| B2Error::not_found(format!("file {src_id} not found")))?;
+    bucket_for(app, &st, key, &src.bucket_id)?;
+    let dest_bucket = s(p, "destinationBucketId")
+        .unwrap_or(&src.bucket_id)
+        .to_string();
+    bucket_for(app, &st, key, &dest_bucket)?;
+    let (mut start, mut end) = (0u64, src.size);
+    if let Some(r) = s(p, "range") {
+        let (a, b) = parse_range(r, src.size)
+            .ok_or_else(|| B2Error::new(416, "range_not_satisfiable", format!("bad range {r}")))?;
+        (start, end) = (a, b + 1);
+    }
+    let replace = s(p, "metadataDirective") == Some("REPLACE");
+    let (ct, info) = if replace {
+        (
+            content_type(req(p, "contentType")?, &name),
+            file_info_from_json(p.get("fileInfo"))?,
+        )
+    } else {
+        (src.content_type.clone(), src.info.clone())
+    };
+    let (id, seq) = st.next_id(&dest_bucket);
+    {
+        let sha_range = copy_range(&app.disk.blob(&src.id), start, end, &app.disk.blob(&id))?;
+        let sha = if src.sha1 == "none" && start == 0 && end == src.size {
+            "none".to_string()
+        } else {
+            sha_range
+        };
+        let v = Version {
+            id,
+            seq,
+            bucket_id: dest_bucket,
+            name,
+            action: Action::Upload,
+            size: end - start,
+            sha1: sha,
+            content_type: ct,
+            info,
+            upload_timestamp: now_ms(),
+        };
+        st.versions.insert(State::key(&v), v.clone());
+        app.save(&st)?;
+        let mut j = version_json(&v, api);
+        j["action"] = json!("copy");
+        json_reply(j)
+    }
+}
+
+/// `b2_copy_part`.
+fn b2_copy_part(app: &App, mut st: StateGuard<'_>, key: &Key, p: &Map<String, Value>) -> Reply {
+    let src_id = req(p, "sourceFileId")?;
+    let large_id = req(p, "largeFileId")?.to_string();
+    let n = num(p, "partNumber")
+        .filter(|n| (1..=10_000).contains(n))
+        .ok_or_else(|| B2Error::bad_request("partNumber must be 1..10000"))? as u32;
+    let src = st
+        .version_by_id(src_id)
+        .filter(|v| v.action == Action::Upload)
+        .cloned()
+        .ok_or_else(|| B2Error::not_found(format!("file {src_id} not found")))?;
+    bucket_for(app, &st, key, &src.bucket_id)?;
+    let l = st
+        .large
+        .get(&large_id)
+        .cloned()
+        .ok_or_else(|| B2Error::bad_request(format!("no such large file {large_id}")))?;
+    bucket_for(app, &st, key, &l.bucket_id)?;
+    let (mut start, mut end) = (0u64, src.size);
+    if let Some(r) = s(p, "range") {
+        let (a, b) = parse_range(r, src.size)
+            .ok_or_else(|| B2Error::new(416, "range_not_satisfiable", format!("bad range {r}")))?;
+        (start, end) = (a, b + 1);
+    }
+    let dir = app.disk.part_dir(&large_id);
+    std::fs::create_dir_all(&dir)?;
+    let tmp = app.disk.tmp();
+    let sha1 = copy_range(&app.disk.blob(&src.id), start, end, &tmp)?;
+    std::fs::rename(&tmp, dir.join(n.to_string()))?;
+    let ts = now_ms();
+    if let Some(l) = st.large.get_mut(&large_id) {
+        l.parts.insert(
+            n,
+            Part {
+                size: end - start,
+                sha1: sha1.clone(),
+                upload_timestamp: ts,
+            },
+        );
+    }
+    app.save(&st)?;
+    json_reply(
+        json!({"fileId": large_id, "partNumber": n, "contentLength": end - start, "contentSha1": sha1, "contentMd5": null, "uploadTimestamp": ts}),
+    )
 }
 
 /// Copies bytes [start, end) of one stored blob into a new file; returns their SHA1.
@@ -869,7 +946,7 @@ fn content_type(ct: &str, name: &str) -> String {
 fn list_files(
     app: &App,
     st: &State,
-    key: &crate::server::Key,
+    key: &crate::app::Key,
     p: &Map<String, Value>,
     api: u32,
     versions: bool,

@@ -12,6 +12,7 @@
 //!   `/emulator/stats` counts calls and Backblaze billing classes.
 
 pub mod api;
+pub mod app;
 pub mod cli;
 pub mod server;
 pub mod store;
@@ -20,7 +21,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-pub use server::{Config, Key};
+pub use app::{Config, Key};
 
 /// Serves on `listener` until `shutdown` resolves.
 pub async fn serve(
@@ -31,7 +32,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let addr: SocketAddr = listener.local_addr()?;
     let disk = store::Disk::new(data)?;
-    let app = Arc::new(server::App::new(config, format!("http://{addr}"), disk)?);
+    let app = Arc::new(app::App::new(config, format!("http://{addr}"), disk)?);
     let router = axum::Router::new().fallback(move |method, uri, headers, body| {
         let app = Arc::clone(&app);
         async move { server::handle(app, method, uri, headers, body).await }
