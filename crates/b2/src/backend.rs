@@ -220,7 +220,7 @@ impl B2Backend {
     /// Copies `src_name` of `src` to `name` here without downloading it, metadata kept
     /// (b2_copy_file; above the copy cutoff part by part with b2_copy_part, since B2
     /// copies at most 5 GB in one call).
-    pub fn copy_from(
+    fn copy_from_b2(
         &self,
         src: &B2Backend,
         src_name: &str,
@@ -245,7 +245,7 @@ impl B2Backend {
     /// Gives `name` a new modification time without moving its bytes: a server-side copy
     /// of the object onto itself with the new `src_last_modified_millis`, as rclone does
     /// when only the time differs. (B2 keeps the previous version until it is cleaned up.)
-    pub fn set_mtime(&self, name: &str, mtime_millis: i64) -> Result<(), BackendError> {
+    fn set_mtime_millis(&self, name: &str, mtime_millis: i64) -> Result<(), BackendError> {
         let full = self.full(name)?;
         let bucket_id = self.bucket_id()?;
         let f = self
@@ -339,7 +339,7 @@ impl B2Backend {
     }
 
     /// Hides a file (B2's soft delete, what rclone does without `hard_delete`).
-    pub fn hide(&self, name: &str) -> Result<(), BackendError> {
+    fn hide_file(&self, name: &str) -> Result<(), BackendError> {
         let full = self.full(name)?;
         let bucket_id = self.bucket_id()?;
         self.rt
@@ -413,6 +413,38 @@ impl B2Backend {
 impl Backend for B2Backend {
     fn location(&self) -> String {
         self.loc.display()
+    }
+
+    fn can_set_mtime(&self) -> bool {
+        true
+    }
+
+    fn set_mtime(&self, name: &str, millis: i64, _nanos: Option<i64>) -> Result<(), BackendError> {
+        self.set_mtime_millis(name, millis)
+    }
+
+    /// Hides, unless the rclone remote says `hard_delete = true`: then the caller deletes.
+    fn hide(&self, name: &str) -> Result<bool, BackendError> {
+        if self.loc.hard_delete {
+            return Ok(false);
+        }
+        self.hide_file(name).map(|_| true)
+    }
+
+    /// Server-side, when `src` is a B2 location reached with the same endpoint and key.
+    fn copy_from(&self, src: &dyn Backend, from: &str, to: &str) -> Result<bool, BackendError> {
+        match src.as_any().and_then(|a| a.downcast_ref::<B2Backend>()) {
+            Some(s) if self.same_account(s) => self.copy_from_b2(s, from, to).map(|_| true),
+            _ => Ok(false),
+        }
+    }
+
+    fn transactions(&self) -> Option<cairn_backend::Transactions> {
+        Some(self.client.transactions())
+    }
+
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
     }
 
     fn create(&self) -> Result<(), BackendError> {

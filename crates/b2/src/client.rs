@@ -30,13 +30,7 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
-/// Transactions made, by Backblaze billing class.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Transactions {
-    pub class_a: u64,
-    pub class_b: u64,
-    pub class_c: u64,
-}
+pub use cairn_backend::Transactions;
 
 /// One file version as listings and HEAD requests describe it.
 #[derive(Clone, Debug, Default)]

@@ -183,6 +183,27 @@ impl Backend for CachedBackend {
         }
         Ok(())
     }
+    fn can_set_mtime(&self) -> bool {
+        self.inner.can_set_mtime()
+    }
+    fn set_mtime(&self, name: &str, millis: i64, nanos: Option<i64>) -> Result<(), BackendError> {
+        self.inner.set_mtime(name, millis, nanos)
+    }
+    fn hide(&self, name: &str) -> Result<bool, BackendError> {
+        if let Some(path) = self.path(name) {
+            let _ = fs::remove_file(path);
+        }
+        self.inner.hide(name)
+    }
+    fn copy_from(&self, src: &dyn Backend, from: &str, to: &str) -> Result<bool, BackendError> {
+        self.inner.copy_from(src, from, to)
+    }
+    fn transactions(&self) -> Option<crate::Transactions> {
+        self.inner.transactions()
+    }
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        self.inner.as_any()
+    }
     fn remove(&self, name: &str) -> Result<(), BackendError> {
         if let Some(path) = self.path(name) {
             let _ = fs::remove_file(path);

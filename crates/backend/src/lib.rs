@@ -46,6 +46,23 @@ pub struct WriteOptions {
     pub content_type: Option<String>,
 }
 
+/// Calls made to a store that bills per call, by Backblaze's billing classes (A: writes
+/// and deletes, B: downloads, C: listings).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Transactions {
+    pub class_a: u64,
+    pub class_b: u64,
+    pub class_c: u64,
+}
+
+impl std::ops::AddAssign for Transactions {
+    fn add_assign(&mut self, o: Transactions) {
+        self.class_a += o.class_a;
+        self.class_b += o.class_b;
+        self.class_c += o.class_c;
+    }
+}
+
 /// A store of immutable named objects. Every method's contract holds for every backend;
 /// `run_conformance` checks it.
 pub trait Backend: Send + Sync {
@@ -140,6 +157,47 @@ pub trait Backend: Send + Sync {
 
     /// Deletes the object; `NotFound` if it was not there.
     fn remove(&self, name: &str) -> Result<(), BackendError>;
+
+    // ---- optional abilities: the defaults say the store has none ----
+
+    /// Whether [`Backend::set_mtime`] works here.
+    fn can_set_mtime(&self) -> bool {
+        false
+    }
+
+    /// Sets a stored object's modification time (milliseconds, and nanoseconds where the
+    /// caller has them) without rewriting its bytes: how a sync fixes a time when the
+    /// content already matches.
+    fn set_mtime(&self, name: &str, _millis: i64, _nanos: Option<i64>) -> Result<(), BackendError> {
+        Err(BackendError::new(
+            ErrorKind::Other,
+            name,
+            "this store keeps no modification times",
+        ))
+    }
+
+    /// Hides the object (the store keeps it as an old version) instead of deleting it;
+    /// `Ok(false)` where the store cannot, or is configured not to, and the caller deletes.
+    fn hide(&self, _name: &str) -> Result<bool, BackendError> {
+        Ok(false)
+    }
+
+    /// Copies `src`'s object `from` to `to` here without the bytes passing through this
+    /// machine; `Ok(false)` when this pair of stores cannot, and the caller copies.
+    fn copy_from(&self, _src: &dyn Backend, _from: &str, _to: &str) -> Result<bool, BackendError> {
+        Ok(false)
+    }
+
+    /// Calls made so far, where the store bills per call.
+    fn transactions(&self) -> Option<Transactions> {
+        None
+    }
+
+    /// The concrete store, for abilities that need both ends to be of one kind (a
+    /// server-side copy between two B2 buckets of one account).
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        None
+    }
 
     /// What writes that never finished left behind (a process killed mid-write): never
     /// objects, never in [`Backend::list`], but they take space. Only a store that keeps

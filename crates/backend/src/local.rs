@@ -126,7 +126,7 @@ impl LocalBackend {
 
     /// Sets an object's modification time, in nanoseconds (what `sync` does when only the
     /// time differs).
-    pub fn set_mtime(&self, name: &str, mtime_nanos: i64) -> Result<(), BackendError> {
+    fn set_mtime_nanos(&self, name: &str, mtime_nanos: i64) -> Result<(), BackendError> {
         let p = self.path(name)?;
         File::open(&p)
             .and_then(|f| f.set_modified(time_from_nanos(mtime_nanos)))
@@ -490,6 +490,14 @@ impl Backend for LocalBackend {
         self.write_into_place(name, &WriteOptions::default(), false, &mut |f| {
             write_all_parts(f, &[data]).map_err(|e| self.err(name, e))
         })
+    }
+
+    fn can_set_mtime(&self) -> bool {
+        true
+    }
+
+    fn set_mtime(&self, name: &str, millis: i64, nanos: Option<i64>) -> Result<(), BackendError> {
+        self.set_mtime_nanos(name, nanos.unwrap_or(millis.saturating_mul(1_000_000)))
     }
 
     fn remove(&self, name: &str) -> Result<(), BackendError> {

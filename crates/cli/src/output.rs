@@ -46,7 +46,7 @@ pub fn transfer_summary(
     deleted: u64,
     skipped: u64,
     dry_run: bool,
-    t: cairn_b2::Transactions,
+    t: cairn_backend::Transactions,
 ) -> Value {
     json!({
         "message_type": "summary",

@@ -23,20 +23,9 @@ pub struct Endpoint<'a> {
     pub encode: fn(&str) -> String,
     /// Relative path for a storage name.
     pub decode: fn(&str) -> String,
-    /// Soft delete (B2 hide); `None` deletes for real.
-    pub hide: Option<&'a (dyn Fn(&str) -> Result<(), BackendError> + Sync)>,
     /// The directory, for a local side (SHA1 computed from files).
     pub is_local: bool,
-    /// Copies (source storage name, destination storage name, size) without moving the
-    /// bytes through this machine; Ok(false) when it cannot (the caller then copies).
-    pub server_copy: Option<&'a (dyn Fn(&str, &str, u64) -> Result<bool, BackendError> + Sync)>,
-    /// Sets a stored object's modification time (ms, and ns where the source has it)
-    /// without rewriting it; `None` where the store keeps no times (the file is then
-    /// transferred again).
-    pub set_mtime: Option<&'a SetMtime>,
 }
-
-pub type SetMtime = dyn Fn(&str, i64, Option<i64>) -> Result<(), BackendError> + Sync;
 
 pub fn identity(s: &str) -> String {
     s.to_string()
@@ -189,10 +178,8 @@ fn sha1_of(side: &Endpoint, e: &Entry) -> Option<String> {
 /// source's SHA1 where the source listing has one.
 fn transfer(src: &Endpoint, dst: &Endpoint, path: &str, e: &Entry) -> Result<(), BackendError> {
     let name = (dst.encode)(path);
-    if let Some(copy) = &dst.server_copy {
-        if copy(&e.storage_name, &name, e.size)? {
-            return Ok(());
-        }
+    if dst.backend.copy_from(src.backend, &e.storage_name, &name)? {
+        return Ok(());
     }
     let wo = WriteOptions {
         mtime_millis: e.mtime,
@@ -324,7 +311,7 @@ pub fn sync(
                         _ if sha1_of(src, e).is_some_and(|a| Some(a) == sha1_of(dst, d)) => {
                             // Same content, another time: as rclone, set the time rather
                             // than transfer the bytes again.
-                            if e.mtime.is_some() && dst.set_mtime.is_some() {
+                            if e.mtime.is_some() && dst.backend.can_set_mtime() {
                                 touch.push((path, e, d));
                                 continue;
                             }
@@ -356,8 +343,10 @@ pub fn sync(
     }
 
     for (path, e, d) in touch {
-        let Some(set) = dst.set_mtime else { break };
-        match set(&d.storage_name, e.mtime.unwrap_or_default(), e.mtime_ns) {
+        match dst
+            .backend
+            .set_mtime(&d.storage_name, e.mtime.unwrap_or_default(), e.mtime_ns)
+        {
             Ok(()) => s.files_touched += 1,
             Err(e) => s
                 .errors
@@ -424,10 +413,18 @@ pub fn sync(
     if s.errors.is_empty() {
         for path in doomed {
             let d = &to[path];
-            let r = match (&dst.hide, opts.hard_delete) {
-                (Some(hide), false) => hide(&d.storage_name),
-                _ => dst.backend.remove(&d.storage_name),
-            };
+            // Hidden where the store keeps old versions (B2), unless asked to delete.
+            let r = match opts.hard_delete {
+                false => dst.backend.hide(&d.storage_name),
+                true => Ok(false),
+            }
+            .and_then(|hidden| {
+                if hidden {
+                    Ok(())
+                } else {
+                    dst.backend.remove(&d.storage_name)
+                }
+            });
             match r {
                 Ok(()) => {
                     s.files_deleted += 1;

@@ -1,7 +1,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use cairn_backend::{Backend, BackendError, LocalBackend};
+use cairn_backend::{Backend, LocalBackend};
 use cairn_ops::sync::{identity, sync, Compare, Endpoint, Newer, SyncOptions};
 use clap::{Args, ValueEnum};
 use serde_json::json;
@@ -92,10 +92,7 @@ fn endpoint(s: &Side) -> Endpoint<'_> {
         } else {
             identity
         },
-        hide: None,
         is_local: s.b2.is_none(),
-        server_copy: None,
-        set_mtime: None,
     }
 }
 
@@ -178,12 +175,9 @@ pub fn run(g: &GlobalArgs, a: SyncArgs) -> anyhow::Result<ExitCode> {
             Newer::Error
         },
         delete: a.delete || a.hard_delete,
-        // rclone's `hard_delete = true` on the destination remote means the same.
-        hard_delete: a.hard_delete
-            || dst
-                .b2
-                .as_ref()
-                .is_some_and(|b| b.location_config().hard_delete),
+        // (rclone's `hard_delete = true` on the destination remote: B2Backend::hide
+        // declines, and the file is deleted.)
+        hard_delete: a.hard_delete,
         transfers: a
             .transfers
             .unwrap_or(if src.b2.is_some() || dst.b2.is_some() {
@@ -196,48 +190,12 @@ pub fn run(g: &GlobalArgs, a: SyncArgs) -> anyhow::Result<ExitCode> {
         dry_run: a.dry_run,
         allow_deletes: a.allow_deletes,
     };
-    let hide_fn = dst
-        .b2
-        .clone()
-        .map(|b| move |name: &str| -> Result<(), BackendError> { b.hide(name) });
-    // B2 to B2 with the same key: b2_copy_file (b2_copy_part above the copy cutoff), no
-    // download or upload.
-    let copy_fn = match (&src.b2, &dst.b2) {
-        (Some(s), Some(d)) if d.same_account(s) => {
-            let (s, d) = (s.clone(), d.clone());
-            Some(
-                move |from: &str, to: &str, _size: u64| -> Result<bool, BackendError> {
-                    d.copy_from(&s, from, to).map(|_| true)
-                },
-            )
-        }
-        _ => None,
-    };
-    let (b2_dst, local_dst) = (dst.b2.clone(), dst.local.clone());
-    let set_mtime_fn = move |name: &str, ms: i64, ns: Option<i64>| -> Result<(), BackendError> {
-        match (&b2_dst, &local_dst) {
-            (Some(b), _) => b.set_mtime(name, ms),
-            (_, Some(l)) => l.set_mtime(name, ns.unwrap_or(ms.saturating_mul(1_000_000))),
-            _ => Ok(()),
-        }
-    };
-    let src_ep = endpoint(&src);
-    let mut dst_ep = endpoint(&dst);
-    if let Some(h) = &hide_fn {
-        dst_ep.hide = Some(h);
-    }
-    if let Some(c) = &copy_fn {
-        dst_ep.server_copy = Some(c);
-    }
-    dst_ep.set_mtime = Some(&set_mtime_fn);
+    let (src_ep, dst_ep) = (endpoint(&src), endpoint(&dst));
     let bar = output::Bar::new(g);
     let s = sync(&src_ep, &dst_ep, &opts, &bar)?;
-    let mut t = cairn_b2::Transactions::default();
-    for b in [&src.b2, &dst.b2].into_iter().flatten() {
-        let x = b.client().transactions();
-        t.class_a += x.class_a;
-        t.class_b += x.class_b;
-        t.class_c += x.class_c;
+    let mut t = cairn_backend::Transactions::default();
+    for b in [&src.backend, &dst.backend] {
+        t += b.transactions().unwrap_or_default();
     }
     for e in &s.errors {
         eprintln!("error: {e}");
