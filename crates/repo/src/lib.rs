@@ -35,7 +35,8 @@ pub use lock::{is_stale, release_held_locks, LockGuard, LockKind, LockTiming};
 pub use packer::read_pack_header;
 pub use packer::Packer;
 pub use repository::{
-    pack_matches_name, read_pack_verified, InitOptions, Repository, SaveStats, SnapshotRef,
+    pack_matches_name, read_pack_verified, InitOptions, OpenOptions, Repository, SaveStats,
+    SnapshotRef,
 };
 
 /// A lock whose holder panicked is taken as it is: every lock here guards state that

@@ -391,9 +391,11 @@ fn a_writer_whose_lock_refreshes_fail_stops_before_index_and_snapshot() {
         give_up: std::time::Duration::from_secs(1),
     };
     for fail in [false, true] {
-        let mut repo = Repository::open(b.clone(), b"pw").unwrap();
-        repo.set_lock_timing(timing);
-        let repo = Arc::new(repo);
+        let opts = cairn_repo::OpenOptions {
+            lock_timing: timing,
+            ..Default::default()
+        };
+        let repo = Arc::new(Repository::open_with(b.clone(), b"pw", &opts).unwrap());
         repo.load_index().unwrap();
         let _lock = repo.lock(LockKind::Shared, "backup").unwrap();
         store

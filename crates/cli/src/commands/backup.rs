@@ -145,14 +145,17 @@ pub fn run(g: &GlobalArgs, a: BackupArgs) -> anyhow::Result<ExitCode> {
     if !a.no_nice {
         yield_to_others();
     }
-    let mut repo = super::open_repo(g)?;
-    if let Some(c) = &a.compression {
-        repo.set_compression(CompressionMode::parse(c).map_err(|e| fail(ExitCode::Fatal, e))?);
-    }
-    repo.set_dry_run(a.dry_run);
-    if let Some(n) = a.transfers {
-        repo.set_transfers(n);
-    }
+    let compression = match &a.compression {
+        Some(c) => Some(CompressionMode::parse(c).map_err(|e| fail(ExitCode::Fatal, e))?),
+        None => None,
+    };
+    let repo = super::open_repo_with(g, |o| {
+        o.dry_run = a.dry_run;
+        o.compression = compression;
+        if let Some(n) = a.transfers {
+            o.transfers = n;
+        }
+    })?;
     repo.load_index()?;
     let repo = Arc::new(repo);
     let _lock = if a.dry_run {

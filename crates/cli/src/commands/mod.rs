@@ -72,6 +72,15 @@ pub const REMOTE_READ_THREADS: usize = 16;
 
 /// Opens the repository named by the global options; writes nothing.
 pub fn open_repo(g: &GlobalArgs) -> anyhow::Result<Repository> {
+    open_repo_with(g, |_| {})
+}
+
+/// [`open_repo`], with the command's own settings (dry run, compression, transfers)
+/// added to what the location decides, all given to the repository at once.
+pub fn open_repo_with(
+    g: &GlobalArgs,
+    adjust: impl FnOnce(&mut cairn_repo::OpenOptions),
+) -> anyhow::Result<Repository> {
     let loc = g.repo.as_deref().unwrap_or("");
     let mut backend = location::open_backend(loc, g)?;
     let cache = location::cache_dir(g, loc);
@@ -97,20 +106,23 @@ pub fn open_repo(g: &GlobalArgs) -> anyhow::Result<Repository> {
         .as_ref()
         .and_then(|p| std::fs::read_to_string(p).ok())
         .and_then(|h| h.trim().parse().ok());
-    let mut repo = Repository::open_preferring(backend, pw.as_bytes(), preferred)?;
+    let mut opts = cairn_repo::OpenOptions {
+        preferred_key: preferred,
+        tree_cache: cache.as_ref().map(|dir| dir.join("trees")),
+        ..Default::default()
+    };
+    if location::is_remote(loc) {
+        opts.transfers = DEFAULT_REMOTE_TRANSFERS;
+        opts.remote_reads = Some(REMOTE_READ_THREADS);
+    }
+    adjust(&mut opts);
+    let repo = Repository::open_with(backend, pw.as_bytes(), &opts)?;
     if let Some(p) = &last_key {
         if preferred != Some(repo.key_id()) {
             let _ = cairn_backend::write_private(p, repo.key_id().to_hex().as_bytes());
         }
     }
-    if let Some(dir) = cache {
-        repo.set_tree_cache(dir.join("trees"));
-    }
     crate::seen::watch(g, loc, &repo)?;
-    if location::is_remote(loc) {
-        repo.set_transfers(DEFAULT_REMOTE_TRANSFERS);
-        repo.set_remote_reads(REMOTE_READ_THREADS);
-    }
     Ok(repo)
 }
 

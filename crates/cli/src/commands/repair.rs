@@ -49,8 +49,8 @@ pub enum RepairCommand {
 }
 
 pub fn run(g: &GlobalArgs, a: RepairArgs) -> anyhow::Result<ExitCode> {
-    let mut repo = super::open_repo(g)?;
     let dry_run = matches!(a.command, RepairCommand::Snapshots { dry_run: true, .. });
+    let repo = super::open_repo_with(g, |o| o.dry_run = dry_run)?;
     // Whether `repair snapshots` would drop anything (found by reading only): only then
     // may a ship destination hold what is lost here.
     let loses = match a.command {
@@ -64,7 +64,6 @@ pub fn run(g: &GlobalArgs, a: RepairArgs) -> anyhow::Result<ExitCode> {
         }
         _ => false,
     };
-    repo.set_dry_run(dry_run);
     let repo = Arc::new(repo);
     let _lock = repo.lock(LockKind::Exclusive, "repair")?;
     match a.command {

@@ -18,6 +18,29 @@ use crate::packer::{read_pack_header, FinishedPack, PackerPool};
 use crate::parallel::*;
 use crate::{keys, unpoison, Index, IndexPart, KeyInfo, RepoError};
 
+/// How a repository is opened: everything that changes how this command reads and
+/// writes, decided once.
+#[derive(Clone, Debug, Default)]
+pub struct OpenOptions {
+    /// The key file tried first: the one that opened this location last time.
+    pub preferred_key: Option<KeyId>,
+    /// Nothing is written; saves compute IDs and statistics only.
+    pub dry_run: bool,
+    /// Packs are uploaded on this many threads (a store across a network); 0 or 1
+    /// writes each where it is finished.
+    pub transfers: usize,
+    /// For a store across a network: blobs are read a window of their pack at a time,
+    /// and storage-bound loops run on this many threads.
+    pub remote_reads: Option<usize>,
+    /// Tree blobs are kept here (sealed, as stored), so browsing a remote repository
+    /// downloads each tree once.
+    pub tree_cache: Option<std::path::PathBuf>,
+    /// Compression for the blobs this command writes, instead of the repository's.
+    pub compression: Option<CompressionMode>,
+    /// Lock refreshes and patience; only tests shorten them.
+    pub lock_timing: crate::lock::LockTiming,
+}
+
 /// Settings chosen at `init`.
 #[derive(Clone, Debug)]
 pub struct InitOptions {
@@ -194,12 +217,37 @@ impl Repository {
 
     /// Opens an existing repository with a password. Writes nothing.
     pub fn open(backend: Arc<dyn Backend>, password: &[u8]) -> Result<Repository, RepoError> {
-        Repository::open_preferring(backend, password, None)
+        Repository::open_with(backend, password, &OpenOptions::default())
     }
 
-    /// [`Repository::open`], trying the key file `preferred` first (the one that opened
-    /// this location last time), so key files planted in `keys/` cost nothing.
-    pub fn open_preferring(
+    /// [`Repository::open`] with everything that changes how this command reads and
+    /// writes decided at once, so no setting depends on the order of others.
+    pub fn open_with(
+        backend: Arc<dyn Backend>,
+        password: &[u8],
+        opts: &OpenOptions,
+    ) -> Result<Repository, RepoError> {
+        let mut repo = Repository::open_preferring(backend, password, opts.preferred_key)?;
+        repo.dry_run = opts.dry_run;
+        if let Some(mode) = opts.compression {
+            repo.compression = mode.zstd_level();
+        }
+        // Nothing is uploaded in a dry run, so no upload threads either.
+        if !opts.dry_run && opts.transfers > 1 {
+            repo.uploader = Some(crate::uploader::Uploader::new(
+                Arc::clone(&repo.backend),
+                opts.transfers,
+            ));
+        }
+        repo.remote_reads = opts.remote_reads.map(|t| t.max(1));
+        repo.tree_cache = opts.tree_cache.clone();
+        repo.lock_timing = opts.lock_timing;
+        Ok(repo)
+    }
+
+    /// Opens with the key file `preferred` tried first (the one that opened this
+    /// location last time), so key files planted in `keys/` cost nothing.
+    fn open_preferring(
         backend: Arc<dyn Backend>,
         password: &[u8],
         preferred: Option<KeyId>,
@@ -253,51 +301,11 @@ impl Repository {
     pub fn stats(&self) -> &SaveStats {
         &self.stats
     }
-
-    /// Overrides the repository's compression for blobs this command writes.
-    pub fn set_compression(&mut self, mode: CompressionMode) {
-        self.compression = mode.zstd_level();
-    }
-
-    /// Uploads packs on `transfers` threads (for remote backends, where an upload waits
-    /// on the network, not the disk). Ignored in dry-run mode.
-    pub fn set_transfers(&mut self, transfers: usize) {
-        if !self.dry_run && transfers > 1 {
-            self.uploader = Some(crate::uploader::Uploader::new(
-                Arc::clone(&self.backend),
-                transfers,
-            ));
-        }
-    }
-
-    /// For a repository across a network: blobs are read a window of their pack at a time
-    /// and I/O-bound loops run on `threads` threads, so many fetches are in flight.
-    pub fn set_remote_reads(&mut self, threads: usize) {
-        self.remote_reads = Some(threads.max(1));
-    }
-
     /// Threads for loops that wait on storage rather than the CPU: the cores for a local
-    /// repository, more across a network (see [`Repository::set_remote_reads`]).
+    /// repository, more across a network (see [`OpenOptions::remote_reads`]).
     pub fn io_threads(&self) -> usize {
         self.remote_reads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
-    }
-
-    /// Keeps tree blobs (sealed, as stored) under `dir`, so browsing a remote repository
-    /// downloads each tree once.
-    pub fn set_tree_cache(&mut self, dir: std::path::PathBuf) {
-        self.tree_cache = Some(dir);
-    }
-
-    /// In dry-run mode nothing is written; saves only compute IDs and statistics.
-    pub fn set_dry_run(&mut self, dry_run: bool) {
-        self.dry_run = dry_run;
-    }
-
-    /// Shorter lock refreshes and patience, so a test sees a failing refresh stop the
-    /// writer in seconds; everyone else keeps the defaults (5 and 25 minutes).
-    pub fn set_lock_timing(&mut self, timing: crate::lock::LockTiming) {
-        self.lock_timing = timing;
     }
 
     pub fn is_dry_run(&self) -> bool {
