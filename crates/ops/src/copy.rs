@@ -104,6 +104,14 @@ pub fn copy(
     copy_with_progress(src, dst, snapshots, &crate::NoProgress)
 }
 
+/// What restoring a snapshot would write, as its summary recorded: the progress unit.
+fn size(s: &SnapshotRef) -> u64 {
+    s.snapshot
+        .summary
+        .as_ref()
+        .map_or(0, |x| x.total_bytes_processed)
+}
+
 /// [`copy`], reporting snapshots as the "files" done and their restore size as bytes.
 pub fn copy_with_progress(
     src: &Repository,
@@ -111,12 +119,6 @@ pub fn copy_with_progress(
     snapshots: &[SnapshotRef],
     progress: &dyn crate::Progress,
 ) -> Result<CopySummary, OpsError> {
-    let size = |s: &SnapshotRef| {
-        s.snapshot
-            .summary
-            .as_ref()
-            .map_or(0, |x| x.total_bytes_processed)
-    };
     progress.start(snapshots.len() as u64, snapshots.iter().map(size).sum());
     let r = copy_all(src, dst, snapshots, progress);
     progress.finish();
@@ -129,12 +131,6 @@ fn copy_all(
     snapshots: &[SnapshotRef],
     progress: &dyn crate::Progress,
 ) -> Result<CopySummary, OpsError> {
-    let size = |s: &SnapshotRef| {
-        s.snapshot
-            .summary
-            .as_ref()
-            .map_or(0, |x| x.total_bytes_processed)
-    };
     let rechunk = params(src) != params(dst);
     let mut c = Copier {
         src,
