@@ -1,0 +1,83 @@
+//! Bucket operations: list, create, delete.
+
+use super::*;
+
+/// `b2_list_buckets`.
+pub(super) fn b2_list_buckets(st: StateGuard<'_>, key: &Key, p: &Map<String, Value>) -> Reply {
+    let list: Vec<Value> = st
+        .buckets
+        .iter()
+        .filter(|b| key.bucket.as_ref().is_none_or(|k| *k == b.name))
+        .filter(|b| s(p, "bucketName").is_none_or(|n| n == b.name))
+        .filter(|b| s(p, "bucketId").is_none_or(|n| n == b.id))
+        .map(bucket_json)
+        .collect();
+    if let (Some(k), Some(n)) = (&key.bucket, s(p, "bucketName")) {
+        if k != n {
+            return Err(B2Error::unauthorized(format!(
+                "application key is restricted to bucket {k}"
+            )));
+        }
+    }
+    json_reply(json!({"buckets": list}))
+}
+
+/// `b2_create_bucket`.
+pub(super) fn b2_create_bucket(
+    app: &App,
+    mut st: StateGuard<'_>,
+    key: &Key,
+    p: &Map<String, Value>,
+) -> Reply {
+    let name = req(p, "bucketName")?.to_string();
+    if key.bucket.is_some() {
+        return Err(B2Error::unauthorized(
+            "restricted key cannot create buckets",
+        ));
+    }
+    if name.len() < 6
+        || name.len() > 63
+        || !name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
+    {
+        return Err(B2Error::bad_request(format!(
+            "invalid bucket name {name:?}"
+        )));
+    }
+    if st.bucket_by_name(&name).is_some() {
+        return Err(B2Error::new(
+            400,
+            "duplicate_bucket_name",
+            format!("bucket name {name} is already in use"),
+        ));
+    }
+    st.next_seq += 1;
+    let b = Bucket {
+        id: format!("b{:012x}", st.next_seq),
+        name,
+        bucket_type: s(p, "bucketType").unwrap_or("allPrivate").into(),
+    };
+    st.buckets.push(b.clone());
+    app.save(&st)?;
+    json_reply(bucket_json(&b))
+}
+
+/// `b2_delete_bucket`.
+pub(super) fn b2_delete_bucket(
+    app: &App,
+    mut st: StateGuard<'_>,
+    key: &Key,
+    p: &Map<String, Value>,
+) -> Reply {
+    let id = req(p, "bucketId")?;
+    let b = bucket_for(app, &st, key, id)?.clone();
+    if st.versions.keys().any(|k| k.0 == b.id) || st.large.values().any(|l| l.bucket_id == b.id) {
+        return Err(B2Error::new(
+            400,
+            "cannot_delete_non_empty_bucket",
+            "bucket is not empty",
+        ));
+    }
+    st.buckets.retain(|x| x.id != b.id);
+    app.save(&st)?;
+    json_reply(bucket_json(&b))
+}
