@@ -1,5 +1,10 @@
 //! SIZE arguments: a number with an optional K, M, G or T suffix (powers of 1024).
 
+/// `n` and the noun, singular for one: `1 file`, `3 files`.
+pub fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let (num, mult) = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
@@ -28,5 +33,12 @@ mod tests {
         assert_eq!(super::parse_size("77").unwrap(), 77);
         assert!(super::parse_size("x").is_err());
         assert!(super::parse_size("99999999999T").is_err());
+    }
+
+    #[test]
+    fn counts_say_one_file_and_two_files() {
+        assert_eq!(super::count(1, "file", "files"), "1 file");
+        assert_eq!(super::count(0, "file", "files"), "0 files");
+        assert_eq!(super::count(2, "directory", "directories"), "2 directories");
     }
 }

@@ -157,8 +157,11 @@ pub fn run(g: &GlobalArgs, a: ForgetArgs) -> anyhow::Result<ExitCode> {
                 return Err(fail(
                     ExitCode::Fatal,
                     format!(
-                        "refusing to remove all {} snapshots of group {}: no --keep-* option keeps any of them (does every --keep-tag name a tag they have?); nothing was removed. Pass --unsafe-allow-remove-all if that is what you want",
-                        plan.remove.len(),
+                        "refusing to remove {} of group {}: no --keep-* option keeps any of them (does every --keep-tag name a tag they have?); nothing was removed. Pass --unsafe-allow-remove-all if that is what you want",
+                        match plan.remove.len() {
+                            1 => "its only snapshot".to_string(),
+                            n => format!("all {n} snapshots"),
+                        },
                         serde_json::to_string(&key).unwrap_or_default()
                     ),
                 ));

@@ -125,8 +125,9 @@ pub fn run(g: &GlobalArgs, a: RestoreArgs) -> anyhow::Result<ExitCode> {
         }
         if !s.deleted.is_empty() {
             println!(
-                "{deleted} {} files and {} directories not in the snapshot",
-                s.files_deleted, s.dirs_deleted
+                "{deleted} {} and {} not in the snapshot",
+                cairn_ops::size::count(s.files_deleted, "file", "files"),
+                cairn_ops::size::count(s.dirs_deleted, "directory", "directories")
             );
         }
         if a.verify {

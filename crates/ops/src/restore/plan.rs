@@ -304,8 +304,12 @@ pub(super) fn delete_extraneous(
                         Ok((f, d)) => {
                             out.files += f;
                             out.dirs += d;
-                            out.paths
-                                .push(format!("{}/ ({f} files, {d} directories)", p.display()));
+                            out.paths.push(format!(
+                                "{}/ ({}, {})",
+                                p.display(),
+                                crate::size::count(f, "file", "files"),
+                                crate::size::count(d, "directory", "directories")
+                            ));
                         }
                         Err(e) => err(&p, format!("could not delete: {e}")),
                     }
