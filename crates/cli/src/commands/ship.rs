@@ -1,6 +1,5 @@
 use std::sync::Arc;
 
-use cairn_backend::Backend;
 use cairn_ops::ship::{ship, ShipOptions};
 use cairn_repo::LockKind;
 use clap::Args;
@@ -67,12 +66,9 @@ pub fn run(g: &GlobalArgs, a: ShipArgs) -> anyhow::Result<ExitCode> {
     let repo = Arc::new(super::open_repo(g)?);
     let _lock = repo.lock(LockKind::Shared, "ship")?;
     let src = location::open_backend(&src_loc, g)?;
-    let b2 = location::open_b2(&dest, g)?;
-    let dst: Arc<dyn Backend> = match &b2 {
-        Some(b) => b.clone(),
-        None => location::open_backend(&dest, g)?,
-    };
-    let default_transfers = if b2.is_some() { 16 } else { 4 };
+    let dst = location::open_backend(&dest, g)?;
+    let remote = location::is_remote(&dest);
+    let default_transfers = if remote { 16 } else { 4 };
     // What the destination holds may be the only intact copy of what is damaged here.
     let damaged = crate::checked::load(g, &repo.backend().location()).filter(|c| c.errors > 0);
     if let Some(c) = &damaged {
@@ -119,10 +115,7 @@ pub fn run(g: &GlobalArgs, a: ShipArgs) -> anyhow::Result<ExitCode> {
         }
         r => r?,
     };
-    let t = b2
-        .as_ref()
-        .map(|b| b.client().transactions())
-        .unwrap_or_default();
+    let t = dst.transactions().unwrap_or_default();
     if !a.dry_run {
         let entry = crate::shipped::ShipEntry {
             time: cairn_repo::sys::now(),
@@ -175,7 +168,7 @@ pub fn run(g: &GlobalArgs, a: ShipArgs) -> anyhow::Result<ExitCode> {
         if s.verified {
             println!("verified: every repository file is at the destination with its size");
         }
-        if b2.is_some() {
+        if remote {
             println!(
                 "B2 transactions: class A {}, class B {}, class C {}",
                 t.class_a, t.class_b, t.class_c
