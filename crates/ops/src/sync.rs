@@ -97,26 +97,15 @@ fn wanted(opts: &SyncOptions, path: &str) -> bool {
 
 /// The side's files by path, and the names that cannot be a path on any side (a bucket
 /// holds `x/../y` or `/etc/x` as easily as anything): those are left out, never written
-/// or deleted anywhere, and reported.
+/// or deleted anywhere, and reported. For the source (`must_exist`), a side that does
+/// not exist is an error, as rclone's "directory not found": read as empty, a typo in
+/// its name would make `--delete` empty the destination. A bucket has no empty
+/// directories, so a B2 source with no files at all counts as missing too. A
+/// destination that does not exist yet is empty.
 fn list(
     side: &Endpoint,
     opts: &SyncOptions,
-) -> Result<(BTreeMap<String, Entry>, Vec<String>), OpsError> {
-    let objs = match side.backend.list("") {
-        Ok(o) => o,
-        Err(e) if e.is_not_found() => Vec::new(),
-        Err(e) => return Err(cairn_repo::RepoError::from(e).into()),
-    };
-    list_objects(side, opts, objs)
-}
-
-/// The source side's files: as [`list`], but a source that does not exist is an error
-/// (as rclone's "directory not found"): read as empty, a typo in its name would make
-/// `--delete` empty the destination. A bucket has no empty directories, so a B2 source
-/// with no files at all counts as missing too.
-fn list_source(
-    side: &Endpoint,
-    opts: &SyncOptions,
+    must_exist: bool,
 ) -> Result<(BTreeMap<String, Entry>, Vec<String>), OpsError> {
     let missing = || {
         OpsError::Invalid(format!(
@@ -125,19 +114,12 @@ fn list_source(
         ))
     };
     let objs = match side.backend.list("") {
-        Ok(o) if o.is_empty() && !side.is_local => return Err(missing()),
+        Ok(o) if must_exist && o.is_empty() && !side.is_local => return Err(missing()),
         Ok(o) => o,
-        Err(e) if e.is_not_found() => return Err(missing()),
+        Err(e) if e.is_not_found() && must_exist => return Err(missing()),
+        Err(e) if e.is_not_found() => Vec::new(),
         Err(e) => return Err(cairn_repo::RepoError::from(e).into()),
     };
-    list_objects(side, opts, objs)
-}
-
-fn list_objects(
-    side: &Endpoint,
-    opts: &SyncOptions,
-    objs: Vec<cairn_backend::ObjectInfo>,
-) -> Result<(BTreeMap<String, Entry>, Vec<String>), OpsError> {
     let mut unsafe_names = Vec::new();
     let mut out = BTreeMap::new();
     for o in objs {
@@ -241,13 +223,13 @@ pub fn sync(
     opts: &SyncOptions,
     progress: &dyn crate::Progress,
 ) -> Result<SyncSummary, OpsError> {
-    let (from, unsafe_src) = list_source(src, opts)?;
+    let (from, unsafe_src) = list(src, opts, true)?;
     // A destination that does not exist yet is created (empty, so nothing in it can be
     // deleted below); one that does is left as it is until the checks pass.
     if !opts.dry_run {
         dst.backend.create().map_err(cairn_repo::RepoError::from)?;
     }
-    let (to, unsafe_dst) = list(dst, opts)?;
+    let (to, unsafe_dst) = list(dst, opts, false)?;
     let doomed: Vec<&String> = if opts.delete {
         to.keys().filter(|p| !from.contains_key(*p)).collect()
     } else {

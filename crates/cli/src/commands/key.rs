@@ -47,16 +47,15 @@ pub fn run(g: &GlobalArgs, a: KeyArgs) -> anyhow::Result<ExitCode> {
     // Changing keys holds the exclusive lock, and every check (is this the last key?)
     // runs under it: two `key remove` at once, each removing the other's key, must not
     // both pass the check and leave a repository nobody can open.
-    let _lock = match &a.command {
+    let changes = match &a.command {
         KeyCommand::List => None,
-        KeyCommand::Add { .. } => Some(repo.lock(cairn_repo::LockKind::Exclusive, "key add")?),
-        KeyCommand::Remove { .. } => {
-            Some(repo.lock(cairn_repo::LockKind::Exclusive, "key remove")?)
-        }
-        KeyCommand::Passwd { .. } => {
-            Some(repo.lock(cairn_repo::LockKind::Exclusive, "key passwd")?)
-        }
+        KeyCommand::Add { .. } => Some("key add"),
+        KeyCommand::Remove { .. } => Some("key remove"),
+        KeyCommand::Passwd { .. } => Some("key passwd"),
     };
+    let _lock = changes
+        .map(|what| repo.lock(cairn_repo::LockKind::Exclusive, what))
+        .transpose()?;
     match a.command {
         KeyCommand::List => {
             let keys = repo.list_keys()?;

@@ -356,7 +356,7 @@ fn verify_at(repo: &Repository, target: &TargetDir, item: &Item) -> Result<bool,
         .parent(&item.dest)
         .map_err(|e| OpsError::io(&item.dest, e))?;
     let f = target::open_file_at(&dir, name).map_err(|e| OpsError::io(&item.dest, e))?;
-    verify::open_file_matches(repo, &f, &item.dest, &item.node)
+    verify::file_matches(repo, &f, &item.dest, &item.node)
 }
 
 enum FileResult {
@@ -401,7 +401,7 @@ fn restore_file(
                     {
                         let same = target::open_file_at(&dir, name)
                             .map_err(io)
-                            .and_then(|f| verify::open_file_matches(repo, &f, dest, node));
+                            .and_then(|f| verify::file_matches(repo, &f, dest, node));
                         if same.unwrap_or(false) {
                             return Ok(FileResult::Identical);
                         }

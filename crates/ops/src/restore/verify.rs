@@ -9,17 +9,12 @@ use cairn_repo::Repository;
 
 use crate::OpsError;
 
-/// Whether the file at `path` holds exactly the node's content: each span of the file,
-/// cut at the lengths of the node's blobs, must hash to the same blob ID. A span that
-/// repeats a blob already found to be all zeros and lies wholly in a hole reads as
-/// zeros without being read, so a sparse file verifies at the speed of its data.
-pub fn file_matches(repo: &Repository, path: &Path, node: &Node) -> Result<bool, OpsError> {
-    let f = std::fs::File::open(path).map_err(|e| OpsError::io(path, e))?;
-    open_file_matches(repo, &f, path, node)
-}
-
-/// [`file_matches`] of a file already open (`path` only names it in errors).
-pub fn open_file_matches(
+/// Whether the open file `f` holds exactly the node's content (`path` only names it in
+/// errors): each span of the file, cut at the lengths of the node's blobs, must hash to
+/// the same blob ID. A span that repeats a blob already found to be all zeros and lies
+/// wholly in a hole reads as zeros without being read, so a sparse file verifies at the
+/// speed of its data. Restore opens the file through its directory's descriptor.
+pub fn file_matches(
     repo: &Repository,
     f: &std::fs::File,
     path: &Path,
