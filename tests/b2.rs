@@ -7,12 +7,6 @@ use cairn_backend::Backend;
 
 use crate::util::*;
 
-fn b2_cmd(env: &Env, emu: &Emulator, repo: &str) -> std::process::Command {
-    let mut c = env.cmd();
-    emu.credentials(&mut c).arg("-r").arg(repo);
-    c
-}
-
 fn ok(out: Output, what: &str) -> String {
     assert_eq!(
         out.status.code(),
@@ -77,14 +71,14 @@ fn round_trip(extra_emu_args: &[&str]) -> serde_json::Value {
     }
     fs::write(src.join("small.txt"), b"small").unwrap();
     ok(
-        b2_cmd(&env, &emu, repo)
+        emu.cairn_at(&env, repo)
             .args(["init", "--pack-size", "1"])
             .output()
             .unwrap(),
         "init",
     );
     ok(
-        b2_cmd(&env, &emu, repo)
+        emu.cairn_at(&env, repo)
             .arg("backup")
             .arg(&src)
             .output()
@@ -93,7 +87,7 @@ fn round_trip(extra_emu_args: &[&str]) -> serde_json::Value {
     );
     fs::write(src.join("sub/f0"), pseudo_random(99, 300_000)).unwrap();
     ok(
-        b2_cmd(&env, &emu, repo)
+        emu.cairn_at(&env, repo)
             .arg("backup")
             .arg(&src)
             .output()
@@ -101,7 +95,7 @@ fn round_trip(extra_emu_args: &[&str]) -> serde_json::Value {
         "backup 2",
     );
     let snaps: serde_json::Value = serde_json::from_str(&ok(
-        b2_cmd(&env, &emu, repo)
+        emu.cairn_at(&env, repo)
             .args(["snapshots", "--json"])
             .output()
             .unwrap(),
@@ -111,7 +105,7 @@ fn round_trip(extra_emu_args: &[&str]) -> serde_json::Value {
     assert_eq!(snaps.as_array().unwrap().len(), 2);
     let t = env.path("t");
     ok(
-        b2_cmd(&env, &emu, repo)
+        emu.cairn_at(&env, repo)
             .args([
                 "restore",
                 "latest",
@@ -125,7 +119,7 @@ fn round_trip(extra_emu_args: &[&str]) -> serde_json::Value {
     );
     assert_same_tree(&src, &t.join(src.strip_prefix("/").unwrap()));
     ok(
-        b2_cmd(&env, &emu, repo)
+        emu.cairn_at(&env, repo)
             .args([
                 "forget",
                 "--keep-last",
@@ -139,7 +133,7 @@ fn round_trip(extra_emu_args: &[&str]) -> serde_json::Value {
         "forget --prune",
     );
     ok(
-        b2_cmd(&env, &emu, repo)
+        emu.cairn_at(&env, repo)
             .args(["check", "--read-data"])
             .output()
             .unwrap(),
@@ -147,7 +141,7 @@ fn round_trip(extra_emu_args: &[&str]) -> serde_json::Value {
     );
     let t2 = env.path("t2");
     ok(
-        b2_cmd(&env, &emu, repo)
+        emu.cairn_at(&env, repo)
             .args(["restore", "latest", "--target", t2.to_str().unwrap()])
             .output()
             .unwrap(),
@@ -190,7 +184,7 @@ fn b2_errors_are_one_clear_line_and_exit_1() {
         &["--restricted-key", "rkey:rsecret:other-bucket"],
     );
     ok(
-        b2_cmd(&env, &emu, "b2:real-bucket/r")
+        emu.cairn_at(&env, "b2:real-bucket/r")
             .arg("init")
             .output()
             .unwrap(),
@@ -211,18 +205,21 @@ fn b2_errors_are_one_clear_line_and_exit_1() {
         );
         e
     };
-    let e = err(b2_cmd(&env, &emu, "b2:real-bucket/r")
+    let e = err(emu
+        .cairn_at(&env, "b2:real-bucket/r")
         .env("B2_APPLICATION_KEY", "wrong")
         .arg("snapshots")
         .output()
         .unwrap());
     assert!(e.contains("rejected application key testkeyid"), "{e}");
-    let e = err(b2_cmd(&env, &emu, "b2:no-such-bucket/r")
+    let e = err(emu
+        .cairn_at(&env, "b2:no-such-bucket/r")
         .arg("snapshots")
         .output()
         .unwrap());
     assert!(e.contains("bucket no-such-bucket does not exist"), "{e}");
-    let e = err(b2_cmd(&env, &emu, "b2:real-bucket/r")
+    let e = err(emu
+        .cairn_at(&env, "b2:real-bucket/r")
         .env("B2_APPLICATION_KEY_ID", "rkey")
         .env("B2_APPLICATION_KEY", "rsecret")
         .arg("snapshots")
@@ -239,7 +236,8 @@ fn b2_errors_are_one_clear_line_and_exit_1() {
         .unwrap());
     assert!(e.contains("B2_APPLICATION_KEY_ID"), "{e}");
     // A missing repository inside an existing bucket is exit 10, as locally.
-    let out = b2_cmd(&env, &emu, "b2:real-bucket/elsewhere")
+    let out = emu
+        .cairn_at(&env, "b2:real-bucket/elsewhere")
         .arg("snapshots")
         .output()
         .unwrap();
@@ -287,7 +285,7 @@ fn metadata_cache_makes_repeated_browsing_download_free() {
     fs::write(src.join("d/a"), b"cached").unwrap();
     let cache = env.path("cache");
     let cmd = |args: &[&str]| {
-        let mut c = b2_cmd(&env, &emu, repo);
+        let mut c = emu.cairn_at(&env, repo);
         c.arg("--cache-dir").arg(&cache).args(args);
         ok(c.output().unwrap(), "cached command")
     };
@@ -318,7 +316,7 @@ fn metadata_cache_makes_repeated_browsing_download_free() {
         }
     }
     let uncached = ok(
-        b2_cmd(&env, &emu, repo)
+        emu.cairn_at(&env, repo)
             .args(["--no-cache", "ls", "latest"])
             .output()
             .unwrap(),
@@ -436,11 +434,11 @@ fn key_without_delete_capability_fails_prune_with_one_clear_line() {
     );
     let repo = "b2:cap-bucket/r";
     ok(
-        b2_cmd(&env, &emu, repo).arg("init").output().unwrap(),
+        emu.cairn_at(&env, repo).arg("init").output().unwrap(),
         "init with the full key",
     );
     let limited = |args: &[&str]| {
-        b2_cmd(&env, &emu, repo)
+        emu.cairn_at(&env, repo)
             .env("B2_APPLICATION_KEY_ID", "nodelete")
             .env("B2_APPLICATION_KEY", "secret")
             .args(args)
@@ -482,14 +480,14 @@ fn key_restricted_to_a_name_prefix() {
         &["--restricted-key", "pkey:psecret:pre-bucket::mine/"],
     );
     ok(
-        b2_cmd(&env, &emu, "b2:pre-bucket/theirs")
+        emu.cairn_at(&env, "b2:pre-bucket/theirs")
             .arg("init")
             .output()
             .unwrap(),
         "init with the full key",
     );
     let as_pkey = |repo: &str, args: &[&str]| {
-        b2_cmd(&env, &emu, repo)
+        emu.cairn_at(&env, repo)
             .env("B2_APPLICATION_KEY_ID", "pkey")
             .env("B2_APPLICATION_KEY", "psecret")
             .args(args)
@@ -528,7 +526,7 @@ fn bandwidth_limits_hold_transfers_under_the_rate() {
     let timed = |args: &[&str]| {
         let t = std::time::Instant::now();
         ok(
-            b2_cmd(&env, &emu, dest).args(args).output().unwrap(),
+            emu.cairn_at(&env, dest).args(args).output().unwrap(),
             &format!("{args:?}"),
         );
         t.elapsed()
@@ -682,7 +680,7 @@ fn a_reply_longer_than_asked_for_is_refused() {
     std::fs::write(src.join("a"), pseudo_random(3, 3_000_000)).unwrap();
     std::fs::write(src.join("b"), pseudo_random(4, 3_000_000)).unwrap();
     let b2 = |args: &[&str]| {
-        b2_cmd(&env, &emu, "b2:long-bucket/r")
+        emu.cairn_at(&env, "b2:long-bucket/r")
             .args(args)
             .output()
             .unwrap()

@@ -1069,14 +1069,6 @@ fn prune_deletes_leftovers_only_when_no_live_command_can_own_them() {
     env.ok(&["check", "--read-data"]);
 }
 
-/// `cairn -r LOCATION` with the emulator's credentials, for tests that run the same
-/// steps on a local directory and on B2.
-fn cmd_at(env: &Env, emu: &Emulator, location: &str) -> std::process::Command {
-    let mut c = env.cmd();
-    emu.credentials(&mut c).arg("-r").arg(location);
-    c
-}
-
 /// Issue 20.4: two `key remove` at once, each removing the other's key, both passed the
 /// "not the last key" check and left none. Key changes now hold the exclusive lock and
 /// check under it: whatever the interleaving, a key remains that opens the repository.
@@ -1091,7 +1083,7 @@ fn racing_key_removes_always_leave_a_working_key() {
     let local = env.repo().to_str().unwrap().to_string();
     for location in [local.as_str(), "b2:keys-bucket/r"] {
         let run = |pw: &Path, args: &[&str]| {
-            cmd_at(&env, &emu, location)
+            emu.cairn_at(&env, location)
                 .env_remove("CAIRN_PASSWORD")
                 .arg("--password-file")
                 .arg(pw)
@@ -1134,7 +1126,7 @@ fn racing_key_removes_always_leave_a_working_key() {
             let (id1, id2) = (current(&pw1), current(&pw2));
             assert_eq!(list.len(), 2, "round {round}: {list:?}");
             let spawn = |pw: &Path, id: &str| {
-                cmd_at(&env, &emu, location)
+                emu.cairn_at(&env, location)
                     .env_remove("CAIRN_PASSWORD")
                     .arg("--password-file")
                     .arg(pw)
@@ -1188,7 +1180,7 @@ fn racing_inits_leave_one_repository() {
         let b2 = format!("b2:init-bucket/r{round}");
         for location in [local.to_str().unwrap(), b2.as_str()] {
             let spawn = || {
-                cmd_at(&env, &emu, location)
+                emu.cairn_at(&env, location)
                     .arg("init")
                     .stdout(std::process::Stdio::piped())
                     .stderr(std::process::Stdio::piped())
@@ -1207,7 +1199,7 @@ fn racing_inits_leave_one_repository() {
             let loser = if a.status.success() { &b } else { &a };
             assert!(stderr(loser).contains("already"), "{}", stderr(loser));
             let keys = json_last_line(&String::from_utf8_lossy(
-                &cmd_at(&env, &emu, location)
+                &emu.cairn_at(&env, location)
                     .args(["--json", "key", "list"])
                     .output()
                     .unwrap()
@@ -1217,7 +1209,7 @@ fn racing_inits_leave_one_repository() {
             .unwrap()
             .len();
             assert_eq!(keys, 1, "{location}: the loser took back its key file");
-            let out = cmd_at(&env, &emu, location).arg("check").output().unwrap();
+            let out = emu.cairn_at(&env, location).arg("check").output().unwrap();
             assert!(out.status.success(), "{location}: {}", stderr(&out));
         }
     }

@@ -357,6 +357,14 @@ pub struct Emulator {
 }
 
 impl Emulator {
+    /// `cairn -r LOCATION` with this emulator's endpoint and default key: a B2
+    /// location, or a local one when a test runs the same steps on both.
+    pub fn cairn_at(&self, env: &Env, location: &str) -> Command {
+        let mut c = env.cmd();
+        self.credentials(&mut c).arg("-r").arg(location);
+        c
+    }
+
     /// Gives `c` (a cairn command) this emulator's endpoint and its default key.
     pub fn credentials<'c>(&self, c: &'c mut Command) -> &'c mut Command {
         c.env("B2_APPLICATION_KEY_ID", "testkeyid")
