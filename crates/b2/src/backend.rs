@@ -9,6 +9,7 @@ use cairn_backend::{
 use zeroize::Zeroizing;
 
 use crate::client::{Client, Credentials};
+use crate::B2Error;
 
 pub const DEFAULT_ENDPOINT: &str = "https://api.backblazeb2.com";
 
@@ -309,31 +310,10 @@ impl B2Backend {
         let info = info_refs.unwrap_or(kept);
         let part = self.client.copy_cutoff.max(1);
         self.rt
-            .block_on(async {
-                let id = self
-                    .client
-                    .start_large_file(&dst_bucket, &to, &f.content_type, &info, &sha1)
-                    .await?;
-                let mut shas = Vec::new();
-                let mut off = 0;
-                let result = async {
-                    while off < f.size {
-                        let len = part.min(f.size - off);
-                        shas.push(
-                            self.client
-                                .copy_part(&f.id, &id, shas.len() as u32 + 1, (off, len))
-                                .await?,
-                        );
-                        off += len;
-                    }
-                    self.client.finish_large_file(&id, &shas).await
-                }
-                .await;
-                if result.is_err() {
-                    let _ = self.client.cancel_large_file(&id).await;
-                }
-                result
-            })
+            .block_on(
+                self.client
+                    .copy_large(f, &dst_bucket, &to, &info, &sha1, part),
+            )
             .map_err(|e| self.err(name, e))?;
         Ok(())
     }
@@ -376,7 +356,7 @@ impl B2Backend {
         })
     }
 
-    fn err(&self, name: &str, e: crate::B2Error) -> BackendError {
+    fn err(&self, name: &str, e: B2Error) -> BackendError {
         e.into_backend(&format!("{}/{name}", self.loc.display()))
     }
 
@@ -665,7 +645,6 @@ impl Backend for B2Backend {
         source: &RangeSource<'_>,
         opts: &WriteOptions,
     ) -> Result<(), BackendError> {
-        use sha1::Digest;
         if size <= self.client.upload_cutoff {
             let data = source(0, size)?;
             if let Some(want) = &opts.sha1 {
@@ -687,77 +666,42 @@ impl Backend for B2Backend {
             .content_type
             .as_deref()
             .unwrap_or("application/octet-stream");
-        let file_id = self
-            .rt
-            .block_on(
-                self.client
-                    .start_large_file(&bucket_id, &full, ct, &info, &sha1),
-            )
-            .map_err(|e| self.err(name, e))?;
+        // The source is read on a thread of its own, outside this backend's runtime
+        // (reading may block, or block on another backend's runtime), and handed over
+        // part by part: memory holds the parts in flight, never the file.
         let part = self.client.part_size;
-        let parts = size.div_ceil(part);
-        let next = std::sync::atomic::AtomicU64::new(0);
-        // (parts hashed so far, the running hash, the first error)
-        let state = std::sync::Mutex::new((0u64, sha1::Sha1::new(), None::<BackendError>));
-        let turn = std::sync::Condvar::new();
-        let shas = std::sync::Mutex::new(vec![String::new(); parts as usize]);
-        std::thread::scope(|scope| {
-            for _ in 0..(crate::client::LARGE_FILE_CONCURRENCY as u64).min(parts) {
-                scope.spawn(|| loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    if i >= parts {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, B2Error>>(1);
+        let failed = std::sync::Mutex::new(None::<BackendError>);
+        let result = std::thread::scope(|scope| {
+            let failed = &failed;
+            // The sender moves into the thread, so the stream ends when the thread does;
+            // the receiver moves into the stream, so a failed upload frees the thread.
+            scope.spawn(move || {
+                for off in (0..size).step_by(part as usize) {
+                    let fetched = source(off, part.min(size - off));
+                    let piece = fetched.map(bytes::Bytes::from).map_err(|e| {
+                        *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                        B2Error::Invalid("reading the source failed".into())
+                    });
+                    let stop = piece.is_err();
+                    if tx.blocking_send(piece).is_err() || stop {
                         return;
                     }
-                    let off = i * part;
-                    let fetched = source(off, part.min(size - off));
-                    let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
-                    while st.0 < i && st.2.is_none() {
-                        st = turn.wait(st).unwrap_or_else(|p| p.into_inner());
-                    }
-                    let data = match fetched {
-                        Ok(d) if st.2.is_none() => d,
-                        Ok(_) => return,
-                        Err(e) => {
-                            st.2.get_or_insert(e);
-                            turn.notify_all();
-                            return;
-                        }
-                    };
-                    st.1.update(&data);
-                    st.0 += 1;
-                    turn.notify_all();
-                    drop(st);
-                    match self.rt.block_on(self.client.upload_part(
-                        &file_id,
-                        i as u32 + 1,
-                        bytes::Bytes::from(data),
-                    )) {
-                        Ok(sha) => shas.lock().unwrap_or_else(|p| p.into_inner())[i as usize] = sha,
-                        Err(e) => {
-                            let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
-                            st.2.get_or_insert(self.err(name, e));
-                            turn.notify_all();
-                            return;
-                        }
-                    }
-                });
-            }
+                }
+            });
+            let parts = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+            self.rt
+                .block_on(
+                    self.client
+                        .upload_large(&bucket_id, &full, ct, &info, &sha1, parts),
+                )
+                .map_err(|e| self.err(name, e))
         });
-        let (_, hasher, failed) = state.into_inner().unwrap_or_else(|p| p.into_inner());
-        let result = match failed {
+        // The source's own error (its kind and object) is the one that counts.
+        match failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
             Some(e) => Err(e),
-            None => check_sha1(name, &hex::encode(hasher.finalize()), &sha1).and_then(|()| {
-                let shas = shas.into_inner().unwrap_or_else(|p| p.into_inner());
-                self.rt
-                    .block_on(self.client.finish_large_file(&file_id, &shas))
-                    .map(|_| ())
-                    .map_err(|e| self.err(name, e))
-            }),
-        };
-        if result.is_err() {
-            let _ = self.rt.block_on(self.client.cancel_large_file(&file_id));
+            None => result.map(|_| ()),
         }
-        result
     }
 
     /// Deletes every version of the object: a hidden file still costs storage.

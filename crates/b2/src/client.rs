@@ -10,11 +10,10 @@ use serde_json::{json, Value};
 
 use crate::reply::{
     ApiInfo, AuthorizeReply, BucketReply, BucketsReply, ErrorReply, FileReply, Ignored, ListReply,
-    PartReply, StartedReply, UploadUrlReply,
 };
-use sha1::{Digest, Sha1};
 use zeroize::Zeroizing;
 
+use crate::retry::{retry, Failed, Policy};
 use crate::B2Error;
 
 /// An application key. `Debug` shows the key ID only.
@@ -58,10 +57,10 @@ struct Auth {
     generation: u64,
 }
 
-struct UploadUrl {
-    bucket_id: String,
-    url: String,
-    token: String,
+pub(crate) struct UploadUrl {
+    pub(crate) bucket_id: String,
+    pub(crate) url: String,
+    pub(crate) token: String,
 }
 
 fn class_of(op: &str) -> usize {
@@ -85,21 +84,19 @@ fn class_of(op: &str) -> usize {
 pub const UPLOAD_CUTOFF: u64 = 200 * 1024 * 1024;
 /// Part size for large files (B2's recommended size).
 pub const PART_SIZE: u64 = 100_000_000;
-/// Parts of one large file uploaded at once (rclone's upload_concurrency).
-pub const LARGE_FILE_CONCURRENCY: usize = 4;
 /// Server-side copies above this go part by part with b2_copy_part (rclone's
 /// `copy_cutoff`; B2 refuses b2_copy_file above 5 GB).
 pub const COPY_CUTOFF: u64 = 4 * 1024 * 1024 * 1024;
 
 pub struct Client {
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
     endpoint: String,
     creds: Credentials,
     auth: tokio::sync::Mutex<Option<Arc<Auth>>>,
     generation: AtomicU64,
-    uploads: Mutex<Vec<UploadUrl>>,
+    pub(crate) uploads: Mutex<Vec<UploadUrl>>,
     counts: [AtomicU64; 3],
-    max_attempts: u32,
+    pub(crate) max_attempts: u32,
     pub upload_cutoff: u64,
     pub part_size: u64,
     pub copy_cutoff: u64,
@@ -129,16 +126,7 @@ pub fn url_encode(s: &str) -> String {
     out
 }
 
-fn backoff(attempt: u32, retry_after: Option<u64>) -> Duration {
-    if let Some(s) = retry_after {
-        return Duration::from_secs(s.min(60));
-    }
-    let base = 100u64.saturating_mul(1 << attempt.min(8)).min(5000);
-    let jitter = rand::Rng::gen_range(&mut rand::thread_rng(), 0..=base / 2);
-    Duration::from_millis(base / 2 + jitter)
-}
-
-async fn error_from(resp: reqwest::Response) -> B2Error {
+pub(crate) async fn error_from(resp: reqwest::Response) -> B2Error {
     let status = resp.status().as_u16();
     let retry_after = resp
         .headers()
@@ -160,7 +148,7 @@ const MAX_JSON_REPLY: u64 = 64 * 1024 * 1024;
 /// files are read in ranges).
 const MAX_WHOLE_DOWNLOAD: u64 = 4 * 1024 * 1024 * 1024;
 
-fn net(e: reqwest::Error) -> B2Error {
+pub(crate) fn net(e: reqwest::Error) -> B2Error {
     // reqwest errors can carry the URL, which for uploads holds no secret, but strip it anyway.
     B2Error::Network(e.without_url().to_string())
 }
@@ -197,7 +185,7 @@ impl Client {
         }
     }
 
-    fn count(&self, op: &str) {
+    pub(crate) fn count(&self, op: &str) {
         self.counts[class_of(op)].fetch_add(1, Ordering::Relaxed);
     }
 
@@ -210,17 +198,13 @@ impl Client {
                 return Ok(Arc::clone(a));
             }
         }
-        let mut attempt = 0;
-        let a = loop {
-            match self.authorize_once().await {
-                Ok(a) => break a,
-                Err(e) if e.is_transient() && attempt + 1 < self.max_attempts => {
-                    tokio::time::sleep(backoff(attempt, None)).await;
-                    attempt += 1;
-                }
-                Err(e) => return Err(e),
-            }
-        };
+        let a = retry(
+            "b2_authorize_account",
+            Policy::Api,
+            self.max_attempts,
+            |_| async { self.authorize_once().await.map_err(Failed::Request) },
+        )
+        .await?;
         let a = Arc::new(a);
         *guard = Some(Arc::clone(&a));
         Ok(a)
@@ -228,7 +212,7 @@ impl Client {
 
     /// URLs handed out by B2 (API, download, upload) must keep the endpoint's protection:
     /// after an https authorize, a plain-http URL in a reply would carry the token in clear.
-    fn check_reply_url(&self, what: &str, url: &str) -> Result<(), B2Error> {
+    pub(crate) fn check_reply_url(&self, what: &str, url: &str) -> Result<(), B2Error> {
         if !reply_url_allowed(&self.endpoint, url) {
             return Err(B2Error::Invalid(format!(
                 "refusing the {what} {url:?} in B2's reply: not https, while the endpoint is"
@@ -323,10 +307,11 @@ impl Client {
         max: u64,
         build: impl Fn(&Auth) -> reqwest::RequestBuilder,
     ) -> Result<bytes::Bytes, B2Error> {
-        let mut stale = None;
-        let mut attempt = 0;
-        loop {
-            let auth = self.authorization(stale).await?;
+        // The authorization generation that last failed with an expired token.
+        let stale = std::sync::Mutex::new(None);
+        retry(op, Policy::Api, self.max_attempts, |_| async {
+            let last = *stale.lock().unwrap_or_else(|p| p.into_inner());
+            let auth = self.authorization(last).await?;
             self.count(op);
             let err = match build(&auth).send().await {
                 Ok(r) if r.status().is_success() => match self.read_body(op, r, max).await {
@@ -336,25 +321,12 @@ impl Client {
                 Ok(r) => error_from(r).await,
                 Err(e) => net(e),
             };
-            attempt += 1;
-            if attempt >= self.max_attempts {
-                return Err(err);
-            }
             if err.needs_reauth() {
-                stale = Some(auth.generation);
-                continue;
+                *stale.lock().unwrap_or_else(|p| p.into_inner()) = Some(auth.generation);
             }
-            if !err.is_transient() {
-                return Err(err);
-            }
-            tracing::debug!("{op}: {err}; retrying");
-            let retry_after = if let B2Error::Api { retry_after, .. } = &err {
-                *retry_after
-            } else {
-                None
-            };
-            tokio::time::sleep(backoff(attempt, retry_after)).await;
-        }
+            Err(Failed::Request(err))
+        })
+        .await
     }
 
     /// A reply's whole body, at most `max` bytes, paced under `--limit-download` when one
@@ -391,7 +363,7 @@ impl Client {
 
     /// An upload body, paced under `--limit-upload` when one is set; `data` is shared,
     /// never copied, so each retry starts a new paced stream over the same bytes.
-    fn upload_body(&self, data: &bytes::Bytes) -> reqwest::Body {
+    pub(crate) fn upload_body(&self, data: &bytes::Bytes) -> reqwest::Body {
         let Some(limit) = self.upload_limit.clone() else {
             return reqwest::Body::from(data.clone());
         };
@@ -569,12 +541,6 @@ impl Client {
         }
     }
 
-    pub async fn cancel_large_file(&self, file_id: &str) -> Result<(), B2Error> {
-        self.call::<Ignored>("b2_cancel_large_file", json!({"fileId": file_id}))
-            .await
-            .map(|_| ())
-    }
-
     /// The visible file called exactly `name`, via a one-entry listing.
     pub async fn find_name(
         &self,
@@ -674,255 +640,6 @@ impl Client {
             })
             .await?;
         Ok(body.to_vec())
-    }
-
-    /// Uploads `data` as `name`, as a large file above the cutoff. `info` becomes
-    /// `X-Bz-Info-*` (e.g. `src_last_modified_millis`).
-    pub async fn upload(
-        self: &Arc<Self>,
-        bucket_id: &str,
-        name: &str,
-        data: &[u8],
-        content_type: &str,
-        info: &[(&str, String)],
-    ) -> Result<FileVersion, B2Error> {
-        if data.len() as u64 > self.upload_cutoff {
-            return self
-                .upload_large(bucket_id, name, data, content_type, info)
-                .await;
-        }
-        let sha1 = hex::encode(Sha1::digest(data));
-        // One copy of the body, shared by every attempt.
-        let body = bytes::Bytes::copy_from_slice(data);
-        let mut attempt = 0;
-        loop {
-            let url = match self.take_upload_url(bucket_id) {
-                Some(u) => u,
-                None => {
-                    let v: UploadUrlReply = self
-                        .call("b2_get_upload_url", json!({"bucketId": bucket_id}))
-                        .await?;
-                    self.check_reply_url("uploadUrl", &v.upload_url)?;
-                    UploadUrl {
-                        bucket_id: bucket_id.to_string(),
-                        url: v.upload_url,
-                        token: v.authorization_token,
-                    }
-                }
-            };
-            self.count("b2_upload_file");
-            let mut req = self
-                .http
-                .post(&url.url)
-                .header("Authorization", &url.token)
-                .header("X-Bz-File-Name", url_encode(name))
-                .header("Content-Type", content_type)
-                .header("X-Bz-Content-Sha1", &sha1)
-                .header("Content-Length", data.len().to_string())
-                .body(self.upload_body(&body));
-            for (k, v) in info {
-                req = req.header(format!("X-Bz-Info-{k}"), url_encode(v));
-            }
-            let err = match req.send().await {
-                // A reply cut short is retried: the upload may have landed, and a second
-                // identical version is harmless where a false failure is not.
-                // An unreadable reply is retried too: it may be a cut one.
-                Ok(r) if r.status().is_success() => match r.bytes().await {
-                    Ok(b) => match serde_json::from_slice::<FileReply>(&b) {
-                        Ok(v) => {
-                            self.return_upload_url(url);
-                            return Ok(v.into());
-                        }
-                        Err(e) => {
-                            B2Error::Network(format!("b2_upload_file: unreadable reply: {e}"))
-                        }
-                    },
-                    Err(e) => net(e),
-                },
-                Ok(r) => error_from(r).await,
-                Err(e) => net(e),
-            };
-            // Any failure retires this upload URL; Backblaze asks for a fresh one.
-            attempt += 1;
-            if attempt >= self.max_attempts || !(err.is_transient() || err.status() == Some(401)) {
-                return Err(err);
-            }
-            tracing::debug!("upload of {name}: {err}; retrying with a new upload URL");
-            let retry_after = if let B2Error::Api { retry_after, .. } = &err {
-                *retry_after
-            } else {
-                None
-            };
-            tokio::time::sleep(backoff(attempt, retry_after)).await;
-        }
-    }
-
-    fn take_upload_url(&self, bucket_id: &str) -> Option<UploadUrl> {
-        let mut pool = self.uploads.lock().unwrap_or_else(|p| p.into_inner());
-        let i = pool.iter().position(|u| u.bucket_id == bucket_id)?;
-        Some(pool.swap_remove(i))
-    }
-
-    fn return_upload_url(&self, u: UploadUrl) {
-        self.uploads
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(u);
-    }
-
-    async fn upload_large(
-        self: &Arc<Self>,
-        bucket_id: &str,
-        name: &str,
-        data: &[u8],
-        content_type: &str,
-        info: &[(&str, String)],
-    ) -> Result<FileVersion, B2Error> {
-        let file_id = self
-            .start_large_file(
-                bucket_id,
-                name,
-                content_type,
-                info,
-                &hex::encode(Sha1::digest(data)),
-            )
-            .await?;
-        let result = async {
-            // Parts go up LARGE_FILE_CONCURRENCY at a time, each on its own part URL.
-            let mut shas: Vec<Option<String>> =
-                vec![None; data.len().div_ceil(self.part_size as usize)];
-            let mut tasks = tokio::task::JoinSet::new();
-            for (i, part) in data.chunks(self.part_size as usize).enumerate() {
-                if tasks.len() >= LARGE_FILE_CONCURRENCY {
-                    if let Some(done) = tasks.join_next().await {
-                        let (n, sha) = done.map_err(|e| {
-                            B2Error::Invalid(format!("part upload task failed: {e}"))
-                        })?;
-                        shas[n] = Some(sha?);
-                    }
-                }
-                let (me, fid, part) = (
-                    Arc::clone(self),
-                    file_id.clone(),
-                    bytes::Bytes::copy_from_slice(part),
-                );
-                tasks.spawn(async move { (i, me.upload_part(&fid, i as u32 + 1, part).await) });
-            }
-            while let Some(done) = tasks.join_next().await {
-                let (n, sha) =
-                    done.map_err(|e| B2Error::Invalid(format!("part upload task failed: {e}")))?;
-                shas[n] = Some(sha?);
-            }
-            let shas: Vec<String> = shas.into_iter().map(Option::unwrap_or_default).collect();
-            self.finish_large_file(&file_id, &shas).await
-        }
-        .await;
-        if result.is_err() {
-            let _ = self.cancel_large_file(&file_id).await;
-        }
-        result
-    }
-
-    /// Starts a large file whose whole content has SHA1 `sha1` (kept as `large_file_sha1`,
-    /// as rclone does, since B2 itself records no whole-file SHA1 for large files).
-    pub async fn start_large_file(
-        &self,
-        bucket_id: &str,
-        name: &str,
-        content_type: &str,
-        info: &[(&str, String)],
-        sha1: &str,
-    ) -> Result<String, B2Error> {
-        let mut file_info: serde_json::Map<String, Value> = info
-            .iter()
-            .map(|(k, v)| (k.to_string(), json!(v)))
-            .collect();
-        file_info.insert("large_file_sha1".into(), json!(sha1));
-        let v: StartedReply = self
-            .call("b2_start_large_file", json!({"bucketId": bucket_id, "fileName": name, "contentType": content_type, "fileInfo": file_info}))
-            .await?;
-        Ok(v.file_id)
-    }
-
-    /// Finishes a large file. When the reply to a finish that did land was lost, the
-    /// retry is refused (the file is no longer unfinished); the file's own info then
-    /// says whether it was finished.
-    pub async fn finish_large_file(
-        &self,
-        file_id: &str,
-        part_sha1s: &[String],
-    ) -> Result<FileVersion, B2Error> {
-        match self
-            .call::<FileReply>(
-                "b2_finish_large_file",
-                json!({"fileId": file_id, "partSha1Array": part_sha1s}),
-            )
-            .await
-        {
-            Ok(v) => Ok(v.into()),
-            Err(e) => match self.get_file_info(file_id).await {
-                Ok(v) if v.action == "upload" => Ok(v),
-                _ => Err(e),
-            },
-        }
-    }
-
-    /// Copies bytes `range` = (offset, length) of a stored file into part `n` of a large
-    /// file, server-side; returns the part's SHA1.
-    pub async fn copy_part(
-        &self,
-        source_id: &str,
-        large_file_id: &str,
-        n: u32,
-        range: (u64, u64),
-    ) -> Result<String, B2Error> {
-        let (off, len) = range;
-        let v: PartReply = self
-            .call(
-                "b2_copy_part",
-                json!({"sourceFileId": source_id, "largeFileId": large_file_id, "partNumber": n, "range": format!("bytes={}-{}", off, off + len - 1)}),
-            )
-            .await?;
-        Ok(v.content_sha1)
-    }
-
-    /// Sends part `n`; `part` is shared by the retries, never copied.
-    pub async fn upload_part(
-        &self,
-        file_id: &str,
-        n: u32,
-        part: bytes::Bytes,
-    ) -> Result<String, B2Error> {
-        let sha1 = hex::encode(Sha1::digest(&part));
-        let mut attempt = 0;
-        loop {
-            let v: UploadUrlReply = self
-                .call("b2_get_upload_part_url", json!({"fileId": file_id}))
-                .await?;
-            let (url, token) = (v.upload_url, v.authorization_token);
-            self.check_reply_url("uploadUrl", &url)?;
-            self.count("b2_upload_part");
-            let err = match self
-                .http
-                .post(&url)
-                .header("Authorization", &token)
-                .header("X-Bz-Part-Number", n.to_string())
-                .header("X-Bz-Content-Sha1", &sha1)
-                .header("Content-Length", part.len().to_string())
-                .body(self.upload_body(&part))
-                .send()
-                .await
-            {
-                Ok(r) if r.status().is_success() => return Ok(sha1),
-                Ok(r) => error_from(r).await,
-                Err(e) => net(e),
-            };
-            attempt += 1;
-            if attempt >= self.max_attempts || !(err.is_transient() || err.status() == Some(401)) {
-                return Err(err);
-            }
-            tokio::time::sleep(backoff(attempt, None)).await;
-        }
     }
 }
 

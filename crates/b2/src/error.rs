@@ -10,6 +10,10 @@ pub enum B2Error {
         message: String,
         retry_after: Option<u64>,
     },
+    /// Bytes sent do not hash to the SHA1 announced for them (the source changed or is
+    /// damaged): nothing was stored.
+    #[error("SHA1 mismatch: expected {want}, got {got}")]
+    Sha1Mismatch { want: String, got: String },
     #[error("network error talking to B2: {0}")]
     Network(String),
     #[error("{0}")]
@@ -31,12 +35,20 @@ impl B2Error {
         }
     }
 
+    /// The server's Retry-After, in seconds, if it sent one.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            B2Error::Api { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
     /// Worth another try after backing off.
     pub fn is_transient(&self) -> bool {
         match self {
             B2Error::Api { status, .. } => matches!(status, 408 | 429 | 500 | 502 | 503 | 504),
             B2Error::Network(_) => true,
-            B2Error::Invalid(_) => false,
+            B2Error::Invalid(_) | B2Error::Sha1Mismatch { .. } => false,
         }
     }
 
@@ -61,7 +73,7 @@ impl B2Error {
                 status: 403, code, ..
             } if code.ends_with("cap_exceeded") => ErrorKind::QuotaExceeded,
             B2Error::Api { status: 403, .. } => ErrorKind::PermissionDenied,
-            B2Error::Api { status: 416, .. } => ErrorKind::Corrupt,
+            B2Error::Api { status: 416, .. } | B2Error::Sha1Mismatch { .. } => ErrorKind::Corrupt,
             e if e.is_transient() => ErrorKind::Transient,
             _ => ErrorKind::Other,
         };
