@@ -9,10 +9,11 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 use crate::reply::{
-    ApiInfo, AuthorizeReply, BucketReply, BucketsReply, ErrorReply, FileReply, Ignored, ListReply,
+    ApiInfo, AuthorizeReply, BucketReply, BucketsReply, ErrorReply, FileReply, Ignored,
 };
 use zeroize::Zeroizing;
 
+use crate::endpoint::reply_url_allowed;
 use crate::retry::{retry, Failed, Policy};
 use crate::B2Error;
 
@@ -439,52 +440,6 @@ impl Client {
         Ok(v.bucket_id)
     }
 
-    /// Every visible file whose name starts with `prefix` (all pages).
-    pub async fn list_names(
-        &self,
-        bucket_id: &str,
-        prefix: &str,
-    ) -> Result<Vec<FileVersion>, B2Error> {
-        Ok(self
-            .list_names_delimited(bucket_id, prefix, None)
-            .await?
-            .into_iter()
-            .filter(|f| f.action == "upload")
-            .collect())
-    }
-
-    /// Like [`Client::list_names`]; with a `delimiter` (normally `/`) names below the
-    /// next delimiter collapse into one `folder` entry, as B2 lists directories.
-    pub async fn list_names_delimited(
-        &self,
-        bucket_id: &str,
-        prefix: &str,
-        delimiter: Option<&str>,
-    ) -> Result<Vec<FileVersion>, B2Error> {
-        let mut out = Vec::new();
-        let mut start: Option<String> = None;
-        loop {
-            let v: ListReply = self
-                .call(
-                    "b2_list_file_names",
-                    json!({"bucketId": bucket_id, "prefix": prefix, "startFileName": start, "maxFileCount": 10000, "delimiter": delimiter}),
-                )
-                .await?;
-            out.extend(v.files.into_iter().map(FileVersion::from));
-            match v.next_file_name {
-                Some(n) => {
-                    // A cursor that does not move on would page forever (a hostile or
-                    // broken server): names come in order, so the next must be later.
-                    if start.as_deref().is_some_and(|s| n.as_str() <= s) {
-                        return Err(B2Error::Invalid(format!("b2_list_file_names: the listing's cursor did not advance (nextFileName {n:?})")));
-                    }
-                    start = Some(n);
-                }
-                None => return Ok(out),
-            }
-        }
-    }
-
     pub async fn get_file_info(&self, file_id: &str) -> Result<FileVersion, B2Error> {
         let v: FileReply = self
             .call("b2_get_file_info", json!({"fileId": file_id}))
@@ -515,76 +470,6 @@ impl Client {
         };
         let v: FileReply = self.call("b2_copy_file", body).await?;
         Ok(v.into())
-    }
-
-    /// Large files started but never finished (left by interrupted uploads).
-    pub async fn list_unfinished(
-        &self,
-        bucket_id: &str,
-        prefix: &str,
-    ) -> Result<Vec<FileVersion>, B2Error> {
-        let mut out = Vec::new();
-        let mut start: Option<String> = None;
-        loop {
-            let v: ListReply = self
-                .call("b2_list_unfinished_large_files", json!({"bucketId": bucket_id, "namePrefix": prefix, "startFileId": start, "maxFileCount": 100}))
-                .await?;
-            out.extend(v.files.into_iter().map(FileVersion::from));
-            match v.next_file_id {
-                // Like the name cursors: one that does not move on would page forever.
-                Some(n) if start.as_deref() == Some(n.as_str()) => {
-                    return Err(B2Error::Invalid(format!("b2_list_unfinished_large_files: the listing's cursor did not advance (nextFileId {n:?})")));
-                }
-                Some(n) => start = Some(n),
-                None => return Ok(out),
-            }
-        }
-    }
-
-    /// The visible file called exactly `name`, via a one-entry listing.
-    pub async fn find_name(
-        &self,
-        bucket_id: &str,
-        name: &str,
-    ) -> Result<Option<FileVersion>, B2Error> {
-        let v: ListReply = self.call("b2_list_file_names", json!({"bucketId": bucket_id, "prefix": name, "startFileName": name, "maxFileCount": 1})).await?;
-        Ok(v.files
-            .into_iter()
-            .map(FileVersion::from)
-            .find(|f| f.name == name && f.action == "upload"))
-    }
-
-    /// Every version (uploads and hide markers) of names starting with `prefix`.
-    pub async fn list_versions(
-        &self,
-        bucket_id: &str,
-        prefix: &str,
-    ) -> Result<Vec<FileVersion>, B2Error> {
-        let mut out = Vec::new();
-        let (mut start_name, mut start_id): (Option<String>, Option<String>) = (None, None);
-        loop {
-            let v: ListReply = self
-                .call(
-                    "b2_list_file_versions",
-                    json!({"bucketId": bucket_id, "prefix": prefix, "startFileName": start_name, "startFileId": start_id, "maxFileCount": 10000}),
-                )
-                .await?;
-            out.extend(v.files.into_iter().map(FileVersion::from));
-            match v.next_file_name {
-                Some(n) => {
-                    let next_id = v.next_file_id;
-                    // Versions of one name page by ID: the pair must move on.
-                    if start_name.as_deref().is_some_and(|s| n.as_str() < s)
-                        || (start_name.as_deref() == Some(n.as_str()) && start_id == next_id)
-                    {
-                        return Err(B2Error::Invalid(format!("b2_list_file_versions: the listing's cursor did not advance (nextFileName {n:?})")));
-                    }
-                    start_name = Some(n);
-                    start_id = next_id;
-                }
-                None => return Ok(out),
-            }
-        }
     }
 
     /// Deletes one version. A version already gone counts as deleted: a retry after a
@@ -640,88 +525,5 @@ impl Client {
             })
             .await?;
         Ok(body.to_vec())
-    }
-}
-
-/// Whether cairn may send the application key to `endpoint`: over https always; over
-/// plain http only to a loopback host (the emulator), or when the user says so with
-/// `--insecure-http`, since Basic auth would carry the key in clear.
-pub fn check_endpoint(endpoint: &str, insecure_http: bool) -> Result<(), String> {
-    if endpoint.starts_with("https://") {
-        return Ok(());
-    }
-    let Some(rest) = endpoint.strip_prefix("http://") else {
-        return Err(format!("B2 endpoint {endpoint:?} is not an http(s) URL"));
-    };
-    let authority = rest.split('/').next().unwrap_or("");
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(""),
-        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
-    };
-    let loopback = host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    if loopback || insecure_http {
-        return Ok(());
-    }
-    Err(format!(
-        "refusing to send the B2 application key in clear to {endpoint}: use https, or pass --insecure-http if this network is trusted"
-    ))
-}
-
-/// A URL from B2's reply may be used when it is https, or the endpoint itself was not
-/// (the emulator on loopback, or `--insecure-http`): a reply cannot lower the protection.
-fn reply_url_allowed(endpoint: &str, url: &str) -> bool {
-    !endpoint.starts_with("https://") || url.starts_with("https://")
-}
-
-#[cfg(test)]
-mod endpoint_tests {
-    use super::{check_endpoint, reply_url_allowed};
-
-    /// Issue 19.3: after an https authorize, plain-http API, download or upload URLs in
-    /// the replies would carry the token in clear.
-    #[test]
-    fn an_https_endpoint_refuses_plain_http_urls_in_replies() {
-        let https = "https://api.backblazeb2.com";
-        assert!(reply_url_allowed(https, "https://api005.backblazeb2.com"));
-        for bad in [
-            "http://api005.backblazeb2.com",
-            "http://127.0.0.1:1",
-            "ftp://x",
-            "",
-            "//evil.com",
-        ] {
-            assert!(!reply_url_allowed(https, bad), "{bad}");
-        }
-        assert!(reply_url_allowed(
-            "http://127.0.0.1:8080",
-            "http://127.0.0.1:8080"
-        ));
-    }
-
-    #[test]
-    fn plain_http_only_to_loopback_or_when_asked() {
-        for ok in [
-            "https://api.backblazeb2.com",
-            "http://127.0.0.1:8080",
-            "http://localhost:1/x",
-            "http://[::1]:9",
-            "http://127.9.9.9",
-        ] {
-            assert!(check_endpoint(ok, false).is_ok(), "{ok}");
-        }
-        for bad in [
-            "http://example.com",
-            "http://10.0.0.1:80",
-            "http://127.0.0.1.evil.com",
-            "ftp://x",
-            "http://[2001:db8::1]:80",
-        ] {
-            assert!(check_endpoint(bad, false).is_err(), "{bad}");
-        }
-        assert!(check_endpoint("http://example.com", true).is_ok());
-        assert!(check_endpoint("ftp://x", true).is_err());
     }
 }

@@ -16,14 +16,19 @@
 mod backend;
 mod client;
 pub mod encoding;
+mod endpoint;
 mod error;
 mod limit;
+mod listing;
+mod location;
 mod reply;
 mod retry;
 mod upload;
 
-pub use backend::{B2Backend, B2Location};
-pub use client::{check_endpoint, Client, Credentials, FileVersion, Transactions};
+pub use backend::B2Backend;
+pub use client::{Client, Credentials, FileVersion, Transactions};
+pub use endpoint::check_endpoint;
 pub use error::B2Error;
 pub use limit::RateLimit;
+pub use location::B2Location;
 pub use reply::decode_replies;
