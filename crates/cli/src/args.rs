@@ -192,3 +192,44 @@ impl SnapshotSelect {
         cairn_ops::snapshots::GroupBy::parse(&self.group_by)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every SIZE, DURATION and AGE argument goes through its parser: a field typed
+    /// `u64` without one would take `4096` and refuse `4K`.
+    #[test]
+    fn sizes_and_durations_are_parsed_by_their_parsers() {
+        fn walk(cmd: &clap::Command, seen: &mut usize) {
+            for arg in cmd.get_arguments() {
+                let sample = match arg.get_value_names().and_then(|n| n.first()) {
+                    Some(n) if n.as_str() == "SIZE" => "4K",
+                    Some(n) if n.as_str() == "DURATION" || n.as_str() == "AGE" => "1y6m",
+                    _ => continue,
+                };
+                // Only this argument given, nothing else required.
+                let alone = cmd
+                    .clone()
+                    .mut_args(|a| a.required(false))
+                    .arg_required_else_help(false)
+                    .subcommand_required(false);
+                let long = format!("--{}", arg.get_long().unwrap_or_default());
+                let parsed = alone.try_get_matches_from([cmd.get_name(), &long, sample]);
+                assert!(
+                    parsed.is_ok(),
+                    "{} {long} {sample}: {}",
+                    cmd.get_name(),
+                    parsed.err().map(|e| e.to_string()).unwrap_or_default()
+                );
+                *seen += 1;
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, seen);
+            }
+        }
+        let mut seen = 0;
+        walk(&super::Cli::command(), &mut seen);
+        assert!(seen >= 8, "only {seen} SIZE/DURATION arguments found");
+    }
+}

@@ -12,6 +12,8 @@ use clap::parser::ValueSource;
 use clap::ArgMatches;
 use serde::Deserialize;
 
+use cairn_ops::forget::Duration;
+
 use crate::args::{Cli, Command};
 use crate::exit::{fail, ExitCode};
 
@@ -54,7 +56,8 @@ pub struct BackupProfile {
     pub exclude_file: Vec<PathBuf>,
     #[serde(default)]
     pub exclude_if_present: Vec<String>,
-    pub exclude_larger_than: Option<String>,
+    #[serde(default, deserialize_with = "cairn_ops::size::deserialize_opt_size")]
+    pub exclude_larger_than: Option<u64>,
     pub one_file_system: Option<bool>,
     #[serde(default)]
     pub tags: Vec<String>,
@@ -71,7 +74,8 @@ pub struct ForgetProfile {
     pub keep_weekly: Option<i64>,
     pub keep_monthly: Option<i64>,
     pub keep_yearly: Option<i64>,
-    pub keep_within: Option<String>,
+    #[serde(default, deserialize_with = "Duration::deserialize_opt")]
+    pub keep_within: Option<Duration>,
     pub prune: Option<bool>,
 }
 
@@ -88,8 +92,10 @@ pub struct ShipProfile {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SnapshotsProfile {
-    pub warn_ship_age: Option<String>,
-    pub warn_drill_age: Option<String>,
+    #[serde(default, deserialize_with = "Duration::deserialize_opt")]
+    pub warn_ship_age: Option<Duration>,
+    #[serde(default, deserialize_with = "Duration::deserialize_opt")]
+    pub warn_drill_age: Option<Duration>,
 }
 
 /// The file `--profile NAME` reads.

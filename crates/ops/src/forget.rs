@@ -48,12 +48,42 @@ impl Duration {
         Ok(d)
     }
 
+    /// For a profile's `keep_within = "1y"`: the same text as the flag.
+    pub fn deserialize_opt<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        let text: Option<String> = serde::Deserialize::deserialize(d)?;
+        text.map(|t| Duration::parse(&t).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+
     /// The moment this long before `t` (calendar arithmetic for years and months).
     pub fn before(&self, t: DateTime<FixedOffset>) -> DateTime<FixedOffset> {
         let months = self.years * 12 + self.months;
         let t = t.checked_sub_months(Months::new(months)).unwrap_or(t);
         t - chrono::Duration::days(i64::from(self.days))
             - chrono::Duration::hours(i64::from(self.hours))
+    }
+}
+
+/// As it is written: `1y6m`, `7d` (zero parts left out).
+impl std::fmt::Display for Duration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts = [
+            (self.years, 'y'),
+            (self.months, 'm'),
+            (self.days, 'd'),
+            (self.hours, 'h'),
+        ];
+        let mut any = false;
+        for (n, unit) in parts.into_iter().filter(|(n, _)| *n > 0) {
+            write!(f, "{n}{unit}")?;
+            any = true;
+        }
+        if !any {
+            write!(f, "0h")?;
+        }
+        Ok(())
     }
 }
 
@@ -213,6 +243,15 @@ mod tests {
     use super::*;
     use cairn_format::{BlobId, Snapshot, SnapshotId};
     use chrono::TimeZone;
+
+    /// Warnings quote the duration back as the user wrote it.
+    #[test]
+    fn durations_print_as_they_are_written() {
+        for s in ["7d", "13m", "1y6m2d12h", "12h", "1y"] {
+            assert_eq!(Duration::parse(s).unwrap().to_string(), s);
+        }
+        assert!(Duration::parse("7x").is_err());
+    }
 
     fn snap(i: u8, t: DateTime<FixedOffset>, tags: &[&str]) -> SnapshotRef {
         SnapshotRef {

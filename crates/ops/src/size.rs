@@ -24,6 +24,15 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         })
 }
 
+/// For a profile's `exclude_larger_than = "1G"`: the same text as the flag.
+pub fn deserialize_opt_size<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<u64>, D::Error> {
+    let text: Option<String> = serde::Deserialize::deserialize(d)?;
+    text.map(|t| parse_size(&t).map_err(serde::de::Error::custom))
+        .transpose()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -39,8 +39,8 @@ pub struct BackupArgs {
     #[arg(long = "exclude-if-present", value_name = "NAME")]
     pub exclude_if_present: Vec<String>,
     /// Exclude files larger than SIZE (K, M, G, T suffixes)
-    #[arg(long, value_name = "SIZE")]
-    pub exclude_larger_than: Option<String>,
+    #[arg(long, value_name = "SIZE", value_parser = output::parse_size)]
+    pub exclude_larger_than: Option<u64>,
     /// Do not cross filesystem boundaries
     #[arg(short = 'x', long)]
     pub one_file_system: bool,
@@ -102,10 +102,7 @@ pub fn run(g: &GlobalArgs, a: BackupArgs) -> anyhow::Result<ExitCode> {
     for f in &a.exclude_files {
         excludes.extend(PathFilter::read_pattern_file(f)?);
     }
-    let exclude_larger_than = match &a.exclude_larger_than {
-        Some(s) => Some(output::parse_size(s).map_err(|e| fail(ExitCode::Fatal, e))?),
-        None => None,
-    };
+    let exclude_larger_than = a.exclude_larger_than;
     let opts = BackupOptions {
         paths: if a.stdin_from_command {
             Vec::new()

@@ -19,8 +19,8 @@ pub struct DrillArgs {
     #[arg(long, default_value_t = 3)]
     pub snapshots: usize,
     /// Draw snapshots taken within this long before now
-    #[arg(long, default_value = "1y", value_name = "DURATION")]
-    pub within: String,
+    #[arg(long, default_value = "1y", value_name = "DURATION", value_parser = Duration::parse)]
+    pub within: Duration,
     /// Drill this repository (e.g. the offsite copy) instead of -r; the record is kept in both
     #[arg(long, value_name = "LOCATION")]
     pub from: Option<String>,
@@ -33,7 +33,7 @@ pub struct DrillArgs {
 }
 
 pub fn run(g: &GlobalArgs, a: DrillArgs) -> anyhow::Result<ExitCode> {
-    let within = Duration::parse(&a.within).map_err(|e| fail(ExitCode::Fatal, e))?;
+    let within = a.within;
     let home = g.repo.clone().filter(|r| !r.is_empty());
     let target = a.from.clone().or_else(|| home.clone()).unwrap_or_default();
     let tg = GlobalArgs {

@@ -73,8 +73,8 @@ pub struct ForgetArgs {
     )]
     pub keep_yearly: i64,
     /// Keep every snapshot within DURATION of the newest (e.g. 1y6m2d)
-    #[arg(long, value_name = "DURATION")]
-    pub keep_within: Option<String>,
+    #[arg(long, value_name = "DURATION", value_parser = Duration::parse)]
+    pub keep_within: Option<Duration>,
     /// Keep every snapshot with this tag
     #[arg(long = "keep-tag", value_name = "T")]
     pub keep_tags: Vec<String>,
@@ -102,10 +102,7 @@ pub fn run(g: &GlobalArgs, a: ForgetArgs) -> anyhow::Result<ExitCode> {
         weekly: a.keep_weekly,
         monthly: a.keep_monthly,
         yearly: a.keep_yearly,
-        within: match &a.keep_within {
-            Some(d) => Some(Duration::parse(d).map_err(|e| fail(ExitCode::Fatal, e))?),
-            None => None,
-        },
+        within: a.keep_within,
         tags: a
             .keep_tags
             .iter()

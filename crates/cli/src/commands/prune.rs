@@ -8,7 +8,7 @@ use clap::Args;
 use serde_json::json;
 
 use crate::args::GlobalArgs;
-use crate::exit::{fail, ExitCode};
+use crate::exit::ExitCode;
 use crate::output::{self, size};
 
 #[derive(Args, Debug, Clone)]
@@ -24,20 +24,17 @@ pub struct PruneArgs {
 #[derive(Args, Debug, Clone)]
 pub struct PruneLimits {
     /// Tolerated unused space: a percentage of the repository or a SIZE
-    #[arg(long, default_value = "5%", value_name = "PERCENT%|SIZE")]
-    pub max_unused: String,
+    #[arg(long, default_value = "5%", value_name = "PERCENT%|SIZE", value_parser = MaxUnused::parse)]
+    pub max_unused: MaxUnused,
     /// Repack at most this much data in one run
-    #[arg(long, value_name = "SIZE")]
-    pub max_repack_size: Option<String>,
+    #[arg(long, value_name = "SIZE", value_parser = output::parse_size)]
+    pub max_repack_size: Option<u64>,
 }
 
 pub(super) fn prune_options(l: &PruneLimits, dry_run: bool) -> anyhow::Result<PruneOptions> {
     Ok(PruneOptions {
-        max_unused: MaxUnused::parse(&l.max_unused).map_err(|e| fail(ExitCode::Fatal, e))?,
-        max_repack_bytes: match &l.max_repack_size {
-            Some(s) => Some(output::parse_size(s).map_err(|e| fail(ExitCode::Fatal, e))?),
-            None => None,
-        },
+        max_unused: l.max_unused,
+        max_repack_bytes: l.max_repack_size,
         dry_run,
         ignore_snapshots: Default::default(),
     })

@@ -23,17 +23,19 @@ pub struct SnapshotsArgs {
         long,
         value_name = "AGE",
         default_value = "7d",
-        env = "CAIRN_WARN_SHIP_AGE"
+        env = "CAIRN_WARN_SHIP_AGE",
+        value_parser = Duration::parse
     )]
-    pub warn_ship_age: String,
+    pub warn_ship_age: Duration,
     /// Warn when no restore drill has passed for longer than this
     #[arg(
         long,
         value_name = "AGE",
         default_value = "13m",
-        env = "CAIRN_WARN_DRILL_AGE"
+        env = "CAIRN_WARN_DRILL_AGE",
+        value_parser = Duration::parse
     )]
-    pub warn_drill_age: String,
+    pub warn_drill_age: Duration,
 }
 
 pub fn run(g: &GlobalArgs, a: SnapshotsArgs) -> anyhow::Result<ExitCode> {
@@ -62,25 +64,11 @@ pub fn run(g: &GlobalArgs, a: SnapshotsArgs) -> anyhow::Result<ExitCode> {
             .collect();
         snaps.sort_by_key(|x| x.snapshot.time);
     }
-    let age = |s: &str, what: &str| {
-        Duration::parse(s).map_err(|e| fail(ExitCode::Fatal, format!("--warn-{what}-age: {e}")))
-    };
-    let (ship_age, drill_age) = (
-        age(&a.warn_ship_age, "ship")?,
-        age(&a.warn_drill_age, "drill")?,
-    );
     let ships = crate::shipped::load(g, &repo.backend().location());
     let status = if snaps.is_empty() {
         None
     } else {
-        Some(status(
-            &repo,
-            &ships,
-            &ship_age,
-            &a.warn_ship_age,
-            &drill_age,
-            &a.warn_drill_age,
-        ))
+        Some(status(&repo, &ships, &a.warn_ship_age, &a.warn_drill_age))
     };
     if g.json {
         output::print_json(&serde_json::Value::Array(
@@ -126,9 +114,7 @@ fn status(
     repo: &cairn_repo::Repository,
     ships: &crate::shipped::Ships,
     ship_age: &Duration,
-    ship_text: &str,
     drill_age: &Duration,
-    drill_text: &str,
 ) -> String {
     let now = chrono::Local::now().fixed_offset();
     let when = |t: chrono::DateTime<chrono::FixedOffset>| {
@@ -145,7 +131,7 @@ fn status(
     for (dest, e) in ships {
         parts.push(format!("last ship to {dest} {}", when(e.time)));
         if e.time < ship_age.before(now) {
-            eprintln!("warning: the last ship to {dest} was {} ago, more than {ship_text}; run `cairn ship {dest}`", ago(now - e.time));
+            eprintln!("warning: the last ship to {dest} was {} ago, more than {ship_age}; run `cairn ship {dest}`", ago(now - e.time));
         }
     }
     let drills = cairn_ops::drill::history(repo).unwrap_or_default();
@@ -157,10 +143,11 @@ fn status(
         .iter()
         .any(|d| d.ok && d.time >= drill_age.before(now))
     {
-        let span = if drill_text == "13m" {
+        let span = drill_age.to_string();
+        let span = if span == "13m" {
             "13 months".to_string()
         } else {
-            drill_text.to_string()
+            span
         };
         eprintln!("warning: no restore drill has passed in the last {span}; run `cairn drill` to prove these backups can be read back");
     }
