@@ -66,7 +66,7 @@ fn main() {
         );
         ids.push(repo.save_snapshot(&snap).expect("snapshot"));
     }
-    repo.remove_file(cairn_repo::FileKind::Snapshot, &ids[0].to_hex())
+    repo.remove_file(cairn_repo::FileKind::Snapshot, &ids[0].into())
         .expect("forget");
     println!(
         "built repository with {n} data blobs in {:.1} s",

@@ -45,7 +45,11 @@ pub fn watch(g: &GlobalArgs, location: &str, repo: &Repository) -> anyhow::Resul
     let Some(path) = list_file(g, location, &repo.config().id) else {
         return Ok(());
     };
-    let now: BTreeSet<String> = repo.list_files(FileKind::Snapshot)?.into_iter().collect();
+    let now: BTreeSet<String> = repo
+        .list_files(FileKind::Snapshot)?
+        .iter()
+        .map(|id| id.to_hex())
+        .collect();
     let before: BTreeSet<String> = std::fs::read_to_string(&path)
         .map(|s| {
             s.lines()

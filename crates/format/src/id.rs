@@ -89,3 +89,25 @@ id_type!(
     /// BLAKE3 of a lock file's bytes; also its storage name.
     LockId
 );
+id_type!(
+    /// BLAKE3 of any whole repository file's stored bytes (index, snapshot, lock,
+    /// record): its storage name. The kind-specific IDs convert to and from it.
+    FileId
+);
+
+macro_rules! file_id_conversions {
+    ($($name:ident),*) => {$(
+        impl From<FileId> for $name {
+            fn from(f: FileId) -> $name {
+                $name(f.0)
+            }
+        }
+        impl From<$name> for FileId {
+            fn from(i: $name) -> FileId {
+                FileId(i.0)
+            }
+        }
+    )*};
+}
+
+file_id_conversions!(SnapshotId, IndexId, LockId, KeyId);

@@ -26,7 +26,7 @@ pub use bytes::RawBytes;
 pub use config::{CompressionMode, Config, FORMAT_VERSION};
 pub use error::FormatError;
 pub use frame::{frame, unframe, MAX_FRAME_LEN};
-pub use id::{BlobId, IndexId, KeyId, LockId, PackId, SnapshotId, ID_LEN};
+pub use id::{BlobId, FileId, IndexId, KeyId, LockId, PackId, SnapshotId, ID_LEN};
 pub use index::{visit as visit_index, IndexFile, IndexPack, IndexVisitor};
 pub use keyfile::KeyFile;
 pub use lock::Lock;

@@ -291,7 +291,7 @@ pub fn history(repo: &Repository) -> Result<Vec<DrillRecord>, OpsError> {
     for hex in repo.list_files(FileKind::Drill)? {
         match repo.load_file(FileKind::Drill, &hex).and_then(|b| {
             DrillRecord::decode(&b)
-                .map_err(|e| cairn_repo::RepoError::format(FileKind::Drill.name(&hex), e))
+                .map_err(|e| cairn_repo::RepoError::format(FileKind::Drill.file_name(&hex), e))
         }) {
             Ok(d) => out.push(d),
             Err(e) => tracing::warn!("ignoring drill record: {e}"),

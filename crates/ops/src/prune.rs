@@ -18,7 +18,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use cairn_format::{IndexFile, IndexPack, PackEntry, PackId};
+use cairn_format::{FileId, IndexFile, IndexPack, PackEntry, PackId};
 use cairn_repo::{pack_id_from_name, pack_name, read_pack_header, FileKind, Repository, DATA_DIR};
 
 use crate::walk::used_blobs;
@@ -291,10 +291,10 @@ impl PrunePlan {
                 .saturating_sub(self.summary.bytes_deleted + repack_unused);
             return Ok(std::mem::take(&mut self.summary));
         }
-        let mut old_index_files: Vec<String> = repo
+        let mut old_index_files: Vec<FileId> = repo
             .loaded_index_files()
             .iter()
-            .map(|id| id.to_hex())
+            .map(|id| FileId::from(*id))
             .collect();
         // (0) Room first.
         for name in std::mem::take(&mut self.partial_delete) {
@@ -386,7 +386,7 @@ impl PrunePlan {
         repo: &Repository,
         packs: &[PackId],
         new_packs: Vec<IndexPack>,
-    ) -> Result<HashSet<String>, OpsError> {
+    ) -> Result<HashSet<FileId>, OpsError> {
         let mut packs: Vec<IndexPack> = packs
             .iter()
             .map(|id| IndexPack {
@@ -414,12 +414,12 @@ impl PrunePlan {
 /// Deletes the index files in `old` that were not just written again.
 fn remove_index_files(
     repo: &Repository,
-    old: &[String],
-    written: &HashSet<String>,
+    old: &[FileId],
+    written: &HashSet<FileId>,
 ) -> Result<(), OpsError> {
-    for hex in old {
-        if !written.contains(hex) {
-            repo.remove_file(FileKind::Index, hex)?;
+    for id in old {
+        if !written.contains(id) {
+            repo.remove_file(FileKind::Index, id)?;
             crash_point("during-index-delete");
         }
     }

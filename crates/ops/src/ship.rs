@@ -290,49 +290,27 @@ pub fn ship(
         phases.values().flatten().map(|f| f.size).sum(),
     );
     for files in phases.values() {
-        let next = AtomicU64::new(0);
-        let error: Mutex<Option<BackendError>> = Mutex::new(None);
-        std::thread::scope(|scope| {
-            for _ in 0..opts.transfers.max(1).min(files.len().max(1)) {
-                scope.spawn(|| loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed) as usize;
-                    if i >= files.len() || error.lock().unwrap_or_else(|p| p.into_inner()).is_some()
-                    {
-                        return;
-                    }
-                    let o = files[i];
-                    let r = src.read(&o.name).and_then(|data| {
-                        if !matches_its_name(&o.name, &data) {
-                            return Ok(false);
-                        }
-                        let wo = WriteOptions {
-                            mtime_millis: o.mtime_millis,
-                            ..Default::default()
-                        };
-                        dst.write(&o.name, &data, &wo).map(|()| true)
-                    });
-                    match r {
-                        Ok(true) => {
-                            uploaded.fetch_add(1, Ordering::Relaxed);
-                            bytes.fetch_add(o.size, Ordering::Relaxed);
-                        }
-                        Ok(false) => damaged
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .push(o.name.clone()),
-                        Err(e) => {
-                            error
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .get_or_insert(e);
-                        }
-                    }
-                    progress.file_done(o.size);
-                });
+        let phase = cairn_parallel::try_for_each(files, opts.transfers, |o| {
+            let data = src.read(&o.name)?;
+            if matches_its_name(&o.name, &data) {
+                let wo = WriteOptions {
+                    mtime_millis: o.mtime_millis,
+                    ..Default::default()
+                };
+                dst.write(&o.name, &data, &wo)?;
+                uploaded.fetch_add(1, Ordering::Relaxed);
+                bytes.fetch_add(o.size, Ordering::Relaxed);
+            } else {
+                damaged
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(o.name.clone());
             }
+            progress.file_done(o.size);
+            Ok(())
         });
         // A phase must be complete before the next starts: that is the consistency rule.
-        if let Some(e) = error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        if let Err(e) = phase {
             progress.finish();
             return Err(backend_err(e));
         }

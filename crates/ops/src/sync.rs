@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::Mutex;
 
 use cairn_backend::{Backend, BackendError, WriteOptions};
 
@@ -336,54 +336,37 @@ pub fn sync(
         }
     }
     progress.start(todo.len() as u64, todo.iter().map(|(_, e)| e.size).sum());
-    let next = AtomicU64::new(0);
     let (uploaded, bytes) = (AtomicU64::new(0), AtomicU64::new(0));
     let errors: Mutex<Vec<String>> = Mutex::new(Vec::new());
-    let budget = (Mutex::new(0u64), Condvar::new());
-    std::thread::scope(|scope| {
-        for _ in 0..opts.transfers.max(1).min(todo.len().max(1)) {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
-                let Some((path, e)) = todo.get(i) else { return };
-                // Wait for room in the memory budget (a file larger than the budget runs alone).
-                let need = if e.size > STREAM_ABOVE {
-                    STREAM_MEMORY
-                } else {
-                    e.size
-                };
-                {
-                    let mut used = budget.0.lock().unwrap_or_else(|p| p.into_inner());
-                    while *used > 0 && *used + need > MEMORY_BUDGET {
-                        used = budget.1.wait(used).unwrap_or_else(|p| p.into_inner());
-                    }
-                    *used += need;
-                }
-                // A SHA1 mismatch (the source changed while read, or bytes damaged on the
-                // way) is tried once more before it is reported.
-                let mut r = transfer(src, dst, path, e);
-                if r.as_ref()
-                    .is_err_and(|err| err.kind == cairn_backend::ErrorKind::Corrupt)
-                {
-                    r = transfer(src, dst, path, e);
-                }
-                {
-                    let mut used = budget.0.lock().unwrap_or_else(|p| p.into_inner());
-                    *used -= need;
-                    budget.1.notify_all();
-                }
-                match r {
-                    Ok(()) => {
-                        uploaded.fetch_add(1, Ordering::Relaxed);
-                        bytes.fetch_add(e.size, Ordering::Relaxed);
-                    }
-                    Err(err) => errors
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push(format!("{path}: {err}")),
-                }
-                progress.file_done(e.size);
-            });
+    let budget = cairn_parallel::Budget::new(MEMORY_BUDGET);
+    cairn_parallel::for_each(&todo, opts.transfers, |(path, e)| {
+        // Room in the memory budget first (a file larger than the budget runs alone).
+        let need = if e.size > STREAM_ABOVE {
+            STREAM_MEMORY
+        } else {
+            e.size
+        };
+        let held = budget.hold(need);
+        // A SHA1 mismatch (the source changed while read, or bytes damaged on the
+        // way) is tried once more before it is reported.
+        let mut r = transfer(src, dst, path, e);
+        if r.as_ref()
+            .is_err_and(|err| err.kind == cairn_backend::ErrorKind::Corrupt)
+        {
+            r = transfer(src, dst, path, e);
         }
+        drop(held);
+        match r {
+            Ok(()) => {
+                uploaded.fetch_add(1, Ordering::Relaxed);
+                bytes.fetch_add(e.size, Ordering::Relaxed);
+            }
+            Err(err) => errors
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(format!("{path}: {err}")),
+        }
+        progress.file_done(e.size);
     });
     progress.finish();
     s.files_uploaded = uploaded.into_inner();

@@ -16,7 +16,7 @@ use crate::OpsError;
 pub struct VerificationLog {
     merged: VerifiedRecord,
     /// The files merged, removed once a new merged file is stored.
-    files: Vec<String>,
+    files: Vec<cairn_format::FileId>,
 }
 
 impl VerificationLog {
@@ -26,8 +26,9 @@ impl VerificationLog {
         let mut files = Vec::new();
         for hex in repo.list_files(FileKind::Verified)? {
             match repo.load_file(FileKind::Verified, &hex).and_then(|b| {
-                VerifiedRecord::decode(&b)
-                    .map_err(|e| cairn_repo::RepoError::format(FileKind::Verified.name(&hex), e))
+                VerifiedRecord::decode(&b).map_err(|e| {
+                    cairn_repo::RepoError::format(FileKind::Verified.file_name(&hex), e)
+                })
             }) {
                 Ok(r) => {
                     merged.merge(r);

@@ -18,7 +18,6 @@ mod keys;
 mod layout;
 mod lock;
 mod packer;
-mod parallel;
 mod read_ahead;
 mod repository;
 pub mod sys;

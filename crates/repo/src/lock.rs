@@ -144,11 +144,13 @@ impl Repository {
         for obj in self.backend().list(FileKind::Lock.dir())? {
             // Only names this layout writes: `unlock --remove-all` removes by these names,
             // from the store and from the metadata cache.
-            let Some(hex) = crate::layout::canonical_id(FileKind::Lock, &obj.name) else {
+            let id = crate::layout::canonical_id(FileKind::Lock, &obj.name)
+                .and_then(|hex| hex.parse::<cairn_format::FileId>().ok());
+            let Some(id) = id else {
                 tracing::warn!("skipping {}: not the name of a lock file", obj.name);
                 continue;
             };
-            let lock = self.load_file(FileKind::Lock, hex).and_then(|b| {
+            let lock = self.load_file(FileKind::Lock, &id).and_then(|b| {
                 Lock::decode(&b).map_err(|e| RepoError::corrupt(obj.name.clone(), e))
             });
             out.push((obj.name, lock));
@@ -192,8 +194,8 @@ impl Repository {
             pid: std::process::id(),
             command: command.to_string(),
         };
-        let hex = self.save_file(FileKind::Lock, &lock.encode())?;
-        Ok(FileKind::Lock.name(&hex))
+        let id = self.save_file(FileKind::Lock, &lock.encode())?;
+        Ok(FileKind::Lock.file_name(&id))
     }
 
     /// Takes a lock of `kind` for the command named `command`, or fails with

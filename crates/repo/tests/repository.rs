@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use cairn_backend::{Backend, LocalBackend};
 use cairn_format::BlobType;
-use cairn_repo::{InitOptions, LockKind, RepoError, Repository};
+use cairn_repo::{FileKind, InitOptions, LockKind, RepoError, Repository};
 
 fn setup() -> (tempfile::TempDir, Arc<dyn Backend>) {
     std::env::set_var(cairn_repo::KDF_ENV, "1");
@@ -49,6 +49,34 @@ fn init_open_save_load() {
         Repository::open(b.clone(), b"wrong"),
         Err(RepoError::WrongPassword { tried: 1 })
     ));
+}
+
+/// Whole files by typed ID: saved, found, loaded back, removed; a file whose bytes do
+/// not hash to its name is refused.
+#[test]
+fn whole_files_by_kind_and_id() {
+    let (_d, b) = setup();
+    let repo = Repository::init(b.clone(), b"pw", &InitOptions::default()).unwrap();
+    let id = repo.save_file(FileKind::Drill, b"a record").unwrap();
+    assert!(repo.exists(FileKind::Drill, &id).unwrap());
+    assert!(
+        !repo.exists(FileKind::Verified, &id).unwrap(),
+        "kinds are apart"
+    );
+    assert_eq!(repo.load_file(FileKind::Drill, &id).unwrap(), b"a record");
+    assert_eq!(repo.list_files(FileKind::Drill).unwrap(), vec![id]);
+    let other = cairn_format::FileId([7; 32]);
+    let stored = b.read(&FileKind::Drill.file_name(&id)).unwrap();
+    b.write(
+        &FileKind::Drill.file_name(&other),
+        &stored,
+        &Default::default(),
+    )
+    .unwrap();
+    let e = repo.load_file(FileKind::Drill, &other).unwrap_err();
+    assert!(e.to_string().contains("does not match its name"), "{e}");
+    repo.remove_file(FileKind::Drill, &id).unwrap();
+    assert!(!repo.exists(FileKind::Drill, &id).unwrap());
 }
 
 #[test]
@@ -187,7 +215,7 @@ fn index_loading_skips_superseded_and_reports_corrupt_files() {
         )
         .unwrap();
     let new = IndexFile {
-        supersedes: vec![old.parse().unwrap()],
+        supersedes: vec![old.into()],
         packs: vec![pack(101)],
     };
     repo.save_file(FileKind::Index, &new.encode()).unwrap();
@@ -216,7 +244,7 @@ fn index_loading_skips_superseded_and_reports_corrupt_files() {
     );
 
     // Damage one ordinary file: the tolerant load names it and keeps the others.
-    let victim = FileKind::Index.name(&ordinary[7]);
+    let victim = FileKind::Index.file_name(&ordinary[7]);
     let mut bytes = b.read(&victim).unwrap();
     bytes[40] ^= 1;
     b.remove(&victim).unwrap();
@@ -224,7 +252,7 @@ fn index_loading_skips_superseded_and_reports_corrupt_files() {
     let errors = again.load_index_tolerant().unwrap();
     assert_eq!(errors.len(), 1);
     assert!(
-        errors[0].to_string().contains(&ordinary[7]),
+        errors[0].to_string().contains(&ordinary[7].to_hex()),
         "{}",
         errors[0]
     );

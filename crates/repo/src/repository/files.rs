@@ -5,11 +5,21 @@ use super::*;
 
 impl Repository {
     /// Deletes one repository file by kind and id.
-    pub fn remove_file(&self, kind: FileKind, hex: &str) -> Result<(), RepoError> {
+    pub fn remove_file(&self, kind: FileKind, id: &FileId) -> Result<(), RepoError> {
         if !self.dry_run {
-            self.backend.remove(&kind.name(hex))?;
+            self.backend.remove(&kind.file_name(id))?;
         }
         Ok(())
+    }
+
+    /// Whether the file of `kind` with `id` is stored (a missing file is `false`, any
+    /// other failure to look is an error).
+    pub fn exists(&self, kind: FileKind, id: &FileId) -> Result<bool, RepoError> {
+        match self.backend.stat(&kind.file_name(id)) {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Stores `new` and then removes the snapshot `old` (tags changed, repaired): at
@@ -34,7 +44,7 @@ impl Repository {
         }
         self.record_forgotten(ids.iter().map(SnapshotId::to_hex).collect())?;
         for id in ids {
-            self.remove_file(FileKind::Snapshot, &id.to_hex())?;
+            self.remove_file(FileKind::Snapshot, &FileId::from(*id))?;
         }
         Ok(())
     }
@@ -69,9 +79,9 @@ impl Repository {
     ) -> Result<(std::collections::HashSet<String>, Vec<(String, RepoError)>), RepoError> {
         let mut ids = std::collections::HashSet::new();
         let mut unreadable = Vec::new();
-        for hex in self.list_files(FileKind::Forgotten)? {
-            let name = FileKind::Forgotten.name(&hex);
-            let rec = self.load_file(FileKind::Forgotten, &hex).and_then(|b| {
+        for id in self.list_files(FileKind::Forgotten)? {
+            let name = FileKind::Forgotten.file_name(&id);
+            let rec = self.load_file(FileKind::Forgotten, &id).and_then(|b| {
                 cairn_format::ForgottenRecord::decode(&b)
                     .map_err(|e| RepoError::format(name.clone(), e))
             });
@@ -85,8 +95,8 @@ impl Repository {
 
     // ---- whole files (index, snapshot, lock) ----
 
-    /// Frames, seals and stores a file under the hash of its stored bytes; returns the hex id.
-    pub fn save_file(&self, kind: FileKind, payload: &[u8]) -> Result<String, RepoError> {
+    /// Frames, seals and stores a file under the hash of its stored bytes; returns its ID.
+    pub fn save_file(&self, kind: FileKind, payload: &[u8]) -> Result<FileId, RepoError> {
         // An index or snapshot may point at packs a prune elsewhere deletes once this
         // command's lock looks stale: check the lock is still ours first.
         if matches!(kind, FileKind::Index | FileKind::Snapshot) && !self.dry_run {
@@ -106,19 +116,19 @@ impl Repository {
             .key
             .seal(kind.seal_purpose(), &frame(payload, Some(3)))
             .map_err(|e| crypto(kind.dir(), e))?;
-        let hex = hex::encode(cairn_crypto::storage_hash(&sealed));
+        let id = FileId(cairn_crypto::storage_hash(&sealed));
         if !self.dry_run {
             self.backend
-                .write(&kind.name(&hex), &sealed, &WriteOptions::default())?;
+                .write(&kind.file_name(&id), &sealed, &WriteOptions::default())?;
         }
-        Ok(hex)
+        Ok(id)
     }
 
     /// Loads a file, verifying its name (storage hash) and its seal.
-    pub fn load_file(&self, kind: FileKind, hex: &str) -> Result<Vec<u8>, RepoError> {
-        let name = kind.name(hex);
+    pub fn load_file(&self, kind: FileKind, id: &FileId) -> Result<Vec<u8>, RepoError> {
+        let name = kind.file_name(id);
         let sealed = self.backend.read(&name)?;
-        if hex::encode(cairn_crypto::storage_hash(&sealed)) != hex {
+        if cairn_crypto::storage_hash(&sealed) != id.0 {
             return Err(RepoError::corrupt(
                 name,
                 "content does not match its name (hash mismatch)",
@@ -131,21 +141,22 @@ impl Repository {
         unframe(&plain).map_err(|e| RepoError::format(name, e))
     }
 
-    /// Ids (hex) of every file of `kind`.
-    pub fn list_files(&self, kind: FileKind) -> Result<Vec<String>, RepoError> {
+    /// IDs of every file of `kind`.
+    pub fn list_files(&self, kind: FileKind) -> Result<Vec<FileId>, RepoError> {
         Ok(self
             .list_files_sized(kind)?
             .into_iter()
-            .map(|(hex, _)| hex)
+            .map(|(id, _)| id)
             .collect())
     }
 
-    /// Ids (hex) of every file of `kind`, with their stored sizes.
-    pub(super) fn list_files_sized(&self, kind: FileKind) -> Result<Vec<(String, u64)>, RepoError> {
+    /// IDs of every file of `kind`, with their stored sizes.
+    pub(super) fn list_files_sized(&self, kind: FileKind) -> Result<Vec<(FileId, u64)>, RepoError> {
         let mut out = Vec::new();
         for o in self.backend.list(kind.dir())? {
-            match crate::layout::canonical_id(kind, &o.name) {
-                Some(hex) => out.push((hex.to_owned(), o.size)),
+            let id = crate::layout::canonical_id(kind, &o.name).and_then(|h| h.parse().ok());
+            match id {
+                Some(id) => out.push((id, o.size)),
                 None => tracing::warn!("skipping {}: not the name of a repository file", o.name),
             }
         }

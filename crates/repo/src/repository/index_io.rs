@@ -72,7 +72,7 @@ impl Repository {
     /// bytes of them (each costs about four times that while it is opened and decoded).
     fn read_index_files(
         &self,
-        ids: &[(String, u64)],
+        ids: &[(FileId, u64)],
         skip: &HashSet<IndexId>,
     ) -> Result<IndexLoad, RepoError> {
         let budget = Budget::new(LOAD_BUDGET);
@@ -84,16 +84,15 @@ impl Repository {
         };
         let mut errors = Vec::new();
         // A decoded file travels with the budget it holds, given back once it is indexed.
-        let read = |(hex, size): &(String, u64)| {
-            let id = match hex.parse::<IndexId>() {
-                Ok(id) if skip.contains(&id) => return None,
-                Ok(id) => id,
-                Err(e) => return Some(Err(RepoError::corrupt(FileKind::Index.name(hex), e))),
-            };
+        let read = |(file, size): &(FileId, u64)| {
+            let id = IndexId::from(*file);
+            if skip.contains(&id) {
+                return None;
+            }
             let held = budget.take(*size);
-            let r = self.load_file(FileKind::Index, hex).and_then(|bytes| {
+            let r = self.load_file(FileKind::Index, file).and_then(|bytes| {
                 IndexPart::decode(&bytes)
-                    .map_err(|e| RepoError::format(FileKind::Index.name(hex), e))
+                    .map_err(|e| RepoError::format(FileKind::Index.file_name(file), e))
             });
             if r.is_err() {
                 budget.give(held);
@@ -142,7 +141,7 @@ impl Repository {
             packs,
         };
         match self.save_file(FileKind::Index, &file.encode()) {
-            Ok(hex) => Ok(hex.parse().ok()),
+            Ok(id) => Ok(Some(id.into())),
             Err(e) => {
                 // Keep the packs for the next attempt rather than forgetting them.
                 self.writer

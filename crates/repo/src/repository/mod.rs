@@ -8,15 +8,15 @@ use std::time::{Duration, Instant};
 use cairn_backend::{Backend, ErrorKind, WriteOptions};
 use cairn_crypto::MasterKey;
 use cairn_format::{
-    frame, unframe, BlobId, BlobType, CompressionMode, Config, IndexFile, IndexId, IndexPack,
-    KeyId, PackEntry, PackId, Snapshot, SnapshotId, Tree, FORMAT_VERSION,
+    frame, unframe, BlobId, BlobType, CompressionMode, Config, FileId, IndexFile, IndexId,
+    IndexPack, KeyId, PackEntry, PackId, Snapshot, SnapshotId, Tree, FORMAT_VERSION,
 };
 
 use crate::codec::*;
 use crate::layout::{id_from_name, pack_name, FileKind, CONFIG, CONFIG_PURPOSE, DATA_DIR};
 use crate::packer::{read_pack_header, FinishedPack, PackerPool};
-use crate::parallel::*;
 use crate::{keys, unpoison, Index, IndexPart, KeyInfo, RepoError};
+use cairn_parallel::{map as parallel_map, stream as parallel_stream, Budget};
 
 /// How a repository is opened: everything that changes how this command reads and
 /// writes, decided once.

@@ -8,8 +8,7 @@ impl Repository {
         if !self.dry_run {
             self.check_stored_packs()?;
         }
-        let hex = self.save_file(FileKind::Snapshot, &s.encode())?;
-        hex.parse().map_err(|e| RepoError::Invalid(format!("{e}")))
+        Ok(self.save_file(FileKind::Snapshot, &s.encode())?.into())
     }
 
     /// Fails unless every pack this command stored is still in the repository: a
@@ -53,14 +52,14 @@ impl Repository {
     /// Every snapshot, oldest first.
     pub fn list_snapshots(&self) -> Result<Vec<SnapshotRef>, RepoError> {
         let ids = self.list_files(FileKind::Snapshot)?;
-        let snaps = parallel_map(&ids, 8, |hex| {
-            let b = self.load_file(FileKind::Snapshot, hex)?;
+        let snaps = parallel_map(&ids, 8, |file| -> Result<SnapshotRef, RepoError> {
+            let b = self.load_file(FileKind::Snapshot, file)?;
             let s = Snapshot::decode(&b)
-                .map_err(|e| RepoError::format(FileKind::Snapshot.name(hex), e))?;
-            let id: SnapshotId = hex
-                .parse()
-                .map_err(|e| RepoError::corrupt(hex.clone(), e))?;
-            Ok(SnapshotRef { id, snapshot: s })
+                .map_err(|e| RepoError::format(FileKind::Snapshot.file_name(file), e))?;
+            Ok(SnapshotRef {
+                id: (*file).into(),
+                snapshot: s,
+            })
         })?;
         let mut snaps = snaps;
         snaps.sort_by(|a, b| a.snapshot.time.cmp(&b.snapshot.time).then(a.id.cmp(&b.id)));
