@@ -9,7 +9,7 @@
 use std::collections::{HashMap, HashSet};
 
 use cairn_format::{BlobId, NodeType, PackEntry, PackId};
-use cairn_repo::{pack_name, read_pack_header, Repository, DATA_DIR};
+use cairn_repo::{pack_name, read_pack_header, Repository, SnapshotRef, DATA_DIR};
 
 use crate::walk::{walk_tree, Visit};
 use crate::OpsError;
@@ -92,10 +92,45 @@ pub fn check_with_progress(
     progress: &dyn crate::Progress,
 ) -> Result<CheckSummary, OpsError> {
     let mut s = CheckSummary::default();
+    check_records(repo, &mut s)?;
+    let packs = Packs::load(repo)?;
+    let mut bad_blobs = check_packs_present(&packs, &mut s);
+    check_temp_files(repo, &mut s);
+    note_unindexed_packs(&packs, &mut s);
+    let snapshots = check_snapshots(repo, &mut s);
+
+    // Data: read packs back.
+    let log = match read {
+        ReadData::None => None,
+        _ => Some(crate::verified::VerificationLog::load(repo)?),
+    };
+    let chosen = choose_packs(read, log.as_ref(), location, &packs);
+    let (intact, damaged_lines) =
+        read_packs_back(repo, &chosen, &packs, &mut s, &mut bad_blobs, progress);
+    if let Some(log) = log {
+        // Best effort: a read-only repository can still be checked.
+        if let Err(e) = log.record(
+            repo,
+            location,
+            &intact,
+            chrono::Utc::now().timestamp_millis(),
+        ) {
+            s.info
+                .push(format!("could not record which packs were verified: {e}"));
+        }
+    }
+    if !bad_blobs.is_empty() {
+        mark_what_is_at_stake(repo, &snapshots, &bad_blobs, damaged_lines, &mut s);
+    }
+    Ok(s)
+}
+
+/// Keys, locks, forgotten records and index files: what other commands read and then
+/// ignore when damaged is reported here.
+fn check_records(repo: &Repository, s: &mut CheckSummary) -> Result<(), OpsError> {
     if let Err(e) = repo.list_keys() {
         s.errors.push(format!("keys: {e}"));
     }
-    // Records other commands read and then ignore when damaged: reported here.
     for (name, lock) in repo.list_locks()? {
         if let Err(e) = lock {
             s.errors.push(format!(
@@ -111,41 +146,76 @@ pub fn check_with_progress(
         s.errors.push(format!("index: {e}"));
     }
 
-    // Packs: every indexed pack present with its recorded size.
-    let listed: HashMap<PackId, u64> = repo
-        .backend()
-        .list(DATA_DIR)
-        .map_err(cairn_repo::RepoError::from)?
-        .into_iter()
-        .filter_map(|o| cairn_repo::pack_id_from_name(&o.name).map(|id| (id, o.size)))
-        .collect();
-    let mut by_pack: HashMap<PackId, Vec<PackEntry>> = HashMap::new();
-    for b in repo.index().blobs() {
-        by_pack.entry(b.pack).or_default().push(b.entry);
+    Ok(())
+}
+
+/// The packs the index lists and those stored, with the blobs the index places in each.
+struct Packs {
+    listed: HashMap<PackId, u64>,
+    by_pack: HashMap<PackId, Vec<PackEntry>>,
+    sizes: HashMap<PackId, u64>,
+}
+
+impl Packs {
+    fn load(repo: &Repository) -> Result<Packs, OpsError> {
+        let listed: HashMap<PackId, u64> = repo
+            .backend()
+            .list(DATA_DIR)
+            .map_err(cairn_repo::RepoError::from)?
+            .into_iter()
+            .filter_map(|o| cairn_repo::pack_id_from_name(&o.name).map(|id| (id, o.size)))
+            .collect();
+        let mut by_pack: HashMap<PackId, Vec<PackEntry>> = HashMap::new();
+        for b in repo.index().blobs() {
+            by_pack.entry(b.pack).or_default().push(b.entry);
+        }
+        let sizes: HashMap<PackId, u64> = repo.index().packs().collect();
+        Ok(Packs {
+            listed,
+            by_pack,
+            sizes,
+        })
     }
-    let sizes: HashMap<PackId, u64> = repo.index().packs().collect();
+}
+
+/// Every indexed pack present with its recorded size; returns the blobs of those that
+/// are not.
+fn check_packs_present(p: &Packs, s: &mut CheckSummary) -> HashSet<BlobId> {
     let mut bad_blobs: HashSet<BlobId> = HashSet::new();
-    // (index of its line in `errors`, its damaged blobs, its blob count) per damaged pack.
-    let mut damaged_lines: Vec<(usize, HashSet<BlobId>, usize)> = Vec::new();
-    for (pack, size) in &sizes {
-        match listed.get(pack) {
+    for (pack, size) in &p.sizes {
+        match p.listed.get(pack) {
             None => {
                 s.errors.push(format!(
                     "{}: missing (listed in the index)",
                     pack_name(pack)
                 ));
-                bad_blobs.extend(by_pack.get(pack).into_iter().flatten().map(|e| e.id));
+                bad_blobs.extend(p.by_pack.get(pack).into_iter().flatten().map(|e| e.id));
             }
             Some(actual) if actual != size => {
                 s.errors.push(format!(
                     "{}: size {actual} differs from the index ({size})",
                     pack_name(pack)
                 ));
-                bad_blobs.extend(by_pack.get(pack).into_iter().flatten().map(|e| e.id));
+                bad_blobs.extend(p.by_pack.get(pack).into_iter().flatten().map(|e| e.id));
             }
             Some(_) => {}
         }
     }
+    bad_blobs
+}
+
+/// Stored packs no index lists: worth knowing, not wrong.
+fn note_unindexed_packs(p: &Packs, s: &mut CheckSummary) {
+    for pack in p.listed.keys().filter(|k| !p.sizes.contains_key(k)) {
+        s.info.push(format!(
+            "{}: not in any index (left by an interrupted command; prune removes it)",
+            pack_name(pack)
+        ));
+    }
+}
+
+/// Temporary files of writes that never finished: not an error, prune removes them.
+fn check_temp_files(repo: &Repository, s: &mut CheckSummary) {
     match repo.backend().list_partial("") {
         Ok(partial) if !partial.is_empty() => {
             s.temp_files = partial.len() as u64;
@@ -158,19 +228,16 @@ pub fn check_with_progress(
         Ok(_) => {}
         Err(e) => s.errors.push(format!("listing temporary files: {e}")),
     }
-    for pack in listed.keys().filter(|p| !sizes.contains_key(p)) {
-        s.info.push(format!(
-            "{}: not in any index (left by an interrupted command; prune removes it)",
-            pack_name(pack)
-        ));
-    }
+}
 
-    // Snapshots: every tree readable, every referenced blob indexed.
+/// Every snapshot's trees readable and every blob they reference indexed; returns the
+/// snapshots read.
+fn check_snapshots(repo: &Repository, s: &mut CheckSummary) -> Vec<SnapshotRef> {
     let snapshots = match repo.list_snapshots() {
         Ok(v) => v,
         Err(e) => {
             s.errors.push(format!("snapshots: {e}"));
-            Vec::new()
+            return Vec::new();
         }
     };
     let mut trees_seen: HashSet<BlobId> = HashSet::new();
@@ -219,25 +286,30 @@ pub fn check_with_progress(
         }
         s.errors.extend(errors);
     }
+    snapshots
+}
 
-    // Data: read packs back.
-    let mut packs: Vec<PackId> = sizes
+/// The packs `--read-data` and its variants ask to read back, the least recently
+/// verified first where only part is read.
+fn choose_packs(
+    read: ReadData,
+    log: Option<&crate::verified::VerificationLog>,
+    location: &str,
+    p: &Packs,
+) -> Vec<PackId> {
+    let mut packs: Vec<PackId> = p
+        .sizes
         .keys()
         .copied()
-        .filter(|p| listed.contains_key(p))
+        .filter(|k| p.listed.contains_key(k))
         .collect();
     packs.sort();
-    let log = if read == ReadData::None {
-        None
-    } else {
-        Some(crate::verified::VerificationLog::load(repo)?)
-    };
-    let chosen: Vec<PackId> = match (read, &log) {
+    match (read, log) {
         (ReadData::None, _) | (_, None) => Vec::new(),
         (ReadData::All, _) => packs,
         (ReadData::Subset(n, m), _) => packs
             .into_iter()
-            .filter(|p| u32::from(p.0[0]) % m == n - 1)
+            .filter(|k| u32::from(k.0[0]) % m == n - 1)
             .collect(),
         (ReadData::Fraction(f), Some(log)) => {
             let mut packs = log.order(location, packs);
@@ -250,15 +322,30 @@ pub fn check_with_progress(
             let mut total = 0;
             packs
                 .into_iter()
-                .take_while(|p| {
-                    total += sizes[p];
-                    total <= limit || total == sizes[p]
+                .take_while(|k| {
+                    total += p.sizes[k];
+                    total <= limit || total == p.sizes[k]
                 })
                 .collect()
         }
-    };
+    }
+}
+
+/// Reads `chosen` back and records what it finds in `s`; returns the intact packs and,
+/// per damaged pack, (its line in `s.errors`, its damaged blobs, its blob count).
+#[allow(clippy::type_complexity)]
+fn read_packs_back(
+    repo: &Repository,
+    chosen: &[PackId],
+    p: &Packs,
+    s: &mut CheckSummary,
+    bad_blobs: &mut HashSet<BlobId>,
+    progress: &dyn crate::Progress,
+) -> (Vec<PackId>, Vec<(usize, HashSet<BlobId>, usize)>) {
     let mut intact = Vec::new();
-    progress.start(chosen.len() as u64, chosen.iter().map(|p| sizes[p]).sum());
+    // (index of its line in `errors`, its damaged blobs, its blob count) per damaged pack.
+    let mut damaged_lines: Vec<(usize, HashSet<BlobId>, usize)> = Vec::new();
+    progress.start(chosen.len() as u64, chosen.iter().map(|k| p.sizes[k]).sum());
     // Packs are read on every core (two at a time per core keeps a disk or a
     // connection busy while the other is verified), results taken in pack order.
     // Across a network more packs are in flight (at most 8 whole packs in memory).
@@ -267,10 +354,10 @@ pub fn check_with_progress(
         chosen
             .par_iter()
             .map(|pack| {
-                let expected = by_pack.get(pack).map(Vec::as_slice).unwrap_or(&[]);
+                let expected = p.by_pack.get(pack).map(Vec::as_slice).unwrap_or(&[]);
                 progress.current(std::path::Path::new(&pack_name(pack)));
                 let r = read_pack(repo, pack, expected);
-                progress.file_done(sizes[pack]);
+                progress.file_done(p.sizes[pack]);
                 r
             })
             .collect()
@@ -293,7 +380,7 @@ pub fn check_with_progress(
                     damaged_lines.push((
                         s.errors.len(),
                         bad.iter().copied().collect(),
-                        by_pack.get(pack).map_or(0, Vec::len),
+                        p.by_pack.get(pack).map_or(0, Vec::len),
                     ));
                 }
                 s.errors.push(problems.first().cloned().unwrap_or_default());
@@ -303,41 +390,37 @@ pub fn check_with_progress(
             }
         }
     }
+    (intact, damaged_lines)
+}
 
-    if let Some(log) = log {
-        // Best effort: a read-only repository can still be checked.
-        if let Err(e) = log.record(
-            repo,
-            location,
-            &intact,
-            chrono::Utc::now().timestamp_millis(),
-        ) {
-            s.info
-                .push(format!("could not record which packs were verified: {e}"));
-        }
+/// Adds to each damaged pack's line what is at stake (blobs, snapshots, paths) and
+/// lists the affected paths, from one walk for all packs.
+fn mark_what_is_at_stake(
+    repo: &Repository,
+    snapshots: &[SnapshotRef],
+    bad_blobs: &HashSet<BlobId>,
+    damaged_lines: Vec<(usize, HashSet<BlobId>, usize)>,
+    s: &mut CheckSummary,
+) {
+    let hits = affected_files(repo, snapshots, bad_blobs);
+    for (i, bad, total) in damaged_lines {
+        let at_stake: Vec<&String> = hits
+            .iter()
+            .filter(|(_, h)| h.iter().any(|b| bad.contains(b)))
+            .map(|(line, _)| line)
+            .collect();
+        let snaps: HashSet<&str> = at_stake
+            .iter()
+            .filter_map(|a| a.split(':').next())
+            .collect();
+        s.errors[i].push_str(&format!(
+            "; {} of its {total} blobs damaged, used by {} snapshot(s) and {} path(s)",
+            bad.len(),
+            snaps.len(),
+            at_stake.len()
+        ));
     }
-    if !bad_blobs.is_empty() {
-        let hits = affected_files(repo, &snapshots, &bad_blobs);
-        for (i, bad, total) in damaged_lines {
-            let at_stake: Vec<&String> = hits
-                .iter()
-                .filter(|(_, h)| h.iter().any(|b| bad.contains(b)))
-                .map(|(line, _)| line)
-                .collect();
-            let snaps: HashSet<&str> = at_stake
-                .iter()
-                .filter_map(|a| a.split(':').next())
-                .collect();
-            s.errors[i].push_str(&format!(
-                "; {} of its {total} blobs damaged, used by {} snapshot(s) and {} path(s)",
-                bad.len(),
-                snaps.len(),
-                at_stake.len()
-            ));
-        }
-        s.affected = hits.into_iter().map(|(line, _)| line).collect();
-    }
-    Ok(s)
+    s.affected = hits.into_iter().map(|(line, _)| line).collect();
 }
 
 /// Whole packs read at once by `--read-data` across a network.
