@@ -185,6 +185,65 @@ pub fn ship(
         unsafe_names: odd_here,
         ..Default::default()
     };
+    let there = open_destination(dst, opts, &mut s)?;
+    s.same_repository = same_repository(repo, src, dst, &there)?;
+    if opts.dry_run {
+        s.plan.push(if s.same_repository {
+            format!(
+                "ship to {}, which holds this repository ({})",
+                dst.location(),
+                s.repository_id
+            )
+        } else {
+            format!("ship to {}, which holds no repository yet", dst.location())
+        });
+    }
+    let phases = plan_uploads(src, dst, &have, &there, &mut s)?;
+    let deletions = plan_deletions_kept(repo, dst, &have, &there, opts, &mut s)?;
+    if opts.dry_run {
+        describe_plan(&phases, &deletions, &mut s);
+        return Ok(s);
+    }
+    upload(src, dst, &phases, opts, progress, &mut s)?;
+    delete(dst, &deletions, &mut s)?;
+    if let Some(bin) = &opts.with_binary {
+        let data = std::fs::read(bin).map_err(|e| OpsError::io(bin, e))?;
+        dst.write("RECOVERY/cairn", &data, &WriteOptions::default())
+            .map_err(backend_err)?;
+        dst.write(
+            "RECOVERY.txt",
+            RECOVERY_TEXT.as_bytes(),
+            &WriteOptions::default(),
+        )
+        .map_err(backend_err)?;
+    }
+    if opts.verify {
+        let now = listing(dst)?;
+        let missing: Vec<&String> = have
+            .iter()
+            .filter(|(n, o)| now.get(*n).map(|t| t.size) != Some(o.size))
+            .map(|(n, _)| n)
+            .collect();
+        if !missing.is_empty() {
+            return Err(OpsError::Invalid(format!(
+                "verification failed: {} file(s) missing or of the wrong size at {}, e.g. {}",
+                missing.len(),
+                dst.location(),
+                missing[0]
+            )));
+        }
+        s.verified = true;
+    }
+    Ok(s)
+}
+
+/// The destination's listing; a destination that does not exist is created with
+/// `--create-bucket` only (a typo or an unmounted drive must not get a new repository).
+fn open_destination(
+    dst: &dyn Backend,
+    opts: &ShipOptions,
+    s: &mut ShipSummary,
+) -> Result<BTreeMap<String, ObjectInfo>, OpsError> {
     let there = if dst.exists().map_err(backend_err)? {
         let (there, odd_there) = listing_checked(dst)?;
         s.unsafe_names.extend(odd_there);
@@ -209,21 +268,20 @@ pub fn ship(
             dst.location()
         )));
     };
-    s.same_repository = same_repository(repo, src, dst, &there)?;
-    if opts.dry_run {
-        s.plan.push(if s.same_repository {
-            format!(
-                "ship to {}, which holds this repository ({})",
-                dst.location(),
-                s.repository_id
-            )
-        } else {
-            format!("ship to {}, which holds no repository yet", dst.location())
-        });
-    }
+    Ok(there)
+}
 
+/// The files to upload, grouped by their phase in [`FileKind::SHIP_ORDER`]; a file the
+/// destination already holds unchanged is skipped.
+fn plan_uploads<'a>(
+    src: &dyn Backend,
+    dst: &dyn Backend,
+    have: &'a BTreeMap<String, ObjectInfo>,
+    there: &BTreeMap<String, ObjectInfo>,
+    s: &mut ShipSummary,
+) -> Result<BTreeMap<usize, Vec<&'a ObjectInfo>>, OpsError> {
     let mut phases: BTreeMap<usize, Vec<&ObjectInfo>> = BTreeMap::new();
-    for (name, o) in &have {
+    for (name, o) in have {
         let Some(kind) = FileKind::of(name) else {
             continue;
         };
@@ -237,7 +295,21 @@ pub fn ship(
             s.files_skipped += 1;
         }
     }
-    let (mut deletions, refusal) = plan_deletions(repo, &have, &there, opts.allow_deletes)?;
+    Ok(phases)
+}
+
+/// The deletions this ship may make: refused outright when the plan looks like the
+/// wrong repository, left when the last check found damage, and never a pack or index
+/// file the destination may still need.
+fn plan_deletions_kept(
+    repo: &Repository,
+    dst: &dyn Backend,
+    have: &BTreeMap<String, ObjectInfo>,
+    there: &BTreeMap<String, ObjectInfo>,
+    opts: &ShipOptions,
+    s: &mut ShipSummary,
+) -> Result<Vec<String>, OpsError> {
+    let (mut deletions, refusal) = plan_deletions(repo, have, there, opts.allow_deletes)?;
     match refusal {
         Some(why) if opts.dry_run => s.plan.push(format!("stop: {why}")),
         Some(why) => return Err(OpsError::Invalid(format!("refusing to ship: {why}; nothing was written or deleted. Check with --dry-run, then pass --allow-deletes if that is what you want"))),
@@ -262,26 +334,42 @@ pub fn ship(
         s.deletions_left = kept;
     }
     s.deletions = deletions.clone();
+    Ok(deletions)
+}
 
-    if opts.dry_run {
-        for (p, files) in &phases {
-            let bytes: u64 = files.iter().map(|f| f.size).sum();
-            let what = FileKind::SHIP_ORDER.get(*p).map_or("other", |k| k.dir());
-            s.plan.push(format!(
-                "upload {} {what} file(s), {bytes} bytes",
-                files.len()
-            ));
-            s.files_uploaded += files.len() as u64;
-            s.bytes_uploaded += bytes;
-        }
-        for name in &deletions {
-            s.plan
-                .push(format!("delete {name} (the source no longer has it)"));
-        }
-        s.files_deleted = deletions.len() as u64;
-        return Ok(s);
+/// `--dry-run`: what would be uploaded, phase by phase, and deleted.
+fn describe_plan(
+    phases: &BTreeMap<usize, Vec<&ObjectInfo>>,
+    deletions: &[String],
+    s: &mut ShipSummary,
+) {
+    for (p, files) in phases {
+        let bytes: u64 = files.iter().map(|f| f.size).sum();
+        let what = FileKind::SHIP_ORDER.get(*p).map_or("other", |k| k.dir());
+        s.plan.push(format!(
+            "upload {} {what} file(s), {bytes} bytes",
+            files.len()
+        ));
+        s.files_uploaded += files.len() as u64;
+        s.bytes_uploaded += bytes;
     }
+    for name in deletions {
+        s.plan
+            .push(format!("delete {name} (the source no longer has it)"));
+    }
+    s.files_deleted = deletions.len() as u64;
+}
 
+/// Uploads phase by phase; a phase is complete before the next starts. Files damaged
+/// here are not uploaded (they would overwrite a good copy there) but reported.
+fn upload(
+    src: &dyn Backend,
+    dst: &dyn Backend,
+    phases: &BTreeMap<usize, Vec<&ObjectInfo>>,
+    opts: &ShipOptions,
+    progress: &dyn crate::Progress,
+    s: &mut ShipSummary,
+) -> Result<(), OpsError> {
     let uploaded = AtomicU64::new(0);
     let bytes = AtomicU64::new(0);
     let damaged: Mutex<Vec<String>> = Mutex::new(Vec::new());
@@ -329,45 +417,19 @@ pub fn ship(
             dst.location()
         ));
     }
+    Ok(())
+}
 
-    for name in &deletions {
+/// Deletes, in the order planned (snapshots before what they use).
+fn delete(dst: &dyn Backend, deletions: &[String], s: &mut ShipSummary) -> Result<(), OpsError> {
+    for name in deletions {
         match dst.remove(name) {
             Ok(()) => s.files_deleted += 1,
             Err(e) if e.is_not_found() => {}
             Err(e) => return Err(backend_err(e)),
         }
     }
-
-    if let Some(bin) = &opts.with_binary {
-        let data = std::fs::read(bin).map_err(|e| OpsError::io(bin, e))?;
-        dst.write("RECOVERY/cairn", &data, &WriteOptions::default())
-            .map_err(backend_err)?;
-        dst.write(
-            "RECOVERY.txt",
-            RECOVERY_TEXT.as_bytes(),
-            &WriteOptions::default(),
-        )
-        .map_err(backend_err)?;
-    }
-
-    if opts.verify {
-        let now = listing(dst)?;
-        let missing: Vec<&String> = have
-            .iter()
-            .filter(|(n, o)| now.get(*n).map(|t| t.size) != Some(o.size))
-            .map(|(n, _)| n)
-            .collect();
-        if !missing.is_empty() {
-            return Err(OpsError::Invalid(format!(
-                "verification failed: {} file(s) missing or of the wrong size at {}, e.g. {}",
-                missing.len(),
-                dst.location(),
-                missing[0]
-            )));
-        }
-        s.verified = true;
-    }
-    Ok(s)
+    Ok(())
 }
 
 /// Whether a repository file's bytes still hash to its name (all but `config` are named
