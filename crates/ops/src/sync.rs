@@ -235,86 +235,13 @@ pub fn sync(
     } else {
         Vec::new()
     };
-    let mut refusal = None;
-    if !doomed.is_empty() && !opts.allow_deletes {
-        let why = if from.is_empty() {
-            Some(format!(
-                "the source {} holds no files, so every file at the destination would go",
-                src.backend.location()
-            ))
-        } else {
-            crate::delete_limit::share_refusal(doomed.len() as u64, to.len() as u64)
-        };
-        match why {
-            Some(why) if opts.dry_run => refusal = Some(format!("{why}: a real run stops here without --allow-deletes")),
-            Some(why) => {
-                return Err(OpsError::Invalid(format!(
-                    "refusing to sync with --delete: {why}; nothing was transferred or deleted. Check with --dry-run, then pass --allow-deletes if that is what you want"
-                )))
-            }
-            None => {}
-        }
-    }
+    let refusal = check_deletions(src, opts, &from, &to, &doomed)?;
     let mut s = SyncSummary {
         unsafe_names: [unsafe_src, unsafe_dst].concat(),
         refusal,
         ..Default::default()
     };
-    let mut todo: Vec<(&String, &Entry)> = Vec::new();
-    // (path, source, destination) whose destination only needs the source's time.
-    let mut touch: Vec<(&String, &Entry, &Entry)> = Vec::new();
-    for (path, e) in &from {
-        let Some(d) = to.get(path) else {
-            todo.push((path, e));
-            continue;
-        };
-        let same = match opts.compare {
-            Compare::Size => d.size == e.size,
-            Compare::Checksum => {
-                d.size == e.size && sha1_of(src, e).is_some_and(|a| Some(a) == sha1_of(dst, d))
-            }
-            Compare::ModTime => {
-                d.size == e.size
-                    && match (e.mtime, d.mtime) {
-                        // The window is the coarser precision of the two sides, as rclone's:
-                        // a nanosecond between two local trees, a millisecond otherwise.
-                        _ if e.mtime_ns.is_some()
-                            && d.mtime_ns.is_some()
-                            && e.mtime_ns == d.mtime_ns =>
-                        {
-                            true
-                        }
-                        (Some(a), Some(b))
-                            if (a - b).abs() < 1
-                                && (e.mtime_ns.is_none() || d.mtime_ns.is_none()) =>
-                        {
-                            true
-                        }
-                        _ if sha1_of(src, e).is_some_and(|a| Some(a) == sha1_of(dst, d)) => {
-                            // Same content, another time: as rclone, set the time rather
-                            // than transfer the bytes again.
-                            if e.mtime.is_some() && dst.backend.can_set_mtime() {
-                                touch.push((path, e, d));
-                                continue;
-                            }
-                            true
-                        }
-                        _ => false,
-                    }
-            }
-        };
-        if same {
-            s.files_skipped += 1;
-            continue;
-        }
-        let dst_newer = opts.compare == Compare::ModTime
-            && matches!((e.mtime, d.mtime), (Some(a), Some(b)) if b > a);
-        match (dst_newer, opts.newer) {
-            (true, Newer::Skip) => s.files_skipped += 1,
-            (true, Newer::Error) => s.errors.push(format!("{path}: destination is newer than the source (use --replace-newer or --skip-newer)")),
-            _ => todo.push((path, e)),
-        }
-    }
+    let (todo, touch) = plan(src, dst, opts, &from, &to, &mut s);
     if opts.dry_run {
         s.files_touched = touch.len() as u64;
         s.files_uploaded = todo.len() as u64;
@@ -335,11 +262,175 @@ pub fn sync(
                 .push(format!("{path}: setting the modification time failed: {e}")),
         }
     }
+    transfer_all(src, dst, opts, &todo, progress, &mut s);
+    // As rclone: no deletions after any error, so a failed run never loses the only copy.
+    if s.errors.is_empty() {
+        for path in doomed {
+            let d = &to[path];
+            // Hidden where the store keeps old versions (B2), unless asked to delete.
+            let r = match opts.hard_delete {
+                false => dst.backend.hide(&d.storage_name),
+                true => Ok(false),
+            }
+            .and_then(|hidden| {
+                if hidden {
+                    Ok(())
+                } else {
+                    dst.backend.remove(&d.storage_name)
+                }
+            });
+            match r {
+                Ok(()) => {
+                    s.files_deleted += 1;
+                    s.deleted.push(path.clone());
+                }
+                Err(e) => s.errors.push(format!("{path}: delete failed: {e}")),
+            }
+        }
+    }
+    Ok(s)
+}
+
+/// Refuses a `--delete` that would empty the destination or remove most of it, unless
+/// `--allow-deletes`; a dry run reports the refusal instead.
+fn check_deletions(
+    src: &Endpoint,
+    opts: &SyncOptions,
+    from: &BTreeMap<String, Entry>,
+    to: &BTreeMap<String, Entry>,
+    doomed: &[&String],
+) -> Result<Option<String>, OpsError> {
+    let mut refusal = None;
+    if !doomed.is_empty() && !opts.allow_deletes {
+        let why = if from.is_empty() {
+            Some(format!(
+                "the source {} holds no files, so every file at the destination would go",
+                src.backend.location()
+            ))
+        } else {
+            crate::delete_limit::share_refusal(doomed.len() as u64, to.len() as u64)
+        };
+        match why {
+            Some(why) if opts.dry_run => refusal = Some(format!("{why}: a real run stops here without --allow-deletes")),
+            Some(why) => {
+                return Err(OpsError::Invalid(format!(
+                    "refusing to sync with --delete: {why}; nothing was transferred or deleted. Check with --dry-run, then pass --allow-deletes if that is what you want"
+                )))
+            }
+            None => {}
+        }
+    }
+    Ok(refusal)
+}
+
+/// What to transfer, and whose time only to set; skips and newer-destination errors
+/// are counted in `s`.
+#[allow(clippy::type_complexity)]
+fn plan<'a>(
+    src: &Endpoint,
+    dst: &Endpoint,
+    opts: &SyncOptions,
+    from: &'a BTreeMap<String, Entry>,
+    to: &'a BTreeMap<String, Entry>,
+    s: &mut SyncSummary,
+) -> (
+    Vec<(&'a String, &'a Entry)>,
+    Vec<(&'a String, &'a Entry, &'a Entry)>,
+) {
+    let mut todo: Vec<(&String, &Entry)> = Vec::new();
+    // (path, source, destination) whose destination only needs the source's time.
+    let mut touch: Vec<(&String, &Entry, &Entry)> = Vec::new();
+    for (path, e) in from {
+        let Some(d) = to.get(path) else {
+            todo.push((path, e));
+            continue;
+        };
+        let same = match same_file(src, dst, opts.compare, e, d) {
+            Same::Yes => true,
+            Same::No => false,
+            // Same content, another time: as rclone, set the time rather than transfer
+            // the bytes again.
+            Same::OnlyTime => {
+                touch.push((path, e, d));
+                continue;
+            }
+        };
+        if same {
+            s.files_skipped += 1;
+            continue;
+        }
+        let dst_newer = opts.compare == Compare::ModTime
+            && matches!((e.mtime, d.mtime), (Some(a), Some(b)) if b > a);
+        match (dst_newer, opts.newer) {
+            (true, Newer::Skip) => s.files_skipped += 1,
+            (true, Newer::Error) => s.errors.push(format!("{path}: destination is newer than the source (use --replace-newer or --skip-newer)")),
+            _ => todo.push((path, e)),
+        }
+    }
+    (todo, touch)
+}
+
+/// Whether the destination's file already matches the source's.
+enum Same {
+    Yes,
+    No,
+    /// The same bytes under another modification time, which the destination can set.
+    OnlyTime,
+}
+
+fn same_file(src: &Endpoint, dst: &Endpoint, compare: Compare, e: &Entry, d: &Entry) -> Same {
+    let same = match compare {
+        Compare::Size => d.size == e.size,
+        Compare::Checksum => {
+            d.size == e.size && sha1_of(src, e).is_some_and(|a| Some(a) == sha1_of(dst, d))
+        }
+        Compare::ModTime => {
+            d.size == e.size
+                && match (e.mtime, d.mtime) {
+                    // The window is the coarser precision of the two sides, as rclone's:
+                    // a nanosecond between two local trees, a millisecond otherwise.
+                    _ if e.mtime_ns.is_some()
+                        && d.mtime_ns.is_some()
+                        && e.mtime_ns == d.mtime_ns =>
+                    {
+                        true
+                    }
+                    (Some(a), Some(b))
+                        if (a - b).abs() < 1 && (e.mtime_ns.is_none() || d.mtime_ns.is_none()) =>
+                    {
+                        true
+                    }
+                    _ if sha1_of(src, e).is_some_and(|a| Some(a) == sha1_of(dst, d)) => {
+                        if e.mtime.is_some() && dst.backend.can_set_mtime() {
+                            return Same::OnlyTime;
+                        }
+                        true
+                    }
+                    _ => false,
+                }
+        }
+    };
+    if same {
+        Same::Yes
+    } else {
+        Same::No
+    }
+}
+
+/// Transfers `todo` on `--transfers` threads within the memory budget.
+fn transfer_all(
+    src: &Endpoint,
+    dst: &Endpoint,
+    opts: &SyncOptions,
+    todo: &[(&String, &Entry)],
+    progress: &dyn crate::Progress,
+    s: &mut SyncSummary,
+) {
     progress.start(todo.len() as u64, todo.iter().map(|(_, e)| e.size).sum());
     let (uploaded, bytes) = (AtomicU64::new(0), AtomicU64::new(0));
     let errors: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let budget = cairn_parallel::Budget::new(MEMORY_BUDGET);
-    cairn_parallel::for_each(&todo, opts.transfers, |(path, e)| {
+    cairn_parallel::for_each(todo, opts.transfers, |(path, e)| {
         // Room in the memory budget first (a file larger than the budget runs alone).
         let need = if e.size > STREAM_ABOVE {
             STREAM_MEMORY
@@ -373,31 +464,4 @@ pub fn sync(
     s.bytes_uploaded = bytes.into_inner();
     s.errors
         .extend(errors.into_inner().unwrap_or_else(|p| p.into_inner()));
-
-    // As rclone: no deletions after any error, so a failed run never loses the only copy.
-    if s.errors.is_empty() {
-        for path in doomed {
-            let d = &to[path];
-            // Hidden where the store keeps old versions (B2), unless asked to delete.
-            let r = match opts.hard_delete {
-                false => dst.backend.hide(&d.storage_name),
-                true => Ok(false),
-            }
-            .and_then(|hidden| {
-                if hidden {
-                    Ok(())
-                } else {
-                    dst.backend.remove(&d.storage_name)
-                }
-            });
-            match r {
-                Ok(()) => {
-                    s.files_deleted += 1;
-                    s.deleted.push(path.clone());
-                }
-                Err(e) => s.errors.push(format!("{path}: delete failed: {e}")),
-            }
-        }
-    }
-    Ok(s)
 }
