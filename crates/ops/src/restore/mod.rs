@@ -124,20 +124,7 @@ fn execute(
         ..Default::default()
     };
     if opts.dry_run {
-        summary.files_restored =
-            (plan.files.len() + plan.hardlinks.len() + plan.others.len()) as u64;
-        summary.bytes_restored = plan.files.iter().map(|i| i.node.size).sum();
-        if opts.delete {
-            if let Some(target) =
-                TargetDir::open_existing(&opts.target).map_err(|e| OpsError::io(&opts.target, e))?
-            {
-                let errors = Errors(Mutex::new(Vec::new()));
-                let d = plan::delete_extraneous(&target, &plan, opts, false, &errors_sink(&errors));
-                (summary.files_deleted, summary.dirs_deleted, summary.deleted) =
-                    (d.files, d.dirs, d.paths);
-                summary.errors = errors.0.into_inner().unwrap_or_else(|p| p.into_inner());
-            }
-        }
+        describe(&plan, opts, &mut summary)?;
         return Ok(summary);
     }
     let errors = Errors(Mutex::new(Vec::new()));
@@ -145,20 +132,98 @@ fn execute(
     let names = NameCache::default();
     let owners = nix::unistd::geteuid().is_root().then_some(&names);
     let target = TargetDir::open(&opts.target).map_err(|e| OpsError::io(&opts.target, e))?;
+    let failed_dirs = create_dirs(&target, &plan, &errors);
+    let failed_dirs = failed_dirs.as_slice();
+    let outcomes = restore_files(
+        repo,
+        &target,
+        &plan,
+        opts,
+        owners,
+        failed_dirs,
+        &errors,
+        progress,
+    );
+    for o in &outcomes {
+        match o {
+            FileResult::Written(n) => {
+                summary.files_restored += 1;
+                summary.bytes_restored += n;
+            }
+            FileResult::Identical | FileResult::Kept => summary.files_skipped += 1,
+            FileResult::Failed => {}
+        }
+    }
+    summary.files_restored += links_and_specials(&target, &plan, opts, failed_dirs, &errors);
+    file_metadata(&target, &plan, &outcomes, owners, failed_dirs, &errors);
+    if opts.delete {
+        let d = plan::delete_extraneous(&target, &plan, opts, true, &errors_sink(&errors));
+        (summary.files_deleted, summary.dirs_deleted, summary.deleted) = (d.files, d.dirs, d.paths);
+    }
+    dir_metadata(&target, &plan, owners, failed_dirs, &errors);
+    if opts.verify {
+        summary.files_verified = verify_files(repo, &target, &plan, failed_dirs, &errors);
+    }
+    summary.errors = errors.0.into_inner().unwrap_or_else(|p| p.into_inner());
+    summary.errors.sort();
+    summary.errors.dedup();
+    Ok(summary)
+}
 
-    // Directories whose creation failed; their contents are not attempted.
+/// Whether `p` lies in a directory whose creation failed (its contents are not tried).
+fn under(failed_dirs: &[&Path], p: &Path) -> bool {
+    failed_dirs.iter().any(|f| p.starts_with(f))
+}
+
+/// `--dry-run`: what would be restored and, with `--delete`, deleted.
+fn describe(
+    plan: &RestorePlan,
+    opts: &RestoreOptions,
+    summary: &mut RestoreSummary,
+) -> Result<(), OpsError> {
+    summary.files_restored = (plan.files.len() + plan.hardlinks.len() + plan.others.len()) as u64;
+    summary.bytes_restored = plan.files.iter().map(|i| i.node.size).sum();
+    if opts.delete {
+        if let Some(target) =
+            TargetDir::open_existing(&opts.target).map_err(|e| OpsError::io(&opts.target, e))?
+        {
+            let errors = Errors(Mutex::new(Vec::new()));
+            let d = plan::delete_extraneous(&target, plan, opts, false, &errors_sink(&errors));
+            (summary.files_deleted, summary.dirs_deleted, summary.deleted) =
+                (d.files, d.dirs, d.paths);
+            summary.errors = errors.0.into_inner().unwrap_or_else(|p| p.into_inner());
+        }
+    }
+    Ok(())
+}
+
+/// Creates the directories; returns those whose creation failed.
+fn create_dirs<'p>(target: &TargetDir, plan: &'p RestorePlan, errors: &Errors) -> Vec<&'p Path> {
     let mut failed_dirs: Vec<&Path> = Vec::new();
     for d in &plan.dirs {
-        if failed_dirs.iter().any(|f| d.dest.starts_with(f)) {
+        if under(&failed_dirs, &d.dest) {
             continue;
         }
-        if let Err(e) = ensure_dir(&target, &d.dest) {
+        if let Err(e) = ensure_dir(target, &d.dest) {
             errors.add(&d.dest, e);
             failed_dirs.push(&d.dest);
         }
     }
-    let in_failed = |p: &Path| failed_dirs.iter().any(|f| p.starts_with(f));
+    failed_dirs
+}
 
+/// Restores the regular files in parallel; one outcome per planned file, in order.
+#[allow(clippy::too_many_arguments)]
+fn restore_files(
+    repo: &Repository,
+    target: &TargetDir,
+    plan: &RestorePlan,
+    opts: &RestoreOptions,
+    owners: Option<&NameCache>,
+    failed_dirs: &[&Path],
+    errors: &Errors,
+    progress: &dyn crate::Progress,
+) -> Vec<FileResult> {
     // On an I/O pool (a remote repository) many files are restored at once already, and
     // the read-ahead fetches ahead of them: a smaller batch each keeps memory near what a
     // local restore holds (16 threads with 8 blobs each held 175 MiB). Worked out once,
@@ -170,17 +235,17 @@ fn execute(
         .files
         .par_iter()
         .map(|item| {
-            if in_failed(&item.dest) {
+            if under(failed_dirs, &item.dest) {
                 return FileResult::Failed;
             }
             progress.current(&item.dest);
             let r = restore_file(
                 repo,
-                &target,
+                target,
                 item,
                 opts.overwrite,
                 owners,
-                &errors,
+                errors,
                 batch_len,
             )
             .unwrap_or_else(|e| {
@@ -191,43 +256,55 @@ fn execute(
             r
         })
         .collect();
-    for o in &outcomes {
-        match o {
-            FileResult::Written(n) => {
-                summary.files_restored += 1;
-                summary.bytes_restored += n;
-            }
-            FileResult::Identical | FileResult::Kept => summary.files_skipped += 1,
-            FileResult::Failed => {}
-        }
-    }
+    outcomes
+}
 
+/// Hardlinks within the snapshot and special files; returns how many were made.
+fn links_and_specials(
+    target: &TargetDir,
+    plan: &RestorePlan,
+    opts: &RestoreOptions,
+    failed_dirs: &[&Path],
+    errors: &Errors,
+) -> u64 {
+    let mut made = 0;
     for (dest, source) in &plan.hardlinks {
-        let r = link(&target, source, dest);
+        let r = link(target, source, dest);
         match r {
-            Ok(()) => summary.files_restored += 1,
+            Ok(()) => made += 1,
             Err(e) => errors.add(dest, format!("hardlink to {}: {e}", source.display())),
         }
     }
 
     for item in &plan.others {
-        if in_failed(&item.dest) {
+        if under(failed_dirs, &item.dest) {
             continue;
         }
-        match create_special(&target, &item.dest, &item.node, opts.overwrite) {
-            Ok(true) => summary.files_restored += 1,
+        match create_special(target, &item.dest, &item.node, opts.overwrite) {
+            Ok(true) => made += 1,
             Ok(false) => {}
             Err(e) => errors.add(&item.dest, e),
         }
     }
 
-    // Metadata: files and specials, then directories deepest first. Files written
-    // have theirs already (set before they were closed); files kept under
-    // `--overwrite never` are left exactly as they were.
+    made
+}
+
+/// Metadata of files and specials not written by this restore (files written have
+/// theirs already, set before they were closed; files kept under `--overwrite never`
+/// are left exactly as they were).
+fn file_metadata(
+    target: &TargetDir,
+    plan: &RestorePlan,
+    outcomes: &[FileResult],
+    owners: Option<&NameCache>,
+    failed_dirs: &[&Path],
+    errors: &Errors,
+) {
     let done: std::collections::HashSet<&Path> = plan
         .files
         .iter()
-        .zip(&outcomes)
+        .zip(outcomes)
         .filter(|(_, o)| matches!(o, FileResult::Kept | FileResult::Written(_)))
         .map(|(i, _)| i.dest.as_path())
         .collect();
@@ -236,23 +313,27 @@ fn execute(
         .chain(plan.others.par_iter())
         .for_each(|item| {
             if item.node.node_type == NodeType::Socket
-                || in_failed(&item.dest)
+                || under(failed_dirs, &item.dest)
                 || done.contains(item.dest.as_path())
             {
                 return;
             }
-            if let Err(e) = metadata_of_existing(&target, item, owners) {
+            if let Err(e) = metadata_of_existing(target, item, owners) {
                 errors.add(&item.dest, format!("metadata: {e}"));
             }
         });
+}
 
-    if opts.delete {
-        let d = plan::delete_extraneous(&target, &plan, opts, true, &errors_sink(&errors));
-        (summary.files_deleted, summary.dirs_deleted, summary.deleted) = (d.files, d.dirs, d.paths);
-    }
-
+/// Directory metadata, deepest first, after everything inside them is in place.
+fn dir_metadata(
+    target: &TargetDir,
+    plan: &RestorePlan,
+    owners: Option<&NameCache>,
+    failed_dirs: &[&Path],
+    errors: &Errors,
+) {
     for d in plan.dirs.iter().rev() {
-        if in_failed(&d.dest) {
+        if under(failed_dirs, &d.dest) {
             continue;
         }
         let dir = target
@@ -263,34 +344,37 @@ fn execute(
             errors.add(&d.dest, format!("metadata: {e}"));
         }
     }
+}
 
-    if opts.verify {
-        let verified: Vec<bool> = plan
-            .files
-            .par_iter()
-            .filter(|i| !in_failed(&i.dest))
-            .map(|item| match verify_at(repo, &target, item) {
-                Ok(true) => true,
-                Ok(false) => {
-                    errors.add(
-                        &item.dest,
-                        "verification failed: content differs from the snapshot",
-                    );
-                    false
-                }
-                Err(e) => {
-                    errors.add(&item.dest, format!("verification failed: {e}"));
-                    false
-                }
-            })
-            .collect();
-        summary.files_verified = verified.iter().filter(|v| **v).count() as u64;
-    }
-
-    summary.errors = errors.0.into_inner().unwrap_or_else(|p| p.into_inner());
-    summary.errors.sort();
-    summary.errors.dedup();
-    Ok(summary)
+/// `--verify`: reads every restored file back against the snapshot; returns how many
+/// matched.
+fn verify_files(
+    repo: &Repository,
+    target: &TargetDir,
+    plan: &RestorePlan,
+    failed_dirs: &[&Path],
+    errors: &Errors,
+) -> u64 {
+    let verified: Vec<bool> = plan
+        .files
+        .par_iter()
+        .filter(|i| !under(failed_dirs, &i.dest))
+        .map(|item| match verify_at(repo, target, item) {
+            Ok(true) => true,
+            Ok(false) => {
+                errors.add(
+                    &item.dest,
+                    "verification failed: content differs from the snapshot",
+                );
+                false
+            }
+            Err(e) => {
+                errors.add(&item.dest, format!("verification failed: {e}"));
+                false
+            }
+        })
+        .collect();
+    verified.iter().filter(|v| **v).count() as u64
 }
 
 fn errors_sink(errors: &Errors) -> impl Fn(&Path, String) + '_ {
