@@ -107,144 +107,13 @@ pub struct PrunePlan {
 impl PrunePlan {
     /// The index must be loaded and the caller must hold an exclusive lock.
     pub fn build(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan, OpsError> {
-        let mut snapshots = repo.list_snapshots()?;
-        snapshots.retain(|s| !opts.ignore_snapshots.contains(&s.id));
-        let used = used_blobs(repo, &snapshots)?;
-        let index = repo.index();
-        for id in &used {
-            if !index.contains(id) {
-                return Err(OpsError::Invalid(format!(
-                    "blob {} is used by a snapshot but missing from the index; run `cairn check` and `cairn repair index` first",
-                    id.short()
-                )));
-            }
-        }
-        // Classify packs. A blob stored twice counts as used in one pack only: it is
-        // taken out of `used` when first placed (which also frees memory as we go).
-        let mut used = used;
-        let mut uses: HashMap<PackId, PackUse> = index
-            .packs()
-            .map(|(id, size)| {
-                (
-                    id,
-                    PackUse {
-                        size,
-                        used: Vec::new(),
-                        unused_bytes: 0,
-                    },
-                )
-            })
-            .collect();
-        for b in index.blobs() {
-            let Some(u) = uses.get_mut(&b.pack) else {
-                continue;
-            };
-            if used.remove(&b.entry.id) {
-                u.used.push(b.entry);
-            } else {
-                u.unused_bytes += u64::from(b.entry.length);
-            }
-        }
-        drop(used);
-        drop(index);
-
+        let uses = pack_uses(repo, opts)?;
         let mut s = PruneSummary {
             dry_run: opts.dry_run,
             ..Default::default()
         };
-        let (mut keep, mut delete, mut partial) = (Vec::new(), Vec::new(), Vec::new());
-        for (id, u) in &uses {
-            s.packs_before += 1;
-            s.bytes_before += u.size;
-            if u.used.is_empty() {
-                delete.push(*id);
-                s.bytes_deleted += u.size;
-            } else if u.unused_bytes == 0 {
-                keep.push(*id);
-            } else {
-                partial.push(*id);
-            }
-        }
-        delete.sort();
-        // Repack the most wasteful packs first until the unused share is acceptable.
-        partial.sort_by(|a, b| {
-            let ra = uses[a].unused_bytes as f64 / uses[a].size.max(1) as f64;
-            let rb = uses[b].unused_bytes as f64 / uses[b].size.max(1) as f64;
-            rb.partial_cmp(&ra)
-                .unwrap_or(std::cmp::Ordering::Equal)
-                .then(a.cmp(b))
-        });
-        let mut unused: u64 = partial.iter().map(|p| uses[p].unused_bytes).sum();
-        let total_after_delete = s.bytes_before - s.bytes_deleted;
-        let limit = match opts.max_unused {
-            MaxUnused::Fraction(f) => (total_after_delete as f64 * f) as u64,
-            MaxUnused::Bytes(b) => b,
-        };
-        let mut repack = Vec::new();
-        for p in partial {
-            let u = &uses[&p];
-            let within_budget = opts
-                .max_repack_bytes
-                .is_none_or(|m| s.bytes_repacked + u.size <= m);
-            if unused > limit && within_budget {
-                unused -= u.unused_bytes;
-                s.bytes_repacked += u.size;
-                repack.push(p);
-            } else {
-                keep.push(p);
-            }
-        }
-        s.unused_bytes_after = unused;
-
-        // Packs no index lists: delete unless a live operation may still index them.
-        let oldest_lock_ms = repo
-            .list_locks()?
-            .into_iter()
-            .filter_map(|(_, l)| l.ok())
-            .filter(|l| l.pid != std::process::id() || l.hostname != cairn_repo::sys::hostname())
-            // A killed command's lock: nothing of its can still be written.
-            .filter(|l| !cairn_repo::is_stale(l))
-            .map(|l| l.time.timestamp_millis())
-            .min();
-        let young = |mtime_millis: Option<i64>| match (oldest_lock_ms, mtime_millis) {
-            (Some(lock), Some(m)) => m >= lock - 60_000,
-            (Some(_), None) => true,
-            (None, _) => false,
-        };
-        let mut unindexed_delete = Vec::new();
-        for obj in repo
-            .backend()
-            .list(DATA_DIR)
-            .map_err(cairn_repo::RepoError::from)?
-        {
-            let Some(id) = pack_id_from_name(&obj.name) else {
-                continue;
-            };
-            if uses.contains_key(&id) {
-                continue;
-            }
-            if young(obj.mtime_millis) {
-                s.unindexed_packs_kept += 1;
-            } else {
-                s.unindexed_packs_deleted += 1;
-                s.bytes_deleted += obj.size;
-                unindexed_delete.push((obj.name, obj.size));
-            }
-        }
-        // Half-written files of killed commands, by the same rule: a live command may
-        // still be writing one.
-        let mut partial_delete = Vec::new();
-        for obj in repo
-            .backend()
-            .list_partial("")
-            .map_err(cairn_repo::RepoError::from)?
-        {
-            if !young(obj.mtime_millis) {
-                s.temp_files_deleted += 1;
-                s.temp_bytes_deleted += obj.size;
-                partial_delete.push(obj.name);
-            }
-        }
+        let (keep, delete, repack) = classify(&uses, opts, &mut s);
+        let (unindexed_delete, partial_delete) = leftovers(repo, &uses, &mut s)?;
         s.packs_deleted = delete.len() as u64;
         s.packs_repacked = repack.len() as u64;
         Ok(PrunePlan {
@@ -457,4 +326,160 @@ fn crash_point(name: &str) {
     if std::env::var("CAIRN_TEST_CRASH_AT").is_ok_and(|v| v == name) {
         std::process::abort();
     }
+}
+
+/// What each indexed pack holds that the kept snapshots use. A blob stored twice counts
+/// as used in one pack only: it is taken out of `used` when first placed (which also
+/// frees memory as it goes).
+fn pack_uses(repo: &Repository, opts: &PruneOptions) -> Result<HashMap<PackId, PackUse>, OpsError> {
+    let mut snapshots = repo.list_snapshots()?;
+    snapshots.retain(|s| !opts.ignore_snapshots.contains(&s.id));
+    let used = used_blobs(repo, &snapshots)?;
+    let index = repo.index();
+    for id in &used {
+        if !index.contains(id) {
+            return Err(OpsError::Invalid(format!(
+                "blob {} is used by a snapshot but missing from the index; run `cairn check` and `cairn repair index` first",
+                id.short()
+            )));
+        }
+    }
+    let mut used = used;
+    let mut uses: HashMap<PackId, PackUse> = index
+        .packs()
+        .map(|(id, size)| {
+            (
+                id,
+                PackUse {
+                    size,
+                    used: Vec::new(),
+                    unused_bytes: 0,
+                },
+            )
+        })
+        .collect();
+    for b in index.blobs() {
+        let Some(u) = uses.get_mut(&b.pack) else {
+            continue;
+        };
+        if used.remove(&b.entry.id) {
+            u.used.push(b.entry);
+        } else {
+            u.unused_bytes += u64::from(b.entry.length);
+        }
+    }
+    Ok(uses)
+}
+
+/// Sorts packs into kept, deleted (nothing used) and repacked (the most wasteful first,
+/// until the unused share is within `--max-unused` and `--max-repack-size`).
+fn classify(
+    uses: &HashMap<PackId, PackUse>,
+    opts: &PruneOptions,
+    s: &mut PruneSummary,
+) -> (Vec<PackId>, Vec<PackId>, Vec<PackId>) {
+    let (mut keep, mut delete, mut partial) = (Vec::new(), Vec::new(), Vec::new());
+    for (id, u) in uses {
+        s.packs_before += 1;
+        s.bytes_before += u.size;
+        if u.used.is_empty() {
+            delete.push(*id);
+            s.bytes_deleted += u.size;
+        } else if u.unused_bytes == 0 {
+            keep.push(*id);
+        } else {
+            partial.push(*id);
+        }
+    }
+    delete.sort();
+    // Repack the most wasteful packs first until the unused share is acceptable.
+    partial.sort_by(|a, b| {
+        let ra = uses[a].unused_bytes as f64 / uses[a].size.max(1) as f64;
+        let rb = uses[b].unused_bytes as f64 / uses[b].size.max(1) as f64;
+        rb.partial_cmp(&ra)
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then(a.cmp(b))
+    });
+    let mut unused: u64 = partial.iter().map(|p| uses[p].unused_bytes).sum();
+    let total_after_delete = s.bytes_before - s.bytes_deleted;
+    let limit = match opts.max_unused {
+        MaxUnused::Fraction(f) => (total_after_delete as f64 * f) as u64,
+        MaxUnused::Bytes(b) => b,
+    };
+    let mut repack = Vec::new();
+    for p in partial {
+        let u = &uses[&p];
+        let within_budget = opts
+            .max_repack_bytes
+            .is_none_or(|m| s.bytes_repacked + u.size <= m);
+        if unused > limit && within_budget {
+            unused -= u.unused_bytes;
+            s.bytes_repacked += u.size;
+            repack.push(p);
+        } else {
+            keep.push(p);
+        }
+    }
+    s.unused_bytes_after = unused;
+    (keep, delete, repack)
+}
+
+/// Packs no index lists and half-written files of killed commands: deleted unless a
+/// live command may still index or finish them. Returns (packs with their sizes,
+/// temporary files).
+#[allow(clippy::type_complexity)]
+fn leftovers(
+    repo: &Repository,
+    uses: &HashMap<PackId, PackUse>,
+    s: &mut PruneSummary,
+) -> Result<(Vec<(String, u64)>, Vec<String>), OpsError> {
+    let oldest_lock_ms = repo
+        .list_locks()?
+        .into_iter()
+        .filter_map(|(_, l)| l.ok())
+        .filter(|l| l.pid != std::process::id() || l.hostname != cairn_repo::sys::hostname())
+        // A killed command's lock: nothing of its can still be written.
+        .filter(|l| !cairn_repo::is_stale(l))
+        .map(|l| l.time.timestamp_millis())
+        .min();
+    let young = |mtime_millis: Option<i64>| match (oldest_lock_ms, mtime_millis) {
+        (Some(lock), Some(m)) => m >= lock - 60_000,
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    let mut unindexed_delete = Vec::new();
+    for obj in repo
+        .backend()
+        .list(DATA_DIR)
+        .map_err(cairn_repo::RepoError::from)?
+    {
+        let Some(id) = pack_id_from_name(&obj.name) else {
+            continue;
+        };
+        if uses.contains_key(&id) {
+            continue;
+        }
+        if young(obj.mtime_millis) {
+            s.unindexed_packs_kept += 1;
+        } else {
+            s.unindexed_packs_deleted += 1;
+            s.bytes_deleted += obj.size;
+            unindexed_delete.push((obj.name, obj.size));
+        }
+    }
+    // Half-written files of killed commands, by the same rule: a live command may
+    // still be writing one.
+    let mut partial_delete = Vec::new();
+    for obj in repo
+        .backend()
+        .list_partial("")
+        .map_err(cairn_repo::RepoError::from)?
+    {
+        if !young(obj.mtime_millis) {
+            s.temp_files_deleted += 1;
+            s.temp_bytes_deleted += obj.size;
+            partial_delete.push(obj.name);
+        }
+    }
+    Ok((unindexed_delete, partial_delete))
 }
