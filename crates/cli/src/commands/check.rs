@@ -68,6 +68,34 @@ pub fn run(g: &GlobalArgs, a: CheckArgs) -> anyhow::Result<ExitCode> {
     } else {
         0
     };
+    print_summary(
+        g,
+        &s,
+        read,
+        egress,
+        hashes.as_ref(),
+        a.remote_hashes.as_deref(),
+    );
+    print_problems(g, &s);
+    if s.errors.is_empty() {
+        if !g.json && !g.quiet {
+            println!("no errors were found");
+        }
+        Ok(ExitCode::Ok)
+    } else {
+        advise(g, &s, &location);
+        Ok(ExitCode::Fatal)
+    }
+}
+
+fn print_summary(
+    g: &GlobalArgs,
+    s: &cairn_ops::check::CheckSummary,
+    read: ReadData,
+    egress: u64,
+    hashes: Option<&cairn_ops::ship::HashReport>,
+    remote_hashes: Option<&str>,
+) {
     if g.json {
         output::print_json(&json!({
             "message_type": "summary",
@@ -76,7 +104,7 @@ pub fn run(g: &GlobalArgs, a: CheckArgs) -> anyhow::Result<ExitCode> {
             "blobs_checked": s.blobs_checked,
             "bytes_read": s.bytes_read,
             "egress_bytes": egress,
-            "remote_files_compared": hashes.as_ref().map(|h| h.files_compared),
+            "remote_files_compared": hashes.map(|h| h.files_compared),
             "snapshots_checked": s.snapshots_checked,
             "trees_checked": s.trees_checked,
             "error_list": s.errors,
@@ -103,7 +131,7 @@ pub fn run(g: &GlobalArgs, a: CheckArgs) -> anyhow::Result<ExitCode> {
                 println!("downloaded {} from B2 (egress)", size(egress));
             }
         }
-        if let (Some(h), Some(dest)) = (&hashes, &a.remote_hashes) {
+        if let (Some(h), Some(dest)) = (hashes, remote_hashes) {
             println!(
                 "compared {} files ({}) with the SHA1s stored at {dest}, nothing downloaded",
                 h.files_compared,
@@ -114,6 +142,10 @@ pub fn run(g: &GlobalArgs, a: CheckArgs) -> anyhow::Result<ExitCode> {
             println!("info: {i}");
         }
     }
+}
+
+/// Errors, their per-blob detail (`-v`) and the paths they damage.
+fn print_problems(g: &GlobalArgs, s: &cairn_ops::check::CheckSummary) {
     for e in &s.errors {
         eprintln!("error: {e}");
     }
@@ -139,28 +171,25 @@ pub fn run(g: &GlobalArgs, a: CheckArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    if s.errors.is_empty() {
-        if !g.json && !g.quiet {
-            println!("no errors were found");
-        }
-        Ok(ExitCode::Ok)
+}
+
+/// The one line that says what to do about the errors found.
+fn advise(g: &GlobalArgs, s: &cairn_ops::check::CheckSummary, location: &str) {
+    let dests = crate::shipped::destinations(g, location);
+    if let Some(dest) = dests
+        .first()
+        .filter(|_| !s.damaged_packs.is_empty() || s.errors.iter().any(|e| e.contains("missing")))
+    {
+        eprintln!(
+            "cairn: check found {} error(s); this repository is shipped to {dest}: `cairn repair packs --from {dest}` fetches intact copies of damaged or missing packs from there",
+            s.errors.len()
+        );
+    } else if s.info.iter().any(|i| i.contains("not in any index")) {
+        eprintln!("cairn: check found {} error(s); packs that no index lists are present: `cairn repair index` may restore the missing entries", s.errors.len());
     } else {
-        let dests = crate::shipped::destinations(g, &location);
-        if let Some(dest) = dests.first().filter(|_| {
-            !s.damaged_packs.is_empty() || s.errors.iter().any(|e| e.contains("missing"))
-        }) {
-            eprintln!(
-                "cairn: check found {} error(s); this repository is shipped to {dest}: `cairn repair packs --from {dest}` fetches intact copies of damaged or missing packs from there",
-                s.errors.len()
-            );
-        } else if s.info.iter().any(|i| i.contains("not in any index")) {
-            eprintln!("cairn: check found {} error(s); packs that no index lists are present: `cairn repair index` may restore the missing entries", s.errors.len());
-        } else {
-            eprintln!(
-                "cairn: check found {} error(s); `cairn repair` may recover what is not lost",
-                s.errors.len()
-            );
-        }
-        Ok(ExitCode::Fatal)
+        eprintln!(
+            "cairn: check found {} error(s); `cairn repair` may recover what is not lost",
+            s.errors.len()
+        );
     }
 }

@@ -46,20 +46,7 @@ pub fn run(g: &GlobalArgs, a: ShipArgs) -> anyhow::Result<ExitCode> {
         return Err(crate::exit::fail(ExitCode::Fatal, "ship needs a destination: `cairn ship b2:BUCKET/PREFIX`, or ship.destination in a profile"));
     };
     if a.forget_destination {
-        // Needs neither the password nor the destination's credentials: it only edits
-        // this machine's record.
-        let src = location::open_backend(&src_loc, g)?.location();
-        let dst = location::open_backend(&dest, g)
-            .map(|d| d.location())
-            .unwrap_or_else(|_| dest.clone());
-        let forgot = crate::shipped::forget(g, &src, &[dst.as_str(), dest.as_str()])?;
-        if !g.quiet {
-            match forgot {
-                Some(d) => println!("forgot the ships of {src} to {d}"),
-                None => println!("no ship of {src} to {dst} was recorded; nothing to forget"),
-            }
-        }
-        return Ok(ExitCode::Ok);
+        return forget_destination(g, &src_loc, &dest);
     }
     // The source is opened with its password so a shared lock keeps prune away while
     // files are copied; the files themselves are shipped as they are, still encrypted.
@@ -125,56 +112,7 @@ pub fn run(g: &GlobalArgs, a: ShipArgs) -> anyhow::Result<ExitCode> {
         };
         crate::shipped::record(g, &repo.backend().location(), &dst.location(), entry);
     }
-    if g.json {
-        let mut v = output::transfer_summary(
-            s.files_uploaded,
-            s.bytes_uploaded,
-            s.files_deleted,
-            s.files_skipped,
-            a.dry_run,
-            t,
-        );
-        v["verified"] = json!(s.verified);
-        v["same_repository"] = json!(s.same_repository);
-        v["repository_id"] = json!(s.repository_id);
-        v["deletions"] = json!(s.deletions);
-        v["deletions_left"] = json!(s.deletions_left);
-        v["damaged_here"] = json!(s.damaged_here);
-        v["warnings"] = json!(s.warnings);
-        v["unsafe_names"] = json!(s.unsafe_names);
-        output::print_json(&v);
-    } else if !g.quiet {
-        for p in &s.plan {
-            println!("would {p}");
-        }
-        if !a.dry_run && g.verbose > 0 {
-            for d in &s.deletions {
-                println!("deleted {d}");
-            }
-        }
-        let (verb, deleted) = if a.dry_run {
-            ("would upload", "would delete")
-        } else {
-            ("uploaded", "deleted")
-        };
-        println!(
-            "{verb} {} files ({}), {deleted} {}, {} already at {}",
-            s.files_uploaded,
-            size(s.bytes_uploaded),
-            s.files_deleted,
-            s.files_skipped,
-            dst.location()
-        );
-        if s.verified {
-            println!("verified: every repository file is at the destination with its size");
-        }
-        if remote {
-            println!(
-                "B2 transactions: class A {}, class B {}, class C {}",
-                t.class_a, t.class_b, t.class_c
-            );
-        }
-    }
+    print_summary(g, &s, a.dry_run, t, &dst.location(), remote);
     for w in &s.warnings {
         eprintln!("warning: {w}");
     }
@@ -190,4 +128,81 @@ pub fn run(g: &GlobalArgs, a: ShipArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::PartialBackup
     })
+}
+
+/// `--forget-destination`: needs neither the password nor the destination's
+/// credentials, since it only edits this machine's record.
+fn forget_destination(g: &GlobalArgs, src_loc: &str, dest: &str) -> anyhow::Result<ExitCode> {
+    let src = location::open_backend(src_loc, g)?.location();
+    let dst = location::open_backend(dest, g)
+        .map(|d| d.location())
+        .unwrap_or_else(|_| dest.to_string());
+    let forgot = crate::shipped::forget(g, &src, &[dst.as_str(), dest])?;
+    if !g.quiet {
+        match forgot {
+            Some(d) => println!("forgot the ships of {src} to {d}"),
+            None => println!("no ship of {src} to {dst} was recorded; nothing to forget"),
+        }
+    }
+    Ok(ExitCode::Ok)
+}
+
+fn print_summary(
+    g: &GlobalArgs,
+    s: &cairn_ops::ship::ShipSummary,
+    dry_run: bool,
+    t: cairn_backend::Transactions,
+    dst: &str,
+    remote: bool,
+) {
+    if g.json {
+        let mut v = output::transfer_summary(
+            s.files_uploaded,
+            s.bytes_uploaded,
+            s.files_deleted,
+            s.files_skipped,
+            dry_run,
+            t,
+        );
+        v["verified"] = json!(s.verified);
+        v["same_repository"] = json!(s.same_repository);
+        v["repository_id"] = json!(s.repository_id);
+        v["deletions"] = json!(s.deletions);
+        v["deletions_left"] = json!(s.deletions_left);
+        v["damaged_here"] = json!(s.damaged_here);
+        v["warnings"] = json!(s.warnings);
+        v["unsafe_names"] = json!(s.unsafe_names);
+        output::print_json(&v);
+    } else if !g.quiet {
+        for p in &s.plan {
+            println!("would {p}");
+        }
+        if !dry_run && g.verbose > 0 {
+            for d in &s.deletions {
+                println!("deleted {d}");
+            }
+        }
+        let (verb, deleted) = if dry_run {
+            ("would upload", "would delete")
+        } else {
+            ("uploaded", "deleted")
+        };
+        println!(
+            "{verb} {} files ({}), {deleted} {}, {} already at {}",
+            s.files_uploaded,
+            size(s.bytes_uploaded),
+            s.files_deleted,
+            s.files_skipped,
+            dst
+        );
+        if s.verified {
+            println!("verified: every repository file is at the destination with its size");
+        }
+        if remote {
+            println!(
+                "B2 transactions: class A {}, class B {}, class C {}",
+                t.class_a, t.class_b, t.class_c
+            );
+        }
+    }
 }
