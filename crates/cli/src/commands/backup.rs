@@ -68,8 +68,8 @@ pub struct BackupArgs {
     #[arg(long, value_name = "NAME", default_value = "stdin")]
     pub stdin_filename: String,
     /// Compression for this backup (auto, off, max, 1-22)
-    #[arg(long)]
-    pub compression: Option<String>,
+    #[arg(long, value_name = "MODE", value_parser = CompressionMode::parse)]
+    pub compression: Option<CompressionMode>,
     /// Concurrent pack uploads (default 8 for B2, none for a local directory)
     #[arg(long, value_name = "N")]
     pub transfers: Option<usize>,
@@ -98,6 +98,47 @@ pub fn run(g: &GlobalArgs, a: BackupArgs) -> anyhow::Result<ExitCode> {
             "nothing to back up: give at least one PATH (or --stdin)",
         ));
     }
+    let opts = backup_options(&a)?;
+    if !a.no_nice {
+        yield_to_others();
+    }
+    let compression = a.compression;
+    let repo = super::open_repo_with(g, |o| {
+        o.dry_run = a.dry_run;
+        o.compression = compression;
+        if let Some(n) = a.transfers {
+            o.transfers = n;
+        }
+    })?;
+    repo.load_index()?;
+    let repo = Arc::new(repo);
+    let _lock = if a.dry_run {
+        None
+    } else {
+        Some(repo.lock(LockKind::Shared, "backup")?)
+    };
+    let bar = output::Bar::new(g);
+    let s = backup_with_progress(&repo, &opts, &bar)?;
+
+    for e in &s.errors {
+        eprintln!("error: {e}");
+    }
+    for w in &s.warnings {
+        eprintln!("warning: {w}");
+    }
+    print_summary(g, &s, a.dry_run)?;
+    if !s.errors.is_empty() {
+        eprintln!(
+            "warning: {} file(s) could not be read; the snapshot was saved without them",
+            s.errors.len()
+        );
+        return Ok(ExitCode::PartialBackup);
+    }
+    Ok(ExitCode::Ok)
+}
+
+/// The backup's options from its arguments (exclude files read here).
+fn backup_options(a: &BackupArgs) -> anyhow::Result<BackupOptions> {
     let mut excludes = a.excludes.clone();
     for f in &a.exclude_files {
         excludes.extend(PathFilter::read_pattern_file(f)?);
@@ -139,36 +180,14 @@ pub fn run(g: &GlobalArgs, a: BackupArgs) -> anyhow::Result<ExitCode> {
         },
         None => opts,
     };
-    if !a.no_nice {
-        yield_to_others();
-    }
-    let compression = match &a.compression {
-        Some(c) => Some(CompressionMode::parse(c).map_err(|e| fail(ExitCode::Fatal, e))?),
-        None => None,
-    };
-    let repo = super::open_repo_with(g, |o| {
-        o.dry_run = a.dry_run;
-        o.compression = compression;
-        if let Some(n) = a.transfers {
-            o.transfers = n;
-        }
-    })?;
-    repo.load_index()?;
-    let repo = Arc::new(repo);
-    let _lock = if a.dry_run {
-        None
-    } else {
-        Some(repo.lock(LockKind::Shared, "backup")?)
-    };
-    let bar = output::Bar::new(g);
-    let s = backup_with_progress(&repo, &opts, &bar)?;
+    Ok(opts)
+}
 
-    for e in &s.errors {
-        eprintln!("error: {e}");
-    }
-    for w in &s.warnings {
-        eprintln!("warning: {w}");
-    }
+fn print_summary(
+    g: &GlobalArgs,
+    s: &cairn_ops::backup::BackupSummary,
+    dry_run: bool,
+) -> anyhow::Result<()> {
     let id = s.snapshot_id.map(|i| i.to_hex()).unwrap_or_default();
     let c = &s.counts;
     if g.json {
@@ -179,7 +198,7 @@ pub fn run(g: &GlobalArgs, a: BackupArgs) -> anyhow::Result<ExitCode> {
             m.insert("message_type".into(), json!("summary"));
             m.insert("snapshot_id".into(), json!(id));
             m.insert("total_duration".into(), json!(s.total_duration));
-            m.insert("dry_run".into(), json!(a.dry_run));
+            m.insert("dry_run".into(), json!(dry_run));
         }
         output::print_json(&v);
     } else if !g.quiet {
@@ -205,20 +224,13 @@ pub fn run(g: &GlobalArgs, a: BackupArgs) -> anyhow::Result<ExitCode> {
             size(c.total_bytes_processed),
             s.total_duration
         );
-        if a.dry_run {
+        if dry_run {
             println!("dry run: nothing was written");
         } else {
             println!("snapshot {} saved", &id[..8.min(id.len())]);
         }
     }
-    if !s.errors.is_empty() {
-        eprintln!(
-            "warning: {} file(s) could not be read; the snapshot was saved without them",
-            s.errors.len()
-        );
-        return Ok(ExitCode::PartialBackup);
-    }
-    Ok(ExitCode::Ok)
+    Ok(())
 }
 
 /// Lowers this process's CPU priority (nice 10) and I/O priority (best-effort, level 7,

@@ -119,80 +119,13 @@ pub fn run(g: &GlobalArgs, a: ForgetArgs) -> anyhow::Result<ExitCode> {
     let repo = Arc::new(super::open_repo(g)?);
     let _lock = repo.lock(LockKind::Exclusive, "forget")?;
 
-    let mut remove = Vec::new();
-    let mut report = Vec::new();
     // Snapshots named that vanished behind cairn's back: forgetting them acknowledges it.
-    let mut acknowledged = Vec::new();
-    if !a.snapshots.is_empty() {
-        let vanished = crate::seen::vanished();
-        for spec in &a.snapshots {
-            match repo.find_snapshot(spec) {
-                Ok(s) => remove.push(s),
-                Err(e) => match vanished
-                    .iter()
-                    .filter(|v| spec.len() >= 4 && v.starts_with(spec.as_str()))
-                    .collect::<Vec<_>>()[..]
-                {
-                    [v] => acknowledged.push(v.clone()),
-                    _ => return Err(e.into()),
-                },
-            }
-        }
-    }
+    let (mut remove, acknowledged) = named_snapshots(&repo, &a.snapshots)?;
+    let mut report = Vec::new();
     if !policy.is_empty() {
-        let filter = a.select.filter();
-        let snaps: Vec<_> = repo
-            .list_snapshots()?
-            .into_iter()
-            .filter(|s| filter.matches(s))
-            .collect();
-        for (key, members) in group(snaps, by) {
-            let plan = apply(&members, &policy);
-            // A policy that keeps nothing of a group is almost always a mistake (a tag
-            // nobody has, a misspelt one): it must not become "remove everything".
-            if plan.keep.is_empty() && !plan.remove.is_empty() && !a.unsafe_allow_remove_all {
-                return Err(fail(
-                    ExitCode::Fatal,
-                    format!(
-                        "refusing to remove {} of group {}: no --keep-* option keeps any of them (does every --keep-tag name a tag they have?); nothing was removed. Pass --unsafe-allow-remove-all if that is what you want",
-                        match plan.remove.len() {
-                            1 => "its only snapshot".to_string(),
-                            n => format!("all {n} snapshots"),
-                        },
-                        serde_json::to_string(&key).unwrap_or_default()
-                    ),
-                ));
-            }
-            if !g.json && !g.quiet {
-                println!(
-                    "snapshots for {}:",
-                    serde_json::to_string(&key).unwrap_or_default()
-                );
-                println!("keep {} snapshots:", plan.keep.len());
-                for k in &plan.keep {
-                    println!(
-                        "  {}  {}  {}",
-                        k.snapshot.id.short(),
-                        k.snapshot.snapshot.time.format("%Y-%m-%d %H:%M:%S"),
-                        k.reasons.join(", ")
-                    );
-                }
-                println!("remove {} snapshots:", plan.remove.len());
-                for r in &plan.remove {
-                    println!(
-                        "  {}  {}",
-                        r.id.short(),
-                        r.snapshot.time.format("%Y-%m-%d %H:%M:%S")
-                    );
-                }
-            }
-            report.push(json!({
-                "group": key,
-                "keep": plan.keep.iter().map(|k| json!({"id": k.snapshot.id.to_hex(), "reasons": k.reasons})).collect::<Vec<_>>(),
-                "remove": plan.remove.iter().map(|r| r.id.to_hex()).collect::<Vec<_>>(),
-            }));
-            remove.extend(plan.remove);
-        }
+        let (by_policy, groups) = by_policy(g, &repo, &a, &policy, by)?;
+        remove.extend(by_policy);
+        report = groups;
     }
     remove.sort_by_key(|s| s.id);
     remove.dedup_by_key(|s| s.id);
@@ -226,4 +159,99 @@ pub fn run(g: &GlobalArgs, a: ForgetArgs) -> anyhow::Result<ExitCode> {
         print_prune(g, s);
     }
     Ok(ExitCode::Ok)
+}
+
+/// The snapshots named on the command line; a name that matches only a snapshot that
+/// vanished behind cairn's back is returned apart (its full ID), to be acknowledged.
+fn named_snapshots(
+    repo: &cairn_repo::Repository,
+    specs: &[String],
+) -> anyhow::Result<(Vec<cairn_repo::SnapshotRef>, Vec<String>)> {
+    let mut remove = Vec::new();
+    let mut acknowledged = Vec::new();
+    if !specs.is_empty() {
+        let vanished = crate::seen::vanished();
+        for spec in specs {
+            match repo.find_snapshot(spec) {
+                Ok(s) => remove.push(s),
+                Err(e) => match vanished
+                    .iter()
+                    .filter(|v| spec.len() >= 4 && v.starts_with(spec.as_str()))
+                    .collect::<Vec<_>>()[..]
+                {
+                    [v] => acknowledged.push(v.clone()),
+                    _ => return Err(e.into()),
+                },
+            }
+        }
+    }
+    Ok((remove, acknowledged))
+}
+
+/// The snapshots the policy removes, group by group (printed as it goes), and the
+/// JSON report of each group. A group the policy would empty is refused.
+fn by_policy(
+    g: &GlobalArgs,
+    repo: &cairn_repo::Repository,
+    a: &ForgetArgs,
+    policy: &RetentionPolicy,
+    by: cairn_ops::snapshots::GroupBy,
+) -> anyhow::Result<(Vec<cairn_repo::SnapshotRef>, Vec<serde_json::Value>)> {
+    let mut remove = Vec::new();
+    let mut report = Vec::new();
+    let filter = a.select.filter();
+    let snaps: Vec<_> = repo
+        .list_snapshots()?
+        .into_iter()
+        .filter(|s| filter.matches(s))
+        .collect();
+    for (key, members) in group(snaps, by) {
+        let plan = apply(&members, policy);
+        // A policy that keeps nothing of a group is almost always a mistake (a tag
+        // nobody has, a misspelt one): it must not become "remove everything".
+        if plan.keep.is_empty() && !plan.remove.is_empty() && !a.unsafe_allow_remove_all {
+            return Err(fail(
+                ExitCode::Fatal,
+                format!(
+                    "refusing to remove {} of group {}: no --keep-* option keeps any of them (does every --keep-tag name a tag they have?); nothing was removed. Pass --unsafe-allow-remove-all if that is what you want",
+                    match plan.remove.len() {
+                        1 => "its only snapshot".to_string(),
+                        n => format!("all {n} snapshots"),
+                    },
+                    serde_json::to_string(&key).unwrap_or_default()
+                ),
+            ));
+        }
+        if !g.json && !g.quiet {
+            println!(
+                "snapshots for {}:",
+                serde_json::to_string(&key).unwrap_or_default()
+            );
+            println!("keep {} snapshots:", plan.keep.len());
+            for k in &plan.keep {
+                println!(
+                    "  {}  {}  {}",
+                    k.snapshot.id.short(),
+                    k.snapshot.snapshot.time.format("%Y-%m-%d %H:%M:%S"),
+                    k.reasons.join(", ")
+                );
+            }
+            println!("remove {} snapshots:", plan.remove.len());
+            for r in &plan.remove {
+                println!(
+                    "  {}  {}",
+                    r.id.short(),
+                    r.snapshot.time.format("%Y-%m-%d %H:%M:%S")
+                );
+            }
+        }
+        report.push(json!({
+            "group": key,
+            "keep": plan.keep.iter().map(|k| json!({"id": k.snapshot.id.to_hex(), "reasons": k.reasons})).collect::<Vec<_>>(),
+            "remove": plan.remove.iter().map(|r| r.id.to_hex()).collect::<Vec<_>>(),
+        }));
+        remove.extend(plan.remove);
+    }
+
+    Ok((remove, report))
 }
