@@ -40,30 +40,10 @@ pub fn run(g: &GlobalArgs, a: DrillArgs) -> anyhow::Result<ExitCode> {
         repo: Some(target.clone()),
         ..g.clone()
     };
-    // The history needs only the drill records, not the index (on B2: no index download).
     let repo = super::open_repo(&tg)?;
     let location = repo.backend().location();
     if a.history {
-        let h = drill::history(&repo)?;
-        if g.json {
-            output::print_json(&serde_json::to_value(&h)?);
-        } else {
-            for d in &h {
-                println!(
-                    "{}  {}  {} snapshot(s), {} files ({}), {} packs read  {}  [{}]",
-                    d.time.format("%Y-%m-%d %H:%M"),
-                    if d.ok { "passed" } else { "FAILED" },
-                    d.snapshots.len(),
-                    d.files_checked,
-                    size(d.bytes_checked),
-                    d.packs_checked,
-                    d.location,
-                    d.hostname
-                );
-            }
-            println!("{} drill(s)", h.len());
-        }
-        return Ok(ExitCode::Ok);
+        return history(g, &repo);
     }
     repo.load_index()?;
     let repo = std::sync::Arc::new(repo);
@@ -104,6 +84,48 @@ pub fn run(g: &GlobalArgs, a: DrillArgs) -> anyhow::Result<ExitCode> {
     for f in &r.failures {
         eprintln!("error: {f}");
     }
+    print_summary(g, &r, &location, a.compare_source);
+    if r.ok {
+        Ok(ExitCode::Ok)
+    } else {
+        // Damage here, an intact copy offsite: name the command that brings it back.
+        let other = match (&a.from, &home) {
+            (Some(from), Some(home)) if from != home => Some(home.clone()),
+            _ => crate::shipped::destinations(g, &repo.backend().location())
+                .into_iter()
+                .next(),
+        };
+        let fix = other.map(|o| format!("; `cairn -r {location} repair packs --from {o}` fetches intact copies of damaged packs")).unwrap_or_default();
+        eprintln!("cairn: drill failed: {} problem(s); run `cairn check --read-data` to see the whole damage{fix}", r.failures.len());
+        Ok(ExitCode::Fatal)
+    }
+}
+
+/// `--history`: the drill records, which need no index (on B2: no index download).
+fn history(g: &GlobalArgs, repo: &cairn_repo::Repository) -> anyhow::Result<ExitCode> {
+    let h = drill::history(repo)?;
+    if g.json {
+        output::print_json(&serde_json::to_value(&h)?);
+    } else {
+        for d in &h {
+            println!(
+                "{}  {}  {} snapshot(s), {} files ({}), {} packs read  {}  [{}]",
+                d.time.format("%Y-%m-%d %H:%M"),
+                if d.ok { "passed" } else { "FAILED" },
+                d.snapshots.len(),
+                d.files_checked,
+                size(d.bytes_checked),
+                d.packs_checked,
+                d.location,
+                d.hostname
+            );
+        }
+        println!("{} drill(s)", h.len());
+    }
+    Ok(ExitCode::Ok)
+}
+
+fn print_summary(g: &GlobalArgs, r: &drill::DrillReport, location: &str, compare_source: bool) {
     if g.json {
         output::print_json(&json!({
             "message_type": "summary",
@@ -134,7 +156,7 @@ pub fn run(g: &GlobalArgs, a: DrillArgs) -> anyhow::Result<ExitCode> {
             r.files_checked,
             size(r.bytes_checked)
         );
-        if a.compare_source {
+        if compare_source {
             println!(
                 "{} of them also matched the live files",
                 r.files_compared_with_source
@@ -142,19 +164,5 @@ pub fn run(g: &GlobalArgs, a: DrillArgs) -> anyhow::Result<ExitCode> {
         }
         println!("read back {} packs whole", r.packs_checked);
         println!("{}", if r.ok { "drill passed" } else { "DRILL FAILED" });
-    }
-    if r.ok {
-        Ok(ExitCode::Ok)
-    } else {
-        // Damage here, an intact copy offsite: name the command that brings it back.
-        let other = match (&a.from, &home) {
-            (Some(from), Some(home)) if from != home => Some(home.clone()),
-            _ => crate::shipped::destinations(g, &repo.backend().location())
-                .into_iter()
-                .next(),
-        };
-        let fix = other.map(|o| format!("; `cairn -r {location} repair packs --from {o}` fetches intact copies of damaged packs")).unwrap_or_default();
-        eprintln!("cairn: drill failed: {} problem(s); run `cairn check --read-data` to see the whole damage{fix}", r.failures.len());
-        Ok(ExitCode::Fatal)
     }
 }

@@ -67,112 +67,12 @@ pub fn run(g: &GlobalArgs, a: RepairArgs) -> anyhow::Result<ExitCode> {
     let repo = Arc::new(repo);
     let _lock = repo.lock(LockKind::Exclusive, "repair")?;
     match a.command {
-        RepairCommand::Index { force } => {
-            // A damaged pack whose intact copy is offsite: fetch it rather than give up
-            // its blobs.
-            let guard = |damaged: &[String]| -> Result<(), OpsError> {
-                if force || damaged.is_empty() {
-                    return Ok(());
-                }
-                let wanted: HashSet<&str> = damaged.iter().map(String::as_str).collect();
-                refuse_if_offsite_has(g, &repo, &|name| wanted.contains(name), &|n| {
-                    format!("intact copies of {n} damaged pack(s)")
-                })
-            };
-            let s = cairn_ops::repair::repair_index(&repo, &guard)?;
-            for p in &s.problems {
-                eprintln!("warning: {p}");
-            }
-            if g.json {
-                output::print_json(&json!({"message_type": "summary", "repair_index": s}));
-            } else if !g.quiet {
-                println!(
-                    "indexed {} packs; {} damaged packs, {} blobs salvaged, {} lost; replaced {} index files",
-                    s.packs_indexed, s.packs_damaged, s.blobs_salvaged, s.blobs_lost, s.index_files_replaced
-                );
-                if s.blobs_lost > 0 {
-                    println!("run `cairn repair snapshots` to write copies of the snapshots without the files that lost data");
-                }
-            }
-        }
+        RepairCommand::Index { force } => index(g, &repo, force),
         RepairCommand::Snapshots { forget, force, .. } => {
-            repo.load_index()?;
-            // A pack offsite that the index here lacks may hold what is lost (or be a
-            // pruned pack not yet deleted there: then --force).
-            if !force && loses {
-                let indexed: HashSet<String> = repo
-                    .index()
-                    .packs()
-                    .map(|(p, _)| cairn_repo::pack_name(&p))
-                    .collect();
-                refuse_if_offsite_has(g, &repo, &|name| !indexed.contains(name), &|n| {
-                    format!("{n} pack(s) this repository's index lacks")
-                })?;
-            }
-            let s = cairn_ops::repair::repair_snapshots(&repo, dry_run, forget)?;
-            if g.json {
-                let rw: Vec<_> = s
-                    .rewritten
-                    .iter()
-                    .map(|(o, n)| json!({"old": o.to_hex(), "new": n.to_hex()}))
-                    .collect();
-                output::print_json(
-                    &json!({"message_type": "summary", "rewritten": rw, "lost": s.lost, "dry_run": dry_run, "originals_kept": !forget}),
-                );
-            } else if !g.quiet {
-                for l in &s.lost {
-                    println!("lost: {l}");
-                }
-                for (o, n) in &s.rewritten {
-                    if forget {
-                        println!(
-                            "snapshot {} replaced by {} (tagged \"repaired\")",
-                            o.short(),
-                            n.short()
-                        );
-                    } else {
-                        println!("snapshot {} repaired as {} (tagged \"repaired\"); the original stays (--forget removes it)", o.short(), n.short());
-                    }
-                }
-                if s.lost.is_empty() {
-                    println!("no snapshot needed repair");
-                }
-            }
+            snapshots(g, &repo, dry_run, forget, force, loses)
         }
-        RepairCommand::Packs { from } => {
-            repo.load_index()?;
-            let src = location::open_backend(&from, g)?;
-            let bar = output::Bar::new(g);
-            let s = cairn_ops::repair::repair_packs(&repo, src.as_ref(), &bar)?;
-            if g.json {
-                output::print_json(&json!({"message_type": "summary", "repair_packs": s}));
-            } else if !g.quiet {
-                for f in &s.fetched {
-                    println!("fetched {f} from {}", src.location());
-                }
-                println!(
-                    "{} packs intact here, {} fetched and verified ({} indexed again), {} without an intact copy",
-                    s.packs_intact,
-                    s.fetched.len(),
-                    s.reindexed,
-                    s.unavailable.len()
-                );
-            }
-            for u in &s.unavailable {
-                eprintln!("error: {u}");
-            }
-            if !s.unavailable.is_empty() {
-                return Err(fail(
-                    ExitCode::Fatal,
-                    format!("{} damaged or missing pack(s) have no intact copy at {}; try another copy, then `cairn repair index`", s.unavailable.len(), src.location()),
-                ));
-            }
-            if !s.fetched.is_empty() && !g.quiet && !g.json {
-                println!("run `cairn check --read-data` to confirm");
-            }
-        }
+        RepairCommand::Packs { from } => packs(g, &repo, &from),
     }
-    Ok(ExitCode::Ok)
 }
 
 /// Refuses (before anything is given up) when a destination this machine ships the
@@ -207,4 +107,129 @@ fn refuse_if_offsite_has(
         }
     }
     Ok(())
+}
+
+/// `repair index`; a damaged pack whose intact copy is offsite is fetched rather than
+/// given up (unless `--force`).
+fn index(g: &GlobalArgs, repo: &Arc<Repository>, force: bool) -> anyhow::Result<ExitCode> {
+    // A damaged pack whose intact copy is offsite: fetch it rather than give up
+    // its blobs.
+    let guard = |damaged: &[String]| -> Result<(), OpsError> {
+        if force || damaged.is_empty() {
+            return Ok(());
+        }
+        let wanted: HashSet<&str> = damaged.iter().map(String::as_str).collect();
+        refuse_if_offsite_has(g, repo, &|name| wanted.contains(name), &|n| {
+            format!("intact copies of {n} damaged pack(s)")
+        })
+    };
+    let s = cairn_ops::repair::repair_index(repo, &guard)?;
+    for p in &s.problems {
+        eprintln!("warning: {p}");
+    }
+    if g.json {
+        output::print_json(&json!({"message_type": "summary", "repair_index": s}));
+    } else if !g.quiet {
+        println!(
+            "indexed {} packs; {} damaged packs, {} blobs salvaged, {} lost; replaced {} index files",
+            s.packs_indexed, s.packs_damaged, s.blobs_salvaged, s.blobs_lost, s.index_files_replaced
+        );
+        if s.blobs_lost > 0 {
+            println!("run `cairn repair snapshots` to write copies of the snapshots without the files that lost data");
+        }
+    }
+
+    Ok(ExitCode::Ok)
+}
+
+/// `repair snapshots`; refused while a pack offsite that the index here lacks may hold
+/// what would be dropped (or be a pruned pack not yet deleted there: then `--force`).
+fn snapshots(
+    g: &GlobalArgs,
+    repo: &Arc<Repository>,
+    dry_run: bool,
+    forget: bool,
+    force: bool,
+    loses: bool,
+) -> anyhow::Result<ExitCode> {
+    repo.load_index()?;
+    // A pack offsite that the index here lacks may hold what is lost (or be a
+    // pruned pack not yet deleted there: then --force).
+    if !force && loses {
+        let indexed: HashSet<String> = repo
+            .index()
+            .packs()
+            .map(|(p, _)| cairn_repo::pack_name(&p))
+            .collect();
+        refuse_if_offsite_has(g, repo, &|name| !indexed.contains(name), &|n| {
+            format!("{n} pack(s) this repository's index lacks")
+        })?;
+    }
+    let s = cairn_ops::repair::repair_snapshots(repo, dry_run, forget)?;
+    if g.json {
+        let rw: Vec<_> = s
+            .rewritten
+            .iter()
+            .map(|(o, n)| json!({"old": o.to_hex(), "new": n.to_hex()}))
+            .collect();
+        output::print_json(
+            &json!({"message_type": "summary", "rewritten": rw, "lost": s.lost, "dry_run": dry_run, "originals_kept": !forget}),
+        );
+    } else if !g.quiet {
+        for l in &s.lost {
+            println!("lost: {l}");
+        }
+        for (o, n) in &s.rewritten {
+            if forget {
+                println!(
+                    "snapshot {} replaced by {} (tagged \"repaired\")",
+                    o.short(),
+                    n.short()
+                );
+            } else {
+                println!("snapshot {} repaired as {} (tagged \"repaired\"); the original stays (--forget removes it)", o.short(), n.short());
+            }
+        }
+        if s.lost.is_empty() {
+            println!("no snapshot needed repair");
+        }
+    }
+
+    Ok(ExitCode::Ok)
+}
+
+/// `repair packs --from`: intact copies of damaged or missing packs from another copy.
+fn packs(g: &GlobalArgs, repo: &Arc<Repository>, from: &str) -> anyhow::Result<ExitCode> {
+    repo.load_index()?;
+    let src = location::open_backend(from, g)?;
+    let bar = output::Bar::new(g);
+    let s = cairn_ops::repair::repair_packs(repo, src.as_ref(), &bar)?;
+    if g.json {
+        output::print_json(&json!({"message_type": "summary", "repair_packs": s}));
+    } else if !g.quiet {
+        for f in &s.fetched {
+            println!("fetched {f} from {}", src.location());
+        }
+        println!(
+            "{} packs intact here, {} fetched and verified ({} indexed again), {} without an intact copy",
+            s.packs_intact,
+            s.fetched.len(),
+            s.reindexed,
+            s.unavailable.len()
+        );
+    }
+    for u in &s.unavailable {
+        eprintln!("error: {u}");
+    }
+    if !s.unavailable.is_empty() {
+        return Err(fail(
+            ExitCode::Fatal,
+            format!("{} damaged or missing pack(s) have no intact copy at {}; try another copy, then `cairn repair index`", s.unavailable.len(), src.location()),
+        ));
+    }
+    if !s.fetched.is_empty() && !g.quiet && !g.json {
+        println!("run `cairn check --read-data` to confirm");
+    }
+
+    Ok(ExitCode::Ok)
 }
