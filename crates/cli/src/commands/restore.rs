@@ -89,6 +89,23 @@ pub fn run(g: &GlobalArgs, a: RestoreArgs) -> anyhow::Result<ExitCode> {
     for e in &s.errors {
         eprintln!("error: {e}");
     }
+    print_summary(g, &s, &a, &snap.id.short());
+    if !s.errors.is_empty() {
+        eprintln!(
+            "cairn: {} file(s) could not be restored exactly (listed above)",
+            s.errors.len()
+        );
+        return Ok(ExitCode::Fatal);
+    }
+    Ok(ExitCode::Ok)
+}
+
+fn print_summary(
+    g: &GlobalArgs,
+    s: &cairn_ops::restore::RestoreSummary,
+    a: &RestoreArgs,
+    snap: &str,
+) {
     if g.json {
         output::print_json(&json!({
             "message_type": "summary",
@@ -113,7 +130,7 @@ pub fn run(g: &GlobalArgs, a: RestoreArgs) -> anyhow::Result<ExitCode> {
             s.files_restored,
             size(s.bytes_restored),
             s.dirs_restored,
-            snap.id.short(),
+            snap,
             a.target.display()
         );
         if s.files_skipped > 0 {
@@ -134,14 +151,6 @@ pub fn run(g: &GlobalArgs, a: RestoreArgs) -> anyhow::Result<ExitCode> {
             println!("verified {} files", s.files_verified);
         }
     }
-    if !s.errors.is_empty() {
-        eprintln!(
-            "cairn: {} file(s) could not be restored exactly (listed above)",
-            s.errors.len()
-        );
-        return Ok(ExitCode::Fatal);
-    }
-    Ok(ExitCode::Ok)
 }
 
 /// What `--delete` must never remove, even inside the restored tree: the repository

@@ -161,35 +161,8 @@ fn refuse_overlap(src: &Side, dst: &Side, a: &SyncArgs) -> anyhow::Result<()> {
 pub fn run(g: &GlobalArgs, a: SyncArgs) -> anyhow::Result<ExitCode> {
     let (src, dst) = (open_side(g, &a.src)?, open_side(g, &a.dst)?);
     refuse_overlap(&src, &dst, &a)?;
-    let opts = SyncOptions {
-        compare: match a.compare {
-            CompareArg::Modtime => Compare::ModTime,
-            CompareArg::Size => Compare::Size,
-            CompareArg::Checksum => Compare::Checksum,
-        },
-        newer: if a.skip_newer {
-            Newer::Skip
-        } else if a.replace_newer {
-            Newer::Replace
-        } else {
-            Newer::Error
-        },
-        delete: a.delete || a.hard_delete,
-        // (rclone's `hard_delete = true` on the destination remote: B2Backend::hide
-        // declines, and the file is deleted.)
-        hard_delete: a.hard_delete,
-        transfers: a
-            .transfers
-            .unwrap_or(if src.b2.is_some() || dst.b2.is_some() {
-                16
-            } else {
-                4
-            }),
-        includes: regexes(&a.includes)?,
-        excludes: regexes(&a.excludes)?,
-        dry_run: a.dry_run,
-        allow_deletes: a.allow_deletes,
-    };
+    let remote = src.b2.is_some() || dst.b2.is_some();
+    let opts = sync_options(&a, remote)?;
     let (src_ep, dst_ep) = (endpoint(&src), endpoint(&dst));
     let bar = output::Bar::new(g);
     let s = sync(&src_ep, &dst_ep, &opts, &bar)?;
@@ -203,57 +176,7 @@ pub fn run(g: &GlobalArgs, a: SyncArgs) -> anyhow::Result<ExitCode> {
     for n in &s.unsafe_names {
         eprintln!("warning: skipped {n:?}: not a safe path (.., an absolute path or NUL)");
     }
-    if g.json {
-        let mut v = output::transfer_summary(
-            s.files_uploaded,
-            s.bytes_uploaded,
-            s.files_deleted,
-            s.files_skipped,
-            a.dry_run,
-            t,
-        );
-        v["errors"] = json!(s.errors.len());
-        v["unsafe_names"] = json!(s.unsafe_names);
-        v["files_touched"] = json!(s.files_touched);
-        v["deleted"] = json!(s.deleted);
-        if let Some(why) = &s.refusal {
-            v["refusal"] = json!(why);
-        }
-        output::print_json(&v);
-    } else if !g.quiet {
-        if a.dry_run {
-            for p in &s.deleted {
-                println!("would delete {p}");
-            }
-            if let Some(why) = &s.refusal {
-                println!("stop: {why}");
-            }
-        }
-        let verb = if a.dry_run {
-            "would transfer"
-        } else {
-            "transferred"
-        };
-        println!(
-            "{verb} {} files ({}), deleted {}, {} unchanged",
-            s.files_uploaded,
-            size(s.bytes_uploaded),
-            s.files_deleted,
-            s.files_skipped
-        );
-        if s.files_touched > 0 {
-            println!(
-                "{} unchanged files had only their modification time updated",
-                s.files_touched
-            );
-        }
-        if src.b2.is_some() || dst.b2.is_some() {
-            println!(
-                "B2 transactions: class A {}, class B {}, class C {}",
-                t.class_a, t.class_b, t.class_c
-            );
-        }
-    }
+    print_summary(g, &s, a.dry_run, t, remote);
     if !s.errors.is_empty() {
         eprintln!(
             "cairn: {} file(s) failed{}",
@@ -272,6 +195,93 @@ pub fn run(g: &GlobalArgs, a: SyncArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::PartialBackup);
     }
     Ok(ExitCode::Ok)
+}
+
+fn sync_options(a: &SyncArgs, remote: bool) -> anyhow::Result<SyncOptions> {
+    let opts = SyncOptions {
+        compare: match a.compare {
+            CompareArg::Modtime => Compare::ModTime,
+            CompareArg::Size => Compare::Size,
+            CompareArg::Checksum => Compare::Checksum,
+        },
+        newer: if a.skip_newer {
+            Newer::Skip
+        } else if a.replace_newer {
+            Newer::Replace
+        } else {
+            Newer::Error
+        },
+        delete: a.delete || a.hard_delete,
+        // (rclone's `hard_delete = true` on the destination remote: B2Backend::hide
+        // declines, and the file is deleted.)
+        hard_delete: a.hard_delete,
+        transfers: a.transfers.unwrap_or(if remote { 16 } else { 4 }),
+        includes: regexes(&a.includes)?,
+        excludes: regexes(&a.excludes)?,
+        dry_run: a.dry_run,
+        allow_deletes: a.allow_deletes,
+    };
+    Ok(opts)
+}
+
+fn print_summary(
+    g: &GlobalArgs,
+    s: &cairn_ops::sync::SyncSummary,
+    dry_run: bool,
+    t: cairn_backend::Transactions,
+    remote: bool,
+) {
+    if g.json {
+        let mut v = output::transfer_summary(
+            s.files_uploaded,
+            s.bytes_uploaded,
+            s.files_deleted,
+            s.files_skipped,
+            dry_run,
+            t,
+        );
+        v["errors"] = json!(s.errors.len());
+        v["unsafe_names"] = json!(s.unsafe_names);
+        v["files_touched"] = json!(s.files_touched);
+        v["deleted"] = json!(s.deleted);
+        if let Some(why) = &s.refusal {
+            v["refusal"] = json!(why);
+        }
+        output::print_json(&v);
+    } else if !g.quiet {
+        if dry_run {
+            for p in &s.deleted {
+                println!("would delete {p}");
+            }
+            if let Some(why) = &s.refusal {
+                println!("stop: {why}");
+            }
+        }
+        let verb = if dry_run {
+            "would transfer"
+        } else {
+            "transferred"
+        };
+        println!(
+            "{verb} {} files ({}), deleted {}, {} unchanged",
+            s.files_uploaded,
+            size(s.bytes_uploaded),
+            s.files_deleted,
+            s.files_skipped
+        );
+        if s.files_touched > 0 {
+            println!(
+                "{} unchanged files had only their modification time updated",
+                s.files_touched
+            );
+        }
+        if remote {
+            println!(
+                "B2 transactions: class A {}, class B {}, class C {}",
+                t.class_a, t.class_b, t.class_c
+            );
+        }
+    }
 }
 
 #[cfg(test)]
