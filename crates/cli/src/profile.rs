@@ -177,9 +177,15 @@ pub fn apply(cli: &mut Cli, m: &ArgMatches) -> anyhow::Result<()> {
     };
     let p = load(&path(&name)?)?;
     let sub = m.subcommand().map(|(_, s)| s).unwrap_or(m);
-    let g = &mut cli.global;
     // Global flags may come before or after the command; both match sets know them.
-    let top = |id: &str| given(m, id) || given(sub, id);
+    fill_global(&mut cli.global, &p, |id| given(m, id) || given(sub, id));
+    fill_command(&mut cli.command, sub, p);
+    Ok(())
+}
+
+/// The global options (repository, password source, bandwidth limits) the command line
+/// left unset; `top` says whether the command line gave one.
+fn fill_global(g: &mut crate::args::GlobalArgs, p: &Profile, top: impl Fn(&str) -> bool) {
     if !top("repo") && p.repository.is_some() {
         g.repo = p.repository.clone();
     }
@@ -197,40 +203,12 @@ pub fn apply(cli: &mut Cli, m: &ArgMatches) -> anyhow::Result<()> {
     if !top("limit_download") && p.limits.download_kib.is_some() {
         g.limit_download = p.limits.download_kib;
     }
-    match &mut cli.command {
-        Command::Backup(a) => {
-            let b = p.backup;
-            fill_vec(sub, "paths", &mut a.paths, b.paths);
-            fill_vec(sub, "excludes", &mut a.excludes, b.exclude);
-            fill_vec(sub, "iexcludes", &mut a.iexcludes, b.iexclude);
-            fill_vec(sub, "exclude_files", &mut a.exclude_files, b.exclude_file);
-            fill_vec(
-                sub,
-                "exclude_if_present",
-                &mut a.exclude_if_present,
-                b.exclude_if_present,
-            );
-            fill(
-                sub,
-                "exclude_larger_than",
-                &mut a.exclude_larger_than,
-                b.exclude_larger_than.map(Some),
-            );
-            fill(
-                sub,
-                "one_file_system",
-                &mut a.one_file_system,
-                b.one_file_system,
-            );
-            fill_vec(sub, "tags", &mut a.tags, b.tags);
-            fill(sub, "host", &mut a.host, b.host.map(Some));
-            fill(
-                sub,
-                "read_concurrency",
-                &mut a.read_concurrency,
-                b.read_concurrency.map(Some),
-            );
-        }
+}
+
+/// The command's own options, from the profile's section for it.
+fn fill_command(command: &mut Command, sub: &ArgMatches, p: Profile) {
+    match command {
+        Command::Backup(a) => fill_backup(a, sub, p.backup),
         Command::Forget(a) => {
             let f = p.forget;
             // A retention rule on the command line replaces the profile's whole policy.
@@ -285,5 +263,37 @@ pub fn apply(cli: &mut Cli, m: &ArgMatches) -> anyhow::Result<()> {
         }
         _ => {}
     }
-    Ok(())
+}
+
+fn fill_backup(a: &mut crate::commands::backup::BackupArgs, sub: &ArgMatches, b: BackupProfile) {
+    fill_vec(sub, "paths", &mut a.paths, b.paths);
+    fill_vec(sub, "excludes", &mut a.excludes, b.exclude);
+    fill_vec(sub, "iexcludes", &mut a.iexcludes, b.iexclude);
+    fill_vec(sub, "exclude_files", &mut a.exclude_files, b.exclude_file);
+    fill_vec(
+        sub,
+        "exclude_if_present",
+        &mut a.exclude_if_present,
+        b.exclude_if_present,
+    );
+    fill(
+        sub,
+        "exclude_larger_than",
+        &mut a.exclude_larger_than,
+        b.exclude_larger_than.map(Some),
+    );
+    fill(
+        sub,
+        "one_file_system",
+        &mut a.one_file_system,
+        b.one_file_system,
+    );
+    fill_vec(sub, "tags", &mut a.tags, b.tags);
+    fill(sub, "host", &mut a.host, b.host.map(Some));
+    fill(
+        sub,
+        "read_concurrency",
+        &mut a.read_concurrency,
+        b.read_concurrency.map(Some),
+    );
 }

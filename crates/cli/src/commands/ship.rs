@@ -80,28 +80,8 @@ pub fn run(g: &GlobalArgs, a: ShipArgs) -> anyhow::Result<ExitCode> {
         keep_all: damaged.is_some() && !a.allow_deletes,
     };
     let bar = output::Bar::new(g);
-    let s = match ship(&repo, src.as_ref(), dst.as_ref(), &opts, &bar) {
-        // Name the other repository too when this password opens it (a new drive set
-        // up with the same password is the usual way to get here).
-        Err(cairn_ops::OpsError::OtherRepository {
-            location,
-            ours,
-            theirs: None,
-            fingerprint,
-        }) => {
-            let theirs = crate::password::given(g)
-                .and_then(|pw| cairn_repo::Repository::open(dst.clone(), pw.as_bytes()).ok())
-                .map(|r| r.config().id.clone());
-            return Err(cairn_ops::OpsError::OtherRepository {
-                location,
-                ours,
-                theirs,
-                fingerprint,
-            }
-            .into());
-        }
-        r => r?,
-    };
+    let s = ship(&repo, src.as_ref(), dst.as_ref(), &opts, &bar)
+        .map_err(|e| name_the_other_repository(g, &dst, e))?;
     let t = dst.transactions().unwrap_or_default();
     if !a.dry_run {
         let entry = crate::shipped::ShipEntry {
@@ -204,5 +184,33 @@ fn print_summary(
                 t.class_a, t.class_b, t.class_c
             );
         }
+    }
+}
+
+/// Names the other repository too when this password opens it (a new drive set up with
+/// the same password is the usual way to get here).
+fn name_the_other_repository(
+    g: &GlobalArgs,
+    dst: &Arc<dyn cairn_backend::Backend>,
+    e: cairn_ops::OpsError,
+) -> cairn_ops::OpsError {
+    match e {
+        cairn_ops::OpsError::OtherRepository {
+            location,
+            ours,
+            theirs: None,
+            fingerprint,
+        } => {
+            let theirs = crate::password::given(g)
+                .and_then(|pw| cairn_repo::Repository::open(dst.clone(), pw.as_bytes()).ok())
+                .map(|r| r.config().id.clone());
+            cairn_ops::OpsError::OtherRepository {
+                location,
+                ours,
+                theirs,
+                fingerprint,
+            }
+        }
+        e => e,
     }
 }
