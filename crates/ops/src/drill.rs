@@ -173,78 +173,7 @@ pub fn drill_with_progress(
     let is_root = nix::unistd::geteuid().is_root();
 
     for snap in snaps {
-        let short = snap.id.short();
-        r.snapshots.push(snap.id.to_hex());
-        let picks = match files_of(repo, snap) {
-            Ok(f) => choose(f, opts.files, &mut rng),
-            Err(e) => {
-                r.failures
-                    .push(format!("snapshot {short}: cannot read its trees: {e}"));
-                continue;
-            }
-        };
-        if picks.is_empty() {
-            continue;
-        }
-        let target = opts.scratch.join(&short);
-        let only: HashSet<Vec<u8>> = picks.iter().map(|p| p.path.clone()).collect();
-        let ro = RestoreOptions {
-            target: target.clone(),
-            verify: true,
-            only: Some(Arc::new(only)),
-            ..Default::default()
-        };
-        let summary = match restore_with_progress(repo, snap, &ro, progress) {
-            Ok(s) => s,
-            Err(e) => {
-                r.failures
-                    .push(format!("snapshot {short}: restore failed: {e}"));
-                continue;
-            }
-        };
-        // Restore names the scratch path; the user wants the path in the snapshot.
-        let scratch = target.display().to_string();
-        let mut failed: HashSet<Vec<u8>> = HashSet::new();
-        for e in &summary.errors {
-            let msg = e.strip_prefix(&scratch).unwrap_or(e);
-            r.failures.push(format!("snapshot {short}: {msg}"));
-            if let Some((p, _)) = msg.split_once(": ") {
-                failed.insert(p.as_bytes().to_vec());
-            }
-        }
-        for p in &picks {
-            let shown = String::from_utf8_lossy(&p.path).into_owned();
-            if failed.contains(shown.as_bytes()) {
-                continue;
-            }
-            let restored = target.join(std::ffi::OsStr::from_bytes(&p.path[1..]));
-            let diffs = metadata_differences(&restored, &p.node, is_root);
-            if !diffs.is_empty() {
-                r.failures
-                    .push(format!("snapshot {short}: {shown}: {}", diffs.join(", ")));
-                continue;
-            }
-            r.files_checked += 1;
-            r.bytes_checked += p.node.size;
-            if opts.compare_source {
-                let live = Path::new(std::ffi::OsStr::from_bytes(&p.path));
-                let unchanged = std::fs::symlink_metadata(live).is_ok_and(|m| {
-                    m.is_file()
-                        && m.len() == p.node.size
-                        && (m.mtime(), m.mtime_nsec() as u32) == (p.node.mtime.0, p.node.mtime.1)
-                });
-                if unchanged {
-                    match same_bytes(&restored, live) {
-                        Ok(true) => r.files_compared_with_source += 1,
-                        Ok(false) => r.failures.push(format!(
-                            "snapshot {short}: {shown}: differs from the live file although size and modification time match (silent corruption on one side)"
-                        )),
-                        Err(e) => r.failures.push(format!("snapshot {short}: {shown}: cannot compare with the live file: {e}")),
-                    }
-                }
-            }
-        }
-        let _ = std::fs::remove_dir_all(&target);
+        drill_snapshot(repo, snap, opts, is_root, &mut rng, &mut r, progress);
     }
 
     let c = check_with_progress(
@@ -260,6 +189,103 @@ pub fn drill_with_progress(
         .extend(c.affected.iter().map(|a| format!("damaged: {a}")));
     r.ok = r.failures.is_empty();
     Ok(r)
+}
+
+/// Restores a sample of `snap`'s files into the scratch directory and compares them,
+/// content and metadata, with the snapshot (and with the live files if asked).
+fn drill_snapshot(
+    repo: &Repository,
+    snap: &SnapshotRef,
+    opts: &DrillOptions,
+    is_root: bool,
+    rng: &mut impl Rng,
+    r: &mut DrillReport,
+    progress: &dyn crate::Progress,
+) {
+    let short = snap.id.short();
+    r.snapshots.push(snap.id.to_hex());
+    let picks = match files_of(repo, snap) {
+        Ok(f) => choose(f, opts.files, rng),
+        Err(e) => {
+            r.failures
+                .push(format!("snapshot {short}: cannot read its trees: {e}"));
+            return;
+        }
+    };
+    if picks.is_empty() {
+        return;
+    }
+    let target = opts.scratch.join(&short);
+    let only: HashSet<Vec<u8>> = picks.iter().map(|p| p.path.clone()).collect();
+    let ro = RestoreOptions {
+        target: target.clone(),
+        verify: true,
+        only: Some(Arc::new(only)),
+        ..Default::default()
+    };
+    let summary = match restore_with_progress(repo, snap, &ro, progress) {
+        Ok(s) => s,
+        Err(e) => {
+            r.failures
+                .push(format!("snapshot {short}: restore failed: {e}"));
+            return;
+        }
+    };
+    // Restore names the scratch path; the user wants the path in the snapshot.
+    let scratch = target.display().to_string();
+    let mut failed: HashSet<Vec<u8>> = HashSet::new();
+    for e in &summary.errors {
+        let msg = e.strip_prefix(&scratch).unwrap_or(e);
+        r.failures.push(format!("snapshot {short}: {msg}"));
+        if let Some((p, _)) = msg.split_once(": ") {
+            failed.insert(p.as_bytes().to_vec());
+        }
+    }
+    for p in &picks {
+        if !failed.contains(String::from_utf8_lossy(&p.path).as_bytes()) {
+            check_restored(p, &target, &short, opts.compare_source, is_root, r);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&target);
+}
+
+/// One restored file: its metadata as the snapshot has it, and with `compare_source`
+/// its bytes as the live file's when that is unchanged.
+fn check_restored(
+    p: &Pick,
+    target: &Path,
+    short: &str,
+    compare_source: bool,
+    is_root: bool,
+    r: &mut DrillReport,
+) {
+    let shown = String::from_utf8_lossy(&p.path).into_owned();
+    let restored = target.join(std::ffi::OsStr::from_bytes(&p.path[1..]));
+    let diffs = metadata_differences(&restored, &p.node, is_root);
+    if !diffs.is_empty() {
+        r.failures
+            .push(format!("snapshot {short}: {shown}: {}", diffs.join(", ")));
+        return;
+    }
+    r.files_checked += 1;
+    r.bytes_checked += p.node.size;
+    if compare_source {
+        let live = Path::new(std::ffi::OsStr::from_bytes(&p.path));
+        let unchanged = std::fs::symlink_metadata(live).is_ok_and(|m| {
+            m.is_file()
+                && m.len() == p.node.size
+                && (m.mtime(), m.mtime_nsec() as u32) == (p.node.mtime.0, p.node.mtime.1)
+        });
+        if unchanged {
+            match same_bytes(&restored, live) {
+            Ok(true) => r.files_compared_with_source += 1,
+            Ok(false) => r.failures.push(format!(
+                "snapshot {short}: {shown}: differs from the live file although size and modification time match (silent corruption on one side)"
+            )),
+            Err(e) => r.failures.push(format!("snapshot {short}: {shown}: cannot compare with the live file: {e}")),
+        }
+        }
+    }
 }
 
 /// Stores the drill's outcome in `drills/`.
