@@ -236,6 +236,50 @@ pub fn backup_with_progress(
     result
 }
 
+/// The paths to back up, absolute, each checked to exist, with their names as the
+/// snapshot records them.
+fn absolute_paths(given: &[PathBuf]) -> Result<(Vec<PathBuf>, Vec<String>), OpsError> {
+    let mut abs = Vec::new();
+    for p in given {
+        let a = absolute(p)?;
+        std::fs::symlink_metadata(&a).map_err(|e| OpsError::io(&a, e))?;
+        abs.push(a);
+    }
+    let paths = abs
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    Ok((abs, paths))
+}
+
+/// The snapshot's summary from the archiver's and the repository's counters.
+fn snapshot_counts(
+    c: &archiver::Counters,
+    repo: &Repository,
+    start_time: chrono::DateTime<chrono::FixedOffset>,
+    errors: usize,
+) -> SnapshotSummary {
+    let st = repo.stats();
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    SnapshotSummary {
+        backup_start: Some(start_time),
+        backup_end: Some(sys::now()),
+        files_new: load(&c.files_new),
+        files_changed: load(&c.files_changed),
+        files_unmodified: load(&c.files_unmodified),
+        dirs_new: load(&c.dirs_new),
+        dirs_changed: load(&c.dirs_changed),
+        dirs_unmodified: load(&c.dirs_unmodified),
+        data_blobs: load(&st.data_blobs),
+        tree_blobs: load(&st.tree_blobs),
+        data_added: load(&st.data_added),
+        data_added_packed: load(&st.data_added_packed),
+        total_files_processed: load(&c.files),
+        total_bytes_processed: load(&c.bytes),
+        errors: errors as u64,
+    }
+}
+
 fn run_backup(
     repo: &Repository,
     opts: &BackupOptions,
@@ -273,16 +317,7 @@ fn run_backup(
                 "nothing to back up: give at least one path".into(),
             ));
         }
-        let mut abs = Vec::new();
-        for p in &opts.paths {
-            let a = absolute(p)?;
-            std::fs::symlink_metadata(&a).map_err(|e| OpsError::io(&a, e))?;
-            abs.push(a);
-        }
-        let paths: Vec<String> = abs
-            .iter()
-            .map(|p| p.to_string_lossy().into_owned())
-            .collect();
+        let (abs, paths) = absolute_paths(&opts.paths)?;
         let parent = if opts.force {
             None
         } else {
@@ -297,27 +332,8 @@ fn run_backup(
 
     repo.flush()?;
     repo.save_index()?;
-    let c = arch.counters();
-    let st = repo.stats();
-    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     let errors = arch.take_errors();
-    let counts = SnapshotSummary {
-        backup_start: Some(start_time),
-        backup_end: Some(sys::now()),
-        files_new: load(&c.files_new),
-        files_changed: load(&c.files_changed),
-        files_unmodified: load(&c.files_unmodified),
-        dirs_new: load(&c.dirs_new),
-        dirs_changed: load(&c.dirs_changed),
-        dirs_unmodified: load(&c.dirs_unmodified),
-        data_blobs: load(&st.data_blobs),
-        tree_blobs: load(&st.tree_blobs),
-        data_added: load(&st.data_added),
-        data_added_packed: load(&st.data_added_packed),
-        total_files_processed: load(&c.files),
-        total_bytes_processed: load(&c.bytes),
-        errors: errors.len() as u64,
-    };
+    let counts = snapshot_counts(arch.counters(), repo, start_time, errors.len());
     let snap = Snapshot {
         time: start_time,
         parent: parent_id,

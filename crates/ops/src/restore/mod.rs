@@ -456,9 +456,7 @@ enum FileResult {
 const BLOBS_PER_BATCH: usize = 8;
 
 /// Writes one file's content and, once it is whole, its metadata through the same
-/// descriptor. A file that does not exist yet (a restore into a new target) is created
-/// exclusively, with no look at the path first.
-/// Restores one file's content, loading `batch_len` of its blobs at once.
+/// descriptor, loading `batch_len` of its blobs at once.
 fn restore_file(
     repo: &Repository,
     target: &TargetDir,
@@ -470,6 +468,50 @@ fn restore_file(
 ) -> Result<FileResult, OpsError> {
     let dest = &item.dest;
     let node = &item.node;
+    let f = match open_for_restore(repo, target, item, overwrite)? {
+        Opened::File(f) => f,
+        Opened::Done(r) => return Ok(r),
+    };
+    let (offset, written_end, damaged) = write_content(repo, &f, dest, node, batch_len)?;
+    // The file was empty when opened; only trailing holes need it lengthened.
+    if offset > written_end {
+        f.set_len(offset).map_err(|e| OpsError::io(dest, e))?;
+    }
+    if !damaged.is_empty() {
+        return Err(OpsError::Invalid(format!(
+            "damaged, restored with gaps: {}",
+            damaged.join("; ")
+        )));
+    }
+    if offset != node.size {
+        return Err(OpsError::Invalid(format!(
+            "restored {offset} bytes but the snapshot records {}",
+            node.size
+        )));
+    }
+    if let Err(e) = apply_metadata(Target::File(&f), node, owners) {
+        errors.add(dest, format!("metadata: {e}"));
+    }
+    Ok(FileResult::Written(offset))
+}
+
+/// A file opened for restoring, or the outcome when it needs none.
+enum Opened {
+    File(std::fs::File),
+    Done(FileResult),
+}
+
+/// A file that does not exist yet (a restore into a new target) is created exclusively,
+/// with no look at the path first; whatever is in the way is removed first, unless
+/// `--overwrite` keeps it.
+fn open_for_restore(
+    repo: &Repository,
+    target: &TargetDir,
+    item: &Item,
+    overwrite: Overwrite,
+) -> Result<Opened, OpsError> {
+    let dest = &item.dest;
+    let node = &item.node;
     let io = |e| OpsError::io(dest, e);
     let (dir, name) = target.parent(dest).map_err(io)?;
     // Always a new file (O_EXCL): whatever is in the way is removed first.
@@ -479,7 +521,7 @@ fn restore_file(
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             if let Some(st) = target::stat_at(&dir, name).map_err(io)? {
                 match overwrite {
-                    Overwrite::Never => return Ok(FileResult::Kept),
+                    Overwrite::Never => return Ok(Opened::Done(FileResult::Kept)),
                     Overwrite::IfChanged
                         if target::is_file(&st) && st.st_size as u64 == node.size =>
                     {
@@ -487,7 +529,7 @@ fn restore_file(
                             .map_err(io)
                             .and_then(|f| verify::file_matches(repo, &f, dest, node));
                         if same.unwrap_or(false) {
-                            return Ok(FileResult::Identical);
+                            return Ok(Opened::Done(FileResult::Identical));
                         }
                     }
                     _ => {}
@@ -501,6 +543,19 @@ fn restore_file(
         }
         Err(e) => return Err(io(e)),
     };
+    Ok(Opened::File(f))
+}
+
+/// Writes the file's blobs at their offsets, all-zero blobs as holes; returns the
+/// length reached, the end of the last data written, and the blobs that could not be
+/// read (their ranges left as holes).
+fn write_content(
+    repo: &Repository,
+    f: &std::fs::File,
+    dest: &Path,
+    node: &Node,
+    batch_len: usize,
+) -> Result<(u64, u64, Vec<String>), OpsError> {
     let mut offset = 0u64;
     let mut written_end = 0u64;
     let mut damaged: Vec<String> = Vec::new();
@@ -540,26 +595,7 @@ fn restore_file(
             }
         }
     }
-    // The file was empty when opened; only trailing holes need it lengthened.
-    if offset > written_end {
-        f.set_len(offset).map_err(|e| OpsError::io(dest, e))?;
-    }
-    if !damaged.is_empty() {
-        return Err(OpsError::Invalid(format!(
-            "damaged, restored with gaps: {}",
-            damaged.join("; ")
-        )));
-    }
-    if offset != node.size {
-        return Err(OpsError::Invalid(format!(
-            "restored {offset} bytes but the snapshot records {}",
-            node.size
-        )));
-    }
-    if let Err(e) = apply_metadata(Target::File(&f), node, owners) {
-        errors.add(dest, format!("metadata: {e}"));
-    }
-    Ok(FileResult::Written(offset))
+    Ok((offset, written_end, damaged))
 }
 
 /// Creates a symlink, fifo or device node. Sockets are skipped (a socket belongs to a
