@@ -42,11 +42,30 @@ pub fn repair_index(
     repo: &Repository,
     before_commit: &dyn Fn(&[String]) -> Result<(), OpsError>,
 ) -> Result<RepairIndexSummary, OpsError> {
-    let mut damaged: Vec<String> = Vec::new();
-    let mut salvage: Vec<String> = Vec::new();
     let mut s = RepairIndexSummary::default();
     // Every index file, readable or not: all are replaced by the rebuilt index.
     let old = repo.list_files(FileKind::Index)?;
+    let (mut packs, damaged, salvage) = survey_packs(repo, &mut s)?;
+    // Nothing is written before the caller has had its say (an intact copy elsewhere
+    // makes salvaging pointless); damaged packs are read again, intact ones are not.
+    before_commit(&damaged)?;
+    salvage_blobs(repo, salvage, &mut s)?;
+    repo.flush()?;
+    packs.extend(repo.take_unindexed());
+    replace_index_files(repo, &packs, old, &mut s)?;
+    repo.load_index()?;
+    Ok(s)
+}
+
+/// Reads every pack: the intact ones with their blobs, the names of the damaged ones,
+/// and of those whose header still reads (their blobs may be salvaged).
+#[allow(clippy::type_complexity)]
+fn survey_packs(
+    repo: &Repository,
+    s: &mut RepairIndexSummary,
+) -> Result<(Vec<IndexPack>, Vec<String>, Vec<String>), OpsError> {
+    let mut damaged: Vec<String> = Vec::new();
+    let mut salvage: Vec<String> = Vec::new();
     let mut packs: Vec<IndexPack> = Vec::new();
     for obj in repo
         .backend()
@@ -98,9 +117,15 @@ pub fn repair_index(
             )),
         }
     }
-    // Nothing is written before the caller has had its say (an intact copy elsewhere
-    // makes salvaging pointless); damaged packs are read again, intact ones are not.
-    before_commit(&damaged)?;
+    Ok((packs, damaged, salvage))
+}
+
+/// Stores again, in new packs, the blobs of damaged packs that still open.
+fn salvage_blobs(
+    repo: &Repository,
+    salvage: Vec<String>,
+    s: &mut RepairIndexSummary,
+) -> Result<(), OpsError> {
     for name in salvage {
         let data = repo
             .backend()
@@ -120,8 +145,16 @@ pub fn repair_index(
             }
         }
     }
-    repo.flush()?;
-    packs.extend(repo.take_unindexed());
+    Ok(())
+}
+
+/// Writes the rebuilt index, then removes the index files it replaces.
+fn replace_index_files(
+    repo: &Repository,
+    packs: &[IndexPack],
+    old: Vec<cairn_format::FileId>,
+    s: &mut RepairIndexSummary,
+) -> Result<(), OpsError> {
     let mut written = std::collections::HashSet::new();
     for chunk in packs.chunks(2000) {
         let f = IndexFile {
@@ -136,8 +169,7 @@ pub fn repair_index(
             s.index_files_replaced += 1;
         }
     }
-    repo.load_index()?;
-    Ok(s)
+    Ok(())
 }
 
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -270,18 +302,8 @@ pub fn repair_packs(
     from: &dyn cairn_backend::Backend,
     progress: &dyn crate::Progress,
 ) -> Result<RepairPacksSummary, OpsError> {
-    use cairn_repo::{pack_name, CONFIG};
-    let ours = repo.config().id.clone();
-    let theirs = from.read(CONFIG).map_err(cairn_repo::RepoError::from)?;
-    match repo.id_in_config(&theirs) {
-        Some(id) if id == ours => {}
-        _ => {
-            return Err(OpsError::Invalid(format!(
-                "{} does not hold this repository ({ours}); packs are fetched only from a copy of the same repository",
-                from.location()
-            )))
-        }
-    }
+    use cairn_repo::pack_name;
+    same_repository(repo, from)?;
     let mut s = RepairPacksSummary::default();
     let listed: HashMap<cairn_format::PackId, u64> = repo
         .backend()
@@ -296,24 +318,8 @@ pub fn repair_packs(
         .filter(|p| !listed.contains_key(p))
         .copied()
         .collect();
-    // Every pack here is read and hashed: damage is found by content, not by a listing.
-    let mut here: Vec<cairn_format::PackId> = listed.keys().copied().collect();
-    here.sort();
-    progress.start(here.len() as u64, here.iter().map(|p| listed[p]).sum());
-    let damaged: Vec<cairn_format::PackId> = {
-        use rayon::prelude::*;
-        here.par_iter()
-            .filter(|p| {
-                progress.current(std::path::Path::new(&pack_name(p)));
-                let ok = repo.load_pack_verified(p).is_ok();
-                progress.file_done(listed[p]);
-                !ok
-            })
-            .copied()
-            .collect()
-    };
-    progress.finish();
-    s.packs_intact = (here.len() - damaged.len()) as u64;
+    let damaged = damaged_here(repo, &listed, progress);
+    s.packs_intact = (listed.len() - damaged.len()) as u64;
     wanted.extend(damaged);
     wanted.sort();
     let mut unindexed = Vec::new();
@@ -356,4 +362,48 @@ pub fn repair_packs(
         repo.load_index()?;
     }
     Ok(s)
+}
+
+/// Refuses a source that does not hold this repository.
+fn same_repository(repo: &Repository, from: &dyn cairn_backend::Backend) -> Result<(), OpsError> {
+    use cairn_repo::CONFIG;
+    let ours = repo.config().id.clone();
+    let theirs = from.read(CONFIG).map_err(cairn_repo::RepoError::from)?;
+    match repo.id_in_config(&theirs) {
+        Some(id) if id == ours => {}
+        _ => {
+            return Err(OpsError::Invalid(format!(
+                "{} does not hold this repository ({ours}); packs are fetched only from a copy of the same repository",
+                from.location()
+            )))
+        }
+    }
+    Ok(())
+}
+
+/// The packs here whose content does not hash to their name, each read whole.
+fn damaged_here(
+    repo: &Repository,
+    listed: &HashMap<cairn_format::PackId, u64>,
+    progress: &dyn crate::Progress,
+) -> Vec<cairn_format::PackId> {
+    use cairn_repo::pack_name;
+    // Every pack here is read and hashed: damage is found by content, not by a listing.
+    let mut here: Vec<cairn_format::PackId> = listed.keys().copied().collect();
+    here.sort();
+    progress.start(here.len() as u64, here.iter().map(|p| listed[p]).sum());
+    let damaged: Vec<cairn_format::PackId> = {
+        use rayon::prelude::*;
+        here.par_iter()
+            .filter(|p| {
+                progress.current(std::path::Path::new(&pack_name(p)));
+                let ok = repo.load_pack_verified(p).is_ok();
+                progress.file_done(listed[p]);
+                !ok
+            })
+            .copied()
+            .collect()
+    };
+    progress.finish();
+    damaged
 }
