@@ -147,6 +147,15 @@ fn year(t: &DateTime<FixedOffset>) -> i64 {
     i64::from(t.year())
 }
 
+/// One `--keep-<period>` rule as it is applied: how many more it may keep, and the
+/// period of the last snapshot it kept.
+struct Rule {
+    name: &'static str,
+    left: i64,
+    bucket: Bucket,
+    last: Option<i64>,
+}
+
 /// Applies `policy` to one group of snapshots (any order).
 pub fn apply(group: &[SnapshotRef], policy: &RetentionPolicy) -> ForgetPlan {
     let mut snaps = group.to_vec();
@@ -154,51 +163,21 @@ pub fn apply(group: &[SnapshotRef], policy: &RetentionPolicy) -> ForgetPlan {
     let newest = snaps.first().map(|s| s.snapshot.time);
     let cutoff = policy.within.zip(newest).map(|(d, t)| d.before(t));
 
-    struct Rule {
-        name: &'static str,
-        left: i64,
-        bucket: Bucket,
-        last: Option<i64>,
-    }
     // keep-last uses a bucket that is different for every snapshot.
-    let mut rules = [
-        Rule {
-            name: "last snapshot",
-            left: policy.last,
-            bucket: |_| 0,
-            last: None,
-        },
-        Rule {
-            name: "hourly snapshot",
-            left: policy.hourly,
-            bucket: hour,
-            last: None,
-        },
-        Rule {
-            name: "daily snapshot",
-            left: policy.daily,
-            bucket: day,
-            last: None,
-        },
-        Rule {
-            name: "weekly snapshot",
-            left: policy.weekly,
-            bucket: week,
-            last: None,
-        },
-        Rule {
-            name: "monthly snapshot",
-            left: policy.monthly,
-            bucket: month,
-            last: None,
-        },
-        Rule {
-            name: "yearly snapshot",
-            left: policy.yearly,
-            bucket: year,
-            last: None,
-        },
+    let table: [(&'static str, i64, Bucket); 6] = [
+        ("last snapshot", policy.last, |_| 0),
+        ("hourly snapshot", policy.hourly, hour),
+        ("daily snapshot", policy.daily, day),
+        ("weekly snapshot", policy.weekly, week),
+        ("monthly snapshot", policy.monthly, month),
+        ("yearly snapshot", policy.yearly, year),
     ];
+    let mut rules = table.map(|(name, left, bucket)| Rule {
+        name,
+        left,
+        bucket,
+        last: None,
+    });
     let mut plan = ForgetPlan::default();
     for (i, s) in snaps.into_iter().enumerate() {
         let t = s.snapshot.time;

@@ -153,6 +153,37 @@ pub enum Target<'a> {
     At(&'a std::os::fd::OwnedFd, &'a OsStr),
 }
 
+/// Ownership by name where the name resolves here, else by the recorded number.
+fn set_owner(target: Target<'_>, node: &Node, names: &NameCache) -> Result<(), std::io::Error> {
+    use nix::fcntl::AtFlags;
+    use std::os::fd::AsRawFd;
+    let uid = Some(
+        names
+            .uid(&node.user)
+            .filter(|_| !node.user.is_empty())
+            .unwrap_or(node.uid)
+            .into(),
+    );
+    let gid = Some(
+        names
+            .gid(&node.group)
+            .filter(|_| !node.group.is_empty())
+            .unwrap_or(node.gid)
+            .into(),
+    );
+    match target {
+        Target::File(f) => nix::unistd::fchown(f.as_raw_fd(), uid, gid),
+        Target::At(d, n) => nix::unistd::fchownat(
+            Some(d.as_raw_fd()),
+            n,
+            uid,
+            gid,
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        ),
+    }
+    .map_err(std::io::Error::from)
+}
+
 /// Applies ownership (when `owners` is given: running as root, names resolved through
 /// it), permissions, extended attributes and times, in that order: chown clears setuid
 /// bits and writing xattrs can touch ctime, so times come last. Returns the first
@@ -162,7 +193,6 @@ pub fn apply_metadata(
     node: &Node,
     owners: Option<&NameCache>,
 ) -> Result<(), std::io::Error> {
-    use nix::fcntl::AtFlags;
     use nix::sys::stat::UtimensatFlags;
     use std::os::fd::AsRawFd;
     use std::os::unix::fs::PermissionsExt;
@@ -173,33 +203,7 @@ pub fn apply_metadata(
         }
     };
     if let Some(names) = owners {
-        let uid = Some(
-            names
-                .uid(&node.user)
-                .filter(|_| !node.user.is_empty())
-                .unwrap_or(node.uid)
-                .into(),
-        );
-        let gid = Some(
-            names
-                .gid(&node.group)
-                .filter(|_| !node.group.is_empty())
-                .unwrap_or(node.gid)
-                .into(),
-        );
-        note(
-            match target {
-                Target::File(f) => nix::unistd::fchown(f.as_raw_fd(), uid, gid),
-                Target::At(d, n) => nix::unistd::fchownat(
-                    Some(d.as_raw_fd()),
-                    n,
-                    uid,
-                    gid,
-                    AtFlags::AT_SYMLINK_NOFOLLOW,
-                ),
-            }
-            .map_err(std::io::Error::from),
-        );
+        note(set_owner(target, node, names));
     }
     if node.node_type != NodeType::Symlink {
         let mode = std::fs::Permissions::from_mode(node.mode & 0o7777);
