@@ -234,18 +234,7 @@ pub(super) fn list_files(
         B2Error::new(400, "invalid_bucket_id", format!("invalid bucketId: {bid}"))
     })?;
     app.check_bucket(key, &b.name)?;
-    let max = match num(p, "maxFileCount") {
-        None | Some(0) => 100,
-        Some(n) if n > 10_000 => {
-            return Err(B2Error::new(
-                400,
-                "out_of_range",
-                "maxFileCount out of range",
-            ))
-        }
-        Some(n) if app.config.stuck_cursor => (n as usize).min(2),
-        Some(n) => n as usize,
-    };
+    let max = page_size(app, p)?;
     let prefix = s(p, "prefix").unwrap_or("");
     app.check_name(&key.name_prefix, prefix)?;
     let delimiter = s(p, "delimiter").filter(|d| !d.is_empty());
@@ -304,30 +293,50 @@ pub(super) fn list_files(
             }
         }
         if files.len() == max {
-            // --stuck-cursor: point back at where this page started.
-            let next = if app.config.stuck_cursor {
-                files[0]["fileName"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string()
-            } else {
-                name.clone()
-            };
-            let next_id = if app.config.stuck_cursor {
-                files[0]["fileId"].as_str().map(str::to_owned)
-            } else {
-                versions.then(|| v.id.clone())
-            };
-            return json_reply(page_json(
-                files,
-                Some(next),
-                next_id.filter(|_| versions),
-                versions,
-            ));
+            return full_page(app, files, name, &v.id, versions);
         }
         files.push(version_json(v, api));
     }
     json_reply(page_json(files, None, None, versions))
+}
+
+/// `maxFileCount`, as B2 bounds it (and 2 under `--stuck-cursor`, so tests page).
+fn page_size(app: &App, p: &Map<String, Value>) -> Result<usize, B2Error> {
+    match num(p, "maxFileCount") {
+        None | Some(0) => Ok(100),
+        Some(n) if n > 10_000 => Err(B2Error::new(
+            400,
+            "out_of_range",
+            "maxFileCount out of range",
+        )),
+        Some(n) if app.config.stuck_cursor => Ok((n as usize).min(2)),
+        Some(n) => Ok(n as usize),
+    }
+}
+
+/// A full page, with the cursor to the next: `name` (and `id` for versions) is the
+/// first entry not on it; under `--stuck-cursor` the cursor points back at where this
+/// page started.
+fn full_page(app: &App, files: Vec<Value>, name: &str, id: &str, versions: bool) -> Reply {
+    let next = if app.config.stuck_cursor {
+        files[0]["fileName"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    } else {
+        name.to_string()
+    };
+    let next_id = if app.config.stuck_cursor {
+        files[0]["fileId"].as_str().map(str::to_owned)
+    } else {
+        versions.then(|| id.to_string())
+    };
+    json_reply(page_json(
+        files,
+        Some(next),
+        next_id.filter(|_| versions),
+        versions,
+    ))
 }
 
 pub(super) fn page_json(

@@ -77,6 +77,41 @@ pub(super) fn b2_finish_large_file(
         .iter()
         .map(|v| v.as_str().unwrap_or("").to_ascii_lowercase())
         .collect();
+    check_parts(app, &l, &shas)?;
+    // Concatenate parts into the blob (synchronously: the state lock is held).
+    let dest = app.disk.blob(&id);
+    {
+        use std::io::Write;
+        let mut out = std::fs::File::create(&dest)?;
+        for n in 1..=shas.len() as u32 {
+            let mut f = std::fs::File::open(app.disk.part_dir(&id).join(n.to_string()))?;
+            std::io::copy(&mut f, &mut out)?;
+        }
+        out.flush()?;
+    }
+    let _ = std::fs::remove_dir_all(app.disk.part_dir(&id));
+    let size = l.parts.values().map(|p| p.size).sum();
+    let v = Version {
+        id: l.id.clone(),
+        seq: l.seq,
+        bucket_id: l.bucket_id.clone(),
+        name: l.name.clone(),
+        action: Action::Upload,
+        size,
+        sha1: "none".into(),
+        content_type: l.content_type.clone(),
+        info: l.info.clone(),
+        upload_timestamp: l.upload_timestamp,
+    };
+    st.large.remove(&id);
+    st.versions.insert(State::key(&v), v.clone());
+    app.save(&st)?;
+    json_reply(version_json(&v, api))
+}
+
+/// B2's rules for finishing: one SHA1 per uploaded part, each matching its part, and
+/// every part but the last at least the minimum part size.
+fn check_parts(app: &App, l: &LargeFile, shas: &[String]) -> Result<(), B2Error> {
     if shas.is_empty() || shas.len() != l.parts.len() {
         return Err(B2Error::new(
             400,
@@ -108,35 +143,7 @@ pub(super) fn b2_finish_large_file(
             )));
         }
     }
-    // Concatenate parts into the blob (synchronously: the state lock is held).
-    let dest = app.disk.blob(&id);
-    {
-        use std::io::Write;
-        let mut out = std::fs::File::create(&dest)?;
-        for n in 1..=shas.len() as u32 {
-            let mut f = std::fs::File::open(app.disk.part_dir(&id).join(n.to_string()))?;
-            std::io::copy(&mut f, &mut out)?;
-        }
-        out.flush()?;
-    }
-    let _ = std::fs::remove_dir_all(app.disk.part_dir(&id));
-    let size = l.parts.values().map(|p| p.size).sum();
-    let v = Version {
-        id: l.id.clone(),
-        seq: l.seq,
-        bucket_id: l.bucket_id.clone(),
-        name: l.name.clone(),
-        action: Action::Upload,
-        size,
-        sha1: "none".into(),
-        content_type: l.content_type.clone(),
-        info: l.info.clone(),
-        upload_timestamp: l.upload_timestamp,
-    };
-    st.large.remove(&id);
-    st.versions.insert(State::key(&v), v.clone());
-    app.save(&st)?;
-    json_reply(version_json(&v, api))
+    Ok(())
 }
 
 /// `b2_cancel_large_file`.
