@@ -12,6 +12,27 @@ pub enum OpsError {
     },
     #[error("invalid pattern {pattern:?}: {reason}")]
     Pattern { pattern: String, reason: String },
+    /// The source of a ship is not a repository.
+    #[error("{0} is not a repository (no config)")]
+    NotARepository(String),
+    /// A ship's destination does not exist and was not to be created.
+    #[error("{0} does not exist (no such bucket or directory: a typo, or a drive not mounted?); nothing was shipped. Pass --create-bucket to create it")]
+    NoDestination(String),
+    /// Deletions a ship would make look like the wrong repository or a mistake.
+    #[error("refusing to ship: {0}; nothing was written or deleted. Check with --dry-run, then pass --allow-deletes if that is what you want")]
+    ShipDeletesRefused(String),
+    /// `sync --delete` would empty the destination or remove most of it.
+    #[error("refusing to sync with --delete: {0}; nothing was transferred or deleted. Check with --dry-run, then pass --allow-deletes if that is what you want")]
+    SyncDeletesRefused(String),
+    /// `--verify` after a ship found files missing or of the wrong size.
+    #[error("verification failed: {missing} file(s) missing or of the wrong size at {location}, e.g. {example}")]
+    ShipNotVerified {
+        missing: usize,
+        location: String,
+        example: String,
+    },
+    #[error("path {0:?} not found in snapshot")]
+    PathNotFound(String),
     #[error("{0}")]
     Invalid(String),
     /// A copy's destination holds another repository: refused before anything is touched.

@@ -175,10 +175,7 @@ pub fn ship(
 ) -> Result<ShipSummary, OpsError> {
     let (have, odd_here) = listing_checked(src)?;
     if !have.contains_key(CONFIG) {
-        return Err(OpsError::Invalid(format!(
-            "{} is not a repository (no config)",
-            src.location()
-        )));
+        return Err(OpsError::NotARepository(src.location()));
     }
     let mut s = ShipSummary {
         repository_id: repo.config().id.clone(),
@@ -225,12 +222,11 @@ pub fn ship(
             .map(|(n, _)| n)
             .collect();
         if !missing.is_empty() {
-            return Err(OpsError::Invalid(format!(
-                "verification failed: {} file(s) missing or of the wrong size at {}, e.g. {}",
-                missing.len(),
-                dst.location(),
-                missing[0]
-            )));
+            return Err(OpsError::ShipNotVerified {
+                missing: missing.len(),
+                location: dst.location(),
+                example: missing[0].clone(),
+            });
         }
         s.verified = true;
     }
@@ -263,10 +259,7 @@ fn open_destination(
         dst.create().map_err(backend_err)?;
         BTreeMap::new()
     } else {
-        return Err(OpsError::Invalid(format!(
-            "{} does not exist (no such bucket or directory: a typo, or a drive not mounted?); nothing was shipped. Pass --create-bucket to create it",
-            dst.location()
-        )));
+        return Err(OpsError::NoDestination(dst.location()));
     };
     Ok(there)
 }
@@ -312,7 +305,7 @@ fn plan_deletions_kept(
     let (mut deletions, refusal) = plan_deletions(repo, have, there, opts.allow_deletes)?;
     match refusal {
         Some(why) if opts.dry_run => s.plan.push(format!("stop: {why}")),
-        Some(why) => return Err(OpsError::Invalid(format!("refusing to ship: {why}; nothing was written or deleted. Check with --dry-run, then pass --allow-deletes if that is what you want"))),
+        Some(why) => return Err(OpsError::ShipDeletesRefused(why)),
         None => {}
     }
     if opts.keep_all && !deletions.is_empty() {

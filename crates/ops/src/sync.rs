@@ -311,12 +311,12 @@ fn check_deletions(
             crate::delete_limit::share_refusal(doomed.len() as u64, to.len() as u64)
         };
         match why {
-            Some(why) if opts.dry_run => refusal = Some(format!("{why}: a real run stops here without --allow-deletes")),
-            Some(why) => {
-                return Err(OpsError::Invalid(format!(
-                    "refusing to sync with --delete: {why}; nothing was transferred or deleted. Check with --dry-run, then pass --allow-deletes if that is what you want"
-                )))
+            Some(why) if opts.dry_run => {
+                refusal = Some(format!(
+                    "{why}: a real run stops here without --allow-deletes"
+                ))
             }
+            Some(why) => return Err(OpsError::SyncDeletesRefused(why)),
             None => {}
         }
     }

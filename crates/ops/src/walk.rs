@@ -76,15 +76,13 @@ pub fn find_node(
     let mut node = root_node(*root, root_time);
     for comp in path.split('/').filter(|c| !c.is_empty()) {
         let Some(sub) = node.subtree.filter(|_| node.node_type == NodeType::Dir) else {
-            return Err(OpsError::Invalid(format!(
-                "path {path:?} not found in snapshot"
-            )));
+            return Err(OpsError::PathNotFound(path.to_string()));
         };
         let t = repo.load_tree(&sub)?;
         node = t
             .find(comp.as_bytes())
             .cloned()
-            .ok_or_else(|| OpsError::Invalid(format!("path {path:?} not found in snapshot")))?;
+            .ok_or_else(|| OpsError::PathNotFound(path.to_string()))?;
     }
     Ok(node)
 }

@@ -29,6 +29,30 @@ pub enum RepoError {
     /// it wrote, so it stops before writing an index or snapshot that could point at it.
     #[error("stopped before writing {what}: {why}; nothing this command wrote is referenced, run it again")]
     LockLost { what: String, why: String },
+    /// `key remove` of the key this session opened with.
+    #[error("key {0} is the one in use; remove it with another password, or change it with `key passwd`")]
+    KeyInUse(String),
+    #[error("no key {0}")]
+    NoSuchKey(String),
+    #[error("no key matches {0:?}")]
+    KeyNotFound(String),
+    #[error("key prefix {0:?} is ambiguous")]
+    AmbiguousKey(String),
+    /// Without a key the repository could never be opened again.
+    #[error("refusing to remove the last key")]
+    LastKey,
+    /// This session's key was removed by another password's `key remove`.
+    #[error("key {0} was removed meanwhile; open the repository again")]
+    KeyRemoved(String),
+    /// The format's 32-bit lengths bound a blob and a pack.
+    #[error("{0} larger than 4 GiB")]
+    TooLarge(&'static str),
+    /// Sealing, key generation or the system's random source failed.
+    #[error(transparent)]
+    Crypto(#[from] cairn_crypto::CryptoError),
+    /// A bug in cairn or a command used against its contract: not the data's fault.
+    #[error("internal error: {0}")]
+    Internal(&'static str),
     #[error("{0}")]
     Invalid(String),
 }

@@ -41,7 +41,7 @@ fn kdf_params_for(env: Option<&str>, test_build: bool) -> KdfParams {
 }
 
 fn crypto_err(e: cairn_crypto::CryptoError) -> RepoError {
-    RepoError::Invalid(e.to_string())
+    RepoError::Crypto(e)
 }
 
 /// Wraps `master` under `password` and stores the new key file.

@@ -122,8 +122,8 @@ impl PackerPool {
     pub(crate) fn take_unfinished(&self) -> Result<Vec<Packer>, RepoError> {
         let mut idle = self.idle.lock().unwrap_or_else(unpoison);
         if self.taken.load(std::sync::atomic::Ordering::SeqCst) > 0 {
-            return Err(RepoError::Invalid(
-                "internal error: packs flushed while blobs are being added".into(),
+            return Err(RepoError::Internal(
+                "packs flushed while blobs are being added",
             ));
         }
         let (full, empty): (Vec<Packer>, Vec<Packer>) = std::mem::take(&mut *idle)
@@ -267,7 +267,7 @@ impl Packer {
         let mut blobs = std::mem::take(&mut self.blobs);
         let buffers = self.buffers.clone();
         if data.len() > u32::MAX as usize {
-            return Err(RepoError::Invalid("pack larger than 4 GiB".into()));
+            return Err(RepoError::TooLarge("pack"));
         }
         blobs.shuffle(&mut rand::thread_rng());
         let mut offset = 0usize;
@@ -289,9 +289,7 @@ impl Packer {
             entries,
             buffers,
         };
-        pack.tail = key
-            .seal(PACK_HEADER_PURPOSE, &encode_header(&pack.entries))
-            .map_err(|e| RepoError::Invalid(e.to_string()))?;
+        pack.tail = key.seal(PACK_HEADER_PURPOSE, &encode_header(&pack.entries))?;
         let header_len = (pack.tail.len() as u32).to_le_bytes();
         pack.tail.extend_from_slice(&header_len);
         pack.size = (offset + pack.tail.len()) as u64;

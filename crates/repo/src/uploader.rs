@@ -94,7 +94,7 @@ impl Uploader {
         let tx = self.tx.lock().unwrap_or_else(unpoison).clone();
         match tx {
             Some(tx) if tx.send(pack).is_ok() => Ok(()),
-            _ => Err(RepoError::Invalid("upload workers have stopped".into())),
+            _ => Err(RepoError::Internal("upload workers have stopped")),
         }
     }
 

@@ -187,9 +187,9 @@ impl Repository {
             Err(e) if e.kind == ErrorKind::NotFound => {}
             Err(e) => return Err(e.into()),
         }
-        let key = MasterKey::generate().map_err(|e| RepoError::Invalid(e.to_string()))?;
+        let key = MasterKey::generate()?;
         let mut rid = [0u8; 16];
-        cairn_crypto::fill_random(&mut rid).map_err(|e| RepoError::Invalid(e.to_string()))?;
+        cairn_crypto::fill_random(&mut rid)?;
         let config = Config {
             version: FORMAT_VERSION,
             id: hex::encode(rid),
@@ -324,19 +324,16 @@ impl Repository {
     /// and the last key, since without a key the repository can never be opened again.
     pub fn remove_key(&self, id: &KeyId) -> Result<(), RepoError> {
         if *id == self.key_id {
-            return Err(RepoError::Invalid(format!(
-                "key {} is the one in use; remove it with another password, or change it with `key passwd`",
-                id.short()
-            )));
+            return Err(RepoError::KeyInUse(id.short()));
         }
         let keys = self.list_keys()?;
         if !keys.iter().any(|k| k.id == *id) {
-            return Err(RepoError::Invalid(format!("no key {}", id.short())));
+            return Err(RepoError::NoSuchKey(id.short()));
         }
         // Counted under the exclusive lock, and the key in use must still be there:
         // removing another key when this session's own went meanwhile would leave none.
         if keys.len() < 2 || !keys.iter().any(|k| k.id == self.key_id) {
-            return Err(RepoError::Invalid("refusing to remove the last key".into()));
+            return Err(RepoError::LastKey);
         }
         self.backend.remove(&FileKind::Key.name(&id.to_hex()))?;
         Ok(())
@@ -353,10 +350,8 @@ impl Repository {
             .collect();
         match matches.as_slice() {
             [one] if !p.is_empty() => Ok(*one),
-            [] => Err(RepoError::Invalid(format!("no key matches {prefix:?}"))),
-            _ => Err(RepoError::Invalid(format!(
-                "key prefix {prefix:?} is ambiguous"
-            ))),
+            [] => Err(RepoError::KeyNotFound(prefix.to_string())),
+            _ => Err(RepoError::AmbiguousKey(prefix.to_string())),
         }
     }
 
@@ -367,10 +362,7 @@ impl Repository {
         // password's `key remove`): then removing it below would be a no-op, but the
         // caller should know the repository changed under it.
         if !self.list_keys()?.iter().any(|k| k.id == self.key_id) {
-            return Err(RepoError::Invalid(format!(
-                "key {} was removed meanwhile; open the repository again",
-                self.key_id.short()
-            )));
+            return Err(RepoError::KeyRemoved(self.key_id.short()));
         }
         let new = self.add_key(new_password)?;
         self.backend

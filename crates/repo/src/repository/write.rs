@@ -33,8 +33,7 @@ impl Repository {
     ) -> Result<(BlobId, bool), RepoError> {
         let id = BlobId(self.key.blob_id_parts(parts));
         let len: usize = parts.iter().map(|p| p.len()).sum();
-        let raw_length =
-            u32::try_from(len).map_err(|_| RepoError::Invalid("blob larger than 4 GiB".into()))?;
+        let raw_length = u32::try_from(len).map_err(|_| RepoError::TooLarge("blob"))?;
         if !self.claim(&id, true) {
             return Ok((id, false));
         }
