@@ -130,39 +130,36 @@ impl Client {
     where
         E: Into<B2Error>,
     {
-        let file_id = self
-            .start_large_file(bucket_id, name, content_type, info, sha1)
-            .await?;
-        let mut hasher = Sha1::new();
-        let sent = parts
-            .map_err(Into::into)
-            .enumerate()
-            // Parts are hashed as they are taken, which is in order; their uploads then
-            // overlap, at most LARGE_FILE_CONCURRENCY in memory and on the wire.
-            .map(|(i, part)| {
-                part.map(|part| {
-                    hasher.update(&part);
-                    self.upload_part(&file_id, i as u32 + 1, part)
+        let started = (bucket_id, name, content_type, info, sha1);
+        self.in_large_file(started, |file_id| async move {
+            let mut hasher = Sha1::new();
+            let sent = parts
+                .map_err(Into::into)
+                .enumerate()
+                // Parts are hashed as they are taken, which is in order; their uploads then
+                // overlap, at most LARGE_FILE_CONCURRENCY in memory and on the wire.
+                .map(|(i, part)| {
+                    part.map(|part| {
+                        hasher.update(&part);
+                        self.upload_part(&file_id, i as u32 + 1, part)
+                    })
                 })
-            })
-            .try_buffered(LARGE_FILE_CONCURRENCY)
-            .try_collect::<Vec<String>>()
-            .await;
-        let got = hex::encode(hasher.finalize());
-        let result = match sent {
-            Ok(shas) if got.eq_ignore_ascii_case(sha1) => {
-                self.finish_large_file(&file_id, &shas).await
+                .try_buffered(LARGE_FILE_CONCURRENCY)
+                .try_collect::<Vec<String>>()
+                .await;
+            let got = hex::encode(hasher.finalize());
+            match sent {
+                Ok(shas) if got.eq_ignore_ascii_case(sha1) => {
+                    self.finish_large_file(&file_id, &shas).await
+                }
+                Ok(_) => Err(B2Error::Sha1Mismatch {
+                    want: sha1.to_string(),
+                    got,
+                }),
+                Err(e) => Err(e),
             }
-            Ok(_) => Err(B2Error::Sha1Mismatch {
-                want: sha1.to_string(),
-                got,
-            }),
-            Err(e) => Err(e),
-        };
-        if result.is_err() {
-            let _ = self.cancel_large_file(&file_id).await;
-        }
-        result
+        })
+        .await
     }
 
     /// Copies the stored version `f` to `name` in `bucket_id` part by part with
@@ -177,10 +174,8 @@ impl Client {
         sha1: &str,
         part: u64,
     ) -> Result<FileVersion, B2Error> {
-        let id = self
-            .start_large_file(bucket_id, name, &f.content_type, info, sha1)
-            .await?;
-        let result = async {
+        let started = (bucket_id, name, f.content_type.as_str(), info, sha1);
+        self.in_large_file(started, |id| async move {
             let mut shas = Vec::new();
             let mut off = 0;
             while off < f.size {
@@ -190,10 +185,29 @@ impl Client {
                 off += len;
             }
             self.finish_large_file(&id, &shas).await
-        }
-        .await;
+        })
+        .await
+    }
+
+    /// Starts a large file (`started`: bucket ID, name, content type, info, whole-file
+    /// SHA1), runs `fill` with its file ID (which sends the parts and finishes it), and
+    /// cancels the file if that fails, so no unfinished large file is left to be billed.
+    async fn in_large_file<F, Fut>(
+        &self,
+        started: (&str, &str, &str, &[(&str, String)], &str),
+        fill: F,
+    ) -> Result<FileVersion, B2Error>
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: std::future::Future<Output = Result<FileVersion, B2Error>>,
+    {
+        let (bucket_id, name, content_type, info, sha1) = started;
+        let file_id = self
+            .start_large_file(bucket_id, name, content_type, info, sha1)
+            .await?;
+        let result = fill(file_id.clone()).await;
         if result.is_err() {
-            let _ = self.cancel_large_file(&id).await;
+            let _ = self.cancel_large_file(&file_id).await;
         }
         result
     }
