@@ -118,23 +118,19 @@ impl Client {
     /// Uploads `parts` (in order, each but the last `part_size` long) as the large file
     /// `name` whose whole content has SHA1 `sha1`. A part's error, a failed part upload,
     /// or parts that do not hash to `sha1` cancel the file.
-    pub async fn upload_large<E>(
+    pub async fn upload_large(
         &self,
         bucket_id: &str,
         name: &str,
         content_type: &str,
         info: &[(&str, String)],
         sha1: &str,
-        parts: impl Stream<Item = Result<bytes::Bytes, E>>,
-    ) -> Result<FileVersion, B2Error>
-    where
-        E: Into<B2Error>,
-    {
+        parts: impl Stream<Item = Result<bytes::Bytes, B2Error>>,
+    ) -> Result<FileVersion, B2Error> {
         let started = (bucket_id, name, content_type, info, sha1);
         self.in_large_file(started, |file_id| async move {
             let mut hasher = Sha1::new();
             let sent = parts
-                .map_err(Into::into)
                 .enumerate()
                 // Parts are hashed as they are taken, which is in order; their uploads then
                 // overlap, at most LARGE_FILE_CONCURRENCY in memory and on the wire.

@@ -9,7 +9,7 @@
 use std::collections::{HashMap, HashSet};
 
 use cairn_format::{BlobId, NodeType, PackEntry, PackId};
-use cairn_repo::{pack_name, read_pack_header, Repository, SnapshotRef, DATA_DIR};
+use cairn_repo::{pack_name, read_pack_header, Repository, SnapshotRef};
 
 use crate::walk::{walk_tree, Visit};
 use crate::OpsError;
@@ -159,11 +159,9 @@ struct Packs {
 impl Packs {
     fn load(repo: &Repository) -> Result<Packs, OpsError> {
         let listed: HashMap<PackId, u64> = repo
-            .backend()
-            .list(DATA_DIR)
-            .map_err(cairn_repo::RepoError::from)?
+            .list_packs()?
             .into_iter()
-            .filter_map(|o| cairn_repo::pack_id_from_name(&o.name).map(|id| (id, o.size)))
+            .map(|(id, o)| (id, o.size))
             .collect();
         let mut by_pack: HashMap<PackId, Vec<PackEntry>> = HashMap::new();
         for b in repo.index().blobs() {

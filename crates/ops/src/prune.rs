@@ -19,7 +19,7 @@
 use std::collections::{HashMap, HashSet};
 
 use cairn_format::{FileId, IndexFile, IndexPack, PackEntry, PackId};
-use cairn_repo::{pack_id_from_name, pack_name, read_pack_header, FileKind, Repository, DATA_DIR};
+use cairn_repo::{pack_name, read_pack_header, FileKind, Repository, DATA_DIR};
 
 use crate::walk::used_blobs;
 use crate::OpsError;
@@ -448,14 +448,7 @@ fn leftovers(
         (None, _) => false,
     };
     let mut unindexed_delete = Vec::new();
-    for obj in repo
-        .backend()
-        .list(DATA_DIR)
-        .map_err(cairn_repo::RepoError::from)?
-    {
-        let Some(id) = pack_id_from_name(&obj.name) else {
-            continue;
-        };
+    for (id, obj) in repo.list_packs()? {
         if uses.contains_key(&id) {
             continue;
         }

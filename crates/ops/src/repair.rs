@@ -21,7 +21,7 @@
 use std::collections::HashMap;
 
 use cairn_format::{BlobId, IndexFile, IndexPack, NodeType, SnapshotId, Tree};
-use cairn_repo::{pack_id_from_name, read_pack_header, FileKind, Repository, DATA_DIR};
+use cairn_repo::{read_pack_header, FileKind, Repository};
 
 use crate::OpsError;
 
@@ -67,14 +67,7 @@ fn survey_packs(
     let mut damaged: Vec<String> = Vec::new();
     let mut salvage: Vec<String> = Vec::new();
     let mut packs: Vec<IndexPack> = Vec::new();
-    for obj in repo
-        .backend()
-        .list(DATA_DIR)
-        .map_err(cairn_repo::RepoError::from)?
-    {
-        let Some(id) = pack_id_from_name(&obj.name) else {
-            continue;
-        };
+    for (id, obj) in repo.list_packs()? {
         let data = match repo.backend().read(&obj.name) {
             Ok(d) => d,
             Err(e) => {
@@ -306,11 +299,9 @@ pub fn repair_packs(
     same_repository(repo, from)?;
     let mut s = RepairPacksSummary::default();
     let listed: HashMap<cairn_format::PackId, u64> = repo
-        .backend()
-        .list(DATA_DIR)
-        .map_err(cairn_repo::RepoError::from)?
+        .list_packs()?
         .into_iter()
-        .filter_map(|o| Some((pack_id_from_name(&o.name)?, o.size)))
+        .map(|(id, o)| (id, o.size))
         .collect();
     let indexed: HashMap<cairn_format::PackId, u64> = repo.index().packs().collect();
     let mut wanted: Vec<cairn_format::PackId> = indexed

@@ -179,10 +179,7 @@ impl Repository {
     pub fn adopt_unindexed_packs(&self) -> Result<usize, RepoError> {
         let known: HashSet<PackId> = self.index().packs().map(|(id, _)| id).collect();
         let mut adopted = 0;
-        for obj in self.backend.list(DATA_DIR)? {
-            let Some(id) = id_from_name(&obj.name).and_then(|h| h.parse::<PackId>().ok()) else {
-                continue;
-            };
+        for (id, obj) in self.list_packs()? {
             if known.contains(&id) {
                 continue;
             }

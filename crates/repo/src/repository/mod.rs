@@ -13,7 +13,7 @@ use cairn_format::{
 };
 
 use crate::codec::*;
-use crate::layout::{id_from_name, pack_name, FileKind, CONFIG, CONFIG_PURPOSE, DATA_DIR};
+use crate::layout::{pack_name, FileKind, CONFIG, CONFIG_PURPOSE, DATA_DIR};
 use crate::packer::{read_pack_header, FinishedPack, PackerPool};
 use crate::{keys, unpoison, Index, IndexPart, KeyInfo, RepoError};
 use cairn_parallel::{map as parallel_map, stream as parallel_stream, Budget};

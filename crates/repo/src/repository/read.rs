@@ -24,6 +24,17 @@ pub fn read_pack_verified(backend: &dyn Backend, id: &PackId) -> Result<Vec<u8>,
 }
 
 impl Repository {
+    /// Every stored pack with its listing entry; names under `data/` that are not a pack
+    /// ID are left out.
+    pub fn list_packs(&self) -> Result<Vec<(PackId, cairn_backend::ObjectInfo)>, RepoError> {
+        Ok(self
+            .backend
+            .list(DATA_DIR)?
+            .into_iter()
+            .filter_map(|o| Some((crate::layout::pack_id_from_name(&o.name)?, o)))
+            .collect())
+    }
+
     /// Pack `id`, read whole and checked against its name: what check, prune, repair and
     /// the adoption of unindexed packs each read before they trust a pack's bytes.
     pub fn load_pack_verified(&self, id: &PackId) -> Result<Vec<u8>, RepoError> {
