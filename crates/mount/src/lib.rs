@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use fuser::MountOption;
 
+use cairn_repo::session::{Access, LoadIndex, Session};
 use cairn_repo::Repository;
 
 /// How often listing a top-level directory may re-read the snapshot list.
@@ -74,6 +75,9 @@ pub fn check_prerequisites() -> Result<(), MountError> {
 pub struct Mounted {
     session: fuser::BackgroundSession,
     mountpoint: std::path::PathBuf,
+    /// The shared lock, held (and refreshed) while mounted so prune leaves the packs
+    /// being read alone; dropped after the filesystem (fields drop in order).
+    _repository: cairn_repo::session::Session,
 }
 
 impl Mounted {
@@ -85,9 +89,23 @@ impl Mounted {
     pub fn is_finished(&self) -> bool {
         self.session.guard.is_finished()
     }
+
+    /// Ends a mount that went away on its own: releases the lock, and leaves the
+    /// session alone (dropping it would try to unmount again).
+    pub fn end_finished(self) {
+        let Mounted {
+            session,
+            _repository,
+            ..
+        } = self;
+        #[allow(clippy::mem_forget)]
+        std::mem::forget(session);
+        drop(_repository);
+    }
 }
 
-/// Mounts `repo` (index loaded) at `mountpoint` and serves it on a background thread.
+/// Takes a shared lock on `repo`, loads its index, mounts it at `mountpoint` and serves
+/// it on a background thread.
 pub fn mount(
     repo: Arc<Repository>,
     mountpoint: &Path,
@@ -113,6 +131,7 @@ pub fn mount(
     if opts.default_permissions {
         options.push(MountOption::DefaultPermissions);
     }
+    let held = Session::begin(&repo, "mount", Access::Read, LoadIndex::Yes)?;
     let fs = Fs::new(repo)?;
     let session =
         fuser::spawn_mount2(fs, mountpoint, &options).map_err(|e| MountError::Mount(shown, e))?;
@@ -120,6 +139,7 @@ pub fn mount(
     Ok(Mounted {
         session,
         mountpoint,
+        _repository: held,
     })
 }
 

@@ -13,6 +13,7 @@ use cairn_repo::{pack_name, read_pack_header, Repository, SnapshotRef};
 
 use crate::walk::{walk_tree, Visit};
 use crate::OpsError;
+use cairn_repo::session::{Access, LoadIndex, Session};
 
 /// Which packs `--read-data*` reads.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -76,6 +77,18 @@ pub struct CheckSummary {
     pub damaged_packs: Vec<String>,
     /// Per-blob detail of the damaged packs (`-v`).
     pub details: Vec<String>,
+}
+
+/// The `check` command: a shared lock, then the check (which loads the index itself,
+/// reporting damaged index files rather than stopping at them).
+pub fn run(
+    repo: &std::sync::Arc<Repository>,
+    read: ReadData,
+    location: &str,
+    progress: &dyn crate::Progress,
+) -> Result<CheckSummary, OpsError> {
+    let _session = Session::begin(repo, "check", Access::Read, LoadIndex::No)?;
+    check_with_progress(repo, read, location, progress)
 }
 
 /// Checks the repository; packs read back intact are recorded as verified at

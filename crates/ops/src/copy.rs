@@ -18,6 +18,7 @@ use cairn_repo::{Repository, SnapshotRef};
 
 use crate::dump::ContentReader;
 use crate::OpsError;
+use cairn_repo::session::{Access, LoadIndex, Session};
 
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct CopySummary {
@@ -94,8 +95,22 @@ impl Copier<'_> {
     }
 }
 
+/// The `copy` command: shared locks on both repositories and both indexes, then the
+/// snapshots `specs` names (all of them when empty) are copied.
+pub fn run(
+    src: &std::sync::Arc<Repository>,
+    dst: &std::sync::Arc<Repository>,
+    specs: &[String],
+    progress: &dyn crate::Progress,
+) -> Result<CopySummary, OpsError> {
+    let _from = Session::begin(src, "copy (source)", Access::Read, LoadIndex::Yes)?;
+    let _to = Session::begin(dst, "copy", Access::Add, LoadIndex::Yes)?;
+    let snapshots = crate::snapshots::select(src, specs)?;
+    copy_with_progress(src, dst, &snapshots, progress)
+}
+
 /// Copies `snapshots` of `src` into `dst`. Both indexes must be loaded; the caller
-/// holds a shared lock on `dst`.
+/// holds shared locks on both (see [`run`]).
 pub fn copy(
     src: &Repository,
     dst: &Repository,

@@ -2,7 +2,8 @@
 //! skipped without being read, so comparing two daily snapshots reads only what changed.
 
 use cairn_format::{BlobId, Node, NodeType, Tree};
-use cairn_repo::Repository;
+use cairn_repo::session::{Access, LoadIndex, Session};
+use cairn_repo::{Repository, SnapshotRef};
 
 use crate::walk::join;
 use crate::OpsError;
@@ -42,6 +43,19 @@ pub struct DiffSummary {
     pub dirs_removed: u64,
     pub bytes_added: u64,
     pub bytes_removed: u64,
+}
+
+/// The `diff` command: the index (no lock), then the snapshots `first` and `second` name
+/// are compared. Returns both with the differences.
+pub fn run(
+    repo: &std::sync::Arc<Repository>,
+    first: &str,
+    second: &str,
+) -> Result<(SnapshotRef, SnapshotRef, DiffSummary), OpsError> {
+    let _session = Session::begin(repo, "diff", Access::Browse, LoadIndex::Yes)?;
+    let (x, y) = (repo.find_snapshot(first)?, repo.find_snapshot(second)?);
+    let d = diff(repo, &x.snapshot.tree, &y.snapshot.tree)?;
+    Ok((x, y, d))
 }
 
 pub fn diff(repo: &Repository, a: &BlobId, b: &BlobId) -> Result<DiffSummary, OpsError> {

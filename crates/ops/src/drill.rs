@@ -24,6 +24,7 @@ use crate::check::{check_with_progress, ReadData};
 use crate::restore::{restore_with_progress, RestoreOptions};
 use crate::walk::{walk_tree, Visit};
 use crate::OpsError;
+use cairn_repo::session::{Access, LoadIndex, Session};
 
 #[derive(Clone, Debug)]
 pub struct DrillOptions {
@@ -145,6 +146,17 @@ fn same_bytes(a: &Path, b: &Path) -> std::io::Result<bool> {
     }
 }
 
+/// The `drill` command: a shared lock and the index, then the drill.
+pub fn run(
+    repo: &std::sync::Arc<Repository>,
+    opts: &DrillOptions,
+    progress: &dyn crate::Progress,
+) -> Result<DrillReport, OpsError> {
+    let _session = Session::begin(repo, "drill", Access::Read, LoadIndex::Yes)?;
+    drill_with_progress(repo, opts, progress)
+}
+
+/// Runs a drill. The caller holds a shared lock and has loaded the index.
 pub fn drill(repo: &Repository, opts: &DrillOptions) -> Result<DrillReport, OpsError> {
     drill_with_progress(repo, opts, &crate::NoProgress)
 }

@@ -3,7 +3,8 @@
 
 use std::io::{self, Read, Write};
 
-use cairn_format::{BlobId, Node, NodeType};
+use cairn_format::{BlobId, Node, NodeType, Timestamp};
+use cairn_repo::session::{Access, LoadIndex, Session};
 use cairn_repo::Repository;
 
 use crate::walk::{walk_tree, Visit};
@@ -42,6 +43,22 @@ impl Read for ContentReader<'_> {
         self.pos += n;
         Ok(n)
     }
+}
+
+/// The `dump` command: the index (no lock), then the node at absolute `path` in the
+/// snapshot `spec` names is written to `out` as [`dump`] does.
+pub fn run(
+    repo: &std::sync::Arc<Repository>,
+    spec: &str,
+    path: &str,
+    out: &mut dyn Write,
+) -> Result<(), OpsError> {
+    let _session = Session::begin(repo, "dump", Access::Browse, LoadIndex::Yes)?;
+    let snap = repo.find_snapshot(spec)?;
+    let t = snap.snapshot.time;
+    let time = Timestamp(t.timestamp(), t.timestamp_subsec_nanos());
+    let node = crate::walk::find_node(repo, &snap.snapshot.tree, path, time)?;
+    dump(repo, &node, path, out)
 }
 
 /// Writes `node` (found at absolute `path`) to `out`: a file as itself, a directory as

@@ -31,6 +31,13 @@ pub enum OpsError {
         location: String,
         example: String,
     },
+    /// A retention policy would remove every snapshot of a group: almost always a
+    /// `--keep-tag` nobody has or a typo, so it is refused before anything is removed.
+    #[error(
+        "refusing to remove {} of group {group}: no --keep-* option keeps any of them (does every --keep-tag name a tag they have?); nothing was removed. Pass --unsafe-allow-remove-all if that is what you want",
+        if *snapshots == 1 { "its only snapshot".to_string() } else { format!("all {snapshots} snapshots") }
+    )]
+    WouldRemoveAll { group: String, snapshots: usize },
     #[error("path {0:?} not found in snapshot")]
     PathNotFound(String),
     #[error("{0}")]

@@ -6,11 +6,23 @@ use cairn_repo::{Repository, SnapshotRef};
 use crate::filter::PathFilter;
 use crate::walk::{walk_tree, Visit};
 use crate::OpsError;
+use cairn_repo::session::{Access, LoadIndex, Session};
 
 #[derive(Clone, Debug)]
 pub struct Found {
     pub snapshot: SnapshotRef,
     pub matches: Vec<(Vec<u8>, Node)>,
+}
+
+/// The `find` command: the index (no lock), then the snapshots `specs` names (all when
+/// none) are searched.
+pub fn run(
+    repo: &std::sync::Arc<Repository>,
+    specs: &[String],
+    patterns: &[String],
+) -> Result<Vec<Found>, OpsError> {
+    let _session = Session::begin(repo, "find", Access::Browse, LoadIndex::Yes)?;
+    find(repo, &crate::snapshots::select(repo, specs)?, patterns)
 }
 
 /// Searches `snapshots` (oldest first) for nodes matching any of `patterns`.

@@ -19,6 +19,7 @@ mod error;
 pub mod filter;
 pub mod find;
 pub mod forget;
+pub mod key;
 pub mod ls;
 pub mod meta;
 pub mod prune;
@@ -29,6 +30,7 @@ pub mod size;
 pub mod snapshots;
 pub mod stats;
 pub mod sync;
+pub mod tag;
 pub mod verified;
 pub mod walk;
 

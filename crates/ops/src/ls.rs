@@ -5,12 +5,27 @@ use cairn_repo::{Repository, SnapshotRef};
 
 use crate::walk::{find_node, walk_tree, Visit};
 use crate::OpsError;
+use cairn_repo::session::{Access, LoadIndex, Session};
 
 #[derive(Clone, Debug)]
 pub struct LsEntry {
     /// Absolute path in the snapshot, as raw bytes.
     pub path: Vec<u8>,
     pub node: Node,
+}
+
+/// The `ls` command: the index (no lock), then the snapshot `spec` names is listed as
+/// [`ls`] does. Returns the snapshot with its entries.
+pub fn run(
+    repo: &std::sync::Arc<Repository>,
+    spec: &str,
+    path: Option<&str>,
+    recursive: bool,
+) -> Result<(SnapshotRef, Vec<LsEntry>), OpsError> {
+    let _session = Session::begin(repo, "ls", Access::Browse, LoadIndex::Yes)?;
+    let snap = repo.find_snapshot(spec)?;
+    let entries = ls(repo, &snap, path, recursive)?;
+    Ok((snap, entries))
 }
 
 /// Lists the whole snapshot when `path` is `None`; otherwise the node at `path`, or the

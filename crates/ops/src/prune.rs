@@ -23,6 +23,7 @@ use cairn_repo::{pack_name, read_pack_header, FileKind, Repository, DATA_DIR};
 
 use crate::walk::used_blobs;
 use crate::OpsError;
+use cairn_repo::session::{Access, LoadIndex, Session};
 
 #[derive(Clone, Copy, Debug)]
 pub enum MaxUnused {
@@ -102,6 +103,17 @@ pub struct PrunePlan {
     partial_delete: Vec<String>,
     uses: HashMap<PackId, PackUse>,
     pub summary: PruneSummary,
+}
+
+/// The `prune` command: an exclusive lock and the index, then the plan is built and
+/// carried out (a dry run stops after the plan).
+pub fn run(
+    repo: &std::sync::Arc<Repository>,
+    opts: &PruneOptions,
+    progress: &dyn crate::Progress,
+) -> Result<PruneSummary, OpsError> {
+    let _session = Session::begin(repo, "prune", Access::Change, LoadIndex::Yes)?;
+    PrunePlan::build(repo, opts)?.execute_with_progress(repo, progress)
 }
 
 impl PrunePlan {

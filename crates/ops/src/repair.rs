@@ -24,6 +24,7 @@ use cairn_format::{BlobId, IndexFile, IndexPack, NodeType, SnapshotId, Tree};
 use cairn_repo::{read_pack_header, FileKind, Repository};
 
 use crate::OpsError;
+use cairn_repo::session::{Access, LoadIndex, Session};
 
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct RepairIndexSummary {
@@ -33,6 +34,46 @@ pub struct RepairIndexSummary {
     pub blobs_lost: u64,
     pub index_files_replaced: u64,
     pub problems: Vec<String>,
+}
+
+/// `repair index` under the exclusive lock: see [`repair_index`].
+pub fn index(
+    repo: &std::sync::Arc<Repository>,
+    before_commit: &dyn Fn(&[String]) -> Result<(), OpsError>,
+) -> Result<RepairIndexSummary, OpsError> {
+    let _session = Session::begin(repo, "repair", Access::Change, LoadIndex::No)?;
+    repair_index(repo, before_commit)
+}
+
+/// `repair snapshots` under the exclusive lock. When the repair would drop data (not in
+/// a dry run), `before_loss` first sees the names of the packs the index lists and may
+/// stop it: a pack elsewhere that is not among them may hold what would be lost.
+pub fn snapshots(
+    repo: &std::sync::Arc<Repository>,
+    dry_run: bool,
+    forget: bool,
+    before_loss: &dyn Fn(&std::collections::HashSet<String>) -> Result<(), OpsError>,
+) -> Result<RepairSnapshotsSummary, OpsError> {
+    let _session = Session::begin(repo, "repair", Access::Change, LoadIndex::Yes)?;
+    if !dry_run && crate::walk::first_missing_blob(repo, &repo.list_snapshots()?)?.is_some() {
+        let indexed = repo
+            .index()
+            .packs()
+            .map(|(p, _)| cairn_repo::pack_name(&p))
+            .collect();
+        before_loss(&indexed)?;
+    }
+    repair_snapshots(repo, dry_run, forget)
+}
+
+/// `repair packs` under the exclusive lock: see [`repair_packs`].
+pub fn packs(
+    repo: &std::sync::Arc<Repository>,
+    from: &dyn cairn_backend::Backend,
+    progress: &dyn crate::Progress,
+) -> Result<RepairPacksSummary, OpsError> {
+    let _session = Session::begin(repo, "repair", Access::Change, LoadIndex::Yes)?;
+    repair_packs(repo, from, progress)
 }
 
 /// Rebuilds the index. `before_commit` sees the damaged packs' names before anything is

@@ -25,6 +25,7 @@ use cairn_repo::{FileKind, CONFIG};
 use cairn_repo::{RepoError, Repository};
 
 use crate::OpsError;
+use cairn_repo::session::{Access, LoadIndex, Session};
 
 #[derive(Clone, Debug, Default)]
 pub struct ShipOptions {
@@ -164,7 +165,20 @@ fn same_bytes(mine: &[u8], dst: &dyn Backend, there: &ObjectInfo) -> Result<bool
     }
 }
 
-/// Ships `src` (the files of `repo`) to `dst`. Each file keeps the modification time the
+/// The `ship` command: a shared lock on `repo` keeps prune away while its files are
+/// copied (as they are, still encrypted), then the ship.
+pub fn run(
+    repo: &std::sync::Arc<Repository>,
+    src: &dyn Backend,
+    dst: &dyn Backend,
+    opts: &ShipOptions,
+    progress: &dyn crate::Progress,
+) -> Result<ShipSummary, OpsError> {
+    let _session = Session::begin(repo, "ship", Access::Read, LoadIndex::No)?;
+    ship(repo, src, dst, opts, progress)
+}
+
+/// Ships `src` (the files of `repo`) to `dst`; the caller holds a shared lock on `repo`. Each file keeps the modification time the
 /// source lists for it, as rclone would record it.
 pub fn ship(
     repo: &Repository,

@@ -2,7 +2,20 @@
 
 use std::collections::BTreeMap;
 
-use cairn_repo::SnapshotRef;
+use cairn_repo::{Repository, SnapshotRef};
+
+use crate::OpsError;
+
+/// The snapshots `specs` names (IDs or prefixes, `latest`), or all of them when none.
+pub fn select(repo: &Repository, specs: &[String]) -> Result<Vec<SnapshotRef>, OpsError> {
+    if specs.is_empty() {
+        return Ok(repo.list_snapshots()?);
+    }
+    Ok(specs
+        .iter()
+        .map(|s| repo.find_snapshot(s))
+        .collect::<Result<_, _>>()?)
+}
 
 #[derive(Clone, Debug, Default)]
 pub struct SnapshotFilter {
@@ -35,7 +48,7 @@ impl SnapshotFilter {
 }
 
 /// How snapshots are grouped for `--latest` and `forget`.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct GroupBy {
     pub host: bool,
     pub paths: bool,

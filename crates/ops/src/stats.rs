@@ -7,6 +7,7 @@ use cairn_repo::{Repository, SnapshotRef};
 
 use crate::walk::{walk_tree, Visit};
 use crate::OpsError;
+use cairn_repo::session::{Access, LoadIndex, Session};
 
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct Stats {
@@ -22,6 +23,13 @@ pub struct Stats {
     pub deduplication_ratio: f64,
     /// raw_data_size / stored_size
     pub compression_ratio: f64,
+}
+
+/// The `stats` command: the index (no lock), then the snapshots `specs` names (all when
+/// none) are measured.
+pub fn run(repo: &std::sync::Arc<Repository>, specs: &[String]) -> Result<Stats, OpsError> {
+    let _session = Session::begin(repo, "stats", Access::Browse, LoadIndex::Yes)?;
+    stats(repo, &crate::snapshots::select(repo, specs)?)
 }
 
 pub fn stats(repo: &Repository, snapshots: &[SnapshotRef]) -> Result<Stats, OpsError> {

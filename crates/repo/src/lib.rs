@@ -20,6 +20,7 @@ mod lock;
 mod packer;
 mod read_ahead;
 mod repository;
+pub mod session;
 pub mod sys;
 mod uploader;
 

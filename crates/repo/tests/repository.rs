@@ -496,3 +496,54 @@ fn a_snapshot_is_not_written_when_a_pack_this_command_stored_is_gone() {
         "no snapshot written"
     );
 }
+
+/// A command takes its lock before it reads the index: an index read first could name
+/// packs a prune deletes before the lock is granted. So a command that cannot get its
+/// lock has read no index, and one that can has it loaded under the lock.
+#[test]
+fn a_session_locks_before_it_loads_the_index() {
+    use cairn_repo::session::{Access, LoadIndex, Session};
+    let (_d, b) = setup();
+    let repo = Repository::init(b.clone(), b"pw", &InitOptions::default()).unwrap();
+    repo.save_blob(BlobType::Data, b"some data").unwrap();
+    repo.flush().unwrap();
+    repo.save_index().unwrap();
+
+    let pruner = Arc::new(Repository::open(b.clone(), b"pw").unwrap());
+    let prune = pruner.lock(LockKind::Exclusive, "prune").unwrap();
+    let backup = Arc::new(Repository::open(b.clone(), b"pw").unwrap());
+    let e = Session::begin(&backup, "backup", Access::Add, LoadIndex::Yes).unwrap_err();
+    assert!(matches!(e, RepoError::Locked(_)), "{e}");
+    assert!(
+        backup.index().is_empty(),
+        "the index was read before the lock"
+    );
+    // Browsing takes no lock, so it is not kept out.
+    let browse = Session::begin(&backup, "ls", Access::Browse, LoadIndex::Yes).unwrap();
+    assert_eq!(backup.index().len(), 1);
+    drop((browse, prune));
+
+    let fresh = Arc::new(Repository::open(b.clone(), b"pw").unwrap());
+    let held = Session::begin(&fresh, "backup", Access::Add, LoadIndex::Yes).unwrap();
+    assert_eq!(fresh.index().len(), 1);
+    let locks = fresh.list_locks().unwrap();
+    assert_eq!(locks.len(), 1);
+    assert!(!locks[0].1.as_ref().unwrap().exclusive);
+    drop(held);
+    assert!(fresh.list_locks().unwrap().is_empty());
+
+    // A dry run writes nothing, so it locks nothing.
+    let dry = Arc::new(
+        Repository::open_with(
+            b.clone(),
+            b"pw",
+            &cairn_repo::OpenOptions {
+                dry_run: true,
+                ..Default::default()
+            },
+        )
+        .unwrap(),
+    );
+    let _held = Session::begin(&dry, "backup", Access::Add, LoadIndex::Yes).unwrap();
+    assert!(fresh.list_locks().unwrap().is_empty());
+}

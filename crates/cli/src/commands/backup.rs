@@ -2,9 +2,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use cairn_format::CompressionMode;
-use cairn_ops::backup::{backup_with_progress, BackupOptions};
+use cairn_ops::backup::BackupOptions;
 use cairn_ops::filter::PathFilter;
-use cairn_repo::LockKind;
 use clap::Args;
 use serde_json::json;
 
@@ -110,15 +109,7 @@ pub fn run(g: &GlobalArgs, a: BackupArgs) -> anyhow::Result<ExitCode> {
             o.transfers = n;
         }
     })?;
-    repo.load_index()?;
-    let repo = Arc::new(repo);
-    let _lock = if a.dry_run {
-        None
-    } else {
-        Some(repo.lock(LockKind::Shared, "backup")?)
-    };
-    let bar = output::Bar::new(g);
-    let s = backup_with_progress(&repo, &opts, &bar)?;
+    let s = cairn_ops::backup::run(&Arc::new(repo), &opts, &output::Bar::new(g))?;
 
     for e in &s.errors {
         eprintln!("error: {e}");

@@ -1,5 +1,4 @@
-use cairn_ops::check::{check_with_progress, ReadData};
-use cairn_repo::LockKind;
+use cairn_ops::check::ReadData;
 use clap::Args;
 use serde_json::json;
 
@@ -37,10 +36,8 @@ pub fn run(g: &GlobalArgs, a: CheckArgs) -> anyhow::Result<ExitCode> {
         (false, None) => ReadData::None,
     };
     let repo = std::sync::Arc::new(super::open_repo(g)?);
-    let _lock = repo.lock(LockKind::Shared, "check")?;
     let location = repo.backend().location();
-    let bar = output::Bar::new(g);
-    let mut s = check_with_progress(&repo, read, &location, &bar)?;
+    let mut s = cairn_ops::check::run(&repo, read, &location, &output::Bar::new(g))?;
     for id in crate::seen::vanished() {
         s.errors.push(format!(
             "snapshot {} vanished without a `cairn forget` record (deleted behind cairn's back)",

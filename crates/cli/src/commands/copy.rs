@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use cairn_repo::{LockKind, Repository};
+use cairn_repo::Repository;
 use clap::Args;
 use serde_json::json;
 
@@ -45,21 +45,9 @@ pub fn run(g: &GlobalArgs, a: CopyArgs) -> anyhow::Result<ExitCode> {
             password::ask_new_or_existing("enter password for the source repository: ", false)?
         }
     };
-    let src = Repository::open(src_backend, pw.as_bytes())?;
-    src.load_index()?;
-    let src = Arc::new(src);
-    let _src_lock = src.lock(LockKind::Shared, "copy (source)")?;
-    let dst = super::open_repo_with_index(g)?;
-    let _dst_lock = dst.lock(LockKind::Shared, "copy")?;
-    let snaps = if a.snapshots.is_empty() {
-        src.list_snapshots()?
-    } else {
-        a.snapshots
-            .iter()
-            .map(|s| src.find_snapshot(s))
-            .collect::<Result<_, _>>()?
-    };
-    let s = cairn_ops::copy::copy_with_progress(&src, &dst, &snaps, &output::Bar::new(g))?;
+    let src = Arc::new(Repository::open(src_backend, pw.as_bytes())?);
+    let dst = Arc::new(super::open_repo(g)?);
+    let s = cairn_ops::copy::run(&src, &dst, &a.snapshots, &output::Bar::new(g))?;
     if g.json {
         let v: Vec<_> = s
             .snapshots_copied

@@ -14,12 +14,8 @@ pub struct DiffArgs {
 }
 
 pub fn run(g: &GlobalArgs, a: DiffArgs) -> anyhow::Result<ExitCode> {
-    let repo = super::open_repo_with_index(g)?;
-    let (x, y) = (
-        repo.find_snapshot(&a.first)?,
-        repo.find_snapshot(&a.second)?,
-    );
-    let d = cairn_ops::diff::diff(&repo, &x.snapshot.tree, &y.snapshot.tree)?;
+    let repo = std::sync::Arc::new(super::open_repo(g)?);
+    let (x, y, d) = cairn_ops::diff::run(&repo, &a.first, &a.second)?;
     if g.json {
         output::print_json(&json!({
             "message_type": "summary",

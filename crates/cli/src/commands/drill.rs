@@ -45,9 +45,7 @@ pub fn run(g: &GlobalArgs, a: DrillArgs) -> anyhow::Result<ExitCode> {
     if a.history {
         return history(g, &repo);
     }
-    repo.load_index()?;
     let repo = std::sync::Arc::new(repo);
-    let _lock = repo.lock(cairn_repo::LockKind::Shared, "drill")?;
     let scratch = tempfile::Builder::new()
         .prefix("cairn-drill-")
         .tempdir()
@@ -66,7 +64,7 @@ pub fn run(g: &GlobalArgs, a: DrillArgs) -> anyhow::Result<ExitCode> {
         location: location.clone(),
         scratch: scratch.path().to_path_buf(),
     };
-    let r = drill::drill_with_progress(&repo, &opts, &output::Bar::new(g))?;
+    let r = drill::run(&repo, &opts, &output::Bar::new(g))?;
     let host = cairn_repo::sys::hostname();
     // The record goes into the repository drilled, and into -r too when it was another
     // (so the local repository knows its offsite copy was drilled).

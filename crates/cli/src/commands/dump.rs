@@ -2,8 +2,6 @@
 
 use std::io::Write;
 
-use cairn_format::Timestamp;
-use cairn_ops::walk::find_node;
 use clap::Args;
 
 use crate::args::GlobalArgs;
@@ -17,18 +15,10 @@ pub struct DumpArgs {
 }
 
 pub fn run(g: &GlobalArgs, a: DumpArgs) -> anyhow::Result<ExitCode> {
-    let repo = super::open_repo_with_index(g)?;
-    let snap = repo.find_snapshot(&a.snapshot)?;
-    let t = snap.snapshot.time;
-    let node = find_node(
-        &repo,
-        &snap.snapshot.tree,
-        &a.path,
-        Timestamp(t.timestamp(), t.timestamp_subsec_nanos()),
-    )?;
+    let repo = std::sync::Arc::new(super::open_repo(g)?);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    cairn_ops::dump::dump(&repo, &node, &a.path, &mut out)?;
+    cairn_ops::dump::run(&repo, &a.snapshot, &a.path, &mut out)?;
     out.flush()
         .map_err(|e| fail(ExitCode::Fatal, format!("writing to stdout: {e}")))?;
     Ok(ExitCode::Ok)

@@ -3,7 +3,6 @@
 use clap::Args;
 use serde_json::json;
 
-use super::select;
 use crate::args::GlobalArgs;
 use crate::exit::ExitCode;
 use crate::output::{self};
@@ -19,9 +18,8 @@ pub struct FindArgs {
 }
 
 pub fn run(g: &GlobalArgs, a: FindArgs) -> anyhow::Result<ExitCode> {
-    let repo = super::open_repo_with_index(g)?;
-    let snaps = select(&repo, &a.snapshots)?;
-    let found = cairn_ops::find::find(&repo, &snaps, &a.patterns)?;
+    let repo = std::sync::Arc::new(super::open_repo(g)?);
+    let found = cairn_ops::find::run(&repo, &a.snapshots, &a.patterns)?;
     if g.json {
         let v: Vec<_> = found
             .iter()

@@ -2,13 +2,11 @@
 
 use std::sync::Arc;
 
-use cairn_ops::forget::{apply, Duration, RetentionPolicy};
-use cairn_ops::snapshots::group;
-use cairn_repo::LockKind;
+use cairn_ops::forget::{Duration, ForgetOptions, GroupVerdict, RetentionPolicy};
 use clap::Args;
 use serde_json::json;
 
-use super::prune::{print_prune, prune_options, run_prune, PruneLimits};
+use super::prune::{print_prune, prune_options, PruneLimits};
 use crate::args::{GlobalArgs, SnapshotSelect};
 use crate::exit::{fail, ExitCode};
 use crate::output::{self};
@@ -114,144 +112,71 @@ pub fn run(g: &GlobalArgs, a: ForgetArgs) -> anyhow::Result<ExitCode> {
     if policy.is_empty() && a.snapshots.is_empty() {
         return Err(fail(ExitCode::Fatal, "no policy given: name snapshots or give at least one --keep-* option (nothing was removed)"));
     }
-    let by = a.select.group_by().map_err(|e| fail(ExitCode::Fatal, e))?;
-    let prune_opts = prune_options(&a.prune_limits, a.dry_run)?;
+    let group_by = a.select.group_by().map_err(|e| fail(ExitCode::Fatal, e))?;
+    let prune = prune_options(&a.prune_limits, a.dry_run)?;
+    // Opening notices snapshots that vanished since this machine last looked.
     let repo = Arc::new(super::open_repo(g)?);
-    let _lock = repo.lock(LockKind::Exclusive, "forget")?;
-
-    // Snapshots named that vanished behind cairn's back: forgetting them acknowledges it.
-    let (mut remove, acknowledged) = named_snapshots(&repo, &a.snapshots)?;
-    let mut report = Vec::new();
-    if !policy.is_empty() {
-        let (by_policy, groups) = by_policy(g, &repo, &a, &policy, by)?;
-        remove.extend(by_policy);
-        report = groups;
-    }
-    remove.sort_by_key(|s| s.id);
-    remove.dedup_by_key(|s| s.id);
-    if !a.dry_run {
-        repo.remove_snapshots(&remove.iter().map(|s| s.id).collect::<Vec<_>>())?;
-        if !acknowledged.is_empty() {
-            repo.record_forgotten(acknowledged.clone())?;
-        }
-    }
-    if !g.json && !g.quiet {
-        let verb = if a.dry_run { "would remove" } else { "removed" };
-        println!("{verb} {} snapshot(s)", remove.len());
-    }
-    let pruned = if a.prune && !remove.is_empty() {
-        repo.load_index()?;
-        let mut prune_opts = prune_opts;
-        prune_opts.ignore_snapshots = remove.iter().map(|s| s.id).collect();
-        Some(run_prune(g, &repo, &prune_opts)?)
-    } else {
-        None
+    let opts = ForgetOptions {
+        snapshots: a.snapshots.clone(),
+        vanished: crate::seen::vanished(),
+        policy,
+        filter: a.select.filter(),
+        group_by,
+        allow_remove_all: a.unsafe_allow_remove_all,
+        dry_run: a.dry_run,
+        prune: a.prune.then_some(prune),
     };
+    let s = cairn_ops::forget::run(&repo, &opts, &output::Bar::new(g))?;
     if g.json {
+        let groups: Vec<_> = s.groups.iter().map(group_json).collect();
         output::print_json(&json!({
             "message_type": "summary",
-            "groups": report,
-            "removed": remove.iter().map(|s| s.id.to_hex()).collect::<Vec<_>>(),
+            "groups": groups,
+            "removed": s.removed.iter().map(|s| s.id.to_hex()).collect::<Vec<_>>(),
             "dry_run": a.dry_run,
-            "prune": pruned,
+            "prune": s.pruned,
         }));
-    } else if let Some(s) = &pruned {
-        print_prune(g, s);
+        return Ok(ExitCode::Ok);
+    }
+    if !g.quiet {
+        s.groups.iter().for_each(print_group);
+        let verb = if a.dry_run { "would remove" } else { "removed" };
+        println!("{verb} {} snapshot(s)", s.removed.len());
+    }
+    if let Some(p) = &s.pruned {
+        print_prune(g, p);
     }
     Ok(ExitCode::Ok)
 }
 
-/// The snapshots named on the command line; a name that matches only a snapshot that
-/// vanished behind cairn's back is returned apart (its full ID), to be acknowledged.
-fn named_snapshots(
-    repo: &cairn_repo::Repository,
-    specs: &[String],
-) -> anyhow::Result<(Vec<cairn_repo::SnapshotRef>, Vec<String>)> {
-    let mut remove = Vec::new();
-    let mut acknowledged = Vec::new();
-    if !specs.is_empty() {
-        let vanished = crate::seen::vanished();
-        for spec in specs {
-            match repo.find_snapshot(spec) {
-                Ok(s) => remove.push(s),
-                Err(e) => match vanished
-                    .iter()
-                    .filter(|v| spec.len() >= 4 && v.starts_with(spec.as_str()))
-                    .collect::<Vec<_>>()[..]
-                {
-                    [v] => acknowledged.push(v.clone()),
-                    _ => return Err(e.into()),
-                },
-            }
-        }
+fn print_group(v: &GroupVerdict) {
+    println!(
+        "snapshots for {}:",
+        serde_json::to_string(&v.key).unwrap_or_default()
+    );
+    println!("keep {} snapshots:", v.plan.keep.len());
+    for k in &v.plan.keep {
+        println!(
+            "  {}  {}  {}",
+            k.snapshot.id.short(),
+            k.snapshot.snapshot.time.format("%Y-%m-%d %H:%M:%S"),
+            k.reasons.join(", ")
+        );
     }
-    Ok((remove, acknowledged))
+    println!("remove {} snapshots:", v.plan.remove.len());
+    for r in &v.plan.remove {
+        println!(
+            "  {}  {}",
+            r.id.short(),
+            r.snapshot.time.format("%Y-%m-%d %H:%M:%S")
+        );
+    }
 }
 
-/// The snapshots the policy removes, group by group (printed as it goes), and the
-/// JSON report of each group. A group the policy would empty is refused.
-fn by_policy(
-    g: &GlobalArgs,
-    repo: &cairn_repo::Repository,
-    a: &ForgetArgs,
-    policy: &RetentionPolicy,
-    by: cairn_ops::snapshots::GroupBy,
-) -> anyhow::Result<(Vec<cairn_repo::SnapshotRef>, Vec<serde_json::Value>)> {
-    let mut remove = Vec::new();
-    let mut report = Vec::new();
-    let filter = a.select.filter();
-    let snaps: Vec<_> = repo
-        .list_snapshots()?
-        .into_iter()
-        .filter(|s| filter.matches(s))
-        .collect();
-    for (key, members) in group(snaps, by) {
-        let plan = apply(&members, policy);
-        // A policy that keeps nothing of a group is almost always a mistake (a tag
-        // nobody has, a misspelt one): it must not become "remove everything".
-        if plan.keep.is_empty() && !plan.remove.is_empty() && !a.unsafe_allow_remove_all {
-            return Err(fail(
-                ExitCode::Fatal,
-                format!(
-                    "refusing to remove {} of group {}: no --keep-* option keeps any of them (does every --keep-tag name a tag they have?); nothing was removed. Pass --unsafe-allow-remove-all if that is what you want",
-                    match plan.remove.len() {
-                        1 => "its only snapshot".to_string(),
-                        n => format!("all {n} snapshots"),
-                    },
-                    serde_json::to_string(&key).unwrap_or_default()
-                ),
-            ));
-        }
-        if !g.json && !g.quiet {
-            println!(
-                "snapshots for {}:",
-                serde_json::to_string(&key).unwrap_or_default()
-            );
-            println!("keep {} snapshots:", plan.keep.len());
-            for k in &plan.keep {
-                println!(
-                    "  {}  {}  {}",
-                    k.snapshot.id.short(),
-                    k.snapshot.snapshot.time.format("%Y-%m-%d %H:%M:%S"),
-                    k.reasons.join(", ")
-                );
-            }
-            println!("remove {} snapshots:", plan.remove.len());
-            for r in &plan.remove {
-                println!(
-                    "  {}  {}",
-                    r.id.short(),
-                    r.snapshot.time.format("%Y-%m-%d %H:%M:%S")
-                );
-            }
-        }
-        report.push(json!({
-            "group": key,
-            "keep": plan.keep.iter().map(|k| json!({"id": k.snapshot.id.to_hex(), "reasons": k.reasons})).collect::<Vec<_>>(),
-            "remove": plan.remove.iter().map(|r| r.id.to_hex()).collect::<Vec<_>>(),
-        }));
-        remove.extend(plan.remove);
-    }
-
-    Ok((remove, report))
+fn group_json(v: &GroupVerdict) -> serde_json::Value {
+    json!({
+        "group": v.key,
+        "keep": v.plan.keep.iter().map(|k| json!({"id": k.snapshot.id.to_hex(), "reasons": k.reasons})).collect::<Vec<_>>(),
+        "remove": v.plan.remove.iter().map(|r| r.id.to_hex()).collect::<Vec<_>>(),
+    })
 }

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use cairn_ops::key::{self, KeyChange};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
@@ -44,18 +45,6 @@ fn new_password(file: &Option<std::path::PathBuf>) -> anyhow::Result<password::P
 
 pub fn run(g: &GlobalArgs, a: KeyArgs) -> anyhow::Result<ExitCode> {
     let repo = std::sync::Arc::new(super::open_repo(g)?);
-    // Changing keys holds the exclusive lock, and every check (is this the last key?)
-    // runs under it: two `key remove` at once, each removing the other's key, must not
-    // both pass the check and leave a repository nobody can open.
-    let changes = match &a.command {
-        KeyCommand::List => None,
-        KeyCommand::Add { .. } => Some("key add"),
-        KeyCommand::Remove { .. } => Some("key remove"),
-        KeyCommand::Passwd { .. } => Some("key passwd"),
-    };
-    let _lock = changes
-        .map(|what| repo.lock(cairn_repo::LockKind::Exclusive, what))
-        .transpose()?;
     match a.command {
         KeyCommand::List => {
             let keys = repo.list_keys()?;
@@ -81,17 +70,26 @@ pub fn run(g: &GlobalArgs, a: KeyArgs) -> anyhow::Result<ExitCode> {
         }
         KeyCommand::Add { new_password_file } => {
             let pw = new_password(&new_password_file)?;
-            let id = repo.add_key(pw.as_bytes())?;
+            let id = key::change(
+                &repo,
+                KeyChange::Add {
+                    password: pw.as_bytes(),
+                },
+            )?;
             report(g, "added", &id.to_hex());
         }
         KeyCommand::Remove { id } => {
-            let id = repo.find_key(&id)?;
-            repo.remove_key(&id)?;
+            let id = key::change(&repo, KeyChange::Remove { id: &id })?;
             report(g, "removed", &id.to_hex());
         }
         KeyCommand::Passwd { new_password_file } => {
             let pw = new_password(&new_password_file)?;
-            let id = repo.change_password(pw.as_bytes())?;
+            let id = key::change(
+                &repo,
+                KeyChange::Passwd {
+                    password: pw.as_bytes(),
+                },
+            )?;
             report(g, "changed password; new key", &id.to_hex());
         }
     }

@@ -54,9 +54,8 @@ fn time_string(t: cairn_format::Timestamp) -> String {
 }
 
 pub fn run(g: &GlobalArgs, a: LsArgs) -> anyhow::Result<ExitCode> {
-    let repo = super::open_repo_with_index(g)?;
-    let snap = repo.find_snapshot(&a.snapshot)?;
-    let entries = cairn_ops::ls::ls(&repo, &snap, a.path.as_deref(), a.recursive)?;
+    let repo = std::sync::Arc::new(super::open_repo(g)?);
+    let (snap, entries) = cairn_ops::ls::run(&repo, &a.snapshot, a.path.as_deref(), a.recursive)?;
     if g.json {
         let nodes: Vec<_> = entries
             .iter()

@@ -125,23 +125,3 @@ pub fn open_repo_with(
     crate::seen::watch(g, loc, &repo)?;
     Ok(repo)
 }
-
-/// Opens the repository and loads its index, ready to read or add blobs.
-pub fn open_repo_with_index(g: &GlobalArgs) -> anyhow::Result<Arc<Repository>> {
-    let repo = open_repo(g)?;
-    repo.load_index()?;
-    Ok(Arc::new(repo))
-}
-
-pub(super) fn select(
-    repo: &cairn_repo::Repository,
-    specs: &[String],
-) -> anyhow::Result<Vec<cairn_repo::SnapshotRef>> {
-    if specs.is_empty() {
-        return Ok(repo.list_snapshots()?);
-    }
-    Ok(specs
-        .iter()
-        .map(|s| repo.find_snapshot(s))
-        .collect::<Result<_, _>>()?)
-}

@@ -4,7 +4,6 @@
 use std::sync::{Arc, Mutex};
 
 use cairn_mount::{MountOptions, Mounted};
-use cairn_repo::LockKind;
 use clap::Args;
 
 use crate::args::GlobalArgs;
@@ -43,9 +42,7 @@ pub fn unmount_on_signal() -> Option<i32> {
 pub fn run(g: &GlobalArgs, a: MountArgs) -> anyhow::Result<ExitCode> {
     // Before asking for a password: a machine that cannot mount says so at once.
     cairn_mount::check_prerequisites()?;
-    let repo = super::open_repo_with_index(g)?;
-    // Held (and refreshed) while mounted, so prune leaves the packs being read alone.
-    let _lock = repo.lock(LockKind::Shared, "mount")?;
+    let repo = Arc::new(super::open_repo(g)?);
     let opts = MountOptions {
         allow_other: a.allow_other,
         default_permissions: !a.no_default_permissions,
@@ -69,9 +66,10 @@ pub fn run(g: &GlobalArgs, a: MountArgs) -> anyhow::Result<ExitCode> {
         std::thread::sleep(std::time::Duration::from_millis(200));
         let mut guard = MOUNTED.lock().unwrap_or_else(|p| p.into_inner());
         if guard.as_ref().is_none_or(Mounted::is_finished) {
-            // Unmounted from outside: dropping the session would try to unmount again.
-            #[allow(clippy::mem_forget)]
-            std::mem::forget(guard.take());
+            // Unmounted from outside.
+            if let Some(m) = guard.take() {
+                m.end_finished();
+            }
             return Ok(ExitCode::Ok);
         }
     }

@@ -2,8 +2,7 @@
 
 use std::sync::Arc;
 
-use cairn_ops::prune::{MaxUnused, PruneOptions, PrunePlan, PruneSummary};
-use cairn_repo::{LockKind, Repository};
+use cairn_ops::prune::{MaxUnused, PruneOptions, PruneSummary};
 use clap::Args;
 use serde_json::json;
 
@@ -85,21 +84,10 @@ pub(super) fn print_prune(g: &GlobalArgs, s: &PruneSummary) {
     );
 }
 
-pub(super) fn run_prune(
-    g: &GlobalArgs,
-    repo: &Repository,
-    opts: &PruneOptions,
-) -> anyhow::Result<PruneSummary> {
-    let plan = PrunePlan::build(repo, opts)?;
-    Ok(plan.execute_with_progress(repo, &output::Bar::new(g))?)
-}
-
 pub fn run(g: &GlobalArgs, a: PruneArgs) -> anyhow::Result<ExitCode> {
     let opts = prune_options(&a.limits, a.dry_run)?;
     let repo = Arc::new(super::open_repo(g)?);
-    let _lock = repo.lock(LockKind::Exclusive, "prune")?;
-    repo.load_index()?;
-    let s = run_prune(g, &repo, &opts)?;
+    let s = cairn_ops::prune::run(&repo, &opts, &output::Bar::new(g))?;
     print_prune(g, &s);
     Ok(ExitCode::Ok)
 }

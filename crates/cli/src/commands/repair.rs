@@ -2,7 +2,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use cairn_ops::OpsError;
-use cairn_repo::{LockKind, Repository};
+use cairn_repo::Repository;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
@@ -50,26 +50,11 @@ pub enum RepairCommand {
 
 pub fn run(g: &GlobalArgs, a: RepairArgs) -> anyhow::Result<ExitCode> {
     let dry_run = matches!(a.command, RepairCommand::Snapshots { dry_run: true, .. });
-    let repo = super::open_repo_with(g, |o| o.dry_run = dry_run)?;
-    // Whether `repair snapshots` would drop anything (found by reading only): only then
-    // may a ship destination hold what is lost here.
-    let loses = match a.command {
-        RepairCommand::Snapshots {
-            dry_run: false,
-            force: false,
-            ..
-        } => {
-            repo.load_index()?;
-            cairn_ops::walk::first_missing_blob(&repo, &repo.list_snapshots()?)?.is_some()
-        }
-        _ => false,
-    };
-    let repo = Arc::new(repo);
-    let _lock = repo.lock(LockKind::Exclusive, "repair")?;
+    let repo = Arc::new(super::open_repo_with(g, |o| o.dry_run = dry_run)?);
     match a.command {
         RepairCommand::Index { force } => index(g, &repo, force),
         RepairCommand::Snapshots { forget, force, .. } => {
-            snapshots(g, &repo, dry_run, forget, force, loses)
+            snapshots(g, &repo, dry_run, forget, force)
         }
         RepairCommand::Packs { from } => packs(g, &repo, &from),
     }
@@ -123,7 +108,7 @@ fn index(g: &GlobalArgs, repo: &Arc<Repository>, force: bool) -> anyhow::Result<
             format!("intact copies of {n} damaged pack(s)")
         })
     };
-    let s = cairn_ops::repair::repair_index(repo, &guard)?;
+    let s = cairn_ops::repair::index(repo, &guard)?;
     for p in &s.problems {
         eprintln!("warning: {p}");
     }
@@ -150,22 +135,18 @@ fn snapshots(
     dry_run: bool,
     forget: bool,
     force: bool,
-    loses: bool,
 ) -> anyhow::Result<ExitCode> {
-    repo.load_index()?;
     // A pack offsite that the index here lacks may hold what is lost (or be a
     // pruned pack not yet deleted there: then --force).
-    if !force && loses {
-        let indexed: HashSet<String> = repo
-            .index()
-            .packs()
-            .map(|(p, _)| cairn_repo::pack_name(&p))
-            .collect();
+    let guard = |indexed: &HashSet<String>| -> Result<(), OpsError> {
+        if force {
+            return Ok(());
+        }
         refuse_if_offsite_has(g, repo, &|name| !indexed.contains(name), &|n| {
             format!("{n} pack(s) this repository's index lacks")
-        })?;
-    }
-    let s = cairn_ops::repair::repair_snapshots(repo, dry_run, forget)?;
+        })
+    };
+    let s = cairn_ops::repair::snapshots(repo, dry_run, forget, &guard)?;
     if g.json {
         let rw: Vec<_> = s
             .rewritten
@@ -200,10 +181,8 @@ fn snapshots(
 
 /// `repair packs --from`: intact copies of damaged or missing packs from another copy.
 fn packs(g: &GlobalArgs, repo: &Arc<Repository>, from: &str) -> anyhow::Result<ExitCode> {
-    repo.load_index()?;
     let src = location::open_backend(from, g)?;
-    let bar = output::Bar::new(g);
-    let s = cairn_ops::repair::repair_packs(repo, src.as_ref(), &bar)?;
+    let s = cairn_ops::repair::packs(repo, src.as_ref(), &output::Bar::new(g))?;
     if g.json {
         output::print_json(&json!({"message_type": "summary", "repair_packs": s}));
     } else if !g.quiet {

@@ -1,8 +1,7 @@
 use std::path::PathBuf;
 
 use cairn_ops::filter::PathFilter;
-use cairn_ops::restore::{restore_with_progress, Overwrite, RestoreOptions};
-use cairn_repo::LockKind;
+use cairn_ops::restore::{Overwrite, RestoreOptions};
 use clap::{Args, ValueEnum};
 use serde_json::json;
 
@@ -81,11 +80,8 @@ pub fn run(g: &GlobalArgs, a: RestoreArgs) -> anyhow::Result<ExitCode> {
         protect: protected_paths(g),
         dry_run: a.dry_run,
     };
-    let repo = super::open_repo_with_index(g)?;
-    let _lock = repo.lock(LockKind::Shared, "restore")?;
-    let snap = repo.find_snapshot(&spec)?;
-    let bar = output::Bar::new(g);
-    let s = restore_with_progress(&repo, &snap, &opts, &bar)?;
+    let repo = std::sync::Arc::new(super::open_repo(g)?);
+    let (snap, s) = cairn_ops::restore::run(&repo, &spec, &opts, &output::Bar::new(g))?;
     for e in &s.errors {
         eprintln!("error: {e}");
     }

@@ -1,7 +1,6 @@
 use std::sync::Arc;
 
-use cairn_ops::ship::{ship, ShipOptions};
-use cairn_repo::LockKind;
+use cairn_ops::ship::ShipOptions;
 use clap::Args;
 use serde_json::json;
 
@@ -48,10 +47,9 @@ pub fn run(g: &GlobalArgs, a: ShipArgs) -> anyhow::Result<ExitCode> {
     if a.forget_destination {
         return forget_destination(g, &src_loc, &dest);
     }
-    // The source is opened with its password so a shared lock keeps prune away while
-    // files are copied; the files themselves are shipped as they are, still encrypted.
+    // The source is opened with its password so its lock can be taken; the files
+    // themselves are shipped as they are, still encrypted.
     let repo = Arc::new(super::open_repo(g)?);
-    let _lock = repo.lock(LockKind::Shared, "ship")?;
     let src = location::open_backend(&src_loc, g)?;
     let dst = location::open_backend(&dest, g)?;
     let remote = location::is_remote(&dest);
@@ -80,7 +78,7 @@ pub fn run(g: &GlobalArgs, a: ShipArgs) -> anyhow::Result<ExitCode> {
         keep_all: damaged.is_some() && !a.allow_deletes,
     };
     let bar = output::Bar::new(g);
-    let s = ship(&repo, src.as_ref(), dst.as_ref(), &opts, &bar)
+    let s = cairn_ops::ship::run(&repo, src.as_ref(), dst.as_ref(), &opts, &bar)
         .map_err(|e| name_the_other_repository(g, &dst, e))?;
     let t = dst.transactions().unwrap_or_default();
     if !a.dry_run {

@@ -3,7 +3,6 @@
 use clap::{Args, ValueEnum};
 use serde_json::json;
 
-use super::select;
 use crate::args::GlobalArgs;
 use crate::exit::ExitCode;
 use crate::output::{self, size};
@@ -24,9 +23,8 @@ pub struct StatsArgs {
 }
 
 pub fn run(g: &GlobalArgs, a: StatsArgs) -> anyhow::Result<ExitCode> {
-    let repo = super::open_repo_with_index(g)?;
-    let snaps = select(&repo, &a.snapshots)?;
-    let s = cairn_ops::stats::stats(&repo, &snaps)?;
+    let repo = std::sync::Arc::new(super::open_repo(g)?);
+    let s = cairn_ops::stats::run(&repo, &a.snapshots)?;
     if g.json {
         let mut v = serde_json::to_value(&s)?;
         if let Some(m) = v.as_object_mut() {

@@ -1,6 +1,6 @@
 //! `cairn tag`: change the tags of snapshots.
 
-use cairn_repo::{LockKind, SnapshotRef};
+use cairn_ops::tag::TagChange;
 use clap::Args;
 use serde_json::json;
 
@@ -44,32 +44,13 @@ pub fn run(g: &GlobalArgs, a: TagArgs) -> anyhow::Result<ExitCode> {
             .map(str::to_owned)
             .collect()
     };
-    let (add, remove, set) = (split(&a.add), split(&a.remove), split(&a.set));
+    let change = TagChange {
+        add: split(&a.add),
+        remove: split(&a.remove),
+        set: (!a.set.is_empty()).then(|| split(&a.set)),
+    };
     let repo = std::sync::Arc::new(super::open_repo(g)?);
-    let _lock = repo.lock(LockKind::Exclusive, "tag")?;
-    let targets: Vec<SnapshotRef> = a
-        .snapshots
-        .iter()
-        .map(|s| repo.find_snapshot(s))
-        .collect::<Result<_, _>>()?;
-    let mut changed = Vec::new();
-    for s in targets {
-        let mut snap = s.snapshot.clone();
-        if !a.set.is_empty() {
-            snap.tags = set.clone();
-        }
-        for t in &add {
-            if !snap.tags.contains(t) {
-                snap.tags.push(t.clone());
-            }
-        }
-        snap.tags.retain(|t| !remove.contains(t));
-        if snap.tags == s.snapshot.tags {
-            continue;
-        }
-        let new = repo.replace_snapshot(&s.id, &snap)?;
-        changed.push((s.id, new));
-    }
+    let changed = cairn_ops::tag::run(&repo, &a.snapshots, &change)?;
     if g.json {
         let v: Vec<_> = changed
             .iter()

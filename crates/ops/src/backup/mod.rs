@@ -19,6 +19,7 @@ use cairn_repo::{sys, Repository, SnapshotRef};
 
 use crate::filter::PathFilter;
 use crate::OpsError;
+use cairn_repo::session::{Access, LoadIndex, Session};
 
 pub use archiver::Counters;
 
@@ -125,7 +126,17 @@ fn find_parent(
     }))
 }
 
-/// Runs a backup. The repository's index must be loaded.
+/// The `backup` command: a shared lock (none in a dry run), the index, then the backup.
+pub fn run(
+    repo: &std::sync::Arc<Repository>,
+    opts: &BackupOptions,
+    progress: &dyn crate::Progress,
+) -> Result<BackupSummary, OpsError> {
+    let _session = Session::begin(repo, "backup", Access::Add, LoadIndex::Yes)?;
+    backup_with_progress(repo, opts, progress)
+}
+
+/// Runs a backup. The caller holds the lock and has loaded the index (see [`run`]).
 pub fn backup(repo: &Repository, opts: &BackupOptions) -> Result<BackupSummary, OpsError> {
     backup_with_progress(repo, opts, &crate::NoProgress)
 }

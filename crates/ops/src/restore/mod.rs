@@ -27,6 +27,7 @@ use cairn_repo::{Repository, SnapshotRef};
 use crate::filter::PathFilter;
 use crate::meta::{apply_metadata, NameCache, Target};
 use crate::OpsError;
+use cairn_repo::session::{Access, LoadIndex, Session};
 use file::{restore_file, FileResult, BLOBS_PER_BATCH};
 pub use plan::{Item, RestorePlan};
 use target::TargetDir;
@@ -87,7 +88,22 @@ impl Errors {
     }
 }
 
-/// Restores `snap` as `opts` says. The repository's index must be loaded.
+/// The `restore` command: a shared lock and the index, then the snapshot `spec` names
+/// is restored. Returns the snapshot with the summary.
+pub fn run(
+    repo: &std::sync::Arc<Repository>,
+    spec: &str,
+    opts: &RestoreOptions,
+    progress: &dyn crate::Progress,
+) -> Result<(SnapshotRef, RestoreSummary), OpsError> {
+    let _session = Session::begin(repo, "restore", Access::Read, LoadIndex::Yes)?;
+    let snap = repo.find_snapshot(spec)?;
+    let s = restore_with_progress(repo, &snap, opts, progress)?;
+    Ok((snap, s))
+}
+
+/// Restores `snap` as `opts` says. The caller holds a shared lock and has loaded the
+/// index (see [`run`]).
 pub fn restore(
     repo: &Repository,
     snap: &SnapshotRef,
