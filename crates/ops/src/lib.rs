@@ -31,6 +31,7 @@ pub mod snapshots;
 pub mod stats;
 pub mod sync;
 pub mod tag;
+pub mod transfer;
 pub mod verified;
 pub mod walk;
 

@@ -17,13 +17,12 @@
 //! something missing. Locks are never shipped.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 
 use cairn_backend::{Backend, BackendError, ObjectInfo, WriteOptions};
 use cairn_repo::{FileKind, CONFIG};
 use cairn_repo::{RepoError, Repository};
 
+use crate::transfer::{Item, OnError, Transfer};
 use crate::OpsError;
 use cairn_repo::session::{Access, LoadIndex, Session};
 
@@ -377,43 +376,39 @@ fn upload(
     progress: &dyn crate::Progress,
     s: &mut ShipSummary,
 ) -> Result<(), OpsError> {
-    let uploaded = AtomicU64::new(0);
-    let bytes = AtomicU64::new(0);
-    let damaged: Mutex<Vec<String>> = Mutex::new(Vec::new());
     progress.start(
         phases.values().map(|p| p.len() as u64).sum(),
         phases.values().flatten().map(|f| f.size).sum(),
     );
+    let accept = |name: &str, data: &[u8]| matches_its_name(name, data);
+    let transfer = Transfer::new(src, dst, opts.transfers).checked(&accept);
     for files in phases.values() {
-        let phase = cairn_parallel::try_for_each(files, opts.transfers, |o| {
-            let data = src.read(&o.name)?;
-            if matches_its_name(&o.name, &data) {
-                let wo = WriteOptions {
+        let items: Vec<Item> = files
+            .iter()
+            .map(|o| Item {
+                from: &o.name,
+                to: o.name.clone(),
+                size: o.size,
+                write: WriteOptions {
                     mtime_millis: o.mtime_millis,
                     ..Default::default()
-                };
-                dst.write(&o.name, &data, &wo)?;
-                uploaded.fetch_add(1, Ordering::Relaxed);
-                bytes.fetch_add(o.size, Ordering::Relaxed);
-            } else {
-                damaged
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(o.name.clone());
-            }
-            progress.file_done(o.size);
-            Ok(())
-        });
+                },
+            })
+            .collect();
         // A phase must be complete before the next starts: that is the consistency rule.
-        if let Err(e) = phase {
-            progress.finish();
-            return Err(backend_err(e));
-        }
+        let done = transfer.run(&items, OnError::Stop, progress);
+        let done = match done {
+            Ok(d) => d,
+            Err(e) => {
+                progress.finish();
+                return Err(backend_err(e));
+            }
+        };
+        s.files_uploaded += done.files;
+        s.bytes_uploaded += done.bytes;
+        s.damaged_here.extend(done.refused);
     }
     progress.finish();
-    s.files_uploaded = uploaded.load(Ordering::Relaxed);
-    s.bytes_uploaded = bytes.load(Ordering::Relaxed);
-    s.damaged_here = damaged.into_inner().unwrap_or_else(|p| p.into_inner());
     if !s.damaged_here.is_empty() {
         s.damaged_here.sort();
         s.warnings.push(format!(

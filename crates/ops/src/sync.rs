@@ -9,11 +9,10 @@
 //! backend, which never leaves a half-written file under its final name.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 
-use cairn_backend::{Backend, BackendError, WriteOptions};
+use cairn_backend::{Backend, WriteOptions};
 
+use crate::transfer::{Item, OnError, Transfer};
 use crate::OpsError;
 
 /// One side of a sync.
@@ -155,35 +154,6 @@ fn sha1_of(side: &Endpoint, e: &Entry) -> Option<String> {
     cairn_backend::object_sha1(side.backend, &e.storage_name, e.size).ok()
 }
 
-/// Copies one file: server-side where the destination can, else whole through memory,
-/// or piece by piece above STREAM_ABOVE. The destination checks the bytes against the
-/// source's SHA1 where the source listing has one.
-fn transfer(src: &Endpoint, dst: &Endpoint, path: &str, e: &Entry) -> Result<(), BackendError> {
-    let name = (dst.encode)(path);
-    if dst.backend.copy_from(src.backend, &e.storage_name, &name)? {
-        return Ok(());
-    }
-    let wo = WriteOptions {
-        mtime_millis: e.mtime,
-        mtime_nanos: e.mtime_ns,
-        sha1: e.sha1.clone(),
-        content_type: Some(content_type(path).to_string()),
-    };
-    if e.size > STREAM_ABOVE {
-        let source = |off: u64, len: u64| src.backend.read_range(&e.storage_name, off, len);
-        return dst.backend.write_stream(&name, e.size, &source, &wo);
-    }
-    let data = src.backend.read(&e.storage_name)?;
-    if data.len() as u64 != e.size {
-        return Err(BackendError::new(
-            cairn_backend::ErrorKind::Corrupt,
-            path,
-            "changed while being read",
-        ));
-    }
-    dst.backend.write(&name, &data, &wo)
-}
-
 /// Go's MIME table for common extensions (what rclone sends as Content-Type).
 pub fn content_type(path: &str) -> &'static str {
     let ext = path
@@ -208,14 +178,6 @@ pub fn content_type(path: &str) -> &'static str {
         _ => "application/octet-stream",
     }
 }
-
-/// Bytes of file content held in memory at once by all transfers together.
-const MEMORY_BUDGET: u64 = 512 * 1024 * 1024;
-/// Files above this are streamed piece by piece rather than read whole.
-const STREAM_ABOVE: u64 = 64 * 1024 * 1024;
-/// What one streamed transfer may hold at once (a B2 large file keeps four 100 MB parts
-/// in flight), charged against the budget instead of the file's size.
-const STREAM_MEMORY: u64 = 400 * 1024 * 1024;
 
 pub fn sync(
     src: &Endpoint,
@@ -417,7 +379,8 @@ fn same_file(src: &Endpoint, dst: &Endpoint, compare: Compare, e: &Entry, d: &En
     }
 }
 
-/// Transfers `todo` on `--transfers` threads within the memory budget.
+/// Transfers `todo` on `--transfers` threads; a file that fails is reported and the
+/// others go on, as rclone.
 fn transfer_all(
     src: &Endpoint,
     dst: &Endpoint,
@@ -426,42 +389,36 @@ fn transfer_all(
     progress: &dyn crate::Progress,
     s: &mut SyncSummary,
 ) {
-    progress.start(todo.len() as u64, todo.iter().map(|(_, e)| e.size).sum());
-    let (uploaded, bytes) = (AtomicU64::new(0), AtomicU64::new(0));
-    let errors: Mutex<Vec<String>> = Mutex::new(Vec::new());
-    let budget = cairn_parallel::Budget::new(MEMORY_BUDGET);
-    cairn_parallel::for_each(todo, opts.transfers, |(path, e)| {
-        // Room in the memory budget first (a file larger than the budget runs alone).
-        let need = if e.size > STREAM_ABOVE {
-            STREAM_MEMORY
-        } else {
-            e.size
-        };
-        let held = budget.hold(need);
-        // A SHA1 mismatch (the source changed while read, or bytes damaged on the
-        // way) is tried once more before it is reported.
-        let mut r = transfer(src, dst, path, e);
-        if r.as_ref()
-            .is_err_and(|err| err.kind == cairn_backend::ErrorKind::Corrupt)
-        {
-            r = transfer(src, dst, path, e);
-        }
-        drop(held);
-        match r {
-            Ok(()) => {
-                uploaded.fetch_add(1, Ordering::Relaxed);
-                bytes.fetch_add(e.size, Ordering::Relaxed);
-            }
-            Err(err) => errors
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(format!("{path}: {err}")),
-        }
-        progress.file_done(e.size);
-    });
+    let items: Vec<Item> = todo
+        .iter()
+        .map(|(path, e)| Item {
+            from: &e.storage_name,
+            to: (dst.encode)(path),
+            size: e.size,
+            write: WriteOptions {
+                mtime_millis: e.mtime,
+                mtime_nanos: e.mtime_ns,
+                sha1: e.sha1.clone(),
+                content_type: Some(content_type(path).to_string()),
+            },
+        })
+        .collect();
+    progress.start(items.len() as u64, items.iter().map(|i| i.size).sum());
+    let transfer = Transfer::new(src.backend, dst.backend, opts.transfers);
+    let done = transfer.run(&items, OnError::Continue, progress);
     progress.finish();
-    s.files_uploaded = uploaded.into_inner();
-    s.bytes_uploaded = bytes.into_inner();
-    s.errors
-        .extend(errors.into_inner().unwrap_or_else(|p| p.into_inner()));
+    // With OnError::Continue every failure is in the report, never returned.
+    let done = done.unwrap_or_default();
+    s.files_uploaded = done.files;
+    s.bytes_uploaded = done.bytes;
+    let path_of: std::collections::HashMap<&str, &String> = todo
+        .iter()
+        .map(|(p, e)| (e.storage_name.as_str(), *p))
+        .collect();
+    for (name, err) in done.failed {
+        let path = path_of
+            .get(name.as_str())
+            .map_or(name.as_str(), |p| p.as_str());
+        s.errors.push(format!("{path}: {err}"));
+    }
 }
