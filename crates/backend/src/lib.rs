@@ -12,12 +12,14 @@
 
 mod cache;
 mod conformance;
+mod dry_run;
 mod error;
 mod local;
 pub mod secret_env;
 
 pub use cache::{write_private, CachedBackend};
 pub use conformance::run_conformance;
+pub use dry_run::DryRun;
 pub use error::{BackendError, ErrorKind};
 pub use local::LocalBackend;
 

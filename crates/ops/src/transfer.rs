@@ -235,7 +235,9 @@ mod tests {
             dst.read("out/a").unwrap_err().is_not_found(),
             "nothing starts after the first failure"
         );
-        let r = t.run(&items, OnError::Continue, &crate::NoProgress).unwrap();
+        let r = t
+            .run(&items, OnError::Continue, &crate::NoProgress)
+            .unwrap();
         assert_eq!(r.files, 1);
         let failed: Vec<&str> = r.failed.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(failed, ["gone", "c"]);

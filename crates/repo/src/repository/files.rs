@@ -6,10 +6,7 @@ use super::*;
 impl Repository {
     /// Deletes one repository file by kind and id.
     pub fn remove_file(&self, kind: FileKind, id: &FileId) -> Result<(), RepoError> {
-        if !self.dry_run {
-            self.backend.remove(&kind.file_name(id))?;
-        }
-        Ok(())
+        Ok(self.backend.remove(&kind.file_name(id))?)
     }
 
     /// Whether the file of `kind` with `id` is stored (a missing file is `false`, any
@@ -98,7 +95,8 @@ impl Repository {
     /// Frames, seals and stores a file under the hash of its stored bytes; returns its ID.
     pub fn save_file(&self, kind: FileKind, payload: &[u8]) -> Result<FileId, RepoError> {
         // An index or snapshot may point at packs a prune elsewhere deletes once this
-        // command's lock looks stale: check the lock is still ours first.
+        // command's lock looks stale: check the lock is still ours first (a dry run's
+        // lock was never stored, and nothing it writes is either).
         if matches!(kind, FileKind::Index | FileKind::Snapshot) && !self.dry_run {
             let held = self.held_lock.lock().unwrap_or_else(unpoison).clone();
             if let Some(lock) = held {
@@ -117,10 +115,8 @@ impl Repository {
             .seal(kind.seal_purpose(), &frame(payload, Some(3)))
             .map_err(|e| crypto(kind.dir(), e))?;
         let id = FileId(cairn_crypto::storage_hash(&sealed));
-        if !self.dry_run {
-            self.backend
-                .write(&kind.file_name(&id), &sealed, &WriteOptions::default())?;
-        }
+        self.backend
+            .write(&kind.file_name(&id), &sealed, &WriteOptions::default())?;
         Ok(id)
     }
 

@@ -24,7 +24,8 @@ use cairn_parallel::{map as parallel_map, stream as parallel_stream, Budget};
 pub struct OpenOptions {
     /// The key file tried first: the one that opened this location last time.
     pub preferred_key: Option<KeyId>,
-    /// Nothing is written; saves compute IDs and statistics only.
+    /// Nothing is written: the store is wrapped in [`cairn_backend::DryRun`], so the
+    /// command runs its real code and saves compute IDs and statistics only.
     pub dry_run: bool,
     /// Packs are uploaded on this many threads (a store across a network); 0 or 1
     /// writes each where it is finished.
@@ -228,7 +229,10 @@ impl Repository {
         opts: &OpenOptions,
     ) -> Result<Repository, RepoError> {
         let mut repo = Repository::open_preferring(backend, password, opts.preferred_key)?;
-        repo.dry_run = opts.dry_run;
+        if opts.dry_run {
+            repo.backend = Arc::new(cairn_backend::DryRun::new(Arc::clone(&repo.backend)));
+            repo.dry_run = true;
+        }
         if let Some(mode) = opts.compression {
             repo.compression = mode.zstd_level();
         }

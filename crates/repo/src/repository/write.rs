@@ -139,9 +139,6 @@ impl Repository {
     }
 
     pub(super) fn store_pack(&self, mut pack: FinishedPack) -> Result<(), RepoError> {
-        if self.dry_run {
-            return Ok(());
-        }
         if let Some(up) = &self.uploader {
             up.submit(pack)?;
             return self.index_uploaded();
