@@ -257,6 +257,14 @@ impl Backend for B2Backend {
         self.loc.display()
     }
 
+    fn encode_path(&self, path: &str) -> String {
+        crate::encoding::encode_path(path)
+    }
+
+    fn decode_path(&self, name: &str) -> String {
+        crate::encoding::decode_path(name)
+    }
+
     fn can_set_mtime(&self) -> bool {
         true
     }

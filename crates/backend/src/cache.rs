@@ -183,6 +183,15 @@ impl Backend for CachedBackend {
         }
         Ok(())
     }
+    fn encode_path(&self, path: &str) -> String {
+        self.inner.encode_path(path)
+    }
+    fn decode_path(&self, name: &str) -> String {
+        self.inner.decode_path(name)
+    }
+    fn is_local(&self) -> bool {
+        self.inner.is_local()
+    }
     fn can_set_mtime(&self) -> bool {
         self.inner.can_set_mtime()
     }

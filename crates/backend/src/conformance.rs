@@ -5,6 +5,7 @@ use crate::{Backend, ErrorKind, WriteOptions};
 
 pub fn run_conformance(b: &dyn Backend) -> Result<(), String> {
     let fail = |what: &str| Err(format!("{}: {what}", b.location()));
+    paths_round_trip(b)?;
     b.create().map_err(|e| e.to_string())?;
     let opts = WriteOptions::default();
     let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
@@ -162,6 +163,33 @@ pub fn run_conformance(b: &dyn Backend) -> Result<(), String> {
                 "parts with the wrong SHA1 must be Corrupt, got {other:?}"
             ))
         }
+    }
+    Ok(())
+}
+
+/// A path spelled as a name here reads back as itself, and repository names are
+/// spelled as they are.
+fn paths_round_trip(b: &dyn Backend) -> Result<(), String> {
+    for path in [
+        "a/b c.txt",
+        "\u{fc}n\u{ef}/c\u{f6}d\u{e9}",
+        "x\\y",
+        "odd:*?<>|",
+        "data/ab/ab01",
+    ] {
+        let back = b.decode_path(&b.encode_path(path));
+        if back != path {
+            return Err(format!(
+                "{}: path {path:?} read back as {back:?}",
+                b.location()
+            ));
+        }
+    }
+    if b.encode_path("snapshots/0a1b") != "snapshots/0a1b" {
+        return Err(format!(
+            "{}: a repository name is spelled differently",
+            b.location()
+        ));
     }
     Ok(())
 }

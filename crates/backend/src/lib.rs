@@ -162,6 +162,24 @@ pub trait Backend: Send + Sync {
 
     // ---- optional abilities: the defaults say the store has none ----
 
+    /// How a file tree's relative path is spelled as an object name here, so a sync
+    /// and rclone name files alike (rclone's encoding on B2). Repository names need no
+    /// encoding: they are the same under every spelling.
+    fn encode_path(&self, path: &str) -> String {
+        path.to_string()
+    }
+
+    /// The path an object name here stands for: the inverse of [`Backend::encode_path`].
+    fn decode_path(&self, name: &str) -> String {
+        name.to_string()
+    }
+
+    /// A store on this machine's disks: reading a whole object costs no transfer (a
+    /// sync may compute a SHA1 by reading), and an empty directory is still a place.
+    fn is_local(&self) -> bool {
+        false
+    }
+
     /// Whether [`Backend::set_mtime`] works here.
     fn can_set_mtime(&self) -> bool {
         false

@@ -492,6 +492,10 @@ impl Backend for LocalBackend {
         })
     }
 
+    fn is_local(&self) -> bool {
+        true
+    }
+
     fn can_set_mtime(&self) -> bool {
         true
     }

@@ -1,8 +1,8 @@
 //! `sync SRC DST`: make DST hold what SRC holds, transferring only what differs, the
 //! way `rclone sync` does, so the two tools can take turns on the same bucket.
 //!
-//! Each side is a `Backend` plus how its names are spelled (B2 names use rclone's
-//! encoding) and how it deletes (B2 hides unless `--hard-delete`). Comparison is by size
+//! Each side is a `Backend`, which says how it spells a path (`encode_path`: rclone's
+//! encoding on B2) and how it deletes (`hide` on B2, unless `--hard-delete`). Comparison is by size
 //! and modification time (1 ms window, as rclone), by size only, or by SHA1 (taken
 //! from B2's listing or computed locally, never by downloading). Deletions happen only
 //! after every transfer succeeded. A transfer writes the whole object through the
@@ -14,21 +14,6 @@ use cairn_backend::{Backend, WriteOptions};
 
 use crate::transfer::{Item, OnError, Transfer};
 use crate::OpsError;
-
-/// One side of a sync.
-pub struct Endpoint<'a> {
-    pub backend: &'a dyn Backend,
-    /// Storage name for a relative path (identity for local directories).
-    pub encode: fn(&str) -> String,
-    /// Relative path for a storage name.
-    pub decode: fn(&str) -> String,
-    /// The directory, for a local side (SHA1 computed from files).
-    pub is_local: bool,
-}
-
-pub fn identity(s: &str) -> String {
-    s.to_string()
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Compare {
@@ -102,18 +87,18 @@ fn wanted(opts: &SyncOptions, path: &str) -> bool {
 /// directories, so a B2 source with no files at all counts as missing too. A
 /// destination that does not exist yet is empty.
 fn list(
-    side: &Endpoint,
+    side: &dyn Backend,
     opts: &SyncOptions,
     must_exist: bool,
 ) -> Result<(BTreeMap<String, Entry>, Vec<String>), OpsError> {
     let missing = || {
         OpsError::Invalid(format!(
             "the source {} does not exist; nothing was transferred or deleted",
-            side.backend.location()
+            side.location()
         ))
     };
-    let objs = match side.backend.list("") {
-        Ok(o) if must_exist && o.is_empty() && !side.is_local => return Err(missing()),
+    let objs = match side.list("") {
+        Ok(o) if must_exist && o.is_empty() && !side.is_local() => return Err(missing()),
         Ok(o) => o,
         Err(e) if e.is_not_found() && must_exist => return Err(missing()),
         Err(e) if e.is_not_found() => Vec::new(),
@@ -122,7 +107,7 @@ fn list(
     let mut unsafe_names = Vec::new();
     let mut out = BTreeMap::new();
     for o in objs {
-        let path = (side.decode)(&o.name);
+        let path = side.decode_path(&o.name);
         if !cairn_backend::is_safe_name(&path) {
             unsafe_names.push(o.name);
             continue;
@@ -144,14 +129,14 @@ fn list(
 }
 
 /// The SHA1 of an entry: from the listing, or for a local file by reading it in pieces.
-fn sha1_of(side: &Endpoint, e: &Entry) -> Option<String> {
+fn sha1_of(side: &dyn Backend, e: &Entry) -> Option<String> {
     if let Some(s) = &e.sha1 {
         return Some(s.to_ascii_lowercase());
     }
-    if !side.is_local {
+    if !side.is_local() {
         return None;
     }
-    cairn_backend::object_sha1(side.backend, &e.storage_name, e.size).ok()
+    cairn_backend::object_sha1(side, &e.storage_name, e.size).ok()
 }
 
 /// Go's MIME table for common extensions (what rclone sends as Content-Type).
@@ -180,8 +165,8 @@ pub fn content_type(path: &str) -> &'static str {
 }
 
 pub fn sync(
-    src: &Endpoint,
-    dst: &Endpoint,
+    src: &dyn Backend,
+    dst: &dyn Backend,
     opts: &SyncOptions,
     progress: &dyn crate::Progress,
 ) -> Result<SyncSummary, OpsError> {
@@ -189,7 +174,7 @@ pub fn sync(
     // A destination that does not exist yet is created (empty, so nothing in it can be
     // deleted below); one that does is left as it is until the checks pass.
     if !opts.dry_run {
-        dst.backend.create().map_err(cairn_repo::RepoError::from)?;
+        dst.create().map_err(cairn_repo::RepoError::from)?;
     }
     let (to, unsafe_dst) = list(dst, opts, false)?;
     let doomed: Vec<&String> = if opts.delete {
@@ -214,10 +199,7 @@ pub fn sync(
     }
 
     for (path, e, d) in touch {
-        match dst
-            .backend
-            .set_mtime(&d.storage_name, e.mtime.unwrap_or_default(), e.mtime_ns)
-        {
+        match dst.set_mtime(&d.storage_name, e.mtime.unwrap_or_default(), e.mtime_ns) {
             Ok(()) => s.files_touched += 1,
             Err(e) => s
                 .errors
@@ -231,14 +213,14 @@ pub fn sync(
             let d = &to[path];
             // Hidden where the store keeps old versions (B2), unless asked to delete.
             let r = match opts.hard_delete {
-                false => dst.backend.hide(&d.storage_name),
+                false => dst.hide(&d.storage_name),
                 true => Ok(false),
             }
             .and_then(|hidden| {
                 if hidden {
                     Ok(())
                 } else {
-                    dst.backend.remove(&d.storage_name)
+                    dst.remove(&d.storage_name)
                 }
             });
             match r {
@@ -256,7 +238,7 @@ pub fn sync(
 /// Refuses a `--delete` that would empty the destination or remove most of it, unless
 /// `--allow-deletes`; a dry run reports the refusal instead.
 fn check_deletions(
-    src: &Endpoint,
+    src: &dyn Backend,
     opts: &SyncOptions,
     from: &BTreeMap<String, Entry>,
     to: &BTreeMap<String, Entry>,
@@ -267,7 +249,7 @@ fn check_deletions(
         let why = if from.is_empty() {
             Some(format!(
                 "the source {} holds no files, so every file at the destination would go",
-                src.backend.location()
+                src.location()
             ))
         } else {
             crate::delete_limit::share_refusal(doomed.len() as u64, to.len() as u64)
@@ -289,8 +271,8 @@ fn check_deletions(
 /// are counted in `s`.
 #[allow(clippy::type_complexity)]
 fn plan<'a>(
-    src: &Endpoint,
-    dst: &Endpoint,
+    src: &dyn Backend,
+    dst: &dyn Backend,
     opts: &SyncOptions,
     from: &'a BTreeMap<String, Entry>,
     to: &'a BTreeMap<String, Entry>,
@@ -340,7 +322,7 @@ enum Same {
     OnlyTime,
 }
 
-fn same_file(src: &Endpoint, dst: &Endpoint, compare: Compare, e: &Entry, d: &Entry) -> Same {
+fn same_file(src: &dyn Backend, dst: &dyn Backend, compare: Compare, e: &Entry, d: &Entry) -> Same {
     let same = match compare {
         Compare::Size => d.size == e.size,
         Compare::Checksum => {
@@ -363,7 +345,7 @@ fn same_file(src: &Endpoint, dst: &Endpoint, compare: Compare, e: &Entry, d: &En
                         true
                     }
                     _ if sha1_of(src, e).is_some_and(|a| Some(a) == sha1_of(dst, d)) => {
-                        if e.mtime.is_some() && dst.backend.can_set_mtime() {
+                        if e.mtime.is_some() && dst.can_set_mtime() {
                             return Same::OnlyTime;
                         }
                         true
@@ -382,8 +364,8 @@ fn same_file(src: &Endpoint, dst: &Endpoint, compare: Compare, e: &Entry, d: &En
 /// Transfers `todo` on `--transfers` threads; a file that fails is reported and the
 /// others go on, as rclone.
 fn transfer_all(
-    src: &Endpoint,
-    dst: &Endpoint,
+    src: &dyn Backend,
+    dst: &dyn Backend,
     opts: &SyncOptions,
     todo: &[(&String, &Entry)],
     progress: &dyn crate::Progress,
@@ -393,7 +375,7 @@ fn transfer_all(
         .iter()
         .map(|(path, e)| Item {
             from: &e.storage_name,
-            to: (dst.encode)(path),
+            to: dst.encode_path(path),
             size: e.size,
             write: WriteOptions {
                 mtime_millis: e.mtime,
@@ -404,7 +386,7 @@ fn transfer_all(
         })
         .collect();
     progress.start(items.len() as u64, items.iter().map(|i| i.size).sum());
-    let transfer = Transfer::new(src.backend, dst.backend, opts.transfers);
+    let transfer = Transfer::new(src, dst, opts.transfers);
     let done = transfer.run(&items, OnError::Continue, progress);
     progress.finish();
     // With OnError::Continue every failure is in the report, never returned.

@@ -2,7 +2,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use cairn_backend::{Backend, LocalBackend};
-use cairn_ops::sync::{identity, sync, Compare, Endpoint, Newer, SyncOptions};
+use cairn_ops::sync::{sync, Compare, Newer, SyncOptions};
 use clap::{Args, ValueEnum};
 use serde_json::json;
 
@@ -79,23 +79,6 @@ fn open_side(g: &GlobalArgs, loc: &str) -> anyhow::Result<Side> {
     }
 }
 
-fn endpoint(s: &Side) -> Endpoint<'_> {
-    Endpoint {
-        backend: s.backend.as_ref(),
-        encode: if s.b2.is_some() {
-            cairn_b2::encoding::encode_path
-        } else {
-            identity
-        },
-        decode: if s.b2.is_some() {
-            cairn_b2::encoding::decode_path
-        } else {
-            identity
-        },
-        is_local: s.b2.is_none(),
-    }
-}
-
 fn regexes(v: &[String]) -> anyhow::Result<Vec<regex::Regex>> {
     v.iter()
         .map(|r| {
@@ -163,9 +146,8 @@ pub fn run(g: &GlobalArgs, a: SyncArgs) -> anyhow::Result<ExitCode> {
     refuse_overlap(&src, &dst, &a)?;
     let remote = src.b2.is_some() || dst.b2.is_some();
     let opts = sync_options(&a, remote)?;
-    let (src_ep, dst_ep) = (endpoint(&src), endpoint(&dst));
     let bar = output::Bar::new(g);
-    let s = sync(&src_ep, &dst_ep, &opts, &bar)?;
+    let s = sync(src.backend.as_ref(), dst.backend.as_ref(), &opts, &bar)?;
     let mut t = cairn_backend::Transactions::default();
     for b in [&src.backend, &dst.backend] {
         t += b.transactions().unwrap_or_default();
