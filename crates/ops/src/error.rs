@@ -38,6 +38,26 @@ pub enum OpsError {
         if *snapshots == 1 { "its only snapshot".to_string() } else { format!("all {snapshots} snapshots") }
     )]
     WouldRemoveAll { group: String, snapshots: usize },
+    /// A tree entry whose name could escape its directory (`..`, `a/b`): the tree was
+    /// forged or damaged, and nothing below it is trusted.
+    #[error("{}an entry with an unsafe name {name}; refusing it", tree.as_ref().map(|t| format!("tree {t} holds ")).unwrap_or_default())]
+    UnsafeName { tree: Option<String>, name: String },
+    /// The repository is damaged in a way this command must not work around; `advice`
+    /// says which command comes first.
+    #[error("{problem}; run {advice} first")]
+    NeedsRepair { problem: String, advice: String },
+    /// The store is full; what the command did before is consistent, and `advice`
+    /// says how to go on.
+    #[error("{location} is full: {source}. {advice}")]
+    NoSpace {
+        location: String,
+        advice: String,
+        #[source]
+        source: Box<OpsError>,
+    },
+    /// The source of a sync does not exist (a typo must not empty the destination).
+    #[error("the source {0} does not exist; nothing was transferred or deleted")]
+    NoSource(String),
     #[error("path {0:?} not found in snapshot")]
     PathNotFound(String),
     #[error("{0}")]

@@ -242,7 +242,10 @@ impl PrunePlan {
             progress.current(std::path::Path::new(&name));
             let data = match repo.load_pack_verified(pack) {
                 Err(cairn_repo::RepoError::Corrupt { .. }) => {
-                    return Err(OpsError::Invalid(format!("{name} is corrupt (hash mismatch); run `cairn check --read-data` before pruning")));
+                    return Err(OpsError::NeedsRepair {
+                        problem: format!("{name} is corrupt (hash mismatch)"),
+                        advice: "`cairn check --read-data`".into(),
+                    });
                 }
                 r => r?,
             };
@@ -313,11 +316,13 @@ fn no_space_advice(repo: &Repository, e: OpsError) -> OpsError {
     if !full {
         return e;
     }
-    OpsError::Invalid(format!(
-        "{} is full, so prune could not repack: {e}. Unused packs were deleted first and the repository is consistent; \
-         free some space, or run `cairn prune --max-repack-size 0` (deletes only, writes no new pack)",
-        repo.backend().location()
-    ))
+    OpsError::NoSpace {
+        location: repo.backend().location(),
+        advice: "Prune could not repack, but deleted unused packs first and the repository is consistent; \
+                 free some space, or run `cairn prune --max-repack-size 0` (deletes only, writes no new pack)"
+            .into(),
+        source: Box::new(e),
+    }
 }
 
 /// Packs per index file written by prune: ~1 MB files for 16-blob packs.
@@ -350,10 +355,13 @@ fn pack_uses(repo: &Repository, opts: &PruneOptions) -> Result<HashMap<PackId, P
     let index = repo.index();
     for id in &used {
         if !index.contains(id) {
-            return Err(OpsError::Invalid(format!(
-                "blob {} is used by a snapshot but missing from the index; run `cairn check` and `cairn repair index` first",
-                id.short()
-            )));
+            return Err(OpsError::NeedsRepair {
+                problem: format!(
+                    "blob {} is used by a snapshot but missing from the index",
+                    id.short()
+                ),
+                advice: "`cairn check` and `cairn repair index`".into(),
+            });
         }
     }
     let mut used = used;

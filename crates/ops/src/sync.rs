@@ -91,12 +91,7 @@ fn list(
     opts: &SyncOptions,
     must_exist: bool,
 ) -> Result<(BTreeMap<String, Entry>, Vec<String>), OpsError> {
-    let missing = || {
-        OpsError::Invalid(format!(
-            "the source {} does not exist; nothing was transferred or deleted",
-            side.location()
-        ))
-    };
+    let missing = || OpsError::NoSource(side.location());
     let objs = match side.list("") {
         Ok(o) if must_exist && o.is_empty() && !side.is_local() => return Err(missing()),
         Ok(o) => o,

@@ -50,11 +50,10 @@ pub fn check_name(tree: &BlobId, node: &Node) -> Result<(), OpsError> {
     if node.has_safe_name() {
         return Ok(());
     }
-    Err(OpsError::Invalid(format!(
-        "tree {} holds an entry with an unsafe name {:?}; refusing it",
-        tree.short(),
-        node.name
-    )))
+    Err(OpsError::UnsafeName {
+        tree: Some(tree.short()),
+        name: format!("{:?}", node.name),
+    })
 }
 
 /// A node standing for the snapshot's root directory.

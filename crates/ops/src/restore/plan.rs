@@ -135,7 +135,10 @@ impl RestorePlan {
             _ => {
                 // A single file (or symlink...) restored into the target directory.
                 if !start.has_safe_name() {
-                    return Err(OpsError::Invalid(format!("unsafe name {:?}", start.name)));
+                    return Err(OpsError::UnsafeName {
+                        tree: None,
+                        name: format!("{:?}", start.name),
+                    });
                 }
                 let dest = opts.target.join(OsStr::from_bytes(start.name.as_slice()));
                 let mut selected = Vec::new();
