@@ -3,6 +3,7 @@
 
 mod util;
 
+mod append_only;
 mod b2;
 mod backup;
 mod browse;

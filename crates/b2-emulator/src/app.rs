@@ -67,8 +67,9 @@ pub fn capability_for(op: &str) -> Option<&'static str> {
         | "b2_get_upload_part_url"
         | "b2_finish_large_file"
         | "b2_copy_file"
-        | "b2_hide_file" => "writeFiles",
-        "b2_delete_file_version" | "b2_cancel_large_file" => "deleteFiles",
+        | "b2_hide_file"
+        | "b2_cancel_large_file" => "writeFiles",
+        "b2_delete_file_version" => "deleteFiles",
         _ => return None,
     })
 }

@@ -273,6 +273,19 @@ impl Backend for B2Backend {
         self.set_mtime_millis(name, millis)
     }
 
+    /// A key without `deleteFiles` (an append-only key) cannot delete; it can still hide,
+    /// which needs only `writeFiles`. Unknown (authorization failed) counts as able:
+    /// the delete itself will then say what is wrong.
+    fn delete_refused(&self) -> Option<String> {
+        match self.rt.block_on(self.client.capabilities()) {
+            Ok(Some(caps)) if !caps.iter().any(|c| c == "deleteFiles") => Some(format!(
+                "the B2 application key {} cannot delete files (it lacks the deleteFiles capability)",
+                self.loc.creds.key_id
+            )),
+            _ => None,
+        }
+    }
+
     /// Hides, unless the rclone remote says `hard_delete = true`: then the caller deletes.
     fn hide(&self, name: &str) -> Result<bool, BackendError> {
         if self.loc.hard_delete {

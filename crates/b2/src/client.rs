@@ -55,6 +55,8 @@ struct Auth {
     account_id: String,
     /// Buckets an application key is restricted to (id, name), if it is.
     allowed: Vec<(String, String)>,
+    /// What the key may do, as the authorization said (`None`: it did not say).
+    capabilities: Option<Vec<String>>,
     generation: u64,
 }
 
@@ -211,6 +213,12 @@ impl Client {
         Ok(a)
     }
 
+    /// What the application key may do, as B2 said when it authorized it (`None` when
+    /// the reply did not list capabilities).
+    pub async fn capabilities(&self) -> Result<Option<Vec<String>>, B2Error> {
+        Ok(self.authorization(None).await?.capabilities.clone())
+    }
+
     /// URLs handed out by B2 (API, download, upload) must keep the endpoint's protection:
     /// after an https authorize, a plain-http URL in a reply would carry the token in clear.
     pub(crate) fn check_reply_url(&self, what: &str, url: &str) -> Result<(), B2Error> {
@@ -259,18 +267,25 @@ impl Client {
         let v: AuthorizeReply = serde_json::from_slice(&body).map_err(|e| {
             B2Error::Invalid(format!("b2_authorize_account: unexpected reply: {e}"))
         })?;
-        let (api_url, download_url, allowed) = match v.api_info {
+        let (api_url, download_url, allowed, capabilities) = match v.api_info {
             Some(ApiInfo { storage_api: sa }) => {
-                let allowed = sa
+                let (buckets, capabilities) = sa
                     .allowed
-                    .and_then(|a| a.buckets)
+                    .map(|a| (a.buckets, a.capabilities))
+                    .unwrap_or_default();
+                let allowed = buckets
                     .unwrap_or_default()
                     .into_iter()
                     .filter_map(|b| Some((b.id?, b.name?)))
                     .collect();
-                (Some(sa.api_url), Some(sa.download_url), allowed)
+                (
+                    Some(sa.api_url),
+                    Some(sa.download_url),
+                    allowed,
+                    capabilities,
+                )
             }
-            None => (v.api_url, v.download_url, Vec::new()),
+            None => (v.api_url, v.download_url, Vec::new(), None),
         };
         let api_url =
             api_url.ok_or_else(|| B2Error::Invalid("authorize reply lacks apiUrl".into()))?;
@@ -284,6 +299,7 @@ impl Client {
             download_url,
             account_id: v.account_id,
             allowed,
+            capabilities,
             generation: self.generation.fetch_add(1, Ordering::Relaxed) + 1,
         })
     }

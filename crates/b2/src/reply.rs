@@ -112,6 +112,9 @@ pub(crate) struct StorageApi {
 pub(crate) struct Allowed {
     #[serde(default)]
     pub buckets: Option<Vec<AllowedBucket>>,
+    /// What the key may do (`writeFiles`, `deleteFiles`, ...).
+    #[serde(default)]
+    pub capabilities: Option<Vec<String>>,
 }
 
 /// A bucket a restricted key may use; B2 gives `null` ID and name for "all buckets".

@@ -192,6 +192,9 @@ impl Backend for CachedBackend {
     fn is_local(&self) -> bool {
         self.inner.is_local()
     }
+    fn delete_refused(&self) -> Option<String> {
+        self.inner.delete_refused()
+    }
     fn can_set_mtime(&self) -> bool {
         self.inner.can_set_mtime()
     }

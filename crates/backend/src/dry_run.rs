@@ -128,6 +128,10 @@ impl Backend for DryRun {
         self.inner.is_local()
     }
 
+    fn delete_refused(&self) -> Option<String> {
+        self.inner.delete_refused()
+    }
+
     fn can_set_mtime(&self) -> bool {
         self.inner.can_set_mtime()
     }

@@ -180,6 +180,13 @@ pub trait Backend: Send + Sync {
         false
     }
 
+    /// Why these credentials may not delete objects here (a B2 application key without
+    /// `deleteFiles`: an append-only key), or `None` when they may. Commands that must
+    /// delete ask first and refuse before changing anything.
+    fn delete_refused(&self) -> Option<String> {
+        None
+    }
+
     /// Whether [`Backend::set_mtime`] works here.
     fn can_set_mtime(&self) -> bool {
         false
@@ -233,6 +240,19 @@ pub trait Backend: Send + Sync {
             name,
             "this store keeps no partial writes",
         ))
+    }
+}
+
+/// Removes `name`, or, where these credentials may not delete, hides it (on B2 a hide
+/// marker, which needs only `writeFiles`; listings no longer show the file). How a
+/// command with an append-only key removes its own lock.
+pub fn remove_or_hide(b: &dyn Backend, name: &str) -> Result<(), BackendError> {
+    match b.delete_refused() {
+        None => b.remove(name),
+        Some(why) => match b.hide(name)? {
+            true => Ok(()),
+            false => Err(BackendError::new(ErrorKind::PermissionDenied, name, why)),
+        },
     }
 }
 

@@ -26,6 +26,9 @@ pub fn change(repo: &std::sync::Arc<Repository>, change: KeyChange) -> Result<Ke
         KeyChange::Remove { .. } => "key remove",
         KeyChange::Passwd { .. } => "key passwd",
     };
+    if !matches!(change, KeyChange::Add { .. }) {
+        repo.require_deletes(command)?;
+    }
     let _session = Session::begin(repo, command, Access::Change, LoadIndex::No)?;
     Ok(match change {
         KeyChange::Add { password } => repo.add_key(password)?,

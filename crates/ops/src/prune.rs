@@ -112,6 +112,9 @@ pub fn run(
     opts: &PruneOptions,
     progress: &dyn crate::Progress,
 ) -> Result<PruneSummary, OpsError> {
+    if !opts.dry_run {
+        repo.require_deletes("prune")?;
+    }
     let _session = Session::begin(repo, "prune", Access::Change, LoadIndex::Yes)?;
     PrunePlan::build(repo, opts)?.execute_with_progress(repo, progress)
 }

@@ -41,6 +41,8 @@ pub fn index(
     repo: &std::sync::Arc<Repository>,
     before_commit: &dyn Fn(&[String]) -> Result<(), OpsError>,
 ) -> Result<RepairIndexSummary, OpsError> {
+    // The index files it replaces are deleted.
+    repo.require_deletes("repair index")?;
     let _session = Session::begin(repo, "repair", Access::Change, LoadIndex::No)?;
     repair_index(repo, before_commit)
 }
@@ -54,6 +56,9 @@ pub fn snapshots(
     forget: bool,
     before_loss: &dyn Fn(&std::collections::HashSet<String>) -> Result<(), OpsError>,
 ) -> Result<RepairSnapshotsSummary, OpsError> {
+    if forget {
+        repo.require_deletes("repair snapshots --forget")?;
+    }
     let _session = Session::begin(repo, "repair", Access::Change, LoadIndex::Yes)?;
     if !dry_run && crate::walk::first_missing_blob(repo, &repo.list_snapshots()?)?.is_some() {
         let indexed = repo

@@ -57,8 +57,12 @@ pub struct ShipSummary {
     pub same_repository: bool,
     pub repository_id: String,
     pub verified: bool,
-    /// Deletions not made, and why (the source is damaged, or its last check failed).
+    /// Deletions not made, and why (the source is damaged, or its last check failed,
+    /// or the destination's key may not delete).
     pub deletions_left: Vec<String>,
+    /// Why the destination's credentials may not delete (an append-only key), when
+    /// deletions were left for that reason.
+    pub cannot_delete: Option<String>,
     /// Files not uploaded because their content here no longer matches their name:
     /// damaged here, so the destination's copy is kept.
     pub damaged_here: Vec<String>,
@@ -316,6 +320,18 @@ fn plan_deletions_kept(
     s: &mut ShipSummary,
 ) -> Result<Vec<String>, OpsError> {
     let (mut deletions, refusal) = plan_deletions(repo, have, there, opts.allow_deletes)?;
+    // An append-only key deletes nothing, so nothing it could delete by mistake needs
+    // refusing: the uploads go ahead and the deletions are left for a stronger key.
+    if let Some(why) = dst.delete_refused().filter(|_| !deletions.is_empty()) {
+        s.warnings.push(format!(
+            "{} deletion(s) left at {}: {why}; a ship with a key that may delete makes them",
+            deletions.len(),
+            dst.location()
+        ));
+        s.cannot_delete = Some(why);
+        s.deletions_left = std::mem::take(&mut deletions);
+        return Ok(deletions);
+    }
     match refusal {
         Some(why) if opts.dry_run => s.plan.push(format!("stop: {why}")),
         Some(why) => return Err(OpsError::ShipDeletesRefused(why)),

@@ -37,6 +37,8 @@ pub fn run(
     specs: &[String],
     change: &TagChange,
 ) -> Result<Vec<(SnapshotId, SnapshotId)>, OpsError> {
+    // A snapshot is replaced: the old one is deleted.
+    repo.require_deletes("tag")?;
     let _session = Session::begin(repo, "tag", Access::Change, LoadIndex::No)?;
     let targets = specs
         .iter()

@@ -41,6 +41,10 @@ pub enum RepoError {
     /// Without a key the repository could never be opened again.
     #[error("refusing to remove the last key")]
     LastKey,
+    /// A command that must delete, run with credentials that may not (an append-only
+    /// key): refused before anything is changed.
+    #[error("{command} must delete files, and {why}; nothing was changed. Run it with a key that may delete (see \"Offsite copies malware cannot destroy\" in docs/guide.md)")]
+    CannotDelete { command: String, why: String },
     /// This session's key was removed by another password's `key remove`.
     #[error("key {0} was removed meanwhile; open the repository again")]
     KeyRemoved(String),

@@ -36,7 +36,7 @@ pub fn release_held_locks() {
     let held = std::mem::take(&mut *HELD.lock().unwrap_or_else(unpoison));
     for (backend, name) in held {
         let name = name.lock().unwrap_or_else(unpoison).clone();
-        let _ = backend.remove(&name);
+        let _ = cairn_backend::remove_or_hide(backend.as_ref(), &name);
     }
 }
 
@@ -206,7 +206,7 @@ impl Repository {
         }
         let name = self.write_lock(kind, command)?;
         if let Some(who) = self.conflicting_lock(kind, Some(&name))? {
-            let _ = self.backend().remove(&name);
+            let _ = cairn_backend::remove_or_hide(self.backend().as_ref(), &name);
             return Err(RepoError::Locked(who));
         }
         let current = Arc::new(Mutex::new(name));
@@ -224,7 +224,7 @@ impl Repository {
                         *fresh.lock().unwrap_or_else(unpoison) = std::time::Instant::now();
                         let mut c = cur.lock().unwrap_or_else(unpoison);
                         let old = std::mem::replace(&mut *c, new);
-                        let _ = repo.backend().remove(&old);
+                        let _ = cairn_backend::remove_or_hide(repo.backend().as_ref(), &old);
                     }
                     Err(e) => tracing::warn!("could not refresh repository lock (the command stops before its next index or snapshot if this lasts): {e}"),
                 },
@@ -247,13 +247,18 @@ impl Repository {
         })
     }
 
-    /// Removes stale locks (or all with `all`); returns how many were removed.
+    /// Removes stale locks (or all with `all`); returns how many were removed. With an
+    /// append-only key stale locks are hidden, but removing live ones is refused: that
+    /// key must not be able to take a running prune's lock away.
     pub fn unlock(&self, all: bool) -> Result<usize, RepoError> {
+        if all {
+            self.require_deletes("unlock --remove-all")?;
+        }
         let mut n = 0;
         for (name, lock) in self.list_locks()? {
             let remove = all || matches!(&lock, Ok(l) if is_stale(l));
             if remove {
-                self.backend().remove(&name)?;
+                cairn_backend::remove_or_hide(self.backend().as_ref(), &name)?;
                 n += 1;
             }
         }
@@ -279,7 +284,7 @@ impl Drop for LockGuard {
             let _ = t.join();
         }
         let name = self.current.lock().unwrap_or_else(unpoison).clone();
-        if let Err(e) = self.repo.backend().remove(&name) {
+        if let Err(e) = cairn_backend::remove_or_hide(self.repo.backend().as_ref(), &name) {
             tracing::warn!("could not remove lock {name}: {e}");
         }
     }

@@ -100,12 +100,16 @@ pub fn run(g: &GlobalArgs, a: ShipArgs) -> anyhow::Result<ExitCode> {
         );
     }
     // Files damaged here, or names that are not repository files, were not shipped: the
-    // copy is complete but for them.
-    Ok(if s.damaged_here.is_empty() && s.unsafe_names.is_empty() {
-        ExitCode::Ok
-    } else {
-        ExitCode::PartialBackup
-    })
+    // copy is complete but for them. Deletions an append-only key left: complete, but
+    // holding more than the source until a ship with a stronger key.
+    let left_for_key = s.cannot_delete.is_some() && !s.deletions_left.is_empty();
+    Ok(
+        if s.damaged_here.is_empty() && s.unsafe_names.is_empty() && !left_for_key {
+            ExitCode::Ok
+        } else {
+            ExitCode::PartialBackup
+        },
+    )
 }
 
 /// `--forget-destination`: needs neither the password nor the destination's
@@ -147,6 +151,7 @@ fn print_summary(
         v["repository_id"] = json!(s.repository_id);
         v["deletions"] = json!(s.deletions);
         v["deletions_left"] = json!(s.deletions_left);
+        v["cannot_delete"] = json!(s.cannot_delete);
         v["damaged_here"] = json!(s.damaged_here);
         v["warnings"] = json!(s.warnings);
         v["unsafe_names"] = json!(s.unsafe_names);

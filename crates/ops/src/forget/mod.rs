@@ -53,6 +53,9 @@ pub fn run(
     opts: &ForgetOptions,
     progress: &dyn crate::Progress,
 ) -> Result<ForgetSummary, OpsError> {
+    if !opts.dry_run {
+        repo.require_deletes("forget")?;
+    }
     let _session = Session::begin(repo, "forget", Access::Change, LoadIndex::No)?;
     let (mut removed, acknowledged) = named(repo, &opts.snapshots, &opts.vanished)?;
     let mut groups = Vec::new();

@@ -316,6 +316,18 @@ impl Repository {
         self.dry_run
     }
 
+    /// Fails with [`RepoError::CannotDelete`] when this repository's credentials may not
+    /// delete (an append-only B2 key), so `command`, which must, changes nothing.
+    pub fn require_deletes(&self, command: &str) -> Result<(), RepoError> {
+        match self.backend.delete_refused() {
+            Some(why) if !self.dry_run => Err(RepoError::CannotDelete {
+                command: command.to_string(),
+                why,
+            }),
+            _ => Ok(()),
+        }
+    }
+
     pub fn add_key(&self, password: &[u8]) -> Result<KeyId, RepoError> {
         keys::add_key(self.backend.as_ref(), &self.key, password)
     }
