@@ -9,11 +9,11 @@
 use std::collections::{HashMap, HashSet};
 
 use cairn_format::{BlobId, NodeType, PackEntry, PackId};
+use cairn_repo::session::{Access, LoadIndex, Session};
 use cairn_repo::{pack_name, read_pack_header, Repository, SnapshotRef};
 
 use crate::walk::{walk_tree, Visit};
 use crate::OpsError;
-use cairn_repo::session::{Access, LoadIndex, Session};
 
 /// Which packs `--read-data*` reads.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -14,11 +14,11 @@ use rayon::prelude::*;
 
 use cairn_chunker::{Chunker, ChunkerParams};
 use cairn_format::{BlobId, BlobType, Node, NodeType, Tree};
+use cairn_repo::session::{Access, LoadIndex, Session};
 use cairn_repo::{Repository, SnapshotRef};
 
 use crate::dump::ContentReader;
 use crate::OpsError;
-use cairn_repo::session::{Access, LoadIndex, Session};
 
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct CopySummary {

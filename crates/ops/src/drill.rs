@@ -18,13 +18,13 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 
 use cairn_format::{DrillRecord, Node, NodeType};
+use cairn_repo::session::{Access, LoadIndex, Session};
 use cairn_repo::{FileKind, Repository, SnapshotRef};
 
 use crate::check::{check_with_progress, ReadData};
 use crate::restore::{restore_with_progress, RestoreOptions};
 use crate::walk::{walk_tree, Visit};
 use crate::OpsError;
-use cairn_repo::session::{Access, LoadIndex, Session};
 
 #[derive(Clone, Debug)]
 pub struct DrillOptions {

@@ -1,12 +1,12 @@
 //! `find`: which snapshots hold files whose name (or path) matches a pattern.
 
 use cairn_format::Node;
+use cairn_repo::session::{Access, LoadIndex, Session};
 use cairn_repo::{Repository, SnapshotRef};
 
 use crate::filter::PathFilter;
 use crate::walk::{walk_tree, Visit};
 use crate::OpsError;
-use cairn_repo::session::{Access, LoadIndex, Session};
 
 #[derive(Clone, Debug)]
 pub struct Found {

@@ -1,10 +1,10 @@
 //! `key add`, `key remove`, `key passwd`: changes to who can open the repository.
 
 use cairn_format::KeyId;
+use cairn_repo::session::{Access, LoadIndex, Session};
 use cairn_repo::Repository;
 
 use crate::OpsError;
-use cairn_repo::session::{Access, LoadIndex, Session};
 
 /// One change to the repository's keys.
 pub enum KeyChange<'a> {

@@ -1,11 +1,11 @@
 //! `ls`: the nodes of a snapshot with their absolute paths.
 
 use cairn_format::{Node, NodeType, Timestamp};
+use cairn_repo::session::{Access, LoadIndex, Session};
 use cairn_repo::{Repository, SnapshotRef};
 
 use crate::walk::{find_node, walk_tree, Visit};
 use crate::OpsError;
-use cairn_repo::session::{Access, LoadIndex, Session};
 
 #[derive(Clone, Debug)]
 pub struct LsEntry {

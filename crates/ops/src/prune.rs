@@ -19,11 +19,11 @@
 use std::collections::{HashMap, HashSet};
 
 use cairn_format::{FileId, IndexFile, IndexPack, PackEntry, PackId};
+use cairn_repo::session::{Access, LoadIndex, Session};
 use cairn_repo::{pack_name, read_pack_header, FileKind, Repository, DATA_DIR};
 
 use crate::walk::used_blobs;
 use crate::OpsError;
-use cairn_repo::session::{Access, LoadIndex, Session};
 
 #[derive(Clone, Copy, Debug)]
 pub enum MaxUnused {

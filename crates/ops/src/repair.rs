@@ -21,10 +21,10 @@
 use std::collections::HashMap;
 
 use cairn_format::{BlobId, IndexFile, IndexPack, NodeType, SnapshotId, Tree};
+use cairn_repo::session::{Access, LoadIndex, Session};
 use cairn_repo::{read_pack_header, FileKind, Repository};
 
 use crate::OpsError;
-use cairn_repo::session::{Access, LoadIndex, Session};
 
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct RepairIndexSummary {

@@ -3,11 +3,11 @@
 use std::collections::HashSet;
 
 use cairn_format::{BlobId, NodeType};
+use cairn_repo::session::{Access, LoadIndex, Session};
 use cairn_repo::{Repository, SnapshotRef};
 
 use crate::walk::{walk_tree, Visit};
 use crate::OpsError;
-use cairn_repo::session::{Access, LoadIndex, Session};
 
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct Stats {

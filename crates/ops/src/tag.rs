@@ -2,10 +2,10 @@
 //! ID and the old one removed, as restic does).
 
 use cairn_format::SnapshotId;
+use cairn_repo::session::{Access, LoadIndex, Session};
 use cairn_repo::Repository;
 
 use crate::OpsError;
-use cairn_repo::session::{Access, LoadIndex, Session};
 
 /// Tags to add and remove, after replacing the whole list by `set` if given (an empty
 /// `set` clears every tag).

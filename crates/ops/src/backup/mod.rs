@@ -15,11 +15,11 @@ use std::time::{Duration, Instant};
 
 use cairn_chunker::{Chunker, ChunkerParams};
 use cairn_format::{Snapshot, SnapshotId, SnapshotSummary};
+use cairn_repo::session::{Access, LoadIndex, Session};
 use cairn_repo::{sys, Repository, SnapshotRef};
 
 use crate::filter::PathFilter;
 use crate::OpsError;
-use cairn_repo::session::{Access, LoadIndex, Session};
 
 pub use archiver::Counters;
 

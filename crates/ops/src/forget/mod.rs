@@ -4,12 +4,12 @@ mod policy;
 
 pub use policy::{apply, Duration, ForgetPlan, Kept, RetentionPolicy};
 
+use cairn_repo::session::{Access, LoadIndex, Session};
 use cairn_repo::{Repository, SnapshotRef};
 
 use crate::prune::{PruneOptions, PrunePlan, PruneSummary};
 use crate::snapshots::{group, GroupBy, GroupKey, SnapshotFilter};
 use crate::OpsError;
-use cairn_repo::session::{Access, LoadIndex, Session};
 
 /// What to forget.
 #[derive(Debug, Default)]

@@ -22,12 +22,12 @@ use std::sync::Mutex;
 use rayon::prelude::*;
 
 use cairn_format::{Node, NodeType};
+use cairn_repo::session::{Access, LoadIndex, Session};
 use cairn_repo::{Repository, SnapshotRef};
 
 use crate::filter::PathFilter;
 use crate::meta::{apply_metadata, NameCache, Target};
 use crate::OpsError;
-use cairn_repo::session::{Access, LoadIndex, Session};
 use file::{restore_file, FileResult, BLOBS_PER_BATCH};
 pub use plan::{Item, RestorePlan};
 use target::TargetDir;
