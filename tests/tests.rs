@@ -18,6 +18,7 @@ mod json;
 mod keys;
 mod maintenance;
 mod mount;
+mod object_lock;
 mod restore;
 mod roundtrip;
 mod secrets;

@@ -70,6 +70,7 @@ pub fn capability_for(op: &str) -> Option<&'static str> {
         | "b2_hide_file"
         | "b2_cancel_large_file" => "writeFiles",
         "b2_delete_file_version" => "deleteFiles",
+        "b2_update_file_retention" => "writeFileRetentions",
         _ => return None,
     })
 }

@@ -63,6 +63,15 @@ pub async fn handle(
         }
         return json_reply(app.stats_json()).unwrap_or_default();
     }
+    if path == "/emulator/clock" {
+        let secs = uri
+            .query()
+            .and_then(|q| q.strip_prefix("advance_secs="))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        let now = crate::api::advance_clock(secs);
+        return json_reply(serde_json::json!({"now": now})).unwrap_or_default();
+    }
     if path == "/emulator/stats/reset" {
         reset(&app);
         return json_reply(app.stats_json()).unwrap_or_default();

@@ -12,6 +12,19 @@ pub struct Bucket {
     pub id: String,
     pub name: String,
     pub bucket_type: String,
+    /// Object Lock: only a bucket created with it may hold retention on its files.
+    #[serde(default)]
+    pub file_lock_enabled: bool,
+}
+
+/// Object Lock retention of one file version.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Retention {
+    /// `governance` (shortened or removed with bypassGovernance) or `compliance`
+    /// (only extended).
+    pub mode: String,
+    /// Milliseconds since the epoch.
+    pub until: i64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -35,6 +48,8 @@ pub struct Version {
     pub content_type: String,
     pub info: BTreeMap<String, String>,
     pub upload_timestamp: i64,
+    #[serde(default)]
+    pub retention: Option<Retention>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -54,6 +69,8 @@ pub struct LargeFile {
     pub info: BTreeMap<String, String>,
     pub upload_timestamp: i64,
     pub parts: BTreeMap<u32, Part>,
+    #[serde(default)]
+    pub retention: Option<Retention>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]

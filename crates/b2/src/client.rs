@@ -45,6 +45,8 @@ pub struct FileVersion {
     pub upload_timestamp: i64,
     pub info: HashMap<String, String>,
     pub content_type: String,
+    /// Object Lock: deleting or replacing this version is refused until then (ms).
+    pub retain_until: Option<i64>,
 }
 
 struct Auth {
@@ -416,6 +418,39 @@ impl Client {
             .await?;
         serde_json::from_slice(&reply)
             .map_err(|e| B2Error::Invalid(format!("{op}: unexpected reply: {e}")))
+    }
+
+    /// Whether bucket `name` was created with file lock enabled (`None`: the key may not
+    /// read that setting).
+    pub async fn file_lock_enabled(&self, name: &str) -> Result<Option<bool>, B2Error> {
+        let auth = self.authorization(None).await?;
+        let v: BucketsReply = self
+            .call(
+                "b2_list_buckets",
+                json!({"accountId": auth.account_id, "bucketName": name}),
+            )
+            .await?;
+        Ok(v.buckets
+            .into_iter()
+            .next()
+            .and_then(|b| b.file_lock_configuration)
+            .filter(|c| c.is_client_authorized_to_read)
+            .and_then(|c| c.value)
+            .map(|c| c.is_file_lock_enabled))
+    }
+
+    /// Sets the retention of one file version (extending it; shortening is refused by
+    /// B2 unless governance is bypassed, which cairn never asks for).
+    pub async fn update_file_retention(
+        &self,
+        file_id: &str,
+        name: &str,
+        retention: &cairn_backend::Retention,
+    ) -> Result<(), B2Error> {
+        let body = json!({"fileId": file_id, "fileName": name,
+                          "fileRetention": crate::upload::retention_json(retention)});
+        let _: Ignored = self.call("b2_update_file_retention", body).await?;
+        Ok(())
     }
 
     /// The ID of bucket `name`, without listing buckets when the key names it.

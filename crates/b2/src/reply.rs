@@ -40,6 +40,37 @@ pub struct FileReply {
     file_info: HashMap<String, String>,
     #[serde(default)]
     content_type: Option<String>,
+    #[serde(default)]
+    file_retention: Option<Readable<RetentionValue>>,
+}
+
+/// B2's wrapper for settings a key may not be allowed to read.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Readable<T> {
+    #[serde(default = "no")]
+    pub is_client_authorized_to_read: bool,
+    #[serde(default)]
+    pub value: Option<T>,
+}
+
+fn no() -> bool {
+    false
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RetentionValue {
+    #[serde(default)]
+    pub retain_until_timestamp: Option<i64>,
+}
+
+/// A bucket's file lock setting.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct FileLockConfiguration {
+    #[serde(default)]
+    pub is_file_lock_enabled: bool,
 }
 
 impl From<FileReply> for FileVersion {
@@ -62,6 +93,11 @@ impl From<FileReply> for FileVersion {
             content_type: r
                 .content_type
                 .unwrap_or_else(|| "application/octet-stream".into()),
+            retain_until: r
+                .file_retention
+                .filter(|f| f.is_client_authorized_to_read)
+                .and_then(|f| f.value)
+                .and_then(|v| v.retain_until_timestamp),
         }
     }
 }
@@ -135,6 +171,8 @@ pub(crate) struct BucketsReply {
 #[serde(rename_all = "camelCase")]
 pub(crate) struct BucketReply {
     pub bucket_id: String,
+    #[serde(default)]
+    pub file_lock_configuration: Option<Readable<FileLockConfiguration>>,
 }
 
 /// `b2_get_upload_url` and `b2_get_upload_part_url`.

@@ -7,6 +7,7 @@
 //! which hashes the parts in order, sends `LARGE_FILE_CONCURRENCY` at a time, and
 //! finishes the file only if the whole-file SHA1 it announced is what was sent.
 
+use cairn_backend::Retention;
 use futures_util::{Stream, StreamExt, TryStreamExt};
 use serde_json::{json, Value};
 use sha1::{Digest, Sha1};
@@ -15,6 +16,25 @@ use crate::client::{error_from, net, url_encode, Client, FileVersion, UploadUrl}
 use crate::reply::{FileReply, Ignored, PartReply, StartedReply, UploadUrlReply};
 use crate::retry::{retry, Failed, Policy};
 use crate::B2Error;
+
+/// What starts a large file.
+#[derive(Clone, Copy)]
+pub struct NewLargeFile<'a> {
+    pub bucket_id: &'a str,
+    pub name: &'a str,
+    pub content_type: &'a str,
+    /// Becomes its `fileInfo` (with `large_file_sha1` added).
+    pub info: &'a [(&'a str, String)],
+    /// The whole content's SHA1.
+    pub sha1: &'a str,
+    /// The Object Lock retention it is stored under.
+    pub retention: Option<&'a Retention>,
+}
+
+/// `fileRetention` as B2's calls take it.
+pub(crate) fn retention_json(r: &Retention) -> Value {
+    json!({"mode": r.mode.as_str(), "retainUntilTimestamp": r.until_millis})
+}
 
 /// Parts of one large file uploaded at once (rclone's upload_concurrency).
 pub const LARGE_FILE_CONCURRENCY: usize = 4;
@@ -29,6 +49,7 @@ impl Client {
         data: &[u8],
         content_type: &str,
         info: &[(&str, String)],
+        retention: Option<&Retention>,
     ) -> Result<FileVersion, B2Error> {
         let sha1 = hex::encode(Sha1::digest(data));
         if data.len() as u64 > self.upload_cutoff {
@@ -37,7 +58,17 @@ impl Client {
                 .map(|p| Ok::<_, B2Error>(bytes::Bytes::copy_from_slice(p)));
             let parts = futures_util::stream::iter(parts);
             return self
-                .upload_large(bucket_id, name, content_type, info, &sha1, parts)
+                .upload_large(
+                    NewLargeFile {
+                        bucket_id,
+                        name,
+                        content_type,
+                        info,
+                        sha1: &sha1,
+                        retention,
+                    },
+                    parts,
+                )
                 .await;
         }
         // One copy of the body, shared by every attempt.
@@ -61,6 +92,14 @@ impl Client {
                     .body(self.upload_body(&body));
                 for (k, v) in info {
                     req = req.header(format!("X-Bz-Info-{k}"), url_encode(v));
+                }
+                if let Some(r) = retention {
+                    req = req
+                        .header("X-Bz-File-Retention-Mode", r.mode.as_str())
+                        .header(
+                            "X-Bz-File-Retention-Retain-Until-Timestamp",
+                            r.until_millis.to_string(),
+                        );
                 }
                 let err = match req.send().await {
                     // A reply cut short is retried: the upload may have landed, and a
@@ -120,14 +159,10 @@ impl Client {
     /// or parts that do not hash to `sha1` cancel the file.
     pub async fn upload_large(
         &self,
-        bucket_id: &str,
-        name: &str,
-        content_type: &str,
-        info: &[(&str, String)],
-        sha1: &str,
+        started: NewLargeFile<'_>,
         parts: impl Stream<Item = Result<bytes::Bytes, B2Error>>,
     ) -> Result<FileVersion, B2Error> {
-        let started = (bucket_id, name, content_type, info, sha1);
+        let sha1 = started.sha1;
         self.in_large_file(started, |file_id| async move {
             let mut hasher = Sha1::new();
             let sent = parts
@@ -170,7 +205,14 @@ impl Client {
         sha1: &str,
         part: u64,
     ) -> Result<FileVersion, B2Error> {
-        let started = (bucket_id, name, f.content_type.as_str(), info, sha1);
+        let started = NewLargeFile {
+            bucket_id,
+            name,
+            content_type: f.content_type.as_str(),
+            info,
+            sha1,
+            retention: None,
+        };
         self.in_large_file(started, |id| async move {
             let mut shas = Vec::new();
             let mut off = 0;
@@ -185,22 +227,18 @@ impl Client {
         .await
     }
 
-    /// Starts a large file (`started`: bucket ID, name, content type, info, whole-file
-    /// SHA1), runs `fill` with its file ID (which sends the parts and finishes it), and
+    /// Starts a large file, runs `fill` with its file ID (which sends the parts and finishes it), and
     /// cancels the file if that fails, so no unfinished large file is left to be billed.
     async fn in_large_file<F, Fut>(
         &self,
-        started: (&str, &str, &str, &[(&str, String)], &str),
+        started: NewLargeFile<'_>,
         fill: F,
     ) -> Result<FileVersion, B2Error>
     where
         F: FnOnce(String) -> Fut,
         Fut: std::future::Future<Output = Result<FileVersion, B2Error>>,
     {
-        let (bucket_id, name, content_type, info, sha1) = started;
-        let file_id = self
-            .start_large_file(bucket_id, name, content_type, info, sha1)
-            .await?;
+        let file_id = self.start_large_file(started).await?;
         let result = fill(file_id.clone()).await;
         if result.is_err() {
             let _ = self.cancel_large_file(&file_id).await;
@@ -210,21 +248,25 @@ impl Client {
 
     /// Starts a large file whose whole content has SHA1 `sha1` (kept as `large_file_sha1`,
     /// as rclone does, since B2 itself records no whole-file SHA1 for large files).
-    pub async fn start_large_file(
-        &self,
-        bucket_id: &str,
-        name: &str,
-        content_type: &str,
-        info: &[(&str, String)],
-        sha1: &str,
-    ) -> Result<String, B2Error> {
+    pub async fn start_large_file(&self, started: NewLargeFile<'_>) -> Result<String, B2Error> {
+        let NewLargeFile {
+            bucket_id,
+            name,
+            content_type,
+            info,
+            sha1,
+            retention,
+        } = started;
         let mut file_info: serde_json::Map<String, Value> = info
             .iter()
             .map(|(k, v)| (k.to_string(), json!(v)))
             .collect();
         file_info.insert("large_file_sha1".into(), json!(sha1));
-        let body = json!({"bucketId": bucket_id, "fileName": name,
+        let mut body = json!({"bucketId": bucket_id, "fileName": name,
                           "contentType": content_type, "fileInfo": file_info});
+        if let Some(r) = retention {
+            body["fileRetention"] = retention_json(r);
+        }
         let v: StartedReply = self.call("b2_start_large_file", body).await?;
         Ok(v.file_id)
     }

@@ -195,8 +195,18 @@ impl Backend for CachedBackend {
     fn delete_refused(&self) -> Option<String> {
         self.inner.delete_refused()
     }
+    fn lock_refused(&self) -> Option<String> {
+        self.inner.lock_refused()
+    }
     fn can_set_mtime(&self) -> bool {
         self.inner.can_set_mtime()
+    }
+    fn set_retention(
+        &self,
+        name: &str,
+        retention: &crate::Retention,
+    ) -> Result<bool, BackendError> {
+        self.inner.set_retention(name, retention)
     }
     fn set_mtime(&self, name: &str, millis: i64, nanos: Option<i64>) -> Result<(), BackendError> {
         self.inner.set_mtime(name, millis, nanos)

@@ -132,8 +132,21 @@ impl Backend for DryRun {
         self.inner.delete_refused()
     }
 
+    fn lock_refused(&self) -> Option<String> {
+        self.inner.lock_refused()
+    }
+
     fn can_set_mtime(&self) -> bool {
         self.inner.can_set_mtime()
+    }
+
+    fn set_retention(
+        &self,
+        name: &str,
+        _retention: &crate::Retention,
+    ) -> Result<bool, BackendError> {
+        crate::validate_name(name)?;
+        Ok(true)
     }
 
     fn set_mtime(&self, name: &str, _millis: i64, _nanos: Option<i64>) -> Result<(), BackendError> {

@@ -35,6 +35,45 @@ pub struct ObjectInfo {
     pub mtime_nanos: Option<i64>,
     /// Hex SHA1 of the content, where the store keeps one (B2 does).
     pub sha1: Option<String>,
+    /// Until when (milliseconds since the epoch) the store refuses to delete or change
+    /// it (B2 Object Lock), where the store says.
+    pub retain_until_millis: Option<i64>,
+}
+
+/// How strictly a file is locked: governance retention can be lifted by a key with
+/// `bypassGovernance`; compliance retention by nobody, only extended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum LockMode {
+    #[default]
+    Governance,
+    Compliance,
+}
+
+impl LockMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LockMode::Governance => "governance",
+            LockMode::Compliance => "compliance",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<LockMode, String> {
+        match s {
+            "governance" => Ok(LockMode::Governance),
+            "compliance" => Ok(LockMode::Compliance),
+            other => Err(format!(
+                "invalid lock mode {other:?}: expected governance or compliance"
+            )),
+        }
+    }
+}
+
+/// Object Lock retention for a file: nobody deletes or overwrites it before `until`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention {
+    pub mode: LockMode,
+    /// Milliseconds since the epoch.
+    pub until_millis: i64,
 }
 
 /// Extra metadata for stores that keep it (B2, rclone compatibility); local ignores it.
@@ -46,6 +85,9 @@ pub struct WriteOptions {
     pub sha1: Option<String>,
     /// MIME type for stores that keep one (B2); `application/octet-stream` otherwise.
     pub content_type: Option<String>,
+    /// Object Lock retention from the moment the file is stored, where the store has
+    /// it (see [`Backend::lock_refused`]).
+    pub retention: Option<Retention>,
 }
 
 /// Calls made to a store that bills per call, by Backblaze's billing classes (A: writes
@@ -185,6 +227,22 @@ pub trait Backend: Send + Sync {
     /// delete ask first and refuse before changing anything.
     fn delete_refused(&self) -> Option<String> {
         None
+    }
+
+    /// Why files cannot be put under retention here (a store without object lock, a B2
+    /// bucket created without file lock, a key without `writeFileRetentions`), or
+    /// `None` when they can.
+    fn lock_refused(&self) -> Option<String> {
+        Some(format!(
+            "{} cannot lock files (only a B2 bucket with file lock enabled can)",
+            self.location()
+        ))
+    }
+
+    /// Sets (or extends) a stored file's retention; `Ok(false)` where the store has no
+    /// object lock.
+    fn set_retention(&self, _name: &str, _retention: &Retention) -> Result<bool, BackendError> {
+        Ok(false)
     }
 
     /// Whether [`Backend::set_mtime`] works here.

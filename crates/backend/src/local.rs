@@ -271,6 +271,7 @@ impl LocalBackend {
                     mtime_millis: mtime_millis(&meta),
                     mtime_nanos: mtime_nanos(&meta),
                     sha1: None,
+                    retain_until_millis: None,
                 });
             }
         }
@@ -393,6 +394,7 @@ impl Backend for LocalBackend {
             mtime_millis: mtime_millis(&meta),
             mtime_nanos: mtime_nanos(&meta),
             sha1: None,
+            retain_until_millis: None,
         })
     }
 

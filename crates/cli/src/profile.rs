@@ -87,6 +87,18 @@ pub struct ShipProfile {
     pub verify: Option<bool>,
     /// Large deletions at the destination without asking (see `ship --allow-deletes`).
     pub allow_deletes: Option<bool>,
+    /// Object Lock: days every shipped file stays locked (see `ship --lock-days`).
+    pub lock_days: Option<u32>,
+    #[serde(default, deserialize_with = "deserialize_lock_mode")]
+    pub lock_mode: Option<cairn_backend::LockMode>,
+}
+
+fn deserialize_lock_mode<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<cairn_backend::LockMode>, D::Error> {
+    let s: Option<String> = Option::deserialize(d)?;
+    s.map(|s| cairn_backend::LockMode::parse(&s).map_err(serde::de::Error::custom))
+        .transpose()
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -246,6 +258,8 @@ fn fill_command(command: &mut Command, sub: &ArgMatches, p: Profile) {
             fill(sub, "transfers", &mut a.transfers, s.transfers.map(Some));
             fill(sub, "verify", &mut a.verify, s.verify);
             fill(sub, "allow_deletes", &mut a.allow_deletes, s.allow_deletes);
+            fill(sub, "lock_days", &mut a.lock_days, s.lock_days.map(Some));
+            fill(sub, "lock_mode", &mut a.lock_mode, s.lock_mode);
         }
         Command::Snapshots(a) => {
             fill(

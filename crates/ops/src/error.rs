@@ -55,6 +55,9 @@ pub enum OpsError {
         #[source]
         source: Box<OpsError>,
     },
+    /// `--lock-days` to a destination that cannot lock files.
+    #[error("cannot lock the files shipped: {0}; nothing was shipped")]
+    LockRefused(String),
     /// The source of a sync does not exist (a typo must not empty the destination).
     #[error("the source {0} does not exist; nothing was transferred or deleted")]
     NoSource(String),

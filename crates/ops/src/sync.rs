@@ -377,6 +377,7 @@ fn transfer_all(
                 mtime_nanos: e.mtime_ns,
                 sha1: e.sha1.clone(),
                 content_type: Some(content_type(path).to_string()),
+                ..Default::default()
             },
         })
         .collect();

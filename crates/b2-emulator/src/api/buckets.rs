@@ -55,6 +55,7 @@ pub(super) fn b2_create_bucket(
         id: format!("b{:012x}", st.next_seq),
         name,
         bucket_type: s(p, "bucketType").unwrap_or("allPrivate").into(),
+        file_lock_enabled: p.get("fileLockEnabled").and_then(Value::as_bool) == Some(true),
     };
     st.buckets.push(b.clone());
     app.save(&st)?;

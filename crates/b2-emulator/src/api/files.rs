@@ -91,6 +91,7 @@ pub(super) fn b2_hide_file(
         content_type: "application/x-bz-hide-marker".into(),
         info: BTreeMap::new(),
         upload_timestamp: now_ms(),
+        retention: None,
     };
     st.versions.insert(State::key(&v), v.clone());
     app.save(&st)?;
@@ -110,6 +111,8 @@ pub(super) fn b2_delete_file_version(
     let v = st.version_by_id(id).cloned();
     if let Some(v) = v.filter(|v| v.name == name) {
         bucket_for(app, &st, key, &v.bucket_id)?;
+        let bypass = p.get("bypassGovernance").and_then(Value::as_bool) == Some(true);
+        check_deletable(app, &v, bypass, key)?;
         st.versions.remove(&State::key(&v));
         app.save(&st)?;
         let _ = std::fs::remove_file(app.disk.blob(&v.id));
@@ -166,6 +169,10 @@ pub(super) fn b2_copy_file(
     } else {
         (src.content_type.clone(), src.info.clone())
     };
+    let retention = retention_from_json(p.get("fileRetention"))?;
+    if retention.is_some() {
+        require_file_lock(bucket_for(app, &st, key, &dest_bucket)?)?;
+    }
     let (id, seq) = st.next_id(&dest_bucket);
     {
         let sha_range = copy_range(&app.disk.blob(&src.id), start, end, &app.disk.blob(&id))?;
@@ -185,6 +192,7 @@ pub(super) fn b2_copy_file(
             content_type: ct,
             info,
             upload_timestamp: now_ms(),
+            retention,
         };
         st.versions.insert(State::key(&v), v.clone());
         app.save(&st)?;

@@ -16,6 +16,10 @@ pub(super) fn b2_start_large_file(
     bucket_for(app, &st, key, &bid)?;
     app.check_name(&key.name_prefix, &name)?;
     let info = file_info_from_json(p.get("fileInfo"))?;
+    let retention = retention_from_json(p.get("fileRetention"))?;
+    if retention.is_some() {
+        require_file_lock(bucket_for(app, &st, key, &bid)?)?;
+    }
     let (id, seq) = st.next_id(&bid);
     let l = LargeFile {
         id: id.clone(),
@@ -26,6 +30,7 @@ pub(super) fn b2_start_large_file(
         info,
         upload_timestamp: now_ms(),
         parts: BTreeMap::new(),
+        retention,
     };
     st.large.insert(id, l.clone());
     app.save(&st)?;
@@ -102,6 +107,7 @@ pub(super) fn b2_finish_large_file(
         content_type: l.content_type.clone(),
         info: l.info.clone(),
         upload_timestamp: l.upload_timestamp,
+        retention: l.retention.clone(),
     };
     st.large.remove(&id);
     st.versions.insert(State::key(&v), v.clone());

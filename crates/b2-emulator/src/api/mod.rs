@@ -18,11 +18,14 @@ use crate::store::{Action, Bucket, LargeFile, Part, State, Version};
 mod buckets;
 mod files;
 mod large;
+mod lock;
 mod transfer;
 
 use buckets::*;
 use files::*;
 use large::*;
+pub use lock::advance_clock;
+use lock::*;
 use transfer::*;
 
 /// The locked state, handed to an operation's handler, which may release it early.
@@ -40,11 +43,14 @@ fn url_encode(s: &str) -> String {
     out
 }
 
+/// The emulator's clock: the system's, moved ahead by `/emulator/clock` (tests of
+/// retention that runs out).
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+        + lock::clock_offset_ms()
 }
 
 /// Request parameters: the JSON body of a POST or the query of a GET; nulls dropped.
@@ -99,8 +105,11 @@ fn valid_name(name: &str) -> Result<(), B2Error> {
     Ok(())
 }
 
-fn lock_fields(m: &mut Map<String, Value>) {
-    m.insert("fileRetention".into(), json!({"isClientAuthorizedToRead": true, "value": {"mode": null, "retainUntilTimestamp": null}}));
+fn lock_fields(m: &mut Map<String, Value>, retention: Option<&crate::store::Retention>) {
+    m.insert(
+        "fileRetention".into(),
+        json!({"isClientAuthorizedToRead": true, "value": retention_value(retention)}),
+    );
     m.insert(
         "legalHold".into(),
         json!({"isClientAuthorizedToRead": true, "value": null}),
@@ -138,7 +147,7 @@ fn version_json(v: &Version, api: u32) -> Value {
         m.insert("size".into(), json!(v.size));
     }
     if v.action == Action::Upload {
-        lock_fields(&mut m);
+        lock_fields(&mut m, v.retention.as_ref());
     }
     Value::Object(m)
 }
@@ -159,7 +168,7 @@ fn large_json(l: &LargeFile, api: u32) -> Value {
     if api == 1 {
         m.insert("size".into(), json!(0));
     }
-    lock_fields(&mut m);
+    lock_fields(&mut m, l.retention.as_ref());
     Value::Object(m)
 }
 
@@ -176,21 +185,37 @@ fn bucket_json(b: &Bucket) -> Value {
     json!({"accountId": ACCOUNT_ID, "bucketId": b.id, "bucketName": b.name, "bucketType": b.bucket_type, "bucketInfo": {},
         "corsRules": [], "lifecycleRules": [], "revision": 1, "options": [],
         "defaultServerSideEncryption": {"isClientAuthorizedToRead": true, "value": {"mode": "none"}},
-        "fileLockConfiguration": {"isClientAuthorizedToRead": true, "value": {"isFileLockEnabled": false, "defaultRetention": {"mode": null, "period": null}}},
+        "fileLockConfiguration": {"isClientAuthorizedToRead": true, "value": {"isFileLockEnabled": b.file_lock_enabled, "defaultRetention": {"mode": null, "period": null}}},
         "replicationConfiguration": {"isClientAuthorizedToRead": true, "value": null}})
 }
 
-const CAPABILITIES: [&str; 10] = [
+/// What B2 gives the master key (b2sdk's ALL_CAPABILITIES).
+const CAPABILITIES: [&str; 25] = [
     "listKeys",
+    "writeKeys",
+    "deleteKeys",
     "listBuckets",
     "listAllBucketNames",
     "readBuckets",
     "writeBuckets",
     "deleteBuckets",
+    "readBucketEncryption",
+    "writeBucketEncryption",
+    "readBucketRetentions",
+    "writeBucketRetentions",
+    "readFileRetentions",
+    "writeFileRetentions",
+    "readFileLegalHolds",
+    "writeFileLegalHolds",
+    "readBucketReplications",
+    "writeBucketReplications",
+    "bypassGovernance",
     "listFiles",
     "readFiles",
+    "shareFiles",
     "writeFiles",
     "deleteFiles",
+    "readBucketNotifications",
 ];
 
 pub async fn dispatch(
@@ -366,6 +391,7 @@ fn json_call(app: &App, op: &str, api: u32, key: &Key, p: &Map<String, Value>) -
         "b2_list_parts" => b2_list_parts(st, p),
         "b2_copy_file" => b2_copy_file(app, st, api, key, p),
         "b2_copy_part" => b2_copy_part(app, st, key, p),
+        "b2_update_file_retention" => b2_update_file_retention(app, st, key, p),
         other => Err(B2Error::bad_request(format!(
             "unsupported operation {other}"
         ))),

@@ -186,11 +186,14 @@ pub(super) async fn upload_file(
     if info.len() > 10 {
         return Err(B2Error::bad_request("too many X-Bz-Info headers"));
     }
+    let retention = retention_from_headers(headers)?;
     let tmp = app.disk.tmp();
     let (size, sha1) = receive_verified(body, &tmp, len, &declared).await?;
     let mut st = app.lock_state();
-    if st.bucket_by_id(&bucket_id).is_none() {
-        return Err(B2Error::new(400, "bad_bucket_id", "bucket does not exist"));
+    match st.bucket_by_id(&bucket_id) {
+        None => return Err(B2Error::new(400, "bad_bucket_id", "bucket does not exist")),
+        Some(b) if retention.is_some() => require_file_lock(b)?,
+        Some(_) => {}
     }
     let (id, seq) = st.next_id(&bucket_id);
     std::fs::rename(&tmp, app.disk.blob(&id))?;
@@ -205,6 +208,7 @@ pub(super) async fn upload_file(
         content_type: ct,
         info,
         upload_timestamp: now_ms(),
+        retention,
     };
     st.versions.insert(State::key(&v), v.clone());
     app.save(&st)?;

@@ -4,7 +4,7 @@ use std::sync::OnceLock;
 
 use cairn_backend::{
     check_sha1, sha1_hex, validate_name, Backend, BackendError, ErrorKind, ObjectInfo, RangeSource,
-    WriteOptions,
+    Retention, WriteOptions,
 };
 
 use crate::client::Client;
@@ -18,6 +18,9 @@ pub struct B2Backend {
     client: std::sync::Arc<Client>,
     loc: B2Location,
     bucket_id: OnceLock<String>,
+    /// File IDs of the newest versions the last listings saw, so a retention update
+    /// after a listing (ship's lock extensions) needs no class C lookup per file.
+    listed_ids: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 impl std::fmt::Debug for B2Backend {
@@ -44,6 +47,7 @@ impl B2Backend {
             client,
             loc,
             bucket_id: OnceLock::new(),
+            listed_ids: Default::default(),
         })
     }
 
@@ -179,6 +183,64 @@ impl Backend for B2Backend {
         }
     }
 
+    /// Files can be locked in a bucket created with file lock enabled, by a key with
+    /// `writeFileRetentions`.
+    fn lock_refused(&self) -> Option<String> {
+        let bucket = &self.loc.bucket;
+        match self.rt.block_on(self.client.capabilities()) {
+            Ok(Some(caps)) if !caps.iter().any(|c| c == "writeFileRetentions") => {
+                return Some(format!(
+                    "the B2 application key {} cannot lock files (it lacks the writeFileRetentions capability)",
+                    self.loc.creds.key_id
+                ))
+            }
+            Err(e) => return Some(e.to_string()),
+            _ => {}
+        }
+        match self.rt.block_on(self.client.file_lock_enabled(bucket)) {
+            Ok(Some(true)) => None,
+            Ok(Some(false)) => Some(format!(
+                "bucket {bucket} does not have file lock (Object Lock) enabled: enable it in the bucket's settings on backblaze.com, or ship to a bucket created with it (`b2 bucket create --file-lock-enabled NAME allPrivate`)"
+            )),
+            Ok(None) => Some(format!(
+                "the B2 application key {} may not read whether bucket {bucket} has file lock enabled (it lacks readBuckets)",
+                self.loc.creds.key_id
+            )),
+            Err(e) => Some(e.to_string()),
+        }
+    }
+
+    fn set_retention(&self, name: &str, retention: &Retention) -> Result<bool, BackendError> {
+        let full = self.full(name)?;
+        let listed = self
+            .listed_ids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&full)
+            .cloned();
+        let id = match listed {
+            Some(id) => id,
+            None => {
+                let bucket_id = self.bucket_id()?;
+                self.rt
+                    .block_on(self.client.find_name(&bucket_id, &full))
+                    .map_err(|e| self.err(name, e))?
+                    .ok_or_else(|| {
+                        BackendError::new(
+                            ErrorKind::NotFound,
+                            format!("{}/{name}", self.loc.display()),
+                            "no such object",
+                        )
+                    })?
+                    .id
+            }
+        };
+        self.rt
+            .block_on(self.client.update_file_retention(&id, &full, retention))
+            .map_err(|e| self.err(name, e))?;
+        Ok(true)
+    }
+
     /// Hides, unless the rclone remote says `hard_delete = true`: then the caller deletes.
     fn hide(&self, name: &str) -> Result<bool, BackendError> {
         if self.loc.hard_delete {
@@ -244,6 +306,10 @@ impl Backend for B2Backend {
                     .list_names(&bucket_id, &format!("{root}{prefix}")),
             )
             .map_err(|e| self.err(prefix, e))?;
+        self.listed_ids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(files.iter().map(|f| (f.name.clone(), f.id.clone())));
         Ok(files
             .into_iter()
             .filter_map(|f| {
@@ -259,6 +325,7 @@ impl Backend for B2Backend {
                     mtime_millis,
                     mtime_nanos: None,
                     sha1: f.sha1,
+                    retain_until_millis: f.retain_until,
                 })
             })
             .collect())
@@ -279,6 +346,7 @@ impl Backend for B2Backend {
                 mtime_millis: Some(f.upload_timestamp),
                 mtime_nanos: None,
                 sha1: f.sha1,
+                retain_until_millis: f.retain_until,
             }),
             None => Err(BackendError::new(
                 ErrorKind::NotFound,
@@ -337,6 +405,7 @@ impl Backend for B2Backend {
                         .as_deref()
                         .unwrap_or("application/octet-stream"),
                     &info,
+                    opts.retention.as_ref(),
                 ),
             )
             .map_err(|e| self.err(name, e))?;
@@ -373,6 +442,7 @@ impl Backend for B2Backend {
                 data,
                 "application/octet-stream",
                 &info,
+                None,
             ))
             .map_err(|e| self.err(name, e))?;
         let versions = self
@@ -467,10 +537,17 @@ impl Backend for B2Backend {
             });
             let parts = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
             self.rt
-                .block_on(
-                    self.client
-                        .upload_large(&bucket_id, &full, ct, &info, &sha1, parts),
-                )
+                .block_on(self.client.upload_large(
+                    crate::upload::NewLargeFile {
+                        bucket_id: &bucket_id,
+                        name: &full,
+                        content_type: ct,
+                        info: &info,
+                        sha1: &sha1,
+                        retention: opts.retention.as_ref(),
+                    },
+                    parts,
+                ))
                 .map_err(|e| self.err(name, e))
         });
         // The source's own error (its kind and object) is the one that counts.

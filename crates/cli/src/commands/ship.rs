@@ -33,6 +33,14 @@ pub struct ShipArgs {
     /// repository never forgot (profile: ship.allow_deletes = true)
     #[arg(long)]
     pub allow_deletes: bool,
+    /// Object Lock: lock every file shipped for N days (the bucket needs file lock
+    /// enabled), and extend the lock of files still in use before it runs out
+    /// (profile: ship.lock_days)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=36500))]
+    pub lock_days: Option<u32>,
+    /// governance (a key with bypassGovernance can lift it) or compliance (nobody can)
+    #[arg(long, value_name = "MODE", default_value = "governance", value_parser = cairn_backend::LockMode::parse, requires = "lock_days")]
+    pub lock_mode: cairn_backend::LockMode,
     /// Forget this machine's record of ships to DEST (a destination no longer used), so
     /// `snapshots` stops reporting it; ships nothing
     #[arg(long, conflicts_with_all = ["dry_run", "verify", "with_binary", "create_bucket", "allow_deletes"])]
@@ -76,6 +84,10 @@ pub fn run(g: &GlobalArgs, a: ShipArgs) -> anyhow::Result<ExitCode> {
         create: a.create_bucket,
         allow_deletes: a.allow_deletes,
         keep_all: damaged.is_some() && !a.allow_deletes,
+        lock: a.lock_days.map(|days| cairn_ops::ship::ShipLock {
+            mode: a.lock_mode,
+            days,
+        }),
     };
     let bar = output::Bar::new(g);
     let s = cairn_ops::ship::run(&repo, src.as_ref(), dst.as_ref(), &opts, &bar)
@@ -152,6 +164,8 @@ fn print_summary(
         v["deletions"] = json!(s.deletions);
         v["deletions_left"] = json!(s.deletions_left);
         v["cannot_delete"] = json!(s.cannot_delete);
+        v["locks_extended"] = json!(s.locks_extended);
+        v["locked_until"] = json!(s.locked_until);
         v["damaged_here"] = json!(s.damaged_here);
         v["warnings"] = json!(s.warnings);
         v["unsafe_names"] = json!(s.unsafe_names);

@@ -27,6 +27,7 @@ use crate::transfer::{Item, OnError, Transfer};
 use crate::OpsError;
 
 mod hashes;
+mod lock;
 pub use hashes::{compare_hashes, HashReport};
 
 #[derive(Clone, Debug, Default)]
@@ -44,6 +45,15 @@ pub struct ShipOptions {
     /// Delete nothing at the destination (the source's last check found damage): what
     /// the destination still holds may be the only intact copy.
     pub keep_all: bool,
+    /// Object Lock for every file uploaded, and extended on the files still in use.
+    pub lock: Option<ShipLock>,
+}
+
+/// `--lock-days N --lock-mode M`.
+#[derive(Clone, Copy, Debug)]
+pub struct ShipLock {
+    pub mode: cairn_backend::LockMode,
+    pub days: u32,
 }
 
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -66,6 +76,10 @@ pub struct ShipSummary {
     /// Why the destination's credentials may not delete (an append-only key), when
     /// deletions were left for that reason.
     pub cannot_delete: Option<String>,
+    /// Files at the destination whose lock was extended (`--lock-days`).
+    pub locks_extended: u64,
+    /// Until when (ms) the files this ship locked or extended stay locked.
+    pub locked_until: Option<i64>,
     /// Files not uploaded because their content here no longer matches their name:
     /// damaged here, so the destination's copy is kept.
     pub damaged_here: Vec<String>,
@@ -203,6 +217,7 @@ pub fn ship(
         ..Default::default()
     };
     let there = open_destination(dst, opts, &mut s)?;
+    lock::check_lockable(dst, opts)?;
     s.same_repository = same_repository(repo, src, dst, &there)?;
     if opts.dry_run {
         s.plan.push(if s.same_repository {
@@ -222,6 +237,8 @@ pub fn ship(
         return Ok(s);
     }
     upload(src, dst, &phases, opts, progress, &mut s)?;
+    let uploaded: HashSet<&str> = phases.values().flatten().map(|o| o.name.as_str()).collect();
+    lock::extend(dst, &have, &there, &uploaded, opts, &mut s)?;
     delete(dst, &deletions, &mut s)?;
     if let Some(bin) = &opts.with_binary {
         let data = std::fs::read(bin).map_err(|e| OpsError::io(bin, e))?;
@@ -323,6 +340,7 @@ fn plan_deletions_kept(
     s: &mut ShipSummary,
 ) -> Result<Vec<String>, OpsError> {
     let (mut deletions, refusal) = plan_deletions(repo, have, there, opts.allow_deletes)?;
+    lock::hold_locked(&mut deletions, there, s);
     // An append-only key deletes nothing, so nothing it could delete by mistake needs
     // refusing: the uploads go ahead and the deletions are left for a stronger key.
     if let Some(why) = dst.delete_refused().filter(|_| !deletions.is_empty()) {
@@ -332,7 +350,7 @@ fn plan_deletions_kept(
             dst.location()
         ));
         s.cannot_delete = Some(why);
-        s.deletions_left = std::mem::take(&mut deletions);
+        s.deletions_left.append(&mut deletions);
         return Ok(deletions);
     }
     match refusal {
@@ -346,7 +364,7 @@ fn plan_deletions_kept(
             deletions.len(),
             dst.location()
         ));
-        s.deletions_left = std::mem::take(&mut deletions);
+        s.deletions_left.append(&mut deletions);
     } else {
         let (why, kept) = protect_data(repo, &mut deletions)?;
         if let Some(why) = why {
@@ -356,7 +374,7 @@ fn plan_deletions_kept(
                 dst.location()
             ));
         }
-        s.deletions_left = kept;
+        s.deletions_left.extend(kept);
     }
     s.deletions = deletions.clone();
     Ok(deletions)
@@ -400,6 +418,10 @@ fn upload(
         phases.values().flatten().map(|f| f.size).sum(),
     );
     let accept = |name: &str, data: &[u8]| matches_its_name(name, data);
+    let retention = opts.lock.map(|l| l.retention(lock::now_millis()));
+    if let Some(r) = retention {
+        s.locked_until = Some(r.until_millis);
+    }
     let transfer = Transfer::new(src, dst, opts.transfers).checked(&accept);
     for files in phases.values() {
         let items: Vec<Item> = files
@@ -410,6 +432,7 @@ fn upload(
                 size: o.size,
                 write: WriteOptions {
                     mtime_millis: o.mtime_millis,
+                    retention,
                     ..Default::default()
                 },
             })
