@@ -192,6 +192,15 @@ fn shipped_files_stay_locked_while_in_use_and_go_after() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
+    let mut c = env.cmd();
+    let out = emu
+        .credentials(&mut c)
+        .args(["-r", &dest, "check", "--json"])
+        .output()
+        .unwrap();
+    let c = json_last_line(&String::from_utf8_lossy(&out.stdout));
+    assert!(c["packs_locked"].as_u64().unwrap() > 0, "{c}");
+    assert!(c["first_lock_ends"].as_i64().is_some(), "{c}");
 
     // Once the locks have run out, the next ship deletes what is no longer used.
     advance(&emu, 31);

@@ -77,6 +77,10 @@ pub struct CheckSummary {
     pub damaged_packs: Vec<String>,
     /// Per-blob detail of the damaged packs (`-v`).
     pub details: Vec<String>,
+    /// Packs under Object Lock now (a B2 copy shipped with `--lock-days`), and when the
+    /// first of those locks ends (ms since the epoch).
+    pub packs_locked: u64,
+    pub first_lock_ends: Option<i64>,
 }
 
 /// The `check` command: a shared lock, then the check (which loads the index itself,
@@ -106,7 +110,7 @@ pub fn check_with_progress(
 ) -> Result<CheckSummary, OpsError> {
     let mut s = CheckSummary::default();
     check_records(repo, &mut s)?;
-    let packs = Packs::load(repo)?;
+    let packs = Packs::load(repo, &mut s)?;
     let mut bad_blobs = check_packs_present(&packs, &mut s);
     check_temp_files(repo, &mut s);
     note_unindexed_packs(&packs, &mut s);
@@ -170,12 +174,17 @@ struct Packs {
 }
 
 impl Packs {
-    fn load(repo: &Repository) -> Result<Packs, OpsError> {
-        let listed: HashMap<PackId, u64> = repo
-            .list_packs()?
-            .into_iter()
-            .map(|(id, o)| (id, o.size))
+    fn load(repo: &Repository, s: &mut CheckSummary) -> Result<Packs, OpsError> {
+        let packs = repo.list_packs()?;
+        let now = cairn_repo::sys::now().timestamp_millis();
+        let locks: Vec<i64> = packs
+            .iter()
+            .filter_map(|(_, o)| o.retain_until_millis)
+            .filter(|u| *u > now)
             .collect();
+        s.packs_locked = locks.len() as u64;
+        s.first_lock_ends = locks.into_iter().min();
+        let listed: HashMap<PackId, u64> = packs.into_iter().map(|(id, o)| (id, o.size)).collect();
         let mut by_pack: HashMap<PackId, Vec<PackEntry>> = HashMap::new();
         for b in repo.index().blobs() {
             by_pack.entry(b.pack).or_default().push(b.entry);

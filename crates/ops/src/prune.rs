@@ -86,6 +86,9 @@ pub struct PruneSummary {
     pub bytes_after: u64,
     pub unused_bytes_after: u64,
     pub dry_run: bool,
+    /// Packs no longer used but under Object Lock: never asked to be deleted, each
+    /// "NAME (kept until DATE)"; a prune after the date deletes them.
+    pub locked_kept: Vec<String>,
 }
 
 struct PackUse {
@@ -102,6 +105,8 @@ pub struct PrunePlan {
     unindexed_delete: Vec<(String, u64)>,
     partial_delete: Vec<String>,
     uses: HashMap<PackId, PackUse>,
+    /// Packs under Object Lock now, by name, with the end of their lock (ms).
+    locked: HashMap<String, i64>,
     pub summary: PruneSummary,
 }
 
@@ -131,6 +136,14 @@ impl PrunePlan {
         let (unindexed_delete, partial_delete) = leftovers(repo, &uses, &mut s)?;
         s.packs_deleted = delete.len() as u64;
         s.packs_repacked = repack.len() as u64;
+        let now = cairn_repo::sys::now().timestamp_millis();
+        let locked = repo
+            .list_packs()?
+            .into_iter()
+            .filter_map(|(id, o)| {
+                Some((pack_name(&id), o.retain_until_millis.filter(|u| *u > now)?))
+            })
+            .collect();
         Ok(PrunePlan {
             keep,
             delete,
@@ -138,6 +151,7 @@ impl PrunePlan {
             unindexed_delete,
             partial_delete,
             uses,
+            locked,
             summary: s,
         })
     }
@@ -190,7 +204,7 @@ impl PrunePlan {
         }
         if !self.repack.is_empty() {
             for (name, _) in std::mem::take(&mut self.unindexed_delete) {
-                remove_if_present(repo, &name)?;
+                self.remove_pack(repo, &name)?;
             }
             if !self.delete.is_empty() {
                 let packs: Vec<PackId> = self.keep.iter().chain(&self.repack).copied().collect();
@@ -198,7 +212,7 @@ impl PrunePlan {
                 remove_index_files(repo, &old_index_files, &written)?;
                 old_index_files = written.into_iter().collect();
                 for id in std::mem::take(&mut self.delete) {
-                    remove_if_present(repo, &pack_name(&id))?;
+                    self.remove_pack(repo, &pack_name(&id))?;
                 }
                 crash_point("after-room");
             }
@@ -216,12 +230,16 @@ impl PrunePlan {
         remove_index_files(repo, &old_index_files, &written)?;
 
         // (4) Packs.
-        for id in self.delete.iter().chain(&self.repack) {
-            remove_if_present(repo, &pack_name(id))?;
+        let doomed: Vec<String> = self
+            .delete
+            .iter()
+            .chain(&self.repack)
+            .map(pack_name)
+            .chain(self.unindexed_delete.iter().map(|(n, _)| n.clone()))
+            .collect();
+        for name in &doomed {
+            self.remove_pack(repo, name)?;
             crash_point("during-pack-delete");
-        }
-        for (name, _) in &self.unindexed_delete {
-            remove_if_present(repo, name)?;
         }
         self.summary.bytes_after = repo
             .backend()
@@ -325,6 +343,23 @@ fn no_space_advice(repo: &Repository, e: OpsError) -> OpsError {
                  free some space, or run `cairn prune --max-repack-size 0` (deletes only, writes no new pack)"
             .into(),
         source: Box::new(e),
+    }
+}
+
+impl PrunePlan {
+    /// Deletes a pack no longer indexed, unless it is under Object Lock: then it stays,
+    /// unindexed, listed as kept, for a prune after its lock ends.
+    fn remove_pack(&mut self, repo: &Repository, name: &str) -> Result<(), OpsError> {
+        if let Some(until) = self.locked.get(name) {
+            let until = chrono::DateTime::from_timestamp_millis(*until)
+                .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+                .unwrap_or_default();
+            self.summary
+                .locked_kept
+                .push(format!("{name} (kept until {until})"));
+            return Ok(());
+        }
+        remove_if_present(repo, name)
     }
 }
 

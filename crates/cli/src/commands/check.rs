@@ -111,6 +111,8 @@ fn print_summary(
             "details": s.details,
             "temp_files": s.temp_files,
             "temp_bytes": s.temp_bytes,
+            "packs_locked": s.packs_locked,
+            "first_lock_ends": s.first_lock_ends,
         }));
     } else if !g.quiet {
         println!(
@@ -133,6 +135,15 @@ fn print_summary(
                 "compared {} files ({}) with the SHA1s stored at {dest}, nothing downloaded",
                 h.files_compared,
                 size(h.bytes_hashed)
+            );
+        }
+        if let Some(end) = s.first_lock_ends {
+            let end = chrono::DateTime::from_timestamp_millis(end)
+                .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+                .unwrap_or_default();
+            println!(
+                "{} packs are under Object Lock; the first lock ends {end}",
+                s.packs_locked
             );
         }
         for i in &s.info {

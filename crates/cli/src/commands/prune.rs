@@ -64,6 +64,17 @@ pub(super) fn print_prune(g: &GlobalArgs, s: &PruneSummary) {
         s.packs_repacked,
         size(s.bytes_repacked)
     );
+    if !s.locked_kept.is_empty() {
+        println!(
+            "kept {} unused packs under Object Lock; a prune after their lock ends deletes them",
+            s.locked_kept.len()
+        );
+        if g.verbose > 0 {
+            for k in &s.locked_kept {
+                println!("  {k}");
+            }
+        }
+    }
     if s.temp_files_deleted > 0 {
         println!(
             "{verb} delete {} temporary files of writes that never finished ({})",
