@@ -192,6 +192,15 @@ fn print_summary(
             s.files_skipped,
             dst
         );
+        if let Some(until) = s.locked_until.filter(|_| !dry_run) {
+            let until = chrono::DateTime::from_timestamp_millis(until)
+                .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+                .unwrap_or_default();
+            println!(
+                "locked until {until}: {} file(s) uploaded, {} lock(s) extended",
+                s.files_uploaded, s.locks_extended
+            );
+        }
         if s.verified {
             println!("verified: every repository file is at the destination with its size");
         }
