@@ -366,14 +366,21 @@ impl App {
         })
     }
 
-    /// Injected faults: random 503s (`--fail-rate`) and the `X-Bz-Test-Mode` header.
+    /// Injected faults: random failures (`--fail-rate`) as B2 shows them (503 with a
+    /// Retry-After, 500 without, 429 asking for a second's pause), and the
+    /// `X-Bz-Test-Mode` header.
     pub(crate) fn fault(&self, op: &str, headers: &HeaderMap) -> Option<B2Error> {
         let mut rng = rand::thread_rng();
         if self.config.fail_rate > 0.0
             && rand::Rng::gen_bool(&mut rng, self.config.fail_rate.min(1.0))
         {
-            let mut e = B2Error::new(503, "service_unavailable", "injected failure (--fail-rate)");
-            e.retry_after = Some(0);
+            let (status, code, retry_after) = match rand::Rng::gen_range(&mut rng, 0..3) {
+                0 => (503, "service_unavailable", Some(0)),
+                1 => (500, "internal_error", None),
+                _ => (429, "too_many_requests", Some(1)),
+            };
+            let mut e = B2Error::new(status, code, "injected failure (--fail-rate)");
+            e.retry_after = retry_after;
             return Some(e);
         }
         let mode = headers
