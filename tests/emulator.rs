@@ -413,3 +413,106 @@ fn rclone_sync_of_200_files_survives_the_fault_mix() {
     let emu = Emulator::start(&data, &[]);
     run(rclone(&emu).unwrap(), &["check", s, "t:fault-mix/p"]);
 }
+
+/// b2_create_key, b2_list_keys, b2_delete_key: a created key authorizes with what it
+/// was given and no more, is listed without its secret, and stops working once deleted.
+#[test]
+fn created_keys_are_enforced_listed_and_deleted() {
+    let env = Env::new();
+    let emu = Emulator::start(&env.path("emu"), &[]);
+    let auth = emu.authorize(2);
+    let master = auth["authorizationToken"].as_str().unwrap().to_string();
+    let account = auth["accountId"].clone();
+    assert!(
+        auth["allowed"]["capabilities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c == "bypassGovernance"),
+        "the master key has every capability: {auth}"
+    );
+    let (_, b) = emu.call(
+        2,
+        "b2_create_bucket",
+        &master,
+        serde_json::json!({"accountId": account, "bucketName": "keys-bucket", "bucketType": "allPrivate"}),
+    );
+    let bucket_id = b["bucketId"].as_str().unwrap().to_string();
+    let caps = ["listBuckets", "listFiles", "readFiles", "writeFiles"];
+    let (st, bad) = emu.call(
+        2,
+        "b2_create_key",
+        &master,
+        serde_json::json!({"accountId": account, "keyName": "x", "capabilities": ["deleteEverything"]}),
+    );
+    assert_eq!(st, 400, "{bad}");
+    let (st, k) = emu.call(
+        2,
+        "b2_create_key",
+        &master,
+        serde_json::json!({"accountId": account, "keyName": "laptop-daily", "capabilities": caps, "bucketId": bucket_id}),
+    );
+    assert_eq!(st, 200, "{k}");
+    let (id, secret) = (
+        k["applicationKeyId"].as_str().unwrap().to_string(),
+        k["applicationKey"].as_str().unwrap().to_string(),
+    );
+
+    let (st, a) = emu.authorize_key(&id, &secret);
+    assert_eq!(st, 200, "{a}");
+    assert_eq!(a["allowed"]["capabilities"], serde_json::json!(caps));
+    assert_eq!(a["allowed"]["bucketName"], "keys-bucket");
+    let token = a["authorizationToken"].as_str().unwrap().to_string();
+    let (st, _) = emu.call(
+        2,
+        "b2_list_file_names",
+        &token,
+        serde_json::json!({"bucketId": bucket_id}),
+    );
+    assert_eq!(st, 200);
+    let (st, e) = emu.call(
+        2,
+        "b2_delete_file_version",
+        &token,
+        serde_json::json!({"fileName": "x", "fileId": "y"}),
+    );
+    assert_eq!(st, 401, "no deleteFiles: {e}");
+    let (st, e) = emu.call(
+        2,
+        "b2_create_key",
+        &token,
+        serde_json::json!({"accountId": account, "keyName": "more", "capabilities": caps}),
+    );
+    assert_eq!(st, 401, "no writeKeys: {e}");
+    assert_eq!(emu.authorize_key(&id, "wrong").0, 401);
+
+    let (_, l) = emu.call(
+        2,
+        "b2_list_keys",
+        &master,
+        serde_json::json!({"accountId": account}),
+    );
+    let keys = l["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1, "{l}");
+    assert_eq!(keys[0]["keyName"], "laptop-daily");
+    assert!(
+        keys[0].get("applicationKey").is_none(),
+        "secrets are shown once: {l}"
+    );
+
+    let (st, _) = emu.call(
+        2,
+        "b2_delete_key",
+        &master,
+        serde_json::json!({"applicationKeyId": id}),
+    );
+    assert_eq!(st, 200);
+    assert_eq!(emu.authorize_key(&id, &secret).0, 401);
+    let (st, _) = emu.call(
+        2,
+        "b2_list_file_names",
+        &token,
+        serde_json::json!({"bucketId": bucket_id}),
+    );
+    assert_eq!(st, 401, "a deleted key's tokens stop working");
+}

@@ -478,6 +478,19 @@ impl Emulator {
         serde_json::from_slice(&b).unwrap()
     }
 
+    /// Authorizes key `id` with `secret` (v2); returns the status and the reply.
+    pub fn authorize_key(&self, id: &str, secret: &str) -> (u16, serde_json::Value) {
+        use base64::Engine;
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
+        let (st, _, b) = self.http(
+            "GET",
+            "/b2api/v2/b2_authorize_account",
+            &[("Authorization", &format!("Basic {basic}"))],
+            b"",
+        );
+        (st, serde_json::from_slice(&b).unwrap_or_default())
+    }
+
     /// Uploads `body` under `name` straight through the B2 API (not through cairn), as
     /// an attacker with the bucket's key would; returns the HTTP status.
     pub fn plant(&self, bucket: &str, name: &str, body: &[u8]) -> u16 {

@@ -39,7 +39,7 @@ pub fn url_decode(s: &str) -> String {
 }
 
 /// One application key the emulator accepts.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Key {
     pub id: String,
     pub secret: String,
@@ -71,6 +71,9 @@ pub fn capability_for(op: &str) -> Option<&'static str> {
         | "b2_cancel_large_file" => "writeFiles",
         "b2_delete_file_version" => "deleteFiles",
         "b2_update_file_retention" => "writeFileRetentions",
+        "b2_create_key" => "writeKeys",
+        "b2_list_keys" => "listKeys",
+        "b2_delete_key" => "deleteKeys",
         _ => return None,
     })
 }
@@ -120,7 +123,7 @@ pub const ACCOUNT_ID: &str = "emu0account";
 #[derive(Clone, Debug)]
 pub enum TokenKind {
     Account {
-        key: usize,
+        key_id: String,
     },
     Upload {
         bucket_id: String,
@@ -153,6 +156,19 @@ pub struct App {
     pub state: Mutex<State>,
     pub tokens: Mutex<HashMap<String, Token>>,
     pub stats: Mutex<Stats>,
+    /// Keys made with `b2_create_key`, kept in `keys.json` beside the state (apart
+    /// from it, so looking a key up never waits on the state's lock).
+    pub created_keys: Mutex<Vec<CreatedKey>>,
+}
+
+/// A key made with `b2_create_key`.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct CreatedKey {
+    pub key: Key,
+    pub name: String,
+    pub bucket_id: Option<String>,
+    /// Milliseconds since the epoch, if the key expires.
+    pub expires: Option<i64>,
 }
 
 /// An error reply in B2's shape: `{"status", "code", "message"}`.
@@ -227,11 +243,17 @@ pub fn billing_class(op: &str) -> char {
 impl App {
     pub fn new(config: Config, base_url: String, disk: Disk) -> std::io::Result<App> {
         let state = disk.load()?;
+        let created_keys = match std::fs::read(disk.root.join("keys.json")) {
+            Ok(b) => serde_json::from_slice(&b).map_err(std::io::Error::other)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e),
+        };
         Ok(App {
             config,
             base_url,
             disk,
             state: Mutex::new(state),
+            created_keys: Mutex::new(created_keys),
             tokens: Mutex::new(HashMap::new()),
             stats: Mutex::new(Stats::default()),
         })
@@ -292,19 +314,45 @@ impl App {
     }
 
     /// The account key behind an account token.
-    pub fn account_key(&self, tok: &Token) -> Result<&Key, B2Error> {
-        match tok.kind {
-            TokenKind::Account { key } => self
-                .config
-                .keys
-                .get(key)
-                .ok_or_else(|| B2Error::unauthorized("unknown key")),
+    pub fn account_key(&self, tok: &Token) -> Result<Key, B2Error> {
+        match &tok.kind {
+            TokenKind::Account { key_id } => self.key_by_id(key_id).ok_or_else(|| {
+                B2Error::new(
+                    401,
+                    "bad_auth_token",
+                    "the key of this token was deleted or expired",
+                )
+            }),
             _ => Err(B2Error::new(
                 401,
                 "bad_auth_token",
                 "this token is for uploads only",
             )),
         }
+    }
+
+    /// A configured key, or a created one that has not expired.
+    pub fn key_by_id(&self, id: &str) -> Option<Key> {
+        if let Some(k) = self.config.keys.iter().find(|k| k.id == id) {
+            return Some(k.clone());
+        }
+        let now = crate::api::now_millis();
+        self.created_keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|k| k.key.id == id && k.expires.is_none_or(|e| e > now))
+            .map(|k| k.key.clone())
+    }
+
+    /// Writes the created keys (atomically, as the state).
+    pub fn save_keys(&self, keys: &[CreatedKey]) -> std::io::Result<()> {
+        let tmp = self.disk.tmp();
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec(keys).map_err(std::io::Error::other)?,
+        )?;
+        std::fs::rename(tmp, self.disk.root.join("keys.json"))
     }
 
     /// Refuses a call the key lacks the capability for (401 unauthorized, as B2 does).

@@ -17,12 +17,14 @@ use crate::store::{Action, Bucket, LargeFile, Part, State, Version};
 
 mod buckets;
 mod files;
+mod keys;
 mod large;
 mod lock;
 mod transfer;
 
 use buckets::*;
 use files::*;
+use keys::*;
 use large::*;
 pub use lock::advance_clock;
 use lock::*;
@@ -41,6 +43,11 @@ fn url_encode(s: &str) -> String {
         }
     }
     out
+}
+
+/// [`now_ms`] for the rest of the emulator.
+pub(crate) fn now_millis() -> i64 {
+    now_ms()
 }
 
 /// The emulator's clock: the system's, moved ahead by `/emulator/clock` (tests of
@@ -243,8 +250,8 @@ pub async fn dispatch(
                 let b = st
                     .bucket_by_name(&bucket)
                     .ok_or_else(|| B2Error::not_found(format!("bucket {bucket} does not exist")))?;
-                app.check_bucket(app.account_key(&tok)?, &b.name)?;
-                app.require(app.account_key(&tok)?, op)?;
+                app.check_bucket(&app.account_key(&tok)?, &b.name)?;
+                app.require(&app.account_key(&tok)?, op)?;
                 app.check_name(&app.account_key(&tok)?.name_prefix, &name)?;
                 match st.newest(&b.id, &name) {
                     Some(v) if v.action == Action::Upload => v.clone(),
@@ -268,8 +275,8 @@ pub async fn dispatch(
                     .bucket_by_id(&v.bucket_id)
                     .cloned()
                     .ok_or_else(|| B2Error::not_found("bucket gone"))?;
-                app.check_bucket(app.account_key(&tok)?, &b.name)?;
-                app.require(app.account_key(&tok)?, op)?;
+                app.check_bucket(&app.account_key(&tok)?, &b.name)?;
+                app.require(&app.account_key(&tok)?, op)?;
                 app.check_name(&app.account_key(&tok)?.name_prefix, &v.name)?;
                 v
             };
@@ -277,7 +284,7 @@ pub async fn dispatch(
         }
         _ => {
             let tok = app.auth(headers, uri)?;
-            let key = app.account_key(&tok)?.clone();
+            let key = app.account_key(&tok)?;
             app.require(&key, op)?;
             let p = params(method, uri, body).await?;
             json_call(app, op, api, &key, &p)
@@ -300,16 +307,19 @@ fn authorize(app: &App, api: u32, headers: &HeaderMap) -> Reply {
     let (id, secret) = creds
         .split_once(':')
         .ok_or_else(|| B2Error::bad_request("malformed credentials"))?;
-    let idx = app
+    let configured = app
         .config
         .keys
         .iter()
-        .position(|k| {
-            (k.id == id || (id == ACCOUNT_ID && k.bucket.is_none())) && k.secret == secret
-        })
+        .find(|k| (k.id == id || (id == ACCOUNT_ID && k.bucket.is_none())) && k.secret == secret)
+        .cloned();
+    let key = configured
+        .or_else(|| app.key_by_id(id).filter(|k| k.secret == secret))
         .ok_or_else(|| B2Error::unauthorized("invalid application key id or key"))?;
-    let key = &app.config.keys[idx];
-    let token = app.new_token(TokenKind::Account { key: idx });
+    let key = &key;
+    let token = app.new_token(TokenKind::Account {
+        key_id: key.id.clone(),
+    });
     let url = &app.base_url;
     let bucket = key
         .bucket
@@ -392,6 +402,9 @@ fn json_call(app: &App, op: &str, api: u32, key: &Key, p: &Map<String, Value>) -
         "b2_copy_file" => b2_copy_file(app, st, api, key, p),
         "b2_copy_part" => b2_copy_part(app, st, key, p),
         "b2_update_file_retention" => b2_update_file_retention(app, st, key, p),
+        "b2_create_key" => b2_create_key(app, st, key, p),
+        "b2_list_keys" => b2_list_keys(app, p),
+        "b2_delete_key" => b2_delete_key(app, p),
         other => Err(B2Error::bad_request(format!(
             "unsupported operation {other}"
         ))),
