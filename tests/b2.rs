@@ -42,17 +42,60 @@ fn b2_backend_passes_the_conformance_suite() {
     cairn_backend::run_conformance(&parts).unwrap();
     let b = cairn_b2::B2Backend::new(loc).unwrap();
     cairn_backend::run_conformance(&b).unwrap();
-    // Removing an object deletes every version: nothing is left to pay for.
+    // Removing an object deletes every version, an unfinished large file of the same
+    // name too (B2 lists it as `start`): nothing is left to pay for.
     b.write("x", b"1", &Default::default()).unwrap();
     b.write("x", b"2", &Default::default()).unwrap();
-    b.remove("x").unwrap();
-    let (_, v) = emu.call(
+    let token = emu.authorize(2)["authorizationToken"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bucket = b.client_bucket_for_tests();
+    let (st, started) = emu.call(
         2,
-        "b2_list_file_versions",
-        emu.authorize(2)["authorizationToken"].as_str().unwrap(),
-        serde_json::json!({"bucketId": b.client_bucket_for_tests(), "prefix": "some/prefix/x"}),
+        "b2_start_large_file",
+        &token,
+        serde_json::json!({"bucketId": bucket, "fileName": "some/prefix/x", "contentType": "b2/x-auto"}),
     );
+    assert_eq!(st, 200, "{started}");
+    let (_, info) = emu.call(
+        2,
+        "b2_get_file_info",
+        &token,
+        serde_json::json!({"fileId": started["fileId"]}),
+    );
+    assert_eq!(info["action"], "start", "{info}");
+    let versions = |token: &str| {
+        emu.call(
+            2,
+            "b2_list_file_versions",
+            token,
+            serde_json::json!({"bucketId": bucket, "prefix": "some/prefix/x"}),
+        )
+        .1
+    };
+    let before = versions(&token);
+    let actions: Vec<&str> = before["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["start", "upload", "upload"], "{before}");
+    b.remove("x").unwrap();
+    let v = versions(&token);
     assert_eq!(v["files"].as_array().unwrap().len(), 0, "{v}");
+    let (_, unfinished) = emu.call(
+        2,
+        "b2_list_unfinished_large_files",
+        &token,
+        serde_json::json!({"bucketId": bucket}),
+    );
+    assert_eq!(
+        unfinished["files"].as_array().unwrap().len(),
+        0,
+        "{unfinished}"
+    );
 }
 
 /// Returns the emulator's statistics at the end.

@@ -43,6 +43,10 @@ pub(super) fn b2_get_file_info(
     p: &Map<String, Value>,
 ) -> Reply {
     let id = req(p, "fileId")?;
+    if let Some(l) = st.large.get(id) {
+        bucket_for(app, &st, key, &l.bucket_id)?;
+        return json_reply(large_json(l, api));
+    }
     let v = st
         .version_by_id(id)
         .ok_or_else(|| B2Error::not_found(format!("file {id} not found")))?;
@@ -257,10 +261,8 @@ pub(super) fn list_files(
     let mut last_name: Option<String> = None;
     let mut skip_folder: Option<String> = None;
     let mut started = start_id.is_none();
-    for ((_, name, _), v) in st.versions.range((bid.to_string(), from.clone(), 0)..) {
-        if v.bucket_id != bid {
-            break;
-        }
+    for (name, v) in entries(st, bid, &from, versions) {
+        let name = &name;
         if !name.starts_with(prefix) {
             if name.as_str() > prefix {
                 break;
@@ -268,7 +270,7 @@ pub(super) fn list_files(
             continue;
         }
         if !started {
-            if name != &start_name || v.id == start_id.unwrap_or("") {
+            if name != &start_name || v.id() == start_id.unwrap_or("") {
                 started = true;
             } else {
                 continue;
@@ -296,16 +298,63 @@ pub(super) fn list_files(
                 continue;
             }
             last_name = Some(name.clone());
-            if v.action == Action::Hide {
+            if v.is_hide() {
                 continue;
             }
         }
         if files.len() == max {
-            return full_page(app, files, name, &v.id, versions);
+            return full_page(app, files, name, v.id(), versions);
         }
-        files.push(version_json(v, api));
+        files.push(v.json(api));
     }
     json_reply(page_json(files, None, None, versions))
+}
+
+/// One entry of a listing: a file version, or (in version listings, as B2 shows them)
+/// an unfinished large file, as `start`.
+enum Entry<'a> {
+    Version(&'a Version),
+    Unfinished(&'a LargeFile),
+}
+
+impl Entry<'_> {
+    fn id(&self) -> &str {
+        match self {
+            Entry::Version(v) => &v.id,
+            Entry::Unfinished(l) => &l.id,
+        }
+    }
+
+    fn is_hide(&self) -> bool {
+        matches!(self, Entry::Version(v) if v.action == Action::Hide)
+    }
+
+    fn json(&self, api: u32) -> Value {
+        match self {
+            Entry::Version(v) => version_json(v, api),
+            Entry::Unfinished(l) => large_json(l, api),
+        }
+    }
+}
+
+/// The bucket's entries from name `from` on, in B2's order: by name, newest first.
+fn entries<'a>(st: &'a State, bid: &str, from: &str, versions: bool) -> Vec<(String, Entry<'a>)> {
+    let mut out: Vec<(String, u64, Entry<'a>)> = st
+        .versions
+        .range((bid.to_string(), from.to_string(), 0)..)
+        .take_while(|(_, v)| v.bucket_id == bid)
+        .map(|((_, name, _), v)| (name.clone(), v.seq, Entry::Version(v)))
+        .collect();
+    if versions {
+        out.extend(
+            st.large
+                .values()
+                .filter(|l| l.bucket_id == bid && l.name.as_str() >= from)
+                .map(|l| (l.name.clone(), l.seq, Entry::Unfinished(l))),
+        );
+        out.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+    }
+    out.into_iter().map(|(n, _, e)| (n, e)).collect()
 }
 
 /// `maxFileCount`, as B2 bounds it (and 2 under `--stuck-cursor`, so tests page).
