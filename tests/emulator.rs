@@ -516,3 +516,110 @@ fn created_keys_are_enforced_listed_and_deleted() {
     );
     assert_eq!(st, 401, "a deleted key's tokens stop working");
 }
+
+/// What B2 refuses, the emulator refuses: a name that is not UTF-8, an unknown bucket
+/// type or `b2-` info key, a bogus `startFileId` or `metadataDirective`, and a key
+/// restricted to one bucket listing them all.
+#[test]
+fn strict_validation_refuses_what_b2_refuses() {
+    let env = Env::new();
+    let emu = Emulator::start(
+        &env.path("emu"),
+        &["--restricted-key", "rk:rsecret:strict-bucket"],
+    );
+    let auth = emu.authorize(2);
+    let token = auth["authorizationToken"].as_str().unwrap().to_string();
+    let account = auth["accountId"].clone();
+    let create = |name: &str, kind: &str| {
+        emu.call(
+            2,
+            "b2_create_bucket",
+            &token,
+            serde_json::json!({"accountId": account, "bucketName": name, "bucketType": kind}),
+        )
+    };
+    let (st, e) = create("strict-other", "allSecret");
+    assert_eq!(st, 400, "{e}");
+    let (st, b) = create("strict-bucket", "allPrivate");
+    assert_eq!(st, 200, "{b}");
+    let bucket = b["bucketId"].as_str().unwrap().to_string();
+
+    let (_, up) = emu.call(
+        2,
+        "b2_get_upload_url",
+        &token,
+        serde_json::json!({"bucketId": bucket}),
+    );
+    let path = up["uploadUrl"]
+        .as_str()
+        .unwrap()
+        .strip_prefix(&emu.url)
+        .unwrap()
+        .to_string();
+    let up_tok = up["authorizationToken"].as_str().unwrap().to_string();
+    let upload = |name: &str, extra: (&str, &str)| {
+        emu.http(
+            "POST",
+            &path,
+            &[
+                ("Authorization", &up_tok),
+                ("X-Bz-File-Name", name),
+                ("Content-Type", "b2/x-auto"),
+                (
+                    "X-Bz-Content-Sha1",
+                    "87acec17cd9dcd20a716cc2cf67417b71c8a7016",
+                ),
+                extra,
+            ],
+            b"0123456789",
+        )
+        .0
+    };
+    assert_eq!(upload("bad%FF%FEname", ("X-Bz-Info-a", "1")), 400);
+    assert_eq!(upload("ok.txt", ("X-Bz-Info-b2-made-up", "1")), 400);
+    assert_eq!(
+        upload("ok.txt", ("X-Bz-Info-b2-cache-control", "max-age=1")),
+        200
+    );
+    assert_eq!(upload("caf%C3%A9.txt", ("X-Bz-Info-a", "1")), 200);
+
+    let (st, e) = emu.call(
+        2,
+        "b2_list_file_versions",
+        &token,
+        serde_json::json!({"bucketId": bucket, "startFileName": "ok.txt", "startFileId": "bogus"}),
+    );
+    assert_eq!(st, 400, "{e}");
+    let (_, l) = emu.call(
+        2,
+        "b2_list_file_names",
+        &token,
+        serde_json::json!({"bucketId": bucket}),
+    );
+    let id = l["files"][0]["fileId"].as_str().unwrap().to_string();
+    let (st, e) = emu.call(
+        2,
+        "b2_copy_file",
+        &token,
+        serde_json::json!({"sourceFileId": id, "fileName": "copy.txt", "metadataDirective": "MOVE"}),
+    );
+    assert_eq!(st, 400, "{e}");
+
+    let (st, a) = emu.authorize_key("rk", "rsecret");
+    assert_eq!(st, 200, "{a}");
+    let rtoken = a["authorizationToken"].as_str().unwrap().to_string();
+    let (st, e) = emu.call(
+        2,
+        "b2_list_buckets",
+        &rtoken,
+        serde_json::json!({"accountId": account}),
+    );
+    assert_eq!(st, 401, "{e}");
+    let (st, _) = emu.call(
+        2,
+        "b2_list_buckets",
+        &rtoken,
+        serde_json::json!({"accountId": account, "bucketName": "strict-bucket"}),
+    );
+    assert_eq!(st, 200);
+}

@@ -14,7 +14,13 @@ use serde_json::{json, Value};
 use crate::store::{Disk, State};
 
 /// Percent-decoding as B2 does it: `%XX` bytes and `+` as space.
+/// Percent-decoding, invalid UTF-8 replaced.
 pub fn url_decode(s: &str) -> String {
+    String::from_utf8_lossy(&url_decode_bytes(s)).into_owned()
+}
+
+/// Percent-decoding to bytes (`+` is a space), for names that must then be UTF-8.
+pub fn url_decode_bytes(s: &str) -> Vec<u8> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -35,7 +41,7 @@ pub fn url_decode(s: &str) -> String {
         }
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }
 
 /// One application key the emulator accepts.

@@ -4,6 +4,11 @@ use super::*;
 
 /// `b2_list_buckets`.
 pub(super) fn b2_list_buckets(st: StateGuard<'_>, key: &Key, p: &Map<String, Value>) -> Reply {
+    if key.bucket.is_some() && s(p, "bucketName").is_none() && s(p, "bucketId").is_none() {
+        return Err(B2Error::unauthorized(
+            "an application key restricted to a bucket must name it (bucketName or bucketId) to list buckets",
+        ));
+    }
     let list: Vec<Value> = st
         .buckets
         .iter()
@@ -49,6 +54,12 @@ pub(super) fn b2_create_bucket(
             "duplicate_bucket_name",
             format!("bucket name {name} is already in use"),
         ));
+    }
+    let bucket_type = s(p, "bucketType").unwrap_or("allPrivate");
+    if !matches!(bucket_type, "allPrivate" | "allPublic") {
+        return Err(B2Error::bad_request(format!(
+            "invalid bucketType {bucket_type:?}: allPrivate or allPublic"
+        )));
     }
     st.next_seq += 1;
     let b = Bucket {

@@ -164,7 +164,15 @@ pub(super) fn b2_copy_file(
             .ok_or_else(|| B2Error::new(416, "range_not_satisfiable", format!("bad range {r}")))?;
         (start, end) = (a, b + 1);
     }
-    let replace = s(p, "metadataDirective") == Some("REPLACE");
+    let replace = match s(p, "metadataDirective") {
+        None | Some("COPY") => false,
+        Some("REPLACE") => true,
+        Some(other) => {
+            return Err(B2Error::bad_request(format!(
+                "invalid metadataDirective {other:?}: COPY or REPLACE"
+            )))
+        }
+    };
     let (ct, info) = if replace {
         (
             content_type(req(p, "contentType")?, &name),
@@ -252,6 +260,9 @@ pub(super) fn list_files(
     let delimiter = s(p, "delimiter").filter(|d| !d.is_empty());
     let start_name = s(p, "startFileName").unwrap_or("").to_string();
     let start_id = if versions { s(p, "startFileId") } else { None };
+    if let Some(id) = start_id.filter(|id| !id.starts_with("4_z")) {
+        return Err(B2Error::bad_request(format!("invalid startFileId {id:?}")));
+    }
     let from = if start_name.as_str() < prefix {
         prefix.to_string()
     } else {

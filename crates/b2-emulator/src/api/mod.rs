@@ -105,6 +105,32 @@ fn num(p: &Map<String, Value>, k: &str) -> Option<u64> {
     })
 }
 
+/// A percent-encoded file name, refused (as B2 refuses it) when its bytes are not UTF-8.
+fn decode_name(raw: &str) -> Result<String, B2Error> {
+    let bytes = crate::app::url_decode_bytes(raw);
+    String::from_utf8(bytes)
+        .map_err(|_| B2Error::bad_request(format!("file name {raw:?} is not valid UTF-8")))
+}
+
+/// The `b2-` info keys B2 accepts (they come back as the real headers on download).
+const B2_INFO_KEYS: [&str; 5] = [
+    "b2-content-disposition",
+    "b2-content-language",
+    "b2-expires",
+    "b2-cache-control",
+    "b2-content-encoding",
+];
+
+/// Refuses a reserved `b2-` info key B2 does not know.
+fn check_info_key(k: &str) -> Result<(), B2Error> {
+    if k.starts_with("b2-") && !B2_INFO_KEYS.contains(&k) {
+        return Err(B2Error::bad_request(format!(
+            "unknown b2- file info key {k:?}"
+        )));
+    }
+    Ok(())
+}
+
 fn valid_name(name: &str) -> Result<(), B2Error> {
     if name.is_empty() || name.len() > 1024 || name.bytes().any(|c| c < 32 || c == 127) {
         return Err(B2Error::bad_request(format!("invalid file name {name:?}")));
@@ -244,7 +270,7 @@ pub async fn dispatch(
             let (bucket, name) = path
                 .split_once('/')
                 .ok_or_else(|| B2Error::not_found("no file name"))?;
-            let (bucket, name) = (url_decode(bucket), url_decode(name));
+            let (bucket, name) = (url_decode(bucket), decode_name(name)?);
             let v = {
                 let st = app.lock_state();
                 let b = st
@@ -418,6 +444,7 @@ fn file_info_from_json(v: Option<&Value>) -> Result<BTreeMap<String, String>, B2
             return Err(B2Error::bad_request("too many file info entries"));
         }
         for (k, v) in o {
+            check_info_key(&k.to_ascii_lowercase())?;
             out.insert(
                 k.to_ascii_lowercase(),
                 v.as_str()

@@ -158,10 +158,10 @@ pub(super) async fn upload_file(
             ))
         }
     };
-    let name = url_decode(
+    let name = decode_name(
         header(headers, "x-bz-file-name")
             .ok_or_else(|| B2Error::bad_request("X-Bz-File-Name is missing"))?,
-    );
+    )?;
     valid_name(&name)?;
     app.check_name(&name_prefix, &name)?;
     let declared = header(headers, "x-bz-content-sha1")
@@ -177,6 +177,7 @@ pub(super) async fn upload_file(
     let mut info = BTreeMap::new();
     for (k, v) in headers {
         if let Some(key) = k.as_str().strip_prefix("x-bz-info-") {
+            check_info_key(&key.to_ascii_lowercase())?;
             info.insert(
                 key.to_ascii_lowercase(),
                 url_decode(v.to_str().unwrap_or("")),
