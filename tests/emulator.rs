@@ -623,3 +623,59 @@ fn strict_validation_refuses_what_b2_refuses() {
     );
     assert_eq!(st, 200);
 }
+
+/// b2_create_bucket keeps what it is given, and b2_update_bucket changes it, once per
+/// revision (ifRevisionMatch), file lock only ever on.
+#[test]
+fn bucket_settings_are_kept_and_updated() {
+    let env = Env::new();
+    let emu = Emulator::start(&env.path("emu"), &[]);
+    let auth = emu.authorize(2);
+    let token = auth["authorizationToken"].as_str().unwrap().to_string();
+    let account = auth["accountId"].clone();
+    let rules = serde_json::json!([{"fileNamePrefix": "", "daysFromHidingToDeleting": 30, "daysFromUploadingToHiding": null}]);
+    let (st, b) = emu.call(
+        2,
+        "b2_create_bucket",
+        &token,
+        serde_json::json!({"accountId": account, "bucketName": "settings-bucket", "bucketType": "allPrivate",
+            "bucketInfo": {"owner": "me"}, "lifecycleRules": rules}),
+    );
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(b["lifecycleRules"], rules);
+    assert_eq!(b["bucketInfo"]["owner"], "me");
+    assert_eq!(b["revision"], 1);
+    let id = b["bucketId"].clone();
+    let update = |body: serde_json::Value| emu.call(2, "b2_update_bucket", &token, body);
+    let (st, u) = update(
+        serde_json::json!({"accountId": account, "bucketId": id, "ifRevisionMatch": 1,
+        "bucketType": "allPublic", "fileLockEnabled": true,
+        "defaultRetention": {"mode": "governance", "period": {"duration": 7, "unit": "days"}}}),
+    );
+    assert_eq!(st, 200, "{u}");
+    assert_eq!(u["revision"], 2);
+    assert_eq!(u["bucketType"], "allPublic");
+    assert_eq!(u["lifecycleRules"], rules, "untouched settings stay");
+    assert_eq!(
+        u["fileLockConfiguration"]["value"]["isFileLockEnabled"],
+        true
+    );
+    assert_eq!(
+        u["fileLockConfiguration"]["value"]["defaultRetention"]["mode"],
+        "governance"
+    );
+    let (st, e) = update(
+        serde_json::json!({"accountId": account, "bucketId": id, "ifRevisionMatch": 1, "bucketType": "allPrivate"}),
+    );
+    assert_eq!(st, 409, "a stale revision is refused: {e}");
+    let (st, e) =
+        update(serde_json::json!({"accountId": account, "bucketId": id, "fileLockEnabled": false}));
+    assert_eq!(st, 400, "file lock stays on: {e}");
+    let (_, l) = emu.call(
+        2,
+        "b2_list_buckets",
+        &token,
+        serde_json::json!({"accountId": account, "bucketName": "settings-bucket"}),
+    );
+    assert_eq!(l["buckets"][0]["revision"], 2, "{l}");
+}

@@ -15,6 +15,17 @@ pub struct Bucket {
     /// Object Lock: only a bucket created with it may hold retention on its files.
     #[serde(default)]
     pub file_lock_enabled: bool,
+    /// Settings kept as given and shown back: bucketInfo, corsRules, lifecycleRules,
+    /// defaultRetention, defaultServerSideEncryption.
+    #[serde(default)]
+    pub settings: BTreeMap<String, serde_json::Value>,
+    /// Bumped by every update (`ifRevisionMatch`).
+    #[serde(default = "first_revision")]
+    pub revision: u64,
+}
+
+fn first_revision() -> u64 {
+    1
 }
 
 /// Object Lock retention of one file version.

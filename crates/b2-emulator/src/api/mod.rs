@@ -215,10 +215,14 @@ fn folder_json(name: &str, bucket_id: &str, api: u32) -> Value {
 }
 
 fn bucket_json(b: &Bucket) -> Value {
-    json!({"accountId": ACCOUNT_ID, "bucketId": b.id, "bucketName": b.name, "bucketType": b.bucket_type, "bucketInfo": {},
-        "corsRules": [], "lifecycleRules": [], "revision": 1, "options": [],
-        "defaultServerSideEncryption": {"isClientAuthorizedToRead": true, "value": {"mode": "none"}},
-        "fileLockConfiguration": {"isClientAuthorizedToRead": true, "value": {"isFileLockEnabled": b.file_lock_enabled, "defaultRetention": {"mode": null, "period": null}}},
+    let setting = |k: &str, default: Value| b.settings.get(k).cloned().unwrap_or(default);
+    json!({"accountId": ACCOUNT_ID, "bucketId": b.id, "bucketName": b.name, "bucketType": b.bucket_type,
+        "bucketInfo": setting("bucketInfo", json!({})),
+        "corsRules": setting("corsRules", json!([])), "lifecycleRules": setting("lifecycleRules", json!([])),
+        "revision": b.revision, "options": [],
+        "defaultServerSideEncryption": {"isClientAuthorizedToRead": true, "value": setting("defaultServerSideEncryption", json!({"mode": "none"}))},
+        "fileLockConfiguration": {"isClientAuthorizedToRead": true, "value": {"isFileLockEnabled": b.file_lock_enabled,
+            "defaultRetention": setting("defaultRetention", json!({"mode": null, "period": null}))}},
         "replicationConfiguration": {"isClientAuthorizedToRead": true, "value": null}})
 }
 
@@ -429,6 +433,7 @@ fn json_call(app: &App, op: &str, api: u32, key: &Key, p: &Map<String, Value>) -
         "b2_copy_part" => b2_copy_part(app, st, key, p),
         "b2_update_file_retention" => b2_update_file_retention(app, st, key, p),
         "b2_create_key" => b2_create_key(app, st, key, p),
+        "b2_update_bucket" => b2_update_bucket(app, st, key, p),
         "b2_list_keys" => b2_list_keys(app, p),
         "b2_delete_key" => b2_delete_key(app, p),
         other => Err(B2Error::bad_request(format!(
