@@ -5,6 +5,7 @@ mod util;
 
 mod append_only;
 mod b2;
+mod b2cli;
 mod backup;
 mod browse;
 mod crash;

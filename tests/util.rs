@@ -611,3 +611,25 @@ pub fn rclone(emu: &Emulator) -> Option<Command> {
         .stdin(Stdio::null());
     Some(c)
 }
+
+/// The official b2 command-line tool (PyPI package `b2`) pointed at `emu`, with its
+/// account file under `env`: `CAIRN_B2_CLI` names it (.ci/run installs it), else `b2`
+/// on PATH; None when neither exists (outside CI).
+pub fn b2_cli(env: &Env, emu: &Emulator) -> Option<Command> {
+    let bin = std::env::var("CAIRN_B2_CLI").unwrap_or_else(|_| "b2".into());
+    if Command::new(&bin).arg("version").output().is_err() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "the b2 CLI is missing: .ci/run must install it"
+        );
+        eprintln!("skipped: the b2 CLI is not installed here (pip install b2; CAIRN_B2_CLI)");
+        return None;
+    }
+    let mut c = Command::new(bin);
+    c.env("B2_ACCOUNT_INFO", env.path("b2-account.sqlite"))
+        .env("B2_ENVIRONMENT", &emu.url)
+        .env_remove("B2_APPLICATION_KEY_ID")
+        .env_remove("B2_APPLICATION_KEY")
+        .stdin(Stdio::null());
+    Some(c)
+}

@@ -77,6 +77,7 @@ pub fn capability_for(op: &str) -> Option<&'static str> {
         | "b2_cancel_large_file" => "writeFiles",
         "b2_delete_file_version" => "deleteFiles",
         "b2_update_file_retention" => "writeFileRetentions",
+        "b2_get_download_authorization" => "shareFiles",
         "b2_create_key" => "writeKeys",
         "b2_list_keys" => "listKeys",
         "b2_delete_key" => "deleteKeys",
@@ -137,6 +138,12 @@ pub enum TokenKind {
     },
     Part {
         file_id: String,
+    },
+    /// From `b2_get_download_authorization`: downloads by name in one bucket, of
+    /// names starting with `prefix`.
+    Download {
+        bucket_id: String,
+        prefix: String,
     },
 }
 

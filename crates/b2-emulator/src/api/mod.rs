@@ -269,25 +269,12 @@ pub async fn dispatch(
         "b2_upload_file" => upload_file(app, uri, headers, body, api).await,
         "b2_upload_part" => upload_part(app, uri, headers, body).await,
         "b2_download_file_by_name" => {
-            let tok = app.auth(headers, uri)?;
             let path = uri.path().strip_prefix("/file/").unwrap_or("");
             let (bucket, name) = path
                 .split_once('/')
                 .ok_or_else(|| B2Error::not_found("no file name"))?;
             let (bucket, name) = (url_decode(bucket), decode_name(name)?);
-            let v = {
-                let st = app.lock_state();
-                let b = st
-                    .bucket_by_name(&bucket)
-                    .ok_or_else(|| B2Error::not_found(format!("bucket {bucket} does not exist")))?;
-                app.check_bucket(&app.account_key(&tok)?, &b.name)?;
-                app.require(&app.account_key(&tok)?, op)?;
-                app.check_name(&app.account_key(&tok)?.name_prefix, &name)?;
-                match st.newest(&b.id, &name) {
-                    Some(v) if v.action == Action::Upload => v.clone(),
-                    _ => return Err(B2Error::not_found(format!("file {name} not present"))),
-                }
-            };
+            let v = download_by_name(app, op, uri, headers, &bucket, &name)?;
             download(app, &v, method, headers).await
         }
         "b2_download_file_by_id" => {
@@ -320,6 +307,82 @@ pub async fn dispatch(
             json_call(app, op, api, &key, &p)
         }
     }
+}
+
+/// The version a download by name serves: anonymous from an `allPublic` bucket, else
+/// with an account token (its key's bucket, capability and prefix) or a download
+/// authorization for this bucket and a prefix of the name.
+fn download_by_name(
+    app: &App,
+    op: &str,
+    uri: &Uri,
+    headers: &HeaderMap,
+    bucket: &str,
+    name: &str,
+) -> Result<Version, B2Error> {
+    let public = app
+        .lock_state()
+        .bucket_by_name(bucket)
+        .is_some_and(|b| b.bucket_type == "allPublic");
+    let has_auth = headers.contains_key("authorization")
+        || uri.query().is_some_and(|q| q.contains("Authorization="));
+    let b = if public && !has_auth {
+        app.lock_state().bucket_by_name(bucket).cloned()
+    } else {
+        let tok = app.auth(headers, uri)?;
+        let st = app.lock_state();
+        let b = st
+            .bucket_by_name(bucket)
+            .cloned()
+            .ok_or_else(|| B2Error::not_found(format!("bucket {bucket} does not exist")))?;
+        match &tok.kind {
+            TokenKind::Download { bucket_id, prefix } => {
+                if *bucket_id != b.id || !name.starts_with(prefix.as_str()) {
+                    return Err(B2Error::unauthorized(
+                        "download authorization does not cover this file",
+                    ));
+                }
+            }
+            _ => {
+                let key = app.account_key(&tok)?;
+                app.check_bucket(&key, &b.name)?;
+                app.require(&key, op)?;
+                app.check_name(&key.name_prefix, name)?;
+            }
+        }
+        Some(b)
+    };
+    let b = b.ok_or_else(|| B2Error::not_found(format!("bucket {bucket} does not exist")))?;
+    match app.lock_state().newest(&b.id, name) {
+        Some(v) if v.action == Action::Upload => Ok(v.clone()),
+        _ => Err(B2Error::not_found(format!("file {name} not present"))),
+    }
+}
+
+/// `b2_get_download_authorization`: a token for downloading names with a prefix.
+fn b2_get_download_authorization(
+    app: &App,
+    st: StateGuard<'_>,
+    key: &Key,
+    p: &Map<String, Value>,
+) -> Reply {
+    let bid = req(p, "bucketId")?.to_string();
+    let prefix = req(p, "fileNamePrefix")?.to_string();
+    let secs = num(p, "validDurationInSeconds")
+        .ok_or_else(|| B2Error::bad_request("required field validDurationInSeconds is missing"))?;
+    if !(1..=604_800).contains(&secs) {
+        return Err(B2Error::bad_request(
+            "validDurationInSeconds must be 1 to 604800",
+        ));
+    }
+    bucket_for(app, &st, key, &bid)?;
+    app.check_name(&key.name_prefix, &prefix)?;
+    drop(st);
+    let token = app.new_token(TokenKind::Download {
+        bucket_id: bid.clone(),
+        prefix: prefix.clone(),
+    });
+    json_reply(json!({"bucketId": bid, "fileNamePrefix": prefix, "authorizationToken": token}))
 }
 
 fn authorize(app: &App, api: u32, headers: &HeaderMap) -> Reply {
@@ -434,6 +497,7 @@ fn json_call(app: &App, op: &str, api: u32, key: &Key, p: &Map<String, Value>) -
         "b2_update_file_retention" => b2_update_file_retention(app, st, key, p),
         "b2_create_key" => b2_create_key(app, st, key, p),
         "b2_update_bucket" => b2_update_bucket(app, st, key, p),
+        "b2_get_download_authorization" => b2_get_download_authorization(app, st, key, p),
         "b2_list_keys" => b2_list_keys(app, p),
         "b2_delete_key" => b2_delete_key(app, p),
         other => Err(B2Error::bad_request(format!(

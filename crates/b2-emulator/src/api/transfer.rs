@@ -18,6 +18,18 @@ pub(super) async fn download(
         .header("accept-ranges", "bytes");
     for (k, val) in &v.info {
         b = b.header(format!("x-bz-info-{k}"), url_encode(val));
+        // b2-* infos come back as the real headers too (Content-Disposition, ...).
+        if let Some(real) = k.strip_prefix("b2-") {
+            b = b.header(real, val.as_str());
+        }
+    }
+    if let Some(r) = &v.retention {
+        b = b
+            .header("x-bz-file-retention-mode", r.mode.as_str())
+            .header(
+                "x-bz-file-retention-retain-until-timestamp",
+                r.until.to_string(),
+            );
     }
     let (start, len, status) = match headers.get("range").and_then(|r| r.to_str().ok()) {
         Some(r) if v.size > 0 => {
