@@ -44,6 +44,37 @@ fn operation(method: &Method, path: &str) -> Option<(String, Option<u32>)> {
 }
 
 /// The single entry point for every request.
+/// The emulator's own endpoints under `/emulator/`: statistics, and the test clock.
+fn emulator_endpoint(app: &App, method: &Method, uri: &Uri) -> Option<Response<Body>> {
+    let reset = |app: &App| {
+        let mut s = app.stats.lock().unwrap_or_else(|p| p.into_inner());
+        s.calls.clear();
+        s.max_in_flight = s.in_flight;
+    };
+    let reply = match uri.path() {
+        "/emulator/stats" => {
+            if method == Method::POST {
+                reset(app);
+            }
+            app.stats_json()
+        }
+        "/emulator/stats/reset" => {
+            reset(app);
+            app.stats_json()
+        }
+        "/emulator/clock" => {
+            let secs = uri
+                .query()
+                .and_then(|q| q.strip_prefix("advance_secs="))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            json!({"now": crate::api::advance_clock(secs)})
+        }
+        _ => return None,
+    };
+    Some(json_reply(reply).unwrap_or_default())
+}
+
 pub async fn handle(
     app: Arc<App>,
     method: Method,
@@ -52,29 +83,8 @@ pub async fn handle(
     body: Body,
 ) -> Response<Body> {
     let path = uri.path().to_string();
-    let reset = |app: &App| {
-        let mut s = app.stats.lock().unwrap_or_else(|p| p.into_inner());
-        s.calls.clear();
-        s.max_in_flight = s.in_flight;
-    };
-    if path == "/emulator/stats" {
-        if method == Method::POST {
-            reset(&app);
-        }
-        return json_reply(app.stats_json()).unwrap_or_default();
-    }
-    if path == "/emulator/clock" {
-        let secs = uri
-            .query()
-            .and_then(|q| q.strip_prefix("advance_secs="))
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0);
-        let now = crate::api::advance_clock(secs);
-        return json_reply(serde_json::json!({"now": now})).unwrap_or_default();
-    }
-    if path == "/emulator/stats/reset" {
-        reset(&app);
-        return json_reply(app.stats_json()).unwrap_or_default();
+    if let Some(resp) = emulator_endpoint(&app, &method, &uri) {
+        return resp;
     }
     let head = method == Method::HEAD;
     let Some((op, version)) = operation(&method, &path) else {

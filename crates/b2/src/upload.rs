@@ -36,6 +36,26 @@ pub(crate) fn retention_json(r: &Retention) -> Value {
     json!({"mode": r.mode.as_str(), "retainUntilTimestamp": r.until_millis})
 }
 
+/// An upload's `X-Bz-Info-*` and Object Lock headers.
+fn with_file_headers(
+    mut req: reqwest::RequestBuilder,
+    info: &[(&str, String)],
+    retention: Option<&Retention>,
+) -> reqwest::RequestBuilder {
+    for (k, v) in info {
+        req = req.header(format!("X-Bz-Info-{k}"), url_encode(v));
+    }
+    if let Some(r) = retention {
+        req = req
+            .header("X-Bz-File-Retention-Mode", r.mode.as_str())
+            .header(
+                "X-Bz-File-Retention-Retain-Until-Timestamp",
+                r.until_millis.to_string(),
+            );
+    }
+    req
+}
+
 /// Parts of one large file uploaded at once (rclone's upload_concurrency).
 pub const LARGE_FILE_CONCURRENCY: usize = 4;
 
@@ -81,7 +101,7 @@ impl Client {
                 // A failed attempt never returns its URL: Backblaze asks for a fresh one.
                 let url = self.upload_url(bucket_id).await?;
                 self.count("b2_upload_file");
-                let mut req = self
+                let req = self
                     .http
                     .post(&url.url)
                     .header("Authorization", &url.token)
@@ -90,17 +110,7 @@ impl Client {
                     .header("X-Bz-Content-Sha1", &sha1)
                     .header("Content-Length", data.len().to_string())
                     .body(self.upload_body(&body));
-                for (k, v) in info {
-                    req = req.header(format!("X-Bz-Info-{k}"), url_encode(v));
-                }
-                if let Some(r) = retention {
-                    req = req
-                        .header("X-Bz-File-Retention-Mode", r.mode.as_str())
-                        .header(
-                            "X-Bz-File-Retention-Retain-Until-Timestamp",
-                            r.until_millis.to_string(),
-                        );
-                }
+                let req = with_file_headers(req, info, retention);
                 let err = match req.send().await {
                     // A reply cut short is retried: the upload may have landed, and a
                     // second identical version is harmless where a false failure is not.

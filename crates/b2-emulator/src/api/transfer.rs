@@ -144,6 +144,24 @@ pub(super) async fn receive_verified(
     r
 }
 
+/// The `X-Bz-Info-*` headers of an upload: at most 10, `b2-` keys only those B2 knows.
+fn info_from_headers(headers: &HeaderMap) -> Result<BTreeMap<String, String>, B2Error> {
+    let mut info = BTreeMap::new();
+    for (k, v) in headers {
+        if let Some(key) = k.as_str().strip_prefix("x-bz-info-") {
+            check_info_key(&key.to_ascii_lowercase())?;
+            info.insert(
+                key.to_ascii_lowercase(),
+                url_decode(v.to_str().unwrap_or("")),
+            );
+        }
+    }
+    if info.len() > 10 {
+        return Err(B2Error::bad_request("too many X-Bz-Info headers"));
+    }
+    Ok(info)
+}
+
 pub(super) async fn upload_file(
     app: &Arc<App>,
     uri: &Uri,
@@ -186,19 +204,7 @@ pub(super) async fn upload_file(
         header(headers, "content-type").unwrap_or("b2/x-auto"),
         &name,
     );
-    let mut info = BTreeMap::new();
-    for (k, v) in headers {
-        if let Some(key) = k.as_str().strip_prefix("x-bz-info-") {
-            check_info_key(&key.to_ascii_lowercase())?;
-            info.insert(
-                key.to_ascii_lowercase(),
-                url_decode(v.to_str().unwrap_or("")),
-            );
-        }
-    }
-    if info.len() > 10 {
-        return Err(B2Error::bad_request("too many X-Bz-Info headers"));
-    }
+    let info = info_from_headers(headers)?;
     let retention = retention_from_headers(headers)?;
     let tmp = app.disk.tmp();
     let (size, sha1) = receive_verified(body, &tmp, len, &declared).await?;
