@@ -679,3 +679,40 @@ fn bucket_settings_are_kept_and_updated() {
     );
     assert_eq!(l["buckets"][0]["revision"], 2, "{l}");
 }
+
+/// `--cut-rate` cuts a small JSON reply after its status line and headers, part way
+/// through the body, as a dropped connection does: the client sees a 200 that breaks
+/// off, never a clean short reply.
+#[test]
+fn cut_replies_break_off_after_the_headers() {
+    use std::io::{Read, Write};
+    let env = Env::new();
+    let emu = Emulator::start(&env.path("emu"), &["--cut-rate", "1"]);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", emu.port())).unwrap();
+    s.write_all(b"GET /b2api/v2/b2_authorize_account HTTP/1.1\r\nHost: x\r\nAuthorization: Basic dGVzdGtleWlkOnRlc3RrZXk=\r\nConnection: close\r\n\r\n")
+    .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length: ")
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .unwrap();
+    assert!(
+        !body.is_empty() && body.len() < length,
+        "{} of {length}: {text}",
+        body.len()
+    );
+}

@@ -184,5 +184,12 @@ async fn cut_mid_body(resp: Response<Body>) -> Response<Body> {
             "connection cut (--cut-rate)",
         )),
     ];
-    Response::from_parts(parts, Body::from_stream(futures_util::stream::iter(pieces)))
+    // A pause before each piece: the status line and headers go out first even for a
+    // small JSON reply, so the client sees a 200 whose body breaks off, as when a
+    // connection drops mid-reply (not a connection closed before any answer).
+    let paced = futures_util::StreamExt::then(futures_util::stream::iter(pieces), |p| async {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        p
+    });
+    Response::from_parts(parts, Body::from_stream(paced))
 }

@@ -138,7 +138,25 @@ pub(crate) async fn error_from(resp: reqwest::Response) -> B2Error {
         .get("retry-after")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
-    let body: ErrorReply = resp.json().await.unwrap_or_default();
+    // An error reply cut off mid-body (a dropped connection) says nothing about the
+    // request: retried like any network error, never taken for its status. At most
+    // 64 KiB of it is read.
+    let mut resp = resp;
+    let mut bytes = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(c)) if bytes.len() + c.len() <= 64 * 1024 => bytes.extend_from_slice(&c),
+            Ok(Some(_)) => break,
+            Ok(None) => break,
+            Err(e) => {
+                return B2Error::Network(format!(
+                    "a {status} reply was cut off: {}",
+                    e.without_url()
+                ))
+            }
+        }
+    }
+    let body: ErrorReply = serde_json::from_slice(&bytes).unwrap_or_default();
     B2Error::Api {
         status,
         code: body.code.unwrap_or_else(|| "unknown".into()),
