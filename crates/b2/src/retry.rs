@@ -65,12 +65,21 @@ where
     Fut: Future<Output = Result<T, Failed>>,
 {
     let mut n = 0;
+    // A token that expired is not a failure of the request: authorizing again does not
+    // use up an attempt (a pause for a 429 can outlast a short token), up to as many
+    // re-authorizations again.
+    let mut reauths = 0;
     loop {
         let err = match attempt(n).await {
             Ok(v) => return Ok(v),
             Err(Failed::Before(e)) => return Err(e),
             Err(Failed::Request(e)) => e,
         };
+        if err.needs_reauth() && reauths < max_attempts {
+            reauths += 1;
+            tracing::debug!("{op}: {err}; authorizing again");
+            continue;
+        }
         n += 1;
         let Some(pause) = policy.delay(&err, n).filter(|_| n < max_attempts) else {
             return Err(err);
@@ -127,7 +136,7 @@ mod tests {
             (
                 Policy::Api,
                 || Failed::Request(api(401, "expired_auth_token")),
-                4,
+                8,
             ),
             (Policy::Api, || Failed::Request(api(401, "unauthorized")), 1),
             (Policy::Api, || Failed::Request(api(400, "bad_request")), 1),
