@@ -43,27 +43,7 @@ fn succeeds(out: Output, what: &str) -> String {
 
 /// Every live (not hidden) name in the bucket, through the full key.
 fn names(emu: &Emulator) -> Vec<String> {
-    let auth = emu.authorize(2);
-    let token = auth["authorizationToken"].as_str().unwrap().to_string();
-    let (_, buckets) = emu.call(
-        2,
-        "b2_list_buckets",
-        &token,
-        serde_json::json!({"accountId": auth["accountId"], "bucketName": BUCKET}),
-    );
-    let id = buckets["buckets"][0]["bucketId"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let (_, l) = emu.call(
-        2,
-        "b2_list_file_names",
-        &token,
-        serde_json::json!({"bucketId": id, "maxFileCount": 10000}),
-    );
-    l["files"]
-        .as_array()
-        .unwrap()
+    emu.files(BUCKET)
         .iter()
         .map(|f| f["fileName"].as_str().unwrap().to_string())
         .collect()

@@ -26,27 +26,7 @@ fn create_bucket(emu: &Emulator, name: &str, file_lock: bool) {
 
 /// Every live file of the bucket: name and the end of its retention, if any.
 fn retention(emu: &Emulator, bucket: &str) -> Vec<(String, Option<i64>)> {
-    let auth = emu.authorize(2);
-    let token = auth["authorizationToken"].as_str().unwrap().to_string();
-    let (_, buckets) = emu.call(
-        2,
-        "b2_list_buckets",
-        &token,
-        serde_json::json!({"accountId": auth["accountId"], "bucketName": bucket}),
-    );
-    let id = buckets["buckets"][0]["bucketId"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let (_, l) = emu.call(
-        2,
-        "b2_list_file_names",
-        &token,
-        serde_json::json!({"bucketId": id, "maxFileCount": 10000}),
-    );
-    l["files"]
-        .as_array()
-        .unwrap()
+    emu.files(bucket)
         .iter()
         .map(|f| {
             (
@@ -119,19 +99,13 @@ fn shipped_files_stay_locked_while_in_use_and_go_after() {
     // Whoever holds a key that may delete still cannot delete a locked file.
     let auth = emu.authorize(2);
     let token = auth["authorizationToken"].as_str().unwrap().to_string();
-    let pack = files
-        .iter()
-        .find(|(n, _)| n.contains("/data/"))
-        .unwrap()
-        .0
-        .clone();
-    let (_, info) = emu.call(
-        2,
-        "b2_list_file_names",
-        &token,
-        serde_json::json!({"bucketId": retention_bucket_id(&emu), "startFileName": pack, "maxFileCount": 1}),
-    );
-    let file_id = info["files"][0]["fileId"].as_str().unwrap().to_string();
+    let object = emu
+        .files(LOCKED)
+        .into_iter()
+        .find(|f| f["fileName"].as_str().unwrap().contains("/data/"))
+        .unwrap();
+    let pack = object["fileName"].as_str().unwrap().to_string();
+    let file_id = object["fileId"].as_str().unwrap().to_string();
     let (st, e) = emu.call(
         2,
         "b2_delete_file_version",
@@ -214,21 +188,6 @@ fn shipped_files_stay_locked_while_in_use_and_go_after() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-}
-
-fn retention_bucket_id(emu: &Emulator) -> String {
-    let auth = emu.authorize(2);
-    let token = auth["authorizationToken"].as_str().unwrap().to_string();
-    let (_, buckets) = emu.call(
-        2,
-        "b2_list_buckets",
-        &token,
-        serde_json::json!({"accountId": auth["accountId"], "bucketName": LOCKED}),
-    );
-    buckets["buckets"][0]["bucketId"]
-        .as_str()
-        .unwrap()
-        .to_string()
 }
 
 #[test]

@@ -478,6 +478,26 @@ impl Emulator {
         serde_json::from_slice(&b).unwrap()
     }
 
+    /// The live (not hidden) file objects of `bucket`, through the default key.
+    pub fn files(&self, bucket: &str) -> Vec<serde_json::Value> {
+        let auth = self.authorize(2);
+        let token = auth["authorizationToken"].as_str().unwrap().to_string();
+        let (_, buckets) = self.call(
+            2,
+            "b2_list_buckets",
+            &token,
+            serde_json::json!({"accountId": auth["accountId"], "bucketName": bucket}),
+        );
+        let id = buckets["buckets"][0]["bucketId"].clone();
+        let (_, l) = self.call(
+            2,
+            "b2_list_file_names",
+            &token,
+            serde_json::json!({"bucketId": id, "maxFileCount": 10000}),
+        );
+        l["files"].as_array().cloned().unwrap_or_default()
+    }
+
     /// Authorizes key `id` with `secret` (v2); returns the status and the reply.
     pub fn authorize_key(&self, id: &str, secret: &str) -> (u16, serde_json::Value) {
         use base64::Engine;

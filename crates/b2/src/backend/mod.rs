@@ -86,6 +86,22 @@ impl B2Backend {
         self.loc.endpoint == other.loc.endpoint && self.loc.creds.key_id == other.loc.creds.key_id
     }
 
+    /// The newest version of `name` (one class C listing), or `NotFound`.
+    pub(crate) fn newest(&self, name: &str) -> Result<crate::client::FileVersion, BackendError> {
+        let full = self.full(name)?;
+        let bucket_id = self.bucket_id()?;
+        self.rt
+            .block_on(self.client.find_name(&bucket_id, &full))
+            .map_err(|e| self.err(name, e))?
+            .ok_or_else(|| {
+                BackendError::new(
+                    ErrorKind::NotFound,
+                    format!("{}/{name}", self.loc.display()),
+                    "no such object",
+                )
+            })
+    }
+
     /// Runs an async client call on this backend's runtime.
     pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
         self.rt.block_on(f)
@@ -220,20 +236,7 @@ impl Backend for B2Backend {
             .cloned();
         let id = match listed {
             Some(id) => id,
-            None => {
-                let bucket_id = self.bucket_id()?;
-                self.rt
-                    .block_on(self.client.find_name(&bucket_id, &full))
-                    .map_err(|e| self.err(name, e))?
-                    .ok_or_else(|| {
-                        BackendError::new(
-                            ErrorKind::NotFound,
-                            format!("{}/{name}", self.loc.display()),
-                            "no such object",
-                        )
-                    })?
-                    .id
-            }
+            None => self.newest(name)?.id,
         };
         self.rt
             .block_on(self.client.update_file_retention(&id, &full, retention))
@@ -333,27 +336,15 @@ impl Backend for B2Backend {
 
     /// A one-entry listing rather than a HEAD: a class C call, never a download.
     fn stat(&self, name: &str) -> Result<ObjectInfo, BackendError> {
-        let full = self.full(name)?;
-        let bucket_id = self.bucket_id()?;
-        let f = self
-            .rt
-            .block_on(self.client.find_name(&bucket_id, &full))
-            .map_err(|e| self.err(name, e))?;
-        match f {
-            Some(f) => Ok(ObjectInfo {
-                name: name.to_string(),
-                size: f.size,
-                mtime_millis: Some(f.upload_timestamp),
-                mtime_nanos: None,
-                sha1: f.sha1,
-                retain_until_millis: f.retain_until,
-            }),
-            None => Err(BackendError::new(
-                ErrorKind::NotFound,
-                format!("{}/{name}", self.loc.display()),
-                "no such object",
-            )),
-        }
+        let f = self.newest(name)?;
+        Ok(ObjectInfo {
+            name: name.to_string(),
+            size: f.size,
+            mtime_millis: Some(f.upload_timestamp),
+            mtime_nanos: None,
+            sha1: f.sha1,
+            retain_until_millis: f.retain_until,
+        })
     }
 
     fn read(&self, name: &str) -> Result<Vec<u8>, BackendError> {

@@ -15,19 +15,7 @@ impl B2Backend {
         src_name: &str,
         name: &str,
     ) -> Result<(), BackendError> {
-        let from = src.full(src_name)?;
-        let src_bucket = src.bucket_id()?;
-        let f = self
-            .rt
-            .block_on(self.client.find_name(&src_bucket, &from))
-            .map_err(|e| self.err(name, e))?
-            .ok_or_else(|| {
-                BackendError::new(
-                    ErrorKind::NotFound,
-                    format!("{}/{src_name}", src.loc.display()),
-                    "no such object",
-                )
-            })?;
+        let f = src.newest(src_name)?;
         self.server_copy(&f, name, None)
     }
 
@@ -39,19 +27,7 @@ impl B2Backend {
         name: &str,
         mtime_millis: i64,
     ) -> Result<(), BackendError> {
-        let full = self.full(name)?;
-        let bucket_id = self.bucket_id()?;
-        let f = self
-            .rt
-            .block_on(self.client.find_name(&bucket_id, &full))
-            .map_err(|e| self.err(name, e))?
-            .ok_or_else(|| {
-                BackendError::new(
-                    ErrorKind::NotFound,
-                    format!("{}/{name}", self.loc.display()),
-                    "no such object",
-                )
-            })?;
+        let f = self.newest(name)?;
         let mut info: Vec<(String, String)> = f
             .info
             .iter()
