@@ -118,6 +118,48 @@ fn the_b2_cli_and_rclone_drive_keys_buckets_retention_and_links() {
     assert_eq!(info["fileRetention"]["mode"], "governance", "{info}");
     assert_eq!(info["fileRetention"]["retainUntilTimestamp"], until);
 
+    // A legal hold keeps a file from being deleted until it is lifted.
+    b2(&[
+        "file",
+        "upload",
+        "--no-progress",
+        "cli-vault",
+        file.to_str().unwrap(),
+        "held.txt",
+    ]);
+    b2(&[
+        "file",
+        "update",
+        "--legal-hold",
+        "on",
+        "b2://cli-vault/held.txt",
+    ]);
+    let held: serde_json::Value =
+        serde_json::from_str(&b2(&["file", "info", "b2://cli-vault/held.txt"])).unwrap();
+    assert_eq!(held["legalHold"], "on", "{held}");
+    let token = emu.authorize(2)["authorizationToken"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let delete = || {
+        emu.call(
+            2,
+            "b2_delete_file_version",
+            &token,
+            serde_json::json!({"fileName": "held.txt", "fileId": held["fileId"]}),
+        )
+        .0
+    };
+    assert_eq!(delete(), 401, "held: not even the full key deletes it");
+    b2(&[
+        "file",
+        "update",
+        "--legal-hold",
+        "off",
+        "b2://cli-vault/held.txt",
+    ]);
+    assert_eq!(delete(), 200);
+
     // A link with its own download authorization, from the CLI and from rclone.
     let url = b2(&["file", "url", "--with-auth", "b2://cli-vault/hello.txt"]);
     assert_eq!(get(&emu, &url), (200, b"hello".to_vec()), "{url}");

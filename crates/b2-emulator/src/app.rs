@@ -77,6 +77,7 @@ pub fn capability_for(op: &str) -> Option<&'static str> {
         | "b2_cancel_large_file" => "writeFiles",
         "b2_delete_file_version" => "deleteFiles",
         "b2_update_file_retention" => "writeFileRetentions",
+        "b2_update_file_legal_hold" => "writeFileLegalHolds",
         "b2_get_download_authorization" => "shareFiles",
         "b2_create_key" => "writeKeys",
         "b2_list_keys" => "listKeys",
@@ -281,6 +282,11 @@ impl App {
     }
 
     pub fn new_token(&self, kind: TokenKind) -> String {
+        self.new_token_lasting(kind, self.config.token_ttl)
+    }
+
+    /// A token valid for `ttl` (a download authorization's own lifetime).
+    pub fn new_token_lasting(&self, kind: TokenKind, ttl: Duration) -> String {
         let mut b = [0u8; 16];
         rand::Rng::fill(&mut rand::thread_rng(), &mut b);
         let t = format!("emu_{}", hex::encode(b));
@@ -291,7 +297,7 @@ impl App {
                 t.clone(),
                 Token {
                     kind,
-                    expires: Instant::now() + self.config.token_ttl,
+                    expires: Instant::now() + ttl,
                 },
             );
         t

@@ -61,6 +61,9 @@ pub struct Version {
     pub upload_timestamp: i64,
     #[serde(default)]
     pub retention: Option<Retention>,
+    /// Object Lock legal hold: no delete while on, whatever the retention.
+    #[serde(default)]
+    pub legal_hold: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -82,6 +85,8 @@ pub struct LargeFile {
     pub parts: BTreeMap<u32, Part>,
     #[serde(default)]
     pub retention: Option<Retention>,
+    #[serde(default)]
+    pub legal_hold: bool,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]

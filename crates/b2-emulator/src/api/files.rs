@@ -96,6 +96,7 @@ pub(super) fn b2_hide_file(
         info: BTreeMap::new(),
         upload_timestamp: now_ms(),
         retention: None,
+        legal_hold: false,
     };
     st.versions.insert(State::key(&v), v.clone());
     app.save(&st)?;
@@ -182,7 +183,8 @@ pub(super) fn b2_copy_file(
         (src.content_type.clone(), src.info.clone())
     };
     let retention = retention_from_json(p.get("fileRetention"))?;
-    if retention.is_some() {
+    let legal_hold = legal_hold_from(s(p, "legalHold"))?;
+    if retention.is_some() || legal_hold {
         require_file_lock(bucket_for(app, &st, key, &dest_bucket)?)?;
     }
     let (id, seq) = st.next_id(&dest_bucket);
@@ -205,6 +207,7 @@ pub(super) fn b2_copy_file(
             info,
             upload_timestamp: now_ms(),
             retention,
+            legal_hold,
         };
         st.versions.insert(State::key(&v), v.clone());
         app.save(&st)?;

@@ -17,7 +17,8 @@ pub(super) fn b2_start_large_file(
     app.check_name(&key.name_prefix, &name)?;
     let info = file_info_from_json(p.get("fileInfo"))?;
     let retention = retention_from_json(p.get("fileRetention"))?;
-    if retention.is_some() {
+    let legal_hold = legal_hold_from(s(p, "legalHold"))?;
+    if retention.is_some() || legal_hold {
         require_file_lock(bucket_for(app, &st, key, &bid)?)?;
     }
     let (id, seq) = st.next_id(&bid);
@@ -31,6 +32,7 @@ pub(super) fn b2_start_large_file(
         upload_timestamp: now_ms(),
         parts: BTreeMap::new(),
         retention,
+        legal_hold,
     };
     st.large.insert(id, l.clone());
     app.save(&st)?;
@@ -108,6 +110,7 @@ pub(super) fn b2_finish_large_file(
         info: l.info.clone(),
         upload_timestamp: l.upload_timestamp,
         retention: l.retention.clone(),
+        legal_hold: l.legal_hold,
     };
     st.large.remove(&id);
     st.versions.insert(State::key(&v), v.clone());

@@ -87,13 +87,31 @@ fn has(key: &Key, cap: &str) -> bool {
         .is_none_or(|c| c.iter().any(|x| x == cap))
 }
 
-/// Refuses to delete a version still under retention.
+/// `on` or `off` (absent: off), from `X-Bz-File-Legal-Hold` or `legalHold`.
+pub(super) fn legal_hold_from(v: Option<&str>) -> Result<bool, B2Error> {
+    match v {
+        None | Some("off") => Ok(false),
+        Some("on") => Ok(true),
+        Some(other) => Err(B2Error::bad_request(format!(
+            "invalid legal hold {other:?}: on or off"
+        ))),
+    }
+}
+
+/// Refuses to delete a version under legal hold, or still under retention.
 pub(super) fn check_deletable(
     _app: &App,
     v: &Version,
     bypass: bool,
     key: &Key,
 ) -> Result<(), B2Error> {
+    if v.legal_hold {
+        return Err(B2Error::new(
+            401,
+            "access_denied",
+            format!("file {} is under legal hold", v.name),
+        ));
+    }
     match &v.retention {
         Some(r) if r.until > now_ms() => {
             if r.mode == "governance" && bypass && has(key, "bypassGovernance") {
@@ -168,5 +186,37 @@ pub(super) fn b2_update_file_retention(
     app.save(&st)?;
     json_reply(
         json!({"fileId": v.id, "fileName": v.name, "fileRetention": retention_value(new.as_ref())}),
+    )
+}
+
+/// `b2_update_file_legal_hold`.
+pub(super) fn b2_update_file_legal_hold(
+    app: &App,
+    mut st: StateGuard<'_>,
+    key: &Key,
+    p: &Map<String, Value>,
+) -> Reply {
+    let id = req(p, "fileId")?;
+    let name = req(p, "fileName")?;
+    let hold = legal_hold_from(Some(req(p, "legalHold")?))?;
+    let v = st
+        .version_by_id(id)
+        .filter(|v| v.name == name && v.action == Action::Upload)
+        .cloned()
+        .ok_or_else(|| {
+            B2Error::new(
+                400,
+                "file_not_present",
+                format!("file not present: {name} {id}"),
+            )
+        })?;
+    require_file_lock(bucket_for(app, &st, key, &v.bucket_id)?)?;
+    app.check_name(&key.name_prefix, name)?;
+    if let Some(stored) = st.versions.get_mut(&State::key(&v)) {
+        stored.legal_hold = hold;
+    }
+    app.save(&st)?;
+    json_reply(
+        json!({"fileId": v.id, "fileName": v.name, "legalHold": if hold { "on" } else { "off" }}),
     )
 }

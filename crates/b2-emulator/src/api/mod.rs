@@ -138,14 +138,18 @@ fn valid_name(name: &str) -> Result<(), B2Error> {
     Ok(())
 }
 
-fn lock_fields(m: &mut Map<String, Value>, retention: Option<&crate::store::Retention>) {
+fn lock_fields(
+    m: &mut Map<String, Value>,
+    retention: Option<&crate::store::Retention>,
+    legal_hold: bool,
+) {
     m.insert(
         "fileRetention".into(),
         json!({"isClientAuthorizedToRead": true, "value": retention_value(retention)}),
     );
     m.insert(
         "legalHold".into(),
-        json!({"isClientAuthorizedToRead": true, "value": null}),
+        json!({"isClientAuthorizedToRead": true, "value": if legal_hold { json!("on") } else { Value::Null }}),
     );
     m.insert("serverSideEncryption".into(), json!({"mode": "none"}));
 }
@@ -180,7 +184,7 @@ fn version_json(v: &Version, api: u32) -> Value {
         m.insert("size".into(), json!(v.size));
     }
     if v.action == Action::Upload {
-        lock_fields(&mut m, v.retention.as_ref());
+        lock_fields(&mut m, v.retention.as_ref(), v.legal_hold);
     }
     Value::Object(m)
 }
@@ -201,7 +205,7 @@ fn large_json(l: &LargeFile, api: u32) -> Value {
     if api == 1 {
         m.insert("size".into(), json!(0));
     }
-    lock_fields(&mut m, l.retention.as_ref());
+    lock_fields(&mut m, l.retention.as_ref(), l.legal_hold);
     Value::Object(m)
 }
 
@@ -378,10 +382,13 @@ fn b2_get_download_authorization(
     bucket_for(app, &st, key, &bid)?;
     app.check_name(&key.name_prefix, &prefix)?;
     drop(st);
-    let token = app.new_token(TokenKind::Download {
-        bucket_id: bid.clone(),
-        prefix: prefix.clone(),
-    });
+    let token = app.new_token_lasting(
+        TokenKind::Download {
+            bucket_id: bid.clone(),
+            prefix: prefix.clone(),
+        },
+        std::time::Duration::from_secs(secs),
+    );
     json_reply(json!({"bucketId": bid, "fileNamePrefix": prefix, "authorizationToken": token}))
 }
 
@@ -495,6 +502,7 @@ fn json_call(app: &App, op: &str, api: u32, key: &Key, p: &Map<String, Value>) -
         "b2_copy_file" => b2_copy_file(app, st, api, key, p),
         "b2_copy_part" => b2_copy_part(app, st, key, p),
         "b2_update_file_retention" => b2_update_file_retention(app, st, key, p),
+        "b2_update_file_legal_hold" => b2_update_file_legal_hold(app, st, key, p),
         "b2_create_key" => b2_create_key(app, st, key, p),
         "b2_update_bucket" => b2_update_bucket(app, st, key, p),
         "b2_get_download_authorization" => b2_get_download_authorization(app, st, key, p),

@@ -23,6 +23,9 @@ pub(super) async fn download(
             b = b.header(real, val.as_str());
         }
     }
+    if v.legal_hold {
+        b = b.header("x-bz-file-legal-hold", "on");
+    }
     if let Some(r) = &v.retention {
         b = b
             .header("x-bz-file-retention-mode", r.mode.as_str())
@@ -206,12 +209,13 @@ pub(super) async fn upload_file(
     );
     let info = info_from_headers(headers)?;
     let retention = retention_from_headers(headers)?;
+    let legal_hold = legal_hold_from(header(headers, "x-bz-file-legal-hold"))?;
     let tmp = app.disk.tmp();
     let (size, sha1) = receive_verified(body, &tmp, len, &declared).await?;
     let mut st = app.lock_state();
     match st.bucket_by_id(&bucket_id) {
         None => return Err(B2Error::new(400, "bad_bucket_id", "bucket does not exist")),
-        Some(b) if retention.is_some() => require_file_lock(b)?,
+        Some(b) if retention.is_some() || legal_hold => require_file_lock(b)?,
         Some(_) => {}
     }
     let (id, seq) = st.next_id(&bucket_id);
@@ -228,6 +232,7 @@ pub(super) async fn upload_file(
         info,
         upload_timestamp: now_ms(),
         retention,
+        legal_hold,
     };
     st.versions.insert(State::key(&v), v.clone());
     app.save(&st)?;
