@@ -228,3 +228,76 @@ fn a_bucket_without_file_lock_is_one_clear_error() {
         stderr(&out)
     );
 }
+
+/// A key without writeFileRetentions cannot lock: cairn says so before shipping, and
+/// the emulator refuses retention headers from it as B2 does.
+#[test]
+fn a_key_that_cannot_lock_is_refused_up_front() {
+    let env = Env::new();
+    let emu = Emulator::start(
+        &env.path("emu"),
+        &[
+            "--restricted-key",
+            &format!("nolock:nolocksecret:{LOCKED}:listBuckets,readBuckets,listFiles,readFiles,writeFiles"),
+        ],
+    );
+    create_bucket(&emu, LOCKED, true);
+    env.ok(&["init"]);
+    let src = env.path("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("a"), b"a").unwrap();
+    env.backup(&[&src], &[]);
+    let mut c = env.cmd();
+    let out = emu
+        .credentials(&mut c)
+        .env("B2_APPLICATION_KEY_ID", "nolock")
+        .env("B2_APPLICATION_KEY", "nolocksecret")
+        .arg("-r")
+        .arg(env.repo())
+        .args(["ship", &format!("b2:{LOCKED}/repo"), "--lock-days", "7"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("writeFileRetentions"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(emu.files(LOCKED).is_empty(), "nothing was shipped");
+
+    let (_, a) = emu.authorize_key("nolock", "nolocksecret");
+    let token = a["authorizationToken"].as_str().unwrap().to_string();
+    let bucket = a["allowed"]["bucketId"].clone();
+    let (_, up) = emu.call(
+        2,
+        "b2_get_upload_url",
+        &token,
+        serde_json::json!({"bucketId": bucket}),
+    );
+    let path = up["uploadUrl"]
+        .as_str()
+        .unwrap()
+        .strip_prefix(&emu.url)
+        .unwrap()
+        .to_string();
+    let (st, _, b) = emu.http(
+        "POST",
+        &path,
+        &[
+            ("Authorization", up["authorizationToken"].as_str().unwrap()),
+            ("X-Bz-File-Name", "x"),
+            ("Content-Type", "b2/x-auto"),
+            (
+                "X-Bz-Content-Sha1",
+                "87acec17cd9dcd20a716cc2cf67417b71c8a7016",
+            ),
+            ("X-Bz-File-Retention-Mode", "governance"),
+            (
+                "X-Bz-File-Retention-Retain-Until-Timestamp",
+                "4102444800000",
+            ),
+        ],
+        b"0123456789",
+    );
+    assert_eq!(st, 401, "{}", String::from_utf8_lossy(&b));
+}

@@ -136,6 +136,9 @@ pub enum TokenKind {
     Upload {
         bucket_id: String,
         name_prefix: Option<String>,
+        /// Capabilities of the key that asked for the URL (retention and legal hold
+        /// headers need theirs).
+        capabilities: Option<Vec<String>>,
     },
     Part {
         file_id: String,

@@ -16,6 +16,7 @@ pub(super) fn b2_get_upload_url(
     let token = app.new_token(TokenKind::Upload {
         bucket_id: b.id.clone(),
         name_prefix: key.name_prefix.clone(),
+        capabilities: key.capabilities.clone(),
     });
     json_reply(
         json!({"bucketId": b.id, "uploadUrl": format!("{}/b2api/upload/{}", app.base_url, b.id), "authorizationToken": token}),
@@ -184,6 +185,7 @@ pub(super) fn b2_copy_file(
     };
     let retention = retention_from_json(p.get("fileRetention"))?;
     let legal_hold = legal_hold_from(s(p, "legalHold"))?;
+    require_lock_capabilities(key.capabilities.as_deref(), retention.is_some(), legal_hold)?;
     if retention.is_some() || legal_hold {
         require_file_lock(bucket_for(app, &st, key, &dest_bucket)?)?;
     }

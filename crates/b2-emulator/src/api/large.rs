@@ -18,6 +18,7 @@ pub(super) fn b2_start_large_file(
     let info = file_info_from_json(p.get("fileInfo"))?;
     let retention = retention_from_json(p.get("fileRetention"))?;
     let legal_hold = legal_hold_from(s(p, "legalHold"))?;
+    require_lock_capabilities(key.capabilities.as_deref(), retention.is_some(), legal_hold)?;
     if retention.is_some() || legal_hold {
         require_file_lock(bucket_for(app, &st, key, &bid)?)?;
     }

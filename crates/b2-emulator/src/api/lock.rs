@@ -87,6 +87,27 @@ fn has(key: &Key, cap: &str) -> bool {
         .is_none_or(|c| c.iter().any(|x| x == cap))
 }
 
+/// Setting retention or a legal hold with a new file needs the key's
+/// `writeFileRetentions` or `writeFileLegalHolds` (`None`: every capability).
+pub(super) fn require_lock_capabilities(
+    caps: Option<&[String]>,
+    retention: bool,
+    legal_hold: bool,
+) -> Result<(), B2Error> {
+    let has = |cap: &str| caps.is_none_or(|c| c.iter().any(|x| x == cap));
+    for (wanted, cap) in [
+        (retention, "writeFileRetentions"),
+        (legal_hold, "writeFileLegalHolds"),
+    ] {
+        if wanted && !has(cap) {
+            return Err(B2Error::unauthorized(format!(
+                "application key lacks capability {cap}"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// `on` or `off` (absent: off), from `X-Bz-File-Legal-Hold` or `legalHold`.
 pub(super) fn legal_hold_from(v: Option<&str>) -> Result<bool, B2Error> {
     match v {

@@ -178,11 +178,12 @@ pub(super) async fn upload_file(
         .strip_prefix("/b2api/upload/")
         .unwrap_or("")
         .to_string();
-    let name_prefix = match &tok.kind {
+    let (name_prefix, caps) = match &tok.kind {
         TokenKind::Upload {
             bucket_id: b,
             name_prefix,
-        } if *b == bucket_id => name_prefix.clone(),
+            capabilities,
+        } if *b == bucket_id => (name_prefix.clone(), capabilities.clone()),
         _ => {
             return Err(B2Error::new(
                 401,
@@ -210,6 +211,7 @@ pub(super) async fn upload_file(
     let info = info_from_headers(headers)?;
     let retention = retention_from_headers(headers)?;
     let legal_hold = legal_hold_from(header(headers, "x-bz-file-legal-hold"))?;
+    require_lock_capabilities(caps.as_deref(), retention.is_some(), legal_hold)?;
     let tmp = app.disk.tmp();
     let (size, sha1) = receive_verified(body, &tmp, len, &declared).await?;
     let mut st = app.lock_state();
