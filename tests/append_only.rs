@@ -120,9 +120,39 @@ fn a_repository_on_b2_with_an_append_only_key() {
     // A dry run deletes nothing, so it may show what a stronger key would do.
     succeeds(run(&["forget", "--keep-last", "1", "--dry-run"]), "dry run");
 
-    // The pruning key (kept elsewhere) does what the daily one may not.
+    // The daily key hid its locks; every version is still stored.
+    let lock_versions = || {
+        let auth = emu.authorize(2);
+        let token = auth["authorizationToken"].as_str().unwrap().to_string();
+        let (_, buckets) = emu.call(
+            2,
+            "b2_list_buckets",
+            &token,
+            serde_json::json!({"accountId": auth["accountId"], "bucketName": BUCKET}),
+        );
+        let (_, v) = emu.call(
+            2,
+            "b2_list_file_versions",
+            &token,
+            serde_json::json!({"bucketId": buckets["buckets"][0]["bucketId"], "prefix": "repo/locks/"}),
+        );
+        v["files"].as_array().unwrap().len()
+    };
+    assert!(lock_versions() > 0);
+
+    // The pruning key (kept elsewhere) does what the daily one may not, and clears the
+    // hidden locks.
     let strong = |args: &[&str]| emu.cairn_at(&env, &repo).args(args).output().unwrap();
-    succeeds(strong(&["forget", "--keep-last", "1", "--prune"]), "prune");
+    let out = succeeds(
+        strong(&["forget", "--keep-last", "1", "--prune", "--json"]),
+        "prune",
+    );
+    let s = json_last_line(&out);
+    assert!(
+        s["prune"]["hidden_locks_purged"].as_u64().unwrap() > 0,
+        "{s}"
+    );
+    assert_eq!(lock_versions(), 0, "no lock version is left to pay for");
     succeeds(strong(&["check", "--read-data"]), "check after prune");
 }
 

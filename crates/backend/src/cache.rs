@@ -198,6 +198,9 @@ impl Backend for CachedBackend {
     fn lock_refused(&self) -> Option<String> {
         self.inner.lock_refused()
     }
+    fn purge_hidden(&self, prefix: &str) -> Result<u64, BackendError> {
+        self.inner.purge_hidden(prefix)
+    }
     fn can_set_mtime(&self) -> bool {
         self.inner.can_set_mtime()
     }

@@ -136,6 +136,10 @@ impl Backend for DryRun {
         self.inner.lock_refused()
     }
 
+    fn purge_hidden(&self, _prefix: &str) -> Result<u64, BackendError> {
+        Ok(0)
+    }
+
     fn can_set_mtime(&self) -> bool {
         self.inner.can_set_mtime()
     }

@@ -239,6 +239,14 @@ pub trait Backend: Send + Sync {
         ))
     }
 
+    /// Deletes every version of the files under `prefix` that are hidden (a hide marker
+    /// newest: what `remove_or_hide` leaves with a key that may not delete), except
+    /// versions still locked; returns how many files went. Stores without hiding have
+    /// none.
+    fn purge_hidden(&self, _prefix: &str) -> Result<u64, BackendError> {
+        Ok(0)
+    }
+
     /// Sets (or extends) a stored file's retention; `Ok(false)` where the store has no
     /// object lock.
     fn set_retention(&self, _name: &str, _retention: &Retention) -> Result<bool, BackendError> {

@@ -89,6 +89,9 @@ pub struct PruneSummary {
     /// Packs no longer used but under Object Lock: never asked to be deleted, each
     /// "NAME (kept until DATE)"; a prune after the date deletes them.
     pub locked_kept: Vec<String>,
+    /// Lock files an append-only key hid (it may not delete) whose versions this prune
+    /// deleted.
+    pub hidden_locks_purged: u64,
 }
 
 struct PackUse {
@@ -194,7 +197,12 @@ impl PrunePlan {
             .iter()
             .map(|id| FileId::from(*id))
             .collect();
-        // (0) Room first.
+        // (0) Room first: what killed writes left, and the lock files append-only keys
+        // could only hide.
+        self.summary.hidden_locks_purged = repo
+            .backend()
+            .purge_hidden(cairn_repo::FileKind::Lock.dir())
+            .map_err(cairn_repo::RepoError::from)?;
         for name in std::mem::take(&mut self.partial_delete) {
             match repo.backend().remove_partial(&name) {
                 Ok(()) => {}

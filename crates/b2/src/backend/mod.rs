@@ -244,6 +244,45 @@ impl Backend for B2Backend {
         Ok(true)
     }
 
+    /// Hidden files are whole names whose newest version is a hide marker; each goes
+    /// with all its versions, but a version still locked stays (and so does the name).
+    fn purge_hidden(&self, prefix: &str) -> Result<u64, BackendError> {
+        let full = if self.loc.prefix.is_empty() {
+            prefix.to_string()
+        } else {
+            format!("{}/{prefix}", self.loc.prefix)
+        };
+        let bucket_id = self.bucket_id()?;
+        let versions = self
+            .rt
+            .block_on(self.client.list_versions(&bucket_id, &full))
+            .map_err(|e| self.err(prefix, e))?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let mut purged = 0;
+        let mut i = 0;
+        while i < versions.len() {
+            let name = &versions[i].name;
+            let end = i + versions[i..].iter().take_while(|v| &v.name == name).count();
+            // Newest first within a name.
+            let all = &versions[i..end];
+            let locked = all.iter().any(|v| v.retain_until.is_some_and(|u| u > now));
+            if all[0].action == "hide" && !locked {
+                for v in all {
+                    match self.rt.block_on(self.client.delete_version(&v.name, &v.id)) {
+                        Ok(()) => {}
+                        Err(e) if e.code() == "file_not_present" => {}
+                        Err(e) => return Err(self.err(prefix, e)),
+                    }
+                }
+                purged += 1;
+            }
+            i = end;
+        }
+        Ok(purged)
+    }
+
     /// Hides, unless the rclone remote says `hard_delete = true`: then the caller deletes.
     fn hide(&self, name: &str) -> Result<bool, BackendError> {
         if self.loc.hard_delete {
