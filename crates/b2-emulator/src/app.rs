@@ -57,6 +57,17 @@ pub struct Key {
     pub name_prefix: Option<String>,
 }
 
+/// Whether capabilities `caps` (`None`: every one) include `cap`.
+pub fn allows(caps: Option<&[String]>, cap: &str) -> bool {
+    caps.is_none_or(|c| c.iter().any(|x| x == cap))
+}
+
+impl Key {
+    pub fn has(&self, cap: &str) -> bool {
+        allows(self.capabilities.as_deref(), cap)
+    }
+}
+
 /// The capability B2 requires for each call.
 pub fn capability_for(op: &str) -> Option<&'static str> {
     Some(match op {
@@ -379,10 +390,11 @@ impl App {
 
     /// Refuses a call the key lacks the capability for (401 unauthorized, as B2 does).
     pub fn require(&self, key: &Key, op: &str) -> Result<(), B2Error> {
-        match (capability_for(op), &key.capabilities) {
-            (Some(cap), Some(caps)) if !caps.iter().any(|c| c == cap) => Err(
-                B2Error::unauthorized(format!("application key {} lacks capability {cap}", key.id)),
-            ),
+        match capability_for(op) {
+            Some(cap) if !key.has(cap) => Err(B2Error::unauthorized(format!(
+                "application key {} lacks capability {cap}",
+                key.id
+            ))),
             _ => Ok(()),
         }
     }

@@ -354,23 +354,45 @@ impl Entry<'_> {
 }
 
 /// The bucket's entries from name `from` on, in B2's order: by name, newest first.
-fn entries<'a>(st: &'a State, bid: &str, from: &str, versions: bool) -> Vec<(String, Entry<'a>)> {
-    let mut out: Vec<(String, u64, Entry<'a>)> = st
+fn entries<'a>(
+    st: &'a State,
+    bid: &str,
+    from: &str,
+    versions: bool,
+) -> impl Iterator<Item = (String, Entry<'a>)> + 'a {
+    let bucket = bid.to_string();
+    // Read lazily: a page stops the walk once it is full.
+    let mut stored = st
         .versions
         .range((bid.to_string(), from.to_string(), 0)..)
-        .take_while(|(_, v)| v.bucket_id == bid)
+        .take_while(move |(_, v)| v.bucket_id == bucket)
         .map(|((_, name, _), v)| (name.clone(), v.seq, Entry::Version(v)))
-        .collect();
-    if versions {
-        out.extend(
-            st.large
-                .values()
-                .filter(|l| l.bucket_id == bid && l.name.as_str() >= from)
-                .map(|l| (l.name.clone(), l.seq, Entry::Unfinished(l))),
-        );
-        out.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
-    }
-    out.into_iter().map(|(n, _, e)| (n, e)).collect()
+        .peekable();
+    // Unfinished large files are few; they are merged in by name, newest first.
+    let mut unfinished: Vec<(String, u64, Entry<'a>)> = if versions {
+        st.large
+            .values()
+            .filter(|l| l.bucket_id == bid && l.name.as_str() >= from)
+            .map(|l| (l.name.clone(), l.seq, Entry::Unfinished(l)))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    unfinished.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+    let mut unfinished = unfinished.into_iter().peekable();
+    std::iter::from_fn(move || {
+        let first = match (stored.peek(), unfinished.peek()) {
+            (Some(a), Some(b)) => (&a.0, std::cmp::Reverse(a.1)) <= (&b.0, std::cmp::Reverse(b.1)),
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        let next = if first {
+            stored.next()
+        } else {
+            unfinished.next()
+        };
+        next.map(|(n, _, e)| (n, e))
+    })
 }
 
 /// `maxFileCount`, as B2 bounds it (and 2 under `--stuck-cursor`, so tests page).

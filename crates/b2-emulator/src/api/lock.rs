@@ -81,12 +81,6 @@ pub(super) fn require_file_lock(b: &Bucket) -> Result<(), B2Error> {
     )))
 }
 
-fn has(key: &Key, cap: &str) -> bool {
-    key.capabilities
-        .as_ref()
-        .is_none_or(|c| c.iter().any(|x| x == cap))
-}
-
 /// Setting retention or a legal hold with a new file needs the key's
 /// `writeFileRetentions` or `writeFileLegalHolds` (`None`: every capability).
 pub(super) fn require_lock_capabilities(
@@ -94,12 +88,11 @@ pub(super) fn require_lock_capabilities(
     retention: bool,
     legal_hold: bool,
 ) -> Result<(), B2Error> {
-    let has = |cap: &str| caps.is_none_or(|c| c.iter().any(|x| x == cap));
     for (wanted, cap) in [
         (retention, "writeFileRetentions"),
         (legal_hold, "writeFileLegalHolds"),
     ] {
-        if wanted && !has(cap) {
+        if wanted && !crate::app::allows(caps, cap) {
             return Err(B2Error::unauthorized(format!(
                 "application key lacks capability {cap}"
             )));
@@ -135,7 +128,7 @@ pub(super) fn check_deletable(
     }
     match &v.retention {
         Some(r) if r.until > now_ms() => {
-            if r.mode == "governance" && bypass && has(key, "bypassGovernance") {
+            if r.mode == "governance" && bypass && key.has("bypassGovernance") {
                 return Ok(());
             }
             Err(B2Error::new(
@@ -151,17 +144,15 @@ pub(super) fn check_deletable(
     }
 }
 
-/// `b2_update_file_retention`.
-pub(super) fn b2_update_file_retention(
+/// The uploaded version `id` of `name`, in a bucket with file lock, that `key` may
+/// reach: what a retention or legal hold update applies to.
+fn lockable_version(
     app: &App,
-    mut st: StateGuard<'_>,
+    st: &State,
     key: &Key,
-    p: &Map<String, Value>,
-) -> Reply {
-    let id = req(p, "fileId")?;
-    let name = req(p, "fileName")?;
-    let new = retention_from_json(p.get("fileRetention"))?;
-    let bypass = p.get("bypassGovernance").and_then(Value::as_bool) == Some(true);
+    id: &str,
+    name: &str,
+) -> Result<Version, B2Error> {
     let v = st
         .version_by_id(id)
         .filter(|v| v.name == name && v.action == Action::Upload)
@@ -173,15 +164,30 @@ pub(super) fn b2_update_file_retention(
                 format!("file not present: {name} {id}"),
             )
         })?;
-    require_file_lock(bucket_for(app, &st, key, &v.bucket_id)?)?;
+    require_file_lock(bucket_for(app, st, key, &v.bucket_id)?)?;
     app.check_name(&key.name_prefix, name)?;
+    Ok(v)
+}
+
+/// `b2_update_file_retention`.
+pub(super) fn b2_update_file_retention(
+    app: &App,
+    mut st: StateGuard<'_>,
+    key: &Key,
+    p: &Map<String, Value>,
+) -> Reply {
+    let id = req(p, "fileId")?;
+    let name = req(p, "fileName")?;
+    let new = retention_from_json(p.get("fileRetention"))?;
+    let bypass = p.get("bypassGovernance").and_then(Value::as_bool) == Some(true);
+    let v = lockable_version(app, &st, key, id, name)?;
     if let Some(old) = v.retention.as_ref().filter(|r| r.until > now_ms()) {
         let weaker = match &new {
             None => true,
             Some(n) => n.until < old.until || (old.mode == "compliance" && n.mode != "compliance"),
         };
         if weaker {
-            let allowed = old.mode == "governance" && bypass && has(key, "bypassGovernance");
+            let allowed = old.mode == "governance" && bypass && key.has("bypassGovernance");
             if !allowed {
                 return Err(B2Error::new(
                     401,
@@ -220,19 +226,7 @@ pub(super) fn b2_update_file_legal_hold(
     let id = req(p, "fileId")?;
     let name = req(p, "fileName")?;
     let hold = legal_hold_from(Some(req(p, "legalHold")?))?;
-    let v = st
-        .version_by_id(id)
-        .filter(|v| v.name == name && v.action == Action::Upload)
-        .cloned()
-        .ok_or_else(|| {
-            B2Error::new(
-                400,
-                "file_not_present",
-                format!("file not present: {name} {id}"),
-            )
-        })?;
-    require_file_lock(bucket_for(app, &st, key, &v.bucket_id)?)?;
-    app.check_name(&key.name_prefix, name)?;
+    let v = lockable_version(app, &st, key, id, name)?;
     if let Some(stored) = st.versions.get_mut(&State::key(&v)) {
         stored.legal_hold = hold;
     }
