@@ -136,17 +136,18 @@ impl PrunePlan {
             ..Default::default()
         };
         let (keep, delete, repack) = classify(&uses, opts, &mut s);
-        let (unindexed_delete, partial_delete) = leftovers(repo, &uses, &mut s)?;
-        s.packs_deleted = delete.len() as u64;
-        s.packs_repacked = repack.len() as u64;
+        // One listing of the packs serves the leftovers and the locks.
+        let listed = repo.list_packs()?;
         let now = cairn_repo::sys::now().timestamp_millis();
-        let locked = repo
-            .list_packs()?
-            .into_iter()
+        let locked = listed
+            .iter()
             .filter_map(|(id, o)| {
-                Some((pack_name(&id), o.retain_until_millis.filter(|u| *u > now)?))
+                Some((pack_name(id), o.retain_until_millis.filter(|u| *u > now)?))
             })
             .collect();
+        let (unindexed_delete, partial_delete) = leftovers(repo, listed, &uses, &mut s)?;
+        s.packs_deleted = delete.len() as u64;
+        s.packs_repacked = repack.len() as u64;
         Ok(PrunePlan {
             keep,
             delete,
@@ -490,12 +491,13 @@ fn classify(
     (keep, delete, repack)
 }
 
-/// Packs no index lists and half-written files of killed commands: deleted unless a
-/// live command may still index or finish them. Returns (packs with their sizes,
-/// temporary files).
+/// Packs no index lists (of `listed`, the repository's packs) and half-written files of
+/// killed commands: deleted unless a live command may still index or finish them.
+/// Returns (packs with their sizes, temporary files).
 #[allow(clippy::type_complexity)]
 fn leftovers(
     repo: &Repository,
+    listed: Vec<(PackId, cairn_backend::ObjectInfo)>,
     uses: &HashMap<PackId, PackUse>,
     s: &mut PruneSummary,
 ) -> Result<(Vec<(String, u64)>, Vec<String>), OpsError> {
@@ -514,7 +516,7 @@ fn leftovers(
         (None, _) => false,
     };
     let mut unindexed_delete = Vec::new();
-    for (id, obj) in repo.list_packs()? {
+    for (id, obj) in listed {
         if uses.contains_key(&id) {
             continue;
         }
