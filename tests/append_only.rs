@@ -121,24 +121,24 @@ fn a_repository_on_b2_with_an_append_only_key() {
     succeeds(run(&["forget", "--keep-last", "1", "--dry-run"]), "dry run");
 
     // The daily key hid its locks; every version is still stored.
-    let lock_versions = || {
-        let auth = emu.authorize(2);
-        let token = auth["authorizationToken"].as_str().unwrap().to_string();
-        let (_, buckets) = emu.call(
-            2,
-            "b2_list_buckets",
-            &token,
-            serde_json::json!({"accountId": auth["accountId"], "bucketName": BUCKET}),
-        );
-        let (_, v) = emu.call(
-            2,
-            "b2_list_file_versions",
-            &token,
-            serde_json::json!({"bucketId": buckets["buckets"][0]["bucketId"], "prefix": "repo/locks/"}),
-        );
-        v["files"].as_array().unwrap().len()
-    };
+    let lock_versions = || emu.versions(BUCKET, "repo/locks/").len();
     assert!(lock_versions() > 0);
+    // Hidden files that are not this repository's locks must survive the purge.
+    let (token, bucket_id) = emu.bucket(BUCKET);
+    for name in [
+        "repo/locks-elsewhere/x",
+        "repo/snapshots-note",
+        "other/locks/x",
+    ] {
+        assert_eq!(emu.plant(BUCKET, name, b"keep"), 200);
+        let (st, h) = emu.call(
+            2,
+            "b2_hide_file",
+            &token,
+            serde_json::json!({"bucketId": bucket_id, "fileName": name}),
+        );
+        assert_eq!(st, 200, "{h}");
+    }
 
     // The pruning key (kept elsewhere) does what the daily one may not, and clears the
     // hidden locks.
@@ -153,6 +153,13 @@ fn a_repository_on_b2_with_an_append_only_key() {
         "{s}"
     );
     assert_eq!(lock_versions(), 0, "no lock version is left to pay for");
+    for prefix in ["repo/locks-elsewhere/", "repo/snapshots-note", "other/"] {
+        assert_eq!(
+            emu.versions(BUCKET, prefix).len(),
+            2,
+            "{prefix} was left alone"
+        );
+    }
     succeeds(strong(&["check", "--read-data"]), "check after prune");
 }
 

@@ -226,19 +226,7 @@ fn api_shapes_errors_and_stats() {
     );
 
     // Upload with a wrong SHA1: 400; with the right one: stored; listings by version.
-    let (_, up) = emu.call(
-        2,
-        "b2_get_upload_url",
-        &token,
-        serde_json::json!({"bucketId": bucket}),
-    );
-    let up_path = up["uploadUrl"]
-        .as_str()
-        .unwrap()
-        .strip_prefix(&emu.url)
-        .unwrap()
-        .to_string();
-    let up_tok = up["authorizationToken"].as_str().unwrap().to_string();
+    let (up_path, up_tok) = emu.upload_url(&token, &serde_json::json!(bucket));
     let body = b"0123456789";
     let sha = "87acec17cd9dcd20a716cc2cf67417b71c8a7016";
     let upload = |sha1: &str, name: &str| {
@@ -544,19 +532,7 @@ fn strict_validation_refuses_what_b2_refuses() {
     assert_eq!(st, 200, "{b}");
     let bucket = b["bucketId"].as_str().unwrap().to_string();
 
-    let (_, up) = emu.call(
-        2,
-        "b2_get_upload_url",
-        &token,
-        serde_json::json!({"bucketId": bucket}),
-    );
-    let path = up["uploadUrl"]
-        .as_str()
-        .unwrap()
-        .strip_prefix(&emu.url)
-        .unwrap()
-        .to_string();
-    let up_tok = up["authorizationToken"].as_str().unwrap().to_string();
+    let (path, up_tok) = emu.upload_url(&token, &serde_json::json!(bucket));
     let upload = |name: &str, extra: (&str, &str)| {
         emu.http(
             "POST",

@@ -268,23 +268,12 @@ fn a_key_that_cannot_lock_is_refused_up_front() {
     let (_, a) = emu.authorize_key("nolock", "nolocksecret");
     let token = a["authorizationToken"].as_str().unwrap().to_string();
     let bucket = a["allowed"]["bucketId"].clone();
-    let (_, up) = emu.call(
-        2,
-        "b2_get_upload_url",
-        &token,
-        serde_json::json!({"bucketId": bucket}),
-    );
-    let path = up["uploadUrl"]
-        .as_str()
-        .unwrap()
-        .strip_prefix(&emu.url)
-        .unwrap()
-        .to_string();
+    let (path, up_token) = emu.upload_url(&token, &bucket);
     let (st, _, b) = emu.http(
         "POST",
         &path,
         &[
-            ("Authorization", up["authorizationToken"].as_str().unwrap()),
+            ("Authorization", &up_token),
             ("X-Bz-File-Name", "x"),
             ("Content-Type", "b2/x-auto"),
             (

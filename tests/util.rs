@@ -480,6 +480,27 @@ impl Emulator {
 
     /// The live (not hidden) file objects of `bucket`, through the default key.
     pub fn files(&self, bucket: &str) -> Vec<serde_json::Value> {
+        self.listing("b2_list_file_names", bucket, "")
+    }
+
+    /// Every version (uploads, hide markers, unfinished large files) under `prefix`.
+    pub fn versions(&self, bucket: &str, prefix: &str) -> Vec<serde_json::Value> {
+        self.listing("b2_list_file_versions", bucket, prefix)
+    }
+
+    fn listing(&self, op: &str, bucket: &str, prefix: &str) -> Vec<serde_json::Value> {
+        let (token, id) = self.bucket(bucket);
+        let (_, l) = self.call(
+            2,
+            op,
+            &token,
+            serde_json::json!({"bucketId": id, "prefix": prefix, "maxFileCount": 10000}),
+        );
+        l["files"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// A token of the default key, and the ID of `bucket`.
+    pub fn bucket(&self, bucket: &str) -> (String, String) {
         let auth = self.authorize(2);
         let token = auth["authorizationToken"].as_str().unwrap().to_string();
         let (_, buckets) = self.call(
@@ -488,14 +509,29 @@ impl Emulator {
             &token,
             serde_json::json!({"accountId": auth["accountId"], "bucketName": bucket}),
         );
-        let id = buckets["buckets"][0]["bucketId"].clone();
-        let (_, l) = self.call(
+        let id = buckets["buckets"][0]["bucketId"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        (token, id)
+    }
+
+    /// An upload URL for `bucket_id` with `token`: its path on this emulator, and the
+    /// upload token.
+    pub fn upload_url(&self, token: &str, bucket_id: &serde_json::Value) -> (String, String) {
+        let (_, up) = self.call(
             2,
-            "b2_list_file_names",
-            &token,
-            serde_json::json!({"bucketId": id, "maxFileCount": 10000}),
+            "b2_get_upload_url",
+            token,
+            serde_json::json!({"bucketId": bucket_id}),
         );
-        l["files"].as_array().cloned().unwrap_or_default()
+        let path = up["uploadUrl"]
+            .as_str()
+            .unwrap()
+            .strip_prefix(&self.url)
+            .unwrap()
+            .to_string();
+        (path, up["authorizationToken"].as_str().unwrap().to_string())
     }
 
     /// Authorizes key `id` with `secret` (v2); returns the status and the reply.
@@ -515,32 +551,8 @@ impl Emulator {
     /// an attacker with the bucket's key would; returns the HTTP status.
     pub fn plant(&self, bucket: &str, name: &str, body: &[u8]) -> u16 {
         use sha1::Digest;
-        let auth = self.authorize(2);
-        let token = auth["authorizationToken"].as_str().unwrap().to_string();
-        let account = auth["accountId"].as_str().unwrap().to_string();
-        let (_, buckets) = self.call(
-            2,
-            "b2_list_buckets",
-            &token,
-            serde_json::json!({"accountId": account, "bucketName": bucket}),
-        );
-        let bucket_id = buckets["buckets"][0]["bucketId"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let (_, up) = self.call(
-            2,
-            "b2_get_upload_url",
-            &token,
-            serde_json::json!({"bucketId": bucket_id}),
-        );
-        let path = up["uploadUrl"]
-            .as_str()
-            .unwrap()
-            .strip_prefix(&self.url)
-            .unwrap()
-            .to_string();
-        let up_token = up["authorizationToken"].as_str().unwrap().to_string();
+        let (token, bucket_id) = self.bucket(bucket);
+        let (path, up_token) = self.upload_url(&token, &serde_json::json!(bucket_id));
         let encoded: String = name
             .bytes()
             .map(|b| {
