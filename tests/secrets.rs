@@ -27,41 +27,31 @@ fn password_file_and_command_sources() {
     let env = Env::new();
     let pwf = env.path("pw.txt");
     fs::write(&pwf, "from-file\nsecond line ignored\n").unwrap();
-    let out = env
-        .cmd()
-        .env_remove("CAIRN_PASSWORD")
-        .arg("-r")
-        .arg(env.repo())
+    // cairn with no CAIRN_PASSWORD: the password comes from where each call says.
+    let without_password = || {
+        let mut c = env.cmd();
+        c.env_remove("CAIRN_PASSWORD").arg("-r").arg(env.repo());
+        c
+    };
+    let out = without_password()
         .arg("--password-file")
         .arg(&pwf)
         .arg("init")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let out = env
-        .cmd()
-        .env_remove("CAIRN_PASSWORD")
-        .arg("-r")
-        .arg(env.repo())
+    let out = without_password()
         .args(["--password-command", "echo from-file", "snapshots"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let out = env
-        .cmd()
-        .env_remove("CAIRN_PASSWORD")
+    let out = without_password()
         .env("CAIRN_PASSWORD_FILE", &pwf)
-        .arg("-r")
-        .arg(env.repo())
         .arg("snapshots")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let out = env
-        .cmd()
-        .env_remove("CAIRN_PASSWORD")
-        .arg("-r")
-        .arg(env.repo())
+    let out = without_password()
         .args(["--password-command", "false", "snapshots"])
         .output()
         .unwrap();
