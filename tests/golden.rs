@@ -1,7 +1,10 @@
-//! The frozen repository in tests/fixtures/repo-v1, written by cairn 0.1.0 (format 1).
-//! Every later build must open it and restore exactly the tree below. Regenerate it only
-//! when adding a new fixture version, never to make this test pass:
-//! `CAIRN_WRITE_FIXTURE=1 cargo test --test tests golden::write_fixture -- --ignored`.
+//! The frozen repositories in tests/fixtures: repo-v1, written by cairn 0.1.0 (format
+//! 1), and repo-v2-locked, a repository created with `init --lock-days` on B2 (format
+//! 2), copied to a directory by `ship`. Every later build must open them and restore
+//! exactly the tree below. Regenerate one only when adding a new fixture version, never
+//! to make this test pass:
+//! `CAIRN_WRITE_FIXTURE=1 cargo test --test tests golden::write_fixture -- --ignored`
+//! (and `golden::write_fixture_v2`).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -12,6 +15,10 @@ const FIXTURE_PASSWORD: &str = "cairn-golden-v1";
 
 fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/repo-v1")
+}
+
+fn fixture_v2_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/repo-v2-locked")
 }
 
 /// The source tree, rebuilt identically on every run (contents, modes, mtimes).
@@ -92,12 +99,47 @@ fn write_fixture() {
 
 #[test]
 fn golden_repository_v1_opens_and_restores() {
+    opens_and_restores(&Env::new(), &fixture_dir(), "v1");
+}
+
+/// Format 2: the config records a lock period. On a directory (which cannot lock) the
+/// repository still reads, restores and checks; a write is refused in one line.
+#[test]
+fn golden_repository_v2_opens_and_restores() {
     let env = Env::new();
+    let dir = opens_and_restores(&env, &fixture_v2_dir(), "v2");
+    let unlocked = |d: &Path| -> Vec<PathBuf> {
+        all_paths(d)
+            .into_iter()
+            .filter(|p| !p.starts_with(d.join("locks")))
+            .collect()
+    };
+    let before = unlocked(&dir);
+    let out = env
+        .cmd()
+        .env("CAIRN_PASSWORD", FIXTURE_PASSWORD)
+        .arg("-r")
+        .arg(&dir)
+        .args(["backup", env.path("expected").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let e = stderr(&out);
+    assert!(
+        e.contains("init --lock-days") && e.contains("cannot lock files"),
+        "{e}"
+    );
+    assert_eq!(unlocked(&dir), before, "nothing but a lock was written");
+}
+
+/// Opens a copy of the fixture `fixture` (snapshot tagged `tag`), restores it and
+/// compares; returns the copy.
+fn opens_and_restores(env: &Env, fixture: &Path, tag: &str) -> PathBuf {
     let expected = env.path("expected");
     build_source(&expected);
     // Work on a copy: commands take locks, and the checked-in fixture must stay pristine.
-    let dir = env.path("repo-v1");
-    copy_tree(&fixture_dir(), &dir);
+    let dir = env.path(&format!("repo-{tag}"));
+    copy_tree(fixture, &dir);
     let run = |args: &[&str]| {
         let out = env
             .cmd()
@@ -117,7 +159,7 @@ fn golden_repository_v1_opens_and_restores() {
     let snaps: serde_json::Value = serde_json::from_str(&run(&["snapshots", "--json"])).unwrap();
     assert_eq!(snaps.as_array().unwrap().len(), 1);
     assert_eq!(snaps[0]["hostname"], "golden");
-    assert_eq!(snaps[0]["tags"][0], "v1");
+    assert_eq!(snaps[0]["tags"][0], tag);
     let path = snaps[0]["paths"][0].as_str().unwrap().to_string();
     let t = env.path("t");
     run(&[
@@ -128,6 +170,7 @@ fn golden_repository_v1_opens_and_restores() {
         "--verify",
     ]);
     assert_same_tree(&expected.join("docs"), &t);
+    run(&["check", "--read-data"]);
     let out = env
         .cmd()
         .env("CAIRN_PASSWORD", "wrong")
@@ -137,4 +180,42 @@ fn golden_repository_v1_opens_and_restores() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(12));
+    dir
+}
+
+#[test]
+#[ignore]
+fn write_fixture_v2() {
+    if std::env::var("CAIRN_WRITE_FIXTURE").is_err() {
+        return;
+    }
+    let env = Env::new();
+    let src = env.path("golden");
+    build_source(&src);
+    let emu = Emulator::start(&env.path("emu"), &[]);
+    let auth = emu.authorize(2);
+    let (st, b) = emu.call(
+        2,
+        "b2_create_bucket",
+        auth["authorizationToken"].as_str().unwrap(),
+        serde_json::json!({"accountId": auth["accountId"], "bucketName": "golden-locked",
+            "bucketType": "allPrivate", "fileLockEnabled": true}),
+    );
+    assert_eq!(st, 200, "{b}");
+    let dir = fixture_v2_dir();
+    let _ = fs::remove_dir_all(&dir);
+    let run = |args: &[&str]| {
+        let out = emu
+            .cairn_at(&env, "b2:golden-locked/repo")
+            .env("CAIRN_PASSWORD", FIXTURE_PASSWORD)
+            .env_remove("CAIRN_INSECURE_TEST_KDF")
+            .args(args)
+            .current_dir(&src)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    };
+    run(&["init", "--pack-size", "1", "--lock-days", "1"]);
+    run(&["backup", "--host", "golden", "--tag", "v2", "docs"]);
+    run(&["ship", dir.to_str().unwrap(), "--create-bucket"]);
 }

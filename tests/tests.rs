@@ -17,6 +17,7 @@ mod golden;
 mod hostile;
 mod json;
 mod keys;
+mod locked_repo;
 mod maintenance;
 mod mount;
 mod object_lock;

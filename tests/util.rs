@@ -550,9 +550,14 @@ impl Emulator {
     /// Uploads `body` under `name` straight through the B2 API (not through cairn), as
     /// an attacker with the bucket's key would; returns the HTTP status.
     pub fn plant(&self, bucket: &str, name: &str, body: &[u8]) -> u16 {
-        use sha1::Digest;
         let (token, bucket_id) = self.bucket(bucket);
-        let (path, up_token) = self.upload_url(&token, &serde_json::json!(bucket_id));
+        self.plant_with(&token, &bucket_id, name, body)
+    }
+
+    /// [`Emulator::plant`] with any key's `token`, into the bucket with ID `bucket_id`.
+    pub fn plant_with(&self, token: &str, bucket_id: &str, name: &str, body: &[u8]) -> u16 {
+        use sha1::Digest;
+        let (path, up_token) = self.upload_url(token, &serde_json::json!(bucket_id));
         let encoded: String = name
             .bytes()
             .map(|b| {

@@ -47,6 +47,8 @@ pub struct FileVersion {
     pub content_type: String,
     /// Object Lock: deleting or replacing this version is refused until then (ms).
     pub retain_until: Option<i64>,
+    /// `governance` or `compliance`, with `retain_until`.
+    pub retain_mode: Option<String>,
 }
 
 struct Auth {
@@ -567,6 +569,22 @@ impl Client {
             Err(e) if e.code() == "already_hidden" => Ok(()),
             r => r.map(|_| ()),
         }
+    }
+
+    /// Downloads one version by its ID, at most `max` bytes (its listed size).
+    pub async fn download_by_id(&self, file_id: &str, max: u64) -> Result<Vec<u8>, B2Error> {
+        let path = format!(
+            "/b2api/v2/b2_download_file_by_id?fileId={}",
+            url_encode(file_id)
+        );
+        let body = self
+            .send_capped("b2_download_file_by_id", max, |a| {
+                self.http
+                    .get(format!("{}{path}", a.download_url))
+                    .header("Authorization", a.token.as_str())
+            })
+            .await?;
+        Ok(body.to_vec())
     }
 
     /// Downloads a file (or `range` = (offset, length) of it) by name.

@@ -63,6 +63,8 @@ fn no() -> bool {
 pub(crate) struct RetentionValue {
     #[serde(default)]
     pub retain_until_timestamp: Option<i64>,
+    #[serde(default)]
+    pub mode: Option<String>,
 }
 
 /// A bucket's file lock setting.
@@ -82,6 +84,10 @@ impl From<FileReply> for FileVersion {
             .filter(|s| !s.is_empty() && s != "none")
             .map(|s| s.trim_start_matches("unverified:").to_ascii_lowercase())
             .or_else(|| r.file_info.get("large_file_sha1").cloned());
+        let retention = r
+            .file_retention
+            .filter(|f| f.is_client_authorized_to_read)
+            .and_then(|f| f.value);
         FileVersion {
             id: r.file_id.unwrap_or_default(),
             name: r.file_name,
@@ -93,11 +99,8 @@ impl From<FileReply> for FileVersion {
             content_type: r
                 .content_type
                 .unwrap_or_else(|| "application/octet-stream".into()),
-            retain_until: r
-                .file_retention
-                .filter(|f| f.is_client_authorized_to_read)
-                .and_then(|f| f.value)
-                .and_then(|v| v.retain_until_timestamp),
+            retain_until: retention.as_ref().and_then(|v| v.retain_until_timestamp),
+            retain_mode: retention.and_then(|v| v.mode),
         }
     }
 }

@@ -198,8 +198,12 @@ impl Backend for CachedBackend {
     fn lock_refused(&self) -> Option<String> {
         self.inner.lock_refused()
     }
-    fn purge_hidden(&self, prefix: &str) -> Result<u64, BackendError> {
-        self.inner.purge_hidden(prefix)
+    fn purge_hidden(
+        &self,
+        prefix: &str,
+        chosen: &dyn Fn(&str) -> bool,
+    ) -> Result<u64, BackendError> {
+        self.inner.purge_hidden(prefix, chosen)
     }
     fn can_set_mtime(&self) -> bool {
         self.inner.can_set_mtime()
@@ -222,6 +226,18 @@ impl Backend for CachedBackend {
     }
     fn copy_from(&self, src: &dyn Backend, from: &str, to: &str) -> Result<bool, BackendError> {
         self.inner.copy_from(src, from, to)
+    }
+    fn versions(&self, prefix: &str) -> Result<Option<Vec<crate::Version>>, BackendError> {
+        self.inner.versions(prefix)
+    }
+    fn read_version(&self, v: &crate::Version) -> Result<Vec<u8>, BackendError> {
+        self.inner.read_version(v)
+    }
+    fn restore_version(&self, v: &crate::Version) -> Result<(), BackendError> {
+        if let Some(path) = self.path(&v.name) {
+            let _ = fs::remove_file(path);
+        }
+        self.inner.restore_version(v)
     }
     fn transactions(&self) -> Option<crate::Transactions> {
         self.inner.transactions()

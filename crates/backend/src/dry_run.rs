@@ -136,7 +136,11 @@ impl Backend for DryRun {
         self.inner.lock_refused()
     }
 
-    fn purge_hidden(&self, _prefix: &str) -> Result<u64, BackendError> {
+    fn purge_hidden(
+        &self,
+        _prefix: &str,
+        _chosen: &dyn Fn(&str) -> bool,
+    ) -> Result<u64, BackendError> {
         Ok(0)
     }
 
@@ -168,6 +172,19 @@ impl Backend for DryRun {
         let size = src.stat(from)?.size;
         self.wrote(to, size)?;
         Ok(true)
+    }
+
+    fn versions(&self, prefix: &str) -> Result<Option<Vec<crate::Version>>, BackendError> {
+        self.inner.versions(prefix)
+    }
+
+    fn read_version(&self, v: &crate::Version) -> Result<Vec<u8>, BackendError> {
+        self.inner.read_version(v)
+    }
+
+    /// Counted as a write.
+    fn restore_version(&self, v: &crate::Version) -> Result<(), BackendError> {
+        self.wrote(&v.name, v.size)
     }
 
     fn transactions(&self) -> Option<Transactions> {

@@ -15,6 +15,8 @@ pub enum ErrorKind {
     InvalidName,
     /// [`crate::Backend::write_new`] found the name taken.
     AlreadyExists,
+    /// The object is under retention (Object Lock): deleting it is refused until then.
+    Locked,
     Other,
 }
 

@@ -15,6 +15,7 @@ mod conformance;
 mod dry_run;
 mod error;
 mod local;
+mod retention;
 pub mod secret_env;
 
 pub use cache::{write_private, CachedBackend};
@@ -22,6 +23,7 @@ pub use conformance::run_conformance;
 pub use dry_run::DryRun;
 pub use error::{BackendError, ErrorKind};
 pub use local::LocalBackend;
+pub use retention::{now_millis, show_millis, LockPeriod, Retaining};
 
 /// One stored object as a listing reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,6 +76,24 @@ pub struct Retention {
     pub mode: LockMode,
     /// Milliseconds since the epoch.
     pub until_millis: i64,
+}
+
+/// One stored version of an object, where the store keeps old versions (B2): what an
+/// overwrite or a hide leaves behind, and what `repair versions` brings back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Version {
+    /// The object's name, as [`Backend::list`] gives names.
+    pub name: String,
+    /// The store's own ID of this version.
+    pub id: String,
+    /// A hide marker (the object looks deleted from here on), not content.
+    pub hidden: bool,
+    pub size: u64,
+    pub uploaded_millis: i64,
+    /// SHA1 of the bytes, where the store keeps one: equal for a copy of a version.
+    pub sha1: Option<String>,
+    /// Object Lock on this version, if the key may see it.
+    pub retention: Option<Retention>,
 }
 
 /// Extra metadata for stores that keep it (B2, rclone compatibility); local ignores it.
@@ -240,10 +260,14 @@ pub trait Backend: Send + Sync {
     }
 
     /// Deletes every version of the files under `prefix` that are hidden (a hide marker
-    /// newest: what `remove_or_hide` leaves with a key that may not delete), except
-    /// versions still locked; returns how many files went. Stores without hiding have
-    /// none.
-    fn purge_hidden(&self, _prefix: &str) -> Result<u64, BackendError> {
+    /// newest: what `remove_or_hide` leaves with a key that may not delete, or a removal
+    /// of a locked file) and that `chosen` picks by name, unless a version is still
+    /// locked; returns how many files went. Stores without hiding have none.
+    fn purge_hidden(
+        &self,
+        _prefix: &str,
+        _chosen: &dyn Fn(&str) -> bool,
+    ) -> Result<u64, BackendError> {
         Ok(0)
     }
 
@@ -251,6 +275,31 @@ pub trait Backend: Send + Sync {
     /// object lock.
     fn set_retention(&self, _name: &str, _retention: &Retention) -> Result<bool, BackendError> {
         Ok(false)
+    }
+
+    /// Every version of the objects under `prefix`, newest first within a name, with
+    /// hide markers; `None` where the store keeps no old versions.
+    fn versions(&self, _prefix: &str) -> Result<Option<Vec<Version>>, BackendError> {
+        Ok(None)
+    }
+
+    /// The bytes of one version [`Backend::versions`] listed.
+    fn read_version(&self, v: &Version) -> Result<Vec<u8>, BackendError> {
+        Err(BackendError::new(
+            ErrorKind::Other,
+            &v.name,
+            "this store keeps no old versions",
+        ))
+    }
+
+    /// Makes version `v` the object's newest again, as a new version (nothing is
+    /// deleted, so a key that may only write can do it).
+    fn restore_version(&self, v: &Version) -> Result<(), BackendError> {
+        Err(BackendError::new(
+            ErrorKind::Other,
+            &v.name,
+            "this store keeps no old versions",
+        ))
     }
 
     /// Whether [`Backend::set_mtime`] works here.

@@ -23,7 +23,10 @@ mod snapshot;
 mod tree;
 
 pub use bytes::RawBytes;
-pub use config::{CompressionMode, Config, FORMAT_VERSION};
+pub use config::{
+    CompressionMode, Config, LockSettings, RetentionMode, FORMAT_VERSION, FORMAT_VERSION_UNLOCKED,
+    MAX_LOCK_DAYS,
+};
 pub use error::FormatError;
 pub use frame::{frame, unframe, MAX_FRAME_LEN};
 pub use id::{BlobId, FileId, IndexId, KeyId, LockId, PackId, SnapshotId, ID_LEN};

@@ -166,6 +166,10 @@ fn write_seed_corpus() {
         chunker_max_size: 8 << 20,
         compression: CompressionMode::Auto,
         pack_size_mib: 16,
+        lock: Some(cairn_format::LockSettings {
+            days: 30,
+            mode: cairn_format::RetentionMode::Governance,
+        }),
     };
     let index = IndexFile {
         supersedes: vec![IndexId(id(4))],

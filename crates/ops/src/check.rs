@@ -169,6 +169,8 @@ fn check_records(repo: &Repository, s: &mut CheckSummary) -> Result<(), OpsError
 /// The packs the index lists and those stored, with the blobs the index places in each.
 struct Packs {
     listed: HashMap<PackId, u64>,
+    /// The end of each pack's Object Lock, where it has one still running.
+    locked: HashMap<PackId, i64>,
     by_pack: HashMap<PackId, Vec<PackEntry>>,
     sizes: HashMap<PackId, u64>,
 }
@@ -176,14 +178,14 @@ struct Packs {
 impl Packs {
     fn load(repo: &Repository, s: &mut CheckSummary) -> Result<Packs, OpsError> {
         let packs = repo.list_packs()?;
-        let now = cairn_repo::sys::now().timestamp_millis();
-        let locks: Vec<i64> = packs
+        let now = cairn_backend::now_millis();
+        let locked: HashMap<PackId, i64> = packs
             .iter()
-            .filter_map(|(_, o)| o.retain_until_millis)
-            .filter(|u| *u > now)
+            .filter_map(|(id, o)| o.retain_until_millis.map(|u| (*id, u)))
+            .filter(|(_, u)| *u > now)
             .collect();
-        s.packs_locked = locks.len() as u64;
-        s.first_lock_ends = locks.into_iter().min();
+        s.packs_locked = locked.len() as u64;
+        s.first_lock_ends = locked.values().copied().min();
         let listed: HashMap<PackId, u64> = packs.into_iter().map(|(id, o)| (id, o.size)).collect();
         let mut by_pack: HashMap<PackId, Vec<PackEntry>> = HashMap::new();
         for b in repo.index().blobs() {
@@ -192,6 +194,7 @@ impl Packs {
         let sizes: HashMap<PackId, u64> = repo.index().packs().collect();
         Ok(Packs {
             listed,
+            locked,
             by_pack,
             sizes,
         })
@@ -227,10 +230,17 @@ fn check_packs_present(p: &Packs, s: &mut CheckSummary) -> HashSet<BlobId> {
 /// Stored packs no index lists: worth knowing, not wrong.
 fn note_unindexed_packs(p: &Packs, s: &mut CheckSummary) {
     for pack in p.listed.keys().filter(|k| !p.sizes.contains_key(k)) {
-        s.info.push(format!(
-            "{}: not in any index (left by an interrupted command; prune removes it)",
-            pack_name(pack)
-        ));
+        s.info.push(match p.locked.get(pack) {
+            Some(until) => format!(
+                "{}: no longer used, kept under Object Lock until {}; a prune after that removes it",
+                pack_name(pack),
+                cairn_backend::show_millis(*until)
+            ),
+            None => format!(
+                "{}: not in any index (left by an interrupted command; prune removes it)",
+                pack_name(pack)
+            ),
+        });
     }
 }
 

@@ -92,6 +92,9 @@ pub struct PruneSummary {
     /// Lock files an append-only key hid (it may not delete) whose versions this prune
     /// deleted.
     pub hidden_locks_purged: u64,
+    /// Index and snapshot files removed while locked (so only hidden) whose locks have
+    /// ended, deleted now, every version.
+    pub hidden_files_purged: u64,
 }
 
 struct PackUse {
@@ -124,7 +127,30 @@ pub fn run(
         repo.require_deletes("prune")?;
     }
     let _session = Session::begin(repo, "prune", Access::Change, LoadIndex::Yes)?;
-    PrunePlan::build(repo, opts)?.execute_with_progress(repo, progress)
+    let mut summary = PrunePlan::build(repo, opts)?.execute_with_progress(repo, progress)?;
+    if !opts.dry_run {
+        summary.hidden_files_purged = purge_hidden_files(repo)?;
+    }
+    Ok(summary)
+}
+
+/// Deletes what removals of locked files could only hide, once the locks have ended:
+/// every hidden index file (this prune just proved the visible index covers every
+/// snapshot), and the hidden snapshot files a `forgotten/` record names. A snapshot
+/// hidden with no record was not removed by cairn: it is kept for `repair versions`.
+fn purge_hidden_files(repo: &Repository) -> Result<u64, OpsError> {
+    let forgotten = repo.forgotten_snapshots()?;
+    let backend = repo.backend();
+    let index = backend
+        .purge_hidden(FileKind::Index.dir(), &|_| true)
+        .map_err(cairn_repo::RepoError::from)?;
+    let snapshots = backend
+        .purge_hidden(FileKind::Snapshot.dir(), &|name| {
+            cairn_repo::canonical_id(FileKind::Snapshot, name)
+                .is_some_and(|id| forgotten.contains(id))
+        })
+        .map_err(cairn_repo::RepoError::from)?;
+    Ok(index + snapshots)
 }
 
 impl PrunePlan {
@@ -202,7 +228,7 @@ impl PrunePlan {
         // could only hide.
         self.summary.hidden_locks_purged = repo
             .backend()
-            .purge_hidden(cairn_repo::FileKind::Lock.dir())
+            .purge_hidden(FileKind::Lock.dir(), &|_| true)
             .map_err(cairn_repo::RepoError::from)?;
         for name in std::mem::take(&mut self.partial_delete) {
             match repo.backend().remove_partial(&name) {
@@ -212,17 +238,19 @@ impl PrunePlan {
             }
         }
         if !self.repack.is_empty() {
-            for (name, _) in std::mem::take(&mut self.unindexed_delete) {
+            for (name, _) in self.unindexed_delete.clone() {
                 self.remove_pack(repo, &name)?;
             }
+            self.unindexed_delete.clear();
             if !self.delete.is_empty() {
                 let packs: Vec<PackId> = self.keep.iter().chain(&self.repack).copied().collect();
                 let written = self.write_index(repo, &packs, Vec::new())?;
                 remove_index_files(repo, &old_index_files, &written)?;
                 old_index_files = written.into_iter().collect();
-                for id in std::mem::take(&mut self.delete) {
+                for id in self.delete.clone() {
                     self.remove_pack(repo, &pack_name(&id))?;
                 }
+                self.delete.clear();
                 crash_point("after-room");
             }
         }
@@ -359,16 +387,27 @@ impl PrunePlan {
     /// Deletes a pack no longer indexed, unless it is under Object Lock: then it stays,
     /// unindexed, listed as kept, for a prune after its lock ends.
     fn remove_pack(&mut self, repo: &Repository, name: &str) -> Result<(), OpsError> {
-        if let Some(until) = self.locked.get(name) {
-            let until = chrono::DateTime::from_timestamp_millis(*until)
-                .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
-                .unwrap_or_default();
-            self.summary
-                .locked_kept
-                .push(format!("{name} (kept until {until})"));
-            return Ok(());
+        let Some(until) = self.locked.get(name).copied() else {
+            return remove_if_present(repo, name);
+        };
+        // Kept, so not counted as deleted.
+        let s = &mut self.summary;
+        let id = cairn_repo::pack_id_from_name(name);
+        if let Some(u) = id
+            .filter(|id| self.delete.contains(id))
+            .and_then(|id| self.uses.get(&id))
+        {
+            s.packs_deleted = s.packs_deleted.saturating_sub(1);
+            s.bytes_deleted = s.bytes_deleted.saturating_sub(u.size);
+        } else if let Some((_, size)) = self.unindexed_delete.iter().find(|(n, _)| n == name) {
+            s.unindexed_packs_deleted = s.unindexed_packs_deleted.saturating_sub(1);
+            s.bytes_deleted = s.bytes_deleted.saturating_sub(*size);
         }
-        remove_if_present(repo, name)
+        s.locked_kept.push(format!(
+            "{name} (kept until {})",
+            cairn_backend::show_millis(until)
+        ));
+        Ok(())
     }
 }
 

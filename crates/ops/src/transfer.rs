@@ -153,6 +153,10 @@ impl<'a> Transfer<'a> {
     /// Moves one file; `false` when [`Accept`] refused it (nothing written).
     fn one(&self, item: &Item) -> Result<bool, BackendError> {
         if self.accept.is_none() && self.dst.copy_from(self.src, item.from, &item.to)? {
+            // A server-side copy carries no retention of its own: lock it after.
+            if let Some(r) = &item.write.retention {
+                self.dst.set_retention(&item.to, r)?;
+            }
             return Ok(true);
         }
         if self.streams(item) {

@@ -45,6 +45,10 @@ pub enum RepoError {
     /// key): refused before anything is changed.
     #[error("{command} must delete files, and {why}; nothing was changed. Run it with a key that may delete (see \"Offsite copies malware cannot destroy\" in docs/guide.md)")]
     CannotDelete { command: String, why: String },
+    /// `init --lock-days` where files cannot be locked: refused before anything is
+    /// written.
+    #[error("cannot lock the repository's files: {0}; nothing was written")]
+    LockRefused(String),
     /// This session's key was removed by another password's `key remove`.
     #[error("key {0} was removed meanwhile; open the repository again")]
     KeyRemoved(String),

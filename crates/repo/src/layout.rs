@@ -2,6 +2,9 @@
 
 use cairn_format::{FileId, PackId};
 
+/// Where lock files live: the one kind a locked repository stores unlocked.
+pub const LOCK_DIR: &str = "locks/";
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FileKind {
     /// `config`: the one fixed name; it proves which repository a location holds.
@@ -76,7 +79,7 @@ impl FileKind {
             FileKind::Key => "keys/",
             FileKind::Index => "index/",
             FileKind::Snapshot => "snapshots/",
-            FileKind::Lock => "locks/",
+            FileKind::Lock => LOCK_DIR,
             FileKind::Drill => "drills/",
             FileKind::Verified => "verified/",
             FileKind::Forgotten => "forgotten/",

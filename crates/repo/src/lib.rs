@@ -29,14 +29,15 @@ pub use error::RepoError;
 pub use index::{Index, IndexPart, IndexedBlob};
 pub use keys::{KeyInfo, KDF_ENV};
 pub use layout::{
-    cacheable, canonical_id, id_from_name, pack_id_from_name, pack_name, FileKind, CONFIG, DATA_DIR,
+    cacheable, canonical_id, id_from_name, pack_id_from_name, pack_name, FileKind, CONFIG,
+    DATA_DIR, LOCK_DIR,
 };
 pub use lock::{is_stale, release_held_locks, LockGuard, LockKind, LockTiming};
 pub use packer::read_pack_header;
 pub use packer::Packer;
 pub use repository::{
-    pack_matches_name, read_pack_verified, InitOptions, OpenOptions, Repository, SaveStats,
-    SnapshotRef,
+    lock_period, pack_matches_name, read_pack_verified, InitOptions, LockExtension, OpenOptions,
+    Repository, SaveStats, SnapshotRef,
 };
 
 /// A lock whose holder panicked is taken as it is: every lock here guards state that

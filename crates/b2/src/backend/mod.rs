@@ -4,7 +4,7 @@ use std::sync::OnceLock;
 
 use cairn_backend::{
     check_sha1, sha1_hex, validate_name, Backend, BackendError, ErrorKind, ObjectInfo, RangeSource,
-    Retention, WriteOptions,
+    Retention, Version, WriteOptions,
 };
 
 use crate::client::Client;
@@ -12,6 +12,7 @@ use crate::location::B2Location;
 use crate::B2Error;
 
 mod server_side;
+mod versions;
 
 pub struct B2Backend {
     rt: tokio::runtime::Runtime,
@@ -246,41 +247,24 @@ impl Backend for B2Backend {
 
     /// Hidden files are whole names whose newest version is a hide marker; each goes
     /// with all its versions, but a version still locked stays (and so does the name).
-    fn purge_hidden(&self, prefix: &str) -> Result<u64, BackendError> {
-        let full = if self.loc.prefix.is_empty() {
-            prefix.to_string()
-        } else {
-            format!("{}/{prefix}", self.loc.prefix)
-        };
-        let bucket_id = self.bucket_id()?;
-        let versions = self
-            .rt
-            .block_on(self.client.list_versions(&bucket_id, &full))
-            .map_err(|e| self.err(prefix, e))?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        let mut purged = 0;
-        let mut i = 0;
-        while i < versions.len() {
-            let name = &versions[i].name;
-            let end = i + versions[i..].iter().take_while(|v| &v.name == name).count();
-            // Newest first within a name.
-            let all = &versions[i..end];
-            let locked = all.iter().any(|v| v.retain_until.is_some_and(|u| u > now));
-            if all[0].action == "hide" && !locked {
-                for v in all {
-                    match self.rt.block_on(self.client.delete_version(&v.name, &v.id)) {
-                        Ok(()) => {}
-                        Err(e) if e.code() == "file_not_present" => {}
-                        Err(e) => return Err(self.err(prefix, e)),
-                    }
-                }
-                purged += 1;
-            }
-            i = end;
-        }
-        Ok(purged)
+    fn purge_hidden(
+        &self,
+        prefix: &str,
+        chosen: &dyn Fn(&str) -> bool,
+    ) -> Result<u64, BackendError> {
+        self.purge_hidden_under(prefix, chosen)
+    }
+
+    fn versions(&self, prefix: &str) -> Result<Option<Vec<Version>>, BackendError> {
+        self.list_versions_under(prefix).map(Some)
+    }
+
+    fn read_version(&self, v: &Version) -> Result<Vec<u8>, BackendError> {
+        self.read_version_by_id(v)
+    }
+
+    fn restore_version(&self, v: &Version) -> Result<(), BackendError> {
+        self.restore_version_by_id(v)
     }
 
     /// Hides, unless the rclone remote says `hard_delete = true`: then the caller deletes.
@@ -589,27 +573,6 @@ impl Backend for B2Backend {
 
     /// Deletes every version of the object: a hidden file still costs storage.
     fn remove(&self, name: &str) -> Result<(), BackendError> {
-        let full = self.full(name)?;
-        let bucket_id = self.bucket_id()?;
-        let versions = self
-            .rt
-            .block_on(self.client.list_versions(&bucket_id, &full))
-            .map_err(|e| self.err(name, e))?;
-        let mine: Vec<_> = versions.into_iter().filter(|v| v.name == full).collect();
-        if !mine.iter().any(|v| v.action == "upload") {
-            return Err(BackendError::new(
-                ErrorKind::NotFound,
-                format!("{}/{name}", self.loc.display()),
-                "no such object",
-            ));
-        }
-        for v in mine {
-            match self.rt.block_on(self.client.delete_version(&v.name, &v.id)) {
-                Ok(()) => {}
-                Err(e) if e.code() == "file_not_present" => {}
-                Err(e) => return Err(self.err(name, e)),
-            }
-        }
-        Ok(())
+        self.remove_all_versions(name)
     }
 }

@@ -41,7 +41,7 @@ impl B2Backend {
 
     /// Copies the stored version `f` (of any bucket this key reaches) to `name` here; with
     /// `info`, the copy gets that file info instead of the source's.
-    fn server_copy(
+    pub(super) fn server_copy(
         &self,
         f: &crate::FileVersion,
         name: &str,
@@ -49,6 +49,11 @@ impl B2Backend {
     ) -> Result<(), BackendError> {
         let to = self.full(name)?;
         let dst_bucket = self.bucket_id()?;
+        // The name's newest version changes: an ID listed before is no longer it.
+        self.listed_ids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&to);
         let info_refs: Option<Vec<(&str, String)>> = info
             .as_ref()
             .map(|i| i.iter().map(|(k, v)| (k.as_str(), v.clone())).collect());

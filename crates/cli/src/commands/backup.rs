@@ -190,6 +190,7 @@ fn print_summary(
             m.insert("snapshot_id".into(), json!(id));
             m.insert("total_duration".into(), json!(s.total_duration));
             m.insert("dry_run".into(), json!(dry_run));
+            m.insert("locks_extended".into(), json!(s.locks.extended));
         }
         output::print_json(&v);
     } else if !g.quiet {
@@ -219,6 +220,13 @@ fn print_summary(
             println!("dry run: nothing was written");
         } else {
             println!("snapshot {} saved", &id[..8.min(id.len())]);
+        }
+        if let Some(until) = s.locks.until_millis {
+            println!(
+                "locks of {} file(s) extended until {}",
+                s.locks.extended,
+                cairn_backend::show_millis(until)
+            );
         }
     }
     Ok(())

@@ -22,6 +22,13 @@ pub struct InitArgs {
     /// mounted there (the path is on the same filesystem as /)
     #[arg(long)]
     pub force: bool,
+    /// Object Lock: lock every file the repository stores for N days (a B2 bucket with
+    /// file lock enabled), and let each backup extend the lock of what is still stored
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=cairn_format::MAX_LOCK_DAYS as i64))]
+    pub lock_days: Option<u32>,
+    /// governance (a key with bypassGovernance can lift it) or compliance (nobody can)
+    #[arg(long, value_name = "MODE", default_value = "governance", value_parser = cairn_backend::LockMode::parse, requires = "lock_days")]
+    pub lock_mode: cairn_backend::LockMode,
 }
 
 pub fn run(g: &GlobalArgs, a: InitArgs) -> anyhow::Result<ExitCode> {
@@ -36,6 +43,13 @@ pub fn run(g: &GlobalArgs, a: InitArgs) -> anyhow::Result<ExitCode> {
     let mut opts = InitOptions {
         compression,
         pack_size_mib: a.pack_size,
+        lock: a.lock_days.map(|days| cairn_format::LockSettings {
+            days,
+            mode: match a.lock_mode {
+                cairn_backend::LockMode::Governance => cairn_format::RetentionMode::Governance,
+                cairn_backend::LockMode::Compliance => cairn_format::RetentionMode::Compliance,
+            },
+        }),
         ..InitOptions::default()
     };
     if let Some(sizes) = &a.chunker_sizes {
@@ -63,6 +77,7 @@ pub fn run(g: &GlobalArgs, a: InitArgs) -> anyhow::Result<ExitCode> {
             "message_type": "initialized",
             "id": repo.config().id,
             "repository": backend.location(),
+            "lock_days": a.lock_days,
         }));
     } else if !g.quiet {
         println!(
@@ -70,6 +85,12 @@ pub fn run(g: &GlobalArgs, a: InitArgs) -> anyhow::Result<ExitCode> {
             &repo.config().id[..10],
             backend.location()
         );
+        if let Some(days) = a.lock_days {
+            println!(
+                "every file it stores is locked for {days} days ({} mode); each backup extends the locks of what is still stored",
+                a.lock_mode.as_str()
+            );
+        }
         println!(
             "Please note that knowledge of your password is required to access the repository."
         );

@@ -39,6 +39,18 @@ pub enum RepairCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Bring back, on a B2 bucket, every repository file hidden or overwritten since a
+    /// moment: the version it had then, checked against its name (after malware hid or
+    /// overwrote files of a locked copy). Deletes nothing; needs no password
+    Versions {
+        /// The moment: 2026-11-30, "2026-11-30 08:00", an RFC 3339 time, or a duration
+        /// before now such as 3d
+        #[arg(long, value_name = "MOMENT")]
+        before: String,
+        /// Only list what would be brought back
+        #[arg(short = 'n', long)]
+        dry_run: bool,
+    },
     /// Fetch intact copies of damaged or missing packs from another copy of this
     /// repository (a ship destination), verify them and put them back
     Packs {
@@ -49,6 +61,9 @@ pub enum RepairCommand {
 }
 
 pub fn run(g: &GlobalArgs, a: RepairArgs) -> anyhow::Result<ExitCode> {
+    if let RepairCommand::Versions { before, dry_run } = &a.command {
+        return versions(g, before, *dry_run);
+    }
     let dry_run = matches!(a.command, RepairCommand::Snapshots { dry_run: true, .. });
     let repo = Arc::new(super::open_repo_with(g, |o| o.dry_run = dry_run)?);
     match a.command {
@@ -57,6 +72,7 @@ pub fn run(g: &GlobalArgs, a: RepairArgs) -> anyhow::Result<ExitCode> {
             snapshots(g, &repo, dry_run, forget, force)
         }
         RepairCommand::Packs { from } => packs(g, &repo, &from),
+        RepairCommand::Versions { .. } => unreachable!("handled above"),
     }
 }
 
@@ -211,4 +227,46 @@ fn packs(g: &GlobalArgs, repo: &Arc<Repository>, from: &str) -> anyhow::Result<E
     }
 
     Ok(ExitCode::Ok)
+}
+
+/// `repair versions --before MOMENT`: on the store alone, since the key files or the
+/// config may be what was hidden.
+fn versions(g: &GlobalArgs, before: &str, dry_run: bool) -> anyhow::Result<ExitCode> {
+    let before = cairn_ops::repair::parse_moment(before, cairn_backend::now_millis())
+        .map_err(|e| fail(ExitCode::Fatal, e))?;
+    let store = location::open_backend(g.repo.as_deref().unwrap_or(""), g)?;
+    let s = cairn_ops::repair::versions(store.as_ref(), before, dry_run)?;
+    if g.json {
+        output::print_json(&json!({"message_type": "summary", "repair_versions": s}));
+    } else if !g.quiet {
+        let verb = if dry_run {
+            "would bring back"
+        } else {
+            "brought back"
+        };
+        for r in &s.restored {
+            println!("{verb} {r}");
+        }
+        for n in &s.newer {
+            println!("newer than the moment, left as it is: {n}");
+        }
+        println!(
+            "{} file(s) {verb}, {} as they were, {} newer left as they are, {} without an intact version",
+            s.restored.len(),
+            s.unchanged,
+            s.newer.len(),
+            s.unrestorable.len()
+        );
+        if !s.restored.is_empty() && !dry_run {
+            println!("run `cairn check --read-data` next");
+        }
+    }
+    for u in &s.unrestorable {
+        eprintln!("warning: {u}");
+    }
+    Ok(if s.unrestorable.is_empty() {
+        ExitCode::Ok
+    } else {
+        ExitCode::Fatal
+    })
 }

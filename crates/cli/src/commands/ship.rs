@@ -84,7 +84,7 @@ pub fn run(g: &GlobalArgs, a: ShipArgs) -> anyhow::Result<ExitCode> {
         create: a.create_bucket,
         allow_deletes: a.allow_deletes,
         keep_all: damaged.is_some() && !a.allow_deletes,
-        lock: a.lock_days.map(|days| cairn_ops::ship::ShipLock {
+        lock: a.lock_days.map(|days| cairn_backend::LockPeriod {
             mode: a.lock_mode,
             days,
         }),

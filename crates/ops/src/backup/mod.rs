@@ -82,6 +82,9 @@ pub struct BackupSummary {
     pub errors: Vec<String>,
     /// Files that changed while being read; stored as read.
     pub warnings: Vec<String>,
+    /// A repository with a lock period (`init --lock-days`): files whose lock this
+    /// backup extended, and until when.
+    pub locks: cairn_repo::LockExtension,
 }
 
 /// Makes a path absolute and clean: `.`/`..` removed and symlinks among the parent
@@ -133,7 +136,18 @@ pub fn run(
     progress: &dyn crate::Progress,
 ) -> Result<BackupSummary, OpsError> {
     let _session = Session::begin(repo, "backup", Access::Add, LoadIndex::Yes)?;
-    backup_with_progress(repo, opts, progress)
+    let mut summary = backup_with_progress(repo, opts, progress)?;
+    // The daily job keeps what is stored locked as it ages. The snapshot is saved
+    // already, so a failure here is a warning: the next backup tries again.
+    if !repo.is_dry_run() {
+        match repo.extend_locks() {
+            Ok(locks) => summary.locks = locks,
+            Err(e) => summary
+                .warnings
+                .push(format!("could not extend the repository's locks: {e}")),
+        }
+    }
+    Ok(summary)
 }
 
 /// Runs a backup. The caller holds the lock and has loaded the index (see [`run`]).
@@ -365,6 +379,7 @@ fn run_backup(
         total_duration: 0.0,
         errors,
         warnings: arch.take_warnings(),
+        locks: Default::default(),
     };
     summary.snapshot_id = Some(repo.save_snapshot(&snap)?);
     summary.total_duration = start.elapsed().as_secs_f64();

@@ -5,9 +5,9 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use cairn_backend::{Backend, ObjectInfo};
+use cairn_backend::{now_millis, show_millis as show, Backend, ObjectInfo};
 
-use super::{backend_err, ShipLock, ShipOptions, ShipSummary};
+use super::{backend_err, ShipOptions, ShipSummary};
 use crate::OpsError;
 
 /// Refuses, before anything is written, a destination that cannot lock files.
@@ -16,6 +16,24 @@ pub(super) fn check_lockable(dst: &dyn Backend, opts: &ShipOptions) -> Result<()
         (Some(_), Some(why)) => Err(OpsError::LockRefused(why)),
         _ => Ok(()),
     }
+}
+
+/// A repository with a lock period of its own (`init --lock-days`) ships locked for
+/// that period unless told otherwise, wherever the destination can lock; the options to
+/// use then, or `None` to use `opts` as they are.
+pub(super) fn inherit(
+    repo: &cairn_repo::Repository,
+    dst: &dyn Backend,
+    opts: &ShipOptions,
+) -> Option<ShipOptions> {
+    let own = repo.config().lock.map(cairn_repo::lock_period)?;
+    if opts.lock.is_some() || dst.lock_refused().is_some() {
+        return None;
+    }
+    Some(ShipOptions {
+        lock: Some(own),
+        ..opts.clone()
+    })
 }
 
 /// Extends the lock of the files the source still holds (so kept snapshots stay
@@ -90,64 +108,4 @@ pub(super) fn hold_locked(
         held.into_iter()
             .map(|(n, u)| format!("{n} (kept until {})", show(u))),
     );
-}
-
-/// Test builds move this clock with `CAIRN_TEST_CLOCK_OFFSET_SECS`, in step with the
-/// emulator's `/emulator/clock`, so a test can let locks age; release builds ignore it.
-pub(super) fn now_millis() -> i64 {
-    let offset = if cfg!(debug_assertions) {
-        std::env::var("CAIRN_TEST_CLOCK_OFFSET_SECS")
-            .ok()
-            .and_then(|s| s.parse::<i64>().ok())
-            .unwrap_or(0)
-    } else {
-        0
-    };
-    cairn_repo::sys::now().timestamp_millis() + offset.saturating_mul(1000)
-}
-
-fn show(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
-        .unwrap_or_else(|| ms.to_string())
-}
-
-impl ShipLock {
-    const DAY_MS: i64 = 24 * 3600 * 1000;
-
-    /// The retention a file shipped at `now` gets.
-    pub(super) fn retention(self, now: i64) -> cairn_backend::Retention {
-        cairn_backend::Retention {
-            mode: self.mode,
-            until_millis: now + i64::from(self.days) * Self::DAY_MS,
-        }
-    }
-
-    /// A file still in use is locked again when less than a third of the period (at
-    /// least a day) is left: each file is extended about every two thirds of it, and a
-    /// daily ship never lets a lock run out.
-    fn due(self, now: i64, until: Option<i64>) -> bool {
-        let margin = (i64::from(self.days) * Self::DAY_MS / 3).max(Self::DAY_MS);
-        until.is_none_or(|u| u < now + margin)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_lock_is_extended_only_near_its_end() {
-        let lock = ShipLock {
-            mode: cairn_backend::LockMode::Governance,
-            days: 30,
-        };
-        let day = ShipLock::DAY_MS;
-        assert!(lock.due(0, None));
-        assert!(lock.due(0, Some(9 * day)));
-        assert!(!lock.due(0, Some(11 * day)));
-        let short = ShipLock { days: 1, ..lock };
-        assert!(short.due(0, Some(day - 1)));
-        assert_eq!(lock.retention(5).until_millis, 5 + 30 * day);
-    }
 }

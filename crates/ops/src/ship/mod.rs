@@ -46,14 +46,7 @@ pub struct ShipOptions {
     /// the destination still holds may be the only intact copy.
     pub keep_all: bool,
     /// Object Lock for every file uploaded, and extended on the files still in use.
-    pub lock: Option<ShipLock>,
-}
-
-/// `--lock-days N --lock-mode M`.
-#[derive(Clone, Copy, Debug)]
-pub struct ShipLock {
-    pub mode: cairn_backend::LockMode,
-    pub days: u32,
+    pub lock: Option<cairn_backend::LockPeriod>,
 }
 
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -195,7 +188,15 @@ pub fn run(
     progress: &dyn crate::Progress,
 ) -> Result<ShipSummary, OpsError> {
     let _session = Session::begin(repo, "ship", Access::Read, LoadIndex::No)?;
-    ship(repo, src, dst, opts, progress)
+    let inherited = lock::inherit(repo, dst, opts);
+    let mut s = ship(repo, src, dst, inherited.as_ref().unwrap_or(opts), progress)?;
+    if inherited.is_none() && opts.lock.is_none() && repo.config().lock.is_some() {
+        s.warnings.push(format!(
+            "this repository locks its files (init --lock-days), but {} cannot: the copy there is not locked",
+            dst.location()
+        ));
+    }
+    Ok(s)
 }
 
 /// Ships `src` (the files of `repo`) to `dst`; the caller holds a shared lock on `repo`. Each file keeps the modification time the
@@ -418,7 +419,7 @@ fn upload(
         phases.values().flatten().map(|f| f.size).sum(),
     );
     let accept = |name: &str, data: &[u8]| matches_its_name(name, data);
-    let retention = opts.lock.map(|l| l.retention(lock::now_millis()));
+    let retention = opts.lock.map(|l| l.retention(cairn_backend::now_millis()));
     if let Some(r) = retention {
         s.locked_until = Some(r.until_millis);
     }

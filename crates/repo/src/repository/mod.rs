@@ -9,7 +9,7 @@ use cairn_backend::{Backend, ErrorKind, WriteOptions};
 use cairn_crypto::MasterKey;
 use cairn_format::{
     frame, unframe, BlobId, BlobType, CompressionMode, Config, FileId, IndexFile, IndexId,
-    IndexPack, KeyId, PackEntry, PackId, Snapshot, SnapshotId, Tree, FORMAT_VERSION,
+    IndexPack, KeyId, PackEntry, PackId, Snapshot, SnapshotId, Tree,
 };
 
 use crate::codec::*;
@@ -50,6 +50,8 @@ pub struct InitOptions {
     pub chunker_min_size: u32,
     pub chunker_avg_size: u32,
     pub chunker_max_size: u32,
+    /// `init --lock-days`: every file stored is locked (B2 Object Lock).
+    pub lock: Option<cairn_format::LockSettings>,
 }
 
 /// 16 MiB: large enough that a 1 TB repository is ~60,000 files (cheap to list, one B2
@@ -65,6 +67,7 @@ impl Default for InitOptions {
             chunker_min_size: 512 * 1024,
             chunker_avg_size: 1024 * 1024,
             chunker_max_size: 8 * 1024 * 1024,
+            lock: None,
         }
     }
 }
@@ -127,9 +130,36 @@ pub struct Repository {
 mod files;
 mod index_io;
 mod read;
+mod retention;
 pub use read::{pack_matches_name, read_pack_verified};
+pub use retention::LockExtension;
 mod snapshots;
 mod write;
+
+/// Every repository stores through [`cairn_backend::Retaining`]: one with a lock
+/// period locks every file (locks exempt: they must go the moment a command ends), and
+/// any, where a file it removes is locked (a copy `ship --lock-days` made), hides it.
+fn retaining(
+    backend: Arc<dyn Backend>,
+    lock: Option<cairn_format::LockSettings>,
+) -> Arc<dyn Backend> {
+    Arc::new(cairn_backend::Retaining::new(
+        backend,
+        lock.map(lock_period),
+        &[crate::layout::LOCK_DIR],
+    ))
+}
+
+/// The config's lock settings in the storage layer's terms.
+pub fn lock_period(l: cairn_format::LockSettings) -> cairn_backend::LockPeriod {
+    cairn_backend::LockPeriod {
+        days: l.days,
+        mode: match l.mode {
+            cairn_format::RetentionMode::Governance => cairn_backend::LockMode::Governance,
+            cairn_format::RetentionMode::Compliance => cairn_backend::LockMode::Compliance,
+        },
+    }
+}
 
 impl Repository {
     fn assemble(
@@ -180,9 +210,24 @@ impl Repository {
                 opts.pack_size_mib
             )));
         }
+        if let Some(l) = opts.lock {
+            if l.days == 0 || l.days > cairn_format::MAX_LOCK_DAYS {
+                return Err(RepoError::Invalid(format!(
+                    "lock period must be 1..{} days, not {}",
+                    cairn_format::MAX_LOCK_DAYS,
+                    l.days
+                )));
+            }
+        }
+        // A locked repository needs a place that can lock before anything is made
+        // there (a bucket init would create could not: file lock is set at creation).
+        if let (Some(_), Some(why)) = (opts.lock, backend.lock_refused()) {
+            return Err(RepoError::LockRefused(why));
+        }
         // Create the container (directory, bucket) first: on B2 a missing bucket is an
         // error for every other command, but init makes it.
         backend.create()?;
+        let backend = retaining(backend, opts.lock);
         match backend.stat(CONFIG) {
             Ok(_) => return Err(RepoError::AlreadyExists(backend.location())),
             Err(e) if e.kind == ErrorKind::NotFound => {}
@@ -192,13 +237,14 @@ impl Repository {
         let mut rid = [0u8; 16];
         cairn_crypto::fill_random(&mut rid)?;
         let config = Config {
-            version: FORMAT_VERSION,
+            version: Config::version_for(opts.lock),
             id: hex::encode(rid),
             chunker_min_size: opts.chunker_min_size,
             chunker_avg_size: opts.chunker_avg_size,
             chunker_max_size: opts.chunker_max_size,
             compression: opts.compression,
             pack_size_mib: opts.pack_size_mib,
+            lock: opts.lock,
         };
         let key_id = keys::add_key(backend.as_ref(), &key, password)?;
         let sealed = key
@@ -275,6 +321,7 @@ impl Repository {
             .map_err(|e| crypto(CONFIG, e))?;
         let config = Config::decode(&unframe(&plain).map_err(|e| RepoError::format(CONFIG, e))?)
             .map_err(|e| RepoError::format(CONFIG, e))?;
+        let backend = retaining(backend, config.lock);
         Ok(Repository::assemble(backend, key, key_id, config))
     }
 

@@ -13,6 +13,9 @@
 //! original stays (as restic keeps it) unless asked to forget it, since an intact copy
 //! of the damaged pack may still be fetched from elsewhere. Every lost path is reported.
 //!
+//! repair versions (in `versions.rs`) brings back old versions of files a versioned
+//! store (B2) still keeps: the way back after files were hidden or overwritten.
+//!
 //! repair packs fetches, from another copy of the same repository (a ship destination),
 //! every pack that is missing here or whose content no longer matches its name, checks
 //! the copy against its name, and puts it back; a pack that `repair index` had left
@@ -25,6 +28,9 @@ use cairn_repo::session::{Access, LoadIndex, Session};
 use cairn_repo::{read_pack_header, FileKind, Repository};
 
 use crate::OpsError;
+
+mod versions;
+pub use versions::{parse_moment, versions, RepairVersionsSummary};
 
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct RepairIndexSummary {
