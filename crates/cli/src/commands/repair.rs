@@ -247,8 +247,15 @@ fn versions(g: &GlobalArgs, before: &str, dry_run: bool) -> anyhow::Result<ExitC
         for r in &s.restored {
             println!("{verb} {r}");
         }
-        for n in &s.newer {
+        // A moment long ago makes every file newer: a few names say which kind.
+        for n in s.newer.iter().take(5) {
             println!("newer than the moment, left as it is: {n}");
+        }
+        if s.newer.len() > 5 {
+            println!(
+                "... and {} more newer (--json lists all)",
+                s.newer.len() - 5
+            );
         }
         println!(
             "{} file(s) {verb}, {} as they were, {} newer left as they are, {} without an intact version",
