@@ -4,7 +4,9 @@
 //! exactly the tree below. Regenerate one only when adding a new fixture version, never
 //! to make this test pass:
 //! `CAIRN_WRITE_FIXTURE=1 cargo test --test tests golden::write_fixture -- --ignored`
-//! (and `golden::write_fixture_v2`).
+//! (and `golden::write_fixture_v2`, `golden::write_fixture_v3`). repo-v3-marked holds
+//! index files of format 3 (`CAIRNIX2`): a prune stopped after marking packs for
+//! deletion and before deleting them.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -15,6 +17,10 @@ const FIXTURE_PASSWORD: &str = "cairn-golden-v1";
 
 fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/repo-v1")
+}
+
+fn fixture_v3_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/repo-v3-marked")
 }
 
 fn fixture_v2_dir() -> PathBuf {
@@ -218,4 +224,76 @@ fn write_fixture_v2() {
     run(&["init", "--pack-size", "1", "--lock-days", "1"]);
     run(&["backup", "--host", "golden", "--tag", "v2", "docs"]);
     run(&["ship", dir.to_str().unwrap(), "--create-bucket"]);
+}
+
+/// Format 3: an index file with packs marked for deletion. The repository reads,
+/// restores and checks; check counts the marked packs, and a prune deletes them.
+#[test]
+fn golden_repository_v3_opens_and_restores() {
+    let env = Env::new();
+    let dir = opens_and_restores(&env, &fixture_v3_dir(), "v3");
+    let run = |args: &[&str]| {
+        let out = env
+            .cmd()
+            .env("CAIRN_PASSWORD", FIXTURE_PASSWORD)
+            .arg("-r")
+            .arg(&dir)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        json_last_line(&String::from_utf8_lossy(&out.stdout))
+    };
+    assert!(run(&["check", "--json"])["packs_marked"].as_u64().unwrap() > 0);
+    run(&["prune", "--json"]);
+    assert_eq!(run(&["check", "--read-data", "--json"])["packs_marked"], 0);
+}
+
+#[test]
+#[ignore]
+fn write_fixture_v3() {
+    if std::env::var("CAIRN_WRITE_FIXTURE").is_err() {
+        return;
+    }
+    let env = Env::new();
+    let src = env.path("golden");
+    build_source(&src);
+    fs::create_dir_all(src.join("junk")).unwrap();
+    fs::write(src.join("junk/j"), pseudo_random(7, 300_000)).unwrap();
+    let dir = fixture_v3_dir();
+    let _ = fs::remove_dir_all(&dir);
+    let run = |args: &[&str], crash: Option<&str>| {
+        let mut c = env.cmd();
+        c.env("CAIRN_PASSWORD", FIXTURE_PASSWORD)
+            .env_remove("CAIRN_INSECURE_TEST_KDF")
+            .arg("-r")
+            .arg(&dir)
+            .args(args)
+            .current_dir(&src);
+        if let Some(at) = crash {
+            c.env("CAIRN_TEST_CRASH_AT", at);
+        }
+        c.output().unwrap()
+    };
+    assert!(run(&["init", "--pack-size", "1"], None).status.success());
+    assert!(run(
+        &["backup", "--host", "golden", "--tag", "junk", "junk"],
+        None
+    )
+    .status
+    .success());
+    assert!(
+        run(&["backup", "--host", "golden", "--tag", "v3", "docs"], None)
+            .status
+            .success()
+    );
+    let out = run(&["snapshots", "--json", "--tag", "junk"], None);
+    let snaps: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let junk = snaps[0]["id"].as_str().unwrap().to_string();
+    let out = run(&["forget", &junk], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Stopped after the marking index is stored, before anything is deleted.
+    let out = run(&["prune"], Some("after-index"));
+    assert!(!out.status.success());
+    let _ = fs::remove_dir_all(dir.join("locks"));
 }

@@ -590,6 +590,11 @@ fn temporary_files_of_killed_writes_are_reported_and_pruned() {
         .repo()
         .join(format!("index/.{}.tmp-fedcba9876543210", "cd".repeat(32)));
     fs::write(&idx_leftover, vec![1u8; 1000]).unwrap();
+    // Killed two hours ago: prune leaves a temporary file alone for an hour, since a
+    // write in progress (even a lock's own) has one too.
+    let killed = chrono::Utc::now().timestamp() - 7200;
+    set_mtime(&leftover, killed, 0);
+    set_mtime(&idx_leftover, killed, 0);
     let check = json_last_line(&env.ok(&["check", "--json"]));
     assert_eq!(check["temp_files"], 2, "{check}");
     assert_eq!(check["temp_bytes"], (4 << 20) + 1000, "{check}");
@@ -654,13 +659,15 @@ fn check_prints_one_line_per_damaged_pack() {
     );
 }
 
-/// Writes a shared lock as a command on another host would, `age_minutes` old.
+/// Writes the lock of a backup on another host, `age_minutes` old.
 fn plant_lock(env: &Env, age_minutes: i64) {
     let backend: std::sync::Arc<dyn cairn_backend::Backend> =
         std::sync::Arc::new(cairn_backend::LocalBackend::new(env.repo()));
     let repo = cairn_repo::Repository::open(backend, PASSWORD.as_bytes()).unwrap();
     let time = (chrono::Utc::now() - chrono::Duration::minutes(age_minutes)).fixed_offset();
     let lock = cairn_format::Lock {
+        started: Some(time),
+        kind: Some("add".into()),
         time,
         exclusive: false,
         hostname: "another-host".into(),
@@ -706,6 +713,9 @@ fn prune_deletes_leftovers_only_when_no_live_command_can_own_them() {
 
     env.ok(&["unlock", "--remove-all"]);
     plant_lock(&env, 45);
+    // A write that died an hour ago (a file being written now has a fresh time).
+    let hour_ago = chrono::Utc::now().timestamp() - 3700;
+    set_mtime(&temp, hour_ago, 0);
     let out = env.ok(&["prune"]);
     assert!(
         out.contains("1 unindexed packs") && out.contains("1 temporary files"),

@@ -8,6 +8,7 @@ mod b2;
 mod b2cli;
 mod backup;
 mod browse;
+mod concurrency;
 mod crash;
 mod daily;
 mod drill;

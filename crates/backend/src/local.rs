@@ -259,9 +259,13 @@ impl LocalBackend {
             if !(name.starts_with(prefix) || prefix.starts_with(&format!("{name}/"))) {
                 continue;
             }
-            let meta = entry
-                .metadata()
-                .map_err(|e| BackendError::io(entry.path().display().to_string(), e))?;
+            let meta = match entry.metadata() {
+                Ok(m) => m,
+                // Renamed or removed since the directory was read (another process
+                // finishing a write, or a prune): not there.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(BackendError::io(entry.path().display().to_string(), e)),
+            };
             if meta.is_dir() && !temp {
                 self.walk(&entry.path(), &name, prefix, partial, out)?;
             } else if meta.is_file() && name.starts_with(prefix) && temp == partial {

@@ -30,7 +30,7 @@ pub use config::{
 pub use error::FormatError;
 pub use frame::{frame, unframe, MAX_FRAME_LEN};
 pub use id::{BlobId, FileId, IndexId, KeyId, LockId, PackId, SnapshotId, ID_LEN};
-pub use index::{visit as visit_index, IndexFile, IndexPack, IndexVisitor};
+pub use index::{visit as visit_index, IndexFile, IndexPack, IndexVisitor, MarkedPack};
 pub use keyfile::KeyFile;
 pub use lock::Lock;
 pub use pack::{decode_header, encode_header, BlobType, PackEntry, PACK_ENTRY_LEN};

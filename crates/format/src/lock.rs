@@ -16,6 +16,15 @@ pub struct Lock {
     pub pid: u32,
     #[serde(default)]
     pub command: String,
+    /// When the command took the lock (`time` moves with each refresh). Absent in locks
+    /// of builds before format 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<DateTime<FixedOffset>>,
+    /// What the holder does: `read`, `add`, `maintenance` (forget, prune) or
+    /// `exclusive`. Absent in locks of builds before format 3: then `exclusive` decides,
+    /// and a shared lock counts as `read`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
 }
 
 impl Lock {

@@ -172,6 +172,7 @@ fn write_seed_corpus() {
         }),
     };
     let index = IndexFile {
+        marked: Vec::new(),
         supersedes: vec![IndexId(id(4))],
         packs: vec![IndexPack {
             id: PackId(id(5)),
@@ -180,6 +181,8 @@ fn write_seed_corpus() {
         }],
     };
     let lock = Lock {
+        started: None,
+        kind: None,
         time,
         exclusive: true,
         hostname: "laptop".into(),

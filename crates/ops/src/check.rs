@@ -81,6 +81,9 @@ pub struct CheckSummary {
     /// first of those locks ends (ms since the epoch).
     pub packs_locked: u64,
     pub first_lock_ends: Option<i64>,
+    /// Packs prune marked for deletion and has not deleted yet (see "Prune in two
+    /// phases" in docs/format.md).
+    pub packs_marked: u64,
 }
 
 /// The `check` command: a shared lock, then the check (which loads the index itself,
@@ -109,12 +112,15 @@ pub fn check_with_progress(
     progress: &dyn crate::Progress,
 ) -> Result<CheckSummary, OpsError> {
     let mut s = CheckSummary::default();
+    // Snapshots before the index: a backup running beside this check stores its index
+    // files before its snapshot, so every snapshot listed here finds its blobs.
+    let listed = repo.list_snapshots();
     check_records(repo, &mut s)?;
     let packs = Packs::load(repo, &mut s)?;
-    let mut bad_blobs = check_packs_present(&packs, &mut s);
+    let mut bad_blobs = check_packs_present(repo, &packs, &mut s);
     check_temp_files(repo, &mut s);
     note_unindexed_packs(&packs, &mut s);
-    let snapshots = check_snapshots(repo, &mut s);
+    let snapshots = check_snapshots(repo, listed, &mut s);
 
     // Data: read packs back.
     let log = match read {
@@ -185,6 +191,7 @@ impl Packs {
             .filter(|(_, u)| *u > now)
             .collect();
         s.packs_locked = locked.len() as u64;
+        s.packs_marked = repo.index().marked_packs().count() as u64;
         s.first_lock_ends = locked.values().copied().min();
         let listed: HashMap<PackId, u64> = packs.into_iter().map(|(id, o)| (id, o.size)).collect();
         let mut by_pack: HashMap<PackId, Vec<PackEntry>> = HashMap::new();
@@ -203,10 +210,15 @@ impl Packs {
 
 /// Every indexed pack present with its recorded size; returns the blobs of those that
 /// are not.
-fn check_packs_present(p: &Packs, s: &mut CheckSummary) -> HashSet<BlobId> {
+fn check_packs_present(repo: &Repository, p: &Packs, s: &mut CheckSummary) -> HashSet<BlobId> {
     let mut bad_blobs: HashSet<BlobId> = HashSet::new();
     for (pack, size) in &p.sizes {
         match p.listed.get(pack) {
+            // A prune beside this check deleted a pack it had marked: nothing uses it.
+            None if repo.index().marked(pack).is_some() => s.info.push(format!(
+                "{}: marked for deletion, and deleted by a prune meanwhile",
+                pack_name(pack)
+            )),
             None => {
                 s.errors.push(format!(
                     "{}: missing (listed in the index)",
@@ -262,8 +274,12 @@ fn check_temp_files(repo: &Repository, s: &mut CheckSummary) {
 
 /// Every snapshot's trees readable and every blob they reference indexed; returns the
 /// snapshots read.
-fn check_snapshots(repo: &Repository, s: &mut CheckSummary) -> Vec<SnapshotRef> {
-    let snapshots = match repo.list_snapshots() {
+fn check_snapshots(
+    repo: &Repository,
+    listed: Result<Vec<SnapshotRef>, cairn_repo::RepoError>,
+    s: &mut CheckSummary,
+) -> Vec<SnapshotRef> {
+    let snapshots = match listed {
         Ok(v) => v,
         Err(e) => {
             s.errors.push(format!("snapshots: {e}"));

@@ -16,7 +16,7 @@ use cairn_repo::{InitOptions, LockKind, RepoError, Repository};
 #[derive(Default)]
 struct SeenLocks {
     repo: Mutex<Option<Arc<Repository>>>,
-    seen: Mutex<Vec<Vec<(bool, String)>>>,
+    seen: Mutex<Vec<Vec<(String, String)>>>,
 }
 
 impl SeenLocks {
@@ -30,11 +30,11 @@ impl SeenLocks {
     fn look(&self) {
         let repo = self.repo.lock().unwrap();
         let locks = repo.as_ref().unwrap().list_locks().unwrap();
-        let mut now: Vec<(bool, String)> = locks
+        let mut now: Vec<(String, String)> = locks
             .into_iter()
             .map(|(_, l)| {
                 let l = l.unwrap();
-                (l.exclusive, l.command)
+                (l.kind.unwrap_or_default(), l.command)
             })
             .collect();
         now.sort();
@@ -42,7 +42,7 @@ impl SeenLocks {
     }
 
     /// The locks seen at the first `start`.
-    fn first(&self) -> Vec<(bool, String)> {
+    fn first(&self) -> Vec<(String, String)> {
         self.seen
             .lock()
             .unwrap()
@@ -58,12 +58,16 @@ impl Progress for SeenLocks {
     }
 }
 
-fn shared(cmd: &str) -> (bool, String) {
-    (false, cmd.to_string())
+fn shared(cmd: &str) -> (String, String) {
+    ("read".into(), cmd.to_string())
 }
 
-fn exclusive(cmd: &str) -> (bool, String) {
-    (true, cmd.to_string())
+fn adds(cmd: &str) -> (String, String) {
+    ("add".into(), cmd.to_string())
+}
+
+fn exclusive(cmd: &str) -> (String, String) {
+    ("exclusive".into(), cmd.to_string())
 }
 
 struct Fixture {
@@ -123,7 +127,7 @@ fn each_command_holds_its_lock_while_it_works() {
         ..BackupOptions::default()
     };
     cairn_ops::backup::run(repo, &opts, &seen).unwrap();
-    assert_eq!(seen.first(), vec![shared("backup")]);
+    assert_eq!(seen.first(), vec![adds("backup")]);
     no_locks_left(repo);
 
     let seen = SeenLocks::watching(repo);
@@ -196,7 +200,7 @@ fn ship_and_copy_lock_their_repositories() {
     assert_eq!(seen_src.first(), vec![shared("copy (source)")]);
     let seen_dst = SeenLocks::watching(&dst);
     cairn_ops::copy::run(&f.repo, &dst, &[], &seen_dst).unwrap();
-    assert_eq!(seen_dst.first(), vec![shared("copy")]);
+    assert_eq!(seen_dst.first(), vec![adds("copy")]);
     no_locks_left(&f.repo);
     no_locks_left(&dst);
 }
@@ -278,5 +282,93 @@ fn changes_are_refused_while_another_command_holds_a_lock() {
     // With the other command gone, the same change goes through.
     let changed = cairn_ops::tag::run(&f.repo, &["latest".into()], &change).unwrap();
     assert_eq!(changed.len(), 1);
+    no_locks_left(&f.repo);
+}
+
+/// Prune in two phases (issue 23): where a backup runs, the packs prune retires are
+/// only marked (still readable, never deduplicated against: the backup stores such a
+/// blob again); with nobody left that could use them, the next prune deletes them.
+/// The `prune` command still takes the exclusive lock, so the plan runs here without
+/// its session, beside the other handle's backup lock.
+#[test]
+fn prune_beside_a_backup_marks_and_a_later_prune_deletes() {
+    let f = fixture();
+    std::fs::write(f.source.join("b.bin"), vec![8u8; 300_000]).unwrap();
+    backup(&f, "two");
+    let forget = cairn_ops::forget::ForgetOptions {
+        snapshots: vec![f.repo.list_snapshots().unwrap()[0].id.to_hex()],
+        ..Default::default()
+    };
+    cairn_ops::forget::run(&f.repo, &forget, &cairn_ops::NoProgress).unwrap();
+    let packs = || -> Vec<String> {
+        let mut v: Vec<String> = f
+            .backend
+            .list(cairn_repo::DATA_DIR)
+            .unwrap()
+            .into_iter()
+            .map(|o| o.name)
+            .collect();
+        v.sort();
+        v
+    };
+    let before = packs();
+
+    // Another host's backup runs.
+    let other = Arc::new(Repository::open(Arc::clone(&f.backend), b"pw").unwrap());
+    let held = other.lock(LockKind::Add, "backup").unwrap();
+    let s = cairn_ops::prune::PrunePlan::build(&f.repo, &Default::default())
+        .unwrap()
+        .execute(&f.repo)
+        .unwrap();
+    assert!(s.packs_marked > 0, "{s:?}");
+    let now = packs();
+    assert!(
+        before.iter().all(|p| now.contains(p)),
+        "nothing deleted beside a backup"
+    );
+    let fresh = Arc::new(Repository::open(Arc::clone(&f.backend), b"pw").unwrap());
+    fresh.load_index().unwrap();
+    let marked: Vec<String> = fresh
+        .index()
+        .marked_packs()
+        .map(|(id, _, _)| cairn_repo::pack_name(&id))
+        .collect();
+    assert_eq!(marked.len() as u64, s.packs_marked);
+    let c = cairn_ops::check::run(
+        &fresh,
+        cairn_ops::check::ReadData::All,
+        "here",
+        &cairn_ops::NoProgress,
+    )
+    .unwrap();
+    assert!(c.errors.is_empty(), "{:?}", c.errors);
+    assert_eq!(c.packs_marked, s.packs_marked);
+
+    // A backup of the forgotten content stores it again rather than use a marked pack.
+    std::fs::write(f.source.join("b.bin"), vec![7u8; 300_000]).unwrap();
+    let opts = BackupOptions {
+        paths: vec![f.source.clone()],
+        ..BackupOptions::default()
+    };
+    let b = cairn_ops::backup::backup(&fresh, &opts).unwrap();
+    assert!(b.counts.data_added > 0, "stored again: {:?}", b.counts);
+    drop(held);
+
+    // Nobody could be using the marked packs now: the next prune deletes them.
+    let again = Arc::new(Repository::open(Arc::clone(&f.backend), b"pw").unwrap());
+    let s2 = cairn_ops::prune::run(&again, &Default::default(), &cairn_ops::NoProgress).unwrap();
+    assert_eq!(s2.packs_marked, 0, "{s2:?}");
+    let after = packs();
+    assert!(marked.iter().all(|m| !after.contains(m)), "{after:?}");
+    let last = Arc::new(Repository::open(Arc::clone(&f.backend), b"pw").unwrap());
+    let c = cairn_ops::check::run(
+        &last,
+        cairn_ops::check::ReadData::All,
+        "here",
+        &cairn_ops::NoProgress,
+    )
+    .unwrap();
+    assert!(c.errors.is_empty(), "{:?}", c.errors);
+    assert_eq!(c.packs_marked, 0);
     no_locks_left(&f.repo);
 }

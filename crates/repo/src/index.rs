@@ -60,6 +60,12 @@ const BUCKET_BITS: u32 = 16;
 pub struct Index {
     packs: Vec<PackId>,
     pack_sizes: Vec<u64>,
+    /// For each pack number: when prune marked it for deletion, if it did. Blobs there
+    /// are read as any others but never deduplicated against (see
+    /// docs/format.md, "Prune in two phases").
+    pack_marked: Vec<Option<i64>>,
+    /// The marked packs by ID (few), built when loading finishes.
+    marked_ids: HashMap<PackId, i64>,
     /// Pack ID -> number, used while loading (to merge repeated packs) and for packs
     /// written by this command; cleared after loading to save ~45 bytes per pack.
     pack_numbers: HashMap<PackId, u32>,
@@ -85,6 +91,7 @@ impl Index {
         let n = self.packs.len() as u32;
         self.packs.push(id);
         self.pack_sizes.push(size);
+        self.pack_marked.push(None);
         self.pack_numbers.insert(id, n);
         n
     }
@@ -94,7 +101,15 @@ impl Index {
         let numbers: Vec<u32> = part
             .packs
             .iter()
-            .map(|&(id, size)| self.pack_number(id, size))
+            .map(|&(id, size, marked)| {
+                let n = self.pack_number(id, size);
+                // A pack any index file marks is marked (the latest mark counts).
+                if let Some(m) = marked {
+                    let slot = &mut self.pack_marked[n as usize];
+                    *slot = Some(slot.map_or(m, |old| old.max(m)));
+                }
+                n
+            })
             .collect();
         // Exact growth: doubling would leave up to twice the final size resident while
         // loading, and growing a large allocation exactly is a cheap remap, not a copy.
@@ -111,6 +126,8 @@ impl Index {
         self.pack_numbers = HashMap::new();
         self.packs.shrink_to_fit();
         self.pack_sizes.shrink_to_fit();
+        self.pack_marked.shrink_to_fit();
+        self.marked_ids = self.marked_packs().map(|(id, _, m)| (id, m)).collect();
     }
 
     /// Records a blob written during this command.
@@ -129,20 +146,62 @@ impl Index {
         self.finish_loading();
     }
 
+    /// The blob's entry, one in a pack not marked for deletion where there is one.
     fn find(&self, id: &BlobId) -> Option<&Entry> {
         if !self.buckets.is_empty() {
             let b = bucket_of(&id.0);
             let (lo, hi) = (self.buckets[b] as usize, self.buckets[b + 1] as usize);
             let slice = &self.sorted[lo..hi];
             if let Ok(i) = slice.binary_search_by(|e| cmp_in_bucket(&e.id, &id.0)) {
-                return Some(&slice[i]);
+                // A blob stored twice (repacked, or stored again instead of a marked
+                // copy) has neighbours with its ID.
+                let first = slice[..i]
+                    .iter()
+                    .rposition(|e| e.id != id.0)
+                    .map_or(0, |p| p + 1);
+                let same = slice[first..].iter().take_while(|e| e.id == id.0);
+                let mut found = &slice[i];
+                for e in same {
+                    if !self.entry_marked(e) {
+                        found = e;
+                        break;
+                    }
+                }
+                if !self.entry_marked(found) {
+                    return Some(found);
+                }
+                return Some(self.recent.get(&id.0).unwrap_or(found));
             }
         }
         self.recent.get(&id.0)
     }
 
+    fn entry_marked(&self, e: &Entry) -> bool {
+        self.pack_marked[e.pack as usize].is_some()
+    }
+
+    /// Whether the blob can be read from some pack.
     pub fn contains(&self, id: &BlobId) -> bool {
         self.find(id).is_some()
+    }
+
+    /// Whether the blob is stored in a pack not marked for deletion: what a backup may
+    /// deduplicate against. A blob only in marked packs is stored again.
+    pub fn stores(&self, id: &BlobId) -> bool {
+        self.find(id).is_some_and(|e| !self.entry_marked(e))
+    }
+
+    /// When prune marked `pack` for deletion, if it did.
+    pub fn marked(&self, pack: &PackId) -> Option<i64> {
+        self.marked_ids.get(pack).copied()
+    }
+
+    /// Every pack marked for deletion, with its size and when it was marked.
+    pub fn marked_packs(&self) -> impl Iterator<Item = (PackId, u64, i64)> + '_ {
+        self.pack_marked
+            .iter()
+            .enumerate()
+            .filter_map(|(n, m)| Some((self.packs[n], self.pack_sizes[n], (*m)?)))
     }
 
     pub fn get(&self, id: &BlobId) -> Option<IndexedBlob> {
@@ -197,6 +256,7 @@ impl Index {
             + self.buckets.capacity() * 4
             + self.packs.capacity() * 32
             + self.pack_sizes.capacity() * 8
+            + self.pack_marked.capacity() * 16
             + self.pack_numbers.capacity() * (32 + 4 + 8)
             + self.recent.capacity() * (32 + std::mem::size_of::<Entry>() + 8)
     }
@@ -209,7 +269,8 @@ impl Index {
 #[derive(Default)]
 pub struct IndexPart {
     supersedes: Vec<IndexId>,
-    packs: Vec<(PackId, u64)>,
+    /// Each pack with its size and, if prune marked it, when.
+    packs: Vec<(PackId, u64, Option<i64>)>,
     entries: Vec<Entry>,
 }
 
@@ -232,7 +293,12 @@ impl IndexVisitor for IndexPart {
     }
 
     fn pack(&mut self, id: PackId, size: u64, blobs: usize) {
-        self.packs.push((id, size));
+        self.packs.push((id, size, None));
+        self.entries.reserve(blobs);
+    }
+
+    fn marked_pack(&mut self, id: PackId, size: u64, blobs: usize, marked_millis: i64) {
+        self.packs.push((id, size, Some(marked_millis)));
         self.entries.reserve(blobs);
     }
 
@@ -360,36 +426,37 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// The radix partition and bucket sorts give the order of a plain sort of the
-        /// IDs, for IDs that share prefixes of every length, and every entry is found.
-        #[test]
-        fn loading_sorts_like_a_plain_sort(seeds in proptest::collection::vec((proptest::prelude::any::<[u8; 32]>(), 0usize..33), 0..3000)) {
-            let base = [7u8; 32];
-            let ids: Vec<[u8; 32]> = seeds.iter().map(|(r, shared)| {
-                let mut id = *r;
-                id[..*shared].copy_from_slice(&base[..*shared]);
-                id
-            }).collect();
-            let f = IndexFile {
-                supersedes: vec![],
-                packs: ids.chunks(7).enumerate().map(|(i, c)| IndexPack {
-                    id: PackId([i as u8; 32]),
-                    size: 1000,
-                    blobs: c.iter().map(|id| PackEntry { id: BlobId(*id), ..pe(0, 0) }).collect(),
-                }).collect(),
-            };
-            let mut ix = Index::new();
-            ix.add_part(IndexPart::decode(&f.encode()).unwrap());
-            ix.finish_loading();
-            let got: Vec<[u8; 32]> = ix.blobs().map(|b| b.entry.id.0).collect();
-            let mut want = ids.clone();
-            want.sort_unstable();
-            proptest::prop_assert_eq!(got, want);
-            for id in &ids {
-                proptest::prop_assert!(ix.contains(&BlobId(*id)));
-            }
-        }
-    }
+           /// The radix partition and bucket sorts give the order of a plain sort of the
+           /// IDs, for IDs that share prefixes of every length, and every entry is found.
+           #[test]
+           fn loading_sorts_like_a_plain_sort(seeds in proptest::collection::vec((proptest::prelude::any::<[u8; 32]>(), 0usize..33), 0..3000)) {
+               let base = [7u8; 32];
+               let ids: Vec<[u8; 32]> = seeds.iter().map(|(r, shared)| {
+                   let mut id = *r;
+                   id[..*shared].copy_from_slice(&base[..*shared]);
+                   id
+               }).collect();
+               let f = IndexFile {
+    marked: Vec::new(),
+                   supersedes: vec![],
+                   packs: ids.chunks(7).enumerate().map(|(i, c)| IndexPack {
+                       id: PackId([i as u8; 32]),
+                       size: 1000,
+                       blobs: c.iter().map(|id| PackEntry { id: BlobId(*id), ..pe(0, 0) }).collect(),
+                   }).collect(),
+               };
+               let mut ix = Index::new();
+               ix.add_part(IndexPart::decode(&f.encode()).unwrap());
+               ix.finish_loading();
+               let got: Vec<[u8; 32]> = ix.blobs().map(|b| b.entry.id.0).collect();
+               let mut want = ids.clone();
+               want.sort_unstable();
+               proptest::prop_assert_eq!(got, want);
+               for id in &ids {
+                   proptest::prop_assert!(ix.contains(&BlobId(*id)));
+               }
+           }
+       }
 
     /// Above the threading threshold the groups are sorted on several threads.
     #[test]
@@ -434,6 +501,7 @@ mod tests {
     fn lookup_loaded_and_recent() {
         let mut ix = Index::new();
         let f = IndexFile {
+            marked: Vec::new(),
             supersedes: vec![],
             packs: vec![IndexPack {
                 id: PackId([9; 32]),

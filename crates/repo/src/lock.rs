@@ -20,10 +20,51 @@ use crate::{sys, unpoison, RepoError, Repository};
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(5 * 60);
 pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
 
+/// What a lock's holder does, which decides whom it keeps out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LockKind {
+    /// Reads every blob it touches (check, restore, ship, mount): keeps out exclusive
+    /// commands, and keeps a prune from deleting packs while it runs.
     Shared,
+    /// Adds packs, index files and snapshots (backup, copy): keeps out exclusive
+    /// commands; a prune runs beside it and deletes only packs it cannot be using.
+    Add,
+    /// forget and prune: one at a time, beside any backup or reader.
+    Maintenance,
+    /// Rewrites what others rely on (tag, key changes, repair): alone.
     Exclusive,
+}
+
+impl LockKind {
+    fn name(self) -> &'static str {
+        match self {
+            LockKind::Shared => "read",
+            LockKind::Add => "add",
+            LockKind::Maintenance => "maintenance",
+            LockKind::Exclusive => "exclusive",
+        }
+    }
+
+    /// What a stored lock's holder does (see [`cairn_format::Lock::kind`]).
+    pub fn of(lock: &Lock) -> LockKind {
+        match lock.kind.as_deref() {
+            Some("add") => LockKind::Add,
+            Some("maintenance") => LockKind::Maintenance,
+            Some("read") => LockKind::Shared,
+            _ if lock.exclusive => LockKind::Exclusive,
+            // Unknown kinds (a newer build) count as exclusive: the safe reading.
+            Some(_) => LockKind::Exclusive,
+            None => LockKind::Shared,
+        }
+    }
+
+    fn conflicts(self, other: LockKind) -> bool {
+        use LockKind::*;
+        matches!(
+            (self, other),
+            (Exclusive, _) | (_, Exclusive) | (Maintenance, Maintenance)
+        )
+    }
 }
 
 /// Locks this process holds, so a signal handler can remove them before exiting.
@@ -138,6 +179,13 @@ fn describe(lock: &Lock) -> String {
 }
 
 impl Repository {
+    /// The name of the lock file this repository handle holds now, if any.
+    pub fn own_lock(&self) -> Option<String> {
+        let held = self.held_lock.lock().unwrap_or_else(unpoison);
+        held.as_ref()
+            .map(|l| l.name.lock().unwrap_or_else(unpoison).clone())
+    }
+
     /// Every lock file currently in the repository with its decoded content.
     pub fn list_locks(&self) -> Result<Vec<(String, Result<Lock, RepoError>)>, RepoError> {
         let mut out = Vec::new();
@@ -153,6 +201,10 @@ impl Repository {
             let lock = self.load_file(FileKind::Lock, &id).and_then(|b| {
                 Lock::decode(&b).map_err(|e| RepoError::corrupt(obj.name.clone(), e))
             });
+            // Released (or refreshed under a new name) since the listing: gone.
+            if matches!(&lock, Err(RepoError::Backend(e)) if e.is_not_found()) {
+                continue;
+            }
             out.push((obj.name, lock));
         }
         Ok(out)
@@ -169,9 +221,7 @@ impl Repository {
             }
             match lock {
                 Ok(l) if is_stale(&l) => continue,
-                Ok(l) if kind == LockKind::Exclusive || l.exclusive => {
-                    return Ok(Some(describe(&l)))
-                }
+                Ok(l) if kind.conflicts(LockKind::of(&l)) => return Ok(Some(describe(&l))),
                 Ok(_) => continue,
                 // Garbage in locks/ must not lock everyone out for good (every key
                 // opens every lock, and lock files are written whole): it counts as
@@ -185,7 +235,12 @@ impl Repository {
         Ok(None)
     }
 
-    fn write_lock(&self, kind: LockKind, command: &str) -> Result<String, RepoError> {
+    fn write_lock(
+        &self,
+        kind: LockKind,
+        command: &str,
+        started: chrono::DateTime<chrono::FixedOffset>,
+    ) -> Result<String, RepoError> {
         let lock = Lock {
             time: sys::now(),
             exclusive: kind == LockKind::Exclusive,
@@ -193,6 +248,8 @@ impl Repository {
             username: sys::username(),
             pid: std::process::id(),
             command: command.to_string(),
+            started: Some(started),
+            kind: Some(kind.name().to_string()),
         };
         let id = self.save_file(FileKind::Lock, &lock.encode())?;
         Ok(FileKind::Lock.file_name(&id))
@@ -204,7 +261,8 @@ impl Repository {
         if let Some(who) = self.conflicting_lock(kind, None)? {
             return Err(RepoError::Locked(who));
         }
-        let name = self.write_lock(kind, command)?;
+        let started = sys::now();
+        let name = self.write_lock(kind, command, started)?;
         if let Some(who) = self.conflicting_lock(kind, Some(&name))? {
             let _ = cairn_backend::remove_or_hide(self.backend().as_ref(), &name);
             return Err(RepoError::Locked(who));
@@ -219,7 +277,7 @@ impl Repository {
         let timing = self.lock_timing;
         let thread = std::thread::spawn(move || loop {
             match rx.recv_timeout(timing.refresh) {
-                Err(RecvTimeoutError::Timeout) => match repo.write_lock(kind, &command) {
+                Err(RecvTimeoutError::Timeout) => match repo.write_lock(kind, &command, started) {
                     Ok(new) => {
                         *fresh.lock().unwrap_or_else(unpoison) = std::time::Instant::now();
                         let mut c = cur.lock().unwrap_or_else(unpoison);

@@ -26,8 +26,12 @@ pub enum Access {
     /// Adds blobs and snapshots next to others doing the same (backup, copy): a shared
     /// lock. A dry run writes nothing and takes none.
     Add,
-    /// Removes or rewrites what others may be reading (forget, prune, tag, key changes,
-    /// repair): an exclusive lock.
+    /// Removes snapshots and data no snapshot uses, beside backups and readers, one at
+    /// a time; prune deletes only what none of them can be using. Not used yet: forget
+    /// and prune take `Change` until the stress test (tests/concurrency.rs) passes with
+    /// them running beside backups (issue 23).
+    Maintain,
+    /// Rewrites what others rely on (tag, key changes, repair): an exclusive lock.
     Change,
 }
 
@@ -58,7 +62,9 @@ impl Session {
         let kind = match access {
             Access::Browse => None,
             Access::Add if repo.is_dry_run() => None,
-            Access::Read | Access::Add => Some(LockKind::Shared),
+            Access::Read => Some(LockKind::Shared),
+            Access::Add => Some(LockKind::Add),
+            Access::Maintain => Some(LockKind::Maintenance),
             Access::Change => Some(LockKind::Exclusive),
         };
         let lock = match kind {

@@ -140,6 +140,8 @@ fn stale_locks_are_ignored() {
     let repo = Arc::new(Repository::init(b.clone(), b"pw", &InitOptions::default()).unwrap());
     let write = |pid: u32, host: &str, age_minutes: i64| {
         let lock = cairn_format::Lock {
+            started: None,
+            kind: None,
             time: cairn_repo::sys::now() - chrono::Duration::minutes(age_minutes),
             exclusive: true,
             hostname: host.into(),
@@ -196,6 +198,7 @@ fn index_loading_skips_superseded_and_reports_corrupt_files() {
             repo.save_file(
                 FileKind::Index,
                 &IndexFile {
+                    marked: Vec::new(),
                     supersedes: vec![],
                     packs: vec![pack(i)],
                 }
@@ -208,6 +211,7 @@ fn index_loading_skips_superseded_and_reports_corrupt_files() {
         .save_file(
             FileKind::Index,
             &IndexFile {
+                marked: Vec::new(),
                 supersedes: vec![],
                 packs: vec![pack(100), pack(101)],
             }
@@ -215,6 +219,7 @@ fn index_loading_skips_superseded_and_reports_corrupt_files() {
         )
         .unwrap();
     let new = IndexFile {
+        marked: Vec::new(),
         supersedes: vec![old.into()],
         packs: vec![pack(101)],
     };

@@ -113,6 +113,7 @@ fn print_summary(
             "temp_bytes": s.temp_bytes,
             "packs_locked": s.packs_locked,
             "first_lock_ends": s.first_lock_ends,
+            "packs_marked": s.packs_marked,
         }));
     } else if !g.quiet {
         println!(
@@ -137,10 +138,14 @@ fn print_summary(
                 size(h.bytes_hashed)
             );
         }
+        if s.packs_marked > 0 {
+            println!(
+                "{} packs are marked for deletion by prune (a later prune deletes them)",
+                s.packs_marked
+            );
+        }
         if let Some(end) = s.first_lock_ends {
-            let end = chrono::DateTime::from_timestamp_millis(end)
-                .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
-                .unwrap_or_default();
+            let end = cairn_backend::show_millis(end);
             println!(
                 "{} packs are under Object Lock; the first lock ends {end}",
                 s.packs_locked

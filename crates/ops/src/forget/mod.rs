@@ -73,7 +73,6 @@ pub fn run(
     }
     let pruned = match &opts.prune {
         Some(prune) if !removed.is_empty() => {
-            repo.load_index()?;
             let mut prune = prune.clone();
             prune.ignore_snapshots = removed.iter().map(|s| s.id).collect();
             Some(PrunePlan::build(repo, &prune)?.execute_with_progress(repo, progress)?)

@@ -203,6 +203,7 @@ fn replace_index_files(
     let mut written = std::collections::HashSet::new();
     for chunk in packs.chunks(2000) {
         let f = IndexFile {
+            marked: Vec::new(),
             supersedes: Vec::new(),
             packs: chunk.to_vec(),
         };
@@ -398,6 +399,7 @@ pub fn repair_packs(
     if !unindexed.is_empty() {
         s.reindexed = unindexed.len() as u64;
         let f = IndexFile {
+            marked: Vec::new(),
             supersedes: Vec::new(),
             packs: unindexed,
         };

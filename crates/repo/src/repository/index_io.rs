@@ -32,6 +32,21 @@ impl Repository {
     /// Like [`Repository::load_index`], but skips unreadable index files and returns
     /// their errors, for `check` and `repair`.
     pub fn load_index_tolerant(&self) -> Result<Vec<RepoError>, RepoError> {
+        // A prune running beside this command replaces index files: one listed and gone
+        // before it was read means a newer complete set is there, so look again.
+        for _ in 0..4 {
+            let errors = self.load_index_once()?;
+            let vanished = errors
+                .iter()
+                .any(|e| matches!(e, RepoError::Backend(b) if b.is_not_found()));
+            if !vanished {
+                return Ok(errors);
+            }
+        }
+        self.load_index_once()
+    }
+
+    fn load_index_once(&self) -> Result<Vec<RepoError>, RepoError> {
         let ids = self.list_files_sized(FileKind::Index)?;
         // Files are added to the index as they arrive; a file that another one names as
         // superseded is only known to be unwanted once that other file is read, so when
@@ -137,6 +152,7 @@ impl Repository {
             return Ok(None);
         }
         let file = IndexFile {
+            marked: Vec::new(),
             supersedes: Vec::new(),
             packs,
         };

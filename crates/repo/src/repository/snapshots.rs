@@ -52,16 +52,21 @@ impl Repository {
     /// Every snapshot, oldest first.
     pub fn list_snapshots(&self) -> Result<Vec<SnapshotRef>, RepoError> {
         let ids = self.list_files(FileKind::Snapshot)?;
-        let snaps = parallel_map(&ids, 8, |file| -> Result<SnapshotRef, RepoError> {
-            let b = self.load_file(FileKind::Snapshot, file)?;
+        let snaps = parallel_map(&ids, 8, |file| -> Result<Option<SnapshotRef>, RepoError> {
+            let b = match self.load_file(FileKind::Snapshot, file) {
+                Ok(b) => b,
+                // Removed since the listing (a forget beside this command): gone.
+                Err(RepoError::Backend(e)) if e.is_not_found() => return Ok(None),
+                Err(e) => return Err(e),
+            };
             let s = Snapshot::decode(&b)
                 .map_err(|e| RepoError::format(FileKind::Snapshot.file_name(file), e))?;
-            Ok(SnapshotRef {
+            Ok(Some(SnapshotRef {
                 id: (*file).into(),
                 snapshot: s,
-            })
+            }))
         })?;
-        let mut snaps = snaps;
+        let mut snaps: Vec<SnapshotRef> = snaps.into_iter().flatten().collect();
         snaps.sort_by(|a, b| a.snapshot.time.cmp(&b.snapshot.time).then(a.id.cmp(&b.id)));
         Ok(snaps)
     }

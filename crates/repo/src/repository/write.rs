@@ -4,9 +4,10 @@
 use super::*;
 
 impl Repository {
-    /// Whether the blob is stored or being stored by this command.
+    /// Whether the blob is stored (outside packs marked for deletion) or being stored by
+    /// this command.
     pub fn has_blob(&self, id: &BlobId) -> bool {
-        self.index().contains(id)
+        self.index().stores(id)
             || self
                 .writer
                 .lock()
@@ -84,7 +85,9 @@ impl Repository {
         // `index_stored`), so a blob cannot move from in flight to the index between
         // the two checks.
         let index = self.index();
-        if in_index && index.contains(id) {
+        // A blob only in packs prune marked is stored again: no new reference to a
+        // marked pack is ever made, so a later prune may delete it.
+        if in_index && index.stores(id) {
             return false;
         }
         self.writer

@@ -7,14 +7,17 @@
 //! be about to index them).
 //!
 //! Execute: (0) when there is something to repack, first free what can be freed without
-//! writing a pack: delete the unindexed packs, and if whole packs are unused, write an
-//! index without them, delete the old index files, then delete those packs (a full drive
+//! writing a pack: delete the unindexed packs and retire the unused ones (a full drive
 //! is when prune is needed most, and repacking needs room); (1) copy the used blobs of
-//! repacked packs into new packs, sealed bytes as they are; (2) write a complete new
-//! index; (3) delete the old index files; (4) delete the packs. An interruption before (2)
-//! leaves only unindexed new packs; between (2) and (3) duplicate but valid index
-//! entries; after (3) packs nothing refers to. At no moment does an index entry point at
-//! a deleted pack.
+//! repacked packs into new packs, sealed bytes as they are; (2) retire the unused and
+//! the repacked packs. An interruption before (2) leaves only unindexed new packs.
+//!
+//! Retiring runs in two phases, so prune needs no lock that keeps backups out (see
+//! `retire.rs` and docs/format.md, "Prune in two phases"): the packs are first marked
+//! in a complete new index (their blobs stay readable; no backup deduplicates against
+//! them any more), and deleted, from an index without them, only once no command that
+//! could still be using them runs; otherwise a later prune deletes them. At no moment
+//! does an index entry point at a deleted pack.
 
 use std::collections::{HashMap, HashSet};
 
@@ -24,6 +27,8 @@ use cairn_repo::{pack_name, read_pack_header, FileKind, Repository, DATA_DIR};
 
 use crate::walk::used_blobs;
 use crate::OpsError;
+
+mod retire;
 
 #[derive(Clone, Copy, Debug)]
 pub enum MaxUnused {
@@ -95,12 +100,27 @@ pub struct PruneSummary {
     /// Index and snapshot files removed while locked (so only hidden) whose locks have
     /// ended, deleted now, every version.
     pub hidden_files_purged: u64,
+    /// Packs marked for deletion and left for a later prune: a backup or reader that
+    /// could be using them was running (they are counted in `packs_deleted` too).
+    pub packs_marked: u64,
+    /// Packs an earlier prune marked that a snapshot saved since uses: taken back.
+    pub packs_recovered: u64,
 }
 
 struct PackUse {
     size: u64,
     used: Vec<PackEntry>,
+    unused: Vec<PackEntry>,
     unused_bytes: u64,
+}
+
+impl PackUse {
+    /// Every blob the index lists in the pack, in pack order.
+    fn all(&self) -> Vec<PackEntry> {
+        let mut v: Vec<PackEntry> = self.used.iter().chain(&self.unused).copied().collect();
+        v.sort_by_key(|e| e.offset);
+        v
+    }
 }
 
 /// What prune will do; built without writing anything.
@@ -113,6 +133,8 @@ pub struct PrunePlan {
     uses: HashMap<PackId, PackUse>,
     /// Packs under Object Lock now, by name, with the end of their lock (ms).
     locked: HashMap<String, i64>,
+    /// The snapshots the plan was made for: one saved since may use what it retires.
+    snapshots: HashSet<cairn_format::SnapshotId>,
     pub summary: PruneSummary,
 }
 
@@ -126,7 +148,8 @@ pub fn run(
     if !opts.dry_run {
         repo.require_deletes("prune")?;
     }
-    let _session = Session::begin(repo, "prune", Access::Change, LoadIndex::Yes)?;
+    // The plan loads the index itself, after listing the snapshots.
+    let _session = Session::begin(repo, "prune", Access::Change, LoadIndex::No)?;
     let mut summary = PrunePlan::build(repo, opts)?.execute_with_progress(repo, progress)?;
     if !opts.dry_run {
         summary.hidden_files_purged = purge_hidden_files(repo)?;
@@ -156,11 +179,15 @@ fn purge_hidden_files(repo: &Repository) -> Result<u64, OpsError> {
 impl PrunePlan {
     /// The index must be loaded and the caller must hold an exclusive lock.
     pub fn build(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan, OpsError> {
-        let uses = pack_uses(repo, opts)?;
+        let (uses, snapshots) = pack_uses(repo, opts)?;
         let mut s = PruneSummary {
             dry_run: opts.dry_run,
             ..Default::default()
         };
+        s.packs_recovered = uses
+            .iter()
+            .filter(|(id, u)| !u.used.is_empty() && repo.index().marked(id).is_some())
+            .count() as u64;
         let (keep, delete, repack) = classify(&uses, opts, &mut s);
         // One listing of the packs serves the leftovers and the locks.
         let listed = repo.list_packs()?;
@@ -182,6 +209,7 @@ impl PrunePlan {
             partial_delete,
             uses,
             locked,
+            snapshots,
             summary: s,
         })
     }
@@ -237,47 +265,42 @@ impl PrunePlan {
                 Err(e) => return Err(cairn_repo::RepoError::from(e).into()),
             }
         }
-        if !self.repack.is_empty() {
-            for (name, _) in self.unindexed_delete.clone() {
-                self.remove_pack(repo, &name)?;
+        // A pack no index listed when the plan was made may be listed by an index file
+        // a backup stored since: then it is in use, and stays for a later prune.
+        let indexed_since = repo
+            .list_files(FileKind::Index)?
+            .iter()
+            .any(|f| !old_index_files.contains(f));
+        if indexed_since {
+            let s = &mut self.summary;
+            for (_, size) in std::mem::take(&mut self.unindexed_delete) {
+                s.unindexed_packs_deleted -= 1;
+                s.unindexed_packs_kept += 1;
+                s.bytes_deleted -= size;
             }
-            self.unindexed_delete.clear();
-            if !self.delete.is_empty() {
-                let packs: Vec<PackId> = self.keep.iter().chain(&self.repack).copied().collect();
-                let written = self.write_index(repo, &packs, Vec::new())?;
-                remove_index_files(repo, &old_index_files, &written)?;
-                old_index_files = written.into_iter().collect();
-                for id in self.delete.clone() {
-                    self.remove_pack(repo, &pack_name(&id))?;
-                }
-                self.delete.clear();
-                crash_point("after-room");
-            }
+        }
+        for (name, _) in self.unindexed_delete.clone() {
+            self.remove_pack(repo, &name)?;
+        }
+        self.unindexed_delete.clear();
+        if !self.repack.is_empty() && !self.delete.is_empty() {
+            let normal: Vec<PackId> = self.keep.iter().chain(&self.repack).copied().collect();
+            let doomed = std::mem::take(&mut self.delete);
+            let (files, staying) =
+                self.retire(repo, &normal, Vec::new(), &doomed, &old_index_files)?;
+            // Still marked: the next index must list them too.
+            (old_index_files, self.delete) = (files, staying);
+            crash_point("after-room");
         }
         self.repack_packs(repo, progress)
             .map_err(|e| no_space_advice(repo, e))?;
         let new_packs = repo.take_unindexed();
         crash_point("after-repack");
 
-        // (2) One complete index of kept and new packs.
-        let written = self.write_index(repo, &self.keep, new_packs)?;
-        crash_point("after-index");
-
-        // (3) Old index files.
-        remove_index_files(repo, &old_index_files, &written)?;
-
-        // (4) Packs.
-        let doomed: Vec<String> = self
-            .delete
-            .iter()
-            .chain(&self.repack)
-            .map(pack_name)
-            .chain(self.unindexed_delete.iter().map(|(n, _)| n.clone()))
-            .collect();
-        for name in &doomed {
-            self.remove_pack(repo, name)?;
-            crash_point("during-pack-delete");
-        }
+        // (2) Unused and repacked packs: marked, then deleted where nothing can use them.
+        let doomed: Vec<PackId> = self.delete.iter().chain(&self.repack).copied().collect();
+        let keep = self.keep.clone();
+        self.retire(repo, &keep, new_packs, &doomed, &old_index_files)?;
         self.summary.bytes_after = repo
             .backend()
             .list(DATA_DIR)
@@ -320,21 +343,23 @@ impl PrunePlan {
         Ok(())
     }
 
-    /// Writes index files listing `packs` (their used blobs only: unused blobs in a kept
-    /// pack become invisible, their space reclaimed when it is repacked later) and the
-    /// new packs; returns the names written.
+    /// Writes index files listing `packs` (every blob of each: a backup beside this
+    /// prune may have just deduplicated against one no snapshot used yet; the space of
+    /// unused ones comes back when the pack is repacked), the new packs and the
+    /// `marked` ones; returns the names written.
     fn write_index(
         &self,
         repo: &Repository,
         packs: &[PackId],
         new_packs: Vec<IndexPack>,
+        marked: Vec<cairn_format::MarkedPack>,
     ) -> Result<HashSet<FileId>, OpsError> {
         let mut packs: Vec<IndexPack> = packs
             .iter()
             .map(|id| IndexPack {
                 id: *id,
                 size: self.uses[id].size,
-                blobs: self.uses[id].used.clone(),
+                blobs: self.uses[id].all(),
             })
             .collect();
         for p in &mut packs {
@@ -344,8 +369,17 @@ impl PrunePlan {
         let mut written = HashSet::new();
         for chunk in packs.chunks(INDEX_PACKS_PER_FILE) {
             let f = IndexFile {
+                marked: Vec::new(),
                 supersedes: Vec::new(),
                 packs: chunk.to_vec(),
+            };
+            written.insert(repo.save_file(FileKind::Index, &f.encode())?);
+        }
+        for chunk in marked.chunks(INDEX_PACKS_PER_FILE) {
+            let f = IndexFile {
+                marked: chunk.to_vec(),
+                supersedes: Vec::new(),
+                packs: Vec::new(),
             };
             written.insert(repo.save_file(FileKind::Index, &f.encode())?);
         }
@@ -434,8 +468,17 @@ fn crash_point(name: &str) {
 /// What each indexed pack holds that the kept snapshots use. A blob stored twice counts
 /// as used in one pack only: it is taken out of `used` when first placed (which also
 /// frees memory as it goes).
-fn pack_uses(repo: &Repository, opts: &PruneOptions) -> Result<HashMap<PackId, PackUse>, OpsError> {
-    let mut snapshots = repo.list_snapshots()?;
+#[allow(clippy::type_complexity)]
+fn pack_uses(
+    repo: &Repository,
+    opts: &PruneOptions,
+) -> Result<(HashMap<PackId, PackUse>, HashSet<cairn_format::SnapshotId>), OpsError> {
+    // Snapshots before the index: a backup beside this prune stores its index files
+    // before its snapshot, so every snapshot listed here finds its blobs.
+    let all = repo.list_snapshots()?;
+    repo.load_index()?;
+    let listed = all.iter().map(|s| s.id).collect();
+    let mut snapshots = all;
     snapshots.retain(|s| !opts.ignore_snapshots.contains(&s.id));
     let used = used_blobs(repo, &snapshots)?;
     let index = repo.index();
@@ -459,22 +502,31 @@ fn pack_uses(repo: &Repository, opts: &PruneOptions) -> Result<HashMap<PackId, P
                 PackUse {
                     size,
                     used: Vec::new(),
+                    unused: Vec::new(),
                     unused_bytes: 0,
                 },
             )
         })
         .collect();
-    for b in index.blobs() {
-        let Some(u) = uses.get_mut(&b.pack) else {
-            continue;
-        };
-        if used.remove(&b.entry.id) {
-            u.used.push(b.entry);
-        } else {
-            u.unused_bytes += u64::from(b.entry.length);
+    // Packs not marked first: a blob also in a marked pack counts where it stays, so
+    // the marked pack can go.
+    for marked in [false, true] {
+        for b in index.blobs() {
+            if index.marked(&b.pack).is_some() != marked {
+                continue;
+            }
+            let Some(u) = uses.get_mut(&b.pack) else {
+                continue;
+            };
+            if used.remove(&b.entry.id) {
+                u.used.push(b.entry);
+            } else {
+                u.unused_bytes += u64::from(b.entry.length);
+                u.unused.push(b.entry);
+            }
         }
     }
-    Ok(uses)
+    Ok((uses, listed))
 }
 
 /// Sorts packs into kept, deleted (nothing used) and repacked (the most wasteful first,
@@ -547,7 +599,9 @@ fn leftovers(
         .filter(|l| l.pid != std::process::id() || l.hostname != cairn_repo::sys::hostname())
         // A killed command's lock: nothing of its can still be written.
         .filter(|l| !cairn_repo::is_stale(l))
-        .map(|l| l.time.timestamp_millis())
+        // Since the command started: a backup may leave a pack unindexed for as long as
+        // it runs (locks of older builds give only their last refresh).
+        .map(|l| l.started.unwrap_or(l.time).timestamp_millis())
         .min();
     let young = |mtime_millis: Option<i64>| match (oldest_lock_ms, mtime_millis) {
         (Some(lock), Some(m)) => m >= lock - 60_000,
@@ -575,7 +629,13 @@ fn leftovers(
         .list_partial("")
         .map_err(cairn_repo::RepoError::from)?
     {
-        if !young(obj.mtime_millis) {
+        // A file being written now has a fresh time: an hour without a change is a
+        // write that died, even where no lock covers the writer (a lock's own file is
+        // written before the lock exists).
+        let stale = obj
+            .mtime_millis
+            .is_some_and(|m| m < cairn_repo::sys::now().timestamp_millis() - 3_600_000);
+        if stale && !young(obj.mtime_millis) {
             s.temp_files_deleted += 1;
             s.temp_bytes_deleted += obj.size;
             partial_delete.push(obj.name);
