@@ -66,6 +66,10 @@ fn adds(cmd: &str) -> (String, String) {
     ("add".into(), cmd.to_string())
 }
 
+fn maintenance(cmd: &str) -> (String, String) {
+    ("maintenance".into(), cmd.to_string())
+}
+
 fn exclusive(cmd: &str) -> (String, String) {
     ("exclusive".into(), cmd.to_string())
 }
@@ -168,7 +172,7 @@ fn each_command_holds_its_lock_while_it_works() {
         ..Default::default()
     };
     cairn_ops::prune::run(repo, &opts, &seen).unwrap();
-    assert_eq!(seen.first(), vec![exclusive("prune")]);
+    assert_eq!(seen.first(), vec![maintenance("prune")]);
     no_locks_left(repo);
 }
 
@@ -206,7 +210,7 @@ fn ship_and_copy_lock_their_repositories() {
 }
 
 #[test]
-fn forget_and_repair_hold_the_exclusive_lock() {
+fn forget_holds_the_maintenance_lock_and_repair_the_exclusive_one() {
     let f = fixture();
     backup(&f, "two");
     let seen = SeenLocks::watching(&f.repo);
@@ -222,7 +226,7 @@ fn forget_and_repair_hold_the_exclusive_lock() {
     let s = cairn_ops::forget::run(&f.repo, &opts, &seen).unwrap();
     assert_eq!(s.removed.len(), 1);
     assert!(s.pruned.is_some());
-    assert_eq!(seen.first(), vec![exclusive("forget")]);
+    assert_eq!(seen.first(), vec![maintenance("forget")]);
     no_locks_left(&f.repo);
 
     let during = SeenLocks::watching(&f.repo);
@@ -258,13 +262,6 @@ fn changes_are_refused_while_another_command_holds_a_lock() {
     locked(cairn_ops::tag::run(&f.repo, &["latest".into()], &change).unwrap_err());
     let add = cairn_ops::key::KeyChange::Add { password: b"x" };
     locked(cairn_ops::key::change(&f.repo, add).unwrap_err());
-    let forget = cairn_ops::forget::ForgetOptions {
-        snapshots: vec!["latest".into()],
-        ..Default::default()
-    };
-    locked(cairn_ops::forget::run(&f.repo, &forget, &cairn_ops::NoProgress).unwrap_err());
-    let prune = cairn_ops::prune::PruneOptions::default();
-    locked(cairn_ops::prune::run(&f.repo, &prune, &cairn_ops::NoProgress).unwrap_err());
     locked(cairn_ops::repair::index(&f.repo, &|_| Ok(())).unwrap_err());
 
     let after: Vec<_> = f
@@ -277,6 +274,9 @@ fn changes_are_refused_while_another_command_holds_a_lock() {
     let before: Vec<_> = snaps_before.into_iter().map(|s| s.id).collect();
     assert_eq!(after, before);
     assert_eq!(f.repo.list_keys().unwrap().len(), keys_before);
+    // prune waits for nobody either, and runs beside it (issue 23).
+    let prune = cairn_ops::prune::PruneOptions::default();
+    cairn_ops::prune::run(&f.repo, &prune, &cairn_ops::NoProgress).unwrap();
     drop(held);
 
     // With the other command gone, the same change goes through.
@@ -288,8 +288,6 @@ fn changes_are_refused_while_another_command_holds_a_lock() {
 /// Prune in two phases (issue 23): where a backup runs, the packs prune retires are
 /// only marked (still readable, never deduplicated against: the backup stores such a
 /// blob again); with nobody left that could use them, the next prune deletes them.
-/// The `prune` command still takes the exclusive lock, so the plan runs here without
-/// its session, beside the other handle's backup lock.
 #[test]
 fn prune_beside_a_backup_marks_and_a_later_prune_deletes() {
     let f = fixture();
@@ -316,10 +314,7 @@ fn prune_beside_a_backup_marks_and_a_later_prune_deletes() {
     // Another host's backup runs.
     let other = Arc::new(Repository::open(Arc::clone(&f.backend), b"pw").unwrap());
     let held = other.lock(LockKind::Add, "backup").unwrap();
-    let s = cairn_ops::prune::PrunePlan::build(&f.repo, &Default::default())
-        .unwrap()
-        .execute(&f.repo)
-        .unwrap();
+    let s = cairn_ops::prune::run(&f.repo, &Default::default(), &cairn_ops::NoProgress).unwrap();
     assert!(s.packs_marked > 0, "{s:?}");
     let now = packs();
     assert!(

@@ -2,9 +2,8 @@
 //!
 //! Every command (`cairn_ops::<command>::run`, and mount) starts here, so the rule lives
 //! in one place. The lock comes
-//! first because an index read before it may name packs that a prune (exclusive lock)
-//! deletes in the gap; a backup deduplicating against that index would then save a
-//! snapshot pointing at data that is gone.
+//! first because prune decides what it may delete from the locks it finds: a command
+//! that read the index before its lock was visible could be using what prune deletes.
 //!
 //! The ops functions a `run` calls (`backup_with_progress`, `check_with_progress`, …) take
 //! no lock, so one command can do another's work under its own lock: `drill` runs
@@ -26,10 +25,9 @@ pub enum Access {
     /// Adds blobs and snapshots next to others doing the same (backup, copy): a shared
     /// lock. A dry run writes nothing and takes none.
     Add,
-    /// Removes snapshots and data no snapshot uses, beside backups and readers, one at
-    /// a time; prune deletes only what none of them can be using. Not used yet: forget
-    /// and prune take `Change` until the stress test (tests/concurrency.rs) passes with
-    /// them running beside backups (issue 23).
+    /// Removes snapshots and data no snapshot uses (forget, prune), beside backups and
+    /// readers, one at a time; prune deletes only what none of them can be using (see
+    /// "Prune in two phases" in docs/format.md).
     Maintain,
     /// Rewrites what others rely on (tag, key changes, repair): an exclusive lock.
     Change,

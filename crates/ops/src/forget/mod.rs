@@ -56,7 +56,7 @@ pub fn run(
     if !opts.dry_run {
         repo.require_deletes("forget")?;
     }
-    let _session = Session::begin(repo, "forget", Access::Change, LoadIndex::No)?;
+    let _session = Session::begin(repo, "forget", Access::Maintain, LoadIndex::No)?;
     let (mut removed, acknowledged) = named(repo, &opts.snapshots, &opts.vanished)?;
     let mut groups = Vec::new();
     if !opts.policy.is_empty() {

@@ -149,7 +149,7 @@ pub fn run(
         repo.require_deletes("prune")?;
     }
     // The plan loads the index itself, after listing the snapshots.
-    let _session = Session::begin(repo, "prune", Access::Change, LoadIndex::No)?;
+    let _session = Session::begin(repo, "prune", Access::Maintain, LoadIndex::No)?;
     let mut summary = PrunePlan::build(repo, opts)?.execute_with_progress(repo, progress)?;
     if !opts.dry_run {
         summary.hidden_files_purged = purge_hidden_files(repo)?;
@@ -603,11 +603,9 @@ fn leftovers(
         // it runs (locks of older builds give only their last refresh).
         .map(|l| l.started.unwrap_or(l.time).timestamp_millis())
         .min();
-    let young = |mtime_millis: Option<i64>| match (oldest_lock_ms, mtime_millis) {
-        (Some(lock), Some(m)) => m >= lock - 60_000,
-        (Some(_), None) => true,
-        (None, _) => false,
-    };
+    // While any other command runs, nothing unindexed goes: a backup may be writing it,
+    // or adopting it (`adopt_unindexed_packs` indexes packs an interrupted command left).
+    let young = |_mtime_millis: Option<i64>| oldest_lock_ms.is_some();
     let mut unindexed_delete = Vec::new();
     for (id, obj) in listed {
         if uses.contains_key(&id) {

@@ -55,13 +55,17 @@ impl PrunePlan {
         if go.is_empty() {
             return Ok((first.into_iter().collect(), staying));
         }
-        let second = self.write_index(repo, normal, new_packs, stay)?;
-        let current: Vec<FileId> = first.into_iter().collect();
-        remove_index_files(repo, &current, &second)?;
+        // The packs go while the index still lists them marked: a backup deduplicates
+        // against no marked pack, and takes no marked pack for a leftover of its own to
+        // adopt (`adopt_unindexed_packs` skips packs any index lists). Only then is the
+        // index written without them.
         for m in go {
             self.remove_pack(repo, &pack_name(&m.pack.id))?;
             crash_point("during-pack-delete");
         }
+        let second = self.write_index(repo, normal, new_packs, stay)?;
+        let current: Vec<FileId> = first.into_iter().collect();
+        remove_index_files(repo, &current, &second)?;
         Ok((second.into_iter().collect(), staying))
     }
 
