@@ -150,10 +150,10 @@ fn write_content(
                     // All-zero blobs become holes: sparse files stay sparse.
                     if data.iter().all(|b| *b == 0) {
                         zero_blobs.insert(*id, data.len() as u64);
-                    } else {
-                        f.write_all_at(&data, offset)
-                            .map_err(|e| OpsError::io(dest, e))?;
-                        written_end = offset + data.len() as u64;
+                    } else if let Some(end) =
+                        write_sparse(f, &data, offset).map_err(|e| OpsError::io(dest, e))?
+                    {
+                        written_end = end;
                     }
                     offset += data.len() as u64;
                 }
@@ -169,6 +169,40 @@ fn write_content(
         }
     }
     Ok((offset, written_end, damaged))
+}
+
+/// Filesystem blocks: a zero run this long, aligned to the file, is left a hole.
+const BLOCK: u64 = 4096;
+
+/// Writes `data` at `offset`, leaving every block-aligned run of zero blocks inside it
+/// unwritten, so a file whose holes share a chunk with data (its first and last chunks)
+/// stays sparse. The file was empty when opened, so what is skipped reads as zeros.
+/// Returns the end of the last bytes written, if any were.
+fn write_sparse(f: &std::fs::File, data: &[u8], offset: u64) -> std::io::Result<Option<u64>> {
+    let mut written_end = None;
+    let mut run_start: Option<usize> = None;
+    let mut at = 0usize;
+    while at < data.len() {
+        // Up to the next block boundary of the file.
+        let step = (BLOCK - (offset + at as u64) % BLOCK) as usize;
+        let end = (at + step).min(data.len());
+        let zero = data[at..end].iter().all(|b| *b == 0);
+        match (zero, run_start) {
+            (false, None) => run_start = Some(at),
+            (true, Some(start)) => {
+                f.write_all_at(&data[start..at], offset + start as u64)?;
+                written_end = Some(offset + at as u64);
+                run_start = None;
+            }
+            _ => {}
+        }
+        at = end;
+    }
+    if let Some(start) = run_start {
+        f.write_all_at(&data[start..], offset + start as u64)?;
+        written_end = Some(offset + data.len() as u64);
+    }
+    Ok(written_end)
 }
 
 /// A blob of a file being restored: its bytes, or the length of a known all-zero blob.
