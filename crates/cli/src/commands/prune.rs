@@ -75,6 +75,18 @@ pub(super) fn print_prune(g: &GlobalArgs, s: &PruneSummary) {
             }
         }
     }
+    if s.packs_marked > 0 {
+        println!(
+            "marked {} packs for deletion: another command was running; a later prune deletes them",
+            s.packs_marked
+        );
+    }
+    if s.packs_recovered > 0 {
+        println!(
+            "took back {} packs an earlier prune marked: a snapshot saved since uses them",
+            s.packs_recovered
+        );
+    }
     if s.temp_files_deleted > 0 {
         println!(
             "{verb} delete {} temporary files of writes that never finished ({})",
@@ -84,7 +96,7 @@ pub(super) fn print_prune(g: &GlobalArgs, s: &PruneSummary) {
     }
     if s.unindexed_packs_kept > 0 {
         println!(
-            "kept {} unindexed packs younger than a lock (another command may be using them)",
+            "kept {} unindexed packs while another command runs (it may be writing or reusing them)",
             s.unindexed_packs_kept
         );
     }

@@ -135,6 +135,8 @@ pub struct PrunePlan {
     locked: HashMap<String, i64>,
     /// The snapshots the plan was made for: one saved since may use what it retires.
     snapshots: HashSet<cairn_format::SnapshotId>,
+    /// Unused packs left marked, taken out of the deletion counts once.
+    not_deleted: HashSet<PackId>,
     pub summary: PruneSummary,
 }
 
@@ -210,6 +212,7 @@ impl PrunePlan {
             uses,
             locked,
             snapshots,
+            not_deleted: HashSet::new(),
             summary: s,
         })
     }

@@ -51,6 +51,14 @@ impl PrunePlan {
             .into_iter()
             .partition(|m| deletable.contains(&m.pack.id));
         self.summary.packs_marked = stay.len() as u64;
+        // An unused pack left marked was not deleted after all.
+        for m in &stay {
+            let u = &self.uses[&m.pack.id];
+            if u.used.is_empty() && self.not_deleted.insert(m.pack.id) {
+                self.summary.packs_deleted = self.summary.packs_deleted.saturating_sub(1);
+                self.summary.bytes_deleted = self.summary.bytes_deleted.saturating_sub(u.size);
+            }
+        }
         let staying: Vec<PackId> = stay.iter().map(|m| m.pack.id).collect();
         if go.is_empty() {
             return Ok((first.into_iter().collect(), staying));
