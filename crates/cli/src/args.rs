@@ -66,10 +66,10 @@ pub struct GlobalArgs {
         value_name = "CMD"
     )]
     pub password_command: Option<String>,
-    /// Directory for the metadata cache of remote repositories
+    /// Directory for caches: remote repositories' metadata, every repository's index
     #[arg(long, env = "CAIRN_CACHE_DIR", global = true, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
-    /// Do not use a metadata cache
+    /// Use no cache: download metadata again, build the index in memory
     #[arg(long, global = true)]
     pub no_cache: bool,
     /// Machine-readable output on stdout

@@ -43,6 +43,16 @@ pub fn tag(key: &str) -> String {
     cairn_format::BlobId(cairn_crypto::storage_hash(key.as_bytes())).to_hex()[..16].to_string()
 }
 
+/// Where the index of the repository at `location` is kept sorted and mapped (local
+/// repositories too: it spares every command decoding all index files); None with
+/// `--no-cache`. Beside the metadata cache, under a name no repository file has.
+pub fn index_cache(g: &crate::args::GlobalArgs, location: &str) -> Option<PathBuf> {
+    if g.no_cache {
+        return None;
+    }
+    Some(cache_root(g)?.join(tag(location)).join("index-cache"))
+}
+
 /// `--cache-dir`/CAIRN_CACHE_DIR, else `$XDG_CACHE_HOME/cairn`, else `~/.cache/cairn`.
 pub fn cache_root(g: &crate::args::GlobalArgs) -> Option<PathBuf> {
     g.cache_dir.clone().or_else(|| {

@@ -247,6 +247,15 @@ impl MasterKey {
         *h.finalize().as_bytes()
     }
 
+    /// A key for authenticating files this machine keeps for itself (the index cache),
+    /// one per `context`: a file another repository, or anyone without the key, wrote
+    /// does not verify.
+    pub fn local_mac_key(&self, context: &str) -> Zeroizing<[u8; 32]> {
+        let mut h = blake3::Hasher::new_derive_key(context);
+        h.update(self.blob_id.as_bytes());
+        Zeroizing::new(*h.finalize().as_bytes())
+    }
+
     /// 256 secret 64-bit gear values for FastCDC, so chunk boundaries (and hence blob
     /// sizes the provider can see) depend on the repository's key, not only on content.
     pub fn gear_table(&self) -> Vec<u64> {

@@ -109,6 +109,7 @@ pub fn open_repo_with(
     let mut opts = cairn_repo::OpenOptions {
         preferred_key: preferred,
         tree_cache: cache.as_ref().map(|dir| dir.join("trees")),
+        index_cache: location::index_cache(g, &backend.location()),
         ..Default::default()
     };
     if location::is_remote(loc) {

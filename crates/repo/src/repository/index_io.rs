@@ -9,14 +9,52 @@ const LOAD_THREADS: usize = 8;
 /// Stored bytes of index files read and decoded at once (see `read_index_files`).
 const LOAD_BUDGET: u64 = 32 << 20;
 
+/// Index files newer than a mapped cache are held on the heap beside it until they
+/// hold more than this share of its entries (1/16: about 3 bytes a blob); then the
+/// cache is written again.
+const OVERLAY_SHARE: usize = 16;
+/// ...or more than this many entries, whatever the cache's size.
+const OVERLAY_MIN: usize = 200_000;
+
+/// Where decoded index files go: the heap index, or a cache file being built.
+trait PartSink {
+    fn take(&mut self, part: IndexPart) -> std::io::Result<()>;
+}
+
+impl PartSink for Index {
+    fn take(&mut self, part: IndexPart) -> std::io::Result<()> {
+        self.add_part(part);
+        Ok(())
+    }
+}
+
+impl PartSink for CacheBuilder {
+    fn take(&mut self, part: IndexPart) -> std::io::Result<()> {
+        self.add_part(part)
+    }
+}
+
 /// What one pass over the index files found.
 struct IndexLoad {
-    index: Index,
     /// Files read and decoded.
     read: Vec<IndexId>,
     /// Every file any of them names as superseded.
     superseded: HashSet<IndexId>,
     errors: Vec<RepoError>,
+    /// Why the sink (a cache file) could not take a file, if it could not.
+    sink_error: Option<std::io::Error>,
+}
+
+impl IndexLoad {
+    /// Files read that another file read names as superseded: only known to be
+    /// unwanted once that other file is read (after an interrupted replacement).
+    fn late_superseded(&self) -> Vec<IndexId> {
+        self.superseded
+            .iter()
+            .filter(|id| self.read.contains(id))
+            .copied()
+            .collect()
+    }
 }
 
 impl Repository {
@@ -48,54 +86,147 @@ impl Repository {
 
     fn load_index_once(&self) -> Result<Vec<RepoError>, RepoError> {
         let ids = self.list_files_sized(FileKind::Index)?;
-        // Files are added to the index as they arrive; a file that another one names as
-        // superseded is only known to be unwanted once that other file is read, so when
-        // one turns up (only after an interrupted replacement) the load runs again
-        // without it.
+        if let Some(path) = &self.index_cache {
+            match self.load_index_cached(path, &ids)? {
+                Ok(errors) => return Ok(errors),
+                Err(e) => tracing::debug!(
+                    "index cache {}: {e}; loading the index into memory",
+                    path.display()
+                ),
+            }
+        }
+        // A superseded file turning up late means loading again without it.
         let mut skip = HashSet::new();
         loop {
-            let load = self.read_index_files(&ids, &skip)?;
-            let late: Vec<IndexId> = load
-                .superseded
-                .iter()
-                .filter(|id| load.read.contains(id))
-                .copied()
-                .collect();
+            let mut index = Index::new();
+            let load = self.read_index_files(&ids, &skip, &mut index)?;
+            let late = load.late_superseded();
             if late.is_empty() {
-                let mut files: Vec<IndexId> = load.read;
-                files.extend(skip);
-                *self.index.write().unwrap_or_else(unpoison) = load.index;
-                *self.index_files.lock().unwrap_or_else(unpoison) = files;
-                if let Some(threads) = self.remote_reads {
-                    // Two windows per thread: each thread of an I/O pool works its own
-                    // stretch of the packs, and a file often spans two windows (2 MiB
-                    // each, so 16 threads hold 64 MiB). One per thread thrashed on
-                    // 25,000 small files (7.5x the local restore; see read_ahead).
-                    let sizes = self.index.read().unwrap_or_else(unpoison).packs().collect();
-                    let ra = crate::read_ahead::ReadAhead::new(threads * 2, sizes);
-                    *self.read_ahead.write().unwrap_or_else(unpoison) = Some(Arc::new(ra));
-                }
+                index.finish_loading();
+                self.install_index(index, load.read.into_iter().chain(skip).collect());
                 return Ok(load.errors);
             }
             skip.extend(late);
         }
     }
 
+    /// Loads the index through the cache file at `path`: maps it if it was built from
+    /// exactly the files listed, adds files listed since beside it, or builds it again.
+    /// The inner error is the cache's (this command then loads into memory).
+    fn load_index_cached(
+        &self,
+        path: &std::path::Path,
+        ids: &[(FileId, u64)],
+    ) -> Result<std::io::Result<Vec<RepoError>>, RepoError> {
+        let key = self.key.local_mac_key(crate::index::MAC_CONTEXT);
+        match MappedIndex::open(path, &key) {
+            Ok(m) => {
+                if let Some(done) = self.extend_cached(m, path, &key, ids)? {
+                    return Ok(done.map(|()| Vec::new()));
+                }
+            }
+            Err(e) => tracing::debug!("index cache {}: {e}; building it", path.display()),
+        }
+        let mut skip = HashSet::new();
+        loop {
+            let mut builder = match CacheBuilder::create(path) {
+                Ok(b) => b,
+                Err(e) => return Ok(Err(e)),
+            };
+            let load = self.read_index_files(ids, &skip, &mut builder)?;
+            if let Some(e) = load.sink_error {
+                return Ok(Err(e));
+            }
+            let late = load.late_superseded();
+            if late.is_empty() {
+                let files: Vec<IndexId> = load.read.into_iter().chain(skip).collect();
+                // A load that met damage is not remembered: the next one looks again.
+                let keep = load.errors.is_empty().then_some(path);
+                let m = match builder.finish(&files, &key, keep) {
+                    Ok(m) => m,
+                    Err(e) => return Ok(Err(e)),
+                };
+                self.install_index(Index::mapped(m), files);
+                return Ok(Ok(load.errors));
+            }
+            skip.extend(late);
+        }
+    }
+
+    /// Uses the mapped cache `m` if every file it was built from is still listed, with
+    /// the files listed since loaded beside it (writing the cache again once they are
+    /// many). None if it cannot serve: files were replaced, or one listed since is
+    /// unreadable or supersedes others.
+    fn extend_cached(
+        &self,
+        m: MappedIndex,
+        path: &std::path::Path,
+        key: &[u8; 32],
+        ids: &[(FileId, u64)],
+    ) -> Result<Option<std::io::Result<()>>, RepoError> {
+        let cached: HashSet<IndexId> = m.files().collect();
+        let listed: HashSet<IndexId> = ids.iter().map(|(f, _)| IndexId::from(*f)).collect();
+        if !cached.is_subset(&listed) {
+            return Ok(None);
+        }
+        let new: Vec<(FileId, u64)> = ids
+            .iter()
+            .filter(|(f, _)| !cached.contains(&IndexId::from(*f)))
+            .copied()
+            .collect();
+        let mut index = Index::mapped(m);
+        let load = self.read_index_files(&new, &HashSet::new(), &mut index)?;
+        if !load.superseded.is_empty() || !load.errors.is_empty() {
+            return Ok(None);
+        }
+        index.finish_loading();
+        let files: Vec<IndexId> = cached.into_iter().chain(load.read).collect();
+        let table = index.len() - index.overlay_len();
+        if index.overlay_len() > (table / OVERLAY_SHARE).max(OVERLAY_MIN) {
+            let rebuilt = CacheBuilder::create(path).and_then(|mut b| {
+                b.add_index(&index)?;
+                b.finish(&files, key, Some(path))
+            });
+            match rebuilt {
+                Ok(m) => index = Index::mapped(m),
+                Err(e) => tracing::debug!("index cache {}: {e}", path.display()),
+            }
+        }
+        self.install_index(index, files);
+        Ok(Some(Ok(())))
+    }
+
+    /// Makes `index`, loaded from `files`, the one this command uses.
+    fn install_index(&self, index: Index, files: Vec<IndexId>) {
+        *self.index.write().unwrap_or_else(unpoison) = index;
+        *self.index_files.lock().unwrap_or_else(unpoison) = files;
+        if let Some(threads) = self.remote_reads {
+            // Two windows per thread: each thread of an I/O pool works its own
+            // stretch of the packs, and a file often spans two windows (2 MiB
+            // each, so 16 threads hold 64 MiB). One per thread thrashed on
+            // 25,000 small files (7.5x the local restore; see read_ahead).
+            let sizes = self.index.read().unwrap_or_else(unpoison).packs().collect();
+            let ra = crate::read_ahead::ReadAhead::new(threads * 2, sizes);
+            *self.read_ahead.write().unwrap_or_else(unpoison) = Some(Arc::new(ra));
+        }
+    }
+
     /// Reads, unseals and decodes the index files in `ids` (name, stored size) but those
-    /// in `skip` on loading threads, building the index from each as it arrives, so only
+    /// in `skip` on loading threads, handing each to `sink` as it arrives, so only
     /// the files in flight are held beside the index: at most [`LOAD_BUDGET`] stored
     /// bytes of them (each costs about four times that while it is opened and decoded).
     fn read_index_files(
         &self,
         ids: &[(FileId, u64)],
         skip: &HashSet<IndexId>,
+        sink: &mut dyn PartSink,
     ) -> Result<IndexLoad, RepoError> {
         let budget = Budget::new(LOAD_BUDGET);
         let mut load = IndexLoad {
-            index: Index::new(),
             read: Vec::new(),
             superseded: HashSet::new(),
             errors: Vec::new(),
+            sink_error: None,
         };
         let mut errors = Vec::new();
         // A decoded file travels with the budget it holds, given back once it is indexed.
@@ -118,12 +249,13 @@ impl Repository {
             Ok((id, part, held)) => {
                 load.superseded.extend(part.supersedes().iter().copied());
                 load.read.push(id);
-                load.index.add_part(part);
+                if load.sink_error.is_none() {
+                    load.sink_error = sink.take(part).err();
+                }
                 budget.give(held);
             }
             Err(e) => errors.push((i, e)),
         });
-        load.index.finish_loading();
         // The first error in listing order, whatever order the threads finished in.
         errors.sort_by_key(|(i, _)| *i);
         load.errors = errors.into_iter().map(|(_, e)| e).collect();

@@ -13,6 +13,7 @@ use cairn_format::{
 };
 
 use crate::codec::*;
+use crate::index::{CacheBuilder, MappedIndex};
 use crate::layout::{pack_name, FileKind, CONFIG, CONFIG_PURPOSE, DATA_DIR};
 use crate::packer::{read_pack_header, FinishedPack, PackerPool};
 use crate::{keys, unpoison, Index, IndexPart, KeyInfo, RepoError};
@@ -36,6 +37,9 @@ pub struct OpenOptions {
     /// Tree blobs are kept here (sealed, as stored), so browsing a remote repository
     /// downloads each tree once.
     pub tree_cache: Option<std::path::PathBuf>,
+    /// The index is kept sorted in this file and mapped, instead of built on the heap
+    /// by every command (see `index/cache.rs`).
+    pub index_cache: Option<std::path::PathBuf>,
     /// Compression for the blobs this command writes, instead of the repository's.
     pub compression: Option<CompressionMode>,
     /// Lock refreshes and patience; only tests shorten them.
@@ -111,6 +115,8 @@ pub struct Repository {
     index_files: Mutex<Vec<IndexId>>,
     /// Where sealed tree blobs of a remote repository are kept locally, if anywhere.
     tree_cache: Option<std::path::PathBuf>,
+    /// Where the index is cached, mapped, if anywhere.
+    index_cache: Option<std::path::PathBuf>,
     /// Concurrent pack uploads, if enabled; otherwise the thread that fills a pack writes it.
     uploader: Option<crate::uploader::Uploader>,
     /// Windowed blob reads across a network (see `read_ahead`), and how many threads
@@ -180,6 +186,7 @@ impl Repository {
             index: RwLock::new(Index::new()),
             index_files: Mutex::new(Vec::new()),
             tree_cache: None,
+            index_cache: None,
             uploader: None,
             remote_reads: None,
             read_ahead: RwLock::new(None),
@@ -291,6 +298,7 @@ impl Repository {
         }
         repo.remote_reads = opts.remote_reads.map(|t| t.max(1));
         repo.tree_cache = opts.tree_cache.clone();
+        repo.index_cache = opts.index_cache.clone();
         repo.lock_timing = opts.lock_timing;
         Ok(repo)
     }

@@ -1,27 +1,34 @@
-//! The in-memory index: blob ID -> (pack, offset, length).
+//! The index: blob ID -> (pack, offset, length).
 //!
 //! Design decisions:
-//! - Entries live in one sorted `Vec` of 52-byte records (32-byte ID, pack number into a
-//!   side table of pack IDs, offset, lengths, flags) and are found by binary search. No
-//!   per-entry heap allocation and no hash table overhead: 52 bytes per blob, under the
-//!   64-byte budget (measured by benches/index_memory.rs).
-//! - Blobs added during a command go to a small `recent` map and are merged into the
-//!   sorted vector in one pass by [`Index::merge_recent`], so inserts stay O(1).
+//! - Entries are 52-byte records (32-byte ID, pack number into a table of packs, offset,
+//!   lengths, flags) in one array sorted by ID, found through 65,536 buckets on the first
+//!   two ID bytes and a binary search of ~150 entries. No per-entry heap allocation and
+//!   no hash table overhead (measured by benches/index_memory.rs).
+//! - That array and the pack table live either on the heap or, where the command has a
+//!   cache directory, in a memory-mapped file built from the index files (`cache.rs`):
+//!   then a backup, restore, check or mount of a repository of 100 million blobs holds
+//!   no per-blob heap, only the pages of the file it touches.
+//! - Index files newer than the mapped file, and blobs stored by this command once
+//!   merged, live beside the array in a small sorted `overlay`; blobs just stored go to
+//!   a `recent` map first, so inserts stay O(1).
 //! - Loading decodes each index file straight into entries ([`IndexPart`], on the
 //!   loading threads) and appends them; there is no intermediate `IndexFile`, which at
 //!   10 million blobs would double the memory of the load.
-//! - Sorting is a two-level radix partition on the first two ID bytes (in place, 256
-//!   groups at a time, so it stays in cache) and then a comparison sort of each
-//!   ~150-entry bucket, the buckets spread over the cores. A comparison sort of the whole
-//!   array was most of the time of opening a large repository (memcmp of 32-byte IDs).
+
+mod cache;
+mod sort;
 
 use std::collections::HashMap;
 
+use bytemuck::{Pod, Zeroable};
 use cairn_format::{BlobId, BlobType, FormatError, IndexId, IndexVisitor, PackEntry, PackId};
 
+pub(crate) use cache::{CacheBuilder, MappedIndex, MAC_CONTEXT};
+
 #[repr(C)]
-#[derive(Clone, Copy, Debug)]
-struct Entry {
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub(crate) struct Entry {
     id: [u8; 32],
     pack: u32,
     offset: u32,
@@ -29,6 +36,7 @@ struct Entry {
     raw_length: u32,
     /// bit 0: tree blob; bit 1: compressed.
     flags: u8,
+    _pad: [u8; 3],
 }
 
 impl Entry {
@@ -41,7 +49,34 @@ impl Entry {
             length: e.length,
             raw_length: e.raw_length,
             flags,
+            _pad: [0; 3],
         }
+    }
+}
+
+/// One pack: its ID, stored size, and when prune marked it for deletion
+/// ([`NOT_MARKED`] if it did not).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub(crate) struct PackRecord {
+    id: [u8; 32],
+    size: u64,
+    marked: i64,
+}
+
+const NOT_MARKED: i64 = i64::MIN;
+
+impl PackRecord {
+    fn new(id: PackId, size: u64, marked: Option<i64>) -> PackRecord {
+        PackRecord {
+            id: id.0,
+            size,
+            marked: marked.unwrap_or(NOT_MARKED),
+        }
+    }
+
+    fn marked(&self) -> Option<i64> {
+        (self.marked != NOT_MARKED).then_some(self.marked)
     }
 }
 
@@ -56,22 +91,65 @@ pub struct IndexedBlob {
 /// ~150 entries instead of 10 million (a 256 KiB table, whatever the index size).
 const BUCKET_BITS: u32 = 16;
 
+/// The sorted entries, their bucket table and the packs they number.
+enum Table {
+    Heap {
+        sorted: Vec<Entry>,
+        /// `buckets[b]..buckets[b + 1]` is the range of `sorted` whose IDs start with `b`.
+        buckets: Vec<u32>,
+        packs: Vec<PackRecord>,
+    },
+    Mapped(MappedIndex),
+}
+
+impl Table {
+    fn entries(&self) -> &[Entry] {
+        match self {
+            Table::Heap { sorted, .. } => sorted,
+            Table::Mapped(m) => m.entries(),
+        }
+    }
+
+    fn buckets(&self) -> &[u32] {
+        match self {
+            Table::Heap { buckets, .. } => buckets,
+            Table::Mapped(m) => m.buckets(),
+        }
+    }
+
+    fn packs(&self) -> &[PackRecord] {
+        match self {
+            Table::Heap { packs, .. } => packs,
+            Table::Mapped(m) => m.packs(),
+        }
+    }
+}
+
+impl Default for Table {
+    fn default() -> Table {
+        Table::Heap {
+            sorted: Vec::new(),
+            buckets: Vec::new(),
+            packs: Vec::new(),
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct Index {
-    packs: Vec<PackId>,
-    pack_sizes: Vec<u64>,
-    /// For each pack number: when prune marked it for deletion, if it did. Blobs there
-    /// are read as any others but never deduplicated against (see
-    /// docs/format.md, "Prune in two phases").
-    pack_marked: Vec<Option<i64>>,
-    /// The marked packs by ID (few), built when loading finishes.
+    table: Table,
+    /// Packs numbered after the table's: those of index files loaded beside a mapped
+    /// table, and those this command stored.
+    extra_packs: Vec<PackRecord>,
+    /// Entries not in the table, sorted by ID once loading finishes.
+    overlay: Vec<Entry>,
+    /// The marked packs by ID (few), built when loading finishes. Blobs there are read
+    /// as any others but never deduplicated against (see docs/format.md, "Prune in two
+    /// phases").
     marked_ids: HashMap<PackId, i64>,
     /// Pack ID -> number, used while loading (to merge repeated packs) and for packs
     /// written by this command; cleared after loading to save ~45 bytes per pack.
     pack_numbers: HashMap<PackId, u32>,
-    sorted: Vec<Entry>,
-    /// `buckets[b]..buckets[b + 1]` is the range of `sorted` whose IDs start with `b`.
-    buckets: Vec<u32>,
     recent: HashMap<[u8; 32], Entry>,
 }
 
@@ -84,49 +162,93 @@ impl Index {
         Index::default()
     }
 
+    /// An index over a mapped file; index files it does not hold are added with
+    /// [`Index::add_part`] (then [`Index::finish_loading`]).
+    pub(crate) fn mapped(m: MappedIndex) -> Index {
+        let mut ix = Index {
+            table: Table::Mapped(m),
+            ..Index::default()
+        };
+        ix.finish_loading();
+        ix
+    }
+
+    /// Whether the entries live in a mapped file, and how many are beside it on the heap.
+    pub fn is_mapped(&self) -> bool {
+        matches!(self.table, Table::Mapped(_))
+    }
+
+    /// Entries held on the heap beside a mapped table (index files newer than it).
+    pub fn overlay_len(&self) -> usize {
+        self.overlay.len()
+    }
+
     fn pack_number(&mut self, id: PackId, size: u64) -> u32 {
         if let Some(&n) = self.pack_numbers.get(&id) {
             return n;
         }
-        let n = self.packs.len() as u32;
-        self.packs.push(id);
-        self.pack_sizes.push(size);
-        self.pack_marked.push(None);
+        let n = (self.table.packs().len() + self.extra_packs.len()) as u32;
+        self.extra_packs.push(PackRecord::new(id, size, None));
         self.pack_numbers.insert(id, n);
         n
     }
 
+    fn pack(&self, n: u32) -> &PackRecord {
+        let table = self.table.packs();
+        match table.get(n as usize) {
+            Some(p) => p,
+            None => &self.extra_packs[n as usize - table.len()],
+        }
+    }
+
     /// Adds every entry of a decoded index file; call [`Index::finish_loading`] after the last.
     pub fn add_part(&mut self, part: IndexPart) {
+        let base = self.table.packs().len();
         let numbers: Vec<u32> = part
             .packs
             .iter()
             .map(|&(id, size, marked)| {
                 let n = self.pack_number(id, size);
                 // A pack any index file marks is marked (the latest mark counts).
-                if let Some(m) = marked {
-                    let slot = &mut self.pack_marked[n as usize];
-                    *slot = Some(slot.map_or(m, |old| old.max(m)));
+                if let (Some(m), Some(p)) = (marked, self.extra_packs.get_mut(n as usize - base)) {
+                    p.marked = p.marked().map_or(m, |old| old.max(m));
                 }
                 n
             })
             .collect();
         // Exact growth: doubling would leave up to twice the final size resident while
         // loading, and growing a large allocation exactly is a cheap remap, not a copy.
-        self.sorted.reserve_exact(part.entries.len());
-        self.sorted.extend(part.entries.into_iter().map(|mut e| {
+        self.overlay.reserve_exact(part.entries.len());
+        self.overlay.extend(part.entries.into_iter().map(|mut e| {
             e.pack = numbers[e.pack as usize];
             e
         }));
     }
 
     pub fn finish_loading(&mut self) {
-        self.buckets = sort_entries(&mut self.sorted);
-        self.sorted.shrink_to_fit();
+        match &mut self.table {
+            Table::Heap {
+                sorted,
+                buckets,
+                packs,
+            } => {
+                // Overlay entries number packs from the table's end, where the extra
+                // packs now go.
+                if sorted.is_empty() {
+                    *sorted = std::mem::take(&mut self.overlay);
+                } else {
+                    sorted.append(&mut self.overlay);
+                }
+                packs.append(&mut self.extra_packs);
+                *buckets = sort::sort_entries(sorted);
+                sorted.shrink_to_fit();
+                packs.shrink_to_fit();
+            }
+            Table::Mapped(_) => self.overlay.sort_unstable_by_key(|e| e.id),
+        }
+        self.overlay.shrink_to_fit();
+        self.extra_packs.shrink_to_fit();
         self.pack_numbers = HashMap::new();
-        self.packs.shrink_to_fit();
-        self.pack_sizes.shrink_to_fit();
-        self.pack_marked.shrink_to_fit();
         self.marked_ids = self.marked_packs().map(|(id, _, m)| (id, m)).collect();
     }
 
@@ -142,42 +264,37 @@ impl Index {
         if self.recent.is_empty() {
             return;
         }
-        self.sorted.extend(self.recent.drain().map(|(_, e)| e));
+        self.overlay.extend(self.recent.drain().map(|(_, e)| e));
         self.finish_loading();
     }
 
     /// The blob's entry, one in a pack not marked for deletion where there is one.
     fn find(&self, id: &BlobId) -> Option<&Entry> {
-        if !self.buckets.is_empty() {
+        let buckets = self.table.buckets();
+        let in_table: &[Entry] = if buckets.is_empty() {
+            &[]
+        } else {
             let b = bucket_of(&id.0);
-            let (lo, hi) = (self.buckets[b] as usize, self.buckets[b + 1] as usize);
-            let slice = &self.sorted[lo..hi];
-            if let Ok(i) = slice.binary_search_by(|e| cmp_in_bucket(&e.id, &id.0)) {
-                // A blob stored twice (repacked, or stored again instead of a marked
-                // copy) has neighbours with its ID.
-                let first = slice[..i]
-                    .iter()
-                    .rposition(|e| e.id != id.0)
-                    .map_or(0, |p| p + 1);
-                let same = slice[first..].iter().take_while(|e| e.id == id.0);
-                let mut found = &slice[i];
-                for e in same {
-                    if !self.entry_marked(e) {
-                        found = e;
-                        break;
-                    }
-                }
-                if !self.entry_marked(found) {
-                    return Some(found);
-                }
-                return Some(self.recent.get(&id.0).unwrap_or(found));
+            let slice = &self.table.entries()[buckets[b] as usize..buckets[b + 1] as usize];
+            // A blob stored twice (repacked, or stored again instead of a marked copy)
+            // has neighbours with its ID.
+            let lo = slice.partition_point(|e| sort::cmp_in_bucket(&e.id, &id.0).is_lt());
+            same_id(&slice[lo..], id)
+        };
+        let lo = self.overlay.partition_point(|e| e.id < id.0);
+        let in_overlay = same_id(&self.overlay[lo..], id);
+        let mut any = None;
+        for e in in_table.iter().chain(in_overlay) {
+            if !self.entry_marked(e) {
+                return Some(e);
             }
+            any = any.or(Some(e));
         }
-        self.recent.get(&id.0)
+        self.recent.get(&id.0).or(any)
     }
 
     fn entry_marked(&self, e: &Entry) -> bool {
-        self.pack_marked[e.pack as usize].is_some()
+        self.pack(e.pack).marked != NOT_MARKED
     }
 
     /// Whether the blob can be read from some pack.
@@ -196,12 +313,14 @@ impl Index {
         self.marked_ids.get(pack).copied()
     }
 
+    fn pack_records(&self) -> impl Iterator<Item = &PackRecord> + '_ {
+        self.table.packs().iter().chain(&self.extra_packs)
+    }
+
     /// Every pack marked for deletion, with its size and when it was marked.
     pub fn marked_packs(&self) -> impl Iterator<Item = (PackId, u64, i64)> + '_ {
-        self.pack_marked
-            .iter()
-            .enumerate()
-            .filter_map(|(n, m)| Some((self.packs[n], self.pack_sizes[n], (*m)?)))
+        self.pack_records()
+            .filter_map(|p| Some((PackId(p.id), p.size, p.marked()?)))
     }
 
     pub fn get(&self, id: &BlobId) -> Option<IndexedBlob> {
@@ -210,7 +329,7 @@ impl Index {
 
     fn to_blob(&self, e: &Entry) -> IndexedBlob {
         IndexedBlob {
-            pack: self.packs[e.pack as usize],
+            pack: PackId(self.pack(e.pack).id),
             entry: PackEntry {
                 blob_type: if e.flags & 1 == 1 {
                     BlobType::Tree
@@ -227,41 +346,58 @@ impl Index {
     }
 
     pub fn len(&self) -> usize {
-        self.sorted.len() + self.recent.len()
+        self.table.entries().len() + self.overlay.len() + self.recent.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    fn entries(&self) -> impl Iterator<Item = &Entry> + '_ {
+        self.table
+            .entries()
+            .iter()
+            .chain(&self.overlay)
+            .chain(self.recent.values())
+    }
+
     /// Every indexed blob (loaded and recent), in no particular order.
     pub fn blobs(&self) -> impl Iterator<Item = IndexedBlob> + '_ {
-        self.sorted
-            .iter()
-            .chain(self.recent.values())
-            .map(|e| self.to_blob(e))
+        self.entries().map(|e| self.to_blob(e))
     }
 
-    /// Every pack the index knows, with the size recorded for it.
+    /// Every pack the index knows, with the size recorded for it. A pack listed by an
+    /// index file newer than a mapped table and by the table too appears twice.
     pub fn packs(&self) -> impl Iterator<Item = (PackId, u64)> + '_ {
-        self.packs
-            .iter()
-            .copied()
-            .zip(self.pack_sizes.iter().copied())
+        self.pack_records().map(|p| (PackId(p.id), p.size))
     }
 
-    /// Heap bytes held by the index, for the memory benchmark.
+    /// Heap bytes held by the index, for the memory benchmark (a mapped table is not
+    /// heap: its pages belong to the file).
     pub fn heap_bytes(&self) -> usize {
-        self.sorted.capacity() * std::mem::size_of::<Entry>()
-            + self.buckets.capacity() * 4
-            + self.packs.capacity() * 32
-            + self.pack_sizes.capacity() * 8
-            + self.pack_marked.capacity() * 16
+        let (sorted, buckets, packs) = match &self.table {
+            Table::Heap {
+                sorted,
+                buckets,
+                packs,
+            } => (sorted.capacity(), buckets.capacity(), packs.capacity()),
+            Table::Mapped(_) => (0, 0, 0),
+        };
+        (sorted + self.overlay.capacity()) * std::mem::size_of::<Entry>()
+            + buckets * 4
+            + (packs + self.extra_packs.capacity()) * std::mem::size_of::<PackRecord>()
+            + self.marked_ids.capacity() * (32 + 8 + 8)
             + self.pack_numbers.capacity() * (32 + 4 + 8)
             + self.recent.capacity() * (32 + std::mem::size_of::<Entry>() + 8)
     }
 
     pub const ENTRY_BYTES: usize = std::mem::size_of::<Entry>();
+}
+
+/// The leading run of `sorted` (which starts at or after `id`) with `id`.
+fn same_id<'a>(sorted: &'a [Entry], id: &BlobId) -> &'a [Entry] {
+    let n = sorted.iter().take_while(|e| e.id == id.0).count();
+    &sorted[..n]
 }
 
 /// One index file decoded into index entries, on a loading thread; `Entry::pack` is the
@@ -308,103 +444,9 @@ impl IndexVisitor for IndexPart {
     }
 }
 
-/// Order of IDs within one bucket (first two bytes equal): the next eight bytes as an
-/// integer decide almost always, the rest only between near-twins.
-fn cmp_in_bucket(a: &[u8; 32], b: &[u8; 32]) -> std::cmp::Ordering {
-    let key = |x: &[u8; 32]| u64::from_be_bytes([x[2], x[3], x[4], x[5], x[6], x[7], x[8], x[9]]);
-    key(a).cmp(&key(b)).then_with(|| a[10..].cmp(&b[10..]))
-}
-
-/// Permutes `v` in place so its entries are grouped by ID byte `byte`, in order (one
-/// pass of an American flag sort); returns where each of the 256 groups starts, and
-/// the end.
-fn group_by_byte(v: &mut [Entry], byte: usize) -> [usize; 257] {
-    let mut starts = [0usize; 257];
-    for e in v.iter() {
-        starts[usize::from(e.id[byte]) + 1] += 1;
-    }
-    for i in 1..257 {
-        starts[i] += starts[i - 1];
-    }
-    let mut next = starts;
-    for d in 0..256 {
-        while next[d] < starts[d + 1] {
-            let i = next[d];
-            let t = usize::from(v[i].id[byte]);
-            if t == d {
-                next[d] += 1;
-            } else {
-                v.swap(i, next[t]);
-                next[t] += 1;
-            }
-        }
-    }
-    starts
-}
-
-/// Sorts one first-byte group: partition by the second byte, then sort each bucket.
-/// Returns where each bucket starts within the group, and the group's end.
-fn sort_group(g: &mut [Entry]) -> [usize; 257] {
-    let starts = group_by_byte(g, 1);
-    for d in 0..256 {
-        g[starts[d]..starts[d + 1]].sort_unstable_by(|a, b| cmp_in_bucket(&a.id, &b.id));
-    }
-    starts
-}
-
-/// Sorts entries by ID; the 256 first-byte groups are shared out among the cores.
-/// Returns the bucket table (`Index::buckets`): the two partitions found every bucket's
-/// bounds, so the sorted array need not be counted again.
-fn sort_entries(v: &mut [Entry]) -> Vec<u32> {
-    let starts = group_by_byte(v, 0);
-    let threads = if v.len() < 1 << 16 {
-        1
-    } else {
-        std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(8)
-    };
-    // Contiguous runs of groups with about the same number of entries each.
-    let per_thread = starts[256].div_ceil(threads).max(1);
-    let mut shares: Vec<Vec<(usize, &mut [Entry])>> = (0..threads).map(|_| Vec::new()).collect();
-    let mut rest = v;
-    for d in 0..256 {
-        let (g, tail) = rest.split_at_mut(starts[d + 1] - starts[d]);
-        shares[(starts[d] / per_thread).min(threads - 1)].push((d, g));
-        rest = tail;
-    }
-    let sort_share = |share: Vec<(usize, &mut [Entry])>| {
-        share
-            .into_iter()
-            .map(|(d, g)| (d, sort_group(g)))
-            .collect::<Vec<_>>()
-    };
-    let sorted: Vec<(usize, [usize; 257])> = if threads == 1 {
-        shares.into_iter().flat_map(sort_share).collect()
-    } else {
-        std::thread::scope(|s| {
-            let handles: Vec<_> = shares
-                .into_iter()
-                .map(|share| s.spawn(move || sort_share(share)))
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                .collect()
-        })
-    };
-    let mut buckets = vec![0u32; (1 << BUCKET_BITS) + 1];
-    for (d, sub) in sorted {
-        for (b, start) in sub[..256].iter().enumerate() {
-            buckets[(d << 8) | b] = (starts[d] + start) as u32;
-        }
-    }
-    buckets[1 << BUCKET_BITS] = starts[256] as u32;
-    buckets
-}
-
 #[cfg(test)]
 mod tests {
+    use super::sort::sort_entries;
     use super::*;
     use cairn_format::{IndexFile, IndexPack};
 
@@ -478,6 +520,7 @@ mod tests {
                     length: 0,
                     raw_length: 0,
                     flags: 0,
+                    _pad: [0; 3],
                 }
             })
             .collect();
