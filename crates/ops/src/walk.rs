@@ -127,26 +127,3 @@ pub fn first_missing_blob(
     }
     Ok(None)
 }
-
-/// Every blob (trees and file contents) the given snapshots reference. Fails if any
-/// tree cannot be read: a caller about to delete data must know everything in use.
-pub fn used_blobs(
-    repo: &Repository,
-    snapshots: &[cairn_repo::SnapshotRef],
-) -> Result<std::collections::HashSet<BlobId>, OpsError> {
-    let mut used = std::collections::HashSet::new();
-    for s in snapshots {
-        if !used.insert(s.snapshot.tree) {
-            continue;
-        }
-        walk_tree(repo, &s.snapshot.tree, b"/", &mut |_, node| {
-            used.extend(node.content.iter().copied());
-            match node.subtree {
-                Some(t) if !used.insert(t) => Ok(Visit::Skip),
-                _ => Ok(Visit::Descend),
-            }
-        })
-        .map_err(|e| OpsError::Invalid(format!("snapshot {}: {e}", s.id.short())))?;
-    }
-    Ok(used)
-}

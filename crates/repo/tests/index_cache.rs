@@ -89,6 +89,19 @@ fn assert_finds(repo: &Repository, packs: &[IndexPack], absent: &[IndexPack]) {
     );
 }
 
+/// Positions for bitmaps over the index agree with the order of `blobs()`.
+fn assert_positions(repo: &Repository) {
+    let ix = repo.index();
+    let mut n = 0;
+    for (pos, first, b) in ix.blobs_with_first() {
+        assert_eq!(pos, n);
+        assert_eq!(ix.position(&b.entry.id), Some(first));
+        assert_eq!(ix.blob_at(pos), Some(b));
+        n += 1;
+    }
+    assert_eq!(n, ix.len());
+}
+
 struct Setup {
     _dir: tempfile::TempDir,
     backend: Arc<dyn Backend>,
@@ -155,6 +168,27 @@ fn the_cache_is_used_extended_and_rebuilt_as_the_index_files_change() {
     let r = open(&s.backend, b"pw", &s.cache);
     assert_eq!((inode(&s.cache), r.index().overlay_len()), (built, 7));
     assert_finds(&r, &[packs.clone(), vec![marked.clone()]].concat(), &[]);
+    assert_positions(&r);
+
+    // A blob stored again in another pack (as beside a marked copy): its first
+    // position is the mapped table's, for the copy beside the table too.
+    let mut again = pack(501, 1);
+    again.blobs[0].id = packs[3].blobs[5].id;
+    let again_file = save(&repo, &file(vec![again.clone()]));
+    let r = open(&s.backend, b"pw", &s.cache);
+    assert_eq!(r.index().overlay_len(), 8);
+    assert_positions(&r);
+    let ix = r.index();
+    let twice: Vec<(usize, usize)> = ix
+        .blobs_with_first()
+        .filter(|(_, _, b)| b.entry.id == again.blobs[0].id)
+        .map(|(pos, first, _)| (pos, first))
+        .collect();
+    assert_eq!(twice.len(), 2);
+    assert_eq!(twice[0].1, twice[0].0, "the table's copy comes first");
+    assert_eq!(twice[1].1, twice[0].0);
+    drop(ix);
+    repo.remove_file(FileKind::Index, &again_file).unwrap();
 
     // Prune replaces files: the cache is built again without what they listed.
     let gone = packs.drain(..6).collect::<Vec<_>>();

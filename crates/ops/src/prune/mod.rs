@@ -25,10 +25,11 @@ use cairn_format::{FileId, IndexFile, IndexPack, PackEntry, PackId};
 use cairn_repo::session::{Access, LoadIndex, Session};
 use cairn_repo::{pack_name, read_pack_header, FileKind, Repository, DATA_DIR};
 
-use crate::walk::used_blobs;
 use crate::OpsError;
+use usage::{pack_uses, PackBlobs, PackUse, Usage};
 
 mod retire;
+mod usage;
 
 #[derive(Clone, Copy, Debug)]
 pub enum MaxUnused {
@@ -107,22 +108,6 @@ pub struct PruneSummary {
     pub packs_recovered: u64,
 }
 
-struct PackUse {
-    size: u64,
-    used: Vec<PackEntry>,
-    unused: Vec<PackEntry>,
-    unused_bytes: u64,
-}
-
-impl PackUse {
-    /// Every blob the index lists in the pack, in pack order.
-    fn all(&self) -> Vec<PackEntry> {
-        let mut v: Vec<PackEntry> = self.used.iter().chain(&self.unused).copied().collect();
-        v.sort_by_key(|e| e.offset);
-        v
-    }
-}
-
 /// What prune will do; built without writing anything.
 pub struct PrunePlan {
     keep: Vec<PackId>,
@@ -130,7 +115,10 @@ pub struct PrunePlan {
     repack: Vec<PackId>,
     unindexed_delete: Vec<(String, u64)>,
     partial_delete: Vec<String>,
-    uses: HashMap<PackId, PackUse>,
+    /// Each pack's use (counts), and which entries are the used copies.
+    usage: Usage,
+    /// The index's entries grouped by pack, built when the plan is carried out.
+    blobs: Option<PackBlobs>,
     /// Packs under Object Lock now, by name, with the end of their lock (ms).
     locked: HashMap<String, i64>,
     /// The snapshots the plan was made for: one saved since may use what it retires.
@@ -181,16 +169,17 @@ fn purge_hidden_files(repo: &Repository) -> Result<u64, OpsError> {
 impl PrunePlan {
     /// The index must be loaded and the caller must hold an exclusive lock.
     pub fn build(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan, OpsError> {
-        let (uses, snapshots) = pack_uses(repo, opts)?;
+        let (usage, snapshots) = pack_uses(repo, opts)?;
+        let uses = &usage.packs;
         let mut s = PruneSummary {
             dry_run: opts.dry_run,
             ..Default::default()
         };
         s.packs_recovered = uses
             .iter()
-            .filter(|(id, u)| !u.used.is_empty() && repo.index().marked(id).is_some())
+            .filter(|(id, u)| u.used > 0 && repo.index().marked(id).is_some())
             .count() as u64;
-        let (keep, delete, repack) = classify(&uses, opts, &mut s);
+        let (keep, delete, repack) = classify(uses, opts, &mut s);
         // One listing of the packs serves the leftovers and the locks.
         let listed = repo.list_packs()?;
         let now = cairn_repo::sys::now().timestamp_millis();
@@ -200,7 +189,7 @@ impl PrunePlan {
                 Some((pack_name(id), o.retain_until_millis.filter(|u| *u > now)?))
             })
             .collect();
-        let (unindexed_delete, partial_delete) = leftovers(repo, listed, &uses, &mut s)?;
+        let (unindexed_delete, partial_delete) = leftovers(repo, listed, uses, &mut s)?;
         s.packs_deleted = delete.len() as u64;
         s.packs_repacked = repack.len() as u64;
         Ok(PrunePlan {
@@ -209,7 +198,8 @@ impl PrunePlan {
             repack,
             unindexed_delete,
             partial_delete,
-            uses,
+            usage,
+            blobs: None,
             locked,
             snapshots,
             not_deleted: HashSet::new(),
@@ -230,7 +220,7 @@ impl PrunePlan {
     ) -> Result<PruneSummary, OpsError> {
         progress.start(
             self.repack.len() as u64,
-            self.repack.iter().map(|p| self.uses[p].size).sum(),
+            self.repack.iter().map(|p| self.usage.packs[p].size).sum(),
         );
         let r = self.run(repo, progress);
         progress.finish();
@@ -243,13 +233,18 @@ impl PrunePlan {
         progress: &dyn crate::Progress,
     ) -> Result<PruneSummary, OpsError> {
         if self.summary.dry_run {
-            let repack_unused: u64 = self.repack.iter().map(|p| self.uses[p].unused_bytes).sum();
+            let repack_unused: u64 = self
+                .repack
+                .iter()
+                .map(|p| self.usage.packs[p].unused_bytes)
+                .sum();
             self.summary.bytes_after = self
                 .summary
                 .bytes_before
                 .saturating_sub(self.summary.bytes_deleted + repack_unused);
             return Ok(std::mem::take(&mut self.summary));
         }
+        self.blobs = Some(PackBlobs::build(&repo.index(), &self.usage)?);
         let mut old_index_files: Vec<FileId> = repo
             .loaded_index_files()
             .iter()
@@ -334,7 +329,14 @@ impl PrunePlan {
                 r => r?,
             };
             read_pack_header(repo.key(), &name, &data)?;
-            for e in &self.uses[pack].used {
+            // Collected first: storing a blob takes the index's write lock.
+            let used: Vec<PackEntry> = self
+                .entries(repo, pack)
+                .into_iter()
+                .filter(|(pos, _)| self.usage.claimed.get(*pos))
+                .map(|(_, e)| e)
+                .collect();
+            for e in &used {
                 let sealed = &data[e.offset as usize..(e.offset + e.length) as usize];
                 // Authenticate before copying, so repacking never spreads damage.
                 repo.open_blob(&name, e, sealed)?;
@@ -346,47 +348,99 @@ impl PrunePlan {
         Ok(())
     }
 
+    /// Every entry the index lists for `pack` (with its position), in pack order.
+    fn entries(&self, repo: &Repository, pack: &PackId) -> Vec<(usize, PackEntry)> {
+        match &self.blobs {
+            Some(b) => b.entries(&repo.index(), pack),
+            None => Vec::new(),
+        }
+    }
+
+    /// The pack as an index lists it: every blob.
+    fn index_pack(&self, repo: &Repository, id: &PackId) -> IndexPack {
+        IndexPack {
+            id: *id,
+            size: self.usage.packs.get(id).map_or(0, |u| u.size),
+            blobs: self.entries(repo, id).into_iter().map(|(_, e)| e).collect(),
+        }
+    }
+
     /// Writes index files listing `packs` (every blob of each: a backup beside this
     /// prune may have just deduplicated against one no snapshot used yet; the space of
     /// unused ones comes back when the pack is repacked), the new packs and the
-    /// `marked` ones; returns the names written.
+    /// `marked` ones (with when they were marked); returns the names written. Packs
+    /// are fetched from the index a file at a time, so only one file's worth is held.
     fn write_index(
         &self,
         repo: &Repository,
         packs: &[PackId],
         new_packs: Vec<IndexPack>,
-        marked: Vec<cairn_format::MarkedPack>,
+        marked: &[(PackId, i64)],
     ) -> Result<HashSet<FileId>, OpsError> {
-        let mut packs: Vec<IndexPack> = packs
-            .iter()
-            .map(|id| IndexPack {
-                id: *id,
-                size: self.uses[id].size,
-                blobs: self.uses[id].all(),
-            })
-            .collect();
-        for p in &mut packs {
-            p.blobs.sort_by_key(|e| e.offset);
+        let mut out = IndexWriter::new(repo);
+        for id in packs {
+            out.add(self.index_pack(repo, id), None)?;
         }
-        packs.extend(new_packs);
-        let mut written = HashSet::new();
-        for chunk in packs.chunks(INDEX_PACKS_PER_FILE) {
-            let f = IndexFile {
-                marked: Vec::new(),
-                supersedes: Vec::new(),
-                packs: chunk.to_vec(),
-            };
-            written.insert(repo.save_file(FileKind::Index, &f.encode())?);
+        for p in new_packs {
+            out.add(p, None)?;
         }
-        for chunk in marked.chunks(INDEX_PACKS_PER_FILE) {
-            let f = IndexFile {
-                marked: chunk.to_vec(),
-                supersedes: Vec::new(),
-                packs: Vec::new(),
-            };
-            written.insert(repo.save_file(FileKind::Index, &f.encode())?);
+        for (id, at) in marked {
+            out.add(self.index_pack(repo, id), Some(*at))?;
         }
-        Ok(written)
+        out.finish()
+    }
+}
+
+/// Index files written as packs are added: a file holds at most
+/// [`INDEX_PACKS_PER_FILE`] packs and [`INDEX_BLOBS_PER_FILE`] blobs.
+struct IndexWriter<'a> {
+    repo: &'a Repository,
+    file: IndexFile,
+    blobs: usize,
+    written: HashSet<FileId>,
+}
+
+impl<'a> IndexWriter<'a> {
+    fn new(repo: &'a Repository) -> IndexWriter<'a> {
+        IndexWriter {
+            repo,
+            file: IndexFile::default(),
+            blobs: 0,
+            written: HashSet::new(),
+        }
+    }
+
+    fn add(&mut self, pack: IndexPack, marked_millis: Option<i64>) -> Result<(), OpsError> {
+        self.blobs += pack.blobs.len();
+        match marked_millis {
+            Some(marked_millis) => self.file.marked.push(cairn_format::MarkedPack {
+                pack,
+                marked_millis,
+            }),
+            None => self.file.packs.push(pack),
+        }
+        if self.file.packs.len() + self.file.marked.len() >= INDEX_PACKS_PER_FILE
+            || self.blobs >= INDEX_BLOBS_PER_FILE
+        {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), OpsError> {
+        if self.file.packs.is_empty() && self.file.marked.is_empty() {
+            return Ok(());
+        }
+        let f = std::mem::take(&mut self.file);
+        self.blobs = 0;
+        self.written
+            .insert(self.repo.save_file(FileKind::Index, &f.encode())?);
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<HashSet<FileId>, OpsError> {
+        self.flush()?;
+        Ok(self.written)
     }
 }
 
@@ -432,7 +486,7 @@ impl PrunePlan {
         let id = cairn_repo::pack_id_from_name(name);
         if let Some(u) = id
             .filter(|id| self.delete.contains(id))
-            .and_then(|id| self.uses.get(&id))
+            .and_then(|id| self.usage.packs.get(&id))
         {
             s.packs_deleted = s.packs_deleted.saturating_sub(1);
             s.bytes_deleted = s.bytes_deleted.saturating_sub(u.size);
@@ -450,6 +504,8 @@ impl PrunePlan {
 
 /// Packs per index file written by prune: ~1 MB files for 16-blob packs.
 const INDEX_PACKS_PER_FILE: usize = 2000;
+/// Blobs per index file written by prune (about 5 MB), however small the blobs.
+const INDEX_BLOBS_PER_FILE: usize = 100_000;
 
 fn remove_if_present(repo: &Repository, name: &str) -> Result<(), OpsError> {
     match repo.backend().remove(name) {
@@ -468,70 +524,6 @@ fn crash_point(name: &str) {
     }
 }
 
-/// What each indexed pack holds that the kept snapshots use. A blob stored twice counts
-/// as used in one pack only: it is taken out of `used` when first placed (which also
-/// frees memory as it goes).
-#[allow(clippy::type_complexity)]
-fn pack_uses(
-    repo: &Repository,
-    opts: &PruneOptions,
-) -> Result<(HashMap<PackId, PackUse>, HashSet<cairn_format::SnapshotId>), OpsError> {
-    // Snapshots before the index: a backup beside this prune stores its index files
-    // before its snapshot, so every snapshot listed here finds its blobs.
-    let all = repo.list_snapshots()?;
-    repo.load_index()?;
-    let listed = all.iter().map(|s| s.id).collect();
-    let mut snapshots = all;
-    snapshots.retain(|s| !opts.ignore_snapshots.contains(&s.id));
-    let used = used_blobs(repo, &snapshots)?;
-    let index = repo.index();
-    for id in &used {
-        if !index.contains(id) {
-            return Err(OpsError::NeedsRepair {
-                problem: format!(
-                    "blob {} is used by a snapshot but missing from the index",
-                    id.short()
-                ),
-                advice: "`cairn check` and `cairn repair index`".into(),
-            });
-        }
-    }
-    let mut used = used;
-    let mut uses: HashMap<PackId, PackUse> = index
-        .packs()
-        .map(|(id, size)| {
-            (
-                id,
-                PackUse {
-                    size,
-                    used: Vec::new(),
-                    unused: Vec::new(),
-                    unused_bytes: 0,
-                },
-            )
-        })
-        .collect();
-    // Packs not marked first: a blob also in a marked pack counts where it stays, so
-    // the marked pack can go.
-    for marked in [false, true] {
-        for b in index.blobs() {
-            if index.marked(&b.pack).is_some() != marked {
-                continue;
-            }
-            let Some(u) = uses.get_mut(&b.pack) else {
-                continue;
-            };
-            if used.remove(&b.entry.id) {
-                u.used.push(b.entry);
-            } else {
-                u.unused_bytes += u64::from(b.entry.length);
-                u.unused.push(b.entry);
-            }
-        }
-    }
-    Ok((uses, listed))
-}
-
 /// Sorts packs into kept, deleted (nothing used) and repacked (the most wasteful first,
 /// until the unused share is within `--max-unused` and `--max-repack-size`).
 fn classify(
@@ -543,7 +535,7 @@ fn classify(
     for (id, u) in uses {
         s.packs_before += 1;
         s.bytes_before += u.size;
-        if u.used.is_empty() {
+        if u.used == 0 {
             delete.push(*id);
             s.bytes_deleted += u.size;
         } else if u.unused_bytes == 0 {

@@ -19,7 +19,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use cairn_format::{FileId, IndexPack, MarkedPack, PackId};
+use cairn_format::{FileId, IndexPack, PackId};
 use cairn_repo::{pack_name, LockKind, Repository};
 
 use super::{crash_point, remove_index_files, PrunePlan};
@@ -42,24 +42,26 @@ impl PrunePlan {
         doomed: &[PackId],
         old: &[FileId],
     ) -> Result<(Vec<FileId>, Vec<PackId>), OpsError> {
-        let marked = marks(self, repo, doomed);
-        let first = self.write_index(repo, normal, new_packs.clone(), marked.clone())?;
+        let marked = marks(repo, doomed);
+        let first = self.write_index(repo, normal, new_packs.clone(), &marked)?;
         crash_point("after-index");
         remove_index_files(repo, old, &first)?;
         let deletable = self.deletable(repo, &marked)?;
-        let (go, stay): (Vec<MarkedPack>, Vec<MarkedPack>) = marked
+        let (go, stay): (Vec<(PackId, i64)>, Vec<(PackId, i64)>) = marked
             .into_iter()
-            .partition(|m| deletable.contains(&m.pack.id));
+            .partition(|(id, _)| deletable.contains(id));
         self.summary.packs_marked = stay.len() as u64;
         // An unused pack left marked was not deleted after all.
-        for m in &stay {
-            let u = &self.uses[&m.pack.id];
-            if u.used.is_empty() && self.not_deleted.insert(m.pack.id) {
+        for (id, _) in &stay {
+            let Some(u) = self.usage.packs.get(id) else {
+                continue;
+            };
+            if u.used == 0 && self.not_deleted.insert(*id) {
                 self.summary.packs_deleted = self.summary.packs_deleted.saturating_sub(1);
                 self.summary.bytes_deleted = self.summary.bytes_deleted.saturating_sub(u.size);
             }
         }
-        let staying: Vec<PackId> = stay.iter().map(|m| m.pack.id).collect();
+        let staying: Vec<PackId> = stay.iter().map(|(id, _)| *id).collect();
         if go.is_empty() {
             return Ok((first.into_iter().collect(), staying));
         }
@@ -67,11 +69,11 @@ impl PrunePlan {
         // against no marked pack, and takes no marked pack for a leftover of its own to
         // adopt (`adopt_unindexed_packs` skips packs any index lists). Only then is the
         // index written without them.
-        for m in go {
-            self.remove_pack(repo, &pack_name(&m.pack.id))?;
+        for (id, _) in go {
+            self.remove_pack(repo, &pack_name(&id))?;
             crash_point("during-pack-delete");
         }
-        let second = self.write_index(repo, normal, new_packs, stay)?;
+        let second = self.write_index(repo, normal, new_packs, &stay)?;
         let current: Vec<FileId> = first.into_iter().collect();
         remove_index_files(repo, &current, &second)?;
         Ok((second.into_iter().collect(), staying))
@@ -81,7 +83,7 @@ impl PrunePlan {
     fn deletable(
         &self,
         repo: &Repository,
-        marked: &[MarkedPack],
+        marked: &[(PackId, i64)],
     ) -> Result<HashSet<PackId>, OpsError> {
         let own = repo.own_lock();
         let mut earliest_backup: Option<i64> = None;
@@ -109,27 +111,19 @@ impl PrunePlan {
         let grace = MARK_GRACE.as_millis() as i64;
         Ok(marked
             .iter()
-            .filter(|m| earliest_backup.is_none_or(|b| b > m.marked_millis + grace))
-            .map(|m| m.pack.id)
+            .filter(|(_, at)| earliest_backup.is_none_or(|b| b > at + grace))
+            .map(|(id, _)| *id)
             .collect())
     }
 }
 
-/// Each of `doomed` with every blob the index lists for it (a snapshot saved
-/// meanwhile may use any), marked now or when an earlier prune marked it.
-fn marks(plan: &PrunePlan, repo: &Repository, doomed: &[PackId]) -> Vec<MarkedPack> {
+/// Each of `doomed` with when it was marked: now, or when an earlier prune marked it.
+fn marks(repo: &Repository, doomed: &[PackId]) -> Vec<(PackId, i64)> {
     // The clock lock files are stamped with, which marks are compared against.
     let now = cairn_repo::sys::now().timestamp_millis();
     let index = repo.index();
     doomed
         .iter()
-        .map(|id| MarkedPack {
-            pack: IndexPack {
-                id: *id,
-                size: plan.uses[id].size,
-                blobs: plan.uses[id].all(),
-            },
-            marked_millis: index.marked(id).unwrap_or(now),
-        })
+        .map(|id| (*id, index.marked(id).unwrap_or(now)))
         .collect()
 }

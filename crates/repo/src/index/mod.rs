@@ -366,6 +366,62 @@ impl Index {
         self.entries().map(|e| self.to_blob(e))
     }
 
+    /// Where `id` first appears in [`Index::blobs`] order: a number below
+    /// [`Index::len`] for bitmaps over the index (prune's used set costs a bit a blob,
+    /// not a hashed ID). None if it is not indexed, or only stored by this command.
+    pub fn position(&self, id: &BlobId) -> Option<usize> {
+        let buckets = self.table.buckets();
+        if !buckets.is_empty() {
+            let b = bucket_of(&id.0);
+            let lo = buckets[b] as usize;
+            let slice = &self.table.entries()[lo..buckets[b + 1] as usize];
+            let i = slice.partition_point(|e| sort::cmp_in_bucket(&e.id, &id.0).is_lt());
+            if slice.get(i).is_some_and(|e| e.id == id.0) {
+                return Some(lo + i);
+            }
+        }
+        let i = self.overlay.partition_point(|e| e.id < id.0);
+        self.overlay
+            .get(i)
+            .filter(|e| e.id == id.0)
+            .map(|_| self.table.entries().len() + i)
+    }
+
+    /// [`Index::blobs`], each with its position and the position where its ID first
+    /// appears (see [`Index::position`]); in one pass over the sorted table, so a
+    /// bitmap over the index can be filled without a lookup a blob.
+    pub fn blobs_with_first(&self) -> impl Iterator<Item = (usize, usize, IndexedBlob)> + '_ {
+        let table = self.table.entries();
+        let mut run = (0usize, [0u8; 32]);
+        let in_table = table.iter().enumerate().map(move |(pos, e)| {
+            if pos == 0 || e.id != run.1 {
+                run = (pos, e.id);
+            }
+            (pos, run.0, self.to_blob(e))
+        });
+        let rest = self
+            .overlay
+            .iter()
+            .chain(self.recent.values())
+            .enumerate()
+            .map(move |(i, e)| {
+                let pos = table.len() + i;
+                let first = self.position(&BlobId(e.id)).unwrap_or(pos);
+                (pos, first, self.to_blob(e))
+            });
+        in_table.chain(rest)
+    }
+
+    /// The blob at `pos` in [`Index::blobs`] order.
+    pub fn blob_at(&self, pos: usize) -> Option<IndexedBlob> {
+        let table = self.table.entries();
+        let e = match table.get(pos) {
+            Some(e) => e,
+            None => self.overlay.get(pos - table.len())?,
+        };
+        Some(self.to_blob(e))
+    }
+
     /// Every pack the index knows, with the size recorded for it. A pack listed by an
     /// index file newer than a mapped table and by the table too appears twice.
     pub fn packs(&self) -> impl Iterator<Item = (PackId, u64)> + '_ {
@@ -493,9 +549,16 @@ mod tests {
                let got: Vec<[u8; 32]> = ix.blobs().map(|b| b.entry.id.0).collect();
                let mut want = ids.clone();
                want.sort_unstable();
-               proptest::prop_assert_eq!(got, want);
+               proptest::prop_assert_eq!(&got, &want);
                for id in &ids {
                    proptest::prop_assert!(ix.contains(&BlobId(*id)));
+                   // Positions for bitmaps: where the ID first appears in `blobs()`.
+                   let first = got.iter().position(|g| g == id);
+                   proptest::prop_assert_eq!(ix.position(&BlobId(*id)), first);
+               }
+               for (pos, first, b) in ix.blobs_with_first() {
+                   proptest::prop_assert_eq!(Some(first), ix.position(&b.entry.id));
+                   proptest::prop_assert_eq!(ix.blob_at(pos), Some(b));
                }
            }
        }
