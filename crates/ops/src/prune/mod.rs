@@ -1,6 +1,7 @@
 //! `prune`: delete what no snapshot needs, plan first, then execute in a safe order.
 //!
-//! Plan: walk every snapshot to find the blobs in use; classify each indexed pack as
+//! Plan: walk every snapshot to find the blobs in use (as bitmaps over the index, so a
+//! repository of 100 million blobs prunes in bits a blob: `usage.rs`); classify each indexed pack as
 //! fully used (kept), unused (deleted) or partly used (repacked while the unused share
 //! is above `max_unused`, within `max_repack_bytes`). Packs no index lists are deleted
 //! too, unless they are younger than the oldest lock (a backup on another machine may
