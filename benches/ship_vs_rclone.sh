@@ -15,8 +15,11 @@ RUNS=${3:-1}
 # On a real disk, as users run it (override with BENCH_DIR).
 WORK=$(mktemp -d "${BENCH_DIR:-/var/tmp}/cairn-shipbench.XXXX")
 EMU=
-trap 'kill $EMU 2>/dev/null || true; rm -rf "$WORK"' EXIT
-"$BIN/cairn-b2-emulator" --data "$WORK/emu" --latency-ms "$LATENCY" > "$WORK/emu.out" &
+trap 'kill $EMU 2>/dev/null || true; rm -rf "$WORK" "${EMU_DATA:-}"' EXIT
+# The server's disk is not what is measured (B2's is not the user's): EMU_DATA=/dev/shm/x
+# keeps the emulator from being the bottleneck both tools share.
+EMU_DATA=${EMU_DATA:-$WORK/emu}
+"$BIN/cairn-b2-emulator" --data "$EMU_DATA" --latency-ms "$LATENCY" > "$WORK/emu.out" &
 EMU=$!
 sleep 1
 URL=$(sed -n 's/^listening on //p' "$WORK/emu.out")
@@ -40,19 +43,24 @@ REPO="$WORK/repo"
 measure() {
     curl -s -X POST "$URL/emulator/stats/reset" > /dev/null
     local t0 t1 stats
+    local e0 e1
+    e0=$(awk '{print $14 + $15}' /proc/$EMU/stat)
     t0=$(date +%s.%N)
-    "$@" > /dev/null
+    /usr/bin/time -f "%U %S" -o "$WORK/cpu" "$@" > /dev/null
     t1=$(date +%s.%N)
+    e1=$(awk '{print $14 + $15}' /proc/$EMU/stat)
     stats=$(curl -s "$URL/emulator/stats")
-    python3 - "$stats" "$t0" "$t1" <<'PY'
+    python3 - "$stats" "$t0" "$t1" "$(cat "$WORK/cpu")" "$(( (e1 - e0) ))" <<'PY'
 import json, sys
 s = json.loads(sys.argv[1]); c = s["calls"]
 parts = c.get("b2_upload_part", 0)
-print(f'{float(sys.argv[3]) - float(sys.argv[2]):7.2f} s  uploads {c.get("b2_upload_file", 0):4d} parts {parts:4d}  A {s["class_a"]:5d}  B {s["class_b"]:4d}  C {s["class_c"]:4d}')
+user, system = sys.argv[4].split()
+emu = int(sys.argv[5]) / 100
+print(f'{float(sys.argv[3]) - float(sys.argv[2]):7.2f} s (cpu {user} user {system} sys; emulator {emu:.2f})  uploads {c.get("b2_upload_file", 0):4d} parts {parts:4d}  A {s["class_a"]:5d}  B {s["class_b"]:4d}  C {s["class_c"]:4d}')
 PY
 }
 echo "repository $(du -sh "$REPO" | cut -f1), $(find "$REPO" -type f | wc -l) files; latency ${LATENCY} ms"
-first_cairn() { printf "first  cairn ship:   "; measure "$BIN/cairn" -r "$REPO" ship -q "b2:bench-cairn$1/repo"; }
+first_cairn() { printf "first  cairn ship:   "; measure "$BIN/cairn" -r "$REPO" ship -q --create-bucket "b2:bench-cairn$1/repo"; }
 first_rclone() { printf "first  rclone sync:  "; measure rclone sync --transfers 16 "$REPO" "e:bench-rclone$1/repo"; }
 # Runs alternate which tool goes first (A B, B A, ...), each into fresh buckets.
 for run in $(seq 1 "$RUNS"); do
