@@ -177,7 +177,8 @@ struct Packs {
     listed: HashMap<PackId, u64>,
     /// The end of each pack's Object Lock, where it has one still running.
     locked: HashMap<PackId, i64>,
-    by_pack: HashMap<PackId, Vec<PackEntry>>,
+    /// The index's entries by pack (positions: 4 bytes a blob, not 48).
+    blobs: crate::pack_blobs::PackBlobs,
     sizes: HashMap<PackId, u64>,
 }
 
@@ -194,15 +195,12 @@ impl Packs {
         s.packs_marked = repo.index().marked_packs().count() as u64;
         s.first_lock_ends = locked.values().copied().min();
         let listed: HashMap<PackId, u64> = packs.into_iter().map(|(id, o)| (id, o.size)).collect();
-        let mut by_pack: HashMap<PackId, Vec<PackEntry>> = HashMap::new();
-        for b in repo.index().blobs() {
-            by_pack.entry(b.pack).or_default().push(b.entry);
-        }
+        let blobs = crate::pack_blobs::PackBlobs::build(&repo.index())?;
         let sizes: HashMap<PackId, u64> = repo.index().packs().collect();
         Ok(Packs {
             listed,
             locked,
-            by_pack,
+            blobs,
             sizes,
         })
     }
@@ -224,14 +222,24 @@ fn check_packs_present(repo: &Repository, p: &Packs, s: &mut CheckSummary) -> Ha
                     "{}: missing (listed in the index)",
                     pack_name(pack)
                 ));
-                bad_blobs.extend(p.by_pack.get(pack).into_iter().flatten().map(|e| e.id));
+                bad_blobs.extend(
+                    p.blobs
+                        .pack_entries(&repo.index(), pack)
+                        .iter()
+                        .map(|e| e.id),
+                );
             }
             Some(actual) if actual != size => {
                 s.errors.push(format!(
                     "{}: size {actual} differs from the index ({size})",
                     pack_name(pack)
                 ));
-                bad_blobs.extend(p.by_pack.get(pack).into_iter().flatten().map(|e| e.id));
+                bad_blobs.extend(
+                    p.blobs
+                        .pack_entries(&repo.index(), pack)
+                        .iter()
+                        .map(|e| e.id),
+                );
             }
             Some(_) => {}
         }
@@ -400,9 +408,9 @@ fn read_packs_back(
         chosen
             .par_iter()
             .map(|pack| {
-                let expected = p.by_pack.get(pack).map(Vec::as_slice).unwrap_or(&[]);
+                let expected = p.blobs.pack_entries(&repo.index(), pack);
                 progress.current(std::path::Path::new(&pack_name(pack)));
-                let r = read_pack(repo, pack, expected);
+                let r = read_pack(repo, pack, &expected);
                 progress.file_done(p.sizes[pack]);
                 r
             })
@@ -426,7 +434,7 @@ fn read_packs_back(
                     damaged_lines.push((
                         s.errors.len(),
                         bad.iter().copied().collect(),
-                        p.by_pack.get(pack).map_or(0, Vec::len),
+                        p.blobs.count(pack),
                     ));
                 }
                 s.errors.push(problems.first().cloned().unwrap_or_default());

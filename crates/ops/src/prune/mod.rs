@@ -26,9 +26,10 @@ use cairn_format::{FileId, IndexPack, PackEntry, PackId};
 use cairn_repo::session::{Access, LoadIndex, Session};
 use cairn_repo::{pack_name, read_pack_header, FileKind, Repository, DATA_DIR};
 
+use crate::pack_blobs::PackBlobs;
 use crate::OpsError;
 use index_writer::IndexWriter;
-use usage::{pack_uses, PackBlobs, PackUse, Usage};
+use usage::{pack_uses, PackUse, Usage};
 
 mod index_writer;
 mod retire;
@@ -247,7 +248,7 @@ impl PrunePlan {
                 .saturating_sub(self.summary.bytes_deleted + repack_unused);
             return Ok(std::mem::take(&mut self.summary));
         }
-        self.blobs = Some(PackBlobs::build(&repo.index(), &self.usage)?);
+        self.blobs = Some(PackBlobs::build(&repo.index())?);
         let mut old_index_files: Vec<FileId> = repo
             .loaded_index_files()
             .iter()

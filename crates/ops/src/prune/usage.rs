@@ -4,13 +4,13 @@
 //! So the used set is a bitmap over the index's positions ([`Index::position`]: where
 //! an ID first appears), not a set of IDs; which copy of a blob stored twice counts as
 //! the used one is a second bitmap; packs carry counts, not their entries. The entries
-//! of a pack are fetched from the index when they are needed, through [`PackBlobs`]:
-//! every index position grouped by pack (4 bytes a blob), built only to execute.
+//! of a pack are fetched from the index when they are needed, through
+//! [`crate::pack_blobs::PackBlobs`] (4 bytes a blob), built only to execute.
 
 use std::collections::{HashMap, HashSet};
 
-use cairn_format::{BlobId, PackEntry, PackId, SnapshotId};
-use cairn_repo::{Index, Repository};
+use cairn_format::{BlobId, PackId, SnapshotId};
+use cairn_repo::Repository;
 
 use super::PruneOptions;
 use crate::walk::{walk_tree, Visit};
@@ -148,56 +148,5 @@ fn used_positions(
             advice: "`cairn check` and `cairn repair index`".into(),
         }),
         None => Ok(used),
-    }
-}
-
-/// Every index position grouped by pack, so a pack's entries can be fetched without
-/// holding them all.
-pub(super) struct PackBlobs {
-    positions: Vec<u32>,
-    ranges: HashMap<PackId, (usize, usize)>,
-}
-
-impl PackBlobs {
-    /// Groups the index's entries by pack (a counting sort, with the counts `usage`
-    /// already has).
-    pub(super) fn build(index: &Index, usage: &Usage) -> Result<PackBlobs, OpsError> {
-        if index.len() > u32::MAX as usize {
-            return Err(OpsError::Invalid(format!(
-                "{} blobs: prune handles at most {} per repository",
-                index.len(),
-                u32::MAX
-            )));
-        }
-        let mut ranges = HashMap::with_capacity(usage.packs.len());
-        let mut at = 0usize;
-        for (id, u) in &usage.packs {
-            ranges.insert(*id, (at, 0usize));
-            at += u.blobs as usize;
-        }
-        let mut positions = vec![0u32; at];
-        for (pos, _, b) in index.blobs_with_first() {
-            if let Some((start, filled)) = ranges.get_mut(&b.pack) {
-                // A pack counted before the index changed under us would overflow.
-                if let Some(slot) = positions.get_mut(*start + *filled) {
-                    *slot = pos as u32;
-                    *filled += 1;
-                }
-            }
-        }
-        Ok(PackBlobs { positions, ranges })
-    }
-
-    /// The entries of `pack` with their index positions, in pack order.
-    pub(super) fn entries(&self, index: &Index, pack: &PackId) -> Vec<(usize, PackEntry)> {
-        let Some(&(start, n)) = self.ranges.get(pack) else {
-            return Vec::new();
-        };
-        let mut v: Vec<(usize, PackEntry)> = self.positions[start..start + n]
-            .iter()
-            .filter_map(|&p| Some((p as usize, index.blob_at(p as usize)?.entry)))
-            .collect();
-        v.sort_by_key(|(_, e)| e.offset);
-        v
     }
 }
