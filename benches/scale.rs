@@ -204,18 +204,7 @@ fn bench(n: usize) {
     report(
         "restore one file (--no-cache: heap)",
         n,
-        &run(
-            &env,
-            &[
-                "--no-cache",
-                "restore",
-                "latest",
-                "--target",
-                &target_s,
-                "--include",
-                &one,
-            ],
-        ),
+        &run(&env, &[&["--no-cache"][..], &restore[..]].concat()),
     );
     std::fs::remove_dir_all(env.dir.join("home/.cache")).expect("drop cache");
     report("restore one file (cold cache)", n, &run(&env, &restore));

@@ -115,10 +115,29 @@ fn held_exclusive_lock_exits_11() {
     let guard = repo.lock(cairn_repo::LockKind::Exclusive, "prune").unwrap();
     let out = env.run(&["backup", "/etc/hostname"]);
     assert_eq!(out.status.code(), Some(11), "{}", stderr(&out));
-    assert!(stderr(&out).contains("cairn unlock"), "{}", stderr(&out));
-    drop(guard);
-    let out = env.run(&["backup", "/etc/hostname"]);
+    let line = stderr(&out);
+    assert!(
+        line.contains("repository is locked by an exclusive lock held by")
+            && line.contains("`prune`")
+            && line.contains("cairn unlock"),
+        "{line}"
+    );
+    // --retry-lock: still held when the wait ends, the same exit, after the wait.
+    let t = std::time::Instant::now();
+    let out = env.run(&["--retry-lock", "2s", "backup", "/etc/hostname"]);
+    assert_eq!(out.status.code(), Some(11), "{}", stderr(&out));
+    assert!(t.elapsed() >= std::time::Duration::from_millis(1400));
+    // Released while it waits: the backup goes ahead.
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        drop(guard);
+    });
+    let out = env.run(&["--retry-lock", "1m", "backup", "/etc/hostname"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    release.join().unwrap();
+    let out = env.run(&["--retry-lock", "soon", "backup", "/etc/hostname"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("invalid duration"), "{}", stderr(&out));
 }
 
 #[test]

@@ -72,6 +72,9 @@ pub struct GlobalArgs {
     /// Use no cache: download metadata again, build the index in memory
     #[arg(long, global = true)]
     pub no_cache: bool,
+    /// While another command holds a conflicting lock, keep trying this long (e.g. 30s, 5m, 1h) instead of failing at once
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_wait)]
+    pub retry_lock: Option<std::time::Duration>,
     /// Machine-readable output on stdout
     #[arg(long, global = true)]
     pub json: bool,
@@ -193,8 +196,52 @@ impl SnapshotSelect {
     }
 }
 
+/// A wait such as `30s`, `5m`, `1h30m` (restic's `--retry-lock` form); `0` for none.
+pub fn parse_wait(s: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("invalid duration {s:?}: expected e.g. 30s, 5m or 1h30m");
+    let s = s.trim();
+    if s == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    let (mut secs, mut num, mut any) = (0u64, String::new(), false);
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let n: u64 = num.parse().map_err(|_| bad())?;
+        num.clear();
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            _ => return Err(bad()),
+        };
+        secs = n
+            .checked_mul(unit)
+            .and_then(|x| secs.checked_add(x))
+            .ok_or_else(bad)?;
+        any = true;
+    }
+    if !num.is_empty() || !any {
+        return Err(bad());
+    }
+    Ok(std::time::Duration::from_secs(secs))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn waits_parse_as_restic_writes_them() {
+        use std::time::Duration;
+        assert_eq!(super::parse_wait("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(super::parse_wait("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(super::parse_wait("0"), Ok(Duration::ZERO));
+        for bad in ["", "5", "5x", "m", "99999999999999999999h"] {
+            assert!(super::parse_wait(bad).is_err(), "{bad}");
+        }
+    }
+
     use clap::CommandFactory;
 
     /// Every SIZE, DURATION and AGE argument goes through its parser: a field typed

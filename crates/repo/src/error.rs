@@ -8,7 +8,7 @@ pub enum RepoError {
     #[error("repository does not exist at {0}")]
     NoRepository(String),
     /// Exit code 11.
-    #[error("repository is locked {0}")]
+    #[error("repository is locked by {0}")]
     Locked(String),
     /// Exit code 12.
     #[error("wrong password: none of the {tried} key(s) in the repository fit")]

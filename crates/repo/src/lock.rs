@@ -92,6 +92,9 @@ pub const STALE_MARGIN: Duration = Duration::from_secs(5 * 60);
 pub struct LockTiming {
     pub refresh: Duration,
     pub give_up: Duration,
+    /// How long to keep trying while another command holds a conflicting lock
+    /// (`--retry-lock`, as restic has it); zero fails at once.
+    pub retry: Duration,
 }
 
 impl Default for LockTiming {
@@ -99,6 +102,7 @@ impl Default for LockTiming {
         LockTiming {
             refresh: REFRESH_INTERVAL,
             give_up: STALE_AFTER.saturating_sub(STALE_MARGIN),
+            retry: Duration::ZERO,
         }
     }
 }
@@ -167,9 +171,14 @@ pub fn is_stale(lock: &Lock) -> bool {
 }
 
 fn describe(lock: &Lock) -> String {
+    let kind = LockKind::of(lock).name();
+    let article = if kind.starts_with(['a', 'e']) {
+        "an"
+    } else {
+        "a"
+    };
     format!(
-        "{} lock held by {}@{} (pid {}, `{}`) since {}; if that process is gone, run `cairn unlock`",
-        if lock.exclusive { "an exclusive" } else { "a shared" },
+        "{article} {kind} lock held by {}@{} (pid {}, `{}`) since {}; if that process is gone, run `cairn unlock`",
         lock.username,
         lock.hostname,
         lock.pid,
@@ -179,6 +188,25 @@ fn describe(lock: &Lock) -> String {
 }
 
 impl Repository {
+    /// One attempt at the lock: its file name and start, or who holds a conflicting one.
+    #[allow(clippy::type_complexity)]
+    fn try_lock(
+        &self,
+        kind: LockKind,
+        command: &str,
+    ) -> Result<Result<(String, chrono::DateTime<chrono::FixedOffset>), String>, RepoError> {
+        if let Some(who) = self.conflicting_lock(kind, None)? {
+            return Ok(Err(who));
+        }
+        let started = sys::now();
+        let name = self.write_lock(kind, command, started)?;
+        if let Some(who) = self.conflicting_lock(kind, Some(&name))? {
+            let _ = cairn_backend::remove_or_hide(self.backend().as_ref(), &name);
+            return Ok(Err(who));
+        }
+        Ok(Ok((name, started)))
+    }
+
     /// The name of the lock file this repository handle holds now, if any.
     pub fn own_lock(&self) -> Option<String> {
         let held = self.held_lock.lock().unwrap_or_else(unpoison);
@@ -258,15 +286,19 @@ impl Repository {
     /// Takes a lock of `kind` for the command named `command`, or fails with
     /// [`RepoError::Locked`] describing who holds the conflicting one.
     pub fn lock(self: &Arc<Self>, kind: LockKind, command: &str) -> Result<LockGuard, RepoError> {
-        if let Some(who) = self.conflicting_lock(kind, None)? {
-            return Err(RepoError::Locked(who));
-        }
-        let started = sys::now();
-        let name = self.write_lock(kind, command, started)?;
-        if let Some(who) = self.conflicting_lock(kind, Some(&name))? {
-            let _ = cairn_backend::remove_or_hide(self.backend().as_ref(), &name);
-            return Err(RepoError::Locked(who));
-        }
+        let deadline = std::time::Instant::now() + self.lock_timing.retry;
+        let mut pause = Duration::from_millis(500);
+        let (name, started) = loop {
+            match self.try_lock(kind, command)? {
+                Ok(taken) => break taken,
+                Err(who) if std::time::Instant::now() + pause <= deadline => {
+                    tracing::info!("repository is locked by {who}; trying again in {pause:?}");
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_secs(10));
+                }
+                Err(who) => return Err(RepoError::Locked(who)),
+            }
+        };
         let current = Arc::new(Mutex::new(name));
         let refreshed = Arc::new(Mutex::new(std::time::Instant::now()));
         let (tx, rx) = mpsc::channel::<()>();

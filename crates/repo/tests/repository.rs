@@ -422,6 +422,7 @@ fn a_writer_whose_lock_refreshes_fail_stops_before_index_and_snapshot() {
     let timing = cairn_repo::LockTiming {
         refresh: std::time::Duration::from_millis(100),
         give_up: std::time::Duration::from_secs(1),
+        ..Default::default()
     };
     for fail in [false, true] {
         let opts = cairn_repo::OpenOptions {

@@ -112,6 +112,7 @@ pub fn open_repo_with(
         index_cache: location::index_cache(g, &backend.location()),
         ..Default::default()
     };
+    opts.lock_timing.retry = g.retry_lock.unwrap_or_default();
     if location::is_remote(loc) {
         opts.transfers = DEFAULT_REMOTE_TRANSFERS;
         opts.remote_reads = Some(REMOTE_READ_THREADS);
