@@ -285,6 +285,12 @@ fn b2_errors_are_one_clear_line_and_exit_1() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(10));
+    // No drive to mount on B2: the hint names the bucket and path instead.
+    let e = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        e.contains("check the bucket and path") && !e.contains("drive"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -334,7 +340,13 @@ fn metadata_cache_makes_repeated_browsing_download_free() {
     };
     cmd(&["init"]);
     cmd(&["backup", src.to_str().unwrap()]);
-    cmd(&["snapshots"]);
+    let listing = cmd(&["snapshots"]);
+    // A repository on B2 is the offsite copy itself: no talk of ships.
+    let status = listing.lines().last().unwrap_or_default();
+    assert!(
+        status.contains("no passing drill") && !status.contains("ship"),
+        "{status}"
+    );
     cmd(&["ls", "latest"]);
     emu.http("POST", "/emulator/stats/reset", &[], b"");
     let first = cmd(&["ls", "latest"]);

@@ -50,6 +50,7 @@ fn missing_repository_exits_10_and_is_not_created() {
         let out = env.run(&args);
         assert_eq!(out.status.code(), Some(10), "{args:?}: {}", stderr(&out));
         assert!(stderr(&out).contains("does not exist"));
+        assert!(stderr(&out).contains("is the drive mounted?"));
     }
     assert!(!env.repo().exists());
 }
@@ -137,7 +138,11 @@ fn held_exclusive_lock_exits_11() {
     release.join().unwrap();
     let out = env.run(&["--retry-lock", "soon", "backup", "/etc/hostname"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("invalid duration"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("invalid duration"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

@@ -49,7 +49,12 @@ fn repo_code(e: &RepoError) -> ExitCode {
 /// Exit code and a one-line message for an error chain.
 pub fn classify(e: &anyhow::Error) -> (ExitCode, String) {
     let mut code = ExitCode::Fatal;
+    // Where a missing repository was looked for: a drive only where it is a path.
+    let mut missing_at: Option<&str> = None;
     for cause in e.chain() {
+        if let Some(RepoError::NoRepository(at)) = cause.downcast_ref::<RepoError>() {
+            missing_at = Some(at);
+        }
         if let Some(c) = cause.downcast_ref::<CliError>() {
             code = c.code;
             break;
@@ -79,6 +84,9 @@ pub fn classify(e: &anyhow::Error) -> (ExitCode, String) {
     let msg = match code {
         ExitCode::WrongPassword => {
             format!("{msg} (check CAIRN_PASSWORD, --password-file or --password-command)")
+        }
+        ExitCode::NoRepository if missing_at.is_some_and(crate::location::is_remote) => {
+            format!("{msg} (check the bucket and path; create one with `cairn init`)")
         }
         ExitCode::NoRepository => {
             format!("{msg} (is the drive mounted? create one with `cairn init`)")

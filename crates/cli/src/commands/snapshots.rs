@@ -125,7 +125,9 @@ fn status(
         )
     };
     let mut parts = Vec::new();
-    if ships.is_empty() {
+    // A repository on B2 is itself the offsite copy: nothing to say about ships.
+    let remote = crate::location::is_remote(&repo.backend().location());
+    if ships.is_empty() && !remote {
         parts.push("never shipped from this machine".into());
     }
     for (dest, e) in ships {
