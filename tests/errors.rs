@@ -55,6 +55,42 @@ fn missing_repository_exits_10_and_is_not_created() {
     assert!(!env.repo().exists());
 }
 
+/// A location with a scheme cairn does not know is an error naming the ones it knows,
+/// not a directory called `s3:http:` in the current directory; a directory whose name
+/// has a colon is still reachable as `./name` or `local:name`.
+#[test]
+fn unknown_location_schemes_are_refused_and_create_nothing() {
+    let env = Env::new();
+    let work = env.path("work");
+    fs::create_dir(&work).unwrap();
+    for args in [
+        vec!["-r", "s3:http://127.0.0.1:9000/bucket/repo", "init"],
+        vec!["-r", "sftp:me@host:/srv/repo", "snapshots"],
+        vec!["sync", "s3:bucket/a", "somewhere"],
+    ] {
+        let out = env.cmd().current_dir(&work).args(&args).output().unwrap();
+        let e = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {e}");
+        assert!(
+            e.contains("unknown location scheme") && e.contains("b2:BUCKET/PATH"),
+            "{e}"
+        );
+        assert_eq!(e.trim().lines().count(), 1, "{e}");
+    }
+    assert_eq!(fs::read_dir(&work).unwrap().count(), 0, "nothing created");
+    for loc in ["./odd:name", "local:other:name"] {
+        let out = env
+            .cmd()
+            .current_dir(&work)
+            .args(["-r", loc, "init"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{loc}: {}", stderr(&out));
+    }
+    assert!(work.join("odd:name/config").exists());
+    assert!(work.join("other:name/config").exists());
+}
+
 #[test]
 fn init_twice_refuses() {
     let env = Env::new();

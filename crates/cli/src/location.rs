@@ -19,6 +19,7 @@ pub fn open_backend(location: &str, g: &GlobalArgs) -> anyhow::Result<Arc<dyn Ba
     if let Some(b2) = open_b2(location, g)? {
         return Ok(b2);
     }
+    refuse_unknown_scheme(location)?;
     let path = PathBuf::from(location.strip_prefix("local:").unwrap_or(location));
     // An absolute path names the repository the same way from any working directory
     // (verification records are kept per location).
@@ -61,6 +62,34 @@ pub fn cache_root(g: &crate::args::GlobalArgs) -> Option<PathBuf> {
             .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
             .map(|p| p.join("cairn"))
     })
+}
+
+/// Fails, naming the schemes cairn knows, on a location like `s3:...` (see
+/// [`unknown_scheme`]).
+pub fn refuse_unknown_scheme(location: &str) -> anyhow::Result<()> {
+    match unknown_scheme(location) {
+        Some(scheme) => Err(fail(
+            ExitCode::Fatal,
+            format!(
+                "{location}: unknown location scheme \"{scheme}:\" (cairn knows b2:BUCKET/PATH, \
+                 rclone:REMOTE:PATH, local:PATH and plain paths; for a directory whose name \
+                 has a colon write ./{location} or local:{location})"
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The scheme of a location that starts like `s3:` or `sftp:` but is none cairn
+/// knows: such a location must not become a directory named `s3:http:` in the current
+/// directory. A path (`./a:b`, `/x/a:b`) has a `/` before its colon.
+fn unknown_scheme(location: &str) -> Option<&str> {
+    let (scheme, _) = location.split_once(':')?;
+    let plausible = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+    (plausible && !matches!(scheme, "b2" | "rclone" | "local")).then_some(scheme)
 }
 
 /// Whether the location is reached over the network (B2 directly or via rclone's config).

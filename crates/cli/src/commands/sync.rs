@@ -69,6 +69,7 @@ fn open_side(g: &GlobalArgs, loc: &str) -> anyhow::Result<Side> {
             local: None,
         }),
         None => {
+            location::refuse_unknown_scheme(loc)?;
             let l = Arc::new(LocalBackend::new(loc.strip_prefix("local:").unwrap_or(loc)));
             Ok(Side {
                 backend: l.clone(),
