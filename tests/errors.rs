@@ -240,9 +240,13 @@ fn unreadable_file_is_reported_snapshot_saved_exit_3() {
         err.contains("secret") && err.contains("Permission denied"),
         "{err}"
     );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("snapshot"), "snapshot still saved");
+    // The counts add up: the file not read is counted as such.
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("snapshot"),
-        "snapshot still saved"
+        stdout.contains("Files:       1 new, 0 changed, 0 unmodified, 1 not read")
+            && stdout.contains("processed 2 files"),
+        "{stdout}"
     );
 }
 

@@ -122,6 +122,26 @@ fn rich_tree_roundtrip() {
     let restored = target.join(src.strip_prefix("/").unwrap());
     assert_same_tree(&src, &restored);
 
+    // Without --json the counts add up: the files not read back are named as such.
+    let again = env.path("target-text");
+    let out = env.ok(&[
+        "restore",
+        "latest",
+        "--target",
+        again.to_str().unwrap(),
+        "--verify",
+    ]);
+    let verified = out
+        .lines()
+        .find(|l| l.starts_with("verified"))
+        .unwrap_or_default();
+    let others = rs["files_restored"].as_u64().unwrap() - rs["files_verified"].as_u64().unwrap();
+    assert!(others > 0, "the rich tree has symlinks: {rs}");
+    assert!(
+        verified.contains(&format!("the other {others} (symlinks")),
+        "{verified}"
+    );
+
     // SNAP:SUBPATH puts the directory's contents directly into the target.
     let sub_target = env.path("sub-target");
     let spec = format!("latest:{}", src.join("many").display());

@@ -197,8 +197,17 @@ fn print_summary(
         if let Some(p) = s.parent {
             println!("using parent snapshot {}", p.short());
         }
+        // A file that could not be read is processed but neither new nor kept.
+        let unread = c
+            .total_files_processed
+            .saturating_sub(c.files_new + c.files_changed + c.files_unmodified);
+        let unread = if unread > 0 {
+            format!(", {unread} not read (see above)")
+        } else {
+            String::new()
+        };
         println!(
-            "Files:       {} new, {} changed, {} unmodified",
+            "Files:       {} new, {} changed, {} unmodified{unread}",
             c.files_new, c.files_changed, c.files_unmodified
         );
         println!(
