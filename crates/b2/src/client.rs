@@ -174,8 +174,33 @@ const MAX_JSON_REPLY: u64 = 64 * 1024 * 1024;
 const MAX_WHOLE_DOWNLOAD: u64 = 4 * 1024 * 1024 * 1024;
 
 pub(crate) fn net(e: reqwest::Error) -> B2Error {
-    // reqwest errors can carry the URL, which for uploads holds no secret, but strip it anyway.
-    B2Error::Network(e.without_url().to_string())
+    // The host and the innermost cause (connection refused, DNS, TLS), not reqwest's
+    // "error sending request"; never the URL's path or query.
+    let host = e.url().and_then(|u| {
+        let h = u.host_str()?;
+        Some(match u.port() {
+            Some(p) => format!("{h}:{p}"),
+            None => h.to_string(),
+        })
+    });
+    let what = if e.is_timeout() {
+        "timed out talking to"
+    } else if e.is_connect() {
+        "could not connect to"
+    } else {
+        "lost the connection to"
+    };
+    let mut cause = None;
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        cause = Some(s.to_string());
+        source = s.source();
+    }
+    let cause = cause.unwrap_or_else(|| e.without_url().to_string());
+    B2Error::Network(match host {
+        Some(h) => format!("{what} {h}: {cause}"),
+        None => cause,
+    })
 }
 
 impl Client {
@@ -612,5 +637,36 @@ impl Client {
             })
             .await?;
         Ok(body.to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// A network failure names the host and the real cause, not "error sending request".
+    #[test]
+    fn network_errors_name_the_host_and_the_cause() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        // A port nothing listens on: bound, then released.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let e = rt
+            .block_on(reqwest::get(format!(
+                "http://127.0.0.1:{port}/b2api/v3/x?secret=1"
+            )))
+            .unwrap_err();
+        let msg = super::net(e).to_string();
+        assert!(
+            msg.contains(&format!("could not connect to 127.0.0.1:{port}"))
+                && msg.contains("refused")
+                && !msg.contains("secret")
+                && !msg.contains("b2api"),
+            "{msg}"
+        );
     }
 }

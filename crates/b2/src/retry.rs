@@ -84,7 +84,10 @@ where
         let Some(pause) = policy.delay(&err, n).filter(|_| n < max_attempts) else {
             return Err(err);
         };
-        tracing::debug!("{op}: {err}; retrying");
+        // Shown at -v: a dead network is otherwise half a minute of silence.
+        tracing::info!(
+            "{op}: {err}; attempt {n} of {max_attempts} failed, retrying in {pause:.1?}"
+        );
         if !pause.is_zero() {
             tokio::time::sleep(pause).await;
         }
