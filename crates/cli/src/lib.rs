@@ -12,6 +12,7 @@ mod location;
 mod output;
 mod password;
 mod profile;
+mod repaired;
 mod seen;
 mod shipped;
 mod state;

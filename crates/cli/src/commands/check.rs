@@ -44,6 +44,9 @@ pub fn run(g: &GlobalArgs, a: CheckArgs) -> anyhow::Result<ExitCode> {
             &id[..8]
         ));
     }
+    // Packs `repair index` left here are named as such, not as an interrupted
+    // command's leftovers.
+    let unexplained = crate::repaired::relabel(g, &location, &mut s.info);
     let mut hashes = None;
     if let Some(dest) = &a.remote_hashes {
         let dst = crate::location::open_backend(dest, g)?;
@@ -80,7 +83,7 @@ pub fn run(g: &GlobalArgs, a: CheckArgs) -> anyhow::Result<ExitCode> {
         }
         Ok(ExitCode::Ok)
     } else {
-        advise(g, &s, &location);
+        advise(g, &s, &location, unexplained);
         Ok(ExitCode::Fatal)
     }
 }
@@ -187,7 +190,12 @@ fn print_problems(g: &GlobalArgs, s: &cairn_ops::check::CheckSummary) {
 }
 
 /// The one line that says what to do about the errors found.
-fn advise(g: &GlobalArgs, s: &cairn_ops::check::CheckSummary, location: &str) {
+fn advise(
+    g: &GlobalArgs,
+    s: &cairn_ops::check::CheckSummary,
+    location: &str,
+    unexplained_unindexed: bool,
+) {
     let dests = crate::shipped::destinations(g, location);
     if let Some(dest) = dests
         .first()
@@ -197,7 +205,7 @@ fn advise(g: &GlobalArgs, s: &cairn_ops::check::CheckSummary, location: &str) {
             "cairn: check found {} error(s); this repository is shipped to {dest}: `cairn repair packs --from {dest}` fetches intact copies of damaged or missing packs from there",
             s.errors.len()
         );
-    } else if s.info.iter().any(|i| i.contains("not in any index")) {
+    } else if unexplained_unindexed {
         eprintln!("cairn: check found {} error(s); packs that no index lists are present: `cairn repair index` may restore the missing entries", s.errors.len());
     } else {
         eprintln!(

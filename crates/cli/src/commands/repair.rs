@@ -125,6 +125,7 @@ fn index(g: &GlobalArgs, repo: &Arc<Repository>, force: bool) -> anyhow::Result<
         })
     };
     let s = cairn_ops::repair::index(repo, &guard)?;
+    crate::repaired::remember(g, &repo.backend().location(), &s.damaged_packs);
     for p in &s.problems {
         eprintln!("warning: {p}");
     }

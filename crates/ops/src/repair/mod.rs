@@ -40,6 +40,8 @@ pub struct RepairIndexSummary {
     pub blobs_lost: u64,
     pub index_files_replaced: u64,
     pub problems: Vec<String>,
+    /// The damaged packs left in place, unindexed (prune removes them), by name.
+    pub damaged_packs: Vec<String>,
 }
 
 /// `repair index` under the exclusive lock: see [`repair_index`].
@@ -101,6 +103,7 @@ pub fn repair_index(
     // Nothing is written before the caller has had its say (an intact copy elsewhere
     // makes salvaging pointless); damaged packs are read again, intact ones are not.
     before_commit(&damaged)?;
+    s.damaged_packs = damaged;
     salvage_blobs(repo, salvage, &mut s)?;
     repo.flush()?;
     packs.extend(repo.take_unindexed());
