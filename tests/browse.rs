@@ -188,3 +188,79 @@ fn shell_completions_and_man_pages() {
     let backup = fs::read_to_string(dir.join("cairn-backup.1")).unwrap();
     assert!(backup.contains("exclude"), "options are documented");
 }
+
+/// `latest` narrowed by --host, --tag and --path, as in restic: restore, ls, dump,
+/// diff and find pick the latest snapshot of what the filters accept; a filter nothing
+/// matches names itself in the error.
+#[test]
+fn latest_narrowed_by_host_tag_and_path() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    let file = src.join("f");
+    let s = src.to_str().unwrap();
+    fs::write(&file, b"laptop, tagged").unwrap();
+    env.backup(&[&src], &["--host", "laptop", "--tag", "daily"]);
+    fs::write(&file, b"laptop, later").unwrap();
+    env.backup(&[&src], &["--host", "laptop"]);
+    fs::write(&file, b"desktop, last").unwrap();
+    env.backup(&[&src], &["--host", "desktop"]);
+    let f = file.to_str().unwrap();
+
+    let dump = |extra: &[&str]| {
+        let mut args = vec!["dump", "latest", f];
+        args.extend_from_slice(extra);
+        env.ok(&args)
+    };
+    assert_eq!(dump(&[]), "desktop, last");
+    assert_eq!(dump(&["--host", "laptop"]), "laptop, later");
+    assert_eq!(
+        dump(&["--host", "laptop", "--tag", "daily"]),
+        "laptop, tagged"
+    );
+    assert_eq!(dump(&["--path", s, "--host", "desktop"]), "desktop, last");
+
+    let t = env.path("t");
+    env.ok(&[
+        "restore",
+        "latest",
+        "--host",
+        "laptop",
+        "--target",
+        t.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        fs::read(t.join(f.trim_start_matches('/'))).unwrap(),
+        b"laptop, later"
+    );
+    let sub = env.path("sub");
+    let spec = format!("latest:{s}");
+    env.ok(&[
+        "restore",
+        &spec,
+        "--tag",
+        "daily",
+        "--target",
+        sub.to_str().unwrap(),
+    ]);
+    assert_eq!(fs::read(sub.join("f")).unwrap(), b"laptop, tagged");
+
+    let listing = env.ok(&["ls", "latest", "--host", "laptop", "--json"]);
+    assert!(
+        listing.contains("\"f\"") || listing.contains("/f"),
+        "{listing}"
+    );
+    let d = env.ok(&["diff", "latest", "latest", "--host", "laptop"]);
+    assert!(!d.contains("M "), "the same snapshot twice: {d}");
+    let found = json_last_line(&env.ok(&["find", "f", "--host", "laptop", "--json"]));
+    assert_eq!(found.as_array().unwrap().len(), 2, "{found}");
+
+    let out = env.run(&["dump", "latest", f, "--host", "server"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("latest (host server)"),
+        "{}",
+        stderr(&out)
+    );
+}

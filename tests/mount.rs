@@ -42,11 +42,17 @@ fn is_mounted(p: &Path) -> bool {
 
 /// Starts `cmd mount MNT` (cmd: cairn with its repository) and waits until the kernel
 /// shows the mount.
-fn start(mut cmd: std::process::Command, mnt: &Path) -> Child {
+fn start(cmd: std::process::Command, mnt: &Path) -> Child {
+    start_with(cmd, mnt, &[])
+}
+
+/// [`start`] with options after the mountpoint.
+fn start_with(mut cmd: std::process::Command, mnt: &Path, extra: &[&str]) -> Child {
     fs::create_dir_all(mnt).unwrap();
     let child = cmd
         .arg("mount")
         .arg(mnt)
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -255,4 +261,29 @@ fn mount_a_b2_repository() {
     let rel = src.strip_prefix("/").unwrap();
     assert_same_tree(&target.join(rel), &mnt.join("snapshots/latest").join(rel));
     stop(child, &mnt);
+}
+
+/// `mount --host`: only that host's snapshots are shown (restic's mount filters).
+#[test]
+fn mount_shows_only_the_snapshots_the_filters_accept() {
+    if !fuse_available() {
+        return;
+    }
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), b"x").unwrap();
+    env.backup(&[&src], &["--host", "laptop"]);
+    env.backup(&[&src], &["--host", "desktop"]);
+    let mnt = env.path("mnt");
+    let child = start_with(env.repo_cmd(), &mnt, &["--host", "laptop"]);
+    let hosts: Vec<String> = fs::read_dir(mnt.join("hosts"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let ids = fs::read_dir(mnt.join("ids")).unwrap().count();
+    stop(child, &mnt);
+    assert_eq!(hosts, vec!["laptop".to_string()]);
+    assert_eq!(ids, 1);
 }

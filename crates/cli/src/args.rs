@@ -73,7 +73,7 @@ pub struct GlobalArgs {
     #[arg(long, global = true)]
     pub no_cache: bool,
     /// While another command holds a conflicting lock, keep trying this long (e.g. 30s, 5m, 1h) instead of failing at once
-    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_wait)]
+    #[arg(long, global = true, value_name = "WAIT", value_parser = parse_wait)]
     pub retry_lock: Option<std::time::Duration>,
     /// Machine-readable output on stdout
     #[arg(long, global = true)]
@@ -193,6 +193,76 @@ impl SnapshotSelect {
 
     pub fn group_by(&self) -> Result<cairn_ops::snapshots::GroupBy, String> {
         cairn_ops::snapshots::GroupBy::parse(&self.group_by)
+    }
+}
+
+/// What `latest` means (and, for find and mount, which snapshots count), as in restic:
+/// `restore latest --host laptop` restores the laptop's latest snapshot.
+#[derive(Args, Debug, Clone, Default)]
+pub struct LatestFilter {
+    /// `latest` means the latest snapshot of this host (repeat for any of several)
+    #[arg(long = "host", value_name = "H")]
+    pub hosts: Vec<String>,
+    /// ... with these tags (commas: all of them; repeat: any group)
+    #[arg(long = "tag", value_name = "T")]
+    pub tags: Vec<String>,
+    /// ... that includes this path
+    #[arg(long = "path", value_name = "P")]
+    pub paths: Vec<String>,
+}
+
+impl LatestFilter {
+    pub fn filter(&self) -> cairn_ops::snapshots::SnapshotFilter {
+        cairn_ops::snapshots::SnapshotFilter {
+            hosts: self.hosts.clone(),
+            tags: self.tags.clone(),
+            paths: self.paths.clone(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.hosts.is_empty() && self.tags.is_empty() && self.paths.is_empty()
+    }
+
+    /// `spec` (`SNAP` or `SNAP:/path`) with `latest` replaced by the ID of the latest
+    /// snapshot the filter accepts; anything else as it is.
+    pub fn resolve(&self, repo: &cairn_repo::Repository, spec: &str) -> anyhow::Result<String> {
+        let (snap, rest) = match spec.split_once(':') {
+            Some((snap, rest)) => (snap, Some(rest)),
+            None => (spec, None),
+        };
+        if snap != "latest" || self.is_empty() {
+            return Ok(spec.to_string());
+        }
+        let f = self.filter();
+        let id = repo
+            .list_snapshots()?
+            .into_iter()
+            .filter(|s| f.matches(s))
+            .last()
+            .map(|s| s.id.to_hex())
+            .ok_or_else(|| {
+                cairn_repo::RepoError::SnapshotNotFound(format!("latest {}", self.describe()))
+            })?;
+        Ok(match rest {
+            Some(rest) => format!("{id}:{rest}"),
+            None => id,
+        })
+    }
+
+    /// "(host laptop, tag daily)" for messages.
+    fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        for (what, v) in [
+            ("host", &self.hosts),
+            ("tag", &self.tags),
+            ("path", &self.paths),
+        ] {
+            if !v.is_empty() {
+                parts.push(format!("{what} {}", v.join(" or ")));
+            }
+        }
+        format!("({})", parts.join(", "))
     }
 }
 

@@ -46,8 +46,13 @@ pub enum MountError {
     Repo(#[from] cairn_repo::RepoError),
 }
 
-#[derive(Clone, Debug, Default)]
+/// Which snapshots a mount shows (restic's `mount --host/--tag/--path`).
+pub type SnapshotFilter = Arc<dyn Fn(&cairn_repo::SnapshotRef) -> bool + Send + Sync>;
+
+#[derive(Clone, Default)]
 pub struct MountOptions {
+    /// Only the snapshots this accepts; all without one.
+    pub only: Option<SnapshotFilter>,
     /// Let users other than the one mounting see the files (needs `user_allow_other`
     /// in /etc/fuse.conf unless root).
     pub allow_other: bool,
@@ -132,7 +137,7 @@ pub fn mount(
         options.push(MountOption::DefaultPermissions);
     }
     let held = Session::begin(&repo, "mount", Access::Read, LoadIndex::Yes)?;
-    let fs = Fs::new(repo)?;
+    let fs = Fs::new(repo, opts.only.clone())?;
     let session =
         fuser::spawn_mount2(fs, mountpoint, &options).map_err(|e| MountError::Mount(shown, e))?;
     let mountpoint = std::fs::canonicalize(mountpoint).unwrap_or_else(|_| mountpoint.to_path_buf());

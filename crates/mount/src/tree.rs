@@ -67,6 +67,8 @@ pub(crate) struct Fs {
     pub(crate) uid: u32,
     pub(crate) gid: u32,
     pub(crate) mounted_at: SystemTime,
+    /// Only the snapshots this accepts are shown.
+    pub(crate) only: Option<crate::SnapshotFilter>,
 }
 
 /// The SystemTime that fuser turns into the kernel's (seconds, nanoseconds) = `t`.
@@ -99,7 +101,10 @@ pub(crate) fn time_name(s: &SnapshotRef) -> String {
 }
 
 impl Fs {
-    pub(crate) fn new(repo: Arc<Repository>) -> Result<Fs, MountError> {
+    pub(crate) fn new(
+        repo: Arc<Repository>,
+        only: Option<crate::SnapshotFilter>,
+    ) -> Result<Fs, MountError> {
         let mut fs = Fs {
             repo,
             inodes: Vec::new(),
@@ -112,6 +117,7 @@ impl Fs {
             uid: nix_uid(),
             gid: nix_gid(),
             mounted_at: SystemTime::now(),
+            only,
         };
         // Inode 0 is unused; 1 is the root (FUSE_ROOT_ID).
         fs.inodes.push(Inode {
@@ -158,7 +164,10 @@ impl Fs {
         if !force && self.refreshed.is_some_and(|t| t.elapsed() < REFRESH) {
             return Ok(());
         }
-        let snaps = self.repo.list_snapshots()?;
+        let mut snaps = self.repo.list_snapshots()?;
+        if let Some(only) = &self.only {
+            snaps.retain(|s| only(s));
+        }
         let ids = |l: &[SnapshotRef]| l.iter().map(|s| s.id).collect::<Vec<_>>();
         if self.refreshed.is_some() && ids(&snaps) != ids(&self.snapshots) {
             // New snapshots refer to blobs in index files written since the mount.

@@ -11,11 +11,17 @@ use crate::output::{self, size};
 pub struct DiffArgs {
     pub first: String,
     pub second: String,
+    #[command(flatten)]
+    pub latest: crate::args::LatestFilter,
 }
 
 pub fn run(g: &GlobalArgs, a: DiffArgs) -> anyhow::Result<ExitCode> {
     let repo = std::sync::Arc::new(super::open_repo(g)?);
-    let (x, y, d) = cairn_ops::diff::run(&repo, &a.first, &a.second)?;
+    let (first, second) = (
+        a.latest.resolve(&repo, &a.first)?,
+        a.latest.resolve(&repo, &a.second)?,
+    );
+    let (x, y, d) = cairn_ops::diff::run(&repo, &first, &second)?;
     if g.json {
         output::print_json(&json!({
             "message_type": "summary",

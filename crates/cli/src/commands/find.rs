@@ -15,11 +15,32 @@ pub struct FindArgs {
     /// Only search these snapshots
     #[arg(short, long = "snapshot", value_name = "SNAP")]
     pub snapshots: Vec<String>,
+    /// Only snapshots of these hosts, tags and paths (and `latest` among them)
+    #[command(flatten)]
+    pub latest: crate::args::LatestFilter,
 }
 
 pub fn run(g: &GlobalArgs, a: FindArgs) -> anyhow::Result<ExitCode> {
     let repo = std::sync::Arc::new(super::open_repo(g)?);
-    let found = cairn_ops::find::run(&repo, &a.snapshots, &a.patterns)?;
+    let specs: Vec<String> = if a.snapshots.is_empty() && !a.latest.is_empty() {
+        let f = a.latest.filter();
+        let ids: Vec<String> = repo
+            .list_snapshots()?
+            .into_iter()
+            .filter(|s| f.matches(s))
+            .map(|s| s.id.to_hex())
+            .collect();
+        if ids.is_empty() {
+            return Ok(ExitCode::Ok);
+        }
+        ids
+    } else {
+        a.snapshots
+            .iter()
+            .map(|s| a.latest.resolve(&repo, s))
+            .collect::<anyhow::Result<_>>()?
+    };
+    let found = cairn_ops::find::run(&repo, &specs, &a.patterns)?;
     if g.json {
         let v: Vec<_> = found
             .iter()

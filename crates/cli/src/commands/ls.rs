@@ -20,6 +20,8 @@ pub struct LsArgs {
     /// List subdirectories too
     #[arg(long)]
     pub recursive: bool,
+    #[command(flatten)]
+    pub latest: crate::args::LatestFilter,
 }
 
 /// `ls -l` style mode string.
@@ -55,7 +57,8 @@ fn time_string(t: cairn_format::Timestamp) -> String {
 
 pub fn run(g: &GlobalArgs, a: LsArgs) -> anyhow::Result<ExitCode> {
     let repo = std::sync::Arc::new(super::open_repo(g)?);
-    let (snap, entries) = cairn_ops::ls::run(&repo, &a.snapshot, a.path.as_deref(), a.recursive)?;
+    let snapshot = a.latest.resolve(&repo, &a.snapshot)?;
+    let (snap, entries) = cairn_ops::ls::run(&repo, &snapshot, a.path.as_deref(), a.recursive)?;
     if g.json {
         let nodes: Vec<_> = entries
             .iter()

@@ -20,6 +20,9 @@ pub struct MountArgs {
     /// mountpoint reads everything
     #[arg(long)]
     pub no_default_permissions: bool,
+    /// Only snapshots of these hosts, tags and paths
+    #[command(flatten)]
+    pub latest: crate::args::LatestFilter,
 }
 
 /// The live mount, where the signal thread can reach it.
@@ -43,7 +46,12 @@ pub fn run(g: &GlobalArgs, a: MountArgs) -> anyhow::Result<ExitCode> {
     // Before asking for a password: a machine that cannot mount says so at once.
     cairn_mount::check_prerequisites()?;
     let repo = Arc::new(super::open_repo(g)?);
+    let only: Option<cairn_mount::SnapshotFilter> = (!a.latest.is_empty()).then(|| {
+        let f = a.latest.filter();
+        Arc::new(move |s: &cairn_repo::SnapshotRef| f.matches(s)) as cairn_mount::SnapshotFilter
+    });
     let opts = MountOptions {
+        only,
         allow_other: a.allow_other,
         default_permissions: !a.no_default_permissions,
     };

@@ -49,6 +49,8 @@ pub struct RestoreArgs {
     /// Show what would be restored without writing
     #[arg(short = 'n', long)]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub latest: crate::args::LatestFilter,
 }
 
 pub fn run(g: &GlobalArgs, a: RestoreArgs) -> anyhow::Result<ExitCode> {
@@ -81,6 +83,7 @@ pub fn run(g: &GlobalArgs, a: RestoreArgs) -> anyhow::Result<ExitCode> {
         dry_run: a.dry_run,
     };
     let repo = std::sync::Arc::new(super::open_repo(g)?);
+    let spec = a.latest.resolve(&repo, &spec)?;
     let (snap, s) = cairn_ops::restore::run(&repo, &spec, &opts, &output::Bar::new(g))?;
     for e in &s.errors {
         eprintln!("error: {e}");
