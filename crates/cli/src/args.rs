@@ -238,8 +238,8 @@ impl LatestFilter {
         let id = repo
             .list_snapshots()?
             .into_iter()
-            .filter(|s| f.matches(s))
-            .last()
+            .rev()
+            .find(|s| f.matches(s))
             .map(|s| s.id.to_hex())
             .ok_or_else(|| {
                 cairn_repo::RepoError::SnapshotNotFound(format!("latest {}", self.describe()))
