@@ -144,6 +144,51 @@ fn find_diff_dump_stats() {
     let raw = json_last_line(&env.ok(&["stats", "--mode", "raw-data", "--json", &b[..8]]));
     assert_eq!(raw["mode"], "raw-data");
     assert!(raw["stored_size"].as_u64().unwrap() > 300_000);
+    // -i: the case of the pattern does not matter; -O/-N: modification times.
+    let paths = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|f| f["matches"].as_array().unwrap().iter())
+            .map(|m| m["path"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let upper = json_last_line(&env.ok(&["find", "NOTES.TXT", "--json"]));
+    assert!(paths(&upper).is_empty(), "case matters by default");
+    let any_case =
+        json_last_line(&env.ok(&["find", "-i", "NOTES.TXT", "--json", "--snapshot", &a[..8]]));
+    assert_eq!(paths(&any_case), vec![format!("{s}/docs/notes.txt")]);
+    set_mtime(&src.join("added.txt"), 1_000_000_000, 0);
+    set_mtime(&src.join("docs/notes.txt"), 1_700_000_000, 0);
+    let c = env.backup(&[&src], &[])["snapshot_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let old = json_last_line(&env.ok(&[
+        "find",
+        "*.txt",
+        "--snapshot",
+        &c[..8],
+        "--newest",
+        "2010-01-01",
+        "--json",
+    ]));
+    assert_eq!(paths(&old), vec![format!("{s}/added.txt")]);
+    let mid = json_last_line(&env.ok(&[
+        "find",
+        "*.txt",
+        "--snapshot",
+        &c[..8],
+        "--oldest",
+        "2002-01-01",
+        "--newest",
+        "2024-01-01T00:00:00Z",
+        "--json",
+    ]));
+    assert_eq!(paths(&mid), vec![format!("{s}/docs/notes.txt")]);
+    let out = env.run(&["find", "x", "--oldest", "someday"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("invalid moment"), "{}", stderr(&out));
 }
 
 /// Completions as a user gets them: bash loads the script and completes `cairn ba` to

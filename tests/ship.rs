@@ -215,7 +215,10 @@ fn ship_dry_run_and_with_binary() {
         None,
         "dry run uploads nothing"
     );
-    ship(&env, &emu, dest, &["--with-binary", "--create-bucket"]);
+    let s = ship(&env, &emu, dest, &["--with-binary", "--create-bucket"]);
+    // The binary and RECOVERY.txt are counted with the rest.
+    let binary = fs::metadata(env!("CARGO_BIN_EXE_cairn")).unwrap().len();
+    assert!(s["bytes_uploaded"].as_u64().unwrap() > binary, "{s}");
     let token = emu.authorize(1)["authorizationToken"]
         .as_str()
         .unwrap()
@@ -227,7 +230,11 @@ fn ship_dry_run_and_with_binary() {
         b"",
     );
     assert_eq!(st, 200);
-    assert!(String::from_utf8_lossy(&body).contains("restore latest"));
+    let text = String::from_utf8_lossy(&body);
+    assert!(
+        text.contains("./cairn -r b2:dry-bucket/r restore latest") && !text.contains("BUCKET"),
+        "{text}"
+    );
     let (st, _, bin) = emu.http(
         "GET",
         "/file/dry-bucket/r/RECOVERY/cairn",

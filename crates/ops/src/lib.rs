@@ -22,6 +22,7 @@ pub mod forget;
 pub mod key;
 pub mod ls;
 pub mod meta;
+pub mod moment;
 pub mod pack_blobs;
 pub mod prune;
 pub mod repair;

@@ -4,7 +4,7 @@ use clap::Args;
 use serde_json::json;
 
 use crate::args::GlobalArgs;
-use crate::exit::ExitCode;
+use crate::exit::{fail, ExitCode};
 use crate::output::{self};
 
 #[derive(Args, Debug)]
@@ -15,6 +15,15 @@ pub struct FindArgs {
     /// Only search these snapshots
     #[arg(short, long = "snapshot", value_name = "SNAP")]
     pub snapshots: Vec<String>,
+    /// Patterns match whatever the case
+    #[arg(short = 'i', long)]
+    pub ignore_case: bool,
+    /// Only entries modified at or after this moment (2024-05-01, "2024-05-01 08:00", RFC 3339, or 3d ago)
+    #[arg(short = 'O', long, value_name = "MOMENT")]
+    pub oldest: Option<String>,
+    /// Only entries modified at or before this moment
+    #[arg(short = 'N', long, value_name = "MOMENT")]
+    pub newest: Option<String>,
     /// Only snapshots of these hosts, tags and paths (and `latest` among them)
     #[command(flatten)]
     pub latest: crate::args::LatestFilter,
@@ -40,7 +49,19 @@ pub fn run(g: &GlobalArgs, a: FindArgs) -> anyhow::Result<ExitCode> {
             .map(|s| a.latest.resolve(&repo, s))
             .collect::<anyhow::Result<_>>()?
     };
-    let found = cairn_ops::find::run(&repo, &specs, &a.patterns)?;
+    let now = cairn_backend::now_millis();
+    let moment = |m: &Option<String>| {
+        m.as_deref()
+            .map(|s| cairn_ops::moment::parse_moment(s, now))
+            .transpose()
+            .map_err(|e| fail(ExitCode::Fatal, e))
+    };
+    let opts = cairn_ops::find::FindOptions {
+        ignore_case: a.ignore_case,
+        oldest: moment(&a.oldest)?,
+        newest: moment(&a.newest)?,
+    };
+    let found = cairn_ops::find::run(&repo, &specs, &a.patterns, &opts)?;
     if g.json {
         let v: Vec<_> = found
             .iter()

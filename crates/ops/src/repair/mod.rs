@@ -30,7 +30,8 @@ use cairn_repo::{read_pack_header, FileKind, Repository};
 use crate::OpsError;
 
 mod versions;
-pub use versions::{parse_moment, versions, RepairVersionsSummary};
+pub use crate::moment::parse_moment;
+pub use versions::{versions, RepairVersionsSummary};
 
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct RepairIndexSummary {

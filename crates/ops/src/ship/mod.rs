@@ -245,12 +245,11 @@ pub fn ship(
         let data = std::fs::read(bin).map_err(|e| OpsError::io(bin, e))?;
         dst.write("RECOVERY/cairn", &data, &WriteOptions::default())
             .map_err(backend_err)?;
-        dst.write(
-            "RECOVERY.txt",
-            RECOVERY_TEXT.as_bytes(),
-            &WriteOptions::default(),
-        )
-        .map_err(backend_err)?;
+        let text = recovery_text(&dst.location());
+        dst.write("RECOVERY.txt", text.as_bytes(), &WriteOptions::default())
+            .map_err(backend_err)?;
+        s.files_uploaded += 2;
+        s.bytes_uploaded += (data.len() + text.len()) as u64;
     }
     if opts.verify {
         let now = listing(dst)?;
@@ -575,9 +574,16 @@ fn plan_deletions(
     Ok((deletions, why))
 }
 
-const RECOVERY_TEXT: &str = "This is a cairn backup repository.\n\
-To recover on a bare machine: download RECOVERY/cairn (a Linux x86-64 binary), make it executable,\n\
-set B2_APPLICATION_KEY_ID and B2_APPLICATION_KEY, then run\n\
-  ./cairn -r b2:BUCKET/PREFIX snapshots\n\
-  ./cairn -r b2:BUCKET/PREFIX restore latest --target /restore\n\
-with the repository password. Everything in this bucket is encrypted; without the password it cannot be read.\n";
+/// RECOVERY.txt beside a shipped copy: how to get the files back with nothing but the
+/// binary next to it, the key and the password, at this copy's real location.
+fn recovery_text(location: &str) -> String {
+    let location = location.trim_end_matches('/');
+    format!(
+        "This is a cairn backup repository.\n\
+         To recover on a bare machine: download RECOVERY/cairn (a Linux x86-64 binary), make it executable,\n\
+         set B2_APPLICATION_KEY_ID and B2_APPLICATION_KEY, then run\n  \
+         ./cairn -r {location} snapshots\n  \
+         ./cairn -r {location} restore latest --target /restore\n\
+         with the repository password. Everything in this bucket is encrypted; without the password it cannot be read.\n"
+    )
+}
