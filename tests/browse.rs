@@ -309,3 +309,42 @@ fn latest_narrowed_by_host_tag_and_path() {
         stderr(&out)
     );
 }
+
+/// A relative path (a restic habit) is resolved against the snapshot's backed-up
+/// paths when that names one path; otherwise the error says paths are absolute and
+/// which ones it tried.
+#[test]
+fn relative_paths_resolve_against_the_backed_up_paths() {
+    let env = Env::new();
+    let (src, _, _) = two_snapshots(&env);
+    let s = src.display().to_string();
+    assert_eq!(
+        env.ok(&["dump", "latest", "docs/notes.txt"]),
+        "notes, edited"
+    );
+    assert_eq!(
+        env.ok(&["dump", "latest", "src/docs/notes.txt"]),
+        "notes, edited"
+    );
+    let listing = env.ok(&["ls", "latest", "docs"]);
+    assert!(
+        listing.contains(&format!("{s}/docs/notes.txt")),
+        "{listing}"
+    );
+    let t = env.path("t");
+    env.ok(&["restore", "latest:docs", "--target", t.to_str().unwrap()]);
+    assert_eq!(fs::read(t.join("sub/deep.txt")).unwrap(), b"deep");
+    for args in [
+        vec!["dump", "latest", "Documents"],
+        vec!["ls", "latest", "Documents"],
+    ] {
+        let out = env.run(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let e = stderr(&out);
+        assert!(
+            e.contains("paths inside a snapshot are absolute")
+                && e.contains(&format!("{s}/Documents")),
+            "{e}"
+        );
+    }
+}

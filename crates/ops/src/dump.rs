@@ -3,7 +3,7 @@
 
 use std::io::{self, Read, Write};
 
-use cairn_format::{BlobId, Node, NodeType, Timestamp};
+use cairn_format::{BlobId, Node, NodeType};
 use cairn_repo::session::{Access, LoadIndex, Session};
 use cairn_repo::Repository;
 
@@ -55,10 +55,8 @@ pub fn run(
 ) -> Result<(), OpsError> {
     let _session = Session::begin(repo, "dump", Access::Browse, LoadIndex::Yes)?;
     let snap = repo.find_snapshot(spec)?;
-    let t = snap.snapshot.time;
-    let time = Timestamp(t.timestamp(), t.timestamp_subsec_nanos());
-    let node = crate::walk::find_node(repo, &snap.snapshot.tree, path, time)?;
-    dump(repo, &node, path, out)
+    let (path, node) = crate::walk::find_path(repo, &snap, path)?;
+    dump(repo, &node, &path, out)
 }
 
 /// Writes `node` (found at absolute `path`) to `out`: a file as itself, a directory as

@@ -63,6 +63,9 @@ pub enum OpsError {
     NoSource(String),
     #[error("path {0:?} not found in snapshot")]
     PathNotFound(String),
+    /// A relative path that names no path, or several, in a snapshot (the message says which).
+    #[error("{0}")]
+    RelativePath(String),
     #[error("{0}")]
     Invalid(String),
     /// A copy's destination holds another repository: refused before anything is touched.

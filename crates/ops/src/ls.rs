@@ -48,8 +48,8 @@ pub fn ls(
             path.is_none() || recursive,
         ),
         Some(p) => {
-            let p = p.trim_end_matches('/');
-            let node = find_node(repo, &snap.snapshot.tree, p, time)?;
+            let (p, node) = crate::walk::find_path(repo, snap, p.trim_end_matches('/'))?;
+            let p = p.as_str();
             if node.node_type != NodeType::Dir {
                 out.push(LsEntry {
                     path: p.as_bytes().to_vec(),

@@ -86,6 +86,56 @@ pub fn find_node(
     Ok(node)
 }
 
+/// The node at `path` in the snapshot, and that path made absolute. Paths inside a
+/// snapshot are absolute, but a restic habit is `restore latest:Documents`: a relative
+/// path is tried below each backed-up path (`/home/me` + `Documents`) and beside it
+/// (`me/Documents`), and used when exactly one of those exists.
+pub fn find_path(
+    repo: &Repository,
+    snap: &cairn_repo::SnapshotRef,
+    path: &str,
+) -> Result<(String, Node), OpsError> {
+    let t = snap.snapshot.time;
+    let time = Timestamp(t.timestamp(), t.timestamp_subsec_nanos());
+    if path.starts_with('/') || path.is_empty() {
+        let abs = if path.is_empty() { "/" } else { path };
+        return Ok((
+            abs.to_string(),
+            find_node(repo, &snap.snapshot.tree, abs, time)?,
+        ));
+    }
+    let rel = path.trim_end_matches('/');
+    let mut candidates: Vec<String> = Vec::new();
+    for root in &snap.snapshot.paths {
+        let root = root.trim_end_matches('/');
+        candidates.push(format!("{root}/{rel}"));
+        let (parent, last) = root.rsplit_once('/').unwrap_or(("", root));
+        if rel == last || rel.starts_with(&format!("{last}/")) {
+            candidates.push(format!("{parent}/{rel}"));
+        }
+    }
+    candidates.dedup();
+    let mut found = Vec::new();
+    for c in &candidates {
+        match find_node(repo, &snap.snapshot.tree, c, time) {
+            Ok(n) => found.push((c.clone(), n)),
+            Err(OpsError::PathNotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => Err(OpsError::RelativePath(format!(
+            "path {path:?} not found in snapshot: paths inside a snapshot are absolute, and none of {} exists",
+            if candidates.is_empty() { "the backed-up paths".to_string() } else { candidates.join(", ") }
+        ))),
+        _ => Err(OpsError::RelativePath(format!(
+            "path {path:?} is ambiguous in this snapshot: give one of {} in full",
+            found.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+
 /// Why the given snapshots cannot all be restored from what the index lists, if they
 /// cannot: the first blob one uses that no index lists, or a tree that cannot be read.
 /// Reads only, and stops at the first. Ship asks before deleting packs at a copy,

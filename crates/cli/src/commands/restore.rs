@@ -56,14 +56,8 @@ pub struct RestoreArgs {
 pub fn run(g: &GlobalArgs, a: RestoreArgs) -> anyhow::Result<ExitCode> {
     // SNAP:/sub/path restores the contents of that directory directly into the target.
     let (spec, subpath) = match a.snapshot.split_once(':') {
-        Some((s, p)) => (
-            s.to_string(),
-            Some(if p.starts_with('/') {
-                p.to_string()
-            } else {
-                format!("/{p}")
-            }),
-        ),
+        // A relative path is resolved against the snapshot's backed-up paths.
+        Some((s, p)) => (s.to_string(), Some(p.to_string())),
         None => (a.snapshot.clone(), None),
     };
     let opts = RestoreOptions {

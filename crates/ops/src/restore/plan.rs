@@ -5,11 +5,11 @@ use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use cairn_format::{BlobId, Node, NodeType, Timestamp};
+use cairn_format::{BlobId, Node, NodeType};
 use cairn_repo::{Repository, SnapshotRef};
 
 use super::RestoreOptions;
-use crate::walk::{check_name, find_node, join};
+use crate::walk::{check_name, join};
 use crate::OpsError;
 
 #[derive(Clone, Debug)]
@@ -42,10 +42,6 @@ pub struct DeleteScope {
     /// Whether the directory itself is selected (no includes, or one matched it or a
     /// directory above it): then every extra entry is, unless excluded.
     pub included: bool,
-}
-
-fn ts(t: chrono::DateTime<chrono::FixedOffset>) -> Timestamp {
-    Timestamp(t.timestamp(), t.timestamp_subsec_nanos())
 }
 
 struct Builder<'a> {
@@ -93,8 +89,9 @@ impl RestorePlan {
         snap: &SnapshotRef,
         opts: &RestoreOptions,
     ) -> Result<RestorePlan, OpsError> {
-        let sub = opts.subpath.as_deref().unwrap_or("/");
-        let start = find_node(repo, &snap.snapshot.tree, sub, ts(snap.snapshot.time))?;
+        let (sub, start) =
+            crate::walk::find_path(repo, snap, opts.subpath.as_deref().unwrap_or("/"))?;
+        let sub = sub.as_str();
         let backed_up = snap
             .snapshot
             .paths
