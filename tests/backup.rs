@@ -84,12 +84,29 @@ fn parent_snapshot_skips_unchanged_files() {
         (Some(1), Some(1), Some(49)),
         "{third}"
     );
+    // --skip-if-unchanged: nothing changed below the source, so no snapshot; then a
+    // change, and one is saved.
+    let skipped = env.backup(&[&src], &["--skip-if-unchanged"]);
+    assert_eq!(
+        (
+            skipped["skipped_unchanged"].as_bool(),
+            skipped["snapshot_id"].as_str()
+        ),
+        (Some(true), Some("")),
+        "{skipped}"
+    );
+    let text = env.ok(&["backup", "--skip-if-unchanged", src.to_str().unwrap()]);
+    assert!(text.contains("nothing changed since snapshot"), "{text}");
+    fs::write(src.join("f4"), b"changed too").unwrap();
+    let saved = env.backup(&[&src], &["--skip-if-unchanged"]);
+    assert_eq!(saved["skipped_unchanged"], false, "{saved}");
+    assert_eq!(saved["files_changed"], 1, "{saved}");
     let forced = env.backup(&[&src], &["--force"]);
     assert_eq!(forced["files_unmodified"], 0);
     assert_eq!(forced["data_blobs"], 0, "forced re-read still deduplicates");
     let snaps: serde_json::Value = serde_json::from_str(&env.ok(&["snapshots", "--json"])).unwrap();
     let snaps = snaps.as_array().unwrap();
-    assert_eq!(snaps.len(), 4);
+    assert_eq!(snaps.len(), 5);
     assert_eq!(snaps[1]["parent"], snaps[0]["id"]);
     for key in [
         "id", "short_id", "time", "hostname", "username", "paths", "tags", "tree", "parent",

@@ -78,6 +78,9 @@ pub struct BackupArgs {
     /// Files read at the same time (default: one per core)
     #[arg(long, value_name = "N")]
     pub read_concurrency: Option<usize>,
+    /// Save no snapshot when nothing changed since the parent snapshot
+    #[arg(long)]
+    pub skip_if_unchanged: bool,
     /// Run at normal CPU and I/O priority (by default backup yields to everything else:
     /// nice 10, best-effort I/O at the lowest level)
     #[arg(long)]
@@ -162,6 +165,7 @@ fn backup_options(a: &BackupArgs) -> anyhow::Result<BackupOptions> {
             .stdin_from_command
             .then(|| a.paths.iter().map(|p| p.clone().into_os_string()).collect()),
         read_concurrency: a.read_concurrency.unwrap_or(0),
+        skip_if_unchanged: a.skip_if_unchanged,
         ..BackupOptions::default()
     };
     let opts = match a.checkpoint_interval {
@@ -191,6 +195,7 @@ fn print_summary(
             m.insert("total_duration".into(), json!(s.total_duration));
             m.insert("dry_run".into(), json!(dry_run));
             m.insert("locks_extended".into(), json!(s.locks.extended));
+            m.insert("skipped_unchanged".into(), json!(s.skipped_unchanged));
         }
         output::print_json(&v);
     } else if !g.quiet {
@@ -227,6 +232,9 @@ fn print_summary(
         );
         if dry_run {
             println!("dry run: nothing was written");
+        } else if s.skipped_unchanged {
+            let parent = s.parent.map(|p| p.short()).unwrap_or_default();
+            println!("nothing changed since snapshot {parent}; no snapshot saved");
         } else {
             println!("snapshot {} saved", &id[..8.min(id.len())]);
         }

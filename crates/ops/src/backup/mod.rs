@@ -47,6 +47,8 @@ pub struct BackupOptions {
     pub checkpoint_interval: Duration,
     /// Files read at the same time; 0 means one per core.
     pub read_concurrency: usize,
+    /// Save no snapshot when the tree is the parent's (restic's `--skip-if-unchanged`).
+    pub skip_if_unchanged: bool,
 }
 
 impl Default for BackupOptions {
@@ -67,6 +69,7 @@ impl Default for BackupOptions {
             stdin_command: None,
             checkpoint_interval: Duration::from_secs(5 * 60),
             read_concurrency: 0,
+            skip_if_unchanged: false,
         }
     }
 }
@@ -85,6 +88,33 @@ pub struct BackupSummary {
     /// A repository with a lock period (`init --lock-days`): files whose lock this
     /// backup extended, and until when.
     pub locks: cairn_repo::LockExtension,
+    /// With `skip_if_unchanged`: nothing changed since the parent, so no snapshot was
+    /// saved (`snapshot_id` is None).
+    pub skipped_unchanged: bool,
+}
+
+/// Whether the entries at `paths` (and so everything below them) are the same in the
+/// two root trees.
+fn same_below(
+    repo: &Repository,
+    old: &cairn_format::BlobId,
+    new: &cairn_format::BlobId,
+    paths: &[String],
+) -> Result<bool, OpsError> {
+    let t = cairn_format::Timestamp(0, 0);
+    for p in paths {
+        let a = crate::walk::find_node(repo, old, p, t);
+        let b = crate::walk::find_node(repo, new, p, t);
+        match (a, b) {
+            (Ok(a), Ok(b)) if a == b => {}
+            (Err(OpsError::PathNotFound(_)), Err(OpsError::PathNotFound(_))) => {}
+            (Ok(_), Ok(_))
+            | (Ok(_), Err(OpsError::PathNotFound(_)))
+            | (Err(OpsError::PathNotFound(_)), Ok(_)) => return Ok(false),
+            (Err(e), _) | (_, Err(e)) => return Err(e),
+        }
+    }
+    Ok(true)
 }
 
 /// Makes a path absolute and clean: `.`/`..` removed and symlinks among the parent
@@ -324,7 +354,7 @@ fn run_backup(
         repo.adopt_unindexed_packs()?;
     }
 
-    let (paths, tree, parent_id, arch) = if let Some(name) = &opts.stdin_filename {
+    let (paths, tree, parent, arch) = if let Some(name) = &opts.stdin_filename {
         if name.is_empty() || name.contains('/') {
             return Err(OpsError::Invalid(format!(
                 "invalid --stdin-filename {name:?}: must be a plain file name"
@@ -352,8 +382,9 @@ fn run_backup(
         let arch = archiver::Archiver::new(repo, chunker, opts, parent_tree, progress);
         let root = layout::Layout::new(&abs);
         let tree = arch.archive_layout(&root)?;
-        (paths, tree, parent.map(|p| p.id), arch)
+        (paths, tree, parent.map(|p| (p.id, p.snapshot.tree)), arch)
     };
+    let parent_id = parent.map(|(id, _)| id);
 
     repo.flush()?;
     repo.save_index()?;
@@ -380,7 +411,23 @@ fn run_backup(
         errors,
         warnings: arch.take_warnings(),
         locks: Default::default(),
+        skipped_unchanged: false,
     };
+    // Everything at and below the backed-up paths as in the parent (same host and
+    // paths, by how the parent is found): nothing to record. The directories above
+    // them are not compared: their times change with anything beside the source (a
+    // repository or cache kept there). Blobs stored anyway are indexed, and unused.
+    let unchanged = match parent {
+        Some((_, old)) if opts.skip_if_unchanged && summary.errors.is_empty() => {
+            same_below(repo, &old, &tree, &snap.paths)?
+        }
+        _ => false,
+    };
+    if unchanged {
+        summary.skipped_unchanged = true;
+        summary.total_duration = start.elapsed().as_secs_f64();
+        return Ok(summary);
+    }
     summary.snapshot_id = Some(repo.save_snapshot(&snap)?);
     summary.total_duration = start.elapsed().as_secs_f64();
     Ok(summary)
