@@ -20,7 +20,7 @@ fn profiles_run_the_daily_job_and_flags_win() {
     fs::write(
         conf.join("home.toml"),
         format!(
-            "repository = {:?}\npassword_file = {:?}\n\n[backup]\npaths = [{:?}]\nexclude = [\"cache\"]\ntags = [\"daily\"]\n\n[forget]\nkeep_last = 2\nprune = true\n\n[ship]\ndestination = {:?}\n",
+            "repository = {:?}\npassword_file = {:?}\n\n[backup]\npaths = [{:?}]\nexclude = [\"cache\"]\ntags = [\"daily\"]\n\n[forget]\nkeep_last = 2\nkeep_tag = [\"precious\"]\nprune = true\n\n[ship]\ndestination = {:?}\n",
             env.repo(), env.path("pw"), src, offsite
         ),
     )
@@ -40,6 +40,8 @@ fn profiles_run_the_daily_job_and_flags_win() {
     };
     env.init();
     fs::create_dir_all(&offsite).unwrap();
+    // The first snapshot is tagged precious: the profile's keep_tag keeps it.
+    ok(&["backup", "--tag", "precious"]);
     for _ in 0..3 {
         ok(&["backup"]);
         ok(&["forget"]);
@@ -48,10 +50,11 @@ fn profiles_run_the_daily_job_and_flags_win() {
     let snaps: serde_json::Value = serde_json::from_str(&ok(&["snapshots", "--json"])).unwrap();
     assert_eq!(
         snaps.as_array().unwrap().len(),
-        2,
-        "forget kept the profile's 2"
+        3,
+        "forget kept the profile's 2 and the precious one: {snaps}"
     );
-    assert_eq!(snaps[0]["tags"][0], "daily");
+    assert_eq!(snaps[0]["tags"][0], "precious");
+    assert_eq!(snaps[1]["tags"][0], "daily");
     let ls = ok(&["ls", "latest"]);
     assert!(
         ls.contains("notes.txt") && !ls.contains("junk"),

@@ -76,6 +76,9 @@ pub struct ForgetProfile {
     pub keep_yearly: Option<i64>,
     #[serde(default, deserialize_with = "Duration::deserialize_opt")]
     pub keep_within: Option<Duration>,
+    /// Snapshots with any of these tags (each: commas for all of several) are kept.
+    #[serde(default)]
+    pub keep_tag: Vec<String>,
     pub prune: Option<bool>,
 }
 
@@ -249,6 +252,7 @@ fn fill_command(command: &mut Command, sub: &ArgMatches, p: Profile) {
                     &mut a.keep_within,
                     f.keep_within.map(Some),
                 );
+                fill_vec(sub, "keep_tags", &mut a.keep_tags, f.keep_tag);
             }
             fill(sub, "prune", &mut a.prune, f.prune);
         }
