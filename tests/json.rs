@@ -248,11 +248,19 @@ fn every_command_speaks_json() {
         &[],
         "forget",
     );
-    has(
-        json_lines(&env, &["prune"]).last().unwrap(),
-        &["message_type"],
-        "prune",
-    );
+    let prune = json_lines(&env, &["prune"]);
+    has(prune.last().unwrap(), &["message_type"], "prune");
+    // A check that reads no pack, a prune that repacks none: their last status line
+    // says done, not 0%.
+    let check = json_lines(&env, &["check"]);
+    for (what, lines) in [("check", &check), ("prune", &prune)] {
+        let last = lines
+            .iter()
+            .rev()
+            .find(|d| d["message_type"] == "status")
+            .unwrap_or_else(|| panic!("{what}: no status line: {lines:?}"));
+        assert_eq!(last["percent_done"], 1.0, "{what}: {last}");
+    }
     has(
         &json_lines(&env, &["repair", "index"])[0],
         &["message_type"],

@@ -104,13 +104,21 @@ impl Counts {
     }
 }
 
-fn status_line(pb: &indicatif::ProgressBar, c: &Counts, started: std::time::Instant) {
+/// One status line; `last` when the phase has ended: a phase that had nothing to do
+/// (check reading no pack, prune repacking none) is then done, not at 0%.
+fn status_line(pb: &indicatif::ProgressBar, c: &Counts, started: std::time::Instant, last: bool) {
     use std::sync::atomic::Ordering;
     let (done, total) = (pb.position(), pb.length().unwrap_or(0));
+    let files_total = c.total.load(Ordering::Relaxed);
+    let percent = match total {
+        0 if last && files_total == 0 => 1.0,
+        0 => 0.0,
+        _ => (done as f64 / total as f64).min(1.0),
+    };
     print_json(&serde_json::json!({
         "message_type": "status",
         "seconds_elapsed": started.elapsed().as_secs(),
-        "percent_done": if total == 0 { 0.0 } else { (done as f64 / total as f64).min(1.0) },
+        "percent_done": percent,
         "files_done": c.done.load(Ordering::Relaxed),
         "total_files": c.total.load(Ordering::Relaxed),
         "bytes_done": done,
@@ -172,17 +180,17 @@ impl cairn_ops::Progress for Bar {
                 std::sync::Arc::clone(&self.counts),
                 std::time::Instant::now(),
             );
-            status_line(&pb, &counts, started);
+            status_line(&pb, &counts, started, false);
             let t = std::thread::spawn(move || {
                 let mut last = std::time::Instant::now();
                 while !counts.stop.load(std::sync::atomic::Ordering::Relaxed) {
                     std::thread::sleep(std::time::Duration::from_millis(50));
                     if last.elapsed() >= std::time::Duration::from_secs(1) {
-                        status_line(&pb, &counts, started);
+                        status_line(&pb, &counts, started, false);
                         last = std::time::Instant::now();
                     }
                 }
-                status_line(&pb, &counts, started);
+                status_line(&pb, &counts, started, true);
             });
             *self.ticker.lock().unwrap_or_else(|p| p.into_inner()) = Some(t);
         }
