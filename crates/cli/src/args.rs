@@ -41,7 +41,9 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Options every command takes: shown after the command's own, under their own heading.
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Read settings from NAME.toml in CAIRN_CONFIG_DIR or ~/.config/cairn (flags win)
     #[arg(long, env = "CAIRN_PROFILE", global = true, value_name = "NAME")]
@@ -199,6 +201,7 @@ impl SnapshotSelect {
 /// What `latest` means (and, for find and mount, which snapshots count), as in restic:
 /// `restore latest --host laptop` restores the laptop's latest snapshot.
 #[derive(Args, Debug, Clone, Default)]
+#[command(next_help_heading = "Snapshot selection")]
 pub struct LatestFilter {
     /// `latest` means the latest snapshot of this host (repeat for any of several)
     #[arg(long = "host", value_name = "H")]
@@ -301,6 +304,47 @@ pub fn parse_wait(s: &str) -> Result<std::time::Duration, String> {
 
 #[cfg(test)]
 mod tests {
+    /// `--help` of every command: its own options first, the global ones under their
+    /// own heading after them, and every argument described.
+    #[test]
+    fn help_lists_the_command_first_and_describes_every_argument() {
+        use clap::CommandFactory;
+        fn walk(cmd: &clap::Command, path: &str) {
+            // clap's own `help` subcommands take no options.
+            for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+                let name = format!("{path} {}", sub.get_name());
+                for arg in sub.get_positionals() {
+                    assert!(
+                        arg.get_help().is_some(),
+                        "{name}: <{}> undescribed",
+                        arg.get_id()
+                    );
+                }
+                let help = sub.clone().render_help().to_string();
+                let global = help.find("Global options:");
+                assert!(
+                    global.is_some(),
+                    "{name}: no Global options heading:\n{help}"
+                );
+                if let Some(own) = help.find("\nOptions:") {
+                    assert!(
+                        own < global.unwrap_or(0),
+                        "{name}: own options after global ones"
+                    );
+                }
+                assert!(
+                    !help[..global.unwrap_or(0)].contains("--repo"),
+                    "{name}: a global option among the command's own"
+                );
+                walk(sub, &name);
+            }
+        }
+        // Built, as when it parses: global options reach the subcommands.
+        let mut cmd = super::Cli::command();
+        cmd.build();
+        walk(&cmd, "cairn");
+    }
+
     #[test]
     fn waits_parse_as_restic_writes_them() {
         use std::time::Duration;

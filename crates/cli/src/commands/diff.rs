@@ -9,7 +9,9 @@ use crate::output::{self, size};
 
 #[derive(Args, Debug)]
 pub struct DiffArgs {
+    /// The older snapshot (ID, prefix, or latest)
     pub first: String,
+    /// The newer snapshot, compared with FIRST
     pub second: String,
     #[command(flatten)]
     pub latest: crate::args::LatestFilter,

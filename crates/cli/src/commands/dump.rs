@@ -9,6 +9,7 @@ use crate::exit::{fail, ExitCode};
 
 #[derive(Args, Debug)]
 pub struct DumpArgs {
+    /// Snapshot ID, prefix, or latest
     pub snapshot: String,
     /// Absolute path inside the snapshot
     pub path: String,

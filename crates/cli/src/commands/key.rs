@@ -27,7 +27,10 @@ pub enum KeyCommand {
         new_password_file: Option<PathBuf>,
     },
     /// Remove a key by ID (prefix); never the last one or the one in use
-    Remove { id: String },
+    Remove {
+        /// The key's ID, or a unique prefix of it (`cairn key list`)
+        id: String,
+    },
     /// Change the password in use
     Passwd {
         /// Read the new password from the first line of F (else prompt twice)

@@ -8,6 +8,7 @@ use crate::exit::ExitCode;
 
 #[derive(Args, Debug)]
 pub struct CompletionsArgs {
+    /// The shell to write the script for
     pub shell: clap_complete::Shell,
 }
 

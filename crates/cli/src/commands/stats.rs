@@ -9,7 +9,9 @@ use crate::output::{self, size};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum StatsMode {
+    /// What a restore of the snapshots would write
     RestoreSize,
+    /// The stored blobs they use, deduplicated, as stored
     RawData,
 }
 
@@ -18,6 +20,7 @@ pub struct StatsArgs {
     /// Snapshots to count (default: all)
     #[arg(value_name = "SNAP")]
     pub snapshots: Vec<String>,
+    /// What to count
     #[arg(long, value_enum, default_value = "restore-size")]
     pub mode: StatsMode,
 }

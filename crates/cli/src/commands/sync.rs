@@ -20,7 +20,9 @@ pub enum CompareArg {
 
 #[derive(Args, Debug)]
 pub struct SyncArgs {
+    /// Copy from: a directory, b2:BUCKET/PATH or rclone:REMOTE:BUCKET/PATH
     pub src: String,
+    /// Copy to (made the same as SRC; with --delete, what SRC lacks is removed)
     pub dst: String,
     /// Delete files in DST that SRC lacks (on B2: hide them), after all transfers succeeded
     #[arg(long)]
