@@ -180,6 +180,20 @@ fn dry_run_writes_nothing() {
     let s = env.backup(&[&src], &["--dry-run"]);
     assert_eq!(s["files_new"], 1);
     assert_eq!(env.repo_listing(), before);
+    // -vv lists each file it would store (restic's habit), and still writes nothing.
+    env.backup(&[&src], &[]);
+    fs::write(src.join("a"), b"edited").unwrap();
+    fs::write(src.join("b"), b"new").unwrap();
+    let before = env.repo_listing();
+    let out = env.ok(&["backup", "--dry-run", "-vv", src.to_str().unwrap()]);
+    let a = src.join("a").display().to_string();
+    let b = src.join("b").display().to_string();
+    assert!(
+        out.lines().any(|l| l == format!("modified  {a}"))
+            && out.lines().any(|l| l == format!("new       {b}")),
+        "{out}"
+    );
+    assert_eq!(env.repo_listing(), before);
 }
 
 #[test]

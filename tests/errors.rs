@@ -240,6 +240,8 @@ fn unreadable_file_is_reported_snapshot_saved_exit_3() {
         err.contains("secret") && err.contains("Permission denied"),
         "{err}"
     );
+    // Named once, as it happened (above any bar), not again at the end.
+    assert_eq!(err.matches("Permission denied").count(), 1, "{err}");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("snapshot"), "snapshot still saved");
     // The counts add up: the file not read is counted as such.

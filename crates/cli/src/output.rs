@@ -83,6 +83,8 @@ pub struct Bar {
     visible: bool,
     counts: std::sync::Arc<Counts>,
     json: bool,
+    /// `--json` given: stdout is for JSON only.
+    json_output: bool,
     ticker: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -126,6 +128,19 @@ fn status_line(pb: &indicatif::ProgressBar, c: &Counts, started: std::time::Inst
     }));
 }
 
+/// A spinner with what is counted while the total is unknown (backup's scanner still
+/// walking; a full bar at 0 B/0 B said the opposite), the bar once it is known.
+fn set_style(pb: &indicatif::ProgressBar, total_known: bool) {
+    let template = if total_known {
+        "{bar:24} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}"
+    } else {
+        "{spinner} {bytes} so far, {binary_bytes_per_sec}; counting the rest: {msg}"
+    };
+    if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+        pb.set_style(style);
+    }
+}
+
 impl Bar {
     pub fn new(g: &crate::args::GlobalArgs) -> Bar {
         let visible = std::io::IsTerminal::is_terminal(&std::io::stderr())
@@ -137,11 +152,7 @@ impl Bar {
         } else {
             indicatif::ProgressBar::hidden()
         };
-        if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "{bar:24} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}",
-        ) {
-            pb.set_style(style);
-        }
+        set_style(&pb, false);
         if visible {
             pb.enable_steady_tick(std::time::Duration::from_millis(250));
         }
@@ -150,6 +161,7 @@ impl Bar {
             visible,
             counts: Default::default(),
             json: g.json && !g.no_progress && !g.quiet,
+            json_output: g.json,
             ticker: std::sync::Mutex::new(None),
         }
     }
@@ -173,6 +185,7 @@ impl cairn_ops::Progress for Bar {
             .store(files, std::sync::atomic::Ordering::Relaxed);
         self.pb.set_length(bytes);
         self.pb.set_position(0);
+        set_style(&self.pb, bytes > 0);
         self.pb.set_message(self.counts.files());
         if self.json {
             let (pb, counts, started) = (
@@ -201,6 +214,9 @@ impl cairn_ops::Progress for Bar {
             .fetch_add(files, std::sync::atomic::Ordering::Relaxed);
         self.pb.inc_length(bytes);
     }
+    fn total_known(&self) {
+        set_style(&self.pb, true);
+    }
     fn file_done(&self, bytes: u64) {
         self.counts
             .done
@@ -224,6 +240,24 @@ impl cairn_ops::Progress for Bar {
         let cut = if tail.len() < p.len() { "…" } else { "" };
         self.pb
             .set_message(format!("{} {cut}{tail}", self.counts.files()));
+    }
+    fn note(&self, line: &str) {
+        if self.visible {
+            self.pb.println(line);
+        } else {
+            eprintln!("{line}");
+        }
+    }
+    fn listed(&self, line: &str) {
+        // stdout holds only JSON with --json.
+        if self.json_output {
+            return;
+        }
+        if self.visible {
+            self.pb.suspend(|| println!("{line}"));
+        } else {
+            println!("{line}");
+        }
     }
     fn finish(&self) {
         self.counts

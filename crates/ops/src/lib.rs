@@ -50,6 +50,8 @@ pub trait Progress: Sync {
     fn bytes_done(&self, _bytes: u64) {}
     /// More work found while the command already runs (backup's scanner).
     fn add_total(&self, _files: u64, _bytes: u64) {}
+    /// The scanner has found all the work: the total stands.
+    fn total_known(&self) {}
     /// Whether totals are shown to anyone: backup's scanner walks the whole tree a
     /// second time (a stat per file) only for them.
     fn wants_totals(&self) -> bool {
@@ -57,6 +59,11 @@ pub trait Progress: Sync {
     }
     /// The file being worked on now.
     fn current(&self, _path: &std::path::Path) {}
+    /// Something the user should see now, not at the end (an unreadable file): a line
+    /// on stderr, above any bar.
+    fn note(&self, _line: &str) {}
+    /// A line of a listing the user asked for (`backup -vv`: each file stored): stdout.
+    fn listed(&self, _line: &str) {}
     fn finish(&self) {}
 }
 

@@ -112,14 +112,12 @@ pub fn run(g: &GlobalArgs, a: BackupArgs) -> anyhow::Result<ExitCode> {
             o.transfers = n;
         }
     })?;
+    let opts = BackupOptions {
+        list_stored: g.verbose >= 2,
+        ..opts
+    };
+    // Unreadable files and files that changed while read were named as they happened.
     let s = cairn_ops::backup::run(&Arc::new(repo), &opts, &output::Bar::new(g))?;
-
-    for e in &s.errors {
-        eprintln!("error: {e}");
-    }
-    for w in &s.warnings {
-        eprintln!("warning: {w}");
-    }
     print_summary(g, &s, a.dry_run)?;
     if !s.errors.is_empty() {
         eprintln!(

@@ -49,6 +49,9 @@ pub struct BackupOptions {
     pub read_concurrency: usize,
     /// Save no snapshot when the tree is the parent's (restic's `--skip-if-unchanged`).
     pub skip_if_unchanged: bool,
+    /// Name each file read and stored, new or modified, as it is (`backup -vv`, with
+    /// `--dry-run`: what would be stored).
+    pub list_stored: bool,
 }
 
 impl Default for BackupOptions {
@@ -70,6 +73,7 @@ impl Default for BackupOptions {
             checkpoint_interval: Duration::from_secs(5 * 60),
             read_concurrency: 0,
             skip_if_unchanged: false,
+            list_stored: false,
         }
     }
 }
@@ -213,6 +217,7 @@ fn scan(
             progress.add_total(1, m.len());
         }
     }
+    progress.total_known();
 }
 
 /// Backs up what `argv` writes to its standard output, as the file `name`. Plain

@@ -72,10 +72,16 @@ impl<'a> Archiver<'a> {
         }
         node.size = read;
         node.content = content;
-        if parent.is_some_and(|p| p.node_type == NodeType::File) {
+        let changed = parent.is_some_and(|p| p.node_type == NodeType::File);
+        if changed {
             inc(&self.counters.files_changed);
         } else {
             inc(&self.counters.files_new);
+        }
+        if self.opts.list_stored {
+            let what = if changed { "modified" } else { "new" };
+            self.progress
+                .listed(&format!("{what:<9} {}", path.display()));
         }
         self.repo.checkpoint_index(self.opts.checkpoint_interval)?;
         Ok(FileOutcome::Saved)

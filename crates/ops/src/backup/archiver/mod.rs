@@ -109,7 +109,7 @@ impl<'a> Archiver<'a> {
 
     fn error(&self, path: &Path, e: impl std::fmt::Display) {
         let msg = format!("{}: {e}", path.display());
-        tracing::debug!("{msg}");
+        self.progress.note(&format!("error: {msg}"));
         self.errors
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -117,7 +117,7 @@ impl<'a> Archiver<'a> {
     }
 
     fn warning(&self, msg: String) {
-        tracing::debug!("{msg}");
+        self.progress.note(&format!("warning: {msg}"));
         self.warnings
             .lock()
             .unwrap_or_else(|p| p.into_inner())
