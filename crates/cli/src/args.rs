@@ -184,13 +184,22 @@ pub struct SnapshotSelect {
     pub group_by: String,
 }
 
+/// The filter the three options `--host`, `--tag` and `--path` make.
+fn snapshot_filter(
+    hosts: &[String],
+    tags: &[String],
+    paths: &[String],
+) -> cairn_ops::snapshots::SnapshotFilter {
+    cairn_ops::snapshots::SnapshotFilter {
+        hosts: hosts.to_vec(),
+        tags: tags.to_vec(),
+        paths: paths.to_vec(),
+    }
+}
+
 impl SnapshotSelect {
     pub fn filter(&self) -> cairn_ops::snapshots::SnapshotFilter {
-        cairn_ops::snapshots::SnapshotFilter {
-            hosts: self.hosts.clone(),
-            tags: self.tags.clone(),
-            paths: self.paths.clone(),
-        }
+        snapshot_filter(&self.hosts, &self.tags, &self.paths)
     }
 
     pub fn group_by(&self) -> Result<cairn_ops::snapshots::GroupBy, String> {
@@ -216,11 +225,18 @@ pub struct LatestFilter {
 
 impl LatestFilter {
     pub fn filter(&self) -> cairn_ops::snapshots::SnapshotFilter {
-        cairn_ops::snapshots::SnapshotFilter {
-            hosts: self.hosts.clone(),
-            tags: self.tags.clone(),
-            paths: self.paths.clone(),
-        }
+        snapshot_filter(&self.hosts, &self.tags, &self.paths)
+    }
+
+    /// The repository's snapshots the filter accepts, oldest first.
+    pub fn accepted(
+        &self,
+        repo: &cairn_repo::Repository,
+    ) -> anyhow::Result<Vec<cairn_repo::SnapshotRef>> {
+        let f = self.filter();
+        let mut all = repo.list_snapshots()?;
+        all.retain(|s| f.matches(s));
+        Ok(all)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -237,12 +253,9 @@ impl LatestFilter {
         if snap != "latest" || self.is_empty() {
             return Ok(spec.to_string());
         }
-        let f = self.filter();
-        let id = repo
-            .list_snapshots()?
-            .into_iter()
-            .rev()
-            .find(|s| f.matches(s))
+        let id = self
+            .accepted(repo)?
+            .last()
             .map(|s| s.id.to_hex())
             .ok_or_else(|| {
                 cairn_repo::RepoError::SnapshotNotFound(format!("latest {}", self.describe()))

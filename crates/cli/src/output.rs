@@ -122,7 +122,7 @@ fn status_line(pb: &indicatif::ProgressBar, c: &Counts, started: std::time::Inst
         "seconds_elapsed": started.elapsed().as_secs(),
         "percent_done": percent,
         "files_done": c.done.load(Ordering::Relaxed),
-        "total_files": c.total.load(Ordering::Relaxed),
+        "total_files": files_total,
         "bytes_done": done,
         "total_bytes": total,
     }));

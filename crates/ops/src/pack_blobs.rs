@@ -31,7 +31,7 @@ impl PackBlobs {
             )));
         }
         let mut ranges: HashMap<PackId, (usize, usize)> = HashMap::new();
-        for (_, _, b) in index.blobs_with_first() {
+        for b in index.blobs() {
             ranges.entry(b.pack).or_insert((0, 0)).1 += 1;
         }
         let mut at = 0;
@@ -41,7 +41,8 @@ impl PackBlobs {
             at += n;
         }
         let mut positions = vec![0u32; at];
-        for (pos, _, b) in index.blobs_with_first() {
+        // Positions are the order of `blobs()` (see `Index::position`).
+        for (pos, b) in index.blobs().enumerate() {
             if let Some((start, filled)) = ranges.get_mut(&b.pack) {
                 if let Some(slot) = positions.get_mut(*start + *filled) {
                     *slot = pos as u32;

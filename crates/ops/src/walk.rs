@@ -86,6 +86,20 @@ pub fn find_node(
     Ok(node)
 }
 
+/// [`find_node`], with a path the tree does not have as None.
+pub fn node_at(
+    repo: &Repository,
+    root: &BlobId,
+    path: &str,
+    root_time: Timestamp,
+) -> Result<Option<Node>, OpsError> {
+    match find_node(repo, root, path, root_time) {
+        Ok(n) => Ok(Some(n)),
+        Err(OpsError::PathNotFound(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// The node at `path` in the snapshot, and that path made absolute. Paths inside a
 /// snapshot are absolute, but a restic habit is `restore latest:Documents`: a relative
 /// path is tried below each backed-up path (`/home/me` + `Documents`) and beside it
@@ -117,10 +131,8 @@ pub fn find_path(
     candidates.dedup();
     let mut found = Vec::new();
     for c in &candidates {
-        match find_node(repo, &snap.snapshot.tree, c, time) {
-            Ok(n) => found.push((c.clone(), n)),
-            Err(OpsError::PathNotFound(_)) => {}
-            Err(e) => return Err(e),
+        if let Some(n) = node_at(repo, &snap.snapshot.tree, c, time)? {
+            found.push((c.clone(), n));
         }
     }
     match found.len() {

@@ -32,11 +32,10 @@ pub struct FindArgs {
 pub fn run(g: &GlobalArgs, a: FindArgs) -> anyhow::Result<ExitCode> {
     let repo = std::sync::Arc::new(super::open_repo(g)?);
     let specs: Vec<String> = if a.snapshots.is_empty() && !a.latest.is_empty() {
-        let f = a.latest.filter();
-        let ids: Vec<String> = repo
-            .list_snapshots()?
-            .into_iter()
-            .filter(|s| f.matches(s))
+        let ids: Vec<String> = a
+            .latest
+            .accepted(&repo)?
+            .iter()
             .map(|s| s.id.to_hex())
             .collect();
         if ids.is_empty() {

@@ -107,15 +107,9 @@ fn same_below(
 ) -> Result<bool, OpsError> {
     let t = cairn_format::Timestamp(0, 0);
     for p in paths {
-        let a = crate::walk::find_node(repo, old, p, t);
-        let b = crate::walk::find_node(repo, new, p, t);
-        match (a, b) {
-            (Ok(a), Ok(b)) if a == b => {}
-            (Err(OpsError::PathNotFound(_)), Err(OpsError::PathNotFound(_))) => {}
-            (Ok(_), Ok(_))
-            | (Ok(_), Err(OpsError::PathNotFound(_)))
-            | (Err(OpsError::PathNotFound(_)), Ok(_)) => return Ok(false),
-            (Err(e), _) | (_, Err(e)) => return Err(e),
+        let at = |root| crate::walk::node_at(repo, root, p, t);
+        if at(old)? != at(new)? {
+            return Ok(false);
         }
     }
     Ok(true)

@@ -46,8 +46,6 @@ pub(super) struct PackUse {
     /// Blobs counted as used here (a blob stored twice counts in one pack only).
     pub used: u64,
     pub unused_bytes: u64,
-    /// Every blob the index lists here.
-    pub blobs: u64,
 }
 
 /// Every indexed pack's use, and which entries are the used copies.
@@ -80,7 +78,6 @@ pub(super) fn pack_uses(
                 size,
                 used: 0,
                 unused_bytes: 0,
-                blobs: 0,
             };
             (id, u)
         })
@@ -96,7 +93,6 @@ pub(super) fn pack_uses(
             let Some(u) = packs.get_mut(&b.pack) else {
                 continue;
             };
-            u.blobs += 1;
             if used.get(first) {
                 used.clear(first);
                 claimed.test_and_set(pos);

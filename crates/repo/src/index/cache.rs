@@ -215,13 +215,7 @@ impl CacheBuilder {
 
     /// Adds every entry of `index` (its mapped table and what is loaded beside it).
     pub(crate) fn add_index(&mut self, index: &Index) -> std::io::Result<()> {
-        let numbers: Vec<u32> = index
-            .pack_records()
-            .copied()
-            .collect::<Vec<_>>()
-            .iter()
-            .map(|p| self.number(p))
-            .collect();
+        let numbers: Vec<u32> = index.pack_records().map(|p| self.number(p)).collect();
         for e in index.entries() {
             let mut e = *e;
             e.pack = numbers[e.pack as usize];
