@@ -300,6 +300,9 @@ fn latest_narrowed_by_host_tag_and_path() {
     assert!(!d.contains("M "), "the same snapshot twice: {d}");
     let found = json_last_line(&env.ok(&["find", "f", "--host", "laptop", "--json"]));
     assert_eq!(found.as_array().unwrap().len(), 2, "{found}");
+    // A filter no snapshot passes finds nothing, and still says so as JSON.
+    let none = json_last_line(&env.ok(&["find", "f", "--host", "server", "--json"]));
+    assert_eq!(none, serde_json::json!([]));
 
     let out = env.run(&["dump", "latest", f, "--host", "server"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));

@@ -128,7 +128,8 @@ pub fn find_path(
             candidates.push(format!("{parent}/{rel}"));
         }
     }
-    candidates.dedup();
+    let mut seen = std::collections::HashSet::new();
+    candidates.retain(|c| seen.insert(c.clone()));
     let mut found = Vec::new();
     for c in &candidates {
         if let Some(n) = node_at(repo, &snap.snapshot.tree, c, time)? {

@@ -31,17 +31,14 @@ pub struct FindArgs {
 
 pub fn run(g: &GlobalArgs, a: FindArgs) -> anyhow::Result<ExitCode> {
     let repo = std::sync::Arc::new(super::open_repo(g)?);
-    let specs: Vec<String> = if a.snapshots.is_empty() && !a.latest.is_empty() {
-        let ids: Vec<String> = a
-            .latest
+    // Only the snapshots the filters accept (none: nothing to search, not all).
+    let filtered = a.snapshots.is_empty() && !a.latest.is_empty();
+    let specs: Vec<String> = if filtered {
+        a.latest
             .accepted(&repo)?
             .iter()
             .map(|s| s.id.to_hex())
-            .collect();
-        if ids.is_empty() {
-            return Ok(ExitCode::Ok);
-        }
-        ids
+            .collect()
     } else {
         a.snapshots
             .iter()
@@ -60,7 +57,11 @@ pub fn run(g: &GlobalArgs, a: FindArgs) -> anyhow::Result<ExitCode> {
         oldest: moment(&a.oldest)?,
         newest: moment(&a.newest)?,
     };
-    let found = cairn_ops::find::run(&repo, &specs, &a.patterns, &opts)?;
+    let found = if filtered && specs.is_empty() {
+        Vec::new()
+    } else {
+        cairn_ops::find::run(&repo, &specs, &a.patterns, &opts)?
+    };
     if g.json {
         let v: Vec<_> = found
             .iter()
