@@ -173,7 +173,7 @@ impl Index {
         ix
     }
 
-    /// Whether the entries live in a mapped file, and how many are beside it on the heap.
+    /// Whether the entries live in a mapped file (the index cache) rather than on the heap.
     pub fn is_mapped(&self) -> bool {
         matches!(self.table, Table::Mapped(_))
     }
