@@ -11,6 +11,7 @@ mod browse;
 mod concurrency;
 mod crash;
 mod daily;
+mod discard;
 mod drill;
 mod emulator;
 mod errors;

@@ -114,6 +114,10 @@ pub struct Config {
     pub stuck_cursor: bool,
     /// Fault: ranged downloads run on to the end of the file, past the range asked for.
     pub oversize_bodies: bool,
+    /// Uploads larger than this are hashed and recorded but their bytes dropped, so a
+    /// benchmark measures the client rather than this machine's memory: B2's disks are
+    /// not the user's, and on a VM every fresh page a server writes costs a fault.
+    pub discard_above: Option<u64>,
 }
 
 impl Default for Config {
@@ -133,7 +137,31 @@ impl Default for Config {
             min_part_size: 5_000_000,
             stuck_cursor: false,
             oversize_bodies: false,
+            discard_above: None,
         }
+    }
+}
+
+impl App {
+    /// Whether an upload of `len` bytes is stored (see `Config::discard_above`).
+    pub fn keeps(&self, len: u64) -> bool {
+        self.config.discard_above.is_none_or(|max| len <= max)
+    }
+
+    /// Refuses to serve or copy a version whose bytes `--discard-above` dropped.
+    pub fn kept(&self, v: &crate::store::Version) -> Result<(), B2Error> {
+        if self.config.discard_above.is_none() {
+            return Ok(());
+        }
+        let on_disk = std::fs::metadata(self.disk.blob(&v.id)).map(|m| m.len());
+        if v.size > 0 && on_disk.ok() != Some(v.size) {
+            return Err(B2Error::new(
+                503,
+                "service_unavailable",
+                format!("{}: its bytes were not kept (--discard-above)", v.name),
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -52,6 +52,10 @@ struct Args {
     /// Fault: ranged downloads run on to the end of the file
     #[arg(long)]
     oversize_bodies: bool,
+    /// For benchmarks of clients: keep only the name, size and SHA1 of uploads (and
+    /// parts) larger than this, not their bytes; downloading or copying one fails
+    #[arg(long, value_name = "BYTES")]
+    discard_above: Option<u64>,
 }
 
 /// Runs the emulator with the process's arguments; returns the exit code.
@@ -109,6 +113,7 @@ async fn run(a: Args) -> Result<(), String> {
         min_part_size: a.min_part_size,
         stuck_cursor: a.stuck_cursor,
         oversize_bodies: a.oversize_bodies,
+        discard_above: a.discard_above,
     };
     let listener = tokio::net::TcpListener::bind(&a.listen)
         .await

@@ -8,9 +8,9 @@
 //! finishes the file only if the whole-file SHA1 it announced is what was sent.
 
 use cairn_backend::Retention;
+use cairn_sha1::Sha1;
 use futures_util::{Stream, StreamExt, TryStreamExt};
 use serde_json::{json, Value};
-use sha1::{Digest, Sha1};
 
 use crate::client::{error_from, net, url_encode, Client, FileVersion, UploadUrl};
 use crate::reply::{FileReply, Ignored, PartReply, StartedReply, UploadUrlReply};
@@ -66,16 +66,17 @@ impl Client {
         &self,
         bucket_id: &str,
         name: &str,
-        data: &[u8],
+        data: bytes::Bytes,
         content_type: &str,
         info: &[(&str, String)],
         retention: Option<&Retention>,
     ) -> Result<FileVersion, B2Error> {
-        let sha1 = hex::encode(Sha1::digest(data));
+        let sha1 = cairn_sha1::hex(&data);
         if data.len() as u64 > self.upload_cutoff {
-            let parts = data
-                .chunks(self.part_size as usize)
-                .map(|p| Ok::<_, B2Error>(bytes::Bytes::copy_from_slice(p)));
+            let part = self.part_size as usize;
+            let parts = (0..data.len())
+                .step_by(part)
+                .map(|at| Ok::<_, B2Error>(data.slice(at..(at + part).min(data.len()))));
             let parts = futures_util::stream::iter(parts);
             return self
                 .upload_large(
@@ -91,8 +92,8 @@ impl Client {
                 )
                 .await;
         }
-        // One copy of the body, shared by every attempt.
-        let body = bytes::Bytes::copy_from_slice(data);
+        // The body is shared by every attempt, never copied.
+        let body = data;
         retry(
             "b2_upload_file",
             Policy::Upload,
@@ -108,7 +109,7 @@ impl Client {
                     .header("X-Bz-File-Name", url_encode(name))
                     .header("Content-Type", content_type)
                     .header("X-Bz-Content-Sha1", &sha1)
-                    .header("Content-Length", data.len().to_string())
+                    .header("Content-Length", body.len().to_string())
                     .body(self.upload_body(&body));
                 let req = with_file_headers(req, info, retention);
                 let err = match req.send().await {
@@ -188,7 +189,7 @@ impl Client {
                 .try_buffered(LARGE_FILE_CONCURRENCY)
                 .try_collect::<Vec<String>>()
                 .await;
-            let got = hex::encode(hasher.finalize());
+            let got = hasher.finish_hex();
             match sent {
                 Ok(shas) if got.eq_ignore_ascii_case(sha1) => {
                     self.finish_large_file(&file_id, &shas).await
@@ -328,7 +329,7 @@ impl Client {
         n: u32,
         part: bytes::Bytes,
     ) -> Result<String, B2Error> {
-        let sha1 = hex::encode(Sha1::digest(&part));
+        let sha1 = cairn_sha1::hex(&part);
         retry(
             "b2_upload_part",
             Policy::Upload,

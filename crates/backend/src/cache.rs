@@ -102,10 +102,7 @@ impl CachedBackend {
             match self.inner.stat(name) {
                 Ok(ObjectInfo {
                     sha1: Some(sha1), ..
-                }) => {
-                    use sha1::Digest;
-                    hex::encode(sha1::Sha1::digest(&data)) == sha1.to_ascii_lowercase()
-                }
+                }) => cairn_sha1::hex(&data) == sha1.to_ascii_lowercase(),
                 Ok(o) => o.size == data.len() as u64,
                 Err(_) => false,
             }

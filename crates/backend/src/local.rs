@@ -403,12 +403,19 @@ impl Backend for LocalBackend {
     }
 
     fn read(&self, name: &str) -> Result<Vec<u8>, BackendError> {
+        let mut v = Vec::new();
+        self.read_into(name, &mut v)?;
+        Ok(v)
+    }
+
+    fn read_into(&self, name: &str, v: &mut Vec<u8>) -> Result<(), BackendError> {
         let (f, size) = self.open_regular(name)?;
         // No more than the size the file had when opened: a file that grows as it is
         // read cannot make this allocate without bound.
-        let mut v = Vec::with_capacity(size as usize);
+        v.clear();
+        v.reserve_exact(size as usize);
         (&f).take(size)
-            .read_to_end(&mut v)
+            .read_to_end(v)
             .map_err(|e| self.err(name, e))?;
         if (v.len() as u64) < size {
             return Err(BackendError::new(
@@ -417,7 +424,7 @@ impl Backend for LocalBackend {
                 format!("short read: {} of {size} bytes", v.len()),
             ));
         }
-        Ok(v)
+        Ok(())
     }
 
     fn read_range(&self, name: &str, offset: u64, length: u64) -> Result<Vec<u8>, BackendError> {
@@ -458,10 +465,9 @@ impl Backend for LocalBackend {
     ) -> Result<(), BackendError> {
         self.write_with(name, opts, &mut |f| {
             if let Some(want) = &opts.sha1 {
-                use sha1::Digest;
-                let mut h = sha1::Sha1::new();
+                let mut h = cairn_sha1::Sha1::new();
                 parts.iter().for_each(|p| h.update(p));
-                check_sha1(name, &hex::encode(h.finalize()), want)?;
+                check_sha1(name, &h.finish_hex(), want)?;
             }
             write_all_parts(f, parts).map_err(|e| self.err(name, e))
         })
@@ -475,9 +481,8 @@ impl Backend for LocalBackend {
         source: &RangeSource<'_>,
         opts: &WriteOptions,
     ) -> Result<(), BackendError> {
-        use sha1::Digest;
         self.write_with(name, opts, &mut |f| {
-            let mut h = sha1::Sha1::new();
+            let mut h = cairn_sha1::Sha1::new();
             let mut off = 0;
             while off < size {
                 let piece = source(off, crate::STREAM_PIECE.min(size - off))?;
@@ -486,7 +491,7 @@ impl Backend for LocalBackend {
                 off += piece.len() as u64;
             }
             match &opts.sha1 {
-                Some(want) => check_sha1(name, &hex::encode(h.finalize()), want),
+                Some(want) => check_sha1(name, &h.finish_hex(), want),
                 None => Ok(()),
             }
         })

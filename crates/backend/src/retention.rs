@@ -164,6 +164,10 @@ impl Backend for Retaining {
         self.inner.read(name)
     }
 
+    fn read_into(&self, name: &str, buf: &mut Vec<u8>) -> Result<(), BackendError> {
+        self.inner.read_into(name, buf)
+    }
+
     fn read_range(&self, name: &str, offset: u64, length: u64) -> Result<Vec<u8>, BackendError> {
         self.inner.read_range(name, offset, length)
     }
@@ -171,6 +175,16 @@ impl Backend for Retaining {
     fn write(&self, name: &str, data: &[u8], opts: &WriteOptions) -> Result<(), BackendError> {
         self.can_lock(name)?;
         self.inner.write(name, data, &self.locked(name, opts))
+    }
+
+    fn write_bytes(
+        &self,
+        name: &str,
+        data: bytes::Bytes,
+        opts: &WriteOptions,
+    ) -> Result<(), BackendError> {
+        self.can_lock(name)?;
+        self.inner.write_bytes(name, data, &self.locked(name, opts))
     }
 
     fn write_parts(

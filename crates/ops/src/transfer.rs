@@ -21,6 +21,11 @@ const STREAM_ABOVE: u64 = 64 * 1024 * 1024;
 /// in flight), charged against the budget instead of the file's size.
 const STREAM_MEMORY: u64 = 400 * 1024 * 1024;
 
+/// Read buffers kept for the next file, all together at most this many bytes of
+/// capacity: a fresh buffer for every file faults in its pages anew, which on a 2-core
+/// machine cost a ship as much kernel time as reading the files.
+const POOL_BYTES: usize = (MEMORY_BUDGET / 2) as usize;
+
 /// One file to move.
 #[derive(Debug, Clone)]
 pub struct Item<'a> {
@@ -66,6 +71,7 @@ pub struct Transfer<'a> {
     threads: usize,
     accept: Option<Accept<'a>>,
     budget: cairn_parallel::Budget,
+    buffers: Mutex<Vec<Vec<u8>>>,
 }
 
 impl<'a> Transfer<'a> {
@@ -76,6 +82,7 @@ impl<'a> Transfer<'a> {
             threads: threads.max(1),
             accept: None,
             budget: cairn_parallel::Budget::new(MEMORY_BUDGET),
+            buffers: Mutex::new(Vec::new()),
         }
     }
 
@@ -165,21 +172,41 @@ impl<'a> Transfer<'a> {
                 .write_stream(&item.to, item.size, &source, &item.write)?;
             return Ok(true);
         }
-        let data = self.src.read(item.from)?;
-        if data.len() as u64 != item.size {
-            return Err(BackendError::new(
-                ErrorKind::Corrupt,
-                item.from,
-                "changed while being read",
-            ));
-        }
-        if let Some(accept) = self.accept {
-            if !accept(item.from, &data) {
-                return Ok(false);
+        let mut data = lock(&self.buffers).pop().unwrap_or_default();
+        let read = self.src.read_into(item.from, &mut data);
+        let written = read.and_then(|()| {
+            if data.len() as u64 != item.size {
+                return Err(BackendError::new(
+                    ErrorKind::Corrupt,
+                    item.from,
+                    "changed while being read",
+                ));
             }
+            if let Some(accept) = self.accept {
+                if !accept(item.from, &data) {
+                    return Ok(false);
+                }
+            }
+            let shared = cairn_backend::Bytes::from(std::mem::take(&mut data));
+            let r = self.dst.write_bytes(&item.to, shared.clone(), &item.write);
+            // Back when the destination kept no reference (an HTTP body is dropped
+            // once sent); otherwise the next file allocates anew.
+            if let Ok(mine) = shared.try_into_mut() {
+                data = mine.into();
+            }
+            r.map(|()| true)
+        });
+        self.give_back(data);
+        written
+    }
+
+    fn give_back(&self, mut buf: Vec<u8>) {
+        let mut pool = lock(&self.buffers);
+        let held: usize = pool.iter().map(Vec::capacity).sum();
+        if buf.capacity() > 0 && held + buf.capacity() <= POOL_BYTES {
+            buf.clear();
+            pool.push(buf);
         }
-        self.dst.write(&item.to, &data, &item.write)?;
-        Ok(true)
     }
 }
 

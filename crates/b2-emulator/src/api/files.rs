@@ -189,6 +189,7 @@ pub(super) fn b2_copy_file(
     if retention.is_some() || legal_hold {
         require_file_lock(bucket_for(app, &st, key, &dest_bucket)?)?;
     }
+    app.kept(&src)?;
     let (id, seq) = st.next_id(&dest_bucket);
     {
         let sha_range = copy_range(&app.disk.blob(&src.id), start, end, &app.disk.blob(&id))?;
@@ -243,7 +244,7 @@ pub(super) fn copy_range(
         left -= n as u64;
     }
     out.flush()?;
-    Ok(hex::encode(h.finalize()))
+    Ok(h.finish_hex())
 }
 
 pub(super) fn list_files(

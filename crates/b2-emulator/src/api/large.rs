@@ -271,6 +271,7 @@ pub(super) fn b2_copy_part(
     let dir = app.disk.part_dir(&large_id);
     std::fs::create_dir_all(&dir)?;
     let tmp = app.disk.tmp();
+    app.kept(&src)?;
     let sha1 = copy_range(&app.disk.blob(&src.id), start, end, &tmp)?;
     std::fs::rename(&tmp, dir.join(n.to_string()))?;
     let ts = now_ms();

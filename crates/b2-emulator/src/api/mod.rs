@@ -6,9 +6,9 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Response, Uri};
 use base64::Engine;
+use cairn_sha1::Sha1;
 use http_body_util::BodyExt;
 use serde_json::{json, Map, Value};
-use sha1::{Digest, Sha1};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 pub use crate::app::url_decode;

@@ -9,6 +9,7 @@ pub(super) async fn download(
     method: &Method,
     headers: &HeaderMap,
 ) -> Reply {
+    app.kept(v)?;
     let mut b = Response::builder()
         .header("content-type", v.content_type.as_str())
         .header("x-bz-file-id", v.id.as_str())
@@ -72,6 +73,7 @@ pub(super) async fn receive(
     path: &std::path::Path,
     expected_len: Option<u64>,
     digits_at_end: bool,
+    keep: bool,
 ) -> Result<(u64, String, Option<String>), B2Error> {
     let mut out = tokio::fs::File::create(path).await?;
     let mut h = Sha1::new();
@@ -88,14 +90,18 @@ pub(super) async fn receive(
         if digits_at_end {
             tail.extend_from_slice(&data);
             if tail.len() > 40 {
-                let keep = tail.split_off(tail.len() - 40);
+                let last = tail.split_off(tail.len() - 40);
                 h.update(&tail);
-                out.write_all(&tail).await?;
-                tail = keep;
+                if keep {
+                    out.write_all(&tail).await?;
+                }
+                tail = last;
             }
         } else {
             h.update(&data);
-            out.write_all(&data).await?;
+            if keep {
+                out.write_all(&data).await?;
+            }
         }
     }
     out.flush().await?;
@@ -117,7 +123,7 @@ pub(super) async fn receive(
     } else {
         (total, None)
     };
-    Ok((size, hex::encode(h.finalize()), trailing))
+    Ok((size, h.finish_hex(), trailing))
 }
 
 /// Receives a body into `tmp` and checks it against the declared SHA1; on any failure
@@ -127,12 +133,14 @@ pub(super) async fn receive_verified(
     tmp: &std::path::Path,
     len: u64,
     declared: &str,
+    keep: bool,
 ) -> Result<(u64, String), B2Error> {
     let r = match receive(
         body,
         tmp,
         Some(len),
         declared.eq_ignore_ascii_case("hex_digits_at_end"),
+        keep,
     )
     .await
     {
@@ -213,7 +221,7 @@ pub(super) async fn upload_file(
     let legal_hold = legal_hold_from(header(headers, "x-bz-file-legal-hold"))?;
     require_lock_capabilities(caps.as_deref(), retention.is_some(), legal_hold)?;
     let tmp = app.disk.tmp();
-    let (size, sha1) = receive_verified(body, &tmp, len, &declared).await?;
+    let (size, sha1) = receive_verified(body, &tmp, len, &declared, app.keeps(len)).await?;
     let mut st = app.lock_state();
     match st.bucket_by_id(&bucket_id) {
         None => return Err(B2Error::new(400, "bad_bucket_id", "bucket does not exist")),
@@ -281,7 +289,7 @@ pub(super) async fn upload_part(
     let dir = app.disk.part_dir(&file_id);
     tokio::fs::create_dir_all(&dir).await?;
     let tmp = app.disk.tmp();
-    let (size, sha1) = receive_verified(body, &tmp, len, &declared).await?;
+    let (size, sha1) = receive_verified(body, &tmp, len, &declared, app.keeps(len)).await?;
     let mut st = app.lock_state();
     let l = st
         .large

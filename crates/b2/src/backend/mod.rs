@@ -1,5 +1,6 @@
 //! [`B2Backend`]: a repository in a B2 bucket, behind the synchronous `Backend` trait.
 
+use std::sync::atomic::Ordering;
 use std::sync::OnceLock;
 
 use cairn_backend::{
@@ -19,6 +20,9 @@ pub struct B2Backend {
     client: std::sync::Arc<Client>,
     loc: B2Location,
     bucket_id: OnceLock<String>,
+    /// `exists` just found no bucket: `create` need not ask again (a class C call)
+    /// before creating it; a bucket made in between is found by `create_bucket`.
+    found_absent: std::sync::atomic::AtomicBool,
     /// File IDs of the newest versions the last listings saw, so a retention update
     /// after a listing (ship's lock extensions) needs no class C lookup per file.
     listed_ids: std::sync::Mutex<std::collections::HashMap<String, String>>,
@@ -48,6 +52,7 @@ impl B2Backend {
             client,
             loc,
             bucket_id: OnceLock::new(),
+            found_absent: Default::default(),
             listed_ids: Default::default(),
         })
     }
@@ -292,7 +297,7 @@ impl Backend for B2Backend {
     }
 
     fn create(&self) -> Result<(), BackendError> {
-        if self.find_bucket()?.is_some() {
+        if !self.found_absent.load(Ordering::Relaxed) && self.find_bucket()?.is_some() {
             return Ok(());
         }
         let id = self
@@ -313,7 +318,10 @@ impl Backend for B2Backend {
                 let _ = self.bucket_id.set(id);
                 Ok(true)
             }
-            Ok(None) => Ok(false),
+            Ok(None) => {
+                self.found_absent.store(true, Ordering::Relaxed);
+                Ok(false)
+            }
             Err(e) => Err(self.err("", e)),
         }
     }
@@ -403,6 +411,16 @@ impl Backend for B2Backend {
     }
 
     fn write(&self, name: &str, data: &[u8], opts: &WriteOptions) -> Result<(), BackendError> {
+        // The HTTP body must own its bytes.
+        self.write_bytes(name, bytes::Bytes::copy_from_slice(data), opts)
+    }
+
+    fn write_bytes(
+        &self,
+        name: &str,
+        data: bytes::Bytes,
+        opts: &WriteOptions,
+    ) -> Result<(), BackendError> {
         let full = self.full(name)?;
         let bucket_id = self.bucket_id()?;
         let info = [(
@@ -453,7 +471,7 @@ impl Backend for B2Backend {
             .block_on(self.client.upload(
                 &bucket_id,
                 &full,
-                data,
+                bytes::Bytes::copy_from_slice(data),
                 "application/octet-stream",
                 &info,
                 None,
