@@ -287,3 +287,74 @@ fn mount_shows_only_the_snapshots_the_filters_accept() {
     assert_eq!(hosts, vec!["laptop".to_string()]);
     assert_eq!(ids, 1);
 }
+
+/// Issue 24: an ordinary user. Where the user may open /dev/fuse (distributions make
+/// it crw-rw-rw-) the mount works through the setuid fusermount3, as with libfuse;
+/// where not, one line names /dev/fuse and the fix (it used to be a bare "Permission
+/// denied (os error 13)"). Runs as `nobody`, so only as root.
+#[test]
+fn mount_as_an_ordinary_user() {
+    if !fuse_available() || !nix::unistd::geteuid().is_root() {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a.txt"), b"mine").unwrap();
+    env.backup(&[&src], &[]);
+    let mnt = env.path("mnt");
+    fs::create_dir_all(&mnt).unwrap();
+    // Everything the test made, open to nobody.
+    let mut stack = vec![env.dir.path().to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let dir = p.is_dir();
+        fs::set_permissions(
+            &p,
+            fs::Permissions::from_mode(if dir { 0o777 } else { 0o666 }),
+        )
+        .unwrap();
+        if dir {
+            stack.extend(fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        }
+    }
+    let as_nobody = || {
+        let mut c = env.repo_cmd();
+        c.uid(65534).gid(65534).env("HOME", env.dir.path());
+        c
+    };
+    let device_opens = std::process::Command::new("test")
+        .args(["-r", "/dev/fuse", "-a", "-w", "/dev/fuse"])
+        .uid(65534)
+        .gid(65534)
+        .status()
+        .unwrap()
+        .success();
+    if device_opens {
+        let child = start(as_nobody(), &mnt);
+        let latest = mnt
+            .join("snapshots/latest")
+            .join(src.strip_prefix("/").unwrap());
+        // Only the user who mounted it may look (no allow_other): read it as nobody.
+        let read = std::process::Command::new("cat")
+            .arg(latest.join("a.txt"))
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .unwrap();
+        assert_eq!(read.stdout, b"mine", "{}", stderr(&read));
+        stop(child, &mnt);
+    } else {
+        let out = as_nobody().arg("mount").arg(&mnt).output().unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(
+            err.contains("may not open /dev/fuse") && err.contains("chmod 0666 /dev/fuse"),
+            "{err}"
+        );
+        assert!(!is_mounted(&mnt));
+    }
+}

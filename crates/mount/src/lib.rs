@@ -42,6 +42,9 @@ pub enum MountError {
     Mountpoint(String, String),
     #[error("mounting at {0}: {1}")]
     Mount(String, std::io::Error),
+    /// Not even the setuid fusermount3 helps then: it opens the device as the user.
+    #[error("mounting at {0}: this user may not open /dev/fuse ({1}); distributions make it crw-rw-rw- (as root: chmod 0666 /dev/fuse), or mount as root")]
+    FuseDenied(String, std::io::Error),
     #[error(transparent)]
     Repo(#[from] cairn_repo::RepoError),
 }
@@ -135,6 +138,16 @@ pub fn mount(
     }
     if opts.default_permissions {
         options.push(MountOption::DefaultPermissions);
+    }
+    // fuser mounts by itself where it may and otherwise through the setuid fusermount3
+    // (as libfuse does), but both need the device opened as this user: a refusal
+    // there would come back as a bare "Permission denied".
+    if let Err(e) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/fuse")
+    {
+        return Err(MountError::FuseDenied(shown, e));
     }
     let held = Session::begin(&repo, "mount", Access::Read, LoadIndex::Yes)?;
     let fs = Fs::new(repo, opts.only.clone())?;
