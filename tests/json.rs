@@ -277,3 +277,41 @@ fn every_command_speaks_json() {
         "unlock",
     );
 }
+
+/// Issue 24: `snapshots --json` says, per snapshot, which destinations this machine
+/// last shipped it to and which drills restored from it; a snapshot made after the
+/// ship is in no copy yet.
+#[test]
+fn snapshots_json_names_ships_and_drills() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a"), b"first").unwrap();
+    env.backup(&[&src], &[]);
+    let dest = env.path("offsite");
+    env.ok(&["ship", dest.to_str().unwrap(), "--create-bucket"]);
+    env.ok(&["drill"]);
+    fs::write(src.join("a"), b"second").unwrap();
+    env.backup(&[&src], &[]);
+    let out = env.ok(&["snapshots", "--json"]);
+    let list: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 2, "{out}");
+    let (old, new) = (&list[0], &list[1]);
+    let shipped = old["shipped"].as_array().unwrap();
+    assert_eq!(shipped.len(), 1, "{old}");
+    assert!(
+        shipped[0]["destination"]
+            .as_str()
+            .unwrap()
+            .ends_with("offsite"),
+        "{old}"
+    );
+    assert!(shipped[0]["time"].is_string());
+    let drills = old["drills"].as_array().unwrap();
+    assert_eq!(drills.len(), 1, "{old}");
+    assert_eq!(drills[0]["ok"], true);
+    assert_eq!(new["shipped"], serde_json::json!([]), "{new}");
+    assert_eq!(new["drills"], serde_json::json!([]), "{new}");
+}

@@ -16,6 +16,11 @@ pub struct ShipEntry {
     pub files_uploaded: u64,
     pub bytes_uploaded: u64,
     pub verified: bool,
+    /// Full IDs of the snapshots the source held when the ship began: each of them is
+    /// in this copy (`snapshots --json` says which copies hold a snapshot). Absent in
+    /// records from before it was kept.
+    #[serde(default)]
+    pub snapshots: Vec<String>,
 }
 
 /// Destination -> its last complete ship.

@@ -89,6 +89,13 @@ pub fn run(g: &GlobalArgs, a: ShipArgs) -> anyhow::Result<ExitCode> {
             days,
         }),
     };
+    // Listed before the ship: each snapshot named here is in the copy once it is done.
+    let snapshots: Vec<String> = repo
+        .list_files(cairn_repo::FileKind::Snapshot)
+        .unwrap_or_default()
+        .iter()
+        .map(|id| id.to_hex())
+        .collect();
     let bar = output::Bar::new(g);
     let s = cairn_ops::ship::run(&repo, src.as_ref(), dst.as_ref(), &opts, &bar)
         .map_err(|e| name_the_other_repository(g, &dst, e))?;
@@ -99,6 +106,7 @@ pub fn run(g: &GlobalArgs, a: ShipArgs) -> anyhow::Result<ExitCode> {
             files_uploaded: s.files_uploaded,
             bytes_uploaded: s.bytes_uploaded,
             verified: s.verified,
+            snapshots,
         };
         crate::shipped::record(g, &repo.backend().location(), &dst.location(), entry);
     }

@@ -71,8 +71,12 @@ pub fn run(g: &GlobalArgs, a: SnapshotsArgs) -> anyhow::Result<ExitCode> {
         Some(status(&repo, &ships, &a.warn_ship_age, &a.warn_drill_age))
     };
     if g.json {
+        let drills = cairn_ops::drill::history(&repo).unwrap_or_default();
         output::print_json(&serde_json::Value::Array(
-            snaps.iter().map(output::snapshot_json).collect(),
+            snaps
+                .iter()
+                .map(|s| with_copies(output::snapshot_json(s), &s.id.to_hex(), &ships, &drills))
+                .collect(),
         ));
         return Ok(ExitCode::Ok);
     }
@@ -154,6 +158,33 @@ fn status(
         eprintln!("warning: no restore drill has passed in the last {span}; run `cairn drill` to prove these backups can be read back");
     }
     parts.join("; ")
+}
+
+/// restic's snapshot object, plus where the snapshot has gone and who proved it: the
+/// last ship from this machine to each destination that carried it, and every drill
+/// that restored from it.
+fn with_copies(
+    mut v: serde_json::Value,
+    id: &str,
+    ships: &crate::shipped::Ships,
+    drills: &[cairn_format::DrillRecord],
+) -> serde_json::Value {
+    let time = |t: &chrono::DateTime<chrono::FixedOffset>| {
+        t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    let shipped: Vec<_> = ships
+        .iter()
+        .filter(|(_, e)| e.snapshots.iter().any(|s| s == id))
+        .map(|(dest, e)| serde_json::json!({"destination": dest, "time": time(&e.time)}))
+        .collect();
+    let drilled: Vec<_> = drills
+        .iter()
+        .filter(|d| d.snapshots.iter().any(|s| s == id))
+        .map(|d| serde_json::json!({"time": time(&d.time), "hostname": d.hostname, "ok": d.ok}))
+        .collect();
+    v["shipped"] = shipped.into();
+    v["drills"] = drilled.into();
+    v
 }
 
 /// A span as a person reads it: the largest unit that fits.
