@@ -23,6 +23,7 @@ mod locked_repo;
 mod maintenance;
 mod mount;
 mod object_lock;
+mod profiles;
 mod restore;
 mod roundtrip;
 mod secrets;

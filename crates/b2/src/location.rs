@@ -38,6 +38,16 @@ fn secret(k: &str) -> Option<Zeroizing<String>> {
     cairn_backend::secret_env::get(k).filter(|v| !v.is_empty())
 }
 
+/// Credentials from the profile (`[b2]`), used where the environment has none.
+static PROFILE_CREDENTIALS: std::sync::OnceLock<Credentials> = std::sync::OnceLock::new();
+
+/// Sets the credentials `b2:` locations use when B2_APPLICATION_KEY_ID and
+/// B2_APPLICATION_KEY are not set (the environment wins, as for every profile value).
+/// Kept in memory, never put in the environment children inherit.
+pub fn set_profile_credentials(creds: Credentials) {
+    let _ = PROFILE_CREDENTIALS.set(creds);
+}
+
 /// The `[remote]` section of an rclone config file, as key -> value.
 fn rclone_section(remote: &str) -> Result<std::collections::HashMap<String, String>, String> {
     let path = env("RCLONE_CONFIG")
@@ -84,10 +94,13 @@ impl B2Location {
                     (Some(i), Some(k)) => (i, k),
                     _ => match (env("B2_ACCOUNT_ID"), secret("B2_ACCOUNT_KEY")) {
                         (Some(i), Some(k)) => (i, k),
-                        _ => return Err(
-                            "no B2 credentials: set B2_APPLICATION_KEY_ID and B2_APPLICATION_KEY"
-                                .into(),
-                        ),
+                        _ => match PROFILE_CREDENTIALS.get() {
+                            Some(c) => (c.key_id.clone(), c.key.clone()),
+                            None => return Err(
+                                "no B2 credentials: set B2_APPLICATION_KEY_ID and B2_APPLICATION_KEY (or [b2] in the profile)"
+                                    .into(),
+                            ),
+                        },
                     },
                 };
             let creds = Credentials { key_id: id, key };

@@ -6,6 +6,8 @@
 //! unset: flags always win. Unknown keys are errors naming the file, line and key, so a
 //! typo cannot silently drop an exclude or a retention rule.
 
+mod rustic;
+
 use std::path::{Path, PathBuf};
 
 use clap::parser::ValueSource;
@@ -33,6 +35,42 @@ pub struct Profile {
     pub snapshots: SnapshotsProfile,
     #[serde(default)]
     pub limits: LimitsProfile,
+    /// Read the index from the repository every time (`--no-cache`).
+    pub no_cache: Option<bool>,
+    #[serde(default)]
+    pub b2: B2Profile,
+}
+
+/// B2 credentials for `b2:` locations where B2_APPLICATION_KEY_ID/B2_APPLICATION_KEY
+/// are not set, so `cairn --profile home ship` works by hand as under the systemd
+/// unit's environment file.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct B2Profile {
+    pub key_id: Option<String>,
+    /// A file holding the application key (its first line).
+    pub key_file: Option<PathBuf>,
+    /// The key itself: only in a profile no one else may read (mode 0600).
+    #[serde(default, deserialize_with = "deserialize_secret")]
+    pub key: Option<zeroize::Zeroizing<String>>,
+    /// `--b2-endpoint`.
+    pub endpoint: Option<String>,
+}
+
+fn deserialize_secret<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<zeroize::Zeroizing<String>>, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.map(zeroize::Zeroizing::new))
+}
+
+impl std::fmt::Debug for B2Profile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("B2Profile")
+            .field("key_id", &self.key_id)
+            .field("key_file", &self.key_file)
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Bandwidth for B2 transfers, KiB/s (`--limit-upload`, `--limit-download`).
@@ -138,7 +176,39 @@ pub fn path(name: &str) -> anyhow::Result<PathBuf> {
 pub fn load(path: &Path) -> anyhow::Result<Profile> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| fail(ExitCode::Fatal, format!("profile {}: {e}", path.display())))?;
-    toml::from_str(&text).map_err(|e| {
+    let bad = |why: String| {
+        fail(
+            ExitCode::Fatal,
+            format!("profile {}: {why}", path.display()),
+        )
+    };
+    let p = match toml::from_str::<toml::Table>(&text) {
+        Ok(mut t) if rustic::is_rustic(&t) => {
+            rustic::normalize(&mut t).map_err(bad)?;
+            Profile::deserialize(toml::Value::Table(t))
+                .map_err(|e| bad(e.message().trim().to_string()))?
+        }
+        _ => parse(path, &text)?,
+    };
+    if p.b2.key.is_some() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map(|m| m.permissions().mode())
+            .unwrap_or(0o777);
+        if mode & 0o077 != 0 {
+            return Err(bad(format!(
+                "[b2] key is in a file others may read (mode {:o}): `chmod 600 {}`, or name a file with key_file",
+                mode & 0o777,
+                path.display()
+            )));
+        }
+    }
+    Ok(p)
+}
+
+/// A profile in cairn's own form; an error names the line and the key.
+fn parse(path: &Path, text: &str) -> anyhow::Result<Profile> {
+    toml::from_str(text).map_err(|e| {
         let start = e.span().map(|s| s.start.min(text.len()));
         let line = start.map(|s| text[..s].matches('\n').count() + 1);
         let at = line.map(|l| format!(", line {l}")).unwrap_or_default();
@@ -190,7 +260,9 @@ pub fn apply(cli: &mut Cli, m: &ArgMatches) -> anyhow::Result<()> {
     let Some(name) = cli.global.profile.clone() else {
         return Ok(());
     };
-    let p = load(&path(&name)?)?;
+    let file = path(&name)?;
+    let p = load(&file)?;
+    b2_credentials(&file, &p.b2)?;
     let sub = m.subcommand().map(|(_, s)| s).unwrap_or(m);
     // Global flags may come before or after the command; both match sets know them.
     fill_global(&mut cli.global, &p, |id| given(m, id) || given(sub, id));
@@ -218,6 +290,52 @@ fn fill_global(g: &mut crate::args::GlobalArgs, p: &Profile, top: impl Fn(&str) 
     if !top("limit_download") && p.limits.download_kib.is_some() {
         g.limit_download = p.limits.download_kib;
     }
+    if !top("no_cache") && p.no_cache == Some(true) {
+        g.no_cache = true;
+    }
+    if !top("b2_endpoint") && p.b2.endpoint.is_some() {
+        g.b2_endpoint = p.b2.endpoint.clone();
+    }
+}
+
+/// Hands the profile's B2 credentials to the B2 backend (the environment still wins).
+fn b2_credentials(path: &Path, b: &B2Profile) -> anyhow::Result<()> {
+    let Some(key_id) = b.key_id.clone() else {
+        if b.key.is_some() || b.key_file.is_some() {
+            return Err(fail(
+                ExitCode::Fatal,
+                format!("profile {}: [b2] has a key but no key_id", path.display()),
+            ));
+        }
+        return Ok(());
+    };
+    let key = match (&b.key, &b.key_file) {
+        (Some(k), None) => k.clone(),
+        (None, Some(f)) => {
+            let text = zeroize::Zeroizing::new(std::fs::read_to_string(f).map_err(|e| {
+                fail(
+                    ExitCode::Fatal,
+                    format!(
+                        "profile {}: [b2] key_file {}: {e}",
+                        path.display(),
+                        f.display()
+                    ),
+                )
+            })?);
+            zeroize::Zeroizing::new(text.lines().next().unwrap_or("").trim().to_string())
+        }
+        _ => {
+            return Err(fail(
+                ExitCode::Fatal,
+                format!(
+                    "profile {}: [b2] needs exactly one of key_file and key",
+                    path.display()
+                ),
+            ))
+        }
+    };
+    cairn_b2::set_profile_credentials(cairn_b2::Credentials { key_id, key });
+    Ok(())
 }
 
 /// The command's own options, from the profile's section for it.
