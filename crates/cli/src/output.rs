@@ -226,6 +226,14 @@ impl cairn_ops::Progress for Bar {
     fn bytes_done(&self, bytes: u64) {
         self.pb.inc(bytes);
     }
+    fn completed(&self) {
+        use std::sync::atomic::Ordering;
+        // The totals become what was done: the last status line says 1.0, and its
+        // counts agree with each other.
+        self.pb.set_length(self.pb.position());
+        let done = self.counts.done.load(Ordering::Relaxed);
+        self.counts.total.store(done, Ordering::Relaxed);
+    }
     fn current(&self, path: &std::path::Path) {
         // The end of the path: the part that changes.
         let p = path.to_string_lossy();

@@ -64,6 +64,10 @@ pub trait Progress: Sync {
     fn note(&self, _line: &str) {}
     /// A line of a listing the user asked for (`backup -vv`: each file stored): stdout.
     fn listed(&self, _line: &str) {}
+    /// The work is all done, whatever a scan estimated: files that shrank, vanished or
+    /// could not be read between the scan and the read made the estimate too high, and
+    /// a finished backup must not end at 99.99%.
+    fn completed(&self) {}
     fn finish(&self) {}
 }
 

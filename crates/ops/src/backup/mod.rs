@@ -286,6 +286,9 @@ pub fn backup_with_progress(
         stop.store(true, Ordering::Relaxed);
         r
     });
+    if result.is_ok() {
+        progress.completed();
+    }
     progress.finish();
     result
 }
