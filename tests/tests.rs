@@ -24,6 +24,7 @@ mod maintenance;
 mod mount;
 mod object_lock;
 mod profiles;
+mod report;
 mod restore;
 mod roundtrip;
 mod secrets;

@@ -161,6 +161,8 @@ pub enum Command {
     Drill(DrillArgs),
     /// Browse every snapshot as a read-only filesystem (FUSE) until Ctrl-C
     Mount(MountArgs),
+    /// Write one self-contained HTML page about the repository: snapshots, sizes, ships, drills, checks
+    Report(crate::commands::report::ReportArgs),
     /// Print a shell completion script: `source <(cairn completions bash)`
     Completions(CompletionsArgs),
     /// Write man pages (cairn.1 and one per command) into a directory

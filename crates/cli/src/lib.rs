@@ -13,6 +13,7 @@ mod output;
 mod password;
 mod profile;
 mod repaired;
+mod report;
 mod seen;
 mod shipped;
 mod state;

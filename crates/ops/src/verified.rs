@@ -49,6 +49,13 @@ impl VerificationLog {
             .copied()
     }
 
+    /// Each location with the packs verified there (hex) and when (ms), for reports.
+    pub fn locations(
+        &self,
+    ) -> impl Iterator<Item = (&str, &std::collections::BTreeMap<String, i64>)> {
+        self.merged.locations.iter().map(|(l, m)| (l.as_str(), m))
+    }
+
     /// `packs` in the order to verify them at `location`: never verified first (in
     /// random order), then oldest verification first.
     pub fn order(&self, location: &str, mut packs: Vec<PackId>) -> Vec<PackId> {

@@ -14,6 +14,7 @@ pub(crate) mod manual;
 pub(crate) mod mount;
 pub(crate) mod prune;
 pub(crate) mod repair;
+pub(crate) mod report;
 pub(crate) mod restore;
 pub(crate) mod ship;
 pub(crate) mod snapshots;
@@ -55,6 +56,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sync(a) => sync::run(g, a),
         Command::Drill(a) => drill::run(g, a),
         Command::Mount(a) => mount::run(g, a),
+        Command::Report(a) => report::run(g, a),
         Command::Completions(a) => manual::completions(a),
         Command::Man(a) => manual::man_pages(a),
     }
