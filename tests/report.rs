@@ -125,3 +125,30 @@ fn the_report_shows_a_known_history_in_a_real_browser() {
         "an empty screenshot"
     );
 }
+
+/// A repository on B2 is itself the offsite copy: the page says so rather than
+/// warning that it was never shipped.
+#[test]
+fn the_report_of_a_b2_repository() {
+    let env = Env::new();
+    let emu = Emulator::start(&env.path("emu"), &[]);
+    let b2 = |args: &[&str]| {
+        let out = emu
+            .cairn_at(&env, "b2:report-bucket/r")
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+    };
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a"), b"offsite").unwrap();
+    b2(&["init"]);
+    b2(&["backup", src.to_str().unwrap()]);
+    let page = env.path("b2.html");
+    b2(&["report", "-o", page.to_str().unwrap()]);
+    let html = fs::read_to_string(&page).unwrap();
+    assert!(html.contains("itself an offsite copy"), "{html}");
+    assert!(!html.contains("Never shipped"));
+    assert_eq!(count(&html, "snap"), 1);
+}

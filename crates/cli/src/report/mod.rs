@@ -123,7 +123,9 @@ fn cards(h: &mut String, r: &Report) {
 fn health(h: &mut String, r: &Report) {
     let now = r.generated;
     h.push_str("<h2>Offsite copies</h2>");
-    if r.ships.is_empty() {
+    if r.ships.is_empty() && crate::location::is_remote(&r.location) {
+        h.push_str("<p>This repository is itself an offsite copy.</p>");
+    } else if r.ships.is_empty() {
         h.push_str(r#"<p class="warn">Never shipped from this machine.</p>"#);
     } else {
         h.push_str(r#"<table><tr><th>Destination</th><th>Last complete ship</th><th class="n">Files</th><th class="n">Uploaded</th><th>Verified after</th></tr>"#);
