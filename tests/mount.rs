@@ -358,3 +358,53 @@ fn mount_as_an_ordinary_user() {
         assert!(!is_mounted(&mnt));
     }
 }
+
+/// Ctrl-C while a program has a file open: a holder that lets go within a few seconds
+/// (a file manager's look) no longer fails the unmount; one that keeps it open gets the
+/// one line saying what to do, exit 1.
+#[test]
+fn ctrl_c_waits_a_moment_for_a_busy_mount() {
+    if !fuse_available() {
+        return;
+    }
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a.txt"), b"held").unwrap();
+    env.backup(&[&src], &[]);
+    let mnt = env.path("mnt");
+    let file = mnt
+        .join("snapshots/latest")
+        .join(src.strip_prefix("/").unwrap())
+        .join("a.txt");
+    let signal = |child: &Child| {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        )
+        .unwrap();
+    };
+    // Let go after a second: the unmount is tried again and succeeds.
+    let child = start(env.repo_cmd(), &mnt);
+    let held = fs::File::open(&file).unwrap();
+    signal(&child);
+    std::thread::sleep(Duration::from_secs(1));
+    drop(held);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!is_mounted(&mnt));
+    // Kept open: a clear line and exit 1.
+    let child = start(env.repo_cmd(), &mnt);
+    let held = fs::File::open(&file).unwrap();
+    signal(&child);
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("a program still has it open"), "{err}");
+    drop(held);
+    let _ = std::process::Command::new("fusermount3")
+        .args(["-u", "-z"])
+        .arg(&mnt)
+        .status();
+}

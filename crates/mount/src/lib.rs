@@ -161,6 +161,21 @@ pub fn mount(
     })
 }
 
+/// One more try at unmounting `path` through fusermount3 (which root and the user who
+/// mounted it may both use); whether it is gone afterwards.
+pub fn unmount(path: &Path) -> bool {
+    let _ = std::process::Command::new("fusermount3")
+        .arg("-u")
+        .arg("-q")
+        .arg("--")
+        .arg(path)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    !is_mounted(path)
+}
+
 /// Whether `path` is a mount point now (per /proc/self/mounts, where spaces and other
 /// awkward bytes are octal escapes).
 pub fn is_mounted(path: &Path) -> bool {

@@ -34,6 +34,13 @@ pub fn unmount_on_signal() -> Option<i32> {
     let m = MOUNTED.lock().unwrap_or_else(|p| p.into_inner()).take()?;
     let at = m.mountpoint().to_path_buf();
     drop(m);
+    // A program may hold it for a moment (a file manager's look, an `ls` finishing):
+    // the filesystem is still served, so try again for a few seconds before giving up.
+    let t = std::time::Instant::now();
+    while cairn_mount::is_mounted(&at) && t.elapsed() < std::time::Duration::from_secs(3) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        cairn_mount::unmount(&at);
+    }
     if cairn_mount::is_mounted(&at) {
         eprintln!("cairn: could not unmount {0}: a program still has it open; close it, then run `fusermount3 -u {0}`", at.display());
         return Some(1);
@@ -73,7 +80,9 @@ pub fn run(g: &GlobalArgs, a: MountArgs) -> anyhow::Result<ExitCode> {
     loop {
         std::thread::sleep(std::time::Duration::from_millis(200));
         let mut guard = MOUNTED.lock().unwrap_or_else(|p| p.into_inner());
-        if guard.as_ref().is_none_or(Mounted::is_finished) {
+        // Taken: the signal thread is unmounting and ends the process itself (returning
+        // here would exit 0 while it still tries, or before it says it could not).
+        if guard.as_ref().is_some_and(Mounted::is_finished) {
             // Unmounted from outside.
             if let Some(m) = guard.take() {
                 m.end_finished();
