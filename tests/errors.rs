@@ -56,7 +56,7 @@ fn missing_repository_exits_10_and_is_not_created() {
 }
 
 /// A location with a scheme cairn does not know is an error naming the ones it knows,
-/// not a directory called `s3:http:` in the current directory; a directory whose name
+/// not a directory called `gs:http:` in the current directory; a directory whose name
 /// has a colon is still reachable as `./name` or `local:name`.
 #[test]
 fn unknown_location_schemes_are_refused_and_create_nothing() {
@@ -64,9 +64,9 @@ fn unknown_location_schemes_are_refused_and_create_nothing() {
     let work = env.path("work");
     fs::create_dir(&work).unwrap();
     for args in [
-        vec!["-r", "s3:http://127.0.0.1:9000/bucket/repo", "init"],
+        vec!["-r", "gs:http://127.0.0.1:9000/bucket/repo", "init"],
         vec!["-r", "sftp:me@host:/srv/repo", "snapshots"],
-        vec!["sync", "s3:bucket/a", "somewhere"],
+        vec!["sync", "azure:bucket/a", "somewhere"],
     ] {
         let out = env.cmd().current_dir(&work).args(&args).output().unwrap();
         let e = stderr(&out);

@@ -27,6 +27,7 @@ mod profiles;
 mod report;
 mod restore;
 mod roundtrip;
+mod s3;
 mod secrets;
 mod ship;
 mod sync;

@@ -19,6 +19,10 @@ pub fn open_backend(location: &str, g: &GlobalArgs) -> anyhow::Result<Arc<dyn Ba
     if let Some(b2) = open_b2(location, g)? {
         return Ok(b2);
     }
+    if let Some(loc) = cairn_opendal::S3Location::parse(location) {
+        let loc = loc.map_err(|e| fail(ExitCode::Fatal, e))?;
+        return Ok(Arc::new(cairn_opendal::OpendalBackend::s3(&loc)?));
+    }
     refuse_unknown_scheme(location)?;
     let path = PathBuf::from(location.strip_prefix("local:").unwrap_or(location));
     // An absolute path names the repository the same way from any working directory
@@ -72,7 +76,7 @@ pub fn refuse_unknown_scheme(location: &str) -> anyhow::Result<()> {
             ExitCode::Fatal,
             format!(
                 "{location}: unknown location scheme \"{scheme}:\" (cairn knows b2:BUCKET/PATH, \
-                 rclone:REMOTE:PATH, local:PATH and plain paths; for a directory whose name \
+                 s3:[https://HOST/]BUCKET/PATH, rclone:REMOTE:PATH, local:PATH and plain paths; for a directory whose name \
                  has a colon write ./{location} or local:{location})"
             ),
         )),
@@ -89,18 +93,19 @@ fn unknown_scheme(location: &str) -> Option<&str> {
         && scheme
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
-    (plausible && !matches!(scheme, "b2" | "rclone" | "local")).then_some(scheme)
+    (plausible && !matches!(scheme, "b2" | "s3" | "rclone" | "local")).then_some(scheme)
 }
 
-/// Whether the location is reached over the network (B2 directly or via rclone's config).
+/// Whether the location is reached over the network (B2 directly or via rclone's
+/// config, an S3 store).
 pub fn is_remote(location: &str) -> bool {
-    location.starts_with("b2:") || location.starts_with("rclone:")
+    location.starts_with("b2:") || location.starts_with("rclone:") || location.starts_with("s3:")
 }
 
 /// The B2 backend for a `b2:` or `rclone:` location (None for anything else), kept as
 /// its own type so callers can read its transaction counters.
 pub fn open_b2(location: &str, g: &GlobalArgs) -> anyhow::Result<Option<Arc<cairn_b2::B2Backend>>> {
-    if !is_remote(location) {
+    if !(location.starts_with("b2:") || location.starts_with("rclone:")) {
         return Ok(None);
     }
     let loc = cairn_b2::B2Location::parse(location, g.b2_endpoint.as_deref())

@@ -71,6 +71,12 @@ fn open_side(g: &GlobalArgs, loc: &str) -> anyhow::Result<Side> {
             local: None,
         }),
         None => {
+            if loc.starts_with("s3:") {
+                return Err(crate::exit::fail(
+                    crate::exit::ExitCode::Fatal,
+                    format!("{loc}: sync does not reach S3 stores yet (directories, b2: and rclone: B2 remotes only)"),
+                ));
+            }
             location::refuse_unknown_scheme(loc)?;
             let l = Arc::new(LocalBackend::new(loc.strip_prefix("local:").unwrap_or(loc)));
             Ok(Side {

@@ -1,0 +1,262 @@
+//! One OpenDAL operator behind cairn's blocking `Backend` trait.
+
+use std::time::Duration;
+
+use cairn_backend::{
+    check_sha1, sha1_hex, validate_name, Backend, BackendError, ErrorKind, ObjectInfo, WriteOptions,
+};
+use opendal::Operator;
+
+use crate::S3Location;
+
+/// Attempts per call before an error is reported (rclone's low-level retries).
+const ATTEMPTS: usize = 10;
+
+pub struct OpendalBackend {
+    rt: tokio::runtime::Runtime,
+    op: Operator,
+    location: String,
+}
+
+impl std::fmt::Debug for OpendalBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpendalBackend")
+            .field("location", &self.location)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OpendalBackend {
+    /// The backend for an S3 location. Nothing is sent until the first call.
+    pub fn s3(loc: &S3Location) -> Result<OpendalBackend, BackendError> {
+        let location = loc.display();
+        let bad = |e: opendal::Error| BackendError::new(ErrorKind::Other, &location, e.to_string());
+        // HTTP through reqwest with rustls, as the B2 client; installed once per process.
+        opendal::install_default();
+        let op = Operator::new(loc.builder())
+            .map_err(bad)?
+            .layer(
+                opendal::layers::RetryLayer::new()
+                    .with_max_times(ATTEMPTS)
+                    .with_jitter()
+                    .with_max_delay(Duration::from_secs(30)),
+            )
+            .layer(
+                opendal::layers::TimeoutLayer::new()
+                    .with_timeout(Duration::from_secs(120))
+                    .with_io_timeout(Duration::from_secs(60)),
+            );
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| BackendError::io(&location, e))?;
+        Ok(OpendalBackend { rt, op, location })
+    }
+
+    fn err(&self, name: &str, e: opendal::Error) -> BackendError {
+        let message = summary(&e);
+        let kind = match e.kind() {
+            _ if message.starts_with("NoSuchBucket") => ErrorKind::NotFound,
+            _ if message.starts_with("AccessDenied")
+                || message.starts_with("InvalidAccessKeyId")
+                || message.starts_with("SignatureDoesNotMatch") =>
+            {
+                ErrorKind::Unauthorized
+            }
+            opendal::ErrorKind::NotFound => ErrorKind::NotFound,
+            opendal::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
+            opendal::ErrorKind::ConditionNotMatch | opendal::ErrorKind::AlreadyExists => {
+                ErrorKind::AlreadyExists
+            }
+            opendal::ErrorKind::RateLimited => ErrorKind::Transient,
+            _ if e.is_temporary() => ErrorKind::Transient,
+            _ => ErrorKind::Other,
+        };
+        let object = if name.is_empty() {
+            self.location.clone()
+        } else {
+            format!("{}/{name}", self.location)
+        };
+        BackendError::new(kind, object, message)
+    }
+
+    fn info(name: String, m: &opendal::Metadata) -> ObjectInfo {
+        ObjectInfo {
+            name,
+            size: m.content_length(),
+            mtime_millis: m.last_modified().map(|t| t.into_inner().as_millisecond()),
+            mtime_nanos: None,
+            sha1: None,
+            retain_until_millis: None,
+        }
+    }
+}
+
+impl Backend for OpendalBackend {
+    fn location(&self) -> String {
+        self.location.clone()
+    }
+
+    /// A prefix in a bucket exists as soon as something is under it; the bucket itself
+    /// is made with the provider's tools (its settings, such as versioning and object
+    /// lock, are the owner's choice): a missing one is reported.
+    fn create(&self) -> Result<(), BackendError> {
+        if self.exists()? {
+            return Ok(());
+        }
+        Err(BackendError::new(
+            ErrorKind::NotFound,
+            &self.location,
+            "the bucket does not exist (or these credentials cannot see it): create it with your provider's console or CLI",
+        ))
+    }
+
+    fn exists(&self) -> Result<bool, BackendError> {
+        match self
+            .rt
+            .block_on(async { self.op.list_with("").limit(1).await })
+        {
+            Ok(_) => Ok(true),
+            Err(e) => match self.err("", e) {
+                e if e.kind == ErrorKind::NotFound => Ok(false),
+                e => Err(e),
+            },
+        }
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, BackendError> {
+        let entries = self
+            .rt
+            .block_on(async { self.op.list_with(prefix).recursive(true).await })
+            .map_err(|e| self.err(prefix, e))?;
+        Ok(entries
+            .into_iter()
+            .filter(|e| !e.path().ends_with('/') && e.path().starts_with(prefix))
+            .map(|e| Self::info(e.path().to_string(), e.metadata()))
+            .collect())
+    }
+
+    fn stat(&self, name: &str) -> Result<ObjectInfo, BackendError> {
+        validate_name(name)?;
+        let m = self
+            .rt
+            .block_on(self.op.stat(name))
+            .map_err(|e| self.err(name, e))?;
+        Ok(Self::info(name.to_string(), &m))
+    }
+
+    fn read(&self, name: &str) -> Result<Vec<u8>, BackendError> {
+        validate_name(name)?;
+        let b = self
+            .rt
+            .block_on(self.op.read(name))
+            .map_err(|e| self.err(name, e))?;
+        Ok(b.to_vec())
+    }
+
+    fn read_range(&self, name: &str, offset: u64, length: u64) -> Result<Vec<u8>, BackendError> {
+        validate_name(name)?;
+        let end = offset.checked_add(length).ok_or_else(|| {
+            BackendError::new(ErrorKind::Corrupt, name, "range past the end of any file")
+        })?;
+        let b = self
+            .rt
+            .block_on(async { self.op.read_with(name).range(offset..end).await })
+            .map_err(|e| match e.kind() {
+                // A range starting at or past the end, or one the object ends inside.
+                opendal::ErrorKind::RangeNotSatisfied => {
+                    BackendError::new(ErrorKind::Corrupt, name, "short read: range past the end")
+                }
+                opendal::ErrorKind::Unexpected if e.message().contains("too little data") => {
+                    BackendError::new(
+                        ErrorKind::Corrupt,
+                        name,
+                        "short read: the object ends inside the range",
+                    )
+                }
+                _ => self.err(name, e),
+            })?;
+        if b.len() as u64 != length {
+            return Err(BackendError::new(
+                ErrorKind::Corrupt,
+                name,
+                format!("short read: {} of {length} bytes", b.len()),
+            ));
+        }
+        Ok(b.to_vec())
+    }
+
+    /// One PUT: S3 shows the new object whole or not at all.
+    fn write(&self, name: &str, data: &[u8], opts: &WriteOptions) -> Result<(), BackendError> {
+        validate_name(name)?;
+        if let Some(want) = &opts.sha1 {
+            check_sha1(name, &sha1_hex(data), want)?;
+        }
+        self.rt
+            .block_on(self.op.write(name, data.to_vec()))
+            .map(drop)
+            .map_err(|e| self.err(name, e))
+    }
+
+    /// The body shares the caller's bytes (ship's read buffer) instead of copying them.
+    fn write_bytes(
+        &self,
+        name: &str,
+        data: cairn_backend::Bytes,
+        opts: &WriteOptions,
+    ) -> Result<(), BackendError> {
+        validate_name(name)?;
+        if let Some(want) = &opts.sha1 {
+            check_sha1(name, &sha1_hex(&data), want)?;
+        }
+        self.rt
+            .block_on(self.op.write(name, data))
+            .map(drop)
+            .map_err(|e| self.err(name, e))
+    }
+
+    /// A conditional PUT (`If-None-Match: *`): of two racing writers exactly one wins.
+    fn write_new(&self, name: &str, data: &[u8]) -> Result<(), BackendError> {
+        validate_name(name)?;
+        self.rt
+            .block_on(async {
+                self.op
+                    .write_with(name, data.to_vec())
+                    .if_not_exists(true)
+                    .await
+            })
+            .map(drop)
+            .map_err(|e| self.err(name, e))
+    }
+
+    /// S3 deletes a missing key without complaint; cairn's contract reports it, so a
+    /// removal that found nothing (someone else's, or a wrong name) is not mistaken for
+    /// one that happened.
+    fn remove(&self, name: &str) -> Result<(), BackendError> {
+        self.stat(name)?;
+        self.rt
+            .block_on(self.op.delete(name))
+            .map_err(|e| self.err(name, e))
+    }
+
+    fn is_local(&self) -> bool {
+        false
+    }
+}
+
+/// One line for a person: the store's own error code and message where S3 sent one
+/// ("NoSuchBucket: The specified bucket does not exist"), else OpenDAL's kind and
+/// message, without the request context (headers, URIs with query strings) it carries.
+fn summary(e: &opendal::Error) -> String {
+    let m = e.message();
+    let field = |key: &str| {
+        let start = m.find(&format!("{key}: \""))? + key.len() + 3;
+        let len = m[start..].find('"')?;
+        Some(m[start..start + len].to_string())
+    };
+    match (field("code"), field("message")) {
+        (Some(code), Some(text)) if !code.is_empty() => format!("{code}: {text}"),
+        _ => format!("{} ({})", m.lines().next().unwrap_or(""), e.kind()),
+    }
+}

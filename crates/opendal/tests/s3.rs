@@ -1,0 +1,100 @@
+//! The S3 backend against a real S3 server on loopback (moto in server mode, which CI
+//! installs; `CAIRN_MOTO_SERVER` names its binary): the conformance suite every
+//! backend passes, and the errors a user meets first.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cairn_backend::{run_conformance, Backend, ErrorKind};
+use cairn_opendal::{OpendalBackend, S3Location};
+
+struct Moto {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A fresh moto server, or `None` (saying why) where it is not installed.
+fn moto() -> Option<Moto> {
+    let bin = std::env::var("CAIRN_MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = match Command::new(&bin)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            assert!(
+                std::env::var("CI").is_err(),
+                "{bin}: {e}: .ci/run must install moto (CAIRN_MOTO_SERVER)"
+            );
+            eprintln!("skipped: no S3 server ({bin}: {e})");
+            return None;
+        }
+    };
+    let m = Moto { child, port };
+    let t = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(t.elapsed() < Duration::from_secs(30), "moto did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+    Some(m)
+}
+
+/// `PUT /bucket` (moto does not check signatures, and OpenDAL makes no buckets).
+fn make_bucket(port: u16, bucket: &str) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+}
+
+fn backend(port: u16, rest: &str) -> OpendalBackend {
+    let loc = S3Location::parse(&format!("s3:http://127.0.0.1:{port}/{rest}"))
+        .unwrap()
+        .unwrap();
+    OpendalBackend::s3(&loc).unwrap()
+}
+
+#[test]
+fn conformance_against_a_real_s3_server() {
+    let Some(m) = moto() else { return };
+    make_bucket(m.port, "conform");
+    let b = backend(m.port, "conform/some/prefix");
+    run_conformance(&b).unwrap();
+    // Another prefix in the same bucket sees none of it.
+    let other = backend(m.port, "conform/other");
+    assert!(other.list("").unwrap().is_empty());
+}
+
+#[test]
+fn a_missing_bucket_is_one_clear_error() {
+    let Some(m) = moto() else { return };
+    let b = backend(m.port, "no-such-bucket/r");
+    assert!(!b.exists().unwrap());
+    let e = b.create().unwrap_err();
+    assert_eq!(e.kind, ErrorKind::NotFound);
+    assert!(e.to_string().contains("does not exist"), "{e}");
+    assert!(!e.to_string().contains("testing"), "{e}");
+}
