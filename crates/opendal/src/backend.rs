@@ -11,6 +11,12 @@ use crate::S3Location;
 
 /// Attempts per call before an error is reported (rclone's low-level retries).
 const ATTEMPTS: usize = 10;
+/// Above this a write goes as a multipart upload (a single PUT of a big file is lost
+/// whole on a dropped connection); streamed writes always go in parts.
+const MULTIPART_ABOVE: usize = 64 << 20;
+/// Part size, and parts in flight: at most 64 MiB of a streamed file held at once.
+const PART: usize = 16 << 20;
+const PARTS_AT_ONCE: usize = 4;
 
 pub struct OpendalBackend {
     rt: tokio::runtime::Runtime,
@@ -79,6 +85,25 @@ impl OpendalBackend {
             format!("{}/{name}", self.location)
         };
         BackendError::new(kind, object, message)
+    }
+
+    /// One PUT, or a multipart upload above [`MULTIPART_ABOVE`]; either way the object
+    /// appears whole or not at all.
+    async fn put(&self, name: &str, data: cairn_backend::Bytes) -> opendal::Result<()> {
+        if data.len() <= MULTIPART_ABOVE {
+            return self.op.write(name, data).await.map(drop);
+        }
+        let mut w = self
+            .op
+            .writer_with(name)
+            .chunk(PART)
+            .concurrent(PARTS_AT_ONCE)
+            .await?;
+        if let Err(e) = w.write(data).await {
+            let _ = w.abort().await;
+            return Err(e);
+        }
+        w.close().await.map(drop)
     }
 
     fn info(name: String, m: &opendal::Metadata) -> ObjectInfo {
@@ -194,8 +219,7 @@ impl Backend for OpendalBackend {
             check_sha1(name, &sha1_hex(data), want)?;
         }
         self.rt
-            .block_on(self.op.write(name, data.to_vec()))
-            .map(drop)
+            .block_on(self.put(name, cairn_backend::Bytes::copy_from_slice(data)))
             .map_err(|e| self.err(name, e))
     }
 
@@ -211,9 +235,62 @@ impl Backend for OpendalBackend {
             check_sha1(name, &sha1_hex(&data), want)?;
         }
         self.rt
-            .block_on(self.op.write(name, data))
-            .map(drop)
+            .block_on(self.put(name, data))
             .map_err(|e| self.err(name, e))
+    }
+
+    /// Piece by piece into a multipart upload, hashing as it goes: memory stays at a few
+    /// parts whatever the size, and a source whose bytes do not match `opts.sha1` (or
+    /// that fails) aborts the upload, so nothing is stored.
+    fn write_stream(
+        &self,
+        name: &str,
+        size: u64,
+        source: &cairn_backend::RangeSource<'_>,
+        opts: &WriteOptions,
+    ) -> Result<(), BackendError> {
+        validate_name(name)?;
+        self.rt.block_on(async {
+            let mut w = self
+                .op
+                .writer_with(name)
+                .chunk(PART)
+                .concurrent(PARTS_AT_ONCE)
+                .await
+                .map_err(|e| self.err(name, e))?;
+            let mut h = cairn_sha1::Sha1::new();
+            let mut off = 0u64;
+            let mut fail = None;
+            while off < size && fail.is_none() {
+                match source(off, cairn_backend::STREAM_PIECE.min(size - off)) {
+                    Ok(piece) if piece.is_empty() => {
+                        fail = Some(BackendError::new(
+                            ErrorKind::Corrupt,
+                            name,
+                            "source ended early",
+                        ))
+                    }
+                    Ok(piece) => {
+                        h.update(&piece);
+                        off += piece.len() as u64;
+                        if let Err(e) = w.write(piece).await {
+                            fail = Some(self.err(name, e));
+                        }
+                    }
+                    Err(e) => fail = Some(e),
+                }
+            }
+            if fail.is_none() {
+                if let Some(want) = &opts.sha1 {
+                    fail = check_sha1(name, &h.finish_hex(), want).err();
+                }
+            }
+            if let Some(e) = fail {
+                let _ = w.abort().await;
+                return Err(e);
+            }
+            w.close().await.map(drop).map_err(|e| self.err(name, e))
+        })
     }
 
     /// A conditional PUT (`If-None-Match: *`): of two racing writers exactly one wins.

@@ -98,3 +98,40 @@ fn a_missing_bucket_is_one_clear_error() {
     assert!(e.to_string().contains("does not exist"), "{e}");
     assert!(!e.to_string().contains("testing"), "{e}");
 }
+
+/// Big writes go as multipart uploads (whole, or not at all), streamed writes in
+/// parts with bounded memory; a stream whose bytes do not match its SHA1 is aborted
+/// and leaves nothing.
+#[test]
+fn large_and_streamed_writes_go_in_parts() {
+    let Some(m) = moto() else { return };
+    make_bucket(m.port, "parts");
+    let b = backend(m.port, "parts/r");
+    let big: Vec<u8> = (0..70u32 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
+        .collect();
+    b.write("data/aa/big", &big, &Default::default()).unwrap();
+    assert_eq!(b.read("data/aa/big").unwrap(), big);
+    let source = |off: u64, len: u64| Ok(big[off as usize..(off + len) as usize].to_vec());
+    let size = 40 << 20;
+    let sha = cairn_backend::sha1_hex(&big[..size as usize]);
+    let opts = cairn_backend::WriteOptions {
+        sha1: Some(sha),
+        ..Default::default()
+    };
+    b.write_stream("data/aa/streamed", size, &source, &opts)
+        .unwrap();
+    assert_eq!(b.read("data/aa/streamed").unwrap(), &big[..size as usize]);
+    let wrong = cairn_backend::WriteOptions {
+        sha1: Some("0".repeat(40)),
+        ..Default::default()
+    };
+    let e = b
+        .write_stream("data/aa/bad", size, &source, &wrong)
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Corrupt);
+    assert!(
+        b.stat("data/aa/bad").is_err(),
+        "an aborted upload left an object"
+    );
+}
