@@ -138,6 +138,12 @@ fn ship_to_s3_and_restore_from_it() {
         .args(["ship", &dest, "--json"]));
     let last: serde_json::Value = serde_json::from_str(again.lines().last().unwrap()).unwrap();
     assert_eq!(last["files_uploaded"], 0, "{last}");
+    // What the second, unchanged ship costs: no write, a few reads (proving the
+    // destination holds this repository) and a listing or two.
+    let t = &last["transactions"];
+    assert_eq!(t["class_a"], 0, "{last}");
+    assert!(t["class_b"].as_u64().unwrap() <= 5, "{last}");
+    assert!(t["class_c"].as_u64().unwrap() <= 3, "{last}");
     let target = env.path("bare-machine");
     ok(s3.cairn(&env).arg("-r").arg(&dest).args([
         "restore",

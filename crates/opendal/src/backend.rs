@@ -1,9 +1,11 @@
 //! One OpenDAL operator behind cairn's blocking `Backend` trait.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use cairn_backend::{
-    check_sha1, sha1_hex, validate_name, Backend, BackendError, ErrorKind, ObjectInfo, WriteOptions,
+    check_sha1, sha1_hex, validate_name, Backend, BackendError, ErrorKind, ObjectInfo,
+    Transactions, WriteOptions,
 };
 use opendal::Operator;
 
@@ -22,7 +24,15 @@ pub struct OpendalBackend {
     rt: tokio::runtime::Runtime,
     op: Operator,
     location: String,
+    /// Requests made, by what they cost: writes (PUT, multipart steps, DELETE), reads
+    /// (GET, HEAD), listings (one per page of 1,000). Retries inside OpenDAL are not
+    /// seen here.
+    calls: [AtomicU64; 3],
 }
+
+const WRITES: usize = 0;
+const READS: usize = 1;
+const LISTS: usize = 2;
 
 impl std::fmt::Debug for OpendalBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -57,7 +67,26 @@ impl OpendalBackend {
             .enable_all()
             .build()
             .map_err(|e| BackendError::io(&location, e))?;
-        Ok(OpendalBackend { rt, op, location })
+        Ok(OpendalBackend {
+            rt,
+            op,
+            location,
+            calls: Default::default(),
+        })
+    }
+
+    fn count(&self, class: usize, n: u64) {
+        self.calls[class].fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Requests a write of `len` bytes makes: one PUT, or initiate + parts + complete.
+    fn count_write(&self, len: usize, multipart: bool) {
+        let n = if multipart {
+            2 + len.div_ceil(PART).max(1)
+        } else {
+            1
+        };
+        self.count(WRITES, n as u64);
     }
 
     fn err(&self, name: &str, e: opendal::Error) -> BackendError {
@@ -90,6 +119,7 @@ impl OpendalBackend {
     /// One PUT, or a multipart upload above [`MULTIPART_ABOVE`]; either way the object
     /// appears whole or not at all.
     async fn put(&self, name: &str, data: cairn_backend::Bytes) -> opendal::Result<()> {
+        self.count_write(data.len(), data.len() > MULTIPART_ABOVE);
         if data.len() <= MULTIPART_ABOVE {
             return self.op.write(name, data).await.map(drop);
         }
@@ -138,6 +168,7 @@ impl Backend for OpendalBackend {
     }
 
     fn exists(&self) -> Result<bool, BackendError> {
+        self.count(LISTS, 1);
         match self
             .rt
             .block_on(async { self.op.list_with("").limit(1).await })
@@ -155,6 +186,7 @@ impl Backend for OpendalBackend {
             .rt
             .block_on(async { self.op.list_with(prefix).recursive(true).await })
             .map_err(|e| self.err(prefix, e))?;
+        self.count(LISTS, 1 + entries.len() as u64 / 1000);
         Ok(entries
             .into_iter()
             .filter(|e| !e.path().ends_with('/') && e.path().starts_with(prefix))
@@ -164,6 +196,7 @@ impl Backend for OpendalBackend {
 
     fn stat(&self, name: &str) -> Result<ObjectInfo, BackendError> {
         validate_name(name)?;
+        self.count(READS, 1);
         let m = self
             .rt
             .block_on(self.op.stat(name))
@@ -173,6 +206,7 @@ impl Backend for OpendalBackend {
 
     fn read(&self, name: &str) -> Result<Vec<u8>, BackendError> {
         validate_name(name)?;
+        self.count(READS, 1);
         let b = self
             .rt
             .block_on(self.op.read(name))
@@ -182,6 +216,7 @@ impl Backend for OpendalBackend {
 
     fn read_range(&self, name: &str, offset: u64, length: u64) -> Result<Vec<u8>, BackendError> {
         validate_name(name)?;
+        self.count(READS, 1);
         let end = offset.checked_add(length).ok_or_else(|| {
             BackendError::new(ErrorKind::Corrupt, name, "range past the end of any file")
         })?;
@@ -289,13 +324,24 @@ impl Backend for OpendalBackend {
                 let _ = w.abort().await;
                 return Err(e);
             }
+            self.count_write(size as usize, true);
             w.close().await.map(drop).map_err(|e| self.err(name, e))
+        })
+    }
+
+    fn transactions(&self) -> Option<Transactions> {
+        let n = |c: usize| self.calls[c].load(Ordering::Relaxed);
+        Some(Transactions {
+            class_a: n(WRITES),
+            class_b: n(READS),
+            class_c: n(LISTS),
         })
     }
 
     /// A conditional PUT (`If-None-Match: *`): of two racing writers exactly one wins.
     fn write_new(&self, name: &str, data: &[u8]) -> Result<(), BackendError> {
         validate_name(name)?;
+        self.count(WRITES, 1);
         self.rt
             .block_on(async {
                 self.op
@@ -312,6 +358,7 @@ impl Backend for OpendalBackend {
     /// one that happened.
     fn remove(&self, name: &str) -> Result<(), BackendError> {
         self.stat(name)?;
+        self.count(WRITES, 1);
         self.rt
             .block_on(self.op.delete(name))
             .map_err(|e| self.err(name, e))

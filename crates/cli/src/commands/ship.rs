@@ -212,7 +212,12 @@ fn print_summary(
         if s.verified {
             println!("verified: every repository file is at the destination with its size");
         }
-        if remote {
+        if remote && dst.starts_with("s3:") {
+            println!(
+                "S3 requests: {} writes and deletes, {} reads, {} listings",
+                t.class_a, t.class_b, t.class_c
+            );
+        } else if remote {
             println!(
                 "B2 transactions: class A {}, class B {}, class C {}",
                 t.class_a, t.class_b, t.class_c
