@@ -68,13 +68,18 @@ fn start_with(mut cmd: std::process::Command, mnt: &Path, extra: &[&str]) -> Chi
     child
 }
 
-/// SIGINT, then the process exits 0 and the mount is gone.
-fn stop(mut child: Child, mnt: &Path) {
+/// Ctrl-C, as a terminal sends it.
+fn sigint(child: &Child) {
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGINT,
     )
     .unwrap();
+}
+
+/// SIGINT, then the process exits 0 and the mount is gone.
+fn stop(mut child: Child, mnt: &Path) {
+    sigint(&child);
     let t = Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -378,17 +383,10 @@ fn ctrl_c_waits_a_moment_for_a_busy_mount() {
         .join("snapshots/latest")
         .join(src.strip_prefix("/").unwrap())
         .join("a.txt");
-    let signal = |child: &Child| {
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(child.id() as i32),
-            nix::sys::signal::Signal::SIGINT,
-        )
-        .unwrap();
-    };
     // Let go after a second: the unmount is tried again and succeeds.
     let child = start(env.repo_cmd(), &mnt);
     let held = fs::File::open(&file).unwrap();
-    signal(&child);
+    sigint(&child);
     std::thread::sleep(Duration::from_secs(1));
     drop(held);
     let out = child.wait_with_output().unwrap();
@@ -397,7 +395,7 @@ fn ctrl_c_waits_a_moment_for_a_busy_mount() {
     // Kept open: a clear line and exit 1.
     let child = start(env.repo_cmd(), &mnt);
     let held = fs::File::open(&file).unwrap();
-    signal(&child);
+    sigint(&child);
     let out = child.wait_with_output().unwrap();
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");

@@ -1,87 +1,20 @@
 //! Repositories on an S3-compatible store (issue 25), against a real S3 server on
 //! loopback: moto in server mode, which .ci/run installs (`CAIRN_MOTO_SERVER`).
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use crate::util::*;
 
-pub struct S3Server {
-    child: Child,
-    pub port: u16,
+use cairn_opendal::testing::S3Server;
+
+/// `cairn` with the test server's credentials.
+fn cairn(env: &Env) -> Command {
+    let mut c = env.cmd();
+    c.env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env_remove("AWS_PROFILE");
+    c
 }
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl S3Server {
-    /// A fresh server, or `None` (saying why) where moto is not installed.
-    pub fn start() -> Option<S3Server> {
-        let bin = std::env::var("CAIRN_MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = match Command::new(&bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-        {
-            Ok(c) => c,
-            Err(e) => {
-                assert!(
-                    std::env::var("CI").is_err(),
-                    "{bin}: {e}: .ci/run must install moto (CAIRN_MOTO_SERVER)"
-                );
-                eprintln!("skipped: no S3 server ({bin}: {e})");
-                return None;
-            }
-        };
-        let s = S3Server { child, port };
-        let t = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(t.elapsed() < Duration::from_secs(30), "moto did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Some(s)
-    }
-
-    /// `PUT /bucket`: buckets are made with the provider's tools, not by cairn.
-    pub fn make_bucket(&self, bucket: &str) {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        write!(
-            s,
-            "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-            self.port
-        )
-        .unwrap();
-        let mut reply = String::new();
-        s.read_to_string(&mut reply).unwrap();
-        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
-    }
-
-    pub fn location(&self, rest: &str) -> String {
-        format!("s3:http://127.0.0.1:{}/{rest}", self.port)
-    }
-
-    /// `cairn` with this server's credentials.
-    pub fn cairn(&self, env: &Env) -> Command {
-        let mut c = env.cmd();
-        c.env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env_remove("AWS_PROFILE");
-        c
-    }
-}
-
 fn ok(c: &mut Command) -> String {
     let out = c.output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{c:?}: {}", stderr(&out));
@@ -98,7 +31,7 @@ fn a_repository_on_s3_round_trips() {
     let repo = s3.location("roundtrip/cairn");
     let src = env.path("src");
     crate::roundtrip::build_rich_tree(&src);
-    let run = |args: &[&str]| ok(s3.cairn(&env).arg("-r").arg(&repo).args(args));
+    let run = |args: &[&str]| ok(cairn(&env).arg("-r").arg(&repo).args(args));
     run(&["init"]);
     run(&["backup", src.to_str().unwrap()]);
     std::fs::write(src.join("later.txt"), b"second generation").unwrap();
@@ -125,14 +58,9 @@ fn ship_to_s3_and_restore_from_it() {
     crate::roundtrip::build_rich_tree(&src);
     env.backup(&[&src], &[]);
     let dest = s3.location("offsite/cairn");
-    ok(s3
-        .cairn(&env)
-        .arg("-r")
-        .arg(env.repo())
-        .args(["ship", &dest]));
+    ok(cairn(&env).arg("-r").arg(env.repo()).args(["ship", &dest]));
     // Again: nothing new to send.
-    let again = ok(s3
-        .cairn(&env)
+    let again = ok(cairn(&env)
         .arg("-r")
         .arg(env.repo())
         .args(["ship", &dest, "--json"]));
@@ -145,7 +73,7 @@ fn ship_to_s3_and_restore_from_it() {
     assert!(t["class_b"].as_u64().unwrap() <= 5, "{last}");
     assert!(t["class_c"].as_u64().unwrap() <= 3, "{last}");
     let target = env.path("bare-machine");
-    ok(s3.cairn(&env).arg("-r").arg(&dest).args([
+    ok(cairn(&env).arg("-r").arg(&dest).args([
         "restore",
         "latest",
         "--target",
@@ -159,8 +87,7 @@ fn ship_to_s3_and_restore_from_it() {
 fn a_missing_bucket_is_one_line() {
     let Some(s3) = S3Server::start() else { return };
     let env = Env::new();
-    let out = s3
-        .cairn(&env)
+    let out = cairn(&env)
         .arg("-r")
         .arg(s3.location("nosuchbucket/cairn"))
         .arg("init")

@@ -8,6 +8,7 @@
 
 mod backend;
 mod s3;
+pub mod testing;
 
 pub use backend::OpendalBackend;
 pub use s3::S3Location;

@@ -2,72 +2,15 @@
 //! installs; `CAIRN_MOTO_SERVER` names its binary): the conformance suite every
 //! backend passes, and the errors a user meets first.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
 use cairn_backend::{run_conformance, Backend, ErrorKind};
+use cairn_opendal::testing::S3Server;
 use cairn_opendal::{OpendalBackend, S3Location};
 
-struct Moto {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A fresh moto server, or `None` (saying why) where it is not installed.
-fn moto() -> Option<Moto> {
-    let bin = std::env::var("CAIRN_MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = match Command::new(&bin)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            assert!(
-                std::env::var("CI").is_err(),
-                "{bin}: {e}: .ci/run must install moto (CAIRN_MOTO_SERVER)"
-            );
-            eprintln!("skipped: no S3 server ({bin}: {e})");
-            return None;
-        }
-    };
-    let m = Moto { child, port };
-    let t = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(t.elapsed() < Duration::from_secs(30), "moto did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+fn moto() -> Option<S3Server> {
+    let s = S3Server::start()?;
     std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
     std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
-    Some(m)
-}
-
-/// `PUT /bucket` (moto does not check signatures, and OpenDAL makes no buckets).
-fn make_bucket(port: u16, bucket: &str) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        s,
-        "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut reply = String::new();
-    s.read_to_string(&mut reply).unwrap();
-    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    Some(s)
 }
 
 fn backend(port: u16, rest: &str) -> OpendalBackend {
@@ -80,7 +23,7 @@ fn backend(port: u16, rest: &str) -> OpendalBackend {
 #[test]
 fn conformance_against_a_real_s3_server() {
     let Some(m) = moto() else { return };
-    make_bucket(m.port, "conform");
+    m.make_bucket("conform");
     let b = backend(m.port, "conform/some/prefix");
     run_conformance(&b).unwrap();
     // Another prefix in the same bucket sees none of it.
@@ -105,7 +48,7 @@ fn a_missing_bucket_is_one_clear_error() {
 #[test]
 fn large_and_streamed_writes_go_in_parts() {
     let Some(m) = moto() else { return };
-    make_bucket(m.port, "parts");
+    m.make_bucket("parts");
     let b = backend(m.port, "parts/r");
     let big: Vec<u8> = (0..70u32 << 20)
         .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
