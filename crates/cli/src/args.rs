@@ -48,7 +48,8 @@ pub struct GlobalArgs {
     /// Read settings from NAME.toml in CAIRN_CONFIG_DIR or ~/.config/cairn (flags win)
     #[arg(long, env = "CAIRN_PROFILE", global = true, value_name = "NAME")]
     pub profile: Option<String>,
-    /// Repository location: a directory, local:/path, b2:BUCKET/PREFIX or rclone:REMOTE:BUCKET/PREFIX
+    /// Repository location: a directory, local:/path, b2:BUCKET/PREFIX,
+    /// s3:[https://HOST/]BUCKET/PREFIX or rclone:REMOTE:BUCKET/PREFIX
     #[arg(
         short = 'r',
         long = "repo",
