@@ -99,3 +99,50 @@ fn a_missing_bucket_is_one_line() {
     assert!(err.contains("does not exist"), "{err}");
     assert!(!err.contains("testing"), "{err}");
 }
+
+/// `rclone:REMOTE:BUCKET/PREFIX` for a remote of type s3: endpoint and keys from
+/// rclone.conf (none in the environment), and rclone itself sees what cairn wrote.
+#[test]
+fn an_rclone_s3_remote_is_a_repository_location() {
+    let Some(s3) = S3Server::start() else { return };
+    s3.make_bucket("viarclone");
+    let env = Env::new();
+    let conf = env.path("rclone.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[office]\ntype = s3\nprovider = Other\nendpoint = http://127.0.0.1:{}\naccess_key_id = fromrclone\nsecret_access_key = rclonesecret\n",
+            s3.port
+        ),
+    )
+    .unwrap();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a"), b"through rclone.conf").unwrap();
+    let run = |args: &[&str]| {
+        let mut c = env.cmd();
+        c.env("RCLONE_CONFIG", &conf)
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env_remove("AWS_PROFILE")
+            .args(["-r", "rclone:office:viarclone/cairn"])
+            .args(args);
+        ok(&mut c)
+    };
+    run(&["init"]);
+    run(&["backup", src.to_str().unwrap()]);
+    let dumped = run(&["dump", "latest", src.join("a").to_str().unwrap()]);
+    assert_eq!(dumped, "through rclone.conf");
+    // rclone lists the repository cairn wrote (rclone 1.60 refuses AWS_CA_BUNDLE).
+    if let Ok(out) = Command::new("rclone")
+        .env("RCLONE_CONFIG", &conf)
+        .env_remove("AWS_CA_BUNDLE")
+        .args(["lsf", "office:viarclone/cairn"])
+        .output()
+    {
+        let listed = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(listed.lines().any(|l| l == "config"), "{listed}");
+        assert!(listed.lines().any(|l| l == "data/"), "{listed}");
+    }
+}

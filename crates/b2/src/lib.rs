@@ -30,5 +30,5 @@ pub use client::{Client, Credentials, FileVersion, Transactions};
 pub use endpoint::check_endpoint;
 pub use error::B2Error;
 pub use limit::RateLimit;
-pub use location::{set_profile_credentials, B2Location};
+pub use location::{rclone_remote, set_profile_credentials, B2Location};
 pub use reply::decode_replies;

@@ -48,8 +48,9 @@ pub fn set_profile_credentials(creds: Credentials) {
     let _ = PROFILE_CREDENTIALS.set(creds);
 }
 
-/// The `[remote]` section of an rclone config file, as key -> value.
-fn rclone_section(remote: &str) -> Result<std::collections::HashMap<String, String>, String> {
+/// The `[remote]` section of an rclone config file (`RCLONE_CONFIG`, else
+/// ~/.config/rclone/rclone.conf), as key -> value, whatever the remote's type.
+pub fn rclone_remote(remote: &str) -> Result<std::collections::HashMap<String, String>, String> {
     let path = env("RCLONE_CONFIG")
         .map(std::path::PathBuf::from)
         .or_else(|| {
@@ -74,13 +75,19 @@ fn rclone_section(remote: &str) -> Result<std::collections::HashMap<String, Stri
     if out.is_empty() {
         return Err(format!("{}: no section [{remote}]", path.display()));
     }
-    if out.get("type").map(String::as_str) != Some("b2") {
-        return Err(format!(
-            "{}: remote {remote} is not of type b2",
-            path.display()
-        ));
-    }
     Ok(out)
+}
+
+/// [`rclone_remote`] of a remote that must be of type b2.
+fn rclone_section(remote: &str) -> Result<std::collections::HashMap<String, String>, String> {
+    let out = rclone_remote(remote)?;
+    match out.get("type").map(String::as_str) {
+        Some("b2") => Ok(out),
+        other => Err(format!(
+            "rclone remote {remote} is of type {}, not b2 (cairn reaches b2 and s3 remotes)",
+            other.unwrap_or("(none)")
+        )),
+    }
 }
 
 impl B2Location {

@@ -16,6 +16,9 @@ pub fn open_backend(location: &str, g: &GlobalArgs) -> anyhow::Result<Arc<dyn Ba
             "no repository given: use -r/--repo or set CAIRN_REPOSITORY",
         ));
     }
+    if let Some(s3) = open_rclone_s3(location)? {
+        return Ok(s3);
+    }
     if let Some(b2) = open_b2(location, g)? {
         return Ok(b2);
     }
@@ -100,6 +103,25 @@ fn unknown_scheme(location: &str) -> Option<&str> {
 /// config, an S3 store).
 pub fn is_remote(location: &str) -> bool {
     location.starts_with("b2:") || location.starts_with("rclone:") || location.starts_with("s3:")
+}
+
+/// The S3 backend for `rclone:REMOTE:BUCKET/PREFIX` when REMOTE is of type s3 (None
+/// for anything else: B2 remotes go to [`open_b2`]).
+fn open_rclone_s3(location: &str) -> anyhow::Result<Option<Arc<dyn Backend>>> {
+    let Some((remote, path)) = location
+        .strip_prefix("rclone:")
+        .and_then(|r| r.split_once(':'))
+    else {
+        return Ok(None);
+    };
+    let conf = cairn_b2::rclone_remote(remote)
+        .map_err(|e| fail(ExitCode::Fatal, format!("{location}: {e}")))?;
+    if conf.get("type").map(String::as_str) != Some("s3") {
+        return Ok(None);
+    }
+    let loc = cairn_opendal::S3Location::from_rclone(remote, path, &conf)
+        .map_err(|e| fail(ExitCode::Fatal, format!("{location}: {e}")))?;
+    Ok(Some(Arc::new(cairn_opendal::OpendalBackend::s3(&loc)?)))
 }
 
 /// The B2 backend for a `b2:` or `rclone:` location (None for anything else), kept as

@@ -6,7 +6,7 @@
 //! by OpenDAL's signer; cairn never sees them, so none can reach a log or a message.
 
 /// Where an S3 repository is.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct S3Location {
     /// `https://host[:port]`; `None` for AWS (the region decides).
     pub endpoint: Option<String>,
@@ -17,6 +17,21 @@ pub struct S3Location {
     /// Bucket in the path (`host/bucket/key`) rather than the host name; what
     /// self-hosted stores want, and the only form an IP address or localhost allows.
     pub path_style: bool,
+    /// Keys given with the location (an rclone remote's); else the signer reads them
+    /// as the AWS CLI does.
+    pub keys: Option<(String, zeroize::Zeroizing<String>)>,
+    /// How the user named it, when not `s3:...` (`rclone:REMOTE:BUCKET/PREFIX`).
+    pub shown: Option<String>,
+}
+
+impl std::fmt::Debug for S3Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Location")
+            .field("location", &self.display())
+            .field("region", &self.region)
+            .field("path_style", &self.path_style)
+            .finish_non_exhaustive()
+    }
 }
 
 impl S3Location {
@@ -74,11 +89,61 @@ impl S3Location {
             bucket: bucket.to_string(),
             prefix: prefix.to_string(),
             path_style,
+            keys: None,
+            shown: None,
         })
+    }
+
+    /// `rclone:REMOTE:BUCKET/PREFIX` for a remote of type s3, from its section of
+    /// rclone.conf: endpoint, region, keys (unless `env_auth`), addressing style.
+    pub fn from_rclone(
+        remote: &str,
+        path: &str,
+        conf: &std::collections::HashMap<String, String>,
+    ) -> Result<S3Location, String> {
+        let endpoint = conf.get("endpoint").filter(|e| !e.is_empty()).map(|e| {
+            if e.contains("://") {
+                e.trim_end_matches('/').to_string()
+            } else {
+                format!("https://{}", e.trim_end_matches('/'))
+            }
+        });
+        let rest = match &endpoint {
+            Some(e) => format!("{e}/{path}"),
+            None => path.to_string(),
+        };
+        let mut loc = Self::parse_rest(&rest)?;
+        if let Some(r) = conf.get("region").filter(|r| !r.is_empty()) {
+            loc.region = r.clone();
+        }
+        // rclone's default is path style, except on AWS.
+        if let Some(v) = conf.get("force_path_style") {
+            loc.path_style = !v.eq_ignore_ascii_case("false");
+        }
+        let env_auth = conf
+            .get("env_auth")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        if !env_auth {
+            match (conf.get("access_key_id"), conf.get("secret_access_key")) {
+                (Some(id), Some(secret)) if !id.is_empty() => {
+                    loc.keys = Some((id.clone(), zeroize::Zeroizing::new(secret.clone())))
+                }
+                _ => {
+                    return Err(format!(
+                        "rclone remote {remote} has no access_key_id and secret_access_key (and no env_auth = true)"
+                    ))
+                }
+            }
+        }
+        loc.shown = Some(format!("rclone:{remote}:{}", path.trim_matches('/')));
+        Ok(loc)
     }
 
     /// The location as cairn shows it (never with a secret: it holds none).
     pub fn display(&self) -> String {
+        if let Some(shown) = &self.shown {
+            return shown.clone();
+        }
         let mut s = String::from("s3:");
         if let Some(e) = &self.endpoint {
             s.push_str(e);
@@ -103,6 +168,9 @@ impl S3Location {
         };
         if !self.path_style {
             b = b.enable_virtual_host_style();
+        }
+        if let Some((id, secret)) = &self.keys {
+            b = b.access_key_id(id).secret_access_key(secret);
         }
         b
     }
