@@ -191,43 +191,29 @@ fn unreadable_file_is_reported_snapshot_saved_exit_3() {
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(src.join("secret"), fs::Permissions::from_mode(0o000)).unwrap();
     // As root nothing is unreadable, so run cairn as an unprivileged user.
-    let mut cmd = if is_root() {
+    if is_root() {
         fs::set_permissions(env.dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
         fs::set_permissions(&src, fs::Permissions::from_mode(0o777)).unwrap();
-        let mut c = std::process::Command::new("setpriv");
-        c.args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            env!("CARGO_BIN_EXE_cairn"),
-        ]);
+    }
+    let cairn = || {
+        let mut c = if is_root() {
+            let mut c = std::process::Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups"]);
+            c.arg(env!("CARGO_BIN_EXE_cairn"));
+            c
+        } else {
+            std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+        };
+        c.env("CAIRN_PASSWORD", PASSWORD)
+            .env("CAIRN_INSECURE_TEST_KDF", "1")
+            .env("HOME", env.dir.path())
+            .current_dir(env.dir.path());
         c
-    } else {
-        std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
     };
-    cmd.env("CAIRN_PASSWORD", PASSWORD)
-        .env("CAIRN_INSECURE_TEST_KDF", "1")
-        .env("HOME", env.dir.path())
-        .current_dir(env.dir.path());
     let repo = env.path("repo-nobody");
-    let out = cmd.arg("-r").arg(&repo).arg("init").output().unwrap();
+    let out = cairn().arg("-r").arg(&repo).arg("init").output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let mut cmd2 = if is_root() {
-        let mut c = std::process::Command::new("setpriv");
-        c.args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            env!("CARGO_BIN_EXE_cairn"),
-        ]);
-        c
-    } else {
-        std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
-    };
-    cmd2.env("CAIRN_PASSWORD", PASSWORD)
-        .env("HOME", env.dir.path())
-        .current_dir(env.dir.path());
-    let out = cmd2
+    let out = cairn()
         .arg("-r")
         .arg(&repo)
         .arg("backup")
@@ -252,18 +238,7 @@ fn unreadable_file_is_reported_snapshot_saved_exit_3() {
     );
     // The scan counted the file that could not be read; the backup still finished, so
     // its last status line says done (it stopped at the share read) and its counts agree.
-    let mut cmd3 = if is_root() {
-        let mut c = std::process::Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"]);
-        c.arg(env!("CARGO_BIN_EXE_cairn"));
-        c
-    } else {
-        std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
-    };
-    let out = cmd3
-        .env("CAIRN_PASSWORD", PASSWORD)
-        .env("HOME", env.dir.path())
-        .current_dir(env.dir.path())
+    let out = cairn()
         .arg("-r")
         .arg(&repo)
         .args(["backup", "--json", "--force"])

@@ -68,6 +68,16 @@ fn start_with(mut cmd: std::process::Command, mnt: &Path, extra: &[&str]) -> Chi
     child
 }
 
+/// A repository holding one snapshot of `src/a.txt` with `content`; returns `src`.
+fn one_file_backed_up(env: &Env, content: &[u8]) -> std::path::PathBuf {
+    env.init();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a.txt"), content).unwrap();
+    env.backup(&[&src], &[]);
+    src
+}
+
 /// Ctrl-C, as a terminal sends it.
 fn sigint(child: &Child) {
     nix::sys::signal::kill(
@@ -305,11 +315,7 @@ fn mount_as_an_ordinary_user() {
     use std::os::unix::fs::PermissionsExt;
     use std::os::unix::process::CommandExt;
     let env = Env::new();
-    env.init();
-    let src = env.path("src");
-    fs::create_dir_all(&src).unwrap();
-    fs::write(src.join("a.txt"), b"mine").unwrap();
-    env.backup(&[&src], &[]);
+    let src = one_file_backed_up(&env, b"mine");
     let mnt = env.path("mnt");
     fs::create_dir_all(&mnt).unwrap();
     // Everything the test made, open to nobody.
@@ -373,11 +379,7 @@ fn ctrl_c_waits_a_moment_for_a_busy_mount() {
         return;
     }
     let env = Env::new();
-    env.init();
-    let src = env.path("src");
-    fs::create_dir_all(&src).unwrap();
-    fs::write(src.join("a.txt"), b"held").unwrap();
-    env.backup(&[&src], &[]);
+    let src = one_file_backed_up(&env, b"held");
     let mnt = env.path("mnt");
     let file = mnt
         .join("snapshots/latest")

@@ -247,15 +247,10 @@ impl Backend for OpendalBackend {
         Ok(b.to_vec())
     }
 
-    /// One PUT: S3 shows the new object whole or not at all.
+    /// One PUT, or a multipart upload when large: S3 shows the new object whole or not at all.
     fn write(&self, name: &str, data: &[u8], opts: &WriteOptions) -> Result<(), BackendError> {
-        validate_name(name)?;
-        if let Some(want) = &opts.sha1 {
-            check_sha1(name, &sha1_hex(data), want)?;
-        }
-        self.rt
-            .block_on(self.put(name, cairn_backend::Bytes::copy_from_slice(data)))
-            .map_err(|e| self.err(name, e))
+        // The request body must own its bytes.
+        self.write_bytes(name, cairn_backend::Bytes::copy_from_slice(data), opts)
     }
 
     /// The body shares the caller's bytes (ship's read buffer) instead of copying them.

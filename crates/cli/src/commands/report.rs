@@ -4,8 +4,6 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use cairn_ops::forget::Duration;
-
 use crate::args::GlobalArgs;
 use crate::exit::ExitCode;
 
@@ -14,12 +12,8 @@ pub struct ReportArgs {
     /// Where to write the page (`-`: standard output)
     #[arg(short, long, value_name = "FILE", default_value = "cairn-report.html")]
     pub output: PathBuf,
-    /// Mark ships older than this (as `snapshots --warn-ship-age`)
-    #[arg(long, value_name = "AGE", default_value = "7d", env = "CAIRN_WARN_SHIP_AGE", value_parser = Duration::parse)]
-    pub warn_ship_age: Duration,
-    /// Mark the last passing drill when older than this (as `snapshots --warn-drill-age`)
-    #[arg(long, value_name = "AGE", default_value = "13m", env = "CAIRN_WARN_DRILL_AGE", value_parser = Duration::parse)]
-    pub warn_drill_age: Duration,
+    #[command(flatten)]
+    pub ages: super::snapshots::WarnAges,
 }
 
 pub fn run(g: &GlobalArgs, a: ReportArgs) -> anyhow::Result<ExitCode> {
@@ -53,8 +47,8 @@ pub fn run(g: &GlobalArgs, a: ReportArgs) -> anyhow::Result<ExitCode> {
         last_check: crate::checked::load(g, &location),
         verified,
         packs: packs.len(),
-        warn_ship_age: now - a.warn_ship_age.before(now),
-        warn_drill_age: now - a.warn_drill_age.before(now),
+        warn_ship_age: now - a.ages.warn_ship_age.before(now),
+        warn_drill_age: now - a.ages.warn_drill_age.before(now),
         location,
     };
     let page = crate::report::render(&r);

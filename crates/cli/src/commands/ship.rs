@@ -110,7 +110,18 @@ pub fn run(g: &GlobalArgs, a: ShipArgs) -> anyhow::Result<ExitCode> {
         };
         crate::shipped::record(g, &repo.backend().location(), &dst.location(), entry);
     }
-    print_summary(g, &s, a.dry_run, t, &dst.location(), remote);
+    // The store, not the name it was given by (an rclone remote may be S3), says how
+    // its calls are billed.
+    let b2 = dst.as_any().is_some_and(|d| d.is::<cairn_b2::B2Backend>());
+    print_summary(
+        g,
+        &s,
+        a.dry_run,
+        t,
+        &dst.location(),
+        remote && b2,
+        remote && !b2,
+    );
     for w in &s.warnings {
         eprintln!("warning: {w}");
     }
@@ -155,7 +166,8 @@ fn print_summary(
     dry_run: bool,
     t: cairn_backend::Transactions,
     dst: &str,
-    remote: bool,
+    b2: bool,
+    s3: bool,
 ) {
     if g.json {
         let mut v = output::transfer_summary(
@@ -212,12 +224,12 @@ fn print_summary(
         if s.verified {
             println!("verified: every repository file is at the destination with its size");
         }
-        if remote && dst.starts_with("s3:") {
+        if s3 {
             println!(
                 "S3 requests: {} writes and deletes, {} reads, {} listings",
                 t.class_a, t.class_b, t.class_c
             );
-        } else if remote {
+        } else if b2 {
             println!(
                 "B2 transactions: class A {}, class B {}, class C {}",
                 t.class_a, t.class_b, t.class_c

@@ -18,6 +18,13 @@ pub struct SnapshotsArgs {
     /// Only the latest N snapshots of each group
     #[arg(long, value_name = "N")]
     pub latest: Option<usize>,
+    #[command(flatten)]
+    pub ages: WarnAges,
+}
+
+/// When a copy or a proof is overdue: `snapshots` warns, `report` marks it.
+#[derive(Args, Debug)]
+pub struct WarnAges {
     /// Warn when a ship destination has not had a complete copy for longer than this
     #[arg(
         long,
@@ -36,6 +43,24 @@ pub struct SnapshotsArgs {
         value_parser = Duration::parse
     )]
     pub warn_drill_age: Duration,
+}
+
+impl WarnAges {
+    /// Fills what the command line left unset from the profile's `[snapshots]`.
+    pub fn fill_from(&mut self, sub: &clap::ArgMatches, p: &crate::profile::SnapshotsProfile) {
+        crate::profile::fill(
+            sub,
+            "warn_ship_age",
+            &mut self.warn_ship_age,
+            p.warn_ship_age,
+        );
+        crate::profile::fill(
+            sub,
+            "warn_drill_age",
+            &mut self.warn_drill_age,
+            p.warn_drill_age,
+        );
+    }
 }
 
 pub fn run(g: &GlobalArgs, a: SnapshotsArgs) -> anyhow::Result<ExitCode> {
@@ -68,7 +93,12 @@ pub fn run(g: &GlobalArgs, a: SnapshotsArgs) -> anyhow::Result<ExitCode> {
     let status = if snaps.is_empty() {
         None
     } else {
-        Some(status(&repo, &ships, &a.warn_ship_age, &a.warn_drill_age))
+        Some(status(
+            &repo,
+            &ships,
+            &a.ages.warn_ship_age,
+            &a.ages.warn_drill_age,
+        ))
     };
     if g.json {
         let drills = cairn_ops::drill::history(&repo).unwrap_or_default();

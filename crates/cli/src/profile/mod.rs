@@ -241,7 +241,7 @@ fn given(m: &ArgMatches, id: &str) -> bool {
     )
 }
 
-fn fill<T>(m: &ArgMatches, id: &str, field: &mut T, value: Option<T>) {
+pub(crate) fn fill<T>(m: &ArgMatches, id: &str, field: &mut T, value: Option<T>) {
     if let Some(v) = value {
         if !given(m, id) {
             *field = v;
@@ -383,20 +383,8 @@ fn fill_command(command: &mut Command, sub: &ArgMatches, p: Profile) {
             fill(sub, "lock_days", &mut a.lock_days, s.lock_days.map(Some));
             fill(sub, "lock_mode", &mut a.lock_mode, s.lock_mode);
         }
-        Command::Snapshots(a) => {
-            fill(
-                sub,
-                "warn_ship_age",
-                &mut a.warn_ship_age,
-                p.snapshots.warn_ship_age,
-            );
-            fill(
-                sub,
-                "warn_drill_age",
-                &mut a.warn_drill_age,
-                p.snapshots.warn_drill_age,
-            );
-        }
+        Command::Snapshots(a) => a.ages.fill_from(sub, &p.snapshots),
+        Command::Report(a) => a.ages.fill_from(sub, &p.snapshots),
         _ => {}
     }
 }
