@@ -146,3 +146,64 @@ fn an_rclone_s3_remote_is_a_repository_location() {
         assert!(listed.lines().any(|l| l == "data/"), "{listed}");
     }
 }
+
+/// The offsite copy is the last copy: a different repository shipped to an S3 prefix
+/// that holds one (a new USB drive, same password) is refused before anything is
+/// written or deleted, even with --allow-deletes; the old copy still restores.
+#[test]
+fn ship_to_s3_refuses_a_prefix_holding_another_repository() {
+    let Some(s3) = S3Server::start() else { return };
+    s3.make_bucket("lastcopy");
+    let dest = s3.location("lastcopy/cairn");
+    let (old, new) = (Env::new(), Env::new());
+    let mut srcs = Vec::new();
+    for (env, name) in [(&old, "old"), (&new, "new")] {
+        env.init();
+        let src = env.path("src");
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::write(src.join("f"), name.repeat(10_000)).unwrap();
+        env.backup(&[&src], &[]);
+        srcs.push(src);
+    }
+    ok(cairn(&old).arg("-r").arg(old.repo()).args(["ship", &dest]));
+    let listing = |env: &Env| {
+        let out = ok(cairn(env)
+            .arg("-r")
+            .arg(&dest)
+            .args(["snapshots", "--json"]));
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+    };
+    let before = listing(&old);
+    for extra in [&[][..], &["--allow-deletes"]] {
+        let out = cairn(&new)
+            .arg("-r")
+            .arg(new.repo())
+            .args(["ship", &dest])
+            .args(extra)
+            .output()
+            .unwrap();
+        let e = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{extra:?}: {e}");
+        assert!(
+            e.contains("another repository") && e.contains("nothing was written or deleted"),
+            "{e}"
+        );
+    }
+    assert_eq!(
+        listing(&old),
+        before,
+        "the old copy's snapshots are untouched"
+    );
+    let target = old.path("restored");
+    ok(cairn(&old).arg("-r").arg(&dest).args([
+        "restore",
+        "latest",
+        "--target",
+        target.to_str().unwrap(),
+    ]));
+    assert_same_tree(&srcs[0], &target.join(srcs[0].strip_prefix("/").unwrap()));
+    ok(cairn(&old)
+        .arg("-r")
+        .arg(&dest)
+        .args(["check", "--read-data"]));
+}
