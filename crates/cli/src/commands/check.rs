@@ -111,6 +111,7 @@ fn print_summary(
             "info": s.info,
             "affected": s.affected,
             "damaged_packs": s.damaged_packs,
+            "unreadable_packs": s.unreadable_packs,
             "details": s.details,
             "temp_files": s.temp_files,
             "temp_bytes": s.temp_bytes,
@@ -204,6 +205,11 @@ fn advise(
         eprintln!(
             "cairn: check found {} error(s); this repository is shipped to {dest}: `cairn repair packs --from {dest}` fetches intact copies of damaged or missing packs from there",
             s.errors.len()
+        );
+    } else if s.errors.len() == s.unreadable_packs.len() {
+        eprintln!(
+            "cairn: check could not read {} pack(s) from {location}: nothing found wrong, but they are unchecked; run check again when the store answers",
+            s.unreadable_packs.len()
         );
     } else if unexplained_unindexed {
         eprintln!("cairn: check found {} error(s); packs that no index lists are present: `cairn repair index` may restore the missing entries", s.errors.len());

@@ -8,12 +8,15 @@
 
 use std::collections::{HashMap, HashSet};
 
-use cairn_format::{BlobId, NodeType, PackEntry, PackId};
+use cairn_format::{BlobId, NodeType, PackId};
 use cairn_repo::session::{Access, LoadIndex, Session};
-use cairn_repo::{pack_name, read_pack_header, Repository, SnapshotRef};
+use cairn_repo::{pack_name, Repository, SnapshotRef};
 
 use crate::walk::{walk_tree, Visit};
 use crate::OpsError;
+
+mod read_back;
+use read_back::read_packs_back;
 
 /// Which packs `--read-data*` reads.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -75,6 +78,9 @@ pub struct CheckSummary {
     pub temp_bytes: u64,
     /// Packs read back damaged or missing, by name.
     pub damaged_packs: Vec<String>,
+    /// Packs the store did not hand over (network failures after every retry): not
+    /// known to be damaged, so `repair` is not suggested for them.
+    pub unreadable_packs: Vec<String>,
     /// Per-blob detail of the damaged packs (`-v`).
     pub details: Vec<String>,
     /// Packs under Object Lock now (a B2 copy shipped with `--lock-days`), and when the
@@ -385,68 +391,6 @@ fn choose_packs(
     }
 }
 
-/// Reads `chosen` back and records what it finds in `s`; returns the intact packs and,
-/// per damaged pack, (its line in `s.errors`, its damaged blobs, its blob count).
-#[allow(clippy::type_complexity)]
-fn read_packs_back(
-    repo: &Repository,
-    chosen: &[PackId],
-    p: &Packs,
-    s: &mut CheckSummary,
-    bad_blobs: &mut HashSet<BlobId>,
-    progress: &dyn crate::Progress,
-) -> (Vec<PackId>, Vec<(usize, HashSet<BlobId>, usize)>) {
-    let mut intact = Vec::new();
-    // (index of its line in `errors`, its damaged blobs, its blob count) per damaged pack.
-    let mut damaged_lines: Vec<(usize, HashSet<BlobId>, usize)> = Vec::new();
-    progress.start(chosen.len() as u64, chosen.iter().map(|k| p.sizes[k]).sum());
-    // Packs are read on every core (two at a time per core keeps a disk or a
-    // connection busy while the other is verified), results taken in pack order.
-    // Across a network more packs are in flight (at most 8 whole packs in memory).
-    let results: Vec<_> = crate::in_io_pool(repo.io_threads().min(MAX_PACKS_IN_FLIGHT), || {
-        use rayon::prelude::*;
-        chosen
-            .par_iter()
-            .map(|pack| {
-                let expected = p.blobs.pack_entries(&repo.index(), pack);
-                progress.current(std::path::Path::new(&pack_name(pack)));
-                let r = read_pack(repo, pack, &expected);
-                progress.file_done(p.sizes[pack]);
-                r
-            })
-            .collect()
-    });
-    progress.finish();
-    for (pack, result) in chosen.iter().zip(results) {
-        match result {
-            Ok((blobs, bytes)) => {
-                intact.push(*pack);
-                s.packs_checked += 1;
-                s.blobs_checked += blobs;
-                s.bytes_read += bytes;
-            }
-            Err((bytes, problems, bad)) => {
-                s.packs_checked += 1;
-                s.bytes_read += bytes;
-                // One line per damaged pack (what is at stake is added below, from one
-                // walk for all packs); the per-blob detail goes to `details`.
-                if !bad.is_empty() {
-                    damaged_lines.push((
-                        s.errors.len(),
-                        bad.iter().copied().collect(),
-                        p.blobs.count(pack),
-                    ));
-                }
-                s.errors.push(problems.first().cloned().unwrap_or_default());
-                s.damaged_packs.push(pack_name(pack));
-                s.details.extend(problems.into_iter().skip(1));
-                bad_blobs.extend(bad);
-            }
-        }
-    }
-    (intact, damaged_lines)
-}
-
 /// Adds to each damaged pack's line what is at stake (blobs, snapshots, paths) and
 /// lists the affected paths, from one walk for all packs.
 fn mark_what_is_at_stake(
@@ -475,83 +419,6 @@ fn mark_what_is_at_stake(
         ));
     }
     s.affected = hits.into_iter().map(|(line, _)| line).collect();
-}
-
-/// Whole packs read at once by `--read-data` across a network.
-const MAX_PACKS_IN_FLIGHT: usize = 8;
-
-type PackProblems = (u64, Vec<String>, Vec<BlobId>);
-
-/// Reads one pack whole: name hash, header, then every blob against the index.
-fn read_pack(
-    repo: &Repository,
-    pack: &PackId,
-    expected: &[PackEntry],
-) -> Result<(u64, u64), PackProblems> {
-    let name = pack_name(pack);
-    let all_bad = || expected.iter().map(|e| e.id).collect::<Vec<_>>();
-    let data = match repo.backend().read(&name) {
-        Ok(d) => d,
-        Err(e) => return Err((0, vec![format!("{name}: {e}")], all_bad())),
-    };
-    let bytes = data.len() as u64;
-    if !cairn_repo::pack_matches_name(pack, &data) {
-        // The name no longer matches: some bytes changed. Find which blobs are hurt.
-        let mut problems = vec![format!(
-            "{name}: content does not match its name (hash mismatch)"
-        )];
-        let bad = check_blobs(repo, &name, &data, expected, &mut problems);
-        return Err((
-            bytes,
-            problems,
-            if bad.is_empty() { all_bad() } else { bad },
-        ));
-    }
-    let header = match read_pack_header(repo.key(), &name, &data) {
-        Ok(h) => h,
-        Err(e) => return Err((bytes, vec![format!("{e}")], all_bad())),
-    };
-    let mut problems = Vec::new();
-    let in_header: HashSet<(BlobId, u32)> = header.iter().map(|e| (e.id, e.offset)).collect();
-    for e in expected {
-        if !in_header.contains(&(e.id, e.offset)) {
-            problems.push(format!(
-                "{name}: index lists blob {} that the pack header does not",
-                e.id.short()
-            ));
-        }
-    }
-    let bad = check_blobs(repo, &name, &data, expected, &mut problems);
-    if problems.is_empty() {
-        Ok((expected.len() as u64, bytes))
-    } else {
-        Err((bytes, problems, bad))
-    }
-}
-
-fn check_blobs(
-    repo: &Repository,
-    name: &str,
-    data: &[u8],
-    expected: &[PackEntry],
-    problems: &mut Vec<String>,
-) -> Vec<BlobId> {
-    let mut bad = Vec::new();
-    for e in expected {
-        let (start, end) = (e.offset as usize, e.offset as usize + e.length as usize);
-        let r = match data.get(start..end) {
-            Some(sealed) => repo.open_blob(name, e, sealed).map(|_| ()),
-            None => Err(cairn_repo::RepoError::Invalid(format!(
-                "blob {} lies outside {name}",
-                e.id.short()
-            ))),
-        };
-        if let Err(err) = r {
-            problems.push(format!("{err}"));
-            bad.push(e.id);
-        }
-    }
-    bad
 }
 
 /// Every snapshot path whose content or tree includes a bad blob, with the bad blobs it
