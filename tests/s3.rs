@@ -207,3 +207,53 @@ fn ship_to_s3_refuses_a_prefix_holding_another_repository() {
         .arg(&dest)
         .args(["check", "--read-data"]));
 }
+
+/// A store whose certificate comes from the user's own CA (a company's, a self-hosted
+/// MinIO's): refused without AWS_CA_BUNDLE, trusted with it, as the AWS CLI does; a
+/// bundle that cannot be read is one line naming it.
+#[test]
+fn aws_ca_bundle_is_honoured() {
+    let env = Env::new();
+    let Some(s3) = S3Server::start_tls(&env.path("tls")) else {
+        return;
+    };
+    s3.make_bucket("tls");
+    let repo = s3.location("tls/cairn");
+    let with = |bundle: Option<&std::path::Path>| {
+        let mut c = cairn(&env);
+        c.env_remove("AWS_CA_BUNDLE").arg("-r").arg(&repo);
+        if let Some(b) = bundle {
+            c.env("AWS_CA_BUNDLE", b);
+        }
+        c
+    };
+    let out = with(None).arg("init").output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("certificate") || err.contains("UnknownIssuer"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    let out = with(Some(&env.path("nowhere.pem")))
+        .arg("init")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("AWS_CA_BUNDLE=") && err.contains("nowhere.pem"),
+        "{err}"
+    );
+
+    let ca = s3.ca.clone().unwrap();
+    ok(with(Some(&ca)).arg("init"));
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), pseudo_random(3, 200_000)).unwrap();
+    ok(with(Some(&ca)).args(["backup", src.to_str().unwrap()]));
+    let target = env.path("restored");
+    ok(with(Some(&ca)).args(["restore", "latest", "--target", target.to_str().unwrap()]));
+    assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
+}

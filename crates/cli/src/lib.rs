@@ -59,10 +59,13 @@ pub fn main() -> i32 {
 
 fn init_tracing(g: &args::GlobalArgs) {
     use tracing_subscriber::EnvFilter;
+    // Libraries below cairn (OpenDAL's retries, rustls's handshake errors) speak only
+    // from -v on: cairn reports what failed in its own one line, and their messages
+    // carry request URLs a user did not ask to see.
     let default = match (g.quiet, g.verbose) {
-        (true, _) => "error",
-        (_, 0) => "warn",
-        (_, 1) => "info",
+        (true, _) => "error,opendal=off,rustls=off,rustls_platform_verifier=off",
+        (_, 0) => "warn,opendal=off,rustls=off,rustls_platform_verifier=off",
+        (_, 1) => "info,opendal=warn,rustls=off,rustls_platform_verifier=off",
         (_, 2) => "debug",
         _ => "trace",
     };

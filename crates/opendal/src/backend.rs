@@ -47,20 +47,24 @@ impl OpendalBackend {
     pub fn s3(loc: &S3Location) -> Result<OpendalBackend, BackendError> {
         let location = loc.display();
         let bad = |e: opendal::Error| BackendError::new(ErrorKind::Other, &location, e.to_string());
-        // HTTP through reqwest with rustls, as the B2 client; installed once per process.
-        opendal::install_default();
+        let transport = opendal::HttpTransporter::new(crate::transport::Transport::new(&location)?);
         let op = Operator::new(loc.builder())
             .map_err(bad)?
-            .layer(
-                opendal::layers::RetryLayer::new()
-                    .with_max_times(ATTEMPTS)
-                    .with_jitter()
-                    .with_max_delay(Duration::from_secs(30)),
-            )
+            .with_context(opendal::OperationContext::new().with_http_transport(transport))
+            // The timeout inside the retries: each attempt gets its own minute, rather
+            // than one minute for all of them.
             .layer(
                 opendal::layers::TimeoutLayer::new()
                     .with_timeout(Duration::from_secs(120))
                     .with_io_timeout(Duration::from_secs(60)),
+            )
+            // Pauses capped at 5 s as the B2 client's: a store that is down is
+            // reported within a minute, one restarting is waited for.
+            .layer(
+                opendal::layers::RetryLayer::new()
+                    .with_max_times(ATTEMPTS)
+                    .with_jitter()
+                    .with_max_delay(Duration::from_secs(5)),
             );
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -376,6 +380,32 @@ fn summary(e: &opendal::Error) -> String {
     };
     match (field("code"), field("message")) {
         (Some(code), Some(text)) if !code.is_empty() => format!("{code}: {text}"),
+        _ if crate::transport::tls_refused(e) => {
+            let cause = innermost(e);
+            let hint = if cause.contains("corrupt message") {
+                "the endpoint does not answer in TLS: is it http rather than https?"
+            } else {
+                "the store's certificate is not trusted (if it comes from your own CA, set AWS_CA_BUNDLE to that CA's PEM file)"
+            };
+            format!("{cause}: {hint}")
+        }
+        _ if e.kind() == opendal::ErrorKind::Unexpected
+            && std::error::Error::source(e).is_some() =>
+        {
+            format!("{}: {}", m.lines().next().unwrap_or(""), innermost(e))
+        }
         _ => format!("{} ({})", m.lines().next().unwrap_or(""), e.kind()),
     }
+}
+
+/// The root cause under an error (connection refused, a certificate's fault), not
+/// the layers' "send http request".
+fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut last = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        last = s.to_string();
+        source = s.source();
+    }
+    last
 }

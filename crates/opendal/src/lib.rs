@@ -9,6 +9,7 @@
 mod backend;
 mod s3;
 pub mod testing;
+mod transport;
 
 pub use backend::OpendalBackend;
 pub use s3::S3Location;

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 pub struct S3Server {
     child: Child,
     pub port: u16,
+    /// Serving https with a certificate from a throwaway CA: the CA's PEM file.
+    pub ca: Option<std::path::PathBuf>,
 }
 
 impl Drop for S3Server {
@@ -22,18 +24,97 @@ impl S3Server {
     /// A fresh server, or `None` (saying why) where moto is not installed; under CI
     /// (`CI` set) a missing server is a failure, not a skip.
     pub fn start() -> Option<S3Server> {
+        Self::start_with(None)
+    }
+
+    /// A server on https, its certificate (for 127.0.0.1) issued by a CA made for it
+    /// in `dir` with openssl; `ca` is that CA, what AWS_CA_BUNDLE would name.
+    pub fn start_tls(dir: &std::path::Path) -> Option<S3Server> {
+        std::fs::create_dir_all(dir).unwrap();
+        let f = |n: &str| dir.join(n).to_str().unwrap().to_string();
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl").args(args).output().unwrap();
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let (ca_key, ca, key, csr, cert, ext) = (
+            f("ca.key"),
+            f("ca.pem"),
+            f("server.key"),
+            f("server.csr"),
+            f("server.pem"),
+            f("ext.cnf"),
+        );
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &ca_key,
+            "-out",
+            &ca,
+            "-days",
+            "2",
+            "-subj",
+            "/CN=cairn test CA",
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+            "-subj",
+            "/CN=127.0.0.1",
+        ]);
+        std::fs::write(
+            &ext,
+            "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1\n",
+        )
+        .unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-out",
+            &cert,
+            "-days",
+            "2",
+            "-extfile",
+            &ext,
+        ]);
+        let mut s = Self::start_with(Some((&cert, &key)))?;
+        s.ca = Some(dir.join("ca.pem"));
+        Some(s)
+    }
+
+    fn start_with(tls: Option<(&str, &str)>) -> Option<S3Server> {
         let bin = std::env::var("CAIRN_MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .ok()?
             .local_addr()
             .ok()?
             .port();
-        let child = match Command::new(&bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-        {
+        let mut cmd = Command::new(&bin);
+        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+        if let Some((cert, key)) = tls {
+            cmd.args(["-c", cert, "-k", key]);
+        }
+        let child = match cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn() {
             Ok(c) => c,
             Err(e) => {
                 assert!(
@@ -44,7 +125,11 @@ impl S3Server {
                 return None;
             }
         };
-        let s = S3Server { child, port };
+        let s = S3Server {
+            child,
+            port,
+            ca: None,
+        };
         let t = Instant::now();
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(t.elapsed() < Duration::from_secs(30), "moto did not start");
@@ -53,8 +138,24 @@ impl S3Server {
         Some(s)
     }
 
-    /// `PUT /bucket` (moto checks no signature; cairn makes no buckets).
+    /// `PUT /bucket` (moto checks no signature; cairn makes no buckets), through
+    /// moto's own Python for https.
     pub fn make_bucket(&self, bucket: &str) {
+        if self.ca.is_some() {
+            let bin = std::env::var("CAIRN_MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
+            let python = std::path::Path::new(&bin).with_file_name("python3");
+            let script = format!(
+                "import http.client,ssl\nc=http.client.HTTPSConnection('127.0.0.1',{},context=ssl._create_unverified_context())\nc.request('PUT','/{bucket}')\nr=c.getresponse()\nassert r.status==200,r.status",
+                self.port
+            );
+            let out = Command::new(python).args(["-c", &script]).output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return;
+        }
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         write!(
             s,
@@ -67,8 +168,9 @@ impl S3Server {
         assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
     }
 
-    /// `s3:http://127.0.0.1:PORT/REST`.
+    /// `s3:http[s]://127.0.0.1:PORT/REST`.
     pub fn location(&self, rest: &str) -> String {
-        format!("s3:http://127.0.0.1:{}/{rest}", self.port)
+        let scheme = if self.ca.is_some() { "https" } else { "http" };
+        format!("s3:{scheme}://127.0.0.1:{}/{rest}", self.port)
     }
 }
