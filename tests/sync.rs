@@ -39,7 +39,7 @@ fn sync_owned(
     )
 }
 
-fn tree(root: &Path) {
+pub(crate) fn tree(root: &Path) {
     fs::create_dir_all(root.join("sub dir/ünï")).unwrap();
     fs::write(root.join("a.txt"), b"alpha").unwrap();
     fs::write(root.join("sub dir/b c+d#%.bin"), pseudo_random(3, 100_000)).unwrap();

@@ -28,6 +28,7 @@ mod report;
 mod restore;
 mod roundtrip;
 mod s3;
+mod s3_sync;
 mod secrets;
 mod ship;
 mod sync;

@@ -325,6 +325,13 @@ pub trait Backend: Send + Sync {
         ))
     }
 
+    /// Whether [`Backend::list`] gives each file's own modification time. Where it
+    /// does not (S3 lists the upload time and keeps the file's in its metadata),
+    /// [`Backend::stat`] does, one call per file: sync asks only where it must.
+    fn listing_has_modtimes(&self) -> bool {
+        true
+    }
+
     /// Whether [`Backend::set_mtime`] works here.
     fn can_set_mtime(&self) -> bool {
         false

@@ -24,6 +24,8 @@ pub struct OpendalBackend {
     rt: tokio::runtime::Runtime,
     op: Operator,
     location: String,
+    /// Where it is, for callers that compare two locations (sync's overlap check).
+    s3: Option<S3Location>,
     /// Requests made, by what they cost: writes (PUT, multipart steps, DELETE), reads
     /// (GET, HEAD), listings (one per page of 1,000). Retries inside OpenDAL are not
     /// seen here.
@@ -75,8 +77,14 @@ impl OpendalBackend {
             rt,
             op,
             location,
+            s3: Some(loc.clone()),
             calls: Default::default(),
         })
+    }
+
+    /// The S3 location this backend serves (None for other kinds of store).
+    pub fn s3_location(&self) -> Option<&S3Location> {
+        self.s3.as_ref()
     }
 
     fn count(&self, class: usize, n: u64) {
@@ -122,16 +130,30 @@ impl OpendalBackend {
 
     /// One PUT, or a multipart upload above [`MULTIPART_ABOVE`]; either way the object
     /// appears whole or not at all.
-    async fn put(&self, name: &str, data: cairn_backend::Bytes) -> opendal::Result<()> {
+    async fn put(
+        &self,
+        name: &str,
+        data: cairn_backend::Bytes,
+        opts: &WriteOptions,
+    ) -> opendal::Result<()> {
         self.count_write(data.len(), data.len() > MULTIPART_ABOVE);
+        let (meta, content_type) = metadata(opts);
         if data.len() <= MULTIPART_ABOVE {
-            return self.op.write(name, data).await.map(drop);
+            return self
+                .op
+                .write_with(name, data)
+                .user_metadata(meta)
+                .content_type(content_type)
+                .await
+                .map(drop);
         }
         let mut w = self
             .op
             .writer_with(name)
             .chunk(PART)
             .concurrent(PARTS_AT_ONCE)
+            .user_metadata(meta)
+            .content_type(content_type)
             .await?;
         if let Err(e) = w.write(data).await {
             let _ = w.abort().await;
@@ -140,12 +162,20 @@ impl OpendalBackend {
         w.close().await.map(drop)
     }
 
+    /// A listing's entry carries the upload time; a stat's also the file's own time
+    /// (`X-Amz-Meta-Mtime`), which wins where present.
     fn info(name: String, m: &opendal::Metadata) -> ObjectInfo {
+        let own = m
+            .user_metadata()
+            .and_then(|u| u.get(MTIME))
+            .and_then(parse_mtime);
         ObjectInfo {
             name,
             size: m.content_length(),
-            mtime_millis: m.last_modified().map(|t| t.into_inner().as_millisecond()),
-            mtime_nanos: None,
+            mtime_millis: own
+                .map(|ns| ns.div_euclid(1_000_000))
+                .or_else(|| m.last_modified().map(|t| t.into_inner().as_millisecond())),
+            mtime_nanos: own,
             sha1: None,
             retain_until_millis: None,
         }
@@ -269,7 +299,7 @@ impl Backend for OpendalBackend {
             check_sha1(name, &sha1_hex(&data), want)?;
         }
         self.rt
-            .block_on(self.put(name, data))
+            .block_on(self.put(name, data, opts))
             .map_err(|e| self.err(name, e))
     }
 
@@ -285,11 +315,14 @@ impl Backend for OpendalBackend {
     ) -> Result<(), BackendError> {
         validate_name(name)?;
         self.rt.block_on(async {
+            let (meta, content_type) = metadata(opts);
             let mut w = self
                 .op
                 .writer_with(name)
                 .chunk(PART)
                 .concurrent(PARTS_AT_ONCE)
+                .user_metadata(meta)
+                .content_type(content_type)
                 .await
                 .map_err(|e| self.err(name, e))?;
             let mut h = cairn_sha1::Sha1::new();
@@ -366,6 +399,52 @@ impl Backend for OpendalBackend {
     fn is_local(&self) -> bool {
         false
     }
+
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
+    }
+
+    /// A listing gives the upload time; the file's own is one HEAD away.
+    fn listing_has_modtimes(&self) -> bool {
+        false
+    }
+}
+
+/// The user metadata key rclone keeps a file's modification time under
+/// (`X-Amz-Meta-Mtime`), so the two tools read each other's times.
+const MTIME: &str = "mtime";
+
+/// The user metadata and Content-Type a write carries: the modification time in
+/// rclone's form, seconds since the epoch with up to nine decimals.
+fn metadata(opts: &WriteOptions) -> (Vec<(String, String)>, &str) {
+    let nanos = opts
+        .mtime_nanos
+        .or(opts.mtime_millis.map(|ms| ms.saturating_mul(1_000_000)));
+    let meta = nanos
+        .map(|ns| {
+            let (secs, frac) = (ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000));
+            let text = format!("{secs}.{frac:09}");
+            let text = text.trim_end_matches('0').trim_end_matches('.');
+            vec![(MTIME.to_string(), text.to_string())]
+        })
+        .unwrap_or_default();
+    let content_type = opts
+        .content_type
+        .as_deref()
+        .unwrap_or("application/octet-stream");
+    (meta, content_type)
+}
+
+/// Nanoseconds since the epoch from rclone's `X-Amz-Meta-Mtime` ("1614159563.5",
+/// "1614159563"); None for anything else, which a store may hold from any writer.
+fn parse_mtime(v: &str) -> Option<i64> {
+    let (secs, frac) = v.trim().split_once('.').unwrap_or((v.trim(), ""));
+    let secs: i64 = secs.parse().ok()?;
+    if frac.len() > 9 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let frac: i64 = format!("{frac:0<9}").parse().ok()?;
+    secs.checked_mul(1_000_000_000)?.checked_add(frac)
 }
 
 /// One line for a person: the store's own error code and message where S3 sent one
@@ -408,4 +487,30 @@ fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
         source = s.source();
     }
     last
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// rclone's X-Amz-Meta-Mtime both ways: nine decimals at most, trailing zeros cut.
+    #[test]
+    fn mtime_in_rclone_form() {
+        let text = |nanos: i64| {
+            let o = WriteOptions {
+                mtime_nanos: Some(nanos),
+                ..Default::default()
+            };
+            metadata(&o).0[0].1.clone()
+        };
+        assert_eq!(text(1_614_159_563_123_456_789), "1614159563.123456789");
+        assert_eq!(text(1_614_159_563_500_000_000), "1614159563.5");
+        assert_eq!(text(1_614_159_563_000_000_000), "1614159563");
+        for ns in [1_614_159_563_123_456_789, 1_614_159_563_500_000_000, 0, 7] {
+            assert_eq!(parse_mtime(&text(ns)), Some(ns));
+        }
+        assert_eq!(parse_mtime("1614159563.1234567891"), None);
+        assert_eq!(parse_mtime("x"), None);
+        assert_eq!(parse_mtime("1.-5"), None);
+    }
 }

@@ -104,11 +104,7 @@ impl S3Server {
 
     fn start_with(tls: Option<(&str, &str)>) -> Option<S3Server> {
         let bin = std::env::var("CAIRN_MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .ok()?
-            .local_addr()
-            .ok()?
-            .port();
+        let port = free_port()?;
         let mut cmd = Command::new(&bin);
         cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
         if let Some((cert, key)) = tls {
@@ -172,5 +168,24 @@ impl S3Server {
     pub fn location(&self, rest: &str) -> String {
         let scheme = if self.ca.is_some() { "https" } else { "http" };
         format!("s3:{scheme}://127.0.0.1:{}/{rest}", self.port)
+    }
+}
+
+/// A port no server of this process was given before: the kernel may hand a port just
+/// released to two tests starting at once, and the second moto would then fail to bind
+/// while its test talked to the first (which goes when that test ends).
+fn free_port() -> Option<u16> {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return Some(port);
+        }
     }
 }

@@ -101,6 +101,9 @@ fn list(
     };
     let mut unsafe_names = Vec::new();
     let mut out = BTreeMap::new();
+    // A time that is only the upload's (S3's listing) is no file's time: left unknown
+    // until `fill_modtimes` reads the real one.
+    let listed_times = side.listing_has_modtimes();
     for o in objs {
         let path = side.decode_path(&o.name);
         if !cairn_backend::is_safe_name(&path) {
@@ -113,8 +116,8 @@ fn list(
                 Entry {
                     storage_name: o.name,
                     size: o.size,
-                    mtime: o.mtime_millis,
-                    mtime_ns: o.mtime_nanos,
+                    mtime: o.mtime_millis.filter(|_| listed_times),
+                    mtime_ns: o.mtime_nanos.filter(|_| listed_times),
                     sha1: o.sha1,
                 },
             );
@@ -171,7 +174,21 @@ pub fn sync(
     if !opts.dry_run {
         dst.create().map_err(cairn_repo::RepoError::from)?;
     }
-    let (to, unsafe_dst) = list(dst, opts, false)?;
+    let (mut to, unsafe_dst) = list(dst, opts, false)?;
+    let mut from = from;
+    if !src.listing_has_modtimes() {
+        // Every file's time: a compared one is compared, a copied one keeps it.
+        let paths = from.keys().cloned().collect();
+        fill_modtimes(src, &mut from, paths, opts.transfers)?;
+    }
+    if !dst.listing_has_modtimes() && opts.compare == Compare::ModTime {
+        let paths = to
+            .keys()
+            .filter(|p| from.contains_key(*p))
+            .cloned()
+            .collect();
+        fill_modtimes(dst, &mut to, paths, opts.transfers)?;
+    }
     let doomed: Vec<&String> = if opts.delete {
         to.keys().filter(|p| !from.contains_key(*p)).collect()
     } else {
@@ -228,6 +245,54 @@ pub fn sync(
         }
     }
     Ok(s)
+}
+
+/// Reads each of `paths`' own modification time where the side's listing lacks it (a
+/// HEAD per file on S3, as rclone does), `threads` at a time. A file that cannot be
+/// asked fails the sync before anything is transferred or deleted.
+fn fill_modtimes(
+    side: &dyn Backend,
+    entries: &mut BTreeMap<String, Entry>,
+    paths: Vec<String>,
+    threads: usize,
+) -> Result<(), OpsError> {
+    let next = std::sync::Mutex::new(paths.into_iter());
+    let found = std::sync::Mutex::new(Vec::new());
+    let entries_ref = &*entries;
+    let failed = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads.clamp(1, 32))
+            .map(|_| {
+                scope.spawn(|| -> Result<(), cairn_backend::BackendError> {
+                    loop {
+                        let Some(path) = next.lock().unwrap_or_else(|p| p.into_inner()).next()
+                        else {
+                            return Ok(());
+                        };
+                        let info = side.stat(&entries_ref[&path].storage_name)?;
+                        found.lock().unwrap_or_else(|p| p.into_inner()).push((
+                            path,
+                            info.mtime_millis,
+                            info.mtime_nanos,
+                        ));
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .filter_map(|w| w.join().ok())
+            .find_map(Result::err)
+    });
+    if let Some(e) = failed {
+        return Err(cairn_repo::RepoError::from(e).into());
+    }
+    for (path, mtime, mtime_ns) in found.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        if let Some(e) = entries.get_mut(&path) {
+            e.mtime = mtime;
+            e.mtime_ns = mtime_ns;
+        }
+    }
+    Ok(())
 }
 
 /// Refuses a `--delete` that would empty the destination or remove most of it, unless

@@ -110,18 +110,12 @@ pub fn run(g: &GlobalArgs, a: ShipArgs) -> anyhow::Result<ExitCode> {
         };
         crate::shipped::record(g, &repo.backend().location(), &dst.location(), entry);
     }
-    // The store, not the name it was given by (an rclone remote may be S3), says how
-    // its calls are billed.
-    let b2 = dst.as_any().is_some_and(|d| d.is::<cairn_b2::B2Backend>());
-    print_summary(
-        g,
-        &s,
-        a.dry_run,
-        t,
-        &dst.location(),
-        remote && b2,
-        remote && !b2,
-    );
+    let costs = if remote {
+        output::cost_lines(&[dst.as_ref()])
+    } else {
+        Vec::new()
+    };
+    print_summary(g, &s, a.dry_run, t, &dst.location(), &costs);
     for w in &s.warnings {
         eprintln!("warning: {w}");
     }
@@ -166,8 +160,7 @@ fn print_summary(
     dry_run: bool,
     t: cairn_backend::Transactions,
     dst: &str,
-    b2: bool,
-    s3: bool,
+    costs: &[String],
 ) {
     if g.json {
         let mut v = output::transfer_summary(
@@ -224,16 +217,8 @@ fn print_summary(
         if s.verified {
             println!("verified: every repository file is at the destination with its size");
         }
-        if s3 {
-            println!(
-                "S3 requests: {} writes and deletes, {} reads, {} listings",
-                t.class_a, t.class_b, t.class_c
-            );
-        } else if b2 {
-            println!(
-                "B2 transactions: class A {}, class B {}, class C {}",
-                t.class_a, t.class_b, t.class_c
-            );
+        for line in costs {
+            println!("{line}");
         }
     }
 }

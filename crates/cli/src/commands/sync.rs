@@ -20,7 +20,7 @@ pub enum CompareArg {
 
 #[derive(Args, Debug)]
 pub struct SyncArgs {
-    /// Copy from: a directory, b2:BUCKET/PATH or rclone:REMOTE:BUCKET/PATH
+    /// Copy from: a directory, b2:BUCKET/PATH, s3:[https://HOST/]BUCKET/PATH or rclone:REMOTE:BUCKET/PATH
     pub src: String,
     /// Copy to (made the same as SRC; with --delete, what SRC lacks is removed)
     pub dst: String,
@@ -59,33 +59,43 @@ pub struct SyncArgs {
 
 struct Side {
     backend: Arc<dyn Backend>,
-    b2: Option<Arc<cairn_b2::B2Backend>>,
     local: Option<Arc<LocalBackend>>,
+    /// For a bucket: which one (store and name) and the prefix inside it.
+    bucket: Option<(String, String)>,
 }
 
 fn open_side(g: &GlobalArgs, loc: &str) -> anyhow::Result<Side> {
-    match location::open_b2(loc, g)? {
-        Some(b) => Ok(Side {
-            backend: b.clone(),
-            b2: Some(b),
+    if let Some(b) = location::open_b2(loc, g)? {
+        let c = b.location_config();
+        return Ok(Side {
+            bucket: Some((format!("b2:{}", c.bucket), c.prefix.clone())),
+            backend: b,
             local: None,
-        }),
-        None => {
-            if loc.starts_with("s3:") {
-                return Err(crate::exit::fail(
-                    crate::exit::ExitCode::Fatal,
-                    format!("{loc}: sync does not reach S3 stores yet (directories, b2: and rclone: B2 remotes only)"),
-                ));
-            }
-            location::refuse_unknown_scheme(loc)?;
-            let l = Arc::new(LocalBackend::new(loc.strip_prefix("local:").unwrap_or(loc)));
-            Ok(Side {
-                backend: l.clone(),
-                b2: None,
-                local: Some(l),
-            })
-        }
+        });
     }
+    if location::is_remote(loc) {
+        let backend = location::open_backend(loc, g)?;
+        let bucket = backend
+            .as_any()
+            .and_then(|a| a.downcast_ref::<cairn_opendal::OpendalBackend>())
+            .and_then(|o| o.s3_location())
+            .map(|l| {
+                let store = l.endpoint.clone().unwrap_or_else(|| "aws".into());
+                (format!("s3:{store}/{}", l.bucket), l.prefix.clone())
+            });
+        return Ok(Side {
+            backend,
+            local: None,
+            bucket,
+        });
+    }
+    location::refuse_unknown_scheme(loc)?;
+    let l = Arc::new(LocalBackend::new(loc.strip_prefix("local:").unwrap_or(loc)));
+    Ok(Side {
+        backend: l.clone(),
+        local: Some(l),
+        bucket: None,
+    })
 }
 
 fn regexes(v: &[String]) -> anyhow::Result<Vec<regex::Regex>> {
@@ -129,12 +139,10 @@ fn prefixes_overlap(a: &str, b: &str) -> bool {
 /// "overlapping remotes"): the destination's deletions would take the source's own
 /// files, or its neighbours, with them.
 fn refuse_overlap(src: &Side, dst: &Side, a: &SyncArgs) -> anyhow::Result<()> {
-    let overlap = match (&src.b2, &dst.b2, &src.local, &dst.local) {
-        // Bucket names are global on B2: the same name is the same bucket.
-        (Some(s), Some(d), _, _) => {
-            s.location_config().bucket == d.location_config().bucket
-                && prefixes_overlap(&s.location_config().prefix, &d.location_config().prefix)
-        }
+    let overlap = match (&src.bucket, &dst.bucket, &src.local, &dst.local) {
+        // Bucket names are global on B2 (and per endpoint on S3): the same name is the
+        // same bucket.
+        (Some((s, sp)), Some((d, dp)), _, _) => s == d && prefixes_overlap(sp, dp),
         (_, _, Some(s), Some(d)) => {
             let (s, d) = (real_path(s.root()), real_path(d.root()));
             s.starts_with(&d) || d.starts_with(&s)
@@ -153,7 +161,7 @@ fn refuse_overlap(src: &Side, dst: &Side, a: &SyncArgs) -> anyhow::Result<()> {
 pub fn run(g: &GlobalArgs, a: SyncArgs) -> anyhow::Result<ExitCode> {
     let (src, dst) = (open_side(g, &a.src)?, open_side(g, &a.dst)?);
     refuse_overlap(&src, &dst, &a)?;
-    let remote = src.b2.is_some() || dst.b2.is_some();
+    let remote = src.local.is_none() || dst.local.is_none();
     let opts = sync_options(&a, remote)?;
     let bar = output::Bar::new(g);
     let s = sync(src.backend.as_ref(), dst.backend.as_ref(), &opts, &bar)?;
@@ -161,13 +169,14 @@ pub fn run(g: &GlobalArgs, a: SyncArgs) -> anyhow::Result<ExitCode> {
     for b in [&src.backend, &dst.backend] {
         t += b.transactions().unwrap_or_default();
     }
+    let costs = output::cost_lines(&[src.backend.as_ref(), dst.backend.as_ref()]);
     for e in &s.errors {
         eprintln!("error: {e}");
     }
     for n in &s.unsafe_names {
         eprintln!("warning: skipped {n:?}: not a safe path (.., an absolute path or NUL)");
     }
-    print_summary(g, &s, a.dry_run, t, remote);
+    print_summary(g, &s, a.dry_run, t, &costs);
     if !s.errors.is_empty() {
         eprintln!(
             "cairn: {} file(s) failed{}",
@@ -220,7 +229,7 @@ fn print_summary(
     s: &cairn_ops::sync::SyncSummary,
     dry_run: bool,
     t: cairn_backend::Transactions,
-    remote: bool,
+    costs: &[String],
 ) {
     if g.json {
         let mut v = output::transfer_summary(
@@ -266,11 +275,8 @@ fn print_summary(
                 s.files_touched
             );
         }
-        if remote {
-            println!(
-                "B2 transactions: class A {}, class B {}, class C {}",
-                t.class_a, t.class_b, t.class_c
-            );
+        for line in costs {
+            println!("{line}");
         }
     }
 }
