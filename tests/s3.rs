@@ -257,3 +257,60 @@ fn aws_ca_bundle_is_honoured() {
     ok(with(Some(&ca)).args(["restore", "latest", "--target", target.to_str().unwrap()]));
     assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
 }
+
+/// The store dies mid-backup (every connection cut, the port closed) and comes back
+/// three seconds later with its data: the backup rides it out on its retries, or fails
+/// in one line and the next run finishes; either way check --read-data passes and the
+/// restore is byte for byte.
+#[test]
+fn the_store_restarting_mid_backup_loses_nothing() {
+    let Some(s3) = S3Server::start() else { return };
+    s3.make_bucket("restart");
+    let relay = cairn_opendal::testing::Relay::start(s3.port);
+    let env = Env::new();
+    let repo = format!("s3:http://127.0.0.1:{}/restart/cairn", relay.port);
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..6u64 {
+        std::fs::write(src.join(format!("f{i}")), pseudo_random(i + 40, 50_000_000)).unwrap();
+    }
+    ok(cairn(&env).arg("-r").arg(&repo).arg("init"));
+    let mut child = cairn(&env)
+        .arg("-r")
+        .arg(&repo)
+        .args(["backup", src.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the backup ended before the store died"
+    );
+    relay.kill();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    relay.restart();
+    let out = child.wait_with_output().unwrap();
+    if !out.status.success() {
+        let err = stderr(&out);
+        eprintln!("the backup stopped: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        ok(cairn(&env)
+            .arg("-r")
+            .arg(&repo)
+            .args(["backup", src.to_str().unwrap()]));
+    }
+    ok(cairn(&env)
+        .arg("-r")
+        .arg(&repo)
+        .args(["check", "--read-data"]));
+    let target = env.path("restored");
+    ok(cairn(&env).arg("-r").arg(&repo).args([
+        "restore",
+        "latest",
+        "--target",
+        target.to_str().unwrap(),
+    ]));
+    assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
+}

@@ -189,3 +189,93 @@ fn free_port() -> Option<u16> {
         }
     }
 }
+
+/// A TCP relay in front of a server that can be killed and brought back on the same
+/// port: from the client's side, the store dies (every connection reset, new ones
+/// refused) and restarts with its data intact, as a MinIO or Ceph gateway does.
+pub struct Relay {
+    pub port: u16,
+    target: u16,
+    state: std::sync::Arc<RelayState>,
+}
+
+#[derive(Default)]
+struct RelayState {
+    up: std::sync::atomic::AtomicBool,
+    /// Bumped on every stop, so the accept loop of an earlier life ends.
+    life: std::sync::atomic::AtomicU64,
+    conns: std::sync::Mutex<Vec<TcpStream>>,
+}
+
+impl Relay {
+    pub fn start(target: u16) -> Relay {
+        let port = free_port().expect("a free port");
+        let r = Relay {
+            port,
+            target,
+            state: Default::default(),
+        };
+        r.restart();
+        r
+    }
+
+    /// Closes the port and cuts every open connection.
+    pub fn kill(&self) {
+        use std::sync::atomic::Ordering;
+        self.state.up.store(false, Ordering::SeqCst);
+        self.state.life.fetch_add(1, Ordering::SeqCst);
+        for c in self.state.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+        // The accept loop polls every 20 ms; give it time to drop the listener.
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    /// Listens again on the same port.
+    pub fn restart(&self) {
+        use std::sync::atomic::Ordering;
+        let listener = loop {
+            match std::net::TcpListener::bind(("127.0.0.1", self.port)) {
+                Ok(l) => break l,
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        };
+        listener.set_nonblocking(true).unwrap();
+        self.state.up.store(true, Ordering::SeqCst);
+        let (state, target) = (std::sync::Arc::clone(&self.state), self.target);
+        let life = state.life.load(Ordering::SeqCst);
+        std::thread::spawn(move || loop {
+            if state.life.load(Ordering::SeqCst) != life {
+                return;
+            }
+            let Ok((client, _)) = listener.accept() else {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            };
+            let _ = client.set_nonblocking(false);
+            let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+                continue;
+            };
+            let mut conns = state.conns.lock().unwrap();
+            for s in [&client, &server] {
+                conns.push(s.try_clone().unwrap());
+            }
+            drop(conns);
+            for (mut from, mut to) in [
+                (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                (server, client),
+            ] {
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from, &mut to);
+                    let _ = to.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
