@@ -314,3 +314,51 @@ fn the_store_restarting_mid_backup_loses_nothing() {
     ]));
     assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
 }
+
+/// The metadata cache serves S3 as it serves B2: a second `snapshots` and `ls` on an
+/// unchanged repository download nothing (listings only).
+#[test]
+fn the_metadata_cache_spares_s3_downloads() {
+    let Some(s3) = S3Server::start() else { return };
+    s3.make_bucket("cached");
+    let relay = cairn_opendal::testing::Relay::start(s3.port);
+    let env = Env::new();
+    let repo = format!("s3:http://127.0.0.1:{}/cached/cairn", relay.port);
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a"), b"cached").unwrap();
+    let cache = env.path("cache");
+    let run = |args: &[&str]| {
+        ok(cairn(&env)
+            .arg("-r")
+            .arg(&repo)
+            .arg("--cache-dir")
+            .arg(&cache)
+            .args(args))
+    };
+    run(&["init"]);
+    run(&["backup", src.to_str().unwrap()]);
+    run(&["snapshots"]);
+    let first = run(&["ls", "latest"]);
+    relay.take_requests();
+    assert_eq!(run(&["ls", "latest"]), first);
+    run(&["snapshots"]);
+    let reads: Vec<String> = relay
+        .take_requests()
+        .into_iter()
+        .filter(|r| r.starts_with("GET ") && !r.contains("list-type"))
+        .collect();
+    assert!(
+        reads.is_empty(),
+        "downloads on an unchanged repository: {reads:?}"
+    );
+    // Without the cache the same commands download.
+    ok(cairn(&env)
+        .arg("-r")
+        .arg(&repo)
+        .args(["--no-cache", "ls", "latest"]));
+    assert!(relay
+        .take_requests()
+        .iter()
+        .any(|r| r.starts_with("GET ") && !r.contains("list-type")));
+}

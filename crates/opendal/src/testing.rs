@@ -205,6 +205,8 @@ struct RelayState {
     /// Bumped on every stop, so the accept loop of an earlier life ends.
     life: std::sync::atomic::AtomicU64,
     conns: std::sync::Mutex<Vec<TcpStream>>,
+    /// Request lines seen from clients ("GET /bucket/key?..."), in order.
+    requests: std::sync::Mutex<Vec<String>>,
 }
 
 impl Relay {
@@ -217,6 +219,11 @@ impl Relay {
         };
         r.restart();
         r
+    }
+
+    /// The requests relayed so far (method and target), and forgets them.
+    pub fn take_requests(&self) -> Vec<String> {
+        std::mem::take(&mut *self.state.requests.lock().unwrap())
     }
 
     /// Closes the port and cuts every open connection.
@@ -261,12 +268,25 @@ impl Relay {
                 conns.push(s.try_clone().unwrap());
             }
             drop(conns);
-            for (mut from, mut to) in [
-                (client.try_clone().unwrap(), server.try_clone().unwrap()),
-                (server, client),
+            for (up, mut from, mut to) in [
+                (
+                    true,
+                    client.try_clone().unwrap(),
+                    server.try_clone().unwrap(),
+                ),
+                (false, server, client),
             ] {
+                let state = std::sync::Arc::clone(&state);
                 std::thread::spawn(move || {
-                    let _ = std::io::copy(&mut from, &mut to);
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while let Ok(n) = from.read(&mut buf) {
+                        if n == 0 || to.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                        if up {
+                            note_requests(&state, &buf[..n]);
+                        }
+                    }
                     let _ = to.shutdown(std::net::Shutdown::Write);
                 });
             }
@@ -277,5 +297,21 @@ impl Relay {
 impl Drop for Relay {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// Request lines at the start of lines in what a client sent (bodies are encrypted
+/// bytes, where "GET /" at a line start is as good as impossible).
+fn note_requests(state: &RelayState, bytes: &[u8]) {
+    let text = String::from_utf8_lossy(bytes);
+    let mut seen = state.requests.lock().unwrap();
+    for line in text.split("\r\n") {
+        for method in ["GET ", "HEAD ", "PUT ", "POST ", "DELETE "] {
+            if let Some(rest) = line.strip_prefix(method) {
+                if rest.starts_with('/') && rest.ends_with(" HTTP/1.1") {
+                    seen.push(line.trim_end_matches(" HTTP/1.1").to_string());
+                }
+            }
+        }
     }
 }
