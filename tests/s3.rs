@@ -362,3 +362,52 @@ fn the_metadata_cache_spares_s3_downloads() {
         .iter()
         .any(|r| r.starts_with("GET ") && !r.contains("list-type")));
 }
+
+/// With the server checking signatures and policies: a wrong secret, an unknown key
+/// and no key at all are each one line, exit 1, naming no secret.
+#[test]
+fn bad_credentials_are_one_line() {
+    let Some(s3) = S3Server::start() else { return };
+    s3.make_bucket("guarded");
+    let env = Env::new();
+    let repo = s3.location("guarded/cairn");
+    ok(cairn(&env).arg("-r").arg(&repo).arg("init"));
+    let ((wid, wsecret), (_, rsecret)) = s3.guard();
+    let refused = |id: &str, secret: &str| {
+        let out = env
+            .cmd()
+            .env("AWS_ACCESS_KEY_ID", id)
+            .env("AWS_SECRET_ACCESS_KEY", secret)
+            .env_remove("AWS_PROFILE")
+            .arg("-r")
+            .arg(&repo)
+            .arg("snapshots")
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains("access denied"), "{err}");
+        for s in [&wsecret, &rsecret] {
+            assert!(!err.contains(s.as_str()), "{err}");
+        }
+    };
+    refused(&wid, "not-the-secret");
+    refused("AKIANOSUCHKEY0000000", "whatever");
+    // No credentials anywhere (and no instance metadata service): said, and how to
+    // give them, at once rather than after a minute of retries.
+    let out = env
+        .cmd()
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_PROFILE")
+        .env("HOME", env.path("home"))
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .args(["-r", &repo, "snapshots"])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("AWS_ACCESS_KEY_ID"), "{err}");
+}

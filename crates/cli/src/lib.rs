@@ -63,9 +63,9 @@ fn init_tracing(g: &args::GlobalArgs) {
     // from -v on: cairn reports what failed in its own one line, and their messages
     // carry request URLs a user did not ask to see.
     let default = match (g.quiet, g.verbose) {
-        (true, _) => "error,opendal=off,rustls=off,rustls_platform_verifier=off",
-        (_, 0) => "warn,opendal=off,rustls=off,rustls_platform_verifier=off",
-        (_, 1) => "info,opendal=warn,rustls=off,rustls_platform_verifier=off",
+        (true, _) => "error,opendal=off,reqsign=off,rustls=off,rustls_platform_verifier=off",
+        (_, 0) => "warn,opendal=off,reqsign=off,rustls=off,rustls_platform_verifier=off",
+        (_, 1) => "info,opendal=warn,reqsign=warn,rustls=off,rustls_platform_verifier=off",
         (_, 2) => "debug",
         _ => "trace",
     };

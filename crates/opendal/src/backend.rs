@@ -120,6 +120,15 @@ impl OpendalBackend {
             _ if e.is_temporary() => ErrorKind::Transient,
             _ => ErrorKind::Other,
         };
+        // A refused HEAD has no body to say why.
+        let message = match kind {
+            ErrorKind::PermissionDenied | ErrorKind::Unauthorized
+                if message.trim_start().starts_with('(') =>
+            {
+                "access denied: check the access key and its secret, and that the key may do this in this bucket".to_string()
+            }
+            _ => message,
+        };
         let object = if name.is_empty() {
             self.location.clone()
         } else {
@@ -459,6 +468,9 @@ fn summary(e: &opendal::Error) -> String {
     };
     match (field("code"), field("message")) {
         (Some(code), Some(text)) if !code.is_empty() => format!("{code}: {text}"),
+        _ if innermost(e).contains("signing credential") => {
+            "no usable S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE (see docs/s3.md)".to_string()
+        }
         _ if crate::transport::tls_refused(e) => {
             let cause = innermost(e);
             let hint = if cause.contains("corrupt message") {

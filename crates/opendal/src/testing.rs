@@ -152,16 +152,76 @@ impl S3Server {
             );
             return;
         }
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        write!(
-            s,
-            "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-            self.port
-        )
-        .unwrap();
-        let mut reply = String::new();
-        s.read_to_string(&mut reply).unwrap();
+        // A server still starting on a busy machine may drop the first connections.
+        let put = || -> std::io::Result<String> {
+            let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
+            write!(
+                s,
+                "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                self.port
+            )?;
+            let mut reply = String::new();
+            s.read_to_string(&mut reply)?;
+            Ok(reply)
+        };
+        let mut tries = 0;
+        let reply = loop {
+            match put() {
+                Ok(r) => break r,
+                Err(e) if tries < 20 => {
+                    tries += 1;
+                    eprintln!("making bucket {bucket}: {e}; again");
+                    std::thread::sleep(Duration::from_millis(250));
+                }
+                Err(e) => panic!("making bucket {bucket}: {e}"),
+            }
+        };
         assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    }
+
+    /// Makes two IAM users with keys, `writer` (every S3 action) and `reader`
+    /// (GetObject and ListBucket only), and from then on has moto check every request's
+    /// signature and the user's policy. Returns ((id, secret) of the writer, (id,
+    /// secret) of the reader).
+    ///
+    /// moto checks a signed query against the query as sent while SigV4 signers (and
+    /// AWS) use its encoded form, so with checks on, OpenDAL's listings (`delimiter=/`)
+    /// are refused there: tests set up what they need before calling this.
+    #[allow(clippy::type_complexity)]
+    pub fn guard(&self) -> ((String, String), (String, String)) {
+        let bin = std::env::var("CAIRN_MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
+        let python = std::path::Path::new(&bin).with_file_name("python3");
+        let script = format!(
+            r#"
+import boto3, json, urllib.request
+ep = "http://127.0.0.1:{port}"
+kw = dict(endpoint_url=ep, region_name="us-east-1", aws_access_key_id="setup", aws_secret_access_key="setup")
+iam = boto3.client("iam", **kw)
+keys = []
+for user, actions in [("writer", ["s3:*"]), ("reader", ["s3:GetObject", "s3:ListBucket"])]:
+    iam.create_user(UserName=user)
+    policy = {{"Version": "2012-10-17", "Statement": [{{"Effect": "Allow", "Action": actions, "Resource": "*"}}]}}
+    iam.put_user_policy(UserName=user, PolicyName="p", PolicyDocument=json.dumps(policy))
+    k = iam.create_access_key(UserName=user)["AccessKey"]
+    keys.append([k["AccessKeyId"], k["SecretAccessKey"]])
+urllib.request.urlopen(urllib.request.Request(ep + "/moto-api/reset-auth", data=b"0", method="POST", headers={{"Content-Type": "text/plain"}})).read()
+print(json.dumps(keys))
+"#,
+            port = self.port
+        );
+        let out = Command::new(python)
+            .args(["-c", &script])
+            .env_remove("AWS_CA_BUNDLE")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let keys: Vec<Vec<String>> = serde_json::from_slice(&out.stdout).unwrap();
+        let pair = |i: usize| (keys[i][0].clone(), keys[i][1].clone());
+        (pair(0), pair(1))
     }
 
     /// `s3:http[s]://127.0.0.1:PORT/REST`.
@@ -280,11 +340,14 @@ impl Relay {
                 std::thread::spawn(move || {
                     let mut buf = vec![0u8; 64 * 1024];
                     while let Ok(n) = from.read(&mut buf) {
-                        if n == 0 || to.write_all(&buf[..n]).is_err() {
+                        if n == 0 {
                             break;
                         }
                         if up {
                             note_requests(&state, &buf[..n]);
+                        }
+                        if to.write_all(&buf[..n]).is_err() {
+                            break;
                         }
                     }
                     let _ = to.shutdown(std::net::Shutdown::Write);
