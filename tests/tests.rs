@@ -30,5 +30,6 @@ mod roundtrip;
 mod s3;
 mod s3_sync;
 mod secrets;
+mod sftp;
 mod ship;
 mod sync;

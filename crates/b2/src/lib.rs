@@ -15,7 +15,6 @@
 
 mod backend;
 mod client;
-pub mod encoding;
 mod endpoint;
 mod error;
 mod limit;

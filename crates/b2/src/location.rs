@@ -84,7 +84,7 @@ fn rclone_section(remote: &str) -> Result<std::collections::HashMap<String, Stri
     match out.get("type").map(String::as_str) {
         Some("b2") => Ok(out),
         other => Err(format!(
-            "rclone remote {remote} is of type {}, not b2 (cairn reaches b2 and s3 remotes)",
+            "rclone remote {remote} is of type {}, not b2 (cairn reaches b2, s3 and sftp remotes)",
             other.unwrap_or("(none)")
         )),
     }

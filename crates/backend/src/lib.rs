@@ -15,6 +15,7 @@ mod conformance;
 mod dry_run;
 mod error;
 mod local;
+mod rclone_names;
 mod retention;
 pub mod secret_env;
 
@@ -23,6 +24,7 @@ pub use conformance::run_conformance;
 pub use dry_run::DryRun;
 pub use error::{BackendError, ErrorKind};
 pub use local::LocalBackend;
+pub use rclone_names::Encoding;
 pub use retention::{now_millis, show_millis, LockPeriod, Retaining};
 
 /// One stored object as a listing reports it.
@@ -330,6 +332,13 @@ pub trait Backend: Send + Sync {
     /// [`Backend::stat`] does, one call per file: sync asks only where it must.
     fn listing_has_modtimes(&self) -> bool {
         true
+    }
+
+    /// How finely the store keeps modification times, in milliseconds: sync counts
+    /// two times closer than the coarser side's precision as equal (SFTP keeps
+    /// seconds).
+    fn mtime_precision_millis(&self) -> i64 {
+        1
     }
 
     /// Whether [`Backend::set_mtime`] works here.

@@ -16,11 +16,15 @@ pub fn open_backend(location: &str, g: &GlobalArgs) -> anyhow::Result<Arc<dyn Ba
             "no repository given: use -r/--repo or set CAIRN_REPOSITORY",
         ));
     }
-    if let Some(s3) = open_rclone_s3(location)? {
-        return Ok(s3);
+    if let Some(b) = open_rclone_other(location)? {
+        return Ok(b);
     }
     if let Some(b2) = open_b2(location, g)? {
         return Ok(b2);
+    }
+    if let Some(loc) = cairn_sftp::SftpLocation::parse(location) {
+        let loc = loc.map_err(|e| fail(ExitCode::Fatal, e))?;
+        return Ok(Arc::new(cairn_sftp::SftpBackend::new(&loc)?));
     }
     if let Some(loc) = cairn_opendal::S3Location::parse(location) {
         let loc = loc.map_err(|e| fail(ExitCode::Fatal, e))?;
@@ -79,7 +83,7 @@ pub fn refuse_unknown_scheme(location: &str) -> anyhow::Result<()> {
             ExitCode::Fatal,
             format!(
                 "{location}: unknown location scheme \"{scheme}:\" (cairn knows b2:BUCKET/PATH, \
-                 s3:[https://HOST/]BUCKET/PATH, rclone:REMOTE:PATH, local:PATH and plain paths; for a directory whose name \
+                 s3:[https://HOST/]BUCKET/PATH, sftp:[USER@]HOST:PATH, rclone:REMOTE:PATH, local:PATH and plain paths; for a directory whose name \
                  has a colon write ./{location} or local:{location})"
             ),
         )),
@@ -96,18 +100,20 @@ fn unknown_scheme(location: &str) -> Option<&str> {
         && scheme
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
-    (plausible && !matches!(scheme, "b2" | "s3" | "rclone" | "local")).then_some(scheme)
+    (plausible && !matches!(scheme, "b2" | "s3" | "sftp" | "rclone" | "local")).then_some(scheme)
 }
 
 /// Whether the location is reached over the network (B2 directly or via rclone's
-/// config, an S3 store).
+/// config, an S3 store, an SSH server).
 pub fn is_remote(location: &str) -> bool {
-    location.starts_with("b2:") || location.starts_with("rclone:") || location.starts_with("s3:")
+    ["b2:", "rclone:", "s3:", "sftp:"]
+        .iter()
+        .any(|p| location.starts_with(p))
 }
 
-/// The S3 backend for `rclone:REMOTE:BUCKET/PREFIX` when REMOTE is of type s3 (None
-/// for anything else: B2 remotes go to [`open_b2`]).
-fn open_rclone_s3(location: &str) -> anyhow::Result<Option<Arc<dyn Backend>>> {
+/// The backend for `rclone:REMOTE:PATH` when REMOTE is of type s3 or sftp (None for
+/// anything else: B2 remotes go to [`open_b2`]).
+pub fn open_rclone_other(location: &str) -> anyhow::Result<Option<Arc<dyn Backend>>> {
     let Some((remote, path)) = location
         .strip_prefix("rclone:")
         .and_then(|r| r.split_once(':'))
@@ -116,12 +122,18 @@ fn open_rclone_s3(location: &str) -> anyhow::Result<Option<Arc<dyn Backend>>> {
     };
     let conf = cairn_b2::rclone_remote(remote)
         .map_err(|e| fail(ExitCode::Fatal, format!("{location}: {e}")))?;
-    if conf.get("type").map(String::as_str) != Some("s3") {
-        return Ok(None);
+    let bad = |e: String| fail(ExitCode::Fatal, format!("{location}: {e}"));
+    match conf.get("type").map(String::as_str) {
+        Some("s3") => {
+            let loc = cairn_opendal::S3Location::from_rclone(remote, path, &conf).map_err(bad)?;
+            Ok(Some(Arc::new(cairn_opendal::OpendalBackend::s3(&loc)?)))
+        }
+        Some("sftp") => {
+            let loc = cairn_sftp::SftpLocation::from_rclone(remote, path, &conf).map_err(bad)?;
+            Ok(Some(Arc::new(cairn_sftp::SftpBackend::new(&loc)?)))
+        }
+        _ => Ok(None),
     }
-    let loc = cairn_opendal::S3Location::from_rclone(remote, path, &conf)
-        .map_err(|e| fail(ExitCode::Fatal, format!("{location}: {e}")))?;
-    Ok(Some(Arc::new(cairn_opendal::OpendalBackend::s3(&loc)?)))
 }
 
 /// The B2 backend for a `b2:` or `rclone:` location (None for anything else), kept as

@@ -389,10 +389,14 @@ fn same_file(src: &dyn Backend, dst: &dyn Backend, compare: Compare, e: &Entry, 
             d.size == e.size && sha1_of(src, e).is_some_and(|a| Some(a) == sha1_of(dst, d))
         }
         Compare::ModTime => {
+            let window = src
+                .mtime_precision_millis()
+                .max(dst.mtime_precision_millis());
             d.size == e.size
                 && match (e.mtime, d.mtime) {
                     // The window is the coarser precision of the two sides, as rclone's:
-                    // a nanosecond between two local trees, a millisecond otherwise.
+                    // a nanosecond between two local trees, a second with SFTP, a
+                    // millisecond otherwise.
                     _ if e.mtime_ns.is_some()
                         && d.mtime_ns.is_some()
                         && e.mtime_ns == d.mtime_ns =>
@@ -400,7 +404,8 @@ fn same_file(src: &dyn Backend, dst: &dyn Backend, compare: Compare, e: &Entry, 
                         true
                     }
                     (Some(a), Some(b))
-                        if (a - b).abs() < 1 && (e.mtime_ns.is_none() || d.mtime_ns.is_none()) =>
+                        if (a - b).abs() < window
+                            && (e.mtime_ns.is_none() || d.mtime_ns.is_none()) =>
                     {
                         true
                     }

@@ -6,8 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cairn_backend::{
-    check_sha1, sha1_hex, validate_name, Backend, BackendError, ErrorKind, ObjectInfo,
-    WriteOptions,
+    check_sha1, sha1_hex, validate_name, Backend, BackendError, ErrorKind, ObjectInfo, WriteOptions,
 };
 use openssh_sftp_client::error::SftpErrorKind;
 use openssh_sftp_client::{Error as SftpError, Sftp, SftpOptions};
@@ -70,6 +69,11 @@ impl SftpBackend {
             session: Mutex::new(None),
             counter: AtomicU64::new(0),
         })
+    }
+
+    /// Where it is, for callers that compare two locations (sync's overlap check).
+    pub fn sftp_location(&self) -> &SftpLocation {
+        &self.loc
     }
 
     fn full(&self, name: &str) -> String {
@@ -135,7 +139,12 @@ impl SftpBackend {
     }
 
     async fn session(&self) -> Result<Arc<Session>, Failure> {
-        if let Some(s) = self.session.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+        if let Some(s) = self
+            .session
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
             return Ok(s);
         }
         let s = Arc::new(self.connect().await?);
@@ -260,7 +269,12 @@ impl SftpBackend {
 
     /// Writes `data` under a temporary name beside `full`, on the disk before it
     /// returns; the caller then renames or links it into place.
-    async fn write_temp(s: &Session, temp: &str, data: &[u8]) -> Result<(), SftpError> {
+    async fn write_temp(
+        s: &Session,
+        temp: &str,
+        data: &[u8],
+        mtime_millis: Option<i64>,
+    ) -> Result<(), SftpError> {
         let open = || async {
             s.sftp
                 .options()
@@ -281,6 +295,20 @@ impl SftpBackend {
         };
         let written = async {
             f.write_all(data).await?;
+            // The file's time where the caller has one (sync), to the second as SFTP
+            // keeps it; rclone's sftp remote does the same.
+            let secs = mtime_millis
+                .map(|ms| ms.div_euclid(1000))
+                .and_then(|s| u32::try_from(s).ok())
+                .and_then(openssh_sftp_client::UnixTimeStamp::from_raw);
+            if let Some(t) = secs {
+                f.set_metadata(
+                    openssh_sftp_client::metadata::MetaDataBuilder::new()
+                        .time(t, t)
+                        .create(),
+                )
+                .await?;
+            }
             if s.sftp.support_fsync() {
                 f.sync_all().await?;
             }
@@ -467,7 +495,11 @@ impl Backend for SftpBackend {
             async move { s.sftp.fs().metadata(&full).await }
         })?;
         if !m.file_type().is_some_and(|t| t.is_file()) {
-            return Err(BackendError::new(ErrorKind::NotFound, self.object(name), "not a file"));
+            return Err(BackendError::new(
+                ErrorKind::NotFound,
+                self.object(name),
+                "not a file",
+            ));
         }
         Ok(Self::info(name.to_string(), &m))
     }
@@ -534,10 +566,13 @@ impl Backend for SftpBackend {
             check_sha1(name, &sha1_hex(data), want)?;
         }
         let full = self.full(name);
+        let mtime = opts
+            .mtime_millis
+            .or(opts.mtime_nanos.map(|ns| ns.div_euclid(1_000_000)));
         self.call(name, |s| {
             let (full, temp) = (full.clone(), self.temp_name(&full));
             async move {
-                Self::write_temp(&s, &temp, data).await?;
+                Self::write_temp(&s, &temp, data, mtime).await?;
                 let r = s.sftp.fs().rename(&temp, &full).await;
                 if r.is_err() {
                     let _ = s.sftp.fs().remove_file(&temp).await;
@@ -555,7 +590,7 @@ impl Backend for SftpBackend {
         let linked = self.call(name, |s| {
             let (full, temp) = (full.clone(), self.temp_name(&full));
             async move {
-                Self::write_temp(&s, &temp, data).await?;
+                Self::write_temp(&s, &temp, data, None).await?;
                 let mut fs = s.sftp.fs();
                 let r = fs.hard_link(&temp, &full).await;
                 let _ = fs.remove_file(&temp).await;
@@ -618,5 +653,19 @@ impl Backend for SftpBackend {
 
     fn as_any(&self) -> Option<&dyn std::any::Any> {
         Some(self)
+    }
+
+    fn mtime_precision_millis(&self) -> i64 {
+        1000
+    }
+
+    /// Names as rclone's sftp remote spells them (control characters as their
+    /// Unicode pictures), so `sync` and rclone take turns on one server.
+    fn encode_path(&self, path: &str) -> String {
+        cairn_backend::Encoding::SFTP.encode_path(path)
+    }
+
+    fn decode_path(&self, name: &str) -> String {
+        cairn_backend::Encoding::SFTP.decode_path(name)
     }
 }

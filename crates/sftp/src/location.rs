@@ -13,6 +13,8 @@ pub struct SftpLocation {
     /// `ssh DESTINATION -s sftp` (`CAIRN_SFTP_COMMAND`, as restic's `sftp.command`):
     /// split on spaces.
     pub command: Option<Vec<String>>,
+    /// How the user named it, when not `sftp:...` (`rclone:REMOTE:PATH`).
+    pub shown: Option<String>,
 }
 
 /// The environment variable that replaces the ssh command line.
@@ -56,7 +58,60 @@ impl SftpLocation {
             destination: destination.to_string(),
             path: path.to_string(),
             command,
+            shown: None,
         })
+    }
+
+    /// `rclone:REMOTE:PATH` for an rclone remote of type sftp: its host, user, port,
+    /// key file and known-hosts file become ssh's options; a password or an inline key
+    /// is refused (cairn logs in as ssh does: keys, agent, config).
+    pub fn from_rclone(
+        remote: &str,
+        path: &str,
+        conf: &std::collections::HashMap<String, String>,
+    ) -> Result<SftpLocation, String> {
+        let get = |k: &str| conf.get(k).map(String::as_str).filter(|v| !v.is_empty());
+        for secret in ["pass", "key_pem", "key_file_pass"] {
+            if get(secret).is_some() {
+                return Err(format!(
+                    "rclone remote {remote:?} logs in with {secret}, which cairn does not read: give it a key_file, or use the ssh agent"
+                ));
+            }
+        }
+        let host = get("host").ok_or(format!("rclone remote {remote:?} has no host"))?;
+        let destination = match get("user") {
+            Some(u) => format!("{u}@{host}"),
+            None => host.to_string(),
+        };
+        let mut loc = Self::parse_rest(&format!("{destination}:{path}"))?;
+        let mut argv: Vec<String> = vec!["ssh".into()];
+        if let Some(port) = get("port") {
+            let port: u16 = port
+                .parse()
+                .map_err(|_| format!("rclone remote {remote:?}: port {port:?} is not a port"))?;
+            argv.extend(["-p".into(), port.to_string()]);
+        }
+        if let Some(key) = get("key_file") {
+            argv.extend([
+                "-i".into(),
+                expand_home(key),
+                "-o".into(),
+                "IdentitiesOnly=yes".into(),
+            ]);
+        }
+        if let Some(kh) = get("known_hosts_file") {
+            argv.extend([
+                "-o".into(),
+                format!("UserKnownHostsFile={}", expand_home(kh)),
+            ]);
+        }
+        if loc.command.is_none() {
+            let default = loc.argv();
+            argv.extend(default.into_iter().skip(1));
+            loc.command = Some(argv);
+        }
+        loc.shown = Some(format!("rclone:{remote}:{path}"));
+        Ok(loc)
     }
 
     /// With `command` (split on spaces) starting the session instead.
@@ -67,7 +122,9 @@ impl SftpLocation {
 
     /// How it is shown: what the user wrote.
     pub fn display(&self) -> String {
-        format!("sftp:{}:{}", self.destination, self.path)
+        self.shown
+            .clone()
+            .unwrap_or_else(|| format!("sftp:{}:{}", self.destination, self.path))
     }
 
     /// The program and its arguments that start the session.
@@ -87,6 +144,14 @@ impl SftpLocation {
                 "sftp".into(),
             ],
         }
+    }
+}
+
+/// `~/x` as rclone writes key paths.
+fn expand_home(p: &str) -> String {
+    match (p.strip_prefix("~/"), std::env::var("HOME")) {
+        (Some(rest), Ok(home)) => format!("{home}/{rest}"),
+        _ => p.to_string(),
     }
 }
 

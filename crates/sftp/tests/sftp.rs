@@ -26,7 +26,10 @@ fn conformance_against_sshd() {
     run_conformance(&b).unwrap();
     // Nothing half-written is left behind, and what is there is plain files.
     let names: Vec<_> = walk(&repo);
-    assert!(names.iter().all(|n| !n.contains(".cairn-tmp-")), "{names:?}");
+    assert!(
+        names.iter().all(|n| !n.contains(".cairn-tmp-")),
+        "{names:?}"
+    );
     assert!(b.list_partial("").unwrap().is_empty());
 }
 
@@ -59,7 +62,10 @@ fn a_refused_key_is_final_and_one_line() {
     let e = b.exists().unwrap_err();
     assert_eq!(e.kind, ErrorKind::Unauthorized, "{e}");
     assert!(e.to_string().contains("Permission denied"), "{e}");
-    assert!(t.elapsed() < std::time::Duration::from_secs(10), "retried a refusal");
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(10),
+        "retried a refusal"
+    );
 }
 
 #[test]

@@ -177,11 +177,11 @@ impl Backend for B2Backend {
     }
 
     fn encode_path(&self, path: &str) -> String {
-        crate::encoding::encode_path(path)
+        cairn_backend::Encoding::B2.encode_path(path)
     }
 
     fn decode_path(&self, name: &str) -> String {
-        crate::encoding::decode_path(name)
+        cairn_backend::Encoding::B2.decode_path(name)
     }
 
     fn can_set_mtime(&self) -> bool {

@@ -20,7 +20,7 @@ pub enum CompareArg {
 
 #[derive(Args, Debug)]
 pub struct SyncArgs {
-    /// Copy from: a directory, b2:BUCKET/PATH, s3:[https://HOST/]BUCKET/PATH or rclone:REMOTE:BUCKET/PATH
+    /// Copy from: a directory, b2:BUCKET/PATH, s3:[https://HOST/]BUCKET/PATH, sftp:[USER@]HOST:PATH or rclone:REMOTE:PATH
     pub src: String,
     /// Copy to (made the same as SRC; with --delete, what SRC lacks is removed)
     pub dst: String,
@@ -65,7 +65,13 @@ struct Side {
 }
 
 fn open_side(g: &GlobalArgs, loc: &str) -> anyhow::Result<Side> {
-    if let Some(b) = location::open_b2(loc, g)? {
+    let other = location::open_rclone_other(loc)?;
+    if let Some(b) = other
+        .is_none()
+        .then(|| location::open_b2(loc, g))
+        .transpose()?
+        .flatten()
+    {
         let c = b.location_config();
         return Ok(Side {
             bucket: Some((format!("b2:{}", c.bucket), c.prefix.clone())),
@@ -74,15 +80,29 @@ fn open_side(g: &GlobalArgs, loc: &str) -> anyhow::Result<Side> {
         });
     }
     if location::is_remote(loc) {
-        let backend = location::open_backend(loc, g)?;
-        let bucket = backend
-            .as_any()
+        let backend = match other {
+            Some(b) => b,
+            None => location::open_backend(loc, g)?,
+        };
+        let any = backend.as_any();
+        let s3 = any
             .and_then(|a| a.downcast_ref::<cairn_opendal::OpendalBackend>())
             .and_then(|o| o.s3_location())
             .map(|l| {
                 let store = l.endpoint.clone().unwrap_or_else(|| "aws".into());
                 (format!("s3:{store}/{}", l.bucket), l.prefix.clone())
             });
+        // One server's file tree is one "bucket".
+        let sftp = any
+            .and_then(|a| a.downcast_ref::<cairn_sftp::SftpBackend>())
+            .map(|b| {
+                let l = b.sftp_location();
+                (
+                    format!("sftp:{}", l.destination),
+                    l.path.trim_start_matches('/').to_string(),
+                )
+            });
+        let bucket = s3.or(sftp);
         return Ok(Side {
             backend,
             local: None,

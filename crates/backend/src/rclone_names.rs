@@ -1,21 +1,50 @@
-//! rclone's default B2 file-name encoding (`Slash,BackSlash,Del,Ctl,InvalidUtf8,Dot`
-//! applied after the Linux local mask), per path segment, so `cairn sync` writes the
-//! same object names as `rclone sync` and the two can take turns on one bucket.
+//! rclone's file-name encodings, per path segment, so `cairn sync` writes the same
+//! names as `rclone sync` and the two can take turns on one store: B2's default
+//! (`Slash,BackSlash,Del,Ctl,InvalidUtf8,Dot` applied after the Linux local mask), and
+//! what rclone writes over SFTP (the same without `BackSlash`).
 //!
-//! Mappings: control bytes 0x01-0x1F -> U+2401-U+241F, DEL -> U+2421, `\` -> U+FF3C,
-//! a segment that is exactly `.` or `..` -> U+FF0E (once per dot). Look-alikes that are
-//! literally in a name (U+2400-U+241F, U+2421, U+FF3C, and the quote U+201B itself) are
-//! escaped with the quote U+201B so decoding is exact. Pinned by tests against rclone.
+//! Mappings: control bytes 0x01-0x1F -> U+2401-U+241F, DEL -> U+2421, `\` -> U+FF3C
+//! (B2 only), a segment that is exactly `.` or `..` -> U+FF0E (once per dot). Look-alikes
+//! that are literally in a name (U+2400-U+241F, U+2421, U+FF3C where `\` is encoded,
+//! and the quote U+201B itself) are escaped with the quote U+201B so decoding is exact.
+//! Pinned by tests against rclone.
+
+/// Which of rclone's encodings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Encoding {
+    /// `\` travels as U+FF3C (B2), or as itself (SFTP).
+    pub backslash: bool,
+}
+
+impl Encoding {
+    pub const B2: Encoding = Encoding { backslash: true };
+    pub const SFTP: Encoding = Encoding { backslash: false };
+
+    /// Encodes every `/`-separated segment of a relative path.
+    pub fn encode_path(self, p: &str) -> String {
+        p.split('/')
+            .map(|s| encode_segment(self, s))
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+
+    pub fn decode_path(self, p: &str) -> String {
+        p.split('/')
+            .map(|s| decode_segment(self, s))
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+}
 
 const QUOTE: char = '\u{201B}';
 const FULLWIDTH_BACKSLASH: char = '\u{FF3C}';
 const FULLWIDTH_DOT: char = '\u{FF0E}';
 const SYMBOL_DEL: char = '\u{2421}';
 
-fn is_lookalike(c: char) -> bool {
+fn is_lookalike(e: Encoding, c: char) -> bool {
     matches!(c, '\u{2400}'..='\u{241F}')
         || c == SYMBOL_DEL
-        || c == FULLWIDTH_BACKSLASH
+        || (e.backslash && c == FULLWIDTH_BACKSLASH)
         || c == QUOTE
 }
 
@@ -27,7 +56,7 @@ fn hex_pair(s: &str) -> bool {
 /// A local path segment as rclone names it on B2. The segment is an object name of the
 /// local backend, where bytes that are not UTF-8 are already the quote and two hex digits
 /// and a literal quote is doubled: exactly rclone's spelling, so those pass through.
-pub fn encode_segment(seg: &str) -> String {
+fn encode_segment(e: Encoding, seg: &str) -> String {
     if seg == "." || seg == ".." {
         return seg.chars().map(|_| FULLWIDTH_DOT).collect();
     }
@@ -47,8 +76,8 @@ pub fn encode_segment(seg: &str) -> String {
             }
             '\u{01}'..='\u{1F}' => out.push(char::from_u32(0x2400 + c as u32).unwrap_or(c)),
             '\u{7F}' => out.push(SYMBOL_DEL),
-            '\\' => out.push(FULLWIDTH_BACKSLASH),
-            c if is_lookalike(c) => {
+            '\\' if e.backslash => out.push(FULLWIDTH_BACKSLASH),
+            c if is_lookalike(e, c) => {
                 out.push(QUOTE);
                 out.push(c);
             }
@@ -59,7 +88,7 @@ pub fn encode_segment(seg: &str) -> String {
 }
 
 /// The inverse of [`encode_segment`]: a B2 name segment as a local object name.
-pub fn decode_segment(seg: &str) -> String {
+fn decode_segment(e: Encoding, seg: &str) -> String {
     if !seg.is_empty() && seg.chars().all(|c| c == FULLWIDTH_DOT) && seg.chars().count() <= 2 {
         return ".".repeat(seg.chars().count());
     }
@@ -71,7 +100,8 @@ pub fn decode_segment(seg: &str) -> String {
             // A doubled quote, or a lone one, is a literal quote: doubled locally too.
             QUOTE
                 if rest.starts_with(QUOTE)
-                    || !(hex_pair(rest) || rest.chars().next().is_some_and(is_lookalike)) =>
+                    || !(hex_pair(rest)
+                        || rest.chars().next().is_some_and(|n| is_lookalike(e, n))) =>
             {
                 out.push_str("\u{201B}\u{201B}");
                 rest = rest.strip_prefix(QUOTE).unwrap_or(rest);
@@ -89,26 +119,11 @@ pub fn decode_segment(seg: &str) -> String {
             }
             '\u{2401}'..='\u{241F}' => out.push(char::from_u32(c as u32 - 0x2400).unwrap_or(c)),
             SYMBOL_DEL => out.push('\u{7F}'),
-            FULLWIDTH_BACKSLASH => out.push('\\'),
+            FULLWIDTH_BACKSLASH if e.backslash => out.push('\\'),
             c => out.push(c),
         }
     }
     out
-}
-
-/// Encodes every `/`-separated segment of a relative path.
-pub fn encode_path(p: &str) -> String {
-    p.split('/')
-        .map(encode_segment)
-        .collect::<Vec<_>>()
-        .join("/")
-}
-
-pub fn decode_path(p: &str) -> String {
-    p.split('/')
-        .map(decode_segment)
-        .collect::<Vec<_>>()
-        .join("/")
 }
 
 #[cfg(test)]
@@ -127,10 +142,27 @@ mod tests {
             ("already\u{FF3C}", "already\u{201B}\u{FF3C}"),
             ("sp+ace#%?", "sp+ace#%?"),
         ] {
-            assert_eq!(encode_segment(local), b2, "{local:?}");
-            assert_eq!(decode_segment(b2), local, "{b2:?}");
+            assert_eq!(encode_segment(Encoding::B2, local), b2, "{local:?}");
+            assert_eq!(decode_segment(Encoding::B2, b2), local, "{b2:?}");
         }
-        assert_eq!(encode_path("a/./b"), "a/\u{FF0E}/b");
-        assert_eq!(decode_path(&encode_path("x/../y")), "x/../y");
+        let b2 = Encoding::B2;
+        assert_eq!(b2.encode_path("a/./b"), "a/\u{FF0E}/b");
+        assert_eq!(b2.decode_path(&b2.encode_path("x/../y")), "x/../y");
+    }
+
+    /// What rclone 1.60 wrote over SFTP for these names (seen on the server's disk).
+    #[test]
+    fn sftp_as_rclone_writes_it() {
+        let e = Encoding::SFTP;
+        for (local, wire) in [
+            ("tab\tname", "tab\u{2409}name"),
+            ("del\u{7F}", "del\u{2421}"),
+            ("lit\u{2409}x", "lit\u{201B}\u{2409}x"),
+            ("back\\slash", "back\\slash"),
+            ("wide\u{FF3C}", "wide\u{FF3C}"),
+        ] {
+            assert_eq!(e.encode_path(local), wire, "{local:?}");
+            assert_eq!(e.decode_path(wire), local, "{wire:?}");
+        }
     }
 }
