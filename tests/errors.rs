@@ -65,7 +65,7 @@ fn unknown_location_schemes_are_refused_and_create_nothing() {
     fs::create_dir(&work).unwrap();
     for args in [
         vec!["-r", "gs:http://127.0.0.1:9000/bucket/repo", "init"],
-        vec!["-r", "sftp:me@host:/srv/repo", "snapshots"],
+        vec!["-r", "webdav:me@host:/srv/repo", "snapshots"],
         vec!["sync", "azure:bucket/a", "somewhere"],
     ] {
         let out = env.cmd().current_dir(&work).args(&args).output().unwrap();

@@ -439,6 +439,7 @@ impl SftpBackend {
 /// names the cause ("Permission denied (publickey).", "Host key verification failed.",
 /// "connect to host ... Connection refused").
 fn classify_ssh(location: &str, said: String) -> Failure {
+    let said = said.strip_prefix("ssh: ").unwrap_or(&said).to_string();
     let lower = said.to_ascii_lowercase();
     let final_kind = if lower.contains("permission denied") {
         Some(ErrorKind::Unauthorized)

@@ -62,7 +62,8 @@ pub fn run(g: &GlobalArgs, a: CheckArgs) -> anyhow::Result<ExitCode> {
             errors: s.errors.len() as u64,
         },
     );
-    // Reading packs from B2 is billed download traffic: say what this check cost.
+    // Reading packs from a store is download traffic, billed by B2 and AWS: say what
+    // this check cost.
     let egress = if crate::location::is_remote(g.repo.as_deref().unwrap_or("")) {
         s.bytes_read
     } else {
@@ -72,7 +73,7 @@ pub fn run(g: &GlobalArgs, a: CheckArgs) -> anyhow::Result<ExitCode> {
         g,
         &s,
         read,
-        egress,
+        (egress, &location),
         hashes.as_ref(),
         a.remote_hashes.as_deref(),
     );
@@ -92,7 +93,7 @@ fn print_summary(
     g: &GlobalArgs,
     s: &cairn_ops::check::CheckSummary,
     read: ReadData,
-    egress: u64,
+    (egress, from): (u64, &str),
     hashes: Option<&cairn_ops::ship::HashReport>,
     remote_hashes: Option<&str>,
 ) {
@@ -132,7 +133,7 @@ fn print_summary(
                 s.blobs_checked
             );
             if egress > 0 {
-                println!("downloaded {} from B2 (egress)", size(egress));
+                println!("downloaded {} from {from} (egress)", size(egress));
             }
         }
         if let (Some(h), Some(dest)) = (hashes, remote_hashes) {
