@@ -275,44 +275,11 @@ fn the_store_restarting_mid_backup_loses_nothing() {
         std::fs::write(src.join(format!("f{i}")), pseudo_random(i + 40, 50_000_000)).unwrap();
     }
     ok(cairn(&env).arg("-r").arg(&repo).arg("init"));
-    let mut child = cairn(&env)
-        .arg("-r")
-        .arg(&repo)
-        .args(["backup", src.to_str().unwrap()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(400));
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "the backup ended before the store died"
-    );
-    relay.kill();
-    std::thread::sleep(std::time::Duration::from_secs(3));
-    relay.restart();
-    let out = child.wait_with_output().unwrap();
-    if !out.status.success() {
-        let err = stderr(&out);
-        eprintln!("the backup stopped: {err}");
-        assert_eq!(err.trim().lines().count(), 1, "{err}");
-        ok(cairn(&env)
-            .arg("-r")
-            .arg(&repo)
-            .args(["backup", src.to_str().unwrap()]));
-    }
-    ok(cairn(&env)
-        .arg("-r")
-        .arg(&repo)
-        .args(["check", "--read-data"]));
-    let target = env.path("restored");
-    ok(cairn(&env).arg("-r").arg(&repo).args([
-        "restore",
-        "latest",
-        "--target",
-        target.to_str().unwrap(),
-    ]));
-    assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
+    backup_through_outage(&env, &|| cairn(&env), &repo, &src, || {
+        relay.kill();
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        relay.restart();
+    });
 }
 
 /// The metadata cache serves S3 as it serves B2: a second `snapshots` and `ls` on an

@@ -116,44 +116,17 @@ fn the_ssh_server_dying_mid_backup_loses_nothing() {
         fs::write(src.join(format!("f{i}")), pseudo_random(i + 70, 40_000_000)).unwrap();
     }
     ok(cairn(&env, &ssh).arg("-r").arg(&repo).arg("init"));
-    let mut child = cairn(&env, &ssh)
-        .arg("-r")
-        .arg(&repo)
-        .args(["backup", src.to_str().unwrap()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "the backup ended before sshd died"
-    );
-    ssh.kill();
-    std::thread::sleep(std::time::Duration::from_secs(3));
-    ssh.restart();
-    let out = child.wait_with_output().unwrap();
-    if !out.status.success() {
-        let err = stderr(&out);
-        eprintln!("the backup stopped: {err}");
-        assert_eq!(err.trim().lines().count(), 1, "{err}");
-        ok(cairn(&env, &ssh)
-            .arg("-r")
-            .arg(&repo)
-            .args(["backup", src.to_str().unwrap()]));
-    }
-    ok(cairn(&env, &ssh)
-        .arg("-r")
-        .arg(&repo)
-        .args(["check", "--read-data"]));
-    let target = env.path("restored");
-    ok(cairn(&env, &ssh).arg("-r").arg(&repo).args([
-        "restore",
-        "latest",
-        "--target",
-        target.to_str().unwrap(),
-    ]));
-    assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
+    let command = ssh.command();
+    let cairn = || {
+        let mut c = env.cmd();
+        c.env("CAIRN_SFTP_COMMAND", &command);
+        c
+    };
+    backup_through_outage(&env, &cairn, &repo, &src, || {
+        ssh.kill();
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        ssh.restart();
+    });
 }
 
 /// `cairn sync` to the server and rclone's sftp remote on the same files: rclone check

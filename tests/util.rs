@@ -670,3 +670,45 @@ pub fn b2_cli(env: &Env, emu: &Emulator) -> Option<Command> {
         .stdin(Stdio::null());
     Some(c)
 }
+
+/// Backs up `src` to `repo` with `cairn()` while `outage` (called once the backup is
+/// under way) takes the store away and brings it back. The backup must ride it out or
+/// fail in one line; then the next run finishes, `check --read-data` passes and the
+/// restore is byte for byte.
+pub fn backup_through_outage(
+    env: &Env,
+    cairn: &dyn Fn() -> Command,
+    repo: &str,
+    src: &Path,
+    outage: impl FnOnce(),
+) {
+    let run = |args: &[&str]| {
+        let out = cairn().arg("-r").arg(repo).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+    };
+    let mut child = cairn()
+        .arg("-r")
+        .arg(repo)
+        .args(["backup", src.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the backup ended before the outage"
+    );
+    outage();
+    let out = child.wait_with_output().unwrap();
+    if !out.status.success() {
+        let err = stderr(&out);
+        eprintln!("the backup stopped: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        run(&["backup", src.to_str().unwrap()]);
+    }
+    run(&["check", "--read-data"]);
+    let target = env.path("restored-after-outage");
+    run(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert_same_tree(src, &target.join(src.strip_prefix("/").unwrap()));
+}
