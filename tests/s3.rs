@@ -378,3 +378,103 @@ fn bad_credentials_are_one_line() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("AWS_ACCESS_KEY_ID"), "{err}");
 }
+
+/// `ship --lock-days` to a bucket with S3 Object Lock: every shipped file's version is
+/// locked (GOVERNANCE) until then, and a delete of that version without the bypass
+/// permission is refused by the store; a second ship keeps the locks (extends them);
+/// a bucket without Object Lock is refused in one line before anything is written.
+#[test]
+fn ship_lock_days_locks_every_version_on_s3() {
+    let Some(s3) = S3Server::start() else { return };
+    let python = std::path::Path::new(
+        &std::env::var("CAIRN_MOTO_SERVER").unwrap_or_else(|_| "moto_server".into()),
+    )
+    .with_file_name("python3");
+    let boto = |script: &str| -> String {
+        let out = Command::new(&python)
+            .env_remove("AWS_CA_BUNDLE")
+            .arg("-c")
+            .arg(format!(
+                "import boto3, json, datetime\ns3 = boto3.client('s3', endpoint_url='http://127.0.0.1:{}', region_name='us-east-1', aws_access_key_id='testing', aws_secret_access_key='testing')\n{script}",
+                s3.port
+            ))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    boto("s3.create_bucket(Bucket='locked', ObjectLockEnabledForBucket=True)");
+    s3.make_bucket("plain");
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a"), pseudo_random(9, 300_000)).unwrap();
+    env.backup(&[&src], &[]);
+    let ship = |dest: &str| {
+        cairn(&env)
+            .arg("-r")
+            .arg(env.repo())
+            .args(["--json", "ship", dest, "--lock-days", "2"])
+            .output()
+            .unwrap()
+    };
+
+    // No Object Lock on the bucket: refused, nothing written.
+    let out = ship(&s3.location("plain/cairn"));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("Object Lock"), "{err}");
+    let listed = boto("print(s3.list_objects_v2(Bucket='plain').get('KeyCount', 0))");
+    assert_eq!(listed.trim(), "0");
+
+    let out = ship(&s3.location("locked/cairn"));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let s = json_last_line(&String::from_utf8_lossy(&out.stdout));
+    assert!(s["locked_until"].as_i64().is_some(), "{s}");
+    // Every version is locked for about two days, and the store refuses its deletion.
+    // (moto answers GetObjectRetention with a 500; HEAD of the version carries the
+    // same two fields.)
+    let report = boto(
+        "now = datetime.datetime.now(datetime.timezone.utc)\n\
+         for v in s3.list_object_versions(Bucket='locked')['Versions']:\n    \
+         h = s3.head_object(Bucket='locked', Key=v['Key'], VersionId=v['VersionId'])\n    \
+         r = {'Mode': h.get('ObjectLockMode'), 'RetainUntilDate': h.get('ObjectLockRetainUntilDate', now)}\n    \
+         days = (r['RetainUntilDate'] - now).total_seconds() / 86400\n    \
+         try:\n        s3.delete_object(Bucket='locked', Key=v['Key'], VersionId=v['VersionId']); deleted = True\n    \
+         except Exception:\n        deleted = False\n    \
+         print(json.dumps([v['Key'], r['Mode'], round(days, 2), deleted]))",
+    );
+    let rows: Vec<serde_json::Value> = report
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(rows.len() > 3, "{report}");
+    for r in &rows {
+        let key = r[0].as_str().unwrap();
+        if key.starts_with("cairn/locks/") {
+            continue;
+        }
+        assert_eq!(r[1], "GOVERNANCE", "{r}");
+        let days = r[2].as_f64().unwrap();
+        assert!((1.9..=2.01).contains(&days), "{r}");
+        assert_eq!(r[3], false, "a locked version was deleted: {r}");
+    }
+    // Again: nothing to upload, the locks stay (extended, never shortened), and the
+    // copy restores.
+    let out = ship(&s3.location("locked/cairn"));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let s = json_last_line(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(s["files_uploaded"], 0, "{s}");
+    let target = env.path("restored");
+    ok(cairn(&env)
+        .arg("-r")
+        .arg(s3.location("locked/cairn"))
+        .args(["restore", "latest", "--target", target.to_str().unwrap()]));
+    assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
+}

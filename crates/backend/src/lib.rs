@@ -279,7 +279,7 @@ pub trait Backend: Send + Sync {
     /// `None` when they can.
     fn lock_refused(&self) -> Option<String> {
         Some(format!(
-            "{} cannot lock files (only a B2 bucket with file lock enabled can)",
+            "{} cannot lock files (only a B2 bucket with file lock enabled, or an S3 bucket with Object Lock, can)",
             self.location()
         ))
     }

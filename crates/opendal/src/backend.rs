@@ -26,6 +26,8 @@ pub struct OpendalBackend {
     location: String,
     /// Where it is, for callers that compare two locations (sync's overlap check).
     s3: Option<S3Location>,
+    /// Object Lock calls for `ship --lock-days`.
+    locks: crate::lock::Locks,
     /// Requests made, by what they cost: writes (PUT, multipart steps, DELETE), reads
     /// (GET, HEAD), listings (one per page of 1,000). Retries inside OpenDAL are not
     /// seen here.
@@ -49,7 +51,10 @@ impl OpendalBackend {
     pub fn s3(loc: &S3Location) -> Result<OpendalBackend, BackendError> {
         let location = loc.display();
         let bad = |e: opendal::Error| BackendError::new(ErrorKind::Other, &location, e.to_string());
-        let transport = opendal::HttpTransporter::new(crate::transport::Transport::new(&location)?);
+        let client = crate::transport::client(&location)?;
+        let transport =
+            opendal::HttpTransporter::new(crate::transport::Transport::new(client.clone()));
+        let locks = crate::lock::Locks::new(loc, client, transport.clone());
         let op = Operator::new(loc.builder())
             .map_err(bad)?
             .with_context(opendal::OperationContext::new().with_http_transport(transport))
@@ -78,6 +83,7 @@ impl OpendalBackend {
             op,
             location,
             s3: Some(loc.clone()),
+            locks,
             calls: Default::default(),
         })
     }
@@ -85,6 +91,16 @@ impl OpendalBackend {
     /// The S3 location this backend serves (None for other kinds of store).
     pub fn s3_location(&self) -> Option<&S3Location> {
         self.s3.as_ref()
+    }
+
+    /// Locks a file just written when the write asked for retention. S3 takes
+    /// retention in a call of its own: a ship stopped between the two leaves the file
+    /// unlocked, and the next ship's lock pass (which reads each file's date) locks it.
+    fn lock_written(&self, name: &str, opts: &WriteOptions) -> Result<(), BackendError> {
+        match &opts.retention {
+            Some(r) => self.set_retention(name, r).map(drop),
+            None => Ok(()),
+        }
     }
 
     fn count(&self, class: usize, n: u64) {
@@ -309,7 +325,8 @@ impl Backend for OpendalBackend {
         }
         self.rt
             .block_on(self.put(name, data, opts))
-            .map_err(|e| self.err(name, e))
+            .map_err(|e| self.err(name, e))?;
+        self.lock_written(name, opts)
     }
 
     /// Piece by piece into a multipart upload, hashing as it goes: memory stays at a few
@@ -367,7 +384,8 @@ impl Backend for OpendalBackend {
             }
             self.count_write(size as usize, true);
             w.close().await.map(drop).map_err(|e| self.err(name, e))
-        })
+        })?;
+        self.lock_written(name, opts)
     }
 
     fn transactions(&self) -> Option<Transactions> {
@@ -411,6 +429,26 @@ impl Backend for OpendalBackend {
 
     fn as_any(&self) -> Option<&dyn std::any::Any> {
         Some(self)
+    }
+
+    /// Asks the bucket's Object Lock setting (one read).
+    fn lock_refused(&self) -> Option<String> {
+        self.count(READS, 1);
+        self.rt.block_on(self.locks.refused())
+    }
+
+    /// Reads the current version's date (a HEAD) and sets a later one where needed
+    /// (a PUT ?retention): a lock is never shortened.
+    fn set_retention(
+        &self,
+        name: &str,
+        retention: &cairn_backend::Retention,
+    ) -> Result<bool, BackendError> {
+        validate_name(name)?;
+        self.count(READS, 1);
+        self.count(WRITES, 1);
+        self.rt.block_on(self.locks.set(name, retention))?;
+        Ok(true)
     }
 
     /// A listing gives the upload time; the file's own is one HEAD away.

@@ -7,6 +7,7 @@
 //! throttling and timeouts come from OpenDAL's retry layer.
 
 mod backend;
+mod lock;
 mod s3;
 pub mod testing;
 mod transport;

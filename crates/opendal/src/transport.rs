@@ -13,10 +13,21 @@ use opendal_http_transport_reqwest::ReqwestTransport;
 
 pub(crate) struct Transport(ReqwestTransport);
 
+/// The client under [`Transport`], also used for the calls OpenDAL does not make.
+pub(crate) fn client(location: &str) -> Result<reqwest_opendal::Client, BackendError> {
+    Transport::builder(location)?
+        .build()
+        .map_err(|e| BackendError::new(ErrorKind::Other, location, format!("HTTP client: {e}")))
+}
+
 impl Transport {
     /// A client for `location`; an AWS_CA_BUNDLE that cannot be read or holds no
     /// certificate is an error naming it, never a silent fall-back to the usual roots.
-    pub(crate) fn new(location: &str) -> Result<Transport, BackendError> {
+    pub(crate) fn new(client: reqwest_opendal::Client) -> Transport {
+        Transport(ReqwestTransport::new(client))
+    }
+
+    fn builder(location: &str) -> Result<reqwest_opendal::ClientBuilder, BackendError> {
         let mut builder =
             reqwest_opendal::Client::builder().connect_timeout(std::time::Duration::from_secs(30));
         if let Some(path) = std::env::var_os("AWS_CA_BUNDLE").filter(|p| !p.is_empty()) {
@@ -36,10 +47,7 @@ impl Transport {
             }
             builder = builder.tls_certs_merge(certs);
         }
-        let client = builder.build().map_err(|e| {
-            BackendError::new(ErrorKind::Other, location, format!("HTTP client: {e}"))
-        })?;
-        Ok(Transport(ReqwestTransport::new(client)))
+        Ok(builder)
     }
 }
 
