@@ -96,6 +96,10 @@ pub struct GlobalArgs {
     /// Download limit for B2 in KiB/s, all transfers together (0: unlimited)
     #[arg(long, global = true, value_name = "KIB")]
     pub limit_download: Option<u64>,
+    /// S3: put the bucket in the path (host/BUCKET/key) on AWS too, where it otherwise
+    /// goes in the host name (a bucket name with dots); other hosts use the path already
+    #[arg(long, global = true)]
+    pub s3_path_style: bool,
     /// B2 API base URL (for the emulator or another region)
     #[arg(long, env = "CAIRN_B2_ENDPOINT", global = true, value_name = "URL")]
     pub b2_endpoint: Option<String>,

@@ -27,7 +27,8 @@ pub fn open_backend(location: &str, g: &GlobalArgs) -> anyhow::Result<Arc<dyn Ba
         return Ok(Arc::new(cairn_sftp::SftpBackend::new(&loc)?));
     }
     if let Some(loc) = cairn_opendal::S3Location::parse(location) {
-        let loc = loc.map_err(|e| fail(ExitCode::Fatal, e))?;
+        let mut loc = loc.map_err(|e| fail(ExitCode::Fatal, e))?;
+        loc.path_style |= g.s3_path_style;
         return Ok(Arc::new(cairn_opendal::OpendalBackend::s3(&loc)?));
     }
     refuse_unknown_scheme(location)?;

@@ -78,3 +78,37 @@ fn large_and_streamed_writes_go_in_parts() {
         "an aborted upload left an object"
     );
 }
+
+/// A key that may read but not write (moto checking signatures and IAM policies):
+/// reads work, a write is refused in one line with the store's reason, naming no
+/// secret.
+#[test]
+fn a_read_only_key_reads_and_its_writes_are_refused() {
+    let Some(m) = moto() else { return };
+    m.make_bucket("guarded");
+    let b = backend(m.port, "guarded/r");
+    b.write("config", b"cfg", &Default::default()).unwrap();
+    let (_, (id, secret)) = m.guard();
+    let mut loc = S3Location::parse(&format!("s3:http://127.0.0.1:{}/guarded/r", m.port))
+        .unwrap()
+        .unwrap();
+    loc.keys = Some((id, zeroize::Zeroizing::new(secret.clone())));
+    let ro = OpendalBackend::s3(&loc).unwrap();
+    assert_eq!(ro.read("config").unwrap(), b"cfg");
+    let e = ro
+        .write("data/aa/new", b"x", &Default::default())
+        .unwrap_err();
+    let text = e.to_string();
+    assert!(
+        matches!(
+            e.kind,
+            ErrorKind::PermissionDenied | ErrorKind::Unauthorized
+        ),
+        "{text}"
+    );
+    assert!(text.contains("AccessDenied"), "{text}");
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(!text.contains(&secret), "{text}");
+    // Nothing was stored.
+    assert!(ro.stat("data/aa/new").is_err());
+}
