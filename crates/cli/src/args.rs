@@ -49,7 +49,7 @@ pub struct GlobalArgs {
     #[arg(long, env = "CAIRN_PROFILE", global = true, value_name = "NAME")]
     pub profile: Option<String>,
     /// Repository location: a directory, local:/path, b2:BUCKET/PREFIX,
-    /// s3:[https://HOST/]BUCKET/PREFIX or rclone:REMOTE:BUCKET/PREFIX
+    /// s3:[https://HOST/]BUCKET/PREFIX, sftp:[USER@]HOST:PATH or rclone:REMOTE:PATH
     #[arg(
         short = 'r',
         long = "repo",
