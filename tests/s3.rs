@@ -386,27 +386,7 @@ fn bad_credentials_are_one_line() {
 #[test]
 fn ship_lock_days_locks_every_version_on_s3() {
     let Some(s3) = S3Server::start() else { return };
-    let python = std::path::Path::new(
-        &std::env::var("CAIRN_MOTO_SERVER").unwrap_or_else(|_| "moto_server".into()),
-    )
-    .with_file_name("python3");
-    let boto = |script: &str| -> String {
-        let out = Command::new(&python)
-            .env_remove("AWS_CA_BUNDLE")
-            .arg("-c")
-            .arg(format!(
-                "import boto3, json, datetime\ns3 = boto3.client('s3', endpoint_url='http://127.0.0.1:{}', region_name='us-east-1', aws_access_key_id='testing', aws_secret_access_key='testing')\n{script}",
-                s3.port
-            ))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let boto = |script: &str| s3.boto(script);
     boto("s3.create_bucket(Bucket='locked', ObjectLockEnabledForBucket=True)");
     s3.make_bucket("plain");
     let env = Env::new();
