@@ -11,7 +11,7 @@ use crate::output::{self, size};
 
 #[derive(Args, Debug)]
 pub struct ShipArgs {
-    /// Destination location, as for --repo (or the profile's ship.destination)
+    /// Destination location, of any kind a repository can be at (or the profile's ship.destination)
     pub dest: Option<String>,
     /// Concurrent uploads (default 16 for B2, 4 otherwise)
     #[arg(long, value_name = "N")]
