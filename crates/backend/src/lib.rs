@@ -327,6 +327,14 @@ pub trait Backend: Send + Sync {
         ))
     }
 
+    /// For a store of buckets: which bucket (named with its store, so two stores'
+    /// buckets never compare equal) and the prefix inside it, without leading or
+    /// trailing `/`. Sync refuses a source and destination where one holds the other.
+    /// `None` for a local directory (compared by its real path instead).
+    fn bucket(&self) -> Option<(String, String)> {
+        None
+    }
+
     /// Whether [`Backend::list`] gives each file's own modification time. Where it
     /// does not (S3 lists the upload time and keeps the file's in its metadata),
     /// [`Backend::stat`] does, one call per file: sync asks only where it must.

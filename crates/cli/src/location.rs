@@ -114,7 +114,7 @@ pub fn is_remote(location: &str) -> bool {
 
 /// The backend for `rclone:REMOTE:PATH` when REMOTE is of type s3 or sftp (None for
 /// anything else: B2 remotes go to [`open_b2`]).
-pub fn open_rclone_other(location: &str) -> anyhow::Result<Option<Arc<dyn Backend>>> {
+fn open_rclone_other(location: &str) -> anyhow::Result<Option<Arc<dyn Backend>>> {
     let Some((remote, path)) = location
         .strip_prefix("rclone:")
         .and_then(|r| r.split_once(':'))

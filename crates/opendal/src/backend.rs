@@ -24,8 +24,7 @@ pub struct OpendalBackend {
     rt: tokio::runtime::Runtime,
     op: Operator,
     location: String,
-    /// Where it is, for callers that compare two locations (sync's overlap check).
-    s3: Option<S3Location>,
+    loc: S3Location,
     /// Object Lock calls for `ship --lock-days`.
     locks: crate::lock::Locks,
     /// Requests made, by what they cost: writes (PUT, multipart steps, DELETE), reads
@@ -82,15 +81,10 @@ impl OpendalBackend {
             rt,
             op,
             location,
-            s3: Some(loc.clone()),
+            loc: loc.clone(),
             locks,
             calls: Default::default(),
         })
-    }
-
-    /// The S3 location this backend serves (None for other kinds of store).
-    pub fn s3_location(&self) -> Option<&S3Location> {
-        self.s3.as_ref()
     }
 
     /// Locks a file just written when the write asked for retention. S3 takes
@@ -162,8 +156,8 @@ impl OpendalBackend {
         opts: &WriteOptions,
     ) -> opendal::Result<()> {
         self.count_write(data.len(), data.len() > MULTIPART_ABOVE);
-        let (meta, content_type) = metadata(opts);
         if data.len() <= MULTIPART_ABOVE {
+            let (meta, content_type) = metadata(opts);
             return self
                 .op
                 .write_with(name, data)
@@ -172,19 +166,25 @@ impl OpendalBackend {
                 .await
                 .map(drop);
         }
-        let mut w = self
-            .op
-            .writer_with(name)
-            .chunk(PART)
-            .concurrent(PARTS_AT_ONCE)
-            .user_metadata(meta)
-            .content_type(content_type)
-            .await?;
+        let mut w = self.multipart(name, opts).await?;
         if let Err(e) = w.write(data).await {
             let _ = w.abort().await;
             return Err(e);
         }
         w.close().await.map(drop)
+    }
+
+    /// A multipart upload of `name` with `opts`' metadata: [`PART`]-sized parts,
+    /// [`PARTS_AT_ONCE`] in flight.
+    async fn multipart(&self, name: &str, opts: &WriteOptions) -> opendal::Result<opendal::Writer> {
+        let (meta, content_type) = metadata(opts);
+        self.op
+            .writer_with(name)
+            .chunk(PART)
+            .concurrent(PARTS_AT_ONCE)
+            .user_metadata(meta)
+            .content_type(content_type)
+            .await
     }
 
     /// A listing's entry carries the upload time; a stat's also the file's own time
@@ -341,14 +341,8 @@ impl Backend for OpendalBackend {
     ) -> Result<(), BackendError> {
         validate_name(name)?;
         self.rt.block_on(async {
-            let (meta, content_type) = metadata(opts);
             let mut w = self
-                .op
-                .writer_with(name)
-                .chunk(PART)
-                .concurrent(PARTS_AT_ONCE)
-                .user_metadata(meta)
-                .content_type(content_type)
+                .multipart(name, opts)
                 .await
                 .map_err(|e| self.err(name, e))?;
             let mut h = cairn_sha1::Sha1::new();
@@ -446,9 +440,19 @@ impl Backend for OpendalBackend {
     ) -> Result<bool, BackendError> {
         validate_name(name)?;
         self.count(READS, 1);
-        self.count(WRITES, 1);
-        self.rt.block_on(self.locks.set(name, retention))?;
+        if self.rt.block_on(self.locks.set(name, retention))? {
+            self.count(WRITES, 1);
+        }
         Ok(true)
+    }
+
+    /// Bucket names are unique per endpoint (AWS's across all of AWS).
+    fn bucket(&self) -> Option<(String, String)> {
+        let store = self.loc.endpoint.as_deref().unwrap_or("aws");
+        Some((
+            format!("s3:{store}/{}", self.loc.bucket),
+            self.loc.prefix.clone(),
+        ))
     }
 
     /// A listing gives the upload time; the file's own is one HEAD away.

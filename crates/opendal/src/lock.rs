@@ -42,8 +42,7 @@ impl Locks {
             .with_http_send(transport)
             .with_env(OsEnv);
         let mut defaults = DefaultCredentialProvider::builder();
-        if std::env::var("AWS_EC2_METADATA_DISABLED").is_ok_and(|v| v.eq_ignore_ascii_case("true"))
-        {
+        if crate::s3::ec2_metadata_disabled() {
             defaults = defaults.no_imds();
         }
         let mut chain = ProvideCredentialChain::new().push(defaults.build());
@@ -191,10 +190,11 @@ impl Locks {
             .map(|t| t.timestamp_millis()))
     }
 
-    /// Puts the current version of `name` under `r` (or keeps a later date it has).
-    pub(crate) async fn set(&self, name: &str, r: &Retention) -> Result<(), BackendError> {
+    /// Puts the current version of `name` under `r`, or keeps a later date it has;
+    /// whether a date was set (a PUT made).
+    pub(crate) async fn set(&self, name: &str, r: &Retention) -> Result<bool, BackendError> {
         if self.until(name).await?.is_some_and(|u| u >= r.until_millis) {
-            return Ok(());
+            return Ok(false);
         }
         let until = chrono::DateTime::from_timestamp_millis(r.until_millis)
             .ok_or_else(|| BackendError::new(ErrorKind::Other, name, "lock date out of range"))?
@@ -224,7 +224,7 @@ impl Locks {
         if status != 200 {
             return Err(self.refusal(name, status, &reply));
         }
-        Ok(())
+        Ok(true)
     }
 
     fn refusal(&self, name: &str, status: u16, body: &str) -> BackendError {

@@ -172,14 +172,17 @@ impl S3Location {
         if let Some((id, secret)) = &self.keys {
             b = b.access_key_id(id).secret_access_key(secret);
         }
-        // As the AWS CLI: no asking an EC2 instance metadata service that is not there
-        // (off EC2 that is a wait on an unroutable address).
-        if std::env::var("AWS_EC2_METADATA_DISABLED").is_ok_and(|v| v.eq_ignore_ascii_case("true"))
-        {
+        if ec2_metadata_disabled() {
             b = b.disable_ec2_metadata();
         }
         b
     }
+}
+
+/// `AWS_EC2_METADATA_DISABLED=true`, as the AWS CLI reads it: no asking an EC2 instance
+/// metadata service for credentials (off EC2 that is a wait on an unroutable address).
+pub(crate) fn ec2_metadata_disabled() -> bool {
+    std::env::var("AWS_EC2_METADATA_DISABLED").is_ok_and(|v| v.eq_ignore_ascii_case("true"))
 }
 
 /// S3's bucket naming rules, loosely: what could never be a bucket is refused here

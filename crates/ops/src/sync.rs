@@ -168,14 +168,13 @@ pub fn sync(
     opts: &SyncOptions,
     progress: &dyn crate::Progress,
 ) -> Result<SyncSummary, OpsError> {
-    let (from, unsafe_src) = list(src, opts, true)?;
+    let (mut from, unsafe_src) = list(src, opts, true)?;
     // A destination that does not exist yet is created (empty, so nothing in it can be
     // deleted below); one that does is left as it is until the checks pass.
     if !opts.dry_run {
         dst.create().map_err(cairn_repo::RepoError::from)?;
     }
     let (mut to, unsafe_dst) = list(dst, opts, false)?;
-    let mut from = from;
     if !src.listing_has_modtimes() {
         // Every file's time: a compared one is compared, a copied one keeps it.
         let paths = from.keys().cloned().collect();
@@ -256,38 +255,13 @@ fn fill_modtimes(
     paths: Vec<String>,
     threads: usize,
 ) -> Result<(), OpsError> {
-    let next = std::sync::Mutex::new(paths.into_iter());
-    let found = std::sync::Mutex::new(Vec::new());
-    let entries_ref = &*entries;
-    let failed = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads.clamp(1, 32))
-            .map(|_| {
-                scope.spawn(|| -> Result<(), cairn_backend::BackendError> {
-                    loop {
-                        let Some(path) = next.lock().unwrap_or_else(|p| p.into_inner()).next()
-                        else {
-                            return Ok(());
-                        };
-                        let info = side.stat(&entries_ref[&path].storage_name)?;
-                        found.lock().unwrap_or_else(|p| p.into_inner()).push((
-                            path,
-                            info.mtime_millis,
-                            info.mtime_nanos,
-                        ));
-                    }
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .filter_map(|w| w.join().ok())
-            .find_map(Result::err)
-    });
-    if let Some(e) = failed {
-        return Err(cairn_repo::RepoError::from(e).into());
-    }
-    for (path, mtime, mtime_ns) in found.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        if let Some(e) = entries.get_mut(&path) {
+    let times = cairn_parallel::map(&paths, threads.max(1), |path| {
+        side.stat(&entries[path].storage_name)
+            .map(|info| (info.mtime_millis, info.mtime_nanos))
+    })
+    .map_err(cairn_repo::RepoError::from)?;
+    for (path, (mtime, mtime_ns)) in paths.iter().zip(times) {
+        if let Some(e) = entries.get_mut(path) {
             e.mtime = mtime;
             e.mtime_ns = mtime_ns;
         }

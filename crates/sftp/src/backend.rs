@@ -71,11 +71,6 @@ impl SftpBackend {
         })
     }
 
-    /// Where it is, for callers that compare two locations (sync's overlap check).
-    pub fn sftp_location(&self) -> &SftpLocation {
-        &self.loc
-    }
-
     fn full(&self, name: &str) -> String {
         if name.is_empty() {
             self.loc.path.clone()
@@ -654,6 +649,16 @@ impl Backend for SftpBackend {
 
     fn as_any(&self) -> Option<&dyn std::any::Any> {
         Some(self)
+    }
+
+    /// One server's file tree is one bucket. (A relative path and an absolute one
+    /// may be the same directory: compared without the leading `/`, such a pair is
+    /// taken to overlap, which refuses too much rather than too little.)
+    fn bucket(&self) -> Option<(String, String)> {
+        Some((
+            format!("sftp:{}", self.loc.destination),
+            self.loc.path.trim_start_matches('/').to_string(),
+        ))
     }
 
     fn mtime_precision_millis(&self) -> i64 {

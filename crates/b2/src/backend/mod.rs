@@ -57,10 +57,6 @@ impl B2Backend {
         })
     }
 
-    pub fn location_config(&self) -> &B2Location {
-        &self.loc
-    }
-
     pub fn client(&self) -> &Client {
         &self.client
     }
@@ -294,6 +290,11 @@ impl Backend for B2Backend {
 
     fn as_any(&self) -> Option<&dyn std::any::Any> {
         Some(self)
+    }
+
+    /// Bucket names are global on B2: the same name is the same bucket.
+    fn bucket(&self) -> Option<(String, String)> {
+        Some((format!("b2:{}", self.loc.bucket), self.loc.prefix.clone()))
     }
 
     fn create(&self) -> Result<(), BackendError> {

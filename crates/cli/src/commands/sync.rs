@@ -65,48 +65,12 @@ struct Side {
 }
 
 fn open_side(g: &GlobalArgs, loc: &str) -> anyhow::Result<Side> {
-    let other = location::open_rclone_other(loc)?;
-    if let Some(b) = other
-        .is_none()
-        .then(|| location::open_b2(loc, g))
-        .transpose()?
-        .flatten()
-    {
-        let c = b.location_config();
-        return Ok(Side {
-            bucket: Some((format!("b2:{}", c.bucket), c.prefix.clone())),
-            backend: b,
-            local: None,
-        });
-    }
     if location::is_remote(loc) {
-        let backend = match other {
-            Some(b) => b,
-            None => location::open_backend(loc, g)?,
-        };
-        let any = backend.as_any();
-        let s3 = any
-            .and_then(|a| a.downcast_ref::<cairn_opendal::OpendalBackend>())
-            .and_then(|o| o.s3_location())
-            .map(|l| {
-                let store = l.endpoint.clone().unwrap_or_else(|| "aws".into());
-                (format!("s3:{store}/{}", l.bucket), l.prefix.clone())
-            });
-        // One server's file tree is one "bucket".
-        let sftp = any
-            .and_then(|a| a.downcast_ref::<cairn_sftp::SftpBackend>())
-            .map(|b| {
-                let l = b.sftp_location();
-                (
-                    format!("sftp:{}", l.destination),
-                    l.path.trim_start_matches('/').to_string(),
-                )
-            });
-        let bucket = s3.or(sftp);
+        let backend = location::open_backend(loc, g)?;
         return Ok(Side {
+            bucket: backend.bucket(),
             backend,
             local: None,
-            bucket,
         });
     }
     location::refuse_unknown_scheme(loc)?;
@@ -147,7 +111,7 @@ fn real_path(p: &Path) -> PathBuf {
     }
 }
 
-/// Whether two B2 prefixes in one bucket overlap: one is the other or lies inside it.
+/// Whether two prefixes in one bucket overlap: one is the other or lies inside it.
 fn prefixes_overlap(a: &str, b: &str) -> bool {
     let inside = |x: &str, y: &str| {
         y.is_empty() || x == y || x.strip_prefix(y).is_some_and(|r| r.starts_with('/'))
@@ -160,8 +124,6 @@ fn prefixes_overlap(a: &str, b: &str) -> bool {
 /// files, or its neighbours, with them.
 fn refuse_overlap(src: &Side, dst: &Side, a: &SyncArgs) -> anyhow::Result<()> {
     let overlap = match (&src.bucket, &dst.bucket, &src.local, &dst.local) {
-        // Bucket names are global on B2 (and per endpoint on S3): the same name is the
-        // same bucket.
         (Some((s, sp)), Some((d, dp)), _, _) => s == d && prefixes_overlap(sp, dp),
         (_, _, Some(s), Some(d)) => {
             let (s, d) = (real_path(s.root()), real_path(d.root()));

@@ -217,38 +217,28 @@ impl Packs {
 fn check_packs_present(repo: &Repository, p: &Packs, s: &mut CheckSummary) -> HashSet<BlobId> {
     let mut bad_blobs: HashSet<BlobId> = HashSet::new();
     for (pack, size) in &p.sizes {
-        match p.listed.get(pack) {
+        let problem = match p.listed.get(pack) {
             // A prune beside this check deleted a pack it had marked: nothing uses it.
-            None if repo.index().marked(pack).is_some() => s.info.push(format!(
-                "{}: marked for deletion, and deleted by a prune meanwhile",
-                pack_name(pack)
-            )),
-            None => {
-                s.errors.push(format!(
-                    "{}: missing (listed in the index)",
+            None if repo.index().marked(pack).is_some() => {
+                s.info.push(format!(
+                    "{}: marked for deletion, and deleted by a prune meanwhile",
                     pack_name(pack)
                 ));
-                bad_blobs.extend(
-                    p.blobs
-                        .pack_entries(&repo.index(), pack)
-                        .iter()
-                        .map(|e| e.id),
-                );
+                continue;
             }
+            None => "missing (listed in the index)".to_string(),
             Some(actual) if actual != size => {
-                s.errors.push(format!(
-                    "{}: size {actual} differs from the index ({size})",
-                    pack_name(pack)
-                ));
-                bad_blobs.extend(
-                    p.blobs
-                        .pack_entries(&repo.index(), pack)
-                        .iter()
-                        .map(|e| e.id),
-                );
+                format!("size {actual} differs from the index ({size})")
             }
-            Some(_) => {}
-        }
+            Some(_) => continue,
+        };
+        s.errors.push(format!("{}: {problem}", pack_name(pack)));
+        bad_blobs.extend(
+            p.blobs
+                .pack_entries(&repo.index(), pack)
+                .iter()
+                .map(|e| e.id),
+        );
     }
     bad_blobs
 }
