@@ -200,3 +200,70 @@ fn cairn_and_rclone_take_turns_over_sftp() {
         "{s}"
     );
 }
+
+/// The offsite copy is the last copy: another repository shipped to a directory on
+/// the server that holds one is refused before anything is written or deleted (also
+/// with --allow-deletes), and a sync --delete from inside that directory to the
+/// directory itself is refused as overlapping; afterwards the server holds exactly
+/// the files it held, and the old copy checks.
+#[test]
+fn sftp_destinations_holding_a_repository_are_not_destroyed() {
+    let (old, new) = (Env::new(), Env::new());
+    let Some(ssh) = SshServer::start(&old.path("sshd")) else {
+        return;
+    };
+    let store = old.path("nas/offsite");
+    let dest = location(&ssh, &store);
+    for (env, name) in [(&old, "old"), (&new, "new")] {
+        env.init();
+        let src = env.path("src");
+        fs::create_dir_all(&src).unwrap();
+        fs::write(src.join("f"), name.repeat(10_000)).unwrap();
+        env.backup(&[&src], &[]);
+    }
+    ok(cairn(&old, &ssh)
+        .arg("-r")
+        .arg(old.repo())
+        .args(["ship", &dest, "--create-bucket"]));
+    let files = || {
+        let mut v = Vec::new();
+        let mut stack = vec![store.clone()];
+        while let Some(d) = stack.pop() {
+            for e in fs::read_dir(&d).unwrap().flatten() {
+                if e.file_type().unwrap().is_dir() {
+                    stack.push(e.path());
+                } else {
+                    v.push((e.path(), fs::read(e.path()).unwrap()));
+                }
+            }
+        }
+        v.sort();
+        v
+    };
+    let before = files();
+    for extra in [&[][..], &["--allow-deletes"]] {
+        let out = cairn(&new, &ssh)
+            .arg("-r")
+            .arg(new.repo())
+            .args(["ship", &dest])
+            .args(extra)
+            .output()
+            .unwrap();
+        let e = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{extra:?}: {e}");
+        assert!(e.contains("another repository"), "{e}");
+    }
+    let inner = location(&ssh, &store.join("data"));
+    let out = cairn(&new, &ssh)
+        .args(["sync", "--delete", "--allow-deletes", &inner, &dest])
+        .output()
+        .unwrap();
+    let e = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{e}");
+    assert!(e.contains("one holds the other"), "{e}");
+    assert_eq!(files(), before, "the server's copy changed");
+    ok(cairn(&old, &ssh)
+        .arg("-r")
+        .arg(&dest)
+        .args(["check", "--read-data"]));
+}

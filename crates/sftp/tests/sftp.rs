@@ -31,6 +31,16 @@ fn conformance_against_sshd() {
         "{names:?}"
     );
     assert!(b.list_partial("").unwrap().is_empty());
+    // Removing leftovers cannot reach a repository file, whatever the name says.
+    b.write("config", b"cfg", &Default::default()).unwrap();
+    for name in ["config", "data/.cairn-tmp-x/../../config", "../config"] {
+        assert_eq!(
+            b.remove_partial(name).unwrap_err().kind,
+            ErrorKind::InvalidName,
+            "{name}"
+        );
+    }
+    assert_eq!(b.read("config").unwrap(), b"cfg");
 }
 
 fn walk(root: &std::path::Path) -> Vec<String> {
