@@ -65,6 +65,13 @@ fn rclone_ok(s3: &S3Server, args: &[&str]) -> String {
     stderr(&out)
 }
 
+/// rclone ARGS, which must succeed; its output.
+fn rclone_ok_stdout(s3: &S3Server, args: &[&str]) -> String {
+    let out = rclone(s3).unwrap().args(args).output().unwrap();
+    assert!(out.status.success(), "rclone {args:?}: {}", stderr(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Names, bytes and modification times (to the nanosecond) of two local trees agree.
 fn same_files(a: &Path, b: &Path) {
     fn walk(
@@ -163,6 +170,90 @@ fn cairn_and_rclone_take_turns_on_an_s3_bucket() {
     rclone_ok(&s3, &["check", d, "s:turns/path"]);
     // The neighbour prefix was not touched by the deletion.
     rclone_ok(&s3, &["check", d2, "s:turns/other"]);
+}
+
+/// A file whose time changed but whose bytes did not has its time set in place (a
+/// copy onto itself, as rclone), keeping its Content-Type; `--compare checksum` finds
+/// nothing to do by MD5; a file uploaded in parts carries rclone's Md5chksum, which
+/// rclone reads back and which a time change keeps.
+#[test]
+fn times_change_in_place_and_checksums_compare_by_md5() {
+    let Some(s3) = S3Server::start() else { return };
+    let Some(_) = rclone(&s3) else { return };
+    s3.make_bucket("hashes");
+    let env = Env::new();
+    let dir = env.path("dir");
+    crate::sync::tree(&dir);
+    // Above the 64 MiB multipart cutoff, so its ETag is no MD5.
+    let big = pseudo_random(9, (70 << 20) + 5);
+    fs::write(dir.join("big.bin"), &big).unwrap();
+    let d = dir.to_str().unwrap();
+    let dest = s3.location("hashes/p");
+    let (code, s, err) = sync(&env, &[d, &dest]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(s["files_uploaded"], 6, "{s}");
+    let md5sum = |path: &str| {
+        let out = rclone_ok_stdout(&s3, &["md5sum", &format!("s:hashes/p/{path}")]);
+        out.split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let want = {
+        use md5::Digest;
+        hex::encode(md5::Md5::digest(&big))
+    };
+    assert_eq!(
+        md5sum("big.bin"),
+        want,
+        "rclone reads the multipart upload's MD5"
+    );
+
+    // Same bytes, new times: nothing uploaded, two times set, and rclone agrees.
+    set_mtime(&dir.join("a.txt"), 1_650_000_000, 250_000_000);
+    set_mtime(&dir.join("big.bin"), 1_650_000_100, 0);
+    let (code, s, err) = sync(&env, &[d, &dest]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        (
+            s["files_uploaded"].as_u64(),
+            s["files_touched"].as_u64(),
+            s["files_skipped"].as_u64()
+        ),
+        (Some(0), Some(2), Some(4)),
+        "{s}"
+    );
+    let log = rclone_ok(&s3, &["sync", d, "s:hashes/p"]);
+    assert!(!log.contains("Copied"), "rclone copied: {log}");
+    assert!(
+        !log.contains("modification time"),
+        "rclone fixed times: {log}"
+    );
+    rclone_ok(&s3, &["check", d, "s:hashes/p"]);
+    assert_eq!(md5sum("big.bin"), want, "the copy kept Md5chksum");
+    let meta = rclone_ok_stdout(&s3, &["lsjson", "--stat", "-M", "s:hashes/p/a.txt"]);
+    let meta: serde_json::Value = serde_json::from_str(&meta).unwrap();
+    assert_eq!(meta["MimeType"], "text/plain; charset=utf-8", "{meta}");
+    assert_eq!(meta["ModTime"], "2022-04-15T05:20:00.250000000Z", "{meta}");
+
+    // By MD5: all six are the same; a same-size change is found.
+    let (code, s, err) = sync(&env, &["--compare", "checksum", d, &dest]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        (s["files_uploaded"].as_u64(), s["files_skipped"].as_u64()),
+        (Some(0), Some(6)),
+        "{s}"
+    );
+    assert!(!err.contains("compared by size only"), "{err}");
+    let a = fs::read(dir.join("a.txt")).unwrap();
+    let mut flipped = a.clone();
+    flipped[0] ^= 1;
+    fs::write(dir.join("a.txt"), &flipped).unwrap();
+    set_mtime(&dir.join("a.txt"), 1_650_000_000, 250_000_000);
+    let (code, s, err) = sync(&env, &["--compare", "checksum", d, &dest]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(s["files_uploaded"], 1, "{s}");
+    rclone_ok(&s3, &["check", d, "s:hashes/p"]);
 }
 
 /// A source and destination in one bucket where one holds the other are refused, as

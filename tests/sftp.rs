@@ -199,6 +199,25 @@ fn cairn_and_rclone_take_turns_over_sftp() {
         (Some(0), Some(6)),
         "{s}"
     );
+
+    // SFTP states no checksum: --compare checksum falls back to sizes (the new file
+    // goes, the five others stay), and says so.
+    let out = cairn(&env, &ssh)
+        .args(["--json", "sync", "--compare", "checksum", d, &dest])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s = json_last_line(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        (s["files_uploaded"].as_u64(), s["files_skipped"].as_u64()),
+        (Some(1), Some(5)),
+        "{s}"
+    );
+    assert!(
+        stderr(&out).contains("no checksum in common: files were compared by size only"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// The offsite copy is the last copy: another repository shipped to a directory on

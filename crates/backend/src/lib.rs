@@ -39,6 +39,9 @@ pub struct ObjectInfo {
     pub mtime_nanos: Option<i64>,
     /// Hex SHA1 of the content, where the store keeps one (B2 does).
     pub sha1: Option<String>,
+    /// Hex MD5 of the content, where the store keeps one (S3: the ETag of a single-part
+    /// upload, or rclone's `X-Amz-Meta-Md5chksum` of a multipart one).
+    pub md5: Option<String>,
     /// Until when (milliseconds since the epoch) the store refuses to delete or change
     /// it (B2 Object Lock), where the store says.
     pub retain_until_millis: Option<i64>,
@@ -98,6 +101,14 @@ pub struct Version {
     pub retention: Option<Retention>,
 }
 
+/// A content hash a store can state without its bytes being downloaded: what sync
+/// compares two sides by when it is one both know (as rclone's common hash type).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HashKind {
+    Sha1,
+    Md5,
+}
+
 /// Extra metadata for stores that keep it (B2, rclone compatibility); local ignores it.
 #[derive(Clone, Debug, Default)]
 pub struct WriteOptions {
@@ -105,6 +116,9 @@ pub struct WriteOptions {
     /// Preferred over `mtime_millis` by stores that keep nanoseconds.
     pub mtime_nanos: Option<i64>,
     pub sha1: Option<String>,
+    /// Hex MD5 of the bytes, where the writer knows it: S3 keeps it for a multipart
+    /// upload in rclone's `X-Amz-Meta-Md5chksum`, since such an upload's ETag is no MD5.
+    pub md5: Option<String>,
     /// MIME type for stores that keep one (B2); `application/octet-stream` otherwise.
     pub content_type: Option<String>,
     /// Object Lock retention from the moment the file is stored, where the store has
@@ -342,6 +356,13 @@ pub trait Backend: Send + Sync {
         true
     }
 
+    /// The hashes [`Backend::list`] (or, where it lacks one, [`Backend::stat`]) gives
+    /// without the bytes being read from the store, best first. A local directory
+    /// computes either by reading its own disk.
+    fn hashes(&self) -> &'static [HashKind] {
+        &[]
+    }
+
     /// How finely the store keeps modification times, in milliseconds: sync counts
     /// two times closer than the coarser side's precision as equal (SFTP keeps
     /// seconds).
@@ -436,6 +457,13 @@ pub fn source_sha1(size: u64, source: &RangeSource<'_>) -> Result<String, Backen
     let mut off = 0;
     while off < size {
         let piece = source(off, STREAM_PIECE.min(size - off))?;
+        if piece.is_empty() {
+            return Err(BackendError::new(
+                ErrorKind::Corrupt,
+                "source",
+                "ended early",
+            ));
+        }
         h.update(&piece);
         off += piece.len() as u64;
     }
@@ -445,6 +473,22 @@ pub fn source_sha1(size: u64, source: &RangeSource<'_>) -> Result<String, Backen
 /// Hex SHA1 of a stored object of `size` bytes.
 pub fn object_sha1(b: &dyn Backend, name: &str, size: u64) -> Result<String, BackendError> {
     source_sha1(size, &|off, len| b.read_range(name, off, len))
+}
+
+/// Hex MD5 of a stored object of `size` bytes, read in STREAM_PIECE ranges.
+pub fn object_md5(b: &dyn Backend, name: &str, size: u64) -> Result<String, BackendError> {
+    use md5::Digest;
+    let mut h = md5::Md5::new();
+    let mut off = 0;
+    while off < size {
+        let piece = b.read_range(name, off, STREAM_PIECE.min(size - off))?;
+        if piece.is_empty() {
+            return Err(BackendError::new(ErrorKind::Corrupt, name, "ended early"));
+        }
+        h.update(&piece);
+        off += piece.len() as u64;
+    }
+    Ok(hex::encode(h.finalize()))
 }
 
 /// A `Corrupt` error unless the two hex SHA1s agree (case aside).

@@ -275,6 +275,7 @@ impl LocalBackend {
                     mtime_millis: mtime_millis(&meta),
                     mtime_nanos: mtime_nanos(&meta),
                     sha1: None,
+                    md5: None,
                     retain_until_millis: None,
                 });
             }
@@ -398,6 +399,7 @@ impl Backend for LocalBackend {
             mtime_millis: mtime_millis(&meta),
             mtime_nanos: mtime_nanos(&meta),
             sha1: None,
+            md5: None,
             retain_until_millis: None,
         })
     }
@@ -505,6 +507,10 @@ impl Backend for LocalBackend {
 
     fn is_local(&self) -> bool {
         true
+    }
+
+    fn hashes(&self) -> &'static [crate::HashKind] {
+        &[crate::HashKind::Sha1, crate::HashKind::Md5]
     }
 
     fn can_set_mtime(&self) -> bool {

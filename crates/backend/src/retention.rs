@@ -230,6 +230,18 @@ impl Backend for Retaining {
         }
     }
 
+    fn listing_has_modtimes(&self) -> bool {
+        self.inner.listing_has_modtimes()
+    }
+
+    fn mtime_precision_millis(&self) -> i64 {
+        self.inner.mtime_precision_millis()
+    }
+
+    fn hashes(&self) -> &'static [crate::HashKind] {
+        self.inner.hashes()
+    }
+
     fn is_local(&self) -> bool {
         self.inner.is_local()
     }

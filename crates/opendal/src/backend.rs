@@ -9,6 +9,9 @@ use cairn_backend::{
 };
 use opendal::Operator;
 
+use crate::meta::{
+    etag_md5, md5_from_base64, md5_hex, metadata, mtime_text, parse_mtime, MD5, MTIME,
+};
 use crate::S3Location;
 
 /// Attempts per call before an error is reported (rclone's low-level retries).
@@ -25,8 +28,9 @@ pub struct OpendalBackend {
     op: Operator,
     location: String,
     loc: S3Location,
-    /// Object Lock calls for `ship --lock-days`.
-    locks: crate::lock::Locks,
+    /// The calls OpenDAL does not make: Object Lock for `ship --lock-days`, and a
+    /// time changed in place for sync.
+    signed: crate::signed::Signed,
     /// Requests made, by what they cost: writes (PUT, multipart steps, DELETE), reads
     /// (GET, HEAD), listings (one per page of 1,000). Retries inside OpenDAL are not
     /// seen here.
@@ -53,7 +57,7 @@ impl OpendalBackend {
         let client = crate::transport::client(&location)?;
         let transport =
             opendal::HttpTransporter::new(crate::transport::Transport::new(client.clone()));
-        let locks = crate::lock::Locks::new(loc, client, transport.clone());
+        let signed = crate::signed::Signed::new(loc, client, transport.clone());
         let op = Operator::new(loc.builder())
             .map_err(bad)?
             .with_context(opendal::OperationContext::new().with_http_transport(transport))
@@ -82,7 +86,7 @@ impl OpendalBackend {
             op,
             location,
             loc: loc.clone(),
-            locks,
+            signed,
             calls: Default::default(),
         })
     }
@@ -166,6 +170,11 @@ impl OpendalBackend {
                 .await
                 .map(drop);
         }
+        // A multipart upload's ETag is no MD5: rclone's Md5chksum carries it instead.
+        let opts = &WriteOptions {
+            md5: opts.md5.clone().or_else(|| Some(md5_hex(&data))),
+            ..opts.clone()
+        };
         let mut w = self.multipart(name, opts).await?;
         if let Err(e) = w.write(data).await {
             let _ = w.abort().await;
@@ -194,6 +203,11 @@ impl OpendalBackend {
             .user_metadata()
             .and_then(|u| u.get(MTIME))
             .and_then(parse_mtime);
+        let md5 = m.etag().and_then(etag_md5).or_else(|| {
+            m.user_metadata()
+                .and_then(|u| u.get(MD5))
+                .and_then(md5_from_base64)
+        });
         ObjectInfo {
             name,
             size: m.content_length(),
@@ -202,6 +216,7 @@ impl OpendalBackend {
                 .or_else(|| m.last_modified().map(|t| t.into_inner().as_millisecond())),
             mtime_nanos: own,
             sha1: None,
+            md5,
             retain_until_millis: None,
         }
     }
@@ -330,8 +345,8 @@ impl Backend for OpendalBackend {
     }
 
     /// Piece by piece into a multipart upload, hashing as it goes: memory stays at a few
-    /// parts whatever the size, and a source whose bytes do not match `opts.sha1` (or
-    /// that fails) aborts the upload, so nothing is stored.
+    /// parts whatever the size, and a source whose bytes do not match `opts.sha1` or
+    /// `opts.md5` (or that fails) aborts the upload, so nothing is stored.
     fn write_stream(
         &self,
         name: &str,
@@ -346,6 +361,7 @@ impl Backend for OpendalBackend {
                 .await
                 .map_err(|e| self.err(name, e))?;
             let mut h = cairn_sha1::Sha1::new();
+            let mut m = <md5::Md5 as md5::Digest>::new();
             let mut off = 0u64;
             let mut fail = None;
             while off < size && fail.is_none() {
@@ -359,6 +375,7 @@ impl Backend for OpendalBackend {
                     }
                     Ok(piece) => {
                         h.update(&piece);
+                        md5::Digest::update(&mut m, &piece);
                         off += piece.len() as u64;
                         if let Err(e) = w.write(piece).await {
                             fail = Some(self.err(name, e));
@@ -370,6 +387,20 @@ impl Backend for OpendalBackend {
             if fail.is_none() {
                 if let Some(want) = &opts.sha1 {
                     fail = check_sha1(name, &h.finish_hex(), want).err();
+                }
+                // The MD5 stored beside the file was read before it: a file that
+                // changed since would be stored under a false one.
+                let got = hex::encode(md5::Digest::finalize(m));
+                if let Some(want) = opts
+                    .md5
+                    .as_deref()
+                    .filter(|w| !w.eq_ignore_ascii_case(&got))
+                {
+                    fail.get_or_insert(BackendError::new(
+                        ErrorKind::Corrupt,
+                        name,
+                        format!("MD5 mismatch: expected {want}, got {got}"),
+                    ));
                 }
             }
             if let Some(e) = fail {
@@ -428,7 +459,7 @@ impl Backend for OpendalBackend {
     /// Asks the bucket's Object Lock setting (one read).
     fn lock_refused(&self) -> Option<String> {
         self.count(READS, 1);
-        self.rt.block_on(self.locks.refused())
+        self.rt.block_on(self.signed.refused())
     }
 
     /// Reads the current version's date (a HEAD) and sets a later one where needed
@@ -440,7 +471,7 @@ impl Backend for OpendalBackend {
     ) -> Result<bool, BackendError> {
         validate_name(name)?;
         self.count(READS, 1);
-        if self.rt.block_on(self.locks.set(name, retention))? {
+        if self.rt.block_on(self.signed.set(name, retention))? {
             self.count(WRITES, 1);
         }
         Ok(true)
@@ -459,43 +490,24 @@ impl Backend for OpendalBackend {
     fn listing_has_modtimes(&self) -> bool {
         false
     }
-}
 
-/// The user metadata key rclone keeps a file's modification time under
-/// (`X-Amz-Meta-Mtime`), so the two tools read each other's times.
-const MTIME: &str = "mtime";
-
-/// The user metadata and Content-Type a write carries: the modification time in
-/// rclone's form, seconds since the epoch with up to nine decimals.
-fn metadata(opts: &WriteOptions) -> (Vec<(String, String)>, &str) {
-    let nanos = opts
-        .mtime_nanos
-        .or(opts.mtime_millis.map(|ms| ms.saturating_mul(1_000_000)));
-    let meta = nanos
-        .map(|ns| {
-            let (secs, frac) = (ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000));
-            let text = format!("{secs}.{frac:09}");
-            let text = text.trim_end_matches('0').trim_end_matches('.');
-            vec![(MTIME.to_string(), text.to_string())]
-        })
-        .unwrap_or_default();
-    let content_type = opts
-        .content_type
-        .as_deref()
-        .unwrap_or("application/octet-stream");
-    (meta, content_type)
-}
-
-/// Nanoseconds since the epoch from rclone's `X-Amz-Meta-Mtime` ("1614159563.5",
-/// "1614159563"); None for anything else, which a store may hold from any writer.
-fn parse_mtime(v: &str) -> Option<i64> {
-    let (secs, frac) = v.trim().split_once('.').unwrap_or((v.trim(), ""));
-    let secs: i64 = secs.parse().ok()?;
-    if frac.len() > 9 || !frac.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
+    /// The ETag of a single-part upload, or a multipart upload's Md5chksum (a HEAD).
+    fn hashes(&self) -> &'static [cairn_backend::HashKind] {
+        &[cairn_backend::HashKind::Md5]
     }
-    let frac: i64 = format!("{frac:0<9}").parse().ok()?;
-    secs.checked_mul(1_000_000_000)?.checked_add(frac)
+
+    fn can_set_mtime(&self) -> bool {
+        true
+    }
+
+    /// A copy onto itself with the new time (a HEAD and a CopyObject, no bytes moved).
+    fn set_mtime(&self, name: &str, millis: i64, nanos: Option<i64>) -> Result<(), BackendError> {
+        validate_name(name)?;
+        let text = mtime_text(nanos.unwrap_or(millis.saturating_mul(1_000_000)));
+        self.count(READS, 1);
+        self.count(WRITES, 1);
+        self.rt.block_on(self.signed.set_mtime(name, &text))
+    }
 }
 
 /// One line for a person: the store's own error code and message where S3 sent one
@@ -541,30 +553,4 @@ fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
         source = s.source();
     }
     last
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// rclone's X-Amz-Meta-Mtime both ways: nine decimals at most, trailing zeros cut.
-    #[test]
-    fn mtime_in_rclone_form() {
-        let text = |nanos: i64| {
-            let o = WriteOptions {
-                mtime_nanos: Some(nanos),
-                ..Default::default()
-            };
-            metadata(&o).0[0].1.clone()
-        };
-        assert_eq!(text(1_614_159_563_123_456_789), "1614159563.123456789");
-        assert_eq!(text(1_614_159_563_500_000_000), "1614159563.5");
-        assert_eq!(text(1_614_159_563_000_000_000), "1614159563");
-        for ns in [1_614_159_563_123_456_789, 1_614_159_563_500_000_000, 0, 7] {
-            assert_eq!(parse_mtime(&text(ns)), Some(ns));
-        }
-        assert_eq!(parse_mtime("1614159563.1234567891"), None);
-        assert_eq!(parse_mtime("x"), None);
-        assert_eq!(parse_mtime("1.-5"), None);
-    }
 }

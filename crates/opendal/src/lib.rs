@@ -8,7 +8,10 @@
 
 mod backend;
 mod lock;
+mod meta;
+mod mtime;
 mod s3;
+mod signed;
 pub mod testing;
 mod transport;
 

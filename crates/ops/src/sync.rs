@@ -3,14 +3,15 @@
 //!
 //! Each side is a `Backend`, which says how it spells a path (`encode_path`: rclone's
 //! encoding on B2) and how it deletes (`hide` on B2, unless `--hard-delete`). Comparison is by size
-//! and modification time (1 ms window, as rclone), by size only, or by SHA1 (taken
-//! from B2's listing or computed locally, never by downloading). Deletions happen only
+//! and modification time (1 ms window, as rclone), by size only, or by the hash both
+//! sides know (SHA1 on B2, MD5 on S3, either computed for a local file; never by
+//! downloading). Deletions happen only
 //! after every transfer succeeded. A transfer writes the whole object through the
 //! backend, which never leaves a half-written file under its final name.
 
 use std::collections::BTreeMap;
 
-use cairn_backend::{Backend, WriteOptions};
+use cairn_backend::{Backend, HashKind, WriteOptions};
 
 use crate::transfer::{Item, OnError, Transfer};
 use crate::OpsError;
@@ -63,6 +64,8 @@ pub struct SyncSummary {
     /// Names in a listing that cannot be a safe path (`..`, an absolute path, NUL):
     /// skipped on both sides.
     pub unsafe_names: Vec<String>,
+    /// What the user should know about how files were compared (one line each).
+    pub notes: Vec<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -72,6 +75,7 @@ struct Entry {
     mtime: Option<i64>,
     mtime_ns: Option<i64>,
     sha1: Option<String>,
+    md5: Option<String>,
 }
 
 fn wanted(opts: &SyncOptions, path: &str) -> bool {
@@ -119,6 +123,7 @@ fn list(
                     mtime: o.mtime_millis.filter(|_| listed_times),
                     mtime_ns: o.mtime_nanos.filter(|_| listed_times),
                     sha1: o.sha1,
+                    md5: o.md5,
                 },
             );
         }
@@ -126,15 +131,44 @@ fn list(
     Ok((out, unsafe_names))
 }
 
-/// The SHA1 of an entry: from the listing, or for a local file by reading it in pieces.
-fn sha1_of(side: &dyn Backend, e: &Entry) -> Option<String> {
-    if let Some(s) = &e.sha1 {
-        return Some(s.to_ascii_lowercase());
+/// The hash both sides state without a download, best first, as rclone's common hash
+/// type: SHA1 between B2 and a directory, MD5 between S3 and a directory, none with
+/// SFTP or between B2 and S3.
+fn common_hash(src: &dyn Backend, dst: &dyn Backend) -> Option<HashKind> {
+    src.hashes()
+        .iter()
+        .copied()
+        .find(|k| dst.hashes().contains(k))
+}
+
+/// An entry's hash of `kind`: from the listing; for a local file by reading it; else
+/// from a stat where the listing lacks it (an S3 multipart upload keeps its MD5 in
+/// metadata). None where the store has none for this file.
+fn hash_of(side: &dyn Backend, e: &Entry, kind: HashKind) -> Option<String> {
+    let pick = |sha1: &Option<String>, md5: &Option<String>| match kind {
+        HashKind::Sha1 => sha1.clone(),
+        HashKind::Md5 => md5.clone(),
+    };
+    if let Some(h) = pick(&e.sha1, &e.md5) {
+        return Some(h.to_ascii_lowercase());
     }
-    if !side.is_local() {
-        return None;
+    let name = &e.storage_name;
+    if side.is_local() {
+        return match kind {
+            HashKind::Sha1 => cairn_backend::object_sha1(side, name, e.size),
+            HashKind::Md5 => cairn_backend::object_md5(side, name, e.size),
+        }
+        .ok();
     }
-    cairn_backend::object_sha1(side, &e.storage_name, e.size).ok()
+    let o = side.stat(name).ok()?;
+    pick(&o.sha1, &o.md5).map(|h| h.to_ascii_lowercase())
+}
+
+/// Whether the two files hold the same bytes by their common hash; None where there
+/// is no common hash or either file lacks it.
+fn same_content(src: &dyn Backend, dst: &dyn Backend, e: &Entry, d: &Entry) -> Option<bool> {
+    let kind = common_hash(src, dst)?;
+    Some(hash_of(src, e, kind)? == hash_of(dst, d, kind)?)
 }
 
 /// Go's MIME table for common extensions (what rclone sends as Content-Type).
@@ -199,6 +233,14 @@ pub fn sync(
         refusal,
         ..Default::default()
     };
+    if opts.compare == Compare::Checksum && common_hash(src, dst).is_none() {
+        // As rclone: compared by size, said out loud, rather than everything sent again.
+        s.notes.push(format!(
+            "{} and {} have no checksum in common: files were compared by size only",
+            src.location(),
+            dst.location()
+        ));
+    }
     let (todo, touch) = plan(src, dst, opts, &from, &to, &mut s);
     if opts.dry_run {
         s.files_touched = touch.len() as u64;
@@ -359,9 +401,8 @@ enum Same {
 fn same_file(src: &dyn Backend, dst: &dyn Backend, compare: Compare, e: &Entry, d: &Entry) -> Same {
     let same = match compare {
         Compare::Size => d.size == e.size,
-        Compare::Checksum => {
-            d.size == e.size && sha1_of(src, e).is_some_and(|a| Some(a) == sha1_of(dst, d))
-        }
+        // Where no hash is known for both, the sizes decide (rclone's fallback).
+        Compare::Checksum => d.size == e.size && same_content(src, dst, e, d).unwrap_or(true),
         Compare::ModTime => {
             let window = src
                 .mtime_precision_millis()
@@ -383,7 +424,7 @@ fn same_file(src: &dyn Backend, dst: &dyn Backend, compare: Compare, e: &Entry, 
                     {
                         true
                     }
-                    _ if sha1_of(src, e).is_some_and(|a| Some(a) == sha1_of(dst, d)) => {
+                    _ if same_content(src, dst, e, d) == Some(true) => {
                         if e.mtime.is_some() && dst.can_set_mtime() {
                             return Same::OnlyTime;
                         }
@@ -398,6 +439,22 @@ fn same_file(src: &dyn Backend, dst: &dyn Backend, compare: Compare, e: &Entry, 
     } else {
         Same::No
     }
+}
+
+/// The MD5 an upload to S3 should carry where S3 cannot state it itself: a streamed
+/// (multipart) upload's ETag is no MD5, so rclone reads the file once more to store its
+/// MD5 in metadata beforehand, and cairn does the same for a local file. Small files
+/// are hashed by the store from the bytes in hand.
+fn upload_md5(src: &dyn Backend, dst: &dyn Backend, e: &Entry) -> Option<String> {
+    if e.md5.is_some() {
+        return e.md5.clone();
+    }
+    let wanted = dst.hashes().contains(&HashKind::Md5)
+        && src.is_local()
+        && e.size > crate::transfer::STREAM_ABOVE;
+    wanted
+        .then(|| cairn_backend::object_md5(src, &e.storage_name, e.size).ok())
+        .flatten()
 }
 
 /// Transfers `todo` on `--transfers` threads; a file that fails is reported and the
@@ -420,6 +477,7 @@ fn transfer_all(
                 mtime_millis: e.mtime,
                 mtime_nanos: e.mtime_ns,
                 sha1: e.sha1.clone(),
+                md5: upload_md5(src, dst, e),
                 content_type: Some(content_type(path).to_string()),
                 ..Default::default()
             },

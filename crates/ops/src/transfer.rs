@@ -16,7 +16,7 @@ use cairn_backend::{Backend, BackendError, ErrorKind, WriteOptions};
 const MEMORY_BUDGET: u64 = 512 * 1024 * 1024;
 /// Files above this are streamed piece by piece rather than read whole (unless their
 /// content must be checked first).
-const STREAM_ABOVE: u64 = 64 * 1024 * 1024;
+pub(crate) const STREAM_ABOVE: u64 = 64 * 1024 * 1024;
 /// What one streamed transfer may hold at once (a B2 large file keeps four 100 MB parts
 /// in flight), charged against the budget instead of the file's size.
 const STREAM_MEMORY: u64 = 400 * 1024 * 1024;

@@ -356,6 +356,7 @@ impl SftpBackend {
                 .map(|t| i64::from(t.into_raw()).saturating_mul(1000)),
             mtime_nanos: None,
             sha1: None,
+            md5: None,
             retain_until_millis: None,
         }
     }

@@ -180,6 +180,10 @@ impl Backend for B2Backend {
         cairn_backend::Encoding::B2.decode_path(name)
     }
 
+    fn hashes(&self) -> &'static [cairn_backend::HashKind] {
+        &[cairn_backend::HashKind::Sha1]
+    }
+
     fn can_set_mtime(&self) -> bool {
         true
     }
@@ -360,6 +364,7 @@ impl Backend for B2Backend {
                     mtime_millis,
                     mtime_nanos: None,
                     sha1: f.sha1,
+                    md5: None,
                     retain_until_millis: f.retain_until,
                 })
             })
@@ -375,6 +380,7 @@ impl Backend for B2Backend {
             mtime_millis: Some(f.upload_timestamp),
             mtime_nanos: None,
             sha1: f.sha1,
+            md5: None,
             retain_until_millis: f.retain_until,
         })
     }

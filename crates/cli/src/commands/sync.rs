@@ -213,6 +213,9 @@ fn print_summary(
     t: cairn_backend::Transactions,
     costs: &[String],
 ) {
+    for n in &s.notes {
+        eprintln!("note: {n}");
+    }
     if g.json {
         let mut v = output::transfer_summary(
             s.files_uploaded,
@@ -226,6 +229,7 @@ fn print_summary(
         v["unsafe_names"] = json!(s.unsafe_names);
         v["files_touched"] = json!(s.files_touched);
         v["deleted"] = json!(s.deleted);
+        v["notes"] = json!(s.notes);
         if let Some(why) = &s.refusal {
             v["refusal"] = json!(why);
         }
