@@ -48,7 +48,12 @@ pub(super) fn read_packs_back(
                 s.blobs_checked += blobs;
                 s.bytes_read += bytes;
             }
-            Err((bytes, problems, bad)) => {
+            Err(PackProblems {
+                bytes,
+                lines: problems,
+                bad,
+                unreadable,
+            }) => {
                 s.packs_checked += 1;
                 s.bytes_read += bytes;
                 // One line per damaged pack (what is at stake is added below, from one
@@ -61,8 +66,7 @@ pub(super) fn read_packs_back(
                     ));
                 }
                 s.errors.push(problems.first().cloned().unwrap_or_default());
-                // Nothing read and nothing blamed: the store did not answer.
-                if bytes == 0 && bad.is_empty() {
+                if unreadable {
                     s.unreadable_packs.push(pack_name(pack));
                 } else {
                     s.damaged_packs.push(pack_name(pack));
@@ -78,7 +82,28 @@ pub(super) fn read_packs_back(
 /// Whole packs read at once by `--read-data` across a network.
 const MAX_PACKS_IN_FLIGHT: usize = 8;
 
-type PackProblems = (u64, Vec<String>, Vec<BlobId>);
+/// What went wrong with one pack.
+struct PackProblems {
+    /// Bytes read of it.
+    bytes: u64,
+    /// The line for `errors` first, then details.
+    lines: Vec<String>,
+    /// Its blobs known or taken to be damaged.
+    bad: Vec<BlobId>,
+    /// The store did not hand it over: nothing is known of its blobs, none is blamed.
+    unreadable: bool,
+}
+
+impl PackProblems {
+    fn damaged(bytes: u64, lines: Vec<String>, bad: Vec<BlobId>) -> PackProblems {
+        PackProblems {
+            bytes,
+            lines,
+            bad,
+            unreadable: false,
+        }
+    }
+}
 
 /// Reads one pack whole: name hash, header, then every blob against the index.
 /// Tries a pack read failed on the network twice more, after a pause: the backend
@@ -110,15 +135,22 @@ fn read_pack(
         // The network failed, not the pack: nothing is known about its blobs, so none
         // is reported damaged (and `repair` is not suggested); the run still fails.
         Err(e) if e.is_retryable() => {
-            return Err((
-                0,
-                vec![format!(
+            return Err(PackProblems {
+                bytes: 0,
+                lines: vec![format!(
                     "{name}: could not be read ({e}); run check again when the store answers"
                 )],
-                Vec::new(),
+                bad: Vec::new(),
+                unreadable: true,
+            })
+        }
+        Err(e) => {
+            return Err(PackProblems::damaged(
+                0,
+                vec![format!("{name}: {e}")],
+                all_bad(),
             ))
         }
-        Err(e) => return Err((0, vec![format!("{name}: {e}")], all_bad())),
     };
     let bytes = data.len() as u64;
     if !cairn_repo::pack_matches_name(pack, &data) {
@@ -127,7 +159,7 @@ fn read_pack(
             "{name}: content does not match its name (hash mismatch)"
         )];
         let bad = check_blobs(repo, &name, &data, expected, &mut problems);
-        return Err((
+        return Err(PackProblems::damaged(
             bytes,
             problems,
             if bad.is_empty() { all_bad() } else { bad },
@@ -135,7 +167,13 @@ fn read_pack(
     }
     let header = match read_pack_header(repo.key(), &name, &data) {
         Ok(h) => h,
-        Err(e) => return Err((bytes, vec![format!("{e}")], all_bad())),
+        Err(e) => {
+            return Err(PackProblems::damaged(
+                bytes,
+                vec![format!("{e}")],
+                all_bad(),
+            ))
+        }
     };
     let mut problems = Vec::new();
     let in_header: HashSet<(BlobId, u32)> = header.iter().map(|e| (e.id, e.offset)).collect();
@@ -151,7 +189,7 @@ fn read_pack(
     if problems.is_empty() {
         Ok((expected.len() as u64, bytes))
     } else {
-        Err((bytes, problems, bad))
+        Err(PackProblems::damaged(bytes, problems, bad))
     }
 }
 
