@@ -186,21 +186,7 @@ impl Backend for CachedBackend {
     fn decode_path(&self, name: &str) -> String {
         self.inner.decode_path(name)
     }
-    fn listing_has_modtimes(&self) -> bool {
-        self.inner.listing_has_modtimes()
-    }
-
-    fn mtime_precision_millis(&self) -> i64 {
-        self.inner.mtime_precision_millis()
-    }
-
-    fn hashes(&self) -> &'static [crate::HashKind] {
-        self.inner.hashes()
-    }
-
-    fn is_local(&self) -> bool {
-        self.inner.is_local()
-    }
+    crate::forward_store_properties!();
     fn delete_refused(&self) -> Option<String> {
         self.inner.delete_refused()
     }

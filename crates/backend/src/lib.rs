@@ -10,6 +10,30 @@
 //! - The repository layout (`config`, `keys/`, `data/XX/`) lives in the repo crate; a
 //!   backend only knows names.
 
+/// The store's properties (how it lists times and hashes, whether it is local) for a
+/// wrapper around another backend (`self.inner`): a wrapper that forgot one would make
+/// an S3 listing's upload times look like file times.
+macro_rules! forward_store_properties {
+    () => {
+        fn listing_has_modtimes(&self) -> bool {
+            self.inner.listing_has_modtimes()
+        }
+
+        fn mtime_precision_millis(&self) -> i64 {
+            self.inner.mtime_precision_millis()
+        }
+
+        fn hashes(&self) -> &'static [$crate::HashKind] {
+            self.inner.hashes()
+        }
+
+        fn is_local(&self) -> bool {
+            self.inner.is_local()
+        }
+    };
+}
+pub(crate) use forward_store_properties;
+
 mod cache;
 mod conformance;
 mod dry_run;
