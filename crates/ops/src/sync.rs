@@ -166,9 +166,16 @@ fn hash_of(side: &dyn Backend, e: &Entry, kind: HashKind) -> Option<String> {
 
 /// Whether the two files hold the same bytes by their common hash; None where there
 /// is no common hash or either file lacks it.
+/// The side whose hash is cheap (listed) is asked first, so a local file is not read
+/// when the store has no hash for its copy.
 fn same_content(src: &dyn Backend, dst: &dyn Backend, e: &Entry, d: &Entry) -> Option<bool> {
     let kind = common_hash(src, dst)?;
-    Some(hash_of(src, e, kind)? == hash_of(dst, d, kind)?)
+    let (first, second) = match dst.is_local() {
+        true => ((src, e), (dst, d)),
+        false => ((dst, d), (src, e)),
+    };
+    let a = hash_of(first.0, first.1, kind)?;
+    Some(a == hash_of(second.0, second.1, kind)?)
 }
 
 /// Go's MIME table for common extensions (what rclone sends as Content-Type).
