@@ -77,6 +77,43 @@ fn large_and_streamed_writes_go_in_parts() {
         b.stat("data/aa/bad").is_err(),
         "an aborted upload left an object"
     );
+    // Multipart uploads' ETags state no MD5: the one written beside them (rclone's
+    // Md5chksum) is listed instead, and a stream that does not match it is refused.
+    let md5 = |d: &[u8]| {
+        use md5::Digest;
+        hex::encode(md5::Md5::digest(d))
+    };
+    let listed: std::collections::HashMap<String, Option<String>> = b
+        .list("data/aa/")
+        .unwrap()
+        .into_iter()
+        .map(|o| (o.name, o.md5))
+        .collect();
+    assert_eq!(listed["data/aa/big"], None, "a multipart ETag is no MD5");
+    assert_eq!(b.stat("data/aa/big").unwrap().md5, Some(md5(&big)));
+    b.write("data/aa/small", b"small", &Default::default())
+        .unwrap();
+    assert_eq!(
+        b.list("data/aa/small").unwrap()[0].md5,
+        Some(md5(b"small")),
+        "a single PUT's ETag is its MD5"
+    );
+    let stated = cairn_backend::WriteOptions {
+        md5: Some(md5(&big[..size as usize])),
+        ..Default::default()
+    };
+    b.write_stream("data/aa/stated", size, &source, &stated)
+        .unwrap();
+    assert_eq!(b.stat("data/aa/stated").unwrap().md5, stated.md5);
+    let false_md5 = cairn_backend::WriteOptions {
+        md5: Some(md5(b"something else")),
+        ..Default::default()
+    };
+    let e = b
+        .write_stream("data/aa/bad", size, &source, &false_md5)
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Corrupt, "{e}");
+    assert!(b.stat("data/aa/bad").is_err());
 }
 
 /// A key that may read but not write (moto checking signatures and IAM policies):

@@ -448,22 +448,6 @@ fn same_file(src: &dyn Backend, dst: &dyn Backend, compare: Compare, e: &Entry, 
     }
 }
 
-/// The MD5 an upload to S3 should carry where S3 cannot state it itself: a streamed
-/// (multipart) upload's ETag is no MD5, so rclone reads the file once more to store its
-/// MD5 in metadata beforehand, and cairn does the same for a local file. Small files
-/// are hashed by the store from the bytes in hand.
-fn upload_md5(src: &dyn Backend, dst: &dyn Backend, e: &Entry) -> Option<String> {
-    if e.md5.is_some() {
-        return e.md5.clone();
-    }
-    let wanted = dst.hashes().contains(&HashKind::Md5)
-        && src.is_local()
-        && e.size > crate::transfer::STREAM_ABOVE;
-    wanted
-        .then(|| cairn_backend::object_md5(src, &e.storage_name, e.size).ok())
-        .flatten()
-}
-
 /// Transfers `todo` on `--transfers` threads; a file that fails is reported and the
 /// others go on, as rclone.
 fn transfer_all(
@@ -484,7 +468,7 @@ fn transfer_all(
                 mtime_millis: e.mtime,
                 mtime_nanos: e.mtime_ns,
                 sha1: e.sha1.clone(),
-                md5: upload_md5(src, dst, e),
+                md5: e.md5.clone(),
                 content_type: Some(content_type(path).to_string()),
                 ..Default::default()
             },

@@ -16,7 +16,7 @@ use cairn_backend::{Backend, BackendError, ErrorKind, WriteOptions};
 const MEMORY_BUDGET: u64 = 512 * 1024 * 1024;
 /// Files above this are streamed piece by piece rather than read whole (unless their
 /// content must be checked first).
-pub(crate) const STREAM_ABOVE: u64 = 64 * 1024 * 1024;
+const STREAM_ABOVE: u64 = 64 * 1024 * 1024;
 /// What one streamed transfer may hold at once (a B2 large file keeps four 100 MB parts
 /// in flight), charged against the budget instead of the file's size.
 const STREAM_MEMORY: u64 = 400 * 1024 * 1024;
@@ -153,6 +153,21 @@ impl<'a> Transfer<'a> {
         }
     }
 
+    /// `item.write`, with the MD5 a streamed upload to S3 should carry where S3 cannot
+    /// state it itself: a multipart upload's ETag is no MD5, so rclone reads a local
+    /// file once more beforehand to store its MD5 in metadata, and so does this (the
+    /// upload then checks the bytes it sends against it).
+    fn with_md5(&self, item: &Item) -> Result<WriteOptions, BackendError> {
+        let mut write = item.write.clone();
+        if write.md5.is_none()
+            && self.src.is_local()
+            && self.dst.hashes().contains(&cairn_backend::HashKind::Md5)
+        {
+            write.md5 = Some(cairn_backend::object_md5(self.src, item.from, item.size)?);
+        }
+        Ok(write)
+    }
+
     fn streams(&self, item: &Item) -> bool {
         self.accept.is_none() && item.size > STREAM_ABOVE
     }
@@ -168,8 +183,9 @@ impl<'a> Transfer<'a> {
         }
         if self.streams(item) {
             let source = |off: u64, len: u64| self.src.read_range(item.from, off, len);
+            let write = self.with_md5(item)?;
             self.dst
-                .write_stream(&item.to, item.size, &source, &item.write)?;
+                .write_stream(&item.to, item.size, &source, &write)?;
             return Ok(true);
         }
         let mut data = lock(&self.buffers).pop().unwrap_or_default();
