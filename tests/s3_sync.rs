@@ -256,6 +256,52 @@ fn times_change_in_place_and_checksums_compare_by_md5() {
     rclone_ok(&s3, &["check", d, "s:hashes/p"]);
 }
 
+/// A stored file S3 has no MD5 for (uploaded in parts by rclone told not to keep one)
+/// is never passed as unchanged by `--compare checksum`: a same-size change to it is
+/// sent, where a size-only fallback would have kept the stale copy.
+#[test]
+fn checksum_sync_sends_a_file_the_store_has_no_md5_for() {
+    let Some(s3) = S3Server::start() else { return };
+    let Some(_) = rclone(&s3) else { return };
+    s3.make_bucket("nohash");
+    let env = Env::new();
+    let dir = env.path("dir");
+    fs::create_dir_all(&dir).unwrap();
+    let mut data = pseudo_random(11, 6 << 20);
+    fs::write(dir.join("v.bin"), &data).unwrap();
+    let d = dir.to_str().unwrap();
+    rclone_ok(
+        &s3,
+        &[
+            "copy",
+            "--s3-disable-checksum",
+            "--s3-upload-cutoff",
+            "5M",
+            "--s3-chunk-size",
+            "5M",
+            d,
+            "s:nohash/p",
+        ],
+    );
+    assert_eq!(
+        rclone_ok_stdout(&s3, &["md5sum", "s:nohash/p/v.bin"]).trim(),
+        "v.bin",
+        "rclone stored an MD5 after all: the test needs a file without one"
+    );
+    data[100] ^= 0xff;
+    fs::write(dir.join("v.bin"), &data).unwrap();
+    let (code, s, err) = sync(
+        &env,
+        &["--compare", "checksum", d, &s3.location("nohash/p")],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(s["files_uploaded"], 1, "{s}");
+    let back = env.path("back");
+    let (code, _, err) = sync(&env, &[&s3.location("nohash/p"), back.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(fs::read(back.join("v.bin")).unwrap(), data);
+}
+
 /// A source and destination in one bucket where one holds the other are refused, as
 /// for B2; the same prefix on another server is not the same place.
 #[test]

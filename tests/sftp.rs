@@ -200,8 +200,10 @@ fn cairn_and_rclone_take_turns_over_sftp() {
         "{s}"
     );
 
-    // SFTP states no checksum: --compare checksum falls back to sizes (the new file
-    // goes, the five others stay), and says so.
+    // SFTP states no checksum: --compare checksum compares sizes and times instead
+    // (not sizes alone, which would keep a same-size change out), and says so: the new
+    // file and the changed one go, the four others stay.
+    fs::write(dir.join("a.txt"), b"ALPHA").unwrap();
     let out = cairn(&env, &ssh)
         .args(["--json", "sync", "--compare", "checksum", d, &dest])
         .output()
@@ -210,11 +212,13 @@ fn cairn_and_rclone_take_turns_over_sftp() {
     let s = json_last_line(&String::from_utf8_lossy(&out.stdout));
     assert_eq!(
         (s["files_uploaded"].as_u64(), s["files_skipped"].as_u64()),
-        (Some(1), Some(5)),
+        (Some(2), Some(4)),
         "{s}"
     );
+    assert_eq!(fs::read(store.join("a.txt")).unwrap(), b"ALPHA");
     assert!(
-        stderr(&out).contains("no checksum in common: files were compared by size only"),
+        stderr(&out)
+            .contains("no checksum in common: files were compared by size and modification time"),
         "{}",
         stderr(&out)
     );

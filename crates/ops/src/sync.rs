@@ -166,6 +166,7 @@ fn hash_of(side: &dyn Backend, e: &Entry, kind: HashKind) -> Option<String> {
 
 /// Whether the two files hold the same bytes by their common hash; None where there
 /// is no common hash or either file lacks it.
+///
 /// The side whose hash is cheap (listed) is asked first, so a local file is not read
 /// when the store has no hash for its copy.
 fn same_content(src: &dyn Backend, dst: &dyn Backend, e: &Entry, d: &Entry) -> Option<bool> {
@@ -209,6 +210,20 @@ pub fn sync(
     opts: &SyncOptions,
     progress: &dyn crate::Progress,
 ) -> Result<SyncSummary, OpsError> {
+    // Checksums where the two sides share none: rclone falls back to sizes alone,
+    // which passes a same-size change as unchanged; cairn compares as by default
+    // (size and time) instead, and says so.
+    let fallback = opts.compare == Compare::Checksum && common_hash(src, dst).is_none();
+    let adjusted;
+    let opts = if fallback {
+        adjusted = SyncOptions {
+            compare: Compare::ModTime,
+            ..opts.clone()
+        };
+        &adjusted
+    } else {
+        opts
+    };
     let (mut from, unsafe_src) = list(src, opts, true)?;
     // A destination that does not exist yet is created (empty, so nothing in it can be
     // deleted below); one that does is left as it is until the checks pass.
@@ -240,10 +255,9 @@ pub fn sync(
         refusal,
         ..Default::default()
     };
-    if opts.compare == Compare::Checksum && common_hash(src, dst).is_none() {
-        // As rclone: compared by size, said out loud, rather than everything sent again.
+    if fallback {
         s.notes.push(format!(
-            "{} and {} have no checksum in common: files were compared by size only",
+            "{} and {} have no checksum in common: files were compared by size and modification time",
             src.location(),
             dst.location()
         ));
@@ -408,8 +422,9 @@ enum Same {
 fn same_file(src: &dyn Backend, dst: &dyn Backend, compare: Compare, e: &Entry, d: &Entry) -> Same {
     let same = match compare {
         Compare::Size => d.size == e.size,
-        // Where no hash is known for both, the sizes decide (rclone's fallback).
-        Compare::Checksum => d.size == e.size && same_content(src, dst, e, d).unwrap_or(true),
+        // A file whose hash cannot be had (unreadable here, or stored without one) is
+        // sent again rather than passed as unchanged unseen.
+        Compare::Checksum => d.size == e.size && same_content(src, dst, e, d) == Some(true),
         Compare::ModTime => {
             let window = src
                 .mtime_precision_millis()

@@ -35,8 +35,8 @@ pub struct SyncArgs {
     #[arg(long)]
     pub allow_deletes: bool,
     /// How files are compared: size and modification time; size only; or size and the
-    /// checksum both sides know without a download (SHA1 on B2, MD5 on S3; by size where
-    /// they share none)
+    /// checksum both sides know without a download (SHA1 on B2, MD5 on S3; as modtime
+    /// where they share none)
     #[arg(long, value_enum, default_value = "modtime")]
     pub compare: CompareArg,
     /// Concurrent transfers (default 16 with B2, 4 otherwise)
