@@ -210,7 +210,15 @@ fn every_command_speaks_json() {
         )
         .last()
         .unwrap(),
-        &["message_type", "files_uploaded", "transactions"],
+        &[
+            "message_type",
+            "files_uploaded",
+            "files_touched",
+            "deleted",
+            "unsafe_names",
+            "notes",
+            "transactions",
+        ],
         "sync",
     );
     let other = env.path("other");
