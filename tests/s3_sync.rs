@@ -323,4 +323,26 @@ fn overlapping_s3_prefixes_are_refused() {
     );
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("one holds the other"), "{err}");
+    // Side by side they are fine, and the cost line of each names its prefix.
+    let out = cairn(&env)
+        .args([
+            "sync",
+            &s3.location("overlap/a/b"),
+            &s3.location("overlap/c"),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for (side, line) in [
+        ("a/b", "0 writes and deletes"),
+        ("c", "5 writes and deletes"),
+    ] {
+        let want = format!("S3 requests: {line}");
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(&want) && l.ends_with(&format!("/overlap/{side})"))),
+            "{text}"
+        );
+    }
 }

@@ -43,24 +43,33 @@ pub fn snapshot_json(s: &SnapshotRef) -> Value {
 /// store, not the name it was given by (an rclone remote may be S3), says which; a
 /// local directory bills nothing and gets no line.
 pub fn cost_lines(sides: &[&dyn cairn_backend::Backend]) -> Vec<String> {
-    let mut lines = Vec::new();
-    for b in sides {
-        let Some(t) = b.transactions() else { continue };
-        let b2 = b.as_any().is_some_and(|d| d.is::<cairn_b2::B2Backend>());
-        let line = if b2 {
-            format!(
-                "B2 transactions: class A {}, class B {}, class C {}",
-                t.class_a, t.class_b, t.class_c
-            )
-        } else {
-            format!(
-                "S3 requests: {} writes and deletes, {} reads, {} listings",
-                t.class_a, t.class_b, t.class_c
-            )
-        };
-        lines.push(line);
-    }
-    lines
+    let billed: Vec<_> = sides
+        .iter()
+        .filter_map(|b| Some((b, b.transactions()?)))
+        .collect();
+    // Two billed sides (a sync between two buckets) are told apart by their location.
+    let both = billed.len() > 1;
+    billed
+        .into_iter()
+        .map(|(b, t)| {
+            let b2 = b.as_any().is_some_and(|d| d.is::<cairn_b2::B2Backend>());
+            let line = if b2 {
+                format!(
+                    "B2 transactions: class A {}, class B {}, class C {}",
+                    t.class_a, t.class_b, t.class_c
+                )
+            } else {
+                format!(
+                    "S3 requests: {} writes and deletes, {} reads, {} listings",
+                    t.class_a, t.class_b, t.class_c
+                )
+            };
+            match both {
+                true => format!("{line} ({})", b.location()),
+                false => line,
+            }
+        })
+        .collect()
 }
 
 /// The contract's summary for commands that move files (ship, sync); callers add
