@@ -42,6 +42,7 @@ mod local;
 mod rclone_names;
 mod retention;
 pub mod secret_env;
+pub mod testing;
 
 pub use cache::{write_private, CachedBackend};
 pub use conformance::run_conformance;

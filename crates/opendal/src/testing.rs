@@ -104,7 +104,7 @@ impl S3Server {
 
     fn start_with(tls: Option<(&str, &str)>) -> Option<S3Server> {
         let bin = std::env::var("CAIRN_MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
-        let port = free_port()?;
+        let port = cairn_backend::testing::free_port()?;
         let mut cmd = Command::new(&bin);
         cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
         if let Some((cert, key)) = tls {
@@ -238,25 +238,6 @@ print(json.dumps(keys))
     }
 }
 
-/// A port no server of this process was given before: the kernel may hand a port just
-/// released to two tests starting at once, and the second moto would then fail to bind
-/// while its test talked to the first (which goes when that test ends).
-fn free_port() -> Option<u16> {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
-    loop {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .ok()?
-            .local_addr()
-            .ok()?
-            .port();
-        if !given.contains(&port) {
-            given.push(port);
-            return Some(port);
-        }
-    }
-}
-
 /// A TCP relay in front of a server that can be killed and brought back on the same
 /// port: from the client's side, the store dies (every connection reset, new ones
 /// refused) and restarts with its data intact, as a MinIO or Ceph gateway does.
@@ -278,7 +259,7 @@ struct RelayState {
 
 impl Relay {
     pub fn start(target: u16) -> Relay {
-        let port = free_port().expect("a free port");
+        let port = cairn_backend::testing::free_port().expect("a free port");
         let r = Relay {
             port,
             target,

@@ -55,11 +55,7 @@ impl SshServer {
             .unwrap()
             .trim()
             .to_string();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = cairn_backend::testing::free_port().expect("a free port");
         let d = dir.display();
         std::fs::write(
             dir.join("sshd_config"),
