@@ -71,12 +71,9 @@ impl SftpBackend {
         })
     }
 
+    /// The server-side path of `name` (the repository's directory for "").
     fn full(&self, name: &str) -> String {
-        if name.is_empty() {
-            self.loc.path.clone()
-        } else {
-            format!("{}/{name}", self.loc.path)
-        }
+        join(&self.loc.path, name)
     }
 
     /// Starts ssh and the SFTP session over it. A refusal ssh states (a key, a host
@@ -187,12 +184,18 @@ impl SftpBackend {
         })
     }
 
+    /// How `name` is shown in an error: the location, then the name.
     fn object(&self, name: &str) -> String {
-        if name.is_empty() {
-            self.loc.display()
-        } else {
-            format!("{}/{name}", self.loc.display())
-        }
+        join(&self.loc.display(), name)
+    }
+
+    /// Removes the file at `name` (already checked by the caller).
+    fn remove_file(&self, name: &str) -> Result<(), BackendError> {
+        let full = self.full(name);
+        self.call(name, |s| {
+            let full = full.clone();
+            async move { s.sftp.fs().remove_file(&full).await }
+        })
     }
 
     fn failure(&self, name: &str, e: SftpError) -> Failure {
@@ -431,6 +434,15 @@ impl SftpBackend {
     }
 }
 
+/// `base/name`, or `base` alone for the empty name.
+fn join(base: &str, name: &str) -> String {
+    if name.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}/{name}")
+    }
+}
+
 /// What ssh said when it could not start a session, as an error: its last line, which
 /// names the cause ("Permission denied (publickey).", "Host key verification failed.",
 /// "connect to host ... Connection refused").
@@ -617,11 +629,7 @@ impl Backend for SftpBackend {
 
     fn remove(&self, name: &str) -> Result<(), BackendError> {
         validate_name(name)?;
-        let full = self.full(name);
-        self.call(name, |s| {
-            let full = full.clone();
-            async move { s.sftp.fs().remove_file(&full).await }
-        })
+        self.remove_file(name)
     }
 
     fn is_local(&self) -> bool {
@@ -641,11 +649,7 @@ impl Backend for SftpBackend {
                 "not a leftover of an unfinished write",
             ));
         }
-        let full = self.full(name);
-        self.call(name, |s| {
-            let full = full.clone();
-            async move { s.sftp.fs().remove_file(&full).await }
-        })
+        self.remove_file(name)
     }
 
     fn as_any(&self) -> Option<&dyn std::any::Any> {
