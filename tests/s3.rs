@@ -15,11 +15,6 @@ fn cairn(env: &Env) -> Command {
         .env_remove("AWS_PROFILE");
     c
 }
-fn ok(c: &mut Command) -> String {
-    let out = c.output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{c:?}: {}", stderr(&out));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// The round trip on S3: init, backup, restore compared byte for byte and metadata for
 /// metadata, check --read-data, forget and prune, check again.
@@ -31,14 +26,12 @@ fn a_repository_on_s3_round_trips() {
     let repo = s3.location("roundtrip/cairn");
     let src = env.path("src");
     crate::roundtrip::build_rich_tree(&src);
-    let run = |args: &[&str]| ok(cairn(&env).arg("-r").arg(&repo).args(args));
+    let run = |args: &[&str]| succeeds(cairn(&env).arg("-r").arg(&repo).args(args));
     run(&["init"]);
     run(&["backup", src.to_str().unwrap()]);
     std::fs::write(src.join("later.txt"), b"second generation").unwrap();
     run(&["backup", src.to_str().unwrap()]);
-    let target = env.path("restored");
-    run(&["restore", "latest", "--target", target.to_str().unwrap()]);
-    assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
+    restore_latest_matches(cairn(&env), &repo, &src, &env.path("restored"));
     run(&["check", "--read-data"]);
     run(&["forget", "--keep-last", "1", "--prune"]);
     run(&["check", "--read-data"]);
@@ -58,12 +51,14 @@ fn ship_to_s3_and_restore_from_it() {
     crate::roundtrip::build_rich_tree(&src);
     env.backup(&[&src], &[]);
     let dest = s3.location("offsite/cairn");
-    ok(cairn(&env).arg("-r").arg(env.repo()).args(["ship", &dest]));
+    succeeds(cairn(&env).arg("-r").arg(env.repo()).args(["ship", &dest]));
     // Again: nothing new to send.
-    let again = ok(cairn(&env)
-        .arg("-r")
-        .arg(env.repo())
-        .args(["ship", &dest, "--json"]));
+    let again = succeeds(
+        cairn(&env)
+            .arg("-r")
+            .arg(env.repo())
+            .args(["ship", &dest, "--json"]),
+    );
     let last: serde_json::Value = serde_json::from_str(again.lines().last().unwrap()).unwrap();
     assert_eq!(last["files_uploaded"], 0, "{last}");
     // What the second, unchanged ship costs: no write, a few reads (proving the
@@ -72,14 +67,7 @@ fn ship_to_s3_and_restore_from_it() {
     assert_eq!(t["class_a"], 0, "{last}");
     assert!(t["class_b"].as_u64().unwrap() <= 5, "{last}");
     assert!(t["class_c"].as_u64().unwrap() <= 3, "{last}");
-    let target = env.path("bare-machine");
-    ok(cairn(&env).arg("-r").arg(&dest).args([
-        "restore",
-        "latest",
-        "--target",
-        target.to_str().unwrap(),
-    ]));
-    assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
+    restore_latest_matches(cairn(&env), &dest, &src, &env.path("bare-machine"));
 }
 
 /// A bucket that does not exist: one line naming it, exit 1, nothing created.
@@ -127,7 +115,7 @@ fn an_rclone_s3_remote_is_a_repository_location() {
             .env_remove("AWS_PROFILE")
             .args(["-r", "rclone:office:viarclone/cairn"])
             .args(args);
-        ok(&mut c)
+        succeeds(&mut c)
     };
     run(&["init"]);
     run(&["backup", src.to_str().unwrap()]);
@@ -165,12 +153,14 @@ fn ship_to_s3_refuses_a_prefix_holding_another_repository() {
         env.backup(&[&src], &[]);
         srcs.push(src);
     }
-    ok(cairn(&old).arg("-r").arg(old.repo()).args(["ship", &dest]));
+    succeeds(cairn(&old).arg("-r").arg(old.repo()).args(["ship", &dest]));
     let listing = |env: &Env| {
-        let out = ok(cairn(env)
-            .arg("-r")
-            .arg(&dest)
-            .args(["snapshots", "--json"]));
+        let out = succeeds(
+            cairn(env)
+                .arg("-r")
+                .arg(&dest)
+                .args(["snapshots", "--json"]),
+        );
         serde_json::from_str::<serde_json::Value>(&out).unwrap()
     };
     let before = listing(&old);
@@ -194,18 +184,13 @@ fn ship_to_s3_refuses_a_prefix_holding_another_repository() {
         before,
         "the old copy's snapshots are untouched"
     );
-    let target = old.path("restored");
-    ok(cairn(&old).arg("-r").arg(&dest).args([
-        "restore",
-        "latest",
-        "--target",
-        target.to_str().unwrap(),
-    ]));
-    assert_same_tree(&srcs[0], &target.join(srcs[0].strip_prefix("/").unwrap()));
-    ok(cairn(&old)
-        .arg("-r")
-        .arg(&dest)
-        .args(["check", "--read-data"]));
+    restore_latest_matches(cairn(&old), &dest, &srcs[0], &old.path("restored"));
+    succeeds(
+        cairn(&old)
+            .arg("-r")
+            .arg(&dest)
+            .args(["check", "--read-data"]),
+    );
 }
 
 /// A store whose certificate comes from the user's own CA (a company's, a self-hosted
@@ -248,13 +233,13 @@ fn aws_ca_bundle_is_honoured() {
     );
 
     let ca = s3.ca.clone().unwrap();
-    ok(with(Some(&ca)).arg("init"));
+    succeeds(with(Some(&ca)).arg("init"));
     let src = env.path("src");
     std::fs::create_dir_all(&src).unwrap();
     std::fs::write(src.join("f"), pseudo_random(3, 200_000)).unwrap();
-    ok(with(Some(&ca)).args(["backup", src.to_str().unwrap()]));
+    succeeds(with(Some(&ca)).args(["backup", src.to_str().unwrap()]));
     let target = env.path("restored");
-    ok(with(Some(&ca)).args(["restore", "latest", "--target", target.to_str().unwrap()]));
+    succeeds(with(Some(&ca)).args(["restore", "latest", "--target", target.to_str().unwrap()]));
     assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
 }
 
@@ -274,7 +259,7 @@ fn the_store_restarting_mid_backup_loses_nothing() {
     for i in 0..6u64 {
         std::fs::write(src.join(format!("f{i}")), pseudo_random(i + 40, 50_000_000)).unwrap();
     }
-    ok(cairn(&env).arg("-r").arg(&repo).arg("init"));
+    succeeds(cairn(&env).arg("-r").arg(&repo).arg("init"));
     backup_through_outage(&env, &|| cairn(&env), &repo, &src, || {
         relay.kill();
         std::thread::sleep(std::time::Duration::from_secs(3));
@@ -296,12 +281,14 @@ fn the_metadata_cache_spares_s3_downloads() {
     std::fs::write(src.join("a"), b"cached").unwrap();
     let cache = env.path("cache");
     let run = |args: &[&str]| {
-        ok(cairn(&env)
-            .arg("-r")
-            .arg(&repo)
-            .arg("--cache-dir")
-            .arg(&cache)
-            .args(args))
+        succeeds(
+            cairn(&env)
+                .arg("-r")
+                .arg(&repo)
+                .arg("--cache-dir")
+                .arg(&cache)
+                .args(args),
+        )
     };
     run(&["init"]);
     run(&["backup", src.to_str().unwrap()]);
@@ -320,10 +307,12 @@ fn the_metadata_cache_spares_s3_downloads() {
         "downloads on an unchanged repository: {reads:?}"
     );
     // Without the cache the same commands download.
-    ok(cairn(&env)
-        .arg("-r")
-        .arg(&repo)
-        .args(["--no-cache", "ls", "latest"]));
+    succeeds(
+        cairn(&env)
+            .arg("-r")
+            .arg(&repo)
+            .args(["--no-cache", "ls", "latest"]),
+    );
     assert!(relay
         .take_requests()
         .iter()
@@ -338,7 +327,7 @@ fn bad_credentials_are_one_line() {
     s3.make_bucket("guarded");
     let env = Env::new();
     let repo = s3.location("guarded/cairn");
-    ok(cairn(&env).arg("-r").arg(&repo).arg("init"));
+    succeeds(cairn(&env).arg("-r").arg(&repo).arg("init"));
     let ((wid, wsecret), (_, rsecret)) = s3.guard();
     let refused = |id: &str, secret: &str| {
         let out = env
@@ -451,10 +440,10 @@ fn ship_lock_days_locks_every_version_on_s3() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let s = json_last_line(&String::from_utf8_lossy(&out.stdout));
     assert_eq!(s["files_uploaded"], 0, "{s}");
-    let target = env.path("restored");
-    ok(cairn(&env)
-        .arg("-r")
-        .arg(s3.location("locked/cairn"))
-        .args(["restore", "latest", "--target", target.to_str().unwrap()]));
-    assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
+    restore_latest_matches(
+        cairn(&env),
+        s3.location("locked/cairn"),
+        &src,
+        &env.path("restored"),
+    );
 }

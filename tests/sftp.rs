@@ -15,12 +15,6 @@ fn cairn(env: &Env, ssh: &SshServer) -> Command {
     c
 }
 
-fn ok(c: &mut Command) -> String {
-    let out = c.output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{c:?}: {}", stderr(&out));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn location(ssh: &SshServer, path: &std::path::Path) -> String {
     format!("sftp:{}@127.0.0.1:{}", ssh.user, path.display())
 }
@@ -37,14 +31,12 @@ fn a_repository_over_sftp_round_trips() {
     let repo = location(&ssh, &store);
     let src = env.path("src");
     crate::roundtrip::build_rich_tree(&src);
-    let run = |args: &[&str]| ok(cairn(&env, &ssh).arg("-r").arg(&repo).args(args));
+    let run = |args: &[&str]| succeeds(cairn(&env, &ssh).arg("-r").arg(&repo).args(args));
     run(&["init"]);
     run(&["backup", src.to_str().unwrap()]);
     fs::write(src.join("later.txt"), b"second generation").unwrap();
     run(&["backup", src.to_str().unwrap()]);
-    let target = env.path("restored");
-    run(&["restore", "latest", "--target", target.to_str().unwrap()]);
-    assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
+    restore_latest_matches(cairn(&env, &ssh), &repo, &src, &env.path("restored"));
     run(&["check", "--read-data"]);
     run(&["forget", "--keep-last", "1", "--prune"]);
     run(&["check", "--read-data"]);
@@ -76,28 +68,27 @@ fn ship_to_sftp_and_restore_from_it() {
     crate::roundtrip::build_rich_tree(&src);
     env.backup(&[&src], &[]);
     let dest = location(&ssh, &env.path("nas/offsite"));
-    ok(cairn(&env, &ssh)
-        .arg("-r")
-        .arg(env.repo())
-        .args(["ship", &dest, "--create-bucket"]));
-    let again = ok(cairn(&env, &ssh)
-        .arg("-r")
-        .arg(env.repo())
-        .args(["ship", &dest, "--json"]));
+    succeeds(
+        cairn(&env, &ssh)
+            .arg("-r")
+            .arg(env.repo())
+            .args(["ship", &dest, "--create-bucket"]),
+    );
+    let again = succeeds(
+        cairn(&env, &ssh)
+            .arg("-r")
+            .arg(env.repo())
+            .args(["ship", &dest, "--json"]),
+    );
     let last: serde_json::Value = serde_json::from_str(again.lines().last().unwrap()).unwrap();
     assert_eq!(last["files_uploaded"], 0, "{last}");
-    let target = env.path("bare-machine");
-    ok(cairn(&env, &ssh).arg("-r").arg(&dest).args([
-        "restore",
-        "latest",
-        "--target",
-        target.to_str().unwrap(),
-    ]));
-    assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
-    ok(cairn(&env, &ssh)
-        .arg("-r")
-        .arg(&dest)
-        .args(["check", "--read-data"]));
+    restore_latest_matches(cairn(&env, &ssh), &dest, &src, &env.path("bare-machine"));
+    succeeds(
+        cairn(&env, &ssh)
+            .arg("-r")
+            .arg(&dest)
+            .args(["check", "--read-data"]),
+    );
 }
 
 /// sshd and every session it serves are killed mid-backup and come back 3 s later:
@@ -115,7 +106,7 @@ fn the_ssh_server_dying_mid_backup_loses_nothing() {
     for i in 0..6u64 {
         fs::write(src.join(format!("f{i}")), pseudo_random(i + 70, 40_000_000)).unwrap();
     }
-    ok(cairn(&env, &ssh).arg("-r").arg(&repo).arg("init"));
+    succeeds(cairn(&env, &ssh).arg("-r").arg(&repo).arg("init"));
     let command = ssh.command();
     let cairn = || {
         let mut c = env.cmd();
@@ -171,10 +162,12 @@ fn cairn_and_rclone_take_turns_over_sftp() {
     let store = env.path("nas/files");
     let dest = location(&ssh, &store);
     let sync = |args: &[&str]| -> serde_json::Value {
-        let out = ok(cairn(&env, &ssh)
-            .env("RCLONE_CONFIG", &conf)
-            .args(["--json", "sync"])
-            .args(args));
+        let out = succeeds(
+            cairn(&env, &ssh)
+                .env("RCLONE_CONFIG", &conf)
+                .args(["--json", "sync"])
+                .args(args),
+        );
         json_last_line(&out)
     };
     let s = sync(&[d, &dest]);
@@ -244,10 +237,12 @@ fn sftp_destinations_holding_a_repository_are_not_destroyed() {
         fs::write(src.join("f"), name.repeat(10_000)).unwrap();
         env.backup(&[&src], &[]);
     }
-    ok(cairn(&old, &ssh)
-        .arg("-r")
-        .arg(old.repo())
-        .args(["ship", &dest, "--create-bucket"]));
+    succeeds(
+        cairn(&old, &ssh)
+            .arg("-r")
+            .arg(old.repo())
+            .args(["ship", &dest, "--create-bucket"]),
+    );
     let files = || {
         let mut v = Vec::new();
         let mut stack = vec![store.clone()];
@@ -285,8 +280,10 @@ fn sftp_destinations_holding_a_repository_are_not_destroyed() {
     assert_eq!(out.status.code(), Some(1), "{e}");
     assert!(e.contains("one holds the other"), "{e}");
     assert_eq!(files(), before, "the server's copy changed");
-    ok(cairn(&old, &ssh)
-        .arg("-r")
-        .arg(&dest)
-        .args(["check", "--read-data"]));
+    succeeds(
+        cairn(&old, &ssh)
+            .arg("-r")
+            .arg(&dest)
+            .args(["check", "--read-data"]),
+    );
 }

@@ -708,7 +708,29 @@ pub fn backup_through_outage(
         run(&["backup", src.to_str().unwrap()]);
     }
     run(&["check", "--read-data"]);
-    let target = env.path("restored-after-outage");
-    run(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    restore_latest_matches(cairn(), repo, src, &env.path("restored-after-outage"));
+}
+
+/// Runs `c` and asserts it succeeded; its stdout.
+pub fn succeeds(c: &mut Command) -> String {
+    let out = c.output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{c:?}: {}", stderr(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `restore latest` of `repo` through `c` into `target`, which must then hold `src`
+/// (under its absolute path) byte for byte and metadata for metadata.
+pub fn restore_latest_matches(
+    mut c: Command,
+    repo: impl AsRef<std::ffi::OsStr>,
+    src: &Path,
+    target: &Path,
+) {
+    succeeds(
+        c.arg("-r")
+            .arg(repo)
+            .args(["restore", "latest", "--target"])
+            .arg(target),
+    );
     assert_same_tree(src, &target.join(src.strip_prefix("/").unwrap()));
 }
