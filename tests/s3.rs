@@ -164,21 +164,15 @@ fn ship_to_s3_refuses_a_prefix_holding_another_repository() {
         serde_json::from_str::<serde_json::Value>(&out).unwrap()
     };
     let before = listing(&old);
-    for extra in [&[][..], &["--allow-deletes"]] {
-        let out = cairn(&new)
+    assert_ship_refused_as_another_repository(&|extra| {
+        cairn(&new)
             .arg("-r")
             .arg(new.repo())
             .args(["ship", &dest])
             .args(extra)
             .output()
-            .unwrap();
-        let e = stderr(&out);
-        assert_eq!(out.status.code(), Some(1), "{extra:?}: {e}");
-        assert!(
-            e.contains("another repository") && e.contains("nothing was written or deleted"),
-            "{e}"
-        );
-    }
+            .unwrap()
+    });
     assert_eq!(
         listing(&old),
         before,

@@ -259,18 +259,15 @@ fn sftp_destinations_holding_a_repository_are_not_destroyed() {
         v
     };
     let before = files();
-    for extra in [&[][..], &["--allow-deletes"]] {
-        let out = cairn(&new, &ssh)
+    assert_ship_refused_as_another_repository(&|extra| {
+        cairn(&new, &ssh)
             .arg("-r")
             .arg(new.repo())
             .args(["ship", &dest])
             .args(extra)
             .output()
-            .unwrap();
-        let e = stderr(&out);
-        assert_eq!(out.status.code(), Some(1), "{extra:?}: {e}");
-        assert!(e.contains("another repository"), "{e}");
-    }
+            .unwrap()
+    });
     let inner = location(&ssh, &store.join("data"));
     let out = cairn(&new, &ssh)
         .args(["sync", "--delete", "--allow-deletes", &inner, &dest])

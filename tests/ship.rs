@@ -365,29 +365,7 @@ fn ship_refuses_a_destination_holding_another_repository() {
         };
         let calls = |emu: &Emulator| emu.stats()["calls"].clone();
         let calls_before = calls(&emu);
-        for extra in [
-            &["--dry-run"][..],
-            &[],
-            &["--allow-deletes"],
-            &["--allow-deletes", "--create-bucket"],
-        ] {
-            let out = ship_out(&newer, &emu, dest, extra);
-            assert_eq!(out.status.code(), Some(1), "{extra:?}: {}", stderr(&out));
-            let e = stderr(&out);
-            assert_eq!(e.trim().lines().count(), 1, "{e}");
-            assert!(
-                e.contains("refusing to ship")
-                    && e.contains("another repository")
-                    && e.contains("nothing was written or deleted"),
-                "{e}"
-            );
-            // The same password opens the old copy: both repository IDs are named.
-            let theirs = e.split("another repository ").nth(1).unwrap_or("");
-            assert!(
-                theirs.len() > 32 && theirs[..32].bytes().all(|c| c.is_ascii_hexdigit()),
-                "{e}"
-            );
-        }
+        assert_ship_refused_as_another_repository(&|extra| ship_out(&newer, &emu, dest, extra));
         if dest.starts_with('/') {
             assert_eq!(
                 snapshot_tree(&local_dest),

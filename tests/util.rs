@@ -734,3 +734,33 @@ pub fn restore_latest_matches(
     );
     assert_same_tree(src, &target.join(src.strip_prefix("/").unwrap()));
 }
+
+/// The offsite copy is the last copy: `ship(extra)` (another repository's ship to a
+/// destination that holds one) is refused in one line, exit 1, naming both
+/// repositories and saying nothing was written or deleted: as a dry run, as it is,
+/// with `--allow-deletes` and with `--create-bucket` too.
+pub fn assert_ship_refused_as_another_repository(ship: &dyn Fn(&[&str]) -> Output) {
+    for extra in [
+        &["--dry-run"][..],
+        &[],
+        &["--allow-deletes"],
+        &["--allow-deletes", "--create-bucket"],
+    ] {
+        let out = ship(extra);
+        let e = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{extra:?}: {e}");
+        assert_eq!(e.trim().lines().count(), 1, "{e}");
+        assert!(
+            e.contains("refusing to ship")
+                && e.contains("another repository")
+                && e.contains("nothing was written or deleted"),
+            "{e}"
+        );
+        // The same password opens the old copy: both repository IDs are named.
+        let theirs = e.split("another repository ").nth(1).unwrap_or("");
+        assert!(
+            theirs.len() > 32 && theirs[..32].bytes().all(|c| c.is_ascii_hexdigit()),
+            "{e}"
+        );
+    }
+}
